@@ -1,0 +1,319 @@
+"""One database interface over two engines: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Design note
+-----------
+Every store module writes plain SQL once, in the common subset of both
+engines, with PostgreSQL-style numbered placeholders (``$1``, ``$2``). For
+SQLite the placeholders are rewritten to ``?1``, ``?2`` (SQLite's numbered
+form), cached per statement string.
+
+Rows come back as ``Row`` objects that support both ``row["col"]`` and
+``row[0]`` on both engines (``sqlite3.Row`` and ``asyncpg.Record``).
+
+SQLite
+    One writer connection (every transaction is ``BEGIN IMMEDIATE`` under an
+    asyncio lock, because SQLite allows one writer) and a few reader
+    connections for one-shot SELECTs. WAL mode lets readers run beside the
+    writer and see every committed transaction.
+PostgreSQL
+    An asyncpg pool. ``transaction()`` checks out one connection for the
+    block. Per-room ordering is the room service's lock, not the database's.
+
+Booleans are stored as integers (0/1) and JSON as text, so both engines
+hold the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@lru_cache(maxsize=4096)
+def to_sqlite_sql(sql: str) -> str:
+    """Rewrite ``$n`` placeholders to SQLite's ``?n``."""
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+class Queries(Protocol):
+    """The query methods shared by a database and an open transaction."""
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def fetchone(self, sql: str, *args: Any) -> Any: ...
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]: ...
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+
+class Database(ABC):
+    """The engine-neutral interface that every store module uses."""
+
+    engine: str
+
+    @abstractmethod
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Queries]:
+        """Run a block as one transaction; committed on success, rolled back on error."""
+
+    @abstractmethod
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    async def fetchone(self, sql: str, *args: Any) -> Any: ...
+
+    @abstractmethod
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(sql, *args)
+        return None if row is None else row[0]
+
+    @abstractmethod
+    async def executescript(self, script: str) -> None:
+        """Run several statements (migrations only)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------- SQLite
+
+
+class _SqliteQueries:
+    """Query methods bound to one aiosqlite connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(to_sqlite_sql(sql), args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(to_sqlite_sql(sql), list(rows))
+
+    async def fetchone(self, sql: str, *args: Any) -> Any:
+        async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(sql, *args)
+        return None if row is None else row[0]
+
+
+class SqliteDatabase(Database):
+    """SQLite through aiosqlite: one writer, a few readers, WAL mode."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: str, readers: int = 3) -> None:
+        self._path = path
+        self._n_readers = readers
+        self._writer: Any = None
+        self._readers: asyncio.Queue[Any] = asyncio.Queue()
+        self._reader_conns: list[Any] = []
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        import aiosqlite
+
+        self._writer = await self._connect(aiosqlite)
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        for _ in range(self._n_readers):
+            conn = await self._connect(aiosqlite)
+            self._reader_conns.append(conn)
+            self._readers.put_nowait(conn)
+
+    async def _connect(self, aiosqlite: Any) -> Any:
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteQueries(self._writer)
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            else:
+                await self._writer.execute("COMMIT")
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._write_lock:
+            await self._writer.execute(to_sqlite_sql(sql), args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as txn:
+            await txn.executemany(sql, rows)
+
+    @contextlib.asynccontextmanager
+    async def _reader(self) -> AsyncIterator[_SqliteQueries]:
+        conn = await self._readers.get()
+        try:
+            yield _SqliteQueries(conn)
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def fetchone(self, sql: str, *args: Any) -> Any:
+        if _is_read(sql):
+            async with self._reader() as q:
+                return await q.fetchone(sql, *args)
+        async with self.transaction() as txn:
+            return await txn.fetchone(sql, *args)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        if _is_read(sql):
+            async with self._reader() as q:
+                return await q.fetchall(sql, *args)
+        async with self.transaction() as txn:
+            return await txn.fetchall(sql, *args)
+
+    async def executescript(self, script: str) -> None:
+        async with self._write_lock:
+            try:
+                await self._writer.executescript("BEGIN IMMEDIATE;\n" + script + "\nCOMMIT;")
+            except BaseException:
+                if self._writer.in_transaction:
+                    await self._writer.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        for conn in self._reader_conns:
+            await conn.close()
+        if self._writer is not None:
+            await self._writer.close()
+        self._reader_conns.clear()
+        self._writer = None
+
+
+def _is_read(sql: str) -> bool:
+    head = sql.lstrip()[:6].upper()
+    return head == "SELECT" or (head.startswith("WITH") and "RETURNING" not in sql.upper())
+
+
+# ----------------------------------------------------------------- PostgreSQL
+
+
+class _PgQueries:
+    """Query methods bound to one asyncpg connection (or the pool)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, list(rows))
+
+    async def fetchone(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetchrow(sql, *args)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self._conn.fetch(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetchval(sql, *args)
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through an asyncpg pool."""
+
+    engine = "postgres"
+
+    def __init__(self, dsn: str, min_size: int = 2, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._min = min_size
+        self._max = max_size
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min, max_size=self._max, command_timeout=60
+        )
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgQueries(conn)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._pool.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as txn:
+            await txn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, *args: Any) -> Any:
+        return await self._pool.fetchrow(sql, *args)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self._pool.fetch(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._pool.fetchval(sql, *args)
+
+    async def executescript(self, script: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(script)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class DatabaseUnavailable(Exception):
+    """The configured database cannot be opened; the message names why."""
+
+
+async def connect(url: str) -> Database:
+    """Open the database named by ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if path.startswith("//"):  # sqlite:////abs/path written SQLAlchemy-style
+            path = path[1:]
+        path = path or ":memory:"
+        sdb = SqliteDatabase(path)
+        try:
+            await sdb.open()
+        except sqlite3.Error as e:
+            await sdb.close()
+            raise DatabaseUnavailable(f"cannot open SQLite database {path}: {e}") from None
+        return sdb
+    if url.startswith(("postgresql://", "postgres://")):
+        pdb = PostgresDatabase(url)
+        try:
+            await pdb.open()
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DatabaseUnavailable(f"cannot reach PostgreSQL: {e}") from None
+        except Exception as e:  # asyncpg raises its own hierarchy for auth/db errors
+            raise DatabaseUnavailable(f"cannot open PostgreSQL database: {e}") from None
+        return pdb
+    raise DatabaseUnavailable(
+        f"unsupported database URL scheme in {url.split(':', 1)[0]!r}; "
+        "use sqlite:///path or postgresql://..."
+    )
