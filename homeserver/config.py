@@ -1,0 +1,206 @@
+"""Typed configuration read from YAML.
+
+Every option has a type and a default; an unknown key, a value of the wrong
+type or a missing file raises ``ConfigError`` with one line that names the
+key, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A configuration problem, stated in one line naming the key."""
+
+
+@dataclass
+class ListenerConfig:
+    bind: str = "127.0.0.1"
+    port: int = 8008
+
+
+@dataclass
+class RateLimit:
+    """A token bucket: ``per_second`` refill rate, ``burst`` capacity."""
+
+    per_second: float = 1.0
+    burst: int = 10
+
+
+@dataclass
+class RateLimitsConfig:
+    enabled: bool = True
+    login: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
+    registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
+    message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
+    # Per client IP over every unauthenticated rate-limited action.
+    per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
+
+
+@dataclass
+class RegistrationConfig:
+    enabled: bool = False
+    shared_secret: str | None = None
+    # Tokens accepted by m.login.registration_token; empty means none.
+    tokens: list[str] = field(default_factory=list)
+    allow_guests: bool = True
+    # Localparts nobody may register (M_EXCLUSIVE), e.g. bridge namespaces.
+    reserved_localparts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FederationConfig:
+    enabled: bool = True
+    # Tests on one machine only: allow loopback peers and skip TLS verification.
+    insecure_local: bool = False
+    # Served at /.well-known/matrix/server when set ("host:port").
+    well_known_server: str | None = None
+    trusted_key_servers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LimitsConfig:
+    max_json_body_bytes: int = 4 * 1024 * 1024
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass
+class TurnConfig:
+    uris: list[str] = field(default_factory=list)
+    shared_secret: str | None = None
+    user_lifetime_seconds: int = 86400
+
+
+@dataclass
+class Config:
+    server_name: str = ""
+    data_dir: str = "."
+    database_url: str = ""
+    signing_key_path: str = ""
+    tls_certificate_path: str = ""
+    tls_private_key_path: str = ""
+    public_baseurl: str | None = None
+    client_listener: ListenerConfig = field(default_factory=ListenerConfig)
+    federation_listener: ListenerConfig = field(
+        default_factory=lambda: ListenerConfig(port=8448)
+    )
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    default_room_version: str = "12"
+    # Whether local users may publish rooms to the public room directory.
+    allow_public_room_publishing: bool = True
+    log_level: str = "INFO"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; build nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown configuration key")
+    kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def parse_config(data: Any, base_dir: Path) -> Config:
+    """Build a ``Config`` from parsed YAML, resolving paths against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration file must be a YAML mapping")
+    config: Config = _build(Config, data)
+    if not config.server_name:
+        raise ConfigError("server_name: required")
+    from homeserver.events.validate import is_valid_server_name  # TODO-MERGE
+
+    if not is_valid_server_name(config.server_name):
+        raise ConfigError(f"server_name: {config.server_name!r} is not a valid server name")
+    data_dir = (base_dir / config.data_dir).resolve()
+    config.data_dir = str(data_dir)
+    if not config.database_url:
+        config.database_url = f"sqlite:///{data_dir / 'homeserver.db'}"
+    if not config.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        raise ConfigError("database_url: must start with sqlite:/// or postgresql://")
+    config.signing_key_path = str(data_dir / (config.signing_key_path or "signing.key"))
+    config.tls_certificate_path = str(data_dir / (config.tls_certificate_path or "tls.crt"))
+    config.tls_private_key_path = str(data_dir / (config.tls_private_key_path or "tls.key"))
+    for name in ("client_listener", "federation_listener"):
+        listener: ListenerConfig = getattr(config, name)
+        if not 0 <= listener.port <= 65535:
+            raise ConfigError(f"{name}.port: {listener.port} is not a TCP port")
+    if config.default_room_version not in ("10", "11", "12"):
+        raise ConfigError("default_room_version: must be one of 10, 11, 12")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    if config.limits.max_json_body_bytes < 65536:
+        raise ConfigError("limits.max_json_body_bytes: must be at least 65536")
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check the YAML file at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {p}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: invalid YAML{where}") from None
+    return parse_config(data, p.parent)
