@@ -98,6 +98,8 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    # Lifetime of access tokens issued together with a refresh token.
+    refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
@@ -162,7 +164,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     config: Config = _build(Config, data)
     if not config.server_name:
         raise ConfigError("server_name: required")
-    from homeserver.events.validate import is_valid_server_name  # TODO-MERGE
+    from homeserver.events.identifiers import is_valid_server_name
 
     if not is_valid_server_name(config.server_name):
         raise ConfigError(f"server_name: {config.server_name!r} is not a valid server name")

@@ -91,6 +91,12 @@ class Database(ABC):
 # --------------------------------------------------------------------- SQLite
 
 
+async def _run(conn: Any, sql: str, args: Sequence[Any] = ()) -> None:
+    """Execute and close the cursor at once, so no half-read statement keeps a lock."""
+    async with conn.execute(sql, args):
+        pass
+
+
 class _SqliteQueries:
     """Query methods bound to one aiosqlite connection."""
 
@@ -98,7 +104,7 @@ class _SqliteQueries:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._conn.execute(to_sqlite_sql(sql), args)
+        await _run(self._conn, to_sqlite_sql(sql), args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(to_sqlite_sql(sql), list(rows))
@@ -133,7 +139,7 @@ class SqliteDatabase(Database):
         import aiosqlite
 
         self._writer = await self._connect(aiosqlite)
-        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await _run(self._writer, "PRAGMA journal_mode=WAL")
         for _ in range(self._n_readers):
             conn = await self._connect(aiosqlite)
             self._reader_conns.append(conn)
@@ -142,26 +148,25 @@ class SqliteDatabase(Database):
     async def _connect(self, aiosqlite: Any) -> Any:
         conn = await aiosqlite.connect(self._path, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=10000")
+        for pragma in ("foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=10000"):
+            await _run(conn, "PRAGMA " + pragma)
         return conn
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            await _run(self._writer, "BEGIN IMMEDIATE")
             try:
                 yield _SqliteQueries(self._writer)
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await _run(self._writer, "ROLLBACK")
                 raise
             else:
-                await self._writer.execute("COMMIT")
+                await _run(self._writer, "COMMIT")
 
     async def execute(self, sql: str, *args: Any) -> None:
         async with self._write_lock:
-            await self._writer.execute(to_sqlite_sql(sql), args)
+            await _run(self._writer, to_sqlite_sql(sql), args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as txn:
@@ -195,7 +200,7 @@ class SqliteDatabase(Database):
                 await self._writer.executescript("BEGIN IMMEDIATE;\n" + script + "\nCOMMIT;")
             except BaseException:
                 if self._writer.in_transaction:
-                    await self._writer.execute("ROLLBACK")
+                    await _run(self._writer, "ROLLBACK")
                 raise
 
     async def close(self) -> None:

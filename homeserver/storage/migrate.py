@@ -26,6 +26,26 @@ _TOKENS = {
 
 
 
+def render(script: str, engine: str) -> str:
+    """Replace the dialect tokens of a migration for ``engine``."""
+    for token, value in _TOKENS[engine].items():
+        script = script.replace(token, value)
+    return script
+
+
+def available() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file, sorted by version."""
+    out = []
+    for entry in resources.files("homeserver.storage.migrations").iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        version = int(name.split("_", 1)[0])
+        out.append((version, name, entry.read_text(encoding="utf-8")))
+    out.sort()
+    return out
+
+
 async def migrate(db: Database) -> list[str]:
     """Apply every migration not applied yet; return the names applied.
 

@@ -1,0 +1,204 @@
+"""The ``myelin`` command line: generate-config, run, register-user.
+
+Errors a person can fix (bad config, unreachable database, file exists)
+print one line to stderr and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from homeserver.config import ConfigError, load_config
+from homeserver.storage.database import DatabaseUnavailable
+
+
+class CliError(Exception):
+    """A problem stated in one line for the operator."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="myelin", description="Myelin Matrix homeserver")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate-config", help="write a config, signing key and TLS certificate")
+    g.add_argument("--server-name", required=True)
+    g.add_argument("--data-dir", required=True)
+    g.add_argument("--client-port", type=int, default=8008)
+    g.add_argument("--federation-port", type=int, default=8448)
+    g.add_argument("--bind", default="127.0.0.1")
+    g.add_argument("--database-url", default=None)
+    g.add_argument("--open-registration", action="store_true")
+    g.add_argument("--registration-shared-secret", default=None)
+    g.add_argument("--insecure-local-federation", action="store_true")
+    g.add_argument("--no-rate-limits", action="store_true")
+    g.add_argument("--force", action="store_true")
+
+    r = sub.add_parser("run", help="run the server in the foreground")
+    r.add_argument("--config", required=True)
+
+    u = sub.add_parser("register-user", help="create a local account")
+    u.add_argument("--config", required=True)
+    u.add_argument("username")
+    u.add_argument("--password", default=None)
+    u.add_argument("--admin", action="store_true")
+    return p
+
+
+# ---------------------------------------------------------------- generate
+
+
+def generate_config(args: argparse.Namespace) -> None:
+    from homeserver.events.keys import encode_signing_key_line, generate_signing_key
+    from homeserver.events.identifiers import is_valid_server_name
+    from homeserver.tls import write_self_signed
+
+    if not is_valid_server_name(args.server_name):
+        raise CliError(f"--server-name: {args.server_name!r} is not a valid server name")
+    for flag, port in (("--client-port", args.client_port), ("--federation-port", args.federation_port)):
+        if not 0 <= port <= 65535:
+            raise CliError(f"{flag}: {port} is not a TCP port")
+    data_dir = Path(args.data_dir).resolve()
+    config_path = data_dir / "homeserver.yaml"
+    if config_path.exists() and not args.force:
+        raise CliError(f"{config_path} exists; pass --force to overwrite it")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, object] = {
+        "server_name": args.server_name,
+        "data_dir": ".",
+        "database_url": args.database_url or f"sqlite:///{data_dir / 'homeserver.db'}",
+        "signing_key_path": "signing.key",
+        "tls_certificate_path": "tls.crt",
+        "tls_private_key_path": "tls.key",
+        "client_listener": {"bind": args.bind, "port": args.client_port},
+        "federation_listener": {"bind": args.bind, "port": args.federation_port},
+        "registration": {
+            "enabled": bool(args.open_registration),
+            "shared_secret": args.registration_shared_secret,
+        },
+        "rate_limits": {"enabled": not args.no_rate_limits},
+        "federation": {"insecure_local": bool(args.insecure_local_federation)},
+    }
+    key = generate_signing_key("a_" + secrets.token_hex(2))
+    _write_private(data_dir / "signing.key", encode_signing_key_line(key) + "\n")
+    write_self_signed(args.server_name, data_dir / "tls.crt", data_dir / "tls.key")
+    _write_private(
+        config_path,
+        "# Myelin configuration; see config.example.yaml for every option.\n"
+        + yaml.safe_dump(config, sort_keys=False),
+    )
+    print(f"wrote {config_path}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------- run
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _run(config_path: str) -> None:
+    from homeserver.app import start
+
+    config = load_config(config_path)
+    _setup_logging(config.log_level)
+    log = logging.getLogger("myelin")
+    if config.federation.insecure_local:
+        log.warning(
+            "insecure_local federation is ON: loopback peers allowed and TLS certificates "
+            "NOT verified. Use this only for tests on one machine."
+        )
+    running = await start(config)
+    log.info(
+        "%s serving the client API on %s, federation on port %d",
+        config.server_name,
+        running.client_url,
+        running.federation_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await running.stop()
+    log.info("stopped")
+
+
+# ----------------------------------------------------------- register-user
+
+
+async def _register_user(args: argparse.Namespace) -> None:
+    from homeserver.app import HomeServer
+    from homeserver.errors import MatrixError
+
+    config = load_config(args.config)
+    password = args.password
+    if password is None:
+        if not sys.stdin.isatty():
+            raise CliError("--password is required when not run interactively")
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Confirm password: "):
+            raise CliError("passwords do not match")
+    hs = await HomeServer.build(config)
+    try:
+        user_id = await hs.accounts.check_available(args.username)
+        await hs.accounts.create_account(user_id, password, is_admin=args.admin)
+    except MatrixError as e:
+        raise CliError(f"cannot register {args.username}: {e.error}") from None
+    finally:
+        await hs.close()
+    print(f"registered {user_id}{' (admin)' if args.admin else ''}")
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate-config":
+            generate_config(args)
+        elif args.command == "run":
+            _use_uvloop()
+            asyncio.run(_run(args.config))
+        elif args.command == "register-user":
+            asyncio.run(_register_user(args))
+    except (CliError, ConfigError, DatabaseUnavailable) as e:
+        print(f"myelin: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"myelin: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

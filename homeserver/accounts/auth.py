@@ -1,0 +1,100 @@
+"""Access-token authentication for the client API.
+
+Tokens arrive in ``Authorization: Bearer`` (or the deprecated
+``access_token`` query parameter). The token is hashed and looked up by its
+hash; hot tokens are cached in memory and evicted explicitly on logout,
+device deletion, password change and deactivation.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from aiohttp import web
+
+from homeserver.accounts.requester import Requester
+from homeserver.accounts.secrets import hash_token
+from homeserver.accounts.store import AccountStore
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+
+_CACHE_SIZE = 10_000
+
+
+def missing_token() -> MatrixError:
+    return MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+
+
+def unknown_token(soft_logout: bool = False) -> MatrixError:
+    if soft_logout:
+        return MatrixError(
+            401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True
+        )
+    return MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown or revoked access token")
+
+
+def token_from_request(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise unknown_token()
+        return value.strip()
+    return request.query.get("access_token")
+
+
+class Authenticator:
+    def __init__(self, store: AccountStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        # token hash -> (requester, expires_ts)
+        self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+
+    async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
+        """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
+        token = token_from_request(request)
+        if token is None:
+            raise missing_token()
+        req = await self.by_token(token)
+        if req.is_guest and not allow_guest:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
+        return req
+
+    async def optional_requester(self, request: web.Request) -> Requester | None:
+        token = token_from_request(request)
+        return None if token is None else await self.by_token(token)
+
+    async def by_token(self, token: str) -> Requester:
+        token_hash = hash_token(token)
+        cached = self._cache.get(token_hash)
+        if cached is None:
+            rec = await self._store.get_access_token(token_hash)
+            if rec is None or rec.deactivated:
+                raise unknown_token()
+            req = Requester(
+                user_id=rec.user_id,
+                user_nid=rec.user_nid,
+                device_id=rec.device_id,
+                is_guest=rec.is_guest,
+                is_admin=rec.is_admin,
+                token_hash=token_hash,
+            )
+            cached = (req, rec.expires_ts)
+            self._cache[token_hash] = cached
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(token_hash)
+        req, expires_ts = cached
+        if expires_ts is not None and expires_ts <= self._clock.now_ms():
+            raise unknown_token(soft_logout=True)
+        return req
+
+    def forget(self, token_hashes: list[str]) -> None:
+        for h in token_hashes:
+            self._cache.pop(h, None)
+
+    def forget_user(self, user_id: str) -> None:
+        for h, (req, _) in list(self._cache.items()):
+            if req.user_id == user_id:
+                del self._cache[h]

@@ -1,0 +1,244 @@
+"""Client API: /register, /login, /refresh, /logout, /account/* (spec: "Client Authentication")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.requester import Requester
+from homeserver.accounts.service import AccountService
+from homeserver.accounts.uia import UiaService
+from homeserver.api.http import (
+    client_ip,
+    client_routes,
+    json_body,
+    json_response,
+    opt_bool,
+    opt_dict,
+    opt_str,
+    req_str,
+)
+from homeserver.errors import MatrixError, forbidden
+from homeserver.ratelimit import RateLimiter
+from homeserver.accounts.secrets import constant_time_equals
+
+
+class AccountApi:
+    def __init__(
+        self,
+        accounts: AccountService,
+        auth: Authenticator,
+        uia: UiaService,
+        limiter: RateLimiter,
+    ) -> None:
+        self.accounts = accounts
+        self.auth = auth
+        self.uia = uia
+        self.limiter = limiter
+        self.reg = accounts.config.registration
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *client_routes("GET", "/login", self.get_login),
+            *client_routes("POST", "/login", self.post_login),
+            *client_routes("POST", "/refresh", self.post_refresh),
+            *client_routes("POST", "/register", self.post_register),
+            *client_routes("GET", "/register/available", self.get_available),
+            *client_routes("POST", "/logout", self.post_logout),
+            *client_routes("POST", "/logout/all", self.post_logout_all),
+            *client_routes("GET", "/account/whoami", self.get_whoami),
+            *client_routes("POST", "/account/password", self.post_password),
+            *client_routes("POST", "/account/deactivate", self.post_deactivate),
+            *client_routes("GET", "/account/3pid", self.get_3pids),
+        ]
+
+    # ---------------------------------------------------------------- login
+
+    async def get_login(self, request: web.Request) -> web.Response:
+        return json_response({"flows": [{"type": "m.login.password"}]})
+
+    async def post_login(self, request: web.Request) -> web.Response:
+        self.limiter.check("per_ip", client_ip(request))
+        body = await json_body(request)
+        login_type = req_str(body, "type")
+        if login_type != "m.login.password":
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
+        user = _login_user(body)
+        password = req_str(body, "password")
+        user_id = await self.accounts.resolve_login_user(user)
+        self.limiter.check("login", user_id or user)
+        session = await self.accounts.login_with_password(
+            user_id,
+            password,
+            device_id=opt_str(body, "device_id"),
+            display_name=opt_str(body, "initial_device_display_name"),
+            want_refresh=opt_bool(body, "refresh_token", False),
+        )
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def post_refresh(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        session = await self.accounts.refresh(req_str(body, "refresh_token"))
+        return json_response(
+            {
+                "access_token": session.access_token,
+                "refresh_token": session.refresh_token,
+                "expires_in_ms": session.expires_in_ms,
+            }
+        )
+
+    # --------------------------------------------------------- registration
+
+    def _registration_flows(self) -> list[list[str]]:
+        flows = []
+        if self.reg.enabled:
+            flows.append(["m.login.dummy"])
+        if self.reg.tokens:
+            flows.append(["m.login.registration_token"])
+        return flows
+
+    async def _check_registration_stage(self, stage: str, auth: dict[str, Any]) -> bool:
+        if stage == "m.login.dummy":
+            return True
+        if stage == "m.login.registration_token":
+            token = auth.get("token")
+            return isinstance(token, str) and any(
+                constant_time_equals(token, t) for t in self.reg.tokens
+            )
+        return False
+
+    async def post_register(self, request: web.Request) -> web.Response:
+        self.limiter.check("per_ip", client_ip(request))
+        self.limiter.check("registration", client_ip(request))
+        kind = request.query.get("kind", "user")
+        body = await json_body(request, allow_empty=True)
+        if kind == "guest":
+            return await self._register_guest(body)
+        if kind != "user":
+            raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+        flows = self._registration_flows()
+        if not flows:
+            raise forbidden("Registration is disabled")
+        username = opt_str(body, "username")
+        password = opt_str(body, "password")
+        inhibit_login = opt_bool(body, "inhibit_login", False)
+        device_id = opt_str(body, "device_id")
+        display_name = opt_str(body, "initial_device_display_name")
+        want_refresh = opt_bool(body, "refresh_token", False)
+        if username is not None:
+            await self.accounts.check_available(username)
+        await self.uia.authenticate(
+            body.get("auth"),
+            flows=flows,
+            operation="register",
+            user_nid=None,
+            check_stage=self._check_registration_stage,
+        )
+        if username is not None:
+            user_id = await self.accounts.check_available(username)
+        else:
+            user_id = await self.accounts.new_guest_user_id()
+        await self.accounts.create_account(user_id, password)
+        if inhibit_login:
+            return json_response({"user_id": user_id, "home_server": self.accounts.server_name})
+        user = await self.accounts.store.get_user(user_id)
+        assert user is not None
+        session = await self.accounts.start_session(user, device_id, display_name, want_refresh)
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def _register_guest(self, body: dict[str, Any]) -> web.Response:
+        if not self.reg.allow_guests:
+            raise forbidden("Guest access is disabled")
+        user_id = await self.accounts.new_guest_user_id()
+        await self.accounts.create_account(user_id, None, is_guest=True)
+        user = await self.accounts.store.get_user(user_id)
+        assert user is not None
+        session = await self.accounts.start_session(
+            user,
+            None,
+            opt_str(body, "initial_device_display_name"),
+            opt_bool(body, "refresh_token", False),
+        )
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def get_available(self, request: web.Request) -> web.Response:
+        self.limiter.check("per_ip", client_ip(request))
+        username = request.query.get("username")
+        if username is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "'username' is required")
+        await self.accounts.check_available(username)
+        return json_response({"available": True})
+
+    # --------------------------------------------------------------- logout
+
+    async def post_logout(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        await self.accounts.logout(requester)
+        return json_response({})
+
+    async def post_logout_all(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        await self.accounts.logout_all(requester)
+        return json_response({})
+
+    async def get_whoami(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        return json_response(
+            {
+                "user_id": requester.user_id,
+                "device_id": requester.device_id,
+                "is_guest": requester.is_guest,
+            }
+        )
+
+    # ------------------------------------------------ password, deactivation
+
+    async def _password_uia(self, requester: Requester, auth: Any, operation: str) -> None:
+        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
+            return await self.accounts.verify_password_stage(requester, auth_dict)
+
+        await self.uia.authenticate(
+            auth,
+            flows=[["m.login.password"]],
+            operation=operation,
+            user_nid=requester.user_nid,
+            check_stage=check,
+        )
+
+    async def post_password(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        new_password = req_str(body, "new_password")
+        logout_devices = opt_bool(body, "logout_devices", True)
+        await self._password_uia(requester, body.get("auth"), "password")
+        await self.accounts.change_password(requester, new_password, logout_devices)
+        return json_response({})
+
+    async def post_deactivate(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request, allow_empty=True)
+        opt_bool(body, "erase", False)
+        await self._password_uia(requester, body.get("auth"), "deactivate")
+        await self.accounts.deactivate(requester.user_id)
+        return json_response({"id_server_unbind_result": "no-support"})
+
+    async def get_3pids(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request)
+        # Third-party identifiers are not supported: the honest answer is an empty list.
+        return json_response({"threepids": []})
+
+
+def _login_user(body: dict[str, Any]) -> str:
+    """The user named by a login request: ``identifier`` (m.id.user) or the old ``user``."""
+    identifier = opt_dict(body, "identifier")
+    if identifier is not None:
+        id_type = identifier.get("type")
+        if id_type != "m.id.user":
+            raise MatrixError(400, "M_UNKNOWN", f"Unsupported identifier type {id_type}")
+        user = identifier.get("user")
+        if not isinstance(user, str) or not user:
+            raise MatrixError(400, "M_BAD_JSON", "'identifier.user' must be a string")
+        return user
+    return req_str(body, "user")

@@ -1,0 +1,97 @@
+"""Client API: /devices, /delete_devices (spec: "Device Management")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.requester import Requester
+from homeserver.accounts.service import AccountService
+from homeserver.accounts.store import DeviceRecord
+from homeserver.accounts.uia import UiaService
+from homeserver.api.http import client_routes, json_body, json_response, opt_str
+from homeserver.errors import bad_json, not_found
+
+
+def _device_json(d: DeviceRecord) -> dict[str, Any]:
+    return {
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ip": d.last_seen_ip,
+        "last_seen_ts": d.last_seen_ts,
+    }
+
+
+class DevicesApi:
+    def __init__(self, accounts: AccountService, auth: Authenticator, uia: UiaService) -> None:
+        self.accounts = accounts
+        self.auth = auth
+        self.uia = uia
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *client_routes("GET", "/devices", self.list_devices),
+            *client_routes("GET", "/devices/{deviceId}", self.get_device),
+            *client_routes("PUT", "/devices/{deviceId}", self.put_device),
+            *client_routes("DELETE", "/devices/{deviceId}", self.delete_device),
+            *client_routes("POST", "/delete_devices", self.delete_devices),
+        ]
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        devices = await self.accounts.store.list_devices(requester.user_nid)
+        return json_response({"devices": [_device_json(d) for d in devices]})
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        device = await self.accounts.store.get_device(
+            requester.user_nid, request.match_info["deviceId"]
+        )
+        if device is None:
+            raise not_found("Unknown device")
+        return json_response(_device_json(device))
+
+    async def put_device(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        body = await json_body(request, allow_empty=True)
+        name = opt_str(body, "display_name")
+        found = await self.accounts.store.set_device_display_name(
+            requester.user_nid, request.match_info["deviceId"], name
+        )
+        if not found:
+            raise not_found("Unknown device")
+        return json_response({})
+
+    async def _uia(self, requester: Requester, auth: Any) -> None:
+        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
+            return await self.accounts.verify_password_stage(requester, auth_dict)
+
+        await self.uia.authenticate(
+            auth,
+            flows=[["m.login.password"]],
+            operation="delete_devices",
+            user_nid=requester.user_nid,
+            check_stage=check,
+        )
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        device_id = request.match_info["deviceId"]
+        body = await json_body(request, allow_empty=True)
+        if await self.accounts.store.get_device(requester.user_nid, device_id) is None:
+            raise not_found("Unknown device")
+        await self._uia(requester, body.get("auth"))
+        await self.accounts.delete_devices(requester.user_id, requester.user_nid, [device_id])
+        return json_response({})
+
+    async def delete_devices(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        devices = body.get("devices")
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise bad_json("'devices' must be a list of device ids")
+        await self._uia(requester, body.get("auth"))
+        await self.accounts.delete_devices(requester.user_id, requester.user_nid, devices)
+        return json_response({})

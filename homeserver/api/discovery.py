@@ -1,0 +1,75 @@
+"""Client API: /versions, /.well-known/matrix/client, /capabilities (spec: "Server Discovery", "Capabilities")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.api.http import client_routes, json_response
+from homeserver.config import Config
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
+SPEC_VERSIONS = [
+    "r0.6.1",
+    "v1.1",
+    "v1.2",
+    "v1.3",
+    "v1.4",
+    "v1.5",
+    "v1.6",
+    "v1.7",
+    "v1.8",
+    "v1.9",
+    "v1.10",
+    "v1.11",
+    "v1.12",
+]
+
+
+class DiscoveryApi:
+    def __init__(
+        self, config: Config, auth: Authenticator, unstable_features: dict[str, bool]
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        # Filled by the composition root with what the server really supports.
+        self.unstable_features = unstable_features
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/_matrix/client/versions", self.versions),
+            web.get("/.well-known/matrix/client", self.well_known),
+            *client_routes("GET", "/capabilities", self.capabilities),
+        ]
+
+    async def versions(self, request: web.Request) -> web.Response:
+        return json_response(
+            {"versions": SPEC_VERSIONS, "unstable_features": self.unstable_features}
+        )
+
+    async def well_known(self, request: web.Request) -> web.Response:
+        base = self.config.public_baseurl
+        if base is None:
+            listener = self.config.client_listener
+            base = f"http://{listener.bind}:{listener.port}"
+        return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
+
+    async def capabilities(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request, allow_guest=True)
+        caps: dict[str, Any] = {
+            "m.room_versions": {
+                "default": self.config.default_room_version,
+                "available": {
+                    v.identifier: "stable" if v.stable else "unstable"
+                    for v in KNOWN_ROOM_VERSIONS.values()
+                },
+            },
+            "m.change_password": {"enabled": True},
+            "m.set_displayname": {"enabled": True},
+            "m.set_avatar_url": {"enabled": True},
+            "m.3pid_changes": {"enabled": False},
+            "m.get_login_token": {"enabled": False},
+        }
+        return json_response({"capabilities": caps})

@@ -1,0 +1,123 @@
+"""Shared fixtures: real Myelin servers on 127.0.0.1, on SQLite or PostgreSQL.
+
+``MYELIN_TEST_DB`` selects the engine (``sqlite``, the default, or
+``postgres``); for PostgreSQL ``MYELIN_TEST_PG_DSN`` names an administrative
+connection, and every server gets a fresh database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeserver.app import RunningServer, start
+from homeserver.config import Config, parse_config
+from homeserver.events.keys import encode_signing_key_line, generate_signing_key
+from homeserver.tls import write_self_signed
+from tests.helpers import Api
+
+ENGINE = os.environ.get("MYELIN_TEST_DB", "sqlite")
+PG_DSN = os.environ.get("MYELIN_TEST_PG_DSN", "")
+
+
+def pytest_report_header() -> str:
+    return f"myelin storage engine: {ENGINE}"
+
+
+async def _create_pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
+    import asyncpg
+
+    if not PG_DSN:
+        pytest.fail("MYELIN_TEST_DB=postgres needs MYELIN_TEST_PG_DSN")
+    name = "myelin_test_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(
+            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    finally:
+        await conn.close()
+    base, _, _ = PG_DSN.rpartition("/")
+
+    async def drop() -> None:
+        c = await asyncpg.connect(PG_DSN)
+        try:
+            await c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await c.close()
+
+    return f"{base}/{name}", drop
+
+
+def write_data_dir(data_dir: Path, server_name: str) -> None:
+    """Signing key and TLS certificate, as generate-config writes them."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = generate_signing_key("a_" + secrets.token_hex(2))
+    (data_dir / "signing.key").write_text(encode_signing_key_line(key) + "\n")
+    write_self_signed(server_name, data_dir / "tls.crt", data_dir / "tls.key")
+
+
+def make_config(data_dir: Path, database_url: str, **overrides: Any) -> Config:
+    raw: dict[str, Any] = {
+        "server_name": overrides.pop("server_name", "localhost"),
+        "data_dir": str(data_dir),
+        "database_url": database_url,
+        "client_listener": {"bind": "127.0.0.1", "port": 0},
+        "federation_listener": {"bind": "127.0.0.1", "port": 0},
+        "registration": {"enabled": True},
+        "rate_limits": {"enabled": False},
+        "federation": {"insecure_local": True},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return parse_config(raw, data_dir)
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start real servers; every one is stopped and its database dropped afterwards."""
+    running: list[RunningServer] = []
+    drops: list[Callable[[], Awaitable[None]]] = []
+    counter = 0
+
+    async def factory(**overrides: Any) -> RunningServer:
+        nonlocal counter
+        counter += 1
+        data_dir = tmp_path / f"server{counter}"
+        write_data_dir(data_dir, overrides.get("server_name", "localhost"))
+        if ENGINE == "postgres":
+            url, drop = await _create_pg_database()
+            drops.append(drop)
+        else:
+            url = f"sqlite:///{data_dir / 'homeserver.db'}"
+        server = await start(make_config(data_dir, url, **overrides))
+        running.append(server)
+        return server
+
+    yield factory
+    for server in running:
+        await server.stop()
+    for drop in drops:
+        await drop()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    return await make_server()
+
+
+@pytest.fixture
+async def api(server: RunningServer) -> AsyncIterator[Api]:
+    async with Api(server.client_url) as client:
+        yield client
