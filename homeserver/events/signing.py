@@ -1,0 +1,199 @@
+"""Signing JSON, content hashes, reference hashes, event ids and event signatures.
+
+Spec: appendices "Signing JSON" / "Checking for a Signature"; server-server
+"Signing Events" ("Adding hashes and signatures to outgoing events",
+"Validating hashes and signatures on received events", "Calculating the
+reference hash for an event", "Calculating the content hash for an event");
+rooms v4+ "Event IDs"; rooms v12 room ids.
+
+Everything here runs once or more per event, so the functions build shallow
+filtered copies rather than deep copies, and never mutate their inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from homeserver.events.canonical import decode_base64, encode_base64, encode_canonical_json
+from homeserver.events.keys import ALGORITHM, SigningKey
+from homeserver.events.redaction import redact
+from homeserver.events.room_versions import RoomVersion
+
+_NOT_SIGNED = frozenset({"signatures", "unsigned"})
+_NOT_CONTENT_HASHED = frozenset({"signatures", "unsigned", "hashes"})
+
+
+class SignatureError(Exception):
+    """A signature is missing, malformed or does not verify; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- Signing JSON (appendices) ---------------------------------------------------------------
+
+
+def _signable_bytes(obj: dict[str, Any]) -> bytes:
+    """Canonical JSON of ``obj`` without ``signatures`` and ``unsigned`` ("Signing Details")."""
+    return encode_canonical_json({k: v for k, v in obj.items() if k not in _NOT_SIGNED})
+
+
+def _with_signature(
+    obj: dict[str, Any], server_name: str, key_id: str, signature: str
+) -> dict[str, Any]:
+    """A shallow copy of ``obj`` with one signature merged into ``signatures``.
+
+    Existing signatures (other servers', other keys) are kept: a join event
+    carries both the joining and the resident server's signatures.
+    """
+    old = obj.get("signatures")
+    signatures = {name: dict(sigs) for name, sigs in old.items()} if isinstance(old, dict) else {}
+    signatures.setdefault(server_name, {})[key_id] = signature
+    signed = dict(obj)
+    signed["signatures"] = signatures
+    return signed
+
+
+def sign_json(obj: dict[str, Any], server_name: str, key: SigningKey) -> dict[str, Any]:
+    """Return ``obj`` signed by ``server_name`` (appendices "Signing Details").
+
+    ``signatures`` and ``unsigned`` are not covered by the signature and are
+    carried over unchanged; ``obj`` itself is not modified.
+    """
+    signature = encode_base64(key.sign(_signable_bytes(obj)))
+    return _with_signature(obj, server_name, key.key_id, signature)
+
+
+def verify_json_signature(
+    obj: dict[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+) -> None:
+    """Check ``server_name``'s signature with ``key_id`` (appendices "Checking for a Signature").
+
+    Returns ``None`` when it verifies; raises ``SignatureError`` otherwise.
+    Looking up ``verify_key`` (step 3) is the caller's job.
+    """
+    if not key_id.startswith(ALGORITHM + ":"):
+        raise SignatureError(f"unsupported signing algorithm in key id {key_id!r}")
+    signatures = obj.get("signatures")
+    if not isinstance(signatures, dict):
+        raise SignatureError("no signatures")
+    server_signatures = signatures.get(server_name)
+    if not isinstance(server_signatures, dict):
+        raise SignatureError(f"not signed by {server_name}")
+    signature_b64 = server_signatures.get(key_id)
+    if not isinstance(signature_b64, str):
+        raise SignatureError(f"no signature from {server_name} with key {key_id}")
+    try:
+        signature = decode_base64(signature_b64)
+    except ValueError:
+        raise SignatureError(f"signature from {server_name} is not valid base64") from None
+    try:
+        verify_key.verify(_signable_bytes(obj), signature)
+    except (BadSignatureError, ValueError):
+        # nacl raises ValueError for a signature of the wrong length.
+        raise SignatureError(f"bad signature from {server_name} with key {key_id}") from None
+
+
+# --- Content hash (server-server "Calculating the content hash for an event") -----------------
+
+
+def _content_hash_bytes(pdu: dict[str, Any]) -> bytes:
+    return hashlib.sha256(
+        encode_canonical_json({k: v for k, v in pdu.items() if k not in _NOT_CONTENT_HASHED})
+    ).digest()
+
+
+def compute_content_hash(pdu: dict[str, Any]) -> str:
+    """SHA-256 of the full event minus ``unsigned``/``signatures``/``hashes``, unpadded base64.
+
+    Covers the unredacted content, so a receiver can tell it was given a
+    redacted copy ("Calculating the content hash for an event").
+    """
+    return encode_base64(_content_hash_bytes(pdu))
+
+
+def add_content_hash(pdu: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``pdu`` with ``hashes.sha256`` set ("Adding hashes and signatures")."""
+    hashed = dict(pdu)
+    old = pdu.get("hashes")
+    hashes = dict(old) if isinstance(old, dict) else {}
+    hashes["sha256"] = compute_content_hash(pdu)
+    hashed["hashes"] = hashes
+    return hashed
+
+
+def check_content_hash(pdu: dict[str, Any]) -> bool:
+    """Does ``hashes.sha256`` match the content? ("Validating hashes and signatures").
+
+    False means the caller must use the redacted copy of the event instead.
+    """
+    hashes = pdu.get("hashes")
+    claimed = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not isinstance(claimed, str):
+        return False
+    try:
+        return decode_base64(claimed) == _content_hash_bytes(pdu)
+    except ValueError:
+        return False
+
+
+# --- Reference hash and ids (server-server "Calculating the reference hash for an event") -----
+
+
+def compute_reference_hash(pdu: dict[str, Any], room_version: RoomVersion) -> bytes:
+    """SHA-256 of the redacted event without ``signatures``/``unsigned`` (raw digest)."""
+    return hashlib.sha256(_signable_bytes(redact(pdu, room_version))).digest()
+
+
+def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
+    """``$`` + URL-safe unpadded base64 of the reference hash (rooms v4+ "Event IDs")."""
+    return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=True)
+
+
+def room_id_for_create_event(pdu: dict[str, Any], room_version: RoomVersion) -> str:
+    """Room v12: the room id is the create event's id with ``!`` for ``$`` (appendices "Room IDs").
+
+    Raises ``ValueError`` for other event types or room versions that carry
+    an explicit room id.
+    """
+    if not room_version.room_id_from_create_event:
+        raise ValueError(f"room version {room_version.identifier} does not derive room ids")
+    if pdu.get("type") != "m.room.create":
+        raise ValueError("only an m.room.create event names a room")
+    return "!" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=True)
+
+
+# --- Event signatures (server-server "Signing Events") ----------------------------------------
+
+
+def sign_event(
+    pdu: dict[str, Any], server_name: str, key: SigningKey, room_version: RoomVersion
+) -> dict[str, Any]:
+    """Return ``pdu`` with our signature over its redacted form ("Adding hashes and signatures").
+
+    The content hash must already be present (``add_content_hash``): the
+    signature covers ``hashes``, which in turn covers the full content.
+    """
+    signature = encode_base64(key.sign(_signable_bytes(redact(pdu, room_version))))
+    return _with_signature(pdu, server_name, key.key_id, signature)
+
+
+def verify_event_signature(
+    pdu: dict[str, Any],
+    room_version: RoomVersion,
+    server_name: str,
+    key_id: str,
+    verify_key: VerifyKey,
+) -> None:
+    """Check one server's signature on the redacted event ("Validating hashes and signatures").
+
+    Works whether we hold the full event or a redacted copy. Which servers
+    must sign, and which keys are unexpired, is the caller's policy.
+    Raises ``SignatureError``.
+    """
+    verify_json_signature(redact(pdu, room_version), server_name, key_id, verify_key)
