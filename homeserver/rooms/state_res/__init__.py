@@ -1,0 +1,9 @@
+"""Pure state resolution: v2 (room versions 10, 11) and v2.1 (room version 12).
+
+One module per step of the spec's algorithm; ``resolve_state`` runs them.
+"""
+
+from homeserver.rooms.state_res.common import AuthCheck, StateKey, StateMap, is_power_event
+from homeserver.rooms.state_res.resolve import resolve_state
+
+__all__ = ["AuthCheck", "StateKey", "StateMap", "is_power_event", "resolve_state"]
