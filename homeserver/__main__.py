@@ -58,13 +58,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def generate_config(args: argparse.Namespace) -> None:
-    from homeserver.events.keys import encode_signing_key_line, generate_signing_key
     from homeserver.events.identifiers import is_valid_server_name
+    from homeserver.events.keys import encode_signing_key_line, generate_signing_key
     from homeserver.tls import write_self_signed
 
     if not is_valid_server_name(args.server_name):
         raise CliError(f"--server-name: {args.server_name!r} is not a valid server name")
-    for flag, port in (("--client-port", args.client_port), ("--federation-port", args.federation_port)):
+    for flag, port in (
+        ("--client-port", args.client_port),
+        ("--federation-port", args.federation_port),
+    ):
         if not 0 <= port <= 65535:
             raise CliError(f"{flag}: {port} is not a TCP port")
     data_dir = Path(args.data_dir).resolve()

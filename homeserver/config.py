@@ -90,9 +90,7 @@ class Config:
     tls_private_key_path: str = ""
     public_baseurl: str | None = None
     client_listener: ListenerConfig = field(default_factory=ListenerConfig)
-    federation_listener: ListenerConfig = field(
-        default_factory=lambda: ListenerConfig(port=8448)
-    )
+    federation_listener: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8448))
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)

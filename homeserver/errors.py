@@ -54,9 +54,7 @@ def unrecognized(status: int = 404, error: str = "Unrecognized request") -> Matr
 
 
 def limit_exceeded(retry_after_ms: int) -> MatrixError:
-    return MatrixError(
-        429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms
-    )
+    return MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)
 
 
 def too_large(error: str = "Request body is too large") -> MatrixError:

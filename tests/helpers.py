@@ -63,7 +63,9 @@ class Api:
         hdrs = dict(headers or {})
         if token is not None:
             hdrs["Authorization"] = f"Bearer {token}"
-        url = self.base_url + (path if path.startswith("/_") or path.startswith("/.") else V3 + path)
+        url = self.base_url + (
+            path if path.startswith("/_") or path.startswith("/.") else V3 + path
+        )
         async with self.session.request(
             method, url, json=json, data=data, headers=hdrs, params=params
         ) as resp:

@@ -27,9 +27,7 @@ def missing_token() -> MatrixError:
 
 def unknown_token(soft_logout: bool = False) -> MatrixError:
     if soft_logout:
-        return MatrixError(
-            401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True
-        )
+        return MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
     return MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown or revoked access token")
 
 

@@ -176,9 +176,7 @@ class AccountService:
         want_refresh: bool,
     ) -> Session:
         """Create (or reuse) a device and issue a fresh access token for it."""
-        if device_id is not None and (
-            not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH
-        ):
+        if device_id is not None and (not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid device_id")
         device_id = device_id or new_device_id()
         now = self.clock.now_ms()
@@ -264,7 +262,8 @@ class AccountService:
         await self.store.set_password_hash(requester.user_nid, await hash_password(new_password))
         if logout_devices:
             others = [
-                d for d in await self.store.device_ids(requester.user_nid)
+                d
+                for d in await self.store.device_ids(requester.user_nid)
                 if d != requester.device_id
             ]
             await self.delete_devices(requester.user_id, requester.user_nid, others)

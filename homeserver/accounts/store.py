@@ -282,9 +282,7 @@ class AccountStore:
         return [r[0] for r in rows]
 
     async def device_ids(self, user_nid: int) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT device_id FROM devices WHERE user_nid = $1", user_nid
-        )
+        rows = await self.db.fetchall("SELECT device_id FROM devices WHERE user_nid = $1", user_nid)
         return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ nonces

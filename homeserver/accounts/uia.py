@@ -132,7 +132,9 @@ class UiaService:
         )
         return session_id
 
-    async def _load(self, session_id: str, operation: str, user_nid: int | None) -> list[str] | None:
+    async def _load(
+        self, session_id: str, operation: str, user_nid: int | None
+    ) -> list[str] | None:
         row = await self._db.fetchone(
             "SELECT created_ts, operation, user_nid, completed FROM uia_sessions"
             " WHERE session_id = $1",

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.requester import Requester
+from homeserver.accounts.secrets import constant_time_equals
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.http import (
@@ -22,7 +23,6 @@ from homeserver.api.http import (
 )
 from homeserver.errors import MatrixError, forbidden
 from homeserver.ratelimit import RateLimiter
-from homeserver.accounts.secrets import constant_time_equals
 
 
 class AccountApi:

@@ -1,4 +1,4 @@
-"""Client API: /versions, /.well-known/matrix/client, /capabilities (spec: "Server Discovery", "Capabilities")."""
+"""Client API: /versions, /.well-known/matrix/client, /capabilities (spec: "Capabilities")."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def error_response(err: MatrixError) -> web.Response:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer preflight requests and add CORS headers to every response (spec: Web Browser Clients)."""
+    """Answer preflight requests; add CORS headers to every response (spec: Web Browser Clients)."""
     if request.method == "OPTIONS":
         resp: web.StreamResponse = web.Response(status=200)
     else:

@@ -313,7 +313,7 @@ async def connect(url: str) -> Database:
         pdb = PostgresDatabase(url)
         try:
             await pdb.open()
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             raise DatabaseUnavailable(f"cannot reach PostgreSQL: {e}") from None
         except Exception as e:  # asyncpg raises its own hierarchy for auth/db errors
             raise DatabaseUnavailable(f"cannot open PostgreSQL database: {e}") from None

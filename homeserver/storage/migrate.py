@@ -25,7 +25,6 @@ _TOKENS = {
 }
 
 
-
 def render(script: str, engine: str) -> str:
     """Replace the dialect tokens of a migration for ``engine``."""
     for token, value in _TOKENS[engine].items():
@@ -69,9 +68,7 @@ async def migrate(db: Database) -> list[str]:
         try:
             await db.executescript(script)
         except Exception:
-            again = await db.fetchval(
-                "SELECT 1 FROM schema_migrations WHERE version = $1", version
-            )
+            again = await db.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version)
             if again is None:
                 raise
             continue

@@ -10,7 +10,11 @@ async def test_register_login_whoami_logout(api: Api) -> None:
     assert alice.user_id == "@alice:localhost"
     r = await api.get("/account/whoami", token=alice.access_token)
     assert r.status == 200
-    assert r.body == {"user_id": "@alice:localhost", "device_id": alice.device_id, "is_guest": False}
+    assert r.body == {
+        "user_id": "@alice:localhost",
+        "device_id": alice.device_id,
+        "is_guest": False,
+    }
     r = await api.login("alice", alice.password)
     assert r.status == 200, r.body
     token2 = r.body["access_token"]
