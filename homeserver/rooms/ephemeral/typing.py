@@ -17,7 +17,8 @@ a sync token carries them together with a per-process ``epoch``:
 another process (or a malformed one). ``typing_for_rooms`` answers a stale
 position with the current list of *every* requested room, empty lists
 included, because the client may still show typists the old process knew
-about and ``m.typing`` always replaces the client's whole list.
+about and ``m.typing`` always replaces the client's whole list. An
+initial sync (no token) passes 0: rooms whose list changed since start-up.
 
 Hooks: ``change_hooks`` are called synchronously with a ``TypingChange``
 for every start, refresh, stop and expiry (the notifier wakes /sync on
