@@ -22,11 +22,16 @@ from homeserver.api.account import AccountApi
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.profile import ProfileApi
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.ephemeral.deps import RoomLinks
+from homeserver.rooms.ephemeral.receipts import ReceiptService
+from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
+from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.tls import server_ssl_context
@@ -47,6 +52,14 @@ class HomeServer:
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
+    # --- ephemeral: typing, receipts, read markers -----------------------
+    # room_links forwards to placeholders that refuse (no membership, no
+    # events, no room account data) until the rooms and userdata branches
+    # land; then assign room_links.*_impl to the real services here.
+    room_links: RoomLinks
+    typing: TypingService
+    receipts: ReceiptService
+    # --- end ephemeral ---------------------------------------------------
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -62,6 +75,17 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
+        # --- ephemeral ---
+        links = RoomLinks()
+        typing = TypingService(links.is_joined)
+        receipts = ReceiptService(
+            ReceiptStore(db),
+            clock,
+            links.is_joined,
+            links.event_in_room,
+            links.set_room_account_data,
+        )
+        # --- end ephemeral ---
         return cls(
             config=config,
             db=db,
@@ -70,6 +94,9 @@ class HomeServer:
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            room_links=links,
+            typing=typing,
+            receipts=receipts,
         )
 
     def client_app(self) -> web.Application:
@@ -84,6 +111,7 @@ class HomeServer:
             DevicesApi(self.accounts, self.auth, self.uia),
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
+            EphemeralApi(self.typing, self.receipts, self.auth),
         ]
         for api in apis:
             app.add_routes(api.routes())
@@ -98,6 +126,7 @@ class HomeServer:
         return app
 
     async def close(self) -> None:
+        self.typing.close()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
