@@ -19,17 +19,22 @@ from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
+from homeserver.api.account_data import AccountDataApi  # user data
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
+from homeserver.api.filters import FilterApi  # user data
 from homeserver.api.http import cors_middleware, error_middleware
+from homeserver.api.presence import PresenceApi  # user data
 from homeserver.api.profile import ProfileApi
+from homeserver.api.pushrules import PushRulesApi  # user data
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.ratelimit import RateLimiter
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.tls import server_ssl_context
+from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
 
@@ -47,6 +52,8 @@ class HomeServer:
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
+    # --- user data: account data, filters, push rules, presence
+    userdata: UserDataServices
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -70,6 +77,7 @@ class HomeServer:
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            userdata=UserDataServices.build(db, clock),
         )
 
     def client_app(self) -> web.Application:
@@ -84,6 +92,14 @@ class HomeServer:
             DevicesApi(self.accounts, self.auth, self.uia),
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
+        ]
+        # --- user data: account data, tags, filters, push rules, presence
+        ud = self.userdata
+        apis += [
+            AccountDataApi(ud.account_data, self.auth),
+            FilterApi(ud.filters, self.auth),
+            PushRulesApi(ud.push, self.auth),
+            PresenceApi(ud.presence, self.auth),
         ]
         for api in apis:
             app.add_routes(api.routes())
