@@ -60,7 +60,7 @@ class PushRule:
 
 def strip_historical(actions: Iterable[Any]) -> tuple[Any, ...]:
     """Drop ``dont_notify`` and ``coalesce`` (spec: "Historical Actions")."""
-    return tuple(a for a in actions if a not in _HISTORICAL_ACTIONS)
+    return tuple(a for a in actions if not (isinstance(a, str) and a in _HISTORICAL_ACTIONS))
 
 
 def _match(key: str, pattern: str) -> dict[str, Any]:
