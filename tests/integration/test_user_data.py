@@ -222,3 +222,47 @@ async def test_user_data_survives_restart(make_server: object) -> None:
         assert await second.hs.userdata.account_data.current_position() == pos_ad + 1
     finally:
         await second.stop()
+
+
+async def test_concurrent_tag_changes_all_land_and_wake_sync(
+    api: Api, server: RunningServer
+) -> None:
+    import asyncio
+
+    alice = await api.register("alice")
+    woken: list[tuple[str, int]] = []
+    server.hs.userdata.account_data.change_hooks.append(lambda u, p: woken.append((u, p)))
+    base = f"/user/{alice.user_id}/rooms/{ROOM}/tags"
+    replies = await asyncio.gather(
+        *(api.put(f"{base}/t{i}", {"order": i / 10}, token=alice.access_token) for i in range(8))
+    )
+    assert all(r.status == 200 for r in replies)
+    r = await api.get(base, token=alice.access_token)
+    assert set(r.body["tags"]) == {f"t{i}" for i in range(8)}
+    assert sorted(p for _, p in woken) == list(range(1, 9))
+    assert {u for u, _ in woken} == {alice.user_id}
+
+
+async def test_filter_load_for_sync(api: Api, server: RunningServer) -> None:
+    from homeserver.errors import MatrixError
+
+    alice = await api.register("alice")
+    r = await api.post(
+        f"/user/{alice.user_id}/filter",
+        {"room": {"timeline": {"limit": 5}}},
+        token=alice.access_token,
+    )
+    filters = server.hs.userdata.filters
+    nid = (await server.hs.accounts.store.get_user(alice.user_id)).user_nid  # type: ignore[union-attr]
+    f = await filters.load(nid, r.body["filter_id"])
+    assert f.room.timeline.limit == 5
+    f = await filters.load(nid, '{"room": {"state": {"lazy_load_members": true}}}')
+    assert f.room.state.lazy_load_members
+    assert (await filters.load(nid, None)).room.timeline.limit is None
+    for bad in ("12345", "{not json", '{"room": {"timeline": {"limit": "x"}}}'):
+        try:
+            await filters.load(nid, bad)
+        except MatrixError as e:
+            assert (e.status, e.errcode) == (400, "M_INVALID_PARAM")
+        else:
+            raise AssertionError(bad)
