@@ -19,14 +19,19 @@ from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
+from homeserver.api.account_data import AccountDataApi  # user data
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
+from homeserver.api.filters import FilterApi  # user data
 from homeserver.api.http import cors_middleware, error_middleware
+from homeserver.api.presence import PresenceApi  # user data
 from homeserver.api.profile import ProfileApi
+from homeserver.api.pushrules import PushRulesApi  # user data
 from homeserver.clock import Clock
 from homeserver.config import Config
+from homeserver.errors import not_found
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -35,6 +40,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.tls import server_ssl_context
+from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
 
@@ -60,6 +66,8 @@ class HomeServer:
     typing: TypingService
     receipts: ReceiptService
     # --- end ephemeral ---------------------------------------------------
+    # --- user data: account data, filters, push rules, presence
+    userdata: UserDataServices
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -86,6 +94,19 @@ class HomeServer:
             links.set_room_account_data,
         )
         # --- end ephemeral ---
+        userdata = UserDataServices.build(db, clock)
+
+        async def set_room_account_data(
+            user_id: str, room_id: str, type: str, content: dict[str, Any]
+        ) -> None:
+            user = await store.get_user(user_id)
+            if user is None:
+                raise not_found("Unknown user")
+            await userdata.account_data.put_managed(
+                user.user_nid, user_id, room_id, type, content
+            )
+
+        links.set_room_account_data_impl = set_room_account_data
         return cls(
             config=config,
             db=db,
@@ -97,6 +118,7 @@ class HomeServer:
             room_links=links,
             typing=typing,
             receipts=receipts,
+            userdata=userdata,
         )
 
     def client_app(self) -> web.Application:
@@ -112,6 +134,14 @@ class HomeServer:
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
             EphemeralApi(self.typing, self.receipts, self.auth),
+        ]
+        # --- user data: account data, tags, filters, push rules, presence
+        ud = self.userdata
+        apis += [
+            AccountDataApi(ud.account_data, self.auth),
+            FilterApi(ud.filters, self.auth),
+            PushRulesApi(ud.push, self.auth),
+            PresenceApi(ud.presence, self.auth),
         ]
         for api in apis:
             app.add_routes(api.routes())

@@ -1,0 +1,1 @@
+"""Push rules: the spec's server-default rules, a pure evaluator, storage and API service."""

@@ -1,0 +1,1 @@
+"""Per-user data that /sync reads by stream position: account data, filters, presence."""

@@ -1,0 +1,131 @@
+"""Presence (spec: "Presence"): the latest state per user, with a stream position.
+
+Table ``presence`` holds one row per user; each change takes a position in
+the ``presence`` stream inside its transaction, so /sync reads the users
+whose presence changed in (from, to] with one indexed query. Durations are
+computed when read: ``last_active_ago`` from ``last_active_ts``, and
+``currently_active`` while an online user was active within the last minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.clock import Clock
+from homeserver.errors import not_found
+from homeserver.storage.database import Database
+from homeserver.userdata import streams
+
+STATES = ("online", "offline", "unavailable")
+CURRENTLY_ACTIVE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRow:
+    user_id: str
+    state: str
+    status_msg: str | None
+    last_active_ts: int
+    stream_pos: int
+
+
+_COLUMNS = "u.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos"
+
+
+def _row(r: Any) -> PresenceRow:
+    return PresenceRow(r[0], r[1], r[2], int(r[3]), int(r[4]))
+
+
+class PresenceStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set(self, user_nid: int, state: str, status_msg: str | None, now: int) -> int:
+        async with self.db.transaction() as txn:
+            pos = await streams.next_position(txn, streams.PRESENCE)
+            await txn.execute(
+                "INSERT INTO presence (user_nid, state, status_msg, last_active_ts, stream_pos)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_nid) DO UPDATE SET"
+                " state = excluded.state, status_msg = excluded.status_msg,"
+                " last_active_ts = excluded.last_active_ts, stream_pos = excluded.stream_pos",
+                user_nid,
+                state,
+                status_msg,
+                now,
+                pos,
+            )
+        return pos
+
+    async def get(self, user_id: str) -> tuple[bool, PresenceRow | None]:
+        """(whether the user exists, their presence row if any)."""
+        r = await self.db.fetchone(
+            f"SELECT {_COLUMNS} FROM users u LEFT JOIN presence p ON p.user_nid = u.user_nid"
+            " WHERE u.user_id = $1",
+            user_id,
+        )
+        if r is None:
+            return False, None
+        return True, (None if r[1] is None else _row(r))
+
+    async def changed(self, from_pos: int, to_pos: int) -> list[PresenceRow]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
+            " WHERE p.stream_pos > $1 AND p.stream_pos <= $2 ORDER BY p.stream_pos",
+            from_pos,
+            to_pos,
+        )
+        return [_row(r) for r in rows]
+
+
+class PresenceService:
+    def __init__(self, db: Database, store: PresenceStore, clock: Clock) -> None:
+        self.db = db
+        self.store = store
+        self.clock = clock
+        # (user_id, position) after each committed change: /sync wake-ups.
+        self.change_hooks: list[Callable[[str, int], None]] = []
+
+    def content(self, row: PresenceRow) -> dict[str, Any]:
+        """The ``m.presence`` content for ``row``, as of now."""
+        ago = max(0, self.clock.now_ms() - row.last_active_ts)
+        out: dict[str, Any] = {"presence": row.state, "last_active_ago": ago}
+        if row.status_msg is not None:
+            out["status_msg"] = row.status_msg
+        out["currently_active"] = row.state == "online" and ago < CURRENTLY_ACTIVE_MS
+        return out
+
+    async def set_status(
+        self, user_nid: int, user_id: str, state: str, status_msg: str | None
+    ) -> int:
+        """Record a state; returns its position in the presence stream."""
+        if state not in STATES:
+            raise ValueError(state)
+        pos = await self.store.set(user_nid, state, status_msg, self.clock.now_ms())
+        for hook in self.change_hooks:
+            hook(user_id, pos)
+        return pos
+
+    async def get_status(self, user_id: str) -> dict[str, Any]:
+        """A user's presence; ``offline`` if never set; 404 for an unknown user."""
+        exists, row = await self.store.get(user_id)
+        if not exists:
+            raise not_found("No presence for this user")
+        if row is None:
+            return {"presence": "offline"}
+        return self.content(row)
+
+    async def current_position(self) -> int:
+        return await streams.current(self.db, streams.PRESENCE)
+
+    async def changes_since(
+        self, from_pos: int, to_pos: int, user_ids: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``m.presence`` events for changes in (from, to], limited to ``user_ids`` if given."""
+        out = []
+        for row in await self.store.changed(from_pos, to_pos):
+            if user_ids is not None and row.user_id not in user_ids:
+                continue
+            out.append({"type": "m.presence", "sender": row.user_id, "content": self.content(row)})
+        return out
