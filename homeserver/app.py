@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
@@ -26,6 +28,7 @@ from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.profile import ProfileApi
 from homeserver.clock import Clock
 from homeserver.config import Config
+from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.ratelimit import RateLimiter
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
@@ -34,6 +37,11 @@ from homeserver.tls import server_ssl_context
 log = logging.getLogger("myelin")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _load_signing_key(path: str) -> SigningKey:
+    """The current (first) key of the signing key file."""
+    return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
 
 
 @dataclass
@@ -47,8 +55,10 @@ class HomeServer:
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
+    signing_key: SigningKey
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    federation: Federation | None = None
 
     @classmethod
     async def build(cls, config: Config) -> HomeServer:
@@ -62,7 +72,7 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
-        return cls(
+        hs = cls(
             config=config,
             db=db,
             clock=clock,
@@ -70,7 +80,11 @@ class HomeServer:
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            signing_key=_load_signing_key(config.signing_key_path),
         )
+        # --- federation ---
+        hs.federation = Federation.build(config, db, clock, hs.signing_key, accounts)
+        return hs
 
     def client_app(self) -> web.Application:
         app = web.Application(
@@ -87,6 +101,8 @@ class HomeServer:
         ]
         for api in apis:
             app.add_routes(api.routes())
+        if self.federation is not None:  # --- federation ---
+            app.add_routes(self.federation.client_routes())
         return app
 
     def federation_app(self) -> web.Application:
@@ -95,12 +111,16 @@ class HomeServer:
             client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        if self.federation is not None:  # --- federation ---
+            self.federation.install(app)
         return app
 
     async def close(self) -> None:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.federation is not None:  # --- federation ---
+            await self.federation.close()
         await self.db.close()
 
 
