@@ -134,8 +134,9 @@ def _parse_params(text: str) -> dict[str, str]:
             end = text.find(",", i)
             end = n if end < 0 else end
             value = text[i:end].strip(" \t")
-            # Bare values are tokens; colons are allowed for older senders.
-            if not value or any(c not in _TOKEN_CHARS and c != ":" for c in value):
+            # Bare values should be tokens; we also take colons (older senders) and
+            # the "/" and "=" of base64 signatures: anything visible but quote and backslash.
+            if not value or any(not ("!" <= c <= "~") or c in '"\\' for c in value):
                 raise ValueError("bad bare value")
             i = end
         params.setdefault(name, value)
