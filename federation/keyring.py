@@ -48,7 +48,7 @@ log = logging.getLogger("myelin.federation.keyring")
 
 KEY_VALIDITY_CAP_MS = 7 * 24 * 3600 * 1000
 REFETCH_INTERVAL_MS = 30 * 1000
-_FOREVER = 2**62
+_MAX_TRACKED_SERVERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +177,26 @@ class Keyring:
 
     def _may_fetch(self, server_name: str) -> bool:
         now = self.clock.now_ms()
+        if len(self._last_fetch) > _MAX_TRACKED_SERVERS:
+            self._prune(now)
         last = self._last_fetch.get(server_name)
         if last is not None and now - last < REFETCH_INTERVAL_MS:
             return False
         self._last_fetch[server_name] = now
         return True
+
+    def _prune(self, now: int) -> None:
+        """Forget rate-limit state and idle locks of servers not fetched recently.
+
+        Inbound requests name arbitrary origins; this keeps that from growing
+        memory without bound.
+        """
+        for name, last in list(self._last_fetch.items()):
+            if now - last >= REFETCH_INTERVAL_MS:
+                del self._last_fetch[name]
+        for name, lock in list(self._locks.items()):
+            if not lock.locked() and name not in self._last_fetch:
+                del self._locks[name]
 
     # --- fetching -------------------------------------------------------------------------
 

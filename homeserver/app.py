@@ -27,7 +27,7 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.profile import ProfileApi
 from homeserver.clock import Clock
-from homeserver.config import Config
+from homeserver.config import Config, ConfigError
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.ratelimit import RateLimiter
 from homeserver.storage.database import Database, connect
@@ -40,8 +40,11 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 
 def _load_signing_key(path: str) -> SigningKey:
-    """The current (first) key of the signing key file."""
-    return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
+    """The current (first) key of the signing key file; ``ConfigError`` if unusable."""
+    try:
+        return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
+    except (OSError, ValueError, IndexError):
+        raise ConfigError(f"signing_key_path: cannot read a signing key from {path}") from None
 
 
 @dataclass

@@ -164,3 +164,50 @@ async def test_keys_via_trusted_notary_when_origin_is_down(make_server: ServerFa
     await origin.stop()
     vk = await fed(client).keyring.get_verify_key(o_name, origin.hs.signing_key.key_id, now)
     assert bytes(vk) == bytes(origin.hs.signing_key.verify_key)
+
+
+def _pdu(sender: str, ts: int, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    from homeserver.events.signing import add_content_hash
+
+    pdu = {
+        "type": "m.room.member",
+        "room_id": "!abc:example",
+        "sender": sender,
+        "state_key": sender,
+        "content": content or {"membership": "join"},
+        "origin_server_ts": ts,
+        "depth": 3,
+        "prev_events": ["$prev"],
+        "auth_events": ["$auth"],
+    }
+    return add_content_hash(pdu)
+
+
+async def test_event_signatures(pair: tuple[RunningServer, RunningServer]) -> None:
+    from homeserver.events.room_versions import V12
+    from homeserver.events.signing import sign_event
+
+    a, b = pair
+    a_name, b_name = a.hs.config.server_name, b.hs.config.server_name
+    keyring = fed(a).keyring
+    now = int(time.time() * 1000)
+    pdu = sign_event(_pdu(f"@bob:{b_name}", now), b_name, b.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(pdu, V12) == {b_name}
+    # Signed by the wrong server, tampered, or later than the key's validity: rejected.
+    by_a = sign_event(_pdu(f"@bob:{b_name}", now), a_name, a.hs.signing_key, V12)
+    with pytest.raises(SignatureError):
+        await keyring.verify_event_signatures(by_a, V12)
+    tampered = {**pdu, "content": {"membership": "leave"}}  # in the redacted form: covered
+    with pytest.raises(SignatureError):
+        await keyring.verify_event_signatures(tampered, V12)
+    late = sign_event(
+        _pdu(f"@bob:{b_name}", now + 30 * 24 * 3600_000), b_name, b.hs.signing_key, V12
+    )
+    with pytest.raises(KeyLookupError):
+        await keyring.verify_event_signatures(late, V12)
+    # A restricted join: the authorising user's server is checked and reported when it signed.
+    content = {"membership": "join", "join_authorised_via_users_server": f"@admin:{a_name}"}
+    join = sign_event(_pdu(f"@bob:{b_name}", now, content), b_name, b.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(join, V12) == {b_name}
+    join = sign_event(join, a_name, a.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(join, V12) == {a_name, b_name}
