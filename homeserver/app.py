@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
@@ -30,8 +32,9 @@ from homeserver.api.presence import PresenceApi  # user data
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi  # user data
 from homeserver.clock import Clock
-from homeserver.config import Config
+from homeserver.config import Config, ConfigError
 from homeserver.errors import not_found
+from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -45,6 +48,14 @@ from homeserver.userdata.services import UserDataServices
 log = logging.getLogger("myelin")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _load_signing_key(path: str) -> SigningKey:
+    """The current (first) key of the signing key file; ``ConfigError`` if unusable."""
+    try:
+        return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
+    except (OSError, ValueError, IndexError):
+        raise ConfigError(f"signing_key_path: cannot read a signing key from {path}") from None
 
 
 @dataclass
@@ -68,8 +79,10 @@ class HomeServer:
     # --- end ephemeral ---------------------------------------------------
     # --- user data: account data, filters, push rules, presence
     userdata: UserDataServices
+    signing_key: SigningKey
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    federation: Federation | None = None
 
     @classmethod
     async def build(cls, config: Config) -> HomeServer:
@@ -107,7 +120,7 @@ class HomeServer:
             )
 
         links.set_room_account_data_impl = set_room_account_data
-        return cls(
+        hs = cls(
             config=config,
             db=db,
             clock=clock,
@@ -119,7 +132,11 @@ class HomeServer:
             typing=typing,
             receipts=receipts,
             userdata=userdata,
+            signing_key=_load_signing_key(config.signing_key_path),
         )
+        # --- federation ---
+        hs.federation = Federation.build(config, db, clock, hs.signing_key, accounts)
+        return hs
 
     def client_app(self) -> web.Application:
         app = web.Application(
@@ -145,6 +162,8 @@ class HomeServer:
         ]
         for api in apis:
             app.add_routes(api.routes())
+        if self.federation is not None:  # --- federation ---
+            app.add_routes(self.federation.client_routes())
         return app
 
     def federation_app(self) -> web.Application:
@@ -153,6 +172,8 @@ class HomeServer:
             client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        if self.federation is not None:  # --- federation ---
+            self.federation.install(app)
         return app
 
     async def close(self) -> None:
@@ -160,6 +181,8 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.federation is not None:  # --- federation ---
+            await self.federation.close()
         await self.db.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,13 @@ def make_config(data_dir: Path, database_url: str, **overrides: Any) -> Config:
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start real servers; every one is stopped and its database dropped afterwards."""
@@ -91,9 +99,14 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     drops: list[Callable[[], Awaitable[None]]] = []
     counter = 0
 
-    async def factory(**overrides: Any) -> RunningServer:
+    async def factory(*, federated: bool = False, **overrides: Any) -> RunningServer:
+        """``federated=True``: server name ``127.0.0.1:PORT`` with PORT its federation port."""
         nonlocal counter
         counter += 1
+        if federated:
+            port = free_port()
+            overrides.setdefault("server_name", f"127.0.0.1:{port}")
+            overrides["federation_listener"] = {"bind": "127.0.0.1", "port": port}
         data_dir = tmp_path / f"server{counter}"
         write_data_dir(data_dir, overrides.get("server_name", "localhost"))
         if ENGINE == "postgres":

@@ -1,0 +1,213 @@
+"""Key server, keyring and notary between two real servers over loopback TLS."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from federation.errors import KeyLookupError
+from federation.keyring import Keyring
+from homeserver.app import RunningServer
+from homeserver.events.keys import decode_verify_key_base64, verify_key_base64
+from homeserver.events.signing import SignatureError, sign_json, verify_json_signature
+from tests.conftest import ServerFactory
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def fed(server: RunningServer) -> Any:
+    assert server.hs.federation is not None
+    return server.hs.federation
+
+
+async def fed_get(server: RunningServer, path: str) -> tuple[int, Any]:
+    url = f"https://127.0.0.1:{server.federation_port}{path}"
+    async with aiohttp.ClientSession() as s, s.get(url, ssl=False) as resp:
+        return resp.status, await resp.json()
+
+
+async def fed_post(server: RunningServer, path: str, body: Any) -> tuple[int, Any]:
+    url = f"https://127.0.0.1:{server.federation_port}{path}"
+    async with aiohttp.ClientSession() as s, s.post(url, json=body, ssl=False) as resp:
+        return resp.status, await resp.json()
+
+
+def check_self_signed(resp: dict[str, Any], server_name: str) -> None:
+    for key_id, entry in resp["verify_keys"].items():
+        verify_json_signature(resp, server_name, key_id, decode_verify_key_base64(entry["key"]))
+
+
+@pytest.fixture
+async def pair(make_server: ServerFactory) -> tuple[RunningServer, RunningServer]:
+    return await make_server(federated=True), await make_server(federated=True)
+
+
+async def test_key_server_publishes_signed_keys(pair: tuple[RunningServer, RunningServer]) -> None:
+    _, b = pair
+    status, body = await fed_get(b, "/_matrix/key/v2/server")
+    assert status == 200
+    name = b.hs.config.server_name
+    key = b.hs.signing_key
+    assert body["server_name"] == name
+    assert body["verify_keys"] == {key.key_id: {"key": verify_key_base64(key)}}
+    assert body["old_verify_keys"] == {}
+    now = int(time.time() * 1000)
+    assert now + 3600_000 < body["valid_until_ts"] <= now + WEEK_MS
+    check_self_signed(body, name)
+    tampered = {**body, "valid_until_ts": body["valid_until_ts"] + 1}
+    with pytest.raises(SignatureError):
+        check_self_signed(tampered, name)
+
+
+async def test_keyring_fetches_verifies_and_persists(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = pair
+    b_name, b_key = b.hs.config.server_name, b.hs.signing_key
+    keyring = fed(a).keyring
+    now = int(time.time() * 1000)
+    vk = await keyring.get_verify_key(b_name, b_key.key_id, now)
+    assert bytes(vk) == bytes(b_key.verify_key)
+
+    signed = sign_json({"hello": "world"}, b_name, b_key)
+    await keyring.verify_json_for_server(b_name, signed, now)
+    with pytest.raises(SignatureError):
+        await keyring.verify_json_for_server(b_name, {**signed, "hello": "mars"}, now)
+    # Not trusted beyond the 7-day cap, whatever the server published.
+    with pytest.raises(KeyLookupError):
+        await keyring.get_verify_key(b_name, b_key.key_id, now + WEEK_MS + 3600_000)
+
+    row = await a.hs.db.fetchone(
+        "SELECT verify_key, valid_until_ts FROM server_keys WHERE server_name = $1 AND key_id = $2",
+        b_name,
+        b_key.key_id,
+    )
+    assert row["verify_key"] == verify_key_base64(b_key)
+    assert now < row["valid_until_ts"] <= now + WEEK_MS + 60_000
+
+    # A fresh keyring (empty memory) on the same database needs no network: stop B first.
+    fresh = Keyring(
+        a.hs.config.server_name, a.hs.signing_key, keyring.store, keyring.client, a.hs.clock, []
+    )
+    await b.stop()
+    vk2 = await fresh.get_verify_key(b_name, b_key.key_id, now)
+    assert bytes(vk2) == bytes(b_key.verify_key)
+
+
+async def test_unknown_key_id_refetch_is_rate_limited(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = pair
+    keyring = fed(a).keyring
+    now = int(time.time() * 1000)
+    with pytest.raises(KeyLookupError):
+        await keyring.get_verify_key(b.hs.config.server_name, "ed25519:nope", now)
+    # The failed lookup fetched B's keys once; the real key is now known without a refetch.
+    assert await keyring.store.get_key(b.hs.config.server_name, b.hs.signing_key.key_id)
+    assert not keyring._may_fetch(b.hs.config.server_name)
+
+
+async def test_notary_get_and_post_sign_with_both_keys(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = pair
+    a_name, b_name = a.hs.config.server_name, b.hs.config.server_name
+    status, body = await fed_get(a, f"/_matrix/key/v2/query/{b_name}")
+    assert status == 200
+    [item] = body["server_keys"]
+    assert item["server_name"] == b_name
+    check_self_signed(item, b_name)
+    [a_key_id] = item["signatures"][a_name]
+    assert a_key_id == a.hs.signing_key.key_id
+    verify_json_signature(item, a_name, a_key_id, a.hs.signing_key.verify_key)
+
+    future = int(time.time() * 1000) + 3600_000
+    status, body = await fed_post(
+        a,
+        "/_matrix/key/v2/query",
+        {
+            "server_keys": {
+                b_name: {b.hs.signing_key.key_id: {"minimum_valid_until_ts": future}},
+                a_name: {},
+                "127.0.0.1:1": {},
+            }
+        },
+    )
+    assert status == 200
+    by_name = {k["server_name"]: k for k in body["server_keys"]}
+    assert set(by_name) == {a_name, b_name}  # the unreachable server is left out
+    verify_json_signature(
+        by_name[b_name], a_name, a.hs.signing_key.key_id, a.hs.signing_key.verify_key
+    )
+    check_self_signed(by_name[b_name], b_name)
+    check_self_signed(by_name[a_name], a_name)
+
+    status, body = await fed_post(a, "/_matrix/key/v2/query", {"server_keys": {}})
+    assert (status, body) == (200, {"server_keys": []})
+    status, body = await fed_post(a, "/_matrix/key/v2/query", {"server_keys": []})
+    assert status == 400 and body["errcode"] == "M_BAD_JSON"
+    status, body = await fed_get(a, "/_matrix/key/v2/query/not a name")
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_keys_via_trusted_notary_when_origin_is_down(make_server: ServerFactory) -> None:
+    notary = await make_server(federated=True)
+    origin = await make_server(federated=True)
+    n_name, o_name = notary.hs.config.server_name, origin.hs.config.server_name
+    client = await make_server(federated=True, federation={"trusted_key_servers": [n_name]})
+    now = int(time.time() * 1000)
+    # The notary learns the origin's keys, then the origin goes away.
+    await fed(notary).keyring.get_verify_key(o_name, origin.hs.signing_key.key_id, now)
+    await origin.stop()
+    vk = await fed(client).keyring.get_verify_key(o_name, origin.hs.signing_key.key_id, now)
+    assert bytes(vk) == bytes(origin.hs.signing_key.verify_key)
+
+
+def _pdu(sender: str, ts: int, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    from homeserver.events.signing import add_content_hash
+
+    pdu = {
+        "type": "m.room.member",
+        "room_id": "!abc:example",
+        "sender": sender,
+        "state_key": sender,
+        "content": content or {"membership": "join"},
+        "origin_server_ts": ts,
+        "depth": 3,
+        "prev_events": ["$prev"],
+        "auth_events": ["$auth"],
+    }
+    return add_content_hash(pdu)
+
+
+async def test_event_signatures(pair: tuple[RunningServer, RunningServer]) -> None:
+    from homeserver.events.room_versions import V12
+    from homeserver.events.signing import sign_event
+
+    a, b = pair
+    a_name, b_name = a.hs.config.server_name, b.hs.config.server_name
+    keyring = fed(a).keyring
+    now = int(time.time() * 1000)
+    pdu = sign_event(_pdu(f"@bob:{b_name}", now), b_name, b.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(pdu, V12) == {b_name}
+    # Signed by the wrong server, tampered, or later than the key's validity: rejected.
+    by_a = sign_event(_pdu(f"@bob:{b_name}", now), a_name, a.hs.signing_key, V12)
+    with pytest.raises(SignatureError):
+        await keyring.verify_event_signatures(by_a, V12)
+    tampered = {**pdu, "content": {"membership": "leave"}}  # in the redacted form: covered
+    with pytest.raises(SignatureError):
+        await keyring.verify_event_signatures(tampered, V12)
+    late = sign_event(
+        _pdu(f"@bob:{b_name}", now + 30 * 24 * 3600_000), b_name, b.hs.signing_key, V12
+    )
+    with pytest.raises(KeyLookupError):
+        await keyring.verify_event_signatures(late, V12)
+    # A restricted join: the authorising user's server is checked and reported when it signed.
+    content = {"membership": "join", "join_authorised_via_users_server": f"@admin:{a_name}"}
+    join = sign_event(_pdu(f"@bob:{b_name}", now, content), b_name, b.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(join, V12) == {b_name}
+    join = sign_event(join, a_name, a.hs.signing_key, V12)
+    assert await keyring.verify_event_signatures(join, V12) == {a_name, b_name}
