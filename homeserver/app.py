@@ -26,6 +26,8 @@ from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.profile import ProfileApi
 from homeserver.clock import Clock
 from homeserver.config import Config
+from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
+from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.ratelimit import RateLimiter
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
@@ -34,6 +36,14 @@ from homeserver.tls import server_ssl_context
 log = logging.getLogger("myelin")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+
+
+async def _no_rooms_yet(user_id: str) -> set[str]:
+    """Who shares a room with ``user_id``: nobody, while the server has no rooms.
+
+    The rooms area replaces this with its real lookup when it is wired in.
+    """
+    return set()
 
 
 @dataclass
@@ -47,6 +57,7 @@ class HomeServer:
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
+    e2ee: E2ee
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -62,6 +73,11 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
+        # --- e2ee: device keys, cross-signing, to-device, key backup ---------------
+        # users_sharing_room_with: the rooms area's lookup replaces _no_rooms_yet;
+        # federation passes remote=... (its RemoteKeys) and subscribes to the hooks
+        # e2ee.keys.device_list_hooks / e2ee.to_device.outbox_hooks.
+        e2ee = build_e2ee(config, db, clock, accounts, users_sharing_room_with=_no_rooms_yet)
         return cls(
             config=config,
             db=db,
@@ -70,6 +86,8 @@ class HomeServer:
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            e2ee=e2ee,
+            unstable_features=dict(E2EE_FEATURES),
         )
 
     def client_app(self) -> web.Application:
@@ -84,6 +102,7 @@ class HomeServer:
             DevicesApi(self.accounts, self.auth, self.uia),
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
+            *self.e2ee.apis(self.accounts, self.auth, self.uia),
         ]
         for api in apis:
             app.add_routes(api.routes())
