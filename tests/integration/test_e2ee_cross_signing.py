@@ -81,7 +81,7 @@ async def test_device_signing_upload_and_uia(api: Api) -> None:
 
 async def test_device_signing_upload_checks_signatures(api: Api) -> None:
     alice = await api.register("alice")
-    msk, ssk, usk = keyset(alice.user_id)
+    msk, ssk, _usk = keyset(alice.user_id)
     bad = {"master_key": msk.obj(), "self_signing_key": ssk.obj()}  # ssk unsigned
     r = await api.post("/keys/device_signing/upload", bad, token=alice.access_token)
     assert r.status == 400 and r.errcode == "M_INVALID_SIGNATURE"
