@@ -105,3 +105,36 @@ async def test_remote_recipients_go_to_outbox_and_bad_input(
         "/sendToDevice/m.x/bad", {"messages": {"not-a-user": {}}}, token=alice.access_token
     )
     assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
+
+
+async def test_to_device_survives_restart(tmp_path: Any) -> None:
+    """Acknowledged sends are durable: the inbox is still there after a restart."""
+    from homeserver.app import start
+    from tests.conftest import ENGINE, _create_pg_database, make_config, write_data_dir
+
+    data_dir = tmp_path / "restart"
+    write_data_dir(data_dir, "localhost")
+    drop = None
+    if ENGINE == "postgres":
+        url, drop = await _create_pg_database()
+    else:
+        url = f"sqlite:///{data_dir / 'homeserver.db'}"
+    try:
+        server = await start(make_config(data_dir, url))
+        async with Api(server.client_url) as api:
+            alice = await api.register("alice")
+            bob = await api.register("bob")
+            body = {"messages": {bob.user_id: {"*": {"room_key": "opaque"}}}}
+            r = await api.put("/sendToDevice/m.room.encrypted/t", body, token=alice.access_token)
+            assert r.status == 200
+        await server.stop()
+        server = await start(make_config(data_dir, url))
+        try:
+            td = server.hs.e2ee.to_device
+            events, _ = await td.to_device_for(bob.user_id, bob.device_id, 0)
+            assert [e["content"] for e in events] == [{"room_key": "opaque"}]
+        finally:
+            await server.stop()
+    finally:
+        if drop is not None:
+            await drop()
