@@ -33,6 +33,8 @@ from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi  # user data
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
+from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
+from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.ratelimit import RateLimiter
@@ -56,6 +58,12 @@ def _load_signing_key(path: str) -> SigningKey:
         return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
     except (OSError, ValueError, IndexError):
         raise ConfigError(f"signing_key_path: cannot read a signing key from {path}") from None
+async def _no_rooms_yet(user_id: str) -> set[str]:
+    """Who shares a room with ``user_id``: nobody, while the server has no rooms.
+
+    The rooms area replaces this with its real lookup when it is wired in.
+    """
+    return set()
 
 
 @dataclass
@@ -80,6 +88,7 @@ class HomeServer:
     # --- user data: account data, filters, push rules, presence
     userdata: UserDataServices
     signing_key: SigningKey
+    e2ee: E2ee
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     federation: Federation | None = None
@@ -120,6 +129,11 @@ class HomeServer:
             )
 
         links.set_room_account_data_impl = set_room_account_data
+        # --- e2ee: device keys, cross-signing, to-device, key backup ---------------
+        # users_sharing_room_with: the rooms area's lookup replaces _no_rooms_yet;
+        # federation passes remote=... (its RemoteKeys) and subscribes to the hooks
+        # e2ee.keys.device_list_hooks / e2ee.to_device.outbox_hooks.
+        e2ee = build_e2ee(config, db, clock, accounts, users_sharing_room_with=_no_rooms_yet)
         hs = cls(
             config=config,
             db=db,
@@ -133,6 +147,8 @@ class HomeServer:
             receipts=receipts,
             userdata=userdata,
             signing_key=_load_signing_key(config.signing_key_path),
+            e2ee=e2ee,
+            unstable_features=dict(E2EE_FEATURES),
         )
         # --- federation ---
         hs.federation = Federation.build(config, db, clock, hs.signing_key, accounts)
@@ -151,6 +167,7 @@ class HomeServer:
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
             EphemeralApi(self.typing, self.receipts, self.auth),
+            *self.e2ee.apis(self.accounts, self.auth, self.uia),
         ]
         # --- user data: account data, tags, filters, push rules, presence
         ud = self.userdata

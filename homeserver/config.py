@@ -71,6 +71,8 @@ class FederationConfig:
 class LimitsConfig:
     max_json_body_bytes: int = 4 * 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Undelivered to-device messages one device may hold; more is refused (429).
+    max_to_device_inbox: int = 10000
 
 
 @dataclass
@@ -185,6 +187,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
     if config.limits.max_json_body_bytes < 65536:
         raise ConfigError("limits.max_json_body_bytes: must be at least 65536")
+    if config.limits.max_to_device_inbox < 1:
+        raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     return config
 
 

@@ -1,0 +1,121 @@
+"""Client API: /keys/* (spec: "Key management API", "Cross-signing")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.requester import Requester
+from homeserver.accounts.service import AccountService
+from homeserver.accounts.uia import UiaService
+from homeserver.api.http import client_routes, json_body, json_response
+from homeserver.e2ee.cross_signing import CrossSigningService
+from homeserver.e2ee.keys import (
+    DEFAULT_REMOTE_TIMEOUT_MS,
+    MAX_REMOTE_TIMEOUT_MS,
+    KeysService,
+    check_user_map,
+)
+from homeserver.e2ee.tokens import DEVICE_LISTS, stream_component
+from homeserver.errors import bad_json, missing_param
+
+
+def _timeout(body: dict[str, Any]) -> int:
+    value = body.get("timeout", DEFAULT_REMOTE_TIMEOUT_MS)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_json("'timeout' must be an integer")
+    return max(0, min(MAX_REMOTE_TIMEOUT_MS, value))
+
+
+class KeysApi:
+    def __init__(
+        self,
+        keys: KeysService,
+        cross_signing: CrossSigningService,
+        accounts: AccountService,
+        auth: Authenticator,
+        uia: UiaService,
+    ) -> None:
+        self.keys = keys
+        self.cross_signing = cross_signing
+        self.accounts = accounts
+        self.auth = auth
+        self.uia = uia
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *client_routes("POST", "/keys/upload", self.upload),
+            *client_routes("POST", "/keys/query", self.query),
+            *client_routes("POST", "/keys/claim", self.claim),
+            *client_routes("GET", "/keys/changes", self.changes),
+            *client_routes("POST", "/keys/device_signing/upload", self.device_signing_upload),
+            *client_routes("POST", "/keys/signatures/upload", self.signatures_upload),
+        ]
+
+    async def upload(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        counts = await self.keys.upload(requester.user_id, requester.device_id, body)
+        return json_response({"one_time_key_counts": counts})
+
+    async def query(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        body = await json_body(request)
+        wanted = check_user_map(body.get("device_keys"), "device_keys")
+        for devices in wanted.values():
+            if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+                raise bad_json("'device_keys' must map user ids to lists of device ids")
+        answer = await self.keys.query(requester.user_id, wanted, _timeout(body))
+        return json_response(answer)
+
+    async def claim(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request, allow_guest=True)
+        body = await json_body(request)
+        wanted = check_user_map(body.get("one_time_keys"), "one_time_keys")
+        for devices in wanted.values():
+            if not isinstance(devices, dict) or not all(
+                isinstance(a, str) for a in devices.values()
+            ):
+                raise bad_json("'one_time_keys' must map user ids to {device id: algorithm}")
+        return json_response(await self.keys.claim(wanted, _timeout(body)))
+
+    async def changes(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        raw_from = request.query.get("from")
+        raw_to = request.query.get("to")
+        if raw_from is None or raw_to is None:
+            raise missing_param("'from' and 'to' are required")
+        from_pos = stream_component(raw_from, DEVICE_LISTS, param="from")
+        to_pos = stream_component(raw_to, DEVICE_LISTS, param="to")
+        changed = await self.keys.device_list_changes(requester.user_id, from_pos, to_pos)
+        return json_response({"changed": sorted(changed), "left": []})
+
+    async def _uia(self, requester: Requester, auth: Any) -> None:
+        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
+            return await self.accounts.verify_password_stage(requester, auth_dict)
+
+        await self.uia.authenticate(
+            auth,
+            flows=[["m.login.password"]],
+            operation="device_signing_upload",
+            user_nid=requester.user_nid,
+            check_stage=check,
+        )
+
+    async def device_signing_upload(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        keys = self.cross_signing.parse_upload(requester.user_id, body)
+        if await self.cross_signing.needs_interactive_auth(requester.user_id, keys):
+            await self._uia(requester, body.get("auth"))
+        await self.cross_signing.upload_keys(requester.user_id, keys)
+        return json_response({})
+
+    async def signatures_upload(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        check_user_map(body, "body")
+        failures = await self.cross_signing.upload_signatures(requester.user_id, body)
+        return json_response({"failures": failures})

@@ -1,0 +1,77 @@
+"""Builds the e2ee services and their HTTP APIs; called by the composition root.
+
+``users_sharing_room_with`` comes from the rooms area and ``remote`` from
+federation; both are parameters so this package never imports either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.service import AccountService
+from homeserver.accounts.uia import UiaService
+from homeserver.api.keys import KeysApi
+from homeserver.api.room_keys import RoomKeysApi
+from homeserver.api.to_device import ToDeviceApi
+from homeserver.clock import Clock
+from homeserver.config import Config
+from homeserver.e2ee.backup import KeyBackupService
+from homeserver.e2ee.backup_store import BackupStore
+from homeserver.e2ee.cross_signing import CrossSigningService
+from homeserver.e2ee.cross_signing_store import CrossSigningStore
+from homeserver.e2ee.device_keys_store import DeviceKeysStore
+from homeserver.e2ee.interfaces import NoRemoteKeys, RemoteKeys, SharedRoomsLookup
+from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.e2ee.to_device_store import ToDeviceStore
+from homeserver.storage.database import Database
+
+# What /versions may advertise because it really works here.
+UNSTABLE_FEATURES = {"org.matrix.e2e_cross_signing": True}
+
+
+@dataclass
+class E2ee:
+    keys: KeysService
+    cross_signing: CrossSigningService
+    to_device: ToDeviceService
+    backup: KeyBackupService
+
+    def apis(self, accounts: AccountService, auth: Authenticator, uia: UiaService) -> list[Any]:
+        return [
+            KeysApi(self.keys, self.cross_signing, accounts, auth, uia),
+            ToDeviceApi(self.to_device, auth),
+            RoomKeysApi(self.backup, auth),
+        ]
+
+
+def build_e2ee(
+    config: Config,
+    db: Database,
+    clock: Clock,
+    accounts: AccountService,
+    users_sharing_room_with: SharedRoomsLookup,
+    remote: RemoteKeys | None = None,
+) -> E2ee:
+    device_keys = DeviceKeysStore(db)
+    cs_store = CrossSigningStore(db)
+    keys = KeysService(
+        db,
+        config.server_name,
+        device_keys,
+        cs_store,
+        remote or NoRemoteKeys(),
+        users_sharing_room_with,
+    )
+    cross_signing = CrossSigningService(db, cs_store, device_keys)
+    to_device = ToDeviceService(
+        db, ToDeviceStore(db), clock, config.server_name, config.limits.max_to_device_inbox
+    )
+    backup = KeyBackupService(db, BackupStore(db))
+    accounts.devices_deleted_hooks.append(keys.on_devices_deleted)
+    accounts.devices_deleted_hooks.append(to_device.on_devices_deleted)
+    accounts.deactivated_hooks.append(cross_signing.on_deactivated)
+    accounts.deactivated_hooks.append(backup.on_deactivated)
+    return E2ee(keys, cross_signing, to_device, backup)
