@@ -26,7 +26,11 @@ from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.profile import ProfileApi
 from homeserver.clock import Clock
 from homeserver.config import Config
+from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.ratelimit import RateLimiter
+
+# --- rooms, events and /sync (issue 3) ---
+from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.tls import server_ssl_context
@@ -34,6 +38,15 @@ from homeserver.tls import server_ssl_context
 log = logging.getLogger("myelin")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def load_signing_key(path: str) -> SigningKey:
+    """The first key of the signing key file (config.signing_key_path)."""
+    with open(path, encoding="utf-8") as f:
+        keys = read_signing_keys(f.read())
+    if not keys:
+        raise ValueError(f"no signing key in {path}")
+    return keys[0]
 
 
 @dataclass
@@ -47,6 +60,8 @@ class HomeServer:
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
+    signing_key: SigningKey
+    rooms_area: RoomsArea
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -62,6 +77,12 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
+        try:
+            signing_key = load_signing_key(config.signing_key_path)
+        except Exception:
+            await db.close()
+            raise
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts)
         return cls(
             config=config,
             db=db,
@@ -70,6 +91,8 @@ class HomeServer:
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            signing_key=signing_key,
+            rooms_area=rooms_area,
         )
 
     def client_app(self) -> web.Application:
@@ -85,6 +108,7 @@ class HomeServer:
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
         ]
+        apis.extend(self.rooms_area.apis(self.auth))
         for api in apis:
             app.add_routes(api.routes())
         return app
