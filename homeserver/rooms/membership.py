@@ -129,26 +129,29 @@ class MembershipService:
     async def profile_changed(self, user_id: str) -> None:
         """Send a fresh join event carrying the new profile into every joined room."""
         profile = await self.profiles(user_id)
-        for m in await self.rooms.members.rooms_for_user(user_id, ("join",)):
-            rooms = await self.rooms.rooms.rooms_by_nid([m.room_nid])
-            room = rooms.get(m.room_nid)
+        joined = await self.rooms.members.rooms_for_user(user_id, ("join",))
+        infos = await self.rooms.rooms.rooms_by_nid(m.room_nid for m in joined)
+        olds = await self.rooms.events.by_nids(m.event_nid for m in joined)
+        for m in joined:
+            room = infos.get(m.room_nid)
+            old = olds.get(m.event_nid)
             if room is None:
                 continue
-            current = await self.rooms.events.by_nids([m.event_nid])
-            old = current.get(m.event_nid)
-            base = dict(old.event.content) if old is not None else {"membership": "join"}
-            base.pop("displayname", None)
-            base.pop("avatar_url", None)
-            base.update(profile)
+            content = dict(old.event.content) if old is not None else {"membership": "join"}
+            content.pop("displayname", None)
+            content.pop("avatar_url", None)
+            content.update(profile)
             try:
-                await self.rooms.create_and_send(room, user_id, "m.room.member", base, user_id)
+                await self.rooms.create_and_send(room, user_id, "m.room.member", content, user_id)
             except MatrixError:
                 continue
 
     async def deactivated(self, user_id: str) -> None:
         """Leave every room (joined, invited, knocking) of a deactivated user."""
-        for m in await self.rooms.members.rooms_for_user(user_id, ("join", "invite", "knock")):
-            room = (await self.rooms.rooms.rooms_by_nid([m.room_nid])).get(m.room_nid)
+        rooms = await self.rooms.members.rooms_for_user(user_id, ("join", "invite", "knock"))
+        infos = await self.rooms.rooms.rooms_by_nid(m.room_nid for m in rooms)
+        for m in rooms:
+            room = infos.get(m.room_nid)
             if room is None:
                 continue
             try:

@@ -84,7 +84,8 @@ class EventPersister:
             keys = {}
             if ev.is_state():
                 keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
-            so = await self.events.next_stream_ordering(q)
+            # Soft-failed events are kept for the DAG but never shown to clients.
+            so = None if plan.soft_failed else await self.events.next_stream_ordering(q)
             nid = await self.events.insert_event(
                 q,
                 ev,
@@ -105,6 +106,7 @@ class EventPersister:
                         "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
                     )
                     await self.state.update_current(q, room_nid, delta)
+                    assert so is not None
                     await self._membership(q, ev, room_nid, nid, so)
             await self._redaction(q, ev, nid)
             if plan.txn is not None:
