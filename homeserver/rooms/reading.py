@@ -28,9 +28,10 @@ class RoomReader:
         self.visibility = visibility
         self.serializer = serializer
 
-    async def _view(self, user_id: str, room: RoomInfo) -> int | None:
-        """Which state the user may read: None for the current state, else the
-        state group at their leave or ban; 403 for outsiders of a non-public history."""
+    async def _view(self, user_id: str, room: RoomInfo) -> StoredEvent | None:
+        """Which state the user may read: None for the current state, else their
+        leave or ban event (state is frozen there); 403 for outsiders of a
+        non-world-readable room."""
         m = await self.rooms.members.get(room.room_nid, user_id)
         if m is not None and m.membership == "join":
             return None
@@ -39,16 +40,16 @@ class RoomReader:
         if m is not None and m.membership in ("leave", "ban"):
             ev = (await self.rooms.events.by_nids([m.event_nid])).get(m.event_nid)
             if ev is not None and ev.state_group is not None:
-                return ev.state_group
+                return ev
         raise not_in_room()
 
     async def _state(
         self, user_id: str, room: RoomInfo, keys: list[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
-        group = await self._view(user_id, room)
-        if group is None:
+        left = await self._view(user_id, room)
+        if left is None:
             return await self.rooms.current_state(room, keys)
-        return await self.rooms.state_at(group, keys)
+        return await self.rooms.state_at(left.state_group, keys)
 
     async def state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
         room = await self.rooms.room_or_forbidden(room_id)
@@ -74,12 +75,16 @@ class RoomReader:
         not_membership: str | None,
     ) -> list[dict[str, Any]]:
         room = await self.rooms.room_or_forbidden(room_id)
-        group = await self._view(user_id, room)
+        left = await self._view(user_id, room)
+        group = None if left is None else left.state_group
         if at is not None:
+            # The state at a position, but never past the user's own leave.
             pos = events_position(at)
+            if left is not None and left.stream_ordering is not None:
+                pos = min(pos, left.stream_ordering)
             last = await self.rooms.events.last_event_before(room.room_nid, pos + 1)
             if last is not None and last.state_group is not None:
-                group = last.state_group if group is None else min(group, last.state_group)
+                group = last.state_group
         if group is None:
             nids = await self.rooms.state.current_state_of_type(room.room_nid, "m.room.member")
             found = await self.rooms.events.by_nids(nids.values())

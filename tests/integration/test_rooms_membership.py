@@ -223,3 +223,24 @@ async def test_bad_requests(api: Api) -> None:
     assert r.status == 413 and r.errcode == "M_TOO_LARGE"
     r = await api.get(f"/rooms/{room_id}/messages", token=alice.access_token, params={"from": "zz"})
     assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
+
+
+async def test_members_at_a_past_position(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="public_chat")
+    r = await api.get("/sync", token=alice.access_token)
+    before_bob = r.body["next_batch"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get(f"/rooms/{room_id}/members", token=alice.access_token)
+    assert [e["state_key"] for e in r.body["chunk"]] == [alice.user_id, bob.user_id]
+    r = await api.get(
+        f"/rooms/{room_id}/members", token=alice.access_token, params={"at": before_bob}
+    )
+    assert [e["state_key"] for e in r.body["chunk"]] == [alice.user_id]
+    r = await api.get(
+        f"/rooms/{room_id}/members",
+        token=alice.access_token,
+        params={"not_membership": "join"},
+    )
+    assert r.body["chunk"] == []
