@@ -21,16 +21,16 @@ from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
-from homeserver.api.account_data import AccountDataApi  # user data
+from homeserver.api.account_data import AccountDataApi
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
-from homeserver.api.filters import FilterApi  # user data
+from homeserver.api.filters import FilterApi
 from homeserver.api.http import cors_middleware, error_middleware
-from homeserver.api.presence import PresenceApi  # user data
+from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
-from homeserver.api.pushrules import PushRulesApi  # user data
+from homeserver.api.pushrules import PushRulesApi
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -42,6 +42,7 @@ from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.tls import server_ssl_context
@@ -58,12 +59,6 @@ def _load_signing_key(path: str) -> SigningKey:
         return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
     except (OSError, ValueError, IndexError):
         raise ConfigError(f"signing_key_path: cannot read a signing key from {path}") from None
-async def _no_rooms_yet(user_id: str) -> set[str]:
-    """Who shares a room with ``user_id``: nobody, while the server has no rooms.
-
-    The rooms area replaces this with its real lookup when it is wired in.
-    """
-    return set()
 
 
 @dataclass
@@ -73,28 +68,24 @@ class HomeServer:
     config: Config
     db: Database
     clock: Clock
+    signing_key: SigningKey
     limiter: RateLimiter
     auth: Authenticator
     uia: UiaService
     accounts: AccountService
-    # --- ephemeral: typing, receipts, read markers -----------------------
-    # room_links forwards to placeholders that refuse (no membership, no
-    # events, no room account data) until the rooms and userdata branches
-    # land; then assign room_links.*_impl to the real services here.
+    rooms_area: RoomsArea
     room_links: RoomLinks
     typing: TypingService
     receipts: ReceiptService
-    # --- end ephemeral ---------------------------------------------------
-    # --- user data: account data, filters, push rules, presence
     userdata: UserDataServices
-    signing_key: SigningKey
     e2ee: E2ee
+    federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
-    federation: Federation | None = None
 
     @classmethod
     async def build(cls, config: Config) -> HomeServer:
+        signing_key = _load_signing_key(config.signing_key_path)
         db = await connect(config.database_url)
         try:
             await migrate(db)
@@ -105,18 +96,14 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
-        # --- ephemeral ---
-        links = RoomLinks()
-        typing = TypingService(links.is_joined)
-        receipts = ReceiptService(
-            ReceiptStore(db),
-            clock,
-            links.is_joined,
-            links.event_in_room,
-            links.set_room_account_data,
-        )
-        # --- end ephemeral ---
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts)
         userdata = UserDataServices.build(db, clock)
+
+        # Typing, receipts and read markers ask the rooms area about membership
+        # and events, and write m.fully_read through room account data.
+        links = RoomLinks()
+        links.is_joined_impl = rooms_area.is_joined
+        links.event_in_room_impl = rooms_area.event_in_room
 
         async def set_room_account_data(
             user_id: str, room_id: str, type: str, content: dict[str, Any]
@@ -129,29 +116,35 @@ class HomeServer:
             )
 
         links.set_room_account_data_impl = set_room_account_data
-        # --- e2ee: device keys, cross-signing, to-device, key backup ---------------
-        # users_sharing_room_with: the rooms area's lookup replaces _no_rooms_yet;
-        # federation passes remote=... (its RemoteKeys) and subscribes to the hooks
-        # e2ee.keys.device_list_hooks / e2ee.to_device.outbox_hooks.
-        e2ee = build_e2ee(config, db, clock, accounts, users_sharing_room_with=_no_rooms_yet)
+        typing = TypingService(links.is_joined)
+        receipts = ReceiptService(
+            ReceiptStore(db),
+            clock,
+            links.is_joined,
+            links.event_in_room,
+            links.set_room_account_data,
+        )
+        e2ee = build_e2ee(
+            config, db, clock, accounts, users_sharing_room_with=rooms_area.users_sharing_room_with
+        )
         hs = cls(
             config=config,
             db=db,
             clock=clock,
+            signing_key=signing_key,
             limiter=RateLimiter(config.rate_limits),
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
+            rooms_area=rooms_area,
             room_links=links,
             typing=typing,
             receipts=receipts,
             userdata=userdata,
-            signing_key=_load_signing_key(config.signing_key_path),
             e2ee=e2ee,
             unstable_features=dict(E2EE_FEATURES),
         )
-        # --- federation ---
-        hs.federation = Federation.build(config, db, clock, hs.signing_key, accounts)
+        hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         return hs
 
     def client_app(self) -> web.Application:
@@ -160,6 +153,7 @@ class HomeServer:
             client_max_size=self.config.limits.max_upload_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        ud = self.userdata
         apis: list[Any] = [
             DiscoveryApi(self.config, self.auth, self.unstable_features),
             AccountApi(self.accounts, self.auth, self.uia, self.limiter),
@@ -167,19 +161,16 @@ class HomeServer:
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
             EphemeralApi(self.typing, self.receipts, self.auth),
-            *self.e2ee.apis(self.accounts, self.auth, self.uia),
-        ]
-        # --- user data: account data, tags, filters, push rules, presence
-        ud = self.userdata
-        apis += [
             AccountDataApi(ud.account_data, self.auth),
             FilterApi(ud.filters, self.auth),
             PushRulesApi(ud.push, self.auth),
             PresenceApi(ud.presence, self.auth),
+            *self.e2ee.apis(self.accounts, self.auth, self.uia),
+            *self.rooms_area.apis(self.auth),
         ]
         for api in apis:
             app.add_routes(api.routes())
-        if self.federation is not None:  # --- federation ---
+        if self.federation is not None:
             app.add_routes(self.federation.client_routes())
         return app
 
@@ -189,7 +180,7 @@ class HomeServer:
             client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
-        if self.federation is not None:  # --- federation ---
+        if self.federation is not None:
             self.federation.install(app)
         return app
 
@@ -198,7 +189,7 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
-        if self.federation is not None:  # --- federation ---
+        if self.federation is not None:
             await self.federation.close()
         await self.db.close()
 

@@ -25,19 +25,42 @@ async def setup(server: RunningServer, api: Api) -> tuple[RoomFacts, User, User]
     return facts, alice, bob
 
 
-async def test_placeholders_refuse_until_rooms_exist(server: RunningServer, api: Api) -> None:
+async def test_real_rooms_decide_membership(server: RunningServer, api: Api) -> None:
+    """With the room service wired in: joined members may type and send receipts."""
     alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    room_id = r.body["room_id"]
     r = await api.put(
-        f"/rooms/{ROOM}/typing/{alice.user_id}",
-        {"typing": True, "timeout": 1000},
+        f"/rooms/{room_id}/send/m.room.message/t1",
+        {"msgtype": "m.text", "body": "hi"},
         token=alice.access_token,
     )
+    event = r.body["event_id"]
+    typing_bob = f"/rooms/{room_id}/typing/{bob.user_id}"
+    r = await api.put(typing_bob, {"typing": True, "timeout": 1000}, token=bob.access_token)
     assert r.status == 403 and r.errcode == "M_FORBIDDEN"
-    assert "not available" in r.body["error"]
+    r = await api.post(f"/rooms/{room_id}/receipt/m.read/{event}", {}, token=bob.access_token)
+    assert r.status == 403 and r.errcode == "M_FORBIDDEN"
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.put(typing_bob, {"typing": True, "timeout": 1000}, token=bob.access_token)
+    assert r.status == 200
+    assert server.hs.typing.typing_users(room_id) == [bob.user_id]
+    r = await api.post(f"/rooms/{room_id}/receipt/m.read/{event}", {}, token=bob.access_token)
+    assert r.status == 200
     r = await api.post(
-        f"/rooms/{ROOM}/receipt/m.read/{event_id('x')}", {}, token=alice.access_token
+        f"/rooms/{room_id}/receipt/m.read/{event_id('elsewhere')}", {}, token=bob.access_token
     )
-    assert r.status == 403 and r.errcode == "M_FORBIDDEN"
+    assert r.status == 404 and r.errcode == "M_NOT_FOUND"
+    r = await api.post(
+        f"/rooms/{room_id}/read_markers", {"m.fully_read": event}, token=bob.access_token
+    )
+    assert r.status == 200
+    r = await api.get(
+        f"/user/{bob.user_id}/rooms/{room_id}/account_data/m.fully_read", token=bob.access_token
+    )
+    assert r.status == 200 and r.body == {"event_id": event}
 
 
 async def test_typing(server: RunningServer, api: Api) -> None:

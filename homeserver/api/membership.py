@@ -1,0 +1,110 @@
+"""Client API: room membership (spec: "Room membership")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.api.http import client_routes, json_body, json_response, opt_str, req_str
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.reading import RoomReader
+
+
+class MembershipApi:
+    def __init__(
+        self, auth: Authenticator, memberships: MembershipService, reader: RoomReader
+    ) -> None:
+        self.auth = auth
+        self.memberships = memberships
+        self.reader = reader
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *client_routes("POST", "/join/{roomIdOrAlias}", self.join),
+            *client_routes("POST", "/rooms/{roomIdOrAlias}/join", self.join),
+            *client_routes("POST", "/knock/{roomIdOrAlias}", self.knock),
+            *client_routes("POST", "/rooms/{roomId}/leave", self.leave),
+            *client_routes("POST", "/rooms/{roomId}/forget", self.forget),
+            *client_routes("POST", "/rooms/{roomId}/invite", self.invite),
+            *client_routes("POST", "/rooms/{roomId}/kick", self.kick),
+            *client_routes("POST", "/rooms/{roomId}/ban", self.ban),
+            *client_routes("POST", "/rooms/{roomId}/unban", self.unban),
+            *client_routes("GET", "/joined_rooms", self.joined_rooms),
+        ]
+
+    async def join(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request, allow_empty=True)
+        room_id = await self.memberships.join(
+            requester.user_id, request.match_info["roomIdOrAlias"], opt_str(body, "reason")
+        )
+        return json_response({"room_id": room_id})
+
+    async def knock(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request, allow_empty=True)
+        room_id = await self.memberships.knock(
+            requester.user_id, request.match_info["roomIdOrAlias"], opt_str(body, "reason")
+        )
+        return json_response({"room_id": room_id})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        body = await json_body(request, allow_empty=True)
+        await self.memberships.leave(
+            requester.user_id, request.match_info["roomId"], opt_str(body, "reason")
+        )
+        return json_response({})
+
+    async def forget(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        await self.memberships.forget(requester.user_id, request.match_info["roomId"])
+        return json_response({})
+
+    async def invite(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        await self.memberships.invite(
+            requester.user_id,
+            request.match_info["roomId"],
+            req_str(body, "user_id"),
+            opt_str(body, "reason"),
+        )
+        return json_response({})
+
+    async def kick(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        await self.memberships.kick(
+            requester.user_id,
+            request.match_info["roomId"],
+            req_str(body, "user_id"),
+            opt_str(body, "reason"),
+        )
+        return json_response({})
+
+    async def ban(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        await self.memberships.ban(
+            requester.user_id,
+            request.match_info["roomId"],
+            req_str(body, "user_id"),
+            opt_str(body, "reason"),
+        )
+        return json_response({})
+
+    async def unban(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request)
+        body = await json_body(request)
+        await self.memberships.unban(
+            requester.user_id,
+            request.match_info["roomId"],
+            req_str(body, "user_id"),
+            opt_str(body, "reason"),
+        )
+        return json_response({})
+
+    async def joined_rooms(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        return json_response({"joined_rooms": await self.reader.joined_rooms(requester.user_id)})

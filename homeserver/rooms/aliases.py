@@ -1,0 +1,75 @@
+"""Local room aliases: create, resolve, delete, list (client-server "Room aliases")."""
+
+from __future__ import annotations
+
+from homeserver.accounts.requester import Requester
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.events.identifiers import is_valid_room_alias
+from homeserver.rooms.auth import user_power_level
+from homeserver.rooms.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
+from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.service import RoomService, not_in_room
+
+
+class AliasService:
+    def __init__(self, rooms: RoomService, reader: RoomReader) -> None:
+        self.rooms = rooms
+        self.reader = reader
+
+    def _local(self, alias: str) -> str:
+        if not is_valid_room_alias(alias):
+            raise invalid_param("Invalid room alias")
+        if alias.split(":", 1)[1] != self.rooms.server_name:
+            # Remote aliases are resolved over federation, which is not wired yet.
+            raise not_found("Room alias not found")
+        return alias
+
+    async def resolve(self, alias: str) -> tuple[str, list[str]]:
+        found = await self.rooms.rooms.get_alias(self._local(alias))
+        if found is None:
+            raise not_found("Room alias not found")
+        return found[0], [self.rooms.server_name]
+
+    async def create(self, user_id: str, alias: str, room_id: str) -> None:
+        alias = self._local(alias)
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        member = await self.rooms.members.get(room.room_nid, user_id)
+        if member is None or member.membership != "join":
+            raise not_in_room()
+        ok = await self.rooms.rooms.create_alias(
+            alias, room.room_nid, user_id, self.rooms.clock.now_ms()
+        )
+        if not ok:
+            raise MatrixError(409, "M_UNKNOWN", "Room alias already exists")
+
+    async def delete(self, requester: Requester, alias: str) -> None:
+        alias = self._local(alias)
+        found = await self.rooms.rooms.get_alias(alias)
+        if found is None:
+            raise not_found("Room alias not found")
+        room_id, creator = found
+        if creator != requester.user_id and not requester.is_admin:
+            room = await self.rooms.room_or_forbidden(room_id)
+            state = await self.rooms.current_state(room, [POWER_LEVELS_KEY, CREATE_KEY])
+            pl = state.get(POWER_LEVELS_KEY)
+            create = state.get(CREATE_KEY)
+            level = user_power_level(
+                requester.user_id,
+                None if pl is None else pl.event,
+                None if create is None else create.event,
+            )
+            needed = 50
+            if pl is not None:
+                events = pl.event.content.get("events", {})
+                value = events.get("m.room.canonical_alias") if isinstance(events, dict) else None
+                needed = value if isinstance(value, int) else 50
+            if level < needed:
+                raise forbidden("You did not create this alias and lack the power to remove it")
+        await self.rooms.rooms.delete_alias(alias)
+
+    async def room_aliases(self, user_id: str, room_id: str) -> list[str]:
+        room = await self.rooms.room_or_forbidden(room_id)
+        await self.reader._view(user_id, room)
+        return await self.rooms.rooms.aliases_for_room(room.room_nid)

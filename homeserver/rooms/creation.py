@@ -1,0 +1,172 @@
+"""createRoom: the initial events of a new room, in the order the spec lists.
+
+Spec: client-server "POST /createRoom": create, the creator's join,
+power levels (with ``power_level_content_override``), canonical alias, the
+preset's join rules / history visibility / guest access, ``initial_state``,
+name, topic, then invites. Every event goes through the normal send path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.errors import MatrixError, invalid_param
+from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+PRESETS = {
+    # preset: (join_rule, history_visibility, guest_access or None, invitees are admins)
+    "private_chat": ("invite", "shared", "can_join", False),
+    "trusted_private_chat": ("invite", "shared", "can_join", True),
+    "public_chat": ("public", "shared", None, False),
+}
+
+
+@dataclass
+class CreateRoomRequest:
+    creator: str
+    preset: str | None = None
+    visibility: str = "private"
+    room_alias_name: str | None = None
+    name: str | None = None
+    topic: str | None = None
+    invite: list[str] = field(default_factory=list)
+    initial_state: list[dict[str, Any]] = field(default_factory=list)
+    room_version: str | None = None
+    creation_content: dict[str, Any] = field(default_factory=dict)
+    power_level_content_override: dict[str, Any] | None = None
+    is_direct: bool = False
+
+
+def power_levels_content(
+    rv: RoomVersion, creator: str, preset: str, invitees: list[str]
+) -> dict[str, Any]:
+    """The default power levels of a new room (creators are implicit in v12)."""
+    users: dict[str, int] = {}
+    if not rv.privileged_creators:
+        users[creator] = 100
+        if PRESETS[preset][3]:
+            users.update({u: 100 for u in invitees})
+    return {
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 50 if preset == "public_chat" else 0,
+    }
+
+
+class RoomCreator:
+    def __init__(
+        self,
+        rooms: RoomService,
+        memberships: MembershipService,
+        default_version: str,
+        allow_publishing: bool,
+    ) -> None:
+        self.rooms = rooms
+        self.memberships = memberships
+        self.default_version = default_version
+        self.allow_publishing = allow_publishing
+
+    def _validate(self, req: CreateRoomRequest) -> tuple[RoomVersion, str, str | None]:
+        version_id = req.room_version or self.default_version
+        rv = KNOWN_ROOM_VERSIONS.get(version_id)
+        if rv is None:
+            raise MatrixError(
+                400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version_id} is not supported"
+            )
+        preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
+        if preset not in PRESETS:
+            raise invalid_param(f"Unknown preset {preset}")
+        if req.visibility not in ("public", "private"):
+            raise invalid_param("visibility must be 'public' or 'private'")
+        for user in req.invite:
+            if not is_valid_user_id(user):
+                raise invalid_param("Invalid user id in 'invite'")
+        alias = None
+        if req.room_alias_name is not None:
+            alias = f"#{req.room_alias_name}:{self.rooms.server_name}"
+            if ":" in req.room_alias_name or not is_valid_room_alias(alias):
+                raise invalid_param("Invalid room_alias_name")
+        for entry in req.initial_state:
+            if not isinstance(entry.get("type"), str) or not isinstance(entry.get("content"), dict):
+                raise invalid_param("initial_state entries need a type and a content object")
+            if not isinstance(entry.get("state_key", ""), str):
+                raise invalid_param("initial_state state_key must be a string")
+        return rv, preset, alias
+
+    async def create_room(self, req: CreateRoomRequest) -> RoomInfo:
+        rv, preset, alias = self._validate(req)
+        if alias is not None and await self.rooms.rooms.get_alias(alias) is not None:
+            raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        if req.visibility == "public" and not self.allow_publishing:
+            raise MatrixError(403, "M_FORBIDDEN", "Publishing rooms is disabled on this server")
+
+        create_content = dict(req.creation_content)
+        create_content["room_version"] = rv.identifier
+        if rv.implicit_room_creator:
+            create_content.pop("creator", None)
+        else:
+            create_content["creator"] = req.creator
+        if rv.privileged_creators and PRESETS[preset][3] and req.invite:
+            extra = list(create_content.get("additional_creators") or [])
+            create_content["additional_creators"] = extra + [
+                u for u in req.invite if u not in extra and u != req.creator
+            ]
+        room, _ = await self.rooms.create_room_with(rv, req.creator, create_content)
+
+        async def send(etype: str, content: dict[str, Any], state_key: str | None = "") -> None:
+            await self.rooms.create_and_send(room, req.creator, etype, content, state_key)
+
+        join = await self.memberships.member_content(req.creator, "join")
+        await send("m.room.member", join, req.creator)
+        levels = power_levels_content(rv, req.creator, preset, req.invite)
+        if req.power_level_content_override:
+            levels.update(req.power_level_content_override)
+        await send("m.room.power_levels", levels)
+        if alias is not None:
+            created = await self.rooms.rooms.create_alias(
+                alias, room.room_nid, req.creator, self.rooms.clock.now_ms()
+            )
+            if not created:
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+            await send("m.room.canonical_alias", {"alias": alias})
+        given = {(e["type"], e.get("state_key", "")) for e in req.initial_state}
+        join_rule, visibility, guest_access, _ = PRESETS[preset]
+        if ("m.room.join_rules", "") not in given:
+            await send("m.room.join_rules", {"join_rule": join_rule})
+        if ("m.room.history_visibility", "") not in given:
+            await send("m.room.history_visibility", {"history_visibility": visibility})
+        if guest_access is not None and ("m.room.guest_access", "") not in given:
+            await send("m.room.guest_access", {"guest_access": guest_access})
+        for entry in req.initial_state:
+            await send(entry["type"], entry["content"], entry.get("state_key", ""))
+        if req.name is not None:
+            await send("m.room.name", {"name": req.name})
+        if req.topic is not None:
+            await send("m.room.topic", {"topic": req.topic})
+        for user in req.invite:
+            await self.memberships.invite(
+                req.creator, room.room_id, user, is_direct=True if req.is_direct else None
+            )
+        if req.visibility == "public":
+            await self.rooms.rooms.set_public(room.room_nid, True)
+        return room

@@ -1,0 +1,162 @@
+"""Membership changes of local users: join, leave, invite, kick, ban, unban, knock, forget.
+
+Each is one ``m.room.member`` event through ``RoomService.create_and_send``;
+whether it is allowed is decided by the auth rules in the shared check, so
+a banned user cannot join and a member without power cannot kick. Refusals
+carry the failed rule as their reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
+from homeserver.rooms.service import RoomService, not_in_room
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+# user id -> {"displayname": ..., "avatar_url": ...} (empty when unknown)
+ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
+
+
+class MembershipService:
+    def __init__(self, rooms: RoomService, profiles: ProfileLookup) -> None:
+        self.rooms = rooms
+        self.profiles = profiles
+
+    async def resolve_room(self, room_id_or_alias: str) -> RoomInfo:
+        """A room by id or by local alias; 404 M_NOT_FOUND when unknown here."""
+        if room_id_or_alias.startswith("#"):
+            if not is_valid_room_alias(room_id_or_alias):
+                raise invalid_param("Invalid room alias")
+            found = await self.rooms.rooms.get_alias(room_id_or_alias)
+            if found is None:
+                raise not_found("Room alias not found")
+            room_id_or_alias = found[0]
+        elif not room_id_or_alias.startswith("!"):
+            raise invalid_param("Expected a room id or a room alias")
+        room = await self.rooms.rooms.get_room(room_id_or_alias)
+        if room is None:
+            raise not_found("No known room with that id")
+        return room
+
+    async def member_content(self, user_id: str, membership: str, **extra: Any) -> dict[str, Any]:
+        content: dict[str, Any] = {"membership": membership}
+        if membership in ("join", "invite", "knock"):
+            content.update(await self.profiles(user_id))
+        content.update({k: v for k, v in extra.items() if v is not None})
+        return content
+
+    async def _send(
+        self, room: RoomInfo, sender: str, target: str, membership: str, **extra: Any
+    ) -> str:
+        content = await self.member_content(target, membership, **extra)
+        stored = await self.rooms.create_and_send(room, sender, "m.room.member", content, target)
+        return stored.event.event_id
+
+    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+        room = await self.resolve_room(room_id_or_alias)
+        await self._send(room, user_id, user_id, "join", reason=reason)
+        return room.room_id
+
+    async def knock(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+        room = await self.resolve_room(room_id_or_alias)
+        await self._send(room, user_id, user_id, "knock", reason=reason)
+        return room.room_id
+
+    async def leave(self, user_id: str, room_id: str, reason: str | None = None) -> None:
+        room = await self.rooms.room_or_forbidden(room_id)
+        current = await self.rooms.members.get(room.room_nid, user_id)
+        if current is None or current.membership in ("leave", "ban"):
+            if current is not None and current.membership == "leave":
+                return  # already left: nothing to do
+            raise not_in_room()
+        await self._send(room, user_id, user_id, "leave", reason=reason)
+
+    async def invite(
+        self,
+        user_id: str,
+        room_id: str,
+        target: str,
+        reason: str | None = None,
+        is_direct: bool | None = None,
+    ) -> None:
+        room = await self._target_room(room_id, target)
+        current = await self.rooms.members.get(room.room_nid, target)
+        if current is not None and current.membership == "ban":
+            raise forbidden(f"{target} is banned from the room")
+        if current is not None and current.membership == "join":
+            raise forbidden(f"{target} is already in the room")
+        await self._send(room, user_id, target, "invite", reason=reason, is_direct=is_direct)
+
+    async def kick(self, user_id: str, room_id: str, target: str, reason: str | None) -> None:
+        room = await self._target_room(room_id, target)
+        current = await self.rooms.members.get(room.room_nid, target)
+        if current is None or current.membership in ("leave", "ban"):
+            raise forbidden(f"{target} is not a member of the room")
+        await self._send(room, user_id, target, "leave", reason=reason)
+
+    async def ban(self, user_id: str, room_id: str, target: str, reason: str | None) -> None:
+        room = await self._target_room(room_id, target)
+        await self._send(room, user_id, target, "ban", reason=reason)
+
+    async def unban(self, user_id: str, room_id: str, target: str, reason: str | None) -> None:
+        room = await self._target_room(room_id, target)
+        current = await self.rooms.members.get(room.room_nid, target)
+        if current is None or current.membership != "ban":
+            raise forbidden(f"{target} is not banned")
+        await self._send(room, user_id, target, "leave", reason=reason)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        current = await self.rooms.members.get(room.room_nid, user_id)
+        if current is None:
+            raise not_found("You have never been in this room")
+        if current.membership in ("join", "invite", "knock"):
+            raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
+        await self.rooms.members.forget(room.room_nid, user_id)
+
+    async def _target_room(self, room_id: str, target: str) -> RoomInfo:
+        if not is_valid_user_id(target):
+            raise invalid_param("Invalid user id")
+        return await self.rooms.room_or_forbidden(room_id)
+
+    # --------------------------------------------------- account hooks
+
+    async def profile_changed(self, user_id: str) -> None:
+        """Send a fresh join event carrying the new profile into every joined room."""
+        profile = await self.profiles(user_id)
+        joined = await self.rooms.members.rooms_for_user(user_id, ("join",))
+        infos = await self.rooms.rooms.rooms_by_nid(m.room_nid for m in joined)
+        olds = await self.rooms.events.by_nids(m.event_nid for m in joined)
+        for m in joined:
+            room = infos.get(m.room_nid)
+            old = olds.get(m.event_nid)
+            if room is None:
+                continue
+            content = dict(old.event.content) if old is not None else {"membership": "join"}
+            content.pop("displayname", None)
+            content.pop("avatar_url", None)
+            content.update(profile)
+            try:
+                await self.rooms.create_and_send(room, user_id, "m.room.member", content, user_id)
+            except MatrixError:
+                continue
+
+    async def deactivated(self, user_id: str) -> None:
+        """Leave every room (joined, invited, knocking) of a deactivated user."""
+        rooms = await self.rooms.members.rooms_for_user(user_id, ("join", "invite", "knock"))
+        infos = await self.rooms.rooms.rooms_by_nid(m.room_nid for m in rooms)
+        for m in rooms:
+            room = infos.get(m.room_nid)
+            if room is None:
+                continue
+            try:
+                await self.rooms.create_and_send(
+                    room, user_id, "m.room.member", {"membership": "leave"}, user_id
+                )
+            except MatrixError:
+                continue

@@ -1,0 +1,139 @@
+"""Persisting one checked event: a single database transaction.
+
+Design note
+-----------
+The caller (RoomService for local events; the federation receiver later)
+holds the room's lock, has run ``checks.check_event`` and decided where the
+event sits: its prev events, the state group before it, and whether it
+becomes part of the current state. This module then writes, in ONE
+transaction::
+
+    event row (+ stream_ordering) -> edges, extremities -> state group
+      -> current_state -> room_memberships -> redactions -> txn id
+
+so an event acknowledged to a client is durable together with everything
+derived from it, and a reader never sees half of it. Stream orderings are
+taken inside the transaction (``EventStore.next_stream_ordering``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from homeserver.events.model import Event
+from homeserver.rooms.store.events_store import EventStore, StoredEvent
+from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.rooms_store import RoomStore
+from homeserver.rooms.store.state_store import StateStore
+from homeserver.storage.database import Database, Queries
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRef:
+    """A client transaction id that must map to the event (idempotent sends)."""
+
+    user_id: str
+    device_id: str
+    txn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRoom:
+    room_id: str
+    creator: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersistPlan:
+    event: Event
+    prev_nids: Sequence[int]
+    state_group_before: int | None
+    # The state event this one replaces in the state before it (prev_content).
+    replaces_nid: int | None
+    soft_failed: bool = False
+    txn: TxnRef | None = None
+
+
+class EventPersister:
+    def __init__(
+        self,
+        db: Database,
+        rooms: RoomStore,
+        events: EventStore,
+        state: StateStore,
+        members: MembershipStore,
+    ) -> None:
+        self.db = db
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.members = members
+
+    async def persist(
+        self, plan: PersistPlan, room_nid: int | None, new_room: NewRoom | None = None
+    ) -> StoredEvent:
+        """Write the event; ``new_room`` creates the room row in the same transaction."""
+        ev = plan.event
+        async with self.db.transaction() as q:
+            if new_room is not None:
+                room_nid = await self.rooms.insert_room(
+                    q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
+                )
+            assert room_nid is not None
+            keys = {}
+            if ev.is_state():
+                keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
+            # Soft-failed events are kept for the DAG but never shown to clients.
+            so = None if plan.soft_failed else await self.events.next_stream_ordering(q)
+            nid = await self.events.insert_event(
+                q,
+                ev,
+                room_nid,
+                stream_ordering=so,
+                state_group=plan.state_group_before,
+                prev_state_event_nid=plan.replaces_nid,
+                soft_failed=plan.soft_failed,
+            )
+            await self.events.add_edges(q, nid, ev.prev_event_ids)
+            group = plan.state_group_before
+            if not plan.soft_failed:
+                await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
+                if ev.is_state():
+                    delta: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
+                    group = await self.state.create_group(q, room_nid, group, delta)
+                    await q.execute(
+                        "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
+                    )
+                    await self.state.update_current(q, room_nid, delta)
+                    assert so is not None
+                    await self._membership(q, ev, room_nid, nid, so)
+            await self._redaction(q, ev, nid)
+            if plan.txn is not None:
+                t = plan.txn
+                await self.events.add_txn_id(
+                    q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
+                )
+        self.rooms.remember_keys(keys)
+        stored = StoredEvent(
+            event=ev,
+            event_nid=nid,
+            room_nid=room_nid,
+            stream_ordering=so,
+            state_group=group,
+            outlier=False,
+            rejected_reason=None,
+            soft_failed=plan.soft_failed,
+            prev_state_event_nid=plan.replaces_nid,
+        )
+        self.events._keep(stored)
+        return stored
+
+    async def _membership(self, q: Queries, ev: Event, room_nid: int, nid: int, so: int) -> None:
+        if ev.type != "m.room.member" or ev.state_key is None or ev.membership is None:
+            return
+        await self.members.set_membership(q, room_nid, ev.state_key, ev.membership, nid, so)
+
+    async def _redaction(self, q: Queries, ev: Event, nid: int) -> None:
+        if ev.type == "m.room.redaction" and ev.redacts is not None:
+            await self.events.add_redaction(q, nid, ev.redacts)

@@ -1,0 +1,343 @@
+"""RoomService: the single writer of each room, and the way every local event is made.
+
+Design note
+-----------
+Events of one room are built and persisted one at a time, under an asyncio
+lock keyed by room id (DESIGN "Linear rooms")::
+
+    send_event ─┐
+    join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
+    createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
+                      ─> EventPersister.persist (one transaction)
+                  unlock ─> notifier.notify(local members) ─> event_persisted_hooks
+
+The check is the same one federation runs on received events; our own
+events get no shortcut. Hooks run after the commit and may not undo it: a
+failing hook is logged, the client still gets its event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError, bad_json, forbidden
+from homeserver.events.builder import build_event
+from homeserver.events.keys import SigningKey
+from homeserver.events.model import Event
+from homeserver.events.room_versions import RoomVersion
+from homeserver.rooms.auth import auth_types_for_event
+from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
+from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
+from homeserver.rooms.store.events_store import EventStore, StoredEvent
+from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
+from homeserver.rooms.store.state_store import StateStore
+from homeserver.sync.notifier import Notifier
+
+log = logging.getLogger("myelin.rooms")
+
+# Called after an event is durably persisted: (stored event, room).
+EventHook = Callable[[StoredEvent, RoomInfo], Awaitable[None]]
+
+MAX_PREV_EVENTS = 10
+ENCRYPTION = "m.room.encryption"
+
+
+def not_in_room() -> MatrixError:
+    return forbidden("You are not a member of this room")
+
+
+def no_encryption_downgrade(
+    content: dict[str, Any],
+) -> Callable[[dict[StateKey, StoredEvent]], None]:
+    """Refuse an m.room.encryption event that would turn encryption off or change it."""
+
+    def check(state: dict[StateKey, StoredEvent]) -> None:
+        current = state.get((ENCRYPTION, ""))
+        if current is None:
+            return
+        before = current.event.content.get("algorithm")
+        if content.get("algorithm") != before:
+            raise forbidden(
+                "Encryption cannot be turned off or changed once enabled: a downgrade would let"
+                " the server read new messages. Upgrade the room to a new one instead."
+            )
+
+    return check
+
+
+class RoomService:
+    def __init__(
+        self,
+        server_name: str,
+        clock: Clock,
+        signing_key: SigningKey,
+        rooms: RoomStore,
+        events: EventStore,
+        state: StateStore,
+        members: MembershipStore,
+        persister: EventPersister,
+        notifier: Notifier,
+    ) -> None:
+        self.server_name = server_name
+        self.clock = clock
+        self.signing_key = signing_key
+        self.rooms = rooms
+        self.events = events
+        self.state = state
+        self.members = members
+        self.persister = persister
+        self.notifier = notifier
+        self.event_persisted_hooks: list[EventHook] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def lock(self, room_id: str) -> asyncio.Lock:
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = asyncio.Lock()
+        return lock
+
+    async def verify_key(self, server_name: str, key_id: str) -> VerifyKey | None:
+        """Keys for signature checks; only our own until federation adds its keyring."""
+        if server_name == self.server_name and key_id == self.signing_key.key_id:
+            return self.signing_key.verify_key
+        return None
+
+    async def room_or_forbidden(self, room_id: str) -> RoomInfo:
+        room = await self.rooms.get_room(room_id)
+        if room is None:
+            raise not_in_room()
+        return room
+
+    def new_room_id(self) -> str:
+        alphabet = string.ascii_letters
+        local = "".join(secrets.choice(alphabet) for _ in range(18))
+        return f"!{local}:{self.server_name}"
+
+    # -------------------------------------------------------------- state
+
+    async def _events_for(self, nids: Mapping[int, int]) -> dict[StateKey, StoredEvent]:
+        keys = await self.rooms.keys_for_nids(nids.keys())
+        found = await self.events.by_nids(nids.values())
+        return {keys[k]: found[e] for k, e in nids.items() if k in keys and e in found}
+
+    async def current_state(
+        self, room: RoomInfo, keys: Iterable[StateKey] | None = None
+    ) -> dict[StateKey, StoredEvent]:
+        """The room's current state (all of it, or only ``keys``)."""
+        if keys is None:
+            return await self._events_for(await self.state.current_state(room.room_nid))
+        key_nids = await self.rooms.key_nids(keys)
+        nids = await self.state.current_state(room.room_nid, key_nids.values())
+        return await self._events_for(nids)
+
+    async def current_state_event(
+        self, room: RoomInfo, event_type: str, state_key: str = ""
+    ) -> StoredEvent | None:
+        return (await self.current_state(room, [(event_type, state_key)])).get(
+            (event_type, state_key)
+        )
+
+    async def state_at(
+        self, group: int | None, keys: Iterable[StateKey] | None = None
+    ) -> dict[StateKey, StoredEvent]:
+        """The state stored in ``group`` (the state after some event)."""
+        if group is None:
+            return {}
+        if keys is None:
+            return await self._events_for(await self.state.state_at_group(group))
+        key_nids = await self.rooms.key_nids(keys)
+        nids = await self.state.state_keys_at_group(group, key_nids.values())
+        return await self._events_for(nids)
+
+    # ------------------------------------------------------------ writing
+
+    async def send_event(
+        self,
+        requester_user_id: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        txn: TxnRef | None = None,
+    ) -> str:
+        """Build, check and persist one event from a local user; its event id.
+
+        A repeated ``txn`` (same user, device and txn id) returns the first
+        event's id without sending again.
+        """
+        if txn is not None:
+            earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
+            if earlier is not None:
+                return earlier
+        room = await self.room_or_forbidden(room_id)
+        precheck = no_encryption_downgrade(content) if event_type == ENCRYPTION else None
+        stored = await self.create_and_send(
+            room, requester_user_id, event_type, content, state_key, txn, precheck
+        )
+        return stored.event.event_id
+
+    async def create_and_send(
+        self,
+        room: RoomInfo,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        txn: TxnRef | None = None,
+        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None = None,
+    ) -> StoredEvent:
+        """The single writer path: under the room lock, build on the current
+        extremities and state, check, persist; then wake and notify.
+
+        ``precheck`` sees the state the event is built on (client-API rules
+        that are not auth rules, such as the encryption downgrade).
+        """
+        async with self.lock(room.room_id):
+            if txn is not None:
+                earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
+                if earlier is not None:
+                    found = await self.events.by_id(earlier)
+                    if found is not None:
+                        return found
+            stored = await self._build_and_persist(
+                room, sender, event_type, content, state_key, txn, precheck
+            )
+        await self.after_persist(stored, room)
+        return stored
+
+    async def _build_and_persist(
+        self,
+        room: RoomInfo,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+        txn: TxnRef | None,
+        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+    ) -> StoredEvent:
+        rv = room.version
+        prev = (await self.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        if not prev:
+            raise not_in_room()
+        auth_keys = auth_types_for_event(event_type, state_key, sender, content, rv)
+        wanted = [*auth_keys, CREATE_KEY]
+        if state_key is not None:
+            wanted.append((event_type, state_key))
+        cur = await self.current_state(room, wanted)
+        if precheck is not None:
+            precheck(cur)
+        create = cur.get(CREATE_KEY)
+        auth_events = [cur[k].event for k in auth_keys if k in cur]
+        fields: dict[str, Any] = {
+            "room_id": room.room_id,
+            "type": event_type,
+            "sender": sender,
+            "content": content,
+            "prev_events": [p.event.event_id for p in prev],
+            "auth_events": [a.event_id for a in auth_events],
+            "depth": max(p.event.depth for p in prev) + 1,
+            "origin_server_ts": self.clock.now_ms(),
+        }
+        if state_key is not None:
+            fields["state_key"] = state_key
+        if event_type == "m.room.redaction" and not rv.updated_redaction_rules:
+            # Before v11 "redacts" is a top-level key, not part of content.
+            fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
+            fields["redacts"] = content.get("redacts")
+        event = self._build(rv, fields)
+        state_map = {k: s.event for k, s in cur.items()}
+        await self._check(event, auth_events, state_map, None if create is None else create.event)
+        replaced = cur.get((event_type, state_key)) if state_key is not None else None
+        plan = PersistPlan(
+            event=event,
+            prev_nids=[p.event_nid for p in prev],
+            state_group_before=prev[-1].state_group,
+            replaces_nid=None if replaced is None else replaced.event_nid,
+            txn=txn,
+        )
+        return await self.persister.persist(plan, room.room_nid)
+
+    def _build(self, rv: RoomVersion, fields: dict[str, Any]) -> Event:
+        try:
+            return build_event(rv, fields, self.server_name, self.signing_key)
+        except ValueError as e:
+            raise bad_json(str(e)) from None
+
+    async def _check(
+        self,
+        event: Event,
+        auth_events: list[Event],
+        state: dict[StateKey, Event],
+        create: Event | None,
+    ) -> None:
+        try:
+            await check_event(
+                event,
+                auth_events=auth_events,
+                state_before=state,
+                current_state=state,
+                create_event=create,
+                keys=self.verify_key,
+            )
+        except EventRejected as e:
+            if e.step == "format":
+                if "larger than" in e.reason:
+                    raise MatrixError(413, "M_TOO_LARGE", "Event is too large") from None
+                raise bad_json(f"Invalid event: {e.reason}") from None
+            if e.step in ("auth_events", "state_before"):
+                raise forbidden(e.reason) from None
+            raise
+
+    async def create_room_with(
+        self, version: RoomVersion, creator: str, content: dict[str, Any]
+    ) -> tuple[RoomInfo, StoredEvent]:
+        """Build, check and persist the create event of a new room, and the room row."""
+        fields: dict[str, Any] = {
+            "type": "m.room.create",
+            "state_key": "",
+            "sender": creator,
+            "content": content,
+            "prev_events": [],
+            "auth_events": [],
+            "depth": 1,
+            "origin_server_ts": self.clock.now_ms(),
+        }
+        if not version.room_id_from_create_event:
+            fields["room_id"] = self.new_room_id()
+        event = self._build(version, fields)
+        await self._check(event, [], {}, None)
+        room_id = event.room_id
+        async with self.lock(room_id):
+            plan = PersistPlan(
+                event=event, prev_nids=[], state_group_before=None, replaces_nid=None
+            )
+            stored = await self.persister.persist(plan, None, NewRoom(room_id, creator))
+        room = await self.rooms.get_room(room_id)
+        assert room is not None
+        await self.after_persist(stored, room)
+        return room, stored
+
+    async def after_persist(self, stored: StoredEvent, room: RoomInfo) -> None:
+        """Wake local members' /sync, then tell subscribers (federation, push...)."""
+        users = set(await self.members.local_users(room.room_nid, self.server_name))
+        ev = stored.event
+        if ev.type == MEMBER and ev.state_key is not None:
+            users.add(ev.state_key)
+        self.notifier.notify(u for u in users if u.endswith(":" + self.server_name))
+        for hook in self.event_persisted_hooks:
+            try:
+                await hook(stored, room)
+            except Exception:
+                log.exception("event_persisted hook failed for %s", ev.event_id)

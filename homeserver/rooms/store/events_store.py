@@ -1,0 +1,332 @@
+"""Tables ``events``, ``event_edges``, ``forward_extremities``, ``stream_positions``,
+``redactions`` and ``event_txn_ids``.
+
+Events are immutable once stored (a redaction is applied when an event is
+served, from the ``redactions`` table), so loaded events are cached by nid.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from homeserver.events.canonical import decode_json, encode_canonical_json
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.rooms.store.rooms_store import _params
+from homeserver.storage.database import Database, Queries, Row
+
+_CACHE_SIZE = 50_000
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "e.event_nid, e.event_id, e.room_nid, e.stream_ordering, e.state_group, e.outlier,"
+    " e.rejected_reason, e.soft_failed, e.prev_state_event_nid, e.json, r.room_version"
+)
+_FROM = " FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    event_nid: int
+    room_nid: int
+    stream_ordering: int | None
+    state_group: int | None
+    outlier: bool
+    rejected_reason: str | None
+    soft_failed: bool
+    prev_state_event_nid: int | None
+
+
+def _stored(row: Row) -> StoredEvent:
+    version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
+    pdu = decode_json(str(row["json"]))
+    so = row["stream_ordering"]
+    sg = row["state_group"]
+    prev = row["prev_state_event_nid"]
+    return StoredEvent(
+        event=Event(str(row["event_id"]), pdu, version),
+        event_nid=int(row["event_nid"]),
+        room_nid=int(row["room_nid"]),
+        stream_ordering=None if so is None else int(so),
+        state_group=None if sg is None else int(sg),
+        outlier=bool(row["outlier"]),
+        rejected_reason=row["rejected_reason"],
+        soft_failed=bool(row["soft_failed"]),
+        prev_state_event_nid=None if prev is None else int(prev),
+    )
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: OrderedDict[int, StoredEvent] = OrderedDict()
+        self._ids: dict[str, int] = {}
+
+    # ------------------------------------------------------------ writing
+
+    async def next_stream_ordering(self, q: Queries) -> int:
+        """Take the next global position inside the persisting transaction."""
+        value = await q.fetchval(
+            "UPDATE stream_positions SET position = position + 1"
+            " WHERE stream_name = 'events' RETURNING position"
+        )
+        return int(value)
+
+    async def insert_event(
+        self,
+        q: Queries,
+        event: Event,
+        room_nid: int,
+        *,
+        stream_ordering: int | None,
+        state_group: int | None,
+        prev_state_event_nid: int | None,
+        outlier: bool = False,
+        rejected_reason: str | None = None,
+        soft_failed: bool = False,
+    ) -> int:
+        nid = await q.fetchval(
+            "INSERT INTO events (event_id, room_nid, event_type, state_key, sender, depth,"
+            " origin_server_ts, stream_ordering, outlier, rejected_reason, soft_failed,"
+            " state_group, prev_state_event_nid, json)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " RETURNING event_nid",
+            event.event_id,
+            room_nid,
+            event.type,
+            event.state_key,
+            event.sender,
+            event.depth,
+            event.origin_server_ts,
+            stream_ordering,
+            int(outlier),
+            rejected_reason,
+            int(soft_failed),
+            state_group,
+            prev_state_event_nid,
+            encode_canonical_json(event.pdu).decode(),
+        )
+        return int(nid)
+
+    async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
+        await q.executemany(
+            "INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            [(event_nid, p) for p in prev_event_ids],
+        )
+
+    async def replace_extremities(
+        self, q: Queries, room_nid: int, prev_nids: Sequence[int], event_nid: int
+    ) -> None:
+        """The new event succeeds its prev events: they stop being extremities."""
+        for prev in prev_nids:
+            await q.execute(
+                "DELETE FROM forward_extremities WHERE room_nid = $1 AND event_nid = $2",
+                room_nid,
+                prev,
+            )
+        await q.execute(
+            "INSERT INTO forward_extremities (room_nid, event_nid) VALUES ($1, $2)",
+            room_nid,
+            event_nid,
+        )
+
+    async def add_redaction(self, q: Queries, redaction_nid: int, redacts: str) -> None:
+        await q.execute(
+            "INSERT INTO redactions (redaction_event_nid, redacts_event_id) VALUES ($1, $2)",
+            redaction_nid,
+            redacts,
+        )
+
+    async def add_txn_id(
+        self, q: Queries, user_id: str, device_id: str, txn_id: str, event_id: str, ts: int
+    ) -> None:
+        await q.execute(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            user_id,
+            device_id,
+            txn_id,
+            event_id,
+            ts,
+        )
+
+    # ------------------------------------------------------------ reading
+
+    async def current_position(self) -> int:
+        value = await self.db.fetchval(
+            "SELECT position FROM stream_positions WHERE stream_name = 'events'"
+        )
+        return int(value)
+
+    async def event_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        value = await self.db.fetchval(
+            "SELECT event_id FROM event_txn_ids"
+            " WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            user_id,
+            device_id,
+            txn_id,
+        )
+        return None if value is None else str(value)
+
+    async def txn_ids_for(
+        self, user_id: str, device_id: str, event_ids: list[str]
+    ) -> dict[str, str]:
+        """event_id -> transaction_id of the given events sent from this device."""
+        if not event_ids:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
+            f" AND event_id IN ({_params(len(event_ids), 3)})",
+            user_id,
+            device_id,
+            *event_ids,
+        )
+        return {str(r["event_id"]): str(r["txn_id"]) for r in rows}
+
+    def _keep(self, stored: StoredEvent) -> None:
+        self._cache[stored.event_nid] = stored
+        self._ids[stored.event.event_id] = stored.event_nid
+        if len(self._cache) > _CACHE_SIZE:
+            _, old = self._cache.popitem(last=False)
+            self._ids.pop(old.event.event_id, None)
+
+    async def by_nids(self, nids: Iterable[int]) -> dict[int, StoredEvent]:
+        wanted = list(dict.fromkeys(nids))
+        out = {n: self._cache[n] for n in wanted if n in self._cache}
+        missing = [n for n in wanted if n not in out]
+        for chunk in _chunks(missing):
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({_params(len(chunk))})", *chunk
+            )
+            for row in rows:
+                stored = _stored(row)
+                self._keep(stored)
+                out[stored.event_nid] = stored
+        return out
+
+    async def by_ids(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        wanted = list(dict.fromkeys(event_ids))
+        out: dict[str, StoredEvent] = {}
+        missing = []
+        for event_id in wanted:
+            nid = self._ids.get(event_id)
+            if nid is not None and nid in self._cache:
+                out[event_id] = self._cache[nid]
+            else:
+                missing.append(event_id)
+        for chunk in _chunks(missing):
+            rows = await self.db.fetchall(
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({_params(len(chunk))})", *chunk
+            )
+            for row in rows:
+                stored = _stored(row)
+                self._keep(stored)
+                out[stored.event.event_id] = stored
+        return out
+
+    async def by_id(self, event_id: str) -> StoredEvent | None:
+        return (await self.by_ids([event_id])).get(event_id)
+
+    async def extremities(self, room_nid: int) -> list[StoredEvent]:
+        rows = await self.db.fetchall(
+            "SELECT event_nid FROM forward_extremities WHERE room_nid = $1", room_nid
+        )
+        found = await self.by_nids(int(r["event_nid"]) for r in rows)
+        return sorted(found.values(), key=lambda s: s.event.depth)
+
+    async def room_stream(
+        self,
+        room_nid: int,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        backwards: bool,
+        types: Sequence[str] = (),
+        senders: Sequence[str] = (),
+    ) -> list[StoredEvent]:
+        """Visible events of a room with ``after < stream_ordering <= before``,
+        newest first when ``backwards``."""
+        sql = "SELECT event_nid FROM events WHERE room_nid = $1 AND stream_ordering IS NOT NULL"
+        args: list[object] = [room_nid]
+        if after is not None:
+            args.append(after)
+            sql += f" AND stream_ordering > ${len(args)}"
+        if before is not None:
+            args.append(before)
+            sql += f" AND stream_ordering <= ${len(args)}"
+        if types:
+            sql += f" AND event_type IN ({_params(len(types), len(args) + 1)})"
+            args.extend(types)
+        if senders:
+            sql += f" AND sender IN ({_params(len(senders), len(args) + 1)})"
+            args.extend(senders)
+        args.append(limit)
+        sql += f" ORDER BY stream_ordering {'DESC' if backwards else 'ASC'} LIMIT ${len(args)}"
+        rows = await self.db.fetchall(sql, *args)
+        nids = [int(r["event_nid"]) for r in rows]
+        found = await self.by_nids(nids)
+        return [found[n] for n in nids if n in found]
+
+    async def state_events_between(
+        self, room_nid: int, after: int, before: int
+    ) -> list[StoredEvent]:
+        """State events with ``after < stream_ordering < before``, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT event_nid FROM events WHERE room_nid = $1 AND state_key IS NOT NULL"
+            " AND stream_ordering > $2 AND stream_ordering < $3 ORDER BY stream_ordering",
+            room_nid,
+            after,
+            before,
+        )
+        nids = [int(r["event_nid"]) for r in rows]
+        found = await self.by_nids(nids)
+        return [found[n] for n in nids if n in found]
+
+    async def last_event_before(self, room_nid: int, before: int) -> StoredEvent | None:
+        """The newest visible event of the room with ``stream_ordering < before``."""
+        nid = await self.db.fetchval(
+            "SELECT event_nid FROM events WHERE room_nid = $1 AND stream_ordering < $2"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            room_nid,
+            before,
+        )
+        if nid is None:
+            return None
+        return (await self.by_nids([int(nid)])).get(int(nid))
+
+    async def rooms_with_events(self, room_nids: Sequence[int], after: int, upto: int) -> set[int]:
+        """Which of ``room_nids`` have visible events in ``(after, upto]``."""
+        out: set[int] = set()
+        for chunk in _chunks(list(room_nids)):
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > $1"
+                f" AND stream_ordering <= $2 AND room_nid IN ({_params(len(chunk), 3)})",
+                after,
+                upto,
+                *chunk,
+            )
+            out.update(int(r["room_nid"]) for r in rows)
+        return out
+
+    async def redactions_of(self, event_ids: Sequence[str]) -> dict[str, int]:
+        """redacted event id -> nid of the (first) redaction naming it."""
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(event_ids)):
+            rows = await self.db.fetchall(
+                "SELECT redacts_event_id, MIN(redaction_event_nid) AS nid FROM redactions"
+                f" WHERE redacts_event_id IN ({_params(len(chunk))}) GROUP BY redacts_event_id",
+                *chunk,
+            )
+            out.update({str(r["redacts_event_id"]): int(r["nid"]) for r in rows})
+        return out
+
+
+def _chunks(items: Sequence[T], size: int = 500) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,133 @@
+"""Table ``room_memberships``: the current membership of each user in each room.
+
+Derived from the membership events in current state, kept as rows so that
+"which rooms is @u in", "who is joined here" and "whose membership changed
+since stream position N" are single indexed reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from homeserver.rooms.store.rooms_store import _params
+from homeserver.storage.database import Database, Queries, Row
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    room_nid: int
+    user_id: str
+    membership: str
+    event_nid: int
+    stream_ordering: int
+
+
+def _row(r: Row) -> Membership:
+    return Membership(
+        int(r["room_nid"]),
+        str(r["user_id"]),
+        str(r["membership"]),
+        int(r["event_nid"]),
+        int(r["stream_ordering"]),
+    )
+
+
+_COLS = "room_nid, user_id, membership, event_nid, stream_ordering"
+
+
+class MembershipStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set_membership(
+        self,
+        q: Queries,
+        room_nid: int,
+        user_id: str,
+        membership: str,
+        event_nid: int,
+        stream_ordering: int,
+    ) -> None:
+        await q.execute(
+            "INSERT INTO room_memberships"
+            " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten)"
+            " VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (room_nid, user_id) DO UPDATE SET"
+            " membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid,"
+            " stream_ordering = EXCLUDED.stream_ordering, forgotten = 0",
+            room_nid,
+            user_id,
+            membership,
+            event_nid,
+            stream_ordering,
+        )
+
+    async def get(self, room_nid: int, user_id: str) -> Membership | None:
+        row = await self.db.fetchone(
+            f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1 AND user_id = $2",
+            room_nid,
+            user_id,
+        )
+        return None if row is None else _row(row)
+
+    async def rooms_for_user(
+        self, user_id: str, memberships: Sequence[str] = ("join",)
+    ) -> list[Membership]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
+            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY room_nid",
+            user_id,
+            *memberships,
+        )
+        return [_row(r) for r in rows]
+
+    async def changed_since(self, user_id: str, since: int, upto: int) -> list[Membership]:
+        """The user's memberships whose event came after ``since`` (and not after ``upto``)."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
+            " AND stream_ordering > $2 AND stream_ordering <= $3 AND forgotten = 0",
+            user_id,
+            since,
+            upto,
+        )
+        return [_row(r) for r in rows]
+
+    async def members(
+        self, room_nid: int, memberships: Sequence[str] = ("join",)
+    ) -> list[Membership]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
+            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY user_id",
+            room_nid,
+            *memberships,
+        )
+        return [_row(r) for r in rows]
+
+    async def local_users(self, room_nid: int, server_name: str) -> list[str]:
+        """Local users joined, invited or knocking: who must be woken for a new event."""
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM room_memberships WHERE room_nid = $1"
+            " AND membership IN ('join', 'invite', 'knock') AND user_id LIKE $2",
+            room_nid,
+            "%:" + server_name,
+        )
+        suffix = ":" + server_name  # LIKE's "_" matches any character: check exactly
+        return [str(r["user_id"]) for r in rows if str(r["user_id"]).endswith(suffix)]
+
+    async def forget(self, room_nid: int, user_id: str) -> None:
+        await self.db.execute(
+            "UPDATE room_memberships SET forgotten = 1 WHERE room_nid = $1 AND user_id = $2",
+            room_nid,
+            user_id,
+        )
+
+    async def users_sharing_room_with(self, user_id: str) -> set[str]:
+        """Everyone joined to at least one room where ``user_id`` is joined (themself included)."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT other.user_id FROM room_memberships mine"
+            " JOIN room_memberships other ON other.room_nid = mine.room_nid"
+            " WHERE mine.user_id = $1 AND mine.membership = 'join'"
+            " AND other.membership = 'join'",
+            user_id,
+        )
+        return {str(r[0]) for r in rows}

@@ -1,0 +1,193 @@
+"""Tables ``rooms``, ``state_keys`` and ``room_aliases``.
+
+Rooms and interned state keys never change once written (except the
+directory flag), so both are cached in memory after the first read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.storage.database import Database, Queries, Row
+
+StateKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room_nid: int
+    room_id: str
+    version: RoomVersion
+    creator: str
+
+
+class RoomStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._rooms: dict[str, RoomInfo] = {}
+        self._by_nid: dict[int, RoomInfo] = {}
+        self._key_nids: dict[StateKey, int] = {}
+        self._keys: dict[int, StateKey] = {}
+
+    # ------------------------------------------------------------- rooms
+
+    async def insert_room(
+        self, q: Queries, room_id: str, version: RoomVersion, creator: str, ts: int
+    ) -> int:
+        nid = await q.fetchval(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
+            " VALUES ($1, $2, $3, $4) RETURNING room_nid",
+            room_id,
+            version.identifier,
+            creator,
+            ts,
+        )
+        return int(nid)
+
+    def _remember(self, r: Row) -> RoomInfo:
+        info = RoomInfo(
+            int(r["room_nid"]),
+            str(r["room_id"]),
+            KNOWN_ROOM_VERSIONS[str(r["room_version"])],
+            str(r["creator"]),
+        )
+        self._rooms[info.room_id] = info
+        self._by_nid[info.room_nid] = info
+        return info
+
+    async def get_room(self, room_id: str) -> RoomInfo | None:
+        info = self._rooms.get(room_id)
+        if info is not None:
+            return info
+        row = await self.db.fetchone(
+            "SELECT room_nid, room_id, room_version, creator FROM rooms WHERE room_id = $1",
+            room_id,
+        )
+        return None if row is None else self._remember(row)
+
+    async def rooms_by_nid(self, nids: Iterable[int]) -> dict[int, RoomInfo]:
+        wanted = set(nids)
+        missing = [n for n in wanted if n not in self._by_nid]
+        if missing:
+            rows = await self.db.fetchall(
+                "SELECT room_nid, room_id, room_version, creator FROM rooms"
+                f" WHERE room_nid IN ({_params(len(missing))})",
+                *missing,
+            )
+            for row in rows:
+                self._remember(row)
+        return {n: self._by_nid[n] for n in wanted if n in self._by_nid}
+
+    async def set_public(self, room_nid: int, public: bool) -> None:
+        await self.db.execute(
+            "UPDATE rooms SET is_public = $1 WHERE room_nid = $2", int(public), room_nid
+        )
+
+    async def is_public(self, room_nid: int) -> bool:
+        value = await self.db.fetchval("SELECT is_public FROM rooms WHERE room_nid = $1", room_nid)
+        return bool(value)
+
+    # -------------------------------------------------------- state keys
+
+    async def intern_state_keys(self, q: Queries, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        """The nid of each key, creating the missing ones inside transaction ``q``."""
+        out: dict[StateKey, int] = {}
+        for key in set(keys):
+            nid = self._key_nids.get(key)
+            if nid is None:
+                await q.execute(
+                    "INSERT INTO state_keys (event_type, state_key) VALUES ($1, $2)"
+                    " ON CONFLICT (event_type, state_key) DO NOTHING",
+                    key[0],
+                    key[1],
+                )
+                nid = int(
+                    await q.fetchval(
+                        "SELECT state_key_nid FROM state_keys"
+                        " WHERE event_type = $1 AND state_key = $2",
+                        key[0],
+                        key[1],
+                    )
+                )
+            out[key] = nid
+        return out
+
+    def remember_keys(self, keys: dict[StateKey, int]) -> None:
+        """Cache keys whose transaction has committed."""
+        for key, nid in keys.items():
+            self._key_nids[key] = nid
+            self._keys[nid] = key
+
+    async def key_nids(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
+        """Existing nids of ``keys`` (unknown keys are left out)."""
+        wanted = set(keys)
+        missing = [k for k in wanted if k not in self._key_nids]
+        for key in missing:
+            nid = await self.db.fetchval(
+                "SELECT state_key_nid FROM state_keys WHERE event_type = $1 AND state_key = $2",
+                key[0],
+                key[1],
+            )
+            if nid is not None:
+                self._key_nids[key] = int(nid)
+                self._keys[int(nid)] = key
+        return {k: self._key_nids[k] for k in wanted if k in self._key_nids}
+
+    async def keys_for_nids(self, nids: Iterable[int]) -> dict[int, StateKey]:
+        wanted = set(nids)
+        missing = [n for n in wanted if n not in self._keys]
+        if missing:
+            rows = await self.db.fetchall(
+                "SELECT state_key_nid, event_type, state_key FROM state_keys"
+                f" WHERE state_key_nid IN ({_params(len(missing))})",
+                *missing,
+            )
+            for row in rows:
+                key = (str(row["event_type"]), str(row["state_key"]))
+                self._keys[int(row["state_key_nid"])] = key
+                self._key_nids[key] = int(row["state_key_nid"])
+        return {n: self._keys[n] for n in wanted if n in self._keys}
+
+    # ------------------------------------------------------------ aliases
+
+    async def create_alias(self, alias: str, room_nid: int, creator: str, ts: int) -> bool:
+        """False if the alias is taken."""
+        async with self.db.transaction() as q:
+            taken = await q.fetchval("SELECT 1 FROM room_aliases WHERE room_alias = $1", alias)
+            if taken is not None:
+                return False
+            await q.execute(
+                "INSERT INTO room_aliases (room_alias, room_nid, creator, created_ts)"
+                " VALUES ($1, $2, $3, $4)",
+                alias,
+                room_nid,
+                creator,
+                ts,
+            )
+        return True
+
+    async def get_alias(self, alias: str) -> tuple[str, str] | None:
+        """(room_id, creator) of a local alias."""
+        row = await self.db.fetchone(
+            "SELECT r.room_id, a.creator FROM room_aliases a JOIN rooms r"
+            " ON r.room_nid = a.room_nid WHERE a.room_alias = $1",
+            alias,
+        )
+        return None if row is None else (str(row["room_id"]), str(row["creator"]))
+
+    async def delete_alias(self, alias: str) -> None:
+        await self.db.execute("DELETE FROM room_aliases WHERE room_alias = $1", alias)
+
+    async def aliases_for_room(self, room_nid: int) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT room_alias FROM room_aliases WHERE room_nid = $1 ORDER BY room_alias",
+            room_nid,
+        )
+        return [str(r["room_alias"]) for r in rows]
+
+
+def _params(n: int, start: int = 1) -> str:
+    """``$1, $2, ...`` for an IN list of ``n`` bound values."""
+    return ", ".join(f"${i}" for i in range(start, start + n))

@@ -1,0 +1,207 @@
+"""Tables ``state_groups``, ``state_group_entries`` and ``current_state``.
+
+Design note
+-----------
+State is stored de-duplicated. A state group is the room state after some
+event; it is written only when a state event changes the state (a message
+shares its predecessor's group). A group is either a full snapshot (no
+parent) or its parent plus a delta of changed entries::
+
+    g1 (snapshot: create, member, power, ...)  <- g2 (+topic) <- g3 (+member bob) ...
+
+Reading a group walks the chain with one recursive query and folds the
+deltas, nearest first. ``MAX_DELTA_DEPTH`` bounds the chain: the group
+after that many deltas is written as a full snapshot, so any read costs at
+most that many hops, while storage stays proportional to the changes.
+Groups never change, so reads are cached per group.
+
+``current_state`` mirrors the newest group of each room as plain rows, so
+reading one key of the current state never walks a chain.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
+from homeserver.rooms.store.rooms_store import _params
+from homeserver.storage.database import Database, Queries, Row
+
+MAX_DELTA_DEPTH = 100
+_CACHE_GROUPS = 512
+
+# state_key_nid -> event_nid
+StateNids = dict[int, int]
+
+# The group $1 and its ancestors, with their distance from it.
+_CHAIN = (
+    "WITH RECURSIVE chain(sg, hop) AS ("
+    " SELECT CAST($1 AS BIGINT), 0"
+    " UNION ALL SELECT g.prev_group, c.hop + 1 FROM state_groups g"
+    " JOIN chain c ON g.state_group = c.sg WHERE g.prev_group IS NOT NULL)"
+)
+
+
+def _fold(rows: list[Row]) -> StateNids:
+    """Apply entries farthest ancestor first, so nearer deltas win."""
+    state: StateNids = {}
+    for row in rows:
+        nid = row["event_nid"]
+        if nid is None:
+            state.pop(int(row["state_key_nid"]), None)
+        else:
+            state[int(row["state_key_nid"])] = int(nid)
+    return state
+
+
+class StateStore:
+    def __init__(self, db: Database, max_delta_depth: int = MAX_DELTA_DEPTH) -> None:
+        self.db = db
+        self.max_delta_depth = max_delta_depth
+        self._cache: OrderedDict[int, StateNids] = OrderedDict()
+
+    # ------------------------------------------------------------ groups
+
+    async def create_group(
+        self,
+        q: Queries,
+        room_nid: int,
+        prev_group: int | None,
+        delta: Mapping[int, int | None],
+    ) -> int:
+        """A new group: ``prev_group``'s state with ``delta`` applied (``None`` removes a key).
+
+        Written as a delta unless the parent's chain is already
+        ``max_delta_depth`` long (or there is no parent): then as a snapshot.
+        """
+        depth = -1
+        if prev_group is not None:
+            depth = int(
+                await q.fetchval(
+                    "SELECT delta_depth FROM state_groups WHERE state_group = $1", prev_group
+                )
+            )
+        if prev_group is None or depth + 1 >= self.max_delta_depth:
+            full = dict(await self._load(q, prev_group)) if prev_group is not None else {}
+            for key, value in delta.items():
+                if value is None:
+                    full.pop(key, None)
+                else:
+                    full[key] = value
+            group = await self._insert_group(q, room_nid, None, 0)
+            await self._insert_entries(q, group, dict(full))
+            return group
+        group = await self._insert_group(q, room_nid, prev_group, depth + 1)
+        await self._insert_entries(q, group, delta)
+        return group
+
+    async def _insert_group(
+        self, q: Queries, room_nid: int, prev_group: int | None, depth: int
+    ) -> int:
+        group = await q.fetchval(
+            "INSERT INTO state_groups (room_nid, prev_group, delta_depth) VALUES ($1, $2, $3)"
+            " RETURNING state_group",
+            room_nid,
+            prev_group,
+            depth,
+        )
+        return int(group)
+
+    async def _insert_entries(
+        self, q: Queries, group: int, entries: Mapping[int, int | None]
+    ) -> None:
+        await q.executemany(
+            "INSERT INTO state_group_entries (state_group, state_key_nid, event_nid)"
+            " VALUES ($1, $2, $3)",
+            [(group, k, v) for k, v in entries.items()],
+        )
+
+    async def state_at_group(self, group: int) -> StateNids:
+        """The whole state of a group (cached; do not mutate the result)."""
+        cached = self._cache.get(group)
+        if cached is not None:
+            self._cache.move_to_end(group)
+            return cached
+        state = await self._load(self.db, group)
+        self._cache[group] = state
+        if len(self._cache) > _CACHE_GROUPS:
+            self._cache.popitem(last=False)
+        return state
+
+    async def _load(self, q: Queries | Database, group: int | None) -> StateNids:
+        if group is None:
+            return {}
+        if group in self._cache:
+            return self._cache[group]
+        rows = await q.fetchall(
+            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+            " JOIN state_group_entries s ON s.state_group = c.sg ORDER BY c.hop DESC",
+            group,
+        )
+        return _fold(rows)
+
+    async def state_keys_at_group(self, group: int, key_nids: Iterable[int]) -> StateNids:
+        """Only the given keys of a group's state: one query, no full load."""
+        keys = sorted(set(key_nids))
+        cached = self._cache.get(group)
+        if cached is not None:
+            return {k: cached[k] for k in keys if k in cached}
+        if not keys:
+            return {}
+        rows = await self.db.fetchall(
+            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+            " JOIN state_group_entries s ON s.state_group = c.sg"
+            f" WHERE s.state_key_nid IN ({_params(len(keys), 2)}) ORDER BY c.hop DESC",
+            group,
+            *keys,
+        )
+        return _fold(rows)
+
+    # ----------------------------------------------------- current state
+
+    async def update_current(
+        self, q: Queries, room_nid: int, delta: Mapping[int, int | None]
+    ) -> None:
+        for key_nid, event_nid in delta.items():
+            await q.execute(
+                "DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2",
+                room_nid,
+                key_nid,
+            )
+            if event_nid is not None:
+                await q.execute(
+                    "INSERT INTO current_state (room_nid, state_key_nid, event_nid)"
+                    " VALUES ($1, $2, $3)",
+                    room_nid,
+                    key_nid,
+                    event_nid,
+                )
+
+    async def current_state(
+        self, room_nid: int, key_nids: Iterable[int] | None = None
+    ) -> StateNids:
+        """The current state of a room (all of it, or only ``key_nids``)."""
+        if key_nids is None:
+            rows = await self.db.fetchall(
+                "SELECT state_key_nid, event_nid FROM current_state WHERE room_nid = $1", room_nid
+            )
+        else:
+            keys = list(key_nids)
+            if not keys:
+                return {}
+            rows = await self.db.fetchall(
+                "SELECT state_key_nid, event_nid FROM current_state WHERE room_nid = $1"
+                f" AND state_key_nid IN ({_params(len(keys), 2)})",
+                room_nid,
+                *keys,
+            )
+        return {int(r["state_key_nid"]): int(r["event_nid"]) for r in rows}
+
+    async def current_state_of_type(self, room_nid: int, event_type: str) -> StateNids:
+        rows = await self.db.fetchall(
+            "SELECT c.state_key_nid, c.event_nid FROM current_state c JOIN state_keys k"
+            " ON k.state_key_nid = c.state_key_nid WHERE c.room_nid = $1 AND k.event_type = $2",
+            room_nid,
+            event_type,
+        )
+        return {int(r["state_key_nid"]): int(r["event_nid"]) for r in rows}

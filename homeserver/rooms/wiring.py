@@ -1,0 +1,127 @@
+"""Builds the room area (stores, services, APIs) for the composition root.
+
+Kept apart from app.py so the shared file needs only a few lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.service import AccountService
+from homeserver.api.directory import DirectoryApi
+from homeserver.api.membership import MembershipApi
+from homeserver.api.messages import MessagesApi
+from homeserver.api.rooms import RoomsApi
+from homeserver.api.sync import SyncApi
+from homeserver.clock import Clock
+from homeserver.config import Config
+from homeserver.errors import MatrixError
+from homeserver.events.keys import SigningKey
+from homeserver.rooms.aliases import AliasService
+from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.persist import EventPersister
+from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.serialize import EventSerializer
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import EventStore
+from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.rooms_store import RoomStore
+from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.visibility import Visibility
+from homeserver.storage.database import Database
+from homeserver.sync.builder import SyncBuilder
+from homeserver.sync.notifier import Notifier
+
+
+@dataclass
+class RoomsArea:
+    rooms: RoomService
+    memberships: MembershipService
+    creator: RoomCreator
+    reader: RoomReader
+    aliases: AliasService
+    sync: SyncBuilder
+    notifier: Notifier
+    events: EventStore
+    memberships_store: MembershipStore
+
+    async def is_joined(self, user_id: str, room_id: str) -> bool:
+        """Whether ``user_id`` is joined to ``room_id`` now (for typing and receipts)."""
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            return False
+        membership = await self.memberships_store.get(room.room_nid, user_id)
+        return membership is not None and membership.membership == "join"
+
+    async def event_in_room(self, room_id: str, event_id: str) -> bool:
+        """Whether ``event_id`` is a (non-rejected) event of ``room_id``."""
+        stored = await self.events.by_id(event_id)
+        return (
+            stored is not None
+            and stored.rejected_reason is None
+            and stored.event.room_id == room_id
+        )
+
+    async def users_sharing_room_with(self, user_id: str) -> set[str]:
+        return await self.memberships_store.users_sharing_room_with(user_id)
+
+    def apis(self, auth: Authenticator) -> list[Any]:
+        return [
+            RoomsApi(auth, self.rooms, self.creator, self.reader),
+            MembershipApi(auth, self.memberships, self.reader),
+            MessagesApi(auth, self.reader),
+            DirectoryApi(auth, self.aliases),
+            SyncApi(auth, self.sync),
+        ]
+
+
+def build_rooms_area(
+    config: Config, db: Database, clock: Clock, signing_key: SigningKey, accounts: AccountService
+) -> RoomsArea:
+    rooms_store = RoomStore(db)
+    events = EventStore(db)
+    state = StateStore(db)
+    members = MembershipStore(db)
+    notifier = Notifier()
+    persister = EventPersister(db, rooms_store, events, state, members)
+    rooms = RoomService(
+        config.server_name,
+        clock,
+        signing_key,
+        rooms_store,
+        events,
+        state,
+        members,
+        persister,
+        notifier,
+    )
+
+    async def profile(user_id: str) -> dict[str, str]:
+        try:
+            return await accounts.get_profile(user_id)
+        except MatrixError:
+            return {}
+
+    memberships = MembershipService(rooms, profile)
+    creator = RoomCreator(
+        rooms, memberships, config.default_room_version, config.allow_public_room_publishing
+    )
+    visibility = Visibility(rooms)
+    serializer = EventSerializer(events, clock)
+    reader = RoomReader(rooms, visibility, serializer)
+    accounts.profile_changed_hooks.append(memberships.profile_changed)
+    accounts.deactivated_hooks.append(memberships.deactivated)
+    return RoomsArea(
+        rooms=rooms,
+        memberships=memberships,
+        creator=creator,
+        reader=reader,
+        aliases=AliasService(rooms, reader),
+        sync=SyncBuilder(rooms, visibility, serializer, notifier),
+        notifier=notifier,
+        events=events,
+        memberships_store=members,
+    )

@@ -1,0 +1,71 @@
+"""Wake-ups for long-polling /sync requests, keyed by user.
+
+Design note
+-----------
+A /sync request with nothing new calls ``listen(user_id)`` *before* it reads
+the stream position and looks for changes, then awaits the returned
+listener. Whatever is persisted after ``listen`` sets the listener, so an
+event that commits between "read the position" and "start waiting" is
+never missed. There is no polling: a listener is an ``asyncio.Event`` that
+the persisting code sets through ``notify``. Listeners are removed when
+their request ends (``close``), so idle users cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import TracebackType
+
+
+class Listener:
+    def __init__(self, notifier: Notifier, user_id: str) -> None:
+        self._notifier = notifier
+        self.user_id = user_id
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True if woken, False on timeout."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._notifier._remove(self)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[Listener]] = {}
+
+    def listen(self, user_id: str) -> Listener:
+        listener = Listener(self, user_id)
+        self._listeners.setdefault(user_id, set()).add(listener)
+        return listener
+
+    def notify(self, user_ids: Iterable[str]) -> None:
+        """Wake every waiting request of these users."""
+        for user_id in user_ids:
+            for listener in self._listeners.get(user_id, ()):
+                listener.event.set()
+
+    def _remove(self, listener: Listener) -> None:
+        group = self._listeners.get(listener.user_id)
+        if group is None:
+            return
+        group.discard(listener)
+        if not group:
+            del self._listeners[listener.user_id]

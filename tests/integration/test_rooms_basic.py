@@ -1,0 +1,89 @@
+"""Rooms over real HTTP: creation in each room version, sending, state, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import Api, User
+
+
+async def create_room(api: Api, user: User, **body: object) -> str:
+    r = await api.post("/createRoom", body, token=user.access_token)
+    assert r.status == 200, r.body
+    room_id: str = r.body["room_id"]
+    return room_id
+
+
+@pytest.mark.parametrize("version", ["10", "11", "12"])
+async def test_create_room_each_version(api: Api, version: str) -> None:
+    alice = await api.register("alice")
+    room_id = await create_room(
+        api, alice, room_version=version, name="Ten", topic="about", preset="public_chat"
+    )
+    tok = alice.access_token
+    r = await api.get(f"/rooms/{room_id}/state/m.room.create", token=tok)
+    assert r.status == 200, r.body
+    assert r.body["room_version"] == version
+    if version == "10":
+        assert r.body["creator"] == alice.user_id
+    else:
+        assert "creator" not in r.body
+    r = await api.get(f"/rooms/{room_id}/state/m.room.name/", token=tok)
+    assert r.body == {"name": "Ten"}
+    r = await api.get(f"/rooms/{room_id}/state/m.room.join_rules", token=tok)
+    assert r.body == {"join_rule": "public"}
+    r = await api.get(f"/rooms/{room_id}/state", token=tok)
+    types = sorted(e["type"] for e in r.body)
+    assert types == sorted(
+        [
+            "m.room.create",
+            "m.room.member",
+            "m.room.power_levels",
+            "m.room.join_rules",
+            "m.room.history_visibility",
+            "m.room.name",
+            "m.room.topic",
+        ]
+    )
+    r = await api.get(f"/rooms/{room_id}/state/m.room.power_levels", token=tok)
+    if version == "12":
+        assert alice.user_id not in r.body["users"]
+    else:
+        assert r.body["users"][alice.user_id] == 100
+    r = await api.get("/joined_rooms", token=tok)
+    assert r.body == {"joined_rooms": [room_id]}
+    if version == "12":
+        create = next(
+            e
+            for e in (await api.get(f"/rooms/{room_id}/state", token=tok)).body
+            if e["type"] == "m.room.create"
+        )
+        assert room_id == "!" + create["event_id"][1:]
+
+
+async def test_unsupported_room_version(api: Api) -> None:
+    alice = await api.register("alice")
+    r = await api.post("/createRoom", {"room_version": "1"}, token=alice.access_token)
+    assert r.status == 400 and r.errcode == "M_UNSUPPORTED_ROOM_VERSION"
+
+
+async def test_send_and_idempotent_txn(api: Api) -> None:
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    path = f"/rooms/{room_id}/send/m.room.message/txn1"
+    body = {"msgtype": "m.text", "body": "hello"}
+    r1 = await api.put(path, body, token=alice.access_token)
+    assert r1.status == 200, r1.body
+    r2 = await api.put(path, body, token=alice.access_token)
+    assert r2.body["event_id"] == r1.body["event_id"]
+    r3 = await api.put(f"/rooms/{room_id}/send/m.room.message/txn2", body, token=alice.access_token)
+    assert r3.body["event_id"] != r1.body["event_id"]
+    r = await api.get(f"/rooms/{room_id}/event/{r1.body['event_id']}", token=alice.access_token)
+    assert r.status == 200
+    assert r.body["content"] == body
+    assert r.body["unsigned"]["transaction_id"] == "txn1"
+    r = await api.get(
+        f"/rooms/{room_id}/messages", token=alice.access_token, params={"dir": "b", "limit": "5"}
+    )
+    bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
+    assert bodies == ["hello", "hello"]

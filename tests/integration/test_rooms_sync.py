@@ -1,0 +1,198 @@
+"""/sync, /messages, /context, history visibility and redaction over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from tests.helpers import Api, User
+from tests.integration.test_rooms_basic import create_room
+from tests.integration.test_rooms_membership import send_text
+
+
+def timeline(body: dict[str, Any], room_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = body["rooms"]["join"][room_id]["timeline"]["events"]
+    return events
+
+
+async def test_sync_long_poll_wakes_on_message(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token)
+    since = r.body["next_batch"]
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await send_text(api, alice, room_id, "wake up", "w1")
+
+    task = asyncio.create_task(later())
+    started = time.monotonic()
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "timeout": "10000"})
+    elapsed = time.monotonic() - started
+    await task
+    assert r.status == 200
+    assert elapsed < 3.0, elapsed  # woken by the event, long before the 10 s timeout
+    events = timeline(r.body, room_id)
+    assert [e["content"].get("body") for e in events] == ["wake up"]
+    assert "room_id" not in events[0]
+    # Nothing new: times out with an empty answer.
+    started = time.monotonic()
+    r2 = await api.get(
+        "/sync", token=bob.access_token, params={"since": r.body["next_batch"], "timeout": "300"}
+    )
+    assert time.monotonic() - started >= 0.25
+    assert r2.body["rooms"]["join"] == {}
+    assert r2.body["next_batch"] == r.body["next_batch"]
+
+
+async def test_thirty_messages_in_order_via_sync_and_messages(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token)
+    since = r.body["next_batch"]
+    sent = [await send_text(api, alice, room_id, f"m{i}", f"t{i}") for i in range(30)]
+    flt = json.dumps({"room": {"timeline": {"limit": 50}}})
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
+    events = timeline(r.body, room_id)
+    assert [e["event_id"] for e in events] == sent
+    assert [e["content"]["body"] for e in events] == [f"m{i}" for i in range(30)]
+    assert r.body["rooms"]["join"][room_id]["timeline"]["limited"] is False
+
+    # A small timeline is limited; its prev_batch paginates back through the rest.
+    flt = json.dumps({"room": {"timeline": {"limit": 5}}})
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
+    room = r.body["rooms"]["join"][room_id]
+    assert room["timeline"]["limited"] is True
+    assert [e["event_id"] for e in room["timeline"]["events"]] == sent[-5:]
+    seen: list[str] = []
+    token = room["timeline"]["prev_batch"]
+    while True:
+        r = await api.get(
+            f"/rooms/{room_id}/messages",
+            token=bob.access_token,
+            params={"from": token, "dir": "b", "limit": "7"},
+        )
+        assert r.status == 200, r.body
+        seen.extend(e["event_id"] for e in r.body["chunk"])
+        if "end" not in r.body:
+            break
+        token = r.body["end"]
+    msgs = [e for e in seen if e in sent]
+    assert msgs == list(reversed(sent[:-5]))
+    # Forwards from the start, filtered by type.
+    r = await api.get(
+        f"/rooms/{room_id}/messages",
+        token=bob.access_token,
+        params={"dir": "f", "limit": "40", "filter": json.dumps({"types": ["m.room.message"]})},
+    )
+    assert [e["event_id"] for e in r.body["chunk"]] == sent
+
+
+async def test_initial_sync_state_and_leave(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="public_chat", name="Lobby")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token)
+    room = r.body["rooms"]["join"][room_id]
+    all_events = room["state"]["events"] + room["timeline"]["events"]
+    names = [e["content"] for e in all_events if e["type"] == "m.room.name"]
+    assert names == [{"name": "Lobby"}]
+    since = r.body["next_batch"]
+    await api.post(f"/rooms/{room_id}/kick", {"user_id": bob.user_id}, token=alice.access_token)
+    r = await api.get("/sync", token=bob.access_token, params={"since": since})
+    left = r.body["rooms"]["leave"][room_id]["timeline"]["events"]
+    assert left[-1]["type"] == "m.room.member" and left[-1]["content"]["membership"] == "leave"
+    assert room_id not in r.body["rooms"]["join"]
+
+
+async def test_non_member_cannot_read_joined_visibility_room(api: Api) -> None:
+    alice = await api.register("alice")
+    eve = await api.register("eve")
+    room_id = await create_room(
+        api,
+        alice,
+        preset="public_chat",
+        initial_state=[
+            {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
+        ],
+    )
+    secret = await send_text(api, alice, room_id, "before eve", "s1")
+    r = await api.get(f"/rooms/{room_id}/messages", token=eve.access_token)
+    assert r.status == 403 and r.errcode == "M_FORBIDDEN"
+    r = await api.get(f"/rooms/{room_id}/event/{secret}", token=eve.access_token)
+    assert r.status in (403, 404)
+    # Once joined, eve still does not see what came before her join.
+    assert (await api.post(f"/join/{room_id}", {}, token=eve.access_token)).status == 200
+    after = await send_text(api, alice, room_id, "after eve", "s2")
+    r = await api.get(f"/rooms/{room_id}/messages", token=eve.access_token, params={"limit": "50"})
+    ids = [e["event_id"] for e in r.body["chunk"]]
+    assert after in ids and secret not in ids
+    r = await api.get(f"/rooms/{room_id}/event/{secret}", token=eve.access_token)
+    assert r.status == 404
+    r = await api.get(f"/rooms/{room_id}/context/{after}", token=eve.access_token)
+    assert r.status == 200 and r.body["event"]["event_id"] == after
+    assert secret not in [e["event_id"] for e in r.body["events_before"]]
+
+
+async def test_redaction_served_redacted(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    alices = await send_text(api, alice, room_id, "oops", "r1")
+    bobs = await send_text(api, bob, room_id, "mine", "r2")
+    # bob (no power) cannot redact alice's event; he can redact his own
+    r = await api.put(f"/rooms/{room_id}/redact/{alices}/x1", {}, token=bob.access_token)
+    assert r.status == 403 and r.errcode == "M_FORBIDDEN"
+    r = await api.put(
+        f"/rooms/{room_id}/redact/{bobs}/x2", {"reason": "typo"}, token=bob.access_token
+    )
+    assert r.status == 200
+    redaction_id = r.body["event_id"]
+    r2 = await api.put(
+        f"/rooms/{room_id}/redact/{bobs}/x2", {"reason": "typo"}, token=bob.access_token
+    )
+    assert r2.body["event_id"] == redaction_id
+    r = await api.get(f"/rooms/{room_id}/event/{bobs}", token=alice.access_token)
+    assert r.body["content"] == {}
+    assert r.body["unsigned"]["redacted_because"]["event_id"] == redaction_id
+    r = await api.get(f"/rooms/{room_id}/event/{alices}", token=alice.access_token)
+    assert r.body["content"]["body"] == "oops"
+    r = await api.put(f"/rooms/{room_id}/redact/{alices}/x3", {}, token=alice.access_token)
+    assert r.status == 200
+    r = await api.get(f"/rooms/{room_id}/messages", token=bob.access_token)
+    redacted = [e for e in r.body["chunk"] if e["event_id"] in (alices, bobs)]
+    assert len(redacted) == 2 and all(e["content"] == {} for e in redacted)
+
+
+async def test_sync_token_survives_restart(make_server: Any, tmp_path: Any) -> None:
+    server = await make_server()
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        room_id = await create_room(api, alice)
+        r = await api.get("/sync", token=alice.access_token)
+        since = r.body["next_batch"]
+        await send_text(api, alice, room_id, "one", "a1")
+    # Restart on the same data directory and database.
+    config = server.hs.config
+    await server.stop()
+    from homeserver.app import start
+
+    again = await start(config)
+    try:
+        async with Api(again.client_url) as api:
+            user = User(alice.user_id, alice.access_token, alice.device_id, alice.password)
+            r = await api.get("/sync", token=user.access_token, params={"since": since})
+            assert [e["content"].get("body") for e in timeline(r.body, room_id)] == ["one"]
+            await send_text(api, user, room_id, "two", "a2")
+            r = await api.get("/sync", token=user.access_token, params={"since": since})
+            assert [e["content"].get("body") for e in timeline(r.body, room_id)] == ["one", "two"]
+    finally:
+        await again.stop()
