@@ -111,9 +111,7 @@ class HomeServer:
             user = await store.get_user(user_id)
             if user is None:
                 raise not_found("Unknown user")
-            await userdata.account_data.put_managed(
-                user.user_nid, user_id, room_id, type, content
-            )
+            await userdata.account_data.put_managed(user.user_nid, user_id, room_id, type, content)
 
         links.set_room_account_data_impl = set_room_account_data
         typing = TypingService(links.is_joined)
