@@ -24,6 +24,7 @@ from homeserver.errors import (
     too_large,
     unrecognized,
 )
+from homeserver.net import client_ip as client_ip
 
 log = logging.getLogger("myelin.http")
 
@@ -157,15 +158,6 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
     if not isinstance(body, dict):
         raise bad_json("Content must be a JSON object")
     return body
-
-
-def client_ip(request: web.Request) -> str:
-    """The client address; X-Forwarded-For is honoured only from a loopback proxy."""
-    peer = request.remote or "-"
-    fwd = request.headers.get("X-Forwarded-For")
-    if fwd and peer in ("127.0.0.1", "::1"):
-        return fwd.split(",")[0].strip()
-    return peer
 
 
 # --- small typed readers for JSON fields ------------------------------------

@@ -239,3 +239,21 @@ async def test_profiles(api: Api) -> None:
     for path in ("/profile/@nobody:localhost", "/profile/@nobody:localhost/displayname"):
         r = await api.get(path)
         assert (r.status, r.errcode) == (404, "M_NOT_FOUND"), path
+
+
+async def test_devices_last_seen(api: Api) -> None:
+    alice = await api.register("alice")
+    r = await api.get("/devices", token=alice.access_token)
+    (device,) = r.body["devices"]
+    assert device["last_seen_ip"] == "127.0.0.1"
+    assert isinstance(device["last_seen_ts"], int) and device["last_seen_ts"] > 1_600_000_000_000
+    # Behind a reverse proxy on loopback, X-Forwarded-For names the client.
+    login = await api.login("alice", alice.password, device_id="PROXIED")
+    r = await api.get(
+        "/account/whoami",
+        token=login.body["access_token"],
+        headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"},
+    )
+    assert r.status == 200
+    r = await api.get("/devices/PROXIED", token=alice.access_token)
+    assert r.body["last_seen_ip"] == "203.0.113.7"

@@ -117,3 +117,15 @@ async def test_unknown_query_parameters_are_ignored(api: Api) -> None:
         params={"client_secret_thing": "y"},
     )
     assert r.status == 200
+
+
+async def test_well_known_server_delegation(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = await make_server(federation={"well_known_server": "matrix.example.org:443"})
+    async with Api(server.client_url) as api:
+        r = await api.get("/.well-known/matrix/server")
+    assert r.status == 200 and r.body == {"m.server": "matrix.example.org:443"}
+
+
+async def test_well_known_server_absent_by_default(api: Api) -> None:
+    r = await api.get("/.well-known/matrix/server")
+    assert r.status == 404 and r.errcode == "M_NOT_FOUND"
