@@ -17,8 +17,11 @@ from homeserver.accounts.secrets import hash_token
 from homeserver.accounts.store import AccountStore
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from homeserver.net import client_ip
 
 _CACHE_SIZE = 10_000
+# A device's "last seen" is written at most this often (or when its IP changes).
+LAST_SEEN_INTERVAL_MS = 60_000
 
 
 def missing_token() -> MatrixError:
@@ -47,6 +50,8 @@ class Authenticator:
         self._clock = clock
         # token hash -> (requester, expires_ts)
         self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+        # (user_nid, device_id) -> (ip, ts) last written to the devices table.
+        self._last_seen: dict[tuple[int, str], tuple[str, int]] = {}
 
     async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
         """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
@@ -56,7 +61,20 @@ class Authenticator:
         req = await self.by_token(token)
         if req.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
+        await self._touch(req, client_ip(request))
         return req
+
+    async def _touch(self, req: Requester, ip: str) -> None:
+        """Record the device's last use (spec: last_seen_ip/last_seen_ts), throttled."""
+        key = (req.user_nid, req.device_id)
+        now = self._clock.now_ms()
+        seen = self._last_seen.get(key)
+        if seen is not None and seen[0] == ip and now - seen[1] < LAST_SEEN_INTERVAL_MS:
+            return
+        if len(self._last_seen) > _CACHE_SIZE:
+            self._last_seen.clear()
+        self._last_seen[key] = (ip, now)
+        await self._store.touch_device(req.user_nid, req.device_id, ip, now)
 
     async def optional_requester(self, request: web.Request) -> Requester | None:
         token = token_from_request(request)

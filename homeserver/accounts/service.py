@@ -116,6 +116,8 @@ class AccountService:
                 return None
         else:
             localpart = user
+        if not localpart or not is_valid_localpart(localpart, strict=False):
+            return None
         return self.user_id_for(localpart.lower())
 
     # -------------------------------------------------------- registration
@@ -183,10 +185,18 @@ class AccountService:
         access = new_token("myl")
         refresh = new_token("mylr") if want_refresh else None
         lifetime = self.config.refreshable_access_token_lifetime_ms
+        revoked: list[str] = []
         async with self.store.db.transaction() as txn:
             created = await self.store.ensure_device(
                 txn, user.user_nid, device_id, display_name, now
             )
+            if not created:
+                # Spec (Relationship between access tokens and devices): a client that
+                # sets device_id invalidates every token previously assigned to it.
+                revoked = await self.store.delete_access_tokens_for_device(
+                    txn, user.user_nid, device_id
+                )
+                await self.store.delete_refresh_tokens_for_device(txn, user.user_nid, device_id)
             await self.store.add_access_token(
                 txn,
                 hash_token(access),
@@ -199,6 +209,7 @@ class AccountService:
                 await self.store.add_refresh_token(
                     txn, hash_token(refresh), user.user_nid, device_id, now
                 )
+        self.auth.forget(revoked)
         if created:
             for hook in self.device_created_hooks:
                 await hook(user.user_id, [device_id])

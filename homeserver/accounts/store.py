@@ -281,6 +281,15 @@ class AccountStore:
         )
         return [r[0] for r in rows]
 
+    async def delete_refresh_tokens_for_device(
+        self, txn: Queries, user_nid: int, device_id: str
+    ) -> None:
+        await txn.execute(
+            "DELETE FROM refresh_tokens WHERE user_nid = $1 AND device_id = $2",
+            user_nid,
+            device_id,
+        )
+
     async def device_ids(self, user_nid: int) -> list[str]:
         rows = await self.db.fetchall("SELECT device_id FROM devices WHERE user_nid = $1", user_nid)
         return [r[0] for r in rows]

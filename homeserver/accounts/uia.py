@@ -135,6 +135,8 @@ class UiaService:
     async def _load(
         self, session_id: str, operation: str, user_nid: int | None
     ) -> list[str] | None:
+        if "\x00" in session_id:  # never one of ours; PostgreSQL cannot even compare it
+            return None
         row = await self._db.fetchone(
             "SELECT created_ts, operation, user_nid, completed FROM uia_sessions"
             " WHERE session_id = $1",

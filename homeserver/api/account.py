@@ -96,7 +96,9 @@ class AccountApi:
         if self.reg.enabled:
             flows.append(["m.login.dummy"])
         if self.reg.tokens:
-            flows.append(["m.login.registration_token"])
+            # The trailing dummy stage is what Synapse offers and what matrix-nio's
+            # register_with_token expects (token first, then dummy with the same session).
+            flows.append(["m.login.registration_token", "m.login.dummy"])
         return flows
 
     async def _check_registration_stage(self, stage: str, auth: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from aiohttp import web
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.http import client_routes, json_response
 from homeserver.config import Config
+from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 
 SPEC_VERSIONS = [
@@ -41,6 +42,7 @@ class DiscoveryApi:
         return [
             web.get("/_matrix/client/versions", self.versions),
             web.get("/.well-known/matrix/client", self.well_known),
+            web.get("/.well-known/matrix/server", self.well_known_server),
             *client_routes("GET", "/capabilities", self.capabilities),
         ]
 
@@ -55,6 +57,13 @@ class DiscoveryApi:
             listener = self.config.client_listener
             base = f"http://{listener.bind}:{listener.port}"
         return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
+
+    async def well_known_server(self, request: web.Request) -> web.Response:
+        """Server-server API "Server Discovery": delegation, when configured."""
+        delegated = self.config.federation.well_known_server
+        if delegated is None:
+            raise not_found("No delegation is configured")
+        return json_response({"m.server": delegated})
 
     async def capabilities(self, request: web.Request) -> web.Response:
         await self.auth.requester(request, allow_guest=True)

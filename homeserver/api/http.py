@@ -16,7 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.errors import MatrixError, bad_json, not_json, too_large, unrecognized
+from homeserver.errors import (
+    MatrixError,
+    bad_json,
+    invalid_param,
+    not_json,
+    too_large,
+    unrecognized,
+)
+from homeserver.net import client_ip as client_ip
 
 log = logging.getLogger("myelin.http")
 
@@ -59,11 +67,20 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id.set(secrets.token_hex(6))
     try:
+        if "\x00" in request.path:
+            # No Matrix identifier holds NUL; refuse before any handler or query sees it.
+            raise invalid_param("The request path must not contain NUL characters")
         return await handler(request)
     except MatrixError as e:
-        return error_response(e)
+        resp = error_response(e)
+        if e.status == 413:
+            # The rest of the body is never read: do not keep the connection for reuse.
+            resp.force_close()
+        return resp
     except web.HTTPRequestEntityTooLarge:
-        return error_response(too_large())
+        resp = error_response(too_large())
+        resp.force_close()
+        return resp
     except web.HTTPMethodNotAllowed:
         return error_response(unrecognized(405, "Unrecognized request: method not allowed"))
     except web.HTTPNotFound:
@@ -82,11 +99,37 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json_bytes(raw: bytes) -> Any:
-    """Parse a request body strictly: UTF-8, no NaN/Infinity."""
+    """Parse a request body strictly: UTF-8, no NaN/Infinity, no lone surrogates.
+
+    ``\\ud800``-style escapes that do not form a pair decode to strings that
+    cannot be encoded as UTF-8 again (nor stored, nor answered), so they are
+    refused here once rather than failing later inside a handler.
+    """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError):
         raise not_json() from None
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise not_json("Content contains an unpaired UTF-16 surrogate")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -117,22 +160,17 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
     return body
 
 
-def client_ip(request: web.Request) -> str:
-    """The client address; X-Forwarded-For is honoured only from a loopback proxy."""
-    peer = request.remote or "-"
-    fwd = request.headers.get("X-Forwarded-For")
-    if fwd and peer in ("127.0.0.1", "::1"):
-        return fwd.split(",")[0].strip()
-    return peer
-
-
 # --- small typed readers for JSON fields ------------------------------------
 
 
 def opt_str(body: dict[str, Any], key: str) -> str | None:
+    """A string field; NUL is refused (no identifier or name may hold it, and
+    PostgreSQL cannot store it in TEXT)."""
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise bad_json(f"'{key}' must be a string")
+    if value is not None and "\x00" in value:
+        raise invalid_param(f"'{key}' must not contain NUL characters")
     return value
 
 

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
-from homeserver.api.http import client_routes, json_body, json_response
-from homeserver.errors import bad_json, forbidden, not_found
+from homeserver.api.http import client_routes, json_body, json_response, opt_str
+from homeserver.errors import forbidden, not_found
 
 _FIELDS = ("displayname", "avatar_url")
 
@@ -44,9 +44,7 @@ class ProfileApi:
         if request.match_info["userId"] != requester.user_id:
             raise forbidden("You may only change your own profile")
         body = await json_body(request)
-        value = body.get(field)
-        if value is not None and not isinstance(value, str):
-            raise bad_json(f"'{field}' must be a string")
+        value = opt_str(body, field)
         if field == "displayname":
             await self.accounts.set_displayname(requester, value)
         else:
