@@ -58,11 +58,25 @@ def _load_signing_key(path: str) -> SigningKey:
         return read_signing_keys(Path(path).read_text(encoding="utf-8"))[0]
     except (OSError, ValueError, IndexError):
         raise ConfigError(f"signing_key_path: cannot read a signing key from {path}") from None
+
+
 async def _no_rooms_yet(user_id: str) -> set[str]:
     """Who shares a room with ``user_id``: nobody, while the server has no rooms.
 
     The rooms area replaces this with its real lookup when it is wired in.
     """
+    return set()
+
+
+async def _no_servers_share_rooms_yet(user_id: str) -> set[str]:
+    """Servers sharing a room with ``user_id`` (device-list and presence EDUs go
+    there): none, while the server has no rooms. The rooms area replaces it."""
+    return set()
+
+
+async def _no_servers_in_rooms_yet(room_id: str) -> set[str]:
+    """Servers with a member in ``room_id`` (typing and receipt EDUs go there):
+    none, while the server has no rooms. The rooms area replaces it."""
     return set()
 
 
@@ -124,9 +138,7 @@ class HomeServer:
             user = await store.get_user(user_id)
             if user is None:
                 raise not_found("Unknown user")
-            await userdata.account_data.put_managed(
-                user.user_nid, user_id, room_id, type, content
-            )
+            await userdata.account_data.put_managed(user.user_nid, user_id, room_id, type, content)
 
         links.set_room_account_data_impl = set_room_account_data
         # --- e2ee: device keys, cross-signing, to-device, key backup ---------------
@@ -152,6 +164,19 @@ class HomeServer:
         )
         # --- federation ---
         hs.federation = Federation.build(config, db, clock, hs.signing_key, accounts)
+        relay = hs.federation.connect(
+            keys=e2ee.keys,
+            to_device=e2ee.to_device,
+            typing=typing,
+            receipts=receipts,
+            presence=userdata.presence,
+            is_joined=links.is_joined,
+            servers_sharing_room_with=_no_servers_share_rooms_yet,
+            servers_in_room=_no_servers_in_rooms_yet,
+        )
+        e2ee.keys.remote = relay.remote_keys  # replaces NoRemoteKeys
+        await hs.federation.start()
+        # --- end federation ---
         return hs
 
     def client_app(self) -> web.Application:
