@@ -7,13 +7,15 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import vodozemac
 
 from federation.errors import FederationError
 from homeserver.app import RunningServer
+from homeserver.events.canonical import decode_base64, encode_base64
 from tests.conftest import ServerFactory
-from tests.federation.fedutil import eventually, fed, federated, name, register, relay
+from tests.federation.fedutil import eventually, fed, federated, inbox, name, register, relay
 from tests.helpers import Api, User
-from tests.integration.e2ee_device import Device
+from tests.integration.e2ee_device import OLM, Device
 
 
 @pytest.fixture
@@ -152,3 +154,50 @@ async def test_device_list_updates_keep_a_remote_cache(
         answer["device_keys"][bob.user_id][bob2.device_id]["keys"][f"curve25519:{bob2.device_id}"]
         == dev2.curve25519
     )
+
+
+async def test_olm_message_from_a_device_on_one_server_decrypts_on_another(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """The whole relay: query and claim across servers, an Olm pre-key message sent
+    as m.room.encrypted to-device through the outbox, decrypted by bob's device."""
+    a, b = pair
+    alice, bob = await register(a, "alice"), await register(b, "bob")
+    bdev = Device(bob.user_id, bob.device_id)
+    await upload(
+        b, bob, {"device_keys": bdev.device_keys(), "one_time_keys": bdev.one_time_keys(1)}
+    )
+    adev = Device(alice.user_id, alice.device_id)
+    await upload(a, alice, {"device_keys": adev.device_keys()})
+
+    keys = (await query(a, alice, {bob.user_id: [bob.device_id]}))["device_keys"]
+    bob_curve = keys[bob.user_id][bob.device_id]["keys"][f"curve25519:{bob.device_id}"]
+    claimed = await claim(a, alice, {bob.user_id: {bob.device_id: "signed_curve25519"}})
+    ((_, otk),) = claimed["one_time_keys"][bob.user_id][bob.device_id].items()
+    session = adev.account.create_outbound_session(
+        vodozemac.Curve25519PublicKey.from_base64(bob_curve),
+        vodozemac.Curve25519PublicKey.from_base64(otk["key"]),
+    )
+    msg_type, raw = session.encrypt(b"room key for bob").to_parts()
+    content = {
+        "algorithm": OLM,
+        "sender_key": adev.curve25519,
+        "ciphertext": {bob_curve: {"type": msg_type, "body": encode_base64(raw)}},
+    }
+    async with Api(a.client_url) as api:
+        r = await api.put(
+            "/sendToDevice/m.room.encrypted/olm1",
+            {"messages": {bob.user_id: {bob.device_id: content}}},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+
+    got = await eventually(lambda: inbox(b, bob), bool)
+    assert [(e["sender"], e["type"]) for e in got] == [(alice.user_id, "m.room.encrypted")]
+    sealed = got[0]["content"]["ciphertext"][bdev.curve25519]
+    message = vodozemac.AnyOlmMessage.from_parts(sealed["type"], decode_base64(sealed["body"]))
+    _, plaintext = bdev.account.create_inbound_session(
+        vodozemac.Curve25519PublicKey.from_base64(got[0]["content"]["sender_key"]),
+        message.to_pre_key(),
+    )
+    assert plaintext == b"room key for bob"
