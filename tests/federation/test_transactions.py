@@ -13,6 +13,7 @@ from yarl import URL
 from federation.auth import sign_request
 from federation.errors import FederationError
 from homeserver.app import RunningServer
+from homeserver.errors import MatrixError
 from homeserver.events.keys import generate_signing_key
 from tests.conftest import RestartFn, ServerFactory
 from tests.federation.fedutil import eventually, fed, federated, inbox, name, register, relay
@@ -223,3 +224,57 @@ async def test_typing_is_sent_to_the_servers_in_the_room(
 
 async def _typing(server: RunningServer, room: str) -> list[str]:
     return server.hs.typing.typing_users(room)
+
+
+async def test_receipts_and_presence_cross_servers(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = pair
+    alice, bob = await register(a, "alice"), await register(b, "bob")
+    room = "!room:" + name(b)
+    event_id = "$" + "E" * 43
+
+    # Rooms do not exist yet: the test supplies the room facts on both sides.
+    async def joined(user_id: str, room_id: str) -> bool:
+        return room_id == room
+
+    async def event_in_room(room_id: str, eid: str) -> bool:
+        return room_id == room and eid == event_id
+
+    async def servers_in_room(room_id: str) -> set[str]:
+        return {name(a), name(b)} if room_id == room else set()
+
+    async def sharing(user_id: str) -> set[str]:
+        return {name(a)}
+
+    for s in (a, b):
+        s.hs.room_links.is_joined_impl = joined
+        s.hs.room_links.event_in_room_impl = event_in_room
+    relay(b).outbound.servers_in_room = servers_in_room
+    relay(b).outbound.servers_sharing_room_with = sharing
+    async with Api(b.client_url) as api:
+        r = await api.post(
+            f"/rooms/{quote(room)}/receipt/m.read/{quote(event_id)}", {}, token=bob.access_token
+        )
+        assert r.status == 200, r.body
+        r = await api.put(
+            f"/presence/{quote(bob.user_id)}/status",
+            {"presence": "online", "status_msg": "here"},
+            token=bob.access_token,
+        )
+        assert r.status == 200, r.body
+
+    receipts = await eventually(
+        lambda: a.hs.receipts.receipts_since([room], 0, alice.user_id), bool
+    )
+    assert list(receipts[room]) == [event_id]
+    assert list(receipts[room][event_id]["m.read"]) == [bob.user_id]
+
+    async def bob_presence() -> dict[str, Any]:
+        try:
+            return await a.hs.userdata.presence.get_status(bob.user_id)
+        except MatrixError:
+            return {}  # not arrived yet
+
+    presence = await eventually(bob_presence, lambda p: p.get("presence") == "online")
+    assert (presence["presence"], presence["status_msg"]) == ("online", "here")
