@@ -2,12 +2,15 @@
 
 ``Federation`` holds the long-lived federation objects of one server process:
 the outbound client, the keyring, the inbound request authenticator and the
-route groups. Later areas (sender, receiver, membership) take these from it.
+route groups. ``connect`` adds the sending and receiving side (``federation.relay``:
+sender, receiver, EDUs, remote device lists and keys) once the homeserver's
+services exist. Later areas (membership, rooms) take these from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -16,12 +19,20 @@ from federation.client import FederationClient
 from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
+from federation.outbound_edus import ServersInRoom, ServersSharingRoom
+from federation.relay import Relay, build_relay
 from federation.server import FederationApi, WellKnownServerApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.config import Config
+from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
+from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.receipts import ReceiptService
+from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.storage.database import Database
+from homeserver.userdata.presence import PresenceService
 
 
 @dataclass
@@ -30,7 +41,11 @@ class Federation:
     client: FederationClient
     keyring: Keyring
     authenticator: RequestAuthenticator
-    apis: list[KeyApi | FederationApi]
+    apis: list[Any]
+    db: Database
+    clock: Clock
+    accounts: AccountService
+    relay: Relay | None = None
 
     @classmethod
     def build(
@@ -59,7 +74,46 @@ class Federation:
             keyring=keyring,
             authenticator=RequestAuthenticator(name, keyring, clock),
             apis=[KeyApi(name, signing_key, keyring, clock), FederationApi(name, accounts)],
+            db=db,
+            clock=clock,
+            accounts=accounts,
         )
+
+    def connect(
+        self,
+        *,
+        keys: KeysService,
+        to_device: ToDeviceService,
+        typing: TypingService,
+        receipts: ReceiptService,
+        presence: PresenceService,
+        is_joined: IsJoined,
+        servers_sharing_room_with: ServersSharingRoom,
+        servers_in_room: ServersInRoom,
+    ) -> Relay:
+        """Build the sender/receiver side and subscribe it to the services' hooks."""
+        self.relay = build_relay(
+            self.config,
+            self.db,
+            self.clock,
+            self.client,
+            self.accounts,
+            keys=keys,
+            to_device=to_device,
+            typing=typing,
+            receipts=receipts,
+            presence=presence,
+            is_joined=is_joined,
+            servers_sharing_room_with=servers_sharing_room_with,
+            servers_in_room=servers_in_room,
+        )
+        self.apis.extend(self.relay.apis)
+        return self.relay
+
+    async def start(self) -> None:
+        """Resume sending to every destination with queued items (after a restart)."""
+        if self.relay is not None:
+            await self.relay.start()
 
     def install(self, app: web.Application) -> None:
         """Add the federation routes and the request authenticator to the federation app."""
@@ -73,4 +127,6 @@ class Federation:
         return WellKnownServerApi(delegated).routes() if delegated else []
 
     async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
         await self.client.close()

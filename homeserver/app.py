@@ -143,6 +143,18 @@ class HomeServer:
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
+        relay = hs.federation.connect(
+            keys=e2ee.keys,
+            to_device=e2ee.to_device,
+            typing=typing,
+            receipts=receipts,
+            presence=userdata.presence,
+            is_joined=links.is_joined,
+            servers_sharing_room_with=rooms_area.servers_sharing_room_with,
+            servers_in_room=rooms_area.servers_in_room,
+        )
+        e2ee.keys.remote = relay.remote_keys
+        await hs.federation.start()
         return hs
 
     def client_app(self) -> web.Application:

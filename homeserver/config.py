@@ -65,6 +65,13 @@ class FederationConfig:
     # Served at /.well-known/matrix/server when set ("host:port").
     well_known_server: str | None = None
     trusted_key_servers: list[str] = field(default_factory=list)
+    # Outbound transactions: back-off after a failure doubles from min to max
+    # (with jitter); at most max_concurrent_transactions in flight at once.
+    min_retry_ms: int = 5_000
+    max_retry_ms: int = 3_600_000
+    max_concurrent_transactions: int = 50
+    # Inbound transactions processed at the same time (all origins together).
+    max_concurrent_inbound: int = 20
 
 
 @dataclass
@@ -187,6 +194,11 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
     if config.limits.max_json_body_bytes < 65536:
         raise ConfigError("limits.max_json_body_bytes: must be at least 65536")
+    fed = config.federation
+    if fed.min_retry_ms < 1 or fed.max_retry_ms < fed.min_retry_ms:
+        raise ConfigError("federation.max_retry_ms: must be at least min_retry_ms (>= 1)")
+    if fed.max_concurrent_transactions < 1 or fed.max_concurrent_inbound < 1:
+        raise ConfigError("federation.max_concurrent_*: must be at least 1")
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     return config

@@ -93,9 +93,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+def running_servers() -> list[RunningServer]:
+    """The servers ``make_server`` stops at the end (``restart_server`` keeps it current)."""
+    return []
+
+
+@pytest.fixture
+async def make_server(
+    tmp_path: Path, running_servers: list[RunningServer]
+) -> AsyncIterator[ServerFactory]:
     """Start real servers; every one is stopped and its database dropped afterwards."""
-    running: list[RunningServer] = []
+    running = running_servers
     drops: list[Callable[[], Awaitable[None]]] = []
     counter = 0
 
@@ -123,6 +131,24 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         await server.stop()
     for drop in drops:
         await drop()
+
+
+RestartFn = Callable[[RunningServer], Awaitable[RunningServer]]
+
+
+@pytest.fixture
+def restart_server(running_servers: list[RunningServer]) -> RestartFn:
+    """Stop a server and start it again on the same configuration: same data dir and
+    database, same server name and federation port (the client port may change)."""
+
+    async def restart(server: RunningServer) -> RunningServer:
+        await server.stop()
+        running_servers.remove(server)
+        again = await start(server.hs.config)
+        running_servers.append(again)
+        return again
+
+    return restart
 
 
 @pytest.fixture

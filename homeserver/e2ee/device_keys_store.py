@@ -213,6 +213,17 @@ class DeviceKeysStore:
         )
         return positions[-1]
 
+    async def recent_device_changes(self, user_id: str, limit: int) -> list[tuple[int, str]]:
+        """(stream_pos, device_id) of the user's latest device changes, newest first
+        (cross-signing changes, which have no device, are left out)."""
+        rows = await self.db.fetchall(
+            "SELECT stream_pos, device_id FROM e2e_device_list_stream"
+            " WHERE user_id = $1 AND device_id IS NOT NULL ORDER BY stream_pos DESC LIMIT $2",
+            user_id,
+            limit,
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
     async def users_changed_between(self, from_pos: int, to_pos: int) -> set[str]:
         rows = await self.db.fetchall(
             "SELECT DISTINCT user_id FROM e2e_device_list_stream"

@@ -37,7 +37,7 @@ from homeserver.e2ee.streams import TO_DEVICE, current
 from homeserver.e2ee.to_device_store import InboxMessage, ToDeviceStore
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.identifiers import is_valid_user_id
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
 
 MAX_EVENT_TYPE_LENGTH = 255
 MAX_TXN_ID_LENGTH = 255
@@ -89,16 +89,7 @@ class ToDeviceService:
             now = self.clock.now_ms()
             if not await self.store.claim_txn(txn, sender, sender_device, txn_id, now):
                 return
-            known = await self.store.local_devices(txn, local_users)
-            queued: list[InboxMessage] = []
-            for user_id in local_users:
-                have = known.get(user_id, set())
-                for device_id, content in by_user[user_id].items():
-                    targets = sorted(have) if device_id == "*" else [device_id]
-                    text = json.dumps(content)
-                    for target in targets:
-                        if target in have:
-                            queued.append(InboxMessage(user_id, target, sender, event_type, text))
+            queued = await self._expand(txn, sender, event_type, local_users, by_user)
             if queued:
                 self._check_bounds(
                     queued, await self.store.inbox_sizes(txn, sorted({m.user_id for m in queued}))
@@ -120,6 +111,67 @@ class ToDeviceService:
         for destination in remote:
             for ohook in self.outbox_hooks:
                 await ohook(destination)
+
+    async def _expand(
+        self,
+        txn: Queries,
+        sender: str,
+        event_type: str,
+        local_users: list[str],
+        by_user: dict[str, dict[str, dict[str, Any]]],
+    ) -> list[InboxMessage]:
+        """One inbox message per existing target device ('*': every device of the user)."""
+        known = await self.store.local_devices(txn, local_users)
+        queued: list[InboxMessage] = []
+        for user_id in local_users:
+            have = known.get(user_id, set())
+            for device_id, content in by_user[user_id].items():
+                targets = sorted(have) if device_id == "*" else [device_id]
+                text = json.dumps(content)
+                for target in targets:
+                    if target in have:
+                        queued.append(InboxMessage(user_id, target, sender, event_type, text))
+        return queued
+
+    async def deliver_remote(
+        self, sender: str, event_type: str, message_id: str, messages: Any
+    ) -> int:
+        """An ``m.direct_to_device`` EDU from another server (the caller checked that
+        ``sender`` belongs to it): queue for our devices; a repeated ``message_id``
+        of the same sender is a no-op. Returns the number of messages queued.
+
+        Devices whose inbox is full drop the message (the sending server cannot be
+        told per message); everything else is delivered."""
+        if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+            raise invalid_param("Invalid event type")
+        if not message_id or len(message_id) > MAX_TXN_ID_LENGTH:
+            raise invalid_param("Invalid message id")
+        by_user = _check_messages(messages)
+        local_users = [u for u in by_user if u.split(":", 1)[1] == self.server_name]
+        woken: dict[str, list[str]] = {}
+        async with self.db.transaction() as txn:
+            # Remote senders have no device: their message ids share the txn table
+            # under an empty sender_device, which no local device can have.
+            if not await self.store.claim_txn(txn, sender, "", message_id, self.clock.now_ms()):
+                return 0
+            queued = await self._expand(txn, sender, event_type, local_users, by_user)
+            if queued:
+                sizes = await self.store.inbox_sizes(txn, sorted({m.user_id for m in queued}))
+                kept: list[InboxMessage] = []
+                for m in queued:
+                    key = (m.user_id, m.device_id)
+                    if sizes.get(key, 0) < self.max_inbox:
+                        sizes[key] = sizes.get(key, 0) + 1
+                        kept.append(m)
+                queued = kept
+            if queued:
+                await self.store.enqueue(txn, queued)
+                for m in queued:
+                    woken.setdefault(m.user_id, []).append(m.device_id)
+        for user_id, device_ids in woken.items():
+            for hook in self.local_hooks:
+                await hook(user_id, device_ids)
+        return len(queued)
 
     def _check_bounds(self, queued: list[InboxMessage], sizes: dict[tuple[str, str], int]) -> None:
         added: dict[tuple[str, str], int] = {}

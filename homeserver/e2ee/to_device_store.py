@@ -111,6 +111,19 @@ class ToDeviceStore:
             upto_id,
         )
 
+    async def outbox_delete(self, destination: str, outbox_ids: list[int]) -> None:
+        """Delete exactly the rows a destination acknowledged (ids, not a range: on
+        PostgreSQL a smaller id can commit after a larger one was read)."""
+        for start in range(0, len(outbox_ids), 500):
+            chunk = outbox_ids[start : start + 500]
+            marks = ", ".join(f"${i + 2}" for i in range(len(chunk)))
+            await self.db.execute(
+                "DELETE FROM e2e_to_device_outbox WHERE destination = $1"
+                f" AND outbox_id IN ({marks})",
+                destination,
+                *chunk,
+            )
+
     async def outbox_destinations(self) -> list[str]:
         rows = await self.db.fetchall("SELECT DISTINCT destination FROM e2e_to_device_outbox")
         return [r[0] for r in rows]

@@ -68,6 +68,15 @@ class RoomsArea:
     async def users_sharing_room_with(self, user_id: str) -> set[str]:
         return await self.memberships_store.users_sharing_room_with(user_id)
 
+    async def servers_sharing_room_with(self, user_id: str) -> set[str]:
+        return await self.memberships_store.servers_sharing_room_with(user_id)
+
+    async def servers_in_room(self, room_id: str) -> set[str]:
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            return set()
+        return await self.memberships_store.joined_servers(room.room_nid)
+
     def apis(self, auth: Authenticator) -> list[Any]:
         return [
             RoomsApi(auth, self.rooms, self.creator, self.reader),

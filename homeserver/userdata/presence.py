@@ -58,6 +58,32 @@ class PresenceStore:
             )
         return pos
 
+    async def set_remote(
+        self, user_id: str, state: str, status_msg: str | None, last_active_ts: int
+    ) -> int:
+        async with self.db.transaction() as txn:
+            pos = await streams.next_position(txn, streams.PRESENCE)
+            await txn.execute(
+                "INSERT INTO remote_presence (user_id, state, status_msg, last_active_ts,"
+                " stream_pos) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET"
+                " state = excluded.state, status_msg = excluded.status_msg,"
+                " last_active_ts = excluded.last_active_ts, stream_pos = excluded.stream_pos",
+                user_id,
+                state,
+                status_msg,
+                last_active_ts,
+                pos,
+            )
+        return pos
+
+    async def get_remote(self, user_id: str) -> PresenceRow | None:
+        r = await self.db.fetchone(
+            "SELECT user_id, state, status_msg, last_active_ts, stream_pos FROM remote_presence"
+            " WHERE user_id = $1",
+            user_id,
+        )
+        return None if r is None else _row(r)
+
     async def get(self, user_id: str) -> tuple[bool, PresenceRow | None]:
         """(whether the user exists, their presence row if any)."""
         r = await self.db.fetchone(
@@ -76,7 +102,13 @@ class PresenceStore:
             from_pos,
             to_pos,
         )
-        return [_row(r) for r in rows]
+        remote = await self.db.fetchall(
+            "SELECT user_id, state, status_msg, last_active_ts, stream_pos FROM remote_presence"
+            " WHERE stream_pos > $1 AND stream_pos <= $2",
+            from_pos,
+            to_pos,
+        )
+        return sorted((_row(r) for r in [*rows, *remote]), key=lambda p: p.stream_pos)
 
 
 class PresenceService:
@@ -107,10 +139,25 @@ class PresenceService:
             hook(user_id, pos)
         return pos
 
+    async def set_remote_status(
+        self, user_id: str, state: str, status_msg: str | None, last_active_ago: int
+    ) -> int:
+        """Record the presence of a user of another server (federation ``m.presence``)."""
+        if state not in STATES:
+            raise ValueError(state)
+        last_active = self.clock.now_ms() - max(0, last_active_ago)
+        pos = await self.store.set_remote(user_id, state, status_msg, last_active)
+        for hook in self.change_hooks:
+            hook(user_id, pos)
+        return pos
+
     async def get_status(self, user_id: str) -> dict[str, Any]:
         """A user's presence; ``offline`` if never set; 404 for an unknown user."""
         exists, row = await self.store.get(user_id)
         if not exists:
+            remote = await self.store.get_remote(user_id)
+            if remote is not None:
+                return self.content(remote)
             raise not_found("No presence for this user")
         if row is None:
             return {"presence": "offline"}

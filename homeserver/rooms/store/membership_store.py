@@ -131,3 +131,11 @@ class MembershipStore:
             user_id,
         )
         return {str(r[0]) for r in rows}
+
+    async def servers_sharing_room_with(self, user_id: str) -> set[str]:
+        """Server names of everyone joined to a room where ``user_id`` is joined."""
+        return {u.partition(":")[2] for u in await self.users_sharing_room_with(user_id)}
+
+    async def joined_servers(self, room_nid: int) -> set[str]:
+        """Server names with at least one joined member in the room."""
+        return {m.user_id.partition(":")[2] for m in await self.members(room_nid)}

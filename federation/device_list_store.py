@@ -1,0 +1,136 @@
+"""Tables ``federation_remote_device_lists``, ``federation_remote_devices``,
+``federation_remote_cross_signing`` (DDL and reasons: migrations/0045_federation_outbox.sql).
+
+Key objects are stored as the origin served them, opaque JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.storage.database import Database, Queries
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDevice:
+    user_id: str
+    device_id: str
+    display_name: str | None
+    keys: dict[str, Any] | None
+
+
+def _marks(n: int) -> str:
+    return ", ".join(f"${i + 1}" for i in range(n))
+
+
+class RemoteDeviceListStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def stream_ids(self, user_ids: list[str]) -> dict[str, int]:
+        """The last applied stream_id of every tracked user among ``user_ids``."""
+        if not user_ids:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT user_id, stream_id FROM federation_remote_device_lists"
+            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            *user_ids,
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def replace_user(
+        self,
+        txn: Queries,
+        user_id: str,
+        stream_id: int,
+        devices: list[RemoteDevice],
+        cross_signing: dict[str, dict[str, Any]],
+        now: int,
+    ) -> None:
+        """A full resync: the user's whole device list and cross-signing keys."""
+        await txn.execute("DELETE FROM federation_remote_devices WHERE user_id = $1", user_id)
+        await txn.execute("DELETE FROM federation_remote_cross_signing WHERE user_id = $1", user_id)
+        await txn.executemany(
+            "INSERT INTO federation_remote_devices (user_id, device_id, display_name, keys_json)"
+            " VALUES ($1, $2, $3, $4)",
+            [
+                (
+                    user_id,
+                    d.device_id,
+                    d.display_name,
+                    None if d.keys is None else json.dumps(d.keys),
+                )
+                for d in devices
+            ],
+        )
+        for usage, key in cross_signing.items():
+            await self.put_cross_signing(txn, user_id, usage, key)
+        await self.set_stream_id(txn, user_id, stream_id, now)
+
+    async def set_stream_id(self, txn: Queries, user_id: str, stream_id: int, now: int) -> None:
+        await txn.execute(
+            "INSERT INTO federation_remote_device_lists (user_id, stream_id, synced_ts)"
+            " VALUES ($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET"
+            " stream_id = excluded.stream_id, synced_ts = excluded.synced_ts",
+            user_id,
+            stream_id,
+            now,
+        )
+
+    async def put_device(self, txn: Queries, device: RemoteDevice) -> None:
+        await txn.execute(
+            "INSERT INTO federation_remote_devices (user_id, device_id, display_name, keys_json)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id) DO UPDATE SET"
+            " display_name = excluded.display_name, keys_json = excluded.keys_json",
+            device.user_id,
+            device.device_id,
+            device.display_name,
+            None if device.keys is None else json.dumps(device.keys),
+        )
+
+    async def delete_device(self, txn: Queries, user_id: str, device_id: str) -> None:
+        await txn.execute(
+            "DELETE FROM federation_remote_devices WHERE user_id = $1 AND device_id = $2",
+            user_id,
+            device_id,
+        )
+
+    async def put_cross_signing(
+        self, txn: Queries, user_id: str, usage: str, key: dict[str, Any]
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO federation_remote_cross_signing (user_id, usage, key_json)"
+            " VALUES ($1, $2, $3) ON CONFLICT (user_id, usage) DO UPDATE SET"
+            " key_json = excluded.key_json",
+            user_id,
+            usage,
+            json.dumps(key),
+        )
+
+    async def devices_of(self, user_ids: list[str]) -> list[RemoteDevice]:
+        if not user_ids:
+            return []
+        rows = await self.db.fetchall(
+            "SELECT user_id, device_id, display_name, keys_json FROM federation_remote_devices"
+            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            *user_ids,
+        )
+        return [
+            RemoteDevice(r[0], r[1], r[2], None if r[3] is None else json.loads(r[3])) for r in rows
+        ]
+
+    async def cross_signing_of(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """{user_id: {usage: key}} for ``user_ids``."""
+        if not user_ids:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT user_id, usage, key_json FROM federation_remote_cross_signing"
+            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            *user_ids,
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            out.setdefault(r[0], {})[r[1]] = json.loads(r[2])
+        return out

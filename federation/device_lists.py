@@ -1,0 +1,261 @@
+"""Remote device lists: the cache of other servers' users' devices and
+cross-signing keys (server-server "Device Management").
+
+Design note
+-----------
+A remote user is *tracked* once we hold their full list (a row in
+``federation_remote_device_lists`` with the origin's ``stream_id``)::
+
+    m.device_list_update (from the user's server, which thinks we share a room)
+        tracked and every prev_id <= our stream_id -> apply this one device
+        stream_id <= our stream_id                 -> old news, ignored
+        otherwise (untracked, or a gap)             -> resync in the background:
+            GET /_matrix/federation/v1/user/devices/{userId} -> replace everything
+
+    m.signing_key_update: tracked -> store the new keys; untracked -> resync
+
+Every change also takes a position in the local device-list stream
+(``e2e_device_list_stream``) for that user, so local clients see them in
+``/keys/changes`` and ``/sync`` ``device_lists.changed``. Inbound
+transactions of one origin are processed in order, so the updates of one
+user never race each other; a resync marks the user busy and runs again
+if more updates came in meanwhile. Keys are stored as served (opaque).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from federation.client import encode_path
+from federation.device_list_store import RemoteDevice, RemoteDeviceListStore
+from federation.errors import FederationError
+from homeserver.clock import Clock
+from homeserver.events.identifiers import is_valid_user_id
+from homeserver.storage.database import Database, Queries
+
+log = logging.getLogger("myelin.federation.device_lists")
+
+MAX_DEVICES = 1000
+RESYNC_TIMEOUT_S = 30.0
+CROSS_SIGNING_FIELDS = {"master_key": "master", "self_signing_key": "self_signing"}
+
+
+class DeviceListStream(Protocol):
+    """``DeviceKeysStore.bump_device_list``: a position in the local device-list stream."""
+
+    async def bump_device_list(self, txn: Queries, user_id: str, device_ids: Any) -> int: ...
+
+
+class JsonGetter(Protocol):
+    async def get_json(self, destination: str, path: str, *, timeout_s: float = ...) -> Any: ...
+
+
+Notify = Callable[[str, list[str]], Awaitable[None]]
+
+
+def server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any] | None:
+    """Device keys only when they claim to be the device they are listed as."""
+    if (
+        isinstance(keys, dict)
+        and keys.get("user_id") == user_id
+        and keys.get("device_id") == device_id
+    ):
+        return keys
+    return None
+
+
+def _cross_signing(content: dict[str, Any], user_id: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for field, usage in CROSS_SIGNING_FIELDS.items():
+        key = content.get(field)
+        if isinstance(key, dict) and key.get("user_id") == user_id:
+            out[usage] = key
+    return out
+
+
+class RemoteDeviceLists:
+    def __init__(
+        self,
+        db: Database,
+        store: RemoteDeviceListStore,
+        stream: DeviceListStream,
+        client: JsonGetter,
+        clock: Clock,
+        notify: Notify,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.stream = stream
+        self.client = client
+        self.clock = clock
+        self.notify = notify
+        self._resyncing: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    # ------------------------------------------------------------ inbound EDUs
+
+    async def on_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
+        user_id = content.get("user_id")
+        device_id = content.get("device_id")
+        stream_id = _int(content.get("stream_id"))
+        prev_ids = content.get("prev_id", [])
+        if (
+            not isinstance(user_id, str)
+            or not is_valid_user_id(user_id, strict=False)
+            or server_of(user_id) != origin
+            or not isinstance(device_id, str)
+            or not device_id
+            or stream_id is None
+            or not isinstance(prev_ids, list)
+            or any(_int(p) is None for p in prev_ids)
+        ):
+            return
+        if user_id in self._resyncing:
+            self._again.add(user_id)
+            return
+        known = (await self.store.stream_ids([user_id])).get(user_id)
+        if known is not None and stream_id <= known:
+            return
+        if known is None or any(p > known for p in prev_ids):
+            self.resync_soon(user_id)
+            return
+        name = content.get("device_display_name")
+        async with self.db.transaction() as txn:
+            if content.get("deleted") is True:
+                await self.store.delete_device(txn, user_id, device_id)
+            else:
+                keys = _device_keys(content.get("keys"), user_id, device_id)
+                device = RemoteDevice(
+                    user_id, device_id, name if isinstance(name, str) else None, keys
+                )
+                await self.store.put_device(txn, device)
+            await self.store.set_stream_id(txn, user_id, stream_id, self.clock.now_ms())
+            await self.stream.bump_device_list(txn, user_id, [device_id])
+        await self.notify(user_id, [device_id])
+
+    async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
+        user_id = content.get("user_id")
+        if (
+            not isinstance(user_id, str)
+            or not is_valid_user_id(user_id, strict=False)
+            or server_of(user_id) != origin
+        ):
+            return
+        keys = _cross_signing(content, user_id)
+        if not keys:
+            return
+        if user_id in self._resyncing:
+            self._again.add(user_id)
+            return
+        if user_id not in await self.store.stream_ids([user_id]):
+            self.resync_soon(user_id)
+            return
+        async with self.db.transaction() as txn:
+            for usage, key in keys.items():
+                await self.store.put_cross_signing(txn, user_id, usage, key)
+            await self.stream.bump_device_list(txn, user_id, [])
+        await self.notify(user_id, [])
+
+    # ------------------------------------------------------------ resync
+
+    def resync_soon(self, user_id: str) -> None:
+        """Fetch the user's whole list in the background (at most one fetch per user)."""
+        if user_id in self._resyncing:
+            self._again.add(user_id)
+            return
+        self._resyncing[user_id] = asyncio.get_running_loop().create_task(
+            self._resync_loop(user_id), name=f"device-list-resync:{user_id}"
+        )
+
+    async def _resync_loop(self, user_id: str) -> None:
+        try:
+            while True:
+                self._again.discard(user_id)
+                try:
+                    await self.resync(user_id)
+                except FederationError as e:
+                    log.info("device list resync from %s failed: %s", e.destination, e.error)
+                except Exception:
+                    log.exception("device list resync failed")
+                if user_id not in self._again:
+                    return
+        finally:
+            self._resyncing.pop(user_id, None)
+
+    async def resync(self, user_id: str) -> None:
+        """``GET /user/devices/{userId}`` and replace the cached list; raises FederationError."""
+        path = encode_path("_matrix", "federation", "v1", "user", "devices", user_id)
+        answer = await self.client.get_json(server_of(user_id), path, timeout_s=RESYNC_TIMEOUT_S)
+        if not isinstance(answer, dict) or answer.get("user_id") != user_id:
+            raise FederationError(server_of(user_id), "malformed /user/devices answer")
+        stream_id = _int(answer.get("stream_id")) or 0
+        devices: list[RemoteDevice] = []
+        raw_devices = answer.get("devices")
+        for d in raw_devices[:MAX_DEVICES] if isinstance(raw_devices, list) else []:
+            device_id = d.get("device_id") if isinstance(d, dict) else None
+            if not isinstance(device_id, str) or not device_id:
+                continue
+            name = d.get("device_display_name")
+            devices.append(
+                RemoteDevice(
+                    user_id,
+                    device_id,
+                    name if isinstance(name, str) else None,
+                    _device_keys(d.get("keys"), user_id, device_id),
+                )
+            )
+        async with self.db.transaction() as txn:
+            await self.store.replace_user(
+                txn,
+                user_id,
+                stream_id,
+                devices,
+                _cross_signing(answer, user_id),
+                self.clock.now_ms(),
+            )
+            await self.stream.bump_device_list(txn, user_id, [d.device_id for d in devices])
+        await self.notify(user_id, [d.device_id for d in devices])
+
+    # ------------------------------------------------------------ reads
+
+    async def cached_query(
+        self, device_keys: dict[str, list[str]]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The ``/user/keys/query`` answer for the tracked users among ``device_keys``,
+        and the users that are not tracked (to be fetched from their server)."""
+        tracked = await self.store.stream_ids(list(device_keys))
+        users = [u for u in device_keys if u in tracked]
+        answer: dict[str, Any] = {
+            "device_keys": {u: {} for u in users},
+            "master_keys": {},
+            "self_signing_keys": {},
+        }
+        for d in await self.store.devices_of(users):
+            wanted = device_keys[d.user_id]
+            if d.keys is None or (wanted and d.device_id not in wanted):
+                continue
+            keys = dict(d.keys)
+            if d.display_name is not None:
+                keys["unsigned"] = {"device_display_name": d.display_name}
+            answer["device_keys"][d.user_id][d.device_id] = keys
+        for user_id, by_usage in (await self.store.cross_signing_of(users)).items():
+            for usage, key in by_usage.items():
+                answer[f"{usage}_keys"][user_id] = key
+        return answer, [u for u in device_keys if u not in tracked]
+
+    async def close(self) -> None:
+        tasks = list(self._resyncing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
