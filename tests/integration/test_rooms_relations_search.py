@@ -121,11 +121,11 @@ async def test_relations_threads_and_bundles(api: Api) -> None:
     assert r.body["event"]["unsigned"]["m.relations"]["m.thread"]["count"] == 3
 
     # /sync timeline events carry them too
-    r = await api.get("/sync", token=tok)
+    flt = '{"room": {"timeline": {"limit": 50}}}'
+    r = await api.get("/sync", token=tok, params={"filter": flt})
     timeline = r.body["rooms"]["join"][room]["timeline"]["events"]
     synced = {e["event_id"]: e for e in timeline}
-    if root in synced:
-        assert synced[root]["unsigned"]["m.relations"]["m.thread"]["count"] == 3
+    assert synced[root]["unsigned"]["m.relations"]["m.thread"]["count"] == 3
 
     # threads: most recent activity first; participated filter
     r = await api.get(f"{V1}/rooms/{room}/threads", token=tok)
@@ -172,6 +172,29 @@ async def test_relations_world_readable_for_non_members(api: Api) -> None:
     reply = await send(api, alice, room, thread_reply(root, "x"), "t")
     r = await api.get(f"{V1}/rooms/{room}/relations/{root}", token=eve.access_token)
     assert r.status == 200 and [e["event_id"] for e in r.body["chunk"]] == [reply]
+    # the other reading endpoints honour world_readable too, and refuse a shared room
+    for path in (
+        f"/rooms/{room}/messages",
+        f"/rooms/{room}/context/{root}",
+        f"/rooms/{room}/event/{root}",
+    ):
+        assert (await api.get(path, token=eve.access_token)).status == 200, path
+    shared = await create_room(api, alice)
+    hidden = await send(api, alice, shared, {"body": "hidden"}, "h")
+    assert (await api.get(f"/rooms/{shared}/messages", token=eve.access_token)).status == 403
+    r = await api.get(f"/rooms/{shared}/context/{hidden}", token=eve.access_token)
+    assert r.status == 403
+    r = await api.get(f"/rooms/{shared}/event/{hidden}", token=eve.access_token)
+    assert r.status == 404
+    r = await api.get(f"{V1}/rooms/{shared}/relations/{hidden}", token=eve.access_token)
+    assert r.status == 403
+    # a thread cannot start from an event that itself relates (spec "Threading")
+    r = await api.put(
+        f"/rooms/{room}/send/m.room.message/bad",
+        thread_reply(reply, "nested"),
+        token=alice.access_token,
+    )
+    assert r.status == 400 and r.errcode == "M_UNKNOWN"
 
 
 async def test_search(api: Api) -> None:
