@@ -33,10 +33,13 @@ class MembershipApi:
         ]
 
     async def join(self, request: web.Request) -> web.Response:
-        requester = await self.auth.requester(request)
+        requester = await self.auth.requester(request, allow_guest=True)
         body = await json_body(request, allow_empty=True)
         room_id = await self.memberships.join(
-            requester.user_id, request.match_info["roomIdOrAlias"], opt_str(body, "reason")
+            requester.user_id,
+            request.match_info["roomIdOrAlias"],
+            opt_str(body, "reason"),
+            is_guest=requester.is_guest,
         )
         return json_response({"room_id": room_id})
 
@@ -57,7 +60,7 @@ class MembershipApi:
         return json_response({})
 
     async def forget(self, request: web.Request) -> web.Response:
-        requester = await self.auth.requester(request, allow_guest=True)
+        requester = await self.auth.requester(request)
         await self.memberships.forget(requester.user_id, request.match_info["roomId"])
         return json_response({})
 

@@ -83,7 +83,7 @@ class RoomsApi:
         return json_response({"event_id": event_id})
 
     async def put_state(self, request: web.Request) -> web.Response:
-        requester = await self.auth.requester(request)
+        requester = await self.auth.requester(request, allow_guest=True)
         content = await json_body(request)
         event_id = await self.rooms.send_event(
             requester.user_id,
@@ -114,7 +114,7 @@ class RoomsApi:
         return json_response(stored.event.content)
 
     async def redact(self, request: web.Request) -> web.Response:
-        requester = await self.auth.requester(request, allow_guest=True)
+        requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
         txn = TxnRef(requester.user_id, requester.device_id, request.match_info["txnId"])
         event_id = await redact_event(

@@ -55,10 +55,39 @@ class MembershipService:
         stored = await self.rooms.create_and_send(room, sender, "m.room.member", content, target)
         return stored.event.event_id
 
-    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+    async def join(
+        self,
+        user_id: str,
+        room_id_or_alias: str,
+        reason: str | None = None,
+        is_guest: bool = False,
+    ) -> str:
         room = await self.resolve_room(room_id_or_alias)
+        if is_guest and not await self.guests_may_join(room):
+            raise MatrixError(
+                403, "M_FORBIDDEN", "Guests may only join rooms whose guest_access is can_join"
+            )
         await self._send(room, user_id, user_id, "join", reason=reason)
         return room.room_id
+
+    async def guests_may_join(self, room: RoomInfo) -> bool:
+        """Spec "Guest access": only with m.room.guest_access = can_join."""
+        ga = await self.rooms.current_state_event(room, "m.room.guest_access")
+        return ga is not None and ga.event.content.get("guest_access") == "can_join"
+
+    async def remove_guests(
+        self, room: RoomInfo, is_guest: Callable[[str], Awaitable[bool]]
+    ) -> None:
+        """guest_access stopped being can_join: local guests leave (spec "Guest access")."""
+        if await self.guests_may_join(room):
+            return
+        suffix = ":" + self.rooms.server_name
+        for m in await self.rooms.members.members(room.room_nid, ("join",)):
+            if m.user_id.endswith(suffix) and await is_guest(m.user_id):
+                try:
+                    await self._send(room, m.user_id, m.user_id, "leave")
+                except MatrixError:
+                    continue
 
     async def knock(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
         room = await self.resolve_room(room_id_or_alias)

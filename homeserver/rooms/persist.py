@@ -9,7 +9,9 @@ becomes part of the current state. This module then writes, in ONE
 transaction::
 
     event row (+ stream_ordering) -> edges, extremities -> state group
-      -> current_state -> room_memberships -> redactions -> txn id
+      -> current_state -> room_memberships -> relations, search index
+      -> redactions (which drop the redacted event's relation and index row)
+      -> txn id
 
 so an event acknowledged to a client is durable together with everything
 derived from it, and a reader never sees half of it. Stream orderings are
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 from homeserver.events.model import Event
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.relations_store import RelationStore
 from homeserver.rooms.store.rooms_store import RoomStore
+from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.storage.database import Database, Queries
 
@@ -63,8 +67,12 @@ class EventPersister:
         events: EventStore,
         state: StateStore,
         members: MembershipStore,
+        relations: RelationStore | None = None,
+        search: SearchStore | None = None,
     ) -> None:
         self.db = db
+        self.relations = relations or RelationStore(db)
+        self.search = search or SearchStore(db)
         self.rooms = rooms
         self.events = events
         self.state = state
@@ -108,6 +116,9 @@ class EventPersister:
                     await self.state.update_current(q, room_nid, delta)
                     assert so is not None
                     await self._membership(q, ev, room_nid, nid, so)
+                else:
+                    await self.relations.add(q, ev, nid, room_nid)
+                await self.search.index(q, ev, nid)
             await self._redaction(q, ev, nid)
             if plan.txn is not None:
                 t = plan.txn
@@ -137,3 +148,5 @@ class EventPersister:
     async def _redaction(self, q: Queries, ev: Event, nid: int) -> None:
         if ev.type == "m.room.redaction" and ev.redacts is not None:
             await self.events.add_redaction(q, nid, ev.redacts)
+            await self.relations.remove(q, ev.redacts)
+            await self.search.remove(q, ev.redacts)

@@ -4,24 +4,34 @@ Redactions are applied here, when an event is served: the stored PDU stays
 as received (the spec lets servers keep the original for moderation for a
 while; pruning it is a later job), and clients get the room version's
 redacted form with ``unsigned.redacted_because``.
+
+When a reader is known (``user_id``), timeline events also get their
+bundled aggregations in ``unsigned."m.relations"`` (see ``relations.py``):
+every endpoint that serves timeline events, /sync included, gets them here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.clock import Clock
 from homeserver.events.redaction import redact
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 
+if TYPE_CHECKING:
+    from homeserver.rooms.relations import RelationAggregator
+
 _CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
 
 
 class EventSerializer:
-    def __init__(self, events: EventStore, clock: Clock) -> None:
+    def __init__(
+        self, events: EventStore, clock: Clock, aggregator: RelationAggregator | None = None
+    ) -> None:
         self.events = events
         self.clock = clock
+        self.aggregator = aggregator
 
     async def serialize(
         self,
@@ -43,6 +53,9 @@ class EventSerializer:
             own = [s.event.event_id for s in stored if s.event.sender == user_id]
             txn_ids = await self.events.txn_ids_for(user_id, device_id, own)
         now = self.clock.now_ms()
+        relations: dict[str, dict[str, Any]] = {}
+        if user_id is not None and self.aggregator is not None:
+            relations = await self._relations(stored, user_id, set(redacted_by), with_room_id)
         out = []
         for s in stored:
             ev = s.event
@@ -60,7 +73,42 @@ class EventSerializer:
                     unsigned["prev_content"] = prev.event.content
             if ev.event_id in txn_ids:
                 unsigned["transaction_id"] = txn_ids[ev.event_id]
+            if ev.event_id in relations:
+                unsigned["m.relations"] = relations[ev.event_id]
             out.append(self._shape(pdu, ev.event_id, ev.room_id, unsigned, with_room_id))
+        return out
+
+    async def _relations(
+        self, stored: Sequence[StoredEvent], user_id: str, redacted: set[str], with_room_id: bool
+    ) -> dict[str, dict[str, Any]]:
+        """event id -> its ``m.relations`` (embedded events are served without bundles)."""
+        assert self.aggregator is not None
+        bundles = await self.aggregator.bundles(stored, user_id, redacted)
+        embedded: list[StoredEvent] = []
+        for b in bundles.values():
+            if b.thread is not None:
+                embedded.append(b.thread[0])
+            if b.edit is not None:
+                embedded.append(b.edit)
+        served = await self.serialize(list({e.event_nid: e for e in embedded}.values()))
+        by_id = {e["event_id"]: e for e in served}
+        if not with_room_id:
+            by_id = {k: {f: v for f, v in e.items() if f != "room_id"} for k, e in by_id.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for event_id, b in bundles.items():
+            agg: dict[str, Any] = {}
+            if b.thread is not None:
+                latest, count, mine = b.thread
+                agg["m.thread"] = {
+                    "latest_event": by_id[latest.event.event_id],
+                    "count": count,
+                    "current_user_participated": mine,
+                }
+            if b.edit is not None:
+                agg["m.replace"] = by_id[b.edit.event.event_id]
+            if b.references:
+                agg["m.reference"] = {"chunk": [{"event_id": r} for r in b.references]}
+            out[event_id] = agg
         return out
 
     def one(self, s: StoredEvent, now: int, with_room_id: bool = True) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from homeserver.rooms.checks import EventRejected, check_event
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.sync.notifier import Notifier
@@ -182,11 +183,24 @@ class RoomService:
             if earlier is not None:
                 return earlier
         room = await self.room_or_forbidden(room_id)
+        if state_key is None:
+            await self._check_thread_root(content)
         precheck = no_encryption_downgrade(content) if event_type == ENCRYPTION else None
         stored = await self.create_and_send(
             room, requester_user_id, event_type, content, state_key, txn, precheck
         )
         return stored.event.event_id
+
+    async def _check_thread_root(self, content: dict[str, Any]) -> None:
+        """Spec "Threading": a thread cannot start from an event that itself relates."""
+        rel = relation_of(content)
+        if rel is None or rel.rel_type != "m.thread":
+            return
+        parent = await self.events.by_id(rel.relates_to_id)
+        if parent is not None and relation_of(parent.event.content) is not None:
+            raise MatrixError(
+                400, "M_UNKNOWN", "A thread cannot start from an event with a relation"
+            )
 
     async def create_and_send(
         self,

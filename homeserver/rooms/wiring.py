@@ -13,23 +13,36 @@ from homeserver.accounts.service import AccountService
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
+from homeserver.api.room_features import RoomFeaturesApi
 from homeserver.api.rooms import RoomsApi
+from homeserver.api.search import SearchApi
 from homeserver.api.sync import SyncApi
+from homeserver.api.voip import VoipApi
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.events.keys import SigningKey
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import RoomCreator
+from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
 from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.relations import RelationAggregator, RelationsService
+from homeserver.rooms.reports import ReportService
+from homeserver.rooms.search import SearchService
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
-from homeserver.rooms.store.events_store import EventStore
+from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
-from homeserver.rooms.store.rooms_store import RoomStore
+from homeserver.rooms.store.relations_store import RelationStore
+from homeserver.rooms.store.reports_store import ReportStore
+from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
+from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.store.user_directory_store import UserDirectoryStore
+from homeserver.rooms.upgrade import RoomUpgrader
+from homeserver.rooms.user_directory import UserDirectory
 from homeserver.rooms.visibility import Visibility
 from homeserver.storage.database import Database
 from homeserver.sync.builder import SyncBuilder
@@ -47,6 +60,14 @@ class RoomsArea:
     notifier: Notifier
     events: EventStore
     memberships_store: MembershipStore
+    upgrader: RoomUpgrader
+    directory: RoomDirectory
+    relations: RelationsService
+    reports: ReportService
+    search: SearchService
+    user_directory: UserDirectory
+    config: Config
+    clock: Clock
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
         """Whether ``user_id`` is joined to ``room_id`` now (for typing and receipts)."""
@@ -84,6 +105,9 @@ class RoomsArea:
             MessagesApi(auth, self.reader),
             DirectoryApi(auth, self.aliases),
             SyncApi(auth, self.sync),
+            RoomFeaturesApi(auth, self.upgrader, self.directory, self.relations, self.reports),
+            SearchApi(auth, self.search, self.user_directory),
+            VoipApi(auth, self.config.turn, self.clock),
         ]
 
 
@@ -95,7 +119,9 @@ def build_rooms_area(
     state = StateStore(db)
     members = MembershipStore(db)
     notifier = Notifier()
-    persister = EventPersister(db, rooms_store, events, state, members)
+    relations = RelationStore(db)
+    search = SearchStore(db)
+    persister = EventPersister(db, rooms_store, events, state, members, relations, search)
     rooms = RoomService(
         config.server_name,
         clock,
@@ -119,10 +145,20 @@ def build_rooms_area(
         rooms, memberships, config.default_room_version, config.allow_public_room_publishing
     )
     visibility = Visibility(rooms)
-    serializer = EventSerializer(events, clock)
+    serializer = EventSerializer(events, clock, RelationAggregator(relations, events))
     reader = RoomReader(rooms, visibility, serializer)
     accounts.profile_changed_hooks.append(memberships.profile_changed)
     accounts.deactivated_hooks.append(memberships.deactivated)
+
+    async def is_guest(user_id: str) -> bool:
+        user = await accounts.store.get_user(user_id)
+        return user is not None and user.is_guest
+
+    async def guest_access_changed(stored: StoredEvent, room: RoomInfo) -> None:
+        if stored.event.type == "m.room.guest_access" and stored.event.state_key == "":
+            await memberships.remove_guests(room, is_guest)
+
+    rooms.event_persisted_hooks.append(guest_access_changed)
     return RoomsArea(
         rooms=rooms,
         memberships=memberships,
@@ -133,4 +169,12 @@ def build_rooms_area(
         notifier=notifier,
         events=events,
         memberships_store=members,
+        upgrader=RoomUpgrader(rooms, memberships),
+        directory=RoomDirectory(rooms, config.allow_public_room_publishing),
+        relations=RelationsService(reader, relations),
+        reports=ReportService(rooms, visibility, ReportStore(db), clock),
+        search=SearchService(reader, search),
+        user_directory=UserDirectory(UserDirectoryStore(db), events),
+        config=config,
+        clock=clock,
     )

@@ -2,7 +2,9 @@
 
 Each file in ``migrations/`` is ``NNNN_name.sql``: plain SQL in the common
 subset of SQLite and PostgreSQL, with a few tokens for the places where
-the two differ. Applied versions are recorded in ``schema_migrations``;
+the two differ. Where no common form exists (full-text search), a version
+has one file per engine, ``NNNN_name.sqlite.sql`` and ``NNNN_name.postgres.sql``,
+and each engine applies only its own. Applied versions are recorded in ``schema_migrations``;
 a file is applied once, in one transaction. On PostgreSQL an advisory lock
 keeps several workers from migrating at the same time.
 """
@@ -45,6 +47,12 @@ def available() -> list[tuple[int, str, str]]:
     return out
 
 
+def _for_engine(name: str, engine: str) -> bool:
+    """Whether a migration file applies to ``engine`` (engine-specific files name theirs)."""
+    parts = name.split(".")
+    return len(parts) < 3 or parts[-2] == engine
+
+
 async def migrate(db: Database) -> list[str]:
     """Apply every migration not applied yet; return the names applied.
 
@@ -59,7 +67,7 @@ async def migrate(db: Database) -> list[str]:
     done = {r[0] for r in await db.fetchall("SELECT version FROM schema_migrations")}
     applied = []
     for version, name, sql in available():
-        if version in done:
+        if version in done or not _for_engine(name, db.engine):
             continue
         script = (
             f"INSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}');\n"

@@ -139,3 +139,14 @@ class MembershipStore:
     async def joined_servers(self, room_nid: int) -> set[str]:
         """Server names with at least one joined member in the room."""
         return {m.user_id.partition(":")[2] for m in await self.members(room_nid)}
+
+    async def joined_counts(self, room_nids: Sequence[int]) -> dict[int, int]:
+        """room nid -> number of joined members."""
+        if not room_nids:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT room_nid, COUNT(*) FROM room_memberships WHERE membership = 'join'"
+            f" AND room_nid IN ({_params(len(room_nids))}) GROUP BY room_nid",
+            *room_nids,
+        )
+        return {int(r[0]): int(r[1]) for r in rows}

@@ -180,6 +180,17 @@ class RoomStore:
     async def delete_alias(self, alias: str) -> None:
         await self.db.execute("DELETE FROM room_aliases WHERE room_alias = $1", alias)
 
+    async def move_aliases(self, from_nid: int, to_nid: int) -> None:
+        """A room upgrade: every local alias of the old room now names the new one."""
+        await self.db.execute(
+            "UPDATE room_aliases SET room_nid = $1 WHERE room_nid = $2", to_nid, from_nid
+        )
+
+    async def public_rooms(self) -> list[int]:
+        """nids of the rooms published in the local room directory."""
+        rows = await self.db.fetchall("SELECT room_nid FROM rooms WHERE is_public = 1")
+        return [int(r[0]) for r in rows]
+
     async def aliases_for_room(self, room_nid: int) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT room_alias FROM room_aliases WHERE room_nid = $1 ORDER BY room_alias",

@@ -205,3 +205,22 @@ class StateStore:
             event_type,
         )
         return {int(r["state_key_nid"]): int(r["event_nid"]) for r in rows}
+
+    async def current_state_many(
+        self, room_nids: Iterable[int], key_nids: Iterable[int]
+    ) -> dict[int, StateNids]:
+        """room nid -> the listed keys of its current state (one query for a page of rooms)."""
+        rooms, keys = list(room_nids), list(key_nids)
+        if not rooms or not keys:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT room_nid, state_key_nid, event_nid FROM current_state"
+            f" WHERE room_nid IN ({_params(len(rooms))})"
+            f" AND state_key_nid IN ({_params(len(keys), len(rooms) + 1)})",
+            *rooms,
+            *keys,
+        )
+        out: dict[int, StateNids] = {}
+        for r in rows:
+            out.setdefault(int(r["room_nid"]), {})[int(r["state_key_nid"])] = int(r["event_nid"])
+        return out

@@ -1,0 +1,56 @@
+"""Client API: GET /voip/turnServer (spec "Voice over IP") and the third-party
+network lookups (spec "Third-party Networks"), which have no bridges yet.
+
+TURN credentials follow the TURN REST API convention (draft-uberti-behave-
+turn-rest): username ``<expiry unix seconds>:<user id>``, password
+base64(HMAC-SHA1(shared secret, username)), valid for ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.api.http import client_routes, json_response
+from homeserver.clock import Clock
+from homeserver.config import TurnConfig
+
+
+def turn_credentials(turn: TurnConfig, user_id: str, now_ms: int) -> dict[str, Any]:
+    if not turn.uris or not turn.shared_secret:
+        return {}
+    ttl = turn.user_lifetime_seconds
+    username = f"{now_ms // 1000 + ttl}:{user_id}"
+    mac = hmac.new(turn.shared_secret.encode(), username.encode(), hashlib.sha1).digest()
+    return {
+        "username": username,
+        "password": base64.b64encode(mac).decode(),
+        "uris": list(turn.uris),
+        "ttl": ttl,
+    }
+
+
+class VoipApi:
+    def __init__(self, auth: Authenticator, turn: TurnConfig, clock: Clock) -> None:
+        self.auth = auth
+        self.turn = turn
+        self.clock = clock
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *client_routes("GET", "/voip/turnServer", self.turn_server),
+            *client_routes("GET", "/thirdparty/protocols", self.protocols),
+        ]
+
+    async def turn_server(self, request: web.Request) -> web.Response:
+        requester = await self.auth.requester(request, allow_guest=True)
+        return json_response(turn_credentials(self.turn, requester.user_id, self.clock.now_ms()))
+
+    async def protocols(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request)
+        return json_response({})

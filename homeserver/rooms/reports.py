@@ -1,0 +1,66 @@
+"""Reporting content (client-server "Reporting Content"): reports are stored
+for the server's admins (table ``content_reports``).
+
+An event report needs the reporter joined to the room and able to see the
+event (spec v1.8); otherwise the answer is 404 like an unknown event, so a
+report cannot probe for events. A room report needs only a known room
+(v1.13: it must not depend on membership).
+"""
+
+from __future__ import annotations
+
+from homeserver.clock import Clock
+from homeserver.errors import invalid_param, not_found
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.reports_store import ReportStore
+from homeserver.rooms.visibility import Visibility
+
+MAX_REASON = 1000
+
+
+class ReportService:
+    def __init__(
+        self, rooms: RoomService, visibility: Visibility, store: ReportStore, clock: Clock
+    ) -> None:
+        self.rooms = rooms
+        self.visibility = visibility
+        self.store = store
+        self.clock = clock
+
+    def _reason(self, reason: str | None) -> str | None:
+        if reason is not None and len(reason) > MAX_REASON:
+            raise invalid_param(f"reason is longer than {MAX_REASON} characters")
+        return reason
+
+    async def report_event(
+        self, user_id: str, room_id: str, event_id: str, reason: str | None, score: int | None
+    ) -> None:
+        if score is not None and not -100 <= score <= 0:
+            raise invalid_param("score must be between -100 and 0")
+        missing = not_found("The event could not be found or you may not see it")
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            raise missing
+        member = await self.rooms.members.get(room.room_nid, user_id)
+        if member is None or member.membership != "join":
+            raise missing
+        stored = await self.rooms.events.by_id(event_id)
+        if stored is None or stored.room_nid != room.room_nid or stored.stream_ordering is None:
+            raise missing
+        if not await self.visibility.filter(user_id, room, [stored]):
+            raise missing
+        await self.store.add(
+            user_id,
+            self.clock.now_ms(),
+            room_id=room_id,
+            event_id=event_id,
+            reason=self._reason(reason),
+            score=score,
+        )
+
+    async def report_room(self, user_id: str, room_id: str, reason: str | None) -> None:
+        if await self.rooms.rooms.get_room(room_id) is None:
+            raise not_found("Unknown room")
+        await self.store.add(
+            user_id, self.clock.now_ms(), room_id=room_id, reason=self._reason(reason)
+        )
