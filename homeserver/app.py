@@ -45,6 +45,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
+from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
 
@@ -79,6 +80,7 @@ class HomeServer:
     receipts: ReceiptService
     userdata: UserDataServices
     e2ee: E2ee
+    sync_area: SyncArea
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -140,6 +142,8 @@ class HomeServer:
             receipts=receipts,
             userdata=userdata,
             e2ee=e2ee,
+            # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
+            sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -177,6 +181,7 @@ class HomeServer:
             PresenceApi(ud.presence, self.auth),
             *self.e2ee.apis(self.accounts, self.auth, self.uia),
             *self.rooms_area.apis(self.auth),
+            *self.sync_area.apis(self.auth),
         ]
         for api in apis:
             app.add_routes(api.routes())
@@ -196,6 +201,7 @@ class HomeServer:
 
     async def close(self) -> None:
         self.typing.close()
+        self.sync_area.close()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)

@@ -18,8 +18,8 @@ from homeserver.e2ee.keys import (
     KeysService,
     check_user_map,
 )
-from homeserver.e2ee.tokens import DEVICE_LISTS, stream_component
 from homeserver.errors import bad_json, missing_param
+from homeserver.sync.tokens import StreamToken
 
 
 def _timeout(body: dict[str, Any]) -> int:
@@ -87,8 +87,8 @@ class KeysApi:
         raw_to = request.query.get("to")
         if raw_from is None or raw_to is None:
             raise missing_param("'from' and 'to' are required")
-        from_pos = stream_component(raw_from, DEVICE_LISTS, param="from")
-        to_pos = stream_component(raw_to, DEVICE_LISTS, param="to")
+        from_pos = StreamToken.parse(raw_from, "from").device_lists
+        to_pos = StreamToken.parse(raw_to, "to").device_lists
         changed = await self.keys.device_list_changes(requester.user_id, from_pos, to_pos)
         return json_response({"changed": sorted(changed), "left": []})
 

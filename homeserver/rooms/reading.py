@@ -79,7 +79,7 @@ class RoomReader:
         group = None if left is None else left.state_group
         if at is not None:
             # The state at a position, but never past the user's own leave.
-            pos = events_position(at)
+            pos = events_position(at, "at")
             if left is not None and left.stream_ordering is not None:
                 pos = min(pos, left.stream_ordering)
             last = await self.rooms.events.last_event_before(room.room_nid, pos + 1)
@@ -199,7 +199,7 @@ class RoomReader:
             position = await self.rooms.events.current_position()
         else:
             position = 0
-        bound = events_position(to_token) if to_token is not None else None
+        bound = events_position(to_token, "to") if to_token is not None else None
         events, cursor, more = await self._page(
             user_id, room, position, bound, limit, backwards, flt
         )

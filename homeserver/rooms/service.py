@@ -9,7 +9,8 @@ lock keyed by room id (DESIGN "Linear rooms")::
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
                       ─> EventPersister.persist (one transaction)
-                  unlock ─> notifier.notify(local members) ─> event_persisted_hooks
+                  unlock ─> pre_notify_hooks (push counts) ─> notifier.notify(local members)
+                         ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
@@ -99,6 +100,9 @@ class RoomService:
         self.persister = persister
         self.notifier = notifier
         self.event_persisted_hooks: list[EventHook] = []
+        # Run before /sync is woken, for what a woken sync must already see
+        # (notification counts). Keep them quick; failures are logged.
+        self.pre_notify_hooks: list[EventHook] = []
         self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------ helpers
@@ -345,8 +349,13 @@ class RoomService:
 
     async def after_persist(self, stored: StoredEvent, room: RoomInfo) -> None:
         """Wake local members' /sync, then tell subscribers (federation, push...)."""
-        users = set(await self.members.local_users(room.room_nid, self.server_name))
         ev = stored.event
+        for pre in self.pre_notify_hooks:
+            try:
+                await pre(stored, room)
+            except Exception:
+                log.exception("pre_notify hook failed for %s", ev.event_id)
+        users = set(await self.members.local_users(room.room_nid, self.server_name))
         if ev.type == MEMBER and ev.state_key is not None:
             users.add(ev.state_key)
         self.notifier.notify(u for u in users if u.endswith(":" + self.server_name))

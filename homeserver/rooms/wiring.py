@@ -47,6 +47,7 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.storage.database import Database
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.store import SyncStore
 
 
 @dataclass
@@ -68,6 +69,7 @@ class RoomsArea:
     user_directory: UserDirectory
     config: Config
     clock: Clock
+    serializer: EventSerializer
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
         """Whether ``user_id`` is joined to ``room_id`` now (for typing and receipts)."""
@@ -85,6 +87,13 @@ class RoomsArea:
             and stored.rejected_reason is None
             and stored.event.room_id == room_id
         )
+
+    async def local_members(self, room_id: str) -> list[str]:
+        """Local users joined, invited or knocking in ``room_id`` (whom to wake)."""
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            return []
+        return await self.memberships_store.local_users(room.room_nid, self.rooms.server_name)
 
     async def users_sharing_room_with(self, user_id: str) -> set[str]:
         return await self.memberships_store.users_sharing_room_with(user_id)
@@ -165,7 +174,7 @@ def build_rooms_area(
         creator=creator,
         reader=reader,
         aliases=AliasService(rooms, reader),
-        sync=SyncBuilder(rooms, visibility, serializer, notifier),
+        sync=SyncBuilder(rooms, visibility, serializer, notifier, SyncStore(db)),
         notifier=notifier,
         events=events,
         memberships_store=members,
@@ -177,4 +186,5 @@ def build_rooms_area(
         user_directory=UserDirectory(UserDirectoryStore(db), events),
         config=config,
         clock=clock,
+        serializer=serializer,
     )

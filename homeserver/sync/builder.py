@@ -2,55 +2,47 @@
 
 Design note
 -----------
-The response is built from database positions only, so a token is valid
-across restarts. Incremental syncs touch only rooms that changed: rooms
-whose membership row moved past the token, and joined rooms with events in
-``(since, now]`` (one indexed query over the user's rooms). Full state is
-loaded only for an initial sync, ``full_state=true``, or a room the user
-joined since the token; otherwise the state section is the state events
-between the token and the start of a limited timeline.
+One build reads every stream's position once (``ctx.now``) and each section
+reads its stream between the client's token (``ctx.since``) and that
+position, so ``next_batch`` names exactly what was answered and a token is
+valid across restarts (only typing, kept in memory, has an epoch).
+
+Rooms: an incremental sync touches only rooms with something new: a
+membership change, timeline events, typing, receipts or room account
+data in range. Full state is loaded only for an initial sync,
+``full_state=true`` or a room joined since the token. Sections live in
+their own modules: ``room_timeline`` (timeline, state, lazy members,
+summary), ``room_extras`` (ephemeral, unread counts), ``user_sections``
+(account data, presence, to-device, device lists, key counts).
 
 Long-poll: the request registers with the notifier *before* reading the
-position, so an event persisted meanwhile wakes it (see notifier.py).
+positions, so a change committed meanwhile wakes it (see notifier.py).
+Every stream's writer notifies the users it concerns (wired in
+``sync/wiring.py``); nothing polls.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
-from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
+from homeserver.sync.filtering import room_allowed
+from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.room_extras import RoomExtras
+from homeserver.sync.room_timeline import RoomTimeline
+from homeserver.sync.store import SyncStore
 from homeserver.sync.tokens import StreamToken
+from homeserver.sync.user_sections import UserSections
 
-DEFAULT_TIMELINE_LIMIT = 10
-MAX_TIMELINE_LIMIT = 100
+__all__ = ["SyncBuilder", "SyncRequest"]
 
-
-@dataclass(frozen=True)
-class SyncRequest:
-    user_id: str
-    device_id: str
-    since: StreamToken | None = None
-    timeout_ms: int = 0
-    full_state: bool = False
-    timeline: EventFilter = field(default_factory=EventFilter)
-
-    @property
-    def limit(self) -> int:
-        limit = self.timeline.limit
-        return DEFAULT_TIMELINE_LIMIT if limit is None else max(1, min(limit, MAX_TIMELINE_LIMIT))
-
-
-def _token(position: int) -> str:
-    return StreamToken(events=max(0, position)).encode()
+GUEST_ACCESS = "m.room.guest_access"
 
 
 class SyncBuilder:
@@ -60,15 +52,34 @@ class SyncBuilder:
         visibility: Visibility,
         serializer: EventSerializer,
         notifier: Notifier,
+        store: SyncStore,
     ) -> None:
         self.rooms = rooms
-        self.visibility = visibility
-        self.serializer = serializer
         self.notifier = notifier
+        self.store = store
+        self.timeline = RoomTimeline(rooms, visibility, serializer, store)
+        self._sources: SyncSources | None = None
+        self._extras: RoomExtras | None = None
+        self._user: UserSections | None = None
+
+    def attach(self, sources: SyncSources) -> None:
+        """Plug in the per-user and ephemeral services (the composition root does this
+        once, after building them)."""
+        self._sources = sources
+        self._extras = RoomExtras(sources)
+        self._user = UserSections(sources, self.store)
+
+    @property
+    def src(self) -> SyncSources:
+        assert self._sources is not None, "SyncBuilder.attach was not called"
+        return self._sources
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        flt = await self.src.filters.load(req.user_nid, req.filter_param)
+        assert self._user is not None
         with self.notifier.listen(req.user_id) as listener:
-            result = await self._build(req)
+            await self._user.set_presence(SyncContext(req))
+            result = await self._build(SyncContext(req, flt, req.since))
             if req.since is None or req.full_state or req.timeout_ms <= 0:
                 return result
             deadline = time.monotonic() + req.timeout_ms / 1000
@@ -79,91 +90,126 @@ class SyncBuilder:
                 listener.event.clear()
                 if not await listener.wait(remaining):
                     break
-                result = await self._build(req)
+                result = await self._build(SyncContext(req, flt, req.since))
             return result
 
-    async def _build(self, req: SyncRequest) -> dict[str, Any]:
-        now = await self.rooms.events.current_position()
-        since = req.since.events if req.since is not None else None
+    async def _positions(self) -> StreamToken:
+        src = self.src
+        return StreamToken(
+            events=await self.rooms.events.current_position(),
+            device_lists=await src.keys.current_device_list_pos(),
+            account_data=await src.account_data.current_position(),
+            receipts=await src.receipts.current_position(),
+            presence=await src.presence.current_position(),
+            typing=src.typing.current_token(),
+        )
+
+    async def _memberships(self, ctx: SyncContext) -> None:
+        """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
-        if since is None:
-            current = await members.rooms_for_user(req.user_id, ("join", "invite", "knock"))
+        now = ctx.now.events
+        joined = [
+            m
+            for m in await members.rooms_for_user(ctx.user_id, ("join",))
+            if m.stream_ordering <= now
+        ]
+        if ctx.since is None:
+            current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
-            active: set[int] = {m.room_nid for m in changed if m.membership == "join"}
+            if ctx.flt.room.include_leave:
+                changed += await self.store.left_rooms(ctx.user_id, now)
         else:
-            changed = await members.changed_since(req.user_id, since, now)
-            joined = await members.rooms_for_user(req.user_id, ("join",))
-            joined_nids = [m.room_nid for m in joined if m.stream_ordering <= now]
-            active = await self.rooms.events.rooms_with_events(joined_nids, since, now)
-            active |= {m.room_nid for m in changed if m.membership == "join"}
-        by_room = {m.room_nid: m for m in changed}
-        infos = await self.rooms.rooms.rooms_by_nid(active | by_room.keys())
-        out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
-        for nid in sorted(active):
-            m = by_room.get(nid)
-            newly = since is None or (m is not None and m.membership == "join")
-            out["join"][infos[nid].room_id] = await self._room(
-                req, infos[nid], since, now, full=newly or req.full_state
+            changed = await members.changed_since(ctx.user_id, ctx.since.events, now)
+        infos = await self.rooms.rooms.rooms_by_nid(
+            {m.room_nid for m in joined} | {m.room_nid for m in changed}
+        )
+        rf = ctx.flt.room
+        allowed = {n for n, i in infos.items() if room_allowed(rf, i.room_id)}
+        if ctx.req.is_guest:
+            allowed = {n for n in allowed if await self._guest_may_see(infos[n])}
+        ctx.joined = {m.room_nid: infos[m.room_nid] for m in joined if m.room_nid in allowed}
+        ctx.changed = [m for m in changed if m.room_nid in allowed]
+        if ctx.since is not None:
+            ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
+        ctx.infos = infos
+
+    async def _guest_may_see(self, room: RoomInfo) -> bool:
+        """Guests see only rooms that allow guests (spec: "Guest Access")."""
+        ev = await self.rooms.current_state_event(room, GUEST_ACCESS)
+        return ev is not None and ev.event.content.get("guest_access") == "can_join"
+
+    async def _build(self, ctx: SyncContext) -> dict[str, Any]:
+        assert self._extras is not None and self._user is not None
+        ctx.now = await self._positions()
+        await self._memberships(ctx)
+        user = self._user
+        to_device, td_pos = await user.to_device(ctx)
+        account_data, room_data = await user.account_data(ctx)
+        joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
+        ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))
+        by_room = {m.room_nid: m for m in ctx.changed}
+        if ctx.since is None:
+            active = set(ctx.joined)
+        else:
+            active = await self.rooms.events.rooms_with_events(
+                list(ctx.joined), ctx.since.events, ctx.now.events
             )
-        for m in changed:
-            room = infos.get(m.room_nid)
-            if room is None or m.membership == "join":
-                continue
-            if m.membership in ("invite", "knock"):
-                key = "invite_state" if m.membership == "invite" else "knock_state"
-                out[m.membership][room.room_id] = {key: {"events": await self._stripped(room, m)}}
-            elif since is not None:
-                out["leave"][room.room_id] = await self._room(
-                    req, room, since, m.stream_ordering, full=req.full_state
-                )
-        next_token = (req.since or StreamToken()).with_events(now)
+            active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
+            extra = set(ephemeral) | set(room_data)
+            active |= {joined_ids[r] for r in extra if r in joined_ids}
+        out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        joined_rooms = [ctx.joined[n] for n in sorted(active)]
+        unread = await self._extras.unread(ctx, joined_rooms)
+        for room in joined_rooms:
+            m = by_room.get(room.room_nid)
+            newly = ctx.since is None or (m is not None and m.membership == "join")
+            body = await self.timeline.build(
+                ctx, room, ctx.now.events, full=newly or ctx.req.full_state
+            )
+            body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
+            body["account_data"] = {"events": room_data.get(room.room_id, [])}
+            body.update(unread.get(room.room_id, {}))
+            out["join"][room.room_id] = body
+        for m in ctx.changed:
+            await self._other_room(ctx, m, out, room_data)
+        next_token = StreamToken(
+            events=ctx.now.events,
+            to_device=td_pos,
+            device_lists=ctx.now.device_lists,
+            account_data=ctx.now.account_data,
+            receipts=ctx.now.receipts,
+            presence=ctx.now.presence,
+            typing=ctx.now.typing,
+        )
         return {
             "next_batch": next_token.encode(),
             "rooms": out,
-            "presence": {"events": []},
-            "account_data": {"events": []},
-            "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            "presence": {"events": await user.presence(ctx)},
+            "account_data": {"events": account_data},
+            "to_device": {"events": to_device},
+            "device_lists": await user.device_lists(ctx),
+            **(await user.key_counts(ctx)),
         }
 
-    async def _room(
-        self, req: SyncRequest, room: RoomInfo, since: int | None, upto: int, full: bool
-    ) -> dict[str, Any]:
-        limit = req.limit
-        batch = await self.rooms.events.room_stream(
-            room.room_nid, after=since, before=upto, limit=limit + 1, backwards=True
-        )
-        limited = len(batch) > limit
-        batch = list(reversed(batch[:limit]))
-        timeline = await self.visibility.filter(req.user_id, room, batch)
-        timeline = [s for s in timeline if req.timeline.matches(s.event)]
-        start = batch[0].stream_ordering if batch else upto + 1
-        assert start is not None
-        state: list[StoredEvent] = []
-        if full:
-            before = await self.rooms.events.last_event_before(room.room_nid, start)
-            if before is not None:
-                state = list((await self.rooms.state_at(before.state_group)).values())
-        elif limited and since is not None:
-            latest: dict[tuple[str, str], StoredEvent] = {}
-            for s in await self.rooms.events.state_events_between(room.room_nid, since, start):
-                latest[s.event.state_tuple()] = s
-            state = list(latest.values())
-        ser = self.serializer
-        kw: dict[str, Any] = {"user_id": req.user_id, "device_id": req.device_id}
-        return {
-            "timeline": {
-                "events": await ser.serialize(timeline, with_room_id=False, **kw),
-                "limited": limited,
-                "prev_batch": _token(start - 1),
-            },
-            "state": {"events": await ser.serialize(state, with_room_id=False)},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-            "unread_notifications": {"highlight_count": 0, "notification_count": 0},
-            "summary": {},
-        }
+    async def _other_room(
+        self,
+        ctx: SyncContext,
+        m: Membership,
+        out: dict[str, dict[str, Any]],
+        room_data: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        room = ctx.infos.get(m.room_nid)
+        if room is None or m.membership == "join":
+            return
+        if m.membership in ("invite", "knock"):
+            key = "invite_state" if m.membership == "invite" else "knock_state"
+            out[m.membership][room.room_id] = {key: {"events": await self._stripped(room, m)}}
+        elif ctx.since is not None or ctx.flt.room.include_leave:
+            body = await self.timeline.build(
+                ctx, room, m.stream_ordering, full=ctx.req.full_state or ctx.since is None
+            )
+            body["account_data"] = {"events": room_data.get(room.room_id, [])}
+            out["leave"][room.room_id] = body
 
     async def _stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
         state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
@@ -173,4 +219,11 @@ class SyncBuilder:
 
 
 def _is_empty(result: dict[str, Any]) -> bool:
-    return not any(result["rooms"].values())
+    return not (
+        any(result["rooms"].values())
+        or result["presence"]["events"]
+        or result["account_data"]["events"]
+        or result["to_device"]["events"]
+        or result["device_lists"]["changed"]
+        or result["device_lists"]["left"]
+    )

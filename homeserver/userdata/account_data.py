@@ -156,12 +156,12 @@ class AccountDataService:
         return await streams.current(self.db, streams.ACCOUNT_DATA)
 
     async def changes_since(
-        self, user_id: str, from_pos: int, to_pos: int
+        self, user_id: str, from_pos: int, to_pos: int, initial: bool | None = None
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
         """(global type -> content, room id -> type -> content) changed in (from, to].
 
-        With ``from_pos == 0`` (an initial sync) provider types never written
-        are included with their defaults.
+        For an initial sync (``initial``; by default ``from_pos == 0``) provider
+        types never written are included with their defaults.
         """
         global_data: dict[str, dict[str, Any]] = {}
         rooms: dict[str, dict[str, dict[str, Any]]] = {}
@@ -170,7 +170,7 @@ class AccountDataService:
                 global_data[row.type] = row.content
             else:
                 rooms.setdefault(row.room_id, {})[row.type] = row.content
-        if from_pos == 0:
+        if from_pos == 0 if initial is None else initial:
             for data_type, provider in self.providers.items():
                 if data_type not in global_data:
                     global_data[data_type] = await provider(user_id)

@@ -6,21 +6,26 @@ import pytest
 
 from homeserver.e2ee.backup import should_replace
 from homeserver.e2ee.backup_store import BackupKey
-from homeserver.e2ee.tokens import DEVICE_LISTS, TO_DEVICE, format_component, stream_component
 from homeserver.errors import MatrixError
+from homeserver.sync.tokens import StreamToken
 
 
-def test_stream_components() -> None:
-    assert stream_component("42", DEVICE_LISTS) == 42
-    assert stream_component("42", TO_DEVICE) == 0
-    token = "_".join(["s7", format_component(DEVICE_LISTS, 12), format_component(TO_DEVICE, 5)])
-    assert token == "s7_dl12_td5"
-    assert stream_component(token, DEVICE_LISTS) == 12
-    assert stream_component(token, TO_DEVICE) == 5
-    assert stream_component("s7_x9", DEVICE_LISTS) == 0
-    for bad in ("", "dl-1", "s7__dl1", "DL4", "dl1;drop", "9" * 30, "x" * 600):
+def test_stream_token_components() -> None:
+    """One token format for every stream (sync.tokens); e2ee reads dl and td from it."""
+    assert StreamToken.parse("42", "from").device_lists == 42
+    assert StreamToken.parse("42", "from").to_device == 0
+    token = StreamToken(events=7, device_lists=12, to_device=5, typing="ab12.3")
+    text = token.encode()
+    assert text == "s7_td5_dl12_ad0_rc0_pr0_ty3eab12"
+    assert StreamToken.parse(text) == token
+    assert StreamToken.parse("s7_dl12_td5").device_lists == 12
+    assert StreamToken.parse("s7_dl12_td5").to_device == 5
+    old = StreamToken.parse("s120")  # a token from before the other streams existed
+    assert old == StreamToken(events=120) and old.typing == ""
+    assert StreamToken.parse("s7_x9").device_lists == 0  # unknown components are ignored
+    for bad in ("", "dl-1", "s7__dl1", "DL4", "dl1;drop", "9" * 30, "x" * 600, "ty4", "s1x"):
         with pytest.raises(MatrixError) as e:
-            stream_component(bad, DEVICE_LISTS, param="from")
+            StreamToken.parse(bad, "from")
         assert e.value.errcode == "M_INVALID_PARAM" and "'from'" in e.value.error
 
 

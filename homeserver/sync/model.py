@@ -1,0 +1,80 @@
+"""The inputs of one /sync: the request, the services it reads, and the positions
+it reads them between (``since`` from the client's token, ``now`` read once at
+the start, so every section describes the same moment)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.push.notifications import NotificationService
+from homeserver.rooms.ephemeral.receipts import ReceiptService
+from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.store.membership_store import Membership
+from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.sync.filtering import DEFAULT_FILTER, Filter
+from homeserver.sync.tokens import StreamToken
+from homeserver.userdata.account_data import AccountDataService
+from homeserver.userdata.filters import FilterService
+from homeserver.userdata.presence import PresenceService
+
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_TIMELINE_LIMIT = 100
+SET_PRESENCE = ("online", "offline", "unavailable")
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    user_id: str
+    device_id: str
+    user_nid: int = 0
+    is_guest: bool = False
+    since: StreamToken | None = None
+    timeout_ms: int = 0
+    full_state: bool = False
+    filter_param: str | None = None
+    set_presence: str = "online"
+
+
+@dataclass
+class SyncSources:
+    """The per-user and ephemeral services /sync reads (wired by the composition root)."""
+
+    typing: TypingService
+    receipts: ReceiptService
+    account_data: AccountDataService
+    presence: PresenceService
+    filters: FilterService
+    keys: KeysService
+    to_device: ToDeviceService
+    notifications: NotificationService
+    users_sharing_room_with: Callable[[str], Awaitable[set[str]]]
+
+
+@dataclass
+class SyncContext:
+    """One build of a /sync answer."""
+
+    req: SyncRequest
+    flt: Filter = DEFAULT_FILTER
+    since: StreamToken | None = None
+    now: StreamToken = field(default_factory=StreamToken)
+    joined: dict[int, RoomInfo] = field(default_factory=dict)
+    changed: list[Membership] = field(default_factory=list)
+    left_nids: set[int] = field(default_factory=set)
+    infos: dict[int, RoomInfo] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return self.req.user_id
+
+    @property
+    def since_events(self) -> int | None:
+        return None if self.since is None else self.since.events
+
+    @property
+    def limit(self) -> int:
+        limit = self.flt.room.timeline.limit
+        return DEFAULT_TIMELINE_LIMIT if limit is None else max(1, min(limit, MAX_TIMELINE_LIMIT))

@@ -1,0 +1,171 @@
+"""The ``timeline``, ``state`` and ``summary`` of one room in a /sync answer.
+
+Timeline: the newest ``limit`` events in ``(since, upto]`` that the user may
+see (history visibility) and that pass the timeline filter; ``limited``
+when older events in the range were left out, with ``prev_batch`` for
+/messages. State: the full state before the timeline for an initial sync,
+``full_state`` or a newly joined room; otherwise, for a limited timeline,
+the state events in the gap (latest per key).
+
+Lazy-loading members (spec: "Lazy-loading room members"): with
+``lazy_load_members`` the state keeps only the membership events of the
+timeline's senders (and the user's own). A bounded in-memory record per
+device of the memberships already sent lets later syncs skip them unless
+``include_redundant_members`` is set; after a restart the record is empty,
+so memberships are sent again, which is always correct.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from homeserver.rooms.serialize import EventSerializer
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.visibility import Visibility
+from homeserver.sync.filtering import event_matches, project_fields
+from homeserver.sync.model import SyncContext
+from homeserver.sync.store import SyncStore
+from homeserver.sync.tokens import StreamToken
+
+MEMBER = "m.room.member"
+MAX_FETCH = 400
+_SENT_CACHE_SIZE = 10_000
+
+
+class RoomTimeline:
+    def __init__(
+        self,
+        rooms: RoomService,
+        visibility: Visibility,
+        serializer: EventSerializer,
+        store: SyncStore,
+    ) -> None:
+        self.rooms = rooms
+        self.visibility = visibility
+        self.serializer = serializer
+        self.store = store
+        # (user, device, room) -> members whose membership this device has been sent
+        self._sent: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
+
+    def _sent_for(self, ctx: SyncContext, room_id: str, reset: bool) -> dict[str, str]:
+        """member user id -> id of the membership event this device was last sent."""
+        key = (ctx.user_id, ctx.req.device_id, room_id)
+        sent = self._sent.pop(key, None)
+        if sent is None or reset:
+            sent = {}
+        self._sent[key] = sent
+        while len(self._sent) > _SENT_CACHE_SIZE:
+            self._sent.popitem(last=False)
+        return sent
+
+    async def build(
+        self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool
+    ) -> dict[str, Any]:
+        rf = ctx.flt.room
+        limit = ctx.limit
+        since = ctx.since_events
+        filtered = rf.timeline.types is not None or rf.timeline.senders is not None
+        window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
+        batch = await self.rooms.events.room_stream(
+            room.room_nid, after=since, before=upto, limit=window, backwards=True
+        )
+        reached_since = len(batch) < window
+        batch.reverse()
+        visible = await self.visibility.filter(ctx.user_id, room, batch)
+        matching = [s for s in visible if event_matches(rf.timeline, s.event.pdu)]
+        timeline = matching[-limit:]
+        limited = len(matching) > limit or not reached_since
+        start = timeline[0].stream_ordering if timeline else upto + 1
+        assert start is not None
+        state = await self._state(ctx, room, since, start, full, limited)
+        lazy = rf.state.lazy_load_members
+        if lazy:
+            state = await self._lazy_members(ctx, room, state, timeline, start, full)
+        state = [s for s in state if event_matches(rf.state, s.event.pdu)]
+        ser = self.serializer
+        fields = ctx.flt.event_fields
+        events = await ser.serialize(
+            timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+        )
+        out: dict[str, Any] = {
+            "timeline": {
+                "events": [project_fields(e, fields) for e in events],
+                "limited": limited,
+                "prev_batch": StreamToken(events=max(0, start - 1)).encode(),
+            },
+            "state": {
+                "events": [
+                    project_fields(e, fields)
+                    for e in await ser.serialize(state, with_room_id=False)
+                ]
+            },
+        }
+        if full or any(s.event.type == MEMBER for s in (*timeline, *state)):
+            out["summary"] = await self._summary(ctx, room)
+        return out
+
+    async def _state(
+        self,
+        ctx: SyncContext,
+        room: RoomInfo,
+        since: int | None,
+        start: int,
+        full: bool,
+        limited: bool,
+    ) -> list[StoredEvent]:
+        if full:
+            before = await self.rooms.events.last_event_before(room.room_nid, start)
+            if before is None:
+                return []
+            return list((await self.rooms.state_at(before.state_group)).values())
+        if limited and since is not None:
+            latest: dict[tuple[str, str], StoredEvent] = {}
+            for s in await self.rooms.events.state_events_between(room.room_nid, since, start):
+                latest[s.event.state_tuple()] = s
+            return list(latest.values())
+        return []
+
+    async def _lazy_members(
+        self,
+        ctx: SyncContext,
+        room: RoomInfo,
+        state: list[StoredEvent],
+        timeline: list[StoredEvent],
+        start: int,
+        full: bool,
+    ) -> list[StoredEvent]:
+        """Keep only the timeline senders' (and the user's own) membership events."""
+        sent = self._sent_for(ctx, room.room_id, reset=full)
+        senders = {s.event.sender for s in timeline}
+        keep = senders | {ctx.user_id} if full else senders
+        out = [s for s in state if s.event.type != MEMBER or s.event.state_key in keep]
+        have = {s.event.state_key for s in (*out, *timeline) if s.event.type == MEMBER}
+        missing = sorted(senders - have)
+        if missing:
+            before = await self.rooms.events.last_event_before(room.room_nid, start)
+            if before is not None:
+                found = await self.rooms.state_at(
+                    before.state_group, [(MEMBER, u) for u in missing]
+                )
+                out.extend(found.values())
+        if not full and not ctx.flt.room.state.include_redundant_members:
+            out = [
+                s
+                for s in out
+                if s.event.type != MEMBER or sent.get(s.event.state_key or "") != s.event.event_id
+            ]
+        for s in (*out, *timeline):
+            if s.event.type == MEMBER and s.event.state_key is not None:
+                sent[s.event.state_key] = s.event.event_id
+        return out
+
+    async def _summary(self, ctx: SyncContext, room: RoomInfo) -> dict[str, Any]:
+        counts = await self.store.member_counts(room.room_nid)
+        return {
+            "m.heroes": await self.store.heroes(room.room_nid, ctx.user_id),
+            "m.joined_member_count": counts.get("join", 0),
+            "m.invited_member_count": counts.get("invite", 0),
+        }

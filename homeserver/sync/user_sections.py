@@ -1,0 +1,119 @@
+"""The per-user sections of a /sync answer: ``account_data``, ``presence``,
+``to_device``, ``device_lists``, ``device_one_time_keys_count`` and
+``device_unused_fallback_key_types``.
+
+Each reads its stream between ``ctx.since`` and ``ctx.now`` (the positions
+the answer's ``next_batch`` will carry), except to-device: the client's
+token acknowledges (deletes) what it received, and the next token advances
+only past the messages delivered in this batch, so a bounded batch never
+skips a message (spec: "Send-to-Device messaging", "Server behaviour").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.rooms.store.membership_store import Membership
+from homeserver.sync.filtering import event_matches
+from homeserver.sync.model import SyncContext, SyncSources
+from homeserver.sync.store import SyncStore
+
+TO_DEVICE_BATCH = 100
+
+
+class UserSections:
+    def __init__(self, sources: SyncSources, store: SyncStore) -> None:
+        self.src = sources
+        self.store = store
+
+    async def set_presence(self, ctx: SyncContext) -> None:
+        """``set_presence``: mark the user online/unavailable when that changes their
+        state (``offline`` leaves it as it is, as the spec says)."""
+        state = ctx.req.set_presence
+        if state == "offline" or ctx.req.is_guest or ctx.req.user_nid <= 0:
+            return
+        presence = self.src.presence
+        exists, row = await presence.store.get(ctx.user_id)
+        if not exists or (row is not None and row.state == state):
+            return
+        status = row.status_msg if row is not None else None
+        await presence.set_status(ctx.req.user_nid, ctx.user_id, state, status)
+
+    async def account_data(
+        self, ctx: SyncContext
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """(global account data events, room id -> room account data events), filtered."""
+        since = ctx.since.account_data if ctx.since is not None else 0
+        global_data, rooms = await self.src.account_data.changes_since(
+            ctx.user_id, since, ctx.now.account_data, initial=ctx.since is None
+        )
+        gf, rf = ctx.flt.account_data, ctx.flt.room.account_data
+        events = [{"type": t, "content": c} for t, c in global_data.items()]
+        per_room = {
+            room_id: [
+                {"type": t, "content": c}
+                for t, c in data.items()
+                if event_matches(rf, {"type": t, "room_id": room_id})
+            ]
+            for room_id, data in rooms.items()
+        }
+        return [e for e in events if event_matches(gf, e)], {k: v for k, v in per_room.items() if v}
+
+    async def presence(self, ctx: SyncContext) -> list[dict[str, Any]]:
+        """Presence changes of the user and of everyone sharing a room with them."""
+        since = ctx.since.presence if ctx.since is not None else 0
+        if since >= ctx.now.presence:
+            return []
+        visible = await self.src.users_sharing_room_with(ctx.user_id)
+        visible.add(ctx.user_id)
+        events = await self.src.presence.changes_since(since, ctx.now.presence, visible)
+        return [e for e in events if event_matches(ctx.flt.presence, e)]
+
+    async def to_device(self, ctx: SyncContext) -> tuple[list[dict[str, Any]], int]:
+        """Ack what the token proves delivered; the next batch and its end position."""
+        td = self.src.to_device
+        since = ctx.since.to_device if ctx.since is not None else 0
+        if ctx.since is not None:
+            await td.ack_to_device(ctx.user_id, ctx.req.device_id, since)
+        return await td.to_device_for(ctx.user_id, ctx.req.device_id, since, TO_DEVICE_BATCH)
+
+    async def device_lists(self, ctx: SyncContext) -> dict[str, list[str]]:
+        """``changed``: users sharing a room whose devices changed, and users who newly
+        share a room; ``left``: users who no longer share any room (spec: "Tracking the
+        device list for a user"). Incremental syncs only."""
+        if ctx.since is None:
+            return {"changed": [], "left": []}
+        me = ctx.user_id
+        changed = await self.src.keys.device_list_changes(
+            me, ctx.since.device_lists, ctx.now.device_lists
+        )
+        rooms = [*ctx.joined.keys(), *ctx.left_nids]
+        moves: list[Membership] = await self.store.membership_changes(
+            rooms, ctx.since.events, ctx.now.events
+        )
+        newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
+        shared = await self.src.users_sharing_room_with(me)
+        left: set[str] = set()
+        for m in moves:
+            if m.user_id == me:
+                continue
+            if m.membership == "join" and m.room_nid in ctx.joined:
+                changed.add(m.user_id)
+            elif m.membership in ("leave", "ban") and m.user_id not in shared:
+                left.add(m.user_id)
+        if newly_joined:
+            changed |= await self.store.joined_users(sorted(newly_joined)) - {me}
+        if ctx.left_nids:
+            left |= await self.store.joined_users(sorted(ctx.left_nids)) - shared
+        left.discard(me)
+        changed -= left
+        changed &= shared | {me}
+        return {"changed": sorted(changed), "left": sorted(left)}
+
+    async def key_counts(self, ctx: SyncContext) -> dict[str, Any]:
+        keys = self.src.keys
+        user, device = ctx.user_id, ctx.req.device_id
+        return {
+            "device_one_time_keys_count": await keys.one_time_key_counts(user, device),
+            "device_unused_fallback_key_types": await keys.unused_fallback_key_types(user, device),
+        }

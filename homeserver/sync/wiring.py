@@ -1,0 +1,121 @@
+"""Connects every stream /sync reads to the notifier, and builds the notification
+service; called once by the composition root.
+
+Wake-ups (no polling anywhere): room events wake local members (RoomService);
+typing and receipt changes wake the room's local members; account data and
+to-device wake their user; presence and device-list changes wake the user and
+everyone sharing a room with them. Hooks that are synchronous (typing,
+receipts, account data, presence) look members up in a task; the tasks are
+tracked so shutdown can cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.accounts.auth import Authenticator
+from homeserver.api.notifications import NotificationsApi
+from homeserver.e2ee.wiring import E2ee
+from homeserver.push.actions_store import PushActionStore
+from homeserver.push.notifications import NotificationService
+from homeserver.rooms.ephemeral.receipts import ReceiptService
+from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
+from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
+from homeserver.rooms.wiring import RoomsArea
+from homeserver.storage.database import Database
+from homeserver.sync.model import SyncSources
+from homeserver.userdata.services import UserDataServices
+
+log = logging.getLogger("myelin.sync")
+
+
+@dataclass
+class SyncArea:
+    notifications: NotificationService
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def apis(self, auth: Authenticator) -> list[Any]:
+        return [NotificationsApi(auth, self.notifications)]
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+def wire_sync(
+    db: Database,
+    rooms_area: RoomsArea,
+    typing: TypingService,
+    receipts: ReceiptService,
+    userdata: UserDataServices,
+    e2ee: E2ee,
+) -> SyncArea:
+    rooms = rooms_area.rooms
+    notifier = rooms_area.notifier
+    suffix = ":" + rooms.server_name
+    notifications = NotificationService(
+        rooms, userdata.push, PushActionStore(db), rooms_area.serializer
+    )
+    rooms.pre_notify_hooks.append(notifications.on_event_persisted)
+    area = SyncArea(notifications)
+    rooms_area.sync.attach(
+        SyncSources(
+            typing=typing,
+            receipts=receipts,
+            account_data=userdata.account_data,
+            presence=userdata.presence,
+            filters=userdata.filters,
+            keys=e2ee.keys,
+            to_device=e2ee.to_device,
+            notifications=notifications,
+            users_sharing_room_with=rooms_area.users_sharing_room_with,
+        )
+    )
+
+    def wake(users: Iterable[str]) -> None:
+        notifier.notify(u for u in users if u.endswith(suffix))
+
+    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]]) -> None:
+        async def run() -> None:
+            try:
+                wake(await lookup())
+            except Exception:
+                log.exception("sync wake-up lookup failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        area.tasks.add(task)
+        task.add_done_callback(area.tasks.discard)
+
+    def on_typing(change: TypingChange) -> None:
+        if change.changed:
+            room_id = change.room_id
+            wake_later(lambda: rooms_area.local_members(room_id))
+
+    def on_receipt(rec: ReceiptRecord) -> None:
+        room_id = rec.room_id
+        wake_later(lambda: rooms_area.local_members(room_id))
+
+    def on_user_data(user_id: str, pos: int) -> None:
+        wake([user_id])
+
+    def on_presence(user_id: str, pos: int) -> None:
+        wake([user_id])
+        wake_later(lambda: rooms_area.users_sharing_room_with(user_id))
+
+    async def on_to_device(user_id: str, device_ids: list[str]) -> None:
+        wake([user_id])
+
+    async def on_device_list(user_id: str, device_ids: list[str]) -> None:
+        wake([user_id, *await rooms_area.users_sharing_room_with(user_id)])
+
+    typing.change_hooks.append(on_typing)
+    receipts.change_hooks.append(on_receipt)
+    userdata.account_data.change_hooks.append(on_user_data)
+    userdata.presence.change_hooks.append(on_presence)
+    e2ee.to_device.local_hooks.append(on_to_device)
+    e2ee.keys.device_list_hooks.append(on_device_list)
+    return area
