@@ -25,11 +25,17 @@ class Listener:
         self.event = asyncio.Event()
 
     async def wait(self, timeout_s: float) -> bool:
-        """True if woken, False on timeout."""
+        """True if woken, False on timeout.
+
+        A wake-up is consumed here, by the wait that returns it, and nowhere else: one that
+        comes while the request is busy building an answer stays set, so the next wait
+        returns at once instead of sleeping through an event it has not read.
+        """
         try:
             await asyncio.wait_for(self.event.wait(), timeout_s)
         except TimeoutError:
             return False
+        self.event.clear()
         return True
 
     def close(self) -> None:
