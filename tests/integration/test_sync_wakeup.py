@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.conftest import ServerFactory
 from tests.helpers import Api
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
@@ -48,3 +49,23 @@ async def test_every_send_wakes_a_sync_loop_in_time(api: Api) -> None:
     assert time.monotonic() - started < LONG_POLL_MS / 1000 / 2
     assert seen[-1] == sent[-1]
     assert set(sent) <= set(seen)
+
+
+async def test_stopping_the_server_ends_long_polls_at_once(make_server: ServerFactory) -> None:
+    server = await make_server()
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        since = (await api.get("/sync", token=alice.access_token)).body["next_batch"]
+        poll = asyncio.create_task(
+            api.get("/sync", token=alice.access_token, params={"since": since, "timeout": "60000"})
+        )
+        await asyncio.sleep(0.3)  # the request is now asleep in its long-poll
+        assert not poll.done()
+        started = time.monotonic()
+        await server.stop()
+        # Without the wake-up, stop waits out the shutdown timeout for the sleeping request.
+        assert time.monotonic() - started < 2.0
+        r = await asyncio.wait_for(poll, 2.0)
+    assert r.status == 200, r.body
+    assert r.body["next_batch"] == since
+    assert r.body["rooms"]["join"] == {}
