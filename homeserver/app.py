@@ -187,6 +187,12 @@ class HomeServer:
             app.add_routes(api.routes())
         if self.federation is not None:
             app.add_routes(self.federation.client_routes())
+        notifier = self.rooms_area.notifier
+
+        async def end_long_polls(_: web.Application) -> None:
+            notifier.close()  # /sync long-polls answer now instead of holding up shutdown
+
+        app.on_shutdown.append(end_long_polls)
         return app
 
     def federation_app(self) -> web.Application:

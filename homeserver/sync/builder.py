@@ -87,7 +87,6 @@ class SyncBuilder:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                listener.event.clear()
                 if not await listener.wait(remaining):
                     break
                 result = await self._build(SyncContext(req, flt, req.since))

@@ -25,12 +25,20 @@ class Listener:
         self.event = asyncio.Event()
 
     async def wait(self, timeout_s: float) -> bool:
-        """True if woken, False on timeout."""
+        """True if woken, False on timeout or when the server is stopping.
+
+        A wake-up is consumed here, by the wait that returns it, and nowhere else: one that
+        comes while the request is busy building an answer stays set, so the next wait
+        returns at once instead of sleeping through an event it has not read.
+        """
+        if self._notifier.closed:
+            return False
         try:
             await asyncio.wait_for(self.event.wait(), timeout_s)
         except TimeoutError:
             return False
-        return True
+        self.event.clear()
+        return not self._notifier.closed
 
     def close(self) -> None:
         self._notifier._remove(self)
@@ -50,6 +58,15 @@ class Listener:
 class Notifier:
     def __init__(self) -> None:
         self._listeners: dict[str, set[Listener]] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: every waiting request answers now with what it has,
+        rather than holding up shutdown until its timeout."""
+        self.closed = True
+        for group in self._listeners.values():
+            for listener in group:
+                listener.event.set()
 
     def listen(self, user_id: str) -> Listener:
         listener = Listener(self, user_id)
