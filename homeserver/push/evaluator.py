@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from homeserver.events.paths import glob_in_words, glob_matches, is_missing, lookup
@@ -112,10 +113,15 @@ def contains_display_name(event: Mapping[str, Any], ctx: PushContext) -> bool:
     body = lookup(event, "content.body")
     if not isinstance(body, str):
         return False
-    literal = re.escape(ctx.display_name)
-    return (
-        re.search(rf"(?<![A-Za-z0-9_]){literal}(?![A-Za-z0-9_])", body, re.IGNORECASE) is not None
-    )
+    return _display_name_regex(ctx.display_name).search(body) is not None
+
+
+@lru_cache(maxsize=8192)
+def _display_name_regex(name: str) -> re.Pattern[str]:
+    """Compiled once per name: every message in a big room checks every member's name,
+    more names than ``re``'s own cache of 512 patterns holds."""
+    literal = re.escape(name)
+    return re.compile(rf"(?<![A-Za-z0-9_]){literal}(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 def room_member_count(cond: Mapping[str, Any], ctx: PushContext) -> bool:

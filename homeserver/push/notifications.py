@@ -85,7 +85,13 @@ class NotificationService:
         users.discard(ev.sender)
         if not users:
             return
-        keys = [POWER_LEVELS, *(("m.room.member", u) for u in sorted(users))]
+        # Display names only matter to ``contains_display_name``, which needs a string
+        # ``content.body``: without one (joins, reactions, state) the members' events are
+        # not read at all, which keeps a join into a big room from loading every member.
+        body = ev.content.get("body")
+        keys = [POWER_LEVELS]
+        if isinstance(body, str):
+            keys += [("m.room.member", u) for u in sorted(users)]
         state = await self.rooms.state_at(stored.state_group, keys)
         pl_event = state.get(POWER_LEVELS)
         pl = pl_event.event.content if pl_event is not None else {}
