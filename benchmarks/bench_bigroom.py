@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 import urllib.parse
+from functools import partial
 from typing import Any
 
 from benchmarks.harness import (
@@ -55,7 +56,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
             await client.join(u, room_id)
 
     t0 = time.perf_counter()
-    await bounded_gather(8, [lambda u=u: join(u) for u in users[1:]])
+    await bounded_gather(8, [partial(join, u) for u in users[1:]])
     join_s = time.perf_counter() - t0
     q = urllib.parse.quote(room_id)
     member = users[-1]

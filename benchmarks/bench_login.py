@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import subprocess
 import time
+from functools import partial
 from typing import Any
 
 from benchmarks.harness import (
@@ -83,7 +84,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
         samples.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    await bounded_gather(args.login_concurrency, [lambda i=i: one(i) for i in range(args.logins)])
+    await bounded_gather(args.login_concurrency, [partial(one, i) for i in range(args.logins)])
     elapsed = time.perf_counter() - t0
     return {
         "logins_per_s": round(len(samples) / elapsed, 2),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from typing import Any
 
 from benchmarks.harness import Client, Deadline, Target, Workload, bounded_gather, main, summarize
@@ -32,7 +33,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
     owner = users[0]
     room_id = await client.create_room(owner, name="send bench")
     t0 = time.perf_counter()
-    await bounded_gather(8, [lambda u=u: client.join(u, room_id) for u in users[1:]])
+    await bounded_gather(8, [partial(client.join, u, room_id) for u in users[1:]])
     join_s = time.perf_counter() - t0
 
     deadline = Deadline(TIME_CAP_S)
@@ -59,7 +60,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
             done += 1
 
     t0 = time.perf_counter()
-    await bounded_gather(len(senders), [lambda u=u: sender(u) for u in senders])
+    await bounded_gather(len(senders), [partial(sender, u) for u in senders])
     conc_s = time.perf_counter() - t0
     return {
         "members": len(users),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 from benchmarks.harness import (
@@ -48,7 +49,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
             await client.send_text(reader, room_id, f"history {j}")
         return room_id
 
-    rooms = await bounded_gather(4, [lambda i=i: make_room(i) for i in range(args.sync_rooms)])
+    rooms = await bounded_gather(4, [partial(make_room, i) for i in range(args.sync_rooms)])
     await client.join(writer, rooms[0])
 
     initial: list[float] = []

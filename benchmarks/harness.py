@@ -77,7 +77,7 @@ def summarize(samples_s: list[float]) -> dict[str, Any]:
     ms = sorted(s * 1000 for s in samples_s)
 
     def pct(p: float) -> float:
-        return ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))]
+        return ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))]
 
     return {
         "n": len(ms),
@@ -326,16 +326,7 @@ class MyelinTarget(Target):
         finally:
             await hs.close()
 
-        out = (self.base / "output.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
+        self.process = spawn_myelin(config_path, self.base / "output.log")
         self.pid = self.process.pid
         self.client_url = f"http://127.0.0.1:{port}"
         await wait_ready(self.client_url, self.process)
@@ -419,6 +410,23 @@ class SynapseTarget(Target):
     async def stop(self) -> None:
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
+
+
+def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
+    """``python -m homeserver run`` in its own session, output to a file."""
+    with output.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def write_json(path: str, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2))
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -518,7 +526,7 @@ async def run_workloads(workloads: list[Workload], args: argparse.Namespace) -> 
         results[kind] = per
     print_table(workloads, results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     return results
 
 
