@@ -11,8 +11,9 @@ name in the room) come in a ``PushContext``, so the evaluator does no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from homeserver.events.paths import glob_in_words, glob_matches, is_missing, lookup
@@ -112,10 +113,15 @@ def contains_display_name(event: Mapping[str, Any], ctx: PushContext) -> bool:
     body = lookup(event, "content.body")
     if not isinstance(body, str):
         return False
-    literal = re.escape(ctx.display_name)
-    return (
-        re.search(rf"(?<![A-Za-z0-9_]){literal}(?![A-Za-z0-9_])", body, re.IGNORECASE) is not None
-    )
+    return _display_name_regex(ctx.display_name).search(body) is not None
+
+
+@lru_cache(maxsize=8192)
+def _display_name_regex(name: str) -> re.Pattern[str]:
+    """Compiled once per name: every message in a big room checks every member's name,
+    more names than ``re``'s own cache of 512 patterns holds."""
+    literal = re.escape(name)
+    return re.compile(rf"(?<![A-Za-z0-9_]){literal}(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 def room_member_count(cond: Mapping[str, Any], ctx: PushContext) -> bool:
@@ -161,23 +167,66 @@ def condition_holds(cond: Mapping[str, Any], event: Mapping[str, Any], ctx: Push
     return False
 
 
-def rule_matches(rule: PushRule, event: Mapping[str, Any], ctx: PushContext) -> bool:
+def condition_key(cond: Mapping[str, Any], ctx: PushContext) -> Hashable:
+    """What a condition's outcome depends on besides the event, for ``Memo``.
+
+    Within one event and room, only ``contains_display_name`` depends on the user (through
+    the display name); every other condition depends on its own fields (a user-specific
+    pattern such as the user's id is part of them) and on facts shared by all members.
+    """
+    kind = cond.get("kind")
+    if kind == "contains_display_name":
+        return (kind, ctx.display_name)
+    parts: list[Hashable] = [kind]
+    for name in ("key", "pattern", "is"):
+        v = cond.get(name)
+        parts.append(v if isinstance(v, str) else None if v is None else repr(v))
+    if "value" in cond:
+        v = cond["value"]
+        parts.append((type(v).__name__, v if _scalar(v) else repr(v)))
+    return tuple(parts)
+
+
+Memo = dict[Hashable, bool]
+
+
+def rule_matches(
+    rule: PushRule, event: Mapping[str, Any], ctx: PushContext, memo: Memo | None = None
+) -> bool:
     if not rule.enabled:
         return False
-    return all(condition_holds(c, event, ctx) for c in rule.effective_conditions())
+    for c in rule.effective_conditions():
+        if memo is None:
+            holds = condition_holds(c, event, ctx)
+        else:
+            key = condition_key(c, ctx)
+            cached = memo.get(key)
+            if cached is None:
+                cached = memo[key] = condition_holds(c, event, ctx)
+            holds = cached
+        if not holds:
+            return False
+    return True
 
 
 def evaluate(
-    rules: Sequence[PushRule], event: Mapping[str, Any], ctx: PushContext
+    rules: Sequence[PushRule],
+    event: Mapping[str, Any],
+    ctx: PushContext,
+    memo: Memo | None = None,
 ) -> Outcome | None:
     """The first matching rule's actions for ``ctx.user_id``, or ``None``.
 
     Events the user sent themselves never notify (spec: "Homeservers MUST
     NOT notify the Push Gateway for events that the user has sent themselves").
+
+    ``memo`` (one per event, shared across the room's members, whose ``member_count``,
+    ``sender_power_level`` and ``notification_levels`` must then be the same) keeps each
+    condition's outcome, so a big room evaluates each distinct condition once per event.
     """
     if event.get("sender") == ctx.user_id:
         return None
     for rule in rules:
-        if rule_matches(rule, event, ctx):
+        if rule_matches(rule, event, ctx, memo):
             return Outcome(rule.rule_id, rule.actions)
     return None

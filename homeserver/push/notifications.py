@@ -25,7 +25,7 @@ from typing import Any
 
 from homeserver.errors import invalid_param
 from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, ThreadCounts
-from homeserver.push.evaluator import PushContext, evaluate
+from homeserver.push.evaluator import Memo, PushContext, evaluate
 from homeserver.push.service import PushRuleService
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
@@ -85,7 +85,13 @@ class NotificationService:
         users.discard(ev.sender)
         if not users:
             return
-        keys = [POWER_LEVELS, *(("m.room.member", u) for u in sorted(users))]
+        # Display names only matter to ``contains_display_name``, which needs a string
+        # ``content.body``: without one (joins, reactions, state) the members' events are
+        # not read at all, which keeps a join into a big room from loading every member.
+        body = ev.content.get("body")
+        keys = [POWER_LEVELS]
+        if isinstance(body, str):
+            keys += [("m.room.member", u) for u in sorted(users)]
         state = await self.rooms.state_at(stored.state_group, keys)
         pl_event = state.get(POWER_LEVELS)
         pl = pl_event.event.content if pl_event is not None else {}
@@ -100,6 +106,7 @@ class NotificationService:
         )
         thread = thread_of(ev.pdu)
         rows: list[PushActionRow] = []
+        memo: Memo = {}
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
             name = member.event.content.get("displayname") if member is not None else None
@@ -110,7 +117,7 @@ class NotificationService:
                 sender_power_level=sender_level,
                 notification_levels=notification_levels,
             )
-            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx)
+            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             if outcome is None or not (outcome.notify or outcome.highlight):
                 continue
             rows.append(

@@ -52,6 +52,9 @@ class PushRuleService:
         self.account_data = account_data
         self._use_cache = cache
         self._cache: dict[str, Ruleset] = {}
+        # Evaluation order per user, derived from ``_cache`` (every event evaluates it for
+        # every local member, so it is built once); dropped wherever ``_cache`` changes.
+        self._ordered: dict[str, list[PushRule]] = {}
 
     async def _load(self, q: Queries | Database, user_nid: int, user_id: str) -> Ruleset:
         user_rules = await self.store.user_rules(q, user_nid)
@@ -69,13 +72,19 @@ class PushRuleService:
 
     async def rules_for_user(self, user_id: str) -> list[PushRule]:
         """Every rule of ``user_id`` in evaluation order, for the evaluator."""
+        hit = self._ordered.get(user_id)
+        if hit is not None:
+            return hit
         cached = self._cache.get(user_id)
         if cached is None:
             nid = await self.db.fetchval("SELECT user_nid FROM users WHERE user_id = $1", user_id)
             if nid is None:
                 return []
             cached = await self.ruleset(int(nid), user_id)
-        return ordered(cached)
+        rules = ordered(cached)
+        if self._use_cache:
+            self._ordered[user_id] = rules
+        return rules
 
     async def client_ruleset(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` content: ``{"global": Ruleset}``."""
@@ -104,6 +113,7 @@ class PushRuleService:
             )
         if self._use_cache:
             self._cache[user_id] = after
+            self._ordered.pop(user_id, None)
         self.account_data.notify(user_id, pos)
 
     async def put_rule(

@@ -104,6 +104,10 @@ class RoomService:
         # (notification counts). Keep them quick; failures are logged.
         self.pre_notify_hooks: list[EventHook] = []
         self._locks: dict[str, asyncio.Lock] = {}
+        # Strictly increasing create-event timestamps: in room versions whose room id is
+        # the create event's hash, two rooms made by one user in the same millisecond
+        # with the same content would otherwise get the same id.
+        self._last_create_ts = 0
 
     # ------------------------------------------------------------ helpers
 
@@ -330,7 +334,7 @@ class RoomService:
             "prev_events": [],
             "auth_events": [],
             "depth": 1,
-            "origin_server_ts": self.clock.now_ms(),
+            "origin_server_ts": self._create_ts(),
         }
         if not version.room_id_from_create_event:
             fields["room_id"] = self.new_room_id()
@@ -346,6 +350,10 @@ class RoomService:
         assert room is not None
         await self.after_persist(stored, room)
         return room, stored
+
+    def _create_ts(self) -> int:
+        self._last_create_ts = max(self.clock.now_ms(), self._last_create_ts + 1)
+        return self._last_create_ts
 
     async def after_persist(self, stored: StoredEvent, room: RoomInfo) -> None:
         """Wake local members' /sync, then tell subscribers (federation, push...)."""

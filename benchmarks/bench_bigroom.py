@@ -1,0 +1,100 @@
+"""(d) A big room: ``--big-members`` members join one room over HTTP (setup, timed as
+joins/s), then over HTTP: /members, /state, an initial sync of a member (timeline limit 10,
+no lazy loading, so the whole member list comes down), and sends into the room.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import urllib.parse
+from functools import partial
+from typing import Any
+
+from benchmarks.harness import (
+    INITIAL_SYNC_FILTER,
+    Client,
+    Deadline,
+    Target,
+    Workload,
+    bounded_gather,
+    main,
+    summarize,
+)
+
+TIME_CAP_S = 240.0
+REPEATS = 3
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--big-members", type=int, default=2000)
+    p.add_argument("--big-sends", type=int, default=20)
+
+
+def needs(args: argparse.Namespace) -> dict[str, tuple[int, bool]]:
+    return {"big": (args.big_members, False)}
+
+
+async def timed(n: int, fn: Any) -> tuple[list[float], Any]:
+    out: list[float] = []
+    last = None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        last = await fn()
+        out.append(time.perf_counter() - t0)
+    return out, last
+
+
+async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    users = target.users["big"]
+    owner = users[0]
+    room_id = await client.create_room(owner, name="big room")
+    deadline = Deadline(TIME_CAP_S)
+
+    async def join(u: Any) -> None:
+        if not deadline.expired:
+            await client.join(u, room_id)
+
+    t0 = time.perf_counter()
+    await bounded_gather(8, [partial(join, u) for u in users[1:]])
+    join_s = time.perf_counter() - t0
+    q = urllib.parse.quote(room_id)
+    member = users[-1]
+    tok = member.access_token
+    members_t, members = await timed(
+        REPEATS,
+        lambda: client.request("GET", f"/_matrix/client/v3/rooms/{q}/members", tok),
+    )
+    state_t, state = await timed(
+        REPEATS, lambda: client.request("GET", f"/_matrix/client/v3/rooms/{q}/state", tok)
+    )
+    sync_t, _ = await timed(REPEATS, lambda: client.sync(member, filter_=INITIAL_SYNC_FILTER))
+    send_t, _ = await timed(args.big_sends, lambda: client.send_text(owner, room_id, "hello"))
+    return {
+        "members": len(members["chunk"]),
+        "state_events": len(state),
+        "joins_per_s": round((len(users) - 1) / join_s, 1),
+        "members_ms": summarize(members_t),
+        "state_ms": summarize(state_t),
+        "initial_sync_ms": summarize(sync_t),
+        "send_ms": summarize(send_t),
+        "capped": deadline.hit,
+    }
+
+
+WORKLOAD = Workload(
+    "bigroom",
+    needs,
+    run,
+    [
+        ("members joined", "members", False),
+        ("joins/s (setup)", "joins_per_s", False),
+        ("GET /members p50 (ms)", "members_ms.p50_ms", True),
+        ("GET /state p50 (ms)", "state_ms.p50_ms", True),
+        ("initial sync p50 (ms)", "initial_sync_ms.p50_ms", True),
+        ("send p50 (ms)", "send_ms.p50_ms", True),
+    ],
+)
+
+if __name__ == "__main__":
+    main([WORKLOAD], configure)
