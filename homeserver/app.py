@@ -143,6 +143,8 @@ class HomeServer:
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
+        # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
+        hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships)
         return hs
 
     def client_app(self) -> web.Application:
