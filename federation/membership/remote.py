@@ -73,8 +73,11 @@ class RemoteMembership:
 
     # ----------------------------------------------------------- directory
 
-    async def resolve(self, room_id_or_alias: str, servers: Sequence[str]) -> tuple[str, list[str]]:
-        """(room id, candidate servers): ``/query/directory`` for a remote alias."""
+    async def resolve(
+        self, room_id_or_alias: str, servers: Sequence[str], user_id: str
+    ) -> tuple[str, list[str]]:
+        """(room id, candidate servers): ``/query/directory`` for a remote alias; the
+        servers given, the alias's, the room id's, and those of a pending invite."""
         candidates = list(servers)
         if room_id_or_alias.startswith("#"):
             try:
@@ -96,6 +99,8 @@ class RemoteMembership:
             room_id_or_alias = room_id
         if ":" in room_id_or_alias:
             candidates.append(domain_of(room_id_or_alias))
+        known = await self.rooms.rooms.get_room(room_id_or_alias)
+        candidates += await self._servers_from_membership(user_id, known)
         out = [s for s in dict.fromkeys(candidates) if s and s != self.server_name]
         if not out:
             raise not_found("No server to join the room through")
@@ -145,7 +150,7 @@ class RemoteMembership:
     async def join(
         self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
     ) -> str:
-        room_id, candidates = await self.resolve(room_id_or_alias, servers)
+        room_id, candidates = await self.resolve(room_id_or_alias, servers, user_id)
         last: FederationError | None = None
         for server in candidates:
             try:
@@ -242,7 +247,7 @@ class RemoteMembership:
     async def knock(
         self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
     ) -> str:
-        room_id, candidates = await self.resolve(room_id_or_alias, servers)
+        room_id, candidates = await self.resolve(room_id_or_alias, servers, user_id)
         last: FederationError | None = None
         for server in candidates:
             try:
@@ -261,8 +266,11 @@ class RemoteMembership:
             return room_id
         raise _unreachable(last) if last else not_found("No server to knock through")
 
-    async def leave(self, user_id: str, room: RoomInfo, content: dict[str, Any]) -> None:
-        """Reject a remote invite / retract a knock through a server in the room."""
+    async def _servers_from_membership(self, user_id: str, room: RoomInfo | None) -> list[str]:
+        """Servers named by the user's out-of-band invite/knock: the inviter's, and the
+        senders' of the stripped state it carried."""
+        if room is None:
+            return []
         membership = await self.rooms.members.get(room.room_nid, user_id)
         candidates: list[str] = []
         if membership is not None:
@@ -273,6 +281,11 @@ class RemoteMembership:
                 for e in (unsigned or {}).get(f"{membership.membership}_room_state", []):
                     if isinstance(e, dict) and isinstance(e.get("sender"), str):
                         candidates.append(domain_of(e["sender"]))
+        return candidates
+
+    async def leave(self, user_id: str, room: RoomInfo, content: dict[str, Any]) -> None:
+        """Reject a remote invite / retract a knock through a server in the room."""
+        candidates = await self._servers_from_membership(user_id, room)
         if ":" in room.room_id:
             candidates.append(domain_of(room.room_id))
         last: FederationError | None = None
