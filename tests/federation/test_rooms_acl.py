@@ -87,6 +87,15 @@ async def test_denied_server_is_refused(make_server: ServerFactory) -> None:
             + f"?event_id={q(first)}",
         )
     assert e.value.status == 403
+    # And so is a join handshake started by B.
+    dave = f"@dave:{name(b)}"
+    with pytest.raises(FederationError) as e:
+        await fed_b.client.get_json(
+            name(a),
+            encode_path("_matrix", "federation", "v1", "make_join", room_id, dave)
+            + "?ver=10&ver=11&ver=12",
+        )
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN")
     # A's own events still go out; B refuses them in turn (A is an IP literal too).
     await send_text(api_a, alice, room_id, "from A after the ACL")
     await settle(a, b)
