@@ -4,7 +4,8 @@
 the outbound client, the keyring, the inbound request authenticator and the
 route groups. ``connect`` adds the sending and receiving side (``federation.relay``:
 sender, receiver, EDUs, remote device lists and keys) once the homeserver's
-services exist. Later areas (membership, rooms) take these from it.
+services exist; ``attach_rooms`` then puts rooms across servers on top of it
+(``federation.rooms``: PDU pipeline, membership handshakes, graph reads).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
 from federation.outbound_edus import ServersInRoom, ServersSharingRoom
 from federation.relay import Relay, build_relay
+from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
@@ -31,6 +33,8 @@ from homeserver.events.keys import SigningKey
 from homeserver.rooms.ephemeral.deps import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -45,7 +49,9 @@ class Federation:
     db: Database
     clock: Clock
     accounts: AccountService
+    signing_key: SigningKey
     relay: Relay | None = None
+    rooms: FederatedRooms | None = None
 
     @classmethod
     def build(
@@ -77,6 +83,7 @@ class Federation:
             db=db,
             clock=clock,
             accounts=accounts,
+            signing_key=signing_key,
         )
 
     def connect(
@@ -110,6 +117,26 @@ class Federation:
         self.apis.extend(self.relay.apis)
         return self.relay
 
+    def attach_rooms(self, rooms: RoomService, memberships: MembershipService) -> FederatedRooms:
+        """Rooms across servers, on top of the relay (``connect`` first): outbound
+        PDUs go to the persisted outbox, inbound PDUs of ``/send`` to the PDU pipeline."""
+        if self.relay is None:
+            raise RuntimeError("Federation.connect must run before attach_rooms")
+        self.rooms = FederatedRooms(
+            self.config.server_name,
+            self.signing_key,
+            self.clock,
+            self.client,
+            self.keyring,
+            rooms,
+            self.relay.sender,
+        )
+        self.rooms.attach(memberships)
+        self.relay.receiver.pdu_handler = self.rooms.handle_pdu
+        self.relay.receiver.event_id_of = self.rooms.event_id_of
+        self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
+        return self.rooms
+
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""
         if self.relay is not None:
@@ -120,6 +147,8 @@ class Federation:
         app[AUTHENTICATOR] = self.authenticator
         for api in self.apis:
             app.add_routes(api.routes())
+        if self.rooms is not None:
+            app.add_routes(self.rooms.routes())
 
     def client_routes(self) -> list[web.RouteDef]:
         """Routes for the client listener: ``/.well-known/matrix/server`` when delegating."""

@@ -5,7 +5,8 @@ Every handler first checks that the users it is about belong to the
 origin server: a server speaks only for its own users. What fails a check
 is dropped silently (EDUs have no per-item answer); nothing here logs
 contents. Membership checks go through the same ``is_joined`` link the
-client API uses.
+client API uses. Typing and receipts for a room whose ``m.room.server_acl``
+denies the origin are ignored (``server_allowed``, set by the rooms area).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ MAX_RECEIPT_USERS = 1000
 MAX_PRESENCE_PUSH = 1000
 
 EduHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+# (room_id, origin) -> whether the room's server ACL lets origin take part.
+ServerAllowed = Callable[[str, str], Awaitable[bool]]
+
+
+async def no_acl(room_id: str, origin: str) -> bool:
+    return True
 
 
 def _from(user_id: Any, origin: str) -> bool:
@@ -57,6 +64,7 @@ class InboundEdus:
         self.to_device = to_device
         self.device_lists = device_lists
         self.is_joined = is_joined
+        self.server_allowed: ServerAllowed = no_acl
         self.handlers: dict[str, EduHandler] = {
             "m.typing": self.on_typing,
             "m.receipt": self.on_receipt,
@@ -98,6 +106,8 @@ class InboundEdus:
         if not isinstance(typing, bool):
             return
         assert isinstance(user_id, str)
+        if not await self.server_allowed(room_id, origin):
+            return
         if not await self._joined(user_id, room_id):
             return
         self.typing.apply(user_id, room_id, typing, FEDERATION_TYPING_TIMEOUT_MS)
@@ -105,6 +115,8 @@ class InboundEdus:
     async def on_receipt(self, origin: str, content: dict[str, Any]) -> None:
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict):
+                continue
+            if not await self.server_allowed(room_id, origin):
                 continue
             users = by_type.get(READ)
             if not isinstance(users, dict) or len(users) > MAX_RECEIPT_USERS:

@@ -38,13 +38,6 @@ ServersSharingRoom = Callable[[str], Awaitable[set[str]]]
 ServersInRoom = Callable[[str], Awaitable[set[str]]]
 
 
-async def no_rooms_yet_servers(key: str) -> set[str]:
-    """Placeholder until rooms land: no user shares a room with anyone, no room has
-    servers. The rooms area replaces it (``Federation.servers_sharing_room_with`` /
-    ``servers_in_room``)."""
-    return set()
-
-
 class OutboundEdus:
     def __init__(
         self,

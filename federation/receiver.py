@@ -18,11 +18,12 @@ Design note
 A flooding origin holds at most one processing slot at a time (its own
 lock), so it cannot starve other origins beyond its share.
 
-PDUs belong to the rooms area: ``pdu_handler`` is the seam. Until rooms
-land, the default refuses each PDU with an honest per-PDU error. The
-answer is keyed by event id, computed by ``event_id_of`` (room versions
-11 and 12 rules by default; the rooms area replaces it with a lookup of
-the room's version).
+PDUs belong to the rooms area: ``pdu_handler`` is the seam, set by
+``Federation.attach_rooms`` to ``FederatedRooms.handle_pdu`` (the PDU
+pipeline). The answer is keyed by event id, computed by ``event_id_of``
+(``FederatedRooms.event_id_of``: under the room's version). Without rooms
+attached (a receiver built alone), each PDU is refused with an honest
+per-PDU error and named under the room version 11/12 rules.
 """
 
 from __future__ import annotations
@@ -53,15 +54,15 @@ MAX_TXN_ID_LENGTH = 255
 # (origin, pdu) -> None when accepted, else the error for that PDU's entry.
 PduHandler = Callable[[str, dict[str, Any]], Awaitable[str | None]]
 # pdu -> its event id (None: it cannot be named, and gets no entry).
-EventIdOf = Callable[[dict[str, Any]], str | None]
+EventIdOf = Callable[[dict[str, Any]], Awaitable[str | None]]
 
 
-async def refuse_pdus_until_rooms(origin: str, pdu: dict[str, Any]) -> str | None:
-    """The PDU seam before the rooms area lands: nothing is accepted, and we say so."""
-    return "room events are not accepted yet"
+async def refuse_pdus(origin: str, pdu: dict[str, Any]) -> str | None:
+    """The PDU seam with no rooms attached: nothing is accepted, and we say so."""
+    return "room events are not accepted by this receiver"
 
 
-def event_id_v11(pdu: dict[str, Any]) -> str | None:
+async def event_id_v11(pdu: dict[str, Any]) -> str | None:
     """The event id under the redaction rules of room versions 11 and 12."""
     try:
         return compute_event_id(pdu, KNOWN_ROOM_VERSIONS["11"])
@@ -85,7 +86,7 @@ class TransactionReceiver:
         self.edus = edus
         self.clock = clock
         self.peer_seen = peer_seen
-        self.pdu_handler: PduHandler = refuse_pdus_until_rooms
+        self.pdu_handler: PduHandler = refuse_pdus
         self.event_id_of: EventIdOf = event_id_v11
         self._slots = asyncio.Semaphore(max_concurrent)
         self._origin_locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -121,7 +122,7 @@ class TransactionReceiver:
     async def _pdus(self, origin: str, pdus: list[Any]) -> dict[str, Any]:
         by_room: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for pdu in pdus:
-            event_id = self.event_id_of(pdu) if isinstance(pdu, dict) else None
+            event_id = await self.event_id_of(pdu) if isinstance(pdu, dict) else None
             if event_id is None:
                 log.info("unnameable PDU from %s skipped", origin)
                 continue

@@ -203,6 +203,10 @@ class FederationSender:
             state.failures = 0
             state.retry_now.set()
 
+    def busy_destinations(self) -> set[str]:
+        """Destinations whose task is running: something is queued or being sent."""
+        return {d for d, s in self._destinations.items() if s.task is not None}
+
     def failures(self, destination: str) -> int:
         state = self._destinations.get(destination)
         return 0 if state is None else state.failures

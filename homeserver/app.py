@@ -158,6 +158,8 @@ class HomeServer:
             servers_in_room=rooms_area.servers_in_room,
         )
         e2ee.keys.remote = relay.remote_keys
+        # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
+        hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships)
         await hs.federation.start()
         return hs
 

@@ -10,6 +10,12 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 
 
+def _via(request: web.Request) -> list[str]:
+    """Servers to try a remote join/knock through: ``via`` (v1.12) and ``server_name``."""
+    servers = [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+    return list(dict.fromkeys(s for s in servers if s))
+
+
 class MembershipApi:
     def __init__(
         self, auth: Authenticator, memberships: MembershipService, reader: RoomReader
@@ -39,6 +45,7 @@ class MembershipApi:
             requester.user_id,
             request.match_info["roomIdOrAlias"],
             opt_str(body, "reason"),
+            _via(request),
             is_guest=requester.is_guest,
         )
         return json_response({"room_id": room_id})
@@ -47,7 +54,10 @@ class MembershipApi:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
         room_id = await self.memberships.knock(
-            requester.user_id, request.match_info["roomIdOrAlias"], opt_str(body, "reason")
+            requester.user_id,
+            request.match_info["roomIdOrAlias"],
+            opt_str(body, "reason"),
+            _via(request),
         )
         return json_response({"room_id": room_id})
 

@@ -8,8 +8,8 @@ carry the failed rule as their reason.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
@@ -20,10 +20,50 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
 
 
+class RemoteMembership(Protocol):
+    """Membership handshakes with other servers (federation fills this seam).
+
+    Used when this server is not in the room: joining or knocking on a room
+    known only to others, and rejecting an invite or retracting a knock that
+    came from another server."""
+
+    async def join(
+        self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str: ...
+
+    async def knock(
+        self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str: ...
+
+    async def leave(self, user_id: str, room: RoomInfo, content: dict[str, Any]) -> None: ...
+
+
 class MembershipService:
     def __init__(self, rooms: RoomService, profiles: ProfileLookup) -> None:
         self.rooms = rooms
         self.profiles = profiles
+        self.remote: RemoteMembership | None = None
+
+    async def is_resident(self, room: RoomInfo) -> bool:
+        """Whether a user of this server is joined (so this server holds the room's state)."""
+        joined = await self.rooms.members.members(room.room_nid, ("join",))
+        suffix = ":" + self.rooms.server_name
+        return any(m.user_id.endswith(suffix) for m in joined)
+
+    async def _needs_remote(self, room_id_or_alias: str) -> bool:
+        """Whether joining/knocking must go through another server."""
+        if self.remote is None:
+            return False
+        if room_id_or_alias.startswith("#"):
+            if room_id_or_alias.endswith(":" + self.rooms.server_name):
+                return False
+            if not is_valid_room_alias(room_id_or_alias):
+                raise invalid_param("Invalid room alias")
+            return True
+        if not room_id_or_alias.startswith("!"):
+            return False
+        room = await self.rooms.rooms.get_room(room_id_or_alias)
+        return room is None or not await self.is_resident(room)
 
     async def resolve_room(self, room_id_or_alias: str) -> RoomInfo:
         """A room by id or by local alias; 404 M_NOT_FOUND when unknown here."""
@@ -60,8 +100,19 @@ class MembershipService:
         user_id: str,
         room_id_or_alias: str,
         reason: str | None = None,
+        servers: Sequence[str] = (),
+        *,
         is_guest: bool = False,
     ) -> str:
+        if self.remote is not None and await self._needs_remote(room_id_or_alias):
+            if is_guest:
+                # Guest access is decided by the room's m.room.guest_access,
+                # which this server does not hold for a room it is not in.
+                raise MatrixError(
+                    403, "M_FORBIDDEN", "Guests may only join rooms this server is in"
+                )
+            content = await self.member_content(user_id, "join", reason=reason)
+            return await self.remote.join(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
         if is_guest and not await self.guests_may_join(room):
             raise MatrixError(
@@ -89,7 +140,16 @@ class MembershipService:
                 except MatrixError:
                     continue
 
-    async def knock(self, user_id: str, room_id_or_alias: str, reason: str | None = None) -> str:
+    async def knock(
+        self,
+        user_id: str,
+        room_id_or_alias: str,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        if self.remote is not None and await self._needs_remote(room_id_or_alias):
+            content = await self.member_content(user_id, "knock", reason=reason)
+            return await self.remote.knock(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
         await self._send(room, user_id, user_id, "knock", reason=reason)
         return room.room_id
@@ -101,6 +161,14 @@ class MembershipService:
             if current is not None and current.membership == "leave":
                 return  # already left: nothing to do
             raise not_in_room()
+        if (
+            self.remote is not None
+            and current.membership in ("invite", "knock")
+            and not await self.is_resident(room)
+        ):
+            content = await self.member_content(user_id, "leave", reason=reason)
+            await self.remote.leave(user_id, room, content)
+            return
         await self._send(room, user_id, user_id, "leave", reason=reason)
 
     async def invite(

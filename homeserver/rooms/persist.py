@@ -20,7 +20,7 @@ taken inside the transaction (``EventStore.next_stream_ordering``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from homeserver.events.model import Event
@@ -57,6 +57,28 @@ class PersistPlan:
     replaces_nid: int | None
     soft_failed: bool = False
     txn: TxnRef | None = None
+    # Federation: the state before the event differs from ``state_group_before``
+    # by this delta (key nid -> event nid, None removes): the event sits after
+    # several prev events whose states were resolved, or after a gap.
+    state_delta_before: Mapping[int, int | None] | None = None
+    # Federation: a change to the room's current state besides this event's
+    # own entry (the room forked and the extremities' states were resolved, or
+    # the room's state arrived with a join), and whether this (state) event
+    # enters the current state at all (it may lose the resolution).
+    current_delta: Mapping[int, int | None] | None = None
+    event_in_current: bool = True
+    # Federation: memberships that the resolved current state changes
+    # (user id, membership, event nid), beside this event's own.
+    member_changes: Sequence[tuple[str, str, int]] = ()
+    # Federation: an auth or state event fetched to check others (an
+    # outlier: no stream position, no place in the room's timeline or state),
+    # or an event that failed its checks (``rejected_reason``, likewise hidden).
+    outlier: bool = False
+    rejected_reason: str | None = None
+    # An invite or knock for a room this server is not in (out-of-band
+    # membership): an outlier, but the target's membership row is written and
+    # it gets a stream position so the user's /sync sees it.
+    out_of_band: bool = False
 
 
 class EventPersister:
@@ -92,33 +114,54 @@ class EventPersister:
             keys = {}
             if ev.is_state():
                 keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
-            # Soft-failed events are kept for the DAG but never shown to clients.
-            so = None if plan.soft_failed else await self.events.next_stream_ordering(q)
+            hidden = plan.outlier or plan.rejected_reason is not None
+            # Soft-failed, rejected and outlier events are kept for the DAG but
+            # never shown to clients: no stream position.
+            visible = not (plan.soft_failed or hidden) or plan.out_of_band
+            so = await self.events.next_stream_ordering(q) if visible else None
+            group = plan.state_group_before
+            if plan.state_delta_before:
+                group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
             nid = await self.events.insert_event(
                 q,
                 ev,
                 room_nid,
                 stream_ordering=so,
-                state_group=plan.state_group_before,
+                state_group=group,
                 prev_state_event_nid=plan.replaces_nid,
+                outlier=plan.outlier,
+                rejected_reason=plan.rejected_reason,
                 soft_failed=plan.soft_failed,
             )
             await self.events.add_edges(q, nid, ev.prev_event_ids)
-            group = plan.state_group_before
-            if not plan.soft_failed:
+            if ev.is_state() and not hidden:
+                # The state after the event (soft-failed ones too: a later
+                # event may cite them, and state resolution then weighs them).
+                own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
+                group = await self.state.create_group(q, room_nid, group, own)
+                await q.execute(
+                    "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
+                )
+            if not (plan.soft_failed or hidden):
                 await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
-                if ev.is_state():
-                    delta: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
-                    group = await self.state.create_group(q, room_nid, group, delta)
-                    await q.execute(
-                        "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
-                    )
+                delta = dict(plan.current_delta or {})
+                in_current = ev.is_state() and plan.event_in_current
+                if in_current:
+                    delta[keys[ev.state_tuple()]] = nid
+                if delta:
                     await self.state.update_current(q, room_nid, delta)
-                    assert so is not None
+                assert so is not None
+                if in_current:
                     await self._membership(q, ev, room_nid, nid, so)
-                else:
+                for user_id, membership, member_nid in plan.member_changes:
+                    await self.members.set_membership(
+                        q, room_nid, user_id, membership, member_nid, so
+                    )
+                if not ev.is_state():
                     await self.relations.add(q, ev, nid, room_nid)
                 await self.search.index(q, ev, nid)
+            if plan.out_of_band and so is not None:
+                await self._membership(q, ev, room_nid, nid, so)
             await self._redaction(q, ev, nid)
             if plan.txn is not None:
                 t = plan.txn
@@ -132,8 +175,8 @@ class EventPersister:
             room_nid=room_nid,
             stream_ordering=so,
             state_group=group,
-            outlier=False,
-            rejected_reason=None,
+            outlier=plan.outlier,
+            rejected_reason=plan.rejected_reason,
             soft_failed=plan.soft_failed,
             prev_state_event_nid=plan.replaces_nid,
         )

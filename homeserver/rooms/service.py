@@ -49,6 +49,11 @@ log = logging.getLogger("myelin.rooms")
 
 # Called after an event is durably persisted: (stored event, room).
 EventHook = Callable[[StoredEvent, RoomInfo], Awaitable[None]]
+# Federation: an invite of a user on another server must be signed by that
+# server before it is persisted (server-server "Inviting to a room"). Given
+# the built, checked invite and the room, returns the event the invitee's
+# server signed (raises MatrixError when it refuses).
+InviteExchange = Callable[[Event, RoomInfo], Awaitable[Event]]
 
 MAX_PREV_EVENTS = 10
 ENCRYPTION = "m.room.encryption"
@@ -103,6 +108,7 @@ class RoomService:
         # Run before /sync is woken, for what a woken sync must already see
         # (notification counts). Keep them quick; failures are logged.
         self.pre_notify_hooks: list[EventHook] = []
+        self.invite_exchange: InviteExchange | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
         # the create event's hash, two rooms made by one user in the same millisecond
@@ -281,6 +287,8 @@ class RoomService:
         event = self._build(rv, fields)
         state_map = {k: s.event for k, s in cur.items()}
         await self._check(event, auth_events, state_map, None if create is None else create.event)
+        create_ev = None if create is None else create.event
+        event = await self._exchange_invite(event, room, auth_events, state_map, create_ev)
         replaced = cur.get((event_type, state_key)) if state_key is not None else None
         plan = PersistPlan(
             event=event,
@@ -288,8 +296,47 @@ class RoomService:
             state_group_before=prev[-1].state_group,
             replaces_nid=None if replaced is None else replaced.event_nid,
             txn=txn,
+            state_delta_before=await self._fork_delta(room, prev),
         )
         return await self.persister.persist(plan, room.room_nid)
+
+    async def _fork_delta(
+        self, room: RoomInfo, prev: list[StoredEvent]
+    ) -> dict[int, int | None] | None:
+        """When the room has several extremities (a fork seen over federation),
+        the state before a new event is the resolved current state: its
+        difference from the last prev event's state group."""
+        if len(prev) < 2:
+            return None
+        current = await self.state.current_state(room.room_nid)
+        group = prev[-1].state_group
+        base = await self.state.state_at_group(group) if group is not None else {}
+        delta: dict[int, int | None] = {k: v for k, v in current.items() if base.get(k) != v}
+        delta.update({k: None for k in base if k not in current})
+        return delta or None
+
+    async def _exchange_invite(
+        self,
+        event: Event,
+        room: RoomInfo,
+        auth_events: list[Event],
+        state: dict[StateKey, Event],
+        create: Event | None,
+    ) -> Event:
+        """An invite of a remote user goes through its server first, then the checks again."""
+        target = event.state_key or ""
+        if (
+            event.type != MEMBER
+            or event.membership != "invite"
+            or self.invite_exchange is None
+            or target.endswith(":" + self.server_name)
+        ):
+            return event
+        signed = await self.invite_exchange(event, room)
+        if signed.event_id != event.event_id:
+            raise forbidden("The invitee's server changed the invite event")
+        await self._check(signed, auth_events, state, create)
+        return signed
 
     def _build(self, rv: RoomVersion, fields: dict[str, Any]) -> Event:
         try:

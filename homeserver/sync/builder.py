@@ -214,7 +214,23 @@ class SyncBuilder:
         state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
         own = await self.rooms.events.by_nids([m.event_nid])
         events = list(state.values()) + list(own.values())
-        return stripped_state(events)
+        out = stripped_state(events)
+        # An invite or knock for a room this server is not in carries the room's
+        # stripped state (given by the other server) in its unsigned data.
+        seen = {(e["type"], e["state_key"]) for e in out}
+        for s in own.values():
+            unsigned = s.event.pdu.get("unsigned")
+            given = (
+                unsigned.get(f"{m.membership}_room_state") if isinstance(unsigned, dict) else None
+            )
+            for e in given if isinstance(given, list) else []:
+                key = (e.get("type"), e.get("state_key")) if isinstance(e, dict) else None
+                if key is not None and key not in seen and isinstance(e.get("content"), dict):
+                    seen.add(key)
+                    out.append(
+                        {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
+                    )
+        return out
 
 
 def _is_empty(result: dict[str, Any]) -> bool:

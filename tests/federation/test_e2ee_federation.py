@@ -23,6 +23,19 @@ async def pair(make_server: ServerFactory) -> tuple[RunningServer, RunningServer
     return await federated(make_server), await federated(make_server)
 
 
+async def shared_room(a: RunningServer, alice: User, b: RunningServer, bob: User) -> str:
+    """A room on A that Bob (on B) has joined over federation."""
+    async with Api(a.client_url) as api_a, Api(b.client_url) as api_b:
+        r = await api_a.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+        assert r.status == 200, r.body
+        room_id = str(r.body["room_id"])
+        r = await api_b.post(
+            f"/join/{quote(room_id)}?via={quote(name(a))}", {}, token=bob.access_token
+        )
+        assert r.status == 200, r.body
+    return room_id
+
+
 async def upload(server: RunningServer, user: User, body: dict[str, Any]) -> None:
     async with Api(server.client_url) as api:
         r = await api.post("/keys/upload", body, token=user.access_token)
@@ -118,11 +131,8 @@ async def test_device_list_updates_keep_a_remote_cache(
     a, b = pair
     alice, bob = await register(a, "alice"), await register(b, "bob")
 
-    # Rooms do not exist yet: the test says that B's users share a room with A.
-    async def shares_with_a(user_id: str) -> set[str]:
-        return {name(a)}
-
-    relay(b).outbound.servers_sharing_room_with = shares_with_a
+    # Bob shares a real room with Alice, so B sends his device-list updates to A.
+    await shared_room(a, alice, b, bob)
     cache = relay(a).device_lists.store
     dev1 = Device(bob.user_id, bob.device_id)
     before = await a.hs.e2ee.keys.current_device_list_pos()

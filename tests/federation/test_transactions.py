@@ -1,10 +1,10 @@
 """Transactions between real servers over loopback TLS: to-device delivery, catch-up
-after a restart, idempotency, size limits, forged signatures, typing EDUs."""
+after a restart, idempotency, size limits, forged signatures. (Typing, receipts and
+presence in a real shared room: test_rooms_ephemeral.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -13,7 +13,6 @@ from yarl import URL
 from federation.auth import sign_request
 from federation.errors import FederationError
 from homeserver.app import RunningServer
-from homeserver.errors import MatrixError
 from homeserver.events.keys import generate_signing_key
 from tests.conftest import RestartFn, ServerFactory
 from tests.federation.fedutil import eventually, fed, federated, inbox, name, register, relay
@@ -124,7 +123,7 @@ async def test_repeated_transaction_id_is_answered_without_reprocessing(
         name(b), SEND + "txn-1", _txn(name(a), [_to_device_edu(alice, bob, "m1", "one")], [pdu])
     )
     (event_id,) = first["pdus"]
-    assert first == {"pdus": {event_id: {"error": "room events are not accepted yet"}}}
+    assert first == {"pdus": {event_id: {"error": "Unknown room"}}}
     # Same transaction id, different contents: the stored answer, nothing processed.
     again = await client.put_json(
         name(b), SEND + "txn-1", _txn(name(a), [_to_device_edu(alice, bob, "m2", "two")])
@@ -177,104 +176,3 @@ async def test_forged_transaction_signature_is_refused(
         assert resp.status == 401
         assert (await resp.json())["errcode"] == "M_UNAUTHORIZED"
     assert await inbox(b, bob) == []
-
-
-async def test_typing_is_sent_to_the_servers_in_the_room(
-    pair: tuple[RunningServer, RunningServer],
-) -> None:
-    a, b = pair
-    alice = await register(a, "alice")
-    room = "!room:" + name(a)
-
-    # Rooms do not exist yet: the test supplies the room facts on both sides.
-    async def joined(user_id: str, room_id: str) -> bool:
-        return room_id == room
-
-    async def servers_in_room(room_id: str) -> set[str]:
-        return {name(a), name(b)} if room_id == room else set()
-
-    a.hs.room_links.is_joined_impl = joined
-    b.hs.room_links.is_joined_impl = joined
-    relay(a).outbound.servers_in_room = servers_in_room
-    async with Api(a.client_url) as api:
-        path = f"/rooms/{quote(room)}/typing/{quote(alice.user_id)}"
-        r = await api.put(path, {"typing": True, "timeout": 30000}, token=alice.access_token)
-        assert r.status == 200, r.body
-        typists = await eventually(lambda: _typing(b, room), bool)
-        assert typists == [alice.user_id]
-        r = await api.put(path, {"typing": False}, token=alice.access_token)
-        assert r.status == 200
-    assert await eventually(lambda: _typing(b, room), lambda t: t == []) == []
-    # A remote server may not speak for users of another server.
-    await fed(a).client.put_json(
-        name(b),
-        SEND + "typing-spoof",
-        _txn(
-            name(a),
-            [
-                {
-                    "edu_type": "m.typing",
-                    "content": {"room_id": room, "user_id": "@eve:evil.example", "typing": True},
-                }
-            ],
-        ),
-    )
-    assert b.hs.typing.typing_users(room) == []
-
-
-async def _typing(server: RunningServer, room: str) -> list[str]:
-    return server.hs.typing.typing_users(room)
-
-
-async def test_receipts_and_presence_cross_servers(
-    pair: tuple[RunningServer, RunningServer],
-) -> None:
-    a, b = pair
-    alice, bob = await register(a, "alice"), await register(b, "bob")
-    room = "!room:" + name(b)
-    event_id = "$" + "E" * 43
-
-    # Rooms do not exist yet: the test supplies the room facts on both sides.
-    async def joined(user_id: str, room_id: str) -> bool:
-        return room_id == room
-
-    async def event_in_room(room_id: str, eid: str) -> bool:
-        return room_id == room and eid == event_id
-
-    async def servers_in_room(room_id: str) -> set[str]:
-        return {name(a), name(b)} if room_id == room else set()
-
-    async def sharing(user_id: str) -> set[str]:
-        return {name(a)}
-
-    for s in (a, b):
-        s.hs.room_links.is_joined_impl = joined
-        s.hs.room_links.event_in_room_impl = event_in_room
-    relay(b).outbound.servers_in_room = servers_in_room
-    relay(b).outbound.servers_sharing_room_with = sharing
-    async with Api(b.client_url) as api:
-        r = await api.post(
-            f"/rooms/{quote(room)}/receipt/m.read/{quote(event_id)}", {}, token=bob.access_token
-        )
-        assert r.status == 200, r.body
-        r = await api.put(
-            f"/presence/{quote(bob.user_id)}/status",
-            {"presence": "online", "status_msg": "here"},
-            token=bob.access_token,
-        )
-        assert r.status == 200, r.body
-
-    receipts = await eventually(
-        lambda: a.hs.receipts.receipts_since([room], 0, alice.user_id), bool
-    )
-    assert list(receipts[room]) == [event_id]
-    assert list(receipts[room][event_id]["m.read"]) == [bob.user_id]
-
-    async def bob_presence() -> dict[str, Any]:
-        try:
-            return await a.hs.userdata.presence.get_status(bob.user_id)
-        except MatrixError:
-            return {}  # not arrived yet
-
-    presence = await eventually(bob_presence, lambda p: p.get("presence") == "online")
-    assert (presence["presence"], presence["status_msg"]) == ("online", "here")

@@ -1,0 +1,332 @@
+"""Our users' side of the membership handshakes with a resident server:
+joining (make_join + send_join v2, then the returned state and auth chain
+verified and stored as the room's state), knocking, leaving a room we are
+not in (rejecting an invite, retracting a knock), and having an invite
+countersigned by the invitee's server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from federation.client import FederationClient, encode_path
+from federation.errors import FederationError
+from federation.membership.resident import ResidentMembership
+from federation.outbound import OutboundRooms
+from federation.pdu.graph import diff
+from federation.pdu.pipeline import PduPipeline
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.events.builder import build_event
+from homeserver.events.keys import SigningKey
+from homeserver.events.model import Event
+from homeserver.events.redaction import redact
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.rooms.auth.constants import CREATE, MEMBER
+from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.persist import NewRoom, PersistPlan
+from homeserver.rooms.serialize import STRIPPED_STATE_KEYS
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.federation.membership")
+
+SUPPORTED_VERSIONS = sorted(KNOWN_ROOM_VERSIONS)
+_TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
+
+
+def _fed(*segments: str) -> str:
+    return encode_path("_matrix", "federation", *segments)
+
+
+def _unreachable(e: FederationError) -> MatrixError:
+    if e.status == 403 or e.errcode == "M_FORBIDDEN":
+        return forbidden(e.error)
+    if e.status == 404:
+        return not_found(e.error)
+    return MatrixError(502, "M_UNKNOWN", "No server in the room could help")
+
+
+class RemoteMembership:
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        clock: Clock,
+        client: FederationClient,
+        rooms: RoomService,
+        pipeline: PduPipeline,
+        resident: ResidentMembership,
+        outbound: OutboundRooms,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.clock = clock
+        self.client = client
+        self.rooms = rooms
+        self.pipeline = pipeline
+        self.resident = resident
+        self.outbound = outbound
+
+    # ----------------------------------------------------------- directory
+
+    async def resolve(
+        self, room_id_or_alias: str, servers: Sequence[str], user_id: str
+    ) -> tuple[str, list[str]]:
+        """(room id, candidate servers): ``/query/directory`` for a remote alias; the
+        servers given, the alias's, the room id's, and those of a pending invite."""
+        candidates = list(servers)
+        if room_id_or_alias.startswith("#"):
+            try:
+                resp = await self.client.get_json(
+                    domain_of(room_id_or_alias),
+                    _fed("v1", "query", "directory"),
+                    {"room_alias": room_id_or_alias},
+                )
+            except FederationError as e:
+                err = not_found("Room alias not found") if e.status == 404 else _unreachable(e)
+                raise err from None
+            room_id = resp.get("room_id") if isinstance(resp, dict) else None
+            if not isinstance(room_id, str):
+                raise not_found("Room alias not found")
+            given = resp.get("servers")
+            candidates += (
+                [s for s in given if isinstance(s, str)] if isinstance(given, list) else []
+            )
+            room_id_or_alias = room_id
+        if ":" in room_id_or_alias:
+            candidates.append(domain_of(room_id_or_alias))
+        known = await self.rooms.rooms.get_room(room_id_or_alias)
+        candidates += await self._servers_from_membership(user_id, known)
+        out = [s for s in dict.fromkeys(candidates) if s and s != self.server_name]
+        if not out:
+            raise not_found("No server to join the room through")
+        return room_id_or_alias, out
+
+    # ------------------------------------------------------------- helpers
+
+    async def _make(
+        self, server: str, kind: str, room_id: str, user_id: str, versioned: bool
+    ) -> tuple[Event, RoomVersion]:
+        """make_join/make_leave/make_knock, then our own event built from the template."""
+        query = {"ver": SUPPORTED_VERSIONS} if versioned else None
+        resp = await self.client.get_json(
+            server, _fed("v1", f"make_{kind}", room_id, user_id), query
+        )
+        template = resp.get("event") if isinstance(resp, dict) else None
+        version = resp.get("room_version", "10") if isinstance(resp, dict) else None
+        rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
+        if not isinstance(template, dict) or rv is None:
+            raise FederationError(server, "unusable template", status=502)
+        content = template.get("content")
+        expected = (MEMBER, room_id, user_id, user_id, kind)
+        got = (
+            template.get("type"),
+            template.get("room_id"),
+            template.get("sender"),
+            template.get("state_key"),
+            content.get("membership") if isinstance(content, dict) else None,
+        )
+        if got != expected:
+            raise FederationError(server, "template does not match the request", status=502)
+        return self._template_event(template, rv), rv
+
+    def _template_event(self, template: dict[str, Any], rv: RoomVersion) -> Event:
+        fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
+        fields["content"] = dict(template["content"])
+        fields["origin_server_ts"] = self.clock.now_ms()
+        return build_event(rv, fields, self.server_name, self.signing_key)
+
+    def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
+        template = dict(event.pdu)
+        template["content"] = {**event.content, **content}
+        return self._template_event(template, event.room_version)
+
+    # ---------------------------------------------------------------- join
+
+    async def join(
+        self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        room_id, candidates = await self.resolve(room_id_or_alias, servers, user_id)
+        last: FederationError | None = None
+        for server in candidates:
+            try:
+                event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
+                event = self._with_content(event, content)
+                resp = await self.client.put_json(
+                    server, _fed("v2", "send_join", room_id, event.event_id), event.pdu
+                )
+            except FederationError as e:
+                log.info("join through %s failed: %s", server, e.error)
+                last = e
+                continue
+            await self._complete_join(server, room_id, rv, event, resp)
+            return room_id
+        raise _unreachable(last) if last else not_found("No server to join through")
+
+    async def _complete_join(
+        self, server: str, room_id: str, rv: RoomVersion, event: Event, resp: Any
+    ) -> None:
+        """Verify the returned state and auth chain, store them, persist our join."""
+        if not isinstance(resp, dict):
+            raise MatrixError(502, "M_UNKNOWN", "Bad send_join answer")
+        signed = resp.get("event")
+        if isinstance(signed, dict):
+            got = await self.pipeline.fetcher.checked(signed, rv)
+            if got is not None and got[0].event_id == event.event_id:
+                event = got[0]
+        fetcher = self.pipeline.fetcher
+        state = await fetcher.many(resp.get("state"), rv, room_id)
+        chain = await fetcher.many(resp.get("auth_chain"), rv, room_id)
+        create = next((e for e in [*state, *chain] if e.type == CREATE), None)
+        if create is None or create.room_id != room_id:
+            raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
+        async with self.rooms.lock(room_id):
+            room = await self._room_row(room_id, create)
+            await self.pipeline.auth.store_outliers(room, [*chain, *state])
+            stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
+            ids = {
+                s.event.state_tuple(): i
+                for i, s in stored_state.items()
+                if s.rejected_reason is None and s.event.is_state()
+            }
+            state_map = {k: stored_state[i].event for k, i in ids.items()}
+            auth = await self.rooms.events.by_ids(event.auth_event_ids)
+            try:
+                await check_event(
+                    event,
+                    auth_events=[s.event for s in auth.values()],
+                    state_before=state_map,
+                    current_state=state_map,
+                    create_event=create,
+                    keys=self.pipeline.auth.keys,
+                )
+            except EventRejected as e:
+                raise forbidden(f"The join does not pass the room's rules: {e.reason}") from None
+            graph = self.pipeline.graph
+            nids = await graph.to_nids(ids)
+            current = await self.rooms.state.current_state(room.room_nid)
+            old_ext = await self.rooms.events.extremities(room.room_nid)
+            members = [
+                (s.event.state_key or "", s.event.membership or "leave", s.event_nid)
+                for s in stored_state.values()
+                if s.event.type == MEMBER and s.event.state_key != event.state_key
+            ]
+            own = ids.get(event.state_tuple())
+            replaced = stored_state.get(own) if own else None
+            plan = PersistPlan(
+                event=event,
+                prev_nids=[s.event_nid for s in old_ext],
+                state_group_before=None,
+                replaces_nid=None if replaced is None else replaced.event_nid,
+                state_delta_before=dict(nids) or None,
+                current_delta=diff(nids, current),
+                member_changes=members,
+            )
+            self.outbound.handshaken.add(event.event_id)
+            stored = await self.rooms.persister.persist(plan, room.room_nid)
+        await self.rooms.after_persist(stored, room)
+
+    async def _room_row(self, room_id: str, create: Event) -> RoomInfo:
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is not None:
+            return room
+        plan = PersistPlan(
+            event=create, prev_nids=[], state_group_before=None, replaces_nid=None, outlier=True
+        )
+        await self.rooms.persister.persist(plan, None, NewRoom(room_id, create.sender))
+        room = await self.rooms.rooms.get_room(room_id)
+        assert room is not None
+        return room
+
+    # ------------------------------------------------------- knock / leave
+
+    async def knock(
+        self, user_id: str, room_id_or_alias: str, servers: Sequence[str], content: dict[str, Any]
+    ) -> str:
+        room_id, candidates = await self.resolve(room_id_or_alias, servers, user_id)
+        last: FederationError | None = None
+        for server in candidates:
+            try:
+                event, rv = await self._make(server, "knock", room_id, user_id, versioned=True)
+                event = self._with_content(event, content)
+                resp = await self.client.put_json(
+                    server, _fed("v1", "send_knock", room_id, event.event_id), event.pdu
+                )
+            except FederationError as e:
+                last = e
+                continue
+            given = resp.get("knock_room_state") if isinstance(resp, dict) else None
+            kept = {**event.pdu, "unsigned": {"knock_room_state": given or []}}
+            room = await self.rooms.rooms.get_room(room_id)
+            await self.resident.store_out_of_band(Event(event.event_id, kept, rv), room)
+            return room_id
+        raise _unreachable(last) if last else not_found("No server to knock through")
+
+    async def _servers_from_membership(self, user_id: str, room: RoomInfo | None) -> list[str]:
+        """Servers named by the user's out-of-band invite/knock: the inviter's, and the
+        senders' of the stripped state it carried."""
+        if room is None:
+            return []
+        membership = await self.rooms.members.get(room.room_nid, user_id)
+        candidates: list[str] = []
+        if membership is not None:
+            found = await self.rooms.events.by_nids([membership.event_nid])
+            for s in found.values():
+                candidates.append(domain_of(s.event.sender))
+                unsigned = s.event.pdu.get("unsigned")
+                for e in (unsigned or {}).get(f"{membership.membership}_room_state", []):
+                    if isinstance(e, dict) and isinstance(e.get("sender"), str):
+                        candidates.append(domain_of(e["sender"]))
+        return candidates
+
+    async def leave(self, user_id: str, room: RoomInfo, content: dict[str, Any]) -> None:
+        """Reject a remote invite / retract a knock through a server in the room."""
+        candidates = await self._servers_from_membership(user_id, room)
+        if ":" in room.room_id:
+            candidates.append(domain_of(room.room_id))
+        last: FederationError | None = None
+        for server in [c for c in dict.fromkeys(candidates) if c != self.server_name]:
+            try:
+                event, _ = await self._make(server, "leave", room.room_id, user_id, False)
+                event = self._with_content(event, content)
+                await self.client.put_json(
+                    server, _fed("v2", "send_leave", room.room_id, event.event_id), event.pdu
+                )
+            except FederationError as e:
+                last = e
+                continue
+            await self.resident.store_out_of_band(event, room)
+            return
+        raise _unreachable(last) if last else not_found("No server to leave through")
+
+    # --------------------------------------------------------------- invite
+
+    async def exchange_invite(self, event: Event, room: RoomInfo) -> Event:
+        """RoomService's invite_exchange: the invitee's server countersigns the invite."""
+        target_server = domain_of(event.state_key or "")
+        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
+        body = {
+            "room_version": room.version.identifier,
+            "event": event.pdu,
+            "invite_room_state": [s.event.pdu for s in state.values()],
+        }
+        path = _fed("v2", "invite", room.room_id, event.event_id)
+        try:
+            resp = await self.client.put_json(target_server, path, body)
+        except FederationError as e:
+            raise _unreachable(e) from None
+        signed = resp.get("event") if isinstance(resp, dict) else None
+        if not isinstance(signed, dict):
+            raise MatrixError(502, "M_UNKNOWN", "The invitee's server sent no event")
+        try:
+            await self.pipeline.fetcher.keyring.verify_json_for_server(
+                target_server, redact(signed, room.version), 0
+            )
+        except Exception:
+            raise forbidden("The invitee's server did not sign the invite") from None
+        pdu = {k: v for k, v in signed.items() if k != "unsigned"}
+        return Event(event.event_id, pdu, room.version)

@@ -1,0 +1,207 @@
+"""The resident server's side of the membership handshakes (server-server "Joining
+Rooms", "Knocking upon a room", "Leaving Rooms", "Inviting to a room").
+
+make_*: a template built on our extremities and current state, refused when
+the auth rules would refuse the event. send_*: the signed event goes
+through the inbound pipeline like any PDU (same checks, same persistence),
+then we relay it to the other servers in the room. Receiving an invite for
+a room we are not in stores it out-of-band so the invitee's /sync shows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.outbound import OutboundRooms
+from federation.pdu.acl import denied
+from federation.pdu.pipeline import PduPipeline
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.keys import SigningKey
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.events.signing import sign_event
+from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
+from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
+from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.persist import NewRoom, PersistPlan
+from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
+from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+
+def incompatible(version: str) -> MatrixError:
+    return MatrixError(
+        400,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+        "Your homeserver does not support this room version",
+        room_version=version,
+    )
+
+
+class ResidentMembership:
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        rooms: RoomService,
+        pipeline: PduPipeline,
+        outbound: OutboundRooms,
+    ) -> None:
+        self.server_name = server_name
+        self.signing_key = signing_key
+        self.rooms = rooms
+        self.pipeline = pipeline
+        self.outbound = outbound
+
+    async def _room(self, origin: str, room_id: str) -> RoomInfo:
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None or not await self.rooms.events.extremities(room.room_nid):
+            raise not_found("Unknown room")
+        if not await self.pipeline.server_allowed(room, origin):
+            raise denied()
+        return room
+
+    async def make(
+        self, origin: str, room_id: str, user_id: str, membership: str, versions: list[str] | None
+    ) -> dict[str, Any]:
+        """make_join / make_leave / make_knock: a template event for ``user_id``."""
+        room = await self._room(origin, room_id)
+        if domain_of(user_id) != origin:
+            raise forbidden("The user does not belong to the requesting server")
+        rv = room.version
+        if versions is not None and rv.identifier not in versions:
+            raise incompatible(rv.identifier)
+        content = {"membership": membership}
+        keys = auth_types_for_event(MEMBER, user_id, user_id, content, rv)
+        cur = await self.rooms.current_state(room, [*keys, CREATE_KEY])
+        prev = (await self.rooms.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        template: dict[str, Any] = {
+            "type": MEMBER,
+            "room_id": room.room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "content": content,
+            "prev_events": [p.event.event_id for p in prev],
+            "auth_events": [cur[k].event.event_id for k in keys if k in cur],
+            "depth": max(p.event.depth for p in prev) + 1,
+            "origin": origin,
+            "origin_server_ts": 0,
+        }
+        state = {k: s.event for k, s in cur.items()}
+        try:
+            check_auth(Event("$template", template, rv), state)
+        except AuthError as e:
+            raise forbidden(e.reason) from None
+        return {"event": template, "room_version": rv.identifier}
+
+    async def send(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str
+    ) -> tuple[StoredEvent, RoomInfo]:
+        """send_join / send_leave / send_knock: check and persist, then relay."""
+        room = await self._room(origin, room_id)
+        got = await self.pipeline.fetcher.checked(pdu, room.version)
+        if got is None:
+            raise bad_json("Invalid event or signature")
+        event = got[0]
+        if event.event_id != event_id or event.room_id != room.room_id:
+            raise bad_json("The event does not match the request path")
+        if event.type != MEMBER or event.state_key != event.sender:
+            raise bad_json("Expected a membership event of the sender")
+        if event.membership != membership or domain_of(event.sender) != origin:
+            raise bad_json(f"Expected a {membership} of a user of the requesting server")
+        shown: list[StoredEvent] = []
+        async with self.rooms.lock(room.room_id):
+            error = await self.pipeline.process(origin, room, event, shown, fetch_missing=False)
+        stored = await self.rooms.events.by_id(event.event_id)
+        if error is not None or stored is None or stored.stream_ordering is None:
+            raise forbidden(error or "The event is not allowed in the room now")
+        for s in shown:
+            await self.rooms.after_persist(s, room)
+        await self.outbound.relay(stored, room, exclude={origin})
+        return stored, room
+
+    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+        stored, room = await self.send(origin, room_id, event_id, pdu, "join")
+        graph = self.pipeline.graph
+        state = await graph.state_before(stored)
+        state_events = await self.rooms.events.by_ids(state.values())
+        chain = await graph.auth_chain([*state.values(), stored.event.event_id])
+        return {
+            "origin": self.server_name,
+            "state": [s.event.pdu for s in state_events.values()],
+            "auth_chain": [s.event.pdu for s in chain.values()],
+            "event": stored.event.pdu,
+            "members_omitted": False,
+            "servers_in_room": sorted(await self.outbound.servers_in_room(room)),
+        }
+
+    async def send_knock(
+        self, origin: str, room_id: str, event_id: str, pdu: Any
+    ) -> dict[str, Any]:
+        _, room = await self.send(origin, room_id, event_id, pdu, "knock")
+        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
+        return {"knock_room_state": stripped_state(list(state.values()))}
+
+    async def receive_invite(
+        self, origin: str, room_id: str, event_id: str, body: Any
+    ) -> dict[str, Any]:
+        """``PUT /v2/invite``: countersign an invite of one of our users, and keep it
+        out-of-band when we are not in the room."""
+        if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
+            raise bad_json("Expected 'event'")
+        version = body.get("room_version")
+        rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
+        if rv is None:
+            raise incompatible(str(version))
+        got = await self.pipeline.fetcher.checked(body["event"], rv)
+        if got is None:
+            raise bad_json("Invalid event or signature")
+        event = got[0]
+        target = event.state_key or ""
+        if event.event_id != event_id or event.room_id != room_id:
+            raise bad_json("The event does not match the request path")
+        if event.type != MEMBER or event.membership != "invite":
+            raise bad_json("Expected an invite")
+        if domain_of(target) != self.server_name or domain_of(event.sender) != origin:
+            raise forbidden("The invite is not from the requesting server to one of our users")
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is not None and not await self.pipeline.server_allowed(room, origin):
+            raise denied()
+        signed = sign_event(event.pdu, self.server_name, self.signing_key, rv)
+        resident = room is not None and await self.outbound.servers_in_room(room) & {
+            self.server_name
+        }
+        if not resident and await self.rooms.events.by_id(event_id) is None:
+            given = body.get("invite_room_state")
+            stripped = [
+                {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
+                for e in (given if isinstance(given, list) else [])
+                if isinstance(e, dict)
+            ]
+            kept = Event(event_id, {**signed, "unsigned": {"invite_room_state": stripped}}, rv)
+            await self.store_out_of_band(kept, room)
+        return {"event": signed}
+
+    async def store_out_of_band(self, event: Event, room: RoomInfo | None) -> StoredEvent:
+        """An invite/knock/leave of a room we are not in: no state, but a
+        membership row and a stream position so /sync shows it."""
+        plan = PersistPlan(
+            event=event,
+            prev_nids=[],
+            state_group_before=None,
+            replaces_nid=None,
+            outlier=True,
+            out_of_band=True,
+        )
+        async with self.rooms.lock(event.room_id):
+            if room is None:
+                stored = await self.rooms.persister.persist(
+                    plan, None, NewRoom(event.room_id, event.sender)
+                )
+                room = await self.rooms.rooms.get_room(event.room_id)
+                assert room is not None
+            else:
+                stored = await self.rooms.persister.persist(plan, room.room_nid)
+        await self.rooms.after_persist(stored, room)
+        return stored

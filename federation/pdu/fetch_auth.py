@@ -1,0 +1,122 @@
+"""Step 4's prerequisite: every auth event of an incoming event is known.
+
+Missing auth events are fetched with ``/event_auth`` (the whole auth chain of
+the event, from the server that sent it), else one by one with ``/event``,
+and stored as outliers oldest first, each checked against its own auth
+events (an auth event that fails is stored rejected, so it is never used
+again and never refetched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from nacl.signing import VerifyKey
+
+from federation.errors import KeyLookupError
+from federation.keyring import Keyring
+from federation.pdu.fetch import EventFetcher
+from federation.pdu.graph import RoomGraph
+from homeserver.events.model import Event
+from homeserver.rooms.auth.constants import CREATE
+from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.persist import PersistPlan
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+MAX_SINGLE_FETCHES = 20
+
+KeyLookup = Callable[[str, str], Awaitable[VerifyKey | None]]
+
+
+def key_lookup(keyring: Keyring) -> KeyLookup:
+    """The keyring as ``checks.check_event`` reads keys (validity was checked on receipt)."""
+
+    async def lookup(server: str, key_id: str) -> VerifyKey | None:
+        try:
+            return await keyring.get_verify_key(server, key_id, 0)
+        except KeyLookupError:
+            return None
+
+    return lookup
+
+
+class AuthFetcher:
+    def __init__(
+        self, rooms: RoomService, graph: RoomGraph, fetcher: EventFetcher, keyring: Keyring
+    ) -> None:
+        self.rooms = rooms
+        self.graph = graph
+        self.fetcher = fetcher
+        self.keys = key_lookup(keyring)
+
+    async def create_event(self, room: RoomInfo, among: Iterable[Event] = ()) -> Event | None:
+        """The room's create event: v12 names it by the room id; older versions cite it."""
+        for e in among:
+            if e.type == CREATE:
+                return e
+        if room.version.room_id_from_create_event:
+            stored = await self.rooms.events.by_id("$" + room.room_id[1:])
+            return None if stored is None else stored.event
+        found = await self.rooms.current_state_event(room, CREATE)
+        return None if found is None else found.event
+
+    async def ensure(self, origin: str, room: RoomInfo, event: Event) -> bool:
+        """Fetch and store the missing auth events of ``event``; whether all are now known."""
+        missing = await self.graph.missing(event.auth_event_ids)
+        if not missing:
+            return True
+        chain = await self.fetcher.event_auth(origin, room.room_id, event.event_id, room.version)
+        await self.store_outliers(room, chain)
+        for event_id in (await self.graph.missing(event.auth_event_ids))[:MAX_SINGLE_FETCHES]:
+            got = await self.fetcher.event(origin, event_id, room.version)
+            if got is not None:
+                await self.ensure(origin, room, got)
+                await self.store_outliers(room, [got])
+        return not await self.graph.missing(event.auth_event_ids)
+
+    async def store_outliers(self, room: RoomInfo, events: Iterable[Event]) -> list[StoredEvent]:
+        """Store unknown events as outliers, oldest first, each checked against its
+        own auth events."""
+        unknown = {e.event_id: e for e in events}
+        known = await self.rooms.events.by_ids(unknown)
+        todo = sorted(
+            (e for i, e in unknown.items() if i not in known),
+            key=lambda e: (e.depth, e.type != CREATE),
+        )
+        create = await self.create_event(room, todo) if todo else None
+        out: list[StoredEvent] = []
+        for e in todo:
+            reason = await self._check_alone(e, create)
+            plan = PersistPlan(
+                event=e,
+                prev_nids=[],
+                state_group_before=None,
+                replaces_nid=None,
+                outlier=True,
+                rejected_reason=reason,
+            )
+            out.append(await self.rooms.persister.persist(plan, room.room_nid))
+        return out
+
+    async def _check_alone(self, event: Event, create: Event | None) -> str | None:
+        """Steps 1-4 for an outlier: its own auth events only. The rejection reason, if any."""
+        auth = await self.rooms.events.by_ids(event.auth_event_ids)
+        if len(auth) != len(set(event.auth_event_ids)):
+            return "missing auth events"
+        rejected = {i for i, s in auth.items() if s.rejected_reason is not None}
+        by_key = {s.event.state_tuple(): s.event for s in auth.values()}
+        try:
+            await check_event(
+                event,
+                auth_events=[s.event for s in auth.values()],
+                state_before=by_key,
+                current_state=by_key,
+                create_event=None if event.type == CREATE else create,
+                keys=self.keys,
+                rejected_event_ids=rejected,
+            )
+        except EventRejected as e:
+            return f"{e.step}: {e.reason}"
+        return None

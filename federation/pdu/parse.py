@@ -1,0 +1,48 @@
+"""Steps 1 and 3 of "Checks performed on receipt of a PDU": a valid event of the
+room's version, and its content hash (a mismatch keeps the redacted form).
+
+Pure: plain JSON in, ``Event`` out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.events.model import Event
+from homeserver.events.redaction import redact
+from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import check_content_hash, compute_event_id
+from homeserver.events.validate import PduFormatError, check_pdu_format
+
+
+class PduDropped(Exception):
+    """The PDU is not a valid event, or fails its signature checks: it is dropped."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def room_id_of(pdu: Any) -> str:
+    """The room a PDU claims to belong to (step 1 needs it to find the room version)."""
+    room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
+    if not isinstance(room_id, str):
+        raise PduDropped("PDU has no room_id")
+    return room_id
+
+
+def parse_pdu(pdu: Any, room_version: RoomVersion) -> tuple[Event, bool]:
+    """The event (``unsigned`` dropped, as remote ``unsigned`` is not trusted) and
+    whether its content hash failed, in which case the event is its redacted form."""
+    if not isinstance(pdu, dict):
+        raise PduDropped("PDU is not a JSON object")
+    try:
+        check_pdu_format(pdu, room_version)
+    except PduFormatError as e:
+        raise PduDropped(e.reason) from None
+    clean = {k: v for k, v in pdu.items() if k != "unsigned"}
+    event_id = compute_event_id(clean, room_version)
+    if check_content_hash(clean):
+        return Event(event_id, clean, room_version), False
+    redacted = redact(clean, room_version)
+    return Event(event_id, redacted, room_version), True

@@ -1,0 +1,236 @@
+"""The inbound PDU pipeline (server-server "Checks performed on receipt of a PDU").
+
+Design note
+-----------
+One PDU at a time per room, under ``RoomService.lock`` (the room's single
+writer); rooms proceed concurrently::
+
+    handle(origin, pdu)
+      acl(origin) -> parse (1, 3) -> signatures (2)
+      lock(room):
+        known?  -> done
+        fetch_auth.ensure           missing auth events, stored as outliers
+        fetch_prev (get_missing_events, up to a limit), each processed first
+        state_at_incoming           state before the event (resolving forks/gaps)
+        checks.check_event          4, 5 reject; 6 soft-fails
+        current state               resolved across the new extremities
+        EventPersister.persist      one transaction
+      unlock -> RoomService.after_persist (notify clients, hooks) for shown events
+
+Rejected events are stored (so they are never fetched again, and later
+events may cite them) but get no stream position, like soft-failed ones:
+neither ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from federation.keyring import Keyring
+from federation.pdu.acl import server_allowed
+from federation.pdu.fetch import EventFetcher
+from federation.pdu.fetch_auth import AuthFetcher
+from federation.pdu.graph import IdMap, RoomGraph, diff
+from federation.pdu.parse import PduDropped, room_id_of
+from federation.pdu.resolve import resolve
+from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore
+from homeserver.events.model import Event
+from homeserver.rooms.auth import auth_types_for_event
+from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
+from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.persist import PersistPlan
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.federation.pdu")
+
+MISSING_EVENTS_LIMIT = 10
+SERVER_ACL = "m.room.server_acl"
+
+
+class PduPipeline:
+    def __init__(self, rooms: RoomService, fetcher: EventFetcher, keyring: Keyring) -> None:
+        self.rooms = rooms
+        self.fetcher = fetcher
+        self.graph = RoomGraph(rooms)
+        self.auth = AuthFetcher(rooms, self.graph, fetcher, keyring)
+        self.state = StateAtIncoming(self.graph, fetcher, self.auth)
+
+    async def server_allowed(self, room: RoomInfo, server_name: str) -> bool:
+        acl = await self.rooms.current_state_event(room, SERVER_ACL)
+        return server_allowed(None if acl is None else acl.event.content, server_name)
+
+    async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
+        """One PDU of an inbound transaction: None when accepted (or already known),
+        else the error string for the transaction's per-PDU result."""
+        try:
+            room = await self.rooms.rooms.get_room(room_id_of(pdu))
+        except PduDropped as e:
+            return e.reason
+        if room is None:
+            return "Unknown room"
+        if not await self.server_allowed(room, origin):
+            return "Server is denied by the room's ACL"
+        got = await self.fetcher.checked(pdu, room.version)
+        if got is None:
+            return "Invalid event or signature"
+        event = got[0]
+        shown: list[StoredEvent] = []
+        async with self.rooms.lock(room.room_id):
+            error = await self.process(origin, room, event, shown, fetch_missing=True)
+        for stored in shown:
+            await self.rooms.after_persist(stored, room)
+        return error
+
+    async def process(
+        self,
+        origin: str,
+        room: RoomInfo,
+        event: Event,
+        shown: list[StoredEvent],
+        *,
+        fetch_missing: bool,
+    ) -> str | None:
+        """Steps 4-6 and persistence, under the room lock. Appends events that
+        reached the timeline to ``shown``."""
+        if await self.rooms.events.by_id(event.event_id) is not None:
+            return None
+        if not await self.auth.ensure(origin, room, event):
+            return "Missing auth events"
+        if fetch_missing:
+            await self._fetch_prev(origin, room, event, shown)
+        before = await self.state.state_before(origin, room, event)
+        if before is None:
+            return "Cannot determine the state before the event"
+        stored, error = await self._check_and_persist(room, event, before)
+        if stored.stream_ordering is not None:
+            shown.append(stored)
+        return error
+
+    async def _fetch_prev(
+        self, origin: str, room: RoomInfo, event: Event, shown: list[StoredEvent]
+    ) -> None:
+        """Missing prev events via /get_missing_events, each processed oldest first;
+        a gap that remains is bridged by /state_ids in state_at_incoming."""
+        if not await self.graph.missing(event.prev_event_ids):
+            return
+        ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
+        got = await self.fetcher.missing_events(
+            origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
+        )
+        for e in sorted(got, key=lambda e: e.depth):
+            await self.process(origin, room, e, shown, fetch_missing=False)
+
+    async def _state_for_keys(
+        self, before: StateBefore, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Event]:
+        if before.ids is None:
+            found = await self.rooms.state_at(before.group, keys)
+            return {k: s.event for k, s in found.items()}
+        wanted = {k: before.ids[k] for k in keys if k in before.ids}
+        events = await self.graph.events_of(wanted.values())
+        return {k: events[i] for k, i in wanted.items() if i in events}
+
+    async def _check_and_persist(
+        self, room: RoomInfo, event: Event, before: StateBefore
+    ) -> tuple[StoredEvent, str | None]:
+        rv = room.version
+        keys = auth_types_for_event(event.type, event.state_key, event.sender, event.content, rv)
+        keys = [*keys, CREATE_KEY]
+        if event.is_state():
+            keys.append(event.state_tuple())
+        state_before = await self._state_for_keys(before, keys)
+        current = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+        auth = await self.rooms.events.by_ids(event.auth_event_ids)
+        rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
+        create = state_before.get(CREATE_KEY) or await self.auth.create_event(room)
+        reason: str | None = None
+        soft_failed = False
+        try:
+            result = await check_event(
+                event,
+                auth_events=[s.event for s in auth.values()],
+                state_before=state_before,
+                current_state=current,
+                create_event=create,
+                keys=self.auth.keys,
+                rejected_event_ids=rejected_auth,
+            )
+            soft_failed = result.soft_fail_reason is not None
+        except EventRejected as e:
+            reason = f"{e.step}: {e.reason}"
+            log.info("rejected %s: %s", event.event_id, reason)
+        replaced = state_before.get(event.state_tuple()) if event.is_state() else None
+        replaced_stored = (
+            None if replaced is None else await self.rooms.events.by_id(replaced.event_id)
+        )
+        plan = PersistPlan(
+            event=event,
+            prev_nids=before.prev_nids,
+            state_group_before=before.group,
+            replaces_nid=None if replaced_stored is None else replaced_stored.event_nid,
+            soft_failed=soft_failed,
+            state_delta_before=before.delta,
+            rejected_reason=reason,
+        )
+        if reason is None and not soft_failed:
+            plan = await self._with_current_state(room, event, before, plan)
+        stored = await self.rooms.persister.persist(plan, room.room_nid)
+        if soft_failed:
+            log.info("soft-failed %s", event.event_id)
+        return stored, reason
+
+    async def _with_current_state(
+        self, room: RoomInfo, event: Event, before: StateBefore, plan: PersistPlan
+    ) -> PersistPlan:
+        """The room's current state after the event: its own state when it succeeds
+        every extremity (the linear case), else the resolution of the states of
+        the new extremities."""
+        old = await self.rooms.events.extremities(room.room_nid)
+        remaining = [s for s in old if s.event_nid not in before.prev_nids]
+        linear = (
+            before.ids is None
+            and not remaining
+            and len(old) == 1
+            and old[0].event_nid in before.prev_nids
+        )
+        if linear:
+            return plan
+        after: IdMap = (
+            dict(before.ids) if before.ids else await self.graph.ids_at_group(before.group)
+        )
+        if event.is_state():
+            after[event.state_tuple()] = event.event_id
+        sets = [after] + [await self.graph.ids_at_group(s.state_group) for s in remaining]
+        resolved = await resolve(self.graph, room.version, sets, {event.event_id: event})
+        own = event.state_tuple() if event.is_state() else None
+        in_current = own is not None and resolved.get(own) == event.event_id
+        if in_current:
+            assert own is not None
+            del resolved[own]
+        new_nids = await self.graph.to_nids(resolved)
+        cur = await self.rooms.state.current_state(room.room_nid)
+        delta = diff(new_nids, cur)
+        if own is not None:
+            own_nid = (await self.rooms.rooms.key_nids([own])).get(own)
+            if own_nid is not None and in_current:
+                delta.pop(own_nid, None)
+        changed = [n for n in delta.values() if n is not None]
+        members = await self.rooms.events.by_nids(changed)
+        member_changes = [
+            (s.event.state_key or "", s.event.membership or "leave", s.event_nid)
+            for s in members.values()
+            if s.event.type == MEMBER
+        ]
+        return PersistPlan(
+            event=plan.event,
+            prev_nids=plan.prev_nids,
+            state_group_before=plan.state_group_before,
+            replaces_nid=plan.replaces_nid,
+            state_delta_before=plan.state_delta_before,
+            current_delta=delta,
+            event_in_current=in_current,
+            member_changes=member_changes,
+        )

@@ -1,0 +1,95 @@
+"""Step 5's input: the state of the room before an incoming event.
+
+Design note
+-----------
+The state before an event is the state after its prev events::
+
+    one prev, stored in the timeline   -> its state group, nothing loaded (fast path)
+    several prevs                      -> resolve_state over their states
+    a prev we do not have (a gap)      -> /state_ids at that prev from the sender,
+                                          the missing events fetched as outliers,
+                                          plus the prev itself if it is state
+
+The result names a base group and a delta from it, so the persister writes
+only the difference (never a copy of the whole state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from federation.pdu.fetch import EventFetcher
+from federation.pdu.fetch_auth import AuthFetcher
+from federation.pdu.graph import IdMap, RoomGraph, diff
+from federation.pdu.resolve import resolve
+from homeserver.events.model import Event
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+MAX_GAP_EVENTS = 500
+
+
+@dataclass
+class StateBefore:
+    group: int | None
+    delta: dict[int, int | None] | None
+    # The whole state as ids, when it had to be computed (not the fast path).
+    ids: IdMap | None
+    prev_nids: list[int]
+
+
+class StateAtIncoming:
+    def __init__(self, graph: RoomGraph, fetcher: EventFetcher, auth: AuthFetcher) -> None:
+        self.graph = graph
+        self.fetcher = fetcher
+        self.auth = auth
+
+    async def state_before(self, origin: str, room: RoomInfo, event: Event) -> StateBefore | None:
+        """None when the state cannot be determined (the sender would not tell)."""
+        prevs = await self.graph.rooms.events.by_ids(event.prev_event_ids)
+        in_timeline = {i: s for i, s in prevs.items() if not s.outlier}
+        prev_nids = [s.event_nid for s in in_timeline.values() if s.rejected_reason is None]
+        if len(event.prev_event_ids) == 1 and len(in_timeline) == 1:
+            (only,) = in_timeline.values()
+            return StateBefore(only.state_group, None, None, prev_nids)
+        sets: list[IdMap] = []
+        base: StoredEvent | None = None
+        for prev_id in event.prev_event_ids:
+            stored = in_timeline.get(prev_id)
+            if stored is not None:
+                base = base or stored
+                sets.append(await self.graph.ids_at_group(stored.state_group))
+                continue
+            after = await self._state_after_gap(origin, room, prev_id)
+            if after is None:
+                return None
+            sets.append(after)
+        ids = await resolve(self.graph, room.version, sets)
+        base_group = None if base is None else base.state_group
+        base_nids = await self.graph.rooms.state.state_at_group(base_group) if base_group else {}
+        delta = diff(await self.graph.to_nids(ids), base_nids)
+        return StateBefore(base_group, delta, ids, prev_nids)
+
+    async def _state_after_gap(self, origin: str, room: RoomInfo, prev_id: str) -> IdMap | None:
+        """The state after a prev event we lack, as the sender sees it."""
+        answer = await self.fetcher.state_ids(origin, room.room_id, prev_id)
+        if answer is None:
+            return None
+        state_ids, chain_ids = answer
+        missing = await self.graph.missing([*chain_ids, *state_ids, prev_id])
+        fetched = []
+        for event_id in missing[:MAX_GAP_EVENTS]:
+            got = await self.fetcher.event(origin, event_id, room.version)
+            if got is not None:
+                fetched.append(got)
+        await self.auth.store_outliers(room, fetched)
+        stored = await self.graph.rooms.events.by_ids([*state_ids, prev_id])
+        out: IdMap = {}
+        for event_id in state_ids:
+            s = stored.get(event_id)
+            if s is not None and s.rejected_reason is None and s.event.is_state():
+                out[s.event.state_tuple()] = event_id
+        prev = stored.get(prev_id)
+        if prev is not None and prev.event.is_state() and prev.rejected_reason is None:
+            out[prev.event.state_tuple()] = prev_id
+        return out

@@ -1,0 +1,101 @@
+"""FederatedRooms: everything about room events across servers, in one object
+for the composition root.
+
+Seams with the transaction layer (``federation.relay``):
+- inbound: the receiver of ``PUT /send`` calls ``handle_pdu(origin, pdu) -> str | None``
+  for each PDU and names it with ``event_id_of(pdu)``;
+- outbound: a ``PduSink`` (``enqueue_pdu(destinations, pdu)``), the persisted
+  per-destination outbox (``FederationSender``).
+
+``attach`` hooks it into the rooms area: RoomService.event_persisted_hooks
+(outbound), RoomService.invite_exchange (remote invites) and
+MembershipService.remote (remote join/knock/leave).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from federation.client import FederationClient
+from federation.keyring import Keyring
+from federation.membership.remote import RemoteMembership
+from federation.membership.resident import ResidentMembership
+from federation.outbound import OutboundRooms, PduSink
+from federation.pdu.fetch import EventFetcher
+from federation.pdu.parse import PduDropped, room_id_of
+from federation.pdu.pipeline import PduPipeline
+from federation.reads import RoomReads
+from federation.receiver import event_id_v11
+from federation.rooms_api import RoomsFederationApi
+from homeserver.clock import Clock
+from homeserver.events.keys import SigningKey
+from homeserver.events.signing import compute_event_id
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.service import RoomService
+
+
+class FederatedRooms:
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        clock: Clock,
+        client: FederationClient,
+        keyring: Keyring,
+        rooms: RoomService,
+        sink: PduSink,
+    ) -> None:
+        self.rooms = rooms
+        self.pipeline = PduPipeline(rooms, EventFetcher(client, keyring), keyring)
+        self.outbound = OutboundRooms(server_name, rooms, sink)
+        self.resident = ResidentMembership(
+            server_name, signing_key, rooms, self.pipeline, self.outbound
+        )
+        self.remote = RemoteMembership(
+            server_name,
+            signing_key,
+            clock,
+            client,
+            rooms,
+            self.pipeline,
+            self.resident,
+            self.outbound,
+        )
+        self.reads = RoomReads(server_name, rooms, self.pipeline, self.outbound)
+
+    def attach(self, memberships: MembershipService) -> None:
+        self.rooms.event_persisted_hooks.append(self.outbound.event_persisted)
+        self.rooms.invite_exchange = self.remote.exchange_invite
+        memberships.remote = self.remote
+
+    async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
+        """The inbound seam: one PDU of a transaction; None or an error string."""
+        return await self.pipeline.handle_pdu(origin, pdu)
+
+    async def server_allowed(self, room_id: str, server_name: str) -> bool:
+        """Whether the room's m.room.server_acl lets ``server_name`` take part
+        (rooms unknown here have no ACL to apply)."""
+        room = await self.rooms.rooms.get_room(room_id)
+        return room is None or await self.pipeline.server_allowed(room, server_name)
+
+    async def event_id_of(self, pdu: Any) -> str | None:
+        """A PDU's event id under its room's version; for a room unknown here
+        (the PDU is refused), under the version 11/12 rules so the origin
+        still gets an answer for it."""
+        if not isinstance(pdu, dict):
+            return None
+        try:
+            room = await self.rooms.rooms.get_room(room_id_of(pdu))
+        except PduDropped:
+            room = None
+        if room is None:
+            return await event_id_v11(pdu)
+        try:
+            return compute_event_id(pdu, room.version)
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def routes(self) -> list[web.RouteDef]:
+        return RoomsFederationApi(self.resident, self.reads).routes()

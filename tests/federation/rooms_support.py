@@ -1,0 +1,73 @@
+"""Helpers for the rooms-across-servers tests."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+from urllib.parse import quote
+
+from homeserver.app import RunningServer
+from tests.helpers import Api, User
+
+
+def name(server: RunningServer) -> str:
+    return server.hs.config.server_name
+
+
+async def settle(*servers: RunningServer, timeout_s: float = 30.0) -> None:
+    """Wait until no server's outbox sender is busy towards any of ``servers``
+    (a PDU relayed on receipt keeps the relaying sender busy, so this covers
+    chains). A sender towards a server that is not listed (stopped) is ignored."""
+    names = {name(s) for s in servers}
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        busy = False
+        for s in servers:
+            fed = s.hs.federation
+            assert fed is not None and fed.relay is not None
+            if fed.relay.sender.busy_destinations() & names:
+                busy = True
+        quiet = 0 if busy else quiet + 1
+        await asyncio.sleep(0.02)
+
+
+async def register(server: RunningServer, username: str) -> tuple[Api, User]:
+    api = Api(server.client_url)
+    await api.__aenter__()
+    return api, await api.register(username)
+
+
+def q(value: str) -> str:
+    return quote(value, safe="")
+
+
+async def send_text(api: Api, user: User, room_id: str, body: str) -> str:
+    r = await api.put(
+        f"/rooms/{q(room_id)}/send/m.room.message/{secrets.token_hex(6)}",
+        {"msgtype": "m.text", "body": body},
+        token=user.access_token,
+    )
+    assert r.status == 200, r.body
+    return str(r.body["event_id"])
+
+
+async def timeline_bodies(api: Api, user: User, room_id: str) -> list[str]:
+    r = await api.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=100", token=user.access_token)
+    assert r.status == 200, r.body
+    return [
+        e["content"].get("body") for e in reversed(r.body["chunk"]) if e["type"] == "m.room.message"
+    ]
+
+
+async def sync_rooms(api: Api, user: User) -> dict[str, Any]:
+    r = await api.get("/sync?timeout=0", token=user.access_token)
+    assert r.status == 200, r.body
+    return dict(r.body["rooms"])
+
+
+async def state_content(api: Api, user: User, room_id: str, event_type: str) -> Any:
+    r = await api.get(f"/rooms/{q(room_id)}/state/{event_type}", token=user.access_token)
+    return r.body if r.status == 200 else None
