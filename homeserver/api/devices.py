@@ -16,12 +16,15 @@ from homeserver.errors import bad_json, not_found
 
 
 def _device_json(d: DeviceRecord) -> dict[str, Any]:
-    return {
-        "device_id": d.device_id,
-        "display_name": d.display_name,
-        "last_seen_ip": d.last_seen_ip,
-        "last_seen_ts": d.last_seen_ts,
-    }
+    """The spec's Device object: absent fields are left out, never null."""
+    out: dict[str, Any] = {"device_id": d.device_id}
+    if d.display_name is not None:
+        out["display_name"] = d.display_name
+    if d.last_seen_ip is not None:
+        out["last_seen_ip"] = d.last_seen_ip
+    if d.last_seen_ts is not None:
+        out["last_seen_ts"] = d.last_seen_ts
+    return out
 
 
 class DevicesApi:

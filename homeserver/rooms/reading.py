@@ -112,10 +112,13 @@ class RoomReader:
         for m in joined:
             ev = found.get(m.event_nid)
             content = ev.event.content if ev is not None else {}
-            out[m.user_id] = {
-                "display_name": content.get("displayname"),
-                "avatar_url": content.get("avatar_url"),
-            }
+            member: dict[str, Any] = {}
+            # RoomMember fields are strings: an unset name or avatar is left out.
+            if isinstance(content.get("displayname"), str):
+                member["display_name"] = content["displayname"]
+            if isinstance(content.get("avatar_url"), str):
+                member["avatar_url"] = content["avatar_url"]
+            out[m.user_id] = member
         return out
 
     async def joined_rooms(self, user_id: str) -> list[str]:
