@@ -16,15 +16,14 @@ from homeserver.errors import bad_json, not_found
 
 
 def _device_json(d: DeviceRecord) -> dict[str, Any]:
-    """The spec's Device object: absent fields are left out, never null."""
-    out: dict[str, Any] = {"device_id": d.device_id}
-    if d.display_name is not None:
-        out["display_name"] = d.display_name
-    if d.last_seen_ip is not None:
-        out["last_seen_ip"] = d.last_seen_ip
-    if d.last_seen_ts is not None:
-        out["last_seen_ts"] = d.last_seen_ts
-    return out
+    # Every key present, null when unknown: matrix-nio requires all four keys (and
+    # Synapse answers so), although the spec types them as optional strings.
+    return {
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ip": d.last_seen_ip,
+        "last_seen_ts": d.last_seen_ts,
+    }
 
 
 class DevicesApi:
