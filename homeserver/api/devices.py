@@ -16,6 +16,8 @@ from homeserver.errors import bad_json, not_found
 
 
 def _device_json(d: DeviceRecord) -> dict[str, Any]:
+    # Every key present, null when unknown: matrix-nio requires all four keys (and
+    # Synapse answers so), although the spec types them as optional strings.
     return {
         "device_id": d.device_id,
         "display_name": d.display_name,

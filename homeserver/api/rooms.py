@@ -108,10 +108,11 @@ class RoomsApi:
             request.match_info["type"],
             request.match_info.get("stateKey", ""),
         )
+        # Serialized either way, so a redacted state event answers its redacted content.
+        (event,) = await self.reader.serializer.serialize([stored])
         if request.query.get("format") == "event":
-            (event,) = await self.reader.serializer.serialize([stored])
             return json_response(event)
-        return json_response(stored.event.content)
+        return json_response(event["content"])
 
     async def redact(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)

@@ -19,10 +19,11 @@ from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 PRESETS = {
-    # preset: (join_rule, history_visibility, guest_access or None, invitees are admins)
+    # preset: (join_rule, history_visibility, guest_access, invitees are admins), as the
+    # spec's createRoom preset table lists them.
     "private_chat": ("invite", "shared", "can_join", False),
     "trusted_private_chat": ("invite", "shared", "can_join", True),
-    "public_chat": ("public", "shared", None, False),
+    "public_chat": ("public", "shared", "forbidden", False),
 }
 
 
@@ -155,14 +156,16 @@ class RoomCreator:
             await send("m.room.join_rules", {"join_rule": join_rule})
         if ("m.room.history_visibility", "") not in given:
             await send("m.room.history_visibility", {"history_visibility": visibility})
-        if guest_access is not None and ("m.room.guest_access", "") not in given:
+        if ("m.room.guest_access", "") not in given:
             await send("m.room.guest_access", {"guest_access": guest_access})
         for entry in req.initial_state:
             await send(entry["type"], entry["content"], entry.get("state_key", ""))
         if req.name is not None:
             await send("m.room.name", {"name": req.name})
         if req.topic is not None:
-            await send("m.room.topic", {"topic": req.topic})
+            # "an m.room.topic event with a text/plain mimetype" (spec, createRoom)
+            text = [{"body": req.topic, "mimetype": "text/plain"}]
+            await send("m.room.topic", {"topic": req.topic, "m.topic": {"m.text": text}})
         for user in req.invite:
             await self.memberships.invite(
                 req.creator, room.room_id, user, is_direct=True if req.is_direct else None

@@ -14,6 +14,7 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.sync.tokens import StreamToken, events_position
 
 MAX_PAGES = 10
+MEMBER = "m.room.member"
 
 
 def _token(position: int) -> str:
@@ -112,10 +113,13 @@ class RoomReader:
         for m in joined:
             ev = found.get(m.event_nid)
             content = ev.event.content if ev is not None else {}
-            out[m.user_id] = {
-                "display_name": content.get("displayname"),
-                "avatar_url": content.get("avatar_url"),
-            }
+            member: dict[str, Any] = {}
+            # RoomMember fields are strings: an unset name or avatar is left out.
+            if isinstance(content.get("displayname"), str):
+                member["display_name"] = content["displayname"]
+            if isinstance(content.get("avatar_url"), str):
+                member["avatar_url"] = content["avatar_url"]
+            out[m.user_id] = member
         return out
 
     async def joined_rooms(self, user_id: str) -> list[str]:
@@ -207,7 +211,19 @@ class RoomReader:
         out: dict[str, Any] = {"chunk": chunk, "start": from_token or _token(position)}
         if more and events:
             out["end"] = _token(cursor)
+        if flt.lazy_load_members and events:
+            # spec: with lazy_load_members, `state` holds the chunk senders' member events
+            members = await self._sender_members(events[0], events)
+            out["state"] = await self.serializer.serialize(members)
         return out
+
+    async def _sender_members(
+        self, at: StoredEvent, events: list[StoredEvent]
+    ) -> list[StoredEvent]:
+        """The membership events of ``events``' senders in the state after ``at``."""
+        senders = sorted({s.event.sender for s in events})
+        found = await self.rooms.state_at(at.state_group, [(MEMBER, u) for u in senders])
+        return list(found.values())
 
     async def context(
         self,
@@ -236,7 +252,11 @@ class RoomReader:
             else ([], so, False)
         )
         last = after[-1] if after else stored
-        state = await self.rooms.state_at(last.state_group)
+        if flt.lazy_load_members:
+            members = await self._sender_members(last, [*before, stored, *after])
+            state = {(MEMBER, s.event.state_key or ""): s for s in members}
+        else:
+            state = await self.rooms.state_at(last.state_group)
         ser = self.serializer
         return {
             "event": (await ser.serialize([stored], user_id=user_id, device_id=device_id))[0],

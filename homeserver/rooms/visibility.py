@@ -3,9 +3,11 @@ by /messages, /context, /event and /sync.
 
 For each event the state *after* it decides (so a user always sees their
 own membership events): ``world_readable`` shows it to anyone; a user
-joined at the event sees it; ``shared`` shows it to users joined now;
-``invited`` also to users invited at the event. The two state keys needed
-are read per distinct state group in the page, never the full state.
+joined at the event sees it; ``shared`` shows it to users who joined the
+room at any point after the event (spec rule 3: so a member who has since
+left still reads the shared history before their leave); ``invited`` also
+to users invited at the event. The two state keys needed are read per
+distinct state group in the page, never the full state.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 HISTORY_VISIBILITY = "m.room.history_visibility"
+# How far back through a user's membership changes to look for their latest join.
+_MAX_MEMBERSHIP_HOPS = 8
 
 
 def may_see(
@@ -25,13 +29,15 @@ def may_see(
     user_id: str,
     visibility: str,
     membership_at: str | None,
-    currently_joined: bool,
+    joined_later: bool,
 ) -> bool:
+    """Spec "History visibility", server behaviour rules 1-5; ``joined_later``: the user
+    joined the room at some point after the event."""
     if event_type == "m.room.member" and state_key == user_id:
         return True
     if visibility == "world_readable" or membership_at == "join":
         return True
-    if visibility == "shared" and currently_joined:
+    if visibility == "shared" and joined_later:
         return True
     return visibility == "invited" and membership_at == "invite"
 
@@ -45,8 +51,7 @@ class Visibility:
     ) -> list[StoredEvent]:
         if not events:
             return []
-        current = await self.rooms.members.get(room.room_nid, user_id)
-        joined_now = current is not None and current.membership == "join"
+        last_join = await self._last_join(room, user_id)
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
         at: dict[int | None, tuple[str, str | None]] = {}
         for group in {s.state_group for s in events}:
@@ -61,9 +66,29 @@ class Visibility:
         out = []
         for s in events:
             vis, membership = at[s.state_group]
-            if may_see(s.event.type, s.event.state_key, user_id, vis, membership, joined_now):
+            so = s.stream_ordering
+            later = last_join is not None and (so is None or last_join > so)
+            if may_see(s.event.type, s.event.state_key, user_id, vis, membership, later):
                 out.append(s)
         return out
+
+    async def _last_join(self, room: RoomInfo, user_id: str) -> int | None:
+        """Stream position of the user's latest join to the room, found by walking back
+        from their current membership event through the events it replaced."""
+        current = await self.rooms.members.get(room.room_nid, user_id)
+        if current is not None and current.membership == "join":
+            return current.stream_ordering
+        nid = None if current is None else current.event_nid
+        for _ in range(_MAX_MEMBERSHIP_HOPS):
+            if nid is None:
+                return None
+            found = (await self.rooms.events.by_nids([nid])).get(nid)
+            if found is None:
+                return None
+            if found.event.membership == "join":
+                return found.stream_ordering
+            nid = found.prev_state_event_nid
+        return None
 
     async def world_readable(self, room: RoomInfo) -> bool:
         hv = await self.rooms.current_state_event(room, HISTORY_VISIBILITY)

@@ -54,7 +54,7 @@ async def test_upgrade_carries_state_aliases_directory_and_tombstones(api: Api) 
     assert create["room_version"] == "12"
     assert create["predecessor"]["room_id"] == room
     assert await state(api, alice, new, "m.room.name") == {"name": "Old name"}
-    assert await state(api, alice, new, "m.room.topic") == {"topic": "Old topic"}
+    assert (await state(api, alice, new, "m.room.topic"))["topic"] == "Old topic"
     assert await state(api, alice, new, "m.room.join_rules") == {"join_rule": "public"}
     assert await state(api, alice, new, "m.room.guest_access") == {"guest_access": "can_join"}
     enc = await state(api, alice, new, "m.room.encryption")
