@@ -16,7 +16,9 @@ from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
 MESSAGES = 60
-LONG_POLL_MS = 10_000
+# A lost wake-up stalls the loop for a whole long-poll (60 s); a working server finishes
+# far sooner. The margin keeps the check meaningful on a loaded machine.
+LONG_POLL_MS = 60_000
 
 
 async def test_every_send_wakes_a_sync_loop_in_time(api: Api) -> None:
