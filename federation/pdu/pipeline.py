@@ -20,6 +20,16 @@ writer); rooms proceed concurrently::
 Rejected events are stored (so they are never fetched again, and later
 events may cite them) but get no stream position, like soft-failed ones:
 neither ever reaches a client.
+
+Late events and gaps: prev events fetched by get_missing_events get the next
+stream positions, i.e. arrival order, which is the order /sync must follow
+(client-server spec, "Syncing": arrival time; clients de-duplicate), so a
+client holding a sync token still receives them. /messages orders by
+(depth, stream_ordering) and shows them in their place in the graph. A gap
+beyond MISSING_EVENTS_LIMIT stays a hole in the timeline (its state is
+bridged with /state_ids); /messages fills it with /backfill when a client
+pages into it (``federation.pdu.backfill``), with negative positions that
+no sync token covers.
 """
 
 from __future__ import annotations
