@@ -34,6 +34,7 @@ from homeserver.rooms.ephemeral.deps import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
@@ -117,7 +118,12 @@ class Federation:
         self.apis.extend(self.relay.apis)
         return self.relay
 
-    def attach_rooms(self, rooms: RoomService, memberships: MembershipService) -> FederatedRooms:
+    def attach_rooms(
+        self,
+        rooms: RoomService,
+        memberships: MembershipService,
+        reader: RoomReader | None = None,
+    ) -> FederatedRooms:
         """Rooms across servers, on top of the relay (``connect`` first): outbound
         PDUs go to the persisted outbox, inbound PDUs of ``/send`` to the PDU pipeline."""
         if self.relay is None:
@@ -130,8 +136,9 @@ class Federation:
             self.keyring,
             rooms,
             self.relay.sender,
+            self.relay.sender,
         )
-        self.rooms.attach(memberships)
+        self.rooms.attach(memberships, reader)
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed

@@ -7,9 +7,17 @@ it is ``FederationSender`` (``federation.sender``): the PDU is written to
 the per-destination outbox before anything is sent, then delivered in
 transactions with back-off and catch-up (DESIGN rule 6).
 
-``OutboundRooms.event_persisted`` is RoomService's event_persisted hook: a
-locally created event goes to every other server with a joined member
-(plus the target's server of a membership event, e.g. a kicked user's).
+``OutboundRooms.in_transaction`` is an ``EventPersister.txn_hooks`` entry:
+a locally created event is written to the outbox of every other server
+with a joined member (plus the target's server of a membership event, e.g.
+a kicked user's) INSIDE the transaction that persists the event (DESIGN
+rules 3 and 6), the destinations read from ``room_memberships`` in that same
+transaction. A crash after the commit therefore loses nothing: the rows are
+there and ``FederationSender.start`` resumes them. The sender is only woken
+after the commit (the returned callback). An invite's target server is not
+a destination here: it already has the invite, countersigned through
+``PUT /v2/invite`` before the event was persisted.
+
 Events received over federation are not relayed, except those that arrive
 through a handshake (send_join, send_leave, send_knock), which the resident
 server must send on: ``relay`` does that.
@@ -20,10 +28,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from homeserver.events.model import Event
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.persist import AfterCommit, PersistPlan
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
 
 class PduSink(Protocol):
@@ -31,11 +42,25 @@ class PduSink(Protocol):
         """Queue ``pdu`` for delivery to each destination (never raises for a peer)."""
 
 
+class TxnOutbox(Protocol):
+    """The persisted outbox as seen from inside a persisting transaction
+    (``FederationSender``)."""
+
+    async def enqueue_pdu_in(
+        self, q: Queries, destinations: Iterable[str], pdu: dict[str, Any]
+    ) -> AfterCommit | None: ...
+
+    async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]: ...
+
+
 class OutboundRooms:
-    def __init__(self, server_name: str, rooms: RoomService, sink: PduSink) -> None:
+    def __init__(
+        self, server_name: str, rooms: RoomService, sink: PduSink, outbox: TxnOutbox | None = None
+    ) -> None:
         self.server_name = server_name
         self.rooms = rooms
         self.sink = sink
+        self.outbox = outbox
         # Our events that a resident server relays for us (our send_join's
         # join): not sent again by the hook.
         self.handshaken: set[str] = set()
@@ -45,22 +70,39 @@ class OutboundRooms:
         joined = await self.rooms.members.members(room.room_nid, ("join",))
         return {domain_of(m.user_id) for m in joined}
 
-    async def event_persisted(self, stored: StoredEvent, room: RoomInfo) -> None:
+    def must_send(self, stored: StoredEvent, plan: PersistPlan) -> bool:
+        """A local event for the room's other servers: ours, in the timeline,
+        not a join that the resident server relays for us."""
         ev = stored.event
         if ev.event_id in self.handshaken:
             self.handshaken.discard(ev.event_id)
-            return
-        if domain_of(ev.sender) != self.server_name or stored.outlier:
-            return
-        if stored.soft_failed or stored.rejected_reason is not None:
-            return
-        await self.relay(stored, room, exclude=set())
+            return False
+        if domain_of(ev.sender) != self.server_name or plan.outlier or plan.backfilled:
+            return False
+        return not (plan.soft_failed or plan.rejected_reason is not None)
+
+    async def in_transaction(
+        self, q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> AfterCommit | None:
+        """``EventPersister.txn_hooks``: queue a local event in the outbox, in the
+        event's own transaction; wake the sender after the commit."""
+        if self.outbox is None or not self.must_send(stored, plan):
+            return None
+        destinations = await self.outbox.joined_servers_in(q, stored.room_nid)
+        destinations = self._with_target(stored.event, destinations) - {self.server_name}
+        if not destinations:
+            return None
+        return await self.outbox.enqueue_pdu_in(q, destinations, stored.event.pdu)
+
+    @staticmethod
+    def _with_target(ev: Event, destinations: set[str]) -> set[str]:
+        if ev.type == "m.room.member" and ev.state_key and ev.membership != "invite":
+            return destinations | {domain_of(ev.state_key)}
+        return destinations
 
     async def relay(self, stored: StoredEvent, room: RoomInfo, exclude: set[str]) -> None:
         ev = stored.event
-        destinations = await self.servers_in_room(room)
-        if ev.type == "m.room.member" and ev.state_key and ev.membership != "invite":
-            destinations.add(domain_of(ev.state_key))
+        destinations = self._with_target(ev, await self.servers_in_room(room))
         destinations -= exclude | {self.server_name}
         if destinations:
             await self.sink.enqueue_pdu(destinations, ev.pdu)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
 
 PDU = "pdu"
 EDU = "edu"
@@ -67,6 +67,26 @@ class OutboxStore:
             " body_json, created_ts) VALUES ($1, $2, NULL, NULL, $3, $4)",
             [(d, PDU, text, now) for d in destinations],
         )
+
+    async def add_pdus_in(
+        self, q: Queries, destinations: Iterable[str], pdu: dict[str, Any], now: int
+    ) -> None:
+        """Queue a PDU inside the caller's transaction (the event's own persist)."""
+        text = json.dumps(pdu)
+        await q.executemany(
+            "INSERT INTO federation_outbox (destination, kind, edu_type, coalesce_key,"
+            " body_json, created_ts) VALUES ($1, $2, NULL, NULL, $3, $4)",
+            [(d, PDU, text, now) for d in destinations],
+        )
+
+    async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]:
+        """Servers with a joined member, read inside the persisting transaction
+        (so the event's own membership change is seen)."""
+        rows = await q.fetchall(
+            "SELECT user_id FROM room_memberships WHERE room_nid = $1 AND membership = 'join'",
+            room_nid,
+        )
+        return {str(r[0]).partition(":")[2] for r in rows}
 
     async def pending(self, destination: str, kind: str, limit: int) -> list[OutboxRow]:
         """The oldest ``limit`` rows of ``kind`` waiting for ``destination``."""

@@ -4,11 +4,13 @@ for the composition root.
 Seams with the transaction layer (``federation.relay``):
 - inbound: the receiver of ``PUT /send`` calls ``handle_pdu(origin, pdu) -> str | None``
   for each PDU and names it with ``event_id_of(pdu)``;
-- outbound: a ``PduSink`` (``enqueue_pdu(destinations, pdu)``), the persisted
-  per-destination outbox (``FederationSender``).
+- outbound: a ``PduSink`` (``enqueue_pdu(destinations, pdu)``) and a
+  ``TxnOutbox`` (``enqueue_pdu_in(q, ...)``), the persisted per-destination
+  outbox (``FederationSender``).
 
-``attach`` hooks it into the rooms area: RoomService.event_persisted_hooks
-(outbound), RoomService.invite_exchange (remote invites) and
+``attach`` hooks it into the rooms area: RoomReader.backfiller (/messages
+history through /backfill), EventPersister.txn_hooks (outbound,
+in the event's own transaction), RoomService.invite_exchange (remote invites) and
 MembershipService.remote (remote join/knock/leave).
 """
 
@@ -22,7 +24,8 @@ from federation.client import FederationClient
 from federation.keyring import Keyring
 from federation.membership.remote import RemoteMembership
 from federation.membership.resident import ResidentMembership
-from federation.outbound import OutboundRooms, PduSink
+from federation.outbound import OutboundRooms, PduSink, TxnOutbox
+from federation.pdu.backfill import RoomBackfiller
 from federation.pdu.fetch import EventFetcher
 from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.pipeline import PduPipeline
@@ -33,6 +36,7 @@ from homeserver.clock import Clock
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import compute_event_id
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
 
 
@@ -46,10 +50,11 @@ class FederatedRooms:
         keyring: Keyring,
         rooms: RoomService,
         sink: PduSink,
+        outbox: TxnOutbox | None = None,
     ) -> None:
         self.rooms = rooms
         self.pipeline = PduPipeline(rooms, EventFetcher(client, keyring), keyring)
-        self.outbound = OutboundRooms(server_name, rooms, sink)
+        self.outbound = OutboundRooms(server_name, rooms, sink, outbox)
         self.resident = ResidentMembership(
             server_name, signing_key, rooms, self.pipeline, self.outbound
         )
@@ -64,11 +69,14 @@ class FederatedRooms:
             self.outbound,
         )
         self.reads = RoomReads(server_name, rooms, self.pipeline, self.outbound)
+        self.backfiller = RoomBackfiller(server_name, clock, client, self.pipeline, self.outbound)
 
-    def attach(self, memberships: MembershipService) -> None:
-        self.rooms.event_persisted_hooks.append(self.outbound.event_persisted)
+    def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
+        self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)
         self.rooms.invite_exchange = self.remote.exchange_invite
         memberships.remote = self.remote
+        if reader is not None:
+            reader.backfiller = self.backfiller
 
     async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
         """The inbound seam: one PDU of a transaction; None or an error string."""

@@ -4,10 +4,12 @@ Design note
 -----------
 ::
 
-    enqueue_edu / enqueue_pdu / e2ee to-device outbox hook
+    enqueue_edu / enqueue_pdu / enqueue_pdu_in (inside the event's persist
+    transaction) / e2ee to-device outbox hook
         |  1. the item is written to the database (federation_outbox, or
         |     e2e_to_device_outbox by the e2ee area) -- nothing is sent first
-        |  2. wake(destination): start its task, or set its Event
+        |  2. wake(destination): start its task, or set its Event (after the
+        |     commit, for enqueue_pdu_in)
         v
     one task per destination with something to send (none when idle):
         loop:
@@ -35,14 +37,16 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from federation.client import encode_path
 from federation.errors import FederationError
 from federation.outbox_store import EDU, PDU, OutboxStore
 from homeserver.clock import Clock
+from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.sender")
 
@@ -178,6 +182,24 @@ class FederationSender:
             return
         await self.store.add_pdus(targets, pdu, self.clock.now_ms())
         for destination in targets:
+            self.wake(destination)
+
+    async def enqueue_pdu_in(
+        self, q: Queries, destinations: Iterable[str], pdu: dict[str, Any]
+    ) -> Callable[[], None] | None:
+        """Persist one PDU inside the caller's transaction (the event's own);
+        the returned callback wakes the senders and must run after the commit."""
+        targets = sorted({d for d in destinations if d != self.server_name})
+        if not targets:
+            return None
+        await self.store.add_pdus_in(q, targets, pdu, self.clock.now_ms())
+        return partial(self.wake_all, targets)
+
+    async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]:
+        return await self.store.joined_servers_in(q, room_nid)
+
+    def wake_all(self, destinations: Iterable[str]) -> None:
+        for destination in destinations:
             self.wake(destination)
 
     async def on_to_device_outbox(self, destination: str) -> None:

@@ -159,7 +159,7 @@ class HomeServer:
         )
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
-        hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships)
+        hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
         await hs.federation.start()
         return hs
 

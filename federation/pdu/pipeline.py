@@ -20,6 +20,16 @@ writer); rooms proceed concurrently::
 Rejected events are stored (so they are never fetched again, and later
 events may cite them) but get no stream position, like soft-failed ones:
 neither ever reaches a client.
+
+Late events and gaps: prev events fetched by get_missing_events get the next
+stream positions, i.e. arrival order, which is the order /sync must follow
+(client-server spec, "Syncing": arrival time; clients de-duplicate), so a
+client holding a sync token still receives them. /messages orders by
+(depth, stream_ordering) and shows them in their place in the graph. A gap
+beyond MISSING_EVENTS_LIMIT stays a hole in the timeline (its state is
+bridged with /state_ids); /messages fills it with /backfill when a client
+pages into it (``federation.pdu.backfill``), with negative positions that
+no sync token covers.
 """
 
 from __future__ import annotations
@@ -92,19 +102,29 @@ class PduPipeline:
         shown: list[StoredEvent],
         *,
         fetch_missing: bool,
+        backfilled: bool = False,
     ) -> str | None:
         """Steps 4-6 and persistence, under the room lock. Appends events that
-        reached the timeline to ``shown``."""
-        if await self.rooms.events.by_id(event.event_id) is not None:
+        reached the timeline to ``shown``.
+
+        ``backfilled``: history fetched with /backfill (``federation.pdu.backfill``):
+        the same checks against its auth events and the state before it, but
+        no soft-fail (it is not a candidate for the current state), and it is
+        stored beside the timeline (``PersistPlan.backfilled``). An outlier we
+        already hold is checked and promoted in place."""
+        known = await self.rooms.events.by_id(event.event_id)
+        if known is not None and not (
+            backfilled and known.outlier and known.rejected_reason is None
+        ):
             return None
         if not await self.auth.ensure(origin, room, event):
             return "Missing auth events"
-        if fetch_missing:
+        if fetch_missing and not backfilled:
             await self._fetch_prev(origin, room, event, shown)
         before = await self.state.state_before(origin, room, event)
         if before is None:
             return "Cannot determine the state before the event"
-        stored, error = await self._check_and_persist(room, event, before)
+        stored, error = await self._check_and_persist(room, event, before, backfilled)
         if stored.stream_ordering is not None:
             shown.append(stored)
         return error
@@ -134,7 +154,7 @@ class PduPipeline:
         return {k: events[i] for k, i in wanted.items() if i in events}
 
     async def _check_and_persist(
-        self, room: RoomInfo, event: Event, before: StateBefore
+        self, room: RoomInfo, event: Event, before: StateBefore, backfilled: bool = False
     ) -> tuple[StoredEvent, str | None]:
         rv = room.version
         keys = auth_types_for_event(event.type, event.state_key, event.sender, event.content, rv)
@@ -142,7 +162,10 @@ class PduPipeline:
         if event.is_state():
             keys.append(event.state_tuple())
         state_before = await self._state_for_keys(before, keys)
-        current = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+        if backfilled:
+            current = state_before  # history: never soft-failed against today's state
+        else:
+            current = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
         create = state_before.get(CREATE_KEY) or await self.auth.create_event(room)
@@ -174,8 +197,9 @@ class PduPipeline:
             soft_failed=soft_failed,
             state_delta_before=before.delta,
             rejected_reason=reason,
+            backfilled=backfilled,
         )
-        if reason is None and not soft_failed:
+        if reason is None and not soft_failed and not backfilled:
             plan = await self._with_current_state(room, event, before, plan)
         stored = await self.rooms.persister.persist(plan, room.room_nid)
         if soft_failed:

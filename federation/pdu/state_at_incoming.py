@@ -46,6 +46,8 @@ class StateAtIncoming:
 
     async def state_before(self, origin: str, room: RoomInfo, event: Event) -> StateBefore | None:
         """None when the state cannot be determined (the sender would not tell)."""
+        if not event.prev_event_ids:
+            return StateBefore(None, None, {}, [])  # the create event (backfilled)
         prevs = await self.graph.rooms.events.by_ids(event.prev_event_ids)
         in_timeline = {i: s for i, s in prevs.items() if not s.outlier}
         prev_nids = [s.event_nid for s in in_timeline.values() if s.rejected_reason is None]

@@ -13,14 +13,32 @@ transaction::
       -> redactions (which drop the redacted event's relation and index row)
       -> txn id
 
+      -> in-transaction hooks (federation: the outbox rows of the PDU)
+
 so an event acknowledged to a client is durable together with everything
 derived from it, and a reader never sees half of it. Stream orderings are
 taken inside the transaction (``EventStore.next_stream_ordering``).
+
+``txn_hooks`` run last inside the transaction, with the same connection, for
+writes that must commit or roll back with the event (DESIGN rules 3 and 6:
+what must reach another server is in the federation outbox the moment the
+event exists). A hook returns an optional callback that runs after the
+commit (e.g. waking the federation sender); it must not do I/O that can fail.
+
+A *backfilled* event (history fetched for /messages, older than everything
+the room has) is stored beside the timeline, never in it: no extremities,
+no current state, no memberships, and a negative stream ordering taken from
+the ``backfill`` counter (-1, -2, ...), so /sync, which only reads positions
+above a non-negative token, never sees it, while /messages, which orders by
+(depth, stream_ordering), finds it in its place. An outlier already stored
+(an auth or state event of the join) is promoted in place when backfill
+brings it as history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from homeserver.events.model import Event
@@ -31,6 +49,8 @@ from homeserver.rooms.store.rooms_store import RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.storage.database import Database, Queries
+
+log = logging.getLogger("myelin.rooms.persist")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,14 @@ class PersistPlan:
     # membership): an outlier, but the target's membership row is written and
     # it gets a stream position so the user's /sync sees it.
     out_of_band: bool = False
+    # History fetched with /backfill for /messages (see the design note).
+    backfilled: bool = False
+
+
+# Runs inside the persisting transaction (same ``Queries``), after every other
+# write; may return a callback to run once the transaction has committed.
+AfterCommit = Callable[[], None]
+TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
 
 
 class EventPersister:
@@ -99,12 +127,14 @@ class EventPersister:
         self.events = events
         self.state = state
         self.members = members
+        self.txn_hooks: list[TxnHook] = []
 
     async def persist(
         self, plan: PersistPlan, room_nid: int | None, new_room: NewRoom | None = None
     ) -> StoredEvent:
         """Write the event; ``new_room`` creates the room row in the same transaction."""
         ev = plan.event
+        after_commit: list[AfterCommit] = []
         async with self.db.transaction() as q:
             if new_room is not None:
                 room_nid = await self.rooms.insert_room(
@@ -118,21 +148,32 @@ class EventPersister:
             # Soft-failed, rejected and outlier events are kept for the DAG but
             # never shown to clients: no stream position.
             visible = not (plan.soft_failed or hidden) or plan.out_of_band
-            so = await self.events.next_stream_ordering(q) if visible else None
+            so: int | None = None
+            if plan.backfilled and visible:
+                so = await self.events.next_backfill_ordering(q)
+            elif visible:
+                so = await self.events.next_stream_ordering(q)
             group = plan.state_group_before
             if plan.state_delta_before:
                 group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
-            nid = await self.events.insert_event(
-                q,
-                ev,
-                room_nid,
-                stream_ordering=so,
-                state_group=group,
-                prev_state_event_nid=plan.replaces_nid,
-                outlier=plan.outlier,
-                rejected_reason=plan.rejected_reason,
-                soft_failed=plan.soft_failed,
-            )
+            promoted = None
+            if plan.backfilled:
+                promoted = await self.events.promote_outlier(
+                    q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
+                )
+            nid = promoted
+            if nid is None:
+                nid = await self.events.insert_event(
+                    q,
+                    ev,
+                    room_nid,
+                    stream_ordering=so,
+                    state_group=group,
+                    prev_state_event_nid=plan.replaces_nid,
+                    outlier=plan.outlier,
+                    rejected_reason=plan.rejected_reason,
+                    soft_failed=plan.soft_failed,
+                )
             await self.events.add_edges(q, nid, ev.prev_event_ids)
             if ev.is_state() and not hidden:
                 # The state after the event (soft-failed ones too: a later
@@ -142,7 +183,11 @@ class EventPersister:
                 await q.execute(
                     "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
                 )
-            if not (plan.soft_failed or hidden):
+            if plan.backfilled and not (plan.soft_failed or hidden):
+                if not ev.is_state():
+                    await self.relations.add(q, ev, nid, room_nid)
+                await self.search.index(q, ev, nid)
+            elif not (plan.soft_failed or hidden):
                 await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
                 delta = dict(plan.current_delta or {})
                 in_current = ev.is_state() and plan.event_in_current
@@ -162,25 +207,35 @@ class EventPersister:
                 await self.search.index(q, ev, nid)
             if plan.out_of_band and so is not None:
                 await self._membership(q, ev, room_nid, nid, so)
-            await self._redaction(q, ev, nid)
+            if promoted is None:
+                await self._redaction(q, ev, nid)
             if plan.txn is not None:
                 t = plan.txn
                 await self.events.add_txn_id(
                     q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
                 )
+            stored = StoredEvent(
+                event=ev,
+                event_nid=nid,
+                room_nid=room_nid,
+                stream_ordering=so,
+                state_group=group,
+                outlier=plan.outlier,
+                rejected_reason=plan.rejected_reason,
+                soft_failed=plan.soft_failed,
+                prev_state_event_nid=plan.replaces_nid,
+            )
+            for hook in self.txn_hooks:
+                callback = await hook(q, stored, plan)
+                if callback is not None:
+                    after_commit.append(callback)
         self.rooms.remember_keys(keys)
-        stored = StoredEvent(
-            event=ev,
-            event_nid=nid,
-            room_nid=room_nid,
-            stream_ordering=so,
-            state_group=group,
-            outlier=plan.outlier,
-            rejected_reason=plan.rejected_reason,
-            soft_failed=plan.soft_failed,
-            prev_state_event_nid=plan.replaces_nid,
-        )
         self.events._keep(stored)
+        for callback in after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed for %s", ev.event_id)
         return stored
 
     async def _membership(self, q: Queries, ev: Event, room_nid: int, nid: int, so: int) -> None:

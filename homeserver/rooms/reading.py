@@ -1,8 +1,32 @@
-"""Reading rooms: events, state, members, /messages and /context, under history visibility."""
+"""Reading rooms: events, state, members, /messages and /context, under history visibility.
+
+Design note: order and backfill
+-------------------------------
+/messages and /context walk a room in *topological* order, (depth,
+stream_ordering), and hand out ``t<depth>_<stream>`` tokens; /sync walks
+it in stream (arrival) order, as the client-server spec prescribes for it
+("Events are ordered in this API according to the arrival time of the
+event on the homeserver ... Clients SHOULD de-duplicate events"). The two
+differ only for events that arrive late: those fetched by
+get_missing_events get new (positive) stream positions, so /sync delivers
+them after the token the client holds, never silently behind it, while
+/messages shows them where the event graph puts them. History fetched for
+/messages (``Backfiller``) gets negative stream positions: it lies behind
+every sync token and only /messages returns it.
+
+Paginating backwards, each batch read is checked for gaps (prev events the
+timeline lacks: the history before our server joined, or a hole that
+get_missing_events did not fill). The first time a request meets one, the
+``backfiller`` (federation: ``GET /backfill`` from a resident server, every
+event through the inbound checks) is asked for older events and the same
+batch is read again, so the chunk comes out in order with the fetched
+history in its place.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from homeserver.errors import forbidden, not_found
 from homeserver.rooms.filters import EventFilter
@@ -11,14 +35,17 @@ from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 from homeserver.rooms.visibility import Visibility
-from homeserver.sync.tokens import StreamToken, events_position
+from homeserver.sync.tokens import TopoPosition, pagination_position
 
 MAX_PAGES = 10
 MEMBER = "m.room.member"
+MAX_BACKFILLS_PER_REQUEST = 3
 
 
-def _token(position: int) -> str:
-    return StreamToken(events=max(0, position)).encode()
+class Backfiller(Protocol):
+    async def backfill(self, room: RoomInfo, from_ids: Sequence[str], limit: int) -> int:
+        """Fetch history older than the missing events ``from_ids`` (and those
+        events) and store it as backfilled; how many events were stored."""
 
 
 class RoomReader:
@@ -28,6 +55,7 @@ class RoomReader:
         self.rooms = rooms
         self.visibility = visibility
         self.serializer = serializer
+        self.backfiller: Backfiller | None = None
 
     async def _view(self, user_id: str, room: RoomInfo) -> StoredEvent | None:
         """Which state the user may read: None for the current state, else their
@@ -80,7 +108,7 @@ class RoomReader:
         group = None if left is None else left.state_group
         if at is not None:
             # The state at a position, but never past the user's own leave.
-            pos = events_position(at, "at")
+            pos = pagination_position(at, "at").stream
             if left is not None and left.stream_ordering is not None:
                 pos = min(pos, left.stream_ordering)
             last = await self.rooms.events.last_event_before(room.room_nid, pos + 1)
@@ -143,24 +171,28 @@ class RoomReader:
         self,
         user_id: str,
         room: RoomInfo,
-        position: int,
-        bound: int | None,
+        position: TopoPosition,
+        bound: TopoPosition | None,
         limit: int,
         backwards: bool,
         flt: EventFilter,
-    ) -> tuple[list[StoredEvent], int, bool]:
-        """Up to ``limit`` visible events from ``position``; (events, next position, more?)."""
+    ) -> tuple[list[StoredEvent], TopoPosition, bool]:
+        """Up to ``limit`` visible events from ``position`` in topological order;
+        (events, next position, more?)."""
         out: list[StoredEvent] = []
         cursor = position
         more = True
-        for _ in range(MAX_PAGES):
-            batch = await self.rooms.events.room_stream(
-                room.room_nid,
-                after=bound if backwards else cursor,
-                before=cursor if backwards else bound,
-                limit=limit,
-                backwards=backwards,
+        backfills = 0
+        for _ in range(MAX_PAGES + MAX_BACKFILLS_PER_REQUEST):
+            batch = await self.rooms.events.room_topological(
+                room.room_nid, start=cursor, bound=bound, limit=limit, backwards=backwards
             )
+            if backwards and self.backfiller is not None and backfills < MAX_BACKFILLS_PER_REQUEST:
+                gaps = await self.rooms.events.gaps_before([s.event_nid for s in batch])
+                if gaps:
+                    backfills += 1
+                    if await self.backfiller.backfill(room, gaps, max(limit, 50)):
+                        continue  # read the same batch again, history now in place
             if len(batch) < limit:
                 more = False
             visible = await self.visibility.filter(user_id, room, batch)
@@ -170,15 +202,11 @@ class RoomReader:
                 if flt.matches(s.event):
                     out.append(s)
             if len(out) >= limit:
-                last = out[-1]
-                assert last.stream_ordering is not None
-                cursor = last.stream_ordering - 1 if backwards else last.stream_ordering
+                cursor = _after(out[-1], backwards)
                 more = True
                 break
             if batch:
-                so = batch[-1].stream_ordering
-                assert so is not None
-                cursor = so - 1 if backwards else so
+                cursor = _after(batch[-1], backwards)
             if not more:
                 break
         return out, cursor, more
@@ -198,19 +226,19 @@ class RoomReader:
         room = await self.rooms.room_or_forbidden(room_id)
         await self._view(user_id, room)
         if from_token is not None:
-            position = events_position(from_token)
+            position = pagination_position(from_token)
         elif backwards:
-            position = await self.rooms.events.current_position()
+            position = TopoPosition(None, await self.rooms.events.current_position())
         else:
-            position = 0
-        bound = events_position(to_token, "to") if to_token is not None else None
+            position = _BEFORE_ALL
+        bound = pagination_position(to_token, "to") if to_token is not None else None
         events, cursor, more = await self._page(
             user_id, room, position, bound, limit, backwards, flt
         )
         chunk = await self.serializer.serialize(events, user_id=user_id, device_id=device_id)
-        out: dict[str, Any] = {"chunk": chunk, "start": from_token or _token(position)}
+        out: dict[str, Any] = {"chunk": chunk, "start": from_token or position.encode()}
         if more and events:
-            out["end"] = _token(cursor)
+            out["end"] = cursor.encode()
         if flt.lazy_load_members and events:
             # spec: with lazy_load_members, `state` holds the chunk senders' member events
             members = await self._sender_members(events[0], events)
@@ -224,6 +252,27 @@ class RoomReader:
         senders = sorted({s.event.sender for s in events})
         found = await self.rooms.state_at(at.state_group, [(MEMBER, u) for u in senders])
         return list(found.values())
+
+    async def around(
+        self,
+        user_id: str,
+        room: RoomInfo,
+        stored: StoredEvent,
+        before_limit: int,
+        after_limit: int,
+        flt: EventFilter,
+    ) -> tuple[list[StoredEvent], TopoPosition, list[StoredEvent], TopoPosition]:
+        """Events before (newest first) and after ``stored`` in topological order,
+        with the positions to paginate on from either end."""
+        start = _after(stored, True)
+        end = _after(stored, False)
+        before: list[StoredEvent] = []
+        after: list[StoredEvent] = []
+        if before_limit:
+            before, start, _ = await self._page(user_id, room, start, None, before_limit, True, flt)
+        if after_limit:
+            after, end, _ = await self._page(user_id, room, end, None, after_limit, False, flt)
+        return before, start, after, end
 
     async def context(
         self,
@@ -240,16 +289,8 @@ class RoomReader:
             raise not_found("Event not found")
         if not await self.visibility.filter(user_id, room, [stored]):
             raise forbidden("You may not see this event")
-        so = stored.stream_ordering
-        before, start, _ = (
-            await self._page(user_id, room, so - 1, None, limit // 2, True, flt)
-            if limit // 2
-            else ([], so - 1, False)
-        )
-        after, end, _ = (
-            await self._page(user_id, room, so, None, limit - limit // 2, False, flt)
-            if limit - limit // 2
-            else ([], so, False)
+        before, start, after, end = await self.around(
+            user_id, room, stored, limit // 2, limit - limit // 2, flt
         )
         last = after[-1] if after else stored
         if flt.lazy_load_members:
@@ -262,7 +303,19 @@ class RoomReader:
             "event": (await ser.serialize([stored], user_id=user_id, device_id=device_id))[0],
             "events_before": await ser.serialize(before, user_id=user_id, device_id=device_id),
             "events_after": await ser.serialize(after, user_id=user_id, device_id=device_id),
-            "start": _token(start),
-            "end": _token(end),
+            "start": start.encode(),
+            "end": end.encode(),
             "state": await ser.serialize(list(state.values())),
         }
+
+
+# Before every event: depths start at 1 (the create event).
+_BEFORE_ALL = TopoPosition(0, 0)
+
+
+def _after(stored: StoredEvent, backwards: bool) -> TopoPosition:
+    """The position just past ``stored`` in the direction of travel (backwards
+    bounds are inclusive, forwards exclusive, as ``room_topological`` reads them)."""
+    so = stored.stream_ordering
+    assert so is not None
+    return TopoPosition(stored.event.depth, so - 1 if backwards else so)

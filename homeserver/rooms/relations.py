@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import invalid_param, not_found
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.relations_store import RelationStore, relation_of
-from homeserver.sync.tokens import StreamToken, events_position
+from homeserver.sync.tokens import StreamToken, pagination_position
 
 if TYPE_CHECKING:
     from homeserver.rooms.reading import RoomReader
@@ -86,6 +86,11 @@ class RelationAggregator:
         return out
 
 
+def _stream(token: str) -> int:
+    """The stream position of a relations, /messages or /sync token."""
+    return pagination_position(token).stream
+
+
 def _token(position: int) -> str:
     return StreamToken(events=max(0, position)).encode()
 
@@ -125,8 +130,8 @@ class RelationsService:
     ) -> dict[str, Any]:
         parent = await self._parent(user_id, room_id, event_id)
         room = await self.rooms.room_or_forbidden(room_id)
-        start = events_position(from_token) if from_token is not None else None
-        bound = events_position(to_token) if to_token is not None else None
+        start = _stream(from_token) if from_token is not None else None
+        bound = _stream(to_token) if to_token is not None else None
         after, before = (bound, start) if backwards else (start, bound)
         depth = MAX_RECURSION if recurse else 1
         parents = [parent.event.event_id]
@@ -190,7 +195,7 @@ class RelationsService:
             raise invalid_param("'include' must be 'all' or 'participated'")
         room = await self.rooms.room_or_forbidden(room_id)
         await self.reader._view(user_id, room)
-        before = events_position(from_token) + 1 if from_token is not None else None
+        before = _stream(from_token) + 1 if from_token is not None else None
         rows = await self.relations.threads(
             room.room_nid,
             before=before,

@@ -20,7 +20,6 @@ from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.store.search_store import SEARCHABLE, SearchStore
-from homeserver.sync.tokens import StreamToken
 
 DEFAULT_LIMIT = 10
 MAX_ROUNDS = 5
@@ -147,25 +146,16 @@ class SearchService:
         s: StoredEvent,
         req: SearchRequest,
     ) -> dict[str, Any]:
-        so = s.stream_ordering or 0
-        page = self.reader._page
         everything = EventFilter()
-        before, start, _ = (
-            await page(user_id, room, so - 1, None, req.before_limit, True, everything)
-            if req.before_limit
-            else ([], so - 1, False)
-        )
-        after, end, _ = (
-            await page(user_id, room, so, None, req.after_limit, False, everything)
-            if req.after_limit
-            else ([], so, False)
+        before, start, after, end = await self.reader.around(
+            user_id, room, s, req.before_limit, req.after_limit, everything
         )
         ser = self.reader.serializer
         ctx: dict[str, Any] = {
             "events_before": await ser.serialize(before, user_id=user_id, device_id=device_id),
             "events_after": await ser.serialize(after, user_id=user_id, device_id=device_id),
-            "start": StreamToken(events=max(0, start)).encode(),
-            "end": StreamToken(events=max(0, end)).encode(),
+            "start": start.encode(),
+            "end": end.encode(),
         }
         if req.include_profile:
             senders = sorted({e.event.sender for e in [*before, s, *after]})

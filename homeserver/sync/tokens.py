@@ -19,6 +19,14 @@ written before a stream existed (``s120``) keep working: the client gets
 that stream from its beginning. Unknown component names are ignored, so a
 newer server's tokens do not break an older one. A bare integer (``"42"``)
 is a device-list position, for tools calling ``/keys/changes``.
+
+Pagination tokens (/messages, /context)
+---------------------------------------
+/messages walks a room in topological order, so the tokens it returns name
+a place in that order: ``t<depth>_<stream_ordering>``, e.g. ``t12_340`` or
+``t3_-17`` (backfilled history has negative stream orderings). /messages
+also accepts every stream token above (a /sync ``prev_batch``): that bounds
+by stream position alone. A ``t`` token given to /sync is refused (400).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ MAX_TOKEN_LENGTH = 512
 _MAX_DIGITS = 19
 _COMPONENT = re.compile(r"([a-z]+)([0-9][0-9a-z]*)")
 _TYPING = re.compile(r"([0-9]{1,19})e([0-9a-f]{1,32})")
+_TOPOLOGICAL = re.compile(r"t(-?[0-9]{1,18})_(-?[0-9]{1,18})")
 
 # component name -> StreamToken field, in the order tokens are written
 NUMERIC = {
@@ -100,3 +109,25 @@ class StreamToken:
 def events_position(text: str, param: str = "from") -> int:
     """The events component of a sync or pagination token."""
     return StreamToken.parse(text, param).events
+
+
+@dataclass(frozen=True, slots=True)
+class TopoPosition:
+    """A place in a room's topological order (depth, stream_ordering);
+    ``depth`` None: a stream position, bounding by stream_ordering alone."""
+
+    depth: int | None
+    stream: int
+
+    def encode(self) -> str:
+        if self.depth is None:
+            return StreamToken(events=max(0, self.stream)).encode()
+        return f"t{self.depth}_{self.stream}"
+
+
+def pagination_position(text: str, param: str = "from") -> TopoPosition:
+    """A /messages token: topological (``t<depth>_<stream>``) or any stream token."""
+    m = _TOPOLOGICAL.fullmatch(text)
+    if m is not None:
+        return TopoPosition(int(m.group(1)), int(m.group(2)))
+    return TopoPosition(None, events_position(text, param))

@@ -17,6 +17,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.sync.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
 
@@ -76,6 +77,38 @@ class EventStore:
             " WHERE stream_name = 'events' RETURNING position"
         )
         return int(value)
+
+    async def next_backfill_ordering(self, q: Queries) -> int:
+        """The next (negative) position for a backfilled event: below every other."""
+        value = await q.fetchval(
+            "UPDATE stream_positions SET position = position - 1"
+            " WHERE stream_name = 'backfill' RETURNING position"
+        )
+        return int(value)
+
+    async def promote_outlier(
+        self,
+        q: Queries,
+        event_id: str,
+        stream_ordering: int | None,
+        state_group: int | None,
+        prev_state_event_nid: int | None,
+        soft_failed: bool,
+    ) -> int | None:
+        """An outlier (not rejected) becomes backfilled history in place; its nid,
+        or None when there is no such outlier."""
+        nid = await q.fetchval(
+            "UPDATE events SET outlier = 0, stream_ordering = $2, state_group = $3,"
+            " prev_state_event_nid = $4, soft_failed = $5"
+            " WHERE event_id = $1 AND outlier = 1 AND rejected_reason IS NULL"
+            " RETURNING event_nid",
+            event_id,
+            stream_ordering,
+            state_group,
+            prev_state_event_nid,
+            int(soft_failed),
+        )
+        return None if nid is None else int(nid)
 
     async def insert_event(
         self,
@@ -274,6 +307,51 @@ class EventStore:
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
 
+    async def room_topological(
+        self,
+        room_nid: int,
+        *,
+        start: TopoPosition,
+        bound: TopoPosition | None,
+        limit: int,
+        backwards: bool,
+    ) -> list[StoredEvent]:
+        """Visible events of a room in topological order (depth, stream_ordering).
+
+        Backwards: events at or before ``start`` and after ``bound``, newest
+        first; forwards: after ``start`` and at or before ``bound``, oldest
+        first. A position without a depth bounds by stream_ordering alone (a
+        /sync token), a position with one by (depth, stream_ordering)."""
+        sql = "SELECT event_nid FROM events WHERE room_nid = $1 AND stream_ordering IS NOT NULL"
+        args: list[object] = [room_nid]
+        upper, lower = (start, bound) if backwards else (bound, start)
+        if upper is not None:
+            sql += _topo_clause(upper, "<=", args)
+        if lower is not None:
+            sql += _topo_clause(lower, ">", args)
+        order = "DESC" if backwards else "ASC"
+        args.append(limit)
+        sql += f" ORDER BY depth {order}, stream_ordering {order} LIMIT ${len(args)}"
+        rows = await self.db.fetchall(sql, *args)
+        nids = [int(r["event_nid"]) for r in rows]
+        found = await self.by_nids(nids)
+        return [found[n] for n in nids if n in found]
+
+    async def gaps_before(self, event_nids: Sequence[int]) -> list[str]:
+        """Prev events of ``event_nids`` that the timeline lacks: not stored, or
+        stored only as (not rejected) outliers. Where /messages must backfill."""
+        out: list[str] = []
+        for chunk in _chunks(list(event_nids)):
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT ee.prev_event_id FROM event_edges ee"
+                " LEFT JOIN events p ON p.event_id = ee.prev_event_id"
+                f" WHERE ee.event_nid IN ({_params(len(chunk))})"
+                " AND (p.event_nid IS NULL OR (p.outlier = 1 AND p.rejected_reason IS NULL))",
+                *chunk,
+            )
+            out.extend(str(r[0]) for r in rows)
+        return sorted(set(out))
+
     async def state_events_between(
         self, room_nid: int, after: int, before: int
     ) -> list[StoredEvent]:
@@ -326,6 +404,18 @@ class EventStore:
             )
             out.update({str(r["redacts_event_id"]): int(r["nid"]) for r in rows})
         return out
+
+
+def _topo_clause(pos: TopoPosition, op: str, args: list[object]) -> str:
+    """``(depth, stream_ordering) op (pos.depth, pos.stream)`` for op in <=, >."""
+    args.append(pos.stream)
+    so = f"${len(args)}"
+    if pos.depth is None:
+        return f" AND stream_ordering {op} {so}"
+    args.append(pos.depth)
+    d = f"${len(args)}"
+    strict = "<" if op == "<=" else ">"
+    return f" AND (depth {strict} {d} OR (depth = {d} AND stream_ordering {op} {so}))"
 
 
 def _chunks(items: Sequence[T], size: int = 500) -> list[Sequence[T]]:

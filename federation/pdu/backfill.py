@@ -1,0 +1,112 @@
+"""Backfill: history older than the room's oldest events, for /messages
+(server-server "Backfilling and retrieving missing events").
+
+Design note
+-----------
+``RoomReader`` (homeserver) calls ``backfill(room, from_ids, limit)`` when a
+backwards /messages page meets a gap: prev events the timeline lacks (the
+history before our server joined, or a hole get_missing_events left)::
+
+    from_ids (the missing events)
+      -> GET /_matrix/federation/v1/backfill/{roomId}?v=...&limit=...
+         from a server with a joined member (the senders' servers first),
+         which applies its history visibility for us
+      -> steps 1-3 per PDU (format, content hash, signatures: EventFetcher)
+      -> under the room lock, oldest (lowest depth) first:
+         PduPipeline.process(backfilled=True): auth events fetched if missing,
+         the state before it (its prevs' states; the oldest one's via
+         /state_ids), auth rules against its auth events and that state;
+         persisted as backfilled: negative stream ordering, no current state,
+         no extremities, no memberships, no /sync wake-up, no push.
+
+A server that had nothing to give for the same ``from_ids`` is not asked
+again for ``EMPTY_RETRY_MS`` (a ``joined``-visibility room shows us nothing
+before our join; each page would otherwise ask again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from federation.client import FederationClient, encode_path
+from federation.errors import FederationError
+from federation.outbound import OutboundRooms
+from federation.pdu.pipeline import PduPipeline
+from homeserver.clock import Clock
+from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.federation.backfill")
+
+MAX_BACKFILL = 100
+EMPTY_RETRY_MS = 60_000
+MAX_SERVERS_TRIED = 3
+
+
+class RoomBackfiller:
+    def __init__(
+        self,
+        server_name: str,
+        clock: Clock,
+        client: FederationClient,
+        pipeline: PduPipeline,
+        outbound: OutboundRooms,
+    ) -> None:
+        self.server_name = server_name
+        self.clock = clock
+        self.client = client
+        self.pipeline = pipeline
+        self.rooms = pipeline.rooms
+        self.outbound = outbound
+        self._empty: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
+        """Joined servers, those that sent the events next to the gap first."""
+        joined = await self.outbound.servers_in_room(room)
+        joined.discard(self.server_name)
+        edges = await self.rooms.events.by_ids(from_ids)
+        first = [domain_of(s.event.sender) for s in edges.values()]
+        ordered = [d for d in dict.fromkeys(first) if d in joined]
+        return ordered + sorted(joined - set(ordered))
+
+    async def backfill(self, room: RoomInfo, from_ids: Sequence[str], limit: int) -> int:
+        """Fetch and store history older than ``from_ids``; how many events were stored."""
+        key = (room.room_id, tuple(sorted(from_ids)))
+        now = self.clock.now_ms()
+        if now - self._empty.get(key, -EMPTY_RETRY_MS) < EMPTY_RETRY_MS:
+            return 0
+        limit = min(max(limit, 1), MAX_BACKFILL)
+        for server in (await self._servers(room, from_ids))[:MAX_SERVERS_TRIED]:
+            stored = await self._from(server, room, from_ids, limit)
+            if stored:
+                self._empty.pop(key, None)
+                return stored
+        self._empty[key] = now
+        return 0
+
+    async def _from(self, server: str, room: RoomInfo, from_ids: Sequence[str], limit: int) -> int:
+        path = encode_path("_matrix", "federation", "v1", "backfill", room.room_id)
+        try:
+            resp = await self.client.get_json(
+                server, path, {"v": list(from_ids), "limit": str(limit)}
+            )
+        except FederationError as e:
+            log.info("backfill from %s failed: %s", server, e.error)
+            return 0
+        pdus = resp.get("pdus") if isinstance(resp, dict) else None
+        events = await self.pipeline.fetcher.many(pdus, room.version, room.room_id)
+        count = 0
+        async with self.rooms.lock(room.room_id):
+            for event in sorted(events, key=lambda e: e.depth):
+                before = await self.rooms.events.by_id(event.event_id)
+                if before is not None and not before.outlier:
+                    continue
+                error = await self.pipeline.process(
+                    server, room, event, [], fetch_missing=False, backfilled=True
+                )
+                if error is None:
+                    count += 1
+                else:
+                    log.info("backfilled event %s not stored: %s", event.event_id, error)
+        return count
