@@ -15,6 +15,7 @@ concurrent /keys/claim from two servers never hands out a one-time key twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -99,18 +100,22 @@ def myelin_log(tmp_path: Path) -> Iterator[Path]:
     handler.close()
 
 
+@functools.cache
 def pg_dump_binary() -> str:
-    found = shutil.which("pg_dump")
-    if found:
-        return found
-    bindir = subprocess.run(
+    """pg_dump from the PostgreSQL the tests run on (scripts/pg-throwaway's bindir: a pg_dump
+    older than the server refuses to dump it), else the one on PATH."""
+    found = subprocess.run(
         [str(ROOT / "scripts" / "pg-throwaway"), "bindir"],
-        check=True,
         capture_output=True,
         text=True,
         timeout=300,
-    ).stdout.strip()
-    return str(Path(bindir) / "pg_dump")
+    )
+    candidate = Path(found.stdout.strip()) / "pg_dump"
+    if found.returncode == 0 and candidate.is_file():
+        return str(candidate)
+    on_path = shutil.which("pg_dump")
+    assert on_path, "no pg_dump: neither scripts/pg-throwaway bindir nor PATH has one"
+    return on_path
 
 
 def database_bytes(server: RunningServer) -> dict[str, bytes]:
