@@ -80,7 +80,7 @@ class RoomTimeline:
         limited = len(matching) > limit or not reached_since
         start = timeline[0].stream_ordering if timeline else upto + 1
         assert start is not None
-        state = await self._state(ctx, room, since, start, full, limited)
+        state = await self._state(ctx, room, since, start, full, limited, timeline)
         lazy = rf.state.lazy_load_members
         if lazy:
             state = await self._lazy_members(ctx, room, state, timeline, start, full)
@@ -115,7 +115,10 @@ class RoomTimeline:
         start: int,
         full: bool,
         limited: bool,
+        timeline: list[StoredEvent],
     ) -> list[StoredEvent]:
+        if full and timeline and timeline[0].state_group is not None:
+            return await self._state_before(timeline[0])
         if full:
             before = await self.rooms.events.last_event_before(room.room_nid, start)
             if before is None:
@@ -127,6 +130,23 @@ class RoomTimeline:
                 latest[s.event.state_tuple()] = s
             return list(latest.values())
         return []
+
+    async def _state_before(self, first: StoredEvent) -> list[StoredEvent]:
+        """The state just before ``first``: its own state group, with its own entry put back
+        to what it replaced. (The stream before ``first`` may hold no state at all: in a room
+        joined over federation the only earlier event here is the invite, an outlier.)"""
+        state = await self.rooms.state_at(first.state_group)
+        if first.event.is_state():
+            key = first.event.state_tuple()
+            own = state.get(key)
+            if own is not None and own.event_nid == first.event_nid:
+                del state[key]
+                prev = first.prev_state_event_nid
+                if prev is not None:
+                    found = await self.rooms.events.by_nids([prev])
+                    if prev in found:
+                        state[key] = found[prev]
+        return list(state.values())
 
     async def _lazy_members(
         self,

@@ -368,10 +368,11 @@ class EventStore:
         return [found[n] for n in nids if n in found]
 
     async def last_event_before(self, room_nid: int, before: int) -> StoredEvent | None:
-        """The newest visible event of the room with ``stream_ordering < before``."""
+        """The newest visible event of the room with ``stream_ordering < before`` that has a
+        state group (an invite received over federation is in the stream without one)."""
         nid = await self.db.fetchval(
             "SELECT event_nid FROM events WHERE room_nid = $1 AND stream_ordering < $2"
-            " ORDER BY stream_ordering DESC LIMIT 1",
+            " AND state_group IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1",
             room_nid,
             before,
         )
