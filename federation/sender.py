@@ -245,7 +245,11 @@ class FederationSender:
     async def _run(self, destination: str, state: _Destination) -> None:
         try:
             batch: Batch | None = None
-            while True:
+            # ``_closed`` is checked on every turn, not only left to cancel(): on Python
+            # 3.11 a cancel() that lands as the back-off timeout fires comes out of
+            # asyncio.timeout() as TimeoutError, and a loop relying on cancellation alone
+            # would go on retrying, so close() would wait for it forever.
+            while not self._closed:
                 if batch is None:
                     state.wake.clear()
                     batch = await self._next_batch(destination)

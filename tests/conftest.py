@@ -7,6 +7,7 @@ connection, and every server gets a fresh database of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -84,6 +85,21 @@ def make_config(data_dir: Path, database_url: str, **overrides: Any) -> Config:
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
+STOP_TIMEOUT_S = 60
+
+
+async def stop_or_explain(server: RunningServer) -> None:
+    """Stop a server; if that hangs, fail with the stack of every task still running."""
+    try:
+        await asyncio.wait_for(server.stop(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        stacks = []
+        for task in asyncio.all_tasks():
+            frames = task.get_stack()
+            where = " <- ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames)
+            stacks.append(f"{task.get_name()}: {where}")
+        pytest.fail(f"server did not stop within {STOP_TIMEOUT_S} s; tasks:\n" + "\n".join(stacks))
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -128,7 +144,7 @@ async def make_server(
 
     yield factory
     for server in running:
-        await server.stop()
+        await stop_or_explain(server)
     for drop in drops:
         await drop()
 
@@ -142,7 +158,7 @@ def restart_server(running_servers: list[RunningServer]) -> RestartFn:
     database, same server name and federation port (the client port may change)."""
 
     async def restart(server: RunningServer) -> RunningServer:
-        await server.stop()
+        await stop_or_explain(server)
         running_servers.remove(server)
         again = await start(server.hs.config)
         running_servers.append(again)
