@@ -10,7 +10,9 @@ transaction::
 
     event row (+ stream_ordering) -> edges, extremities -> state group
       -> current_state -> room_memberships -> relations, search index
-      -> redactions (which drop the redacted event's relation and index row)
+      -> redactions (``homeserver.rooms.redactions``: an applicable redaction
+         prunes its stored target and drops its relation and index row; an
+         event that a waiting redaction applies to is stored pruned)
       -> txn id
 
       -> in-transaction hooks (federation: the outbox rows of the PDU)
@@ -42,6 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from homeserver.events.model import Event
+from homeserver.rooms.redactions import RedactionApplier, redacted_event
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import RelationStore
@@ -128,6 +131,7 @@ class EventPersister:
         self.state = state
         self.members = members
         self.txn_hooks: list[TxnHook] = []
+        self.redactions = RedactionApplier(events, state, rooms)
 
     async def persist(
         self, plan: PersistPlan, room_nid: int | None, new_room: NewRoom | None = None
@@ -135,6 +139,7 @@ class EventPersister:
         """Write the event; ``new_room`` creates the room row in the same transaction."""
         ev = plan.event
         after_commit: list[AfterCommit] = []
+        pruned: list[int] = []
         async with self.db.transaction() as q:
             if new_room is not None:
                 room_nid = await self.rooms.insert_room(
@@ -162,6 +167,12 @@ class EventPersister:
                     q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
                 )
             nid = promoted
+            redacted_by: int | None = None
+            if nid is None and plan.rejected_reason is None:
+                # A redaction that arrived first and may apply: store it pruned.
+                redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
+                if redacted_by is not None:
+                    ev = redacted_event(ev)
             if nid is None:
                 nid = await self.events.insert_event(
                     q,
@@ -173,6 +184,7 @@ class EventPersister:
                     outlier=plan.outlier,
                     rejected_reason=plan.rejected_reason,
                     soft_failed=plan.soft_failed,
+                    redacted_by=redacted_by,
                 )
             await self.events.add_edges(q, nid, ev.prev_event_ids)
             if ev.is_state() and not hidden:
@@ -207,8 +219,11 @@ class EventPersister:
                 await self.search.index(q, ev, nid)
             if plan.out_of_band and so is not None:
                 await self._membership(q, ev, room_nid, nid, so)
-            if promoted is None:
-                await self._redaction(q, ev, nid)
+            if promoted is None and not (plan.soft_failed or plan.rejected_reason):
+                # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
+                target = await self._redaction(q, plan.event, nid, room_nid, group)
+                if target is not None:
+                    pruned.append(target)
             if plan.txn is not None:
                 t = plan.txn
                 await self.events.add_txn_id(
@@ -224,12 +239,15 @@ class EventPersister:
                 rejected_reason=plan.rejected_reason,
                 soft_failed=plan.soft_failed,
                 prev_state_event_nid=plan.replaces_nid,
+                redacted_by=redacted_by,
             )
             for hook in self.txn_hooks:
                 callback = await hook(q, stored, plan)
                 if callback is not None:
                     after_commit.append(callback)
         self.rooms.remember_keys(keys)
+        if pruned:
+            self.events.forget(pruned)
         self.events._keep(stored)
         for callback in after_commit:
             try:
@@ -243,8 +261,15 @@ class EventPersister:
             return
         await self.members.set_membership(q, room_nid, ev.state_key, ev.membership, nid, so)
 
-    async def _redaction(self, q: Queries, ev: Event, nid: int) -> None:
-        if ev.type == "m.room.redaction" and ev.redacts is not None:
-            await self.events.add_redaction(q, nid, ev.redacts)
+    async def _redaction(
+        self, q: Queries, ev: Event, nid: int, room_nid: int, group: int | None
+    ) -> int | None:
+        """An accepted redaction: recorded, and applied if its target is here and
+        it may apply; the pruned target's nid."""
+        if ev.type != "m.room.redaction" or ev.redacts is None:
+            return None
+        target = await self.redactions.on_redaction(q, ev, nid, room_nid, group)
+        if target is not None:
             await self.relations.remove(q, ev.redacts)
             await self.search.remove(q, ev.redacts)
+        return target

@@ -1,9 +1,10 @@
 """Events as clients see them (client-server "ClientEvent").
 
-Redactions are applied here, when an event is served: the stored PDU stays
-as received (the spec lets servers keep the original for moderation for a
-while; pruning it is a later job), and clients get the room version's
-redacted form with ``unsigned.redacted_because``.
+Redactions are applied at the storage layer (``homeserver.rooms.redactions``):
+a redacted event is stored pruned, with ``StoredEvent.redacted_by`` naming the
+applied redaction, which is served here as ``unsigned.redacted_because``. A
+redaction that did not apply (a powerless sender on another server) leaves
+the event as it was.
 
 When a reader is known (``user_id``), timeline events also get their
 bundled aggregations in ``unsigned."m.relations"`` (see ``relations.py``):
@@ -44,8 +45,7 @@ class EventSerializer:
         """Client events for ``stored``, with three batched look-ups (no N+1)."""
         if not stored:
             return []
-        ids = [s.event.event_id for s in stored]
-        redacted_by = await self.events.redactions_of(ids)
+        redacted_by = {s.event.event_id: s.redacted_by for s in stored if s.redacted_by}
         prev_nids = [s.prev_state_event_nid for s in stored if s.prev_state_event_nid is not None]
         related = await self.events.by_nids([*redacted_by.values(), *prev_nids])
         txn_ids: dict[str, str] = {}
@@ -63,8 +63,9 @@ class EventSerializer:
             unsigned: dict[str, Any] = {"age": max(0, now - ev.origin_server_ts)}
             redaction_nid = redacted_by.get(ev.event_id)
             redaction = related.get(redaction_nid) if redaction_nid is not None else None
+            if redaction_nid is not None:
+                pdu = redact(pdu, ev.room_version)  # already pruned; idempotent
             if redaction is not None:
-                pdu = redact(pdu, ev.room_version)
                 unsigned["redacted_because"] = self.one(redaction, now, with_room_id)
             if s.prev_state_event_nid is not None:
                 prev = related.get(s.prev_state_event_nid)

@@ -1,8 +1,11 @@
 """Tables ``events``, ``event_edges``, ``forward_extremities``, ``stream_positions``,
 ``redactions`` and ``event_txn_ids``.
 
-Events are immutable once stored (a redaction is applied when an event is
-served, from the ``redactions`` table), so loaded events are cached by nid.
+An event row changes once at most: when a redaction is applied to it, its
+``json`` is pruned to the redacted form and ``redacted_by`` set (migration
+0055 says why; ``homeserver.rooms.redactions`` decides when). Loaded events
+are cached by nid; that one change invalidates the entry (``forget``), and a
+generation counter keeps a read that raced with it from caching the old row.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "e.event_nid, e.event_id, e.room_nid, e.stream_ordering, e.state_group, e.outlier,"
-    " e.rejected_reason, e.soft_failed, e.prev_state_event_nid, e.json, r.room_version"
+    " e.rejected_reason, e.soft_failed, e.prev_state_event_nid, e.json, e.redacted_by,"
+    " r.room_version"
 )
 _FROM = " FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
 
@@ -41,6 +45,8 @@ class StoredEvent:
     rejected_reason: str | None
     soft_failed: bool
     prev_state_event_nid: int | None
+    # The applied m.room.redaction (``event.pdu`` is then the redacted form).
+    redacted_by: int | None = None
 
 
 def _stored(row: Row) -> StoredEvent:
@@ -49,6 +55,7 @@ def _stored(row: Row) -> StoredEvent:
     so = row["stream_ordering"]
     sg = row["state_group"]
     prev = row["prev_state_event_nid"]
+    by = row["redacted_by"]
     return StoredEvent(
         event=Event(str(row["event_id"]), pdu, version),
         event_nid=int(row["event_nid"]),
@@ -59,6 +66,7 @@ def _stored(row: Row) -> StoredEvent:
         rejected_reason=row["rejected_reason"],
         soft_failed=bool(row["soft_failed"]),
         prev_state_event_nid=None if prev is None else int(prev),
+        redacted_by=None if by is None else int(by),
     )
 
 
@@ -67,6 +75,8 @@ class EventStore:
         self.db = db
         self._cache: OrderedDict[int, StoredEvent] = OrderedDict()
         self._ids: dict[str, int] = {}
+        # Bumped by ``forget``: a read that began before it does not cache its rows.
+        self._generation = 0
 
     # ------------------------------------------------------------ writing
 
@@ -122,12 +132,13 @@ class EventStore:
         outlier: bool = False,
         rejected_reason: str | None = None,
         soft_failed: bool = False,
+        redacted_by: int | None = None,
     ) -> int:
         nid = await q.fetchval(
             "INSERT INTO events (event_id, room_nid, event_type, state_key, sender, depth,"
             " origin_server_ts, stream_ordering, outlier, rejected_reason, soft_failed,"
-            " state_group, prev_state_event_nid, json)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " state_group, prev_state_event_nid, json, redacted_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             " RETURNING event_nid",
             event.event_id,
             room_nid,
@@ -143,6 +154,7 @@ class EventStore:
             state_group,
             prev_state_event_nid,
             encode_canonical_json(event.pdu).decode(),
+            redacted_by,
         )
         return int(nid)
 
@@ -175,6 +187,35 @@ class EventStore:
             redaction_nid,
             redacts,
         )
+
+    async def pending_redactions(self, q: Queries, event_id: str) -> list[int]:
+        """Nids of the recorded (accepted) redactions naming ``event_id``, oldest first."""
+        rows = await q.fetchall(
+            "SELECT redaction_event_nid FROM redactions WHERE redacts_event_id = $1"
+            " ORDER BY redaction_event_nid",
+            event_id,
+        )
+        return [int(r[0]) for r in rows]
+
+    async def redaction_target(self, q: Queries, event_id: str) -> StoredEvent | None:
+        """The stored event a new redaction names, read inside the persisting
+        transaction (it may have been stored moments ago)."""
+        row = await q.fetchone(f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id = $1", event_id)
+        return None if row is None else _stored(row)
+
+    async def apply_redaction(
+        self, q: Queries, event_nid: int, redacted: Event, redaction_nid: int
+    ) -> bool:
+        """Prune a stored event to ``redacted`` (its redacted form); False if it
+        already was. The caller ``forget``s the nid once the transaction commits."""
+        nid = await q.fetchval(
+            "UPDATE events SET json = $1, redacted_by = $2"
+            " WHERE event_nid = $3 AND redacted_by IS NULL RETURNING event_nid",
+            encode_canonical_json(redacted.pdu).decode(),
+            redaction_nid,
+            event_nid,
+        )
+        return nid is not None
 
     async def add_txn_id(
         self, q: Queries, user_id: str, device_id: str, txn_id: str, event_id: str, ts: int
@@ -222,6 +263,14 @@ class EventStore:
         )
         return {str(r["event_id"]): str(r["txn_id"]) for r in rows}
 
+    def forget(self, nids: Iterable[int]) -> None:
+        """Drop cached rows that changed (an applied redaction)."""
+        self._generation += 1
+        for nid in nids:
+            old = self._cache.pop(nid, None)
+            if old is not None:
+                self._ids.pop(old.event.event_id, None)
+
     def _keep(self, stored: StoredEvent) -> None:
         self._cache[stored.event_nid] = stored
         self._ids[stored.event.event_id] = stored.event_nid
@@ -233,13 +282,15 @@ class EventStore:
         wanted = list(dict.fromkeys(nids))
         out = {n: self._cache[n] for n in wanted if n in self._cache}
         missing = [n for n in wanted if n not in out]
+        generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
                 f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({_params(len(chunk))})", *chunk
             )
             for row in rows:
                 stored = _stored(row)
-                self._keep(stored)
+                if generation == self._generation:
+                    self._keep(stored)
                 out[stored.event_nid] = stored
         return out
 
@@ -253,13 +304,15 @@ class EventStore:
                 out[event_id] = self._cache[nid]
             else:
                 missing.append(event_id)
+        generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
                 f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({_params(len(chunk))})", *chunk
             )
             for row in rows:
                 stored = _stored(row)
-                self._keep(stored)
+                if generation == self._generation:
+                    self._keep(stored)
                 out[stored.event.event_id] = stored
         return out
 
@@ -392,18 +445,6 @@ class EventStore:
                 *chunk,
             )
             out.update(int(r["room_nid"]) for r in rows)
-        return out
-
-    async def redactions_of(self, event_ids: Sequence[str]) -> dict[str, int]:
-        """redacted event id -> nid of the (first) redaction naming it."""
-        out: dict[str, int] = {}
-        for chunk in _chunks(list(event_ids)):
-            rows = await self.db.fetchall(
-                "SELECT redacts_event_id, MIN(redaction_event_nid) AS nid FROM redactions"
-                f" WHERE redacts_event_id IN ({_params(len(chunk))}) GROUP BY redacts_event_id",
-                *chunk,
-            )
-            out.update({str(r["redacts_event_id"]): int(r["nid"]) for r in rows})
         return out
 
 

@@ -157,6 +157,24 @@ class StateStore:
         )
         return _fold(rows)
 
+    async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:
+        """Like ``state_keys_at_group``, inside a transaction that may have just
+        written ``group`` (the persister deciding whether a redaction applies)."""
+        keys = sorted(set(key_nids))
+        cached = self._cache.get(group)
+        if cached is not None:
+            return {k: cached[k] for k in keys if k in cached}
+        if not keys:
+            return {}
+        rows = await q.fetchall(
+            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+            " JOIN state_group_entries s ON s.state_group = c.sg"
+            f" WHERE s.state_key_nid IN ({_params(len(keys), 2)}) ORDER BY c.hop DESC",
+            group,
+            *keys,
+        )
+        return _fold(rows)
+
     # ----------------------------------------------------- current state
 
     async def update_current(

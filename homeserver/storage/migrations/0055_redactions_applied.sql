@@ -1,0 +1,22 @@
+-- Applied redactions (client-server and rooms/v* "Redactions").
+--
+-- events.redacted_by is the nid of the m.room.redaction that was *applied*
+-- to the event: accepted (not rejected, not soft-failed) and allowed by
+-- "Handling redactions" (the redaction's sender has the redact level in the
+-- state at the redaction, or shares a server with the redacted event's
+-- sender). It is decided once, in the transaction that persists the second
+-- of the two events to arrive (the redaction, or the event it names: the
+-- ``redactions`` table is keyed by event id so a redaction can wait for its
+-- target), and never revisited.
+--
+-- When it is set, events.json no longer holds the original PDU: it is pruned
+-- in the same transaction to the room version's redacted form. We keep no
+-- copy of the original (no admin retention window): the spec lets servers
+-- delete the offending content ("Redacting an event cannot be undone,
+-- allowing server owners to delete the offending content"), and one stored
+-- form means every reader (auth checks, state resolution, /state, /event,
+-- federation reads, send_join) sees the redacted event without a join or a
+-- second code path. The redacted form keeps ``hashes`` and ``signatures``,
+-- so the event id still matches and signatures verify; a peer that fetches
+-- it sees a content-hash mismatch and redacts its own copy, as the spec says.
+ALTER TABLE events ADD COLUMN redacted_by BIGINT;
