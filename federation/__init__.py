@@ -21,6 +21,7 @@ from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
 from federation.outbound_edus import ServersInRoom, ServersSharingRoom
+from federation.profiles import RemoteProfiles
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
@@ -74,6 +75,7 @@ class Federation:
             clock,
             config.federation.trusted_key_servers,
         )
+        accounts.remote_profile_lookup = RemoteProfiles(client).lookup
         return cls(
             config=config,
             client=client,
