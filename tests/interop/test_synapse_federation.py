@@ -375,10 +375,12 @@ async def test_two_myelins_and_synapse_stay_in_sync_across_restarts(
 
     # Synapse goes down; A and B keep talking; Synapse catches up when it is back.
     await asyncio.to_thread(synapse_server.stop)
-    for i in range(3):
-        await say(api_a, alice, f"A{i} while Synapse is down", (api_b, bob))
-        await say(api_b, bob, f"B{i} while Synapse is down", (api_a, alice))
-    await asyncio.to_thread(synapse_server.start)
+    try:
+        for i in range(3):
+            await say(api_a, alice, f"A{i} while Synapse is down", (api_b, bob))
+            await say(api_b, bob, f"B{i} while Synapse is down", (api_a, alice))
+    finally:  # the module's other tests use this Synapse too
+        await asyncio.to_thread(synapse_server.start)
     assert await wait_bodies(api_s, sam, room_id, expected) == expected
     await say(api_s, sam, "Synapse is back", *live)
     await say(api_a, alice, "welcome back", *live)
@@ -810,3 +812,334 @@ async def test_device_keys_to_device_and_device_lists_across(
     )
     assert set(answer["device_keys"][sam.user_id]) == {sam.device_id, new_device}
     assert answer["device_keys"][sam.user_id][new_device]["keys"] == new_dev.device_keys()["keys"]
+
+
+async def state_of(api: Api, user: User, room_id: str) -> dict[tuple[str, str], Any]:
+    r = await api.get(f"/rooms/{q(room_id)}/state", token=user.access_token)
+    assert r.status == 200, r.body
+    return {(e["type"], e["state_key"]): e["event_id"] for e in r.body}
+
+
+async def test_v12_power_and_concurrent_state_resolve_alike(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+
+    # A v12 room on Synapse with the Myelin user as an additional creator: Alice has
+    # unlimited power without being in the power levels, and both servers agree.
+    r = await api_s.post(
+        "/createRoom",
+        {"preset": "public_chat", "creation_content": {"additional_creators": [alice.user_id]}},
+        token=sam.access_token,
+    )
+    assert r.status == 200, r.body
+    room_id = r.body["room_id"]
+    assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
+    r = await api_m.put(
+        f"/rooms/{q(room_id)}/state/m.room.name/",
+        {"name": "named on Myelin"},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+
+    async def name_on_synapse() -> Any:
+        r = await api_s.get(f"/rooms/{q(room_id)}/state/m.room.name/", token=sam.access_token)
+        return r.body.get("name") if r.status == 200 else None
+
+    assert await eventually(name_on_synapse, lambda n: n == "named on Myelin", WAIT_S) == (
+        "named on Myelin"
+    )
+
+    # Concurrent state changes from both sides, several rounds: every fork resolves to the
+    # same state on both servers.
+    for i in range(4):
+        await asyncio.gather(
+            api_m.put(
+                f"/rooms/{q(room_id)}/state/m.room.topic/",
+                {"topic": f"Myelin {i}"},
+                token=alice.access_token,
+            ),
+            api_s.put(
+                f"/rooms/{q(room_id)}/state/m.room.topic/",
+                {"topic": f"Synapse {i}"},
+                token=sam.access_token,
+            ),
+            send_text(api_m, alice, room_id, f"m{i}"),
+            send_text(api_s, sam, room_id, f"s{i}"),
+        )
+    await send_text(api_m, alice, room_id, "final from Myelin")
+    await send_text(api_s, sam, room_id, "final from Synapse")
+    for api, user in ((api_m, alice), (api_s, sam)):
+        got = await eventually(
+            lambda api=api, user=user: bodies(api, user, room_id),
+            lambda b: {"final from Myelin", "final from Synapse"} <= set(b),
+            WAIT_S,
+        )
+        assert {f"m{i}" for i in range(4)} | {f"s{i}" for i in range(4)} <= set(got)
+
+    async def both_states() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        return await state_of(api_m, alice, room_id), await state_of(api_s, sam, room_id)
+
+    room = await m.hs.rooms_area.rooms.rooms.get_room(room_id)
+    assert room is not None
+    stream = await m.hs.rooms_area.events.room_stream(
+        room.room_nid, after=None, before=None, limit=500, backwards=False
+    )
+    # The premise: the room's graph forked (events with several prev_events merged it).
+    assert any(len(s.event.pdu["prev_events"]) > 1 for s in stream)
+    on_m, on_s = await eventually(both_states, lambda pair: pair[0] == pair[1], WAIT_S)
+    assert on_m == on_s
+    r = await api_m.get(f"/rooms/{q(room_id)}/state/m.room.topic/", token=alice.access_token)
+    assert r.body["topic"] in {"Myelin 3", "Synapse 3"}
+
+
+async def test_presence_between_myelin_and_synapse(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    r = await api_m.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert await join(api_s, sam, room_id, via=m.hs.config.server_name) == room_id
+
+    async def presence(api: Api, user: User, target: str) -> dict[str, Any]:
+        r = await api.get(f"/presence/{q(target)}/status", token=user.access_token)
+        return dict(r.body) if r.status == 200 else {}
+
+    for api, user, other_api, other in ((api_m, alice, api_s, sam), (api_s, sam, api_m, alice)):
+        status = f"busy {tag()}"
+        # Synapse 1.163 has a race: a GET /presence of a remote user it holds no state for,
+        # answered while the m.presence EDU for that user is being processed, writes the
+        # default "offline" into its cache over the update. Asking once before the change
+        # gives it that state up front, so the polling below cannot race the EDU.
+        before = await presence(other_api, other, user.user_id)
+        assert before.get("presence") in (None, "offline")
+        r = await api.put(
+            f"/presence/{q(user.user_id)}/status",
+            {"presence": "unavailable", "status_msg": status},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        got = await eventually(
+            lambda other_api=other_api, other=other, user=user: presence(
+                other_api, other, user.user_id
+            ),
+            lambda p, status=status: p.get("status_msg") == status,
+            WAIT_S,
+        )
+        assert (got.get("presence"), got.get("status_msg")) == ("unavailable", status), (
+            f"{other.user_id} does not see the presence of {user.user_id}"
+        )
+
+
+async def test_myelin_back_after_a_long_synapse_conversation(
+    make_server: ServerFactory,
+    restart_server: RestartFn,
+    synapse_server: SynapseServer,
+    apis: list[Api],
+) -> None:
+    """While a Myelin server is down, a Synapse user sends more than fits in one
+    /get_missing_events answer, with a state change among it; when the Myelin server is
+    back, Synapse's catch-up brings it all, in order, with the state change."""
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.append(api_s)
+    r = await api_s.post("/createRoom", {"preset": "public_chat"}, token=sam.access_token)
+    room_id = r.body["room_id"]
+    assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
+    await send_text(api_s, sam, room_id, "before")
+    assert await wait_bodies(api_m, alice, room_id, ["before"]) == ["before"]
+    await api_m.__aexit__(None, None, None)
+    await m.stop()
+
+    during = [f"while Myelin is down {i}" for i in range(30)]
+    for i, body in enumerate(during):
+        await send_text(api_s, sam, room_id, body)
+        if i == 15:
+            r = await api_s.put(
+                f"/rooms/{q(room_id)}/state/m.room.topic/",
+                {"topic": "set during the outage"},
+                token=sam.access_token,
+            )
+            assert r.status == 200, r.body
+    m = await restart_server(m)
+    api_m = Api(m.client_url)
+    await api_m.__aenter__()
+    apis.append(api_m)
+    await send_text(api_s, sam, room_id, "after")
+
+    got = await wait_bodies(api_m, alice, room_id, ["after"])
+    assert got == ["before", *during, "after"]
+    r = await api_m.get(f"/rooms/{q(room_id)}/state/m.room.topic/", token=alice.access_token)
+    assert (r.status, r.body) == (200, {"topic": "set during the outage"})
+    assert await state_of(api_m, alice, room_id) == await state_of(api_s, sam, room_id)
+    # Myelin's users take part again: Synapse gets what they send.
+    await send_text(api_m, alice, room_id, "Myelin is back")
+    assert (await wait_bodies(api_s, sam, room_id, ["Myelin is back"]))[-1] == "Myelin is back"
+
+
+ODD_CONTENT: dict[str, Any] = {
+    "msgtype": "m.text",
+    "body": 'caf\u00e9 \U0001f600 \u2028 line\u2029 "quoted" \\ tab\t nul-free \u00ff\u4e2d\u6587',
+    "z_last": {"b": [1, -2, 9007199254740991, True, None, ""], "a": "\u00e9"},
+    "A_upper": {},
+    "\u00e9_key": "non-ASCII key",
+}
+
+
+@pytest.mark.parametrize("version", ["10", "11", "12"])
+async def test_room_versions_and_non_ascii_content_both_ways(
+    version: str, make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    """Rooms of every version Myelin supports, created on either side, and event content
+    whose canonical JSON (hashes, signatures) is easy to get wrong: both servers accept the
+    other's events unredacted."""
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    pairs = ((api_m, alice), (api_s, sam))
+    rooms = []
+    for (api, user), (other_api, other), via in (
+        ((api_m, alice), (api_s, sam), m.hs.config.server_name),
+        ((api_s, sam), (api_m, alice), synapse_server.server_name),
+    ):
+        r = await api.post(
+            "/createRoom",
+            {"preset": "public_chat", "room_version": version},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        room_id = r.body["room_id"]
+        assert await join(other_api, other, room_id, via=via) == room_id
+        rooms.append(room_id)
+
+    for room_id in rooms:
+        for api, user in pairs:
+            r = await api.put(
+                f"/rooms/{q(room_id)}/send/m.room.message/{tag()}",
+                {**ODD_CONTENT, "from": user.user_id},
+                token=user.access_token,
+            )
+            assert r.status == 200, r.body
+            event_id = r.body["event_id"]
+            for reader_api, reader in pairs:
+
+                async def content(
+                    reader_api: Api = reader_api,
+                    reader: User = reader,
+                    event_id: str = event_id,
+                    room_id: str = room_id,
+                ) -> Any:
+                    r = await reader_api.get(
+                        f"/rooms/{q(room_id)}/event/{q(event_id)}", token=reader.access_token
+                    )
+                    return r.body.get("content") if r.status == 200 else None
+
+                got = await eventually(content, lambda c: c is not None, WAIT_S)
+                assert got == {**ODD_CONTENT, "from": user.user_id}
+        r = await api_m.get(f"/rooms/{q(room_id)}/state/m.room.create/", token=alice.access_token)
+        assert r.body["room_version"] == version
+
+
+async def test_room_upgrades_followed_across(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    m_name, s_name = m.hs.config.server_name, synapse_server.server_name
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    both = {alice.user_id, sam.user_id}
+
+    for (api, user, home), (other_api, other, _) in (
+        ((api_m, alice, m_name), (api_s, sam, s_name)),
+        ((api_s, sam, s_name), (api_m, alice, m_name)),
+    ):
+        r = await api.post(
+            "/createRoom",
+            {"preset": "public_chat", "room_version": "11", "name": "to be upgraded"},
+            token=user.access_token,
+        )
+        old_room = r.body["room_id"]
+        assert await join(other_api, other, old_room, via=home) == old_room
+        assert await wait_joined(api, user, old_room, both) == both
+        r = await api.post(
+            f"/rooms/{q(old_room)}/upgrade", {"new_version": "12"}, token=user.access_token
+        )
+        assert r.status == 200, r.body
+        new_room = r.body["replacement_room"]
+
+        async def tombstone(
+            other_api: Api = other_api, other: User = other, old_room: str = old_room
+        ) -> Any:
+            r = await other_api.get(
+                f"/rooms/{q(old_room)}/state/m.room.tombstone/", token=other.access_token
+            )
+            return r.body if r.status == 200 else None
+
+        got = await eventually(tombstone, lambda t: t is not None, WAIT_S)
+        assert got["replacement_room"] == new_room
+        assert await join(other_api, other, new_room, via=home) == new_room
+        assert await wait_joined(api, user, new_room, both) == both
+        r = await other_api.get(
+            f"/rooms/{q(new_room)}/state/m.room.create/", token=other.access_token
+        )
+        assert r.body["room_version"] == "12"
+        assert r.body["predecessor"]["room_id"] == old_room
+        r = await other_api.get(
+            f"/rooms/{q(new_room)}/state/m.room.name/", token=other.access_token
+        )
+        assert r.body == {"name": "to be upgraded"}
+        await send_text(other_api, other, new_room, "followed the upgrade")
+        assert await wait_bodies(api, user, new_room, ["followed the upgrade"])
+
+
+async def test_room_directories_over_federation(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    m_name, s_name = m.hs.config.server_name, synapse_server.server_name
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    word = f"word{tag()}"
+    published = {}
+    for api, user in ((api_m, alice), (api_s, sam)):
+        r = await api.post(
+            "/createRoom",
+            {"preset": "public_chat", "visibility": "public", "name": f"{word} of {user.user_id}"},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        published[user.user_id] = r.body["room_id"]
+
+    # Synapse's user lists Myelin's directory, and Myelin's user Synapse's: GET without a
+    # filter, POST with one.
+    for api, user, server, owner in ((api_s, sam, m_name, alice), (api_m, alice, s_name, sam)):
+        r = await api.get(f"/publicRooms?server={q(server)}", token=user.access_token)
+        assert r.status == 200, r.body
+        listed = {room["room_id"]: room for room in r.body["chunk"]}
+        assert published[owner.user_id] in listed
+        room = listed[published[owner.user_id]]
+        assert room["name"] == f"{word} of {owner.user_id}"
+        assert room["num_joined_members"] == 1
+        r = await api.post(
+            f"/publicRooms?server={q(server)}",
+            {"filter": {"generic_search_term": word}, "limit": 5},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        assert [room["room_id"] for room in r.body["chunk"]] == [published[owner.user_id]]
+        r = await api.post(
+            f"/publicRooms?server={q(server)}",
+            {"filter": {"generic_search_term": "no such room anywhere"}},
+            token=user.access_token,
+        )
+        assert (r.status, r.body["chunk"]) == (200, [])
