@@ -1143,3 +1143,65 @@ async def test_room_directories_over_federation(
             token=user.access_token,
         )
         assert (r.status, r.body["chunk"]) == (200, [])
+
+
+async def test_myelin_user_joins_a_restricted_synapse_room(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    """A restricted join (rooms v8+): Synapse picks a member to authorise it
+    (join_authorised_via_users_server), signs the join and sends it back in send_join's
+    ``event``; Myelin keeps that signed event."""
+    m = await make_server(federated=True, **FAST_RETRY)
+    s_name = synapse_server.server_name
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    r = await api_s.post("/createRoom", {"preset": "public_chat"}, token=sam.access_token)
+    space = r.body["room_id"]
+    r = await api_s.post(
+        "/createRoom",
+        {
+            "preset": "private_chat",
+            "initial_state": [
+                {
+                    "type": "m.room.join_rules",
+                    "state_key": "",
+                    "content": {
+                        "join_rule": "restricted",
+                        "allow": [{"type": "m.room_membership", "room_id": space}],
+                    },
+                }
+            ],
+        },
+        token=sam.access_token,
+    )
+    assert r.status == 200, r.body
+    restricted = r.body["room_id"]
+
+    # Not yet a member of the allowed room: refused.
+    r = await api_m.post(
+        f"/join/{q(restricted)}?server_name={q(s_name)}", {}, token=alice.access_token
+    )
+    assert r.status == 403, r.body
+    assert await join(api_m, alice, space, via=s_name) == space
+    assert await join(api_m, alice, restricted, via=s_name) == restricted
+    both = {alice.user_id, sam.user_id}
+    assert await wait_joined(api_s, sam, restricted, both) == both
+    assert await joined(api_m, alice, restricted) == both
+    r = await api_m.get(
+        f"/rooms/{q(restricted)}/state/m.room.member/{q(alice.user_id)}", token=alice.access_token
+    )
+    assert r.body["join_authorised_via_users_server"] == sam.user_id
+    await send_text(api_m, alice, restricted, "in through the restricted door")
+    assert await wait_bodies(api_s, sam, restricted, ["in through the restricted door"])
+
+    # Another Synapse user's authorised join reaches Myelin over /send and is accepted
+    # (the auth rules check the authorising server's signature there too).
+    api_s2, sue = await synapse_user(synapse_server, "sue")
+    apis.append(api_s2)
+    assert await join(api_s2, sue, space) == space
+    assert await join(api_s2, sue, restricted) == restricted
+    three = {alice.user_id, sam.user_id, sue.user_id}
+    assert await wait_joined(api_m, alice, restricted, three) == three
+    await send_text(api_s2, sue, restricted, "me too")
+    assert (await wait_bodies(api_m, alice, restricted, ["me too"]))[-1] == "me too"
