@@ -1205,3 +1205,55 @@ async def test_myelin_user_joins_a_restricted_synapse_room(
     assert await wait_joined(api_m, alice, restricted, three) == three
     await send_text(api_s2, sue, restricted, "me too")
     assert (await wait_bodies(api_m, alice, restricted, ["me too"]))[-1] == "me too"
+
+
+async def test_synapse_user_joins_a_restricted_myelin_room(
+    make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    """Myelin as the resident server of a restricted room: make_join names a local user
+    who may invite as the authoriser, send_join countersigns the join and returns it."""
+    m = await make_server(federated=True, **FAST_RETRY)
+    m_name = m.hs.config.server_name
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    r = await api_m.post(
+        "/createRoom", {"preset": "public_chat", "room_version": "12"}, token=alice.access_token
+    )
+    space = r.body["room_id"]
+    r = await api_m.post(
+        "/createRoom",
+        {
+            "preset": "private_chat",
+            "room_version": "12",
+            "initial_state": [
+                {
+                    "type": "m.room.join_rules",
+                    "state_key": "",
+                    "content": {
+                        "join_rule": "restricted",
+                        "allow": [{"type": "m.room_membership", "room_id": space}],
+                    },
+                }
+            ],
+        },
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    restricted = r.body["room_id"]
+
+    r = await api_s.post(
+        f"/join/{q(restricted)}?server_name={q(m_name)}", {}, token=sam.access_token
+    )
+    assert r.status == 403, r.body
+    assert await join(api_s, sam, space, via=m_name) == space
+    assert await join(api_s, sam, restricted, via=m_name) == restricted
+    both = {alice.user_id, sam.user_id}
+    assert await wait_joined(api_m, alice, restricted, both) == both
+    assert await wait_joined(api_s, sam, restricted, both) == both
+    r = await api_s.get(
+        f"/rooms/{q(restricted)}/state/m.room.member/{q(sam.user_id)}", token=sam.access_token
+    )
+    assert r.body["join_authorised_via_users_server"] == alice.user_id
+    await send_text(api_s, sam, restricted, "let in by Myelin")
+    assert await wait_bodies(api_m, alice, restricted, ["let in by Myelin"])
