@@ -21,6 +21,8 @@ from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
 from federation.outbound_edus import ServersInRoom, ServersSharingRoom
+from federation.profiles import RemoteProfiles
+from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
@@ -30,6 +32,7 @@ from homeserver.config import Config
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
+from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.ephemeral.deps import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
@@ -75,6 +78,7 @@ class Federation:
             clock,
             config.federation.trusted_key_servers,
         )
+        accounts.remote_profile_lookup = RemoteProfiles(client).lookup
         return cls(
             config=config,
             client=client,
@@ -143,6 +147,11 @@ class Federation:
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         return self.rooms
+
+    def attach_directory(self, directory: RoomDirectory) -> None:
+        """The room directory over federation: ours served, other servers' asked."""
+        self.apis.append(PublicRoomsFederationApi(directory))
+        directory.remote_public_rooms = RemotePublicRooms(self.client).query
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

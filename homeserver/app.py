@@ -160,6 +160,8 @@ class HomeServer:
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
+        # The room directory over federation (/publicRooms both ways).
+        hs.federation.attach_directory(rooms_area.directory)
         await hs.federation.start()
         return hs
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from federation.membership.restricted import RestrictedJoins
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
 from federation.pdu.pipeline import PduPipeline
@@ -21,13 +22,17 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
-from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
+from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+
+
+def _will_sign(event: Event, server_name: str) -> bool:
+    return True
 
 
 def incompatible(version: str) -> MatrixError:
@@ -53,6 +58,7 @@ class ResidentMembership:
         self.rooms = rooms
         self.pipeline = pipeline
         self.outbound = outbound
+        self.restricted = RestrictedJoins(server_name, rooms)
 
     async def _room(self, origin: str, room_id: str) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)
@@ -72,7 +78,11 @@ class ResidentMembership:
         rv = room.version
         if versions is not None and rv.identifier not in versions:
             raise incompatible(rv.identifier)
-        content = {"membership": membership}
+        content: dict[str, Any] = {"membership": membership}
+        if membership == JOIN:
+            authoriser = await self.restricted.authoriser_for(room, user_id)
+            if authoriser is not None:
+                content[AUTHORISING_USER] = authoriser
         keys = auth_types_for_event(MEMBER, user_id, user_id, content, rv)
         cur = await self.rooms.current_state(room, [*keys, CREATE_KEY])
         prev = (await self.rooms.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
@@ -90,7 +100,8 @@ class ResidentMembership:
         }
         state = {k: s.event for k, s in cur.items()}
         try:
-            check_auth(Event("$template", template, rv), state)
+            # The template is not signed yet; the authoriser's signature comes in send_join.
+            check_auth(Event("$template", template, rv), state, verify_server_signature=_will_sign)
         except AuthError as e:
             raise forbidden(e.reason) from None
         return {"event": template, "room_version": rv.identifier}
@@ -110,6 +121,7 @@ class ResidentMembership:
             raise bad_json("Expected a membership event of the sender")
         if event.membership != membership or domain_of(event.sender) != origin:
             raise bad_json(f"Expected a {membership} of a user of the requesting server")
+        event = await self._countersign_restricted(room, event)
         shown: list[StoredEvent] = []
         async with self.rooms.lock(room.room_id):
             error = await self.pipeline.process(origin, room, event, shown, fetch_missing=False)
@@ -120,6 +132,17 @@ class ResidentMembership:
             await self.rooms.after_persist(s, room)
         await self.outbound.relay(stored, room, exclude={origin})
         return stored, room
+
+    async def _countersign_restricted(self, room: RoomInfo, event: Event) -> Event:
+        """A join naming one of our users as its authoriser: check again that the join
+        needs and deserves it (send_join may come without make_join), then sign it."""
+        named = RestrictedJoins.named_authoriser(event.content)
+        if named is None or event.membership != JOIN or domain_of(named) != self.server_name:
+            return event
+        if await self.restricted.authoriser_for(room, event.sender) is None:
+            return event  # not needed: the auth rules judge the event as it is
+        pdu = sign_event(event.pdu, self.server_name, self.signing_key, room.version)
+        return Event(event.event_id, pdu, room.version)
 
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
         stored, room = await self.send(origin, room_id, event_id, pdu, "join")

@@ -36,6 +36,8 @@ MAX_DEVICE_ID_LENGTH = 255
 
 DevicesHook = Callable[[str, list[str]], Awaitable[None]]
 UserHook = Callable[[str], Awaitable[None]]
+# Asks a user's own server for their public profile (federation "Querying for information").
+RemoteProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class AccountService:
         self.deactivated_hooks: list[UserHook] = []
         # Called after a displayname or avatar change, with the user id.
         self.profile_changed_hooks: list[UserHook] = []
+        # Set by federation: profiles of users on other servers (None: not federating).
+        self.remote_profile_lookup: RemoteProfileLookup | None = None
 
     # ------------------------------------------------------------ user ids
 
@@ -303,7 +307,18 @@ class AccountService:
 
     # ------------------------------------------------------------- profile
 
+    async def lookup_profile(self, user_id: str) -> dict[str, str]:
+        """The public profile of any user, for the client API: a local user's from the store,
+        a remote user's from their server (``M_NOT_FOUND`` when it cannot be had)."""
+        _, sep, server = user_id.partition(":")
+        if not sep or server == self.server_name:
+            return await self.get_profile(user_id)
+        if self.remote_profile_lookup is None or not user_id.startswith("@"):
+            raise not_found("Profile not found")
+        return await self.remote_profile_lookup(user_id)
+
     async def get_profile(self, user_id: str) -> dict[str, str]:
+        """A local user's public profile (``M_NOT_FOUND`` for unknown or deactivated users)."""
         user = await self.store.get_user(user_id)
         if user is None or user.deactivated:
             raise not_found("Profile not found")

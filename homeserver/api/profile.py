@@ -25,13 +25,13 @@ class ProfileApi:
         ]
 
     async def get_profile(self, request: web.Request) -> web.Response:
-        return json_response(await self.accounts.get_profile(request.match_info["userId"]))
+        return json_response(await self.accounts.lookup_profile(request.match_info["userId"]))
 
     async def get_field(self, request: web.Request) -> web.Response:
         field = request.match_info["field"]
         if field not in _FIELDS:
             raise not_found(f"Unknown profile field {field}")
-        profile = await self.accounts.get_profile(request.match_info["userId"])
+        profile = await self.accounts.lookup_profile(request.match_info["userId"])
         if field not in profile:
             raise not_found(f"The user has no {field}")
         return json_response({field: profile[field]})

@@ -25,8 +25,13 @@ from nacl.signing import VerifyKey
 from homeserver.events.model import Event
 from homeserver.events.signing import SignatureError, check_content_hash, verify_event_signature
 from homeserver.events.validate import PduFormatError, check_pdu_format
-from homeserver.rooms.auth import AuthError, check_auth, check_auth_events_selection
-from homeserver.rooms.auth.constants import CREATE_KEY
+from homeserver.rooms.auth import (
+    AuthError,
+    ServerSignatureVerifier,
+    check_auth,
+    check_auth_events_selection,
+)
+from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 
 StateKey = tuple[str, str]
@@ -72,6 +77,43 @@ async def check_signatures(event: Event, keys: KeyLookup) -> None:
     raise EventRejected("signatures", f"no known key of {server} signed the event")
 
 
+async def signed_by(event: Event, server: str, keys: KeyLookup) -> bool:
+    """Whether ``server`` validly signed the (redacted) event with a key we can find
+    (appendices "Checking for a Signature")."""
+    signatures = event.pdu.get("signatures")
+    sigs = signatures.get(server) if isinstance(signatures, dict) else None
+    if not isinstance(sigs, dict):
+        return False
+    for key_id in sigs:
+        if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):
+            continue
+        verify_key = await keys(server, key_id)
+        if verify_key is None:
+            continue
+        try:
+            verify_event_signature(event.pdu, event.room_version, server, key_id, verify_key)
+        except SignatureError:
+            return False
+        return True
+    return False
+
+
+async def authoriser_signature(event: Event, keys: KeyLookup) -> ServerSignatureVerifier | None:
+    """For a membership event naming ``join_authorised_via_users_server``: the auth rules'
+    check that the authorising user's server signed it, worked out here because looking
+    up keys is I/O and the rules are pure. None when the event names no authoriser."""
+    authoriser = event.content.get(AUTHORISING_USER) if event.type == MEMBER else None
+    if not isinstance(authoriser, str):
+        return None
+    server = domain_of(authoriser)
+    valid = bool(server) and await signed_by(event, server, keys)
+
+    def verify(checked: Event, server_name: str) -> bool:
+        return valid and server_name == server and checked.event_id == event.event_id
+
+    return verify
+
+
 def _with_create(state: Mapping[StateKey, Event], create: Event | None) -> dict[StateKey, Event]:
     out = dict(state)
     if create is not None and CREATE_KEY not in out:
@@ -102,20 +144,27 @@ async def check_event(
         raise EventRejected("format", e.reason) from None
     await check_signatures(event, keys)
     redact = not check_content_hash(event.pdu)
+    verifier = await authoriser_signature(event, keys)
     try:
         check_auth_events_selection(event, auth_events, rejected_event_ids=rejected_event_ids)
         by_key = {a.state_tuple(): a for a in auth_events}
-        check_auth(event, _with_create(by_key, create_event))
+        check_auth(event, _with_create(by_key, create_event), verify_server_signature=verifier)
     except AuthError as e:
         raise EventRejected("auth_events", e.reason) from None
     try:
-        check_auth(event, _with_create(state_before, create_event))
+        check_auth(
+            event, _with_create(state_before, create_event), verify_server_signature=verifier
+        )
     except AuthError as e:
         raise EventRejected("state_before", e.reason) from None
     soft_fail = None
     if current_state is not state_before:
         try:
-            check_auth(event, _with_create(current_state, create_event))
+            check_auth(
+                event,
+                _with_create(current_state, create_event),
+                verify_server_signature=verifier,
+            )
         except AuthError as e:
             soft_fail = e.reason
     return CheckResult(redact=redact, soft_fail_reason=soft_fail)

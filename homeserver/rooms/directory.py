@@ -1,5 +1,6 @@
 """The local room directory (client-server "Listing rooms"):
-GET/PUT /directory/list/room/{roomId} and GET/POST /publicRooms.
+GET/PUT /directory/list/room/{roomId} and GET/POST /publicRooms (also served to other
+servers; another server's directory is asked through ``remote_public_rooms``).
 
 Published rooms are the ``rooms.is_public`` flag. A page of /publicRooms
 reads the current state of all listed rooms with one query (not one per
@@ -9,6 +10,7 @@ stable, so ``next_batch``/``prev_batch`` are offsets into that order.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,10 @@ class PublicRoomsQuery:
     third_party_instance_id: str | None = None
 
 
+# (server name, query) -> that server's answer, in the client API's shape.
+RemotePublicRooms = Callable[[str, PublicRoomsQuery], Awaitable[dict[str, Any]]]
+
+
 def _offset(token: str | None) -> int:
     if token is None:
         return 0
@@ -60,6 +66,8 @@ class RoomDirectory:
     def __init__(self, rooms: RoomService, allow_publishing: bool) -> None:
         self.rooms = rooms
         self.allow_publishing = allow_publishing
+        # Set by federation: another server's directory (``server`` in the query).
+        self.remote_public_rooms: RemotePublicRooms | None = None
 
     async def visibility(self, room_id: str) -> str:
         room = await self.rooms.rooms.get_room(room_id)
@@ -91,11 +99,11 @@ class RoomDirectory:
 
     async def public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
         if query.server is not None and query.server != self.rooms.server_name:
-            raise MatrixError(
-                404,
-                "M_NOT_FOUND",
-                "Room directories of other servers cannot be queried from this server yet",
-            )
+            if self.remote_public_rooms is None:
+                raise MatrixError(
+                    404, "M_NOT_FOUND", "Room directories of other servers cannot be queried"
+                )
+            return await self.remote_public_rooms(query.server, query)
         if query.third_party_instance_id is not None:
             # No bridges (application services) are registered: no third-party networks.
             return {"chunk": [], "total_room_count_estimate": 0}

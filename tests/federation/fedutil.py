@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from federation import Federation
 from federation.relay import Relay
 from homeserver.app import RunningServer
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, free_port
 from tests.helpers import Api, User
 
 T = TypeVar("T")
@@ -60,3 +60,8 @@ async def eventually(
 async def inbox(server: RunningServer, user: User) -> list[dict[str, Any]]:
     events, _ = await server.hs.e2ee.to_device.to_device_for(user.user_id, user.device_id, 0)
     return events
+
+
+def free_port_name() -> str:
+    """The server name of a loopback server that is not running (a port free right now)."""
+    return f"127.0.0.1:{free_port()}"

@@ -9,7 +9,7 @@ self-signed TLS certificate and its logs, and runs as a subprocess:
 - a plain HTTP client listener on ``127.0.0.1:CLIENTPORT`` (client API and admin API);
 - a TLS federation listener on ``127.0.0.1:FEDPORT`` (federation and key server);
 - open registration without verification, a registration shared secret, rate limits
-  raised far beyond what a test reaches, short federation back-off;
+  raised far beyond what a test reaches, short federation back-off, no /sync response cache;
 - outbound federation allowed to loopback only as far as this file is concerned: TLS
   verification off, no trusted key servers, no identity server, no stats reporting.
 
@@ -167,6 +167,9 @@ def synapse_config(
         "enable_registration": True,
         "enable_registration_without_verification": True,
         "enable_metrics": False,
+        # Synapse answers a repeated /sync (same user, since, filter) from a cache for 2 minutes
+        # by default; tests poll /sync for what federation brought in and need fresh answers.
+        "caches": {"sync_response_cache_duration": 0},
         "url_preview_enabled": False,
         "presence": {"enabled": True},
         "user_directory": {"enabled": True, "search_all_users": True},
