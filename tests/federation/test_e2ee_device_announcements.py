@@ -211,6 +211,26 @@ async def test_cross_signing_keys_travel_by_signing_key_update(
     assert answer["self_signing_keys"][alice.user_id] == msk.sign(ssk.obj())
     assert alice.user_id not in answer.get("user_signing_keys", {})
 
+    # Alice signs her device with her self-signing key: the device's keys as B serves
+    # them carry that signature (an m.device_list_update for the device).
+    async with Api(a.client_url) as api:
+        r = await api.post(
+            "/keys/signatures/upload",
+            {alice.user_id: {alice.device_id: ssk.sign(adev.device_keys())}},
+            token=alice.access_token,
+        )
+        assert r.status == 200 and r.body["failures"] == {}, r.body
+
+    async def device_sigs() -> dict[str, str]:
+        got = await query(b, bob, {alice.user_id: []})
+        sigs: dict[str, str] = got["device_keys"][alice.user_id][alice.device_id]["signatures"][
+            alice.user_id
+        ]
+        return sigs
+
+    sigs = await eventually(device_sigs, lambda s: ssk.key_id in s)
+    assert set(sigs) == {f"ed25519:{alice.device_id}", ssk.key_id}
+
     # Alice replaces her keys (UIA): B's answer follows through the EDU alone.
     msk2, ssk2, usk2 = keyset(alice.user_id)
     body = cross_signing_body(msk2, ssk2, usk2)
