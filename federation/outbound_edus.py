@@ -79,8 +79,7 @@ class OutboundEdus:
             return
         changes = await self.device_keys.recent_device_changes(user_id, len(device_ids) + 1)
         changes.reverse()  # oldest first
-        current = await self.keys.query_local("", {user_id: []})
-        devices = current["device_keys"].get(user_id, {})
+        devices = await self.keys.device_list(user_id)
         for i, (stream_id, device_id) in enumerate(changes):
             if i == 0 and len(changes) > len(device_ids):
                 continue  # the change before this batch: only its position is needed
@@ -91,14 +90,11 @@ class OutboundEdus:
                 "stream_id": stream_id,
                 "prev_id": prev,
             }
-            keys = devices.get(device_id)
-            if keys is None:
+            entry = devices.get(device_id)
+            if entry is None:
                 content["deleted"] = True
             else:
-                name = keys.get("unsigned", {}).get("device_display_name")
-                if name is not None:
-                    content["device_display_name"] = name
-                content["keys"] = {k: v for k, v in keys.items() if k != "unsigned"}
+                content.update(entry)  # a new login has a name but no keys yet
             for server in sorted(servers):
                 await self.sender.enqueue_edu(server, "m.device_list_update", content)
 

@@ -130,10 +130,31 @@ class CrossSigningService:
                 except MatrixError as e:
                     failures.setdefault(target_user, {})[key_id] = _err(e.errcode, e.error)
         if accepted:
+            # Our own devices signed by our self-signing key change those devices' keys
+            # as others see them (m.device_list_update); any other signature changes
+            # the cross-signing keys (m.signing_key_update).
+            master_pub = _public_key(own["master"]) if "master" in own else None
+            devices = sorted(
+                {
+                    s.target_key_id
+                    for s in accepted
+                    if s.target_user_id == requester_id and s.target_key_id != master_pub
+                }
+            )
+            keys_changed = any(
+                s.target_user_id != requester_id or s.target_key_id == master_pub for s in accepted
+            )
             async with self.db.transaction() as txn:
                 await self.store.add_signatures(txn, accepted)
-                await self.device_keys.bump_device_list(txn, requester_id, [])
-            await self._notify(requester_id)
+                if devices:
+                    await self.device_keys.bump_device_list(txn, requester_id, devices)
+                if keys_changed:
+                    await self.device_keys.bump_device_list(txn, requester_id, [])
+            if devices:
+                for hook in self.device_list_hooks:
+                    await hook(requester_id, devices)
+            if keys_changed:
+                await self._notify(requester_id)
         return failures
 
     async def _own_signatures(

@@ -85,6 +85,15 @@ class DeviceKeysStore:
         )
         return [StoredDeviceKeys(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
+    async def device_names(self, user_id: str) -> dict[str, str | None]:
+        """Every device of a local user (with or without keys) and its display name."""
+        rows = await self.db.fetchall(
+            "SELECT d.device_id, d.display_name FROM devices d"
+            " JOIN users u ON u.user_nid = d.user_nid WHERE u.user_id = $1",
+            user_id,
+        )
+        return {r[0]: r[1] for r in rows}
+
     # -------------------------------------------------------- one-time keys
 
     async def add_one_time_keys(

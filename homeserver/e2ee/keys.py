@@ -251,14 +251,40 @@ class KeysService:
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self.store.unused_fallback_key_types(self.db, user_id, device_id)
 
-    async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
-        """AccountService hook: drop the devices' keys; announce the change."""
+    async def device_list(self, user_id: str) -> dict[str, dict[str, Any]]:
+        """Every device of a local user as an ``m.device_list_update`` describes it:
+        device id -> ``device_display_name`` (if set) and ``keys`` (once uploaded,
+        with the owner's signatures)."""
+        names = await self.device_names(user_id)
+        found = await self.query_local("", {user_id: []})
+        out: dict[str, dict[str, Any]] = {}
+        for device_id, name in names.items():
+            entry: dict[str, Any] = {}
+            if name is not None:
+                entry["device_display_name"] = name
+            keys = found["device_keys"].get(user_id, {}).get(device_id)
+            if keys is not None:
+                entry["keys"] = {k: v for k, v in keys.items() if k != "unsigned"}
+            out[device_id] = entry
+        return out
+
+    async def device_names(self, user_id: str) -> dict[str, str | None]:
+        return await self.store.device_names(user_id)
+
+    async def on_device_created(self, user_id: str, device_ids: list[str]) -> None:
+        """AccountService hook: a new login is a device-list change (spec: "Tracking the
+        device list for a user"), announced before the device has uploaded any keys."""
         async with self.db.transaction() as txn:
-            had_keys = await self.store.delete_devices(txn, user_id, device_ids)
-            if had_keys:
-                await self.store.bump_device_list(txn, user_id, had_keys)
-        if had_keys:
-            await self.notify_device_list(user_id, had_keys)
+            await self.store.bump_device_list(txn, user_id, device_ids)
+        await self.notify_device_list(user_id, device_ids)
+
+    async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        """AccountService hook: drop the devices' keys; announce the change (every
+        device, with keys or not: its creation was announced too)."""
+        async with self.db.transaction() as txn:
+            await self.store.delete_devices(txn, user_id, device_ids)
+            await self.store.bump_device_list(txn, user_id, device_ids)
+        await self.notify_device_list(user_id, device_ids)
 
 
 def _with_signatures(

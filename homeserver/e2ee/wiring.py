@@ -70,7 +70,10 @@ def build_e2ee(
         db, ToDeviceStore(db), clock, config.server_name, config.limits.max_to_device_inbox
     )
     backup = KeyBackupService(db, BackupStore(db))
+    accounts.device_created_hooks.append(keys.on_device_created)
     accounts.devices_deleted_hooks.append(keys.on_devices_deleted)
+    # Cross-signing changes reach the same subscribers (sync wake-ups, federation EDUs).
+    cross_signing.device_list_hooks.append(keys.notify_device_list)
     accounts.devices_deleted_hooks.append(to_device.on_devices_deleted)
     accounts.deactivated_hooks.append(cross_signing.on_deactivated)
     accounts.deactivated_hooks.append(backup.on_deactivated)

@@ -242,3 +242,39 @@ async def test_to_device_survives_restart_until_acknowledged(tmp_path: Any) -> N
     finally:
         if drop is not None:
             await drop()
+
+
+async def test_new_login_and_its_deletion_reach_room_mates_device_lists(api: Api) -> None:
+    """A new device is a device-list change the moment it exists (before it has keys):
+    a room-mate's waiting /sync wakes with it; deleting that device is one too."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    outsider = await api.register("carol")
+    await shared_room(api, alice, bob)
+    a0 = await sync(api, alice)
+    c0 = await sync(api, outsider)
+
+    async def login_soon() -> str:
+        await asyncio.sleep(0.3)
+        r = await api.login("bob", bob.password)
+        assert r.status == 200, r.body
+        return str(r.body["device_id"])
+
+    started = time.monotonic()
+    a1, new_device = await asyncio.gather(
+        sync(api, alice, a0["next_batch"], timeout="10000"), login_soon()
+    )
+    assert time.monotonic() - started < 5  # woken by the login, not by the timeout
+    assert a1["device_lists"] == {"changed": [bob.user_id], "left": []}
+    c1 = await sync(api, outsider, c0["next_batch"])
+    assert c1["device_lists"] == {"changed": [], "left": []}  # no shared room
+
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "bob"},
+        "password": bob.password,
+    }
+    r = await api.delete(f"/devices/{new_device}", {"auth": auth}, token=bob.access_token)
+    assert r.status == 200, r.body
+    a2 = await sync(api, alice, a1["next_batch"])
+    assert a2["device_lists"] == {"changed": [bob.user_id], "left": []}
