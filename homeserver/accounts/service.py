@@ -23,6 +23,7 @@ from homeserver.accounts.secrets import (
     new_token,
 )
 from homeserver.accounts.store import AccountStore, UserExists, UserRecord
+from homeserver.accounts.uia import UiaService
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -251,6 +252,22 @@ class AccountService:
         self.auth.forget_user(requester.user_id)
 
     # ------------------------------------------------- password, deactivate
+
+    async def require_password(
+        self, uia: UiaService, requester: Requester, auth: Any, operation: str
+    ) -> None:
+        """User-interactive auth with the user's password, for sensitive operations."""
+
+        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
+            return await self.verify_password_stage(requester, auth_dict)
+
+        await uia.authenticate(
+            auth,
+            flows=[["m.login.password"]],
+            operation=operation,
+            user_nid=requester.user_nid,
+            check_stage=check,
+        )
 
     async def verify_password_stage(self, requester: Requester, auth: dict[str, Any]) -> bool:
         """The m.login.password UIA stage for an already logged-in user."""

@@ -7,7 +7,6 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.accounts.requester import Requester
 from homeserver.accounts.secrets import constant_time_equals
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
@@ -197,24 +196,12 @@ class AccountApi:
 
     # ------------------------------------------------ password, deactivation
 
-    async def _password_uia(self, requester: Requester, auth: Any, operation: str) -> None:
-        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
-            return await self.accounts.verify_password_stage(requester, auth_dict)
-
-        await self.uia.authenticate(
-            auth,
-            flows=[["m.login.password"]],
-            operation=operation,
-            user_nid=requester.user_nid,
-            check_stage=check,
-        )
-
     async def post_password(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request)
         new_password = req_str(body, "new_password")
         logout_devices = opt_bool(body, "logout_devices", True)
-        await self._password_uia(requester, body.get("auth"), "password")
+        await self.accounts.require_password(self.uia, requester, body.get("auth"), "password")
         await self.accounts.change_password(requester, new_password, logout_devices)
         return json_response({})
 
@@ -222,7 +209,7 @@ class AccountApi:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
         opt_bool(body, "erase", False)
-        await self._password_uia(requester, body.get("auth"), "deactivate")
+        await self.accounts.require_password(self.uia, requester, body.get("auth"), "deactivate")
         await self.accounts.deactivate(requester.user_id)
         return json_response({"id_server_unbind_result": "no-support"})
 

@@ -7,7 +7,6 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.accounts.requester import Requester
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import DeviceRecord
 from homeserver.accounts.uia import UiaService
@@ -66,25 +65,15 @@ class DevicesApi:
             raise not_found("Unknown device")
         return json_response({})
 
-    async def _uia(self, requester: Requester, auth: Any) -> None:
-        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
-            return await self.accounts.verify_password_stage(requester, auth_dict)
-
-        await self.uia.authenticate(
-            auth,
-            flows=[["m.login.password"]],
-            operation="delete_devices",
-            user_nid=requester.user_nid,
-            check_stage=check,
-        )
-
     async def delete_device(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         device_id = request.match_info["deviceId"]
         body = await json_body(request, allow_empty=True)
         if await self.accounts.store.get_device(requester.user_nid, device_id) is None:
             raise not_found("Unknown device")
-        await self._uia(requester, body.get("auth"))
+        await self.accounts.require_password(
+            self.uia, requester, body.get("auth"), "delete_devices"
+        )
         await self.accounts.delete_devices(requester.user_id, requester.user_nid, [device_id])
         return json_response({})
 
@@ -94,6 +83,8 @@ class DevicesApi:
         devices = body.get("devices")
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise bad_json("'devices' must be a list of device ids")
-        await self._uia(requester, body.get("auth"))
+        await self.accounts.require_password(
+            self.uia, requester, body.get("auth"), "delete_devices"
+        )
         await self.accounts.delete_devices(requester.user_id, requester.user_nid, devices)
         return json_response({})

@@ -7,7 +7,6 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.accounts.requester import Requester
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.http import client_routes, json_body, json_response
@@ -92,24 +91,14 @@ class KeysApi:
         changed = await self.keys.device_list_changes(requester.user_id, from_pos, to_pos)
         return json_response({"changed": sorted(changed), "left": []})
 
-    async def _uia(self, requester: Requester, auth: Any) -> None:
-        async def check(stage: str, auth_dict: dict[str, Any]) -> bool:
-            return await self.accounts.verify_password_stage(requester, auth_dict)
-
-        await self.uia.authenticate(
-            auth,
-            flows=[["m.login.password"]],
-            operation="device_signing_upload",
-            user_nid=requester.user_nid,
-            check_stage=check,
-        )
-
     async def device_signing_upload(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request)
         keys = self.cross_signing.parse_upload(requester.user_id, body)
         if await self.cross_signing.needs_interactive_auth(requester.user_id, keys):
-            await self._uia(requester, body.get("auth"))
+            await self.accounts.require_password(
+                self.uia, requester, body.get("auth"), "device_signing_upload"
+            )
         await self.cross_signing.upload_keys(requester.user_id, keys)
         return json_response({})
 
