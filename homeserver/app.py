@@ -127,6 +127,7 @@ class HomeServer:
         e2ee = build_e2ee(
             config, db, clock, accounts, users_sharing_room_with=rooms_area.users_sharing_room_with
         )
+        e2ee.keys.departed_room_mates = rooms_area.departed_room_mates
         hs = cls(
             config=config,
             db=db,

@@ -86,10 +86,15 @@ class KeysApi:
         raw_to = request.query.get("to")
         if raw_from is None or raw_to is None:
             raise missing_param("'from' and 'to' are required")
-        from_pos = StreamToken.parse(raw_from, "from").device_lists
-        to_pos = StreamToken.parse(raw_to, "to").device_lists
-        changed = await self.keys.device_list_changes(requester.user_id, from_pos, to_pos)
-        return json_response({"changed": sorted(changed), "left": []})
+        since = StreamToken.parse(raw_from, "from")
+        upto = StreamToken.parse(raw_to, "to")
+        changed = await self.keys.device_list_changes(
+            requester.user_id, since.device_lists, upto.device_lists
+        )
+        left: set[str] = set()
+        if self.keys.departed_room_mates is not None:
+            left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
+        return json_response({"changed": sorted(changed - left), "left": sorted(left)})
 
     async def device_signing_upload(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.e2ee.cross_signing_store import CrossSigningStore
@@ -39,6 +40,9 @@ def _failure(reason: str) -> dict[str, Any]:
     return {"status": 503, "message": reason}
 
 
+DepartedLookup = Callable[[str, int, int], Awaitable[set[str]]]
+
+
 class KeysService:
     def __init__(
         self,
@@ -55,6 +59,9 @@ class KeysService:
         self.cs_store = cross_signing
         self.remote = remote
         self.users_sharing_room_with = users_sharing_room_with
+        # (user_id, since, upto event positions) -> users who stopped sharing any room;
+        # set by the composition root from the rooms area.
+        self.departed_room_mates: DepartedLookup | None = None
         # Called after the device list of a user changed (notifier, federation).
         self.device_list_hooks: list[DeviceListHook] = []
 

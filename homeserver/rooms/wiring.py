@@ -61,6 +61,7 @@ class RoomsArea:
     notifier: Notifier
     events: EventStore
     memberships_store: MembershipStore
+    sync_store: SyncStore
     upgrader: RoomUpgrader
     directory: RoomDirectory
     relations: RelationsService
@@ -97,6 +98,23 @@ class RoomsArea:
 
     async def users_sharing_room_with(self, user_id: str) -> set[str]:
         return await self.memberships_store.users_sharing_room_with(user_id)
+
+    async def departed_room_mates(self, user_id: str, since: int, upto: int) -> set[str]:
+        """Users who, between event positions ``since`` and ``upto``, stopped sharing any
+        room with ``user_id`` (for ``left`` in /keys/changes): they left a room we are in,
+        or we left theirs, and no room is shared now."""
+        store = self.memberships_store
+        mine = await store.changed_since(user_id, since, upto)
+        rooms_left = [m.room_nid for m in mine if m.membership in ("leave", "ban")]
+        rooms_in = [m.room_nid for m in await store.rooms_for_user(user_id)]
+        moves = await self.sync_store.membership_changes(rooms_in + rooms_left, since, upto)
+        shared = await store.users_sharing_room_with(user_id)
+        left = {m.user_id for m in moves if m.membership in ("leave", "ban")}
+        if rooms_left:
+            left |= await self.sync_store.joined_users(rooms_left)
+        left -= shared
+        left.discard(user_id)
+        return left
 
     async def servers_sharing_room_with(self, user_id: str) -> set[str]:
         return await self.memberships_store.servers_sharing_room_with(user_id)
@@ -168,13 +186,15 @@ def build_rooms_area(
             await memberships.remove_guests(room, is_guest)
 
     rooms.event_persisted_hooks.append(guest_access_changed)
+    sync_store = SyncStore(db)
     return RoomsArea(
         rooms=rooms,
         memberships=memberships,
         creator=creator,
         reader=reader,
         aliases=AliasService(rooms, reader),
-        sync=SyncBuilder(rooms, visibility, serializer, notifier, SyncStore(db)),
+        sync=SyncBuilder(rooms, visibility, serializer, notifier, sync_store),
+        sync_store=sync_store,
         notifier=notifier,
         events=events,
         memberships_store=members,

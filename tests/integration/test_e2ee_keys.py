@@ -222,3 +222,36 @@ async def test_device_list_changes_needs_a_shared_room(make_server: Any) -> None
         keys.users_sharing_room_with = sharing
         assert await keys.device_list_changes(alice.user_id, start, end) == {bob.user_id}
         assert await keys.device_list_changes(alice.user_id, end, end) == set()
+
+
+async def test_keys_changes_lists_users_who_stopped_sharing_rooms(api: Api) -> None:
+    """``left`` in /keys/changes: room-mates who left, and members of a room we left,
+    once no room is shared any more (spec: "Tracking the device list for a user")."""
+    from tests.integration.test_rooms_basic import create_room
+
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    with_bob = await create_room(api, alice, preset="public_chat")
+    with_carol = await create_room(api, alice, preset="public_chat")
+    also_bob = await create_room(api, carol, preset="public_chat")
+    for user, room in ((bob, with_bob), (carol, with_carol), (bob, also_bob)):
+        assert (await api.post(f"/join/{room}", {}, token=user.access_token)).status == 200
+    t1 = (await api.get("/sync", token=alice.access_token)).body["next_batch"]
+
+    assert (await api.post(f"/rooms/{with_bob}/leave", {}, token=bob.access_token)).status == 200
+    assert (
+        await api.post(f"/rooms/{with_carol}/leave", {}, token=alice.access_token)
+    ).status == 200
+    t2 = (await api.get("/sync", token=alice.access_token)).body["next_batch"]
+
+    r = await api.get("/keys/changes", token=alice.access_token, params={"from": t1, "to": t2})
+    assert r.status == 200, r.body
+    assert r.body["left"] == sorted([bob.user_id, carol.user_id])
+    assert bob.user_id not in r.body["changed"] and carol.user_id not in r.body["changed"]
+    # Carol and bob still share a room: neither is "left" for the other.
+    r = await api.get("/keys/changes", token=carol.access_token, params={"from": t1, "to": t2})
+    assert r.status == 200 and bob.user_id not in r.body["left"]
+    # Nothing happened between t2 and t2.
+    r = await api.get("/keys/changes", token=alice.access_token, params={"from": t2, "to": t2})
+    assert r.body == {"changed": [], "left": []}
