@@ -116,18 +116,12 @@ class BackupStore:
         room_id: str | None = None,
         session_id: str | None = None,
     ) -> list[BackupKey]:
-        sql = (
+        where, args = _key_filter(version, room_id, session_id)
+        rows = await db.fetchall(
             "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified,"
-            " session_data FROM e2e_backup_keys WHERE version = $1"
+            " session_data FROM e2e_backup_keys" + where,
+            *args,
         )
-        args: list[Any] = [version]
-        if room_id is not None:
-            sql += " AND room_id = $2"
-            args.append(room_id)
-            if session_id is not None:
-                sql += " AND session_id = $3"
-                args.append(session_id)
-        rows = await db.fetchall(sql, *args)
         return [
             BackupKey(r[0], r[1], int(r[2]), int(r[3]), bool(r[4]), json.loads(r[5])) for r in rows
         ]
@@ -179,15 +173,10 @@ class BackupStore:
     async def delete_keys(
         self, txn: Queries, version: int, room_id: str | None, session_id: str | None
     ) -> int:
-        sql = "DELETE FROM e2e_backup_keys WHERE version = $1"
-        args: list[Any] = [version]
-        if room_id is not None:
-            sql += " AND room_id = $2"
-            args.append(room_id)
-            if session_id is not None:
-                sql += " AND session_id = $3"
-                args.append(session_id)
-        rows = await txn.fetchall(sql + " RETURNING session_id", *args)
+        where, args = _key_filter(version, room_id, session_id)
+        rows = await txn.fetchall(
+            "DELETE FROM e2e_backup_keys" + where + " RETURNING session_id", *args
+        )
         return len(rows)
 
     async def etag(self, db: Database | Queries, version: int) -> int:
@@ -200,3 +189,16 @@ class BackupStore:
         await txn.execute(
             "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = $1", version
         )
+
+
+def _key_filter(version: int, room_id: str | None, session_id: str | None) -> tuple[str, list[Any]]:
+    """WHERE clause and arguments for all keys of a version, one room, or one session."""
+    where = " WHERE version = $1"
+    args: list[Any] = [version]
+    if room_id is not None:
+        where += " AND room_id = $2"
+        args.append(room_id)
+        if session_id is not None:
+            where += " AND session_id = $3"
+            args.append(session_id)
+    return where, args

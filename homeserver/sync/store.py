@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from homeserver.rooms.store.membership_store import Membership
-from homeserver.storage.database import Database, Row
+from homeserver.rooms.store.membership_store import (
+    MEMBERSHIP_COLUMNS,
+    Membership,
+    membership_from_row,
+)
+from homeserver.storage.database import Database
 
 _CHUNK = 500
-_COLS = "room_nid, user_id, membership, event_nid, stream_ordering"
-
-
-def _membership(r: Row) -> Membership:
-    return Membership(
-        int(r["room_nid"]),
-        str(r["user_id"]),
-        str(r["membership"]),
-        int(r["event_nid"]),
-        int(r["stream_ordering"]),
-    )
+_COLS = MEMBERSHIP_COLUMNS
 
 
 class SyncStore:
@@ -46,7 +40,7 @@ class SyncStore:
                 upto,
                 *chunk,
             )
-            out.extend(_membership(r) for r in rows)
+            out.extend(membership_from_row(r) for r in rows)
         return out
 
     async def joined_users(self, room_nids: Sequence[int]) -> set[str]:
@@ -94,4 +88,4 @@ class SyncStore:
             user_id,
             upto,
         )
-        return [_membership(r) for r in rows]
+        return [membership_from_row(r) for r in rows]

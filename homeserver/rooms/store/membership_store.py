@@ -23,7 +23,7 @@ class Membership:
     stream_ordering: int
 
 
-def _row(r: Row) -> Membership:
+def membership_from_row(r: Row) -> Membership:
     return Membership(
         int(r["room_nid"]),
         str(r["user_id"]),
@@ -33,7 +33,8 @@ def _row(r: Row) -> Membership:
     )
 
 
-_COLS = "room_nid, user_id, membership, event_nid, stream_ordering"
+MEMBERSHIP_COLUMNS = "room_nid, user_id, membership, event_nid, stream_ordering"
+_COLS = MEMBERSHIP_COLUMNS
 
 
 class MembershipStore:
@@ -68,7 +69,7 @@ class MembershipStore:
             room_nid,
             user_id,
         )
-        return None if row is None else _row(row)
+        return None if row is None else membership_from_row(row)
 
     async def rooms_for_user(
         self, user_id: str, memberships: Sequence[str] = ("join",)
@@ -79,7 +80,7 @@ class MembershipStore:
             user_id,
             *memberships,
         )
-        return [_row(r) for r in rows]
+        return [membership_from_row(r) for r in rows]
 
     async def changed_since(self, user_id: str, since: int, upto: int) -> list[Membership]:
         """The user's memberships whose event came after ``since`` (and not after ``upto``)."""
@@ -90,7 +91,7 @@ class MembershipStore:
             since,
             upto,
         )
-        return [_row(r) for r in rows]
+        return [membership_from_row(r) for r in rows]
 
     async def members(
         self, room_nid: int, memberships: Sequence[str] = ("join",)
@@ -101,7 +102,7 @@ class MembershipStore:
             room_nid,
             *memberships,
         )
-        return [_row(r) for r in rows]
+        return [membership_from_row(r) for r in rows]
 
     async def local_users(self, room_nid: int, server_name: str) -> list[str]:
         """Local users joined, invited or knocking: who must be woken for a new event."""
