@@ -20,12 +20,12 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from federation.errors import KeyLookupError
-from homeserver.api.http import parse_json_bytes, read_body
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import SignatureError, sign_json
+from homeserver.http.bodies import parse_json_bytes, read_body
 
 SCHEME = "X-Matrix"
 _TOKEN_CHARS = frozenset(

@@ -10,10 +10,10 @@ from aiohttp import web
 
 from federation.auth import authenticated, signed_content
 from homeserver.accounts.service import AccountService
-from homeserver.api.http import json_response
 from homeserver.e2ee.device_keys_store import DeviceKeysStore
 from homeserver.e2ee.keys import KeysService, check_user_map
 from homeserver.errors import bad_json, invalid_param, not_found
+from homeserver.http.shell import json_response
 
 # The requester of a federation query is a server, not a user: only signatures
 # made by each key's owner are merged in, and user-signing keys never leave.

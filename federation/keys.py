@@ -14,12 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from federation.keyring import Keyring
-from homeserver.api.http import json_body, json_response
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey, verify_key_base64
 from homeserver.events.signing import sign_json
+from homeserver.http.bodies import json_body
+from homeserver.http.shell import json_response
 
 KEY_RESPONSE_LIFETIME_MS = 24 * 3600 * 1000
 MAX_NOTARY_SERVERS = 50

@@ -16,13 +16,13 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.client import FederationClient
 from federation.errors import FederationError
-from homeserver.api.http import json_response
 from homeserver.api.room_features import (
     public_rooms_query_from_body,
     public_rooms_query_from_params,
 )
 from homeserver.errors import MatrixError, bad_json, not_found
 from homeserver.events.identifiers import is_valid_server_name
+from homeserver.http.shell import json_response
 from homeserver.rooms.directory import PublicRoomsQuery, RoomDirectory
 
 log = logging.getLogger("myelin.federation.public_rooms")

@@ -39,11 +39,11 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.inbound_edus import InboundEdus
 from federation.outbox_store import OutboxStore
-from homeserver.api.http import json_response
 from homeserver.clock import Clock
 from homeserver.errors import bad_json, invalid_param
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import compute_event_id
+from homeserver.http.shell import json_response
 
 log = logging.getLogger("myelin.federation.receiver")
 

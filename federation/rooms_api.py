@@ -10,8 +10,8 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.membership.resident import ResidentMembership
 from federation.reads import RoomReads
-from homeserver.api.http import json_response
 from homeserver.errors import missing_param
+from homeserver.http.shell import json_response
 
 V1 = "/_matrix/federation/v1"
 V2 = "/_matrix/federation/v2"

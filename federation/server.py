@@ -14,8 +14,8 @@ from aiohttp import web
 
 from federation.auth import authenticated
 from homeserver.accounts.service import AccountService
-from homeserver.api.http import json_response
 from homeserver.errors import invalid_param, missing_param, not_found
+from homeserver.http.shell import json_response
 
 SERVER_NAME = "Myelin"
 _PROFILE_FIELDS = ("displayname", "avatar_url")

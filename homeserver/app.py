@@ -27,7 +27,6 @@ from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
-from homeserver.api.http import cors_middleware, error_middleware
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi
@@ -37,6 +36,7 @@ from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
+from homeserver.http.shell import cors_middleware, error_middleware
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService

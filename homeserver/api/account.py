@@ -10,17 +10,11 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.secrets import constant_time_equals
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
-from homeserver.api.http import (
-    client_ip,
-    client_routes,
-    json_body,
-    json_response,
-    opt_bool,
-    opt_dict,
-    opt_str,
-    req_str,
-)
+from homeserver.api.routes import client_routes
 from homeserver.errors import MatrixError, forbidden
+from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
+from homeserver.http.shell import json_response
+from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
 

@@ -6,8 +6,10 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.requester import Requester
-from homeserver.api.http import client_routes, json_body, json_response
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, forbidden, invalid_param
+from homeserver.http.bodies import json_body
+from homeserver.http.shell import json_response
 from homeserver.userdata.account_data import AccountDataService
 
 

@@ -15,8 +15,10 @@ import secrets
 from aiohttp import web
 
 from homeserver.accounts.service import AccountService
-from homeserver.api.http import client_ip, json_body, json_response, opt_bool, opt_str, req_str
 from homeserver.errors import MatrixError, forbidden
+from homeserver.http.bodies import json_body, opt_bool, opt_str, req_str
+from homeserver.http.shell import json_response
+from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
 NONCE_LIFETIME_MS = 60_000

@@ -10,8 +10,10 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import DeviceRecord
 from homeserver.accounts.uia import UiaService
-from homeserver.api.http import client_routes, json_body, json_response, opt_str
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, not_found
+from homeserver.http.bodies import json_body, opt_str
+from homeserver.http.shell import json_response
 
 
 def _device_json(d: DeviceRecord) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_response
+from homeserver.api.routes import client_routes
 from homeserver.config import Config
 from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.shell import json_response
 
 SPEC_VERSIONS = [
     "r0.6.1",

@@ -6,8 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response, opt_bool, opt_str
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, forbidden, invalid_param
+from homeserver.http.bodies import json_body, opt_bool, opt_str
+from homeserver.http.shell import json_response
 from homeserver.rooms.ephemeral.receipts import FULLY_READ, READ, READ_PRIVATE, ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
-from homeserver.api.http import client_routes, json_body, json_response
+from homeserver.api.routes import client_routes
 from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.keys import (
     DEFAULT_REMOTE_TIMEOUT_MS,
@@ -18,7 +18,9 @@ from homeserver.e2ee.keys import (
     check_user_map,
 )
 from homeserver.errors import bad_json, missing_param
-from homeserver.sync.tokens import StreamToken
+from homeserver.http.bodies import json_body
+from homeserver.http.shell import json_response
+from homeserver.streams.tokens import StreamToken
 
 
 def _timeout(body: dict[str, Any]) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response, opt_str, req_str
+from homeserver.api.routes import client_routes
+from homeserver.http.bodies import json_body, opt_str, req_str
+from homeserver.http.shell import json_response
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_response, query_int
+from homeserver.api.routes import client_routes
 from homeserver.errors import invalid_param
+from homeserver.http.bodies import query_int
+from homeserver.http.shell import json_response
 from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.reading import RoomReader
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response, opt_str
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, forbidden, invalid_param
+from homeserver.http.bodies import json_body, opt_str
+from homeserver.http.shell import json_response
 from homeserver.userdata.presence import STATES, PresenceService
 
 

@@ -6,8 +6,10 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
-from homeserver.api.http import client_routes, json_body, json_response, opt_str
+from homeserver.api.routes import client_routes
 from homeserver.errors import forbidden, not_found
+from homeserver.http.bodies import json_body, opt_str
+from homeserver.http.shell import json_response
 
 _FIELDS = ("displayname", "avatar_url")
 

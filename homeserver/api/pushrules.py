@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, missing_param
+from homeserver.http.bodies import json_body
+from homeserver.http.shell import json_response
 from homeserver.push.rules import ruleset_json
 from homeserver.push.service import PushRuleService
 from homeserver.push.validate import parse_actions

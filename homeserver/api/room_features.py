@@ -9,18 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import (
-    Handler,
-    client_routes,
-    json_body,
-    json_response,
-    opt_bool,
-    opt_dict,
-    opt_str,
-    query_int,
-    req_str,
-)
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, invalid_param
+from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, query_int, req_str
+from homeserver.http.shell import Handler, json_response
 from homeserver.rooms.directory import PublicRoomsQuery, RoomDirectory
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService

@@ -7,10 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response
+from homeserver.api.routes import client_routes
 from homeserver.e2ee.backup import KeyBackupService, parse_key_data
 from homeserver.e2ee.backup_store import BackupKey
 from homeserver.errors import bad_json, not_found
+from homeserver.http.bodies import json_body
+from homeserver.http.shell import json_response
 
 
 def _parse_sessions(room_id: str, sessions: Any) -> list[BackupKey]:

@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_body, json_response, opt_bool, opt_dict, req_str
+from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json
+from homeserver.http.bodies import json_body, opt_bool, opt_dict, req_str
+from homeserver.http.shell import json_response
 from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.search import DEFAULT_LIMIT, SearchRequest, SearchService
 from homeserver.rooms.user_directory import UserDirectory

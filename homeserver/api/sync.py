@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_response, query_int
+from homeserver.api.routes import client_routes
 from homeserver.errors import invalid_param
+from homeserver.http.bodies import query_int
+from homeserver.http.shell import json_response
+from homeserver.streams.tokens import StreamToken
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.model import SET_PRESENCE, SyncRequest
-from homeserver.sync.tokens import StreamToken
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
 

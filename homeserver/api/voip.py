@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.api.http import client_routes, json_response
+from homeserver.api.routes import client_routes
 from homeserver.clock import Clock
 from homeserver.config import TurnConfig
+from homeserver.http.shell import json_response
 
 
 def turn_credentials(turn: TurnConfig, user_id: str, now_ms: int) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 from homeserver.rooms.visibility import Visibility
-from homeserver.sync.tokens import TopoPosition, pagination_position
+from homeserver.streams.tokens import TopoPosition, pagination_position
 
 MAX_PAGES = 10
 MEMBER = "m.room.member"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import invalid_param, not_found
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.relations_store import RelationStore, relation_of
-from homeserver.sync.tokens import StreamToken, pagination_position
+from homeserver.streams.tokens import StreamToken, pagination_position
 
 if TYPE_CHECKING:
     from homeserver.rooms.reading import RoomReader

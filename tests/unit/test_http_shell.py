@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from homeserver.api.http import cors_middleware, error_middleware, parse_json_bytes
 from homeserver.errors import MatrixError
+from homeserver.http.bodies import parse_json_bytes
+from homeserver.http.shell import cors_middleware, error_middleware
 
 SECRET_DETAIL = "db password is hunter2 at /srv/secret/path"
 

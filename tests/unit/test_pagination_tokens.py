@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeserver.errors import MatrixError
-from homeserver.sync.tokens import StreamToken, TopoPosition, pagination_position
+from homeserver.streams.tokens import StreamToken, TopoPosition, pagination_position
 
 
 def test_topological_tokens_round_trip_including_backfilled_positions() -> None:

@@ -20,7 +20,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
-from homeserver.sync.tokens import TopoPosition
+from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
 

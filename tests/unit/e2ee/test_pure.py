@@ -7,7 +7,7 @@ import pytest
 from homeserver.e2ee.backup import should_replace
 from homeserver.e2ee.backup_store import BackupKey
 from homeserver.errors import MatrixError
-from homeserver.sync.tokens import StreamToken
+from homeserver.streams.tokens import StreamToken
 
 
 def test_stream_token_components() -> None:

@@ -1,0 +1,91 @@
+"""The HTTP shell shared by the client and federation APIs: errors, CORS, request ids, responses.
+
+Handlers raise ``MatrixError``; the error middleware turns it, and aiohttp's
+own 404/405/413, into Matrix JSON. Any other exception is logged once with
+the request id and answered as 500 ``M_UNKNOWN`` without internals.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from homeserver.errors import (
+    MatrixError,
+    invalid_param,
+    too_large,
+    unrecognized,
+)
+
+log = logging.getLogger("myelin.http")
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(err: MatrixError) -> web.Response:
+    return json_response(err.to_json(), status=err.status)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer preflight requests; add CORS headers to every response (spec: Web Browser Clients)."""
+    if request.method == "OPTIONS":
+        resp: web.StreamResponse = web.Response(status=200)
+    else:
+        resp = await handler(request)
+    if not resp.prepared:
+        resp.headers.update(CORS_HEADERS)
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id.set(secrets.token_hex(6))
+    try:
+        if "\x00" in request.path:
+            # No Matrix identifier holds NUL; refuse before any handler or query sees it.
+            raise invalid_param("The request path must not contain NUL characters")
+        return await handler(request)
+    except MatrixError as e:
+        resp = error_response(e)
+        if e.status == 413:
+            # The rest of the body is never read: do not keep the connection for reuse.
+            resp.force_close()
+        return resp
+    except web.HTTPRequestEntityTooLarge:
+        resp = error_response(too_large())
+        resp.force_close()
+        return resp
+    except web.HTTPMethodNotAllowed:
+        return error_response(unrecognized(405, "Unrecognized request: method not allowed"))
+    except web.HTTPNotFound:
+        return error_response(unrecognized(404))
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
+        raise
+    except Exception:
+        log.exception("request %s %s failed [%s]", request.method, request.path, request_id.get())
+        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
