@@ -15,6 +15,7 @@ from homeserver.rooms.store.membership_store import (
     membership_from_row,
 )
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 _CHUNK = 500
 _COLS = MEMBERSHIP_COLUMNS
@@ -32,7 +33,7 @@ class SyncStore:
         nids = list(room_nids)
         for start in range(0, len(nids), _CHUNK):
             chunk = nids[start : start + _CHUNK]
-            rooms = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+            rooms = placeholders(len(chunk), 3)
             rows = await self.db.fetchall(
                 f"SELECT {_COLS} FROM room_memberships WHERE stream_ordering > $1"
                 f" AND stream_ordering <= $2 AND room_nid IN ({rooms})",
@@ -48,7 +49,7 @@ class SyncStore:
         nids = list(room_nids)
         for start in range(0, len(nids), _CHUNK):
             chunk = nids[start : start + _CHUNK]
-            rooms = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rooms = placeholders(len(chunk))
             rows = await self.db.fetchall(
                 "SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join'"
                 f" AND room_nid IN ({rooms})",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class MembershipStore:
     ) -> list[Membership]:
         rows = await self.db.fetchall(
             f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
-            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY room_nid",
+            f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY room_nid",
             user_id,
             *memberships,
         )
@@ -98,7 +98,7 @@ class MembershipStore:
     ) -> list[Membership]:
         rows = await self.db.fetchall(
             f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
-            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY user_id",
+            f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY user_id",
             room_nid,
             *memberships,
         )
@@ -147,7 +147,7 @@ class MembershipStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT room_nid, COUNT(*) FROM room_memberships WHERE membership = 'join'"
-            f" AND room_nid IN ({_params(len(room_nids))}) GROUP BY room_nid",
+            f" AND room_nid IN ({placeholders(len(room_nids))}) GROUP BY room_nid",
             *room_nids,
         )
         return {int(r[0]): int(r[1]) for r in rows}
