@@ -32,13 +32,13 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.filtering import room_allowed
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.store import SyncStore
 from homeserver.sync.user_sections import UserSections
+from homeserver.userdata.filtering import room_allowed
 
 __all__ = ["SyncBuilder", "SyncRequest"]
 

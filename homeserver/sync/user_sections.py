@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.rooms.store.membership_store import Membership, MembershipStore
-from homeserver.sync.filtering import event_matches
 from homeserver.sync.model import SyncContext, SyncSources
+from homeserver.userdata.filtering import event_matches
 
 TO_DEVICE_BATCH = 100
 
