@@ -28,6 +28,8 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.push.service import PushRuleService
+from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
@@ -69,6 +71,7 @@ class HomeServer:
     typing: TypingService
     receipts: ReceiptService
     userdata: UserDataServices
+    push: PushRuleService
     e2ee: E2ee
     sync_area: SyncArea
     federation: Federation | None = None
@@ -94,6 +97,7 @@ class HomeServer:
         rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
+        push = build_push_rules(db, userdata.account_data)
 
         # Typing, receipts and read markers ask the rooms about membership and events,
         # and write m.fully_read through room account data.
@@ -134,9 +138,10 @@ class HomeServer:
             typing=typing,
             receipts=receipts,
             userdata=userdata,
+            push=push,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
-            sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, e2ee),
+            sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, push, e2ee),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -176,6 +181,7 @@ class HomeServer:
             typing=self.typing,
             receipts=self.receipts,
             userdata=self.userdata,
+            push=self.push,
             e2ee=self.e2ee,
             rooms=self.rooms_area,
             sync=self.sync_area,

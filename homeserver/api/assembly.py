@@ -37,6 +37,7 @@ from homeserver.api.voip import VoipApi
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
+from homeserver.push.service import PushRuleService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
@@ -56,6 +57,7 @@ def client_apis(
     typing: TypingService,
     receipts: ReceiptService,
     userdata: UserDataServices,
+    push: PushRuleService,
     e2ee: E2ee,
     rooms: RoomsArea,
     sync: SyncArea,
@@ -72,7 +74,7 @@ def client_apis(
         EphemeralApi(typing, receipts, auth),
         AccountDataApi(ud.account_data, auth),
         FilterApi(ud.filters, auth),
-        PushRulesApi(ud.push, auth),
+        PushRulesApi(push, auth),
         PresenceApi(ud.presence, auth),
         KeysApi(e2ee.keys, e2ee.cross_signing, accounts, auth, uia),
         ToDeviceApi(e2ee.to_device, auth),

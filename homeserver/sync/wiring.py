@@ -21,6 +21,7 @@ from typing import Any
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
 from homeserver.push.notifications import NotificationService
+from homeserver.push.service import PushRuleService
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
@@ -54,14 +55,13 @@ def wire_sync(
     typing: TypingService,
     receipts: ReceiptService,
     userdata: UserDataServices,
+    push: PushRuleService,
     e2ee: E2ee,
 ) -> SyncArea:
     rooms = rooms_area.rooms
     members = rooms_area.members
     suffix = ":" + rooms.server_name
-    notifications = NotificationService(
-        rooms, userdata.push, PushActionStore(db), rooms_area.serializer
-    )
+    notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
     rooms.pre_notify_hooks.append(notifications.on_event_persisted)
     sources = SyncSources(
         typing=typing,
