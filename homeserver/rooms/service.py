@@ -109,6 +109,9 @@ class RoomService:
         # Run before /sync is woken, for what a woken sync must already see
         # (notification counts). Keep them quick; failures are logged.
         self.pre_notify_hooks: list[EventHook] = []
+        # Invites to users on other servers; None without federation. Bound late by
+        # federation (FederatedRooms.attach), whose membership handshakes are built on
+        # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
