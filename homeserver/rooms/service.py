@@ -418,7 +418,7 @@ class RoomService:
         if ev.type == MEMBER and ev.state_key is not None:
             users.add(ev.state_key)
         local = [u for u in users if u.endswith(":" + self.server_name)]
-        if stored.stream_ordering is not None:
+        if stored.stream_ordering is not None:  # an outlier moves no stream
             self.signal.changed(EVENTS, stored.stream_ordering, local)
         for hook in self.event_persisted_hooks:
             try:
