@@ -27,6 +27,7 @@ from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
+from homeserver.api.media import MediaApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi
@@ -37,6 +38,8 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.media.service import MediaService
+from homeserver.media.store import MediaStore
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -81,6 +84,7 @@ class HomeServer:
     userdata: UserDataServices
     e2ee: E2ee
     sync_area: SyncArea
+    media: MediaService
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -145,6 +149,7 @@ class HomeServer:
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
+            media=MediaService(config, MediaStore(db), clock),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -163,8 +168,14 @@ class HomeServer:
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
         # The room directory over federation (/publicRooms both ways).
         hs.federation.attach_directory(rooms_area.directory)
+        # Media over federation: ours served, remote media fetched into the cache.
+        hs.federation.attach_media(hs.media)
         await hs.federation.start()
         return hs
+
+    def start_background(self) -> None:
+        """Long-running upkeep of a serving process (not of CLI one-shots)."""
+        self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
 
     def client_app(self) -> web.Application:
         app = web.Application(
@@ -184,6 +195,7 @@ class HomeServer:
             FilterApi(ud.filters, self.auth),
             PushRulesApi(ud.push, self.auth),
             PresenceApi(ud.presence, self.auth),
+            MediaApi(self.media, self.auth),
             *self.e2ee.apis(self.accounts, self.auth, self.uia),
             *self.rooms_area.apis(self.auth),
             *self.sync_area.apis(self.auth),
@@ -263,6 +275,7 @@ async def start(config: Config) -> RunningServer:
     hs = await HomeServer.build(config)
     runners: list[web.AppRunner] = []
     try:
+        hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)
