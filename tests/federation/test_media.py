@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from federation.errors import FederationError
-
 from homeserver.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.federation.fedutil import FAST_RETRY, federated, name

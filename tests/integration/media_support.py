@@ -31,7 +31,10 @@ async def upload(
 ) -> Reply:
     params = {"filename": filename} if filename else None
     return await api.post(
-        UPLOAD, token=user.access_token, data=data, headers={"Content-Type": content_type},
+        UPLOAD,
+        token=user.access_token,
+        data=data,
+        headers={"Content-Type": content_type},
         params=params,
     )
 
@@ -48,14 +51,14 @@ async def upload_ok(
     return server_name, media_id
 
 
-async def download(api: Api, user: User | None, server_name: str, media_id: str, **kw: Any) -> Reply:
+async def download(
+    api: Api, user: User | None, server_name: str, media_id: str, **kw: Any
+) -> Reply:
     token = user.access_token if user is not None else None
     return await api.get(f"{AUTHED}/download/{server_name}/{media_id}", token=token, **kw)
 
 
-async def thumbnail(
-    api: Api, user: User, server_name: str, media_id: str, **params: str
-) -> Reply:
+async def thumbnail(api: Api, user: User, server_name: str, media_id: str, **params: str) -> Reply:
     return await api.get(
         f"{AUTHED}/thumbnail/{server_name}/{media_id}", token=user.access_token, params=params
     )

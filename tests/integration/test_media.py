@@ -116,9 +116,7 @@ async def test_animated_thumbnails(api: Api) -> None:
     assert r.status == 200 and r.headers["Content-Type"] == "image/png"
     with Image.open(io.BytesIO(r.body)) as img:
         assert getattr(img, "n_frames", 1) == 1
-    r = await thumbnail(
-        api, alice, s, m, width="96", height="96", method="crop", animated="true"
-    )
+    r = await thumbnail(api, alice, s, m, width="96", height="96", method="crop", animated="true")
     assert r.status == 200 and r.headers["Content-Type"] == "image/webp"
     with Image.open(io.BytesIO(r.body)) as img:
         assert img.n_frames == 3 and img.size == (96, 96)
@@ -178,7 +176,7 @@ async def test_size_limit_and_quota(make_server: ServerFactory) -> None:
 
 async def test_bad_ids_and_traversal_are_refused(server: RunningServer, api: Api) -> None:
     alice = await api.register("alice")
-    s, m = await upload_ok(api, alice, b"secret-ish", "text/plain")
+    _, m = await upload_ok(api, alice, b"secret-ish", "text/plain")
     name = server.hs.config.server_name
     for path in (
         f"{AUTHED}/download/{name}/..%2F..%2Fhomeserver.db",
@@ -238,7 +236,9 @@ async def test_too_many_pending_creates(make_server: ServerFactory) -> None:
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         for _ in range(2):
-            assert (await api.post("/_matrix/media/v1/create", token=alice.access_token)).status == 200
+            assert (
+                await api.post("/_matrix/media/v1/create", token=alice.access_token)
+            ).status == 200
         r = await api.post("/_matrix/media/v1/create", token=alice.access_token)
         assert (r.status, r.errcode) == (429, "M_LIMIT_EXCEEDED")
 

@@ -61,9 +61,16 @@ async def wait_up(url: str, proc: asyncio.subprocess.Process) -> None:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 async def test_big_upload_is_streamed(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
-    client_port, _ = await generate(data_dir, database_url, "--open-registration", "--no-rate-limits")
+    client_port, _ = await generate(
+        data_dir, database_url, "--open-registration", "--no-rate-limits"
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "homeserver", "run", "--config", str(data_dir / "homeserver.yaml"),
+        sys.executable,
+        "-m",
+        "homeserver",
+        "run",
+        "--config",
+        str(data_dir / "homeserver.yaml"),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -76,7 +83,9 @@ async def test_big_upload_is_streamed(tmp_path: Path, database_url: str | None) 
             alice = await api.register("alice")
             # Warm up every code path once (imports, pools, buffers) with a small file.
             s, m = await upload_ok(api, alice, os.urandom(512 * 1024), "application/octet-stream")
-            assert (await api.get(f"{AUTHED}/download/{s}/{m}", token=alice.access_token)).status == 200
+            assert (
+                await api.get(f"{AUTHED}/download/{s}/{m}", token=alice.access_token)
+            ).status == 200
             # Start-up (imports, migrations) peaks higher than a 20 MiB copy would reach:
             # reset the peak to the current resident size first (Linux clear_refs "5").
             Path(f"/proc/{proc.pid}/clear_refs").write_text("5")

@@ -46,7 +46,10 @@ async def test_nio_upload_download_thumbnail(make_server: ServerFactory, tmp_pat
 
         secret = b"encrypted by nio " * 1000
         up, keys = await client.upload(
-            lambda *_: secret, "application/octet-stream", None, encrypt=True,
+            lambda *_: secret,
+            "application/octet-stream",
+            None,
+            encrypt=True,
             filesize=len(secret),
         )
         assert isinstance(up, nio.UploadResponse), up
