@@ -38,6 +38,7 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.ratelimit import RateLimiter
@@ -85,6 +86,7 @@ class HomeServer:
     e2ee: E2ee
     sync_area: SyncArea
     media: MediaService
+    previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -152,6 +154,8 @@ class HomeServer:
             media=MediaService(config, MediaStore(db), clock),
             unstable_features=dict(E2EE_FEATURES),
         )
+        if config.media.url_preview_enabled:
+            hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
             keys=e2ee.keys,
@@ -195,7 +199,7 @@ class HomeServer:
             FilterApi(ud.filters, self.auth),
             PushRulesApi(ud.push, self.auth),
             PresenceApi(ud.presence, self.auth),
-            MediaApi(self.media, self.auth),
+            MediaApi(self.media, self.auth, self.previewer),
             *self.e2ee.apis(self.accounts, self.auth, self.uia),
             *self.rooms_area.apis(self.auth),
             *self.sync_area.apis(self.auth),
@@ -230,6 +234,8 @@ class HomeServer:
         await asyncio.gather(*self.background, return_exceptions=True)
         if self.federation is not None:
             await self.federation.close()
+        if self.previewer is not None:
+            await self.previewer.close()
         await self.db.close()
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
+from homeserver.errors import missing_param
 from homeserver.http.media import query_bool, serve, thumbnail_params, timeout_ms
 from homeserver.http.shell import json_response
+from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 
 AUTHED = "/_matrix/client/v1/media"
@@ -22,9 +24,12 @@ CHUNK = 64 * 1024
 
 
 class MediaApi:
-    def __init__(self, media: MediaService, auth: Authenticator) -> None:
+    def __init__(
+        self, media: MediaService, auth: Authenticator, previewer: UrlPreviewer | None = None
+    ) -> None:
         self.media = media
         self.auth = auth
+        self.previewer = previewer
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -34,6 +39,9 @@ class MediaApi:
             web.get(AUTHED + "/download/{serverName}/{mediaId}/{fileName}", self.download),
             web.get(AUTHED + "/thumbnail/{serverName}/{mediaId}", self.thumbnail),
         ]
+        if self.previewer is not None:  # off: the routes do not exist (404 M_UNRECOGNIZED)
+            routes.append(web.get(AUTHED + "/preview_url", self.preview_url))
+            routes += [web.get(prefix + "/preview_url", self.preview_url) for prefix in LEGACY]
         for prefix in LEGACY:
             routes += [
                 web.post(prefix + "/upload", self.upload),
@@ -102,6 +110,14 @@ class MediaApi:
             timeout_ms=timeout_ms(request),
         )
         return serve(found)
+
+    async def preview_url(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request)
+        assert self.previewer is not None
+        url = request.query.get("url")
+        if not url:
+            raise missing_param("'url' is required")
+        return json_response(await self.previewer.preview(url))
 
     async def legacy_download(self, request: web.Request) -> web.StreamResponse:
         """Deprecated and unauthenticated: frozen media only (spec: v1.11 "freeze")."""

@@ -126,6 +126,29 @@ class MediaService:
             await self.store.insert(row)
         return mxc_uri(self.server_name, media_id)
 
+    async def store_generated(self, data: bytes, content_type: str) -> str:
+        """Media the server made itself (a URL preview's image): no uploader, no quota."""
+        digest, size = await self.content.put_bytes(data)
+        now = self.clock.now_ms()
+        row = MediaRow(
+            self.server_name,
+            new_media_id(),
+            None,
+            digest,
+            size,
+            clean_content_type(content_type),
+            None,
+            now,
+            now,
+            now,
+            False,
+        )
+        async with self._files:
+            if not self.content.exists(digest):  # deleted meanwhile as unused: write again
+                await self.content.put_bytes(data)
+            await self.store.insert(row)
+        return mxc_uri(self.server_name, row.media_id)
+
     async def create(self, user_id: str) -> tuple[str, int]:
         """``POST /media/v1/create``: a media id to upload to later; (URI, expiry ts)."""
         now = self.clock.now_ms()
