@@ -271,3 +271,24 @@ async def test_quarantine(server: RunningServer, api: Api) -> None:
     r = await download(api, alice, s, m)
     assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
     assert content_files(server) == []
+
+
+async def test_retention_deletes_media_nobody_read(make_server: ServerFactory) -> None:
+    server = await make_server(media={"local_retention_days": 1})
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        s, old = await upload_ok(api, alice, b"shared bytes", "text/plain")
+        _, twin = await upload_ok(api, alice, b"shared bytes", "text/plain")
+        _, alone = await upload_ok(api, alice, b"old and alone", "text/plain")
+        two_days_ago = server.hs.clock.now_ms() - 2 * 24 * 3600 * 1000
+        for media_id in (old, alone):
+            await server.hs.db.execute(
+                "UPDATE media SET last_access_ts = $1 WHERE media_id = $2", two_days_ago, media_id
+            )
+        assert await server.hs.media.apply_retention() == 2
+        for media_id in (old, alone):
+            r = await download(api, alice, s, media_id)
+            assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+        r = await download(api, alice, s, twin)  # its file is shared with a deleted one
+        assert r.status == 200 and r.body == b"shared bytes"
+        assert [p.read_bytes() for p in content_files(server)] == [b"shared bytes"]
