@@ -312,8 +312,10 @@ class MediaService:
         try:
             async with lock:
                 row = await self.store.get(server_name, media_id)
+                if row is not None and row.quarantined:
+                    raise not_found("Media not found")  # possibly never fetched: keep it so
                 if row is not None and row.content_hash is not None:
-                    if self.content.exists(row.content_hash) or row.quarantined:
+                    if self.content.exists(row.content_hash):
                         return row
                 return await self._fetch(server_name, media_id, timeout_ms)
         finally:

@@ -4,7 +4,8 @@
 "scale" fits the image inside the box keeping its aspect; "crop" fills the
 box and cuts the overflow from the centre. Images are never upscaled.
 Animated images (GIF, WebP, APNG) give a still first frame unless an
-animated thumbnail is asked for, which is then an animated WebP.
+animated thumbnail is asked for, which is then an animated WebP (when all
+its frames together stay within the pixel bound).
 
 Decoders are the attack surface here: the pixel count is checked from the
 header before any pixel is decoded (Pillow's decompression-bomb guard is
@@ -58,6 +59,11 @@ def cover_size(w: int, h: int, box_w: int, box_h: int) -> tuple[int, int]:
 def _resize_frame(frame: Image.Image, width: int, height: int, method: str) -> Image.Image:
     w, h = frame.size
     if method == "crop":
+        if w < width or h < height:
+            # Covering the box would upscale: cut the box (or what there is) from the middle.
+            cw, ch = min(w, width), min(h, height)
+            left, top = (w - cw) // 2, (h - ch) // 2
+            return frame.crop((left, top, left + cw, top + ch))
         cw, ch = cover_size(w, h, width, height)
         resized = frame.resize((cw, ch), Image.Resampling.LANCZOS)
         left, top = (cw - width) // 2, (ch - height) // 2
@@ -78,7 +84,7 @@ def make_thumbnail(
             if w <= width and h <= height:
                 raise TooSmall()
             frames = getattr(img, "n_frames", 1)
-            if animated and frames > 1:
+            if animated and frames > 1 and w * h * min(frames, _MAX_FRAMES) <= max_pixels:
                 return _animated(img, width, height, method)
             img.seek(0)
             frame = img.convert("RGBA") if img.mode not in ("RGB", "RGBA", "L") else img.copy()

@@ -66,6 +66,11 @@ async def test_missing_and_refused_remote_media(make_server: ServerFactory) -> N
         await origin.hs.media.quarantine(s, m)
         r = await download(lapi, bob, s, m)
         assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+        # Quarantined here before it was ever fetched: never fetched, never served.
+        s3, m3 = await upload_ok(oapi, alice, b"blocked here", "text/plain")
+        assert await local.hs.media.quarantine(s3, m3)
+        r = await download(lapi, bob, s3, m3)
+        assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
         # A media server never proxies a third server's media onward.
         s2, m2 = await upload_ok(lapi, bob, b"local to B", "text/plain")
         r = await download(oapi, alice, s2, m2)
