@@ -280,21 +280,30 @@ class FederationClient:
         self, destination: str, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """An unsigned GET of a URL a server sent us (a media ``Location``), with the same
-        address policy as every federation request; redirects are followed (bounded)."""
-        parsed = URL(url)
-        if parsed.scheme not in ("https", "http") or not parsed.raw_host:
-            raise FederationError(destination, "media location is not an http(s) URL")
-        self._check_literal(destination, parsed.raw_host)
-        async with self._mapped_errors(destination):
-            async with self._get_session().get(
-                parsed,
-                ssl=self._ssl,
-                max_redirects=MAX_REDIRECTS,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                if not 200 <= resp.status < 300:
-                    raise FederationError(destination, f"HTTP {resp.status}", status=resp.status)
-                yield resp
+        address policy as every federation request. Redirects are followed by hand so
+        that every hop's address is checked (IP literals never reach the resolver)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            parsed = URL(url)
+            if parsed.scheme not in ("https", "http") or not parsed.raw_host:
+                raise FederationError(destination, "media location is not an http(s) URL")
+            self._check_literal(destination, parsed.raw_host.strip("[]"))
+            async with self._mapped_errors(destination):
+                async with self._get_session().get(
+                    parsed,
+                    ssl=self._ssl,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=timeout_s),
+                ) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = urljoin(url, resp.headers["Location"])
+                        continue
+                    if not 200 <= resp.status < 300:
+                        raise FederationError(
+                            destination, f"HTTP {resp.status}", status=resp.status
+                        )
+                    yield resp
+                    return
+        raise FederationError(destination, "too many media redirects")
 
     @contextlib.asynccontextmanager
     async def _mapped_errors(self, destination: str) -> AsyncIterator[None]:

@@ -182,9 +182,11 @@ class HomeServer:
         self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
 
     def client_app(self) -> web.Application:
+        # Media uploads stream from request.content to disk (within
+        # limits.max_upload_bytes); nothing reads a whole body bigger than a JSON one.
         app = web.Application(
             middlewares=[cors_middleware, error_middleware],
-            client_max_size=self.config.limits.max_upload_bytes,
+            client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         ud = self.userdata
