@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,47 +107,51 @@ class MediaService:
     ) -> str:
         """``POST /upload``: store the body under a new media id; its ``mxc://`` URI."""
         media_id = new_media_id()
-        digest, size = await self._receive(user_id, body, content_length)
-        now = self.clock.now_ms()
-        row = MediaRow(
-            self.server_name,
-            media_id,
-            user_id,
-            digest,
-            size,
-            clean_content_type(content_type),
-            clean_filename(filename),
-            now,
-            now,
-            now,
-            False,
-        )
-        async with self._files:
-            await self.store.insert(row)
+
+        async def record(digest: str, size: int) -> bool:
+            now = self.clock.now_ms()
+            await self.store.insert(
+                MediaRow(
+                    self.server_name,
+                    media_id,
+                    user_id,
+                    digest,
+                    size,
+                    clean_content_type(content_type),
+                    clean_filename(filename),
+                    now,
+                    now,
+                    now,
+                    False,
+                )
+            )
+            return True
+
+        await self._receive(user_id, body, content_length, record)
         return mxc_uri(self.server_name, media_id)
 
     async def store_generated(self, data: bytes, content_type: str) -> str:
         """Media the server made itself (a URL preview's image): no uploader, no quota."""
-        digest, size = await self.content.put_bytes(data)
-        now = self.clock.now_ms()
-        row = MediaRow(
-            self.server_name,
-            new_media_id(),
-            None,
-            digest,
-            size,
-            clean_content_type(content_type),
-            None,
-            now,
-            now,
-            now,
-            False,
-        )
+        media_id = new_media_id()
         async with self._files:
-            if not self.content.exists(digest):  # deleted meanwhile as unused: write again
-                await self.content.put_bytes(data)
-            await self.store.insert(row)
-        return mxc_uri(self.server_name, row.media_id)
+            digest, size = await self.content.put_bytes(data)
+            now = self.clock.now_ms()
+            await self.store.insert(
+                MediaRow(
+                    self.server_name,
+                    media_id,
+                    None,
+                    digest,
+                    size,
+                    clean_content_type(content_type),
+                    None,
+                    now,
+                    now,
+                    now,
+                    False,
+                )
+            )
+        return mxc_uri(self.server_name, media_id)
 
     async def create(self, user_id: str) -> tuple[str, int]:
         """``POST /media/v1/create``: a media id to upload to later; (URI, expiry ts)."""
@@ -187,9 +191,9 @@ class MediaService:
             raise forbidden("This media id was created by another user")
         if row.content_hash is not None:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media has already been uploaded")
-        digest, size = await self._receive(user_id, body, content_length)
-        async with self._files:
-            filled = await self.store.fill_pending(
+
+        async def record(digest: str, size: int) -> bool:
+            return await self.store.fill_pending(
                 server_name,
                 media_id,
                 digest,
@@ -198,17 +202,24 @@ class MediaService:
                 clean_filename(filename),
                 self.clock.now_ms(),
             )
-        if not filled:
-            await self._drop_unused(digest)
+
+        if not await self._receive(user_id, body, content_length, record):
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media has already been uploaded")
         event = self._uploaded.pop((server_name, media_id), None)
         if event is not None:
             event.set()
 
     async def _receive(
-        self, user_id: str, body: AsyncIterator[bytes], content_length: int | None
-    ) -> tuple[str, int]:
-        """Stream a body into the content store, within the size limit and the user's quota."""
+        self,
+        user_id: str,
+        body: AsyncIterator[bytes],
+        content_length: int | None,
+        record: Callable[[str, int], Awaitable[bool]],
+    ) -> bool:
+        """Stream a body into the content store, within the size limit and the user's
+        quota, then ``record(digest, size)`` its row. File and row are made under one
+        hold of ``_files``, so no deletion of an unused hash can come in between; when
+        ``record`` declines, the file is dropped again unless something else uses it."""
         quota = self.config.max_bytes_per_user
         remaining = self.max_upload
         if quota is not None:
@@ -220,11 +231,15 @@ class MediaService:
             async for chunk in body:
                 await writer.write(chunk)
             async with self._files:
-                return await writer.commit()
+                digest, size = await writer.commit()
+                recorded = await record(digest, size)
         except TooLarge:
             raise self._over(writer.size) from None
         finally:
             writer.discard()
+        if not recorded:
+            await self._drop_unused(digest)
+        return recorded
 
     def _over(self, size: int) -> MatrixError:
         if size > self.max_upload:
