@@ -26,7 +26,8 @@ from federation.auth import authenticated
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from homeserver.errors import MatrixError, not_found
-from homeserver.http.media import thumbnail_params, timeout_ms
+from homeserver.http.media import thumbnail_params
+from homeserver.http.media import timeout_ms as timeout_param
 from homeserver.media.content_store import ContentWriter
 from homeserver.media.headers import filename_from_disposition, serving_headers
 from homeserver.media.remote import RemoteMeta
@@ -50,7 +51,9 @@ class FederationMediaApi:
         ]
 
     async def download(self, request: web.Request, origin: str) -> web.StreamResponse:
-        found = await self.media.local_download(request.match_info["mediaId"], timeout_ms(request))
+        found = await self.media.local_download(
+            request.match_info["mediaId"], timeout_param(request)
+        )
         return await send_multipart(request, found)
 
     async def thumbnail(self, request: web.Request, origin: str) -> web.StreamResponse:
@@ -63,7 +66,7 @@ class FederationMediaApi:
             method,
             animated,
             allow_remote=False,
-            timeout_ms=timeout_ms(request),
+            timeout_ms=timeout_param(request),
         )
         return await send_multipart(request, found)
 
