@@ -108,7 +108,7 @@ class RemoteMedia:
                     server_name, media_id, writer, timeout_ms, timeout_s
                 )
             except FederationError as e:
-                if e.status not in (400, 404, 405) or e.errcode not in (None, "M_UNRECOGNIZED"):
+                if not falls_back(e):
                     raise
             return await self._legacy(server_name, media_id, writer, timeout_ms, timeout_s)
         except FederationError as e:
@@ -177,6 +177,13 @@ async def _read_limited(part: aiohttp.BodyPartReader, limit: int, server_name: s
         if len(data) > limit:
             raise FederationError(server_name, "media metadata too large")
     return data
+
+
+def falls_back(e: FederationError) -> bool:
+    """Does this answer mean "no authenticated media endpoint here" (an older server)?
+    The spec names ``404 M_UNRECOGNIZED``; servers without Matrix errors for unknown
+    paths answer a bare 404 (or 400/405), which means the same."""
+    return e.status in (400, 404, 405) and e.errcode in (None, "M_UNRECOGNIZED")
 
 
 def _client_error(e: FederationError) -> MatrixError:
