@@ -29,15 +29,22 @@ class EventFetcher:
         self.client = client
         self.keyring = keyring
 
-    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
-        """Steps 1-3 for one fetched PDU: (event, content hash failed), or None if dropped."""
+    async def check(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool]:
+        """Steps 1-3 for one PDU: (event, content hash failed); ``PduDropped`` if dropped."""
         try:
             event, redacted = parse_pdu(pdu, version)
             await self.keyring.verify_event_signatures(event.pdu, version)
-        except (PduDropped, SignatureError, KeyLookupError) as e:
-            log.info("dropping a fetched event: %s", e)
-            return None
+        except (SignatureError, KeyLookupError) as e:
+            raise PduDropped(str(e)) from None
         return event, redacted
+
+    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
+        """``check`` for one fetched PDU, or None (logged) if dropped."""
+        try:
+            return await self.check(pdu, version)
+        except PduDropped as e:
+            log.info("dropping a fetched event: %s", e.reason)
+            return None
 
     async def many(self, pdus: Any, version: RoomVersion, room_id: str) -> list[Event]:
         out: list[Event] = []
