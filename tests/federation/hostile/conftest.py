@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,19 +21,31 @@ async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
         yield p
 
 
-@pytest.fixture
-async def arena(
-    make_server: ServerFactory, peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
-) -> AsyncIterator[Arena]:
+async def build_arena(
+    make_server: ServerFactory,
+    peer: ScriptedPeer,
+    caplog: pytest.LogCaptureFixture,
+    **overrides: Any,
+) -> Arena:
+    """A Myelin server (``overrides`` go to its config), alice, her public room, the
+    peer joined to it, and one message the peer has seen."""
     caplog.set_level(logging.INFO, logger="myelin")
-    hs = await make_server(federated=True)
+    hs = await make_server(federated=True, **overrides)
     api, alice = await register(hs, "alice")
     r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
     assert r.status == 200, r.body
     room = await peer.join(hs.hs.config.server_name, r.body["room_id"])
     first = await send_text(api, alice, room.room_id, "before the peer misbehaves")
     assert await wait_for(lambda: room.head == [first])
+    return Arena(hs, peer, room, api, alice, caplog)
+
+
+@pytest.fixture
+async def arena(
+    make_server: ServerFactory, peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Arena]:
+    a = await build_arena(make_server, peer, caplog)
     try:
-        yield Arena(hs, peer, room, api, alice, caplog)
+        yield a
     finally:
-        await api.__aexit__(None, None, None)
+        await a.api.__aexit__(None, None, None)
