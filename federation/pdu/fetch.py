@@ -3,7 +3,9 @@ events", "Retrieving event authorisation information", "get_missing_events"),
 each answer parsed for the room version and its signatures verified.
 
 An event that fails parsing or signatures is left out (it is dropped, as on
-receipt); the caller sees it as still missing.
+receipt); the caller sees it as still missing. A failed request is logged at
+debug level only: what it costs (an event refused for missing auth events or
+state) is logged once by the pipeline, with the origin.
 """
 
 from __future__ import annotations
@@ -47,14 +49,14 @@ class EventFetcher:
             return None
 
     async def many(self, pdus: Any, version: RoomVersion, room_id: str) -> list[Event]:
-        out: list[Event] = []
+        out: dict[str, Event] = {}
         if not isinstance(pdus, list):
-            return out
+            return []
         for pdu in pdus[:MAX_FETCHED]:
             got = await self.checked(pdu, version)
             if got is not None and got[0].room_id == room_id:
-                out.append(got[0])
-        return out
+                out.setdefault(got[0].event_id, got[0])  # a repeated event counts once
+        return list(out.values())
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:
         """``GET /event/{eventId}``: one event, if the server has it and it checks out."""
@@ -63,7 +65,7 @@ class EventFetcher:
                 origin, encode_path("_matrix", "federation", "v1", "event", event_id)
             )
         except FederationError as e:
-            log.info("cannot fetch an event from %s: %s", origin, e.error)
+            log.debug("cannot fetch an event from %s: %s", origin, e.error)
             return None
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         if not isinstance(pdus, list) or not pdus:
@@ -81,7 +83,7 @@ class EventFetcher:
         try:
             resp = await self.client.get_json(origin, path)
         except FederationError as e:
-            log.info("cannot fetch an auth chain from %s: %s", origin, e.error)
+            log.debug("cannot fetch an auth chain from %s: %s", origin, e.error)
             return []
         chain = resp.get("auth_chain") if isinstance(resp, dict) else None
         return await self.many(chain, version, room_id)
@@ -94,7 +96,7 @@ class EventFetcher:
         try:
             resp = await self.client.get_json(origin, path, {"event_id": event_id})
         except FederationError as e:
-            log.info("cannot fetch state ids from %s: %s", origin, e.error)
+            log.debug("cannot fetch state ids from %s: %s", origin, e.error)
             return None
         if not isinstance(resp, dict):
             return None
@@ -118,7 +120,7 @@ class EventFetcher:
         try:
             resp = await self.client.post_json(origin, path, body)
         except FederationError as e:
-            log.info("cannot fetch missing events from %s: %s", origin, e.error)
+            log.debug("cannot fetch missing events from %s: %s", origin, e.error)
             return []
         events = resp.get("events") if isinstance(resp, dict) else None
         return await self.many(events, version, room_id)

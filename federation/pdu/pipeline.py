@@ -148,7 +148,8 @@ class PduPipeline:
         got = await self.fetcher.missing_events(
             origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
         )
-        for e in sorted(got, key=lambda e: e.depth):
+        # Never the event itself again (a hostile answer may loop back to it).
+        for e in sorted((e for e in got if e.event_id != event.event_id), key=lambda e: e.depth):
             await self.process(origin, room, e, shown, fetch_missing=False)
 
     async def _state_for_keys(
