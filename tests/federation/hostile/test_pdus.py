@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.events.keys import generate_signing_key
+from tests.federation.fedutil import free_port_name
 from tests.federation.hostile.support import Arena
 from tests.federation.rooms_support import q
 
@@ -66,6 +67,16 @@ async def test_event_of_a_local_user_forged_by_the_peer_is_dropped(arena: Arena)
     content = arena.message()
     fields = arena.peer.event_fields(arena.room, "m.room.message", content)
     fields["sender"] = arena.alice.user_id
+    event = arena.peer.build(arena.room.version, fields)
+    await assert_dropped(arena, event.pdu, event.event_id)
+
+
+async def test_event_of_a_third_server_user_without_its_signature_is_dropped(
+    arena: Arena,
+) -> None:
+    """A user of a server that is not there: no key can vouch for the event."""
+    fields = arena.peer.event_fields(arena.room, "m.room.message", arena.message())
+    fields["sender"] = "@eve:" + free_port_name()
     event = arena.peer.build(arena.room.version, fields)
     await assert_dropped(arena, event.pdu, event.event_id)
 
