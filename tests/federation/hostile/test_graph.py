@@ -4,6 +4,7 @@ being processed. Work stays bounded, the events are refused, each logged once.""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -164,3 +165,25 @@ async def test_auth_events_answer_loops_back(arena: Arena) -> None:
     assert await arena.snapshot() == before
     assert sum(requests_by_kind(arena).values()) <= 10
     assert event.event_id in arena.assert_logged_once()
+
+
+async def test_answer_nested_too_deeply(arena: Arena) -> None:
+    """/get_missing_events and /state_ids answer with JSON nested past any parser's
+    stack: the event is refused like any unanswered one, and nothing crashes."""
+    chain = endless_past(arena, 3)
+
+    async def nested(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        depth = 100_000
+        return web.Response(body=b"[" * depth + b"]" * depth, content_type="application/json")
+
+    arena.peer.route("POST", FED + "/get_missing_events/{roomId}", nested)
+    arena.peer.route("GET", FED + "/state_ids/{roomId}", nested)
+    before = await arena.snapshot()
+    arena.clear_logs()
+    reply = await arena.send([chain[-1].pdu])
+    assert reply.body["pdus"][chain[-1].event_id] == {
+        "error": "Cannot determine the state before the event"
+    }
+    assert await arena.snapshot() == before
+    assert [r for r in arena.caplog.records if r.levelno >= logging.ERROR] == []
+    assert chain[-1].event_id in arena.assert_logged_once()

@@ -4,6 +4,7 @@ that answers with keys of a server it was not asked about."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -134,3 +135,25 @@ async def test_notary_answer_for_a_server_not_asked_about_is_ignored(
             arena.assert_logged_once()  # the event's refusal, naming the origin
         finally:
             await arena.api.__aexit__(None, None, None)
+
+
+async def test_key_answer_nested_too_deeply_is_a_401_not_a_500(
+    arena: Arena, tmp_path: Path
+) -> None:
+    """The key we must fetch to check a request comes back as absurdly nested JSON."""
+    async with ScriptedPeer(tmp_path / "nested") as nested:
+
+        async def key(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+            depth = 100_000
+            return web.Response(body=b"[" * depth + b"]" * depth, content_type="application/json")
+
+        nested.route("GET", "/_matrix/key/v2/server", key)
+        arena.clear_logs()
+        reply = await nested.send_transaction(arena.name, [], [])
+        assert (reply.status, reply.body["errcode"]) == (401, "M_UNAUTHORIZED")
+        assert [r for r in arena.caplog.records if r.levelno >= logging.ERROR] == []
+        # Two acts, one line each: the bad key answer, and the request it left unverified.
+        lines = arena.lines_naming(nested.server_name)
+        assert len(lines) == 2, lines
+        assert "key fetch" in lines[0] and "not JSON" in lines[0]
+        assert "refused" in lines[1]
