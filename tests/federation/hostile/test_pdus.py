@@ -125,3 +125,25 @@ async def test_event_for_a_room_we_do_not_know(arena: Arena) -> None:
     fields["room_id"] = "!nowhere:" + arena.name
     event = arena.peer.build(arena.room.version, fields)
     await assert_dropped(arena, event.pdu, None)
+
+
+async def test_event_allowed_only_by_an_old_state_is_soft_failed(arena: Arena) -> None:
+    """Step 6: built on the room as it was before alice raised the level to send
+    messages, mallory's message passes against its auth events and the state before
+    it, fails against the current state: kept out of the timeline, logged once."""
+    fields = arena.peer.event_fields(arena.room, "m.room.message", arena.message())
+    power = arena.room.state[("m.room.power_levels", "")].content
+    r = await arena.api.put(
+        f"/rooms/{q(arena.room_id)}/state/m.room.power_levels",
+        {**power, "events_default": 100},
+        token=arena.alice.access_token,
+    )
+    assert r.status == 200, r.body
+    event = arena.peer.build(arena.room.version, fields)
+    before = await arena.snapshot()
+    arena.clear_logs()
+    reply = await arena.send([event.pdu])
+    assert reply.body == {"pdus": {event.event_id: {}}}  # not rejected: soft-failed
+    assert await arena.snapshot() == before
+    line = arena.assert_logged_once()
+    assert "soft-failed" in line and event.event_id in line
