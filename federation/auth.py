@@ -187,8 +187,8 @@ class RequestAuthenticator:
             raise unauthorized(f"Malformed X-Matrix Authorization header: {e}") from None
         if auth.destination is not None and auth.destination != self.server_name:
             raise unauthorized("Request is for another destination")
-        raw = await read_body(request, request.app["max_json_body_bytes"])
         try:
+            raw = await read_body(request, request.app["max_json_body_bytes"])
             content = parse_json_bytes(raw, unique_keys=True) if raw.strip() else None
         except MatrixError as e:
             _log_refusal(request, auth.origin, e.error)

@@ -107,3 +107,24 @@ async def test_deeply_nested_content_in_a_pdu(arena: Arena) -> None:
     if reply.status == 200:
         assert all("error" in v for v in reply.body["pdus"].values())
     assert await arena.snapshot() == before
+
+
+async def test_body_over_the_size_limit_refused(arena: Arena) -> None:
+    limit = arena.hs.hs.config.limits.max_json_body_bytes
+    event = arena.peer.event(arena.room, "m.room.message", arena.message())
+    body = {**arena.peer.transaction([event.pdu]), "pad": "x" * limit}
+    before = await arena.snapshot()
+    arena.clear_logs()
+    reply = await arena.peer.send_raw(
+        arena.name, "PUT", SEND + "huge", json.dumps(body).encode(), body
+    )
+    assert (reply.status, reply.body["errcode"]) == (413, "M_TOO_LARGE")
+    assert await arena.snapshot() == before
+    arena.assert_logged_once()
+
+
+async def test_transaction_claiming_another_origin_refused(arena: Arena) -> None:
+    event = arena.peer.event(arena.room, "m.room.message", arena.message())
+    body = {**arena.peer.transaction([event.pdu]), "origin": arena.name}
+    answer = await refused_whole(arena, SEND + "other-origin", json.dumps(body).encode(), body)
+    assert answer["errcode"] == "M_BAD_JSON"
