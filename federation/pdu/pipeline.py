@@ -17,6 +17,10 @@ writer); rooms proceed concurrently::
         EventPersister.persist      one transaction
       unlock -> RoomService.after_persist (notify clients, hooks) for shown events
 
+Every event refused (dropped, rejected, or left without auth events or
+state), soft-failed or redacted for a bad content hash is logged once, at
+INFO, with the server it came from and never its content.
+
 Rejected events are stored (so they are never fetched again, and later
 events may cite them) but get no stream position, like soft-failed ones:
 neither ever reaches a client.
