@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -46,6 +45,7 @@ from federation.errors import DestinationRefused, FederationError
 from homeserver.clock import Clock
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.keys import SigningKey
+from homeserver.http.bodies import BadJsonBytes, decode_json_bytes
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -399,8 +399,8 @@ class FederationClient:
 
 def _decode_answer(destination: str, status: int, raw: bytes) -> Any:
     try:
-        body: Any = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, ValueError):
+        body: Any = decode_json_bytes(raw, unique_keys=True) if raw else None
+    except BadJsonBytes:
         body = None
         if 200 <= status < 300:
             raise FederationError(destination, "response is not JSON", status=status) from None
