@@ -22,6 +22,7 @@ from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
 from homeserver.api.account_data import AccountDataApi
+from homeserver.api.admin.area import AdminArea
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
@@ -81,6 +82,7 @@ class HomeServer:
     userdata: UserDataServices
     e2ee: E2ee
     sync_area: SyncArea
+    admin: AdminArea
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -145,6 +147,7 @@ class HomeServer:
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -175,7 +178,7 @@ class HomeServer:
         ud = self.userdata
         apis: list[Any] = [
             DiscoveryApi(self.config, self.auth, self.unstable_features),
-            AccountApi(self.accounts, self.auth, self.uia, self.limiter),
+            AccountApi(self.accounts, self.auth, self.uia, self.limiter, self.admin.tokens),
             DevicesApi(self.accounts, self.auth, self.uia),
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
@@ -187,6 +190,7 @@ class HomeServer:
             *self.e2ee.apis(self.accounts, self.auth, self.uia),
             *self.rooms_area.apis(self.auth),
             *self.sync_area.apis(self.auth),
+            *self.admin.apis(self.auth, self.config, self.limiter),
         ]
         for api in apis:
             app.add_routes(api.routes())
