@@ -64,7 +64,10 @@ class RoomQuery:
 
 
 def check_room_id(room_id: str) -> str:
-    if not room_id.startswith("!") or ":" not in room_id or "\x00" in room_id:
+    """A room id of any version ("!opaque:server" or v12's "!hash"), or 400."""
+    if not room_id.startswith("!") or len(room_id) < 2 or len(room_id.encode()) > 255:
+        raise invalid_param(f"{room_id!r} is not a legal room ID")
+    if any(c in room_id for c in "\x00/ "):
         raise invalid_param(f"{room_id!r} is not a legal room ID")
     return room_id
 
@@ -251,7 +254,15 @@ class RoomAdmin:
         for alias in await self.rooms.rooms.aliases_for_room(room.room_nid):
             await self.rooms.rooms.delete_alias(alias)
             result["local_aliases"].append(alias)
-        local = await self.rooms.members.local_users(room.room_nid, self.rooms.server_name)
+        # Invited and knocking users first: while a local user is still joined their
+        # leave is a local event; afterwards it would be a handshake with another server.
+        suffix = ":" + self.rooms.server_name
+        local = [
+            m.user_id
+            for states in (("invite", "knock"), ("join",))
+            for m in await self.rooms.members.members(room.room_nid, states)
+            if m.user_id.endswith(suffix)
+        ]
         for user_id in local:
             try:
                 await self.memberships.leave(user_id, room.room_id, reason)
