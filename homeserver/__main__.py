@@ -1,4 +1,5 @@
-"""The ``myelin`` command line: generate-config, run, register-user.
+"""The ``myelin`` command line: generate-config, run, register-user, and the admin
+commands of ``homeserver/admin_cli.py`` (list-users, deactivate-user, ...).
 
 Errors a person can fix (bad config, unreachable database, file exists)
 print one line to stderr and exit 1, never a traceback.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from homeserver import admin_cli
 from homeserver.config import ConfigError, load_config
 from homeserver.storage.database import DatabaseUnavailable
 
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("username")
     u.add_argument("--password", default=None)
     u.add_argument("--admin", action="store_true")
+    admin_cli.add_parsers(sub)
     return p
 
 
@@ -192,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run(args.config))
         elif args.command == "register-user":
             asyncio.run(_register_user(args))
-    except (CliError, ConfigError, DatabaseUnavailable) as e:
+        elif args.command in admin_cli.COMMANDS:
+            print(asyncio.run(admin_cli.run(args)))
+    except (CliError, admin_cli.AdminCliError, ConfigError, DatabaseUnavailable) as e:
         print(f"myelin: {e}", file=sys.stderr)
         return 1
     except OSError as e:
