@@ -52,10 +52,13 @@ class MembershipService:
         # Set by the composition root: rooms an admin blocked (admin API).
         self.blocked: BlockedCheck | None = None
 
+    async def is_blocked(self, room_id: str) -> bool:
+        """Whether an admin blocked the room (federation asks too, for remote joins)."""
+        return self.blocked is not None and await self.blocked(room_id)
+
     async def _refuse_blocked(self, room_id_or_alias: str) -> None:
-        if self.blocked is not None and room_id_or_alias.startswith("!"):
-            if await self.blocked(room_id_or_alias):
-                raise room_blocked()
+        if room_id_or_alias.startswith("!") and await self.is_blocked(room_id_or_alias):
+            raise room_blocked()
 
     async def is_resident(self, room: RoomInfo) -> bool:
         """Whether a user of this server is joined (so this server holds the room's state)."""
