@@ -19,7 +19,7 @@ from homeserver.accounts.service import (
     MAX_PASSWORD_LENGTH,
     AccountService,
 )
-from homeserver.accounts.store import UserRecord
+from homeserver.accounts.store import DeviceRecord, UserRecord
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
 
@@ -185,16 +185,43 @@ class UserAdmin:
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         user = await self._record(user_id)
         return [
-            {
-                "device_id": d.device_id,
-                "display_name": d.display_name,
-                "last_seen_ip": d.last_seen_ip,
-                "last_seen_ts": d.last_seen_ts,
-                "last_seen_user_agent": None,
-                "user_id": user.user_id,
-            }
+            _device_json(user.user_id, d)
             for d in await self.accounts.store.list_devices(user.user_nid)
         ]
+
+    async def device(self, user_id: str, device_id: str) -> dict[str, Any]:
+        user = await self._record(user_id)
+        found = await self.accounts.store.get_device(user.user_nid, device_id)
+        if found is None:
+            raise not_found("Device not found")
+        return _device_json(user.user_id, found)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Log devices out (unknown ids are ignored, as Synapse does)."""
+        user = await self._record(user_id)
+        known = set(await self.accounts.store.device_ids(user.user_nid))
+        await self.accounts.delete_devices(
+            user.user_id, user.user_nid, [d for d in device_ids if d in known]
+        )
+
+    async def is_admin(self, user_id: str) -> bool:
+        return (await self._record(user_id)).is_admin
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        user = await self._record(user_id)
+        await self.accounts.store.set_admin(user.user_nid, admin)
+        self.accounts.auth.forget_user(user.user_id)
+
+
+def _device_json(user_id: str, d: DeviceRecord) -> dict[str, Any]:
+    return {
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ip": d.last_seen_ip,
+        "last_seen_ts": d.last_seen_ts,
+        "last_seen_user_agent": None,
+        "user_id": user_id,
+    }
 
 
 def parse_user_changes(body: dict[str, Any]) -> UserChanges:

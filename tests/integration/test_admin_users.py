@@ -220,3 +220,47 @@ async def test_whois_and_devices(server: RunningServer, api: Api) -> None:
     assert device["last_seen_ip"] == "127.0.0.1"
     r = await api.get(V2 + "/users/@nobody:localhost/devices", token=root.access_token)
     assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+
+
+async def test_devices_admin_flag_and_joined_rooms(server: RunningServer, api: Api) -> None:
+    root = await make_admin(server, api)
+    t = root.access_token
+    bob = await api.register("bob")
+    second = (await api.login("bob", bob.password, device_id="SECOND")).body["access_token"]
+    third = (await api.login("bob", bob.password, device_id="THIRD")).body["access_token"]
+    base = V2 + "/users/@bob:localhost"
+
+    r = await api.get(base + "/devices/SECOND", token=t)
+    assert r.status == 200 and r.body["device_id"] == "SECOND" and r.body["user_id"] == bob.user_id
+    r = await api.get(base + "/devices/NOPE", token=t)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+    r = await api.delete(base + "/devices/SECOND", token=t)
+    assert r.status == 200 and r.body == {}
+    assert (await api.get("/account/whoami", token=second)).status == 401
+    for body in ({}, {"devices": "THIRD"}, {"devices": [1]}):
+        r = await api.post(base + "/delete_devices", body, token=t)
+        assert (r.status, r.errcode) == (400, "M_INVALID_PARAM"), body
+    assert (await api.get("/account/whoami", token=third)).status == 200
+    r = await api.post(base + "/delete_devices", {"devices": ["THIRD", "UNKNOWN"]}, token=t)
+    assert r.status == 200
+    assert (await api.get("/account/whoami", token=third)).status == 401
+    r = await api.get(base + "/devices", token=t)
+    assert [d["device_id"] for d in r.body["devices"]] == [bob.device_id]
+
+    admin_path = V1 + "/users/@bob:localhost/admin"
+    assert (await api.get(admin_path, token=t)).body == {"admin": False}
+    r = await api.put(admin_path, {"admin": "true"}, token=t)
+    assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
+    r = await api.put(admin_path, {"admin": True}, token=bob.access_token)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+    assert (await api.put(admin_path, {"admin": True}, token=t)).body == {}
+    assert (await api.get(admin_path, token=bob.access_token)).body == {"admin": True}
+    r = await api.put(V1 + "/users/@root:localhost/admin", {"admin": False}, token=t)
+    assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")  # no locking oneself out
+
+    r = await api.post("/createRoom", {}, token=bob.access_token)
+    room = r.body["room_id"]
+    r = await api.get(V1 + "/users/@bob:localhost/joined_rooms", token=t)
+    assert r.body == {"joined_rooms": [room], "total": 1}
+    r = await api.get(V1 + "/users/@nobody:localhost/joined_rooms", token=t)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")

@@ -37,6 +37,7 @@ class AdminArea:
     tokens: RegistrationTokens
     reports: ReportAdmin
     user_reports: ReportService
+    rooms_area: RoomsArea
 
     @classmethod
     def build(
@@ -60,12 +61,13 @@ class AdminArea:
             ),
             reports=ReportAdmin(area.rooms, ReportAdminStore(db)),
             user_reports=area.reports,
+            rooms_area=area,
         )
 
     def apis(self, auth: Authenticator, config: Config, limiter: RateLimiter) -> list[Any]:
         return [
             ServerAdminApi(auth, config.support),
-            UserAdminApi(auth, self.users),
+            UserAdminApi(auth, self.users, self.rooms_area.reader.joined_rooms),
             RoomAdminApi(auth, self.rooms),
             RegistrationTokensApi(auth, self.tokens, limiter),
             ReportsApi(auth, self.user_reports, self.reports),

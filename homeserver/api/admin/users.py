@@ -3,6 +3,8 @@ whois (also the client API's /admin/whois), devices."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from homeserver.accounts.admin import UserAdmin, parse_user_changes
@@ -25,10 +27,15 @@ from homeserver.http.shell import json_response
 MAX_PAGE = 1000
 
 
+# user id -> rooms the user is joined to (the rooms area answers).
+JoinedRooms = Callable[[str], Awaitable[list[str]]]
+
+
 class UserAdminApi:
-    def __init__(self, auth: Authenticator, users: UserAdmin) -> None:
+    def __init__(self, auth: Authenticator, users: UserAdmin, joined: JoinedRooms) -> None:
         self.auth = auth
         self.users = users
+        self.joined = joined
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -36,6 +43,12 @@ class UserAdminApi:
             web.get(ADMIN_V2 + "/users/{userId}", self.get_user),
             web.put(ADMIN_V2 + "/users/{userId}", self.put_user),
             web.get(ADMIN_V2 + "/users/{userId}/devices", self.devices),
+            web.get(ADMIN_V2 + "/users/{userId}/devices/{deviceId}", self.device),
+            web.delete(ADMIN_V2 + "/users/{userId}/devices/{deviceId}", self.delete_device),
+            web.post(ADMIN_V2 + "/users/{userId}/delete_devices", self.delete_devices),
+            web.get(ADMIN_V1 + "/users/{userId}/admin", self.get_admin),
+            web.put(ADMIN_V1 + "/users/{userId}/admin", self.put_admin),
+            web.get(ADMIN_V1 + "/users/{userId}/joined_rooms", self.joined_rooms),
             web.post(ADMIN_V1 + "/deactivate/{userId}", self.deactivate),
             web.post(ADMIN_V1 + "/reset_password/{userId}", self.reset_password),
             web.get(ADMIN_V1 + "/whois/{userId}", self.admin_whois),
@@ -78,6 +91,47 @@ class UserAdminApi:
         await require_admin(self.auth, request)
         devices = await self.users.devices(request.match_info["userId"])
         return json_response({"devices": devices, "total": len(devices)})
+
+    async def device(self, request: web.Request) -> web.Response:
+        await require_admin(self.auth, request)
+        m = request.match_info
+        return json_response(await self.users.device(m["userId"], m["deviceId"]))
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        await require_admin(self.auth, request)
+        m = request.match_info
+        await self.users.delete_devices(m["userId"], [m["deviceId"]])
+        return json_response({})
+
+    async def delete_devices(self, request: web.Request) -> web.Response:
+        await require_admin(self.auth, request)
+        devices = (await json_body(request)).get("devices")
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise invalid_param("'devices' must be a list of device ids")
+        await self.users.delete_devices(request.match_info["userId"], devices)
+        return json_response({})
+
+    async def get_admin(self, request: web.Request) -> web.Response:
+        await require_admin(self.auth, request)
+        return json_response({"admin": await self.users.is_admin(request.match_info["userId"])})
+
+    async def put_admin(self, request: web.Request) -> web.Response:
+        requester = await require_admin(self.auth, request)
+        body = await json_body(request)
+        if not isinstance(body.get("admin"), bool):
+            raise invalid_param("'admin' must be a boolean")
+        user_id = request.match_info["userId"]
+        if user_id == requester.user_id and not body["admin"]:
+            raise invalid_param("You may not demote yourself")
+        await self.users.set_admin(user_id, body["admin"])
+        return json_response({})
+
+    async def joined_rooms(self, request: web.Request) -> web.Response:
+        await require_admin(self.auth, request)
+        user_id = request.match_info["userId"]
+        await self.users.get_user(user_id)  # 400 for a bad or remote id, 404 if unknown
+        rooms = await self.joined(user_id)
+        return json_response({"joined_rooms": rooms, "total": len(rooms)})
 
     async def deactivate(self, request: web.Request) -> web.Response:
         await require_admin(self.auth, request)
