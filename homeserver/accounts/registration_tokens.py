@@ -118,7 +118,7 @@ class RegistrationTokens:
                 raise invalid_param("token must be a string")
             check_token_text(token)
             if not await self.store.create(token, uses_allowed, expiry_time, self.clock.now_ms()):
-                raise invalid_param(f"Token already exists: {token}")
+                raise invalid_param("This token already exists")
             return await self.get(token)
         length = body.get("length", DEFAULT_GENERATED_LENGTH)
         if isinstance(length, bool) or not isinstance(length, int):
