@@ -1,4 +1,5 @@
-"""The ``myelin`` command line: generate-config, run, register-user, media.
+"""The ``myelin`` command line: generate-config, run, register-user, media, and the admin
+commands of ``homeserver/admin_cli.py`` (list-users, deactivate-user, ...).
 
 Errors a person can fix (bad config, unreachable database, file exists)
 print one line to stderr and exit 1, never a traceback.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from homeserver import admin_cli
 from homeserver.config import ConfigError, load_config
 from homeserver.storage.database import DatabaseUnavailable
 
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     q = msub.add_parser("quarantine", help="stop serving a media id and delete its bytes")
     q.add_argument("--config", required=True)
     q.add_argument("mxc", help="mxc://server/mediaId")
+    admin_cli.add_parsers(sub)
     return p
 
 
@@ -234,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_register_user(args))
         elif args.command == "media":
             asyncio.run(_media(args))
-    except (CliError, ConfigError, DatabaseUnavailable) as e:
+        elif args.command in admin_cli.COMMANDS:
+            print(asyncio.run(admin_cli.run(args)))
+    except (CliError, admin_cli.AdminCliError, ConfigError, DatabaseUnavailable) as e:
         print(f"myelin: {e}", file=sys.stderr)
         return 1
     except OSError as e:

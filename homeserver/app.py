@@ -20,6 +20,7 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
+from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
@@ -77,6 +78,7 @@ class HomeServer:
     push: PushRuleService
     e2ee: E2ee
     sync_area: SyncArea
+    admin: AdminArea
     media: MediaService
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
@@ -148,6 +150,7 @@ class HomeServer:
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, push, e2ee),
             media=MediaService(config, MediaStore(db), clock),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
             unstable_features=dict(E2EE_FEATURES),
         )
         if config.media.url_preview_enabled:
@@ -203,6 +206,7 @@ class HomeServer:
             sync=self.sync_area,
             media=self.media,
             previewer=self.previewer,
+            admin=self.admin,
             unstable_features=self.unstable_features,
         )
         for api in apis:

@@ -140,6 +140,23 @@ class TurnConfig:
 
 
 @dataclass
+class SupportContact:
+    """One way to reach the server's admins (spec: /.well-known/matrix/support)."""
+
+    role: str = "m.role.admin"
+    matrix_id: str | None = None
+    email_address: str | None = None
+
+
+@dataclass
+class SupportConfig:
+    """Served at /.well-known/matrix/support; nothing set: that URL answers 404."""
+
+    contacts: list[SupportContact] = field(default_factory=list)
+    support_page: str | None = None
+
+
+@dataclass
 class Config:
     server_name: str = ""
     data_dir: str = "."
@@ -156,6 +173,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    support: SupportConfig = field(default_factory=SupportConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -253,6 +271,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    _check_support(config.support)
     return config
 
 
@@ -282,6 +301,17 @@ def _check_media(config: Config, data_dir: Path) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
+
+
+def _check_support(support: SupportConfig) -> None:
+    for i, contact in enumerate(support.contacts):
+        key = f"support.contacts[{i}]"
+        if not contact.matrix_id and not contact.email_address:
+            raise ConfigError(f"{key}: needs matrix_id or email_address")
+        if contact.matrix_id is not None and not contact.matrix_id.startswith("@"):
+            raise ConfigError(f"{key}.matrix_id: must be a user id (@user:server)")
+        if not contact.role:
+            raise ConfigError(f"{key}.role: must not be empty")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

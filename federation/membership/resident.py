@@ -10,6 +10,7 @@ a room we are not in stores it out-of-band so the invitee's /sync shows it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation.membership.restricted import RestrictedJoins
@@ -24,6 +25,7 @@ from homeserver.events.signing import sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
@@ -59,6 +61,13 @@ class ResidentMembership:
         self.pipeline = pipeline
         self.outbound = outbound
         self.restricted = RestrictedJoins(server_name, rooms)
+        # Rooms a server admin blocked: no remote user joins or knocks through
+        # us, and our users get no invites to them (set by FederatedRooms.attach).
+        self.blocked: Callable[[str], Awaitable[bool]] | None = None
+
+    async def _refuse_blocked(self, room_id: str) -> None:
+        if self.blocked is not None and await self.blocked(room_id):
+            raise room_blocked()
 
     async def _room(self, origin: str, room_id: str) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)
@@ -73,6 +82,8 @@ class ResidentMembership:
     ) -> dict[str, Any]:
         """make_join / make_leave / make_knock: a template event for ``user_id``."""
         room = await self._room(origin, room_id)
+        if membership != "leave":
+            await self._refuse_blocked(room.room_id)
         if domain_of(user_id) != origin:
             raise forbidden("The user does not belong to the requesting server")
         rv = room.version
@@ -191,6 +202,7 @@ class ResidentMembership:
         room = await self.rooms.rooms.get_room(room_id)
         if room is not None and not await self.pipeline.server_allowed(room, origin):
             raise denied()
+        await self._refuse_blocked(room_id)
         signed = sign_event(event.pdu, self.server_name, self.signing_key, rv)
         resident = room is not None and await self.outbound.servers_in_room(room) & {
             self.server_name

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.accounts.secrets import constant_time_equals
+from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.routes import client_routes
@@ -25,8 +25,10 @@ class AccountApi:
         auth: Authenticator,
         uia: UiaService,
         limiter: RateLimiter,
+        tokens: RegistrationTokens,
     ) -> None:
         self.accounts = accounts
+        self.tokens = tokens
         self.auth = auth
         self.uia = uia
         self.limiter = limiter
@@ -84,11 +86,11 @@ class AccountApi:
 
     # --------------------------------------------------------- registration
 
-    def _registration_flows(self) -> list[list[str]]:
+    async def _registration_flows(self) -> list[list[str]]:
         flows = []
         if self.reg.enabled:
             flows.append(["m.login.dummy"])
-        if self.reg.tokens:
+        if await self.tokens.offered():
             # The trailing dummy stage is what Synapse offers and what matrix-nio's
             # register_with_token expects (token first, then dummy with the same session).
             flows.append(["m.login.registration_token", "m.login.dummy"])
@@ -98,10 +100,7 @@ class AccountApi:
         if stage == "m.login.dummy":
             return True
         if stage == "m.login.registration_token":
-            token = auth.get("token")
-            return isinstance(token, str) and any(
-                constant_time_equals(token, t) for t in self.reg.tokens
-            )
+            return await self.tokens.check_stage(auth)
         return False
 
     async def post_register(self, request: web.Request) -> web.Response:
@@ -113,7 +112,7 @@ class AccountApi:
             return await self._register_guest(body)
         if kind != "user":
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
-        flows = self._registration_flows()
+        flows = await self._registration_flows()
         if not flows:
             raise forbidden("Registration is disabled")
         username = opt_str(body, "username")
@@ -136,6 +135,7 @@ class AccountApi:
         else:
             user_id = await self.accounts.new_guest_user_id()
         await self.accounts.create_account(user_id, password)
+        await self.tokens.registered(body.get("auth"))
         if inhibit_login:
             return json_response({"user_id": user_id, "home_server": self.accounts.server_name})
         user = await self.accounts.store.get_user(user_id)

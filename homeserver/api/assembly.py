@@ -14,6 +14,7 @@ from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
 from homeserver.api.account_data import AccountDataApi
+from homeserver.api.admin.area import AdminArea
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
@@ -66,13 +67,14 @@ def client_apis(
     sync: SyncArea,
     media: MediaService,
     previewer: UrlPreviewer | None,
+    admin: AdminArea,
     unstable_features: dict[str, bool],
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
     ud = userdata
     return [
         DiscoveryApi(config, auth, unstable_features),
-        AccountApi(accounts, auth, uia, limiter),
+        AccountApi(accounts, auth, uia, limiter, admin.tokens),
         DevicesApi(accounts, auth, uia),
         ProfileApi(accounts, auth),
         AdminRegisterApi(accounts, limiter),
@@ -94,4 +96,5 @@ def client_apis(
         SearchApi(auth, rooms.search, rooms.user_directory),
         VoipApi(auth, config.turn, clock),
         NotificationsApi(auth, sync.notifications),
+        *admin.apis(auth, config, limiter),
     ]

@@ -18,6 +18,12 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 
 # user id -> {"displayname": ..., "avatar_url": ...} (empty when unknown)
 ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
+# room id -> whether a server admin blocked it (no local user may enter it).
+BlockedCheck = Callable[[str], Awaitable[bool]]
+
+
+def room_blocked() -> MatrixError:
+    return forbidden("This room has been blocked on this server")
 
 
 class RemoteMembership(Protocol):
@@ -46,6 +52,16 @@ class MembershipService:
         # late by federation (FederatedRooms.attach), which is built on this area's room
         # service: a real cycle between the two.
         self.remote: RemoteMembership | None = None
+        # Set by the composition root: rooms an admin blocked (admin API).
+        self.blocked: BlockedCheck | None = None
+
+    async def is_blocked(self, room_id: str) -> bool:
+        """Whether an admin blocked the room (federation asks too, for remote joins)."""
+        return self.blocked is not None and await self.blocked(room_id)
+
+    async def _refuse_blocked(self, room_id_or_alias: str) -> None:
+        if room_id_or_alias.startswith("!") and await self.is_blocked(room_id_or_alias):
+            raise room_blocked()
 
     async def is_resident(self, room: RoomInfo) -> bool:
         """Whether a user of this server is joined (so this server holds the room's state)."""
@@ -107,6 +123,7 @@ class MembershipService:
         *,
         is_guest: bool = False,
     ) -> str:
+        await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
             if is_guest:
                 # Guest access is decided by the room's m.room.guest_access,
@@ -117,6 +134,7 @@ class MembershipService:
             content = await self.member_content(user_id, "join", reason=reason)
             return await self.remote.join(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
+        await self._refuse_blocked(room.room_id)
         if is_guest and not await self.guests_may_join(room):
             raise MatrixError(
                 403, "M_FORBIDDEN", "Guests may only join rooms whose guest_access is can_join"
@@ -150,10 +168,12 @@ class MembershipService:
         reason: str | None = None,
         servers: Sequence[str] = (),
     ) -> str:
+        await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
             content = await self.member_content(user_id, "knock", reason=reason)
             return await self.remote.knock(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
+        await self._refuse_blocked(room.room_id)
         await self._send(room, user_id, user_id, "knock", reason=reason)
         return room.room_id
 
@@ -182,6 +202,7 @@ class MembershipService:
         reason: str | None = None,
         is_direct: bool | None = None,
     ) -> None:
+        await self._refuse_blocked(room_id)
         room = await self._target_room(room_id, target)
         current = await self.rooms.members.get(room.room_nid, target)
         if current is not None and current.membership == "ban":
