@@ -15,6 +15,7 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.membership.resident import ResidentMembership
 from federation.outbound import OutboundRooms
+from federation.pdu.fetch import TooManyEvents
 from federation.pdu.graph import diff
 from federation.pdu.pipeline import PduPipeline
 from homeserver.clock import Clock
@@ -179,8 +180,22 @@ class RemoteMembership:
             if got is not None and got[0].event_id == event.event_id:
                 event = got[0]
         fetcher = self.pipeline.fetcher
-        state = await fetcher.many(resp.get("state"), rv, room_id)
-        chain = await fetcher.many(resp.get("auth_chain"), rv, room_id)
+        given_state = resp.get("state")
+        try:
+            # The whole state, never a prefix of it (issue 9): a cut state
+            # loses members, and join rules or invites past the cut.
+            state = await fetcher.whole(given_state, rv, room_id, "the room's state")
+            chain = await fetcher.whole(resp.get("auth_chain"), rv, room_id, "the auth chain")
+        except TooManyEvents as e:
+            log.warning("join of %s through %s refused: %s", room_id, server, e)
+            raise MatrixError(502, "M_UNKNOWN", f"Cannot join: {e}") from None
+        if isinstance(given_state, list) and len(state) < len(given_state):
+            log.warning(
+                "send_join from %s: %d of %d state events failed their checks and were dropped",
+                server,
+                len(given_state) - len(state),
+                len(given_state),
+            )
         create = next((e for e in [*state, *chain] if e.type == CREATE), None)
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
