@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.outbound import OutboundRooms
-from federation.pdu.pipeline import PduPipeline
+from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline
 from homeserver.clock import Clock
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.federation.backfill")
@@ -102,9 +103,10 @@ class RoomBackfiller:
                 before = await self.rooms.events.by_id(event.event_id)
                 if before is not None and not before.outlier:
                     continue
-                error = await self.pipeline.process(
-                    server, room, event, [], fetch_missing=False, backfilled=True
-                )
+                try:
+                    error = await self.pipeline.process(server, room, event, [], backfilled=True)
+                except MissingEvents:
+                    error = MISSING_FOR_RESOLUTION
                 if error is None:
                     count += 1
                 else:

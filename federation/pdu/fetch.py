@@ -76,7 +76,9 @@ class EventFetcher:
             raise TooManyEvents(what, len(pdus))
         return await self._checked_all(pdus, version, room_id)
 
-    async def _checked_all(self, pdus: list[Any], version: RoomVersion, room_id: str) -> list[Event]:
+    async def _checked_all(
+        self, pdus: list[Any], version: RoomVersion, room_id: str
+    ) -> list[Event]:
         out: list[Event] = []
         for start in range(0, len(pdus), CHECK_BATCH):
             if start:

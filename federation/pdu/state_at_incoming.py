@@ -16,6 +16,7 @@ only the difference (never a copy of the whole state).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from federation.pdu.fetch import EventFetcher
@@ -44,8 +45,18 @@ class StateAtIncoming:
         self.fetcher = fetcher
         self.auth = auth
 
-    async def state_before(self, origin: str, room: RoomInfo, event: Event) -> StateBefore | None:
-        """None when the state cannot be determined (the sender would not tell)."""
+    async def state_before(
+        self,
+        origin: str,
+        room: RoomInfo,
+        event: Event,
+        gaps: Mapping[str, IdMap] | None = None,
+    ) -> StateBefore | None:
+        """None when the state cannot be determined (the sender would not tell).
+
+        ``gaps``: the states after missing prevs, fetched before the room's lock
+        was taken; when given, the network is never used here. Raises
+        ``MissingEvents`` when resolving the prevs' states meets a hole."""
         if not event.prev_event_ids:
             return StateBefore(None, None, {}, [])  # the create event (backfilled)
         prevs = await self.graph.rooms.events.by_ids(event.prev_event_ids)
@@ -62,7 +73,10 @@ class StateAtIncoming:
                 base = base or stored
                 sets.append(await self.graph.ids_at_group(stored.state_group))
                 continue
-            after = await self._state_after_gap(origin, room, prev_id)
+            if gaps is not None:
+                after = gaps.get(prev_id)
+            else:
+                after = await self.state_after_gap(origin, room, prev_id)
             if after is None:
                 return None
             sets.append(after)
@@ -72,7 +86,7 @@ class StateAtIncoming:
         delta = diff(await self.graph.to_nids(ids), base_nids)
         return StateBefore(base_group, delta, ids, prev_nids)
 
-    async def _state_after_gap(self, origin: str, room: RoomInfo, prev_id: str) -> IdMap | None:
+    async def state_after_gap(self, origin: str, room: RoomInfo, prev_id: str) -> IdMap | None:
         """The state after a prev event we lack, as the sender sees it."""
         answer = await self.fetcher.state_ids(origin, room.room_id, prev_id)
         if answer is None:

@@ -64,9 +64,7 @@ async def test_join_of_a_big_invite_only_room_keeps_all_state(
         r = await api.get(f"/rooms/{q(room_id)}/joined_members", token=user.access_token)
         assert r.status == 200, r.body
         assert len(r.body["joined"]) == expected
-    r = await api_b.get(
-        f"/rooms/{q(room_id)}/state/m.room.join_rules/", token=bob.access_token
-    )
+    r = await api_b.get(f"/rooms/{q(room_id)}/state/m.room.join_rules/", token=bob.access_token)
     assert r.body == {"join_rule": "invite"}
     # Bob's server holds the same state as the resident server.
     r_a = await api_a.get(f"/rooms/{q(room_id)}/state", token=alice.access_token)
