@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Set
 
 from nacl.signing import VerifyKey
 
@@ -77,9 +77,13 @@ class AuthFetcher:
         found = await self.rooms.current_state_event(room, CREATE)
         return None if found is None else found.event
 
-    async def ensure(self, origin: str, room: RoomInfo, event: Event) -> bool:
-        """Fetch and store the missing auth events of ``event``; whether all are now known."""
-        missing = await self.graph.missing(event.auth_event_ids)
+    async def ensure(
+        self, origin: str, room: RoomInfo, event: Event, pending: Set[str] = frozenset()
+    ) -> bool:
+        """Fetch and store the missing auth events of ``event``; whether all are now known.
+        ``pending``: events already fetched and about to be processed (missing prev
+        events), which are not asked for again."""
+        missing = set(await self.graph.missing(event.auth_event_ids)) - pending
         if not missing:
             return True
         chain = await self.fetcher.event_auth(origin, room.room_id, event.event_id, room.version)

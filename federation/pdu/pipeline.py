@@ -139,19 +139,20 @@ class PduPipeline:
         """The network part of receipt, before the room's lock: auth events,
         missing prev events (and their auth events), the state at gaps."""
         ahead = Prefetched()
-        await self.auth.ensure(origin, room, event)
-        if not await self.graph.missing(event.prev_event_ids):
-            return ahead
-        ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
-        got = await self.fetcher.missing_events(
-            origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
-        )
-        ahead.prevs = sorted(
-            (e for e in got if e.event_id != event.event_id), key=lambda e: e.depth
-        )
-        for e in ahead.prevs:
-            await self.auth.ensure(origin, room, e)
+        if await self.graph.missing(event.prev_event_ids):
+            ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
+            got = await self.fetcher.missing_events(
+                origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
+            )
+            ahead.prevs = sorted(
+                (e for e in got if e.event_id != event.event_id), key=lambda e: e.depth
+            )
+        # Auth events that are among the missing prev events come with them.
         fetched = {e.event_id for e in ahead.prevs}
+        for e in [*ahead.prevs, event]:
+            await self.auth.ensure(origin, room, e, fetched)
+        if not ahead.prevs and not await self.graph.missing(event.prev_event_ids):
+            return ahead
         gaps: list[str] = []
         for e in [*ahead.prevs, event]:
             for prev_id in await self.graph.missing(e.prev_event_ids):
@@ -204,15 +205,14 @@ class PduPipeline:
             backfilled and known.outlier and known.rejected_reason is None
         ):
             return None
-        network = ahead is None
-        if network:
+        if ahead is None:
             if not await self.auth.ensure(origin, room, event):
                 return "Missing auth events"
-        elif await self.graph.missing(event.auth_event_ids):
-            return "Missing auth events"
-        if ahead is not None:
+        else:
             for prev in ahead.prevs:
                 await self.process(origin, room, prev, shown, ahead=Prefetched(gaps=ahead.gaps))
+            if await self.graph.missing(event.auth_event_ids):
+                return "Missing auth events"
         gaps = None if ahead is None else ahead.gaps
         before = await self.state.state_before(origin, room, event, gaps)
         if before is None:

@@ -9,9 +9,12 @@ from the same point of the room:
 - branch B: ``eve``, still a moderator there, kicks ``victim``, changes the
   topic and the name;
 
-sends both to each server in OPPOSITE orders (Synapse A then B, Myelin B then
-A), then an event merging the branches. Both servers must end with the same
-resolved state, read with ``GET /rooms/{roomId}/state``.
+sends both to Synapse (A then B) and then an event merging the branches.
+Myelin gets either both branches in the opposite order (B then A) then the
+merge, or the merge alone: then it must fetch both branches from the peer
+(``/get_missing_events``, which the peer answers from what it built). Both
+servers must end with the same resolved state, read with
+``GET /rooms/{roomId}/state``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from homeserver.events.model import Event
 from tests.conftest import ServerFactory
@@ -40,6 +44,23 @@ WAIT_S = 60.0
 async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
     async with ScriptedPeer(tmp_path / "peer") as p:
         yield p
+
+
+def missing_events(known: dict[str, Event], body: Any) -> list[dict[str, Any]]:
+    """The spec's get_missing_events over the peer's events: walk back from the
+    latest events to the earliest, at most ``limit``, oldest first."""
+    earliest = set(body.get("earliest_events", []))
+    limit = int(body.get("limit", 10))
+    latest = [e for e in body.get("latest_events", []) if e in known]
+    stack = [p for e in latest for p in known[e].prev_event_ids]
+    found: dict[str, Event] = {}
+    while stack and len(found) < limit:
+        event_id = stack.pop()
+        if event_id in earliest or event_id in found or event_id not in known:
+            continue
+        found[event_id] = known[event_id]
+        stack.extend(known[event_id].prev_event_ids)
+    return [e.pdu for e in sorted(found.values(), key=lambda e: e.depth)]
 
 
 class Branch:
@@ -69,8 +90,9 @@ async def _state(api: Api, user: User, room_id: str) -> dict[tuple[str, str], An
     return {(e["type"], e["state_key"]): e["event_id"] for e in r.body}
 
 
+@pytest.mark.parametrize("myelin_gets", ["both branches", "the merge alone"])
 async def test_forked_power_join_rule_and_membership_changes_resolve_alike(
-    make_server: ServerFactory, synapse_server: SynapseServer, peer: ScriptedPeer
+    make_server: ServerFactory, synapse_server: SynapseServer, peer: ScriptedPeer, myelin_gets: str
 ) -> None:
     m = await make_server(federated=True, **FAST_RETRY)
     tag = secrets.token_hex(3)
@@ -124,21 +146,28 @@ async def test_forked_power_join_rule_and_membership_changes_resolve_alike(
         b.add("m.room.topic", {"topic": "eve's topic"}, eve, "")
         b.add("m.room.name", {"name": "eve's room"}, eve, "")
 
-        for server, order in (
-            (synapse_server.server_name, [*a.events, *b.events]),
-            (m.hs.config.server_name, [*b.events, *a.events]),
-        ):
-            for event in order:
-                reply = await peer.send_transaction(server, [event.pdu])
-                assert reply.status == 200, reply.body
-
         merge = Branch(peer, a.room)
         merge.room.head = [a.room.head[0], b.room.head[0]]
         merge.room.depth = max(a.room.depth, b.room.depth)
         merged = merge.add("m.room.message", {"msgtype": "m.text", "body": "merge"}, mallory, None)
+        known = {**room.events, **{e.event_id: e for e in [*a.events, *b.events, merged]}}
+
+        async def answer(request: web.Request, params: dict[str, str], body: Any) -> Any:
+            return web.json_response({"events": missing_events(known, body)})
+
+        peer.route("POST", "/_matrix/federation/v1/get_missing_events/{roomId}", answer)
+        to_myelin = [*b.events, *a.events] if myelin_gets == "both branches" else []
+        for server, order in (
+            (synapse_server.server_name, [*a.events, *b.events]),
+            (m.hs.config.server_name, to_myelin),
+        ):
+            for event in order:
+                reply = await peer.send_transaction(server, [event.pdu])
+                assert reply.status == 200, reply.body
         for server in (synapse_server.server_name, m.hs.config.server_name):
             reply = await peer.send_transaction(server, [merged.pdu])
             assert reply.status == 200, reply.body
+            assert reply.body["pdus"].get(merged.event_id) == {}, reply.body
 
         def resolved(pair: tuple[dict[Any, Any], dict[Any, Any]]) -> bool:
             on_m, on_s = pair
