@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from homeserver.errors import MatrixError
 from homeserver.events.model import Event
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -28,8 +29,12 @@ IdMap = dict[StateKey, str]
 MAX_AUTH_CHAIN = 500_000
 
 
-class AuthChainTooBig(Exception):
-    """An auth chain past ``MAX_AUTH_CHAIN``: refused loudly, never cut."""
+class AuthChainTooBig(MatrixError):
+    """An auth chain past ``MAX_AUTH_CHAIN``: refused loudly, never cut. A
+    Matrix error, so a request that needed the chain gets a clear answer."""
+
+    def __init__(self) -> None:
+        super().__init__(500, "M_UNKNOWN", f"Auth chain over {MAX_AUTH_CHAIN} events")
 
 
 @dataclass
@@ -83,7 +88,7 @@ class RoomGraph:
         frontier = list(dict.fromkeys(ids))
         while frontier:
             if len(graph.edges) + len(frontier) > MAX_AUTH_CHAIN:
-                raise AuthChainTooBig(f"auth chain over {MAX_AUTH_CHAIN} events")
+                raise AuthChainTooBig()
             found = await self.rooms.events.auth_links(frontier)
             cited: set[str] = set()
             for event_id in frontier:

@@ -52,7 +52,7 @@ from federation.keyring import Keyring
 from federation.pdu.acl import server_allowed
 from federation.pdu.fetch import EventFetcher
 from federation.pdu.fetch_auth import MAX_SINGLE_FETCHES, AuthFetcher
-from federation.pdu.graph import IdMap, RoomGraph, diff
+from federation.pdu.graph import AuthChainTooBig, IdMap, RoomGraph, diff
 from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.resolve import resolve
 from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore
@@ -72,6 +72,8 @@ MISSING_EVENTS_LIMIT = 10
 MAX_GAPS = 5
 SERVER_ACL = "m.room.server_acl"
 MISSING_FOR_RESOLUTION = "Missing events for state resolution"
+MISSING_AUTH = "Missing auth events"
+NO_STATE = "Cannot determine the state before the event"
 
 
 @dataclass
@@ -119,9 +121,15 @@ class PduPipeline:
             shown: list[StoredEvent] = []
             try:
                 async with self.rooms.lock(room.room_id):
-                    return await self.process(origin, room, event, shown, ahead=ahead)
+                    error = await self.process(origin, room, event, shown, ahead=ahead)
+                if error in (MISSING_AUTH, NO_STATE):  # rejections are logged by the checks
+                    log.info("refused %s from %s: %s", event.event_id, origin, error)
+                return error
             except MissingEvents as e:
                 missing = e.event_ids
+            except AuthChainTooBig as e:
+                log.warning("refused %s from %s: %s", event.event_id, origin, e.error)
+                return e.error
             finally:
                 for stored in shown:
                     await self.rooms.after_persist(stored, room)
@@ -207,16 +215,16 @@ class PduPipeline:
             return None
         if ahead is None:
             if not await self.auth.ensure(origin, room, event):
-                return "Missing auth events"
+                return MISSING_AUTH
         else:
             for prev in ahead.prevs:
                 await self.process(origin, room, prev, shown, ahead=Prefetched(gaps=ahead.gaps))
             if await self.graph.missing(event.auth_event_ids):
-                return "Missing auth events"
+                return MISSING_AUTH
         gaps = None if ahead is None else ahead.gaps
         before = await self.state.state_before(origin, room, event, gaps)
         if before is None:
-            return "Cannot determine the state before the event"
+            return NO_STATE
         stored, error = await self._check_and_persist(room, event, before, backfilled)
         if stored.stream_ordering is not None:
             shown.append(stored)
