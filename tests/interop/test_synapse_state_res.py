@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from homeserver.events.model import Event
 from tests.conftest import ServerFactory
 from tests.federation.fedutil import FAST_RETRY, eventually
+from tests.federation.forks import Branch, missing_events
 from tests.federation.rooms_support import q
-from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
+from tests.federation.scripted_peer import ScriptedPeer
 from tests.helpers import Api, User
 from tests.interop.synapse import SynapseServer
 
@@ -44,44 +44,6 @@ WAIT_S = 60.0
 async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
     async with ScriptedPeer(tmp_path / "peer") as p:
         yield p
-
-
-def missing_events(known: dict[str, Event], body: Any) -> list[dict[str, Any]]:
-    """The spec's get_missing_events over the peer's events: walk back from the
-    latest events to the earliest, at most ``limit``, oldest first."""
-    earliest = set(body.get("earliest_events", []))
-    limit = int(body.get("limit", 10))
-    latest = [e for e in body.get("latest_events", []) if e in known]
-    stack = [p for e in latest for p in known[e].prev_event_ids]
-    found: dict[str, Event] = {}
-    while stack and len(found) < limit:
-        event_id = stack.pop()
-        if event_id in earliest or event_id in found or event_id not in known:
-            continue
-        found[event_id] = known[event_id]
-        stack.extend(known[event_id].prev_event_ids)
-    return [e.pdu for e in sorted(found.values(), key=lambda e: e.depth)]
-
-
-class Branch:
-    """Events built on a copy of the peer's view of the room, one after another."""
-
-    def __init__(self, peer: ScriptedPeer, room: PeerRoom) -> None:
-        self.peer = peer
-        self.room = PeerRoom(room.room_id, room.version, dict(room.state), {}, list(room.head))
-        self.room.depth = room.depth
-        self.events: list[Event] = []
-
-    def add(
-        self, event_type: str, content: dict[str, Any], sender: str, state_key: str | None
-    ) -> Event:
-        fields = self.peer.event_fields(
-            self.room, event_type, content, sender=sender, state_key=state_key
-        )
-        event = self.peer.build(self.room.version, fields)
-        self.room.add(event)
-        self.events.append(event)
-        return event
 
 
 async def _state(api: Api, user: User, room_id: str) -> dict[tuple[str, str], Any]:
