@@ -144,6 +144,28 @@ class EventFetcher:
             return None
         return [p for p in pdus if isinstance(p, str)], [c for c in chain if isinstance(c, str)]
 
+    async def state(
+        self, origin: str, room_id: str, event_id: str, version: RoomVersion
+    ) -> list[Event] | None:
+        """``GET /state/{roomId}?event_id=``: the state at an event and its auth chain,
+        whole (never cut), every event checked. None when the server would not tell."""
+        path = encode_path("_matrix", "federation", "v1", "state", room_id)
+        try:
+            resp = await self.client.get_json(
+                origin, path, {"event_id": event_id}, timeout_s=CHAIN_TIMEOUT_S
+            )
+            if not isinstance(resp, dict):
+                return None
+            pdus = await self.whole(resp.get("pdus"), version, room_id, "a state")
+            chain = await self.whole(resp.get("auth_chain"), version, room_id, "an auth chain")
+        except FederationError as e:
+            log.info("cannot fetch the state from %s: %s", origin, e.error)
+            return None
+        except TooManyEvents as e:
+            log.warning("state at %s from %s refused: %s", event_id, origin, e)
+            return None
+        return [*chain, *pdus]
+
     async def missing_events(
         self,
         origin: str,

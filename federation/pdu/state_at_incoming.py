@@ -16,6 +16,7 @@ only the difference (never a copy of the whole state).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,7 +28,11 @@ from homeserver.events.model import Event
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
-MAX_GAP_EVENTS = 500
+# Up to this many missing events at a gap are fetched one by one (/event);
+# more, and the whole state comes with one /state request.
+MAX_SINGLE_GAP_FETCHES = 50
+
+log = logging.getLogger("myelin.federation.pdu")
 
 
 @dataclass
@@ -93,13 +98,28 @@ class StateAtIncoming:
             return None
         state_ids, chain_ids = answer
         missing = await self.graph.missing([*chain_ids, *state_ids, prev_id])
-        fetched = []
-        for event_id in missing[:MAX_GAP_EVENTS]:
+        fetched: list[Event] = []
+        if len(missing) > MAX_SINGLE_GAP_FETCHES:
+            # Many events: the whole state and its chain in one answer, not one by one.
+            fetched = await self.fetcher.state(origin, room.room_id, prev_id, room.version) or []
+            missing = [i for i in missing if i not in {e.event_id for e in fetched}]
+        for event_id in missing[:MAX_SINGLE_GAP_FETCHES]:
             got = await self.fetcher.event(origin, event_id, room.version)
             if got is not None:
                 fetched.append(got)
         await self.auth.store_outliers(room, fetched)
         stored = await self.graph.rooms.events.by_ids([*state_ids, prev_id])
+        lacking = [i for i in state_ids if i not in stored]
+        if lacking:
+            # Never a state with holes: the event waits for a sender that can tell.
+            log.warning(
+                "state at %s from %s: %d of its %d state events cannot be had",
+                prev_id,
+                origin,
+                len(lacking),
+                len(state_ids),
+            )
+            return None
         out: IdMap = {}
         for event_id in state_ids:
             s = stored.get(event_id)
