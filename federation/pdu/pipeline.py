@@ -155,22 +155,29 @@ class PduPipeline:
             ahead.prevs = sorted(
                 (e for e in got if e.event_id != event.event_id), key=lambda e: e.depth
             )
-        # Auth events that are among the missing prev events come with them.
-        fetched = {e.event_id for e in ahead.prevs}
-        for e in [*ahead.prevs, event]:
-            await self.auth.ensure(origin, room, e, fetched)
-        if not ahead.prevs and not await self.graph.missing(event.prev_event_ids):
-            return ahead
+        ahead.gaps = await self.prefetch_batch(origin, room, [*ahead.prevs, event])
+        return ahead
+
+    async def prefetch_batch(
+        self, origin: str, room: RoomInfo, events: list[Event], max_gaps: int = MAX_GAPS
+    ) -> dict[str, IdMap]:
+        """For events about to be processed together (oldest first): their auth
+        events (those among the batch come with it), then the state after each
+        prev event that is neither stored nor in the batch (the gaps)."""
+        batch = {e.event_id for e in events}
+        for e in events:
+            await self.auth.ensure(origin, room, e, batch)
         gaps: list[str] = []
-        for e in [*ahead.prevs, event]:
+        for e in events:
             for prev_id in await self.graph.missing(e.prev_event_ids):
-                if prev_id not in fetched and prev_id not in gaps:
+                if prev_id not in batch and prev_id not in gaps:
                     gaps.append(prev_id)
-        for prev_id in gaps[:MAX_GAPS]:
+        states: dict[str, IdMap] = {}
+        for prev_id in gaps[:max_gaps]:
             after = await self.state.state_after_gap(origin, room, prev_id)
             if after is not None:
-                ahead.gaps[prev_id] = after
-        return ahead
+                states[prev_id] = after
+        return states
 
     async def _fetch_events(self, origin: str, room: RoomInfo, ids: frozenset[str]) -> bool:
         """Events state resolution found missing, from the origin (bounded), stored
