@@ -36,6 +36,9 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 log = logging.getLogger("myelin.federation.membership")
 
 SUPPORTED_VERSIONS = sorted(KNOWN_ROOM_VERSIONS)
+# A big room's whole state and auth chain (the state is never cut; past this the
+# join fails with an error saying so).
+SEND_JOIN_MAX_BYTES = 256 * 1024 * 1024
 _TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
 
 
@@ -158,7 +161,10 @@ class RemoteMembership:
                 event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
                 event = self._with_content(event, content)
                 resp = await self.client.put_json(
-                    server, _fed("v2", "send_join", room_id, event.event_id), event.pdu
+                    server,
+                    _fed("v2", "send_join", room_id, event.event_id),
+                    event.pdu,
+                    max_response_bytes=SEND_JOIN_MAX_BYTES,
                 )
             except FederationError as e:
                 log.info("join through %s failed: %s", server, e.error)
