@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
+from federation.pdu import fetch
 from homeserver.app import RunningServer
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -42,7 +43,7 @@ class BigRoom:
     """A v12 room on the peer: creator, MEMBERS joined users, then closed and our
     user invited. ``state`` is in the order the peer returns it."""
 
-    def __init__(self, peer: ScriptedPeer, invitee: str) -> None:
+    def __init__(self, peer: ScriptedPeer, invitee: str, members: int = MEMBERS) -> None:
         self.peer = peer
         creator = peer.user("creator")
         create = peer.build(
@@ -63,7 +64,7 @@ class BigRoom:
         self._add("m.room.member", {"membership": "join"}, creator, creator)
         self._add("m.room.power_levels", {"users": {}}, creator, "")
         self._add("m.room.join_rules", {"join_rule": "public"}, creator, "")
-        for i in range(MEMBERS):
+        for i in range(members):
             user = peer.user(f"m{i}")
             self._add("m.room.member", {"membership": "join"}, user, user)
         self._add("m.room.join_rules", {"join_rule": "invite"}, creator, "")
@@ -127,4 +128,25 @@ async def test_join_of_a_big_invite_only_room_keeps_all_state(
     bob_key = ("m.room.member", bob.user_id)
     assert held.pop(bob_key) != expected.pop(bob_key)  # the invite, replaced by the join
     assert held == expected
+    await api.__aexit__(None, None, None)
+
+
+async def test_a_state_over_the_limit_fails_the_join_loudly(
+    make_server: ServerFactory, peer: ScriptedPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MAX_STATE_EVENTS`` the join fails and says why; it never keeps a part."""
+    monkeypatch.setattr(fetch, "MAX_STATE_EVENTS", 100)
+    hs: RunningServer = await make_server(federated=True)
+    api, bob = await register(hs, "bob")
+    big = BigRoom(peer, bob.user_id, members=150)
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", big.make_join)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", big.send_join)
+    room_id = big.room.room_id
+    r = await api.post(
+        f"/join/{q(room_id)}?server_name={quote(peer.server_name)}", {}, token=bob.access_token
+    )
+    assert r.status == 502, r.body
+    assert r.body["errcode"] == "M_UNKNOWN" and "at most 100" in r.body["error"]
+    r = await api.get(f"/rooms/{q(room_id)}/joined_members", token=bob.access_token)
+    assert r.status == 403, r.body
     await api.__aexit__(None, None, None)
