@@ -34,6 +34,9 @@ from homeserver.rooms.state_res.split_conflicted import split_conflicted
 # Each round loads what the previous one found missing; the power levels
 # ancestry is loaded eagerly, so a few rounds suffice in practice.
 MAX_ROUNDS = 50
+# State resolution v2 and v2.1 name every event they need (MissingEvents), so
+# only those are loaded.
+LAZY_ALGORITHMS = (2, 21)
 
 
 async def resolve(
@@ -61,8 +64,14 @@ async def resolve(
     walked.missing -= extra.keys()
     if walked.missing:
         raise MissingEvents(walked.missing)
-    chains = [auth_chain_of_edges(s.values(), edges) for s in unique]
     events: dict[str, Event] = dict(extra)
+    if version.state_res not in LAZY_ALGORITHMS:
+        # Another algorithm (v1) reads what it likes of the sets: give it all of them.
+        events.update(await graph.events_of(edges.keys() - events.keys()))
+        return resolve_state(
+            version, unique, events, None, check_auth, rejected_event_ids=walked.rejected
+        )
+    chains = [auth_chain_of_edges(s.values(), edges) for s in unique]
     wanted = set().union(*conflicted.values())
     for _ in range(MAX_ROUNDS):
         await _load(graph, wanted, events)
