@@ -57,7 +57,8 @@ async def resolve(
         return resolve_state(version, unique, {}, None, check_auth)
     extra = dict(extra or {})
     ids = {e for s in unique for e in s.values()}
-    walked = await graph.auth_graph(ids - extra.keys())
+    extra_auth = {a for e in extra.values() for a in e.auth_event_ids}
+    walked = await graph.auth_graph((ids | extra_auth) - extra.keys())
     edges: dict[str, Sequence[str]] = dict(walked.edges)
     for event in extra.values():
         edges[event.event_id] = event.auth_event_ids

@@ -21,6 +21,7 @@ from federation.pdu.graph import IdMap, RoomGraph
 from federation.pdu.resolve import resolve
 from homeserver.app import RunningServer
 from homeserver.events.canonical import encode_canonical_json
+from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.rooms.state_res import MissingEvents
 from tests.federation.rooms_support import q, register
@@ -171,3 +172,49 @@ async def test_a_hole_in_the_stored_graph_is_named_not_skipped(server: RunningSe
             [{**base, ("m.room.topic", ""): "$holey"}, {**base, ("m.room.topic", ""): "$fine"}],
         )
     assert raised.value.event_ids == {"$never_stored"}
+
+
+async def test_an_unstored_event_citing_events_outside_the_sets_resolves(
+    server: RunningServer,
+) -> None:
+    """The event being persisted (``extra``) may cite auth events no state set
+    holds: their chains are walked too."""
+    room_id, room_nid, base, alice = await _room(server)
+    auth_base = [base[("m.room.create", "")], base[("m.room.power_levels", "")]]
+    name = server.hs.config.server_name
+    lonely_id, lonely = _member(room_id, f"@lonely:{name}", 0, auth_base, 900)
+    old_topic = {
+        "room_id": room_id,
+        "type": "m.room.topic",
+        "state_key": "",
+        "sender": alice,
+        "content": {"topic": "old"},
+        "auth_events": [*auth_base, base[("m.room.member", alice)]],
+        "prev_events": [],
+        "depth": 20,
+        "origin_server_ts": 5_000,
+    }
+    await _insert(server, room_nid, [(lonely_id, lonely), ("$old_topic", old_topic)])
+    new_topic = {
+        **old_topic,
+        "content": {"topic": "new"},
+        "auth_events": [*old_topic["auth_events"], lonely_id],
+        "origin_server_ts": 6_000,
+    }
+    extra = Event("$new_topic", new_topic, V11)
+    graph = RoomGraph(server.hs.rooms_area.rooms)
+    resolved = await resolve(
+        graph,
+        V11,
+        [
+            {**base, ("m.room.topic", ""): "$old_topic"},
+            {**base, ("m.room.topic", ""): "$new_topic"},
+        ],
+        {"$new_topic": extra},
+    )
+    # The lonely join is in the auth difference, so it takes part (and passes).
+    assert resolved == {
+        **base,
+        ("m.room.topic", ""): "$new_topic",
+        ("m.room.member", f"@lonely:{name}"): lonely_id,
+    }
