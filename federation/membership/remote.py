@@ -25,6 +25,7 @@ from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth.constants import CREATE, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.checks import EventRejected, check_event
@@ -52,6 +53,22 @@ def _unreachable(e: FederationError) -> MatrixError:
     if e.status == 404:
         return not_found(e.error)
     return MatrixError(502, "M_UNKNOWN", "No server in the room could help")
+
+
+def _not_among(pdus: Any, known: set[str], rv: RoomVersion) -> Any:
+    """The PDUs whose event id is not in ``known`` (unnameable ones are kept: their
+    checks drop them)."""
+    if not isinstance(pdus, list):
+        return pdus
+    out = []
+    for pdu in pdus:
+        try:
+            if isinstance(pdu, dict) and compute_event_id(pdu, rv) in known:
+                continue
+        except (TypeError, ValueError, KeyError):
+            pass
+        out.append(pdu)
+    return out
 
 
 class RemoteMembership:
@@ -191,7 +208,9 @@ class RemoteMembership:
             # The whole state, never a prefix of it (issue 9): a cut state
             # loses members, and join rules or invites past the cut.
             state = await fetcher.whole(given_state, rv, room_id, "the room's state")
-            chain = await fetcher.whole(resp.get("auth_chain"), rv, room_id, "the auth chain")
+            # Most of the chain is the state again: each event is checked once.
+            chain_pdus = _not_among(resp.get("auth_chain"), {e.event_id for e in state}, rv)
+            chain = await fetcher.whole(chain_pdus, rv, room_id, "the auth chain")
         except TooManyEvents as e:
             log.warning("join of %s through %s refused: %s", room_id, server, e)
             raise MatrixError(502, "M_UNKNOWN", f"Cannot join: {e}") from None
