@@ -3,7 +3,9 @@ events", "Retrieving event authorisation information", "get_missing_events"),
 each answer parsed for the room version and its signatures verified.
 
 An event that fails parsing or signatures is left out (it is dropped, as on
-receipt); the caller sees it as still missing.
+receipt); the caller sees it as still missing. A failed request is logged at
+debug level only: what it costs (an event refused for missing auth events or
+state) is logged once by the pipeline, with the origin.
 
 Limits: an answer that the spec bounds by what we asked for (get_missing_events,
 backfill) is read up to ``MAX_FETCHED`` events. A room's state or an auth chain
@@ -98,7 +100,7 @@ class EventFetcher:
                 timeout_s=EVENT_TIMEOUT_S,
             )
         except FederationError as e:
-            log.info("cannot fetch an event from %s: %s", origin, e.error)
+            log.debug("cannot fetch an event from %s: %s", origin, e.error)
             return None
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         if not isinstance(pdus, list) or not pdus:
@@ -116,7 +118,7 @@ class EventFetcher:
         try:
             resp = await self.client.get_json(origin, path, timeout_s=CHAIN_TIMEOUT_S)
         except FederationError as e:
-            log.info("cannot fetch an auth chain from %s: %s", origin, e.error)
+            log.debug("cannot fetch an auth chain from %s: %s", origin, e.error)
             return []
         chain = resp.get("auth_chain") if isinstance(resp, dict) else None
         try:
@@ -135,7 +137,7 @@ class EventFetcher:
                 origin, path, {"event_id": event_id}, timeout_s=CHAIN_TIMEOUT_S
             )
         except FederationError as e:
-            log.info("cannot fetch state ids from %s: %s", origin, e.error)
+            log.debug("cannot fetch state ids from %s: %s", origin, e.error)
             return None
         if not isinstance(resp, dict):
             return None
@@ -159,7 +161,7 @@ class EventFetcher:
             pdus = await self.whole(resp.get("pdus"), version, room_id, "a state")
             chain = await self.whole(resp.get("auth_chain"), version, room_id, "an auth chain")
         except FederationError as e:
-            log.info("cannot fetch the state from %s: %s", origin, e.error)
+            log.debug("cannot fetch the state from %s: %s", origin, e.error)
             return None
         except TooManyEvents as e:
             log.warning("state at %s from %s refused: %s", event_id, origin, e)
@@ -181,7 +183,7 @@ class EventFetcher:
         try:
             resp = await self.client.post_json(origin, path, body, timeout_s=CHAIN_TIMEOUT_S)
         except FederationError as e:
-            log.info("cannot fetch missing events from %s: %s", origin, e.error)
+            log.debug("cannot fetch missing events from %s: %s", origin, e.error)
             return []
         events = resp.get("events") if isinstance(resp, dict) else None
         return await self.many(events, version, room_id)
