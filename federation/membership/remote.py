@@ -226,7 +226,7 @@ class RemoteMembership:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):
             room = await self._room_row(room_id, create)
-            await self.pipeline.auth.store_outliers(room, [*chain, *state])
+            await self.pipeline.auth.store_outliers_locked(room, [*chain, *state])
             stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
             ids = {
                 s.event.state_tuple(): i

@@ -9,8 +9,6 @@ again and never refetched).
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Set
 
 from nacl.signing import VerifyKey
@@ -52,20 +50,6 @@ class AuthFetcher:
         self.graph = graph
         self.fetcher = fetcher
         self.keys = key_lookup(keyring)
-        # Outliers are stored outside the room's writer lock (the pipeline fetches
-        # before locking); this short per-room lock keeps two stores of the same
-        # fetched event from racing. Never held across the network.
-        self._outlier_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-
-    def _outlier_lock(self, room_id: str) -> asyncio.Lock:
-        lock = self._outlier_locks.get(room_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._outlier_locks[room_id] = lock
-        return lock
-
     async def create_event(self, room: RoomInfo, among: Iterable[Event] = ()) -> Event | None:
         """The room's create event: v12 names it by the room id; older versions cite it."""
         for e in among:
@@ -97,14 +81,19 @@ class AuthFetcher:
 
     async def store_outliers(self, room: RoomInfo, events: Iterable[Event]) -> list[StoredEvent]:
         """Store unknown events as outliers, oldest first, each checked against its
-        own auth events."""
-        unknown = {e.event_id: e for e in events}
+        own auth events. Called with what the network gave, outside the room's lock:
+        takes it for the writes only (the room keeps a single writer)."""
+        unknown = list(events)
         if not unknown:
             return []
-        async with self._outlier_lock(room.room_id):
-            return await self._store_outliers(room, unknown)
+        async with self.rooms.lock(room.room_id):
+            return await self.store_outliers_locked(room, unknown)
 
-    async def _store_outliers(self, room: RoomInfo, unknown: dict[str, Event]) -> list[StoredEvent]:
+    async def store_outliers_locked(
+        self, room: RoomInfo, events: Iterable[Event]
+    ) -> list[StoredEvent]:
+        """``store_outliers`` for a caller that holds the room's lock."""
+        unknown = {e.event_id: e for e in events}
         known = await self.rooms.events.by_ids(unknown)
         todo = sorted(
             (e for i, e in unknown.items() if i not in known),

@@ -198,15 +198,15 @@ class PduPipeline:
         shown: list[StoredEvent],
         *,
         backfilled: bool = False,
-        ahead: Prefetched | None = None,
+        ahead: Prefetched,
     ) -> str | None:
         """Steps 4-6 and persistence, under the room lock. Appends events that
         reached the timeline to ``shown``.
 
-        ``ahead``: what ``handle_pdu`` fetched before taking the lock; with it,
-        nothing here goes to the network (a missing auth event or an unbridged
-        gap refuses the event). Without it (send_join and friends, backfill),
-        missing auth events and gaps may still be fetched here.
+        ``ahead``: what was fetched before the lock was taken (``handle_pdu``,
+        backfill: ``prefetch_batch``; send_join and friends: nothing). Nothing
+        here goes to the network: a missing auth event or an unbridged gap
+        refuses the event.
 
         ``backfilled``: history fetched with /backfill (``federation.pdu.backfill``):
         the same checks against its auth events and the state before it, but
@@ -220,16 +220,11 @@ class PduPipeline:
             backfilled and known.outlier and known.rejected_reason is None
         ):
             return None
-        if ahead is None:
-            if not await self.auth.ensure(origin, room, event):
-                return MISSING_AUTH
-        else:
-            for prev in ahead.prevs:
-                await self.process(origin, room, prev, shown, ahead=Prefetched(gaps=ahead.gaps))
-            if await self.graph.missing(event.auth_event_ids):
-                return MISSING_AUTH
-        gaps = None if ahead is None else ahead.gaps
-        before = await self.state.state_before(origin, room, event, gaps)
+        for prev in ahead.prevs:
+            await self.process(origin, room, prev, shown, ahead=Prefetched(gaps=ahead.gaps))
+        if await self.graph.missing(event.auth_event_ids):
+            return MISSING_AUTH
+        before = await self.state.state_before(room, event, ahead.gaps)
         if before is None:
             return NO_STATE
         stored, error = await self._check_and_persist(room, event, before, backfilled)

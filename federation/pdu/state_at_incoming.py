@@ -7,8 +7,14 @@ The state before an event is the state after its prev events::
     one prev, stored in the timeline   -> its state group, nothing loaded (fast path)
     several prevs                      -> resolve_state over their states
     a prev we do not have (a gap)      -> /state_ids at that prev from the sender,
-                                          the missing events fetched as outliers,
-                                          plus the prev itself if it is state
+                                          the missing events fetched as outliers
+                                          (many: /state, whole), plus the prev
+                                          itself if it is state; all of it or
+                                          nothing (never a state with holes)
+
+The gap's state is fetched before the room's lock is taken
+(``state_after_gap``, called by the pipeline's prefetch); ``state_before``
+runs under the lock and never touches the network.
 
 The result names a base group and a delta from it, so the persister writes
 only the difference (never a copy of the whole state).
@@ -51,17 +57,13 @@ class StateAtIncoming:
         self.auth = auth
 
     async def state_before(
-        self,
-        origin: str,
-        room: RoomInfo,
-        event: Event,
-        gaps: Mapping[str, IdMap] | None = None,
+        self, room: RoomInfo, event: Event, gaps: Mapping[str, IdMap]
     ) -> StateBefore | None:
-        """None when the state cannot be determined (the sender would not tell).
-
-        ``gaps``: the states after missing prevs, fetched before the room's lock
-        was taken; when given, the network is never used here. Raises
-        ``MissingEvents`` when resolving the prevs' states meets a hole."""
+        """None when the state cannot be determined (a prev we lack whose state
+        was not had). Under the room's lock, so never the network: ``gaps`` holds
+        the states after missing prevs, fetched before the lock was taken
+        (``state_after_gap``). Raises ``MissingEvents`` when resolving the prevs'
+        states meets a hole."""
         if not event.prev_event_ids:
             return StateBefore(None, None, {}, [])  # the create event (backfilled)
         prevs = await self.graph.rooms.events.by_ids(event.prev_event_ids)
@@ -78,10 +80,7 @@ class StateAtIncoming:
                 base = base or stored
                 sets.append(await self.graph.ids_at_group(stored.state_group))
                 continue
-            if gaps is not None:
-                after = gaps.get(prev_id)
-            else:
-                after = await self.state_after_gap(origin, room, prev_id)
+            after = gaps.get(prev_id)
             if after is None:
                 return None
             sets.append(after)
