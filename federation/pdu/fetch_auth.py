@@ -50,6 +50,7 @@ class AuthFetcher:
         self.graph = graph
         self.fetcher = fetcher
         self.keys = key_lookup(keyring)
+
     async def create_event(self, room: RoomInfo, among: Iterable[Event] = ()) -> Event | None:
         """The room's create event: v12 names it by the room id; older versions cite it."""
         for e in among:

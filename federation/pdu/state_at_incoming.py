@@ -101,7 +101,8 @@ class StateAtIncoming:
         if len(missing) > MAX_SINGLE_GAP_FETCHES:
             # Many events: the whole state and its chain in one answer, not one by one.
             fetched = await self.fetcher.state(origin, room.room_id, prev_id, room.version) or []
-            missing = [i for i in missing if i not in {e.event_id for e in fetched}]
+            had = {e.event_id for e in fetched}
+            missing = [i for i in missing if i not in had]
         for event_id in missing[:MAX_SINGLE_GAP_FETCHES]:
             got = await self.fetcher.event(origin, event_id, room.version)
             if got is not None:
