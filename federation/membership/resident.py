@@ -16,7 +16,7 @@ from typing import Any
 from federation.membership.restricted import RestrictedJoins
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
-from federation.pdu.pipeline import PduPipeline
+from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
@@ -29,6 +29,7 @@ from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
+from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
@@ -134,8 +135,12 @@ class ResidentMembership:
             raise bad_json(f"Expected a {membership} of a user of the requesting server")
         event = await self._countersign_restricted(room, event)
         shown: list[StoredEvent] = []
-        async with self.rooms.lock(room.room_id):
-            error = await self.pipeline.process(origin, room, event, shown, fetch_missing=False)
+        try:
+            async with self.rooms.lock(room.room_id):
+                # Built on our own template: nothing to fetch, so no network under the lock.
+                error = await self.pipeline.process(origin, room, event, shown, ahead=Prefetched())
+        except MissingEvents:
+            error = MISSING_FOR_RESOLUTION
         stored = await self.rooms.events.by_id(event.event_id)
         if error is not None or stored is None or stored.stream_ordering is None:
             raise forbidden(error or "The event is not allowed in the room now")

@@ -9,7 +9,7 @@ again and never refetched).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Set
 
 from nacl.signing import VerifyKey
 
@@ -76,14 +76,21 @@ class AuthFetcher:
         return None if found is None else found.event
 
     async def ensure(
-        self, origin: str, room: RoomInfo, event: Event, budget: _Budget | None = None
+        self,
+        origin: str,
+        room: RoomInfo,
+        event: Event,
+        pending: Set[str] = frozenset(),
+        budget: _Budget | None = None,
     ) -> bool:
         """Fetch and store the missing auth events of ``event``; whether all are now known.
 
-        At most ``MAX_SINGLE_FETCHES`` requests in all for one incoming event, however
-        deep the chain a server makes us walk (it could refuse ``/event_auth`` and
-        hand out a thousand-long chain one ``/event`` at a time)."""
-        missing = await self.graph.missing(event.auth_event_ids)
+        ``pending``: events already fetched and about to be processed (missing prev
+        events), which are not asked for again. At most ``MAX_SINGLE_FETCHES`` requests
+        in all for one incoming event, however deep the chain a server makes us walk (it
+        could refuse ``/event_auth`` and hand out a thousand-long chain one ``/event`` at
+        a time)."""
+        missing = set(await self.graph.missing(event.auth_event_ids)) - pending
         if not missing:
             return True
         budget = budget or _Budget(MAX_SINGLE_FETCHES)
@@ -97,13 +104,24 @@ class AuthFetcher:
             got = await self.fetcher.event(origin, event_id, room.version)
             # Stored only with its own auth events: one we gave up on is not rejected
             # for good, it stays missing (another server may yet supply its chain).
-            if got is not None and await self.ensure(origin, room, got, budget):
+            if got is not None and await self.ensure(origin, room, got, budget=budget):
                 await self.store_outliers(room, [got])
         return not await self.graph.missing(event.auth_event_ids)
 
     async def store_outliers(self, room: RoomInfo, events: Iterable[Event]) -> list[StoredEvent]:
         """Store unknown events as outliers, oldest first, each checked against its
-        own auth events."""
+        own auth events. Called with what the network gave, outside the room's lock:
+        takes it for the writes only (the room keeps a single writer)."""
+        unknown = list(events)
+        if not unknown:
+            return []
+        async with self.rooms.lock(room.room_id):
+            return await self.store_outliers_locked(room, unknown)
+
+    async def store_outliers_locked(
+        self, room: RoomInfo, events: Iterable[Event]
+    ) -> list[StoredEvent]:
+        """``store_outliers`` for a caller that holds the room's lock."""
         unknown = {e.event_id: e for e in events}
         known = await self.rooms.events.by_ids(unknown)
         todo = sorted(

@@ -3,7 +3,22 @@
 One module per step of the spec's algorithm; ``resolve_state`` runs them.
 """
 
-from homeserver.rooms.state_res.common import AuthCheck, StateKey, StateMap, is_power_event
+from homeserver.rooms.state_res.common import (
+    AuthCheck,
+    AuthEdges,
+    MissingEvents,
+    StateKey,
+    StateMap,
+    is_power_event,
+)
 from homeserver.rooms.state_res.resolve import resolve_state
 
-__all__ = ["AuthCheck", "StateKey", "StateMap", "is_power_event", "resolve_state"]
+__all__ = [
+    "AuthCheck",
+    "AuthEdges",
+    "MissingEvents",
+    "StateKey",
+    "StateMap",
+    "is_power_event",
+    "resolve_state",
+]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +22,6 @@ class Shutdown:
     error: str
     result: dict[str, Any]
     started_ts: int
-
-
-def _params(n: int, start: int = 1) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + n))
 
 
 class RoomAdminStore:
@@ -43,7 +40,7 @@ class RoomAdminStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT room_nid, COUNT(*) FROM current_state"
-            f" WHERE room_nid IN ({_params(len(room_nids))}) GROUP BY room_nid",
+            f" WHERE room_nid IN ({placeholders(len(room_nids))}) GROUP BY room_nid",
             *room_nids,
         )
         return {int(r[0]): int(r[1]) for r in rows}
@@ -55,7 +52,7 @@ class RoomAdminStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT room_nid, user_id FROM room_memberships WHERE membership = 'join'"
-            f" AND room_nid IN ({_params(len(room_nids))})",
+            f" AND room_nid IN ({placeholders(len(room_nids))})",
             *room_nids,
         )
         suffix = ":" + server_name
@@ -69,7 +66,8 @@ class RoomAdminStore:
         if not room_nids:
             return {}
         rows = await self.db.fetchall(
-            f"SELECT room_nid, is_public FROM rooms WHERE room_nid IN ({_params(len(room_nids))})",
+            "SELECT room_nid, is_public FROM rooms"
+            f" WHERE room_nid IN ({placeholders(len(room_nids))})",
             *room_nids,
         )
         return {int(r[0]): bool(r[1]) for r in rows}
@@ -79,7 +77,7 @@ class RoomAdminStore:
             return 0
         value = await self.db.fetchval(
             "SELECT COUNT(*) FROM devices d JOIN users u ON u.user_nid = d.user_nid"
-            f" WHERE u.user_id IN ({_params(len(user_ids))})",
+            f" WHERE u.user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         return int(value)

@@ -317,6 +317,31 @@ class EventStore:
                 out[stored.event.event_id] = stored
         return out
 
+    async def auth_links(self, event_ids: Iterable[str]) -> dict[str, tuple[list[str], bool]]:
+        """(auth event ids, rejected?) of each stored event, in batches, without
+        caching the events: walking a huge auth chain keeps only ids in memory
+        and leaves the cache to the room's hot events."""
+        out: dict[str, tuple[list[str], bool]] = {}
+        missing = []
+        for event_id in dict.fromkeys(event_ids):
+            nid = self._ids.get(event_id)
+            cached = self._cache.get(nid) if nid is not None else None
+            if cached is not None:
+                out[event_id] = (cached.event.auth_event_ids, cached.rejected_reason is not None)
+            else:
+                missing.append(event_id)
+        for chunk in _chunks(missing):
+            rows = await self.db.fetchall(
+                "SELECT e.event_id, e.json, e.rejected_reason, r.room_version"
+                f"{_FROM} WHERE e.event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for row in rows:
+                version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
+                event = Event(str(row["event_id"]), decode_json(str(row["json"])), version)
+                out[event.event_id] = (event.auth_event_ids, row["rejected_reason"] is not None)
+        return out
+
     async def by_id(self, event_id: str) -> StoredEvent | None:
         return (await self.by_ids([event_id])).get(event_id)
 
