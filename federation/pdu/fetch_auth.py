@@ -97,7 +97,8 @@ class AuthFetcher:
         if not budget.take():
             return False
         chain = await self.fetcher.event_auth(origin, room.room_id, event.event_id, room.version)
-        await self.store_outliers(room, chain)
+        # An event is never in its own auth chain: a hostile answer that says so is ignored.
+        await self.store_outliers(room, [e for e in chain if e.event_id != event.event_id])
         for event_id in await self.graph.missing(event.auth_event_ids):
             if not budget.take():
                 break
