@@ -163,7 +163,8 @@ async def _register_user(args: argparse.Namespace) -> None:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Confirm password: "):
             raise CliError("passwords do not match")
-    hs = await HomeServer.build(config)
+    # Adds one account row beside a running server: no process lock.
+    hs = await HomeServer.build(config, exclusive=False)
     try:
         user_id = await hs.accounts.check_available(args.username)
         await hs.accounts.create_account(user_id, password, is_admin=args.admin)

@@ -45,6 +45,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
+from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
@@ -84,15 +85,26 @@ class HomeServer:
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    process_lock: ProcessLock | None = None
 
     @classmethod
-    async def build(cls, config: Config) -> HomeServer:
+    async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
+        """``exclusive``: take the database's process lock first (every serving
+        process; ``register-user`` only adds a row and does not)."""
         signing_key = _load_signing_key(config.signing_key_path)
-        db = await connect(config.database_url)
+        lock = await acquire_process_lock(config.database_url) if exclusive else None
+        try:
+            db = await connect(config.database_url, config.database.sqlite_synchronous)
+        except BaseException:
+            if lock is not None:
+                await lock.release()
+            raise
         try:
             await migrate(db)
-        except Exception:
+        except BaseException:
             await db.close()
+            if lock is not None:
+                await lock.release()
             raise
         clock = Clock()
         store = AccountStore(db)
@@ -146,6 +158,7 @@ class HomeServer:
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
             unstable_features=dict(E2EE_FEATURES),
+            process_lock=lock,
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
@@ -219,6 +232,8 @@ class HomeServer:
         if self.federation is not None:
             await self.federation.close()
         await self.db.close()
+        if self.process_lock is not None:
+            await self.process_lock.release()
 
 
 @dataclass

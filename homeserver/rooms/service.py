@@ -176,6 +176,27 @@ class RoomService:
         nids = await self.state.state_keys_at_group(group, key_nids.values())
         return await self._events_for(nids)
 
+    async def state_before(
+        self,
+        group: int | None,
+        delta: Mapping[int, int | None] | None,
+        keys: Iterable[StateKey],
+    ) -> dict[StateKey, StoredEvent]:
+        """``keys`` of the state ``group`` changed by ``delta`` (a ``PersistPlan``'s
+        state before its event), without writing the delta as a group."""
+        key_nids = await self.rooms.key_nids(keys)
+        nids: dict[int, int] = {}
+        if group is not None:
+            nids.update(await self.state.state_keys_at_group(group, key_nids.values()))
+        for key_nid in key_nids.values():
+            if delta is not None and key_nid in delta:
+                changed = delta[key_nid]
+                if changed is None:
+                    nids.pop(key_nid, None)
+                else:
+                    nids[key_nid] = changed
+        return await self._events_for(nids)
+
     # ------------------------------------------------------------ writing
 
     async def send_event(

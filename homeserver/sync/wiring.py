@@ -60,7 +60,8 @@ def wire_sync(
     notifications = NotificationService(
         rooms, userdata.push, PushActionStore(db), rooms_area.serializer
     )
-    rooms.pre_notify_hooks.append(notifications.on_event_persisted)
+    # Push actions commit with their event (crash-safe counts).
+    rooms.persister.prepare_hooks.append(notifications.prepare)
     area = SyncArea(notifications)
     rooms_area.sync.attach(
         SyncSources(
