@@ -177,6 +177,9 @@ class HomeServer:
         # The room directory over federation (/publicRooms both ways).
         hs.federation.attach_directory(rooms_area.directory)
         await hs.federation.start()
+        if exclusive:
+            # Redo what a crash may have cut short after a commit (guests leaving).
+            hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs
 
     def client_app(self) -> web.Application:

@@ -5,6 +5,8 @@ Kept apart from app.py so the shared file needs only a few lines.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,8 @@ from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.store import SyncStore
 
+log = logging.getLogger("myelin.rooms")
+
 
 @dataclass
 class RoomsArea:
@@ -71,6 +75,8 @@ class RoomsArea:
     config: Config
     clock: Clock
     serializer: EventSerializer
+    # Run once at start-up (HomeServer.build, in the background).
+    reconcile_guests: Callable[[], Awaitable[None]]
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
         """Whether ``user_id`` is joined to ``room_id`` now (for typing and receipts)."""
@@ -186,6 +192,17 @@ def build_rooms_area(
             await memberships.remove_guests(room, is_guest)
 
     rooms.event_persisted_hooks.append(guest_access_changed)
+
+    async def reconcile_guests() -> None:
+        """At start: the hook above runs after the commit, so a crash in between
+        leaves guests joined to a room that no longer admits them; the durable
+        marker is the room's state itself, so redo it for every such room."""
+        for room_nid in await members.rooms_with_joined_guests():
+            for room in (await rooms.rooms.rooms_by_nid([room_nid])).values():
+                try:
+                    await memberships.remove_guests(room, is_guest)
+                except Exception:
+                    log.exception("could not remove guests from %s", room.room_id)
     sync_store = SyncStore(db)
     return RoomsArea(
         rooms=rooms,
@@ -207,4 +224,5 @@ def build_rooms_area(
         config=config,
         clock=clock,
         serializer=serializer,
+        reconcile_guests=reconcile_guests,
     )
