@@ -6,7 +6,7 @@ Kept apart from app.py so the shared file needs only a few lines.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ class RoomsArea:
     clock: Clock
     serializer: EventSerializer
     # Run once at start-up (HomeServer.build, in the background).
-    reconcile_guests: Callable[[], Awaitable[None]]
+    reconcile_guests: Callable[[], Coroutine[Any, Any, None]]
 
     async def is_joined(self, user_id: str, room_id: str) -> bool:
         """Whether ``user_id`` is joined to ``room_id`` now (for typing and receipts)."""
@@ -203,6 +203,7 @@ def build_rooms_area(
                     await memberships.remove_guests(room, is_guest)
                 except Exception:
                     log.exception("could not remove guests from %s", room.room_id)
+
     sync_store = SyncStore(db)
     return RoomsArea(
         rooms=rooms,
