@@ -79,7 +79,7 @@ class NotificationService:
         visible = not (plan.soft_failed or plan.outlier or plan.rejected_reason) or (
             plan.out_of_band
         )
-        if room_nid is None or not visible or plan.backfilled:
+        if not visible or plan.backfilled:
             return None
         outcomes = await self._evaluate(plan, room_nid)
         if not outcomes:
@@ -93,7 +93,7 @@ class NotificationService:
             rows = [
                 PushActionRow(
                     user_id,
-                    room_nid,
+                    stored.room_nid,
                     stored.event_nid,
                     stored.stream_ordering,
                     thread,
@@ -108,12 +108,14 @@ class NotificationService:
 
         return write
 
-    async def _evaluate(self, plan: PersistPlan, room_nid: int) -> list[tuple[str, Outcome]]:
+    async def _evaluate(self, plan: PersistPlan, room_nid: int | None) -> list[tuple[str, Outcome]]:
         """Every local member's (and a local invitee's) outcome that notifies or
-        highlights, in the state before the event."""
+        highlights, in the state before the event. ``room_nid`` is None for the
+        first event stored of a room: its create event, or an invite of a room
+        this server is not in (out-of-band), which still notifies the invitee."""
         ev = plan.event
         suffix = ":" + self.rooms.server_name
-        joined = await self.rooms.members.members(room_nid, ("join",))
+        joined = [] if room_nid is None else await self.rooms.members.members(room_nid, ("join",))
         users = {m.user_id for m in joined if m.user_id.endswith(suffix)}
         if ev.type == "m.room.member" and ev.membership == "invite" and ev.state_key:
             if ev.state_key.endswith(suffix):
