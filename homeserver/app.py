@@ -176,8 +176,9 @@ class HomeServer:
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
         # The room directory over federation (/publicRooms both ways).
         hs.federation.attach_directory(rooms_area.directory)
-        await hs.federation.start()
         if exclusive:
+            # Only the serving process sends the outbox (register-user beside it must not).
+            await hs.federation.start()
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs
