@@ -8,8 +8,9 @@ lock keyed by room id (DESIGN "Linear rooms")::
     send_event ─┐
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
-                      ─> EventPersister.persist (one transaction)
-                  unlock ─> pre_notify_hooks (push counts) ─> notifier.notify(local members)
+                      ─> EventPersister.persist (one transaction, with the
+                         push actions its prepare_hooks computed and the outbox rows)
+                  unlock ─> pre_notify_hooks ─> notifier.notify(local members)
                          ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
@@ -105,8 +106,10 @@ class RoomService:
         self.persister = persister
         self.notifier = notifier
         self.event_persisted_hooks: list[EventHook] = []
-        # Run before /sync is woken, for what a woken sync must already see
-        # (notification counts). Keep them quick; failures are logged.
+        # Run before /sync is woken, for what a woken sync must already see.
+        # Keep them quick; failures are logged. Whatever clients rely on belongs in
+        # the event's transaction instead (EventPersister prepare/txn hooks): a
+        # crash between the commit and these hooks skips them.
         self.pre_notify_hooks: list[EventHook] = []
         self.invite_exchange: InviteExchange | None = None
         self._locks: dict[str, asyncio.Lock] = {}
