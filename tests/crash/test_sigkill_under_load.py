@@ -39,7 +39,8 @@ from tests.crash.victim import Victim
 from tests.federation.fedutil import FAST_RETRY
 
 ROUNDS = 10
-# Time A runs under load before each kill (seconds, uniform).
+# Time A runs under load before each kill (seconds, uniform), counted from the
+# first local send acknowledged after its restart.
 UP_MIN_S, UP_MAX_S = 0.2, 1.5
 # Bounds of the whole test: no loop may outlive them.
 SEND_DEADLINE_S = 240.0
@@ -133,6 +134,18 @@ async def paginate(
     raise AssertionError("/messages never ended")
 
 
+async def local_sends_flowing(local: list[Sender], tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until each local sender has had a send acknowledged since now."""
+    before = [len(s.acked) for s in local]
+    deadline = time.monotonic() + CATCH_UP_S
+    while any(len(s.acked) <= n for s, n in zip(local, before, strict=True)):
+        for t in tasks:
+            if t.done():
+                t.result()  # a sender failed: show why
+        assert time.monotonic() < deadline, "local sends never got through after a restart"
+        await asyncio.sleep(0.01)
+
+
 async def all_notifications(client: Client, token: str) -> list[str]:
     """The event ids of every /notifications page, newest first."""
     out: list[str] = []
@@ -220,10 +233,10 @@ async def test_sigkill_ten_times_under_load(tmp_path: Path, make_server: ServerF
         tasks = [asyncio.create_task(s.run(stop, deadline)) for s in senders]
         try:
             for _ in range(ROUNDS):
+                # Kill only once local sends flow again (after a restart A may first
+                # be busy with B's backlog), so every kill lands under local load too.
+                await local_sends_flowing(senders[:2], tasks)
                 await asyncio.sleep(rng.uniform(UP_MIN_S, UP_MAX_S))
-                for t in tasks:
-                    if t.done():
-                        t.result()  # a sender failed: show why
                 await victim.kill()
                 await victim.start()
             await asyncio.sleep(UP_MIN_S)
