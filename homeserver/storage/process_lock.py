@@ -87,7 +87,9 @@ async def _lock_postgres(url: str) -> ProcessLock:
 
     try:
         conn = await asyncpg.connect(url)
-    except Exception as e:
+    except (TimeoutError, OSError) as e:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {e}") from None
+    except Exception as e:  # asyncpg raises its own hierarchy for auth/db errors
         raise DatabaseUnavailable(f"cannot open PostgreSQL database: {e}") from None
     try:
         got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_KEY)
