@@ -142,10 +142,16 @@ async def _run(config_path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    lost = running.hs.lock_lost
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     log.info("shutting down")
     await running.stop()
     log.info("stopped")
+    if lost.is_set():
+        raise CliError("another process took the database lock; stopped to keep the database safe")
 
 
 # ----------------------------------------------------------- register-user

@@ -86,6 +86,8 @@ class HomeServer:
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     process_lock: ProcessLock | None = None
+    # Set when another process took the database lock (PostgreSQL): `run` stops.
+    lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
@@ -179,6 +181,8 @@ class HomeServer:
         if exclusive:
             # Only the serving process sends the outbox (register-user beside it must not).
             await hs.federation.start()
+            if lock is not None:
+                hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs

@@ -13,6 +13,10 @@ PostgreSQL
     connection of its own, outside the pool, kept open until the server
     stops. Advisory locks are per database, and PostgreSQL drops them when
     the session ends, so a process killed with SIGKILL frees the database.
+    The same is true when *that connection* ends (PostgreSQL restarted, the
+    backend was terminated): ``watch`` checks it every few seconds and takes
+    the lock again on a new connection; if another process took it
+    meanwhile, the lock is lost for good and the server must stop.
 SQLite
     ``flock`` (exclusive, non-blocking) on ``DATABASE.lock`` beside the
     database file. The kernel drops it when the holding process dies, so a
@@ -22,15 +26,22 @@ SQLite
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import logging
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from homeserver.storage.database import DatabaseUnavailable, sqlite_path
 
 # The advisory lock key: "myelin" as a big-endian int, fixed for every version.
 ADVISORY_KEY: Final = int.from_bytes(b"myelin", "big")
+# How often the PostgreSQL lock's connection is checked (seconds).
+WATCH_INTERVAL_S: Final = 5.0
+
+log = logging.getLogger("myelin.storage")
 
 
 class DatabaseInUse(DatabaseUnavailable):
@@ -40,9 +51,41 @@ class DatabaseInUse(DatabaseUnavailable):
 class ProcessLock:
     """Held until ``release``; see the module note for each engine."""
 
-    def __init__(self, fd: int | None = None, conn: Any = None) -> None:
+    def __init__(self, fd: int | None = None, conn: Any = None, url: str = "") -> None:
         self._fd = fd
         self._conn = conn
+        self._url = url
+
+    async def watch(
+        self, on_lost: Callable[[], None], interval_s: float = WATCH_INTERVAL_S
+    ) -> None:
+        """PostgreSQL: keep the lock while the process runs (see the module note);
+        ``on_lost`` is called once if another process took it. SQLite: nothing to do."""
+        if self._conn is None:
+            return
+        while self._conn is not None:
+            await asyncio.sleep(interval_s)
+            if self._conn is None:
+                return
+            try:
+                await self._conn.fetchval("SELECT 1")
+                continue
+            except Exception:
+                log.warning("the connection holding the database lock was lost; taking it again")
+            old, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                old.terminate()
+            try:
+                again = await _lock_postgres(self._url)
+            except DatabaseInUse:
+                log.critical("another Myelin process took the database lock: stopping")
+                on_lost()
+                return
+            except DatabaseUnavailable:
+                self._conn = old  # still unreachable: try again at the next tick
+                continue
+            self._conn = again._conn
+            again._conn = None
 
     async def release(self) -> None:
         if self._fd is not None:
@@ -102,7 +145,7 @@ async def _lock_postgres(url: str) -> ProcessLock:
             "the PostgreSQL database is in use by another Myelin process"
             f" (advisory lock {ADVISORY_KEY} is held): {_ADVICE}"
         )
-    return ProcessLock(conn=conn)
+    return ProcessLock(conn=conn, url=url)
 
 
 async def acquire_process_lock(url: str) -> ProcessLock:
