@@ -154,10 +154,16 @@ async def _run(config_path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    lost = running.hs.lock_lost
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     log.info("shutting down")
     await running.stop()
     log.info("stopped")
+    if lost.is_set():
+        raise CliError("another process took the database lock; stopped to keep the database safe")
 
 
 # ----------------------------------------------------------- register-user
@@ -175,7 +181,8 @@ async def _register_user(args: argparse.Namespace) -> None:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Confirm password: "):
             raise CliError("passwords do not match")
-    hs = await HomeServer.build(config)
+    # Adds one account row beside a running server: no process lock.
+    hs = await HomeServer.build(config, exclusive=False)
     try:
         user_id = await hs.accounts.check_available(args.username)
         await hs.accounts.create_account(user_id, password, is_admin=args.admin)

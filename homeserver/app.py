@@ -41,6 +41,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
+from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
@@ -84,15 +85,28 @@ class HomeServer:
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    process_lock: ProcessLock | None = None
+    # Set when another process took the database lock (PostgreSQL): `run` stops.
+    lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def build(cls, config: Config) -> HomeServer:
+    async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
+        """``exclusive``: take the database's process lock first (every serving
+        process; ``register-user`` only adds a row and does not)."""
         signing_key = _load_signing_key(config.signing_key_path)
-        db = await connect(config.database_url)
+        lock = await acquire_process_lock(config.database_url) if exclusive else None
+        try:
+            db = await connect(config.database_url, config.database.sqlite_synchronous)
+        except BaseException:
+            if lock is not None:
+                await lock.release()
+            raise
         try:
             await migrate(db)
-        except Exception:
+        except BaseException:
             await db.close()
+            if lock is not None:
+                await lock.release()
             raise
         clock = Clock()
         store = AccountStore(db)
@@ -152,6 +166,7 @@ class HomeServer:
             media=MediaService(config, MediaStore(db), clock),
             admin=AdminArea.build(config, db, clock, accounts, rooms_area),
             unstable_features=dict(E2EE_FEATURES),
+            process_lock=lock,
         )
         if config.media.url_preview_enabled:
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
@@ -175,7 +190,13 @@ class HomeServer:
         hs.federation.attach_directory(rooms_area.directory)
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
-        await hs.federation.start()
+        if exclusive:
+            # Only the serving process sends the outbox (register-user beside it must not).
+            await hs.federation.start()
+            if lock is not None:
+                hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
+            # Redo what a crash may have cut short after a commit (guests leaving).
+            hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs
 
     def start_background(self) -> None:
@@ -242,6 +263,8 @@ class HomeServer:
         if self.previewer is not None:
             await self.previewer.close()
         await self.db.close()
+        if self.process_lock is not None:
+            await self.process_lock.release()
 
 
 @dataclass

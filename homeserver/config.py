@@ -30,20 +30,38 @@ class ListenerConfig:
 
 @dataclass
 class RateLimit:
-    """A token bucket: ``per_second`` refill rate, ``burst`` capacity."""
+    """A token bucket (Synapse's shape): ``per_second`` refill rate, ``burst_count`` capacity."""
 
     per_second: float = 1.0
-    burst: int = 10
+    burst_count: int = 10
+
+
+@dataclass
+class LoginRateLimits:
+    """Synapse's ``rc_login``: /login per client IP (every attempt), per account
+    (successful logins), and failed password attempts per account (from any IP)."""
+
+    address: RateLimit = field(default_factory=lambda: RateLimit(0.003, 5))
+    account: RateLimit = field(default_factory=lambda: RateLimit(0.003, 5))
+    failed_attempts: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
 
 
 @dataclass
 class RateLimitsConfig:
     enabled: bool = True
-    login: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
-    registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
+    login: LoginRateLimits = field(default_factory=LoginRateLimits)
+    # Registrations (and guest accounts), per client IP (Synapse's rc_registration).
+    registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
     message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
+
+
+@dataclass
+class DatabaseConfig:
+    # SQLite's PRAGMA synchronous under WAL: "full" makes every commit durable
+    # (fsync per transaction); "normal" may lose the last commits on power loss.
+    sqlite_synchronous: str = "full"
 
 
 @dataclass
@@ -161,6 +179,7 @@ class Config:
     server_name: str = ""
     data_dir: str = "."
     database_url: str = ""
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     signing_key_path: str = ""
     tls_certificate_path: str = ""
     tls_private_key_path: str = ""
@@ -250,6 +269,9 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         config.database_url = f"sqlite:///{data_dir / 'homeserver.db'}"
     if not config.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("database_url: must start with sqlite:/// or postgresql://")
+    _check_rate_limits(config.rate_limits)
+    if config.database.sqlite_synchronous not in ("full", "normal"):
+        raise ConfigError("database.sqlite_synchronous: must be full or normal")
     config.signing_key_path = str(data_dir / (config.signing_key_path or "signing.key"))
     config.tls_certificate_path = str(data_dir / (config.tls_certificate_path or "tls.crt"))
     config.tls_private_key_path = str(data_dir / (config.tls_private_key_path or "tls.key"))
@@ -273,6 +295,20 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     _check_media(config, data_dir)
     _check_support(config.support)
     return config
+
+
+def _check_rate_limits(limits: RateLimitsConfig) -> None:
+    buckets = {
+        "login.address": limits.login.address,
+        "login.account": limits.login.account,
+        "login.failed_attempts": limits.login.failed_attempts,
+        "registration": limits.registration,
+        "message": limits.message,
+        "per_ip": limits.per_ip,
+    }
+    for name, bucket in buckets.items():
+        if bucket.per_second < 0 or bucket.burst_count < 1:
+            raise ConfigError(f"rate_limits.{name}: per_second must be >= 0 and burst_count >= 1")
 
 
 def _check_media(config: Config, data_dir: Path) -> None:

@@ -55,7 +55,11 @@ class AccountApi:
         return json_response({"flows": [{"type": "m.login.password"}]})
 
     async def post_login(self, request: web.Request) -> web.Response:
-        self.limiter.check("per_ip", client_ip(request))
+        # Synapse's rc_login: every attempt per IP; per account, failures (from any
+        # IP) and successes. Checked before the (slow) password hash is computed.
+        ip = client_ip(request)
+        self.limiter.check("per_ip", ip)
+        self.limiter.check("login_address", ip)
         body = await json_body(request)
         login_type = req_str(body, "type")
         if login_type != "m.login.password":
@@ -63,14 +67,22 @@ class AccountApi:
         user = _login_user(body)
         password = req_str(body, "password")
         user_id = await self.accounts.resolve_login_user(user)
-        self.limiter.check("login", user_id or user)
-        session = await self.accounts.login_with_password(
-            user_id,
-            password,
-            device_id=opt_str(body, "device_id"),
-            display_name=opt_str(body, "initial_device_display_name"),
-            want_refresh=opt_bool(body, "refresh_token", False),
-        )
+        account = user_id or user
+        self.limiter.peek("login_failed", account)
+        self.limiter.peek("login_account", account)
+        try:
+            session = await self.accounts.login_with_password(
+                user_id,
+                password,
+                device_id=opt_str(body, "device_id"),
+                display_name=opt_str(body, "initial_device_display_name"),
+                want_refresh=opt_bool(body, "refresh_token", False),
+            )
+        except MatrixError as e:
+            if e.errcode == "M_FORBIDDEN":
+                self.limiter.record("login_failed", account)
+            raise
+        self.limiter.record("login_account", account)
         return json_response(session.to_json(self.accounts.server_name))
 
     async def post_refresh(self, request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
 
 MAIN = "main"
@@ -61,9 +61,15 @@ class PushActionStore:
         self.db = db
 
     async def add(self, rows: Sequence[PushActionRow]) -> None:
+        if rows:
+            async with self.db.transaction() as q:
+                await self.add_in(q, rows)
+
+    async def add_in(self, q: Queries, rows: Sequence[PushActionRow]) -> None:
+        """Insert inside an open transaction (the event's own: see notifications.py)."""
         if not rows:
             return
-        await self.db.executemany(
+        await q.executemany(
             _INSERT,
             [
                 (

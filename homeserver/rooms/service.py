@@ -8,8 +8,9 @@ lock keyed by room id (DESIGN "Linear rooms")::
     send_event ─┐
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
-                      ─> EventPersister.persist (one transaction)
-                  unlock ─> pre_notify_hooks (push counts) ─> signal.changed(local members)
+                      ─> EventPersister.persist (one transaction, with the
+                         push actions its prepare_hooks computed and the outbox rows)
+                  unlock ─> pre_notify_hooks ─> signal.changed(local members)
                          ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
@@ -106,8 +107,10 @@ class RoomService:
         # Wakes local members' /sync (the sync notifier, connected by the composition root).
         self.signal = signal
         self.event_persisted_hooks: list[EventHook] = []
-        # Run before /sync is woken, for what a woken sync must already see
-        # (notification counts). Keep them quick; failures are logged.
+        # Run before /sync is woken, for what a woken sync must already see.
+        # Keep them quick; failures are logged. Whatever clients rely on belongs in
+        # the event's transaction instead (EventPersister prepare/txn hooks): a
+        # crash between the commit and these hooks skips them.
         self.pre_notify_hooks: list[EventHook] = []
         # Invites to users on other servers; None without federation. Bound late by
         # federation (FederatedRooms.attach), whose membership handshakes are built on
@@ -178,6 +181,27 @@ class RoomService:
             return await self._events_for(await self.state.state_at_group(group))
         key_nids = await self.rooms.key_nids(keys)
         nids = await self.state.state_keys_at_group(group, key_nids.values())
+        return await self._events_for(nids)
+
+    async def state_before(
+        self,
+        group: int | None,
+        delta: Mapping[int, int | None] | None,
+        keys: Iterable[StateKey],
+    ) -> dict[StateKey, StoredEvent]:
+        """``keys`` of the state ``group`` changed by ``delta`` (a ``PersistPlan``'s
+        state before its event), without writing the delta as a group."""
+        key_nids = await self.rooms.key_nids(keys)
+        nids: dict[int, int] = {}
+        if group is not None:
+            nids.update(await self.state.state_keys_at_group(group, key_nids.values()))
+        for key_nid in key_nids.values():
+            if delta is not None and key_nid in delta:
+                changed = delta[key_nid]
+                if changed is None:
+                    nids.pop(key_nid, None)
+                else:
+                    nids[key_nid] = changed
         return await self._events_for(nids)
 
     # ------------------------------------------------------------ writing

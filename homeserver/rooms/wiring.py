@@ -7,7 +7,10 @@ given; their HTTP handlers are assembled in ``homeserver/api/assembly.py``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
@@ -40,6 +43,8 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.storage.database import Database
 from homeserver.streams.signal import ChangeSignal
 
+log = logging.getLogger("myelin.rooms")
+
 
 @dataclass
 class RoomsArea:
@@ -59,6 +64,8 @@ class RoomsArea:
     user_directory: UserDirectory
     visibility: Visibility
     serializer: EventSerializer
+    # Run once at start-up (HomeServer.build, in the background).
+    reconcile_guests: Callable[[], Coroutine[Any, Any, None]]
 
 
 def build_rooms_area(
@@ -113,6 +120,18 @@ def build_rooms_area(
             await memberships.remove_guests(room, is_guest)
 
     rooms.event_persisted_hooks.append(guest_access_changed)
+
+    async def reconcile_guests() -> None:
+        """At start: the hook above runs after the commit, so a crash in between
+        leaves guests joined to a room that no longer admits them; the durable
+        marker is the room's state itself, so redo it for every such room."""
+        for room_nid in await members.rooms_with_joined_guests():
+            for room in (await rooms.rooms.rooms_by_nid([room_nid])).values():
+                try:
+                    await memberships.remove_guests(room, is_guest)
+                except Exception:
+                    log.exception("could not remove guests from %s", room.room_id)
+
     return RoomsArea(
         rooms=rooms,
         members=RoomMembers(rooms),
@@ -130,4 +149,5 @@ def build_rooms_area(
         user_directory=UserDirectory(UserDirectoryStore(db), events),
         visibility=visibility,
         serializer=serializer,
+        reconcile_guests=reconcile_guests,
     )

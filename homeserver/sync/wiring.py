@@ -62,7 +62,8 @@ def wire_sync(
     members = rooms_area.members
     suffix = ":" + rooms.server_name
     notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
-    rooms.pre_notify_hooks.append(notifications.on_event_persisted)
+    # Push actions commit with their event (crash-safe counts).
+    rooms.persister.prepare_hooks.append(notifications.prepare)
     sources = SyncSources(
         typing=typing,
         receipts=receipts,

@@ -25,7 +25,9 @@ from jsonschema import Draft202012Validator
 from tests.helpers import V3, Api, Reply
 from tests.integration.e2ee_device import Device
 
-SPEC_PATH = Path("/work/shared/spec/matrix-client-server-api.openapi.json")
+# The spec lives in shared/, beside the repository (in a worktree, a symlink to it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = REPO_ROOT.parent / "shared" / "spec" / "matrix-client-server-api.openapi.json"
 
 # The operations this session exercises; the test fails if one was not reached.
 COVERED: frozenset[tuple[str, str]] = frozenset(

@@ -106,6 +106,16 @@ class MembershipStore:
         )
         return [membership_from_row(r) for r in rows]
 
+    async def rooms_with_joined_guests(self) -> list[int]:
+        """Rooms where a guest account of this server is joined (guest accounts are
+        local by definition). Read at start-up only: see ``GuestReconciler``."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT m.room_nid FROM room_memberships m"
+            " JOIN users u ON u.user_id = m.user_id"
+            " WHERE m.membership = 'join' AND u.is_guest = 1 ORDER BY m.room_nid"
+        )
+        return [int(r[0]) for r in rows]
+
     async def local_users(self, room_nid: int, server_name: str) -> list[str]:
         """Local users joined, invited or knocking: who must be woken for a new event."""
         rows = await self.db.fetchall(
