@@ -12,12 +12,18 @@ persistence checks as a remote one (DESIGN "One way in for every event").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import add_content_hash, compute_event_id, sign_event
+from homeserver.events.signing import (
+    add_content_hash,
+    compute_event_id,
+    generate_event_id,
+    sign_event,
+)
 
 _REQUIRED = (
     "type",
@@ -37,13 +43,22 @@ def build_event(
     fields: dict[str, Any],
     server_name: str,
     signing_key: SigningKey,
+    *,
+    references: Mapping[str, dict[str, str]] | None = None,
 ) -> Event:
     """Hash, sign and name a new event from its fields; ``ValueError`` on missing/unknown ones.
 
     ``fields``' values are used as given (not copied): do not mutate them
     afterwards, the PDU is immutable once its id is computed.
+
+    Room versions 1-2 (``event_id_in_pdu``): the event gets a fresh
+    ``$opaque:server_name`` id inside the PDU, and plain ids in
+    ``prev_events``/``auth_events`` become ``[id, hash]`` pairs with the hash
+    from ``references`` (``reference_hash_entry`` of each cited event).
     """
     _check_fields(room_version, fields)
+    if room_version.event_id_in_pdu:
+        fields = _v1_fields(fields, server_name, references or {})
     # add_content_hash and sign_event each return a new dict: ``fields`` stays as given.
     pdu = sign_event(add_content_hash(fields), server_name, signing_key, room_version)
     return Event(compute_event_id(pdu, room_version), pdu, room_version)
@@ -65,3 +80,23 @@ def _check_fields(room_version: RoomVersion, fields: dict[str, Any]) -> None:
         raise ValueError("a v12 create event has no room_id: the room id is its own hash")
     if not derives_room_id and "room_id" not in fields:
         raise ValueError("missing event fields: ['room_id']")
+
+
+def _v1_fields(
+    fields: dict[str, Any], server_name: str, references: Mapping[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Rooms v1-v2 event format: our own event id and referenced-event pairs."""
+    out = dict(fields)
+    out["event_id"] = generate_event_id(server_name)
+    for key in ("prev_events", "auth_events"):
+        out[key] = [_pair(entry, references) for entry in fields[key]]
+    return out
+
+
+def _pair(entry: Any, references: Mapping[str, dict[str, str]]) -> Any:
+    if not isinstance(entry, str):
+        return entry  # already a pair (a make_join template of a v1/v2 room)
+    hashes = references.get(entry)
+    if hashes is None:
+        raise ValueError("no reference hash for a cited event")
+    return [entry, dict(hashes)]

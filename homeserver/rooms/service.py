@@ -23,7 +23,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -34,6 +34,7 @@ from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import reference_hash_entry
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
@@ -284,7 +285,7 @@ class RoomService:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
-        event = self._build(rv, fields)
+        event = self._build(rv, fields, [p.event for p in prev] + auth_events)
         state_map = {k: s.event for k, s in cur.items()}
         await self._check(event, auth_events, state_map, None if create is None else create.event)
         create_ev = None if create is None else create.event
@@ -338,9 +339,17 @@ class RoomService:
         await self._check(signed, auth_events, state, create)
         return signed
 
-    def _build(self, rv: RoomVersion, fields: dict[str, Any]) -> Event:
+    def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:
+        """``cited``: the prev and auth events, whose reference hashes v1/v2 events carry."""
+        references = (
+            {e.event_id: reference_hash_entry(e.pdu, rv) for e in cited}
+            if rv.event_id_in_pdu
+            else None
+        )
         try:
-            return build_event(rv, fields, self.server_name, self.signing_key)
+            return build_event(
+                rv, fields, self.server_name, self.signing_key, references=references
+            )
         except ValueError as e:
             raise bad_json(str(e)) from None
 
