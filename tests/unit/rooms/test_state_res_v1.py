@@ -83,7 +83,9 @@ def test_auth_conflicts_at_equal_depth_start_from_the_highest_sha1() -> None:
     room.events["$PY"].pdu["depth"] = depth
     # Ascending depth, then descending sha1: the highest sha1 goes into R
     # first, and the other (also allowed) replaces it.
-    lowest, _ = sorted(["$PX", "$PY"], key=lambda i: hashlib.sha1(i.encode()).hexdigest())
+    lowest, _ = sorted(
+        ["$PX", "$PY"], key=lambda i: hashlib.sha1(i.encode(), usedforsecurity=False).hexdigest()
+    )
     assert resolve(room, [one, two])[PL_KEY] == lowest
 
 
