@@ -117,7 +117,8 @@ class RemoteMembership:
             server, _fed("v1", f"make_{kind}", room_id, user_id), query
         )
         template = resp.get("event") if isinstance(resp, dict) else None
-        version = resp.get("room_version", "10") if isinstance(resp, dict) else None
+        # No room_version: the room is version 1 or 2, which share a format (make_join).
+        version = resp.get("room_version", "1") if isinstance(resp, dict) else None
         rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
         if not isinstance(template, dict) or rv is None:
             raise FederationError(server, "unusable template", status=502)
