@@ -993,19 +993,22 @@ ODD_CONTENT: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("version", ["10", "11", "12"])
+@pytest.mark.parametrize("version", ["1", "6", "9", "10", "11", "12"])
 async def test_room_versions_and_non_ascii_content_both_ways(
     version: str, make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
 ) -> None:
-    """Rooms of every version Myelin supports, created on either side, and event content
-    whose canonical JSON (hashes, signatures) is easy to get wrong: both servers accept the
-    other's events unredacted."""
+    """Rooms of old and new versions (v1: server-chosen event ids and state resolution v1;
+    v6: canonical JSON; v9: restricted-join redaction rules), created on either side, and
+    event content whose canonical JSON (hashes, signatures) is easy to get wrong: both
+    servers accept the other's events unredacted. Then each room's creator redacts the
+    other server's message, and both servers serve it redacted."""
     m = await make_server(federated=True, **FAST_RETRY)
     api_m, alice = await myelin_user(m, "alice")
     api_s, sam = await synapse_user(synapse_server, "sam")
     apis.extend([api_m, api_s])
     pairs = ((api_m, alice), (api_s, sam))
     rooms = []
+    sent: dict[tuple[str, str], str] = {}
     for (api, user), (other_api, other), via in (
         ((api_m, alice), (api_s, sam), m.hs.config.server_name),
         ((api_s, sam), (api_m, alice), synapse_server.server_name),
@@ -1044,8 +1047,34 @@ async def test_room_versions_and_non_ascii_content_both_ways(
 
                 got = await eventually(content, lambda c: c is not None, WAIT_S)
                 assert got == {**ODD_CONTENT, "from": user.user_id}
+            sent[(room_id, user.user_id)] = event_id
         r = await api_m.get(f"/rooms/{q(room_id)}/state/m.room.create/", token=alice.access_token)
         assert r.body["room_version"] == version
+
+    # The creator of each room redacts the other server's message.
+    for room_id, (api, user), other in (
+        (rooms[0], (api_m, alice), sam),
+        (rooms[1], (api_s, sam), alice),
+    ):
+        target = sent[(room_id, other.user_id)]
+        r = await api.put(
+            f"/rooms/{q(room_id)}/redact/{q(target)}/{tag()}", {}, token=user.access_token
+        )
+        assert r.status == 200, r.body
+        for reader_api, reader in pairs:
+
+            async def redacted(
+                reader_api: Api = reader_api,
+                reader: User = reader,
+                room_id: str = room_id,
+                target: str = target,
+            ) -> Any:
+                r = await reader_api.get(
+                    f"/rooms/{q(room_id)}/event/{q(target)}", token=reader.access_token
+                )
+                return r.body.get("content") if r.status == 200 else None
+
+            assert await eventually(redacted, lambda c: c == {}, WAIT_S) == {}
 
 
 async def test_room_upgrades_followed_across(

@@ -303,8 +303,12 @@ def test_v1_format_refusals() -> None:
     assert _reason(bad_id, V1) == "event_id: not a valid event id"
     plain = dict(_v1_pdu(), prev_events=["$prev:domain"])
     assert _reason(plain, V1) == "prev_events: entry is not an [event_id, hashes] pair"
-    no_hash = dict(_v1_pdu(), auth_events=[["$prev:domain", {}]])
-    assert _reason(no_hash, V1) == "auth_events: entry has no sha256 reference hash"
+    # Synapse sends {} for hashes it cannot compute: accepted; a non-object is not.
+    check_pdu_format(dict(_v1_pdu(), auth_events=[["$prev:domain", {}]]), V1)
+    bad_hash = dict(_v1_pdu(), auth_events=[["$prev:domain", "abc"]])
+    assert _reason(bad_hash, V1) == "auth_events: entry's reference hashes are not an object"
+    bad_sha = dict(_v1_pdu(), auth_events=[["$prev:domain", {"sha256": 5}]])
+    assert _reason(bad_sha, V1) == "auth_events: entry's reference hashes are not an object"
     # A v1 pdu is not a v3+ one.
     assert _reason(_v1_pdu(), V3) == "auth_events: entry is not a string"
 
