@@ -35,6 +35,7 @@ from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import reference_hash_entry
+from homeserver.events.validate import PduFormatError, check_canonical_json_values
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
@@ -346,6 +347,13 @@ class RoomService:
             if rv.event_id_in_pdu
             else None
         )
+        if not rv.strict_canonical_json:
+            # v1-v5 accept off-spec JSON from other servers, but our own users'
+            # events keep to canonical JSON (v1-deprecated-formatting-off-spec).
+            try:
+                check_canonical_json_values(fields["content"])
+            except PduFormatError as e:
+                raise bad_json(f"Invalid event: {e.reason}") from None
         try:
             return build_event(
                 rv, fields, self.server_name, self.signing_key, references=references

@@ -140,3 +140,16 @@ async def test_upgrade_to_any_later_version(api: Api, old: str, new: str) -> Non
         await api.get(f"/rooms/{quote(replacement)}/state/m.room.name/", token=alice.access_token)
     )
     assert name == {"name": "Old"}
+
+
+@pytest.mark.parametrize("version", ["1", "5", "6", "12"])
+async def test_local_users_send_canonical_json_in_every_version(api: Api, version: str) -> None:
+    """v1-v5 accept off-spec JSON over federation; our own users still get M_BAD_JSON."""
+    alice = await api.register("alice")
+    room = await create_room(api, alice, room_version=version)
+    path = f"/rooms/{quote(room)}/send/m.room.message/f1"
+    for bad in ({"body": "x", "n": 1.5}, {"body": "x", "n": 2**60}):
+        r = await api.put(path, bad, token=alice.access_token)
+        assert r.status == 400 and r.errcode == "M_BAD_JSON", (bad, r.body)
+    r = await api.put(path, {"body": "x", "n": 2}, token=alice.access_token)
+    assert r.status == 200, r.body
