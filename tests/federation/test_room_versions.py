@@ -96,3 +96,76 @@ async def test_two_servers_share_a_room_of_each_version(
     finally:
         for api in (api_a, api_b, api_c):
             await api.__aexit__(None, None, None)
+
+
+async def test_invite_through_the_v1_api_into_a_v1_room(make_server: ServerFactory) -> None:
+    """Deprecated ``PUT /v1/invite`` (room versions 1-2): the body is the event, the
+    answer ``[200, {"event": ...}]``; the invited user then joins."""
+    from federation.client import encode_path
+    from homeserver.events.builder import build_event
+    from homeserver.events.signing import reference_hash_entry
+
+    a: RunningServer = await make_server(federated=True, **FAST_RETRY)
+    b: RunningServer = await make_server(federated=True, **FAST_RETRY)
+    api_a, alice = await register(a, "alice")
+    api_b, bob = await register(b, "bob")
+    try:
+        r = await api_a.post(
+            "/createRoom", {"preset": "private_chat", "room_version": "1"}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        room_id = r.body["room_id"]
+        rooms = a.hs.rooms_area.rooms
+        room = await rooms.rooms.get_room(room_id)
+        assert room is not None
+        ext = await rooms.events.extremities(room.room_nid)
+        wanted = [
+            ("m.room.create", ""),
+            ("m.room.power_levels", ""),
+            ("m.room.member", alice.user_id),
+            ("m.room.join_rules", ""),
+        ]
+        state = await rooms.current_state(room, wanted)
+        cited = [e.event for e in ext] + [s.event for s in state.values()]
+        fields = {
+            "room_id": room_id,
+            "type": "m.room.member",
+            "state_key": bob.user_id,
+            "sender": alice.user_id,
+            "content": {"membership": "invite"},
+            "prev_events": [e.event.event_id for e in ext],
+            "auth_events": [s.event.event_id for s in state.values()],
+            "depth": max(e.event.depth for e in ext) + 1,
+            "origin_server_ts": a.hs.clock.now_ms(),
+        }
+        refs = {e.event_id: reference_hash_entry(e.pdu, room.version) for e in cited}
+        invite = build_event(room.version, fields, name(a), a.hs.signing_key, references=refs)
+        pdu = {**invite.pdu, "unsigned": {"invite_room_state": []}}
+        fed = a.hs.federation
+        assert fed is not None
+        path = encode_path("_matrix", "federation", "v1", "invite", room_id, invite.event_id)
+        answer = await fed.client.put_json(name(b), path, pdu)
+        assert isinstance(answer, list) and answer[0] == 200, answer
+        signed = answer[1]["event"]
+        assert signed["event_id"] == invite.event_id
+        assert set(signed["signatures"]) == {name(a), name(b)}
+
+        # Bob sees the invite and joins through A.
+        async def invited() -> dict[str, object]:
+            r = await api_b.get("/sync?timeout=0", token=bob.access_token)
+            return dict(r.body.get("rooms", {}).get("invite", {}))
+
+        assert room_id in await eventually(invited, lambda rooms: room_id in rooms)
+        # A persists its own copy of the invite (as RoomService would have) before the join.
+        r = await api_a.post(
+            f"/rooms/{q(room_id)}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        await settle(a, b)
+        r = await api_b.post(
+            f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token
+        )
+        assert r.status == 200, r.body
+    finally:
+        for api in (api_a, api_b):
+            await api.__aexit__(None, None, None)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Set
 
 from homeserver.events.model import Event
 from homeserver.rooms.state_res.common import AuthCheck, StateKey
-from homeserver.rooms.state_res.iterative_auth_check import AuthStateView, _auth_event_fallback
+from homeserver.rooms.state_res.iterative_auth_check import AuthStateView, auth_event_fallback
 
 
 def allowed(
@@ -21,7 +21,7 @@ def allowed(
     auth_check: AuthCheck,
     rejected: Set[str],
 ) -> bool:
-    fallback = _auth_event_fallback(event, events, rejected)
+    fallback = auth_event_fallback(event, events, rejected)
     try:
         auth_check(event, AuthStateView(state, events, fallback))
     except Exception:  # any failure of the rules, or malformed content, disallows

@@ -53,7 +53,8 @@ def resolve_state_v1(
     auth_keys += sorted(k for k in conflicted if k[0] == MEMBER)
     for key in auth_keys:
         resolve_auth_conflict(key, candidates(key), resolved, known, auth_check, rejected_event_ids)
-    for key in sorted(k for k in conflicted if k not in set(auth_keys)):
+    done = set(auth_keys)
+    for key in sorted(k for k in conflicted if k not in done):
         resolve_other_conflict(
             key, candidates(key), resolved, known, auth_check, rejected_event_ids
         )
