@@ -34,8 +34,10 @@ class RoomsFederationApi:
         return [
             web.get(V1 + "/make_join/{roomId}/{userId}", a(self.make_join)),
             web.put(V2 + "/send_join/{roomId}/{eventId}", a(self.send_join)),
+            web.put(V1 + "/send_join/{roomId}/{eventId}", a(self.send_join_v1)),
             web.get(V1 + "/make_leave/{roomId}/{userId}", a(self.make_leave)),
             web.put(V2 + "/send_leave/{roomId}/{eventId}", a(self.send_leave)),
+            web.put(V1 + "/send_leave/{roomId}/{eventId}", a(self.send_leave_v1)),
             web.get(V1 + "/make_knock/{roomId}/{userId}", a(self.make_knock)),
             web.put(V1 + "/send_knock/{roomId}/{eventId}", a(self.send_knock)),
             web.put(V2 + "/invite/{roomId}/{eventId}", a(self.invite)),
@@ -72,6 +74,22 @@ class RoomsFederationApi:
                 origin, m["roomId"], m["eventId"], signed_content(request)
             )
         )
+
+    async def send_join_v1(self, request: web.Request, origin: str) -> web.Response:
+        """Deprecated ``PUT /v1/send_join``: the v2 answer wrapped as ``[200, {...}]``."""
+        m = request.match_info
+        answer = await self.resident.send_join(
+            origin, m["roomId"], m["eventId"], signed_content(request)
+        )
+        return json_response([200, answer])
+
+    async def send_leave_v1(self, request: web.Request, origin: str) -> web.Response:
+        """Deprecated ``PUT /v1/send_leave``: answers ``[200, {}]``."""
+        m = request.match_info
+        await self.resident.send(
+            origin, m["roomId"], m["eventId"], signed_content(request), "leave"
+        )
+        return json_response([200, {}])
 
     async def send_leave(self, request: web.Request, origin: str) -> web.Response:
         m = request.match_info

@@ -169,3 +169,62 @@ async def test_invite_through_the_v1_api_into_a_v1_room(make_server: ServerFacto
     finally:
         for api in (api_a, api_b):
             await api.__aexit__(None, None, None)
+
+
+async def test_v1_send_join_and_send_leave(make_server: ServerFactory) -> None:
+    """Deprecated ``PUT /v1/send_join`` and ``/v1/send_leave``: the v2 answers wrapped
+    as ``[200, {...}]``, in a v1 room."""
+    from federation.client import encode_path
+    from homeserver.events.builder import build_event
+    from homeserver.events.room_versions import V1
+
+    a: RunningServer = await make_server(federated=True, **FAST_RETRY)
+    b: RunningServer = await make_server(federated=True, **FAST_RETRY)
+    api_a, alice = await register(a, "alice")
+    try:
+        r = await api_a.post(
+            "/createRoom", {"preset": "public_chat", "room_version": "1"}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        room_id = r.body["room_id"]
+        fed = b.hs.federation
+        assert fed is not None
+        user = f"@bob:{name(b)}"
+
+        async def handshake(kind: str) -> tuple[str, object]:
+            path = encode_path("_matrix", "federation", "v1", f"make_{kind}", room_id, user)
+            made = await fed.client.get_json(name(a), path, {"ver": ["1"]})
+            assert made["room_version"] == "1"
+            template = made["event"]
+            fields = {
+                k: template[k]
+                for k in ("type", "room_id", "sender", "state_key", "content", "depth")
+            }
+            fields.update(
+                prev_events=template["prev_events"],
+                auth_events=template["auth_events"],
+                origin_server_ts=b.hs.clock.now_ms(),
+            )
+            event = build_event(V1, fields, name(b), b.hs.signing_key)
+            path = encode_path(
+                "_matrix", "federation", "v1", f"send_{kind}", room_id, event.event_id
+            )
+            return event.event_id, await fed.client.put_json(name(a), path, event.pdu)
+
+        join_id, answer = await handshake("join")
+        assert isinstance(answer, list) and answer[0] == 200, answer
+        body = answer[1]
+        assert isinstance(body, dict)
+        state_types = {e["type"] for e in body["state"]}
+        assert {"m.room.create", "m.room.power_levels", "m.room.member"} <= state_types
+        assert all(":" in e["event_id"] for e in body["auth_chain"])  # v1 ids travel in PDUs
+        r = await api_a.get(f"/rooms/{q(room_id)}/joined_members", token=alice.access_token)
+        assert set(r.body["joined"]) == {alice.user_id, user}
+
+        leave_id, answer = await handshake("leave")
+        assert answer == [200, {}]
+        r = await api_a.get(f"/rooms/{q(room_id)}/joined_members", token=alice.access_token)
+        assert set(r.body["joined"]) == {alice.user_id}
+        assert join_id != leave_id
+    finally:
+        await api_a.__aexit__(None, None, None)
