@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -31,6 +32,8 @@ def check_power_levels_content(content: Mapping[str, Any], room_version: RoomVer
     user ids to levels. Before v10 only the ``users`` rule exists (v1/v3/v8
     auth rules 9.1/10.1), with string and (v1-v5) float levels accepted."""
     if not room_version.strict_integer_power_levels:
+        if room_version.floaty_power_levels:
+            _check_finite(content)
         _check_users_content(content, room_version)
         return
     for key in LEVEL_KEYS:
@@ -44,6 +47,17 @@ def check_power_levels_content(content: Mapping[str, Any], room_version: RoomVer
             ):
                 raise AuthError(f"power levels {key} is not an object of integers")
     _check_users_content(content, room_version)
+
+
+def _check_finite(content: Mapping[str, Any]) -> None:
+    """v1-floaty-power-levels: a float beyond binary64 (infinite, NaN) rejects the event."""
+    values = [content.get(key) for key in LEVEL_KEYS]
+    for key in (*_TABLE_KEYS, "users"):
+        table = content.get(key)
+        if isinstance(table, dict):
+            values.extend(table.values())
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise AuthError("power level is not a finite number")
 
 
 def _check_users_content(content: Mapping[str, Any], room_version: RoomVersion) -> None:

@@ -189,3 +189,12 @@ def test_join_rules_unknown_to_a_version_refuse_joins() -> None:
         join = room.member(CAROL, CAROL, "join")
         # Invited users join knock/restricted rooms only where the rule exists.
         assert room.allowed(join) is (rule == "restricted" and rv.restricted_join), rv
+
+
+@_by_version(BEFORE_6)
+def test_infinite_float_levels_reject_the_event(rv: RoomVersion) -> None:
+    """v1-floaty-power-levels: values beyond binary64 (1e400 parses as infinity) reject."""
+    room = standard_room(rv)
+    assert not room.allowed(room.make(PL, ALICE, pl_content(rv, ban=float("inf"))))
+    assert not room.allowed(room.make(PL, ALICE, pl_content(rv, events={"x": float("nan")})))
+    assert room.allowed(room.make(PL, ALICE, pl_content(rv, ban=50.57)))
