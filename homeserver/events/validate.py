@@ -248,5 +248,9 @@ def _check_size(pdu: dict[str, Any]) -> None:
         raise PduFormatError("invalid unicode (lone surrogate)") from None
     except RecursionError:
         raise PduFormatError("event is nested too deeply") from None
+    except ValueError:
+        # Infinity or NaN (a v1-v5 event may carry floats, but not these): no
+        # canonical form to hash or sign.
+        raise PduFormatError("non-canonical JSON: number out of range") from None
     if size > MAX_PDU_BYTES:
         raise PduFormatError(f"event is larger than {MAX_PDU_BYTES} bytes")

@@ -331,6 +331,10 @@ def test_canonical_json_is_enforced_from_v6() -> None:
         check_pdu_format(pdu, rv)
     for rv in (V6, V7, V8, V9, V10):
         assert _reason(pdu, rv) == "non-canonical JSON: floats are not allowed"
+    infinite = dict(pdu, content={"n": float("inf")})  # "1e400" on the wire
+    for rv in (V3, V5):
+        assert _reason(infinite, rv) == "non-canonical JSON: number out of range"
+    assert _reason(infinite, V6) == "non-canonical JSON: floats are not allowed"
     deep = dict(pdu, content={}, depth=2**60)
     check_pdu_format(deep, V5)
     assert _reason(deep, V6) == "depth: out of range"
