@@ -33,7 +33,7 @@ from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
 from homeserver.rooms.directory import RoomDirectory
-from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.membership import MembershipService

@@ -19,7 +19,7 @@ from federation.device_lists import RemoteDeviceLists
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.errors import MatrixError
 from homeserver.events.identifiers import is_valid_event_id, is_valid_user_id
-from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import READ, ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.userdata.presence import STATES, PresenceService

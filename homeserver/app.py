@@ -20,16 +20,7 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
-from homeserver.api.account import AccountApi
-from homeserver.api.account_data import AccountDataApi
-from homeserver.api.admin_register import AdminRegisterApi
-from homeserver.api.devices import DevicesApi
-from homeserver.api.discovery import DiscoveryApi
-from homeserver.api.ephemeral import EphemeralApi
-from homeserver.api.filters import FilterApi
-from homeserver.api.presence import PresenceApi
-from homeserver.api.profile import ProfileApi
-from homeserver.api.pushrules import PushRulesApi
+from homeserver.api.assembly import client_apis
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -37,14 +28,16 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.push.service import PushRuleService
+from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
-from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
+from homeserver.sync.notifier import Notifier
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
@@ -75,10 +68,10 @@ class HomeServer:
     uia: UiaService
     accounts: AccountService
     rooms_area: RoomsArea
-    room_links: RoomLinks
     typing: TypingService
     receipts: ReceiptService
     userdata: UserDataServices
+    push: PushRuleService
     e2ee: E2ee
     sync_area: SyncArea
     federation: Federation | None = None
@@ -98,15 +91,16 @@ class HomeServer:
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts)
+        # Room events wake /sync through the notifier; the room service sees only the
+        # ChangeSignal interface (a cross-process signal plugs in here later).
+        notifier = Notifier()
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
+        members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
+        push = build_push_rules(db, userdata.account_data)
 
-        # Typing, receipts and read markers ask the rooms area about membership
-        # and events, and write m.fully_read through room account data.
-        links = RoomLinks()
-        links.is_joined_impl = rooms_area.is_joined
-        links.event_in_room_impl = rooms_area.event_in_room
-
+        # Typing, receipts and read markers ask the rooms about membership and events,
+        # and write m.fully_read through room account data.
         async def set_room_account_data(
             user_id: str, room_id: str, type: str, content: dict[str, Any]
         ) -> None:
@@ -115,19 +109,22 @@ class HomeServer:
                 raise not_found("Unknown user")
             await userdata.account_data.put_managed(user.user_nid, user_id, room_id, type, content)
 
-        links.set_room_account_data_impl = set_room_account_data
-        typing = TypingService(links.is_joined)
+        typing = TypingService(members.is_joined)
         receipts = ReceiptService(
             ReceiptStore(db),
             clock,
-            links.is_joined,
-            links.event_in_room,
-            links.set_room_account_data,
+            members.is_joined,
+            members.event_in_room,
+            set_room_account_data,
         )
         e2ee = build_e2ee(
-            config, db, clock, accounts, users_sharing_room_with=rooms_area.users_sharing_room_with
+            config,
+            db,
+            clock,
+            accounts,
+            users_sharing_room_with=members.users_sharing_room_with,
+            departed_room_mates=members.departed_room_mates,
         )
-        e2ee.keys.departed_room_mates = rooms_area.departed_room_mates
         hs = cls(
             config=config,
             db=db,
@@ -138,13 +135,13 @@ class HomeServer:
             uia=UiaService(db, clock),
             accounts=accounts,
             rooms_area=rooms_area,
-            room_links=links,
             typing=typing,
             receipts=receipts,
             userdata=userdata,
+            push=push,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
-            sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
+            sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, push, e2ee),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -154,10 +151,12 @@ class HomeServer:
             typing=typing,
             receipts=receipts,
             presence=userdata.presence,
-            is_joined=links.is_joined,
-            servers_sharing_room_with=rooms_area.servers_sharing_room_with,
-            servers_in_room=rooms_area.servers_in_room,
+            is_joined=members.is_joined,
+            servers_sharing_room_with=members.servers_sharing_room_with,
+            servers_in_room=members.servers_in_room,
         )
+        # Late on purpose: the relay needs the keys service (its /user/keys routes,
+        # device-list EDUs), and the keys service needs the relay for remote users.
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
@@ -172,27 +171,27 @@ class HomeServer:
             client_max_size=self.config.limits.max_upload_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
-        ud = self.userdata
-        apis: list[Any] = [
-            DiscoveryApi(self.config, self.auth, self.unstable_features),
-            AccountApi(self.accounts, self.auth, self.uia, self.limiter),
-            DevicesApi(self.accounts, self.auth, self.uia),
-            ProfileApi(self.accounts, self.auth),
-            AdminRegisterApi(self.accounts, self.limiter),
-            EphemeralApi(self.typing, self.receipts, self.auth),
-            AccountDataApi(ud.account_data, self.auth),
-            FilterApi(ud.filters, self.auth),
-            PushRulesApi(ud.push, self.auth),
-            PresenceApi(ud.presence, self.auth),
-            *self.e2ee.apis(self.accounts, self.auth, self.uia),
-            *self.rooms_area.apis(self.auth),
-            *self.sync_area.apis(self.auth),
-        ]
+        apis = client_apis(
+            config=self.config,
+            clock=self.clock,
+            auth=self.auth,
+            uia=self.uia,
+            limiter=self.limiter,
+            accounts=self.accounts,
+            typing=self.typing,
+            receipts=self.receipts,
+            userdata=self.userdata,
+            push=self.push,
+            e2ee=self.e2ee,
+            rooms=self.rooms_area,
+            sync=self.sync_area,
+            unstable_features=self.unstable_features,
+        )
         for api in apis:
             app.add_routes(api.routes())
         if self.federation is not None:
             app.add_routes(self.federation.client_routes())
-        notifier = self.rooms_area.notifier
+        notifier = self.sync_area.notifier
 
         async def end_long_polls(_: web.Application) -> None:
             notifier.close()  # /sync long-polls answer now instead of holding up shutdown

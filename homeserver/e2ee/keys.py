@@ -52,16 +52,19 @@ class KeysService:
         cross_signing: CrossSigningStore,
         remote: RemoteKeys,
         users_sharing_room_with: SharedRoomsLookup,
+        departed_room_mates: DepartedLookup,
     ) -> None:
         self.db = db
         self.server_name = server_name
         self.store = store
         self.cs_store = cross_signing
+        # Federation's side of /keys/query and /keys/claim. The composition root replaces
+        # it once federation is built: federation needs this service first (its /user/keys
+        # routes and device-list EDUs), a real cycle, so this one field is bound late.
         self.remote = remote
         self.users_sharing_room_with = users_sharing_room_with
-        # (user_id, since, upto event positions) -> users who stopped sharing any room;
-        # set by the composition root from the rooms area.
-        self.departed_room_mates: DepartedLookup | None = None
+        # (user_id, since, upto event positions) -> users who stopped sharing any room.
+        self.departed_room_mates = departed_room_mates
         # Called after the device list of a user changed (notifier, federation).
         self.device_list_hooks: list[DeviceListHook] = []
 

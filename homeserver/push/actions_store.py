@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 MAIN = "main"
 _CHUNK = 500
@@ -87,7 +88,7 @@ class PushActionStore:
         out: dict[str, dict[str, int]] = {}
         for start in range(0, len(room_ids), _CHUNK):
             chunk = list(room_ids[start : start + _CHUNK])
-            rooms = ", ".join(f"${i + 2}" for i in range(len(chunk)))
+            rooms = placeholders(len(chunk), 2)
             rows = await self.db.fetchall(_READ_POSITIONS.format(rooms=rooms), user_id, *chunk)
             for r in rows:
                 if r["pos"] is not None:

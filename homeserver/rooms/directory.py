@@ -66,7 +66,8 @@ class RoomDirectory:
     def __init__(self, rooms: RoomService, allow_publishing: bool) -> None:
         self.rooms = rooms
         self.allow_publishing = allow_publishing
-        # Set by federation: another server's directory (``server`` in the query).
+        # Another server's directory (``server`` in the query); None without federation.
+        # Bound late by federation (attach_directory), which is built after the rooms.
         self.remote_public_rooms: RemotePublicRooms | None = None
 
     async def visibility(self, room_id: str) -> str:

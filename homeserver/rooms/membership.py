@@ -42,6 +42,9 @@ class MembershipService:
     def __init__(self, rooms: RoomService, profiles: ProfileLookup) -> None:
         self.rooms = rooms
         self.profiles = profiles
+        # Joins, knocks and leaves through other servers; None without federation. Bound
+        # late by federation (FederatedRooms.attach), which is built on this area's room
+        # service: a real cycle between the two.
         self.remote: RemoteMembership | None = None
 
     async def is_resident(self, room: RoomInfo) -> bool:

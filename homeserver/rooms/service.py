@@ -9,7 +9,7 @@ lock keyed by room id (DESIGN "Linear rooms")::
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
                       ─> EventPersister.persist (one transaction)
-                  unlock ─> pre_notify_hooks (push counts) ─> notifier.notify(local members)
+                  unlock ─> pre_notify_hooks (push counts) ─> signal.changed(local members)
                          ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
@@ -45,7 +45,7 @@ from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
 
@@ -95,7 +95,7 @@ class RoomService:
         state: StateStore,
         members: MembershipStore,
         persister: EventPersister,
-        notifier: Notifier,
+        signal: ChangeSignal,
     ) -> None:
         self.server_name = server_name
         self.clock = clock
@@ -105,11 +105,15 @@ class RoomService:
         self.state = state
         self.members = members
         self.persister = persister
-        self.notifier = notifier
+        # Wakes local members' /sync (the sync notifier, connected by the composition root).
+        self.signal = signal
         self.event_persisted_hooks: list[EventHook] = []
         # Run before /sync is woken, for what a woken sync must already see
         # (notification counts). Keep them quick; failures are logged.
         self.pre_notify_hooks: list[EventHook] = []
+        # Invites to users on other servers; None without federation. Bound late by
+        # federation (FederatedRooms.attach), whose membership handshakes are built on
+        # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
@@ -430,7 +434,9 @@ class RoomService:
         users = set(await self.members.local_users(room.room_nid, self.server_name))
         if ev.type == MEMBER and ev.state_key is not None:
             users.add(ev.state_key)
-        self.notifier.notify(u for u in users if u.endswith(":" + self.server_name))
+        local = [u for u in users if u.endswith(":" + self.server_name)]
+        if stored.stream_ordering is not None:  # an outlier moves no stream
+            self.signal.changed(EVENTS, stored.stream_ordering, local)
         for hook in self.event_persisted_hooks:
             try:
                 await hook(stored, room)

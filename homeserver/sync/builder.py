@@ -32,13 +32,13 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.filtering import room_allowed
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.store import SyncStore
 from homeserver.sync.user_sections import UserSections
+from homeserver.userdata.filtering import room_allowed
 
 __all__ = ["SyncBuilder", "SyncRequest"]
 
@@ -53,30 +53,18 @@ class SyncBuilder:
         serializer: EventSerializer,
         notifier: Notifier,
         store: SyncStore,
+        sources: SyncSources,
     ) -> None:
         self.rooms = rooms
         self.notifier = notifier
         self.store = store
+        self.src = sources
         self.timeline = RoomTimeline(rooms, visibility, serializer, store)
-        self._sources: SyncSources | None = None
-        self._extras: RoomExtras | None = None
-        self._user: UserSections | None = None
-
-    def attach(self, sources: SyncSources) -> None:
-        """Plug in the per-user and ephemeral services (the composition root does this
-        once, after building them)."""
-        self._sources = sources
         self._extras = RoomExtras(sources)
-        self._user = UserSections(sources, self.store)
-
-    @property
-    def src(self) -> SyncSources:
-        assert self._sources is not None, "SyncBuilder.attach was not called"
-        return self._sources
+        self._user = UserSections(sources, rooms.members)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        assert self._user is not None
         with self.notifier.listen(req.user_id) as listener:
             await self._user.set_presence(SyncContext(req))
             result = await self._build(SyncContext(req, flt, req.since))
@@ -138,7 +126,6 @@ class SyncBuilder:
         return ev is not None and ev.event.content.get("guest_access") == "can_join"
 
     async def _build(self, ctx: SyncContext) -> dict[str, Any]:
-        assert self._extras is not None and self._user is not None
         ctx.now = await self._positions()
         await self._memberships(ctx)
         user = self._user

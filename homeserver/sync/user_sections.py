@@ -13,18 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.rooms.store.membership_store import Membership
-from homeserver.sync.filtering import event_matches
+from homeserver.rooms.store.membership_store import Membership, MembershipStore
 from homeserver.sync.model import SyncContext, SyncSources
-from homeserver.sync.store import SyncStore
+from homeserver.userdata.filtering import event_matches
 
 TO_DEVICE_BATCH = 100
 
 
 class UserSections:
-    def __init__(self, sources: SyncSources, store: SyncStore) -> None:
+    def __init__(self, sources: SyncSources, members: MembershipStore) -> None:
         self.src = sources
-        self.store = store
+        self.members = members
 
     async def set_presence(self, ctx: SyncContext) -> None:
         """``set_presence``: mark the user online/unavailable when that changes their
@@ -88,7 +87,7 @@ class UserSections:
             me, ctx.since.device_lists, ctx.now.device_lists
         )
         rooms = [*ctx.joined.keys(), *ctx.left_nids]
-        moves: list[Membership] = await self.store.membership_changes(
+        moves: list[Membership] = await self.members.membership_changes(
             rooms, ctx.since.events, ctx.now.events
         )
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
@@ -102,9 +101,9 @@ class UserSections:
             elif m.membership in ("leave", "ban") and m.user_id not in shared:
                 left.add(m.user_id)
         if newly_joined:
-            changed |= await self.store.joined_users(sorted(newly_joined)) - {me}
+            changed |= await self.members.joined_users(sorted(newly_joined)) - {me}
         if ctx.left_nids:
-            left |= await self.store.joined_users(sorted(ctx.left_nids)) - shared
+            left |= await self.members.joined_users(sorted(ctx.left_nids)) - shared
         left.discard(me)
         changed -= left
         changed &= shared | {me}

@@ -1,7 +1,8 @@
-"""Connects every stream /sync reads to the notifier, and builds the notification
-service; called once by the composition root.
+"""Builds /sync (the builder, the notification service) over the services it reads,
+and connects every stream /sync reads to the notifier; called once by the composition root.
 
-Wake-ups (no polling anywhere): room events wake local members (RoomService);
+Wake-ups (no polling anywhere): room events wake local members (RoomService
+publishes to its ``ChangeSignal``, which the composition root connects to the notifier);
 typing and receipt changes wake the room's local members; account data and
 to-device wake their user; presence and device-list changes wake the user and
 everyone sharing a room with them. Hooks that are synchronous (typing,
@@ -17,17 +18,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.accounts.auth import Authenticator
-from homeserver.api.notifications import NotificationsApi
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
 from homeserver.push.notifications import NotificationService
+from homeserver.push.service import PushRuleService
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
 from homeserver.rooms.wiring import RoomsArea
 from homeserver.storage.database import Database
+from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.model import SyncSources
+from homeserver.sync.notifier import Notifier
+from homeserver.sync.store import SyncStore
 from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin.sync")
@@ -35,11 +38,10 @@ log = logging.getLogger("myelin.sync")
 
 @dataclass
 class SyncArea:
+    sync: SyncBuilder
+    notifier: Notifier
     notifications: NotificationService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def apis(self, auth: Authenticator) -> list[Any]:
-        return [NotificationsApi(auth, self.notifications)]
 
     def close(self) -> None:
         for task in self.tasks:
@@ -49,32 +51,33 @@ class SyncArea:
 def wire_sync(
     db: Database,
     rooms_area: RoomsArea,
+    notifier: Notifier,
     typing: TypingService,
     receipts: ReceiptService,
     userdata: UserDataServices,
+    push: PushRuleService,
     e2ee: E2ee,
 ) -> SyncArea:
     rooms = rooms_area.rooms
-    notifier = rooms_area.notifier
+    members = rooms_area.members
     suffix = ":" + rooms.server_name
-    notifications = NotificationService(
-        rooms, userdata.push, PushActionStore(db), rooms_area.serializer
-    )
+    notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
     rooms.pre_notify_hooks.append(notifications.on_event_persisted)
-    area = SyncArea(notifications)
-    rooms_area.sync.attach(
-        SyncSources(
-            typing=typing,
-            receipts=receipts,
-            account_data=userdata.account_data,
-            presence=userdata.presence,
-            filters=userdata.filters,
-            keys=e2ee.keys,
-            to_device=e2ee.to_device,
-            notifications=notifications,
-            users_sharing_room_with=rooms_area.users_sharing_room_with,
-        )
+    sources = SyncSources(
+        typing=typing,
+        receipts=receipts,
+        account_data=userdata.account_data,
+        presence=userdata.presence,
+        filters=userdata.filters,
+        keys=e2ee.keys,
+        to_device=e2ee.to_device,
+        notifications=notifications,
+        users_sharing_room_with=members.users_sharing_room_with,
     )
+    builder = SyncBuilder(
+        rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
+    )
+    area = SyncArea(builder, notifier, notifications)
 
     def wake(users: Iterable[str]) -> None:
         notifier.notify(u for u in users if u.endswith(suffix))
@@ -93,24 +96,24 @@ def wire_sync(
     def on_typing(change: TypingChange) -> None:
         if change.changed:
             room_id = change.room_id
-            wake_later(lambda: rooms_area.local_members(room_id))
+            wake_later(lambda: members.local_members(room_id))
 
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id
-        wake_later(lambda: rooms_area.local_members(room_id))
+        wake_later(lambda: members.local_members(room_id))
 
     def on_user_data(user_id: str, pos: int) -> None:
         wake([user_id])
 
     def on_presence(user_id: str, pos: int) -> None:
         wake([user_id])
-        wake_later(lambda: rooms_area.users_sharing_room_with(user_id))
+        wake_later(lambda: members.users_sharing_room_with(user_id))
 
     async def on_to_device(user_id: str, device_ids: list[str]) -> None:
         wake([user_id])
 
     async def on_device_list(user_id: str, device_ids: list[str]) -> None:
-        wake([user_id, *await rooms_area.users_sharing_room_with(user_id)])
+        wake([user_id, *await members.users_sharing_room_with(user_id)])
 
     typing.change_hooks.append(on_typing)
     receipts.change_hooks.append(on_receipt)

@@ -18,8 +18,8 @@ from typing import TypeVar
 from homeserver.events.canonical import decode_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
@@ -256,7 +256,7 @@ class EventStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
-            f" AND event_id IN ({_params(len(event_ids), 3)})",
+            f" AND event_id IN ({placeholders(len(event_ids), 3)})",
             user_id,
             device_id,
             *event_ids,
@@ -285,7 +285,8 @@ class EventStore:
         generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({_params(len(chunk))})", *chunk
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({placeholders(len(chunk))})",
+                *chunk,
             )
             for row in rows:
                 stored = _stored(row)
@@ -307,7 +308,7 @@ class EventStore:
         generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({_params(len(chunk))})", *chunk
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({placeholders(len(chunk))})", *chunk
             )
             for row in rows:
                 stored = _stored(row)
@@ -348,10 +349,10 @@ class EventStore:
             args.append(before)
             sql += f" AND stream_ordering <= ${len(args)}"
         if types:
-            sql += f" AND event_type IN ({_params(len(types), len(args) + 1)})"
+            sql += f" AND event_type IN ({placeholders(len(types), len(args) + 1)})"
             args.extend(types)
         if senders:
-            sql += f" AND sender IN ({_params(len(senders), len(args) + 1)})"
+            sql += f" AND sender IN ({placeholders(len(senders), len(args) + 1)})"
             args.extend(senders)
         args.append(limit)
         sql += f" ORDER BY stream_ordering {'DESC' if backwards else 'ASC'} LIMIT ${len(args)}"
@@ -398,7 +399,7 @@ class EventStore:
             rows = await self.db.fetchall(
                 "SELECT DISTINCT ee.prev_event_id FROM event_edges ee"
                 " LEFT JOIN events p ON p.event_id = ee.prev_event_id"
-                f" WHERE ee.event_nid IN ({_params(len(chunk))})"
+                f" WHERE ee.event_nid IN ({placeholders(len(chunk))})"
                 " AND (p.event_nid IS NULL OR (p.outlier = 1 AND p.rejected_reason IS NULL))",
                 *chunk,
             )
@@ -439,7 +440,7 @@ class EventStore:
         for chunk in _chunks(list(room_nids)):
             rows = await self.db.fetchall(
                 "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > $1"
-                f" AND stream_ordering <= $2 AND room_nid IN ({_params(len(chunk), 3)})",
+                f" AND stream_ordering <= $2 AND room_nid IN ({placeholders(len(chunk), 3)})",
                 after,
                 upto,
                 *chunk,
