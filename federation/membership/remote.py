@@ -139,7 +139,9 @@ class RemoteMembership:
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
-        return build_event(rv, fields, self.server_name, self.signing_key)
+        return build_event(
+            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+        )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
         template = dict(event.pdu)

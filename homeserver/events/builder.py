@@ -18,12 +18,7 @@ from typing import Any
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import (
-    add_content_hash,
-    compute_event_id,
-    generate_event_id,
-    sign_event,
-)
+from homeserver.events.signing import add_content_hash, compute_event_id, sign_event
 
 _REQUIRED = (
     "type",
@@ -45,20 +40,24 @@ def build_event(
     signing_key: SigningKey,
     *,
     references: Mapping[str, dict[str, str]] | None = None,
+    event_id: str | None = None,
 ) -> Event:
     """Hash, sign and name a new event from its fields; ``ValueError`` on missing/unknown ones.
 
     ``fields``' values are used as given (not copied): do not mutate them
     afterwards, the PDU is immutable once its id is computed.
 
-    Room versions 1-2 (``event_id_in_pdu``): the event gets a fresh
-    ``$opaque:server_name`` id inside the PDU, and plain ids in
-    ``prev_events``/``auth_events`` become ``[id, hash]`` pairs with the hash
-    from ``references`` (``reference_hash_entry`` of each cited event).
+    Room versions 1-2 (``event_id_in_pdu``): ``event_id`` is the fresh
+    ``$opaque:server_name`` id the caller chose (this module draws no random
+    numbers), carried inside the PDU; plain ids in ``prev_events``/
+    ``auth_events`` become ``[id, hash]`` pairs with the hash from
+    ``references`` (``reference_hash_entry`` of each cited event).
     """
     _check_fields(room_version, fields)
     if room_version.event_id_in_pdu:
-        fields = _v1_fields(fields, server_name, references or {})
+        if event_id is None or not event_id.endswith(":" + server_name):
+            raise ValueError("a room version 1/2 event needs an event id of our server")
+        fields = _v1_fields(fields, event_id, references or {})
     # add_content_hash and sign_event each return a new dict: ``fields`` stays as given.
     pdu = sign_event(add_content_hash(fields), server_name, signing_key, room_version)
     return Event(compute_event_id(pdu, room_version), pdu, room_version)
@@ -83,11 +82,11 @@ def _check_fields(room_version: RoomVersion, fields: dict[str, Any]) -> None:
 
 
 def _v1_fields(
-    fields: dict[str, Any], server_name: str, references: Mapping[str, dict[str, str]]
+    fields: dict[str, Any], event_id: str, references: Mapping[str, dict[str, str]]
 ) -> dict[str, Any]:
     """Rooms v1-v2 event format: our own event id and referenced-event pairs."""
     out = dict(fields)
-    out["event_id"] = generate_event_id(server_name)
+    out["event_id"] = event_id
     for key in ("prev_events", "auth_events"):
         out[key] = [_pair(entry, references) for entry in fields[key]]
     return out

@@ -13,7 +13,6 @@ filtered copies rather than deep copies, and never mutate their inputs.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -170,11 +169,6 @@ def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
         return event_id
     urlsafe = room_version.event_id_format == EVENT_ID_HASH_URLSAFE
     return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=urlsafe)
-
-
-def generate_event_id(server_name: str) -> str:
-    """A new v1/v2 event id ``$opaque:server``: random, locally unique (v1-event-ids)."""
-    return f"${secrets.token_urlsafe(18)}:{server_name}"
 
 
 def reference_hash_entry(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, str]:

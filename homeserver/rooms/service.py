@@ -146,6 +146,13 @@ class RoomService:
         local = "".join(secrets.choice(alphabet) for _ in range(18))
         return f"!{local}:{self.server_name}"
 
+    def new_event_id(self, rv: RoomVersion) -> str | None:
+        """A fresh ``$opaque:server`` id for a room version 1/2 event (rooms
+        v1-event-ids); None where the id is the event's hash."""
+        if not rv.event_id_in_pdu:
+            return None
+        return f"${secrets.token_urlsafe(18)}:{self.server_name}"
+
     # -------------------------------------------------------------- state
 
     async def _events_for(self, nids: Mapping[int, int]) -> dict[StateKey, StoredEvent]:
@@ -360,7 +367,12 @@ class RoomService:
                 raise bad_json(f"Invalid event: {e.reason}") from None
         try:
             return build_event(
-                rv, fields, self.server_name, self.signing_key, references=references
+                rv,
+                fields,
+                self.server_name,
+                self.signing_key,
+                references=references,
+                event_id=self.new_event_id(rv),
             )
         except ValueError as e:
             raise bad_json(str(e)) from None

@@ -139,7 +139,14 @@ async def test_invite_through_the_v1_api_into_a_v1_room(make_server: ServerFacto
             "origin_server_ts": a.hs.clock.now_ms(),
         }
         refs = {e.event_id: reference_hash_entry(e.pdu, room.version) for e in cited}
-        invite = build_event(room.version, fields, name(a), a.hs.signing_key, references=refs)
+        invite = build_event(
+            room.version,
+            fields,
+            name(a),
+            a.hs.signing_key,
+            references=refs,
+            event_id=a.hs.rooms_area.rooms.new_event_id(room.version),
+        )
         pdu = {**invite.pdu, "unsigned": {"invite_room_state": []}}
         fed = a.hs.federation
         assert fed is not None
@@ -205,7 +212,8 @@ async def test_v1_send_join_and_send_leave(make_server: ServerFactory) -> None:
                 auth_events=template["auth_events"],
                 origin_server_ts=b.hs.clock.now_ms(),
             )
-            event = build_event(V1, fields, name(b), b.hs.signing_key)
+            event_id = b.hs.rooms_area.rooms.new_event_id(V1)
+            event = build_event(V1, fields, name(b), b.hs.signing_key, event_id=event_id)
             path = encode_path(
                 "_matrix", "federation", "v1", f"send_{kind}", room_id, event.event_id
             )

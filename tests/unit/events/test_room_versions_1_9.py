@@ -232,8 +232,10 @@ def _fields(cited: str) -> dict[str, Any]:
 def test_v1_build_names_the_event_and_pairs_references(rv: RoomVersion) -> None:
     parent = _v1_parent(rv)
     refs = {"$parent:domain": reference_hash_entry(parent, rv)}
-    event = build_event(rv, _fields("$parent:domain"), SERVER_NAME, key(), references=refs)
-    assert event.event_id.startswith("$") and event.event_id.endswith(":domain")
+    event = build_event(
+        rv, _fields("$parent:domain"), SERVER_NAME, key(), references=refs, event_id="$a:domain"
+    )
+    assert event.event_id == "$a:domain"
     assert event.pdu["event_id"] == event.event_id
     expected_hash = encode_base64(compute_reference_hash(parent, rv))
     assert event.pdu["prev_events"] == [["$parent:domain", {"sha256": expected_hash}]]
@@ -243,14 +245,23 @@ def test_v1_build_names_the_event_and_pairs_references(rv: RoomVersion) -> None:
     assert check_content_hash(event.pdu)
     verify_event_signature(event.pdu, rv, SERVER_NAME, KEY_ID, key().verify_key)
     assert compute_event_id(event.pdu, rv) == event.event_id
-    # Ids are fresh for every event.
-    again = build_event(rv, _fields("$parent:domain"), SERVER_NAME, key(), references=refs)
-    assert again.event_id != event.event_id
+    # The id is the caller's choice, and part of what is signed and hashed.
+    again = build_event(
+        rv, _fields("$parent:domain"), SERVER_NAME, key(), references=refs, event_id="$b:domain"
+    )
+    assert again.event_id == "$b:domain"
+    assert again.pdu["signatures"] != event.pdu["signatures"]
 
 
-def test_v1_build_needs_the_reference_of_every_cited_event() -> None:
+def test_v1_build_needs_an_id_of_ours_and_every_cited_reference() -> None:
     with pytest.raises(ValueError):
-        build_event(V1, _fields("$parent:domain"), SERVER_NAME, key())
+        build_event(V1, _fields("$parent:domain"), SERVER_NAME, key(), event_id="$a:domain")
+    refs = {"$parent:domain": {"sha256": "abc"}}
+    for bad_id in (None, "$a:elsewhere"):
+        with pytest.raises(ValueError):
+            build_event(
+                V1, _fields("$parent:domain"), SERVER_NAME, key(), references=refs, event_id=bad_id
+            )
 
 
 def test_v1_build_keeps_pairs_from_a_template() -> None:
@@ -258,7 +269,7 @@ def test_v1_build_keeps_pairs_from_a_template() -> None:
     pair = ["$parent:remote", {"sha256": "abc"}]
     fields["prev_events"] = [pair]
     fields["auth_events"] = [pair]
-    event = build_event(V1, fields, SERVER_NAME, key())
+    event = build_event(V1, fields, SERVER_NAME, key(), event_id="$a:domain")
     assert event.pdu["prev_events"] == [pair]
 
 
@@ -360,7 +371,9 @@ def test_built_events_keep_their_id_through_redaction(
     fields["content"] = {"body": body}
     fields["depth"] = depth
     refs = {"$parent:domain": {"sha256": "abc"}}
-    event = build_event(rv, copy.deepcopy(fields), SERVER_NAME, key(), references=refs)
+    event = build_event(
+        rv, copy.deepcopy(fields), SERVER_NAME, key(), references=refs, event_id="$p:domain"
+    )
     redacted = redact(event.pdu, rv)
     assert compute_event_id(event.pdu, rv) == event.event_id
     assert compute_event_id(redacted, rv) == event.event_id
