@@ -18,7 +18,7 @@ from federation.outbound import OutboundRooms
 from federation.pdu.graph import diff
 from federation.pdu.pipeline import PduPipeline
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
@@ -133,9 +133,13 @@ class RemoteMembership:
         )
         if got != expected:
             raise FederationError(server, "template does not match the request", status=502)
-        return self._template_event(template, rv), rv
+        try:
+            return self._template_event(template, rv), rv
+        except ValueError as e:  # e.g. plain ids where a v1/v2 room needs [id, hash] pairs
+            raise FederationError(server, f"unusable template: {e}", status=502) from None
 
     def _template_event(self, template: dict[str, Any], rv: RoomVersion) -> Event:
+        """Our event from a template; ``ValueError`` when it is not of ``rv``'s format."""
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
@@ -146,7 +150,10 @@ class RemoteMembership:
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
         template = dict(event.pdu)
         template["content"] = {**event.content, **content}
-        return self._template_event(template, event.room_version)
+        try:
+            return self._template_event(template, event.room_version)
+        except ValueError as e:
+            raise bad_json(f"Invalid membership content: {e}") from None
 
     # ---------------------------------------------------------------- join
 
