@@ -77,6 +77,7 @@ async def test_room_life_in_each_version(api: Api, version: str) -> None:
     event = await ok(await get_event(api, bob, room, target))
     assert event["content"] == {}
     assert event["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
+    assert event["unsigned"]["redacted_by"] == redaction["event_id"]
 
     # Membership: kick, invite back, ban.
     base = f"/rooms/{quote(room)}"
