@@ -157,3 +157,16 @@ async def test_local_users_send_canonical_json_in_every_version(api: Api, versio
         assert r.status == 400 and r.errcode == "M_BAD_JSON", (bad, r.body)
     r = await api.put(path, {"body": "x", "n": 2}, token=alice.access_token)
     assert r.status == 200, r.body
+
+
+async def test_historical_user_ids_can_be_banned_and_unbanned(api: Api) -> None:
+    """Appendices "Historical User IDs": old rooms' remote users may have localparts
+    outside today's grammar; servers MUST accept them."""
+    alice = await api.register("alice")
+    room = await create_room(api, alice, room_version="1")
+    base = f"/rooms/{quote(room)}"
+    for target in ("@__ANON__-7:remote.example", "@Old.User:remote.example"):
+        await ok(await api.post(f"{base}/ban", {"user_id": target}, token=alice.access_token))
+        await ok(await api.post(f"{base}/unban", {"user_id": target}, token=alice.access_token))
+    r = await api.post(f"{base}/ban", {"user_id": "@bad:id:x"}, token=alice.access_token)
+    assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
