@@ -321,8 +321,9 @@ class Keyring:
     ) -> set[str]:
         """Check an event's signatures ("Validating hashes and signatures on received events").
 
-        The sender's server must have signed the redacted event with a key
-        valid at the event's ``origin_server_ts`` (unless the event is a
+        The sender's server (and in v1-v2 the event id's server) must have
+        signed the redacted event with a key valid at the event's
+        ``origin_server_ts`` (from v5; any known key before) (unless the event is a
         third-party-invite membership, which another server may send). The
         server of ``join_authorised_via_users_server`` is checked too when
         present. Returns every server whose signature verified, for the auth
@@ -332,7 +333,13 @@ class Keyring:
         redacted = redact(pdu, room_version)
         ts = pdu.get("origin_server_ts")
         ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+        if not room_version.enforce_key_validity:
+            ts = 0  # v1-v4: any key the server published will do (v5-signing-requirements)
         required, optional = servers_to_check(pdu)
+        if room_version.event_id_in_pdu:
+            # v1-v2: the server that chose the event id signs too (v3-auth-rules note).
+            required.add(_event_id_domain(pdu))
+            optional -= required
         verified: set[str] = set()
         for server in sorted(required | optional):
             try:
@@ -343,6 +350,14 @@ class Keyring:
                 continue
             verified.add(server)
         return verified
+
+
+def _event_id_domain(pdu: dict[str, Any]) -> str:
+    event_id = pdu.get("event_id")
+    domain = event_id.partition(":")[2] if isinstance(event_id, str) else ""
+    if not domain:
+        raise SignatureError("event has no valid event_id")
+    return domain
 
 
 def _domain(user_id: Any) -> str | None:

@@ -63,7 +63,12 @@ async def refuse_pdus(origin: str, pdu: dict[str, Any]) -> str | None:
 
 
 async def event_id_v11(pdu: dict[str, Any]) -> str | None:
-    """The event id under the redaction rules of room versions 11 and 12."""
+    """The event id of a PDU whose room version is unknown: the id it carries
+    (room versions 1-2 put it in the PDU), else the hash id under the
+    redaction rules of room versions 11 and 12."""
+    carried = pdu.get("event_id")
+    if isinstance(carried, str) and carried.startswith("$") and ":" in carried:
+        return carried
     try:
         return compute_event_id(pdu, KNOWN_ROOM_VERSIONS["11"])
     except (TypeError, ValueError, KeyError):

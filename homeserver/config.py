@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
 
 class ConfigError(Exception):
     """A configuration problem, stated in one line naming the key."""
@@ -279,8 +281,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         listener: ListenerConfig = getattr(config, name)
         if not 0 <= listener.port <= 65535:
             raise ConfigError(f"{name}.port: {listener.port} is not a TCP port")
-    if config.default_room_version not in ("10", "11", "12"):
-        raise ConfigError("default_room_version: must be one of 10, 11, 12")
+    if config.default_room_version not in KNOWN_ROOM_VERSIONS:
+        raise ConfigError("default_room_version: must be one of 1 to 12")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
     if config.limits.max_json_body_bytes < 65536:

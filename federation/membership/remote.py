@@ -19,7 +19,7 @@ from federation.pdu.fetch import TooManyEvents
 from federation.pdu.graph import diff
 from federation.pdu.pipeline import PduPipeline
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
@@ -138,7 +138,8 @@ class RemoteMembership:
             server, _fed("v1", f"make_{kind}", room_id, user_id), query
         )
         template = resp.get("event") if isinstance(resp, dict) else None
-        version = resp.get("room_version", "10") if isinstance(resp, dict) else None
+        # No room_version: the room is version 1 or 2, which share a format (make_join).
+        version = resp.get("room_version", "1") if isinstance(resp, dict) else None
         rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
         if not isinstance(template, dict) or rv is None:
             raise FederationError(server, "unusable template", status=502)
@@ -153,18 +154,27 @@ class RemoteMembership:
         )
         if got != expected:
             raise FederationError(server, "template does not match the request", status=502)
-        return self._template_event(template, rv), rv
+        try:
+            return self._template_event(template, rv), rv
+        except ValueError as e:  # e.g. plain ids where a v1/v2 room needs [id, hash] pairs
+            raise FederationError(server, f"unusable template: {e}", status=502) from None
 
     def _template_event(self, template: dict[str, Any], rv: RoomVersion) -> Event:
+        """Our event from a template; ``ValueError`` when it is not of ``rv``'s format."""
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
-        return build_event(rv, fields, self.server_name, self.signing_key)
+        return build_event(
+            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+        )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
         template = dict(event.pdu)
         template["content"] = {**event.content, **content}
-        return self._template_event(template, event.room_version)
+        try:
+            return self._template_event(template, event.room_version)
+        except ValueError as e:
+            raise bad_json(f"Invalid membership content: {e}") from None
 
     # ---------------------------------------------------------------- join
 

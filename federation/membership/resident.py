@@ -20,8 +20,8 @@ from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetc
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.events.signing import sign_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import reference_hash_entry, sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
@@ -36,6 +36,13 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 
 def _will_sign(event: Event, server_name: str) -> bool:
     return True
+
+
+def _references(events: list[Event], rv: RoomVersion) -> list[Any]:
+    """Event ids, or in room versions 1-2 ``[event_id, {"sha256": hash}]`` pairs."""
+    if rv.event_id_in_pdu:
+        return [[e.event_id, reference_hash_entry(e.pdu, rv)] for e in events]
+    return [e.event_id for e in events]
 
 
 def incompatible(version: str) -> MatrixError:
@@ -91,21 +98,23 @@ class ResidentMembership:
         if versions is not None and rv.identifier not in versions:
             raise incompatible(rv.identifier)
         content: dict[str, Any] = {"membership": membership}
-        if membership == JOIN:
+        if membership == JOIN and rv.restricted_join:
             authoriser = await self.restricted.authoriser_for(room, user_id)
             if authoriser is not None:
                 content[AUTHORISING_USER] = authoriser
         keys = auth_types_for_event(MEMBER, user_id, user_id, content, rv)
         cur = await self.rooms.current_state(room, [*keys, CREATE_KEY])
         prev = (await self.rooms.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        prev_events = [p.event for p in prev]
+        auth_events = [cur[k].event for k in keys if k in cur]
         template: dict[str, Any] = {
             "type": MEMBER,
             "room_id": room.room_id,
             "sender": user_id,
             "state_key": user_id,
             "content": content,
-            "prev_events": [p.event.event_id for p in prev],
-            "auth_events": [cur[k].event.event_id for k in keys if k in cur],
+            "prev_events": _references(prev_events, rv),
+            "auth_events": _references(auth_events, rv),
             "depth": max(p.event.depth for p in prev) + 1,
             "origin": origin,
             "origin_server_ts": 0,

@@ -241,7 +241,9 @@ class MembershipService:
         await self.rooms.members.forget(room.room_nid, user_id)
 
     async def _target_room(self, room_id: str, target: str) -> RoomInfo:
-        if not is_valid_user_id(target):
+        # Appendices "Historical User IDs": servers MUST accept the older, wider
+        # localpart grammar (remote users of old rooms still have such ids).
+        if not is_valid_user_id(target, strict=False):
             raise invalid_param("Invalid user id")
         return await self.rooms.room_or_forbidden(room_id)
 

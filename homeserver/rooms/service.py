@@ -24,7 +24,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -35,6 +35,8 @@ from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import reference_hash_entry
+from homeserver.events.validate import PduFormatError, check_canonical_json_values
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
@@ -146,6 +148,13 @@ class RoomService:
         alphabet = string.ascii_letters
         local = "".join(secrets.choice(alphabet) for _ in range(18))
         return f"!{local}:{self.server_name}"
+
+    def new_event_id(self, rv: RoomVersion) -> str | None:
+        """A fresh ``$opaque:server`` id for a room version 1/2 event (rooms
+        v1-event-ids); None where the id is the event's hash."""
+        if not rv.event_id_in_pdu:
+            return None
+        return f"${secrets.token_urlsafe(18)}:{self.server_name}"
 
     # -------------------------------------------------------------- state
 
@@ -312,7 +321,7 @@ class RoomService:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
-        event = self._build(rv, fields)
+        event = self._build(rv, fields, [p.event for p in prev] + auth_events)
         state_map = {k: s.event for k, s in cur.items()}
         await self._check(event, auth_events, state_map, None if create is None else create.event)
         create_ev = None if create is None else create.event
@@ -366,9 +375,29 @@ class RoomService:
         await self._check(signed, auth_events, state, create)
         return signed
 
-    def _build(self, rv: RoomVersion, fields: dict[str, Any]) -> Event:
+    def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:
+        """``cited``: the prev and auth events, whose reference hashes v1/v2 events carry."""
+        references = (
+            {e.event_id: reference_hash_entry(e.pdu, rv) for e in cited}
+            if rv.event_id_in_pdu
+            else None
+        )
+        if not rv.strict_canonical_json:
+            # v1-v5 accept off-spec JSON from other servers, but our own users'
+            # events keep to canonical JSON (v1-deprecated-formatting-off-spec).
+            try:
+                check_canonical_json_values(fields["content"])
+            except PduFormatError as e:
+                raise bad_json(f"Invalid event: {e.reason}") from None
         try:
-            return build_event(rv, fields, self.server_name, self.signing_key)
+            return build_event(
+                rv,
+                fields,
+                self.server_name,
+                self.signing_key,
+                references=references,
+                event_id=self.new_event_id(rv),
+            )
         except ValueError as e:
             raise bad_json(str(e)) from None
 

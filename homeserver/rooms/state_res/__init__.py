@@ -1,4 +1,5 @@
-"""Pure state resolution: v2 (room versions 10, 11) and v2.1 (room version 12).
+"""Pure state resolution: v1 (room version 1, in ``v1/``), v2 (room versions 2-11)
+and v2.1 (room version 12).
 
 One module per step of the spec's algorithm; ``resolve_state`` runs them.
 """

@@ -140,6 +140,8 @@ def _as_int(value: Any, default: int) -> int:
         return default
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)  # v1-v5 floaty power levels truncate
     if isinstance(value, str):
         try:
             return int(value.strip())

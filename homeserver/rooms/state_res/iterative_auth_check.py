@@ -70,9 +70,11 @@ class AuthStateView(Mapping[StateKey, Event]):
         return True
 
 
-def _auth_event_fallback(
+def auth_event_fallback(
     event: Event, events: Mapping[str, Event], rejected: Set[str]
 ) -> dict[StateKey, Event]:
+    """The event's own non-rejected auth events (and its create event) by key:
+    what the checks fall back on where the state lacks a key."""
     fallback: dict[StateKey, Event] = {}
     require(event.auth_event_ids, events)
     for auth_id in event.auth_event_ids:
@@ -110,7 +112,7 @@ def iterative_auth_check(
         event = events[event_id]
         if not event.is_state():
             continue
-        fallback = _auth_event_fallback(event, events, rejected_event_ids)
+        fallback = auth_event_fallback(event, events, rejected_event_ids)
         if _allowed(auth_check, event, AuthStateView(state, events, fallback)):
             state[event.state_tuple()] = event_id
     return state

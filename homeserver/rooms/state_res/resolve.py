@@ -1,4 +1,4 @@
-"""State resolution v2 (room versions 10, 11) and v2.1 (room version 12).
+"""State resolution v2 (room versions 2-11) and v2.1 (room version 12); v1 is in ``v1/``.
 
 Spec: "State resolution", section "Algorithm", and its v12 changes.
 
@@ -43,6 +43,7 @@ from homeserver.rooms.state_res.iterative_auth_check import iterative_auth_check
 from homeserver.rooms.state_res.mainline_sort import mainline_sort
 from homeserver.rooms.state_res.power_sort import power_sort, select_power_events
 from homeserver.rooms.state_res.split_conflicted import split_conflicted
+from homeserver.rooms.state_res.v1 import resolve_state_v1
 
 
 def full_conflicted_set(
@@ -89,6 +90,8 @@ def resolve_state(
     """
     if auth_chains is not None and len(auth_chains) != len(state_sets):
         raise ValueError("auth_chains must hold one chain per state set")
+    if room_version.state_res == 1:  # room version 1
+        return resolve_state_v1(state_sets, events, auth_check, rejected_event_ids)
     if not state_sets:
         return {}
     if len(state_sets) == 1:
