@@ -38,6 +38,7 @@ from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
@@ -141,8 +142,10 @@ class HomeServer:
             push=push,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
-            sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, push, e2ee),
-            unstable_features=dict(E2EE_FEATURES),
+            sync_area=wire_sync(
+                db, rooms_area, notifier, typing, receipts, userdata, push, e2ee, clock
+            ),
+            unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
