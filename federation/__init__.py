@@ -17,6 +17,7 @@ from aiohttp import web
 
 from federation.auth import AUTHENTICATOR, RequestAuthenticator
 from federation.client import FederationClient
+from federation.hierarchy import HierarchyFederationApi, RemoteHierarchies
 from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
@@ -36,6 +37,7 @@ from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
@@ -148,10 +150,13 @@ class Federation:
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         return self.rooms
 
-    def attach_directory(self, directory: RoomDirectory) -> None:
-        """The room directory over federation: ours served, other servers' asked."""
+    def attach_directory(self, directory: RoomDirectory, hierarchy: SpaceHierarchy) -> None:
+        """The room directory and space hierarchies over federation: ours served, other
+        servers' asked."""
         self.apis.append(PublicRoomsFederationApi(directory))
         directory.remote_public_rooms = RemotePublicRooms(self.client).query
+        self.apis.append(HierarchyFederationApi(hierarchy))
+        hierarchy.remote = RemoteHierarchies(self.client).query
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

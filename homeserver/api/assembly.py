@@ -32,6 +32,7 @@ from homeserver.api.room_keys import RoomKeysApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
 from homeserver.api.sliding_sync import SlidingSyncApi
+from homeserver.api.spaces import SpacesApi
 from homeserver.api.sync import SyncApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.voip import VoipApi
@@ -86,6 +87,7 @@ def client_apis(
         DirectoryApi(auth, rooms.aliases),
         SyncApi(auth, sync.sync),
         SlidingSyncApi(auth, sync.sliding),
+        SpacesApi(auth, rooms.hierarchy),
         RoomFeaturesApi(auth, rooms.upgrader, rooms.directory, rooms.relations, rooms.reports),
         SearchApi(auth, rooms.search, rooms.user_directory),
         VoipApi(auth, config.turn, clock),

@@ -17,6 +17,7 @@ from homeserver.events.keys import SigningKey
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.members import RoomMembers
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
@@ -59,6 +60,7 @@ class RoomsArea:
     user_directory: UserDirectory
     visibility: Visibility
     serializer: EventSerializer
+    hierarchy: SpaceHierarchy
 
 
 def build_rooms_area(
@@ -113,6 +115,7 @@ def build_rooms_area(
             await memberships.remove_guests(room, is_guest)
 
     rooms.event_persisted_hooks.append(guest_access_changed)
+    directory = RoomDirectory(rooms, config.allow_public_room_publishing)
     return RoomsArea(
         rooms=rooms,
         members=RoomMembers(rooms),
@@ -123,11 +126,12 @@ def build_rooms_area(
         events=events,
         memberships_store=members,
         upgrader=RoomUpgrader(rooms, memberships),
-        directory=RoomDirectory(rooms, config.allow_public_room_publishing),
+        directory=directory,
         relations=RelationsService(reader, relations),
         reports=ReportService(rooms, visibility, ReportStore(db), clock),
         search=SearchService(reader, search),
         user_directory=UserDirectory(UserDirectoryStore(db), events),
         visibility=visibility,
         serializer=serializer,
+        hierarchy=SpaceHierarchy(rooms, directory),
     )
