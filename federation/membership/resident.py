@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from federation.membership.restricted import RestrictedJoins
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
 from federation.pdu.pipeline import PduPipeline
@@ -25,6 +24,7 @@ from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.persist import NewRoom, PersistPlan
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
 from homeserver.rooms.store.events_store import StoredEvent
