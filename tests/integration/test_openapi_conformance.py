@@ -121,6 +121,7 @@ COVERED: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"),
         ("DELETE", "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"),
         ("POST", "/_matrix/client/v3/rooms/{roomId}/report/{eventId}"),
+        ("GET", "/_matrix/client/v1/rooms/{roomId}/hierarchy"),
     )
 )
 
@@ -641,6 +642,32 @@ async def test_session_answers_match_the_openapi_schemas(capi: CheckedApi) -> No
     await ok(await api.delete(f"/room_keys/keys/{room}/s2", token=a, params={"version": version}))
     assert (await api.get("/room_keys/keys", token=a, params={"version": "999"})).status == 404
     await ok(await api.get("/sync", token=a))
+
+    # Spaces.
+    space = (
+        await ok(
+            await api.post(
+                "/createRoom",
+                {"preset": "public_chat", "name": "Space", "creation_content": {"type": "m.space"}},
+                token=a,
+            )
+        )
+    )["room_id"]
+    await ok(
+        await api.put(
+            f"/rooms/{space}/state/m.space.child/{room}",
+            {"via": ["localhost"], "suggested": True},
+            token=a,
+        )
+    )
+    page = await ok(await api.get(f"{prefix}/{space}/hierarchy", token=b, params={"limit": "1"}))
+    more = {"limit": "1", "from": page["next_batch"]}
+    await ok(await api.get(f"{prefix}/{space}/hierarchy", token=b, params=more))
+    hidden = rooms["private_chat"]
+    assert (await api.get(f"{prefix}/{hidden}/hierarchy", token=b)).status == 403
+    assert (
+        await api.get(f"{prefix}/{space}/hierarchy", token=b, params={"max_depth": "x"})
+    ).status == 400
 
     assert login["user_id"] == alice.user_id
     missing_ops = COVERED - api.covered
