@@ -273,3 +273,23 @@ async def test_left_room_is_sent_with_the_leave(api: Api) -> None:
     assert timeline[-1]["type"] == "m.room.member"
     assert timeline[-1]["content"]["membership"] == "leave"
     assert "after bob left" not in bodies(timeline)
+
+
+async def test_a_subscription_with_a_longer_timeline_expands_it(api: Api) -> None:
+    alice = await api.register("alice")
+    room = await create_room(api, alice)
+    sent = [await send_text(api, alice, room, f"m{i}", f"e{i}") for i in range(5)]
+    body: dict[str, object] = {"lists": {"a": all_list(timeline_limit=1)}}
+    first = await sliding_ok(api, alice, body)
+    assert [e["event_id"] for e in first["rooms"][room]["timeline"]] == sent[-1:]
+    # Opening the room: a subscription asks for more of its timeline than the list did.
+    body["room_subscriptions"] = {room: {"timeline_limit": 3}}
+    second = await sliding_ok(api, alice, body, first["pos"])
+    assert room in second["rooms"], second
+    opened = second["rooms"][room]
+    assert opened["unstable_expanded_timeline"] is True
+    assert [e["event_id"] for e in opened["timeline"]] == sent[-3:]
+    assert opened["num_live"] == 0 and "initial" not in opened
+    # Nothing more to expand afterwards.
+    third = await sliding_ok(api, alice, body, second["pos"])
+    assert third["rooms"] == {}

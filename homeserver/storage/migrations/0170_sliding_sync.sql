@@ -34,13 +34,16 @@ CREATE INDEX sliding_sync_positions_conn ON sliding_sync_positions (conn_nid, po
 -- sent_upto: the events stream position up to which the room's timeline
 -- was sent; membership: the user's membership it was sent with (a change,
 -- e.g. invite -> join, sends the room afresh); required_state: the
--- canonical JSON of the required_state it was sent with.
+-- canonical JSON of the required_state it was sent with; timeline_limit: the
+-- timeline_limit it was sent with (a larger one later sends a longer timeline,
+-- "unstable_expanded_timeline", as when a room list entry is opened).
 CREATE TABLE sliding_sync_rooms (
     pos_nid BIGINT NOT NULL REFERENCES sliding_sync_positions (pos_nid),
     room_id TEXT NOT NULL,
     sent_upto BIGINT NOT NULL,
     membership TEXT NOT NULL,
     required_state TEXT NOT NULL,
+    timeline_limit INTEGER NOT NULL,
     PRIMARY KEY (pos_nid, room_id)
 );
 

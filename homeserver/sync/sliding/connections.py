@@ -34,6 +34,7 @@ class RoomSent:
     sent_upto: int
     membership: str
     required_state: str
+    timeline_limit: int
 
 
 @dataclass
@@ -112,13 +113,17 @@ class ConnectionStore:
         if row is None or int(row["last_used_ts"]) < now_ms - CONNECTION_TTL_MS:
             return None
         rows = await self.db.fetchall(
-            "SELECT room_id, sent_upto, membership, required_state FROM sliding_sync_rooms"
+            "SELECT room_id, sent_upto, membership, required_state, timeline_limit"
+            " FROM sliding_sync_rooms"
             " WHERE pos_nid = $1",
             pos_nid,
         )
         rooms = {
             str(r["room_id"]): RoomSent(
-                int(r["sent_upto"]), str(r["membership"]), str(r["required_state"])
+                int(r["sent_upto"]),
+                str(r["membership"]),
+                str(r["required_state"]),
+                int(r["timeline_limit"]),
             )
             for r in rows
         }
@@ -168,17 +173,24 @@ class ConnectionStore:
                 keep = sorted(sent)
                 sql = (
                     "INSERT INTO sliding_sync_rooms (pos_nid, room_id, sent_upto, membership,"
-                    " required_state) SELECT $1, room_id, sent_upto, membership, required_state"
-                    " FROM sliding_sync_rooms WHERE pos_nid = $2"
+                    " required_state, timeline_limit) SELECT $1, room_id, sent_upto, membership,"
+                    " required_state, timeline_limit FROM sliding_sync_rooms WHERE pos_nid = $2"
                 )
                 if keep:
                     sql += f" AND room_id NOT IN ({placeholders(len(keep), 3)})"
                 await q.execute(sql, pos_nid, prev.pos_nid, *keep)
             await q.executemany(
                 "INSERT INTO sliding_sync_rooms (pos_nid, room_id, sent_upto, membership,"
-                " required_state) VALUES ($1, $2, $3, $4, $5)",
+                " required_state, timeline_limit) VALUES ($1, $2, $3, $4, $5, $6)",
                 [
-                    (pos_nid, room_id, s.sent_upto, s.membership, s.required_state)
+                    (
+                        pos_nid,
+                        room_id,
+                        s.sent_upto,
+                        s.membership,
+                        s.required_state,
+                        s.timeline_limit,
+                    )
                     for room_id, s in sent.items()
                 ],
             )

@@ -46,6 +46,16 @@ class RoomFacts:
     unread: dict[str, tuple[int, int]]
 
 
+@dataclass(frozen=True)
+class _Range:
+    """What to send of a room: changes after ``since`` (None: everything), the timeline
+    after ``timeline_after`` (None: the newest events), both up to ``upto``."""
+
+    since: int | None
+    timeline_after: int | None
+    upto: int
+
+
 def params_json(params: RoomParams) -> str:
     return json.dumps([list(p) for p in params.required_state])
 
@@ -60,6 +70,8 @@ def needs_sending(
         or prev.membership != m.membership
         or prev.required_state != params_json(params)
     ):
+        return True
+    if m.membership == "join" and params.timeline_limit > prev.timeline_limit:
         return True
     if m.membership in ("invite", "knock"):
         return False
@@ -108,24 +120,38 @@ class RoomBodies:
             }
             if c.is_dm:
                 body["is_dm"] = True
-            return body, RoomSent(m.stream_ordering, m.membership, rs)
+            return body, RoomSent(m.stream_ordering, m.membership, rs, params.timeline_limit)
         upto = now if m.membership == "join" else m.stream_ordering
-        assert prev is not None or initial
         since = None if prev is None or initial else prev.sent_upto
         state_again = initial or (prev is not None and prev.required_state != rs)
-        if since is not None and since >= min(latest, upto) and not state_again:
+        # A larger timeline_limit than the room was sent with (a list entry opened
+        # through a subscription): send the longer timeline again.
+        expanded = (
+            prev is not None
+            and not initial
+            and m.membership == "join"
+            and params.timeline_limit > prev.timeline_limit
+        )
+        if since is not None and since >= min(latest, upto) and not (state_again or expanded):
             return None
         body, sent_state = await self._timeline_and_state(
-            user_id, device_id, c.info, params, since, upto, state_again
+            user_id,
+            device_id,
+            c.info,
+            params,
+            _Range(since, None if expanded else since, upto),
+            state_again,
         )
         if initial:
             body["initial"] = True
+        if expanded:
+            body["unstable_expanded_timeline"] = True
         naming = initial or any(t in NAMING_TYPES for t in sent_state)
         await self._naming(body, c, user_id, facts, naming)
         body["bump_stamp"] = c.bump_stamp
         if c.is_dm:
             body["is_dm"] = True
-        return body, RoomSent(upto, m.membership, rs)
+        return body, RoomSent(upto, m.membership, rs, params.timeline_limit)
 
     async def _timeline_and_state(
         self,
@@ -133,13 +159,13 @@ class RoomBodies:
         device_id: str,
         room: RoomInfo,
         params: RoomParams,
-        since: int | None,
-        upto: int,
+        span: _Range,
         full_state: bool,
     ) -> tuple[dict[str, Any], set[str]]:
         limit = params.timeline_limit
+        since, upto = span.since, span.upto
         batch = await self.rooms.events.room_stream(
-            room.room_nid, after=since, before=upto, limit=limit + 1, backwards=True
+            room.room_nid, after=span.timeline_after, before=upto, limit=limit + 1, backwards=True
         )
         batch.reverse()
         visible = await self.visibility.filter(user_id, room, batch)
@@ -152,13 +178,15 @@ class RoomBodies:
             timeline, with_room_id=False, user_id=user_id, device_id=device_id
         )
         start = timeline[0].stream_ordering if timeline else None
-        prev_batch = StreamToken(events=max(0, (start or upto + 1) - 1)).encode()
+        start = upto + 1 if start is None else start
+        prev_batch = StreamToken(events=max(0, start - 1)).encode()
+        live = [s for s in timeline if since is not None and (s.stream_ordering or 0) > since]
         body: dict[str, Any] = {
             "timeline": events,
             "required_state": await ser.serialize(state, with_room_id=False),
             "prev_batch": prev_batch,
             "limited": limited,
-            "num_live": 0 if since is None else len(timeline),
+            "num_live": len(live),
         }
         return body, {s.event.type for s in (*state, *timeline) if s.event.is_state()}
 
