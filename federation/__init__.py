@@ -27,6 +27,7 @@ from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
+from federation.timestamp import RemoteTimestamps, TimestampFederationApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.config import Config
@@ -41,6 +42,7 @@ from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -150,13 +152,17 @@ class Federation:
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         return self.rooms
 
-    def attach_directory(self, directory: RoomDirectory, hierarchy: SpaceHierarchy) -> None:
-        """The room directory and space hierarchies over federation: ours served, other
-        servers' asked."""
+    def attach_directory(
+        self, directory: RoomDirectory, hierarchy: SpaceHierarchy, timestamps: TimestampLookup
+    ) -> None:
+        """The room directory, space hierarchies and jump-to-date over federation: ours
+        served, other servers' asked."""
         self.apis.append(PublicRoomsFederationApi(directory))
         directory.remote_public_rooms = RemotePublicRooms(self.client).query
         self.apis.append(HierarchyFederationApi(hierarchy))
         hierarchy.remote = RemoteHierarchies(self.client).query
+        self.apis.append(TimestampFederationApi(timestamps))
+        timestamps.remote = RemoteTimestamps(self.client).query
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

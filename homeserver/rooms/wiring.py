@@ -35,6 +35,7 @@ from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.store.user_directory_store import UserDirectoryStore
+from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.user_directory import UserDirectory
 from homeserver.rooms.visibility import Visibility
@@ -61,6 +62,7 @@ class RoomsArea:
     visibility: Visibility
     serializer: EventSerializer
     hierarchy: SpaceHierarchy
+    timestamps: TimestampLookup
 
 
 def build_rooms_area(
@@ -134,4 +136,5 @@ def build_rooms_area(
         visibility=visibility,
         serializer=serializer,
         hierarchy=SpaceHierarchy(rooms, directory),
+        timestamps=TimestampLookup(rooms, visibility),
     )

@@ -122,6 +122,7 @@ COVERED: frozenset[tuple[str, str]] = frozenset(
         ("DELETE", "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"),
         ("POST", "/_matrix/client/v3/rooms/{roomId}/report/{eventId}"),
         ("GET", "/_matrix/client/v1/rooms/{roomId}/hierarchy"),
+        ("GET", "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event"),
     )
 )
 
@@ -668,6 +669,11 @@ async def test_session_answers_match_the_openapi_schemas(capi: CheckedApi) -> No
     assert (
         await api.get(f"{prefix}/{space}/hierarchy", token=b, params={"max_depth": "x"})
     ).status == 400
+
+    # Jump to date.
+    jump_path = f"{prefix}/{room}/timestamp_to_event"
+    await ok(await api.get(jump_path, token=a, params={"ts": "0", "dir": "f"}))
+    assert (await api.get(jump_path, token=a, params={"ts": "0", "dir": "b"})).status == 404
 
     assert login["user_id"] == alice.user_id
     missing_ops = COVERED - api.covered
