@@ -133,7 +133,9 @@ class SlidingSync:
         ctx = SyncContext(
             SyncRequest(call.user_id, call.device_id, call.user_nid), since=since, now=now
         )
-        await self.builder.memberships(ctx)
+        if call.body.extensions.e2ee.enabled:
+            # Device-list changes need the membership changes since the position.
+            await self.builder.memberships(ctx)
         cands = await self.lists.candidates(
             call.user_nid, call.user_id, None if since is None else since.events, now.events
         )
