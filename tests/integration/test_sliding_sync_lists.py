@@ -293,3 +293,21 @@ async def test_a_subscription_with_a_longer_timeline_expands_it(api: Api) -> Non
     # Nothing more to expand afterwards.
     third = await sliding_ok(api, alice, body, second["pos"])
     assert third["rooms"] == {}
+
+
+async def test_reading_elsewhere_resends_the_counts(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    body = {"lists": {"a": all_list()}}
+    first = await sliding_ok(api, bob, body)
+    msg = await send_text(api, alice, room, "ping", "p1")
+    second = await sliding_ok(api, bob, body, first["pos"])
+    assert second["rooms"][room]["notification_count"] == 1
+    # Bob reads on another device: this connection hears the counts drop.
+    r = await api.post(f"/rooms/{room}/receipt/m.read/{msg}", {}, token=bob.access_token)
+    assert r.status == 200
+    third = await sliding_ok(api, bob, body, second["pos"])
+    assert third["rooms"][room]["notification_count"] == 0
+    assert third["rooms"][room]["timeline"] == []

@@ -61,9 +61,15 @@ def params_json(params: RoomParams) -> str:
 
 
 def needs_sending(
-    c: Candidate, params: RoomParams, prev: RoomSent | None, latest: int, now: int
+    c: Candidate,
+    params: RoomParams,
+    prev: RoomSent | None,
+    latest: int,
+    now: int,
+    read_since: bool = False,
 ) -> bool:
-    """Has the room anything to send on this connection (cheap: no reads)?"""
+    """Has the room anything to send on this connection (cheap: no reads)?
+    ``read_since``: the user's own read receipt moved, so its unread counts changed."""
     m = c.membership
     if (
         prev is None
@@ -71,7 +77,7 @@ def needs_sending(
         or prev.required_state != params_json(params)
     ):
         return True
-    if m.membership == "join" and params.timeline_limit > prev.timeline_limit:
+    if m.membership == "join" and (read_since or params.timeline_limit > prev.timeline_limit):
         return True
     if m.membership in ("invite", "knock"):
         return False
@@ -104,6 +110,7 @@ class RoomBodies:
         now: int,
         latest: int,
         facts: RoomFacts,
+        read_since: bool = False,
     ) -> tuple[dict[str, Any], RoomSent] | None:
         """The room's body and what to record as sent, or None when nothing is new."""
         m = c.membership
@@ -132,7 +139,9 @@ class RoomBodies:
             and m.membership == "join"
             and params.timeline_limit > prev.timeline_limit
         )
-        if since is not None and since >= min(latest, upto) and not (state_again or expanded):
+        counts_changed = read_since and m.membership == "join"
+        nothing_new = since is not None and since >= min(latest, upto)
+        if nothing_new and not (state_again or expanded or counts_changed):
             return None
         body, sent_state = await self._timeline_and_state(
             user_id,

@@ -155,7 +155,8 @@ class SlidingSync:
                 p = parse_params(raw, "room_subscriptions")
                 wanted[room_id] = wanted.get(room_id, p).merge(p)
         chosen = [cands[r] for r in list(wanted)[:MAX_ROOMS_PER_ANSWER]]
-        rooms_out, sent = await self._rooms(call, chosen, wanted, pos, now.events)
+        read = await self._own_receipts(call, chosen, since, now)
+        rooms_out, sent = await self._rooms(call, chosen, wanted, pos, now.events, read)
         joined = {r for r, c in cands.items() if c.membership.membership == "join"}
         initial = {r for r, b in rooms_out.items() if b.get("initial")}
         scope = ExtensionScope(windows, list(subs), joined, initial)
@@ -164,6 +165,23 @@ class SlidingSync:
         empty = not rooms_out and counts == pos.list_counts and is_empty(ext)
         return _Answer(body, now.encode(), counts, sent, empty)
 
+    async def _own_receipts(
+        self,
+        call: SlidingCall,
+        chosen: list[Candidate],
+        since: StreamToken | None,
+        now: StreamToken,
+    ) -> set[str]:
+        """Rooms where the user's own read receipt moved since the position (read on
+        another device): their notification counts changed, so they are sent again."""
+        if since is None or since.receipts >= now.receipts:
+            return set()
+        joined = [c.info.room_id for c in chosen if c.membership.membership == "join"]
+        records = await self.builder.src.receipts.store.since(
+            joined, since.receipts, now.receipts, call.user_id
+        )
+        return {r.room_id for r in records if r.user_id == call.user_id}
+
     async def _rooms(
         self,
         call: SlidingCall,
@@ -171,6 +189,7 @@ class SlidingSync:
         wanted: dict[str, RoomParams],
         pos: Position,
         now: int,
+        read: set[str],
     ) -> tuple[dict[str, Any], dict[str, RoomSent]]:
         latest = await self.store.latest_positions([c.info.room_nid for c in chosen], now)
         chosen = [
@@ -182,6 +201,7 @@ class SlidingSync:
                 pos.rooms.get(c.info.room_id),
                 latest.get(c.info.room_nid, 0),
                 now,
+                c.info.room_id in read,
             )
         ]
         nids = [c.info.room_nid for c in chosen]
@@ -205,6 +225,7 @@ class SlidingSync:
                 now,
                 latest.get(c.info.room_nid, 0),
                 facts,
+                room_id in read,
             )
             if built is not None:
                 out[room_id], sent[room_id] = built
