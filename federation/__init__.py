@@ -21,6 +21,7 @@ from federation.hierarchy import HierarchyFederationApi, RemoteHierarchies
 from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
+from federation.media import FederationMediaApi, RemoteMedia
 from federation.outbound_edus import ServersInRoom, ServersSharingRoom
 from federation.profiles import RemoteProfiles
 from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
@@ -34,6 +35,7 @@ from homeserver.config import Config
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
+from homeserver.media.service import MediaService
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -163,6 +165,11 @@ class Federation:
         hierarchy.remote = RemoteHierarchies(self.client).query
         self.apis.append(TimestampFederationApi(timestamps))
         timestamps.remote = RemoteTimestamps(self.client).query
+
+    def attach_media(self, media: MediaService) -> None:
+        """Serve our media to other servers and fetch theirs for our users."""
+        self.apis.append(FederationMediaApi(media))
+        media.remote = RemoteMedia(self.client)
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

@@ -231,12 +231,21 @@ class Keyring:
         if not isinstance(items, list):
             raise KeyLookupError(f"malformed key query answer from {notary}")
         accepted = False
+        unasked = 0
         for item in items:
             if not isinstance(item, dict) or item.get("server_name") != server_name:
+                unasked += 1  # never cached: we trust a notary only for what we asked
                 continue
             await self.verify_json_for_server(notary, item, self.clock.now_ms())
             await self._accept(server_name, item)
             accepted = True
+        if unasked:
+            log.info(
+                "notary %s answered with %d key responses not for %s (asked); ignored",
+                notary,
+                unasked,
+                server_name,
+            )
         return accepted
 
     async def _accept(self, server_name: str, resp: Any) -> None:

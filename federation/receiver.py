@@ -40,7 +40,7 @@ from federation.auth import authenticated, signed_content
 from federation.inbound_edus import InboundEdus
 from federation.outbox_store import OutboxStore
 from homeserver.clock import Clock
-from homeserver.errors import bad_json, invalid_param
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import compute_event_id
 from homeserver.http.shell import json_response
@@ -107,7 +107,11 @@ class TransactionReceiver:
 
     async def receive(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
         """Process one transaction (or answer a repeat); raises MatrixError 400 on bad shape."""
-        pdus, edus = check_transaction(origin, txn_id, body)
+        try:
+            pdus, edus = check_transaction(origin, txn_id, body)
+        except MatrixError as e:
+            log.info("refused a transaction from %s: %s", origin, e.error)
+            raise
         async with self._origin_lock(origin):
             answer = await self.store.inbound_response(origin, txn_id)
             if answer is None:

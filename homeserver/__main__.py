@@ -1,4 +1,4 @@
-"""The ``myelin`` command line: generate-config, run, register-user.
+"""The ``myelin`` command line: generate-config, run, register-user, media.
 
 Errors a person can fix (bad config, unreachable database, file exists)
 print one line to stderr and exit 1, never a traceback.
@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("username")
     u.add_argument("--password", default=None)
     u.add_argument("--admin", action="store_true")
+
+    m = sub.add_parser("media", help="media repository upkeep")
+    msub = m.add_subparsers(dest="media_command", required=True)
+    pr = msub.add_parser("purge-remote", help="delete cached remote media not read for DAYS")
+    pr.add_argument("--config", required=True)
+    pr.add_argument("--before", type=int, required=True, metavar="DAYS")
+    q = msub.add_parser("quarantine", help="stop serving a media id and delete its bytes")
+    q.add_argument("--config", required=True)
+    q.add_argument("mxc", help="mxc://server/mediaId")
     return p
 
 
@@ -174,6 +183,37 @@ async def _register_user(args: argparse.Namespace) -> None:
     print(f"registered {user_id}{' (admin)' if args.admin else ''}")
 
 
+# ------------------------------------------------------------------- media
+
+
+async def _media(args: argparse.Namespace) -> None:
+    from homeserver.app import HomeServer
+    from homeserver.media.ids import parse_mxc
+
+    config = load_config(args.config)
+    target: tuple[str, str] | None = None
+    if args.media_command == "purge-remote":
+        if args.before < 0:
+            raise CliError("--before: DAYS must not be negative")
+    else:
+        try:
+            target = parse_mxc(args.mxc)
+        except ValueError:
+            raise CliError(f"{args.mxc!r} is not a valid mxc:// URI") from None
+    hs = await HomeServer.build(config)
+    try:
+        if target is None:
+            before_ts = hs.clock.now_ms() - args.before * 24 * 60 * 60 * 1000
+            count = await hs.media.purge_remote(before_ts)
+            print(f"purged {count} remote media not read for {args.before} days")
+        elif await hs.media.quarantine(*target):
+            print(f"quarantined {args.mxc}")
+        else:
+            raise CliError(f"no local media {args.mxc}")
+    finally:
+        await hs.close()
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -192,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run(args.config))
         elif args.command == "register-user":
             asyncio.run(_register_user(args))
+        elif args.command == "media":
+            asyncio.run(_media(args))
     except (CliError, ConfigError, DatabaseUnavailable) as e:
         print(f"myelin: {e}", file=sys.stderr)
         return 1

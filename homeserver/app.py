@@ -28,6 +28,9 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.media.preview import UrlPreviewer
+from homeserver.media.service import MediaService
+from homeserver.media.store import MediaStore
 from homeserver.push.service import PushRuleService
 from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
@@ -75,6 +78,8 @@ class HomeServer:
     push: PushRuleService
     e2ee: E2ee
     sync_area: SyncArea
+    media: MediaService
+    previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -145,8 +150,11 @@ class HomeServer:
             sync_area=wire_sync(
                 db, rooms_area, notifier, typing, receipts, userdata, push, e2ee, clock
             ),
+            media=MediaService(config, MediaStore(db), clock),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
         )
+        if config.media.url_preview_enabled:
+            hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
             keys=e2ee.keys,
@@ -163,17 +171,25 @@ class HomeServer:
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
-        # The room directory over federation (/publicRooms both ways).
+        # The room directory, space hierarchies and jump-to-date over federation (both ways).
         hs.federation.attach_directory(
             rooms_area.directory, rooms_area.hierarchy, rooms_area.timestamps
         )
+        # Media over federation: ours served, remote media fetched into the cache.
+        hs.federation.attach_media(hs.media)
         await hs.federation.start()
         return hs
 
+    def start_background(self) -> None:
+        """Long-running upkeep of a serving process (not of CLI one-shots)."""
+        self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
+
     def client_app(self) -> web.Application:
+        # Media uploads stream from request.content to disk (within
+        # limits.max_upload_bytes); nothing reads a whole body bigger than a JSON one.
         app = web.Application(
             middlewares=[cors_middleware, error_middleware],
-            client_max_size=self.config.limits.max_upload_bytes,
+            client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         apis = client_apis(
@@ -190,6 +206,8 @@ class HomeServer:
             e2ee=self.e2ee,
             rooms=self.rooms_area,
             sync=self.sync_area,
+            media=self.media,
+            previewer=self.previewer,
             unstable_features=self.unstable_features,
         )
         for api in apis:
@@ -222,6 +240,8 @@ class HomeServer:
         await asyncio.gather(*self.background, return_exceptions=True)
         if self.federation is not None:
             await self.federation.close()
+        if self.previewer is not None:
+            await self.previewer.close()
         await self.db.close()
 
 
@@ -267,6 +287,7 @@ async def start(config: Config) -> RunningServer:
     hs = await HomeServer.build(config)
     runners: list[web.AppRunner] = []
     try:
+        hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)

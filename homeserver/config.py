@@ -83,6 +83,56 @@ class LimitsConfig:
 
 
 @dataclass
+class ThumbnailSize:
+    width: int = 32
+    height: int = 32
+    method: str = "crop"
+
+
+def _default_thumbnail_sizes() -> list[ThumbnailSize]:
+    """The sizes the spec says servers SHOULD produce (client-server "Thumbnails")."""
+    return [
+        ThumbnailSize(32, 32, "crop"),
+        ThumbnailSize(96, 96, "crop"),
+        ThumbnailSize(320, 240, "scale"),
+        ThumbnailSize(640, 480, "scale"),
+        ThumbnailSize(800, 600, "scale"),
+    ]
+
+
+@dataclass
+class MediaConfig:
+    # Where content files live; relative to data_dir. Files are named by content hash.
+    store_path: str = "media_store"
+    # Total bytes of media one local user may have uploaded; null: no quota.
+    max_bytes_per_user: int | None = 1024 * 1024 * 1024
+    # Uploads created with /media/v1/create and not yet uploaded, per user (429 beyond).
+    max_pending_uploads: int = 10
+    # How long an id from /media/v1/create stays usable, in milliseconds.
+    unused_expiry_ms: int = 24 * 60 * 60 * 1000
+    thumbnail_sizes: list[ThumbnailSize] = field(default_factory=_default_thumbnail_sizes)
+    # Images with more pixels than this are not thumbnailed (413 M_TOO_LARGE).
+    max_thumbnail_pixels: int = 32 * 1024 * 1024
+    # The legacy unauthenticated /_matrix/media/v3/download|thumbnail serve only
+    # media stored before this time (ms since the epoch): the spec's "freeze".
+    # 0 freezes everything (new servers); null: no freeze (not recommended).
+    legacy_cutoff_ts: int | None = 0
+    # Bytes of remote media kept in the cache; the least recently used goes first.
+    remote_cache_max_bytes: int = 5 * 1024 * 1024 * 1024
+    # Largest remote file fetched; larger answers 502 M_TOO_LARGE. null: max_upload_bytes.
+    max_remote_bytes: int | None = None
+    # Delete media not downloaded for this many days (null: keep forever).
+    local_retention_days: int | None = None
+    remote_retention_days: int | None = 90
+    # GET /media/preview_url: off by default (it makes the server fetch URLs).
+    url_preview_enabled: bool = False
+    # Networks a preview may never reach; loopback, private, link-local, multicast
+    # and reserved addresses are always refused unless listed in url_preview_ip_allow.
+    url_preview_ip_deny: list[str] = field(default_factory=list)
+    url_preview_ip_allow: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TurnConfig:
     uris: list[str] = field(default_factory=list)
     shared_secret: str | None = None
@@ -105,6 +155,7 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -201,7 +252,36 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("federation.max_concurrent_*: must be at least 1")
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
+    _check_media(config, data_dir)
     return config
+
+
+def _check_media(config: Config, data_dir: Path) -> None:
+    """Resolve the media store path and check the media limits."""
+    import ipaddress
+
+    media = config.media
+    media.store_path = str(data_dir / media.store_path)
+    for size in media.thumbnail_sizes:
+        if size.method not in ("crop", "scale"):
+            raise ConfigError("media.thumbnail_sizes: method must be crop or scale")
+        if not 1 <= size.width <= 4096 or not 1 <= size.height <= 4096:
+            raise ConfigError("media.thumbnail_sizes: width and height must be 1..4096")
+    if media.max_bytes_per_user is not None and media.max_bytes_per_user < 0:
+        raise ConfigError("media.max_bytes_per_user: must not be negative")
+    if media.max_pending_uploads < 1 or media.unused_expiry_ms < 1:
+        raise ConfigError("media.max_pending_uploads, unused_expiry_ms: must be at least 1")
+    if media.remote_cache_max_bytes < 0 or media.max_thumbnail_pixels < 1:
+        raise ConfigError("media.remote_cache_max_bytes, max_thumbnail_pixels: out of range")
+    for days in (media.local_retention_days, media.remote_retention_days):
+        if days is not None and days < 1:
+            raise ConfigError("media.*_retention_days: must be at least 1 (or null)")
+    for key in ("url_preview_ip_deny", "url_preview_ip_allow"):
+        for net in getattr(media, key):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

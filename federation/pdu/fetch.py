@@ -3,7 +3,9 @@ events", "Retrieving event authorisation information", "get_missing_events"),
 each answer parsed for the room version and its signatures verified.
 
 An event that fails parsing or signatures is left out (it is dropped, as on
-receipt); the caller sees it as still missing.
+receipt); the caller sees it as still missing. A failed request is logged at
+debug level only: what it costs (an event refused for missing auth events or
+state) is logged once by the pipeline, with the origin.
 """
 
 from __future__ import annotations
@@ -29,25 +31,32 @@ class EventFetcher:
         self.client = client
         self.keyring = keyring
 
-    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
-        """Steps 1-3 for one fetched PDU: (event, content hash failed), or None if dropped."""
+    async def check(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool]:
+        """Steps 1-3 for one PDU: (event, content hash failed); ``PduDropped`` if dropped."""
         try:
             event, redacted = parse_pdu(pdu, version)
             await self.keyring.verify_event_signatures(event.pdu, version)
-        except (PduDropped, SignatureError, KeyLookupError) as e:
-            log.info("dropping a fetched event: %s", e)
-            return None
+        except (SignatureError, KeyLookupError) as e:
+            raise PduDropped(str(e)) from None
         return event, redacted
 
+    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
+        """``check`` for one fetched PDU, or None (logged) if dropped."""
+        try:
+            return await self.check(pdu, version)
+        except PduDropped as e:
+            log.info("dropping a fetched event: %s", e.reason)
+            return None
+
     async def many(self, pdus: Any, version: RoomVersion, room_id: str) -> list[Event]:
-        out: list[Event] = []
+        out: dict[str, Event] = {}
         if not isinstance(pdus, list):
-            return out
+            return []
         for pdu in pdus[:MAX_FETCHED]:
             got = await self.checked(pdu, version)
             if got is not None and got[0].room_id == room_id:
-                out.append(got[0])
-        return out
+                out.setdefault(got[0].event_id, got[0])  # a repeated event counts once
+        return list(out.values())
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:
         """``GET /event/{eventId}``: one event, if the server has it and it checks out."""
@@ -56,7 +65,7 @@ class EventFetcher:
                 origin, encode_path("_matrix", "federation", "v1", "event", event_id)
             )
         except FederationError as e:
-            log.info("cannot fetch an event from %s: %s", origin, e.error)
+            log.debug("cannot fetch an event from %s: %s", origin, e.error)
             return None
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         if not isinstance(pdus, list) or not pdus:
@@ -74,7 +83,7 @@ class EventFetcher:
         try:
             resp = await self.client.get_json(origin, path)
         except FederationError as e:
-            log.info("cannot fetch an auth chain from %s: %s", origin, e.error)
+            log.debug("cannot fetch an auth chain from %s: %s", origin, e.error)
             return []
         chain = resp.get("auth_chain") if isinstance(resp, dict) else None
         return await self.many(chain, version, room_id)
@@ -87,7 +96,7 @@ class EventFetcher:
         try:
             resp = await self.client.get_json(origin, path, {"event_id": event_id})
         except FederationError as e:
-            log.info("cannot fetch state ids from %s: %s", origin, e.error)
+            log.debug("cannot fetch state ids from %s: %s", origin, e.error)
             return None
         if not isinstance(resp, dict):
             return None
@@ -111,7 +120,7 @@ class EventFetcher:
         try:
             resp = await self.client.post_json(origin, path, body)
         except FederationError as e:
-            log.info("cannot fetch missing events from %s: %s", origin, e.error)
+            log.debug("cannot fetch missing events from %s: %s", origin, e.error)
             return []
         events = resp.get("events") if isinstance(resp, dict) else None
         return await self.many(events, version, room_id)

@@ -42,6 +42,19 @@ def key_lookup(keyring: Keyring) -> KeyLookup:
     return lookup
 
 
+class _Budget:
+    """Requests left for fetching one event's missing auth events."""
+
+    def __init__(self, requests: int) -> None:
+        self.left = requests
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 class AuthFetcher:
     def __init__(
         self, rooms: RoomService, graph: RoomGraph, fetcher: EventFetcher, keyring: Keyring
@@ -62,17 +75,29 @@ class AuthFetcher:
         found = await self.rooms.current_state_event(room, CREATE)
         return None if found is None else found.event
 
-    async def ensure(self, origin: str, room: RoomInfo, event: Event) -> bool:
-        """Fetch and store the missing auth events of ``event``; whether all are now known."""
+    async def ensure(
+        self, origin: str, room: RoomInfo, event: Event, budget: _Budget | None = None
+    ) -> bool:
+        """Fetch and store the missing auth events of ``event``; whether all are now known.
+
+        At most ``MAX_SINGLE_FETCHES`` requests in all for one incoming event, however
+        deep the chain a server makes us walk (it could refuse ``/event_auth`` and
+        hand out a thousand-long chain one ``/event`` at a time)."""
         missing = await self.graph.missing(event.auth_event_ids)
         if not missing:
             return True
+        budget = budget or _Budget(MAX_SINGLE_FETCHES)
+        if not budget.take():
+            return False
         chain = await self.fetcher.event_auth(origin, room.room_id, event.event_id, room.version)
         await self.store_outliers(room, chain)
-        for event_id in (await self.graph.missing(event.auth_event_ids))[:MAX_SINGLE_FETCHES]:
+        for event_id in await self.graph.missing(event.auth_event_ids):
+            if not budget.take():
+                break
             got = await self.fetcher.event(origin, event_id, room.version)
-            if got is not None:
-                await self.ensure(origin, room, got)
+            # Stored only with its own auth events: one we gave up on is not rejected
+            # for good, it stays missing (another server may yet supply its chain).
+            if got is not None and await self.ensure(origin, room, got, budget):
                 await self.store_outliers(room, [got])
         return not await self.graph.missing(event.auth_event_ids)
 

@@ -17,6 +17,10 @@ writer); rooms proceed concurrently::
         EventPersister.persist      one transaction
       unlock -> RoomService.after_persist (notify clients, hooks) for shown events
 
+Every event refused (dropped, rejected, or left without auth events or
+state), soft-failed or redacted for a bad content hash is logged once, at
+INFO, with the server it came from and never its content.
+
 Rejected events are stored (so they are never fetched again, and later
 events may cite them) but get no stream position, like soft-failed ones:
 neither ever reaches a client.
@@ -46,6 +50,7 @@ from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.resolve import resolve
 from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore
 from homeserver.events.model import Event
+from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
@@ -78,15 +83,18 @@ class PduPipeline:
         try:
             room = await self.rooms.rooms.get_room(room_id_of(pdu))
         except PduDropped as e:
-            return e.reason
+            return _refused(origin, pdu, None, e.reason)
         if room is None:
-            return "Unknown room"
+            return _refused(origin, pdu, None, "Unknown room")
         if not await self.server_allowed(room, origin):
-            return "Server is denied by the room's ACL"
-        got = await self.fetcher.checked(pdu, room.version)
-        if got is None:
+            return _refused(origin, pdu, room, "Server is denied by the room's ACL")
+        try:
+            event, redacted = await self.fetcher.check(pdu, room.version)
+        except PduDropped as e:
+            _refused(origin, pdu, room, e.reason)
             return "Invalid event or signature"
-        event = got[0]
+        if redacted:
+            log.info("event %s from %s failed its content hash: redacted", event.event_id, origin)
         shown: list[StoredEvent] = []
         async with self.rooms.lock(room.room_id):
             error = await self.process(origin, room, event, shown, fetch_missing=True)
@@ -118,15 +126,19 @@ class PduPipeline:
         ):
             return None
         if not await self.auth.ensure(origin, room, event):
-            return "Missing auth events"
+            return _refused(origin, event.pdu, room, "Missing auth events")
         if fetch_missing and not backfilled:
             await self._fetch_prev(origin, room, event, shown)
         before = await self.state.state_before(origin, room, event)
         if before is None:
-            return "Cannot determine the state before the event"
+            return _refused(origin, event.pdu, room, "Cannot determine the state before the event")
         stored, error = await self._check_and_persist(room, event, before, backfilled)
         if stored.stream_ordering is not None:
             shown.append(stored)
+        if error is not None:
+            log.info("rejected %s from %s: %s", event.event_id, origin, error)
+        elif stored.soft_failed:
+            log.info("soft-failed %s from %s", event.event_id, origin)
         return error
 
     async def _fetch_prev(
@@ -140,7 +152,8 @@ class PduPipeline:
         got = await self.fetcher.missing_events(
             origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
         )
-        for e in sorted(got, key=lambda e: e.depth):
+        # Never the event itself again (a hostile answer may loop back to it).
+        for e in sorted((e for e in got if e.event_id != event.event_id), key=lambda e: e.depth):
             await self.process(origin, room, e, shown, fetch_missing=False)
 
     async def _state_for_keys(
@@ -184,7 +197,6 @@ class PduPipeline:
             soft_failed = result.soft_fail_reason is not None
         except EventRejected as e:
             reason = f"{e.step}: {e.reason}"
-            log.info("rejected %s: %s", event.event_id, reason)
         replaced = state_before.get(event.state_tuple()) if event.is_state() else None
         replaced_stored = (
             None if replaced is None else await self.rooms.events.by_id(replaced.event_id)
@@ -202,8 +214,6 @@ class PduPipeline:
         if reason is None and not soft_failed and not backfilled:
             plan = await self._with_current_state(room, event, before, plan)
         stored = await self.rooms.persister.persist(plan, room.room_nid)
-        if soft_failed:
-            log.info("soft-failed %s", event.event_id)
         return stored, reason
 
     async def _with_current_state(
@@ -258,3 +268,15 @@ class PduPipeline:
             event_in_current=in_current,
             member_changes=member_changes,
         )
+
+
+def _refused(origin: str, pdu: Any, room: RoomInfo | None, reason: str) -> str:
+    """Log a PDU that is refused, once, with its origin (never its content); the reason."""
+    event_id = None
+    if room is not None and isinstance(pdu, dict):
+        try:
+            event_id = compute_event_id(pdu, room.version)
+        except (TypeError, ValueError, KeyError):
+            event_id = None
+    log.info("refused %s from %s: %s", event_id or "a PDU", origin, reason)
+    return reason

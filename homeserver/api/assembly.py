@@ -21,6 +21,7 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
 from homeserver.api.keys import KeysApi
+from homeserver.api.media import MediaApi
 from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
 from homeserver.api.notifications import NotificationsApi
@@ -40,6 +41,8 @@ from homeserver.api.voip import VoipApi
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
+from homeserver.media.preview import UrlPreviewer
+from homeserver.media.service import MediaService
 from homeserver.push.service import PushRuleService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -64,6 +67,8 @@ def client_apis(
     e2ee: E2ee,
     rooms: RoomsArea,
     sync: SyncArea,
+    media: MediaService,
+    previewer: UrlPreviewer | None,
     unstable_features: dict[str, bool],
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
@@ -79,6 +84,7 @@ def client_apis(
         FilterApi(ud.filters, auth),
         PushRulesApi(push, auth),
         PresenceApi(ud.presence, auth),
+        MediaApi(media, auth, previewer),
         KeysApi(e2ee.keys, e2ee.cross_signing, accounts, auth, uia),
         ToDeviceApi(e2ee.to_device, auth),
         RoomKeysApi(e2ee.backup, auth),
