@@ -311,3 +311,24 @@ async def test_reading_elsewhere_resends_the_counts(api: Api) -> None:
     third = await sliding_ok(api, bob, body, second["pos"])
     assert third["rooms"][room]["notification_count"] == 0
     assert third["rooms"][room]["timeline"] == []
+
+
+async def test_an_expired_connection_answers_unknown_pos(server: RunningServer) -> None:
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        first = await sliding_ok(api, alice, {"lists": {"a": all_list()}})
+        # A week without use (as if): the connection is forgotten.
+        await server.hs.db.execute("UPDATE sliding_sync_connections SET last_used_ts = 0")
+        r = await sliding(api, alice, {}, first["pos"])
+        assert (r.status, r.errcode) == (400, "M_UNKNOWN_POS")
+        # Starting again works; another stale connection of the user is forgotten.
+        other = await sliding_ok(api, alice, {"conn_id": "other"})
+        await server.hs.db.execute(
+            "UPDATE sliding_sync_connections SET last_used_ts = 0 WHERE conn_id = 'other'"
+        )
+        again = await sliding_ok(api, alice, {"lists": {"a": all_list()}})
+        assert (await sliding(api, alice, {}, again["pos"])).status == 200
+        left = await server.hs.db.fetchval("SELECT COUNT(*) FROM sliding_sync_connections")
+        assert left == 1
+        r = await sliding(api, alice, {"conn_id": "other"}, other["pos"])
+        assert (r.status, r.errcode) == (400, "M_UNKNOWN_POS")

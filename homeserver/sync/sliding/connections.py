@@ -81,12 +81,18 @@ class ConnectionStore:
                 )
             else:
                 await _delete_positions(q, "conn_nid = $1", int(conn_nid))
-            # Forget this user's connections that nobody has used for a long time.
+                await q.execute(
+                    "UPDATE sliding_sync_connections SET last_used_ts = $1 WHERE conn_nid = $2",
+                    now_ms,
+                    int(conn_nid),
+                )
+            # Forget this user's other connections that nobody has used for a long time.
             stale = await q.fetchall(
                 "SELECT conn_nid FROM sliding_sync_connections WHERE user_id = $1"
-                " AND last_used_ts < $2",
+                " AND last_used_ts < $2 AND conn_nid <> $3",
                 user_id,
                 now_ms - CONNECTION_TTL_MS,
+                int(conn_nid),
             )
             for r in stale:
                 await self._drop(q, int(r["conn_nid"]))
