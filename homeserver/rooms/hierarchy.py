@@ -62,6 +62,13 @@ def _remote_summary(raw: Any) -> dict[str, Any] | None:
         out["num_joined_members"] = 0
     for key in ("world_readable", "guest_can_join"):
         out[key] = out.get(key) is True
+    allowed = out.get("allowed_room_ids")
+    if allowed is not None:
+        ok = isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)
+        out["allowed_room_ids"] = allowed if ok else []
+    for key in ("join_rule", "room_type", "name", "topic", "avatar_url", "canonical_alias"):
+        if key in out and not isinstance(out[key], str):
+            del out[key]
     states = out.get("children_state")
     out["children_state"] = (
         [s for s in states if isinstance(s, dict)] if isinstance(states, list) else []

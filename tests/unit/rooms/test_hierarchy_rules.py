@@ -64,3 +64,25 @@ def test_allowed_room_ids() -> None:
     }
     assert allowed_room_ids(rules) == ["!space"]
     assert allowed_room_ids({"allow": "nope"}) == []
+
+
+def test_a_hostile_remote_summary_is_made_harmless() -> None:
+    from homeserver.rooms.hierarchy import _remote_summary
+
+    assert _remote_summary({"no": "room id"}) is None
+    assert _remote_summary(["!a"]) is None
+    got = _remote_summary(
+        {
+            "room_id": "!a:hs",
+            "num_joined_members": "many",
+            "world_readable": "yes",
+            "allowed_room_ids": 5,
+            "join_rule": ["public"],
+            "children_state": [1, {"type": "m.space.child"}],
+        }
+    )
+    assert got is not None
+    assert got["num_joined_members"] == 0 and got["world_readable"] is False
+    assert got["allowed_room_ids"] == [] and "join_rule" not in got
+    assert got["children_state"] == [{"type": "m.space.child"}]
+    assert not may_see(got, None, False)
