@@ -43,6 +43,7 @@ from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
@@ -162,10 +163,12 @@ class HomeServer:
             push=push,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
-            sync_area=wire_sync(db, rooms_area, notifier, typing, receipts, userdata, push, e2ee),
+            sync_area=wire_sync(
+                db, rooms_area, notifier, typing, receipts, userdata, push, e2ee, clock
+            ),
             media=MediaService(config, MediaStore(db), clock),
             admin=AdminArea.build(config, db, clock, accounts, rooms_area),
-            unstable_features=dict(E2EE_FEATURES),
+            unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
         if config.media.url_preview_enabled:
@@ -186,8 +189,10 @@ class HomeServer:
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
-        # The room directory over federation (/publicRooms both ways).
-        hs.federation.attach_directory(rooms_area.directory)
+        # The room directory, space hierarchies and jump-to-date over federation (both ways).
+        hs.federation.attach_directory(
+            rooms_area.directory, rooms_area.hierarchy, rooms_area.timestamps
+        )
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
         if exclusive:

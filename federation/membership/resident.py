@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from federation.membership.restricted import RestrictedJoins
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
@@ -27,6 +26,7 @@ from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, 
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
 from homeserver.rooms.state_res import MissingEvents

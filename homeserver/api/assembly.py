@@ -33,7 +33,10 @@ from homeserver.api.room_features import RoomFeaturesApi
 from homeserver.api.room_keys import RoomKeysApi
 from homeserver.api.rooms import RoomsApi
 from homeserver.api.search import SearchApi
+from homeserver.api.sliding_sync import SlidingSyncApi
+from homeserver.api.spaces import SpacesApi
 from homeserver.api.sync import SyncApi
+from homeserver.api.timestamp import TimestampApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.voip import VoipApi
 from homeserver.clock import Clock
@@ -92,6 +95,9 @@ def client_apis(
         MessagesApi(auth, rooms.reader),
         DirectoryApi(auth, rooms.aliases),
         SyncApi(auth, sync.sync),
+        SlidingSyncApi(auth, sync.sliding),
+        SpacesApi(auth, rooms.hierarchy),
+        TimestampApi(auth, rooms.timestamps),
         RoomFeaturesApi(auth, rooms.upgrader, rooms.directory, rooms.relations, rooms.reports),
         SearchApi(auth, rooms.search, rooms.user_directory),
         VoipApi(auth, config.turn, clock),

@@ -288,6 +288,13 @@ class KeysService:
             await self.store.bump_device_list(txn, user_id, device_ids)
         await self.notify_device_list(user_id, device_ids)
 
+    async def on_device_renamed(self, user_id: str, device_ids: list[str]) -> None:
+        """AccountService hook: the display name is part of the device's /keys/query
+        entry, so a rename is a device-list change too."""
+        async with self.db.transaction() as txn:
+            await self.store.bump_device_list(txn, user_id, device_ids)
+        await self.notify_device_list(user_id, device_ids)
+
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """AccountService hook: drop the devices' keys; announce the change (every
         device, with keys or not: its creation was announced too)."""

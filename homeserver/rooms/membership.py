@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
+from homeserver.rooms.auth.constants import AUTHORISING_USER
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.rooms_store import RoomInfo
 
@@ -52,6 +54,7 @@ class MembershipService:
         # late by federation (FederatedRooms.attach), which is built on this area's room
         # service: a real cycle between the two.
         self.remote: RemoteMembership | None = None
+        self.restricted = RestrictedJoins(rooms.server_name, rooms)
         # Set by the composition root: rooms an admin blocked (admin API).
         self.blocked: BlockedCheck | None = None
 
@@ -139,7 +142,11 @@ class MembershipService:
             raise MatrixError(
                 403, "M_FORBIDDEN", "Guests may only join rooms whose guest_access is can_join"
             )
-        await self._send(room, user_id, user_id, "join", reason=reason)
+        # A restricted room admits members of its allowed rooms (spaces) without an
+        # invite; a local member with the power to invite authorises the join.
+        authoriser = await self.restricted.authoriser_for(room, user_id)
+        extra = {AUTHORISING_USER: authoriser} if authoriser is not None else {}
+        await self._send(room, user_id, user_id, "join", reason=reason, **extra)
         return room.room_id
 
     async def guests_may_join(self, room: RoomInfo) -> bool:

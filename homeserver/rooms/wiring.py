@@ -20,6 +20,7 @@ from homeserver.events.keys import SigningKey
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.members import RoomMembers
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
@@ -37,6 +38,7 @@ from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.store.user_directory_store import UserDirectoryStore
+from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.user_directory import UserDirectory
 from homeserver.rooms.visibility import Visibility
@@ -66,6 +68,8 @@ class RoomsArea:
     serializer: EventSerializer
     # Run once at start-up (HomeServer.build, in the background).
     reconcile_guests: Callable[[], Coroutine[Any, Any, None]]
+    hierarchy: SpaceHierarchy
+    timestamps: TimestampLookup
 
 
 def build_rooms_area(
@@ -132,6 +136,7 @@ def build_rooms_area(
                 except Exception:
                     log.exception("could not remove guests from %s", room.room_id)
 
+    directory = RoomDirectory(rooms, config.allow_public_room_publishing)
     return RoomsArea(
         rooms=rooms,
         members=RoomMembers(rooms),
@@ -142,7 +147,7 @@ def build_rooms_area(
         events=events,
         memberships_store=members,
         upgrader=RoomUpgrader(rooms, memberships),
-        directory=RoomDirectory(rooms, config.allow_public_room_publishing),
+        directory=directory,
         relations=RelationsService(reader, relations),
         reports=ReportService(rooms, visibility, ReportStore(db), clock),
         search=SearchService(reader, search),
@@ -150,4 +155,6 @@ def build_rooms_area(
         visibility=visibility,
         serializer=serializer,
         reconcile_guests=reconcile_guests,
+        hierarchy=SpaceHierarchy(rooms, directory),
+        timestamps=TimestampLookup(rooms, visibility),
     )

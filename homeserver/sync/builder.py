@@ -80,7 +80,7 @@ class SyncBuilder:
                 result = await self._build(SyncContext(req, flt, req.since))
             return result
 
-    async def _positions(self) -> StreamToken:
+    async def positions(self) -> StreamToken:
         src = self.src
         return StreamToken(
             events=await self.rooms.events.current_position(),
@@ -91,7 +91,7 @@ class SyncBuilder:
             typing=src.typing.current_token(),
         )
 
-    async def _memberships(self, ctx: SyncContext) -> None:
+    async def memberships(self, ctx: SyncContext) -> None:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
         now = ctx.now.events
@@ -126,8 +126,8 @@ class SyncBuilder:
         return ev is not None and ev.event.content.get("guest_access") == "can_join"
 
     async def _build(self, ctx: SyncContext) -> dict[str, Any]:
-        ctx.now = await self._positions()
-        await self._memberships(ctx)
+        ctx.now = await self.positions()
+        await self.memberships(ctx)
         user = self._user
         to_device, td_pos = await user.to_device(ctx)
         account_data, room_data = await user.account_data(ctx)
@@ -189,7 +189,7 @@ class SyncBuilder:
             return
         if m.membership in ("invite", "knock"):
             key = "invite_state" if m.membership == "invite" else "knock_state"
-            out[m.membership][room.room_id] = {key: {"events": await self._stripped(room, m)}}
+            out[m.membership][room.room_id] = {key: {"events": await self.stripped(room, m)}}
         elif ctx.since is not None or ctx.flt.room.include_leave:
             body = await self.timeline.build(
                 ctx, room, m.stream_ordering, full=ctx.req.full_state or ctx.since is None
@@ -197,7 +197,7 @@ class SyncBuilder:
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
             out["leave"][room.room_id] = body
 
-    async def _stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
+    async def stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
         state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
         own = await self.rooms.events.by_nids([m.event_nid])
         events = list(state.values()) + list(own.values())

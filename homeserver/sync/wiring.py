@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from homeserver.clock import Clock
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
 from homeserver.push.notifications import NotificationService
@@ -30,6 +31,8 @@ from homeserver.storage.database import Database
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.sliding.service import SlidingSync
+from homeserver.sync.sliding.wiring import build_sliding
 from homeserver.sync.store import SyncStore
 from homeserver.userdata.services import UserDataServices
 
@@ -41,6 +44,7 @@ class SyncArea:
     sync: SyncBuilder
     notifier: Notifier
     notifications: NotificationService
+    sliding: SlidingSync
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def close(self) -> None:
@@ -57,6 +61,7 @@ def wire_sync(
     userdata: UserDataServices,
     push: PushRuleService,
     e2ee: E2ee,
+    clock: Clock,
 ) -> SyncArea:
     rooms = rooms_area.rooms
     members = rooms_area.members
@@ -78,7 +83,8 @@ def wire_sync(
     builder = SyncBuilder(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
     )
-    area = SyncArea(builder, notifier, notifications)
+    sliding = build_sliding(db, rooms_area, builder, clock)
+    area = SyncArea(builder, notifier, notifications, sliding)
 
     def wake(users: Iterable[str]) -> None:
         notifier.notify(u for u in users if u.endswith(suffix))

@@ -446,6 +446,22 @@ class EventStore:
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
 
+    async def event_near_ts(self, room_nid: int, ts: int, forwards: bool) -> tuple[str, int] | None:
+        """(event id, origin_server_ts) of the room's visible event closest to ``ts`` in
+        that direction (at or after it forwards, at or before it backwards)."""
+        cmp, order = (">=", "ASC") if forwards else ("<=", "DESC")
+        row = await self.db.fetchone(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_nid = $1"
+            f" AND origin_server_ts {cmp} $2 AND stream_ordering IS NOT NULL"
+            " AND rejected_reason IS NULL AND soft_failed = 0"
+            f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT 1",
+            room_nid,
+            ts,
+        )
+        if row is None:
+            return None
+        return str(row["event_id"]), int(row["origin_server_ts"])
+
     async def last_event_before(self, room_nid: int, before: int) -> StoredEvent | None:
         """The newest visible event of the room with ``stream_ordering < before`` that has a
         state group (an invite received over federation is in the stream without one)."""
