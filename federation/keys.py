@@ -4,6 +4,9 @@ Spec: server-server "Publishing Keys" and "Querying Keys Through Another
 Server". Our response is valid for a day (well over the hour the spec asks
 for, well under the 7-day cap receivers apply) and signed with our key.
 Notary answers are the origin's own signed responses, counter-signed by us.
+The keyed paths (``/server/{keyId}``, ``/query/{serverName}/{keyId}``) are
+deprecated but still called by older servers; the spec tells servers to
+ignore the key id and answer with every key, so they share the handlers.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class KeyApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/_matrix/key/v2/server", self.get_server),
+            web.get("/_matrix/key/v2/server/{keyId}", self.get_server),
             web.get("/_matrix/key/v2/query/{serverName}", self.get_query),
+            web.get("/_matrix/key/v2/query/{serverName}/{keyId}", self.get_query),
             web.post("/_matrix/key/v2/query", self.post_query),
         ]
 

@@ -54,7 +54,9 @@ class DevicesApi:
         )
         if device is None:
             raise not_found("Unknown device")
-        return json_response(_device_json(device))
+        # One device: unknown fields are omitted, as the schema types them as strings and
+        # integers (the list keeps nulls for matrix-nio, see _device_json).
+        return json_response({k: v for k, v in _device_json(device).items() if v is not None})
 
     async def put_device(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)

@@ -14,7 +14,6 @@ from homeserver.e2ee.backup_store import BackupKey, BackupStore, BackupVersion
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.storage.database import Database, Queries
 
-KNOWN_ALGORITHMS = ("m.megolm_backup.v1.curve25519-aes-sha2",)
 ROOM_CHUNK = 500
 
 
@@ -179,9 +178,8 @@ class KeyBackupService:
 
 
 def _check_algorithm(algorithm: Any, auth_data: Any) -> None:
+    """The algorithm is an opaque string to the server (spec: "Server-side key backups")."""
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("'algorithm' must be a string")
-    if algorithm not in KNOWN_ALGORITHMS:
-        raise invalid_param("Unsupported backup algorithm")
     if not isinstance(auth_data, dict):
         raise bad_json("'auth_data' must be an object")

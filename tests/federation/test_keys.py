@@ -211,3 +211,29 @@ async def test_event_signatures(pair: tuple[RunningServer, RunningServer]) -> No
     assert await keyring.verify_event_signatures(join, V12) == {b_name}
     join = sign_event(join, a_name, a.hs.signing_key, V12)
     assert await keyring.verify_event_signatures(join, V12) == {a_name, b_name}
+
+
+async def test_keyed_paths_answer_with_every_key(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """The deprecated keyed paths: the key id is ignored and every key is returned."""
+    a, b = pair
+    b_name, b_key = b.hs.config.server_name, b.hs.signing_key
+    for key_id in (b_key.key_id, "ed25519:other"):
+        status, body = await fed_get(b, f"/_matrix/key/v2/server/{key_id}")
+        assert status == 200
+        assert body["server_name"] == b_name
+        assert body["verify_keys"] == {b_key.key_id: {"key": verify_key_base64(b_key)}}
+        check_self_signed(body, b_name)
+
+    status, body = await fed_get(a, f"/_matrix/key/v2/query/{b_name}/{b_key.key_id}")
+    assert status == 200
+    [item] = body["server_keys"]
+    assert item["server_name"] == b_name
+    check_self_signed(item, b_name)
+    verify_json_signature(
+        item, a.hs.config.server_name, a.hs.signing_key.key_id, a.hs.signing_key.verify_key
+    )
+    status, body = await fed_get(a, f"/_matrix/key/v2/query/not a server/{b_key.key_id}")
+    assert status == 400
+    assert body["errcode"] == "M_INVALID_PARAM"

@@ -123,6 +123,10 @@ async def test_devices_list_get_put_delete(api: Api) -> None:
     for d in r.body["devices"]:
         assert set(d) >= {"device_id", "display_name", "last_seen_ts"}
 
+    # A device without a name: the key is absent, never null (the schema says string).
+    r = await api.get("/devices/PHONE", token=alice.access_token)
+    assert r.status == 200 and r.body["device_id"] == "PHONE"
+    assert "display_name" not in r.body and None not in r.body.values()
     r = await api.put("/devices/PHONE", {"display_name": "My phone"}, token=alice.access_token)
     assert r.status == 200 and r.body == {}
     r = await api.get("/devices/PHONE", token=alice.access_token)

@@ -245,8 +245,7 @@ def _validate(validator: Draft202012Validator, body: Any, where: str) -> None:
 @pytest.fixture
 async def capi(make_server: Any) -> Any:
     # With TURN configured, so /voip/turnServer has credentials to answer. Without it the
-    # issue asks for an empty object (as Synapse answers), for which the spec has no shape;
-    # test_rooms_upgrade_directory covers that case.
+    # answer is 404 M_NOT_FOUND (MSC4166); test_rooms_upgrade_directory covers that case.
     turn = {"uris": ["turn:turn.example:3478?transport=udp"], "shared_secret": "s3cret"}
     server = await make_server(turn=turn)
     async with CheckedApi(server.client_url) as client:
