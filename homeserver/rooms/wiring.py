@@ -11,6 +11,7 @@ from typing import Any
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.api.directory import DirectoryApi
+from homeserver.api.legacy_sync import LegacySyncApi
 from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
 from homeserver.api.room_features import RoomFeaturesApi
@@ -46,6 +47,7 @@ from homeserver.rooms.user_directory import UserDirectory
 from homeserver.rooms.visibility import Visibility
 from homeserver.storage.database import Database
 from homeserver.sync.builder import SyncBuilder
+from homeserver.sync.legacy import LegacySync
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.store import SyncStore
 
@@ -132,6 +134,7 @@ class RoomsArea:
             MessagesApi(auth, self.reader),
             DirectoryApi(auth, self.aliases),
             SyncApi(auth, self.sync),
+            LegacySyncApi(auth, LegacySync(self.sync, self.directory), self.reader),
             RoomFeaturesApi(auth, self.upgrader, self.directory, self.relations, self.reports),
             SearchApi(auth, self.search, self.user_directory),
             VoipApi(auth, self.config.turn, self.clock),

@@ -92,6 +92,10 @@ class SyncBuilder:
                 result = await self._build(SyncContext(req, flt, req.since))
             return result
 
+    async def current_token(self) -> StreamToken:
+        """A token for "now" in every stream (where the legacy /events starts)."""
+        return await self._positions()
+
     async def _positions(self) -> StreamToken:
         src = self.src
         return StreamToken(
@@ -142,7 +146,10 @@ class SyncBuilder:
         ctx.now = await self._positions()
         await self._memberships(ctx)
         user = self._user
-        to_device, td_pos = await user.to_device(ctx)
+        if ctx.req.to_device:
+            to_device, td_pos = await user.to_device(ctx)
+        else:
+            to_device, td_pos = [], ctx.since.to_device if ctx.since is not None else 0
         account_data, room_data = await user.account_data(ctx)
         joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
         ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))

@@ -36,6 +36,9 @@ class SyncRequest:
     full_state: bool = False
     filter_param: str | None = None
     set_presence: str = "online"
+    # False for the legacy /events and /initialSync views: they must not acknowledge
+    # (and so delete) to-device messages that the device's /sync has not seen.
+    to_device: bool = True
 
 
 @dataclass

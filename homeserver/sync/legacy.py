@@ -1,0 +1,188 @@
+"""The deprecated sync APIs: ``GET /events``, ``GET /initialSync`` and
+``GET /rooms/{roomId}/initialSync`` (spec: "Legacy" sync and "Peeking").
+
+Design note
+-----------
+These are views of /sync, not a second sync engine: each one runs the
+/sync builder and reshapes its answer, so they share its stream tokens,
+visibility rules, long-poll and guest rules. ``/events`` is an incremental
+/sync flattened into one ``chunk`` (room events and room ephemeral events
+carry their ``room_id``); its ``from``/``end`` tokens are /sync tokens.
+It never touches the to-device inbox: acknowledging to-device messages
+belongs to the client's /sync, which would otherwise lose them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any, Protocol
+
+from homeserver.errors import MatrixError
+from homeserver.streams.tokens import StreamToken
+from homeserver.sync.builder import SyncBuilder
+from homeserver.sync.model import MAX_TIMELINE_LIMIT, SyncRequest
+
+# The chunk of one /events answer: enough for any burst a client polls through.
+EVENTS_TIMELINE_LIMIT = MAX_TIMELINE_LIMIT
+DEFAULT_INITIAL_SYNC_LIMIT = 10
+PUSH_RULES = "m.push_rules"
+
+
+class RoomDirectory(Protocol):
+    async def visibility(self, room_id: str) -> str: ...
+
+
+def guest_events_forbidden() -> MatrixError:
+    return MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests must give a room_id to /events")
+
+
+class LegacySync:
+    def __init__(self, builder: SyncBuilder, directory: RoomDirectory) -> None:
+        self.builder = builder
+        self.directory = directory
+
+    async def events(
+        self, base: SyncRequest, from_token: str | None, room_id: str | None
+    ) -> dict[str, Any]:
+        """``GET /events``: what happened since ``from`` (or from now), long-polling."""
+        if base.is_guest and room_id is None:
+            raise guest_events_forbidden()
+        since = (
+            StreamToken.parse(from_token, "from")
+            if from_token
+            else await self.builder.current_token()
+        )
+        rooms: dict[str, Any] = {"timeline": {"limit": EVENTS_TIMELINE_LIMIT}}
+        if room_id is not None:
+            rooms["rooms"] = [room_id]
+        req = _with(base, since=since, filter_param=json.dumps({"room": rooms}))
+        result = await self.builder.sync(req)
+        chunk: list[dict[str, Any]] = []
+        for section in ("join", "leave"):
+            for rid, body in result["rooms"][section].items():
+                for key in ("timeline", "ephemeral", "account_data"):
+                    chunk += [{**e, "room_id": rid} for e in body.get(key, {}).get("events", [])]
+        for rid, body in result["rooms"]["invite"].items():
+            chunk += [
+                {**e, "room_id": rid}
+                for e in body["invite_state"]["events"]
+                if e.get("type") == "m.room.member" and e.get("state_key") == base.user_id
+            ]
+        if room_id is None:
+            chunk += _legacy_presence(result["presence"]["events"])
+            chunk += _global_account_data(result["account_data"]["events"])
+        return {"start": since.encode(), "end": result["next_batch"], "chunk": chunk}
+
+    async def initial_sync(self, base: SyncRequest, limit: int, archived: bool) -> dict[str, Any]:
+        """``GET /initialSync``: every room of the user with recent messages and state."""
+        room_filter = {"timeline": {"limit": limit}, "include_leave": archived}
+        result = await self.builder.sync(
+            _with(base, filter_param=json.dumps({"room": room_filter}))
+        )
+        rooms: list[dict[str, Any]] = []
+        receipts: list[dict[str, Any]] = []
+        for membership in ("join", "leave"):
+            for rid, body in result["rooms"][membership].items():
+                rooms.append(await self._room(rid, membership, body, result["next_batch"]))
+                receipts += [
+                    {**e, "room_id": rid}
+                    for e in body.get("ephemeral", {}).get("events", [])
+                    if e.get("type") == "m.receipt"
+                ]
+        for rid, body in result["rooms"]["invite"].items():
+            own = [
+                e
+                for e in body["invite_state"]["events"]
+                if e.get("type") == "m.room.member" and e.get("state_key") == base.user_id
+            ]
+            entry: dict[str, Any] = {"room_id": rid, "membership": "invite"}
+            if own:
+                entry["invite"] = {**own[0], "room_id": rid}
+            rooms.append(entry)
+        return {
+            "end": result["next_batch"],
+            "rooms": rooms,
+            "presence": _legacy_presence(result["presence"]["events"]),
+            "account_data": _global_account_data(result["account_data"]["events"]),
+            "receipts": receipts,
+        }
+
+    async def room_initial_sync(
+        self, base: SyncRequest, room_id: str, limit: int
+    ) -> dict[str, Any]:
+        """``GET /rooms/{roomId}/initialSync``: one room's recent messages, state and presence."""
+        room_filter = {
+            "rooms": [room_id],
+            "timeline": {"limit": limit},
+            "include_leave": True,
+        }
+        result = await self.builder.sync(
+            _with(base, filter_param=json.dumps({"room": room_filter}))
+        )
+        for membership in ("join", "leave"):
+            body = result["rooms"][membership].get(room_id)
+            if body is not None:
+                out = await self._room(room_id, membership, body, result["next_batch"])
+                members = {
+                    e["state_key"]
+                    for e in out["state"]
+                    if e["type"] == "m.room.member"
+                    and e.get("content", {}).get("membership") == "join"
+                }
+                known = {
+                    e.get("sender"): e
+                    for e in _legacy_presence(result["presence"]["events"])
+                    if e.get("sender") in members
+                }
+                # Members without presence are offline, the state every user starts in.
+                out["presence"] = [
+                    known.get(u) or {"type": "m.presence", "sender": u, "content": _offline(u)}
+                    for u in sorted(members)
+                ]
+                return out
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+
+    async def _room(
+        self, room_id: str, membership: str, body: dict[str, Any], end: str
+    ) -> dict[str, Any]:
+        timeline = body.get("timeline", {})
+        events = [{**e, "room_id": room_id} for e in timeline.get("events", [])]
+        state: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in [
+            {**e, "room_id": room_id} for e in body.get("state", {}).get("events", [])
+        ] + events:
+            if "state_key" in e:
+                state[(e["type"], e["state_key"])] = e
+        messages = {
+            "chunk": events,
+            "start": timeline.get("prev_batch") or end,
+            "end": end,
+        }
+        return {
+            "room_id": room_id,
+            "membership": membership,
+            "messages": messages,
+            "state": list(state.values()),
+            "visibility": await self.directory.visibility(room_id),
+            "account_data": body.get("account_data", {}).get("events", []),
+        }
+
+
+def _offline(user_id: str) -> dict[str, Any]:
+    return {"presence": "offline", "user_id": user_id}
+
+
+def _legacy_presence(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Presence in the legacy shape: the user id is also in ``content.user_id``."""
+    return [{**e, "content": {**e.get("content", {}), "user_id": e.get("sender")}} for e in events]
+
+
+def _global_account_data(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The user's own account data: push rules are /sync's addition, not account data here."""
+    return [e for e in events if e.get("type") != PUSH_RULES]
+
+
+def _with(base: SyncRequest, **changes: Any) -> SyncRequest:
+    """``base`` as an initial sync (or incremental from ``since``), without to-device."""
+    return replace(base, **{"since": None, "full_state": False, "to_device": False, **changes})
