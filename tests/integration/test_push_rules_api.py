@@ -216,3 +216,21 @@ async def test_refusals(api: Api) -> None:
     r = await api.get(f"{G}/", token=tok)
     assert all(rule["default"] for kind in r.body.values() for rule in kind)
     assert r.body["override"][0]["enabled"] is False
+
+
+async def test_rules_of_one_kind(api: Api) -> None:
+    """GET /pushrules/global/{kind}/ lists one kind's rules, in the ruleset's order."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    r = await api.put(f"{G}/room/!r:example.org", {"actions": ["dont_notify"]}, token=tok)
+    assert r.status == 200, r.body
+    whole = (await api.get("/pushrules/", token=tok)).body["global"]
+    for kind in ("override", "content", "room", "sender", "underride"):
+        r = await api.get(f"{G}/{kind}/", token=tok)
+        assert r.status == 200 and r.body == whole[kind]
+    assert [x["rule_id"] for x in (await api.get(f"{G}/room/", token=tok)).body] == [
+        "!r:example.org"
+    ]
+    r = await api.get(f"{G}/nonsense/", token=tok)
+    assert r.status == 400
+    assert (await api.get(f"{G}/room/")).status == 401
