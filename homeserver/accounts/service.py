@@ -135,10 +135,12 @@ class AccountService:
         is_admin: bool = False,
         is_guest: bool = False,
         displayname: str | None = None,
+        password_hash: str | None = None,
     ) -> int:
-        if password is not None and len(password) > MAX_PASSWORD_LENGTH:
-            raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
-        pw_hash = None if password is None else await hash_password(password)
+        """Create a user with ``password`` (or an already hashed one, ``password_hash``)."""
+        pw_hash = password_hash
+        if password is not None:
+            pw_hash = await self.hash_new_password(password)
         localpart = user_id[1:].split(":", 1)[0]
         try:
             return await self.store.create_user(
@@ -151,6 +153,11 @@ class AccountService:
             )
         except UserExists:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+
+    async def hash_new_password(self, password: str) -> str:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
+        return await hash_password(password)
 
     async def new_guest_user_id(self) -> str:
         while True:
@@ -282,7 +289,9 @@ class AccountService:
             if not isinstance(claimed, str):
                 return False
             if await self.resolve_login_user(claimed) != requester.user_id:
-                return False
+                # Another user's credentials (a stolen access token?): refused outright,
+                # not offered another try (as Synapse answers).
+                raise forbidden("The authenticated user does not match the requester")
         user = await self.store.get_user(requester.user_id)
         return user is not None and await check_password(password, user.password_hash)
 

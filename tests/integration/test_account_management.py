@@ -76,13 +76,14 @@ async def test_uia_session_is_bound_to_user(api: Api) -> None:
         {"new_password": "x", "auth": password_auth(bob, session)},
         token=bob.access_token,
     )
-    assert (r.status, r.errcode) == (400, "M_UNKNOWN")
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
     r = await api.post(
         "/account/password",
         {"new_password": "x", "auth": password_auth(alice)},
         token=bob.access_token,
     )
-    assert r.status == 401
+    # Another user's credentials are refused outright (403), not retried (as Synapse).
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
     assert (await api.login("alice", alice.password)).status == 200
     assert (await api.login("bob", bob.password)).status == 200
 
@@ -261,3 +262,27 @@ async def test_devices_last_seen(api: Api) -> None:
     assert r.status == 200
     r = await api.get("/devices/PROXIED", token=alice.access_token)
     assert r.body["last_seen_ip"] == "203.0.113.7"
+
+
+async def test_uia_session_is_bound_to_its_target(api: Api) -> None:
+    """A session started to delete one device cannot delete another (Sytest 13ui-auth)."""
+    alice = await api.register("alice")
+    for device in ("ONE", "TWO"):
+        assert (await api.login("alice", alice.password, device_id=device)).status == 200
+    r = await api.delete("/devices/ONE", {}, token=alice.access_token)
+    assert r.status == 401
+    session = r.body["session"]
+    r = await api.delete(
+        "/devices/TWO", {"auth": password_auth(alice, session)}, token=alice.access_token
+    )
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+    assert (await api.get("/devices/TWO", token=alice.access_token)).status == 200
+    # A wrong password: 401 again, with the (empty) list of completed stages.
+    wrong = {**password_auth(alice, session), "password": "wrong"}
+    r = await api.delete("/devices/ONE", {"auth": wrong}, token=alice.access_token)
+    assert r.status == 401 and r.body["completed"] == [] and r.body["session"] == session
+    r = await api.delete(
+        "/devices/ONE", {"auth": password_auth(alice, session)}, token=alice.access_token
+    )
+    assert r.status == 200
+    assert (await api.get("/devices/ONE", token=alice.access_token)).status == 404
