@@ -69,7 +69,7 @@ class LegacySyncApi:
         requester = await self.auth.requester(request)
         limit = query_int(request, "limit", DEFAULT_INITIAL_SYNC_LIMIT, 0, MAX_TIMELINE_LIMIT)
         answer = await self.legacy.initial_sync(
-            _request(requester), max(limit, 1), _flag(request, "archived")
+            _request(requester), limit, _flag(request, "archived")
         )
         return json_response(answer)
 
@@ -77,6 +77,6 @@ class LegacySyncApi:
         requester = await self.auth.requester(request, allow_guest=True)
         limit = query_int(request, "limit", DEFAULT_INITIAL_SYNC_LIMIT, 0, MAX_TIMELINE_LIMIT)
         answer = await self.legacy.room_initial_sync(
-            _request(requester), request.match_info["roomId"], max(limit, 1)
+            _request(requester), request.match_info["roomId"], limit
         )
         return json_response(answer)

@@ -61,11 +61,12 @@ class LegacySync:
         chunk: list[dict[str, Any]] = []
         for section in ("join", "leave"):
             for rid, body in result["rooms"][section].items():
-                for key in ("timeline", "ephemeral", "account_data"):
+                chunk += [_in_room(e, rid) for e in body.get("timeline", {}).get("events", [])]
+                for key in ("ephemeral", "account_data"):
                     chunk += [{**e, "room_id": rid} for e in body.get(key, {}).get("events", [])]
         for rid, body in result["rooms"]["invite"].items():
             chunk += [
-                {**e, "room_id": rid}
+                _in_room(e, rid)
                 for e in body["invite_state"]["events"]
                 if e.get("type") == "m.room.member" and e.get("state_key") == base.user_id
             ]
@@ -76,7 +77,7 @@ class LegacySync:
 
     async def initial_sync(self, base: SyncRequest, limit: int, archived: bool) -> dict[str, Any]:
         """``GET /initialSync``: every room of the user with recent messages and state."""
-        room_filter = {"timeline": {"limit": limit}, "include_leave": archived}
+        room_filter = {"timeline": {"limit": max(limit, 1)}, "include_leave": archived}
         result = await self.builder.sync(
             _with(base, filter_param=json.dumps({"room": room_filter}))
         )
@@ -84,7 +85,7 @@ class LegacySync:
         receipts: list[dict[str, Any]] = []
         for membership in ("join", "leave"):
             for rid, body in result["rooms"][membership].items():
-                rooms.append(await self._room(rid, membership, body, result["next_batch"]))
+                rooms.append(await self._room(rid, membership, body, result["next_batch"], limit))
                 receipts += [
                     {**e, "room_id": rid}
                     for e in body.get("ephemeral", {}).get("events", [])
@@ -98,7 +99,7 @@ class LegacySync:
             ]
             entry: dict[str, Any] = {"room_id": rid, "membership": "invite"}
             if own:
-                entry["invite"] = {**own[0], "room_id": rid}
+                entry["invite"] = _in_room(own[0], rid)
             rooms.append(entry)
         return {
             "end": result["next_batch"],
@@ -114,7 +115,7 @@ class LegacySync:
         """``GET /rooms/{roomId}/initialSync``: one room's recent messages, state and presence."""
         room_filter = {
             "rooms": [room_id],
-            "timeline": {"limit": limit},
+            "timeline": {"limit": max(limit, 1)},
             "include_leave": True,
         }
         result = await self.builder.sync(
@@ -123,7 +124,7 @@ class LegacySync:
         for membership in ("join", "leave"):
             body = result["rooms"][membership].get(room_id)
             if body is not None:
-                out = await self._room(room_id, membership, body, result["next_batch"])
+                out = await self._room(room_id, membership, body, result["next_batch"], limit)
                 members = {
                     e["state_key"]
                     for e in out["state"]
@@ -136,26 +137,29 @@ class LegacySync:
                     if e.get("sender") in members
                 }
                 # Members without presence are offline, the state every user starts in.
-                out["presence"] = [
-                    known.get(u) or {"type": "m.presence", "sender": u, "content": _offline(u)}
-                    for u in sorted(members)
-                ]
+                # A user who left sees no presence (it is for room members).
+                out["presence"] = (
+                    []
+                    if membership == "leave"
+                    else [
+                        known.get(u) or {"type": "m.presence", "sender": u, "content": _offline(u)}
+                        for u in sorted(members)
+                    ]
+                )
                 return out
         raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
 
     async def _room(
-        self, room_id: str, membership: str, body: dict[str, Any], end: str
+        self, room_id: str, membership: str, body: dict[str, Any], end: str, limit: int
     ) -> dict[str, Any]:
         timeline = body.get("timeline", {})
-        events = [{**e, "room_id": room_id} for e in timeline.get("events", [])]
+        events = [_in_room(e, room_id) for e in timeline.get("events", [])]
         state: dict[tuple[str, str], dict[str, Any]] = {}
-        for e in [
-            {**e, "room_id": room_id} for e in body.get("state", {}).get("events", [])
-        ] + events:
+        for e in [_in_room(e, room_id) for e in body.get("state", {}).get("events", [])] + events:
             if "state_key" in e:
                 state[(e["type"], e["state_key"])] = e
         messages = {
-            "chunk": events,
+            "chunk": events if limit > 0 else [],
             "start": timeline.get("prev_batch") or end,
             "end": end,
         }
@@ -167,6 +171,14 @@ class LegacySync:
             "visibility": await self.directory.visibility(room_id),
             "account_data": body.get("account_data", {}).get("events", []),
         }
+
+
+def _in_room(event: dict[str, Any], room_id: str) -> dict[str, Any]:
+    """A room event in the legacy shape: its ``room_id``, and ``user_id`` (the sender)."""
+    out = {**event, "room_id": room_id}
+    if "sender" in event:
+        out["user_id"] = event["sender"]
+    return out
 
 
 def _offline(user_id: str) -> dict[str, Any]:

@@ -134,3 +134,23 @@ async def test_event_by_id_respects_visibility(api: Api) -> None:
     assert r.status == 404 and r.errcode == "M_NOT_FOUND"
     r = await api.get("/events/$nope", token=bob.access_token)
     assert r.status == 404 and r.errcode == "M_NOT_FOUND"
+
+
+async def test_initial_sync_limit_zero_user_id_and_departed_room(api: Api) -> None:
+    """Sytest 30rooms/01state and 11leaving: limit=0 gives no messages, events carry the
+    legacy `user_id`, and a departed room's initialSync has no presence."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await shared_room(api, alice, bob)
+    body = await get_ok(api, "/initialSync", alice, limit="0")
+    [room] = [r for r in body["rooms"] if r["room_id"] == room_id]
+    assert room["messages"]["chunk"] == []
+    members = {e["state_key"]: e for e in room["state"] if e["type"] == "m.room.member"}
+    assert members[bob.user_id]["user_id"] == bob.user_id
+    per_room = await get_ok(api, f"/rooms/{room_id}/initialSync", alice, limit="0")
+    assert per_room["messages"]["chunk"] == []
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)).status == 200
+    await send_text(api, alice, room_id, "after", "t9")
+    left = await get_ok(api, f"/rooms/{room_id}/initialSync", bob)
+    assert left["membership"] == "leave" and left["presence"] == []
+    assert "after" not in [e["content"].get("body") for e in left["messages"]["chunk"]]
