@@ -92,7 +92,14 @@ class MembershipService:
         self, room: RoomInfo, sender: str, target: str, membership: str, **extra: Any
     ) -> str:
         content = await self.member_content(target, membership, **extra)
-        stored = await self.rooms.create_and_send(room, sender, "m.room.member", content, target)
+        stored = await self.rooms.create_and_send(
+            room,
+            sender,
+            "m.room.member",
+            content,
+            target,
+            keep_unchanged=membership == "join" and sender == target,
+        )
         return stored.event.event_id
 
     async def join(
