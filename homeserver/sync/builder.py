@@ -154,7 +154,8 @@ class SyncBuilder:
         joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
         ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))
         by_room = {m.room_nid: m for m in ctx.changed}
-        if ctx.since is None:
+        if ctx.since is None or ctx.req.full_state:
+            # full_state: every joined room, changed or not (spec: "full_state").
             active = set(ctx.joined)
         else:
             active = await self.rooms.events.rooms_with_events(

@@ -69,13 +69,24 @@ class RoomTimeline:
         since = ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
         window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
-        batch = await self.rooms.events.room_stream(
-            room.room_nid, after=since, before=upto, limit=window, backwards=True
-        )
-        reached_since = len(batch) < window
-        batch.reverse()
-        visible = await self.visibility.filter(ctx.user_id, room, batch)
-        matching = [s for s in visible if event_matches(rf.timeline, s.event.pdu)]
+        # A filter may leave a page short: read further back, page by page, until the
+        # limit is reached, the range is exhausted or MAX_FETCH events were read.
+        matching: list[StoredEvent] = []
+        before: int | None = upto
+        fetched = 0
+        while True:
+            batch = await self.rooms.events.room_stream(
+                room.room_nid, after=since, before=before, limit=window, backwards=True
+            )
+            fetched += len(batch)
+            reached_since = len(batch) < window
+            visible = await self.visibility.filter(ctx.user_id, room, batch[::-1])
+            matching = [s for s in visible if event_matches(rf.timeline, s.event.pdu)] + matching
+            if not filtered or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
+                break
+            oldest = batch[-1].stream_ordering
+            assert oldest is not None
+            before = oldest - 1
         timeline = matching[-limit:]
         limited = len(matching) > limit or not reached_since
         start = timeline[0].stream_ordering if timeline else upto + 1

@@ -249,3 +249,26 @@ async def test_guest_sees_only_guest_rooms(server: Any, api: Api) -> None:
     assert r.status == 200
     body = await sync(api, guest)
     assert body["rooms"]["join"] == {}
+
+
+async def test_full_state_lists_quiet_rooms_and_filtered_timeline_reads_back(api: Api) -> None:
+    """Sytest 31sync: full_state=true answers every joined room even with nothing new,
+    and a type-filtered timeline reaches its limit behind many non-matching events."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    first = await sync(api, alice)
+    quiet = await sync(api, alice, first["next_batch"], full_state="true")
+    assert room_id in quiet["rooms"]["join"]
+    assert quiet["rooms"]["join"][room_id]["state"]["events"]
+
+    await send_text(api, alice, room_id, "My message", "m1")
+    for i in range(30):
+        r = await api.put(
+            f"/rooms/{room_id}/send/a.filler/f{i}", {"n": i}, token=alice.access_token
+        )
+        assert r.status == 200
+    flt = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    body = await sync(api, alice, filter=json.dumps(flt))
+    timeline = body["rooms"]["join"][room_id]["timeline"]
+    assert [e["content"]["body"] for e in timeline["events"]] == ["My message"]
+    assert timeline["limited"] is False
