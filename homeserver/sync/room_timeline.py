@@ -31,6 +31,8 @@ from homeserver.sync.model import SyncContext
 from homeserver.sync.store import SyncStore
 
 MEMBER = "m.room.member"
+NAME = "m.room.name"
+CANONICAL_ALIAS = "m.room.canonical_alias"
 MAX_FETCH = 400
 _SENT_CACHE_SIZE = 10_000
 
@@ -195,8 +197,22 @@ class RoomTimeline:
 
     async def _summary(self, ctx: SyncContext, room: RoomInfo) -> dict[str, Any]:
         counts = await self.store.member_counts(room.room_nid)
-        return {
-            "m.heroes": await self.store.heroes(room.room_nid, ctx.user_id),
+        out: dict[str, Any] = {
             "m.joined_member_count": counts.get("join", 0),
             "m.invited_member_count": counts.get("invite", 0),
         }
+        # Heroes are for naming a room that has no name (spec: required only when
+        # m.room.name and m.room.canonical_alias are unset or empty); a named room
+        # has none, as Synapse answers.
+        if not await self._is_named(room):
+            out["m.heroes"] = await self.store.heroes(room.room_nid, ctx.user_id)
+        return out
+
+    async def _is_named(self, room: RoomInfo) -> bool:
+        state = await self.rooms.current_state(room, [(NAME, ""), (CANONICAL_ALIAS, "")])
+        name = state.get((NAME, ""))
+        alias = state.get((CANONICAL_ALIAS, ""))
+        return bool(
+            (name is not None and name.event.content.get("name"))
+            or (alias is not None and alias.event.content.get("alias"))
+        )
