@@ -17,6 +17,7 @@ from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
@@ -27,6 +28,7 @@ from homeserver.api.devices import DevicesApi
 from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
+from homeserver.api.openid import OpenIdApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi
@@ -82,6 +84,7 @@ class HomeServer:
     e2ee: E2ee
     sync_area: SyncArea
     federation: Federation | None = None
+    openid: OpenIdApi | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -174,6 +177,7 @@ class HomeServer:
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         ud = self.userdata
         apis: list[Any] = [
+            self._openid(),
             DiscoveryApi(self.config, self.auth, self.unstable_features),
             AccountApi(self.accounts, self.auth, self.uia, self.limiter),
             DevicesApi(self.accounts, self.auth, self.uia),
@@ -208,7 +212,14 @@ class HomeServer:
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         if self.federation is not None:
             self.federation.install(app)
+            app.add_routes(self._openid().userinfo_routes())
         return app
+
+    def _openid(self) -> OpenIdApi:
+        if self.openid is None:
+            tokens = OpenIdTokens(self.db, self.clock, self.config.server_name)
+            self.openid = OpenIdApi(self.auth, tokens)
+        return self.openid
 
     async def close(self) -> None:
         self.typing.close()
