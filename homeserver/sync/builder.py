@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from homeserver.errors import MatrixError
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.membership_store import Membership
@@ -43,6 +44,7 @@ from homeserver.sync.user_sections import UserSections
 __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
+IGNORED_USERS = "m.ignored_user_list"
 
 
 class SyncBuilder:
@@ -136,6 +138,19 @@ class SyncBuilder:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
         ctx.infos = infos
 
+    async def _ignored(self, ctx: SyncContext) -> frozenset[str]:
+        """The user's ignored users (spec: "Ignoring Users")."""
+        try:
+            content = await self.src.account_data.get(
+                ctx.req.user_nid, ctx.user_id, None, IGNORED_USERS
+            )
+        except MatrixError:
+            return frozenset()
+        ignored = content.get("ignored_users")
+        if not isinstance(ignored, dict):
+            return frozenset()
+        return frozenset(u for u in ignored if isinstance(u, str) and u != ctx.user_id)
+
     async def _guest_may_see(self, room: RoomInfo) -> bool:
         """Guests see only rooms that allow guests (spec: "Guest Access")."""
         ev = await self.rooms.current_state_event(room, GUEST_ACCESS)
@@ -144,6 +159,7 @@ class SyncBuilder:
     async def _build(self, ctx: SyncContext) -> dict[str, Any]:
         assert self._extras is not None and self._user is not None
         ctx.now = await self._positions()
+        ctx.ignored = await self._ignored(ctx)
         await self._memberships(ctx)
         user = self._user
         if ctx.req.to_device:
@@ -175,6 +191,8 @@ class SyncBuilder:
             )
             body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
+            if not newly and not ctx.req.full_state and _nothing_new(body):
+                continue  # its new events were all hidden (ignored senders, visibility)
             body.update(unread.get(room.room_id, {}))
             out["join"][room.room_id] = body
         for m in ctx.changed:
@@ -209,6 +227,10 @@ class SyncBuilder:
         if room is None or m.membership == "join":
             return
         if m.membership in ("invite", "knock"):
+            if m.membership == "invite" and ctx.ignored:
+                own = await self.rooms.events.by_nids([m.event_nid])
+                if any(s.event.sender in ctx.ignored for s in own.values()):
+                    return  # an invite from an ignored user is not shown (spec)
             key = "invite_state" if m.membership == "invite" else "knock_state"
             out[m.membership][room.room_id] = {key: {"events": await self._stripped(room, m)}}
         elif ctx.since is not None or ctx.flt.room.include_leave:
@@ -239,6 +261,17 @@ class SyncBuilder:
                         {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
                     )
         return out
+
+
+def _nothing_new(body: dict[str, Any]) -> bool:
+    timeline = body["timeline"]
+    return not (
+        timeline["events"]
+        or timeline["limited"]
+        or body["state"]["events"]
+        or body["ephemeral"]["events"]
+        or body["account_data"]["events"]
+    )
 
 
 def _is_empty(result: dict[str, Any]) -> bool:

@@ -83,7 +83,12 @@ class RoomTimeline:
             fetched += len(batch)
             reached_since = len(batch) < window
             visible = await self.visibility.filter(ctx.user_id, room, batch[::-1])
-            matching = [s for s in visible if event_matches(rf.timeline, s.event.pdu)] + matching
+            matching = [
+                s
+                for s in visible
+                if event_matches(rf.timeline, s.event.pdu)
+                and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
+            ] + matching
             if not filtered or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
                 break
             oldest = batch[-1].stream_ordering
