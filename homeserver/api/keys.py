@@ -30,6 +30,9 @@ def _timeout(body: dict[str, Any]) -> int:
     return max(0, min(MAX_REMOTE_TIMEOUT_MS, value))
 
 
+UNSTABLE = "/_matrix/client/unstable"
+
+
 class KeysApi:
     def __init__(
         self,
@@ -53,6 +56,9 @@ class KeysApi:
             *client_routes("GET", "/keys/changes", self.changes),
             *client_routes("POST", "/keys/device_signing/upload", self.device_signing_upload),
             *client_routes("POST", "/keys/signatures/upload", self.signatures_upload),
+            # The MSC1756 unstable paths, still used by older clients (and Sytest).
+            web.post(UNSTABLE + "/keys/device_signing/upload", self.device_signing_upload),
+            web.post(UNSTABLE + "/keys/signatures/upload", self.signatures_upload),
         ]
 
     async def upload(self, request: web.Request) -> web.Response:

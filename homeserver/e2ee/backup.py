@@ -178,8 +178,11 @@ class KeyBackupService:
 
 
 def _check_algorithm(algorithm: Any, auth_data: Any) -> None:
-    """The algorithm is an opaque string to the server (spec: "Server-side key backups")."""
+    """The algorithm is an opaque string and auth_data opaque, algorithm-dependent data
+    (spec: "Server-side key backups"): the server stores both as given. The spec shows
+    auth_data as an object, but nothing requires refusing other JSON, and Synapse keeps
+    it whatever it is; only its absence is an error."""
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("'algorithm' must be a string")
-    if not isinstance(auth_data, dict):
-        raise bad_json("'auth_data' must be an object")
+    if auth_data is None:
+        raise bad_json("'auth_data' is required")

@@ -14,7 +14,7 @@ from homeserver.storage.database import Database, Queries
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    auth_data: Any
     etag: int
     deleted: bool
 
@@ -50,7 +50,7 @@ class BackupStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
+    async def create(self, user_id: str, algorithm: str, auth_data: Any) -> int:
         async with self.db.transaction() as txn:
             version: int = await txn.fetchval(
                 "INSERT INTO e2e_backup_versions (user_id, algorithm, auth_data)"
@@ -80,7 +80,7 @@ class BackupStore:
             )
         )
 
-    async def update_auth_data(self, version: int, auth_data: dict[str, Any]) -> None:
+    async def update_auth_data(self, version: int, auth_data: Any) -> None:
         await self.db.execute(
             "UPDATE e2e_backup_versions SET auth_data = $1 WHERE version = $2",
             json.dumps(auth_data),

@@ -80,6 +80,15 @@ async def test_unknown_backup_algorithm_is_opaque(api: Api) -> None:
     assert r.status == 200, r.body
     r = await api.get("/room_keys/version", token=tok)
     assert r.body["algorithm"] == "org.example.future" and r.body["auth_data"] == {"x": 1}
+    # auth_data is opaque too (Sytest sends a string); only its absence is refused.
+    r = await api.post(
+        "/room_keys/version", {"algorithm": "m.megolm_backup.v1", "auth_data": "opaque"}, token=tok
+    )
+    assert r.status == 200, r.body
+    r = await api.get(f"/room_keys/version/{r.body['version']}", token=tok)
+    assert r.body["auth_data"] == "opaque"
+    r = await api.post("/room_keys/version", {"algorithm": "m.megolm_backup.v1"}, token=tok)
+    assert r.status == 400 and r.errcode == "M_BAD_JSON"
 
 
 async def test_backup_keys_and_replacement_rules(api: Api) -> None:

@@ -125,3 +125,19 @@ async def test_redacting_an_event_of_another_room_is_refused(api: Api) -> None:
     assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
     r = await api.get(f"/rooms/{one}/event/{event_id}", token=alice.access_token)
     assert r.body["content"] == {"msgtype": "m.text", "body": "x"}
+
+
+async def test_post_send_and_post_redact_without_txn(api: Api) -> None:
+    """The early POST forms (no transaction id), still used by Sytest and old clients."""
+    alice = await api.register("alice")
+    room = await create_room(api, alice)
+    tok = alice.access_token
+    msg = {"msgtype": "m.text", "body": "hi"}
+    one = await api.post(f"/rooms/{room}/send/m.room.message", msg, token=tok)
+    two = await api.post(f"/rooms/{room}/send/m.room.message", msg, token=tok)
+    assert one.status == two.status == 200
+    assert one.body["event_id"] != two.body["event_id"]  # no txn id: two events
+    r = await api.post(f"/rooms/{room}/redact/{one.body['event_id']}", {}, token=tok)
+    assert r.status == 200 and r.body["event_id"].startswith("$")
+    r = await api.get(f"/rooms/{room}/event/{one.body['event_id']}", token=tok)
+    assert r.body["content"] == {}
