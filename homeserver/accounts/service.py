@@ -75,6 +75,9 @@ class AccountService:
         self.server_name = config.server_name
         # Called after devices are deleted: (user_id, device_ids).
         self.devices_deleted_hooks: list[DevicesHook] = []
+        # A device's display name is part of what /keys/query answers (unsigned), so a
+        # rename is a device-list change too.
+        self.device_renamed_hooks: list[DevicesHook] = []
         # Called after a device is created at login/registration: (user_id, [device_id]).
         self.device_created_hooks: list[DevicesHook] = []
         # Called after deactivation, with the user id.
@@ -322,6 +325,16 @@ class AccountService:
             await hook(user_id)
 
     # ------------------------------------------------------------- devices
+
+    async def rename_device(
+        self, user_id: str, user_nid: int, device_id: str, name: str | None
+    ) -> bool:
+        """Set a device's display name; False if the user has no such device."""
+        if not await self.store.set_device_display_name(user_nid, device_id, name):
+            return False
+        for hook in self.device_renamed_hooks:
+            await hook(user_id, [device_id])
+        return True
 
     async def delete_devices(self, user_id: str, user_nid: int, device_ids: list[str]) -> None:
         if not device_ids:

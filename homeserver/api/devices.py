@@ -63,8 +63,8 @@ class DevicesApi:
         requester = await self.auth.requester(request, allow_guest=True)
         body = await json_body(request, allow_empty=True)
         name = opt_str(body, "display_name")
-        found = await self.accounts.store.set_device_display_name(
-            requester.user_nid, request.match_info["deviceId"], name
+        found = await self.accounts.rename_device(
+            requester.user_id, requester.user_nid, request.match_info["deviceId"], name
         )
         if not found:
             raise not_found("Unknown device")

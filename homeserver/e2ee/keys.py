@@ -285,6 +285,13 @@ class KeysService:
             await self.store.bump_device_list(txn, user_id, device_ids)
         await self.notify_device_list(user_id, device_ids)
 
+    async def on_device_changed(self, user_id: str, device_ids: list[str]) -> None:
+        """AccountService hook: a renamed device is a device-list change (its name is in
+        /keys/query's ``unsigned``), announced to local /sync and to other servers."""
+        async with self.db.transaction() as txn:
+            await self.store.bump_device_list(txn, user_id, device_ids)
+        await self.notify_device_list(user_id, device_ids)
+
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """AccountService hook: drop the devices' keys; announce the change (every
         device, with keys or not: its creation was announced too)."""

@@ -72,6 +72,7 @@ def build_e2ee(
     backup = KeyBackupService(db, BackupStore(db))
     accounts.device_created_hooks.append(keys.on_device_created)
     accounts.devices_deleted_hooks.append(keys.on_devices_deleted)
+    accounts.device_renamed_hooks.append(keys.on_device_changed)
     # Cross-signing changes reach the same subscribers (sync wake-ups, federation EDUs).
     cross_signing.device_list_hooks.append(keys.notify_device_list)
     accounts.devices_deleted_hooks.append(to_device.on_devices_deleted)

@@ -270,3 +270,22 @@ async def test_keys_changes_lists_users_who_stopped_sharing_rooms(api: Api) -> N
     # Nothing happened between t2 and t2.
     r = await api.get("/keys/changes", token=alice.access_token, params={"from": t2, "to": t2})
     assert r.body == {"changed": [], "left": []}
+
+
+async def test_device_rename_is_a_device_list_change(api: Api) -> None:
+    """Sytest 41end-to-end-keys/06: renaming a device shows up in a room mate's /sync
+    device_lists (the name is part of what /keys/query answers)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    first = await api.get("/sync", token=alice.access_token)
+    r = await api.put(
+        f"/devices/{bob.device_id}", {"display_name": "wibble"}, token=bob.access_token
+    )
+    assert r.status == 200
+    r = await api.get("/sync", token=alice.access_token, params={"since": first.body["next_batch"]})
+    assert bob.user_id in r.body["device_lists"]["changed"]
+    r = await api.post("/keys/query", {"device_keys": {bob.user_id: []}}, token=alice.access_token)
+    assert r.status == 200
