@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.aliases import RemoteAliases
 from federation.auth import AUTHENTICATOR, RequestAuthenticator
 from federation.client import FederationClient
 from federation.keyring import Keyring
@@ -32,6 +33,7 @@ from homeserver.config import Config
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
+from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.ephemeral.deps import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -148,10 +150,12 @@ class Federation:
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         return self.rooms
 
-    def attach_directory(self, directory: RoomDirectory) -> None:
-        """The room directory over federation: ours served, other servers' asked."""
+    def attach_directory(self, directory: RoomDirectory, aliases: AliasService) -> None:
+        """The room directory over federation: ours served, other servers' asked; other
+        servers' aliases resolved through them."""
         self.apis.append(PublicRoomsFederationApi(directory))
         directory.remote_public_rooms = RemotePublicRooms(self.client).query
+        aliases.remote_lookup = RemoteAliases(self.client).resolve
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

@@ -165,7 +165,7 @@ class HomeServer:
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
         # The room directory over federation (/publicRooms both ways).
-        hs.federation.attach_directory(rooms_area.directory)
+        hs.federation.attach_directory(rooms_area.directory, rooms_area.aliases)
         await hs.federation.start()
         return hs
 

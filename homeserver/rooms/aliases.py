@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from homeserver.accounts.requester import Requester
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias
@@ -10,21 +12,30 @@ from homeserver.rooms.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService, not_in_room
 
+# Resolves another server's alias over federation: (room id, servers).
+RemoteAliasLookup = Callable[[str], Awaitable[tuple[str, list[str]]]]
+
 
 class AliasService:
     def __init__(self, rooms: RoomService, reader: RoomReader) -> None:
         self.rooms = rooms
         self.reader = reader
+        self.remote_lookup: RemoteAliasLookup | None = None  # set when federating
 
     def _local(self, alias: str) -> str:
         if not is_valid_room_alias(alias):
             raise invalid_param("Invalid room alias")
         if alias.split(":", 1)[1] != self.rooms.server_name:
-            # Remote aliases are resolved over federation, which is not wired yet.
-            raise not_found("Room alias not found")
+            raise not_found("Room alias not found")  # not ours to change or list
         return alias
 
     async def resolve(self, alias: str) -> tuple[str, list[str]]:
+        if (
+            self.remote_lookup is not None
+            and is_valid_room_alias(alias)
+            and alias.split(":", 1)[1] != self.rooms.server_name
+        ):
+            return await self.remote_lookup(alias)
         found = await self.rooms.rooms.get_alias(self._local(alias))
         if found is None:
             raise not_found("Room alias not found")
