@@ -32,6 +32,7 @@ from homeserver.api.openid import OpenIdApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushrules import PushRulesApi
+from homeserver.api.whois import WhoisApi
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -181,6 +182,7 @@ class HomeServer:
             DiscoveryApi(self.config, self.auth, self.unstable_features),
             AccountApi(self.accounts, self.auth, self.uia, self.limiter),
             DevicesApi(self.accounts, self.auth, self.uia),
+            WhoisApi(self.accounts, self.auth),
             ProfileApi(self.accounts, self.auth),
             AdminRegisterApi(self.accounts, self.limiter),
             EphemeralApi(self.typing, self.receipts, self.auth),

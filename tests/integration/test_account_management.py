@@ -286,3 +286,22 @@ async def test_uia_session_is_bound_to_its_target(api: Api) -> None:
     )
     assert r.status == 200
     assert (await api.get("/devices/ONE", token=alice.access_token)).status == 404
+
+
+async def test_whois_self_only_unless_admin(api: Api) -> None:
+    """GET /admin/whois/{userId}: a user's devices with ip, last_seen and user_agent
+    (Sytest 48admin); only for themself or a server admin."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.get(
+        f"/admin/whois/{alice.user_id}",
+        token=alice.access_token,
+        headers={"User-Agent": "whois-test/1.0"},
+    )
+    assert r.status == 200, r.body
+    assert r.body["user_id"] == alice.user_id
+    [device] = r.body["devices"].values()
+    [conn] = device["sessions"][0]["connections"]
+    assert conn["ip"] and conn["last_seen"] > 0 and conn["user_agent"] == "whois-test/1.0"
+    r = await api.get(f"/admin/whois/{alice.user_id}", token=bob.access_token)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
