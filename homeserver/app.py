@@ -148,7 +148,18 @@ class HomeServer:
             userdata=userdata,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
-            sync_area=wire_sync(db, rooms_area, typing, receipts, userdata, e2ee),
+            sync_area=wire_sync(
+                db,
+                rooms_area,
+                typing,
+                receipts,
+                userdata,
+                e2ee,
+                accounts,
+                clock,
+                # Push gateways on this host only where federation may reach it too (tests).
+                allow_local_push=config.federation.insecure_local,
+            ),
             unstable_features=dict(E2EE_FEATURES),
         )
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
@@ -225,7 +236,7 @@ class HomeServer:
 
     async def close(self) -> None:
         self.typing.close()
-        self.sync_area.close()
+        await self.sync_area.aclose()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)

@@ -51,8 +51,7 @@ class WhoisApi:
             {
                 "user_id": user_id,
                 "devices": {
-                    d.device_id: {"sessions": [{"connections": _connections(d)}]}
-                    for d in devices
+                    d.device_id: {"sessions": [{"connections": _connections(d)}]} for d in devices
                 },
             }
         )

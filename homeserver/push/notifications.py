@@ -19,7 +19,7 @@ A crash between the event's commit and this hook loses that event's rows
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
+RowHook = Callable[[Sequence[PushActionRow], StoredEvent, RoomInfo], Awaitable[None]]
 POWER_LEVELS = ("m.room.power_levels", "")
 MAX_NOTIFICATIONS_LIMIT = 100
 
@@ -69,6 +70,8 @@ class NotificationService:
         self.rules = rules
         self.store = store
         self.serializer = serializer
+        # Called with the rows of each event after they are stored (pushers).
+        self.row_hooks: list[RowHook] = []
 
     # ---------------------------------------------------------------- writes
 
@@ -134,6 +137,9 @@ class NotificationService:
                 )
             )
         await self.store.add(rows)
+        if rows:
+            for hook in self.row_hooks:
+                await hook(rows, stored, room)
 
     # ----------------------------------------------------------------- reads
 
