@@ -53,6 +53,9 @@ class LegacySyncApi:
     async def events(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         timeout = query_int(request, "timeout", 0, 0, MAX_TIMEOUT_MS)
+        limit = request.query.get("limit")
+        if limit is not None and not limit.isdigit():
+            raise invalid_param("'limit' must be a non-negative integer")
         answer = await self.legacy.events(
             _request(requester, timeout), request.query.get("from"), request.query.get("room_id")
         )

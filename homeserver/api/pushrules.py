@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
-from homeserver.errors import bad_json, missing_param
+from homeserver.errors import MatrixError, bad_json, missing_param
 from homeserver.http.bodies import json_body
 from homeserver.http.shell import json_response
 from homeserver.push.rules import ruleset_json
@@ -33,7 +33,19 @@ class PushRulesApi:
             *client_routes("PUT", _RULE + "/enabled", self.put_enabled),
             *client_routes("GET", _RULE + "/actions", self.get_actions),
             *client_routes("PUT", _RULE + "/actions", self.put_actions),
+            # Last: any other path under /pushrules/ names no scope, kind, rule or
+            # attribute we know; a 400 says so (as Synapse answers), not a 404 that reads
+            # as "no such endpoint".
+            *(
+                route
+                for method in ("GET", "PUT", "DELETE")
+                for route in client_routes(method, "/pushrules/{rest:.*}", self.malformed)
+            ),
         ]
+
+    async def malformed(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request, allow_guest=True)
+        raise MatrixError(400, "M_UNRECOGNIZED", "Unrecognised push rule path")
 
     async def get_all(self, request: web.Request) -> web.Response:
         r = await self.auth.requester(request, allow_guest=True)

@@ -49,6 +49,9 @@ async def test_events_stream_follows_from_token_and_long_polls(api: Api) -> None
     ]
     r = await api.get("/events", token=bob.access_token, params={"from": "garbage!"})
     assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
+    for bad in ("-1", "ten"):
+        r = await api.get("/events", token=bob.access_token, params={"limit": bad})
+        assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
 
 
 async def test_events_stream_leaves_to_device_to_sync(api: Api) -> None:
