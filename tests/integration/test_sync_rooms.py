@@ -283,3 +283,32 @@ async def test_full_state_lists_quiet_rooms_and_filtered_timeline_reads_back(api
     timeline = body["rooms"]["join"][room_id]["timeline"]
     assert [e["content"]["body"] for e in timeline["events"]] == ["My message"]
     assert timeline["limited"] is False
+
+
+async def test_newly_joined_room_reads_history_and_brings_presence(api: Api) -> None:
+    """Sytest 31sync/03joined: a room joined since the token gets a timeline as in an
+    initial sync (limited when older history is left out), and the members' current
+    presence comes along although it did not change."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.put(
+        f"/presence/{alice.user_id}/status", {"presence": "online"}, token=alice.access_token
+    )
+    assert r.status == 200
+    room_id = await create_room(api, alice, preset="public_chat")
+    for i in range(12):
+        await send_text(api, alice, room_id, f"m{i}", f"t{i}")
+    first = await api.get("/sync", token=bob.access_token)
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get(
+        "/sync",
+        token=bob.access_token,
+        params={
+            "since": first.body["next_batch"],
+            "filter": json.dumps({"room": {"timeline": {"limit": 3}}}),
+        },
+    )
+    timeline = r.body["rooms"]["join"][room_id]["timeline"]
+    assert timeline["limited"] is True and len(timeline["events"]) == 3
+    senders = {e["sender"]: e["content"]["presence"] for e in r.body["presence"]["events"]}
+    assert senders.get(alice.user_id) == "online"
