@@ -157,6 +157,24 @@ class AccountService:
         except UserExists:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
 
+    async def guest_to_upgrade(self, guest_token: str, username: str | None) -> Requester:
+        """The guest that ``guest_token`` belongs to, if it may become the full account
+        ``username`` (spec: registration with ``guest_access_token``: a guest keeps their
+        user id). 403 for any other token or name."""
+        try:
+            guest = await self.auth.by_token(guest_token)
+        except MatrixError:
+            raise forbidden("Invalid guest access token") from None
+        if not guest.is_guest:
+            raise forbidden("The access token is not a guest's")
+        if username is not None and guest.user_id[1:].split(":", 1)[0] != username:
+            raise forbidden("A guest may only upgrade their own account")
+        return guest
+
+    async def upgrade_guest(self, guest: Requester, password_hash: str | None) -> None:
+        await self.store.upgrade_guest(guest.user_nid, password_hash)
+        self.auth.forget_user(guest.user_id)  # cached requesters still say is_guest
+
     async def hash_new_password(self, password: str) -> str:
         if len(password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")

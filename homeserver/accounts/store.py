@@ -113,6 +113,14 @@ class AccountStore:
             "UPDATE users SET password_hash = $1 WHERE user_nid = $2", password_hash, user_nid
         )
 
+    async def upgrade_guest(self, user_nid: int, password_hash: str | None) -> None:
+        """A guest account becomes a full account (registration with guest_access_token)."""
+        await self.db.execute(
+            "UPDATE users SET is_guest = 0, password_hash = $1 WHERE user_nid = $2",
+            password_hash,
+            user_nid,
+        )
+
     async def set_admin(self, user_nid: int, is_admin: bool) -> None:
         await self.db.execute(
             "UPDATE users SET is_admin = $1 WHERE user_nid = $2", int(is_admin), user_nid

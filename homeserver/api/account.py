@@ -133,9 +133,13 @@ class AccountApi:
         opt_str(body, "initial_device_display_name")
         opt_bool(body, "refresh_token", False)
         auth = body.get("auth")
+        guest_token = opt_str(body, "guest_access_token")
+        guest = None
+        if guest_token is not None:
+            guest = await self.accounts.guest_to_upgrade(guest_token, username)
         outcome = await self.uia.completed_result(auth, "register")
         if outcome is None:
-            if username is not None:
+            if username is not None and guest is None:
                 await self.accounts.check_available(username)
             outcome = await self.uia.authenticate(
                 auth,
@@ -152,15 +156,19 @@ class AccountApi:
             # (spec: registration is idempotent within a session).
             user_id = str(outcome.result["user_id"])
         else:
-            name = params.get("username")
-            if isinstance(name, str):
-                user_id = await self.accounts.check_available(name)
-            else:
-                user_id = await self.accounts.new_guest_user_id()
             pw_hash = params.get("password_hash")
-            await self.accounts.create_account(
-                user_id, None, password_hash=pw_hash if isinstance(pw_hash, str) else None
-            )
+            password_hash = pw_hash if isinstance(pw_hash, str) else None
+            name = params.get("username")
+            if guest is not None:
+                # The guest keeps their user id, rooms and devices; new login below.
+                user_id = guest.user_id
+                await self.accounts.upgrade_guest(guest, password_hash)
+            else:
+                if isinstance(name, str):
+                    user_id = await self.accounts.check_available(name)
+                else:
+                    user_id = await self.accounts.new_guest_user_id()
+                await self.accounts.create_account(user_id, None, password_hash=password_hash)
             await self.uia.set_result(outcome.session_id, {"user_id": user_id})
         if params.get("inhibit_login") is True:
             return json_response({"user_id": user_id, "home_server": self.accounts.server_name})

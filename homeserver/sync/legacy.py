@@ -136,8 +136,17 @@ class LegacySync:
                     for e in _legacy_presence(result["presence"]["events"])
                     if e.get("sender") in members
                 }
+                out["receipts"] = (
+                    []
+                    if membership == "leave"
+                    else [
+                        {**e, "room_id": room_id}
+                        for e in body.get("ephemeral", {}).get("events", [])
+                        if e.get("type") == "m.receipt"
+                    ]
+                )
                 # Members without presence are offline, the state every user starts in.
-                # A user who left sees no presence (it is for room members).
+                # A user who left sees no presence nor receipts (they are for members).
                 out["presence"] = (
                     []
                     if membership == "leave"

@@ -260,3 +260,24 @@ async def test_session_remembers_parameters_and_inhibit_login(api: Api) -> None:
     assert r.status == 200 and r.body["user_id"] == "@jay:localhost"
     assert "access_token" not in r.body and "device_id" not in r.body
     assert (await api.login("jay", PW)).status == 200
+
+
+async def test_guest_upgrades_to_a_full_account(api: Api) -> None:
+    """Registration with guest_access_token keeps the guest's user id (Sytest
+    30rooms/13guestaccess); another guest's token cannot take it."""
+    r = await api.post("/register", {}, params={"kind": "guest"})
+    guest_id, guest_token = r.body["user_id"], r.body["access_token"]
+    local = guest_id[1:].split(":", 1)[0]
+    r = await api.post("/register", {}, params={"kind": "guest"})
+    other_token = r.body["access_token"]
+    body = {"username": local, "password": PW, "guest_access_token": other_token}
+    r = await api.post("/register", {**body, "auth": {"type": "m.login.dummy"}})
+    assert r.status == 403
+    body["guest_access_token"] = guest_token
+    r = await api.post("/register", {**body, "auth": {"type": "m.login.dummy"}})
+    assert r.status == 200, r.body
+    assert r.body["user_id"] == guest_id
+    # Now a full user: may do what guests may not, and log in with the password.
+    r = await api.post("/createRoom", {}, token=r.body["access_token"])
+    assert r.status == 200, r.body
+    assert (await api.login(local, PW)).status == 200
