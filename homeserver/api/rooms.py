@@ -11,6 +11,7 @@ from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str
 from homeserver.http.shell import json_response
+from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import CreateRoomRequest, RoomCreator
 from homeserver.rooms.persist import TxnRef
 from homeserver.rooms.reading import RoomReader
@@ -27,12 +28,18 @@ def _list_of(body: dict[str, Any], key: str, kind: type) -> list[Any]:
 
 class RoomsApi:
     def __init__(
-        self, auth: Authenticator, rooms: RoomService, creator: RoomCreator, reader: RoomReader
+        self,
+        auth: Authenticator,
+        rooms: RoomService,
+        creator: RoomCreator,
+        reader: RoomReader,
+        aliases: AliasService,
     ) -> None:
         self.auth = auth
         self.rooms = rooms
         self.creator = creator
         self.reader = reader
+        self.aliases = aliases
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -91,6 +98,10 @@ class RoomsApi:
     async def put_state(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         content = await json_body(request)
+        if request.match_info["type"] == "m.room.canonical_alias":
+            await self.aliases.check_canonical_alias(
+                request.match_info["roomId"], content, request.match_info.get("stateKey", "")
+            )
         event_id = await self.rooms.send_event(
             requester.user_id,
             request.match_info["roomId"],

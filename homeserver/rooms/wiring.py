@@ -129,7 +129,7 @@ class RoomsArea:
 
     def apis(self, auth: Authenticator) -> list[Any]:
         return [
-            RoomsApi(auth, self.rooms, self.creator, self.reader),
+            RoomsApi(auth, self.rooms, self.creator, self.reader, self.aliases),
             MembershipApi(auth, self.memberships, self.reader),
             MessagesApi(auth, self.reader),
             DirectoryApi(auth, self.aliases),
