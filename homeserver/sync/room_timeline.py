@@ -84,7 +84,7 @@ class RoomTimeline:
             )
             fetched += len(batch)
             reached_since = len(batch) < window
-            visible = await self.visibility.filter(ctx.user_id, room, batch[::-1])
+            visible = await self._visible(ctx, room, batch[::-1])
             matching = [
                 s
                 for s in visible
@@ -126,6 +126,26 @@ class RoomTimeline:
         if full or any(s.event.type == MEMBER for s in (*timeline, *state)):
             out["summary"] = await self._summary(ctx, room)
         return out
+
+    async def _visible(
+        self, ctx: SyncContext, room: RoomInfo, events: list[StoredEvent]
+    ) -> list[StoredEvent]:
+        """History visibility, except that events still in the room's current state are
+        shown to a member (as Synapse does: state set while they could not see the room,
+        such as a join while they were away, is current state they may read anyway)."""
+        visible = await self.visibility.filter(ctx.user_id, room, events)
+        shown = {s.event_nid for s in visible}
+        member = await self.rooms.members.get(room.room_nid, ctx.user_id)
+        if member is None or member.membership != "join":
+            return visible
+        for s in events:
+            if s.event_nid in shown or not s.event.is_state():
+                continue
+            etype, key = s.event.state_tuple()
+            current = await self.rooms.current_state_event(room, etype, key)
+            if current is not None and current.event_nid == s.event_nid:
+                shown.add(s.event_nid)
+        return [s for s in events if s.event_nid in shown]
 
     async def _state(
         self,

@@ -233,3 +233,27 @@ async def test_history_visibility_change_is_seen_by_later_joiners(api: Api) -> N
         ("m.room.member", None),
         ("m.room.message", "post_join"),
     ]
+
+
+async def test_current_state_set_while_away_shows_in_the_timeline(api: Api) -> None:
+    """Sytest 31sync/06state: with "joined" history, a member who left and rejoined still
+    gets, in the timeline, state events that are current (a join made while away)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "joined"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    first = await api.get("/sync", token=bob.access_token)
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)).status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=carol.access_token)).status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token, params={"since": first.body["next_batch"]})
+    timeline = r.body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == carol.user_id for e in timeline)
