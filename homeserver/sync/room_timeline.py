@@ -107,21 +107,22 @@ class RoomTimeline:
         state = [s for s in state if event_matches(rf.state, s.event.pdu)]
         ser = self.serializer
         fields = ctx.flt.event_fields
-        events = await ser.serialize(
-            timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
-        )
+        if ctx.flt.event_format == "federation":
+            # The events as servers exchange them (spec: Filter ``event_format``).
+            events = [_federation_format(s) for s in timeline]
+            state_events = [_federation_format(s) for s in state]
+        else:
+            events = await ser.serialize(
+                timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+            )
+            state_events = await ser.serialize(state, with_room_id=False)
         out: dict[str, Any] = {
             "timeline": {
                 "events": [project_fields(e, fields) for e in events],
                 "limited": limited,
                 "prev_batch": StreamToken(events=max(0, start - 1)).encode(),
             },
-            "state": {
-                "events": [
-                    project_fields(e, fields)
-                    for e in await ser.serialize(state, with_room_id=False)
-                ]
-            },
+            "state": {"events": [project_fields(e, fields) for e in state_events]},
         }
         if full or any(s.event.type == MEMBER for s in (*timeline, *state)):
             out["summary"] = await self._summary(ctx, room)
@@ -243,3 +244,8 @@ class RoomTimeline:
             (name is not None and name.event.content.get("name"))
             or (alias is not None and alias.event.content.get("alias"))
         )
+
+
+def _federation_format(s: StoredEvent) -> dict[str, Any]:
+    """The PDU, with its ``event_id`` (which room versions 3+ leave implicit)."""
+    return {**s.event.pdu, "event_id": s.event.event_id}

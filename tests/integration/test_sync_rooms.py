@@ -312,3 +312,15 @@ async def test_newly_joined_room_reads_history_and_brings_presence(api: Api) -> 
     assert timeline["limited"] is True and len(timeline["events"]) == 3
     senders = {e["sender"]: e["content"]["presence"] for e in r.body["presence"]["events"]}
     assert senders.get(alice.user_id) == "online"
+
+
+async def test_federation_event_format(api: Api) -> None:
+    """Filter ``event_format: federation``: timeline events as PDUs (Sytest 31sync/13)."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    event_id = await send_text(api, alice, room_id, "Test message", "t1")
+    flt = {"event_format": "federation", "room": {"timeline": {"limit": 1}}}
+    body = await sync(api, alice, filter=json.dumps(flt))
+    [event] = body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert event["event_id"] == event_id and event["content"]["body"] == "Test message"
+    assert {"room_id", "prev_events", "auth_events", "depth", "hashes", "signatures"} <= set(event)
