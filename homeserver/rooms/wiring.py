@@ -134,7 +134,7 @@ class RoomsArea:
             MessagesApi(auth, self.reader),
             DirectoryApi(auth, self.aliases),
             SyncApi(auth, self.sync),
-            LegacySyncApi(auth, LegacySync(self.sync, self.directory), self.reader),
+            LegacySyncApi(auth, LegacySync(self.sync, self.directory, self.reader), self.reader),
             RoomFeaturesApi(auth, self.upgrader, self.directory, self.relations, self.reports),
             SearchApi(auth, self.search, self.user_directory),
             VoipApi(auth, self.config.turn, self.clock),

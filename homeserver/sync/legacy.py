@@ -19,6 +19,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError
+from homeserver.rooms.filters import EventFilter
+from homeserver.rooms.reading import RoomReader
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.model import MAX_TIMELINE_LIMIT, SyncRequest
@@ -38,9 +40,12 @@ def guest_events_forbidden() -> MatrixError:
 
 
 class LegacySync:
-    def __init__(self, builder: SyncBuilder, directory: RoomDirectory) -> None:
+    def __init__(
+        self, builder: SyncBuilder, directory: RoomDirectory, reader: RoomReader | None = None
+    ) -> None:
         self.builder = builder
         self.directory = directory
+        self.reader = reader
 
     async def events(
         self, base: SyncRequest, from_token: str | None, room_id: str | None
@@ -156,7 +161,40 @@ class LegacySync:
                     ]
                 )
                 return out
-        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+        return await self._peek(base, room_id, limit)
+
+    async def _peek(self, base: SyncRequest, room_id: str, limit: int) -> dict[str, Any]:
+        """A non-member's view of a world-readable room (spec: "Peeking"): recent
+        messages and current state through the room reader, which enforces history
+        visibility (403 for any other room)."""
+        if self.reader is None:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+        page = await self.reader.messages(
+            base.user_id,
+            base.device_id,
+            room_id,
+            from_token=None,
+            to_token=None,
+            backwards=True,
+            limit=max(limit, 1),
+            flt=EventFilter(),
+        )
+        chunk = [_in_room(e, room_id) for e in reversed(page["chunk"])] if limit > 0 else []
+        state = [_in_room(e, room_id) for e in await self.reader.state(base.user_id, room_id)]
+        return {
+            "room_id": room_id,
+            "membership": "leave",
+            "messages": {
+                "chunk": chunk,
+                "start": page.get("end", page["start"]),
+                "end": page["start"],
+            },
+            "state": state,
+            "visibility": await self.directory.visibility(room_id),
+            "account_data": [],
+            "presence": [],
+            "receipts": [],
+        }
 
     async def _room(
         self, room_id: str, membership: str, body: dict[str, Any], end: str, limit: int

@@ -157,3 +157,30 @@ async def test_initial_sync_limit_zero_user_id_and_departed_room(api: Api) -> No
     left = await get_ok(api, f"/rooms/{room_id}/initialSync", bob)
     assert left["membership"] == "leave" and left["presence"] == [] and left["receipts"] == []
     assert "after" not in [e["content"].get("body") for e in left["messages"]["chunk"]]
+
+
+async def test_room_initial_sync_peeks_into_world_readable_rooms(api: Api) -> None:
+    """A non-member reads a world_readable room's initialSync (spec "Peeking"; Sytest
+    30rooms/30history-visibility); history from before it became readable stays hidden,
+    and other rooms stay closed."""
+    alice = await api.register("alice")
+    carol = await api.register("carol")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    await send_text(api, alice, room_id, "private", "t1")
+    r = await api.get(f"/rooms/{room_id}/initialSync", token=carol.access_token)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "world_readable"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    await send_text(api, alice, room_id, "public", "t2")
+    body = await get_ok(api, f"/rooms/{room_id}/initialSync", carol)
+    assert body["room_id"] == room_id and {"start", "end"} <= set(body["messages"])
+    assert [(e["type"], e["content"].get("body")) for e in body["messages"]["chunk"]] == [
+        ("m.room.history_visibility", None),
+        ("m.room.message", "public"),
+    ]
+    assert any(e["type"] == "m.room.create" for e in body["state"])
