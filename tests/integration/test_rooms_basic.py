@@ -41,7 +41,7 @@ async def test_create_room_each_version(api: Api, version: str) -> None:
             "m.room.power_levels",
             "m.room.join_rules",
             "m.room.history_visibility",
-            "m.room.guest_access",  # "forbidden", from the public_chat preset
+            # no m.room.guest_access: public_chat's "forbidden" is the default
             "m.room.name",
             "m.room.topic",
         ]
