@@ -45,6 +45,8 @@ __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
 IGNORED_USERS = "m.ignored_user_list"
+# How far back through the user's membership events to look for their state at a token.
+MAX_MEMBERSHIP_HOPS = 8
 
 
 class SyncBuilder:
@@ -124,7 +126,12 @@ class SyncBuilder:
             if ctx.flt.room.include_leave:
                 changed += await self.store.left_rooms(ctx.user_id, now)
         else:
-            changed = await members.changed_since(ctx.user_id, ctx.since.events, now)
+            since = ctx.since.events
+            changed = [
+                m
+                for m in await members.changed_since(ctx.user_id, since, now)
+                if not (m.membership == "join" and await self._joined_at(m, since))
+            ]
         infos = await self.rooms.rooms.rooms_by_nid(
             {m.room_nid for m in joined} | {m.room_nid for m in changed}
         )
@@ -150,6 +157,22 @@ class SyncBuilder:
         if not isinstance(ignored, dict):
             return frozenset()
         return frozenset(u for u in ignored if isinstance(u, str) and u != ctx.user_id)
+
+    async def _joined_at(self, m: Membership, since: int) -> bool:
+        """Was the user already joined at ``since``? (A join that replaced a join is a
+        profile change, not a newly joined room: no full state for it.)"""
+        nid: int | None = m.event_nid
+        for _ in range(MAX_MEMBERSHIP_HOPS):
+            if nid is None:
+                return False
+            found = (await self.rooms.events.by_nids([nid])).get(nid)
+            if found is None:
+                return False
+            so = found.stream_ordering
+            if so is not None and so <= since:
+                return found.event.membership == "join"
+            nid = found.prev_state_event_nid
+        return False
 
     async def _guest_may_see(self, room: RoomInfo) -> bool:
         """Guests see only rooms that allow guests (spec: "Guest Access")."""

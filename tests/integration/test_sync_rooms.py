@@ -324,3 +324,35 @@ async def test_federation_event_format(api: Api) -> None:
     [event] = body["rooms"]["join"][room_id]["timeline"]["events"]
     assert event["event_id"] == event_id and event["content"]["body"] == "Test message"
     assert {"room_id", "prev_events", "auth_events", "depth", "hashes", "signatures"} <= set(event)
+
+
+async def test_profile_change_is_not_a_new_join(api: Api) -> None:
+    """Sytest 31sync/06state: a join replacing a join (a display name change) does not make
+    the room "newly joined" (no full state again)."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    r = await api.put(
+        f"/rooms/{room_id}/state/a.madeup.test.state/", {"my_key": 1}, token=alice.access_token
+    )
+    assert r.status == 200
+    flt = json.dumps(
+        {
+            "room": {
+                "timeline": {"types": []},
+                "state": {"types": ["a.madeup.test.state"]},
+                "ephemeral": {"types": []},
+            },
+            "presence": {"types": []},
+        }
+    )
+    first = await sync(api, alice, filter=flt)
+    assert len(first["rooms"]["join"][room_id]["state"]["events"]) == 1
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.member/{alice.user_id}",
+        {"membership": "join", "displayname": "boris"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    await send_text(api, alice, room_id, "to wait on", "t1")
+    again = await sync(api, alice, first["next_batch"], filter=flt)
+    assert again["rooms"]["join"] == {}
