@@ -53,8 +53,9 @@ def parse_key_data(room_id: str, session_id: str, data: Any) -> BackupKey:
             raise bad_json(f"'{name}' must be a non-negative integer")
     if not isinstance(verified, bool):
         raise bad_json("'is_verified' must be a boolean")
-    if not isinstance(session_data, dict):
-        raise bad_json("'session_data' must be an object")
+    if session_data is None:
+        # Opaque, algorithm-dependent data: any JSON is kept as given (Synapse does too).
+        raise bad_json("'session_data' is required")
     assert isinstance(fmi, int) and isinstance(fwd, int)
     return BackupKey(room_id, session_id, fmi, fwd, verified, session_data)
 

@@ -26,7 +26,7 @@ class BackupKey:
     first_message_index: int
     forwarded_count: int
     is_verified: bool
-    session_data: dict[str, Any]
+    session_data: Any
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -89,6 +89,18 @@ async def test_unknown_backup_algorithm_is_opaque(api: Api) -> None:
     assert r.body["auth_data"] == "opaque"
     r = await api.post("/room_keys/version", {"algorithm": "m.megolm_backup.v1"}, token=tok)
     assert r.status == 400 and r.errcode == "M_BAD_JSON"
+    # session_data likewise (Sytest stores strings).
+    version = (await api.get("/room_keys/version", token=tok)).body["version"]
+    data = {
+        "first_message_index": 1,
+        "forwarded_count": 0,
+        "is_verified": False,
+        "session_data": "anopaquestring",
+    }
+    r = await api.put("/room_keys/keys/!abcd:x/1234", data, token=tok, params={"version": version})
+    assert r.status == 200, r.body
+    r = await api.get("/room_keys/keys/!abcd:x/1234", token=tok, params={"version": version})
+    assert r.body["session_data"] == "anopaquestring"
 
 
 async def test_backup_keys_and_replacement_rules(api: Api) -> None:
