@@ -132,6 +132,7 @@ class HomeServer:
             config, db, clock, accounts, users_sharing_room_with=rooms_area.users_sharing_room_with
         )
         e2ee.keys.departed_room_mates = rooms_area.departed_room_mates
+        e2ee.keys.arrived_room_mates = rooms_area.arrived_room_mates
         hs = cls(
             config=config,
             db=db,

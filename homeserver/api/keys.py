@@ -102,6 +102,11 @@ class KeysApi:
         left: set[str] = set()
         if self.keys.departed_room_mates is not None:
             left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
+        if self.keys.arrived_room_mates is not None:
+            # Spec: also users who now share a room with the requester.
+            changed |= await self.keys.arrived_room_mates(
+                requester.user_id, since.events, upto.events
+            )
         return json_response({"changed": sorted(changed - left), "left": sorted(left)})
 
     async def device_signing_upload(self, request: web.Request) -> web.Response:

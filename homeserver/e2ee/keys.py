@@ -62,6 +62,8 @@ class KeysService:
         # (user_id, since, upto event positions) -> users who stopped sharing any room;
         # set by the composition root from the rooms area.
         self.departed_room_mates: DepartedLookup | None = None
+        # Users who newly share a room between two positions (/keys/changes "changed").
+        self.arrived_room_mates: DepartedLookup | None = None
         # Called after the device list of a user changed (notifier, federation).
         self.device_list_hooks: list[DeviceListHook] = []
 

@@ -307,3 +307,20 @@ async def test_device_keys_without_ed25519_are_kept(api: Api) -> None:
         "/keys/query", {"device_keys": {alice.user_id: []}}, token=alice.access_token
     )
     assert r.body["device_keys"][alice.user_id][alice.device_id]["keys"] == keys["keys"]
+
+
+async def test_keys_changes_lists_new_room_mates(api: Api) -> None:
+    """/keys/changes "changed" includes users who now share a room (spec; Sytest 06)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    before = (await api.get("/sync", token=alice.access_token)).body["next_batch"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    after = (await api.get("/sync", token=alice.access_token, params={"since": before})).body[
+        "next_batch"
+    ]
+    r = await api.get(
+        "/keys/changes", token=alice.access_token, params={"from": before, "to": after}
+    )
+    assert r.status == 200 and bob.user_id in r.body["changed"]
