@@ -173,6 +173,9 @@ class PusherService:
             unread = await self.badge(row.user_id)
             full: dict[str, Any] = {
                 "event_id": ev.event_id,
+                # The pre-spec name of event_id, which older gateways (and Sytest) read;
+                # Synapse sends both.
+                "id": ev.event_id,
                 "room_id": room.room_id,
                 "type": ev.type,
                 "sender": ev.sender,

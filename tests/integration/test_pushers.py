@@ -138,7 +138,8 @@ async def test_messages_invites_and_badges_reach_the_gateway(api: Api, gateway: 
     assert (await api.post(f"/join/{room_id}", {}, token=alice.access_token)).status == 200
     event_id = await send_text(api, bob, room_id, "hello alice", "t1")
     note = await gateway.next(is_type("m.room.message"))
-    assert note["event_id"] == event_id and note["content"]["body"] == "hello alice"
+    assert note["event_id"] == note["id"] == event_id
+    assert note["content"]["body"] == "hello alice"
     assert note["counts"]["unread"] >= 1 and note["sender_display_name"] == "bob"
 
     r = await api.post(f"/rooms/{room_id}/receipt/m.read/{event_id}", {}, token=alice.access_token)
