@@ -433,6 +433,8 @@ class RoomService:
         if ev.type == MEMBER and ev.state_key is not None:
             users.add(ev.state_key)
         self.notifier.notify(u for u in users if u.endswith(":" + self.server_name))
+        # Listeners keyed by the room id: /events peeking into a world-readable room.
+        self.notifier.notify([room.room_id])
         for hook in self.event_persisted_hooks:
             try:
                 await hook(stored, room)

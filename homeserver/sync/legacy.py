@@ -15,12 +15,14 @@ belongs to the client's /sync, which would otherwise lose them.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any, Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.model import MAX_TIMELINE_LIMIT, SyncRequest
@@ -58,6 +60,10 @@ class LegacySync:
             if from_token
             else await self.builder.current_token()
         )
+        if room_id is not None:
+            peeked = await self._peekable(base.user_id, room_id)
+            if peeked is not None:
+                return await self._peek_events(base, peeked, since)
         rooms: dict[str, Any] = {"timeline": {"limit": EVENTS_TIMELINE_LIMIT}}
         if room_id is not None:
             rooms["rooms"] = [room_id]
@@ -79,6 +85,52 @@ class LegacySync:
             chunk += _legacy_presence(result["presence"]["events"])
             chunk += _global_account_data(result["account_data"]["events"])
         return {"start": since.encode(), "end": result["next_batch"], "chunk": chunk}
+
+    async def _peekable(self, user_id: str, room_id: str) -> RoomInfo | None:
+        """The room, if the user is not joined to it and it is world_readable (spec:
+        "Peeking": such a room's events may be streamed without joining)."""
+        rooms = self.builder.rooms
+        room = await rooms.rooms.get_room(room_id)
+        if room is None:
+            return None
+        member = await rooms.members.get(room.room_nid, user_id)
+        if member is not None and member.membership == "join":
+            return None
+        if not await self.builder.timeline.visibility.world_readable(room):
+            return None
+        return room
+
+    async def _peek_events(
+        self, base: SyncRequest, room: RoomInfo, since: StreamToken
+    ) -> dict[str, Any]:
+        """``GET /events?room_id=`` for a peeked room: its new visible events, waiting for
+        them (the room's events wake listeners keyed by its id)."""
+        rooms = self.builder.rooms
+        timeline = self.builder.timeline
+        deadline = time.monotonic() + base.timeout_ms / 1000
+        with self.builder.notifier.listen(room.room_id) as listener:
+            while True:
+                now = await rooms.events.current_position()
+                batch = await rooms.events.room_stream(
+                    room.room_nid,
+                    after=since.events,
+                    before=now,
+                    limit=EVENTS_TIMELINE_LIMIT,
+                    backwards=False,
+                )
+                visible = await timeline.visibility.filter(base.user_id, room, batch)
+                remaining = deadline - time.monotonic()
+                if visible or remaining <= 0 or not await listener.wait(remaining):
+                    break
+        if batch:
+            last = batch[-1].stream_ordering
+            now = last if last is not None else now
+        events = await timeline.serializer.serialize(visible, user_id=base.user_id)
+        return {
+            "start": since.encode(),
+            "end": replace(since, events=now).encode(),
+            "chunk": [_in_room(e, room.room_id) for e in events],
+        }
 
     async def initial_sync(self, base: SyncRequest, limit: int, archived: bool) -> dict[str, Any]:
         """``GET /initialSync``: every room of the user with recent messages and state."""

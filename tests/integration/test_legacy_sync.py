@@ -184,3 +184,32 @@ async def test_room_initial_sync_peeks_into_world_readable_rooms(api: Api) -> No
         ("m.room.message", "public"),
     ]
     assert any(e["type"] == "m.room.create" for e in body["state"])
+
+
+async def test_events_peeks_into_a_world_readable_room(api: Api) -> None:
+    """GET /events?room_id= for a world_readable room the user has not joined (spec
+    "Peeking"; Sytest SYN-606): a long-poll that wakes on the room's events."""
+    alice = await api.register("alice")
+    r = await api.post("/register", {}, params={"kind": "guest"})
+    guest = User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "world_readable"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    start = await get_ok(api, "/events", guest, timeout="0", room_id=room_id)
+    poll = asyncio.ensure_future(
+        get_ok(api, "/events", guest, timeout="30000", room_id=room_id, **{"from": start["end"]})
+    )
+    await asyncio.sleep(0)
+    await send_text(api, alice, room_id, "mice", "t1")
+    woke = await asyncio.wait_for(poll, 60)
+    assert [e["content"].get("body") for e in woke["chunk"]] == ["mice"]
+    assert woke["chunk"][0]["room_id"] == room_id
+    nothing = await get_ok(
+        api, "/events", guest, timeout="0", room_id=room_id, **{"from": woke["end"]}
+    )
+    assert nothing["chunk"] == []
