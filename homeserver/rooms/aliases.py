@@ -125,7 +125,9 @@ class AliasService:
             if alias in before:
                 continue
             if not is_valid_room_alias(alias):
-                raise bad_alias(f"{alias} is not a valid room alias")
+                # Not an alias at all (as Synapse answers): M_BAD_ALIAS is for aliases that
+                # do not exist or point elsewhere.
+                raise invalid_param(f"{alias} is not a valid room alias")
             try:
                 target, _ = await self.resolve(alias)
             except MatrixError:

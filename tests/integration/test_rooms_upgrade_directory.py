@@ -295,9 +295,10 @@ async def test_canonical_alias_is_checked_and_follows_alias_deletion(api: Api) -
         r = await api.put(f"/directory/room/{quote(alias)}", {"room_id": target}, token=tok)
         assert r.status == 200, r.body
     path = f"/rooms/{room_id}/state/m.room.canonical_alias/"
+    r = await api.put(path, {"alias": "%here:localhost"}, token=tok)
+    assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
     for content in (
         {"alias": "#missing:localhost"},
-        {"alias": "%here:localhost"},
         {"alias": "#here:localhost", "alt_aliases": ["#there:localhost"]},
         {"alt_aliases": "#here:localhost"},
     ):
