@@ -210,11 +210,7 @@ class SyncBuilder:
             m = by_room.get(room.room_nid)
             newly = ctx.since is None or (m is not None and m.membership == "join")
             body = await self.timeline.build(
-                ctx,
-                room,
-                ctx.now.events,
-                full=newly or ctx.req.full_state,
-                from_start=newly,
+                ctx, room, ctx.now.events, full=newly or ctx.req.full_state
             )
             body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
             body["account_data"] = {"events": room_data.get(room.room_id, [])}

@@ -64,13 +64,11 @@ class RoomTimeline:
         return sent
 
     async def build(
-        self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool, from_start: bool = False
+        self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool
     ) -> dict[str, Any]:
-        """``from_start``: a room joined since the token, whose timeline is read as in an
-        initial sync (``limited`` when history before it was left out)."""
         rf = ctx.flt.room
         limit = ctx.limit
-        since = None if from_start else ctx.since_events
+        since = ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
         window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
         # A filter may leave a page short: read further back, page by page, until the
