@@ -18,29 +18,35 @@ from aiohttp import web
 from federation.aliases import RemoteAliases
 from federation.auth import AUTHENTICATOR, RequestAuthenticator
 from federation.client import FederationClient
+from federation.hierarchy import HierarchyFederationApi, RemoteHierarchies
 from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
+from federation.media import FederationMediaApi, RemoteMedia
 from federation.outbound_edus import ServersInRoom, ServersSharingRoom
 from federation.profiles import RemoteProfiles
 from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
+from federation.timestamp import RemoteTimestamps, TimestampFederationApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
+from homeserver.media.service import MediaService
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.directory import RoomDirectory
-from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -150,12 +156,27 @@ class Federation:
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         return self.rooms
 
-    def attach_directory(self, directory: RoomDirectory, aliases: AliasService) -> None:
-        """The room directory over federation: ours served, other servers' asked; other
-        servers' aliases resolved through them."""
+    def attach_directory(
+        self,
+        directory: RoomDirectory,
+        aliases: AliasService,
+        hierarchy: SpaceHierarchy,
+        timestamps: TimestampLookup,
+    ) -> None:
+        """The room directory, space hierarchies and jump-to-date over federation: ours
+        served, other servers' asked; other servers' aliases resolved through them."""
         self.apis.append(PublicRoomsFederationApi(directory))
         directory.remote_public_rooms = RemotePublicRooms(self.client).query
         aliases.remote_lookup = RemoteAliases(self.client).resolve
+        self.apis.append(HierarchyFederationApi(hierarchy))
+        hierarchy.remote = RemoteHierarchies(self.client).query
+        self.apis.append(TimestampFederationApi(timestamps))
+        timestamps.remote = RemoteTimestamps(self.client).query
+
+    def attach_media(self, media: MediaService) -> None:
+        """Serve our media to other servers and fetch theirs for our users."""
+        self.apis.append(FederationMediaApi(media))
+        media.remote = RemoteMedia(self.client)
 
     async def start(self) -> None:
         """Resume sending to every destination with queued items (after a restart)."""

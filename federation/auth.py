@@ -13,6 +13,7 @@ keys are valid for events, never for requests). Every failure is a 401
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import SignatureError, sign_json
 from homeserver.http.bodies import parse_json_bytes, read_body
+
+log = logging.getLogger("myelin.federation.auth")
 
 SCHEME = "X-Matrix"
 _TOKEN_CHARS = frozenset(
@@ -184,17 +187,27 @@ class RequestAuthenticator:
             raise unauthorized(f"Malformed X-Matrix Authorization header: {e}") from None
         if auth.destination is not None and auth.destination != self.server_name:
             raise unauthorized("Request is for another destination")
-        raw = await read_body(request, request.app["max_json_body_bytes"])
-        content = parse_json_bytes(raw) if raw.strip() else None
+        try:
+            raw = await read_body(request, request.app["max_json_body_bytes"])
+            content = parse_json_bytes(raw, unique_keys=True) if raw.strip() else None
+        except MatrixError as e:
+            _log_refusal(request, auth.origin, e.error)
+            raise
         request["federation_content"] = content
         obj = request_json(request.method, request.raw_path, auth.origin, self.server_name, content)
         obj["signatures"] = {auth.origin: {auth.key: auth.sig}}
         try:
             await self.keyring.verify_json_for_server(auth.origin, obj, self.clock.now_ms())
         except (SignatureError, KeyLookupError) as e:
+            _log_refusal(request, auth.origin, "invalid request signature")
             raise unauthorized(f"Invalid request signature: {e}") from None
         request["federation_origin"] = auth.origin
         return auth.origin
+
+
+def _log_refusal(request: web.Request, origin: str, reason: str) -> None:
+    """One line per refused request, naming the (claimed) origin; never the body."""
+    log.info("refused %s %r from %s: %s", request.method, request.path, origin, reason)
 
 
 AUTHENTICATOR = web.AppKey("federation_authenticator", RequestAuthenticator)

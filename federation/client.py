@@ -18,9 +18,9 @@ set; that flag also turns TLS verification off, for tests on one machine.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin
 
@@ -42,6 +42,7 @@ from federation.errors import DestinationRefused, FederationError
 from homeserver.clock import Clock
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.keys import SigningKey
+from homeserver.http.bodies import BadJsonBytes, decode_json_bytes
 from homeserver.net import AddressRefused, PolicyResolver, is_forbidden_address
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -183,6 +184,93 @@ class FederationClient:
         )
         return _decode_answer(destination, status, raw)
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        destination: str,
+        path: str,
+        query: Query | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed GET whose answer is read as a stream (media), not parsed as JSON.
+
+        The caller reads ``resp.content`` within its own limits; a non-2xx answer
+        is raised as ``FederationError`` (its JSON error read, bounded) before
+        the caller sees it.
+        """
+        uri = path
+        if query:
+            uri += "?" + urlencode(query, doseq=True, quote_via=quote)
+        try:
+            target = await self.resolver.resolve(destination)
+        except ValueError:
+            raise FederationError(destination, "invalid server name") from None
+        self._check_literal(destination, target.connect_host)
+        headers = {
+            "Host": target.host_header,
+            "Authorization": sign_request(
+                self.server_name, self.signing_key, destination, "GET", uri, None
+            ),
+        }
+        server_hostname = target.tls_name if target.tls_name != target.connect_host else None
+        async with self._mapped_errors(destination):
+            async with self._get_session().get(
+                self._url(target, uri),
+                headers=headers,
+                ssl=self._ssl,
+                server_hostname=server_hostname,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                if not 200 <= resp.status < 300:
+                    raw = await resp.content.read(65536)
+                    _decode_answer(destination, resp.status, raw)
+                yield resp
+
+    @contextlib.asynccontextmanager
+    async def stream_url(
+        self, destination: str, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An unsigned GET of a URL a server sent us (a media ``Location``), with the same
+        address policy as every federation request. Redirects are followed by hand so
+        that every hop's address is checked (IP literals never reach the resolver)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            parsed = URL(url)
+            if parsed.scheme not in ("https", "http") or not parsed.raw_host:
+                raise FederationError(destination, "media location is not an http(s) URL")
+            self._check_literal(destination, parsed.raw_host.strip("[]"))
+            async with self._mapped_errors(destination):
+                async with self._get_session().get(
+                    parsed,
+                    ssl=self._ssl,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=timeout_s),
+                ) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = urljoin(url, resp.headers["Location"])
+                        continue
+                    if not 200 <= resp.status < 300:
+                        raise FederationError(
+                            destination, f"HTTP {resp.status}", status=resp.status
+                        )
+                    yield resp
+                    return
+        raise FederationError(destination, "too many media redirects")
+
+    @contextlib.asynccontextmanager
+    async def _mapped_errors(self, destination: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except aiohttp.ClientConnectorError as e:
+            if isinstance(e.os_error, AddressRefused):
+                raise DestinationRefused(
+                    destination, "destination address is not allowed"
+                ) from None
+            raise FederationError(destination, f"cannot connect: {type(e).__name__}") from None
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise FederationError(destination, f"request failed: {type(e).__name__}") from None
+
     # --- internals ----------------------------------------------------------------------
 
     def _check_literal(self, destination: str, host: str) -> None:
@@ -264,8 +352,8 @@ class FederationClient:
 
 def _decode_answer(destination: str, status: int, raw: bytes) -> Any:
     try:
-        body: Any = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, ValueError):
+        body: Any = decode_json_bytes(raw, unique_keys=True) if raw else None
+    except BadJsonBytes:
         body = None
         if 200 <= status < 300:
             raise FederationError(destination, "response is not JSON", status=status) from None

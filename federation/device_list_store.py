@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +20,6 @@ class RemoteDevice:
     device_id: str
     display_name: str | None
     keys: dict[str, Any] | None
-
-
-def _marks(n: int) -> str:
-    return ", ".join(f"${i + 1}" for i in range(n))
 
 
 class RemoteDeviceListStore:
@@ -35,7 +32,7 @@ class RemoteDeviceListStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT user_id, stream_id FROM federation_remote_device_lists"
-            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            f" WHERE user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         return {r[0]: int(r[1]) for r in rows}
@@ -114,7 +111,7 @@ class RemoteDeviceListStore:
             return []
         rows = await self.db.fetchall(
             "SELECT user_id, device_id, display_name, keys_json FROM federation_remote_devices"
-            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            f" WHERE user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         return [
@@ -127,7 +124,7 @@ class RemoteDeviceListStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT user_id, usage, key_json FROM federation_remote_cross_signing"
-            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            f" WHERE user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         out: dict[str, dict[str, Any]] = {}

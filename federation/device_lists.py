@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from federation.client import encode_path
 from federation.device_list_store import RemoteDevice, RemoteDeviceListStore
-from federation.errors import FederationError
+from federation.errors import EduRefused, FederationError
 from homeserver.clock import Clock
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.storage.database import Database, Queries
@@ -110,17 +110,17 @@ class RemoteDeviceLists:
         device_id = content.get("device_id")
         stream_id = _int(content.get("stream_id"))
         prev_ids = content.get("prev_id", [])
+        if not _of_origin(user_id, origin):
+            raise EduRefused("user is not of the origin server")
         if (
-            not isinstance(user_id, str)
-            or not is_valid_user_id(user_id, strict=False)
-            or server_of(user_id) != origin
-            or not isinstance(device_id, str)
+            not isinstance(device_id, str)
             or not device_id
             or stream_id is None
             or not isinstance(prev_ids, list)
             or any(_int(p) is None for p in prev_ids)
         ):
-            return
+            raise EduRefused("malformed")
+        assert isinstance(user_id, str)
         if user_id in self._resyncing:
             self._again.add(user_id)
             return
@@ -146,12 +146,9 @@ class RemoteDeviceLists:
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
         user_id = content.get("user_id")
-        if (
-            not isinstance(user_id, str)
-            or not is_valid_user_id(user_id, strict=False)
-            or server_of(user_id) != origin
-        ):
-            return
+        if not _of_origin(user_id, origin):
+            raise EduRefused("user is not of the origin server")
+        assert isinstance(user_id, str)
         keys = _cross_signing(content, user_id)
         if not keys:
             return
@@ -259,3 +256,12 @@ class RemoteDeviceLists:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _of_origin(user_id: Any, origin: str) -> bool:
+    """A server speaks only for its own users."""
+    return (
+        isinstance(user_id, str)
+        and is_valid_user_id(user_id, strict=False)
+        and server_of(user_id) == origin
+    )

@@ -41,3 +41,11 @@ class DestinationRefused(FederationError):
 
 class KeyLookupError(Exception):
     """No trusted key could be found for a server's key id."""
+
+
+class EduRefused(Exception):
+    """An inbound EDU (or part of one) is refused; the reason names no content."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

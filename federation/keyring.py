@@ -238,12 +238,21 @@ class Keyring:
         if not isinstance(items, list):
             raise KeyLookupError(f"malformed key query answer from {notary}")
         accepted = False
+        unasked = 0
         for item in items:
             if not isinstance(item, dict) or item.get("server_name") != server_name:
+                unasked += 1  # never cached: we trust a notary only for what we asked
                 continue
             await self.verify_json_for_server(notary, item, self.clock.now_ms())
             await self._accept(server_name, item)
             accepted = True
+        if unasked:
+            log.info(
+                "notary %s answered with %d key responses not for %s (asked); ignored",
+                notary,
+                unasked,
+                server_name,
+            )
         return accepted
 
     async def _accept(self, server_name: str, resp: Any) -> None:
@@ -333,8 +342,9 @@ class Keyring:
     ) -> set[str]:
         """Check an event's signatures ("Validating hashes and signatures on received events").
 
-        The sender's server must have signed the redacted event with a key
-        valid at the event's ``origin_server_ts`` (unless the event is a
+        The sender's server (and in v1-v2 the event id's server) must have
+        signed the redacted event with a key valid at the event's
+        ``origin_server_ts`` (from v5; any known key before) (unless the event is a
         third-party-invite membership, which another server may send). The
         server of ``join_authorised_via_users_server`` is checked too when
         present. Returns every server whose signature verified, for the auth
@@ -344,7 +354,13 @@ class Keyring:
         redacted = redact(pdu, room_version)
         ts = pdu.get("origin_server_ts")
         ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+        if not room_version.enforce_key_validity:
+            ts = 0  # v1-v4: any key the server published will do (v5-signing-requirements)
         required, optional = servers_to_check(pdu)
+        if room_version.event_id_in_pdu:
+            # v1-v2: the server that chose the event id signs too (v3-auth-rules note).
+            required.add(_event_id_domain(pdu))
+            optional -= required
         verified: set[str] = set()
         for server in sorted(required | optional):
             try:
@@ -355,6 +371,14 @@ class Keyring:
                 continue
             verified.add(server)
         return verified
+
+
+def _event_id_domain(pdu: dict[str, Any]) -> str:
+    event_id = pdu.get("event_id")
+    domain = event_id.partition(":")[2] if isinstance(event_id, str) else ""
+    if not domain:
+        raise SignatureError("event has no valid event_id")
+    return domain
 
 
 def _domain(user_id: Any) -> str | None:

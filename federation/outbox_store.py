@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 PDU = "pdu"
 EDU = "edu"
@@ -20,10 +21,6 @@ class OutboxRow:
     kind: str
     edu_type: str | None
     body: Any
-
-
-def _marks(n: int, start: int = 1) -> str:
-    return ", ".join(f"${i + start}" for i in range(n))
 
 
 class OutboxStore:
@@ -106,7 +103,7 @@ class OutboxStore:
         for start in range(0, len(outbox_ids), 500):
             chunk = outbox_ids[start : start + 500]
             await self.db.execute(
-                f"DELETE FROM federation_outbox WHERE outbox_id IN ({_marks(len(chunk))})",
+                f"DELETE FROM federation_outbox WHERE outbox_id IN ({placeholders(len(chunk))})",
                 *chunk,
             )
 

@@ -16,14 +16,14 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.client import FederationClient
 from federation.errors import FederationError
-from homeserver.api.room_features import (
-    public_rooms_query_from_body,
-    public_rooms_query_from_params,
-)
 from homeserver.errors import MatrixError, bad_json, not_found
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.http.shell import json_response
 from homeserver.rooms.directory import PublicRoomsQuery, RoomDirectory
+from homeserver.rooms.directory_query import (
+    public_rooms_query_from_body,
+    public_rooms_query_from_params,
+)
 
 log = logging.getLogger("myelin.federation.public_rooms")
 
@@ -42,7 +42,7 @@ class PublicRoomsFederationApi:
         ]
 
     async def get(self, request: web.Request, origin: str) -> web.Response:
-        query = public_rooms_query_from_params(request, None)
+        query = public_rooms_query_from_params(request.query, None)
         return json_response(await self.directory.public_rooms(query))
 
     async def post(self, request: web.Request, origin: str) -> web.Response:

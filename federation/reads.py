@@ -96,9 +96,10 @@ class RoomReads:
         room = await self._room(origin, room_id)
         stored = await self._event_in(origin, room, event_id)
         state = await self.graph.state_before(stored)
+        if ids_only:  # ids only: the chain is walked without loading its events
+            chain_ids = (await self.graph.auth_graph(state.values())).chain()
+            return {"pdu_ids": list(state.values()), "auth_chain_ids": sorted(chain_ids)}
         chain = await self.graph.auth_chain(state.values())
-        if ids_only:
-            return {"pdu_ids": list(state.values()), "auth_chain_ids": list(chain)}
         events = await self.rooms.events.by_ids(state.values())
         return {
             "pdus": [s.event.pdu for s in events.values()],

@@ -40,7 +40,7 @@ from federation.auth import authenticated, signed_content
 from federation.inbound_edus import InboundEdus
 from federation.outbox_store import OutboxStore
 from homeserver.clock import Clock
-from homeserver.errors import bad_json, invalid_param
+from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import compute_event_id
 from homeserver.http.shell import json_response
@@ -63,7 +63,12 @@ async def refuse_pdus(origin: str, pdu: dict[str, Any]) -> str | None:
 
 
 async def event_id_v11(pdu: dict[str, Any]) -> str | None:
-    """The event id under the redaction rules of room versions 11 and 12."""
+    """The event id of a PDU whose room version is unknown: the id it carries
+    (room versions 1-2 put it in the PDU), else the hash id under the
+    redaction rules of room versions 11 and 12."""
+    carried = pdu.get("event_id")
+    if isinstance(carried, str) and carried.startswith("$") and ":" in carried:
+        return carried
     try:
         return compute_event_id(pdu, KNOWN_ROOM_VERSIONS["11"])
     except (TypeError, ValueError, KeyError):
@@ -107,7 +112,11 @@ class TransactionReceiver:
 
     async def receive(self, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
         """Process one transaction (or answer a repeat); raises MatrixError 400 on bad shape."""
-        pdus, edus = check_transaction(origin, txn_id, body)
+        try:
+            pdus, edus = check_transaction(origin, txn_id, body)
+        except MatrixError as e:
+            log.info("refused a transaction from %s: %s", origin, e.error)
+            raise
         async with self._origin_lock(origin):
             answer = await self.store.inbound_response(origin, txn_id)
             if answer is None:

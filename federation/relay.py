@@ -30,7 +30,7 @@ from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
-from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.storage.database import Database

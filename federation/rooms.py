@@ -75,6 +75,7 @@ class FederatedRooms:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)
         self.rooms.invite_exchange = self.remote.exchange_invite
         memberships.remote = self.remote
+        self.resident.blocked = memberships.is_blocked
         if reader is not None:
             reader.backfiller = self.backfiller
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.membership.resident import ResidentMembership
 from federation.reads import RoomReads
-from homeserver.errors import missing_param
+from homeserver.errors import bad_json, missing_param
 from homeserver.http.shell import json_response
 
 V1 = "/_matrix/federation/v1"
@@ -34,11 +34,14 @@ class RoomsFederationApi:
         return [
             web.get(V1 + "/make_join/{roomId}/{userId}", a(self.make_join)),
             web.put(V2 + "/send_join/{roomId}/{eventId}", a(self.send_join)),
+            web.put(V1 + "/send_join/{roomId}/{eventId}", a(self.send_join_v1)),
             web.get(V1 + "/make_leave/{roomId}/{userId}", a(self.make_leave)),
             web.put(V2 + "/send_leave/{roomId}/{eventId}", a(self.send_leave)),
+            web.put(V1 + "/send_leave/{roomId}/{eventId}", a(self.send_leave_v1)),
             web.get(V1 + "/make_knock/{roomId}/{userId}", a(self.make_knock)),
             web.put(V1 + "/send_knock/{roomId}/{eventId}", a(self.send_knock)),
             web.put(V2 + "/invite/{roomId}/{eventId}", a(self.invite)),
+            web.put(V1 + "/invite/{roomId}/{eventId}", a(self.invite_v1)),
             web.get(V1 + "/event/{eventId}", a(self.event)),
             web.get(V1 + "/state/{roomId}", a(self.state)),
             web.get(V1 + "/state_ids/{roomId}", a(self.state_ids)),
@@ -72,6 +75,22 @@ class RoomsFederationApi:
             )
         )
 
+    async def send_join_v1(self, request: web.Request, origin: str) -> web.Response:
+        """Deprecated ``PUT /v1/send_join``: the v2 answer wrapped as ``[200, {...}]``."""
+        m = request.match_info
+        answer = await self.resident.send_join(
+            origin, m["roomId"], m["eventId"], signed_content(request)
+        )
+        return json_response([200, answer])
+
+    async def send_leave_v1(self, request: web.Request, origin: str) -> web.Response:
+        """Deprecated ``PUT /v1/send_leave``: answers ``[200, {}]``."""
+        m = request.match_info
+        await self.resident.send(
+            origin, m["roomId"], m["eventId"], signed_content(request), "leave"
+        )
+        return json_response([200, {}])
+
     async def send_leave(self, request: web.Request, origin: str) -> web.Response:
         m = request.match_info
         await self.resident.send(
@@ -94,6 +113,20 @@ class RoomsFederationApi:
                 origin, m["roomId"], m["eventId"], signed_content(request)
             )
         )
+
+    async def invite_v1(self, request: web.Request, origin: str) -> web.Response:
+        """Deprecated ``PUT /v1/invite``: the body is the event itself, the room is
+        version 1 or 2 (the spec says to assume so; both share one event format),
+        and the answer is ``[200, {"event": ...}]``."""
+        m = request.match_info
+        pdu = signed_content(request)
+        if not isinstance(pdu, dict):
+            raise bad_json("Expected the invite event")
+        unsigned = pdu.get("unsigned")
+        state = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        body = {"event": pdu, "room_version": "1", "invite_room_state": state or []}
+        answer = await self.resident.receive_invite(origin, m["roomId"], m["eventId"], body)
+        return json_response([200, answer])
 
     async def event(self, request: web.Request, origin: str) -> web.Response:
         return json_response(await self.reads.event(origin, request.match_info["eventId"]))

@@ -1,4 +1,5 @@
-"""The ``myelin`` command line: generate-config, run, register-user.
+"""The ``myelin`` command line: generate-config, run, register-user, media, and the admin
+commands of ``homeserver/admin_cli.py`` (list-users, deactivate-user, ...).
 
 Errors a person can fix (bad config, unreachable database, file exists)
 print one line to stderr and exit 1, never a traceback.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from homeserver import admin_cli
 from homeserver.config import ConfigError, load_config
 from homeserver.storage.database import DatabaseUnavailable
 
@@ -51,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("username")
     u.add_argument("--password", default=None)
     u.add_argument("--admin", action="store_true")
+
+    m = sub.add_parser("media", help="media repository upkeep")
+    msub = m.add_subparsers(dest="media_command", required=True)
+    pr = msub.add_parser("purge-remote", help="delete cached remote media not read for DAYS")
+    pr.add_argument("--config", required=True)
+    pr.add_argument("--before", type=int, required=True, metavar="DAYS")
+    q = msub.add_parser("quarantine", help="stop serving a media id and delete its bytes")
+    q.add_argument("--config", required=True)
+    q.add_argument("mxc", help="mxc://server/mediaId")
+    admin_cli.add_parsers(sub)
     return p
 
 
@@ -142,10 +154,16 @@ async def _run(config_path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    lost = running.hs.lock_lost
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     log.info("shutting down")
     await running.stop()
     log.info("stopped")
+    if lost.is_set():
+        raise CliError("another process took the database lock; stopped to keep the database safe")
 
 
 # ----------------------------------------------------------- register-user
@@ -163,7 +181,8 @@ async def _register_user(args: argparse.Namespace) -> None:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Confirm password: "):
             raise CliError("passwords do not match")
-    hs = await HomeServer.build(config)
+    # Adds one account row beside a running server: no process lock.
+    hs = await HomeServer.build(config, exclusive=False)
     try:
         user_id = await hs.accounts.check_available(args.username)
         await hs.accounts.create_account(user_id, password, is_admin=args.admin)
@@ -172,6 +191,37 @@ async def _register_user(args: argparse.Namespace) -> None:
     finally:
         await hs.close()
     print(f"registered {user_id}{' (admin)' if args.admin else ''}")
+
+
+# ------------------------------------------------------------------- media
+
+
+async def _media(args: argparse.Namespace) -> None:
+    from homeserver.app import HomeServer
+    from homeserver.media.ids import parse_mxc
+
+    config = load_config(args.config)
+    target: tuple[str, str] | None = None
+    if args.media_command == "purge-remote":
+        if args.before < 0:
+            raise CliError("--before: DAYS must not be negative")
+    else:
+        try:
+            target = parse_mxc(args.mxc)
+        except ValueError:
+            raise CliError(f"{args.mxc!r} is not a valid mxc:// URI") from None
+    hs = await HomeServer.build(config)
+    try:
+        if target is None:
+            before_ts = hs.clock.now_ms() - args.before * 24 * 60 * 60 * 1000
+            count = await hs.media.purge_remote(before_ts)
+            print(f"purged {count} remote media not read for {args.before} days")
+        elif await hs.media.quarantine(*target):
+            print(f"quarantined {args.mxc}")
+        else:
+            raise CliError(f"no local media {args.mxc}")
+    finally:
+        await hs.close()
 
 
 def _use_uvloop() -> None:
@@ -192,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run(args.config))
         elif args.command == "register-user":
             asyncio.run(_register_user(args))
-    except (CliError, ConfigError, DatabaseUnavailable) as e:
+        elif args.command == "media":
+            asyncio.run(_media(args))
+        elif args.command in admin_cli.COMMANDS:
+            print(asyncio.run(admin_cli.run(args)))
+    except (CliError, admin_cli.AdminCliError, ConfigError, DatabaseUnavailable) as e:
         print(f"myelin: {e}", file=sys.stderr)
         return 1
     except OSError as e:

@@ -21,18 +21,8 @@ from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
-from homeserver.api.account import AccountApi
-from homeserver.api.account_data import AccountDataApi
-from homeserver.api.admin_register import AdminRegisterApi
-from homeserver.api.devices import DevicesApi
-from homeserver.api.discovery import DiscoveryApi
-from homeserver.api.ephemeral import EphemeralApi
-from homeserver.api.filters import FilterApi
-from homeserver.api.openid import OpenIdApi
-from homeserver.api.presence import PresenceApi
-from homeserver.api.profile import ProfileApi
-from homeserver.api.pushrules import PushRulesApi
-from homeserver.api.whois import WhoisApi
+from homeserver.api.admin.area import AdminArea
+from homeserver.api.assembly import client_apis, federation_listener_routes
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -40,14 +30,21 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.media.preview import UrlPreviewer
+from homeserver.media.service import MediaService
+from homeserver.media.store import MediaStore
+from homeserver.push.service import PushRuleService
+from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
-from homeserver.rooms.ephemeral.deps import RoomLinks
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
+from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
+from homeserver.sync.notifier import Notifier
+from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
@@ -78,39 +75,56 @@ class HomeServer:
     uia: UiaService
     accounts: AccountService
     rooms_area: RoomsArea
-    room_links: RoomLinks
     typing: TypingService
     receipts: ReceiptService
     userdata: UserDataServices
+    push: PushRuleService
     e2ee: E2ee
     sync_area: SyncArea
+    admin: AdminArea
+    media: MediaService
+    openid: OpenIdTokens
+    previewer: UrlPreviewer | None = None
     federation: Federation | None = None
-    openid: OpenIdApi | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    process_lock: ProcessLock | None = None
+    # Set when another process took the database lock (PostgreSQL): `run` stops.
+    lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def build(cls, config: Config) -> HomeServer:
+    async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
+        """``exclusive``: take the database's process lock first (every serving
+        process; ``register-user`` only adds a row and does not)."""
         signing_key = _load_signing_key(config.signing_key_path)
-        db = await connect(config.database_url)
+        lock = await acquire_process_lock(config.database_url) if exclusive else None
+        try:
+            db = await connect(config.database_url, config.database.sqlite_synchronous)
+        except BaseException:
+            if lock is not None:
+                await lock.release()
+            raise
         try:
             await migrate(db)
-        except Exception:
+        except BaseException:
             await db.close()
+            if lock is not None:
+                await lock.release()
             raise
         clock = Clock()
         store = AccountStore(db)
         auth = Authenticator(store, clock)
         accounts = AccountService(config, store, auth, clock)
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts)
+        # Room events wake /sync through the notifier; the room service sees only the
+        # ChangeSignal interface (a cross-process signal plugs in here later).
+        notifier = Notifier()
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
+        members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
+        push = build_push_rules(db, userdata.account_data)
 
-        # Typing, receipts and read markers ask the rooms area about membership
-        # and events, and write m.fully_read through room account data.
-        links = RoomLinks()
-        links.is_joined_impl = rooms_area.is_joined
-        links.event_in_room_impl = rooms_area.event_in_room
-
+        # Typing, receipts and read markers ask the rooms about membership and events,
+        # and write m.fully_read through room account data.
         async def set_room_account_data(
             user_id: str, room_id: str, type: str, content: dict[str, Any]
         ) -> None:
@@ -119,20 +133,23 @@ class HomeServer:
                 raise not_found("Unknown user")
             await userdata.account_data.put_managed(user.user_nid, user_id, room_id, type, content)
 
-        links.set_room_account_data_impl = set_room_account_data
-        typing = TypingService(links.is_joined)
+        typing = TypingService(members.is_joined)
         receipts = ReceiptService(
             ReceiptStore(db),
             clock,
-            links.is_joined,
-            links.event_in_room,
-            links.set_room_account_data,
+            members.is_joined,
+            members.event_in_room,
+            set_room_account_data,
         )
         e2ee = build_e2ee(
-            config, db, clock, accounts, users_sharing_room_with=rooms_area.users_sharing_room_with
+            config,
+            db,
+            clock,
+            accounts,
+            users_sharing_room_with=members.users_sharing_room_with,
+            departed_room_mates=members.departed_room_mates,
+            arrived_room_mates=members.arrived_room_mates,
         )
-        e2ee.keys.departed_room_mates = rooms_area.departed_room_mates
-        e2ee.keys.arrived_room_mates = rooms_area.arrived_room_mates
         hs = cls(
             config=config,
             db=db,
@@ -143,26 +160,34 @@ class HomeServer:
             uia=UiaService(db, clock),
             accounts=accounts,
             rooms_area=rooms_area,
-            room_links=links,
             typing=typing,
             receipts=receipts,
             userdata=userdata,
+            push=push,
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(
                 db,
                 rooms_area,
+                notifier,
                 typing,
                 receipts,
                 userdata,
+                push,
                 e2ee,
                 accounts,
                 clock,
                 # Push gateways on this host only where federation may reach it too (tests).
                 allow_local_push=config.federation.insecure_local,
             ),
-            unstable_features=dict(E2EE_FEATURES),
+            media=MediaService(config, MediaStore(db), clock),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
+            openid=OpenIdTokens(db, clock, config.server_name),
+            unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
+            process_lock=lock,
         )
+        if config.media.url_preview_enabled:
+            hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
             keys=e2ee.keys,
@@ -170,47 +195,68 @@ class HomeServer:
             typing=typing,
             receipts=receipts,
             presence=userdata.presence,
-            is_joined=links.is_joined,
-            servers_sharing_room_with=rooms_area.servers_sharing_room_with,
-            servers_in_room=rooms_area.servers_in_room,
+            is_joined=members.is_joined,
+            servers_sharing_room_with=members.servers_sharing_room_with,
+            servers_in_room=members.servers_in_room,
         )
+        # Late on purpose: the relay needs the keys service (its /user/keys routes,
+        # device-list EDUs), and the keys service needs the relay for remote users.
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
-        # The room directory over federation (/publicRooms both ways).
-        hs.federation.attach_directory(rooms_area.directory, rooms_area.aliases)
-        await hs.federation.start()
+        # The room directory (and other servers' aliases), space hierarchies and
+        # jump-to-date over federation (both ways).
+        hs.federation.attach_directory(
+            rooms_area.directory, rooms_area.aliases, rooms_area.hierarchy, rooms_area.timestamps
+        )
+        # Media over federation: ours served, remote media fetched into the cache.
+        hs.federation.attach_media(hs.media)
+        if exclusive:
+            # Only the serving process sends the outbox (register-user beside it must not).
+            await hs.federation.start()
+            if lock is not None:
+                hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
+            # Redo what a crash may have cut short after a commit (guests leaving).
+            hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs
 
+    def start_background(self) -> None:
+        """Long-running upkeep of a serving process (not of CLI one-shots)."""
+        self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
+
     def client_app(self) -> web.Application:
+        # Media uploads stream from request.content to disk (within
+        # limits.max_upload_bytes); nothing reads a whole body bigger than a JSON one.
         app = web.Application(
             middlewares=[cors_middleware, error_middleware],
-            client_max_size=self.config.limits.max_upload_bytes,
+            client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
-        ud = self.userdata
-        apis: list[Any] = [
-            self._openid(),
-            DiscoveryApi(self.config, self.auth, self.unstable_features),
-            AccountApi(self.accounts, self.auth, self.uia, self.limiter),
-            DevicesApi(self.accounts, self.auth, self.uia),
-            WhoisApi(self.accounts, self.auth),
-            ProfileApi(self.accounts, self.auth),
-            AdminRegisterApi(self.accounts, self.limiter),
-            EphemeralApi(self.typing, self.receipts, self.auth),
-            AccountDataApi(ud.account_data, self.auth),
-            FilterApi(ud.filters, self.auth),
-            PushRulesApi(ud.push, self.auth),
-            PresenceApi(ud.presence, self.auth),
-            *self.e2ee.apis(self.accounts, self.auth, self.uia),
-            *self.rooms_area.apis(self.auth),
-            *self.sync_area.apis(self.auth),
-        ]
+        apis = client_apis(
+            config=self.config,
+            clock=self.clock,
+            auth=self.auth,
+            uia=self.uia,
+            limiter=self.limiter,
+            accounts=self.accounts,
+            typing=self.typing,
+            receipts=self.receipts,
+            userdata=self.userdata,
+            push=self.push,
+            e2ee=self.e2ee,
+            rooms=self.rooms_area,
+            sync=self.sync_area,
+            media=self.media,
+            previewer=self.previewer,
+            admin=self.admin,
+            openid=self.openid,
+            unstable_features=self.unstable_features,
+        )
         for api in apis:
             app.add_routes(api.routes())
         if self.federation is not None:
             app.add_routes(self.federation.client_routes())
-        notifier = self.rooms_area.notifier
+        notifier = self.sync_area.notifier
 
         async def end_long_polls(_: web.Application) -> None:
             notifier.close()  # /sync long-polls answer now instead of holding up shutdown
@@ -226,14 +272,8 @@ class HomeServer:
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         if self.federation is not None:
             self.federation.install(app)
-            app.add_routes(self._openid().userinfo_routes())
+            app.add_routes(federation_listener_routes(self.auth, self.openid))
         return app
-
-    def _openid(self) -> OpenIdApi:
-        if self.openid is None:
-            tokens = OpenIdTokens(self.db, self.clock, self.config.server_name)
-            self.openid = OpenIdApi(self.auth, tokens)
-        return self.openid
 
     async def close(self) -> None:
         self.typing.close()
@@ -243,7 +283,11 @@ class HomeServer:
         await asyncio.gather(*self.background, return_exceptions=True)
         if self.federation is not None:
             await self.federation.close()
+        if self.previewer is not None:
+            await self.previewer.close()
         await self.db.close()
+        if self.process_lock is not None:
+            await self.process_lock.release()
 
 
 @dataclass
@@ -288,6 +332,7 @@ async def start(config: Config) -> RunningServer:
     hs = await HomeServer.build(config)
     runners: list[web.AppRunner] = []
     try:
+        hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
 
 class ConfigError(Exception):
     """A configuration problem, stated in one line naming the key."""
@@ -30,20 +32,38 @@ class ListenerConfig:
 
 @dataclass
 class RateLimit:
-    """A token bucket: ``per_second`` refill rate, ``burst`` capacity."""
+    """A token bucket (Synapse's shape): ``per_second`` refill rate, ``burst_count`` capacity."""
 
     per_second: float = 1.0
-    burst: int = 10
+    burst_count: int = 10
+
+
+@dataclass
+class LoginRateLimits:
+    """Synapse's ``rc_login``: /login per client IP (every attempt), per account
+    (successful logins), and failed password attempts per account (from any IP)."""
+
+    address: RateLimit = field(default_factory=lambda: RateLimit(0.003, 5))
+    account: RateLimit = field(default_factory=lambda: RateLimit(0.003, 5))
+    failed_attempts: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
 
 
 @dataclass
 class RateLimitsConfig:
     enabled: bool = True
-    login: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
-    registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 5))
+    login: LoginRateLimits = field(default_factory=LoginRateLimits)
+    # Registrations (and guest accounts), per client IP (Synapse's rc_registration).
+    registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
     message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
+
+
+@dataclass
+class DatabaseConfig:
+    # SQLite's PRAGMA synchronous under WAL: "full" makes every commit durable
+    # (fsync per transaction); "normal" may lose the last commits on power loss.
+    sqlite_synchronous: str = "full"
 
 
 @dataclass
@@ -83,6 +103,56 @@ class LimitsConfig:
 
 
 @dataclass
+class ThumbnailSize:
+    width: int = 32
+    height: int = 32
+    method: str = "crop"
+
+
+def _default_thumbnail_sizes() -> list[ThumbnailSize]:
+    """The sizes the spec says servers SHOULD produce (client-server "Thumbnails")."""
+    return [
+        ThumbnailSize(32, 32, "crop"),
+        ThumbnailSize(96, 96, "crop"),
+        ThumbnailSize(320, 240, "scale"),
+        ThumbnailSize(640, 480, "scale"),
+        ThumbnailSize(800, 600, "scale"),
+    ]
+
+
+@dataclass
+class MediaConfig:
+    # Where content files live; relative to data_dir. Files are named by content hash.
+    store_path: str = "media_store"
+    # Total bytes of media one local user may have uploaded; null: no quota.
+    max_bytes_per_user: int | None = 1024 * 1024 * 1024
+    # Uploads created with /media/v1/create and not yet uploaded, per user (429 beyond).
+    max_pending_uploads: int = 10
+    # How long an id from /media/v1/create stays usable, in milliseconds.
+    unused_expiry_ms: int = 24 * 60 * 60 * 1000
+    thumbnail_sizes: list[ThumbnailSize] = field(default_factory=_default_thumbnail_sizes)
+    # Images with more pixels than this are not thumbnailed (413 M_TOO_LARGE).
+    max_thumbnail_pixels: int = 32 * 1024 * 1024
+    # The legacy unauthenticated /_matrix/media/v3/download|thumbnail serve only
+    # media stored before this time (ms since the epoch): the spec's "freeze".
+    # 0 freezes everything (new servers); null: no freeze (not recommended).
+    legacy_cutoff_ts: int | None = 0
+    # Bytes of remote media kept in the cache; the least recently used goes first.
+    remote_cache_max_bytes: int = 5 * 1024 * 1024 * 1024
+    # Largest remote file fetched; larger answers 502 M_TOO_LARGE. null: max_upload_bytes.
+    max_remote_bytes: int | None = None
+    # Delete media not downloaded for this many days (null: keep forever).
+    local_retention_days: int | None = None
+    remote_retention_days: int | None = 90
+    # GET /media/preview_url: off by default (it makes the server fetch URLs).
+    url_preview_enabled: bool = False
+    # Networks a preview may never reach; loopback, private, link-local, multicast
+    # and reserved addresses are always refused unless listed in url_preview_ip_allow.
+    url_preview_ip_deny: list[str] = field(default_factory=list)
+    url_preview_ip_allow: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TurnConfig:
     uris: list[str] = field(default_factory=list)
     shared_secret: str | None = None
@@ -90,10 +160,28 @@ class TurnConfig:
 
 
 @dataclass
+class SupportContact:
+    """One way to reach the server's admins (spec: /.well-known/matrix/support)."""
+
+    role: str = "m.role.admin"
+    matrix_id: str | None = None
+    email_address: str | None = None
+
+
+@dataclass
+class SupportConfig:
+    """Served at /.well-known/matrix/support; nothing set: that URL answers 404."""
+
+    contacts: list[SupportContact] = field(default_factory=list)
+    support_page: str | None = None
+
+
+@dataclass
 class Config:
     server_name: str = ""
     data_dir: str = "."
     database_url: str = ""
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     signing_key_path: str = ""
     tls_certificate_path: str = ""
     tls_private_key_path: str = ""
@@ -105,6 +193,8 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    support: SupportConfig = field(default_factory=SupportConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -181,6 +271,9 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         config.database_url = f"sqlite:///{data_dir / 'homeserver.db'}"
     if not config.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("database_url: must start with sqlite:/// or postgresql://")
+    _check_rate_limits(config.rate_limits)
+    if config.database.sqlite_synchronous not in ("full", "normal"):
+        raise ConfigError("database.sqlite_synchronous: must be full or normal")
     config.signing_key_path = str(data_dir / (config.signing_key_path or "signing.key"))
     config.tls_certificate_path = str(data_dir / (config.tls_certificate_path or "tls.crt"))
     config.tls_private_key_path = str(data_dir / (config.tls_private_key_path or "tls.key"))
@@ -188,8 +281,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         listener: ListenerConfig = getattr(config, name)
         if not 0 <= listener.port <= 65535:
             raise ConfigError(f"{name}.port: {listener.port} is not a TCP port")
-    if config.default_room_version not in ("10", "11", "12"):
-        raise ConfigError("default_room_version: must be one of 10, 11, 12")
+    if config.default_room_version not in KNOWN_ROOM_VERSIONS:
+        raise ConfigError("default_room_version: must be one of 1 to 12")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
     if config.limits.max_json_body_bytes < 65536:
@@ -201,7 +294,62 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("federation.max_concurrent_*: must be at least 1")
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
+    _check_media(config, data_dir)
+    _check_support(config.support)
     return config
+
+
+def _check_rate_limits(limits: RateLimitsConfig) -> None:
+    buckets = {
+        "login.address": limits.login.address,
+        "login.account": limits.login.account,
+        "login.failed_attempts": limits.login.failed_attempts,
+        "registration": limits.registration,
+        "message": limits.message,
+        "per_ip": limits.per_ip,
+    }
+    for name, bucket in buckets.items():
+        if bucket.per_second < 0 or bucket.burst_count < 1:
+            raise ConfigError(f"rate_limits.{name}: per_second must be >= 0 and burst_count >= 1")
+
+
+def _check_media(config: Config, data_dir: Path) -> None:
+    """Resolve the media store path and check the media limits."""
+    import ipaddress
+
+    media = config.media
+    media.store_path = str(data_dir / media.store_path)
+    for size in media.thumbnail_sizes:
+        if size.method not in ("crop", "scale"):
+            raise ConfigError("media.thumbnail_sizes: method must be crop or scale")
+        if not 1 <= size.width <= 4096 or not 1 <= size.height <= 4096:
+            raise ConfigError("media.thumbnail_sizes: width and height must be 1..4096")
+    if media.max_bytes_per_user is not None and media.max_bytes_per_user < 0:
+        raise ConfigError("media.max_bytes_per_user: must not be negative")
+    if media.max_pending_uploads < 1 or media.unused_expiry_ms < 1:
+        raise ConfigError("media.max_pending_uploads, unused_expiry_ms: must be at least 1")
+    if media.remote_cache_max_bytes < 0 or media.max_thumbnail_pixels < 1:
+        raise ConfigError("media.remote_cache_max_bytes, max_thumbnail_pixels: out of range")
+    for days in (media.local_retention_days, media.remote_retention_days):
+        if days is not None and days < 1:
+            raise ConfigError("media.*_retention_days: must be at least 1 (or null)")
+    for key in ("url_preview_ip_deny", "url_preview_ip_allow"):
+        for net in getattr(media, key):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
+
+
+def _check_support(support: SupportConfig) -> None:
+    for i, contact in enumerate(support.contacts):
+        key = f"support.contacts[{i}]"
+        if not contact.matrix_id and not contact.email_address:
+            raise ConfigError(f"{key}: needs matrix_id or email_address")
+        if contact.matrix_id is not None and not contact.matrix_id.startswith("@"):
+            raise ConfigError(f"{key}.matrix_id: must be a user id (@user:server)")
+        if not contact.role:
+            raise ConfigError(f"{key}.role: must not be empty")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

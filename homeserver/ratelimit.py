@@ -1,8 +1,15 @@
 """Token-bucket rate limiting per (action, key), key being a user id or an IP.
 
-In memory and per process: a bucket refills at ``per_second`` up to
-``burst``. Buckets that are full again are dropped so memory stays bounded
-by the number of recently active keys.
+In memory and per process (one process per database: storage/process_lock.py):
+a bucket refills at ``per_second`` up to ``burst_count``. Buckets that are full
+again are dropped so memory stays bounded by the number of recently active keys.
+
+Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
+account), ``login_failed`` (failed passwords per account), ``registration``
+(per IP), ``message`` (per user), ``per_ip`` (every unauthenticated limited
+action per IP). ``check`` takes a token or refuses; the failed-login bucket is
+split into ``peek`` (refuse while empty, take nothing) before the password is
+checked and ``record`` after it failed, so only failures count.
 """
 
 from __future__ import annotations
@@ -19,30 +26,63 @@ class RateLimiter:
         self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._config = config
+        self._limits: dict[str, RateLimit] = {
+            "login_address": config.login.address,
+            "login_account": config.login.account,
+            "login_failed": config.login.failed_attempts,
+            "registration": config.registration,
+            "message": config.message,
+            "per_ip": config.per_ip,
+        }
         self._clock = clock
         # (action, key) -> (tokens, last refill time)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._last_sweep = clock()
 
+    def _tokens(self, action: str, key: str, now: float) -> tuple[RateLimit, float]:
+        limit = self._limits[action]
+        tokens, last = self._buckets.get((action, key), (float(limit.burst_count), now))
+        return limit, min(float(limit.burst_count), tokens + (now - last) * limit.per_second)
+
+    def _refuse_if_empty(self, limit: RateLimit, tokens: float) -> None:
+        if tokens < 1.0:
+            wait = (1.0 - tokens) / limit.per_second if limit.per_second > 0 else 3600.0
+            raise limit_exceeded(max(1, int(wait * 1000)))
+
     def check(self, action: str, key: str) -> None:
         """Take one token for ``key`` or raise 429 M_LIMIT_EXCEEDED with retry_after_ms."""
         if not self._config.enabled:
             return
-        limit: RateLimit = getattr(self._config, action)
         now = self._clock()
-        tokens, last = self._buckets.get((action, key), (float(limit.burst), now))
-        tokens = min(float(limit.burst), tokens + (now - last) * limit.per_second)
-        if tokens < 1.0:
-            wait = (1.0 - tokens) / limit.per_second if limit.per_second > 0 else 3600.0
-            self._buckets[(action, key)] = (tokens, now)
-            raise limit_exceeded(max(1, int(wait * 1000)))
+        limit, tokens = self._tokens(action, key, now)
+        self._buckets[(action, key)] = (tokens, now)
+        self._refuse_if_empty(limit, tokens)
         self._buckets[(action, key)] = (tokens - 1.0, now)
+        self._maybe_sweep(now)
+
+    def peek(self, action: str, key: str) -> None:
+        """Raise 429 while ``key`` has no token left; take nothing."""
+        if not self._config.enabled:
+            return
+        limit, tokens = self._tokens(action, key, self._clock())
+        self._refuse_if_empty(limit, tokens)
+
+    def record(self, action: str, key: str) -> None:
+        """Take one token for ``key`` whatever is left (an attempt that already happened)."""
+        if not self._config.enabled:
+            return
+        now = self._clock()
+        _, tokens = self._tokens(action, key, now)
+        self._buckets[(action, key)] = (max(0.0, tokens - 1.0), now)
+        self._maybe_sweep(now)
+
+    def _maybe_sweep(self, now: float) -> None:
         if now - self._last_sweep > 60:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now
         for bucket_key, (tokens, last) in list(self._buckets.items()):
-            limit: RateLimit = getattr(self._config, bucket_key[0])
-            if tokens + (now - last) * limit.per_second >= limit.burst:
+            limit = self._limits[bucket_key[0]]
+            if tokens + (now - last) * limit.per_second >= limit.burst_count:
                 del self._buckets[bucket_key]

@@ -1,10 +1,9 @@
-"""Room facts for the ephemeral-data tests, until the room service exists.
+"""Room facts for the ephemeral services' own tests, without a room service.
 
-Membership, events and room account data are owned by services that are
-not in this tree yet (rooms, userdata). These are small real
-implementations of the Protocols in ``homeserver.rooms.ephemeral.deps``
-over in-test sets, so the tests decide who is joined and which events
-exist. Replace with real rooms once they land.
+Small real implementations of the Protocols in
+``homeserver.rooms.ephemeral.interfaces`` over in-test sets, so a test of
+typing or receipts alone decides who is joined and which events exist. The
+tests over HTTP use real rooms instead.
 """
 
 from __future__ import annotations

@@ -15,15 +15,17 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.membership.resident import ResidentMembership
 from federation.outbound import OutboundRooms
+from federation.pdu.fetch import TooManyEvents
 from federation.pdu.graph import diff
 from federation.pdu.pipeline import PduPipeline
 from homeserver.clock import Clock
-from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth.constants import CREATE, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.checks import EventRejected, check_event
@@ -35,6 +37,9 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 log = logging.getLogger("myelin.federation.membership")
 
 SUPPORTED_VERSIONS = sorted(KNOWN_ROOM_VERSIONS)
+# A big room's whole state and auth chain (the state is never cut; past this the
+# join fails with an error saying so).
+SEND_JOIN_MAX_BYTES = 256 * 1024 * 1024
 _TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
 
 
@@ -48,6 +53,22 @@ def _unreachable(e: FederationError) -> MatrixError:
     if e.status == 404:
         return not_found(e.error)
     return MatrixError(502, "M_UNKNOWN", "No server in the room could help")
+
+
+def _not_among(pdus: Any, known: set[str], rv: RoomVersion) -> Any:
+    """The PDUs whose event id is not in ``known`` (unnameable ones are kept: their
+    checks drop them)."""
+    if not isinstance(pdus, list):
+        return pdus
+    out = []
+    for pdu in pdus:
+        try:
+            if isinstance(pdu, dict) and compute_event_id(pdu, rv) in known:
+                continue
+        except (TypeError, ValueError, KeyError):
+            pass
+        out.append(pdu)
+    return out
 
 
 class RemoteMembership:
@@ -117,7 +138,8 @@ class RemoteMembership:
             server, _fed("v1", f"make_{kind}", room_id, user_id), query
         )
         template = resp.get("event") if isinstance(resp, dict) else None
-        version = resp.get("room_version", "10") if isinstance(resp, dict) else None
+        # No room_version: the room is version 1 or 2, which share a format (make_join).
+        version = resp.get("room_version", "1") if isinstance(resp, dict) else None
         rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
         if not isinstance(template, dict) or rv is None:
             raise FederationError(server, "unusable template", status=502)
@@ -132,18 +154,27 @@ class RemoteMembership:
         )
         if got != expected:
             raise FederationError(server, "template does not match the request", status=502)
-        return self._template_event(template, rv), rv
+        try:
+            return self._template_event(template, rv), rv
+        except ValueError as e:  # e.g. plain ids where a v1/v2 room needs [id, hash] pairs
+            raise FederationError(server, f"unusable template: {e}", status=502) from None
 
     def _template_event(self, template: dict[str, Any], rv: RoomVersion) -> Event:
+        """Our event from a template; ``ValueError`` when it is not of ``rv``'s format."""
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
-        return build_event(rv, fields, self.server_name, self.signing_key)
+        return build_event(
+            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+        )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
         template = dict(event.pdu)
         template["content"] = {**event.content, **content}
-        return self._template_event(template, event.room_version)
+        try:
+            return self._template_event(template, event.room_version)
+        except ValueError as e:
+            raise bad_json(f"Invalid membership content: {e}") from None
 
     # ---------------------------------------------------------------- join
 
@@ -157,7 +188,10 @@ class RemoteMembership:
                 event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
                 event = self._with_content(event, content)
                 resp = await self.client.put_json(
-                    server, _fed("v2", "send_join", room_id, event.event_id), event.pdu
+                    server,
+                    _fed("v2", "send_join", room_id, event.event_id),
+                    event.pdu,
+                    max_response_bytes=SEND_JOIN_MAX_BYTES,
                 )
             except FederationError as e:
                 log.info("join through %s failed: %s", server, e.error)
@@ -179,14 +213,30 @@ class RemoteMembership:
             if got is not None and got[0].event_id == event.event_id:
                 event = got[0]
         fetcher = self.pipeline.fetcher
-        state = await fetcher.many(resp.get("state"), rv, room_id)
-        chain = await fetcher.many(resp.get("auth_chain"), rv, room_id)
+        given_state = resp.get("state")
+        try:
+            # The whole state, never a prefix of it (issue 9): a cut state
+            # loses members, and join rules or invites past the cut.
+            state = await fetcher.whole(given_state, rv, room_id, "the room's state")
+            # Most of the chain is the state again: each event is checked once.
+            chain_pdus = _not_among(resp.get("auth_chain"), {e.event_id for e in state}, rv)
+            chain = await fetcher.whole(chain_pdus, rv, room_id, "the auth chain")
+        except TooManyEvents as e:
+            log.warning("join of %s through %s refused: %s", room_id, server, e)
+            raise MatrixError(502, "M_UNKNOWN", f"Cannot join: {e}") from None
+        if isinstance(given_state, list) and len(state) < len(given_state):
+            log.warning(
+                "send_join from %s: %d of %d state events failed their checks and were dropped",
+                server,
+                len(given_state) - len(state),
+                len(given_state),
+            )
         create = next((e for e in [*state, *chain] if e.type == CREATE), None)
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):
             room = await self._room_row(room_id, create)
-            await self.pipeline.auth.store_outliers(room, [*chain, *state])
+            await self.pipeline.auth.store_outliers_locked(room, [*chain, *state])
             stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
             ids = {
                 s.event.state_tuple(): i

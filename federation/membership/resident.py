@@ -10,29 +10,39 @@ a room we are not in stores it out-of-band so the invitee's /sync shows it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from federation.membership.restricted import RestrictedJoins
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
-from federation.pdu.pipeline import PduPipeline
+from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.events.signing import sign_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import reference_hash_entry, sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
+from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 
 def _will_sign(event: Event, server_name: str) -> bool:
     return True
+
+
+def _references(events: list[Event], rv: RoomVersion) -> list[Any]:
+    """Event ids, or in room versions 1-2 ``[event_id, {"sha256": hash}]`` pairs."""
+    if rv.event_id_in_pdu:
+        return [[e.event_id, reference_hash_entry(e.pdu, rv)] for e in events]
+    return [e.event_id for e in events]
 
 
 def incompatible(version: str) -> MatrixError:
@@ -59,6 +69,13 @@ class ResidentMembership:
         self.pipeline = pipeline
         self.outbound = outbound
         self.restricted = RestrictedJoins(server_name, rooms)
+        # Rooms a server admin blocked: no remote user joins or knocks through
+        # us, and our users get no invites to them (set by FederatedRooms.attach).
+        self.blocked: Callable[[str], Awaitable[bool]] | None = None
+
+    async def _refuse_blocked(self, room_id: str) -> None:
+        if self.blocked is not None and await self.blocked(room_id):
+            raise room_blocked()
 
     async def _room(self, origin: str, room_id: str) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)
@@ -73,27 +90,31 @@ class ResidentMembership:
     ) -> dict[str, Any]:
         """make_join / make_leave / make_knock: a template event for ``user_id``."""
         room = await self._room(origin, room_id)
+        if membership != "leave":
+            await self._refuse_blocked(room.room_id)
         if domain_of(user_id) != origin:
             raise forbidden("The user does not belong to the requesting server")
         rv = room.version
         if versions is not None and rv.identifier not in versions:
             raise incompatible(rv.identifier)
         content: dict[str, Any] = {"membership": membership}
-        if membership == JOIN:
+        if membership == JOIN and rv.restricted_join:
             authoriser = await self.restricted.authoriser_for(room, user_id)
             if authoriser is not None:
                 content[AUTHORISING_USER] = authoriser
         keys = auth_types_for_event(MEMBER, user_id, user_id, content, rv)
         cur = await self.rooms.current_state(room, [*keys, CREATE_KEY])
         prev = (await self.rooms.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        prev_events = [p.event for p in prev]
+        auth_events = [cur[k].event for k in keys if k in cur]
         template: dict[str, Any] = {
             "type": MEMBER,
             "room_id": room.room_id,
             "sender": user_id,
             "state_key": user_id,
             "content": content,
-            "prev_events": [p.event.event_id for p in prev],
-            "auth_events": [cur[k].event.event_id for k in keys if k in cur],
+            "prev_events": _references(prev_events, rv),
+            "auth_events": _references(auth_events, rv),
             "depth": max(p.event.depth for p in prev) + 1,
             "origin": origin,
             "origin_server_ts": 0,
@@ -123,8 +144,12 @@ class ResidentMembership:
             raise bad_json(f"Expected a {membership} of a user of the requesting server")
         event = await self._countersign_restricted(room, event)
         shown: list[StoredEvent] = []
-        async with self.rooms.lock(room.room_id):
-            error = await self.pipeline.process(origin, room, event, shown, fetch_missing=False)
+        try:
+            async with self.rooms.lock(room.room_id):
+                # Built on our own template: nothing to fetch, so no network under the lock.
+                error = await self.pipeline.process(origin, room, event, shown, ahead=Prefetched())
+        except MissingEvents:
+            error = MISSING_FOR_RESOLUTION
         stored = await self.rooms.events.by_id(event.event_id)
         if error is not None or stored is None or stored.stream_ordering is None:
             raise forbidden(error or "The event is not allowed in the room now")
@@ -191,6 +216,7 @@ class ResidentMembership:
         room = await self.rooms.rooms.get_room(room_id)
         if room is not None and not await self.pipeline.server_allowed(room, origin):
             raise denied()
+        await self._refuse_blocked(room_id)
         signed = sign_event(event.pdu, self.server_name, self.signing_key, rv)
         resident = room is not None and await self.outbound.servers_in_room(room) & {
             self.server_name

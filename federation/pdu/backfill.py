@@ -13,7 +13,8 @@ history before our server joined, or a hole get_missing_events left)::
          which applies its history visibility for us
       -> steps 1-3 per PDU (format, content hash, signatures: EventFetcher)
       -> under the room lock, oldest (lowest depth) first:
-         PduPipeline.process(backfilled=True): auth events fetched if missing,
+         PduPipeline.process(backfilled=True): auth events fetched if missing
+         (before the lock, with the states at the gaps: prefetch_batch),
          the state before it (its prevs' states; the oldest one's via
          /state_ids), auth rules against its auth events and that state;
          persisted as backfilled: negative stream ordering, no current state,
@@ -32,9 +33,10 @@ from collections.abc import Sequence
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.outbound import OutboundRooms
-from federation.pdu.pipeline import PduPipeline
+from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from homeserver.clock import Clock
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.federation.backfill")
@@ -96,15 +98,23 @@ class RoomBackfiller:
             return 0
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         events = await self.pipeline.fetcher.many(pdus, room.version, room.room_id)
+        ordered = sorted(events, key=lambda e: e.depth)
+        # The network first (auth events, the state at the oldest events' gaps),
+        # then the room's lock with none (DESIGN rule 3).
+        gaps = await self.pipeline.prefetch_batch(server, room, ordered, max_gaps=len(ordered))
+        ahead = Prefetched(gaps=gaps)
         count = 0
         async with self.rooms.lock(room.room_id):
-            for event in sorted(events, key=lambda e: e.depth):
+            for event in ordered:
                 before = await self.rooms.events.by_id(event.event_id)
                 if before is not None and not before.outlier:
                     continue
-                error = await self.pipeline.process(
-                    server, room, event, [], fetch_missing=False, backfilled=True
-                )
+                try:
+                    error = await self.pipeline.process(
+                        server, room, event, [], backfilled=True, ahead=ahead
+                    )
+                except MissingEvents:
+                    error = MISSING_FOR_RESOLUTION
                 if error is None:
                     count += 1
                 else:

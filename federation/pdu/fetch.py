@@ -3,11 +3,21 @@ events", "Retrieving event authorisation information", "get_missing_events"),
 each answer parsed for the room version and its signatures verified.
 
 An event that fails parsing or signatures is left out (it is dropped, as on
-receipt); the caller sees it as still missing.
+receipt); the caller sees it as still missing. A failed request is logged at
+debug level only: what it costs (an event refused for missing auth events or
+state) is logged once by the pipeline, with the origin.
+
+Limits: an answer that the spec bounds by what we asked for (get_missing_events,
+backfill) is read up to ``MAX_FETCHED`` events. A room's state or an auth chain
+(send_join, event_auth) is never cut: it is read whole up to ``MAX_STATE_EVENTS``,
+and a bigger one fails loudly (``TooManyEvents``) rather than giving a partial
+state. Events are checked in batches of ``CHECK_BATCH``, yielding to the event
+loop between batches so a big join does not stall other rooms.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,6 +32,20 @@ from homeserver.events.signing import SignatureError
 log = logging.getLogger("myelin.federation.pdu")
 
 MAX_FETCHED = 1000
+MAX_STATE_EVENTS = 200_000
+CHECK_BATCH = 200
+# Time bounds per request: one event is small; a chain or a state may be big.
+EVENT_TIMEOUT_S = 15.0
+CHAIN_TIMEOUT_S = 60.0
+
+
+class TooManyEvents(Exception):
+    """A state or auth chain bigger than we accept whole: refused, never cut."""
+
+    def __init__(self, what: str, count: int) -> None:
+        super().__init__(f"{what} has {count} events; at most {MAX_STATE_EVENTS} are accepted")
+        self.what = what
+        self.count = count
 
 
 class EventFetcher:
@@ -29,34 +53,61 @@ class EventFetcher:
         self.client = client
         self.keyring = keyring
 
-    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
-        """Steps 1-3 for one fetched PDU: (event, content hash failed), or None if dropped."""
+    async def check(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool]:
+        """Steps 1-3 for one PDU: (event, content hash failed); ``PduDropped`` if dropped."""
         try:
             event, redacted = parse_pdu(pdu, version)
             await self.keyring.verify_event_signatures(event.pdu, version)
-        except (PduDropped, SignatureError, KeyLookupError) as e:
-            log.info("dropping a fetched event: %s", e)
-            return None
+        except (SignatureError, KeyLookupError) as e:
+            raise PduDropped(str(e)) from None
         return event, redacted
 
+    async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:
+        """``check`` for one fetched PDU, or None (logged) if dropped."""
+        try:
+            return await self.check(pdu, version)
+        except PduDropped as e:
+            log.info("dropping a fetched event: %s", e.reason)
+            return None
+
     async def many(self, pdus: Any, version: RoomVersion, room_id: str) -> list[Event]:
-        out: list[Event] = []
+        """A bounded answer (we asked for at most ``MAX_FETCHED``): extra events are ignored."""
         if not isinstance(pdus, list):
-            return out
-        for pdu in pdus[:MAX_FETCHED]:
-            got = await self.checked(pdu, version)
-            if got is not None and got[0].room_id == room_id:
-                out.append(got[0])
-        return out
+            return []
+        return await self._checked_all(pdus[:MAX_FETCHED], version, room_id)
+
+    async def whole(self, pdus: Any, version: RoomVersion, room_id: str, what: str) -> list[Event]:
+        """A state or auth chain: every event checked, none cut; ``TooManyEvents``
+        when there are more than ``MAX_STATE_EVENTS``."""
+        if not isinstance(pdus, list):
+            return []
+        if len(pdus) > MAX_STATE_EVENTS:
+            raise TooManyEvents(what, len(pdus))
+        return await self._checked_all(pdus, version, room_id)
+
+    async def _checked_all(
+        self, pdus: list[Any], version: RoomVersion, room_id: str
+    ) -> list[Event]:
+        out: dict[str, Event] = {}
+        for start in range(0, len(pdus), CHECK_BATCH):
+            if start:
+                await asyncio.sleep(0)  # let other rooms and requests run between batches
+            for pdu in pdus[start : start + CHECK_BATCH]:
+                got = await self.checked(pdu, version)
+                if got is not None and got[0].room_id == room_id:
+                    out.setdefault(got[0].event_id, got[0])  # a repeated event counts once
+        return list(out.values())
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:
         """``GET /event/{eventId}``: one event, if the server has it and it checks out."""
         try:
             resp = await self.client.get_json(
-                origin, encode_path("_matrix", "federation", "v1", "event", event_id)
+                origin,
+                encode_path("_matrix", "federation", "v1", "event", event_id),
+                timeout_s=EVENT_TIMEOUT_S,
             )
         except FederationError as e:
-            log.info("cannot fetch an event from %s: %s", origin, e.error)
+            log.debug("cannot fetch an event from %s: %s", origin, e.error)
             return None
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         if not isinstance(pdus, list) or not pdus:
@@ -72,12 +123,16 @@ class EventFetcher:
         """``GET /event_auth/{roomId}/{eventId}``: the auth chain of an event."""
         path = encode_path("_matrix", "federation", "v1", "event_auth", room_id, event_id)
         try:
-            resp = await self.client.get_json(origin, path)
+            resp = await self.client.get_json(origin, path, timeout_s=CHAIN_TIMEOUT_S)
         except FederationError as e:
-            log.info("cannot fetch an auth chain from %s: %s", origin, e.error)
+            log.debug("cannot fetch an auth chain from %s: %s", origin, e.error)
             return []
         chain = resp.get("auth_chain") if isinstance(resp, dict) else None
-        return await self.many(chain, version, room_id)
+        try:
+            return await self.whole(chain, version, room_id, "an auth chain")
+        except TooManyEvents as e:
+            log.warning("auth chain of %s from %s refused: %s", event_id, origin, e)
+            return []
 
     async def state_ids(
         self, origin: str, room_id: str, event_id: str
@@ -85,9 +140,11 @@ class EventFetcher:
         """``GET /state_ids/{roomId}?event_id=``: (state event ids, auth chain ids)."""
         path = encode_path("_matrix", "federation", "v1", "state_ids", room_id)
         try:
-            resp = await self.client.get_json(origin, path, {"event_id": event_id})
+            resp = await self.client.get_json(
+                origin, path, {"event_id": event_id}, timeout_s=CHAIN_TIMEOUT_S
+            )
         except FederationError as e:
-            log.info("cannot fetch state ids from %s: %s", origin, e.error)
+            log.debug("cannot fetch state ids from %s: %s", origin, e.error)
             return None
         if not isinstance(resp, dict):
             return None
@@ -95,6 +152,28 @@ class EventFetcher:
         if not isinstance(pdus, list) or not isinstance(chain, list):
             return None
         return [p for p in pdus if isinstance(p, str)], [c for c in chain if isinstance(c, str)]
+
+    async def state(
+        self, origin: str, room_id: str, event_id: str, version: RoomVersion
+    ) -> list[Event] | None:
+        """``GET /state/{roomId}?event_id=``: the state at an event and its auth chain,
+        whole (never cut), every event checked. None when the server would not tell."""
+        path = encode_path("_matrix", "federation", "v1", "state", room_id)
+        try:
+            resp = await self.client.get_json(
+                origin, path, {"event_id": event_id}, timeout_s=CHAIN_TIMEOUT_S
+            )
+            if not isinstance(resp, dict):
+                return None
+            pdus = await self.whole(resp.get("pdus"), version, room_id, "a state")
+            chain = await self.whole(resp.get("auth_chain"), version, room_id, "an auth chain")
+        except FederationError as e:
+            log.debug("cannot fetch the state from %s: %s", origin, e.error)
+            return None
+        except TooManyEvents as e:
+            log.warning("state at %s from %s refused: %s", event_id, origin, e)
+            return None
+        return [*chain, *pdus]
 
     async def missing_events(
         self,
@@ -109,9 +188,9 @@ class EventFetcher:
         path = encode_path("_matrix", "federation", "v1", "get_missing_events", room_id)
         body = {"earliest_events": earliest, "latest_events": latest, "limit": limit}
         try:
-            resp = await self.client.post_json(origin, path, body)
+            resp = await self.client.post_json(origin, path, body, timeout_s=CHAIN_TIMEOUT_S)
         except FederationError as e:
-            log.info("cannot fetch missing events from %s: %s", origin, e.error)
+            log.debug("cannot fetch missing events from %s: %s", origin, e.error)
             return []
         events = resp.get("events") if isinstance(resp, dict) else None
         return await self.many(events, version, room_id)

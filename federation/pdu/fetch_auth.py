@@ -9,7 +9,7 @@ again and never refetched).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Set
 
 from nacl.signing import VerifyKey
 
@@ -42,6 +42,19 @@ def key_lookup(keyring: Keyring) -> KeyLookup:
     return lookup
 
 
+class _Budget:
+    """Requests left for fetching one event's missing auth events."""
+
+    def __init__(self, requests: int) -> None:
+        self.left = requests
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 class AuthFetcher:
     def __init__(
         self, rooms: RoomService, graph: RoomGraph, fetcher: EventFetcher, keyring: Keyring
@@ -62,23 +75,54 @@ class AuthFetcher:
         found = await self.rooms.current_state_event(room, CREATE)
         return None if found is None else found.event
 
-    async def ensure(self, origin: str, room: RoomInfo, event: Event) -> bool:
-        """Fetch and store the missing auth events of ``event``; whether all are now known."""
-        missing = await self.graph.missing(event.auth_event_ids)
+    async def ensure(
+        self,
+        origin: str,
+        room: RoomInfo,
+        event: Event,
+        pending: Set[str] = frozenset(),
+        budget: _Budget | None = None,
+    ) -> bool:
+        """Fetch and store the missing auth events of ``event``; whether all are now known.
+
+        ``pending``: events already fetched and about to be processed (missing prev
+        events), which are not asked for again. At most ``MAX_SINGLE_FETCHES`` requests
+        in all for one incoming event, however deep the chain a server makes us walk (it
+        could refuse ``/event_auth`` and hand out a thousand-long chain one ``/event`` at
+        a time)."""
+        missing = set(await self.graph.missing(event.auth_event_ids)) - pending
         if not missing:
             return True
+        budget = budget or _Budget(MAX_SINGLE_FETCHES)
+        if not budget.take():
+            return False
         chain = await self.fetcher.event_auth(origin, room.room_id, event.event_id, room.version)
-        await self.store_outliers(room, chain)
-        for event_id in (await self.graph.missing(event.auth_event_ids))[:MAX_SINGLE_FETCHES]:
+        # An event is never in its own auth chain: a hostile answer that says so is ignored.
+        await self.store_outliers(room, [e for e in chain if e.event_id != event.event_id])
+        for event_id in await self.graph.missing(event.auth_event_ids):
+            if not budget.take():
+                break
             got = await self.fetcher.event(origin, event_id, room.version)
-            if got is not None:
-                await self.ensure(origin, room, got)
+            # Stored only with its own auth events: one we gave up on is not rejected
+            # for good, it stays missing (another server may yet supply its chain).
+            if got is not None and await self.ensure(origin, room, got, budget=budget):
                 await self.store_outliers(room, [got])
         return not await self.graph.missing(event.auth_event_ids)
 
     async def store_outliers(self, room: RoomInfo, events: Iterable[Event]) -> list[StoredEvent]:
         """Store unknown events as outliers, oldest first, each checked against its
-        own auth events."""
+        own auth events. Called with what the network gave, outside the room's lock:
+        takes it for the writes only (the room keeps a single writer)."""
+        unknown = list(events)
+        if not unknown:
+            return []
+        async with self.rooms.lock(room.room_id):
+            return await self.store_outliers_locked(room, unknown)
+
+    async def store_outliers_locked(
+        self, room: RoomInfo, events: Iterable[Event]
+    ) -> list[StoredEvent]:
+        """``store_outliers`` for a caller that holds the room's lock."""
         unknown = {e.event_id: e for e in events}
         known = await self.rooms.events.by_ids(unknown)
         todo = sorted(

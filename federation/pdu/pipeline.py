@@ -3,19 +3,33 @@
 Design note
 -----------
 One PDU at a time per room, under ``RoomService.lock`` (the room's single
-writer); rooms proceed concurrently::
+writer); rooms proceed concurrently. No network call is made under the lock
+(DESIGN rule 3): a slow or hostile server must not stall local users' sends
+in the room (issue 9, head-of-line blocking). So the network comes first::
 
     handle(origin, pdu)
       acl(origin) -> parse (1, 3) -> signatures (2)
-      lock(room):
-        known?  -> done
+      known? -> done
+      prefetch (no room lock; outliers stored under their own short lock):
         fetch_auth.ensure           missing auth events, stored as outliers
-        fetch_prev (get_missing_events, up to a limit), each processed first
-        state_at_incoming           state before the event (resolving forks/gaps)
-        checks.check_event          4, 5 reject; 6 soft-fails
-        current state               resolved across the new extremities
-        EventPersister.persist      one transaction
+        get_missing_events          missing prev events (up to a limit),
+                                    and the auth events of each
+        /state_ids for prevs still missing (gaps), their events as outliers
+      lock(room):                   re-check: everything read again here
+        known?  -> done
+        each prefetched prev event, oldest first, then the event itself:
+          state_at_incoming         state before it (resolving forks/gaps)
+          checks.check_event        4, 5 reject; 6 soft-fails
+          current state             resolved across the new extremities
+          EventPersister.persist    one transaction
       unlock -> RoomService.after_persist (notify clients, hooks) for shown events
+      state resolution found a hole (MissingEvents)?
+        -> fetch those events from the origin (bounded), lock, try once more;
+           still missing: the event is refused, logged once with the origin
+
+Every event refused (dropped, rejected, or left without auth events or
+state), soft-failed or redacted for a bad content hash is logged once, at
+INFO, with the server it came from and never its content.
 
 Rejected events are stored (so they are never fetched again, and later
 events may cite them) but get no stream position, like soft-failed ones:
@@ -35,29 +49,46 @@ no sync token covers.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from federation.keyring import Keyring
 from federation.pdu.acl import server_allowed
 from federation.pdu.fetch import EventFetcher
-from federation.pdu.fetch_auth import AuthFetcher
-from federation.pdu.graph import IdMap, RoomGraph, diff
+from federation.pdu.fetch_auth import MAX_SINGLE_FETCHES, AuthFetcher
+from federation.pdu.graph import AuthChainTooBig, IdMap, RoomGraph, diff
 from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.resolve import resolve
 from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore
 from homeserver.events.model import Event
+from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
 from homeserver.rooms.persist import PersistPlan
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.federation.pdu")
 
 MISSING_EVENTS_LIMIT = 10
+MAX_GAPS = 5
 SERVER_ACL = "m.room.server_acl"
+MISSING_FOR_RESOLUTION = "Missing events for state resolution"
+MISSING_AUTH = "Missing auth events"
+NO_STATE = "Cannot determine the state before the event"
+
+
+@dataclass
+class Prefetched:
+    """What the network gave before the room's lock was taken."""
+
+    # Missing prev events (get_missing_events), oldest first.
+    prevs: list[Event] = field(default_factory=list)
+    # The state after a prev event we still lack, as the sender sees it.
+    gaps: dict[str, IdMap] = field(default_factory=dict)
 
 
 class PduPipeline:
@@ -78,21 +109,92 @@ class PduPipeline:
         try:
             room = await self.rooms.rooms.get_room(room_id_of(pdu))
         except PduDropped as e:
-            return e.reason
+            return _refused(origin, pdu, None, e.reason)
         if room is None:
-            return "Unknown room"
+            return _refused(origin, pdu, None, "Unknown room")
         if not await self.server_allowed(room, origin):
-            return "Server is denied by the room's ACL"
-        got = await self.fetcher.checked(pdu, room.version)
-        if got is None:
+            return _refused(origin, pdu, room, "Server is denied by the room's ACL")
+        try:
+            event, redacted = await self.fetcher.check(pdu, room.version)
+        except PduDropped as e:
+            _refused(origin, pdu, room, e.reason)
             return "Invalid event or signature"
-        event = got[0]
-        shown: list[StoredEvent] = []
-        async with self.rooms.lock(room.room_id):
-            error = await self.process(origin, room, event, shown, fetch_missing=True)
-        for stored in shown:
-            await self.rooms.after_persist(stored, room)
-        return error
+        if redacted:
+            log.info("event %s from %s failed its content hash: redacted", event.event_id, origin)
+        if await self.rooms.events.by_id(event.event_id) is not None:
+            return None
+        ahead = await self._prefetch(origin, room, event)
+        missing: frozenset[str] = frozenset()
+        for attempt in range(2):
+            shown: list[StoredEvent] = []
+            try:
+                async with self.rooms.lock(room.room_id):
+                    error = await self.process(origin, room, event, shown, ahead=ahead)
+                return error  # process logged it, once, with the origin
+            except MissingEvents as e:
+                missing = e.event_ids
+            except AuthChainTooBig as e:
+                log.warning("refused %s from %s: %s", event.event_id, origin, e.error)
+                return e.error
+            finally:
+                for stored in shown:
+                    await self.rooms.after_persist(stored, room)
+            if attempt == 0 and not await self._fetch_events(origin, room, missing):
+                break
+        log.warning(
+            "refused %s from %s: %d events its state resolution needs cannot be had",
+            event.event_id,
+            origin,
+            len(missing),
+        )
+        return MISSING_FOR_RESOLUTION
+
+    async def _prefetch(self, origin: str, room: RoomInfo, event: Event) -> Prefetched:
+        """The network part of receipt, before the room's lock: auth events,
+        missing prev events (and their auth events), the state at gaps."""
+        ahead = Prefetched()
+        if await self.graph.missing(event.prev_event_ids):
+            ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
+            got = await self.fetcher.missing_events(
+                origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
+            )
+            ahead.prevs = sorted(
+                (e for e in got if e.event_id != event.event_id), key=lambda e: e.depth
+            )
+        ahead.gaps = await self.prefetch_batch(origin, room, [*ahead.prevs, event])
+        return ahead
+
+    async def prefetch_batch(
+        self, origin: str, room: RoomInfo, events: list[Event], max_gaps: int = MAX_GAPS
+    ) -> dict[str, IdMap]:
+        """For events about to be processed together (oldest first): their auth
+        events (those among the batch come with it), then the state after each
+        prev event that is neither stored nor in the batch (the gaps)."""
+        batch = {e.event_id for e in events}
+        for e in events:
+            await self.auth.ensure(origin, room, e, batch)
+        gaps: list[str] = []
+        for e in events:
+            for prev_id in await self.graph.missing(e.prev_event_ids):
+                if prev_id not in batch and prev_id not in gaps:
+                    gaps.append(prev_id)
+        states: dict[str, IdMap] = {}
+        for prev_id in gaps[:max_gaps]:
+            after = await self.state.state_after_gap(origin, room, prev_id)
+            if after is not None:
+                states[prev_id] = after
+        return states
+
+    async def _fetch_events(self, origin: str, room: RoomInfo, ids: frozenset[str]) -> bool:
+        """Events state resolution found missing, from the origin (bounded), stored
+        as outliers; whether any was stored."""
+        got: list[Event] = []
+        for event_id in sorted(ids)[:MAX_SINGLE_FETCHES]:
+            found = await self.fetcher.event(origin, event_id, room.version)
+            if found is not None:
+                await self.auth.ensure(origin, room, found)
+                got.append(found)
+        return bool(await self.auth.store_outliers(room, got))
 
     async def process(
         self,
@@ -101,47 +203,44 @@ class PduPipeline:
         event: Event,
         shown: list[StoredEvent],
         *,
-        fetch_missing: bool,
         backfilled: bool = False,
+        ahead: Prefetched,
     ) -> str | None:
         """Steps 4-6 and persistence, under the room lock. Appends events that
         reached the timeline to ``shown``.
+
+        ``ahead``: what was fetched before the lock was taken (``handle_pdu``,
+        backfill: ``prefetch_batch``; send_join and friends: nothing). Nothing
+        here goes to the network: a missing auth event or an unbridged gap
+        refuses the event.
 
         ``backfilled``: history fetched with /backfill (``federation.pdu.backfill``):
         the same checks against its auth events and the state before it, but
         no soft-fail (it is not a candidate for the current state), and it is
         stored beside the timeline (``PersistPlan.backfilled``). An outlier we
-        already hold is checked and promoted in place."""
+        already hold is checked and promoted in place.
+
+        Raises ``MissingEvents`` when state resolution meets a hole."""
         known = await self.rooms.events.by_id(event.event_id)
         if known is not None and not (
             backfilled and known.outlier and known.rejected_reason is None
         ):
             return None
-        if not await self.auth.ensure(origin, room, event):
-            return "Missing auth events"
-        if fetch_missing and not backfilled:
-            await self._fetch_prev(origin, room, event, shown)
-        before = await self.state.state_before(origin, room, event)
+        for prev in ahead.prevs:
+            await self.process(origin, room, prev, shown, ahead=Prefetched(gaps=ahead.gaps))
+        if await self.graph.missing(event.auth_event_ids):
+            return _refused(origin, event.pdu, room, MISSING_AUTH)
+        before = await self.state.state_before(room, event, ahead.gaps)
         if before is None:
-            return "Cannot determine the state before the event"
+            return _refused(origin, event.pdu, room, NO_STATE)
         stored, error = await self._check_and_persist(room, event, before, backfilled)
         if stored.stream_ordering is not None:
             shown.append(stored)
+        if error is not None:
+            log.info("rejected %s from %s: %s", event.event_id, origin, error)
+        elif stored.soft_failed:
+            log.info("soft-failed %s from %s", event.event_id, origin)
         return error
-
-    async def _fetch_prev(
-        self, origin: str, room: RoomInfo, event: Event, shown: list[StoredEvent]
-    ) -> None:
-        """Missing prev events via /get_missing_events, each processed oldest first;
-        a gap that remains is bridged by /state_ids in state_at_incoming."""
-        if not await self.graph.missing(event.prev_event_ids):
-            return
-        ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
-        got = await self.fetcher.missing_events(
-            origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
-        )
-        for e in sorted(got, key=lambda e: e.depth):
-            await self.process(origin, room, e, shown, fetch_missing=False)
 
     async def _state_for_keys(
         self, before: StateBefore, keys: list[tuple[str, str]]
@@ -184,7 +283,6 @@ class PduPipeline:
             soft_failed = result.soft_fail_reason is not None
         except EventRejected as e:
             reason = f"{e.step}: {e.reason}"
-            log.info("rejected %s: %s", event.event_id, reason)
         replaced = state_before.get(event.state_tuple()) if event.is_state() else None
         replaced_stored = (
             None if replaced is None else await self.rooms.events.by_id(replaced.event_id)
@@ -202,8 +300,6 @@ class PduPipeline:
         if reason is None and not soft_failed and not backfilled:
             plan = await self._with_current_state(room, event, before, plan)
         stored = await self.rooms.persister.persist(plan, room.room_nid)
-        if soft_failed:
-            log.info("soft-failed %s", event.event_id)
         return stored, reason
 
     async def _with_current_state(
@@ -258,3 +354,15 @@ class PduPipeline:
             event_in_current=in_current,
             member_changes=member_changes,
         )
+
+
+def _refused(origin: str, pdu: Any, room: RoomInfo | None, reason: str) -> str:
+    """Log a PDU that is refused, once, with its origin (never its content); the reason."""
+    event_id = None
+    if room is not None and isinstance(pdu, dict):
+        try:
+            event_id = compute_event_id(pdu, room.version)
+        except (TypeError, ValueError, KeyError):
+            event_id = None
+    log.info("refused %s from %s: %s", event_id or "a PDU", origin, reason)
+    return reason

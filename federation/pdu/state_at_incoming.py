@@ -7,8 +7,14 @@ The state before an event is the state after its prev events::
     one prev, stored in the timeline   -> its state group, nothing loaded (fast path)
     several prevs                      -> resolve_state over their states
     a prev we do not have (a gap)      -> /state_ids at that prev from the sender,
-                                          the missing events fetched as outliers,
-                                          plus the prev itself if it is state
+                                          the missing events fetched as outliers
+                                          (many: /state, whole), plus the prev
+                                          itself if it is state; all of it or
+                                          nothing (never a state with holes)
+
+The gap's state is fetched before the room's lock is taken
+(``state_after_gap``, called by the pipeline's prefetch); ``state_before``
+runs under the lock and never touches the network.
 
 The result names a base group and a delta from it, so the persister writes
 only the difference (never a copy of the whole state).
@@ -16,6 +22,8 @@ only the difference (never a copy of the whole state).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from federation.pdu.fetch import EventFetcher
@@ -26,7 +34,11 @@ from homeserver.events.model import Event
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
-MAX_GAP_EVENTS = 500
+# Up to this many missing events at a gap are fetched one by one (/event);
+# more, and the whole state comes with one /state request.
+MAX_SINGLE_GAP_FETCHES = 50
+
+log = logging.getLogger("myelin.federation.pdu")
 
 
 @dataclass
@@ -44,8 +56,14 @@ class StateAtIncoming:
         self.fetcher = fetcher
         self.auth = auth
 
-    async def state_before(self, origin: str, room: RoomInfo, event: Event) -> StateBefore | None:
-        """None when the state cannot be determined (the sender would not tell)."""
+    async def state_before(
+        self, room: RoomInfo, event: Event, gaps: Mapping[str, IdMap]
+    ) -> StateBefore | None:
+        """None when the state cannot be determined (a prev we lack whose state
+        was not had). Under the room's lock, so never the network: ``gaps`` holds
+        the states after missing prevs, fetched before the lock was taken
+        (``state_after_gap``). Raises ``MissingEvents`` when resolving the prevs'
+        states meets a hole."""
         if not event.prev_event_ids:
             return StateBefore(None, None, {}, [])  # the create event (backfilled)
         prevs = await self.graph.rooms.events.by_ids(event.prev_event_ids)
@@ -62,7 +80,7 @@ class StateAtIncoming:
                 base = base or stored
                 sets.append(await self.graph.ids_at_group(stored.state_group))
                 continue
-            after = await self._state_after_gap(origin, room, prev_id)
+            after = gaps.get(prev_id)
             if after is None:
                 return None
             sets.append(after)
@@ -72,20 +90,36 @@ class StateAtIncoming:
         delta = diff(await self.graph.to_nids(ids), base_nids)
         return StateBefore(base_group, delta, ids, prev_nids)
 
-    async def _state_after_gap(self, origin: str, room: RoomInfo, prev_id: str) -> IdMap | None:
+    async def state_after_gap(self, origin: str, room: RoomInfo, prev_id: str) -> IdMap | None:
         """The state after a prev event we lack, as the sender sees it."""
         answer = await self.fetcher.state_ids(origin, room.room_id, prev_id)
         if answer is None:
             return None
         state_ids, chain_ids = answer
         missing = await self.graph.missing([*chain_ids, *state_ids, prev_id])
-        fetched = []
-        for event_id in missing[:MAX_GAP_EVENTS]:
+        fetched: list[Event] = []
+        if len(missing) > MAX_SINGLE_GAP_FETCHES:
+            # Many events: the whole state and its chain in one answer, not one by one.
+            fetched = await self.fetcher.state(origin, room.room_id, prev_id, room.version) or []
+            had = {e.event_id for e in fetched}
+            missing = [i for i in missing if i not in had]
+        for event_id in missing[:MAX_SINGLE_GAP_FETCHES]:
             got = await self.fetcher.event(origin, event_id, room.version)
             if got is not None:
                 fetched.append(got)
         await self.auth.store_outliers(room, fetched)
         stored = await self.graph.rooms.events.by_ids([*state_ids, prev_id])
+        lacking = [i for i in state_ids if i not in stored]
+        if lacking:
+            # Never a state with holes: the event waits for a sender that can tell.
+            log.warning(
+                "state at %s from %s: %d of its %d state events cannot be had",
+                prev_id,
+                origin,
+                len(lacking),
+                len(state_ids),
+            )
+            return None
         out: IdMap = {}
         for event_id in state_ids:
             s = stored.get(event_id)

@@ -23,6 +23,10 @@ _CACHE_SIZE = 10_000
 # A device's "last seen" is written at most this often (or when its IP changes).
 LAST_SEEN_INTERVAL_MS = 60_000
 MAX_USER_AGENT = 512
+# A cached token is checked against the database again after this long, so a
+# change made by another process (the admin CLI: deactivation, password reset,
+# admin flag) reaches a running server within this time.
+CACHE_RECHECK_MS = 30_000
 
 
 def missing_token() -> MatrixError:
@@ -49,8 +53,8 @@ class Authenticator:
     def __init__(self, store: AccountStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        # token hash -> (requester, expires_ts)
-        self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+        # token hash -> (requester, expires_ts, cached at)
+        self._cache: OrderedDict[str, tuple[Requester, int | None, int]] = OrderedDict()
         # (user_nid, device_id) -> (ip, ts) last written to the devices table.
         self._last_seen: dict[tuple[int, str], tuple[str, int]] = {}
 
@@ -84,10 +88,14 @@ class Authenticator:
 
     async def by_token(self, token: str) -> Requester:
         token_hash = hash_token(token)
+        now = self._clock.now_ms()
         cached = self._cache.get(token_hash)
+        if cached is not None and now - cached[2] >= CACHE_RECHECK_MS:
+            cached = None
         if cached is None:
             rec = await self._store.get_access_token(token_hash)
             if rec is None or rec.deactivated:
+                self._cache.pop(token_hash, None)
                 raise unknown_token()
             req = Requester(
                 user_id=rec.user_id,
@@ -97,14 +105,14 @@ class Authenticator:
                 is_admin=rec.is_admin,
                 token_hash=token_hash,
             )
-            cached = (req, rec.expires_ts)
+            cached = (req, rec.expires_ts, now)
             self._cache[token_hash] = cached
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(token_hash)
-        req, expires_ts = cached
-        if expires_ts is not None and expires_ts <= self._clock.now_ms():
+        req, expires_ts, _ = cached
+        if expires_ts is not None and expires_ts <= now:
             raise unknown_token(soft_logout=True)
         return req
 
@@ -113,6 +121,6 @@ class Authenticator:
             self._cache.pop(h, None)
 
     def forget_user(self, user_id: str) -> None:
-        for h, (req, _) in list(self._cache.items()):
+        for h, (req, _, _) in list(self._cache.items()):
             if req.user_id == user_id:
                 del self._cache[h]

@@ -75,11 +75,11 @@ class AccountService:
         self.server_name = config.server_name
         # Called after devices are deleted: (user_id, device_ids).
         self.devices_deleted_hooks: list[DevicesHook] = []
-        # A device's display name is part of what /keys/query answers (unsigned), so a
-        # rename is a device-list change too.
-        self.device_renamed_hooks: list[DevicesHook] = []
         # Called after a device is created at login/registration: (user_id, [device_id]).
         self.device_created_hooks: list[DevicesHook] = []
+        # Called after a device's display name changed: (user_id, [device_id]); the name
+        # is in /keys/query answers, so other users and servers must hear of it.
+        self.device_renamed_hooks: list[DevicesHook] = []
         # Called after deactivation, with the user id.
         self.deactivated_hooks: list[UserHook] = []
         # Called after a displayname or avatar change, with the user id.
@@ -345,14 +345,18 @@ class AccountService:
     # ------------------------------------------------------------- devices
 
     async def rename_device(
-        self, user_id: str, user_nid: int, device_id: str, name: str | None
-    ) -> bool:
-        """Set a device's display name; False if the user has no such device."""
-        if not await self.store.set_device_display_name(user_nid, device_id, name):
-            return False
+        self, user_id: str, user_nid: int, device_id: str, display_name: str | None
+    ) -> None:
+        """Set a device's display name; a change is announced as a device-list change."""
+        device = await self.store.get_device(user_nid, device_id)
+        if device is None:
+            raise not_found("Unknown device")
+        if device.display_name == display_name:
+            return
+        if not await self.store.set_device_display_name(user_nid, device_id, display_name):
+            raise not_found("Unknown device")
         for hook in self.device_renamed_hooks:
             await hook(user_id, [device_id])
-        return True
 
     async def delete_devices(self, user_id: str, user_nid: int, device_ids: list[str]) -> None:
         if not device_ids:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
-from homeserver.accounts.secrets import constant_time_equals
+from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.routes import client_routes
@@ -34,8 +34,10 @@ class AccountApi:
         auth: Authenticator,
         uia: UiaService,
         limiter: RateLimiter,
+        tokens: RegistrationTokens,
     ) -> None:
         self.accounts = accounts
+        self.tokens = tokens
         self.auth = auth
         self.uia = uia
         self.limiter = limiter
@@ -62,7 +64,11 @@ class AccountApi:
         return json_response({"flows": [{"type": "m.login.password"}]})
 
     async def post_login(self, request: web.Request) -> web.Response:
-        self.limiter.check("per_ip", client_ip(request))
+        # Synapse's rc_login: every attempt per IP; per account, failures (from any
+        # IP) and successes. Checked before the (slow) password hash is computed.
+        ip = client_ip(request)
+        self.limiter.check("per_ip", ip)
+        self.limiter.check("login_address", ip)
         body = await json_body(request)
         login_type = req_str(body, "type")
         if login_type != "m.login.password":
@@ -70,14 +76,22 @@ class AccountApi:
         user = _login_user(body)
         password = req_str(body, "password")
         user_id = await self.accounts.resolve_login_user(user)
-        self.limiter.check("login", user_id or user)
-        session = await self.accounts.login_with_password(
-            user_id,
-            password,
-            device_id=opt_str(body, "device_id"),
-            display_name=opt_str(body, "initial_device_display_name"),
-            want_refresh=opt_bool(body, "refresh_token", False),
-        )
+        account = user_id or user
+        self.limiter.peek("login_failed", account)
+        self.limiter.peek("login_account", account)
+        try:
+            session = await self.accounts.login_with_password(
+                user_id,
+                password,
+                device_id=opt_str(body, "device_id"),
+                display_name=opt_str(body, "initial_device_display_name"),
+                want_refresh=opt_bool(body, "refresh_token", False),
+            )
+        except MatrixError as e:
+            if e.errcode == "M_FORBIDDEN":
+                self.limiter.record("login_failed", account)
+            raise
+        self.limiter.record("login_account", account)
         return json_response(session.to_json(self.accounts.server_name))
 
     async def post_refresh(self, request: web.Request) -> web.Response:
@@ -93,11 +107,11 @@ class AccountApi:
 
     # --------------------------------------------------------- registration
 
-    def _registration_flows(self) -> list[list[str]]:
+    async def _registration_flows(self) -> list[list[str]]:
         flows = []
         if self.reg.enabled:
             flows.append(["m.login.dummy"])
-        if self.reg.tokens:
+        if await self.tokens.offered():
             # The trailing dummy stage is what Synapse offers and what matrix-nio's
             # register_with_token expects (token first, then dummy with the same session).
             flows.append(["m.login.registration_token", "m.login.dummy"])
@@ -107,10 +121,7 @@ class AccountApi:
         if stage == "m.login.dummy":
             return True
         if stage == "m.login.registration_token":
-            token = auth.get("token")
-            return isinstance(token, str) and any(
-                constant_time_equals(token, t) for t in self.reg.tokens
-            )
+            return await self.tokens.check_stage(auth)
         return False
 
     async def post_register(self, request: web.Request) -> web.Response:
@@ -122,7 +133,7 @@ class AccountApi:
             return await self._register_guest(body)
         if kind != "user":
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
-        flows = self._registration_flows()
+        flows = await self._registration_flows()
         if not flows:
             raise forbidden("Registration is disabled")
         # Type-check what this request carries; the session may supply the rest.
@@ -169,6 +180,7 @@ class AccountApi:
                 else:
                     user_id = await self.accounts.new_guest_user_id()
                 await self.accounts.create_account(user_id, None, password_hash=password_hash)
+            await self.tokens.registered(auth)
             await self.uia.set_result(outcome.session_id, {"user_id": user_id})
         if params.get("inhibit_login") is True:
             return json_response({"user_id": user_id, "home_server": self.accounts.server_name})

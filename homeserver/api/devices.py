@@ -62,12 +62,14 @@ class DevicesApi:
     async def put_device(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         body = await json_body(request, allow_empty=True)
+        device_id = request.match_info["deviceId"]
+        if "display_name" not in body:
+            # Spec: "If not given, the display name is unchanged."
+            if await self.accounts.store.get_device(requester.user_nid, device_id) is None:
+                raise not_found("Unknown device")
+            return json_response({})
         name = opt_str(body, "display_name")
-        found = await self.accounts.rename_device(
-            requester.user_id, requester.user_nid, request.match_info["deviceId"], name
-        )
-        if not found:
-            raise not_found("Unknown device")
+        await self.accounts.rename_device(requester.user_id, requester.user_nid, device_id, name)
         return json_response({})
 
     async def delete_device(self, request: web.Request) -> web.Response:

@@ -99,14 +99,9 @@ class KeysApi:
         changed = await self.keys.device_list_changes(
             requester.user_id, since.device_lists, upto.device_lists
         )
-        left: set[str] = set()
-        if self.keys.departed_room_mates is not None:
-            left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
-        if self.keys.arrived_room_mates is not None:
-            # Spec: also users who now share a room with the requester.
-            changed |= await self.keys.arrived_room_mates(
-                requester.user_id, since.events, upto.events
-            )
+        left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
+        # Spec: also users who now share a room with the requester.
+        changed |= await self.keys.arrived_room_mates(requester.user_id, since.events, upto.events)
         return json_response({"changed": sorted(changed - left), "left": sorted(left)})
 
     async def device_signing_upload(self, request: web.Request) -> web.Response:

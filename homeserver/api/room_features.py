@@ -4,16 +4,18 @@ threads, and content reports (spec: "Room Upgrades", "Listing rooms",
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json, invalid_param
-from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, query_int, req_str
+from homeserver.http.bodies import json_body, opt_bool, opt_str, query_int, req_str
 from homeserver.http.shell import Handler, json_response
-from homeserver.rooms.directory import PublicRoomsQuery, RoomDirectory
+from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.directory_query import (
+    public_rooms_query_from_body,
+    public_rooms_query_from_params,
+)
 from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.upgrade import RoomUpgrader
@@ -85,7 +87,7 @@ class RoomFeaturesApi:
 
     async def get_public_rooms(self, request: web.Request) -> web.Response:
         # Spec: no authentication required for GET.
-        query = public_rooms_query_from_params(request, request.query.get("server"))
+        query = public_rooms_query_from_params(request.query, request.query.get("server"))
         return json_response(await self.directory.public_rooms(query))
 
     async def post_public_rooms(self, request: web.Request) -> web.Response:
@@ -151,38 +153,3 @@ class RoomFeaturesApi:
             requester.user_id, request.match_info["roomId"], opt_str(body, "reason")
         )
         return json_response({})
-
-
-def public_rooms_query_from_params(request: web.Request, server: str | None) -> PublicRoomsQuery:
-    """``GET /publicRooms`` (client and federation): the query parameters."""
-    limit = request.query.get("limit")
-    return PublicRoomsQuery(
-        limit=None if limit is None else query_int(request, "limit", 0, 0, 1000),
-        since=request.query.get("since"),
-        server=server,
-        include_all_networks=request.query.get("include_all_networks") == "true",
-        third_party_instance_id=request.query.get("third_party_instance_id"),
-    )
-
-
-def public_rooms_query_from_body(body: dict[str, Any], server: str | None) -> PublicRoomsQuery:
-    """``POST /publicRooms`` (client and federation): the JSON body."""
-    limit = body.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
-        raise bad_json("'limit' must be an integer")
-    flt = opt_dict(body, "filter") or {}
-    room_types: Any = flt.get("room_types")
-    if room_types is not None and (
-        not isinstance(room_types, list)
-        or not all(t is None or isinstance(t, str) for t in room_types)
-    ):
-        raise bad_json("'room_types' must be a list of strings or nulls")
-    return PublicRoomsQuery(
-        limit=None if limit is None else max(0, min(limit, 1000)),
-        since=opt_str(body, "since"),
-        server=server,
-        search_term=opt_str(flt, "generic_search_term"),
-        room_types=room_types,
-        include_all_networks=opt_bool(body, "include_all_networks", False),
-        third_party_instance_id=opt_str(body, "third_party_instance_id"),
-    )

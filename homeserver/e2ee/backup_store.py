@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class BackupStore:
         """Stored keys of several rooms, by (room_id, session_id), in one query."""
         if not room_ids:
             return {}
-        marks = ", ".join(f"${i + 2}" for i in range(len(room_ids)))
+        marks = placeholders(len(room_ids), 2)
         rows = await txn.fetchall(
             "SELECT room_id, session_id, first_message_index, forwarded_count, is_verified,"
             f" session_data FROM e2e_backup_keys WHERE version = $1 AND room_id IN ({marks})",

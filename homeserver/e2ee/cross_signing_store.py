@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,10 +18,6 @@ class StoredSignature:
     signer_user_id: str
     signer_key_id: str
     signature: str
-
-
-def _marks(n: int, start: int = 1) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + n))
 
 
 class CrossSigningStore:
@@ -40,7 +37,7 @@ class CrossSigningStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT user_id, usage, key_json FROM e2e_cross_signing_keys"
-            f" WHERE user_id IN ({_marks(len(user_ids))})",
+            f" WHERE user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -91,8 +88,8 @@ class CrossSigningStore:
         rows = await self.db.fetchall(
             "SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature"
             " FROM e2e_cross_signing_signatures"
-            f" WHERE target_user_id IN ({_marks(n)})"
-            f" AND signer_user_id IN ({_marks(len(signer_user_ids), n + 1)})",
+            f" WHERE target_user_id IN ({placeholders(n)})"
+            f" AND signer_user_id IN ({placeholders(len(signer_user_ids), n + 1)})",
             *target_user_ids,
             *signer_user_ids,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from homeserver.e2ee.streams import DEVICE_LISTS, allocate
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 CLAIM_RETRIES = 50
 
@@ -74,7 +75,7 @@ class DeviceKeysStore:
         """Device keys of ``user_ids`` with each device's display name (local users)."""
         if not user_ids:
             return []
-        marks = ", ".join(f"${i + 1}" for i in range(len(user_ids)))
+        marks = placeholders(len(user_ids))
         rows = await self.db.fetchall(
             "SELECT k.user_id, k.device_id, k.ed25519, k.curve25519, k.key_json, d.display_name"
             " FROM e2e_device_keys k"

@@ -52,18 +52,22 @@ class KeysService:
         cross_signing: CrossSigningStore,
         remote: RemoteKeys,
         users_sharing_room_with: SharedRoomsLookup,
+        departed_room_mates: DepartedLookup,
+        arrived_room_mates: DepartedLookup,
     ) -> None:
         self.db = db
         self.server_name = server_name
         self.store = store
         self.cs_store = cross_signing
+        # Federation's side of /keys/query and /keys/claim. The composition root replaces
+        # it once federation is built: federation needs this service first (its /user/keys
+        # routes and device-list EDUs), a real cycle, so this one field is bound late.
         self.remote = remote
         self.users_sharing_room_with = users_sharing_room_with
-        # (user_id, since, upto event positions) -> users who stopped sharing any room;
-        # set by the composition root from the rooms area.
-        self.departed_room_mates: DepartedLookup | None = None
-        # Users who newly share a room between two positions (/keys/changes "changed").
-        self.arrived_room_mates: DepartedLookup | None = None
+        # (user_id, since, upto event positions) -> users who stopped sharing any room.
+        self.departed_room_mates = departed_room_mates
+        # The same -> users who newly share a room (/keys/changes "changed").
+        self.arrived_room_mates = arrived_room_mates
         # Called after the device list of a user changed (notifier, federation).
         self.device_list_hooks: list[DeviceListHook] = []
 
@@ -285,9 +289,9 @@ class KeysService:
             await self.store.bump_device_list(txn, user_id, device_ids)
         await self.notify_device_list(user_id, device_ids)
 
-    async def on_device_changed(self, user_id: str, device_ids: list[str]) -> None:
-        """AccountService hook: a renamed device is a device-list change (its name is in
-        /keys/query's ``unsigned``), announced to local /sync and to other servers."""
+    async def on_device_renamed(self, user_id: str, device_ids: list[str]) -> None:
+        """AccountService hook: the display name is part of the device's /keys/query
+        entry, so a rename is a device-list change too."""
         async with self.db.transaction() as txn:
             await self.store.bump_device_list(txn, user_id, device_ids)
         await self.notify_device_list(user_id, device_ids)

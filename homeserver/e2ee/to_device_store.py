@@ -9,6 +9,7 @@ from typing import Any
 
 from homeserver.e2ee.streams import TO_DEVICE, allocate
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +19,6 @@ class InboxMessage:
     sender: str
     event_type: str
     content: str  # JSON text, never parsed here
-
-
-def _marks(n: int) -> str:
-    return ", ".join(f"${i + 1}" for i in range(n))
 
 
 class ToDeviceStore:
@@ -49,7 +46,7 @@ class ToDeviceStore:
             return {}
         rows = await txn.fetchall(
             "SELECT u.user_id, d.device_id FROM users u JOIN devices d ON d.user_nid = u.user_nid"
-            f" WHERE u.deactivated = 0 AND u.user_id IN ({_marks(len(user_ids))})",
+            f" WHERE u.deactivated = 0 AND u.user_id IN ({placeholders(len(user_ids))})",
             *user_ids,
         )
         out: dict[str, set[str]] = {}
@@ -62,7 +59,7 @@ class ToDeviceStore:
             return {}
         rows = await txn.fetchall(
             "SELECT user_id, device_id, COUNT(*) FROM e2e_to_device_inbox"
-            f" WHERE user_id IN ({_marks(len(user_ids))}) GROUP BY user_id, device_id",
+            f" WHERE user_id IN ({placeholders(len(user_ids))}) GROUP BY user_id, device_id",
             *user_ids,
         )
         return {(r[0], r[1]): int(r[2]) for r in rows}
@@ -116,7 +113,7 @@ class ToDeviceStore:
         PostgreSQL a smaller id can commit after a larger one was read)."""
         for start in range(0, len(outbox_ids), 500):
             chunk = outbox_ids[start : start + 500]
-            marks = ", ".join(f"${i + 2}" for i in range(len(chunk)))
+            marks = placeholders(len(chunk), 2)
             await self.db.execute(
                 "DELETE FROM e2e_to_device_outbox WHERE destination = $1"
                 f" AND outbox_id IN ({marks})",

@@ -1,20 +1,15 @@
-"""Builds the e2ee services and their HTTP APIs; called by the composition root.
+"""Builds the e2ee services; called by the composition root.
 
-``users_sharing_room_with`` comes from the rooms area and ``remote`` from
-federation; both are parameters so this package never imports either.
+``users_sharing_room_with`` and ``departed_room_mates`` come from the rooms
+area and ``remote`` from federation; all are parameters so this package
+never imports either. Its HTTP handlers are assembled in ``homeserver/api/assembly.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
-from homeserver.accounts.uia import UiaService
-from homeserver.api.keys import KeysApi
-from homeserver.api.room_keys import RoomKeysApi
-from homeserver.api.to_device import ToDeviceApi
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.backup import KeyBackupService
@@ -23,7 +18,7 @@ from homeserver.e2ee.cross_signing import CrossSigningService
 from homeserver.e2ee.cross_signing_store import CrossSigningStore
 from homeserver.e2ee.device_keys_store import DeviceKeysStore
 from homeserver.e2ee.interfaces import NoRemoteKeys, RemoteKeys, SharedRoomsLookup
-from homeserver.e2ee.keys import KeysService
+from homeserver.e2ee.keys import DepartedLookup, KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.e2ee.to_device_store import ToDeviceStore
 from homeserver.storage.database import Database
@@ -39,13 +34,6 @@ class E2ee:
     to_device: ToDeviceService
     backup: KeyBackupService
 
-    def apis(self, accounts: AccountService, auth: Authenticator, uia: UiaService) -> list[Any]:
-        return [
-            KeysApi(self.keys, self.cross_signing, accounts, auth, uia),
-            ToDeviceApi(self.to_device, auth),
-            RoomKeysApi(self.backup, auth),
-        ]
-
 
 def build_e2ee(
     config: Config,
@@ -53,6 +41,8 @@ def build_e2ee(
     clock: Clock,
     accounts: AccountService,
     users_sharing_room_with: SharedRoomsLookup,
+    departed_room_mates: DepartedLookup,
+    arrived_room_mates: DepartedLookup,
     remote: RemoteKeys | None = None,
 ) -> E2ee:
     device_keys = DeviceKeysStore(db)
@@ -64,6 +54,8 @@ def build_e2ee(
         cs_store,
         remote or NoRemoteKeys(),
         users_sharing_room_with,
+        departed_room_mates,
+        arrived_room_mates,
     )
     cross_signing = CrossSigningService(db, cs_store, device_keys)
     to_device = ToDeviceService(
@@ -71,8 +63,8 @@ def build_e2ee(
     )
     backup = KeyBackupService(db, BackupStore(db))
     accounts.device_created_hooks.append(keys.on_device_created)
+    accounts.device_renamed_hooks.append(keys.on_device_renamed)
     accounts.devices_deleted_hooks.append(keys.on_devices_deleted)
-    accounts.device_renamed_hooks.append(keys.on_device_changed)
     # Cross-signing changes reach the same subscribers (sync wake-ups, federation EDUs).
     cross_signing.device_list_hooks.append(keys.notify_device_list)
     accounts.devices_deleted_hooks.append(to_device.on_devices_deleted)

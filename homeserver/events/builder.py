@@ -12,6 +12,7 @@ persistence checks as a remote one (DESIGN "One way in for every event").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.events.keys import SigningKey
@@ -37,13 +38,26 @@ def build_event(
     fields: dict[str, Any],
     server_name: str,
     signing_key: SigningKey,
+    *,
+    references: Mapping[str, dict[str, str]] | None = None,
+    event_id: str | None = None,
 ) -> Event:
     """Hash, sign and name a new event from its fields; ``ValueError`` on missing/unknown ones.
 
     ``fields``' values are used as given (not copied): do not mutate them
     afterwards, the PDU is immutable once its id is computed.
+
+    Room versions 1-2 (``event_id_in_pdu``): ``event_id`` is the fresh
+    ``$opaque:server_name`` id the caller chose (this module draws no random
+    numbers), carried inside the PDU; plain ids in ``prev_events``/
+    ``auth_events`` become ``[id, hash]`` pairs with the hash from
+    ``references`` (``reference_hash_entry`` of each cited event).
     """
     _check_fields(room_version, fields)
+    if room_version.event_id_in_pdu:
+        if event_id is None or not event_id.endswith(":" + server_name):
+            raise ValueError("a room version 1/2 event needs an event id of our server")
+        fields = _v1_fields(fields, event_id, references or {})
     # add_content_hash and sign_event each return a new dict: ``fields`` stays as given.
     pdu = sign_event(add_content_hash(fields), server_name, signing_key, room_version)
     return Event(compute_event_id(pdu, room_version), pdu, room_version)
@@ -65,3 +79,23 @@ def _check_fields(room_version: RoomVersion, fields: dict[str, Any]) -> None:
         raise ValueError("a v12 create event has no room_id: the room id is its own hash")
     if not derives_room_id and "room_id" not in fields:
         raise ValueError("missing event fields: ['room_id']")
+
+
+def _v1_fields(
+    fields: dict[str, Any], event_id: str, references: Mapping[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Rooms v1-v2 event format: our own event id and referenced-event pairs."""
+    out = dict(fields)
+    out["event_id"] = event_id
+    for key in ("prev_events", "auth_events"):
+        out[key] = [_pair(entry, references) for entry in fields[key]]
+    return out
+
+
+def _pair(entry: Any, references: Mapping[str, dict[str, str]]) -> Any:
+    if not isinstance(entry, str):
+        return entry  # already a pair (a make_join template of a v1/v2 room)
+    hashes = references.get(entry)
+    if hashes is None:
+        raise ValueError("no reference hash for a cited event")
+    return [entry, dict(hashes)]

@@ -12,7 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from homeserver.events.room_versions import RoomVersion
+from homeserver.events.room_versions import (
+    EVENT_ID_HASH_BASE64,
+    EVENT_ID_HASH_URLSAFE,
+    EVENT_ID_SERVER_GENERATED,
+    RoomVersion,
+)
 
 MAX_IDENTIFIER_BYTES = 255
 
@@ -23,6 +28,7 @@ _DNS_NAME = re.compile(r"[A-Za-z0-9.\-]{1,255}\Z")
 _STRICT_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+\Z")
 # Rooms v4+ "Event IDs": "$" + URL-safe unpadded base64 of a SHA-256 (43 chars).
 _HASH_ID = re.compile(r"[A-Za-z0-9_\-]{43}\Z")
+_HASH_ID_STANDARD = re.compile(r"[A-Za-z0-9+/]{43}\Z")
 
 
 class InvalidIdentifierError(ValueError):
@@ -127,9 +133,23 @@ def is_valid_room_alias(alias: str) -> bool:
     )
 
 
-def is_valid_event_id(event_id: str) -> bool:
-    """Rooms v4+ event id: ``$`` + 43 URL-safe base64 characters (a SHA-256)."""
-    return event_id.startswith("$") and _HASH_ID.match(event_id, 1) is not None
+def is_valid_event_id(event_id: str, room_version: RoomVersion | None = None) -> bool:
+    """Event id grammar of ``room_version``, or of any version when it is None.
+
+    v4+: ``$`` + 43 URL-safe base64 characters (a SHA-256); v3: the same in
+    standard base64; v1-v2: ``$opaque_id:server_name`` (rooms v1 "Event IDs").
+    """
+    if not event_id.startswith("$"):
+        return False
+    fmt = None if room_version is None else room_version.event_id_format
+    if fmt in (None, EVENT_ID_HASH_URLSAFE) and _HASH_ID.match(event_id, 1) is not None:
+        return True
+    if fmt in (None, EVENT_ID_HASH_BASE64) and _HASH_ID_STANDARD.match(event_id, 1) is not None:
+        return True
+    if fmt in (None, EVENT_ID_SERVER_GENERATED):
+        opaque, sep, server = event_id[1:].partition(":")
+        return bool(opaque) and bool(sep) and _fits(event_id) and is_valid_server_name(server)
+    return False
 
 
 def is_valid_room_id(room_id: str, room_version: RoomVersion) -> bool:

@@ -51,11 +51,11 @@ class Event:
 
     @property
     def auth_event_ids(self) -> list[str]:
-        return list(self.pdu.get("auth_events", []))
+        return _referenced_ids(self.pdu.get("auth_events", []))
 
     @property
     def prev_event_ids(self) -> list[str]:
-        return list(self.pdu.get("prev_events", []))
+        return _referenced_ids(self.pdu.get("prev_events", []))
 
     @property
     def depth(self) -> int:
@@ -81,3 +81,11 @@ class Event:
 
     def __repr__(self) -> str:
         return f"<Event {self.event_id} {self.type} {self.state_key!r}>"
+
+
+def _referenced_ids(entries: Any) -> list[str]:
+    """Event ids of ``prev_events``/``auth_events``: plain ids (v3+) or the
+    first half of ``[event_id, {"sha256": hash}]`` pairs (v1-v2)."""
+    if not isinstance(entries, list):
+        return []
+    return [e[0] if isinstance(e, list) and e else e for e in entries]

@@ -1,9 +1,11 @@
 """The redaction algorithm: what of an event survives a redaction.
 
-Spec: rooms v10 "Redactions" (fragment v9-redactions) and rooms v11/v12
-"Redactions" (fragment v11-redactions), selected by the room version's
-``updated_redaction_rules`` flag. Hashes, signatures and event ids are all
-computed over the redacted form, so these lists must match the spec byte for
+Spec: rooms "Redactions": fragments v1-redactions (v1-v5), v6-redactions
+(v6-v7: no ``m.room.aliases``), rooms/v8 (join rules ``allow``),
+v9-redactions (v9-v10: ``join_authorised_via_users_server``) and
+v11-redactions (v11+), selected by the room version's flags. Hashes,
+signatures and event ids are all computed over the redacted form, so these
+lists must match the spec byte for
 byte: a wrong key here changes every event id in the room.
 """
 
@@ -11,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.events.room_versions import RoomVersion
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 
-# Top-level keys kept by the v9/v10 algorithm (fragment v9-redactions).
+# Top-level keys kept by the v1-v10 algorithms (fragments v1/v6/v9-redactions).
 _TOP_LEVEL_V10 = frozenset(
     {
         "event_id",
@@ -60,6 +62,24 @@ _CONTENT_V11: dict[str, frozenset[str] | None] = {
 }
 
 
+def _content_rules_before_v11(rv: RoomVersion) -> dict[str, frozenset[str] | None]:
+    """The per-type content keys of versions 1-10, from the version flags."""
+    rules = dict(_CONTENT_V10)
+    if not rv.redaction_keeps_authorising_user:  # before v9
+        rules["m.room.member"] = frozenset({"membership"})
+    if not rv.restricted_join:  # before v8
+        rules["m.room.join_rules"] = frozenset({"join_rule"})
+    if rv.special_case_aliases_auth:  # v1-v5
+        rules["m.room.aliases"] = frozenset({"aliases"})
+    return rules
+
+
+_CONTENT_BY_VERSION: dict[str, dict[str, frozenset[str] | None]] = {
+    rv.identifier: _CONTENT_V11 if rv.updated_redaction_rules else _content_rules_before_v11(rv)
+    for rv in KNOWN_ROOM_VERSIONS.values()
+}
+
+
 def redact(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, Any]:
     """Return the redacted form of ``pdu`` (rooms "Redactions"); ``pdu`` is not modified.
 
@@ -67,10 +87,14 @@ def redact(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, Any]:
     values are shared with ``pdu`` rather than deep-copied, so treat the
     result as read-only (it is fed straight to hashing and signing).
     """
-    if room_version.updated_redaction_rules:
-        top_level, content_keys = _TOP_LEVEL_V11, _CONTENT_V11
-    else:
-        top_level, content_keys = _TOP_LEVEL_V10, _CONTENT_V10
+    top_level = _TOP_LEVEL_V11 if room_version.updated_redaction_rules else _TOP_LEVEL_V10
+    content_keys = _CONTENT_BY_VERSION.get(room_version.identifier)
+    if content_keys is None:  # a version built outside the table (tests)
+        content_keys = (
+            _CONTENT_V11
+            if room_version.updated_redaction_rules
+            else _content_rules_before_v11(room_version)
+        )
 
     redacted = {k: v for k, v in pdu.items() if k in top_level}
     content = pdu.get("content")

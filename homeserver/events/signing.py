@@ -4,7 +4,7 @@ Spec: appendices "Signing JSON" / "Checking for a Signature"; server-server
 "Signing Events" ("Adding hashes and signatures to outgoing events",
 "Validating hashes and signatures on received events", "Calculating the
 reference hash for an event", "Calculating the content hash for an event");
-rooms v4+ "Event IDs"; rooms v12 room ids.
+rooms v1 / v3 / v4+ "Event IDs"; rooms v12 room ids.
 
 Everything here runs once or more per event, so the functions build shallow
 filtered copies rather than deep copies, and never mutate their inputs.
@@ -21,7 +21,11 @@ from nacl.signing import VerifyKey
 from homeserver.events.canonical import decode_base64, encode_base64, encode_canonical_json
 from homeserver.events.keys import ALGORITHM, SigningKey
 from homeserver.events.redaction import redact
-from homeserver.events.room_versions import RoomVersion
+from homeserver.events.room_versions import (
+    EVENT_ID_HASH_URLSAFE,
+    EVENT_ID_SERVER_GENERATED,
+    RoomVersion,
+)
 
 _NOT_SIGNED = frozenset({"signatures", "unsigned"})
 _NOT_CONTENT_HASHED = frozenset({"signatures", "unsigned", "hashes"})
@@ -151,8 +155,25 @@ def compute_reference_hash(pdu: dict[str, Any], room_version: RoomVersion) -> by
 
 
 def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
-    """``$`` + URL-safe unpadded base64 of the reference hash (rooms v4+ "Event IDs")."""
-    return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=True)
+    """The event's id under its room version's event id format.
+
+    v4+: ``$`` + URL-safe unpadded base64 of the reference hash (v4-event-ids);
+    v3: the same in standard base64 (v3 "Event IDs"); v1-v2: the id the
+    sending server chose, carried in the PDU's ``event_id`` (v1-event-ids).
+    Raises ``ValueError`` when a v1/v2 PDU carries no string ``event_id``.
+    """
+    if room_version.event_id_format == EVENT_ID_SERVER_GENERATED:
+        event_id = pdu.get("event_id")
+        if not isinstance(event_id, str):
+            raise ValueError("a room version 1/2 event carries its event_id")
+        return event_id
+    urlsafe = room_version.event_id_format == EVENT_ID_HASH_URLSAFE
+    return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=urlsafe)
+
+
+def reference_hash_entry(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, str]:
+    """``{"sha256": ...}``, the hash half of a v1/v2 ``prev_events``/``auth_events`` pair."""
+    return {"sha256": encode_base64(compute_reference_hash(pdu, room_version))}
 
 
 def room_id_for_create_event(pdu: dict[str, Any], room_version: RoomVersion) -> str:

@@ -49,6 +49,8 @@ __all__ = [
     "parse_user_id",
 ]
 
+# Room versions 1-5 do not enforce canonical JSON's integer range.
+_INT64_MAX = 2**63 - 1
 # Client-server "Size limits".
 MAX_PDU_BYTES = 65536
 # PDU schema (auth_events_prev_events_v4): "less than or equal to 10" / "20 events".
@@ -88,14 +90,22 @@ def check_pdu_format(pdu: Any, room_version: RoomVersion) -> None:
     _check_sender(pdu["sender"])
     if "state_key" in pdu:
         _check_short_string(pdu, "state_key")
-    if "event_id" in pdu:
+    if room_version.event_id_in_pdu:
+        if "event_id" not in pdu:
+            raise PduFormatError("missing key: event_id")
+        _check_short_string(pdu, "event_id")
+        if not is_valid_event_id(pdu["event_id"], room_version):
+            raise PduFormatError("event_id: not a valid event id")
+    elif "event_id" in pdu:
         _check_short_string(pdu, "event_id")
     if not isinstance(pdu["content"], dict):
         raise PduFormatError("content: not an object")
-    _check_int(pdu, "depth", minimum=0)
-    _check_int(pdu, "origin_server_ts", minimum=CANONICAL_INT_MIN)
-    _check_event_id_list(pdu, "auth_events", MAX_AUTH_EVENTS)
-    _check_event_id_list(pdu, "prev_events", MAX_PREV_EVENTS)
+    # v1-v5 do not enforce canonical JSON: depth may go up to 2**63 - 1 there.
+    top = CANONICAL_INT_MAX if room_version.strict_canonical_json else _INT64_MAX
+    _check_int(pdu, "depth", minimum=0, maximum=top)
+    _check_int(pdu, "origin_server_ts", minimum=-top, maximum=top)
+    _check_event_id_list(pdu, "auth_events", MAX_AUTH_EVENTS, room_version)
+    _check_event_id_list(pdu, "prev_events", MAX_PREV_EVENTS, room_version)
     _check_hashes(pdu["hashes"])
     _check_signatures(pdu["signatures"])
     if "unsigned" in pdu and not isinstance(pdu["unsigned"], dict):
@@ -104,7 +114,8 @@ def check_pdu_format(pdu: Any, room_version: RoomVersion) -> None:
         # pdu_v6: top-level "redacts" is an event id string.
         if not isinstance(pdu["redacts"], str):
             raise PduFormatError("redacts: not a string")
-    check_canonical_json_values(pdu)
+    if room_version.strict_canonical_json:
+        check_canonical_json_values(pdu)
     _check_size(pdu)
 
 
@@ -148,24 +159,37 @@ def _check_sender(sender: Any) -> None:
         raise PduFormatError("sender: not a valid user id")
 
 
-def _check_int(pdu: dict[str, Any], key: str, minimum: int) -> None:
+def _check_int(pdu: dict[str, Any], key: str, minimum: int, maximum: int) -> None:
     value = pdu[key]
     if not isinstance(value, int) or isinstance(value, bool):
         raise PduFormatError(f"{key}: not an integer")
-    if not minimum <= value <= CANONICAL_INT_MAX:
+    if not minimum <= value <= maximum:
         raise PduFormatError(f"{key}: out of range")
 
 
-def _check_event_id_list(pdu: dict[str, Any], key: str, limit: int) -> None:
+def _check_event_id_list(
+    pdu: dict[str, Any], key: str, limit: int, room_version: RoomVersion
+) -> None:
+    """Event ids (v3+), or ``[event_id, {"sha256": hash}]`` pairs (pdu_v1)."""
     value = pdu[key]
     if not isinstance(value, list):
         raise PduFormatError(f"{key}: not a list")
     if len(value) > limit:
         raise PduFormatError(f"{key}: more than {limit} entries")
-    for event_id in value:
+    for entry in value:
+        if room_version.event_id_in_pdu:
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise PduFormatError(f"{key}: entry is not an [event_id, hashes] pair")
+            event_id, hashes = entry
+            # pdu_v1 requires "sha256", but Synapse sends {} for events it cannot
+            # load, and nothing checks these hashes: v1 says to relax restrictions.
+            if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256", ""), str):
+                raise PduFormatError(f"{key}: entry's reference hashes are not an object")
+        else:
+            event_id = entry
         if not isinstance(event_id, str):
             raise PduFormatError(f"{key}: entry is not a string")
-        if not is_valid_event_id(event_id):
+        if not is_valid_event_id(event_id, room_version):
             raise PduFormatError(f"{key}: entry is not a valid event id")
 
 
@@ -224,5 +248,9 @@ def _check_size(pdu: dict[str, Any]) -> None:
         raise PduFormatError("invalid unicode (lone surrogate)") from None
     except RecursionError:
         raise PduFormatError("event is nested too deeply") from None
+    except ValueError:
+        # Infinity or NaN (a v1-v5 event may carry floats, but not these): no
+        # canonical form to hash or sign.
+        raise PduFormatError("non-canonical JSON: number out of range") from None
     if size > MAX_PDU_BYTES:
         raise PduFormatError(f"event is larger than {MAX_PDU_BYTES} bytes")

@@ -18,21 +18,50 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def parse_json_bytes(raw: bytes) -> Any:
-    """Parse a request body strictly: UTF-8, no NaN/Infinity, no lone surrogates.
+class BadJsonBytes(ValueError):
+    """Bytes that are not strict JSON; the message says why (never quotes the input)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise BadJsonBytes("Content has an object with a duplicate key")
+    return obj
+
+
+def decode_json_bytes(raw: bytes, *, unique_keys: bool = False) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no lone surrogates, nesting the parser can
+    take; ``unique_keys``: no object names a key twice. ``BadJsonBytes`` otherwise.
+
+    Duplicate keys matter where JSON is signed or hashed (federation): two
+    readers taking different values would disagree on an event.
+    """
+    hook = _unique_object if unique_keys else None
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=hook)
+    except BadJsonBytes:
+        raise
+    except (UnicodeDecodeError, ValueError):
+        raise BadJsonBytes("Content is not valid JSON") from None
+    except RecursionError:
+        raise BadJsonBytes("Content is nested too deeply") from None
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise BadJsonBytes("Content contains an unpaired UTF-16 surrogate")
+    return value
+
+
+def parse_json_bytes(raw: bytes, *, unique_keys: bool = False) -> Any:
+    """Parse a request body strictly (``decode_json_bytes``); 400 ``M_NOT_JSON`` if bad.
 
     ``\\ud800``-style escapes that do not form a pair decode to strings that
     cannot be encoded as UTF-8 again (nor stored, nor answered), so they are
     refused here once rather than failing later inside a handler.
     """
     try:
-        text = raw.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
-        raise not_json() from None
-    if "\\u" in text and _has_lone_surrogate(value):
-        raise not_json("Content contains an unpaired UTF-16 surrogate")
-    return value
+        return decode_json_bytes(raw, unique_keys=unique_keys)
+    except BadJsonBytes as e:
+        raise not_json(str(e)) from None
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -45,7 +45,12 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def error_response(err: MatrixError) -> web.Response:
-    return json_response(err.to_json(), status=err.status)
+    resp = json_response(err.to_json(), status=err.status)
+    retry_ms = err.extra.get("retry_after_ms")
+    if err.status == 429 and isinstance(retry_ms, int):
+        # Spec v1.10+: the Retry-After header (whole seconds) beside the body's field.
+        resp.headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+    return resp
 
 
 @web.middleware

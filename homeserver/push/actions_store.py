@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 MAIN = "main"
 _CHUNK = 500
@@ -60,9 +61,15 @@ class PushActionStore:
         self.db = db
 
     async def add(self, rows: Sequence[PushActionRow]) -> None:
+        if rows:
+            async with self.db.transaction() as q:
+                await self.add_in(q, rows)
+
+    async def add_in(self, q: Queries, rows: Sequence[PushActionRow]) -> None:
+        """Insert inside an open transaction (the event's own: see notifications.py)."""
         if not rows:
             return
-        await self.db.executemany(
+        await q.executemany(
             _INSERT,
             [
                 (
@@ -87,7 +94,7 @@ class PushActionStore:
         out: dict[str, dict[str, int]] = {}
         for start in range(0, len(room_ids), _CHUNK):
             chunk = list(room_ids[start : start + _CHUNK])
-            rooms = ", ".join(f"${i + 2}" for i in range(len(chunk)))
+            rooms = placeholders(len(chunk), 2)
             rows = await self.db.fetchall(_READ_POSITIONS.format(rooms=rooms), user_id, *chunk)
             for r in rows:
                 if r["pos"] is not None:

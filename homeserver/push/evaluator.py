@@ -18,6 +18,7 @@ from typing import Any
 
 from homeserver.events.paths import glob_in_words, glob_matches, is_missing, lookup
 from homeserver.push.rules import PushRule
+from homeserver.rooms.auth.power_levels import Power
 
 _MAX_SAFE = 2**53 - 1
 _IS = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
@@ -28,7 +29,8 @@ class PushContext:
     user_id: str
     member_count: int
     display_name: str | None = None
-    sender_power_level: int = 0
+    # From ``rooms.auth.power_levels.user_power_level``: v12 creators are infinite.
+    sender_power_level: Power = 0
     notification_levels: Mapping[str, int] = field(default_factory=dict)
 
 

@@ -2,38 +2,44 @@
 
 Design note
 -----------
-``on_event_persisted`` runs after an event commits and *before* /sync
-listeners are woken (RoomService ``pre_notify_hooks``), so a woken sync
-already sees the new counts. For every local member joined to the room
-(and a local invitee of an invite) except the sender it evaluates that
-member's push rules (``evaluator.evaluate``) with the room facts the
-conditions need, read once per event: joined member count, the members'
-display names, the power levels. Events that notify or highlight get an
-``event_push_actions`` row. /sync then counts rows after the user's read
-receipt (``unread_counts``) and ``GET /notifications`` pages through them;
-nothing re-scans room history.
-
-A crash between the event's commit and this hook loses that event's rows
-(the event itself is durable); counts are advisory, so this is accepted.
+``prepare`` is an ``EventPersister.prepare_hooks`` entry: before the event's
+transaction (under the room's lock, outside the database's writer) it
+evaluates, for every local member joined to the room (and a local invitee
+of an invite) except the sender, that member's push rules
+(``evaluator.evaluate``) with the room facts the conditions need, read once
+per event in the state before it: joined member count, the members' display
+names, the sender's power level (``rooms/auth/power_levels.py``, the only
+rule for it: v12 creators outrank every level) and the ``notifications``
+levels. Events that notify or highlight get an ``event_push_actions`` row,
+written *inside* the event's transaction: an acknowledged event always has
+its rows, whatever moment the process dies at, and a woken /sync already
+sees the counts. /sync then counts rows after the user's read receipt
+(``unread_counts``) and ``GET /notifications`` pages through them; nothing
+re-scans room history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import invalid_param
 from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, ThreadCounts
-from homeserver.push.evaluator import Memo, PushContext, evaluate
+from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
 from homeserver.push.service import PushRuleService
+from homeserver.rooms.auth.power_levels import notification_level, user_power_level
+from homeserver.rooms.persist import AfterCommit, PersistPlan, TxnWrite
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
-RowHook = Callable[[Sequence[PushActionRow], StoredEvent, RoomInfo], Awaitable[None]]
+# Told of an event's rows after they committed (pushers); must not block or fail.
+RowHook = Callable[[Sequence[PushActionRow], StoredEvent], None]
 POWER_LEVELS = ("m.room.power_levels", "")
+CREATE = ("m.room.create", "")
 MAX_NOTIFICATIONS_LIMIT = 100
 
 
@@ -46,10 +52,6 @@ def thread_of(event: dict[str, Any]) -> str:
         if isinstance(root, str):
             return root
     return MAIN
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,45 +72,96 @@ class NotificationService:
         self.rules = rules
         self.store = store
         self.serializer = serializer
-        # Called with the rows of each event after they are stored (pushers).
+        # Called with the rows of each event after they committed (pushers).
         self.row_hooks: list[RowHook] = []
 
     # ---------------------------------------------------------------- writes
 
-    async def on_event_persisted(self, stored: StoredEvent, room: RoomInfo) -> None:
-        if stored.stream_ordering is None or stored.soft_failed:
-            return
-        ev = stored.event
+    async def prepare(self, plan: PersistPlan, room_nid: int | None) -> TxnWrite | None:
+        """``EventPersister.prepare_hooks``: evaluate before the transaction; the
+        returned write stores the rows inside it, with the event's nid and ordering."""
+        visible = not (plan.soft_failed or plan.outlier or plan.rejected_reason) or (
+            plan.out_of_band
+        )
+        if not visible or plan.backfilled:
+            return None
+        outcomes = await self._evaluate(plan, room_nid)
+        if not outcomes:
+            return None
+        ev = plan.event
+        thread = thread_of(ev.pdu)
+
+        async def write(q: Queries, stored: StoredEvent) -> AfterCommit | None:
+            if stored.stream_ordering is None or stored.redacted_by is not None:
+                return None  # hidden, or stored already redacted: nothing to notify
+            rows = [
+                PushActionRow(
+                    user_id,
+                    stored.room_nid,
+                    stored.event_nid,
+                    stored.stream_ordering,
+                    thread,
+                    outcome.notify,
+                    outcome.highlight,
+                    outcome.actions,
+                    ev.origin_server_ts,
+                )
+                for user_id, outcome in outcomes
+            ]
+            await self.store.add_in(q, rows)
+            if not self.row_hooks:
+                return None
+
+            def committed() -> None:
+                for hook in self.row_hooks:
+                    hook(rows, stored)
+
+            return committed
+
+        return write
+
+    async def _evaluate(self, plan: PersistPlan, room_nid: int | None) -> list[tuple[str, Outcome]]:
+        """Every local member's (and a local invitee's) outcome that notifies or
+        highlights, in the state before the event. ``room_nid`` is None for the
+        first event stored of a room: its create event, or an invite of a room
+        this server is not in (out-of-band), which still notifies the invitee."""
+        ev = plan.event
         suffix = ":" + self.rooms.server_name
-        joined = await self.rooms.members.members(room.room_nid, ("join",))
+        joined = [] if room_nid is None else await self.rooms.members.members(room_nid, ("join",))
         users = {m.user_id for m in joined if m.user_id.endswith(suffix)}
         if ev.type == "m.room.member" and ev.membership == "invite" and ev.state_key:
             if ev.state_key.endswith(suffix):
                 users.add(ev.state_key)
         users.discard(ev.sender)
         if not users:
-            return
+            return []
         # Display names only matter to ``contains_display_name``, which needs a string
         # ``content.body``: without one (joins, reactions, state) the members' events are
         # not read at all, which keeps a join into a big room from loading every member.
         body = ev.content.get("body")
-        keys = [POWER_LEVELS]
+        keys = [POWER_LEVELS, CREATE]
         if isinstance(body, str):
             keys += [("m.room.member", u) for u in sorted(users)]
-        state = await self.rooms.state_at(stored.state_group, keys)
-        pl_event = state.get(POWER_LEVELS)
-        pl = pl_event.event.content if pl_event is not None else {}
-        raw_users = pl.get("users")
-        pl_users: dict[str, Any] = raw_users if isinstance(raw_users, dict) else {}
-        sender_level = _int(pl_users.get(ev.sender), _int(pl.get("users_default"), 0))
-        levels = pl.get("notifications")
-        notification_levels = (
-            {k: v for k, v in levels.items() if isinstance(v, int)}
-            if isinstance(levels, dict)
-            else {}
+        state = await self.rooms.state_before(
+            plan.state_group_before, plan.state_delta_before, keys
         )
-        thread = thread_of(ev.pdu)
-        rows: list[PushActionRow] = []
+        pl_stored = state.get(POWER_LEVELS)
+        create_stored = state.get(CREATE)
+        pl_event = pl_stored.event if pl_stored is not None else None
+        create = create_stored.event if create_stored is not None else None
+        if ev.type == "m.room.create":
+            create = ev
+        # The one rule for power (rooms/auth/power_levels.py): v12 creators are
+        # above every level, so their @room always may highlight.
+        sender_level = user_power_level(ev.sender, pl_event, create)
+        levels = pl_event.content.get("notifications") if pl_event is not None else None
+        notification_levels = {
+            key: notification_level(pl_event, key)
+            for key in (levels if isinstance(levels, dict) else {})
+            if isinstance(key, str)
+        }
+        notification_levels.setdefault("room", notification_level(pl_event, "room"))
+        out: list[tuple[str, Outcome]] = []
         memo: Memo = {}
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
@@ -121,25 +174,9 @@ class NotificationService:
                 notification_levels=notification_levels,
             )
             outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
-            if outcome is None or not (outcome.notify or outcome.highlight):
-                continue
-            rows.append(
-                PushActionRow(
-                    user_id,
-                    room.room_nid,
-                    stored.event_nid,
-                    stored.stream_ordering,
-                    thread,
-                    outcome.notify,
-                    outcome.highlight,
-                    outcome.actions,
-                    ev.origin_server_ts,
-                )
-            )
-        await self.store.add(rows)
-        if rows:
-            for hook in self.row_hooks:
-                await hook(rows, stored, room)
+            if outcome is not None and (outcome.notify or outcome.highlight):
+                out.append((user_id, outcome))
+        return out
 
     # ----------------------------------------------------------------- reads
 

@@ -32,7 +32,6 @@ from homeserver.net import PolicyResolver
 from homeserver.push.actions_store import PushActionRow
 from homeserver.push.pushers_store import Pusher, PusherStore
 from homeserver.rooms.store.events_store import StoredEvent
-from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.push")
 
@@ -50,7 +49,7 @@ MAX_CONCURRENT = 20
 # The number a device shows as unread: notifications after the user's read receipts.
 BadgeCounter = Callable[[str], Awaitable[int]]
 # The room's name (or alias) and the sender's display name, for a notification.
-RoomNamer = Callable[[RoomInfo, str], Awaitable[dict[str, str]]]
+RoomNamer = Callable[[str, str], Awaitable[dict[str, str]]]
 
 
 def _str(body: dict[str, Any], key: str, limit: int = MAX_FIELD) -> str:
@@ -142,13 +141,12 @@ class PusherService:
 
     # ---------------------------------------------------------------- delivery
 
-    async def on_push_rows(
-        self, rows: Sequence[PushActionRow], stored: StoredEvent, room: RoomInfo
-    ) -> None:
-        """NotificationService hook: one push per notifying row, in the background."""
+    def on_push_rows(self, rows: Sequence[PushActionRow], stored: StoredEvent) -> None:
+        """NotificationService hook, after the rows committed: one push per notifying
+        row, in the background."""
         for row in rows:
             if row.notify:
-                self._spawn(self._push_event(row, stored, room))
+                self._spawn(self._push_event(row, stored))
 
     def on_read(self, user_id: str) -> None:
         """A local user's read receipt moved: update the badge on their devices."""
@@ -159,7 +157,7 @@ class PusherService:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _push_event(self, row: PushActionRow, stored: StoredEvent, room: RoomInfo) -> None:
+    async def _push_event(self, row: PushActionRow, stored: StoredEvent) -> None:
         try:
             pushers = await self.store.for_user(row.user_id)
             if not pushers:
@@ -176,7 +174,7 @@ class PusherService:
                 # The pre-spec name of event_id, which older gateways (and Sytest) read;
                 # Synapse sends both.
                 "id": ev.event_id,
-                "room_id": room.room_id,
+                "room_id": ev.room_id,
                 "type": ev.type,
                 "sender": ev.sender,
                 "content": ev.content,
@@ -187,7 +185,7 @@ class PusherService:
                 full["membership"] = ev.content.get("membership")
                 full["user_is_target"] = ev.state_key == row.user_id
             if self.room_name is not None:
-                full.update(await self.room_name(room, ev.sender))
+                full.update(await self.room_name(ev.room_id, ev.sender))
             for p in pushers:
                 note = dict(full)
                 if p.data.get("format") == "event_id_only":

@@ -58,8 +58,16 @@ class CheckResult:
 
 
 async def check_signatures(event: Event, keys: KeyLookup) -> None:
-    """Step 2: the sender's server signed the (redacted) event with a key we know."""
-    server = domain_of(event.sender)
+    """Step 2: the sender's server signed the (redacted) event with a key we know;
+    in room versions 1-2 the server named in the event id too (v3-auth-rules note)."""
+    await _check_server_signature(event, domain_of(event.sender), keys)
+    if event.room_version.event_id_in_pdu:
+        id_server = domain_of(event.event_id)
+        if id_server != domain_of(event.sender):
+            await _check_server_signature(event, id_server, keys)
+
+
+async def _check_server_signature(event: Event, server: str, keys: KeyLookup) -> None:
     sigs = event.pdu.get("signatures", {}).get(server)
     if not isinstance(sigs, dict) or not sigs:
         raise EventRejected("signatures", f"no signature from {server}")

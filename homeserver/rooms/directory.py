@@ -66,7 +66,8 @@ class RoomDirectory:
     def __init__(self, rooms: RoomService, allow_publishing: bool) -> None:
         self.rooms = rooms
         self.allow_publishing = allow_publishing
-        # Set by federation: another server's directory (``server`` in the query).
+        # Another server's directory (``server`` in the query); None without federation.
+        # Bound late by federation (attach_directory), which is built after the rooms.
         self.remote_public_rooms: RemotePublicRooms | None = None
 
     async def visibility(self, room_id: str) -> str:
@@ -127,7 +128,11 @@ class RoomDirectory:
         return out
 
     async def _entries(self) -> list[dict[str, Any]]:
-        nids = await self.rooms.rooms.public_rooms()
+        return list((await self.summaries(await self.rooms.rooms.public_rooms())).values())
+
+    async def summaries(self, nids: list[int]) -> dict[int, dict[str, Any]]:
+        """room nid -> its published-room summary (also the space hierarchy's), read for
+        all rooms with one state query."""
         infos = await self.rooms.rooms.rooms_by_nid(nids)
         key_nids = await self.rooms.rooms.key_nids(_KEYS)
         by_key_nid = {v: k for k, v in key_nids.items()}
@@ -136,7 +141,7 @@ class RoomDirectory:
             e for per_room in state.values() for e in per_room.values()
         )
         counts = await self.rooms.members.joined_counts(nids)
-        out = []
+        out: dict[int, dict[str, Any]] = {}
         for nid in nids:
             info = infos.get(nid)
             if info is None:
@@ -167,7 +172,7 @@ class RoomDirectory:
                 value = _str(content.get(etype, {}), key)
                 if value:
                     entry[field] = value
-            out.append(entry)
+            out[nid] = entry
         return out
 
 

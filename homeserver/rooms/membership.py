@@ -13,11 +13,19 @@ from typing import Any, Protocol
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
+from homeserver.rooms.auth.constants import AUTHORISING_USER
+from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 # user id -> {"displayname": ..., "avatar_url": ...} (empty when unknown)
 ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
+# room id -> whether a server admin blocked it (no local user may enter it).
+BlockedCheck = Callable[[str], Awaitable[bool]]
+
+
+def room_blocked() -> MatrixError:
+    return forbidden("This room has been blocked on this server")
 
 
 class RemoteMembership(Protocol):
@@ -42,7 +50,21 @@ class MembershipService:
     def __init__(self, rooms: RoomService, profiles: ProfileLookup) -> None:
         self.rooms = rooms
         self.profiles = profiles
+        # Joins, knocks and leaves through other servers; None without federation. Bound
+        # late by federation (FederatedRooms.attach), which is built on this area's room
+        # service: a real cycle between the two.
         self.remote: RemoteMembership | None = None
+        self.restricted = RestrictedJoins(rooms.server_name, rooms)
+        # Set by the composition root: rooms an admin blocked (admin API).
+        self.blocked: BlockedCheck | None = None
+
+    async def is_blocked(self, room_id: str) -> bool:
+        """Whether an admin blocked the room (federation asks too, for remote joins)."""
+        return self.blocked is not None and await self.blocked(room_id)
+
+    async def _refuse_blocked(self, room_id_or_alias: str) -> None:
+        if room_id_or_alias.startswith("!") and await self.is_blocked(room_id_or_alias):
+            raise room_blocked()
 
     async def is_resident(self, room: RoomInfo) -> bool:
         """Whether a user of this server is joined (so this server holds the room's state)."""
@@ -111,6 +133,7 @@ class MembershipService:
         *,
         is_guest: bool = False,
     ) -> str:
+        await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
             if is_guest:
                 # Guest access is decided by the room's m.room.guest_access,
@@ -121,11 +144,16 @@ class MembershipService:
             content = await self.member_content(user_id, "join", reason=reason)
             return await self.remote.join(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
+        await self._refuse_blocked(room.room_id)
         if is_guest and not await self.guests_may_join(room):
             raise MatrixError(
                 403, "M_FORBIDDEN", "Guests may only join rooms whose guest_access is can_join"
             )
-        await self._send(room, user_id, user_id, "join", reason=reason)
+        # A restricted room admits members of its allowed rooms (spaces) without an
+        # invite; a local member with the power to invite authorises the join.
+        authoriser = await self.restricted.authoriser_for(room, user_id)
+        extra = {AUTHORISING_USER: authoriser} if authoriser is not None else {}
+        await self._send(room, user_id, user_id, "join", reason=reason, **extra)
         return room.room_id
 
     async def guests_may_join(self, room: RoomInfo) -> bool:
@@ -154,10 +182,12 @@ class MembershipService:
         reason: str | None = None,
         servers: Sequence[str] = (),
     ) -> str:
+        await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
             content = await self.member_content(user_id, "knock", reason=reason)
             return await self.remote.knock(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
+        await self._refuse_blocked(room.room_id)
         await self._send(room, user_id, user_id, "knock", reason=reason)
         return room.room_id
 
@@ -193,6 +223,7 @@ class MembershipService:
         reason: str | None = None,
         is_direct: bool | None = None,
     ) -> None:
+        await self._refuse_blocked(room_id)
         room = await self._target_room(room_id, target)
         current = await self.rooms.members.get(room.room_nid, target)
         if current is not None and current.membership == "ban":
@@ -231,7 +262,9 @@ class MembershipService:
         await self.rooms.members.forget(room.room_nid, user_id)
 
     async def _target_room(self, room_id: str, target: str) -> RoomInfo:
-        if not is_valid_user_id(target):
+        # Appendices "Historical User IDs": servers MUST accept the older, wider
+        # localpart grammar (remote users of old rooms still have such ids).
+        if not is_valid_user_id(target, strict=False):
             raise invalid_param("Invalid user id")
         return await self.rooms.room_or_forbidden(room_id)
 

@@ -55,6 +55,8 @@ class RoomReader:
         self.rooms = rooms
         self.visibility = visibility
         self.serializer = serializer
+        # History from other servers; None without federation. Bound late by federation
+        # (FederatedRooms.attach), which is built on the room service: a real cycle.
         self.backfiller: Backfiller | None = None
 
     async def _view(self, user_id: str, room: RoomInfo) -> StoredEvent | None:

@@ -9,13 +9,19 @@ report cannot probe for events. A room report needs only a known room
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from homeserver.clock import Clock
 from homeserver.errors import invalid_param, not_found
+from homeserver.events.identifiers import is_valid_user_id
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.reports_store import ReportStore
 from homeserver.rooms.visibility import Visibility
 
 MAX_REASON = 1000
+
+# user id -> whether the user is known to this server (set by the composition root).
+UserKnown = Callable[[str], Awaitable[bool]]
 
 
 class ReportService:
@@ -26,6 +32,7 @@ class ReportService:
         self.visibility = visibility
         self.store = store
         self.clock = clock
+        self.user_known: UserKnown | None = None
 
     def _reason(self, reason: str | None) -> str | None:
         if reason is not None and len(reason) > MAX_REASON:
@@ -63,4 +70,14 @@ class ReportService:
             raise not_found("Unknown room")
         await self.store.add(
             user_id, self.clock.now_ms(), room_id=room_id, reason=self._reason(reason)
+        )
+
+    async def report_user(self, user_id: str, target: str, reason: str) -> None:
+        """Spec v1.14 "Reporting users": 404 for a user this server does not know."""
+        if not is_valid_user_id(target, strict=False):
+            raise invalid_param("Invalid user id")
+        if self.user_known is None or not await self.user_known(target):
+            raise not_found("The user was not found")
+        await self.store.add(
+            user_id, self.clock.now_ms(), target_user_id=target, reason=self._reason(reason)
         )

@@ -67,6 +67,8 @@ class EventSerializer:
                 pdu = redact(pdu, ev.room_version)  # already pruned; idempotent
             if redaction is not None:
                 unsigned["redacted_because"] = self.one(redaction, now, with_room_id)
+                # Not in the spec's schema, but Synapse sets it and Sytest reads it.
+                unsigned["redacted_by"] = redaction.event.event_id
             if s.prev_state_event_nid is not None:
                 prev = related.get(s.prev_state_event_nid)
                 if prev is not None:

@@ -8,8 +8,9 @@ lock keyed by room id (DESIGN "Linear rooms")::
     send_event ─┐
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
-                      ─> EventPersister.persist (one transaction)
-                  unlock ─> pre_notify_hooks (push counts) ─> notifier.notify(local members)
+                      ─> EventPersister.persist (one transaction, with the
+                         push actions its prepare_hooks computed and the outbox rows)
+                  unlock ─> pre_notify_hooks ─> signal.changed(local members)
                          ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -34,6 +35,8 @@ from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import reference_hash_entry
+from homeserver.events.validate import PduFormatError, check_canonical_json_values
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
@@ -43,7 +46,7 @@ from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.sync.notifier import Notifier
+from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
 
@@ -93,7 +96,7 @@ class RoomService:
         state: StateStore,
         members: MembershipStore,
         persister: EventPersister,
-        notifier: Notifier,
+        signal: ChangeSignal,
     ) -> None:
         self.server_name = server_name
         self.clock = clock
@@ -103,11 +106,17 @@ class RoomService:
         self.state = state
         self.members = members
         self.persister = persister
-        self.notifier = notifier
+        # Wakes local members' /sync (the sync notifier, connected by the composition root).
+        self.signal = signal
         self.event_persisted_hooks: list[EventHook] = []
-        # Run before /sync is woken, for what a woken sync must already see
-        # (notification counts). Keep them quick; failures are logged.
+        # Run before /sync is woken, for what a woken sync must already see.
+        # Keep them quick; failures are logged. Whatever clients rely on belongs in
+        # the event's transaction instead (EventPersister prepare/txn hooks): a
+        # crash between the commit and these hooks skips them.
         self.pre_notify_hooks: list[EventHook] = []
+        # Invites to users on other servers; None without federation. Bound late by
+        # federation (FederatedRooms.attach), whose membership handshakes are built on
+        # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
@@ -139,6 +148,13 @@ class RoomService:
         alphabet = string.ascii_letters
         local = "".join(secrets.choice(alphabet) for _ in range(18))
         return f"!{local}:{self.server_name}"
+
+    def new_event_id(self, rv: RoomVersion) -> str | None:
+        """A fresh ``$opaque:server`` id for a room version 1/2 event (rooms
+        v1-event-ids); None where the id is the event's hash."""
+        if not rv.event_id_in_pdu:
+            return None
+        return f"${secrets.token_urlsafe(18)}:{self.server_name}"
 
     # -------------------------------------------------------------- state
 
@@ -174,6 +190,27 @@ class RoomService:
             return await self._events_for(await self.state.state_at_group(group))
         key_nids = await self.rooms.key_nids(keys)
         nids = await self.state.state_keys_at_group(group, key_nids.values())
+        return await self._events_for(nids)
+
+    async def state_before(
+        self,
+        group: int | None,
+        delta: Mapping[int, int | None] | None,
+        keys: Iterable[StateKey],
+    ) -> dict[StateKey, StoredEvent]:
+        """``keys`` of the state ``group`` changed by ``delta`` (a ``PersistPlan``'s
+        state before its event), without writing the delta as a group."""
+        key_nids = await self.rooms.key_nids(keys)
+        nids: dict[int, int] = {}
+        if group is not None:
+            nids.update(await self.state.state_keys_at_group(group, key_nids.values()))
+        for key_nid in key_nids.values():
+            if delta is not None and key_nid in delta:
+                changed = delta[key_nid]
+                if changed is None:
+                    nids.pop(key_nid, None)
+                else:
+                    nids[key_nid] = changed
         return await self._events_for(nids)
 
     # ------------------------------------------------------------ writing
@@ -303,7 +340,7 @@ class RoomService:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
-        event = self._build(rv, fields)
+        event = self._build(rv, fields, [p.event for p in prev] + auth_events)
         state_map = {k: s.event for k, s in cur.items()}
         await self._check(event, auth_events, state_map, None if create is None else create.event)
         create_ev = None if create is None else create.event
@@ -357,9 +394,29 @@ class RoomService:
         await self._check(signed, auth_events, state, create)
         return signed
 
-    def _build(self, rv: RoomVersion, fields: dict[str, Any]) -> Event:
+    def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:
+        """``cited``: the prev and auth events, whose reference hashes v1/v2 events carry."""
+        references = (
+            {e.event_id: reference_hash_entry(e.pdu, rv) for e in cited}
+            if rv.event_id_in_pdu
+            else None
+        )
+        if not rv.strict_canonical_json:
+            # v1-v5 accept off-spec JSON from other servers, but our own users'
+            # events keep to canonical JSON (v1-deprecated-formatting-off-spec).
+            try:
+                check_canonical_json_values(fields["content"])
+            except PduFormatError as e:
+                raise bad_json(f"Invalid event: {e.reason}") from None
         try:
-            return build_event(rv, fields, self.server_name, self.signing_key)
+            return build_event(
+                rv,
+                fields,
+                self.server_name,
+                self.signing_key,
+                references=references,
+                event_id=self.new_event_id(rv),
+            )
         except ValueError as e:
             raise bad_json(str(e)) from None
 
@@ -432,9 +489,10 @@ class RoomService:
         users = set(await self.members.local_users(room.room_nid, self.server_name))
         if ev.type == MEMBER and ev.state_key is not None:
             users.add(ev.state_key)
-        self.notifier.notify(u for u in users if u.endswith(":" + self.server_name))
-        # Listeners keyed by the room id: /events peeking into a world-readable room.
-        self.notifier.notify([room.room_id])
+        local = [u for u in users if u.endswith(":" + self.server_name)]
+        if stored.stream_ordering is not None:  # an outlier moves no stream
+            # The room id too: /events peeking into a world-readable room listens on it.
+            self.signal.changed(EVENTS, stored.stream_ordering, [*local, room.room_id])
         for hook in self.event_persisted_hooks:
             try:
                 await hook(stored, room)

@@ -14,7 +14,11 @@ SQLite
     One writer connection (every transaction is ``BEGIN IMMEDIATE`` under an
     asyncio lock, because SQLite allows one writer) and a few reader
     connections for one-shot SELECTs. WAL mode lets readers run beside the
-    writer and see every committed transaction.
+    writer and see every committed transaction. ``synchronous`` is chosen by
+    the operator (``database.sqlite_synchronous``): FULL (the default) fsyncs
+    the WAL at every commit, so an acknowledged event survives power loss;
+    NORMAL fsyncs only at checkpoints, so power loss (not a process crash)
+    may lose the newest commits, though never corrupt the file.
 PostgreSQL
     An asyncpg pool. ``transaction()`` checks out one connection for the
     block. Per-room ordering is the room service's lock, not the database's.
@@ -122,13 +126,20 @@ class _SqliteQueries:
         return None if row is None else row[0]
 
 
+# PRAGMA synchronous values we allow (see the design note of SqliteDatabase).
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
 class SqliteDatabase(Database):
     """SQLite through aiosqlite: one writer, a few readers, WAL mode."""
 
     engine = "sqlite"
 
-    def __init__(self, path: str, readers: int = 3) -> None:
+    def __init__(self, path: str, readers: int = 3, synchronous: str = "full") -> None:
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SQLITE_SYNCHRONOUS}")
         self._path = path
+        self._synchronous = synchronous.upper()
         self._n_readers = readers
         self._writer: Any = None
         self._readers: asyncio.Queue[Any] = asyncio.Queue()
@@ -148,7 +159,8 @@ class SqliteDatabase(Database):
     async def _connect(self, aiosqlite: Any) -> Any:
         conn = await aiosqlite.connect(self._path, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        for pragma in ("foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=10000"):
+        pragmas = ("foreign_keys=ON", f"synchronous={self._synchronous}", "busy_timeout=10000")
+        for pragma in pragmas:
             await _run(conn, "PRAGMA " + pragma)
         return conn
 
@@ -295,14 +307,21 @@ class DatabaseUnavailable(Exception):
     """The configured database cannot be opened; the message names why."""
 
 
-async def connect(url: str) -> Database:
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite://`` URL (``:memory:`` for none), or None for PostgreSQL."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url.removeprefix("sqlite://")
+    if path.startswith("//"):  # sqlite:////abs/path written SQLAlchemy-style
+        path = path[1:]
+    return path or ":memory:"
+
+
+async def connect(url: str, sqlite_synchronous: str = "full") -> Database:
     """Open the database named by ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if path.startswith("//"):  # sqlite:////abs/path written SQLAlchemy-style
-            path = path[1:]
-        path = path or ":memory:"
-        sdb = SqliteDatabase(path)
+    path = sqlite_path(url)
+    if path is not None:
+        sdb = SqliteDatabase(path, synchronous=sqlite_synchronous)
         try:
             await sdb.open()
         except sqlite3.Error as e:

@@ -33,13 +33,13 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.filtering import room_allowed
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.store import SyncStore
 from homeserver.sync.user_sections import UserSections
+from homeserver.userdata.filtering import room_allowed
 
 __all__ = ["SyncBuilder", "SyncRequest"]
 
@@ -57,30 +57,18 @@ class SyncBuilder:
         serializer: EventSerializer,
         notifier: Notifier,
         store: SyncStore,
+        sources: SyncSources,
     ) -> None:
         self.rooms = rooms
         self.notifier = notifier
         self.store = store
+        self.src = sources
         self.timeline = RoomTimeline(rooms, visibility, serializer, store)
-        self._sources: SyncSources | None = None
-        self._extras: RoomExtras | None = None
-        self._user: UserSections | None = None
-
-    def attach(self, sources: SyncSources) -> None:
-        """Plug in the per-user and ephemeral services (the composition root does this
-        once, after building them)."""
-        self._sources = sources
         self._extras = RoomExtras(sources)
-        self._user = UserSections(sources, self.store)
-
-    @property
-    def src(self) -> SyncSources:
-        assert self._sources is not None, "SyncBuilder.attach was not called"
-        return self._sources
+        self._user = UserSections(sources, rooms.members)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        assert self._user is not None
         with self.notifier.listen(req.user_id) as listener:
             await self._user.set_presence(SyncContext(req))
             result = await self._build(SyncContext(req, flt, req.since))
@@ -96,11 +84,7 @@ class SyncBuilder:
                 result = await self._build(SyncContext(req, flt, req.since))
             return result
 
-    async def current_token(self) -> StreamToken:
-        """A token for "now" in every stream (where the legacy /events starts)."""
-        return await self._positions()
-
-    async def _positions(self) -> StreamToken:
+    async def positions(self) -> StreamToken:
         src = self.src
         return StreamToken(
             events=await self.rooms.events.current_position(),
@@ -111,7 +95,7 @@ class SyncBuilder:
             typing=src.typing.current_token(),
         )
 
-    async def _memberships(self, ctx: SyncContext) -> None:
+    async def memberships(self, ctx: SyncContext) -> None:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
         now = ctx.now.events
@@ -180,10 +164,9 @@ class SyncBuilder:
         return ev is not None and ev.event.content.get("guest_access") == "can_join"
 
     async def _build(self, ctx: SyncContext) -> dict[str, Any]:
-        assert self._extras is not None and self._user is not None
-        ctx.now = await self._positions()
+        ctx.now = await self.positions()
         ctx.ignored = await self._ignored(ctx)
-        await self._memberships(ctx)
+        await self.memberships(ctx)
         user = self._user
         if ctx.req.to_device:
             to_device, td_pos = await user.to_device(ctx)
@@ -255,7 +238,7 @@ class SyncBuilder:
                 if any(s.event.sender in ctx.ignored for s in own.values()):
                     return  # an invite from an ignored user is not shown (spec)
             key = "invite_state" if m.membership == "invite" else "knock_state"
-            out[m.membership][room.room_id] = {key: {"events": await self._stripped(room, m)}}
+            out[m.membership][room.room_id] = {key: {"events": await self.stripped(room, m)}}
         elif ctx.since is not None or ctx.flt.room.include_leave:
             body = await self.timeline.build(
                 ctx, room, m.stream_ordering, full=ctx.req.full_state or ctx.since is None
@@ -263,7 +246,7 @@ class SyncBuilder:
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
             out["leave"][room.room_id] = body
 
-    async def _stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
+    async def stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
         state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
         own = await self.rooms.events.by_nids([m.event_nid])
         events = list(state.values()) + list(own.values())

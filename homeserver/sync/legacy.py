@@ -56,9 +56,7 @@ class LegacySync:
         if base.is_guest and room_id is None:
             raise guest_events_forbidden()
         since = (
-            StreamToken.parse(from_token, "from")
-            if from_token
-            else await self.builder.current_token()
+            StreamToken.parse(from_token, "from") if from_token else await self.builder.positions()
         )
         if room_id is not None:
             peeked = await self._peekable(base.user_id, room_id)

@@ -15,8 +15,8 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.account_data import AccountDataService
+from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
 from homeserver.userdata.presence import PresenceService
 

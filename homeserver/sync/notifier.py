@@ -73,6 +73,11 @@ class Notifier:
         self._listeners.setdefault(user_id, set()).add(listener)
         return listener
 
+    def changed(self, stream: str, position: int, users: Iterable[str]) -> None:
+        """``ChangeSignal``: a stream moved; wake these users' requests (they read every
+        stream from their own token, so which stream and position do not matter here)."""
+        self.notify(users)
+
     def notify(self, user_ids: Iterable[str]) -> None:
         """Wake every waiting request of these users."""
         for user_id in user_ids:

@@ -14,8 +14,8 @@ from typing import Any
 
 from homeserver.rooms.ephemeral.typing import STALE
 from homeserver.rooms.store.rooms_store import RoomInfo
-from homeserver.sync.filtering import event_matches
 from homeserver.sync.model import SyncContext, SyncSources
+from homeserver.userdata.filtering import event_matches
 
 
 class RoomExtras:

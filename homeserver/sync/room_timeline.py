@@ -26,9 +26,9 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.filtering import event_matches, project_fields
 from homeserver.sync.model import SyncContext
 from homeserver.sync.store import SyncStore
+from homeserver.userdata.filtering import event_matches, project_fields
 
 MEMBER = "m.room.member"
 NAME = "m.room.name"

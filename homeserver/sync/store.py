@@ -1,13 +1,12 @@
 """Read-only queries /sync needs over ``room_memberships`` beyond the room service's own.
 
-Each is one indexed read: membership changes in a set of rooms within a
-stream range (device-list ``changed``/``left``), member counts and heroes
-for the room ``summary``, and the rooms a user left (``include_leave``).
+Each is one indexed read: member counts and heroes for the room
+``summary``, and the rooms a user left (``include_leave``). Membership
+changes in a stream range (device-list ``changed``/``left``) are the
+membership store's, since the room service needs them too.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
@@ -16,46 +15,12 @@ from homeserver.rooms.store.membership_store import (
 )
 from homeserver.storage.database import Database
 
-_CHUNK = 500
 _COLS = MEMBERSHIP_COLUMNS
 
 
 class SyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def membership_changes(
-        self, room_nids: Sequence[int], since: int, upto: int
-    ) -> list[Membership]:
-        """Current memberships in ``room_nids`` whose event is in ``(since, upto]``."""
-        out: list[Membership] = []
-        nids = list(room_nids)
-        for start in range(0, len(nids), _CHUNK):
-            chunk = nids[start : start + _CHUNK]
-            rooms = ", ".join(f"${i + 3}" for i in range(len(chunk)))
-            rows = await self.db.fetchall(
-                f"SELECT {_COLS} FROM room_memberships WHERE stream_ordering > $1"
-                f" AND stream_ordering <= $2 AND room_nid IN ({rooms})",
-                since,
-                upto,
-                *chunk,
-            )
-            out.extend(membership_from_row(r) for r in rows)
-        return out
-
-    async def joined_users(self, room_nids: Sequence[int]) -> set[str]:
-        out: set[str] = set()
-        nids = list(room_nids)
-        for start in range(0, len(nids), _CHUNK):
-            chunk = nids[start : start + _CHUNK]
-            rooms = ", ".join(f"${i + 1}" for i in range(len(chunk)))
-            rows = await self.db.fetchall(
-                "SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join'"
-                f" AND room_nid IN ({rooms})",
-                *chunk,
-            )
-            out.update(str(r["user_id"]) for r in rows)
-        return out
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(

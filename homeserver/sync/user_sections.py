@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.errors import MatrixError
-from homeserver.rooms.store.membership_store import Membership
-from homeserver.sync.filtering import event_matches
+from homeserver.rooms.store.membership_store import Membership, MembershipStore
 from homeserver.sync.model import SyncContext, SyncSources
-from homeserver.sync.store import SyncStore
+from homeserver.userdata.filtering import event_matches
 
 TO_DEVICE_BATCH = 100
 # Newly shared users whose current presence one incremental sync adds (a join into a
@@ -26,9 +25,9 @@ MAX_NEW_PRESENCE = 200
 
 
 class UserSections:
-    def __init__(self, sources: SyncSources, store: SyncStore) -> None:
+    def __init__(self, sources: SyncSources, members: MembershipStore) -> None:
         self.src = sources
-        self.store = store
+        self.members = members
 
     async def set_presence(self, ctx: SyncContext) -> None:
         """``set_presence``: mark the user online/unavailable when that changes their
@@ -86,13 +85,13 @@ class UserSections:
 
     async def _newly_shared(self, ctx: SyncContext) -> set[str]:
         assert ctx.since is not None
-        moves = await self.store.membership_changes(
+        moves = await self.members.membership_changes(
             list(ctx.joined), ctx.since.events, ctx.now.events
         )
         users = {m.user_id for m in moves if m.membership == "join"}
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
         if newly_joined:
-            users |= await self.store.joined_users(sorted(newly_joined))
+            users |= await self.members.joined_users(sorted(newly_joined))
         users.discard(ctx.user_id)
         return users
 
@@ -115,7 +114,7 @@ class UserSections:
             me, ctx.since.device_lists, ctx.now.device_lists
         )
         rooms = [*ctx.joined.keys(), *ctx.left_nids]
-        moves: list[Membership] = await self.store.membership_changes(
+        moves: list[Membership] = await self.members.membership_changes(
             rooms, ctx.since.events, ctx.now.events
         )
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
@@ -129,9 +128,9 @@ class UserSections:
             elif m.membership in ("leave", "ban") and m.user_id not in shared:
                 left.add(m.user_id)
         if newly_joined:
-            changed |= await self.store.joined_users(sorted(newly_joined)) - {me}
+            changed |= await self.members.joined_users(sorted(newly_joined)) - {me}
         if ctx.left_nids:
-            left |= await self.store.joined_users(sorted(ctx.left_nids)) - shared
+            left |= await self.members.joined_users(sorted(ctx.left_nids)) - shared
         left.discard(me)
         changed -= left
         changed &= shared | {me}

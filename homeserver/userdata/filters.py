@@ -1,6 +1,6 @@
 """Filters uploaded with ``POST /user/{userId}/filter`` (table ``user_filters``).
 
-A filter is checked against the spec's schema (``sync.filtering.parse_filter``)
+A filter is checked against the spec's schema (``userdata.filtering.parse_filter``)
 before it is stored, stored as sent, and never changed. ``load`` is what
 /sync and /messages call with their ``filter`` parameter: an id or inline JSON.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.storage.database import Database
-from homeserver.sync.filtering import DEFAULT_FILTER, Filter, parse_filter
+from homeserver.userdata.filtering import DEFAULT_FILTER, Filter, parse_filter
 
 _MAX_FILTER_ID = 2**62
 

@@ -344,3 +344,37 @@ async def test_notary_refetches_keeps_expired_and_dropped_keys(
         assert origin.hits == hits + 1
     finally:
         await origin.stop()
+
+
+async def test_key_validity_from_v5_and_event_id_server_in_v1(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """v5-signing-requirements: before v5 a key verifies events whatever their
+    origin_server_ts; v1-v2: the server named in the event id must sign too."""
+    from homeserver.events.room_versions import V1, V2, V4, V5, V10
+    from homeserver.events.signing import sign_event
+
+    a, b = pair
+    a_name, b_name = a.hs.config.server_name, b.hs.config.server_name
+    keyring = fed(a).keyring
+    late_ts = int(time.time() * 1000) + 30 * 24 * 3600_000
+    for rv in (V4, V5, V10):
+        late = sign_event(_pdu(f"@bob:{b_name}", late_ts), b_name, b.hs.signing_key, rv)
+        if rv.enforce_key_validity:
+            with pytest.raises(KeyLookupError):
+                await keyring.verify_event_signatures(late, rv)
+        else:
+            assert await keyring.verify_event_signatures(late, rv) == {b_name}
+
+    now = int(time.time() * 1000)
+    for rv in (V1, V2):
+        own = {**_pdu(f"@bob:{b_name}", now), "event_id": f"$ev:{b_name}"}
+        signed = sign_event(own, b_name, b.hs.signing_key, rv)
+        assert await keyring.verify_event_signatures(signed, rv) == {b_name}
+        # An id naming A needs A's signature as well.
+        foreign = {**_pdu(f"@bob:{b_name}", now), "event_id": f"$ev:{a_name}"}
+        only_b = sign_event(foreign, b_name, b.hs.signing_key, rv)
+        with pytest.raises(SignatureError):
+            await keyring.verify_event_signatures(only_b, rv)
+        both = sign_event(only_b, a_name, a.hs.signing_key, rv)
+        assert await keyring.verify_event_signatures(both, rv) == {a_name, b_name}

@@ -174,7 +174,10 @@ async def test_bad_config_exits_with_one_line(tmp_path: Path) -> None:
         (write(colour="blue"), ("colour", "unknown")),
         (write(client_listener={"bind": "127.0.0.1", "port": "eighty"}), ("client_listener.port",)),
         (write(registration={"enabled": "yes"}), ("registration.enabled",)),
-        (write(rate_limits={"login": {"burst": 1, "speed": 2}}), ("rate_limits.login.speed",)),
+        (
+            write(rate_limits={"login": {"address": {"burst_count": 1, "speed": 2}}}),
+            ("rate_limits.login.address.speed",),
+        ),
         (write(server_name=None), ("server_name",)),
         (str(tmp_path / "missing.yaml"), ("not found", "missing.yaml")),
         (write(database_url="postgresql://myelin@127.0.0.1:1/x"), ("PostgreSQL",)),

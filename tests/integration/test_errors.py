@@ -168,8 +168,8 @@ async def test_rate_limited(make_server: ServerFactory) -> None:
     server = await make_server(
         rate_limits={
             "enabled": True,
-            "login": {"per_second": 0.01, "burst": 2},
-            "registration": {"per_second": 0.01, "burst": 1},
+            "login": {"failed_attempts": {"per_second": 0.01, "burst_count": 2}},
+            "registration": {"per_second": 0.01, "burst_count": 1},
         }
     )
     async with Api(server.client_url) as api:
@@ -197,7 +197,10 @@ async def test_rate_limited(make_server: ServerFactory) -> None:
 
 async def test_rate_limits_can_be_disabled(make_server: ServerFactory) -> None:
     server = await make_server(
-        rate_limits={"enabled": False, "login": {"per_second": 0.01, "burst": 1}}
+        rate_limits={
+            "enabled": False,
+            "login": {"failed_attempts": {"per_second": 0.01, "burst_count": 1}},
+        }
     )
     async with Api(server.client_url) as api:
         await api.register("alice")

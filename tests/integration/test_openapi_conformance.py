@@ -25,7 +25,9 @@ from jsonschema import Draft202012Validator
 from tests.helpers import V3, Api, Reply
 from tests.integration.e2ee_device import Device
 
-SPEC_PATH = Path("/work/shared/spec/matrix-client-server-api.openapi.json")
+# The spec lives in shared/, beside the repository (in a worktree, a symlink to it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = REPO_ROOT.parent / "shared" / "spec" / "matrix-client-server-api.openapi.json"
 
 # The operations this session exercises; the test fails if one was not reached.
 COVERED: frozenset[tuple[str, str]] = frozenset(
@@ -125,6 +127,8 @@ COVERED: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"),
         ("DELETE", "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"),
         ("POST", "/_matrix/client/v3/rooms/{roomId}/report/{eventId}"),
+        ("GET", "/_matrix/client/v1/rooms/{roomId}/hierarchy"),
+        ("GET", "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event"),
     )
 )
 
@@ -656,6 +660,37 @@ async def test_session_answers_match_the_openapi_schemas(capi: CheckedApi) -> No
     await ok(await api.delete(f"/room_keys/keys/{room}/s2", token=a, params={"version": version}))
     assert (await api.get("/room_keys/keys", token=a, params={"version": "999"})).status == 404
     await ok(await api.get("/sync", token=a))
+
+    # Spaces.
+    space = (
+        await ok(
+            await api.post(
+                "/createRoom",
+                {"preset": "public_chat", "name": "Space", "creation_content": {"type": "m.space"}},
+                token=a,
+            )
+        )
+    )["room_id"]
+    await ok(
+        await api.put(
+            f"/rooms/{space}/state/m.space.child/{room}",
+            {"via": ["localhost"], "suggested": True},
+            token=a,
+        )
+    )
+    page = await ok(await api.get(f"{prefix}/{space}/hierarchy", token=b, params={"limit": "1"}))
+    more = {"limit": "1", "from": page["next_batch"]}
+    await ok(await api.get(f"{prefix}/{space}/hierarchy", token=b, params=more))
+    hidden = rooms["private_chat"]
+    assert (await api.get(f"{prefix}/{hidden}/hierarchy", token=b)).status == 403
+    assert (
+        await api.get(f"{prefix}/{space}/hierarchy", token=b, params={"max_depth": "x"})
+    ).status == 400
+
+    # Jump to date.
+    jump_path = f"{prefix}/{room}/timestamp_to_event"
+    await ok(await api.get(jump_path, token=a, params={"ts": "0", "dir": "f"}))
+    assert (await api.get(jump_path, token=a, params={"ts": "0", "dir": "b"})).status == 404
 
     assert login["user_id"] == alice.user_id
     missing_ops = COVERED - api.covered

@@ -140,7 +140,7 @@ async def test_user_rules_ordering_and_changes(api: Api, server: RunningServer) 
     assert r.status == 404 and r.errcode == "M_NOT_FOUND"
 
     # The evaluator's view follows every change.
-    rules = await server.hs.userdata.push.rules_for_user(alice.user_id)
+    rules = await server.hs.push.rules_for_user(alice.user_id)
     assert [x.rule_id for x in rules][:5] == [
         ".m.rule.master",
         "d",

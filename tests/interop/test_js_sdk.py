@@ -84,3 +84,27 @@ async def test_js_sdk_client_journey(node: str, homeserver_url: Homeserver) -> N
     print(text)  # shown with -rP: the steps, and requests the SDK made that got an error status
     assert proc.returncode == 0, f"check.mjs against {homeserver_url.kind} failed:\n{text}"
     assert "OK" in text.splitlines(), text
+
+
+async def test_js_sdk_sliding_sync(node: str, homeserver_url: Homeserver) -> None:
+    """``sliding.mjs``: the SDK's ``SlidingSync`` class (simplified sliding sync, MSC4186)
+    drives a room list and a room subscription; against Synapse too, which shows the script
+    asks only what MSC4186 promises."""
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        "sliding.mjs",
+        cwd=JS_DIR,
+        env={**os.environ, "MATRIX_BASE_URL": homeserver_url.base_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), SCRIPT_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"sliding.mjs did not finish in {SCRIPT_TIMEOUT_S} s")
+    text = output.decode(errors="replace")
+    print(text)
+    assert proc.returncode == 0, f"sliding.mjs against {homeserver_url.kind} failed:\n{text}"
+    assert "OK" in text.splitlines(), text

@@ -896,6 +896,78 @@ async def test_v12_power_and_concurrent_state_resolve_alike(
     assert r.body["topic"] in {"Myelin 3", "Synapse 3"}
 
 
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_old_room_concurrent_state_resolves_alike(
+    version: str, make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
+) -> None:
+    """A v1 room (state resolution v1) and a v2 room (v2) on Synapse: concurrent power
+    level and topic changes from both servers fork the graph; both servers end with the
+    same state."""
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    r = await api_s.post(
+        "/createRoom",
+        {
+            "preset": "public_chat",
+            "room_version": version,
+            "power_level_content_override": {"users": {sam.user_id: 100, alice.user_id: 100}},
+        },
+        token=sam.access_token,
+    )
+    assert r.status == 200, r.body
+    room_id = r.body["room_id"]
+    assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
+    base = f"/rooms/{q(room_id)}/state/m.room.power_levels/"
+    levels = (await api_s.get(base, token=sam.access_token)).body
+
+    for i in range(3):
+        await asyncio.gather(
+            api_m.put(
+                base,
+                {**levels, "users": {**levels["users"], "@m:example.org": i}},
+                token=alice.access_token,
+            ),
+            api_s.put(
+                base,
+                {**levels, "users": {**levels["users"], "@s:example.org": i}},
+                token=sam.access_token,
+            ),
+            api_m.put(
+                f"/rooms/{q(room_id)}/state/m.room.topic/",
+                {"topic": f"Myelin {i}"},
+                token=alice.access_token,
+            ),
+            api_s.put(
+                f"/rooms/{q(room_id)}/state/m.room.topic/",
+                {"topic": f"Synapse {i}"},
+                token=sam.access_token,
+            ),
+        )
+    await send_text(api_m, alice, room_id, "final from Myelin")
+    await send_text(api_s, sam, room_id, "final from Synapse")
+    for api, user in ((api_m, alice), (api_s, sam)):
+        await eventually(
+            lambda api=api, user=user: bodies(api, user, room_id),
+            lambda b: {"final from Myelin", "final from Synapse"} <= set(b),
+            WAIT_S,
+        )
+
+    async def both_states() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        return await state_of(api_m, alice, room_id), await state_of(api_s, sam, room_id)
+
+    room = await m.hs.rooms_area.rooms.rooms.get_room(room_id)
+    assert room is not None and room.version.identifier == version
+    stream = await m.hs.rooms_area.events.room_stream(
+        room.room_nid, after=None, before=None, limit=500, backwards=False
+    )
+    # The premise: the graph forked (events with several prev_events merged it).
+    assert any(len(s.event.prev_event_ids) > 1 for s in stream)
+    on_m, on_s = await eventually(both_states, lambda pair: pair[0] == pair[1], WAIT_S)
+    assert on_m == on_s
+
+
 async def test_presence_between_myelin_and_synapse(
     make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
 ) -> None:
@@ -993,19 +1065,22 @@ ODD_CONTENT: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("version", ["10", "11", "12"])
+@pytest.mark.parametrize("version", ["1", "6", "9", "10", "11", "12"])
 async def test_room_versions_and_non_ascii_content_both_ways(
     version: str, make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
 ) -> None:
-    """Rooms of every version Myelin supports, created on either side, and event content
-    whose canonical JSON (hashes, signatures) is easy to get wrong: both servers accept the
-    other's events unredacted."""
+    """Rooms of old and new versions (v1: server-chosen event ids and state resolution v1;
+    v6: canonical JSON; v9: restricted-join redaction rules), created on either side, and
+    event content whose canonical JSON (hashes, signatures) is easy to get wrong: both
+    servers accept the other's events unredacted. Then each room's creator redacts the
+    other server's message, and both servers serve it redacted."""
     m = await make_server(federated=True, **FAST_RETRY)
     api_m, alice = await myelin_user(m, "alice")
     api_s, sam = await synapse_user(synapse_server, "sam")
     apis.extend([api_m, api_s])
     pairs = ((api_m, alice), (api_s, sam))
     rooms = []
+    sent: dict[tuple[str, str], str] = {}
     for (api, user), (other_api, other), via in (
         ((api_m, alice), (api_s, sam), m.hs.config.server_name),
         ((api_s, sam), (api_m, alice), synapse_server.server_name),
@@ -1044,8 +1119,34 @@ async def test_room_versions_and_non_ascii_content_both_ways(
 
                 got = await eventually(content, lambda c: c is not None, WAIT_S)
                 assert got == {**ODD_CONTENT, "from": user.user_id}
+            sent[(room_id, user.user_id)] = event_id
         r = await api_m.get(f"/rooms/{q(room_id)}/state/m.room.create/", token=alice.access_token)
         assert r.body["room_version"] == version
+
+    # The creator of each room redacts the other server's message.
+    for room_id, (api, user), other in (
+        (rooms[0], (api_m, alice), sam),
+        (rooms[1], (api_s, sam), alice),
+    ):
+        target = sent[(room_id, other.user_id)]
+        r = await api.put(
+            f"/rooms/{q(room_id)}/redact/{q(target)}/{tag()}", {}, token=user.access_token
+        )
+        assert r.status == 200, r.body
+        for reader_api, reader in pairs:
+
+            async def redacted(
+                reader_api: Api = reader_api,
+                reader: User = reader,
+                room_id: str = room_id,
+                target: str = target,
+            ) -> Any:
+                r = await reader_api.get(
+                    f"/rooms/{q(room_id)}/event/{q(target)}", token=reader.access_token
+                )
+                return r.body.get("content") if r.status == 200 else None
+
+            assert await eventually(redacted, lambda c: c == {}, WAIT_S) == {}
 
 
 async def test_room_upgrades_followed_across(

@@ -9,6 +9,8 @@ MEMBER: Final = "m.room.member"
 JOIN_RULES: Final = "m.room.join_rules"
 POWER_LEVELS: Final = "m.room.power_levels"
 THIRD_PARTY_INVITE: Final = "m.room.third_party_invite"
+ALIASES: Final = "m.room.aliases"  # v1-v5 auth rule 4
+REDACTION: Final = "m.room.redaction"  # v1-v2 auth rule 11
 
 JOIN: Final = "join"
 INVITE: Final = "invite"

@@ -1,4 +1,8 @@
-"""``m.room.member`` events: v10/v11 rule 4, v12 rule 5.
+"""``m.room.member`` events: v10/v11 rule 4, v12 rule 5 (v1-v5 rule 5).
+
+Earlier versions lack parts, gated by the version table: knocking (v7),
+restricted joins and the authorising server's signature (v8),
+``knock_restricted`` (v10).
 
 Every path ends in allow (return) or reject (AuthError). Signature checks
 are the caller's, passed in as callables so this stays pure; without them
@@ -77,7 +81,8 @@ def check_member(
     if target is None or membership is None:
         raise AuthError("member event has no state_key or no membership")  # .1
     content = event.content
-    if AUTHORISING_USER in content:  # .2
+    rv = event.room_version
+    if rv.restricted_join and AUTHORISING_USER in content:  # .2 (v8+)
         authoriser = content[AUTHORISING_USER]
         if not isinstance(authoriser, str) or verify_server_signature is None:
             raise AuthError("cannot verify the authorising server's signature")
@@ -91,7 +96,7 @@ def check_member(
         _check_leave(event, target, auth_state, create)
     elif membership == BAN:
         _check_ban(event, target, auth_state, create)
-    elif membership == KNOCK:
+    elif membership == KNOCK and rv.knock:  # v7+
         _check_knock(event, target, auth_state)
     else:
         raise AuthError("unknown membership")  # .8
@@ -99,13 +104,8 @@ def check_member(
 
 def _check_join(event: Event, target: str, auth_state: Mapping[Key, Event], create: Event) -> None:
     """Rule .3: joins."""
-    prev = event.pdu.get("prev_events")
-    if (
-        isinstance(prev, list)
-        and len(prev) == 1
-        and prev[0] == create.event_id
-        and target == room_creator(create)
-    ):
+    prev = event.prev_event_ids
+    if len(prev) == 1 and prev[0] == create.event_id and target == room_creator(create):
         return  # .3.1: the creator's first join
     sender = event.sender
     if sender != target:
@@ -114,12 +114,13 @@ def _check_join(event: Event, target: str, auth_state: Mapping[Key, Event], crea
     if current == BAN:
         raise AuthError("banned users cannot join")  # .3.3
     rule = join_rule_of(auth_state)
-    knock_restricted = event.room_version.knock_restricted
-    if rule == INVITE or rule == KNOCK:  # .3.4
+    rv = event.room_version
+    if rule == INVITE or (rule == KNOCK and rv.knock):  # .3.4 (knock: v7+)
         if current == INVITE or current == JOIN:
             return
         raise AuthError("the room is invite only")
-    if rule == RESTRICTED or (rule == KNOCK_RESTRICTED and knock_restricted):  # .3.5
+    restricted = rule == RESTRICTED and rv.restricted_join  # v8+
+    if restricted or (rule == KNOCK_RESTRICTED and rv.knock_restricted):  # .3.5
         if current == INVITE or current == JOIN:
             return
         authoriser = event.content.get(AUTHORISING_USER)
@@ -205,8 +206,10 @@ def _check_leave(event: Event, target: str, auth_state: Mapping[Key, Event], cre
     """Rule .5: leaves, kicks and unbans."""
     sender = event.sender
     current = membership_of(auth_state, target)
-    if sender == target:  # .5.1
-        if current == INVITE or current == JOIN or current == KNOCK:
+    if sender == target:  # .5.1 (leaving a knock: v7+)
+        if current == INVITE or current == JOIN:
+            return
+        if current == KNOCK and event.room_version.knock:
             return
         raise AuthError("cannot leave a room one is not in, invited to or knocking on")
     if membership_of(auth_state, sender) != JOIN:

@@ -44,10 +44,14 @@ def as_level(value: object, room_version: RoomVersion) -> int | None:
     """``value`` as a power level, or None if the room version does not accept it.
 
     Strict versions (``strict_integer_power_levels``, v10+) accept only JSON
-    integers; ``true``/``false`` are not integers.
+    integers; ``true``/``false`` are not integers. v1-v9 also accept strings
+    of an integer, v1-v5 floats (truncated).
     """
     if type(value) is int:
         return value
+    if room_version.floaty_power_levels and type(value) is float:
+        # v1-v5 (v1-floaty-power-levels): truncate at the decimal point.
+        return int(value) if math.isfinite(value) else None
     if not room_version.strict_integer_power_levels and isinstance(value, str):
         if _STRINGY_INT.fullmatch(value):
             return int(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -21,12 +22,20 @@ LEVEL_KEYS: Final = (
     "invite",
 )
 _TABLE_KEYS: Final = ("events", "notifications")
+# Before v6 only "events" entries are checked for alterations.
+_TABLE_KEYS_BEFORE_V6: Final = ("events",)
 _NO_TABLE: Final[Mapping[str, Any]] = {}
 
 
 def check_power_levels_content(content: Mapping[str, Any], room_version: RoomVersion) -> None:
-    """Rules .1 to .3: every level is an integer (a valid string too before
-    v10); ``users`` maps valid user ids to levels."""
+    """Rules .1 to .3 (v10+): every level is an integer; ``users`` maps valid
+    user ids to levels. Before v10 only the ``users`` rule exists (v1/v3/v8
+    auth rules 9.1/10.1), with string and (v1-v5) float levels accepted."""
+    if not room_version.strict_integer_power_levels:
+        if room_version.floaty_power_levels:
+            _check_finite(content)
+        _check_users_content(content, room_version)
+        return
     for key in LEVEL_KEYS:
         if key in content and as_level(content[key], room_version) is None:
             raise AuthError(f"power level {key} is not an integer")
@@ -37,6 +46,21 @@ def check_power_levels_content(content: Mapping[str, Any], room_version: RoomVer
                 as_level(v, room_version) is not None for v in table.values()
             ):
                 raise AuthError(f"power levels {key} is not an object of integers")
+    _check_users_content(content, room_version)
+
+
+def _check_finite(content: Mapping[str, Any]) -> None:
+    """v1-floaty-power-levels: a float beyond binary64 (infinite, NaN) rejects the event."""
+    values = [content.get(key) for key in LEVEL_KEYS]
+    for key in (*_TABLE_KEYS, "users"):
+        table = content.get(key)
+        if isinstance(table, dict):
+            values.extend(table.values())
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise AuthError("power level is not a finite number")
+
+
+def _check_users_content(content: Mapping[str, Any], room_version: RoomVersion) -> None:
     if "users" in content:
         users = content["users"]
         if not isinstance(users, dict):
@@ -71,7 +95,8 @@ def check_power_levels(
         new_level = _level_or_none(new.get(key), rv)
         if old_level != new_level:
             _check_alteration(old_level, new_level, sender_level, key)
-    for key in _TABLE_KEYS:  # v10/v11 .6-.7, v12 .7-.8
+    tables = _TABLE_KEYS if rv.limit_notifications_power_levels else _TABLE_KEYS_BEFORE_V6
+    for key in tables:  # v10/v11 .6-.7, v12 .7-.8
         _check_table(_table(old, key), _table(new, key), old_rv, rv, sender_level, key)
     _check_users(_table(old, "users"), _table(new, "users"), old_rv, rv, sender_level, event.sender)
 

@@ -67,8 +67,8 @@ def auth_types_for_event(
         token = third_party_invite_token(content)
         if token is not None:
             selected.append((THIRD_PARTY_INVITE, token))
-    elif membership == JOIN:
-        # Every supported room version (10+) supports restricted rooms.
+    elif membership == JOIN and room_version.restricted_join:
+        # v8+: the authorising user of a restricted join.
         authoriser = content.get(AUTHORISING_USER)
         if isinstance(authoriser, str):
             key = (MEMBER, authoriser)

@@ -27,7 +27,7 @@ from typing import Any
 from homeserver.clock import Clock
 from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_event_id
-from homeserver.rooms.ephemeral.deps import EventInRoom, IsJoined, SetRoomAccountData
+from homeserver.rooms.ephemeral.interfaces import EventInRoom, IsJoined, SetRoomAccountData
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord, ReceiptStore
 
 log = logging.getLogger("myelin.receipts")

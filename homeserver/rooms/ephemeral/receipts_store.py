@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 UNTHREADED = ""  # thread_id column value of an unthreaded receipt
 
@@ -94,7 +95,7 @@ class ReceiptStore:
         out: list[ReceiptRecord] = []
         for start in range(0, len(room_ids), _ROOM_CHUNK):
             chunk = list(room_ids[start : start + _ROOM_CHUNK])
-            rooms = ", ".join(f"${i + 4}" for i in range(len(chunk)))
+            rooms = placeholders(len(chunk), 4)
             rows = await self.db.fetchall(
                 _SINCE.format(rooms=rooms), since_pos, upto_pos, for_user, *chunk
             )

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import forbidden
-from homeserver.rooms.ephemeral.deps import IsJoined
+from homeserver.rooms.ephemeral.interfaces import IsJoined
 
 log = logging.getLogger("myelin.typing")
 

@@ -1,8 +1,7 @@
 """Auth chains: the events reachable through ``auth_events`` links.
 
-Spec: "Auth chain". Events missing from ``events`` are skipped: the caller
-fetched every event it could, and an event it could not fetch takes no part
-in resolution.
+Spec: "Auth chain". A link to an event missing from ``events`` raises
+``MissingEvents``: an auth chain with a hole is not the room's auth chain.
 """
 
 from __future__ import annotations
@@ -10,16 +9,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from homeserver.events.model import Event
+from homeserver.rooms.state_res.common import AuthEdges, EventEdges, cited, require
 
 
 def auth_chain(event_ids: Iterable[str], events: Mapping[str, Event]) -> set[str]:
     """The union of the auth chains of ``event_ids`` (the events themselves excluded
     unless one cites another)."""
+    return auth_chain_of_edges(event_ids, EventEdges(events))
+
+
+def auth_chain_of_edges(event_ids: Iterable[str], edges: AuthEdges) -> set[str]:
+    """``auth_chain`` over ids only."""
+    stack = list(event_ids)
+    require(stack, edges)
     chain: set[str] = set()
-    stack = [eid for eid in event_ids if eid in events]
     while stack:
-        for auth_id in events[stack.pop()].auth_event_ids:
-            if auth_id not in chain and auth_id in events:
+        for auth_id in cited(stack.pop(), edges):
+            if auth_id not in chain:
                 chain.add(auth_id)
                 stack.append(auth_id)
     return chain

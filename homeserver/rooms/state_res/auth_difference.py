@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence, Set
 
 from homeserver.events.model import Event
-from homeserver.rooms.state_res.common import StateMap
+from homeserver.rooms.state_res.common import AuthEdges, EventEdges, StateMap, cited, require
 
 
 def auth_difference(auth_chains: Sequence[Set[str]]) -> set[str]:
@@ -36,25 +36,29 @@ def auth_difference_from_events(
     state_sets: Sequence[StateMap], events: Mapping[str, Event]
 ) -> set[str]:
     """The auth difference, computing the full auth chains from ``events``."""
+    return auth_difference_from_edges(state_sets, EventEdges(events))
+
+
+def auth_difference_from_edges(state_sets: Sequence[StateMap], edges: AuthEdges) -> set[str]:
+    """The auth difference over ids only (``MissingEvents`` for a hole in a chain)."""
     seeds: dict[str, int] = {}
     for index, state_set in enumerate(state_sets):
         bit = 1 << index
+        require(state_set.values(), edges)
         for event_id in state_set.values():
-            if event_id in events:
-                seeds[event_id] = seeds.get(event_id, 0) | bit
+            seeds[event_id] = seeds.get(event_id, 0) | bit
     masks: dict[str, int] = {}
-    for event_id in _citing_before_cited(seeds, events):
+    for event_id in _citing_before_cited(seeds, edges):
         carried = seeds.get(event_id, 0) | masks.get(event_id, 0)
         if not carried:
             continue
-        for auth_id in events[event_id].auth_event_ids:
-            if auth_id in events:
-                masks[auth_id] = masks.get(auth_id, 0) | carried
+        for auth_id in edges[event_id]:
+            masks[auth_id] = masks.get(auth_id, 0) | carried
     everyone = (1 << len(state_sets)) - 1
     return {event_id for event_id, mask in masks.items() if mask != everyone}
 
 
-def _citing_before_cited(roots: Mapping[str, int], events: Mapping[str, Event]) -> list[str]:
+def _citing_before_cited(roots: Mapping[str, int], edges: AuthEdges) -> list[str]:
     """Events reachable from ``roots``, each before every event it cites.
 
     Reverse post-order of an iterative depth-first walk over ``auth_events``.
@@ -65,13 +69,13 @@ def _citing_before_cited(roots: Mapping[str, int], events: Mapping[str, Event]) 
         if root in visited:
             continue
         visited.add(root)
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(events[root].auth_event_ids))]
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(cited(root, edges)))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                if child not in visited and child in events:
+                if child not in visited:
                     visited.add(child)
-                    stack.append((child, iter(events[child].auth_event_ids)))
+                    stack.append((child, iter(cited(child, edges))))
                     break
             else:
                 stack.pop()

@@ -13,22 +13,24 @@ reversed edges), then backward from the conflicted set along those edges.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Set
 
-from homeserver.events.model import Event
+from homeserver.rooms.state_res.common import AuthEdges, cited, require
 
 
-def conflicted_subgraph(conflicted: Set[str], events: Mapping[str, Event]) -> set[str]:
-    """Events on an ``auth_events`` path between two conflicted events, endpoints included."""
-    starts = [event_id for event_id in conflicted if event_id in events]
+def conflicted_subgraph(conflicted: Set[str], edges: AuthEdges) -> set[str]:
+    """Events on an ``auth_events`` path between two conflicted events, endpoints included.
+
+    ``edges`` may be ``EventEdges(events)`` or ids loaded alone for a big room.
+    """
+    starts = list(conflicted)
+    require(starts, edges)
     cited_by: dict[str, list[str]] = {}
     reached = set(starts)
     stack = list(starts)
     while stack:
         event_id = stack.pop()
-        for auth_id in set(events[event_id].auth_event_ids):
-            if auth_id not in events:
-                continue
+        for auth_id in set(cited(event_id, edges)):
             cited_by.setdefault(auth_id, []).append(event_id)
             if auth_id not in reached:
                 reached.add(auth_id)

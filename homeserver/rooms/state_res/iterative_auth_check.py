@@ -10,6 +10,10 @@ The checker sees a read-only view: the current state first, then the
 event's auth events, then (room version 12, where the create event is never
 an auth event) the create event named by the room id. Building the view
 copies nothing, so each check costs the same whatever the size of the room.
+
+A state entry or auth event whose event was not given raises
+``MissingEvents`` (through the rules, which never catch it): the check is
+never made against a state with holes.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from homeserver.events.model import Event
 from homeserver.rooms.state_res.common import (
     CREATE_KEY,
     AuthCheck,
+    MissingEvents,
     StateKey,
     StateMap,
     create_event_for,
+    require,
 )
 
 
@@ -42,14 +48,13 @@ class AuthStateView(Mapping[StateKey, Event]):
         event_id = self._state.get(key)
         if event_id is not None:
             event = self._events.get(event_id)
-            if event is not None:
-                return event
+            if event is None:
+                raise MissingEvents([event_id])
+            return event
         return self._fallback[key]
 
     def __iter__(self) -> Iterator[StateKey]:
-        for key in self._state:
-            if key in self:
-                yield key
+        yield from self._state
         for key in self._fallback:
             if key not in self._state:
                 yield key
@@ -65,13 +70,16 @@ class AuthStateView(Mapping[StateKey, Event]):
         return True
 
 
-def _auth_event_fallback(
+def auth_event_fallback(
     event: Event, events: Mapping[str, Event], rejected: Set[str]
 ) -> dict[StateKey, Event]:
+    """The event's own non-rejected auth events (and its create event) by key:
+    what the checks fall back on where the state lacks a key."""
     fallback: dict[StateKey, Event] = {}
+    require(event.auth_event_ids, events)
     for auth_id in event.auth_event_ids:
-        auth = events.get(auth_id)
-        if auth is not None and auth_id not in rejected and auth.is_state():
+        auth = events[auth_id]
+        if auth_id not in rejected and auth.is_state():
             fallback[auth.state_tuple()] = auth
     if CREATE_KEY not in fallback:
         create = create_event_for(event, events)
@@ -83,6 +91,8 @@ def _auth_event_fallback(
 def _allowed(check: AuthCheck, event: Event, auth_state: Mapping[StateKey, Event]) -> bool:
     try:
         check(event, auth_state)
+    except MissingEvents:
+        raise
     except Exception:  # any failure of the rules, or malformed content, disallows
         return False
     return True
@@ -98,10 +108,11 @@ def iterative_auth_check(
     """Apply each allowed state event of ``sorted_event_ids`` on top of ``initial_state``."""
     state = dict(initial_state)
     for event_id in sorted_event_ids:
-        event = events.get(event_id)
-        if event is None or not event.is_state():
+        require([event_id], events)
+        event = events[event_id]
+        if not event.is_state():
             continue
-        fallback = _auth_event_fallback(event, events, rejected_event_ids)
+        fallback = auth_event_fallback(event, events, rejected_event_ids)
         if _allowed(auth_check, event, AuthStateView(state, events, fallback)):
             state[event.state_tuple()] = event_id
     return state

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from homeserver.events.model import Event
-from homeserver.rooms.state_res.common import power_levels_auth_event
+from homeserver.rooms.state_res.common import power_levels_auth_event, require
 
 
 def mainline(power_levels_id: str | None, events: Mapping[str, Event]) -> list[str]:
     """``[P0, P1, ..., Pn]``: each the power levels event in the previous one's auth events."""
     chain: list[str] = []
     seen: set[str] = set()
-    current = events.get(power_levels_id) if power_levels_id is not None else None
+    if power_levels_id is not None:
+        require([power_levels_id], events)
+    current = events[power_levels_id] if power_levels_id is not None else None
     while current is not None and current.event_id not in seen:
         seen.add(current.event_id)
         chain.append(current.event_id)
@@ -67,9 +69,8 @@ def mainline_sort(
     positions = MainlinePositions(mainline(power_levels_id, events), events)
     keyed = []
     for event_id in event_ids:
-        event = events.get(event_id)
-        if event is None:
-            continue
+        require([event_id], events)
+        event = events[event_id]
         keyed.append((-positions.position(event), event.origin_server_ts, event_id))
     keyed.sort()
     return [event_id for _, _, event_id in keyed]

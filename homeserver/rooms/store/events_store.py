@@ -18,8 +18,8 @@ from typing import TypeVar
 from homeserver.events.canonical import decode_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
@@ -256,7 +256,7 @@ class EventStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
-            f" AND event_id IN ({_params(len(event_ids), 3)})",
+            f" AND event_id IN ({placeholders(len(event_ids), 3)})",
             user_id,
             device_id,
             *event_ids,
@@ -285,7 +285,8 @@ class EventStore:
         generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({_params(len(chunk))})", *chunk
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_nid IN ({placeholders(len(chunk))})",
+                *chunk,
             )
             for row in rows:
                 stored = _stored(row)
@@ -307,13 +308,38 @@ class EventStore:
         generation = self._generation
         for chunk in _chunks(missing):
             rows = await self.db.fetchall(
-                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({_params(len(chunk))})", *chunk
+                f"SELECT {_COLUMNS}{_FROM} WHERE e.event_id IN ({placeholders(len(chunk))})", *chunk
             )
             for row in rows:
                 stored = _stored(row)
                 if generation == self._generation:
                     self._keep(stored)
                 out[stored.event.event_id] = stored
+        return out
+
+    async def auth_links(self, event_ids: Iterable[str]) -> dict[str, tuple[list[str], bool]]:
+        """(auth event ids, rejected?) of each stored event, in batches, without
+        caching the events: walking a huge auth chain keeps only ids in memory
+        and leaves the cache to the room's hot events."""
+        out: dict[str, tuple[list[str], bool]] = {}
+        missing = []
+        for event_id in dict.fromkeys(event_ids):
+            nid = self._ids.get(event_id)
+            cached = self._cache.get(nid) if nid is not None else None
+            if cached is not None:
+                out[event_id] = (cached.event.auth_event_ids, cached.rejected_reason is not None)
+            else:
+                missing.append(event_id)
+        for chunk in _chunks(missing):
+            rows = await self.db.fetchall(
+                "SELECT e.event_id, e.json, e.rejected_reason, r.room_version"
+                f"{_FROM} WHERE e.event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for row in rows:
+                version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
+                event = Event(str(row["event_id"]), decode_json(str(row["json"])), version)
+                out[event.event_id] = (event.auth_event_ids, row["rejected_reason"] is not None)
         return out
 
     async def by_id(self, event_id: str) -> StoredEvent | None:
@@ -348,10 +374,10 @@ class EventStore:
             args.append(before)
             sql += f" AND stream_ordering <= ${len(args)}"
         if types:
-            sql += f" AND event_type IN ({_params(len(types), len(args) + 1)})"
+            sql += f" AND event_type IN ({placeholders(len(types), len(args) + 1)})"
             args.extend(types)
         if senders:
-            sql += f" AND sender IN ({_params(len(senders), len(args) + 1)})"
+            sql += f" AND sender IN ({placeholders(len(senders), len(args) + 1)})"
             args.extend(senders)
         args.append(limit)
         sql += f" ORDER BY stream_ordering {'DESC' if backwards else 'ASC'} LIMIT ${len(args)}"
@@ -398,7 +424,7 @@ class EventStore:
             rows = await self.db.fetchall(
                 "SELECT DISTINCT ee.prev_event_id FROM event_edges ee"
                 " LEFT JOIN events p ON p.event_id = ee.prev_event_id"
-                f" WHERE ee.event_nid IN ({_params(len(chunk))})"
+                f" WHERE ee.event_nid IN ({placeholders(len(chunk))})"
                 " AND (p.event_nid IS NULL OR (p.outlier = 1 AND p.rejected_reason IS NULL))",
                 *chunk,
             )
@@ -420,6 +446,22 @@ class EventStore:
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
 
+    async def event_near_ts(self, room_nid: int, ts: int, forwards: bool) -> tuple[str, int] | None:
+        """(event id, origin_server_ts) of the room's visible event closest to ``ts`` in
+        that direction (at or after it forwards, at or before it backwards)."""
+        cmp, order = (">=", "ASC") if forwards else ("<=", "DESC")
+        row = await self.db.fetchone(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_nid = $1"
+            f" AND origin_server_ts {cmp} $2 AND stream_ordering IS NOT NULL"
+            " AND rejected_reason IS NULL AND soft_failed = 0"
+            f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT 1",
+            room_nid,
+            ts,
+        )
+        if row is None:
+            return None
+        return str(row["event_id"]), int(row["origin_server_ts"])
+
     async def last_event_before(self, room_nid: int, before: int) -> StoredEvent | None:
         """The newest visible event of the room with ``stream_ordering < before`` that has a
         state group (an invite received over federation is in the stream without one)."""
@@ -439,7 +481,7 @@ class EventStore:
         for chunk in _chunks(list(room_nids)):
             rows = await self.db.fetchall(
                 "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > $1"
-                f" AND stream_ordering <= $2 AND room_nid IN ({_params(len(chunk), 3)})",
+                f" AND stream_ordering <= $2 AND room_nid IN ({placeholders(len(chunk), 3)})",
                 after,
                 upto,
                 *chunk,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,8 @@ def membership_from_row(r: Row) -> Membership:
 
 MEMBERSHIP_COLUMNS = "room_nid, user_id, membership, event_nid, stream_ordering"
 _COLS = MEMBERSHIP_COLUMNS
+# Values bound per IN list; long lists are read in chunks.
+_CHUNK = 500
 
 
 class MembershipStore:
@@ -76,7 +78,7 @@ class MembershipStore:
     ) -> list[Membership]:
         rows = await self.db.fetchall(
             f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
-            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY room_nid",
+            f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY room_nid",
             user_id,
             *memberships,
         )
@@ -98,11 +100,21 @@ class MembershipStore:
     ) -> list[Membership]:
         rows = await self.db.fetchall(
             f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
-            f" AND membership IN ({_params(len(memberships), 2)}) ORDER BY user_id",
+            f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY user_id",
             room_nid,
             *memberships,
         )
         return [membership_from_row(r) for r in rows]
+
+    async def rooms_with_joined_guests(self) -> list[int]:
+        """Rooms where a guest account of this server is joined (guest accounts are
+        local by definition). Read at start-up only: see ``GuestReconciler``."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT m.room_nid FROM room_memberships m"
+            " JOIN users u ON u.user_id = m.user_id"
+            " WHERE m.membership = 'join' AND u.is_guest = 1 ORDER BY m.room_nid"
+        )
+        return [int(r[0]) for r in rows]
 
     async def local_users(self, room_nid: int, server_name: str) -> list[str]:
         """Local users joined, invited or knocking: who must be woken for a new event."""
@@ -147,7 +159,40 @@ class MembershipStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT room_nid, COUNT(*) FROM room_memberships WHERE membership = 'join'"
-            f" AND room_nid IN ({_params(len(room_nids))}) GROUP BY room_nid",
+            f" AND room_nid IN ({placeholders(len(room_nids))}) GROUP BY room_nid",
             *room_nids,
         )
         return {int(r[0]): int(r[1]) for r in rows}
+
+    async def membership_changes(
+        self, room_nids: Sequence[int], since: int, upto: int
+    ) -> list[Membership]:
+        """Current memberships in ``room_nids`` whose event is in ``(since, upto]``."""
+        out: list[Membership] = []
+        nids = list(room_nids)
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            rooms = placeholders(len(chunk), 3)
+            rows = await self.db.fetchall(
+                f"SELECT {_COLS} FROM room_memberships WHERE stream_ordering > $1"
+                f" AND stream_ordering <= $2 AND room_nid IN ({rooms})",
+                since,
+                upto,
+                *chunk,
+            )
+            out.extend(membership_from_row(r) for r in rows)
+        return out
+
+    async def joined_users(self, room_nids: Sequence[int]) -> set[str]:
+        out: set[str] = set()
+        nids = list(room_nids)
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            rooms = placeholders(len(chunk))
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join'"
+                f" AND room_nid IN ({rooms})",
+                *chunk,
+            )
+            out.update(str(r["user_id"]) for r in rows)
+        return out

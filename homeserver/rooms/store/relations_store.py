@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.model import Event
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ class RelationStore:
             return []
         sql = (
             "SELECT r.event_nid FROM event_relations r JOIN events e ON e.event_nid = r.event_nid"
-            f" WHERE r.room_nid = $1 AND r.relates_to_id IN ({_params(len(parent_ids), 2)})"
+            f" WHERE r.room_nid = $1 AND r.relates_to_id IN ({placeholders(len(parent_ids), 2)})"
             " AND e.stream_ordering IS NOT NULL"
         )
         args: list[object] = [room_nid, *parent_ids]
@@ -108,7 +108,7 @@ class RelationStore:
             "SELECT r.relates_to_id, COUNT(*) FROM event_relations r"
             " JOIN events e ON e.event_nid = r.event_nid WHERE r.rel_type = $1"
             " AND e.stream_ordering IS NOT NULL"
-            f" AND r.relates_to_id IN ({_params(len(parent_ids), 2)})"
+            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), 2)})"
             " GROUP BY r.relates_to_id",
             rel_type,
             *parent_ids,
@@ -123,7 +123,7 @@ class RelationStore:
             "SELECT r.relates_to_id, MAX(e.stream_ordering) FROM event_relations r"
             " JOIN events e ON e.event_nid = r.event_nid WHERE r.rel_type = $1"
             " AND e.stream_ordering IS NOT NULL"
-            f" AND r.relates_to_id IN ({_params(len(parent_ids), 2)})"
+            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), 2)})"
             " GROUP BY r.relates_to_id",
             rel_type,
             *parent_ids,
@@ -133,7 +133,7 @@ class RelationStore:
             return {}
         found = await self.db.fetchall(
             "SELECT event_nid, stream_ordering FROM events"
-            f" WHERE stream_ordering IN ({_params(len(sos))})",
+            f" WHERE stream_ordering IN ({placeholders(len(sos))})",
             *sos,
         )
         nid_of = {int(r[1]): int(r[0]) for r in found}
@@ -147,7 +147,7 @@ class RelationStore:
             "SELECT r.relates_to_id, r.event_nid FROM event_relations r"
             " JOIN events e ON e.event_nid = r.event_nid WHERE r.rel_type = $1"
             " AND e.stream_ordering IS NOT NULL"
-            f" AND r.relates_to_id IN ({_params(len(parent_ids), 2)})"
+            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), 2)})"
             " ORDER BY e.stream_ordering",
             rel_type,
             *parent_ids,
@@ -163,7 +163,7 @@ class RelationStore:
             return set()
         rows = await self.db.fetchall(
             "SELECT DISTINCT relates_to_id FROM event_relations WHERE rel_type = 'm.thread'"
-            f" AND sender = $1 AND relates_to_id IN ({_params(len(parent_ids), 2)})",
+            f" AND sender = $1 AND relates_to_id IN ({placeholders(len(parent_ids), 2)})",
             user_id,
             *parent_ids,
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 
 StateKey = tuple[str, str]
 
@@ -73,7 +74,7 @@ class RoomStore:
         if missing:
             rows = await self.db.fetchall(
                 "SELECT room_nid, room_id, room_version, creator FROM rooms"
-                f" WHERE room_nid IN ({_params(len(missing))})",
+                f" WHERE room_nid IN ({placeholders(len(missing))})",
                 *missing,
             )
             for row in rows:
@@ -141,7 +142,7 @@ class RoomStore:
         if missing:
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_type, state_key FROM state_keys"
-                f" WHERE state_key_nid IN ({_params(len(missing))})",
+                f" WHERE state_key_nid IN ({placeholders(len(missing))})",
                 *missing,
             )
             for row in rows:
@@ -197,8 +198,3 @@ class RoomStore:
             room_nid,
         )
         return [str(r["room_alias"]) for r in rows]
-
-
-def _params(n: int, start: int = 1) -> str:
-    """``$1, $2, ...`` for an IN list of ``n`` bound values."""
-    return ", ".join(f"${i}" for i in range(start, start + n))

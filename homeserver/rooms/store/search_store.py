@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homeserver.events.model import Event
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
 
 # content key that is searchable, by event type (spec: POST /search "keys").
 SEARCHABLE = {
@@ -108,9 +108,9 @@ class SearchStore:
                 " WHERE s.vector @@ plainto_tsquery('english', $1)"
             )
         args: list[object] = [query]
-        sql += f" AND s.key IN ({_params(len(keys), 2)})"
+        sql += f" AND s.key IN ({placeholders(len(keys), 2)})"
         args.extend(keys)
-        sql += f" AND e.room_nid IN ({_params(len(room_nids), len(args) + 1)})"
+        sql += f" AND e.room_nid IN ({placeholders(len(room_nids), len(args) + 1)})"
         args.extend(room_nids)
         sql += " AND e.stream_ordering IS NOT NULL"
         if before is not None and not by_rank:
@@ -146,6 +146,6 @@ class SearchStore:
                 "SELECT COUNT(*) FROM event_search s JOIN events e ON e.event_nid = s.event_nid"
                 " WHERE s.vector @@ plainto_tsquery('english', $1)"
             )
-        sql += f" AND s.key IN ({_params(len(keys), 2)})"
-        sql += f" AND e.room_nid IN ({_params(len(room_nids), 2 + len(keys))})"
+        sql += f" AND s.key IN ({placeholders(len(keys), 2)})"
+        sql += f" AND e.room_nid IN ({placeholders(len(room_nids), 2 + len(keys))})"
         return int(await self.db.fetchval(sql, query, *keys, *room_nids) or 0)

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from homeserver.rooms.store.rooms_store import _params
 from homeserver.storage.database import Database, Queries, Row
+from homeserver.storage.sql import placeholders
 
 MAX_DELTA_DEPTH = 100
 _CACHE_GROUPS = 512
@@ -151,7 +151,7 @@ class StateStore:
         rows = await self.db.fetchall(
             _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
             " JOIN state_group_entries s ON s.state_group = c.sg"
-            f" WHERE s.state_key_nid IN ({_params(len(keys), 2)}) ORDER BY c.hop DESC",
+            f" WHERE s.state_key_nid IN ({placeholders(len(keys), 2)}) ORDER BY c.hop DESC",
             group,
             *keys,
         )
@@ -169,7 +169,7 @@ class StateStore:
         rows = await q.fetchall(
             _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
             " JOIN state_group_entries s ON s.state_group = c.sg"
-            f" WHERE s.state_key_nid IN ({_params(len(keys), 2)}) ORDER BY c.hop DESC",
+            f" WHERE s.state_key_nid IN ({placeholders(len(keys), 2)}) ORDER BY c.hop DESC",
             group,
             *keys,
         )
@@ -209,7 +209,7 @@ class StateStore:
                 return {}
             rows = await self.db.fetchall(
                 "SELECT state_key_nid, event_nid FROM current_state WHERE room_nid = $1"
-                f" AND state_key_nid IN ({_params(len(keys), 2)})",
+                f" AND state_key_nid IN ({placeholders(len(keys), 2)})",
                 room_nid,
                 *keys,
             )
@@ -233,8 +233,8 @@ class StateStore:
             return {}
         rows = await self.db.fetchall(
             "SELECT room_nid, state_key_nid, event_nid FROM current_state"
-            f" WHERE room_nid IN ({_params(len(rooms))})"
-            f" AND state_key_nid IN ({_params(len(keys), len(rooms) + 1)})",
+            f" WHERE room_nid IN ({placeholders(len(rooms))})"
+            f" AND state_key_nid IN ({placeholders(len(keys), len(rooms) + 1)})",
             *rooms,
             *keys,
         )

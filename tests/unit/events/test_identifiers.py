@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.events.room_versions import V10, V11, V12
+from homeserver.events.room_versions import V1, V2, V3, V4, V10, V11, V12
 from homeserver.events.validate import (
     InvalidIdentifierError,
     is_valid_event_id,
@@ -127,8 +127,20 @@ def test_room_ids_per_version() -> None:
 
 
 def test_event_ids() -> None:
-    assert is_valid_event_id("$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg")  # rooms "Event IDs"
-    assert not is_valid_event_id("$0:domain")
+    urlsafe = "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg"  # rooms v4 "Event IDs"
+    standard = "$acR1l0raoZnm60CBwAVgqbZqoO/mYU81xysh1u7XcJk"  # rooms v3 "Event IDs"
+    assert is_valid_event_id(urlsafe, V4)
+    assert not is_valid_event_id("$0:domain", V4)
+    assert not is_valid_event_id(standard, V4)
+    assert is_valid_event_id(standard, V3)
+    assert not is_valid_event_id(urlsafe.replace("-", "_").replace("q", "-"), V3)
+    assert is_valid_event_id("$0:domain", V1)  # v1-event-ids: $opaque_id:domain
+    assert not is_valid_event_id("$0", V2)
+    assert not is_valid_event_id("$:domain", V2)
+    assert not is_valid_event_id(urlsafe, V1)
+    # Without a room version, any version's grammar.
+    for event_id in (urlsafe, standard, "$0:domain"):
+        assert is_valid_event_id(event_id)
     assert not is_valid_event_id("Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg")
-    assert not is_valid_event_id("$Rqnc+F/dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg")
+    assert not is_valid_event_id("$Rqnc+F/dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg", V10)
     assert not is_valid_event_id("$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg\n")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from homeserver.events.room_versions import V10, V11, V12, RoomVersion
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.rooms.state_res import resolve_state
 from homeserver.rooms.state_res.auth_chain import full_auth_chains
 from homeserver.rooms.state_res.auth_difference import (
@@ -47,8 +47,10 @@ class History:
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> History:
-    version: RoomVersion = draw(st.sampled_from([V10, V11, V12]))
+def histories(draw: st.DrawFn, versions: list[RoomVersion] | None = None) -> History:
+    # Every version: state resolution v1 (v1), v2 (v2-v11) and v2.1 (v12).
+    choices = versions or list(KNOWN_ROOM_VERSIONS.values())
+    version: RoomVersion = draw(st.sampled_from(choices))
     room = RoomBuilder(version)
     states = [room.base_room(("@bob:test", "@charlie:test"))]
     operations = draw(st.lists(operation, max_size=14))
@@ -78,8 +80,10 @@ def histories(draw: st.DrawFn) -> History:
 
 
 @st.composite
-def conflicts(draw: st.DrawFn) -> tuple[History, list[dict[StateKey, str]]]:
-    history = draw(histories())
+def conflicts(
+    draw: st.DrawFn, versions: list[RoomVersion] | None = None
+) -> tuple[History, list[dict[StateKey, str]]]:
+    history = draw(histories(versions))
     picks = draw(st.lists(st.integers(0, len(history.states) - 1), min_size=2, max_size=4))
     return history, [history.states[i] for i in picks]
 
@@ -156,3 +160,20 @@ def test_given_auth_chains_match_computed_ones(
     assert auth_difference(chains) == auth_difference_from_events(sets, room.events)
     with_chains = resolve_state(room.version, sets, room.events, chains, check_auth)
     assert with_chains == _resolve(history, sets)
+
+
+@PROPERTY_SETTINGS
+@given(conflicts([KNOWN_ROOM_VERSIONS["1"]]))
+def test_v1_keeps_every_entry_no_two_sets_disagree_on(
+    case: tuple[History, list[dict[StateKey, str]]],
+) -> None:
+    """rooms/v1.md: a conflict is two sets holding *different* events for a key;
+    an entry some sets lack but none contradicts is part of R, and stays."""
+    history, sets = case
+    result = _resolve(history, sets)
+    for key in {k for s in sets for k in s}:
+        held = {s[key] for s in sets if key in s}
+        if len(held) == 1:
+            assert result[key] == next(iter(held))
+        else:
+            assert result[key] in held

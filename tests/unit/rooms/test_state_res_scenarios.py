@@ -9,7 +9,7 @@ import pytest
 from homeserver.events.room_versions import V10, V11, V12, RoomVersion
 from homeserver.rooms.state_res import resolve_state
 from homeserver.rooms.state_res.auth_chain import full_auth_chains
-from homeserver.rooms.state_res.common import StateKey
+from homeserver.rooms.state_res.common import MissingEvents, StateKey
 from tests.unit.rooms.state_res_support import (
     JR,
     JR_KEY,
@@ -201,32 +201,54 @@ def test_conflicted_subgraph_replays_intermediate_events(
 
 
 @ALL_VERSIONS
-def test_missing_events_are_ignored(version: RoomVersion) -> None:
+def test_missing_conflicted_events_are_named_never_ignored(version: RoomVersion) -> None:
+    """Issue 9: resolving without an event of the conflicted set used to drop it
+    silently; the result could differ from every other server's."""
     room = RoomBuilder(version)
     base = room.base_room()
     branch_a = room.apply("TA", base, TOPIC, ALICE, "", {"topic": "a"})
     branch_b = {**base, TOPIC_KEY: "$GONE", ("m.room.name", ""): "$ALSO_GONE"}
-    both = {**branch_a, ("m.custom", ""): "$MISSING_BUT_AGREED"}
-    branch_b[("m.custom", "")] = "$MISSING_BUT_AGREED"
 
-    result = resolve_state(version, [both, branch_b], room.events, None, check_auth)
+    with pytest.raises(MissingEvents) as raised:
+        resolve_state(version, [branch_a, branch_b], room.events, None, check_auth)
 
-    assert result == {**branch_a, ("m.custom", ""): "$MISSING_BUT_AGREED"}
+    assert raised.value.event_ids == {"$GONE", "$ALSO_GONE"}
 
 
 @ALL_VERSIONS
-def test_missing_auth_event_does_not_crash(version: RoomVersion) -> None:
+def test_unconflicted_events_never_read_need_not_be_given(version: RoomVersion) -> None:
+    room = RoomBuilder(version)
+    base = room.base_room()
+    branch_a = room.apply("TA", base, TOPIC, ALICE, "", {"topic": "a"})
+    branch_b = room.apply("TB", base, TOPIC, ALICE, "", {"topic": "b"})
+    agreed = {("m.custom", ""): "$NOT_GIVEN_BUT_AGREED"}
+    chains = [set(room.events) - {"$TA", "$TB"}] * 2
+
+    result = resolve_state(
+        version, [{**branch_a, **agreed}, {**branch_b, **agreed}], room.events, chains, check_auth
+    )
+
+    assert result[("m.custom", "")] == "$NOT_GIVEN_BUT_AGREED"
+    assert result[TOPIC_KEY] in ("$TA", "$TB")
+
+
+@ALL_VERSIONS
+def test_missing_auth_event_is_named_never_skipped(version: RoomVersion) -> None:
     room = RoomBuilder(version)
     base = room.base_room()
     branch_a = room.apply("TA", base, TOPIC, ALICE, "", {"topic": "a"})
     branch_b = room.apply("TB", base, TOPIC, ALICE, "", {"topic": "b"})
     room.events["$TB"].pdu["auth_events"].append("$UNKNOWN")
+
+    with pytest.raises(MissingEvents) as raised:
+        resolve_state(version, [branch_a, branch_b], room.events, None, check_auth)
+    assert raised.value.event_ids == {"$UNKNOWN"}
+
     del room.events["$IJR"]  # cited by every join: the caller could not fetch it
-
-    result = resolve_state(version, [branch_a, branch_b], room.events, None, check_auth)
-
-    assert result[TOPIC_KEY] == "$TB"
-    assert result[JR_KEY] == "$IJR"  # unconflicted: kept as every set agrees
+    room.events["$TB"].pdu["auth_events"].remove("$UNKNOWN")
+    with pytest.raises(MissingEvents) as raised:
+        resolve_state(version, [branch_a, branch_b], room.events, None, check_auth)
+    assert "$IJR" in raised.value.event_ids
 
 
 def test_rejected_auth_events_are_not_used_as_fallback() -> None:

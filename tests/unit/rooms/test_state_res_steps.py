@@ -15,7 +15,13 @@ from homeserver.rooms.state_res.auth_difference import (
     auth_difference,
     auth_difference_from_events,
 )
-from homeserver.rooms.state_res.common import StateKey, is_power_event, sender_power_level
+from homeserver.rooms.state_res.common import (
+    EventEdges,
+    MissingEvents,
+    StateKey,
+    is_power_event,
+    sender_power_level,
+)
 from homeserver.rooms.state_res.conflicted_subgraph import conflicted_subgraph
 from homeserver.rooms.state_res.iterative_auth_check import (
     AuthStateView,
@@ -25,6 +31,7 @@ from homeserver.rooms.state_res.mainline_sort import mainline, mainline_sort
 from homeserver.rooms.state_res.power_sort import power_sort, select_power_events
 from homeserver.rooms.state_res.split_conflicted import split_conflicted
 from tests.unit.rooms.state_res_support import (
+    JR_KEY,
     MEMBER,
     PL,
     PL_KEY,
@@ -80,7 +87,8 @@ def test_auth_chain_excludes_the_event_itself() -> None:
     events = graph(DAG)
     assert auth_chain(["$a2"], events) == {"$a1", "$p", "$c"}
     assert auth_chain(["$a2", "$b1"], events) == {"$a1", "$p", "$c"}
-    assert auth_chain(["$unknown"], events) == set()
+    with pytest.raises(MissingEvents):
+        auth_chain(["$unknown"], events)
 
 
 def test_auth_difference() -> None:
@@ -111,9 +119,11 @@ def test_conflicted_subgraph_holds_paths_between_conflicted_events() -> None:
             "$other": ["$root"],
         }
     )
-    assert conflicted_subgraph({"$old", "$new"}, events) == {"$old", "$mid1", "$mid2", "$new"}
-    assert conflicted_subgraph({"$new", "$other"}, events) == {"$new", "$other"}
-    assert conflicted_subgraph({"$gone"}, events) == set()
+    edges = EventEdges(events)
+    assert conflicted_subgraph({"$old", "$new"}, edges) == {"$old", "$mid1", "$mid2", "$new"}
+    assert conflicted_subgraph({"$new", "$other"}, edges) == {"$new", "$other"}
+    with pytest.raises(MissingEvents):
+        conflicted_subgraph({"$gone"}, edges)
 
 
 # --- power events and the reverse topological power ordering -------------------
@@ -227,7 +237,9 @@ def test_mainline_sort() -> None:
     room.event("ON_IP_B", base, TOPIC, ALICE, "", {}, ts=4)
     room.event("ON_IP_A", base, TOPIC, ALICE, "", {}, ts=4)
     room.event("NO_PL", {}, TOPIC, ALICE, "", {}, ts=99)  # never meets the mainline
-    ids = ["$ON_P2", "$ON_P1", "$ON_FORK", "$ON_IP_B", "$ON_IP_A", "$NO_PL", "$GONE"]
+    with pytest.raises(MissingEvents):
+        mainline_sort(["$ON_P2", "$GONE"], "$P2", room.events)
+    ids = ["$ON_P2", "$ON_P1", "$ON_FORK", "$ON_IP_B", "$ON_IP_A", "$NO_PL"]
     assert mainline_sort(ids, "$P2", room.events) == [
         "$NO_PL",
         "$ON_IP_A",
@@ -256,7 +268,9 @@ def test_iterative_auth_check_uses_auth_events_for_missing_keys() -> None:
     room.event("T1", base, TOPIC, ALICE, "", {"topic": "1"})
     room.event("T2", base, TOPIC, BOB, "", {"topic": "2"})  # Bob lacks power
     room.event("MSG", base, "m.room.message", ALICE, None, {})
-    result = iterative_auth_check(["$T1", "$T2", "$MSG", "$GONE"], {}, room.events, check_auth)
+    with pytest.raises(MissingEvents):
+        iterative_auth_check(["$T1", "$GONE"], {}, room.events, check_auth)
+    result = iterative_auth_check(["$T1", "$T2", "$MSG"], {}, room.events, check_auth)
     assert result == {TOPIC_KEY: "$T1"}
 
 
@@ -293,11 +307,16 @@ def test_auth_state_view() -> None:
     )
     assert view[PL_KEY].event_id == "$IPOWER"
     assert view[member_key(ALICE)] is alice_member
-    assert TOPIC_KEY not in view
-    assert set(view) == {PL_KEY, member_key(ALICE)}
-    assert len(view) == 2
+    assert JR_KEY not in view
+    assert set(view) == {TOPIC_KEY, PL_KEY, member_key(ALICE)}
+    assert len(view) == 3
     with pytest.raises(KeyError):
+        view[JR_KEY]
+    # A state entry whose event was not given is named, never treated as absent.
+    with pytest.raises(MissingEvents):
         view[TOPIC_KEY]
+    with pytest.raises(MissingEvents):
+        TOPIC_KEY in view  # noqa: B015
 
 
 def test_check_auth_helper_is_real() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeserver.errors import MatrixError
-from homeserver.sync.filtering import (
+from homeserver.userdata.filtering import (
     DEFAULT_FILTER,
     EventFilter,
     RoomEventFilter,

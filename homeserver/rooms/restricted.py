@@ -1,5 +1,9 @@
-"""The resident server's part in a restricted join (rooms v8+; spec server-server
-"Restricted rooms", client-server "Restricted rooms").
+"""Who may join a restricted room, and who authorises it (rooms v8+; spec client-server
+"Restricted rooms", server-server "Restricted rooms").
+
+Used for local users' joins (``MembershipService.join``) and, when this server is
+resident, for other servers' make_join/send_join (federation/membership/resident.py):
+one rule for both.
 
 A user who is neither joined nor invited may join a ``restricted`` (or, from v10,
 ``knock_restricted``) room when they are joined to one of the rooms its ``allow`` list
@@ -26,29 +30,15 @@ from homeserver.rooms.auth.constants import (
     RESTRICTED,
 )
 from homeserver.rooms.auth.power_levels import invite_level, user_power_level
+from homeserver.rooms.hierarchy_rules import allowed_room_ids
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
-
-ALLOW_ROOM_MEMBERSHIP = "m.room_membership"
 
 
 def unable_to_authorise() -> MatrixError:
     return MatrixError(
         400, "M_UNABLE_TO_AUTHORISE_JOIN", "No local user can authorise this restricted join"
     )
-
-
-def _allowed_rooms(join_rules: dict[str, Any]) -> list[str]:
-    allow = join_rules.get("allow")
-    if not isinstance(allow, list):
-        return []
-    return [
-        a["room_id"]
-        for a in allow
-        if isinstance(a, dict)
-        and a.get("type") == ALLOW_ROOM_MEMBERSHIP
-        and isinstance(a.get("room_id"), str)
-    ]
 
 
 class RestrictedJoins:
@@ -90,7 +80,7 @@ class RestrictedJoins:
         raise unable_to_authorise()
 
     async def _meets_allow(self, join_rules: dict[str, Any], user_id: str) -> bool:
-        for room_id in _allowed_rooms(join_rules):
+        for room_id in allowed_room_ids(join_rules):
             allowed = await self.rooms.rooms.get_room(room_id)
             if allowed is None:
                 continue
