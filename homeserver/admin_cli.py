@@ -99,7 +99,9 @@ async def run(args: argparse.Namespace) -> str:
             password = getpass.getpass("New password: ")
             if password != getpass.getpass("Confirm password: "):
                 raise AdminCliError("passwords do not match")
-    hs = await HomeServer.build(config)
+    # Beside a running server on the same database, like register-user: no process
+    # lock, and no outbound federation sending from this one-shot process.
+    hs = await HomeServer.build(config, exclusive=False)
     try:
         return await _dispatch(hs, args, password)
     except MatrixError as e:

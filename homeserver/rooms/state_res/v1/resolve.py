@@ -9,7 +9,8 @@
 
 Known to reset state (the spec's own warning); kept only so version 1 rooms
 resolve exactly as every other server resolves them. Pure: every event it
-reads comes from ``events``; a conflicting event missing there is ignored.
+reads comes from ``events``; a conflicting event (or a state entry the auth
+rules read) missing there raises ``MissingEvents``, never a guess.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from homeserver.rooms.state_res.common import (
     AuthCheck,
     StateKey,
     StateMap,
+    require,
 )
 from homeserver.rooms.state_res.v1.auth_conflicts import resolve_auth_conflict
 from homeserver.rooms.state_res.v1.other_conflicts import resolve_other_conflict
@@ -43,10 +45,11 @@ def resolve_state_v1(
     if not conflicted:
         return unconflicted
     known = dict(events)
+    require(sorted({i for ids in conflicted.values() for i in ids}), known)
     resolved: dict[StateKey, str] = dict(unconflicted)
 
     def candidates(key: StateKey) -> list[Event]:
-        return [known[i] for i in sorted(conflicted[key]) if i in known]
+        return [known[i] for i in sorted(conflicted[key])]
 
     auth_keys = [k for k in (POWER_LEVELS_KEY,) if k in conflicted]
     auth_keys += sorted(k for k in conflicted if k[0] == JOIN_RULES)
