@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.aliases import RemoteAliases
 from federation.auth import AUTHENTICATOR, RequestAuthenticator
 from federation.client import FederationClient
 from federation.hierarchy import HierarchyFederationApi, RemoteHierarchies
@@ -36,6 +37,7 @@ from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.events.keys import SigningKey
 from homeserver.media.service import MediaService
+from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
@@ -155,12 +157,17 @@ class Federation:
         return self.rooms
 
     def attach_directory(
-        self, directory: RoomDirectory, hierarchy: SpaceHierarchy, timestamps: TimestampLookup
+        self,
+        directory: RoomDirectory,
+        aliases: AliasService,
+        hierarchy: SpaceHierarchy,
+        timestamps: TimestampLookup,
     ) -> None:
         """The room directory, space hierarchies and jump-to-date over federation: ours
-        served, other servers' asked."""
+        served, other servers' asked; other servers' aliases resolved through them."""
         self.apis.append(PublicRoomsFederationApi(directory))
         directory.remote_public_rooms = RemotePublicRooms(self.client).query
+        aliases.remote_lookup = RemoteAliases(self.client).resolve
         self.apis.append(HierarchyFederationApi(hierarchy))
         hierarchy.remote = RemoteHierarchies(self.client).query
         self.apis.append(TimestampFederationApi(timestamps))

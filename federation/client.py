@@ -19,15 +19,12 @@ set; that flag also turns TLS verification off, for tests on one machine.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from federation.auth import sign_request
@@ -46,56 +43,12 @@ from homeserver.clock import Clock
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.keys import SigningKey
 from homeserver.http.bodies import BadJsonBytes, decode_json_bytes
+from homeserver.net import AddressRefused, PolicyResolver, is_forbidden_address
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
 Query = Mapping[str, str | Sequence[str]]
-
-
-def is_forbidden_address(address: str) -> bool:
-    """Is ``address`` one we never connect to without ``insecure_local``?"""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip.is_reserved
-        or not ip.is_global
-    )
-
-
-class AddressRefused(OSError):
-    """Every address a hostname resolved to is forbidden by policy."""
-
-
-class PolicyResolver(AbstractResolver):
-    """getaddrinfo, then drop forbidden addresses (unless local addresses are allowed)."""
-
-    def __init__(self, allow_local: bool) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allow_local = allow_local
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if self._allow_local:
-            return results
-        allowed = [r for r in results if not is_forbidden_address(r["host"])]
-        if not allowed:
-            raise AddressRefused(f"{host} resolves only to forbidden addresses")
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def encode_path(*segments: str) -> str:

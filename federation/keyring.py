@@ -24,13 +24,15 @@ make us hammer a peer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from federation.client import FederationClient
 from federation.errors import FederationError, KeyLookupError
-from federation.keystore import ServerKeyStore, StoredKey
+from federation.keystore import ServerKeyStore, StoredKey, StoredResponse
 from homeserver.clock import Clock
 from homeserver.events.keys import (
     ALGORITHM,
@@ -134,6 +136,8 @@ class Keyring:
         self.trusted_key_servers = [s for s in trusted_key_servers if s != server_name]
         self._mem: dict[tuple[str, str], tuple[VerifyKey, int]] = {}
         self._last_fetch: dict[str, int] = {}
+        # Notary fetches that failed: the origin is not asked again for a while.
+        self._notary_failures: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     # --- lookups --------------------------------------------------------------------------
@@ -194,6 +198,9 @@ class Keyring:
         for name, last in list(self._last_fetch.items()):
             if now - last >= REFETCH_INTERVAL_MS:
                 del self._last_fetch[name]
+        for name, last in list(self._notary_failures.items()):
+            if now - last >= REFETCH_INTERVAL_MS:
+                del self._notary_failures[name]
         for name, lock in list(self._locks.items()):
             if not lock.locked() and name not in self._last_fetch:
                 del self._locks[name]
@@ -260,32 +267,46 @@ class Keyring:
 
     # --- notary ---------------------------------------------------------------------------
 
-    async def key_responses_for_notary(self, server_name: str, min_valid_ts: int) -> list[Any]:
+    async def key_responses_for_notary(
+        self, server_name: str, min_valid_ts: int, key_ids: Collection[str] | None = None
+    ) -> list[Any]:
         """The origin-signed key responses we can vouch for (not yet signed by us).
 
-        A cached response is refreshed when it will not be valid at
-        ``min_valid_ts`` or is past half its lifetime; if the origin is
-        unreachable the last response is returned anyway.
+        With ``key_ids``, the latest response that carried each of those keys;
+        without, every distinct response we keep. The origin is asked again
+        when no kept response is valid at ``min_valid_ts`` or the latest is past
+        half its lifetime (one fetch at a time per server: each query costs at
+        most one request to the origin). If the origin is unreachable, or its
+        answer is no better, the kept responses are returned anyway, expired
+        ones included: a key the origin no longer publishes still verifies
+        what it signed while valid.
         """
-        stored = await self.store.get_response(server_name)
+        latest = await self.store.get_response(server_name)
         now = self.clock.now_ms()
-        stale = stored is None or (
-            stored.valid_until_ts < min_valid_ts
-            or now > stored.fetched_ts + (stored.valid_until_ts - stored.fetched_ts) // 2
+        wanted = _select(await self.store.get_responses_by_key(server_name), latest, key_ids)
+        stale = (
+            latest is None
+            or not wanted
+            or all(r.valid_until_ts < min_valid_ts for r in wanted)
+            or now > latest.fetched_ts + (latest.valid_until_ts - latest.fetched_ts) // 2
         )
         if stale:
             lock = self._locks.setdefault(server_name, asyncio.Lock())
             async with lock:
-                if self._may_fetch(server_name):
+                failed_at = self._notary_failures.get(server_name)
+                if failed_at is None or now - failed_at >= REFETCH_INTERVAL_MS:
                     try:
                         resp = await self.client.get_json(
                             server_name, "/_matrix/key/v2/server", timeout_s=20.0
                         )
                         await self._accept(server_name, resp)
+                        self._notary_failures.pop(server_name, None)
                     except (FederationError, KeyLookupError) as e:
                         log.info("notary fetch from %s failed: %s", server_name, e)
-            stored = await self.store.get_response(server_name)
-        return [] if stored is None else [stored.response]
+                        self._notary_failures[server_name] = self.clock.now_ms()
+            latest = await self.store.get_response(server_name)
+            wanted = _select(await self.store.get_responses_by_key(server_name), latest, key_ids)
+        return [r.response for r in wanted]
 
     # --- verification ---------------------------------------------------------------------
 
@@ -386,3 +407,37 @@ def servers_to_check(pdu: dict[str, Any]) -> tuple[set[str], set[str]]:
         optional.add(authoriser)
     optional -= required
     return required, optional
+
+
+def _select(
+    by_key: dict[str, StoredResponse],
+    latest: StoredResponse | None,
+    key_ids: Collection[str] | None,
+) -> list[StoredResponse]:
+    """The distinct kept responses for ``key_ids`` (all when None), newest first."""
+    if key_ids is None:
+        found = list(by_key.values())
+        if latest is not None:
+            found.append(latest)  # responses kept before per-key storage existed
+    else:
+        found = [by_key[k] for k in key_ids if k in by_key]
+        if not found and latest is not None and _publishes(latest.response, key_ids):
+            found = [latest]
+    found.sort(key=lambda r: r.fetched_ts, reverse=True)
+    seen: set[str] = set()
+    out: list[StoredResponse] = []
+    for r in found:
+        text = json.dumps(r.response, sort_keys=True)
+        if text not in seen:
+            seen.add(text)
+            out.append(r)
+    return out
+
+
+def _publishes(response: dict[str, Any], key_ids: Collection[str]) -> bool:
+    keys = response.get("verify_keys")
+    old = response.get("old_verify_keys")
+    return any(
+        (isinstance(keys, dict) and k in keys) or (isinstance(old, dict) and k in old)
+        for k in key_ids
+    )

@@ -4,6 +4,9 @@ Spec: server-server "Publishing Keys" and "Querying Keys Through Another
 Server". Our response is valid for a day (well over the hour the spec asks
 for, well under the 7-day cap receivers apply) and signed with our key.
 Notary answers are the origin's own signed responses, counter-signed by us.
+The keyed paths (``/server/{keyId}``, ``/query/{serverName}/{keyId}``) are
+deprecated but still called by older servers; the spec tells servers to
+ignore the key id and answer with every key, so they share the handlers.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class KeyApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/_matrix/key/v2/server", self.get_server),
+            web.get("/_matrix/key/v2/server/{keyId}", self.get_server),
             web.get("/_matrix/key/v2/query/{serverName}", self.get_query),
+            web.get("/_matrix/key/v2/query/{serverName}/{keyId}", self.get_query),
             web.post("/_matrix/key/v2/query", self.post_query),
         ]
 
@@ -74,7 +79,8 @@ class KeyApi:
             min_valid = int(raw) if raw is not None else now
         except ValueError:
             raise invalid_param("'minimum_valid_until_ts' must be an integer") from None
-        return json_response({"server_keys": await self._query(server_name, min_valid)})
+        # The keyed path's key id is deprecated and ignored (spec): every key is returned.
+        return json_response({"server_keys": await self._query(server_name, min_valid, None)})
 
     async def post_query(self, request: web.Request) -> web.Response:
         body = await json_body(request)
@@ -84,7 +90,7 @@ class KeyApi:
         if len(queries) > MAX_NOTARY_SERVERS:
             raise bad_json(f"At most {MAX_NOTARY_SERVERS} servers per query")
         now = self.clock.now_ms()
-        wanted: list[tuple[str, int]] = []
+        wanted: list[tuple[str, int, list[str] | None]] = []
         for server_name, criteria in queries.items():
             if not isinstance(criteria, dict):
                 raise bad_json("Each server's query criteria must be an object")
@@ -94,12 +100,16 @@ class KeyApi:
                     raise bad_json("Each key's query criteria must be an object")
                 mins.append(_min_valid(crit.get("minimum_valid_until_ts"), now))
             if is_valid_server_name(server_name):
-                wanted.append((server_name, max(mins, default=now)))
-        results = await asyncio.gather(*(self._query(name, ts) for name, ts in wanted))
+                # No key ids: every key of the server is wanted (spec).
+                key_ids = list(criteria) or None
+                wanted.append((server_name, max(mins, default=now), key_ids))
+        results = await asyncio.gather(*(self._query(*w) for w in wanted))
         return json_response({"server_keys": [r for rs in results for r in rs]})
 
-    async def _query(self, server_name: str, min_valid_ts: int) -> list[dict[str, Any]]:
+    async def _query(
+        self, server_name: str, min_valid_ts: int, key_ids: list[str] | None
+    ) -> list[dict[str, Any]]:
         if server_name == self.server_name:
             return [own_key_response(self.server_name, self.key, self.clock.now_ms())]
-        responses = await self.keyring.key_responses_for_notary(server_name, min_valid_ts)
+        responses = await self.keyring.key_responses_for_notary(server_name, min_valid_ts, key_ids)
         return [sign_json(r, self.server_name, self.key) for r in responses]

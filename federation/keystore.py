@@ -22,6 +22,13 @@ _UPSERT_RESPONSE = (
     " ON CONFLICT (server_name) DO UPDATE SET response_json = excluded.response_json,"
     " valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts"
 )
+_UPSERT_BY_KEY = (
+    "INSERT INTO server_key_responses_by_key"
+    " (server_name, key_id, response_json, valid_until_ts, fetched_ts)"
+    " VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (server_name, key_id) DO UPDATE SET response_json = excluded.response_json,"
+    " valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +75,15 @@ class ServerKeyStore:
                 _UPSERT_KEY,
                 [(k.server_name, k.key_id, k.verify_key, k.valid_until_ts, now_ms) for k in keys],
             )
-            await txn.execute(
-                _UPSERT_RESPONSE, server_name, json.dumps(response), valid_until_ts, now_ms
+            text = json.dumps(response)
+            await txn.execute(_UPSERT_RESPONSE, server_name, text, valid_until_ts, now_ms)
+            verify_keys = response.get("verify_keys")
+            await txn.executemany(
+                _UPSERT_BY_KEY,
+                [
+                    (server_name, key_id, text, valid_until_ts, now_ms)
+                    for key_id in (verify_keys if isinstance(verify_keys, dict) else {})
+                ],
             )
 
     async def get_response(self, server_name: str) -> StoredResponse | None:
@@ -83,3 +97,19 @@ class ServerKeyStore:
         return StoredResponse(
             json.loads(row["response_json"]), int(row["valid_until_ts"]), int(row["fetched_ts"])
         )
+
+    async def get_responses_by_key(self, server_name: str) -> dict[str, StoredResponse]:
+        """The latest response that published each key id of ``server_name``."""
+        rows = await self.db.fetchall(
+            "SELECT key_id, response_json, valid_until_ts, fetched_ts"
+            " FROM server_key_responses_by_key WHERE server_name = $1",
+            server_name,
+        )
+        return {
+            row["key_id"]: StoredResponse(
+                json.loads(row["response_json"]),
+                int(row["valid_until_ts"]),
+                int(row["fetched_ts"]),
+            )
+            for row in rows
+        }

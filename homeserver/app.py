@@ -17,11 +17,12 @@ from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
-from homeserver.api.assembly import client_apis
+from homeserver.api.assembly import client_apis, federation_listener_routes
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -82,6 +83,7 @@ class HomeServer:
     sync_area: SyncArea
     admin: AdminArea
     media: MediaService
+    openid: OpenIdTokens
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
@@ -146,6 +148,7 @@ class HomeServer:
             accounts,
             users_sharing_room_with=members.users_sharing_room_with,
             departed_room_mates=members.departed_room_mates,
+            arrived_room_mates=members.arrived_room_mates,
         )
         hs = cls(
             config=config,
@@ -164,10 +167,22 @@ class HomeServer:
             e2ee=e2ee,
             # /sync reads every stream; each stream's writer wakes it (sync/wiring.py).
             sync_area=wire_sync(
-                db, rooms_area, notifier, typing, receipts, userdata, push, e2ee, clock
+                db,
+                rooms_area,
+                notifier,
+                typing,
+                receipts,
+                userdata,
+                push,
+                e2ee,
+                accounts,
+                clock,
+                # Push gateways on this host only where federation may reach it too (tests).
+                allow_local_push=config.federation.insecure_local,
             ),
             media=MediaService(config, MediaStore(db), clock),
             admin=AdminArea.build(config, db, clock, accounts, rooms_area),
+            openid=OpenIdTokens(db, clock, config.server_name),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
@@ -189,9 +204,10 @@ class HomeServer:
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
         hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
-        # The room directory, space hierarchies and jump-to-date over federation (both ways).
+        # The room directory (and other servers' aliases), space hierarchies and
+        # jump-to-date over federation (both ways).
         hs.federation.attach_directory(
-            rooms_area.directory, rooms_area.hierarchy, rooms_area.timestamps
+            rooms_area.directory, rooms_area.aliases, rooms_area.hierarchy, rooms_area.timestamps
         )
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
@@ -233,6 +249,7 @@ class HomeServer:
             media=self.media,
             previewer=self.previewer,
             admin=self.admin,
+            openid=self.openid,
             unstable_features=self.unstable_features,
         )
         for api in apis:
@@ -255,11 +272,12 @@ class HomeServer:
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
         if self.federation is not None:
             self.federation.install(app)
+            app.add_routes(federation_listener_routes(self.auth, self.openid))
         return app
 
     async def close(self) -> None:
         self.typing.close()
-        self.sync_area.close()
+        await self.sync_area.aclose()
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)

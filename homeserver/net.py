@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
+import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 
 def client_ip(request: web.Request) -> str:
@@ -12,3 +17,50 @@ def client_ip(request: web.Request) -> str:
     if fwd and peer in ("127.0.0.1", "::1"):
         return fwd.split(",")[0].strip()
     return peer
+
+
+# Outbound connections on behalf of remote input (federation, push gateways) never reach
+# this host's own or private networks unless a test set-up allows local addresses.
+def is_forbidden_address(address: str) -> bool:
+    """Is ``address`` one we never connect to without ``insecure_local``?"""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip.is_reserved
+        or not ip.is_global
+    )
+
+
+class AddressRefused(OSError):
+    """Every address a hostname resolved to is forbidden by policy."""
+
+
+class PolicyResolver(AbstractResolver):
+    """getaddrinfo, then drop forbidden addresses (unless local addresses are allowed)."""
+
+    def __init__(self, allow_local: bool) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._allow_local = allow_local
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if self._allow_local:
+            return results
+        allowed = [r for r in results if not is_forbidden_address(r["host"])]
+        if not allowed:
+            raise AddressRefused(f"{host} resolves only to forbidden addresses")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -170,7 +170,7 @@ class UserAdmin:
         """Spec "Server administration": the user's devices and their last connection."""
         await self._record(user_id)
         devices: dict[str, Any] = {}
-        for device_id, ip, ts in await self.store.device_sessions(user_id):
+        for device_id, ip, ts, user_agent in await self.store.device_sessions(user_id):
             connections = []
             if ip is not None or ts is not None:
                 conn: dict[str, Any] = {}
@@ -178,6 +178,8 @@ class UserAdmin:
                     conn["ip"] = ip
                 if ts is not None:
                     conn["last_seen"] = ts
+                if user_agent is not None:
+                    conn["user_agent"] = user_agent
                 connections.append(conn)
             devices[device_id] = {"sessions": [{"connections": connections}]}
         return {"user_id": user_id, "devices": devices}

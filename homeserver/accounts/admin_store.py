@@ -105,14 +105,18 @@ class UserAdminStore:
         row = await self.db.fetchone(f"SELECT {_COLUMNS}{_FROM} WHERE u.user_id = $1", user_id)
         return None if row is None else _row(row)
 
-    async def device_sessions(self, user_id: str) -> list[tuple[str, str | None, int | None]]:
-        """(device_id, last_seen_ip, last_seen_ts) of every device of a user."""
+    async def device_sessions(
+        self, user_id: str
+    ) -> list[tuple[str, str | None, int | None, str | None]]:
+        """(device_id, last_seen_ip, last_seen_ts, last_seen_user_agent) of every device
+        of a user."""
         rows = await self.db.fetchall(
-            "SELECT d.device_id, d.last_seen_ip, d.last_seen_ts FROM devices d"
-            " JOIN users u ON u.user_nid = d.user_nid WHERE u.user_id = $1 ORDER BY d.device_id",
+            "SELECT d.device_id, d.last_seen_ip, d.last_seen_ts, d.last_seen_user_agent"
+            " FROM devices d JOIN users u ON u.user_nid = d.user_nid WHERE u.user_id = $1"
+            " ORDER BY d.device_id",
             user_id,
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def mark_erased(self, user_id: str, now: int) -> None:
         await self.db.execute(

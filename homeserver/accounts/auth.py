@@ -22,6 +22,7 @@ from homeserver.net import client_ip
 _CACHE_SIZE = 10_000
 # A device's "last seen" is written at most this often (or when its IP changes).
 LAST_SEEN_INTERVAL_MS = 60_000
+MAX_USER_AGENT = 512
 # A cached token is checked against the database again after this long, so a
 # change made by another process (the admin CLI: deactivation, password reset,
 # admin flag) reaches a running server within this time.
@@ -65,10 +66,11 @@ class Authenticator:
         req = await self.by_token(token)
         if req.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
-        await self._touch(req, client_ip(request))
+        user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT] or None
+        await self._touch(req, client_ip(request), user_agent)
         return req
 
-    async def _touch(self, req: Requester, ip: str) -> None:
+    async def _touch(self, req: Requester, ip: str, user_agent: str | None = None) -> None:
         """Record the device's last use (spec: last_seen_ip/last_seen_ts), throttled."""
         key = (req.user_nid, req.device_id)
         now = self._clock.now_ms()
@@ -78,7 +80,7 @@ class Authenticator:
         if len(self._last_seen) > _CACHE_SIZE:
             self._last_seen.clear()
         self._last_seen[key] = (ip, now)
-        await self._store.touch_device(req.user_nid, req.device_id, ip, now)
+        await self._store.touch_device(req.user_nid, req.device_id, ip, now, user_agent)
 
     async def optional_requester(self, request: web.Request) -> Requester | None:
         token = token_from_request(request)

@@ -138,10 +138,12 @@ class AccountService:
         is_admin: bool = False,
         is_guest: bool = False,
         displayname: str | None = None,
+        password_hash: str | None = None,
     ) -> int:
-        if password is not None and len(password) > MAX_PASSWORD_LENGTH:
-            raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
-        pw_hash = None if password is None else await hash_password(password)
+        """Create a user with ``password`` (or an already hashed one, ``password_hash``)."""
+        pw_hash = password_hash
+        if password is not None:
+            pw_hash = await self.hash_new_password(password)
         localpart = user_id[1:].split(":", 1)[0]
         try:
             return await self.store.create_user(
@@ -154,6 +156,29 @@ class AccountService:
             )
         except UserExists:
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+
+    async def guest_to_upgrade(self, guest_token: str, username: str | None) -> Requester:
+        """The guest that ``guest_token`` belongs to, if it may become the full account
+        ``username`` (spec: registration with ``guest_access_token``: a guest keeps their
+        user id). 403 for any other token or name."""
+        try:
+            guest = await self.auth.by_token(guest_token)
+        except MatrixError:
+            raise forbidden("Invalid guest access token") from None
+        if not guest.is_guest:
+            raise forbidden("The access token is not a guest's")
+        if username is not None and guest.user_id[1:].split(":", 1)[0] != username:
+            raise forbidden("A guest may only upgrade their own account")
+        return guest
+
+    async def upgrade_guest(self, guest: Requester, password_hash: str | None) -> None:
+        await self.store.upgrade_guest(guest.user_nid, password_hash)
+        self.auth.forget_user(guest.user_id)  # cached requesters still say is_guest
+
+    async def hash_new_password(self, password: str) -> str:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
+        return await hash_password(password)
 
     async def new_guest_user_id(self) -> str:
         while True:
@@ -285,7 +310,9 @@ class AccountService:
             if not isinstance(claimed, str):
                 return False
             if await self.resolve_login_user(claimed) != requester.user_id:
-                return False
+                # Another user's credentials (a stolen access token?): refused outright,
+                # not offered another try (as Synapse answers).
+                raise forbidden("The authenticated user does not match the requester")
         user = await self.store.get_user(requester.user_id)
         return user is not None and await check_password(password, user.password_hash)
 

@@ -30,6 +30,7 @@ class DeviceRecord:
     display_name: str | None
     last_seen_ts: int | None
     last_seen_ip: str | None
+    last_seen_user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,14 @@ class AccountStore:
             "UPDATE users SET password_hash = $1 WHERE user_nid = $2", password_hash, user_nid
         )
 
+    async def upgrade_guest(self, user_nid: int, password_hash: str | None) -> None:
+        """A guest account becomes a full account (registration with guest_access_token)."""
+        await self.db.execute(
+            "UPDATE users SET is_guest = 0, password_hash = $1 WHERE user_nid = $2",
+            password_hash,
+            user_nid,
+        )
+
     async def set_admin(self, user_nid: int, is_admin: bool) -> None:
         await self.db.execute(
             "UPDATE users SET is_admin = $1 WHERE user_nid = $2", int(is_admin), user_nid
@@ -158,11 +167,11 @@ class AccountStore:
 
     async def list_devices(self, user_nid: int) -> list[DeviceRecord]:
         rows = await self.db.fetchall(
-            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices"
-            " WHERE user_nid = $1 ORDER BY device_id",
+            "SELECT device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent"
+            " FROM devices WHERE user_nid = $1 ORDER BY device_id",
             user_nid,
         )
-        return [DeviceRecord(r[0], r[1], r[2], r[3]) for r in rows]
+        return [DeviceRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def get_device(self, user_nid: int, device_id: str) -> DeviceRecord | None:
         r = await self.db.fetchone(
@@ -185,12 +194,15 @@ class AccountStore:
         )
         return row is not None
 
-    async def touch_device(self, user_nid: int, device_id: str, ip: str, now: int) -> None:
+    async def touch_device(
+        self, user_nid: int, device_id: str, ip: str, now: int, user_agent: str | None = None
+    ) -> None:
         await self.db.execute(
-            "UPDATE devices SET last_seen_ts = $1, last_seen_ip = $2"
-            " WHERE user_nid = $3 AND device_id = $4",
+            "UPDATE devices SET last_seen_ts = $1, last_seen_ip = $2, last_seen_user_agent = $3"
+            " WHERE user_nid = $4 AND device_id = $5",
             now,
             ip,
+            user_agent,
             user_nid,
             device_id,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from homeserver.clock import Clock
@@ -43,7 +44,7 @@ class UiaRequired(MatrixError):
             "params": params,
             "session": session,
         }
-        if completed:
+        if completed or failure is not None:
             self.body["completed"] = completed
         self.failed = failure is not None
 
@@ -51,6 +52,31 @@ class UiaRequired(MatrixError):
         if self.failed:
             return {"errcode": self.errcode, "error": self.error, **self.body}
         return dict(self.body)
+
+
+@dataclass(frozen=True)
+class UiaOutcome:
+    """A completed authentication: the session, the request body to act on (the one that
+    started the session when the client sent only ``auth`` since), and, for a session
+    that already completed its operation (``keep=True``), what that produced."""
+
+    session_id: str
+    body: dict[str, Any]
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class _Session:
+    operation: str
+    user_nid: int | None
+    created_ts: int
+    completed: list[str]
+    request: dict[str, Any] | None
+    result: dict[str, Any] | None
+
+
+def other_request() -> MatrixError:
+    return MatrixError(403, "M_FORBIDDEN", "This auth session was started for another request")
 
 
 class UiaService:
@@ -67,24 +93,46 @@ class UiaService:
         user_nid: int | None,
         check_stage: StageCheck,
         params: dict[str, Any] | None = None,
-    ) -> None:
-        """Return when ``auth`` completes one of ``flows``; else raise ``UiaRequired``."""
+        request: dict[str, Any] | None = None,
+        keep: bool = False,
+    ) -> UiaOutcome:
+        """Return when ``auth`` completes one of ``flows``; else raise ``UiaRequired``.
+
+        ``operation`` names the request, its target included: a session started for
+        one request answers 403 for another. ``request`` (the body without ``auth``,
+        no plain passwords) is remembered by a new session and returned when a later
+        stage sends no other parameters. ``keep``: the session outlives completion,
+        so a retry of a completed request can be answered (see ``set_result``).
+        """
         params = params or {}
+        request = request or {}
         allowed = {stage for flow in flows for stage in flow}
         if auth is None:
-            session = await self._new_session(operation, user_nid)
+            session = await self._new_session(operation, user_nid, request)
             raise UiaRequired(flows, session, [], params)
         if not isinstance(auth, dict):
             raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
         session_id = auth.get("session")
         completed: list[str] = []
         if isinstance(session_id, str):
-            completed_or_none = await self._load(session_id, operation, user_nid)
-            if completed_or_none is None:
+            found = await self._load(session_id)
+            if found is None:
                 raise MatrixError(400, "M_UNKNOWN", "Unknown or expired auth session")
-            completed = completed_or_none
+            if found.operation != operation or found.user_nid != user_nid:
+                raise other_request()
+            if found.result is not None:
+                return UiaOutcome(session_id, found.request or {}, found.result)
+            completed = found.completed
+            if not request and found.request:
+                request = found.request
+            elif request:
+                await self._db.execute(
+                    "UPDATE uia_sessions SET request_json = $1 WHERE session_id = $2",
+                    json.dumps(request),
+                    session_id,
+                )
         else:
-            session_id = await self._new_session(operation, user_nid)
+            session_id = await self._new_session(operation, user_nid, request)
         stage = auth.get("type")
         if not isinstance(stage, str):
             raise UiaRequired(flows, session_id, completed, params)
@@ -107,44 +155,77 @@ class UiaService:
         if stage not in completed:
             completed.append(stage)
         if any(all(s in completed for s in flow) for flow in flows):
-            await self._db.execute("DELETE FROM uia_sessions WHERE session_id = $1", session_id)
-            return
+            if keep:
+                await self._set_completed(session_id, completed)
+            else:
+                await self._db.execute("DELETE FROM uia_sessions WHERE session_id = $1", session_id)
+            return UiaOutcome(session_id, request)
+        await self._set_completed(session_id, completed)
+        raise UiaRequired(flows, session_id, completed, params)
+
+    async def completed_result(self, auth: Any, operation: str) -> UiaOutcome | None:
+        """The outcome of an anonymous ``keep`` session that already completed
+        ``operation`` and recorded its result, if ``auth`` names one."""
+        session_id = auth.get("session") if isinstance(auth, dict) else None
+        if not isinstance(session_id, str):
+            return None
+        found = await self._load(session_id)
+        if found is None or found.result is None:
+            return None
+        if found.operation != operation or found.user_nid is not None:
+            return None
+        return UiaOutcome(session_id, found.request or {}, found.result)
+
+    async def set_result(self, session_id: str, result: dict[str, Any]) -> None:
+        """Remember what a completed ``keep`` session's operation produced."""
+        await self._db.execute(
+            "UPDATE uia_sessions SET result_json = $1 WHERE session_id = $2",
+            json.dumps(result),
+            session_id,
+        )
+
+    async def _set_completed(self, session_id: str, completed: list[str]) -> None:
         await self._db.execute(
             "UPDATE uia_sessions SET completed = $1 WHERE session_id = $2",
             json.dumps(completed),
             session_id,
         )
-        raise UiaRequired(flows, session_id, completed, params)
 
-    async def _new_session(self, operation: str, user_nid: int | None) -> str:
+    async def _new_session(
+        self, operation: str, user_nid: int | None, request: dict[str, Any]
+    ) -> str:
         now = self._clock.now_ms()
         session_id = secrets.token_urlsafe(18)
         await self._db.execute(
             "DELETE FROM uia_sessions WHERE created_ts < $1", now - SESSION_LIFETIME_MS
         )
         await self._db.execute(
-            "INSERT INTO uia_sessions (session_id, created_ts, operation, user_nid, completed)"
-            " VALUES ($1, $2, $3, $4, '[]')",
+            "INSERT INTO uia_sessions"
+            " (session_id, created_ts, operation, user_nid, completed, request_json)"
+            " VALUES ($1, $2, $3, $4, '[]', $5)",
             session_id,
             now,
             operation,
             user_nid,
+            json.dumps(request) if request else None,
         )
         return session_id
 
-    async def _load(
-        self, session_id: str, operation: str, user_nid: int | None
-    ) -> list[str] | None:
+    async def _load(self, session_id: str) -> _Session | None:
         if "\x00" in session_id:  # never one of ours; PostgreSQL cannot even compare it
             return None
         row = await self._db.fetchone(
-            "SELECT created_ts, operation, user_nid, completed FROM uia_sessions"
-            " WHERE session_id = $1",
+            "SELECT created_ts, operation, user_nid, completed, request_json, result_json"
+            " FROM uia_sessions WHERE session_id = $1",
             session_id,
         )
-        if row is None or row[1] != operation or row[2] != user_nid:
+        if row is None or row[0] < self._clock.now_ms() - SESSION_LIFETIME_MS:
             return None
-        if row[0] < self._clock.now_ms() - SESSION_LIFETIME_MS:
-            return None
-        completed: list[str] = json.loads(row[3])
-        return completed
+        return _Session(
+            operation=row[1],
+            user_nid=row[2],
+            created_ts=row[0],
+            completed=json.loads(row[3]),
+            request=json.loads(row[4]) if row[4] else None,
+            result=json.loads(row[5]) if row[5] else None,
+        )

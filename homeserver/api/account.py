@@ -17,6 +17,15 @@ from homeserver.http.shell import json_response
 from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
+# What a registration UIA session remembers of the request that started it.
+_REGISTRATION_PARAMS = (
+    "username",
+    "device_id",
+    "initial_device_display_name",
+    "inhibit_login",
+    "refresh_token",
+)
+
 
 class AccountApi:
     def __init__(
@@ -127,33 +136,72 @@ class AccountApi:
         flows = await self._registration_flows()
         if not flows:
             raise forbidden("Registration is disabled")
+        # Type-check what this request carries; the session may supply the rest.
         username = opt_str(body, "username")
         password = opt_str(body, "password")
-        inhibit_login = opt_bool(body, "inhibit_login", False)
-        device_id = opt_str(body, "device_id")
-        display_name = opt_str(body, "initial_device_display_name")
-        want_refresh = opt_bool(body, "refresh_token", False)
-        if username is not None:
-            await self.accounts.check_available(username)
-        await self.uia.authenticate(
-            body.get("auth"),
-            flows=flows,
-            operation="register",
-            user_nid=None,
-            check_stage=self._check_registration_stage,
-        )
-        if username is not None:
-            user_id = await self.accounts.check_available(username)
+        opt_bool(body, "inhibit_login", False)
+        opt_str(body, "device_id")
+        opt_str(body, "initial_device_display_name")
+        opt_bool(body, "refresh_token", False)
+        auth = body.get("auth")
+        guest_token = opt_str(body, "guest_access_token")
+        guest = None
+        if guest_token is not None:
+            guest = await self.accounts.guest_to_upgrade(guest_token, username)
+        outcome = await self.uia.completed_result(auth, "register")
+        if outcome is None:
+            if username is not None and guest is None:
+                await self.accounts.check_available(username)
+            outcome = await self.uia.authenticate(
+                auth,
+                flows=flows,
+                operation="register",
+                user_nid=None,
+                check_stage=self._check_registration_stage,
+                request=await self._remembered(body, password),
+                keep=True,
+            )
+        params = outcome.body
+        if outcome.result is not None:
+            # A retry with a session that already registered: the same user again
+            # (spec: registration is idempotent within a session).
+            user_id = str(outcome.result["user_id"])
         else:
-            user_id = await self.accounts.new_guest_user_id()
-        await self.accounts.create_account(user_id, password)
-        await self.tokens.registered(body.get("auth"))
-        if inhibit_login:
+            pw_hash = params.get("password_hash")
+            password_hash = pw_hash if isinstance(pw_hash, str) else None
+            name = params.get("username")
+            if guest is not None:
+                # The guest keeps their user id, rooms and devices; new login below.
+                user_id = guest.user_id
+                await self.accounts.upgrade_guest(guest, password_hash)
+            else:
+                if isinstance(name, str):
+                    user_id = await self.accounts.check_available(name)
+                else:
+                    user_id = await self.accounts.new_guest_user_id()
+                await self.accounts.create_account(user_id, None, password_hash=password_hash)
+            await self.tokens.registered(auth)
+            await self.uia.set_result(outcome.session_id, {"user_id": user_id})
+        if params.get("inhibit_login") is True:
             return json_response({"user_id": user_id, "home_server": self.accounts.server_name})
         user = await self.accounts.store.get_user(user_id)
         assert user is not None
-        session = await self.accounts.start_session(user, device_id, display_name, want_refresh)
+        device_id = params.get("device_id")
+        display_name = params.get("initial_device_display_name")
+        session = await self.accounts.start_session(
+            user,
+            device_id if isinstance(device_id, str) else None,
+            display_name if isinstance(display_name, str) else None,
+            params.get("refresh_token") is True,
+        )
         return json_response(session.to_json(self.accounts.server_name))
+
+    async def _remembered(self, body: dict[str, Any], password: str | None) -> dict[str, Any]:
+        """The registration parameters a UIA session keeps (the password only hashed)."""
+        kept = {k: body[k] for k in _REGISTRATION_PARAMS if k in body}
+        if password is not None:
+            kept["password_hash"] = await self.accounts.hash_new_password(password)
+        return kept
 
     async def _register_guest(self, body: dict[str, Any]) -> web.Response:
         if not self.reg.allow_guests:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
@@ -22,12 +25,15 @@ from homeserver.api.discovery import DiscoveryApi
 from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
 from homeserver.api.keys import KeysApi
+from homeserver.api.legacy_sync import LegacySyncApi
 from homeserver.api.media import MediaApi
 from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
 from homeserver.api.notifications import NotificationsApi
+from homeserver.api.openid import OpenIdApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
+from homeserver.api.pushers import PushersApi
 from homeserver.api.pushrules import PushRulesApi
 from homeserver.api.room_features import RoomFeaturesApi
 from homeserver.api.room_keys import RoomKeysApi
@@ -71,6 +77,7 @@ def client_apis(
     media: MediaService,
     previewer: UrlPreviewer | None,
     admin: AdminArea,
+    openid: OpenIdTokens,
     unstable_features: dict[str, bool],
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
@@ -90,11 +97,12 @@ def client_apis(
         KeysApi(e2ee.keys, e2ee.cross_signing, accounts, auth, uia),
         ToDeviceApi(e2ee.to_device, auth),
         RoomKeysApi(e2ee.backup, auth),
-        RoomsApi(auth, rooms.rooms, rooms.creator, rooms.reader),
+        RoomsApi(auth, rooms.rooms, rooms.creator, rooms.reader, rooms.aliases),
         MembershipApi(auth, rooms.memberships, rooms.reader),
         MessagesApi(auth, rooms.reader),
         DirectoryApi(auth, rooms.aliases),
         SyncApi(auth, sync.sync),
+        LegacySyncApi(auth, sync.legacy, rooms.reader),
         SlidingSyncApi(auth, sync.sliding),
         SpacesApi(auth, rooms.hierarchy),
         TimestampApi(auth, rooms.timestamps),
@@ -102,5 +110,13 @@ def client_apis(
         SearchApi(auth, rooms.search, rooms.user_directory),
         VoipApi(auth, config.turn, clock),
         NotificationsApi(auth, sync.notifications),
+        PushersApi(auth, sync.pushers),
+        OpenIdApi(auth, openid),
         *admin.apis(auth, config, limiter),
     ]
+
+
+def federation_listener_routes(auth: Authenticator, openid: OpenIdTokens) -> list[web.RouteDef]:
+    """Client-API-side routes the federation listener serves too: OpenID userinfo,
+    which third parties call with an OpenID token, not X-Matrix."""
+    return OpenIdApi(auth, openid).userinfo_routes()

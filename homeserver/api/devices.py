@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -54,7 +55,9 @@ class DevicesApi:
         )
         if device is None:
             raise not_found("Unknown device")
-        return json_response(_device_json(device))
+        # One device: unknown fields are omitted, as the schema types them as strings and
+        # integers (the list keeps nulls for matrix-nio, see _device_json).
+        return json_response({k: v for k, v in _device_json(device).items() if v is not None})
 
     async def put_device(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
@@ -75,8 +78,9 @@ class DevicesApi:
         body = await json_body(request, allow_empty=True)
         if await self.accounts.store.get_device(requester.user_nid, device_id) is None:
             raise not_found("Unknown device")
+        # The session is bound to this device: it cannot then delete another one.
         await self.accounts.require_password(
-            self.uia, requester, body.get("auth"), "delete_devices"
+            self.uia, requester, body.get("auth"), "delete_devices " + json.dumps([device_id])
         )
         await self.accounts.delete_devices(requester.user_id, requester.user_nid, [device_id])
         return json_response({})
@@ -88,7 +92,7 @@ class DevicesApi:
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise bad_json("'devices' must be a list of device ids")
         await self.accounts.require_password(
-            self.uia, requester, body.get("auth"), "delete_devices"
+            self.uia, requester, body.get("auth"), "delete_devices " + json.dumps(sorted(devices))
         )
         await self.accounts.delete_devices(requester.user_id, requester.user_nid, devices)
         return json_response({})

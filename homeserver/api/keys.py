@@ -30,6 +30,9 @@ def _timeout(body: dict[str, Any]) -> int:
     return max(0, min(MAX_REMOTE_TIMEOUT_MS, value))
 
 
+UNSTABLE = "/_matrix/client/unstable"
+
+
 class KeysApi:
     def __init__(
         self,
@@ -53,6 +56,9 @@ class KeysApi:
             *client_routes("GET", "/keys/changes", self.changes),
             *client_routes("POST", "/keys/device_signing/upload", self.device_signing_upload),
             *client_routes("POST", "/keys/signatures/upload", self.signatures_upload),
+            # The MSC1756 unstable paths, still used by older clients (and Sytest).
+            web.post(UNSTABLE + "/keys/device_signing/upload", self.device_signing_upload),
+            web.post(UNSTABLE + "/keys/signatures/upload", self.signatures_upload),
         ]
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -94,6 +100,8 @@ class KeysApi:
             requester.user_id, since.device_lists, upto.device_lists
         )
         left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
+        # Spec: also users who now share a room with the requester.
+        changed |= await self.keys.arrived_room_mates(requester.user_id, since.events, upto.events)
         return json_response({"changed": sorted(changed - left), "left": sorted(left)})
 
     async def device_signing_upload(self, request: web.Request) -> web.Response:

@@ -6,12 +6,12 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
-from homeserver.errors import bad_json, missing_param
+from homeserver.errors import MatrixError, bad_json, missing_param
 from homeserver.http.bodies import json_body
 from homeserver.http.shell import json_response
 from homeserver.push.rules import ruleset_json
 from homeserver.push.service import PushRuleService
-from homeserver.push.validate import parse_actions
+from homeserver.push.validate import check_kind, parse_actions
 
 _RULE = "/pushrules/global/{kind}/{ruleId}"
 
@@ -25,6 +25,7 @@ class PushRulesApi:
         return [
             *client_routes("GET", "/pushrules/", self.get_all),
             *client_routes("GET", "/pushrules/global/", self.get_global),
+            *client_routes("GET", "/pushrules/global/{kind}/", self.get_kind),
             *client_routes("GET", _RULE, self.get_rule),
             *client_routes("PUT", _RULE, self.put_rule),
             *client_routes("DELETE", _RULE, self.delete_rule),
@@ -32,7 +33,19 @@ class PushRulesApi:
             *client_routes("PUT", _RULE + "/enabled", self.put_enabled),
             *client_routes("GET", _RULE + "/actions", self.get_actions),
             *client_routes("PUT", _RULE + "/actions", self.put_actions),
+            # Last: any other path under /pushrules/ names no scope, kind, rule or
+            # attribute we know; a 400 says so (as Synapse answers), not a 404 that reads
+            # as "no such endpoint".
+            *(
+                route
+                for method in ("GET", "PUT", "DELETE")
+                for route in client_routes(method, "/pushrules/{rest:.*}", self.malformed)
+            ),
         ]
+
+    async def malformed(self, request: web.Request) -> web.Response:
+        await self.auth.requester(request, allow_guest=True)
+        raise MatrixError(400, "M_UNRECOGNIZED", "Unrecognised push rule path")
 
     async def get_all(self, request: web.Request) -> web.Response:
         r = await self.auth.requester(request, allow_guest=True)
@@ -43,6 +56,14 @@ class PushRulesApi:
     async def get_global(self, request: web.Request) -> web.Response:
         r = await self.auth.requester(request, allow_guest=True)
         return json_response(ruleset_json(await self.push.ruleset(r.user_nid, r.user_id)))
+
+    async def get_kind(self, request: web.Request) -> web.Response:
+        """The rules of one kind, in priority order (a ``Ruleset`` member)."""
+        r = await self.auth.requester(request, allow_guest=True)
+        kind = request.match_info["kind"]
+        check_kind(kind)
+        ruleset = ruleset_json(await self.push.ruleset(r.user_nid, r.user_id))
+        return json_response(ruleset[kind])
 
     async def get_rule(self, request: web.Request) -> web.Response:
         r = await self.auth.requester(request, allow_guest=True)

@@ -11,6 +11,7 @@ from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str
 from homeserver.http.shell import json_response
+from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import CreateRoomRequest, RoomCreator
 from homeserver.rooms.persist import TxnRef
 from homeserver.rooms.reading import RoomReader
@@ -27,12 +28,18 @@ def _list_of(body: dict[str, Any], key: str, kind: type) -> list[Any]:
 
 class RoomsApi:
     def __init__(
-        self, auth: Authenticator, rooms: RoomService, creator: RoomCreator, reader: RoomReader
+        self,
+        auth: Authenticator,
+        rooms: RoomService,
+        creator: RoomCreator,
+        reader: RoomReader,
+        aliases: AliasService,
     ) -> None:
         self.auth = auth
         self.rooms = rooms
         self.creator = creator
         self.reader = reader
+        self.aliases = aliases
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -46,6 +53,10 @@ class RoomsApi:
             *client_routes("PUT", "/rooms/{roomId}/state/{type}/", self.put_state),
             *client_routes("PUT", "/rooms/{roomId}/state/{type}/{stateKey}", self.put_state),
             *client_routes("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", self.redact),
+            # Without a transaction id (so not idempotent): the early client API's POST
+            # forms, which older clients and Sytest still use and Synapse still serves.
+            *client_routes("POST", "/rooms/{roomId}/send/{type}", self.send),
+            *client_routes("POST", "/rooms/{roomId}/redact/{eventId}", self.redact),
             *client_routes("GET", "/rooms/{roomId}/event/{eventId}", self.get_event),
         ]
 
@@ -73,7 +84,7 @@ class RoomsApi:
     async def send(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         content = await json_body(request)
-        txn = TxnRef(requester.user_id, requester.device_id, request.match_info["txnId"])
+        txn = _txn(request, requester.user_id, requester.device_id)
         event_id = await self.rooms.send_event(
             requester.user_id,
             request.match_info["roomId"],
@@ -87,6 +98,10 @@ class RoomsApi:
     async def put_state(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         content = await json_body(request)
+        if request.match_info["type"] == "m.room.canonical_alias":
+            await self.aliases.check_canonical_alias(
+                request.match_info["roomId"], content, request.match_info.get("stateKey", "")
+            )
         event_id = await self.rooms.send_event(
             requester.user_id,
             request.match_info["roomId"],
@@ -119,7 +134,7 @@ class RoomsApi:
     async def redact(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
-        txn = TxnRef(requester.user_id, requester.device_id, request.match_info["txnId"])
+        txn = _txn(request, requester.user_id, requester.device_id)
         event_id = await redact_event(
             self.rooms,
             requester.user_id,
@@ -139,3 +154,8 @@ class RoomsApi:
             request.match_info["eventId"],
         )
         return json_response(event)
+
+
+def _txn(request: web.Request, user_id: str, device_id: str) -> TxnRef | None:
+    txn_id = request.match_info.get("txnId")
+    return None if txn_id is None else TxnRef(user_id, device_id, txn_id)

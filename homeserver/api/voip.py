@@ -19,12 +19,18 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
 from homeserver.clock import Clock
 from homeserver.config import TurnConfig
+from homeserver.errors import not_found
 from homeserver.http.shell import json_response
 
 
 def turn_credentials(turn: TurnConfig, user_id: str, now_ms: int) -> dict[str, Any]:
+    """Credentials for ``user_id``; 404 M_NOT_FOUND when no TURN server is configured.
+
+    The response schema requires all four fields, so an empty ``{}`` would be
+    wrong; MSC4166 (merged into the spec) makes "no TURN server" a 404 M_NOT_FOUND.
+    """
     if not turn.uris or not turn.shared_secret:
-        return {}
+        raise not_found("No TURN server is configured")
     ttl = turn.user_lifetime_seconds
     username = f"{now_ms // 1000 + ttl}:{user_id}"
     mac = hmac.new(turn.shared_secret.encode(), username.encode(), hashlib.sha1).digest()

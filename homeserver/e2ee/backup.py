@@ -14,7 +14,6 @@ from homeserver.e2ee.backup_store import BackupKey, BackupStore, BackupVersion
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_found
 from homeserver.storage.database import Database, Queries
 
-KNOWN_ALGORITHMS = ("m.megolm_backup.v1.curve25519-aes-sha2",)
 ROOM_CHUNK = 500
 
 
@@ -54,8 +53,9 @@ def parse_key_data(room_id: str, session_id: str, data: Any) -> BackupKey:
             raise bad_json(f"'{name}' must be a non-negative integer")
     if not isinstance(verified, bool):
         raise bad_json("'is_verified' must be a boolean")
-    if not isinstance(session_data, dict):
-        raise bad_json("'session_data' must be an object")
+    if session_data is None:
+        # Opaque, algorithm-dependent data: any JSON is kept as given (Synapse does too).
+        raise bad_json("'session_data' is required")
     assert isinstance(fmi, int) and isinstance(fwd, int)
     return BackupKey(room_id, session_id, fmi, fwd, verified, session_data)
 
@@ -179,9 +179,11 @@ class KeyBackupService:
 
 
 def _check_algorithm(algorithm: Any, auth_data: Any) -> None:
+    """The algorithm is an opaque string and auth_data opaque, algorithm-dependent data
+    (spec: "Server-side key backups"): the server stores both as given. The spec shows
+    auth_data as an object, but nothing requires refusing other JSON, and Synapse keeps
+    it whatever it is; only its absence is an error."""
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("'algorithm' must be a string")
-    if algorithm not in KNOWN_ALGORITHMS:
-        raise invalid_param("Unsupported backup algorithm")
-    if not isinstance(auth_data, dict):
-        raise bad_json("'auth_data' must be an object")
+    if auth_data is None:
+        raise bad_json("'auth_data' is required")

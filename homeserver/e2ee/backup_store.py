@@ -15,7 +15,7 @@ from homeserver.storage.sql import placeholders
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    auth_data: Any
     etag: int
     deleted: bool
 
@@ -27,7 +27,7 @@ class BackupKey:
     first_message_index: int
     forwarded_count: int
     is_verified: bool
-    session_data: dict[str, Any]
+    session_data: Any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,7 +51,7 @@ class BackupStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
+    async def create(self, user_id: str, algorithm: str, auth_data: Any) -> int:
         async with self.db.transaction() as txn:
             version: int = await txn.fetchval(
                 "INSERT INTO e2e_backup_versions (user_id, algorithm, auth_data)"
@@ -81,7 +81,7 @@ class BackupStore:
             )
         )
 
-    async def update_auth_data(self, version: int, auth_data: dict[str, Any]) -> None:
+    async def update_auth_data(self, version: int, auth_data: Any) -> None:
         await self.db.execute(
             "UPDATE e2e_backup_versions SET auth_data = $1 WHERE version = $2",
             json.dumps(auth_data),

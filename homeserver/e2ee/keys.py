@@ -53,6 +53,7 @@ class KeysService:
         remote: RemoteKeys,
         users_sharing_room_with: SharedRoomsLookup,
         departed_room_mates: DepartedLookup,
+        arrived_room_mates: DepartedLookup,
     ) -> None:
         self.db = db
         self.server_name = server_name
@@ -65,6 +66,8 @@ class KeysService:
         self.users_sharing_room_with = users_sharing_room_with
         # (user_id, since, upto event positions) -> users who stopped sharing any room.
         self.departed_room_mates = departed_room_mates
+        # The same -> users who newly share a room (/keys/changes "changed").
+        self.arrived_room_mates = arrived_room_mates
         # Called after the device list of a user changed (notifier, federation).
         self.device_list_hooks: list[DeviceListHook] = []
 
@@ -91,12 +94,10 @@ class KeysService:
         async with self.db.transaction() as txn:
             if checked is not None:
                 ed25519, curve25519 = checked
+                # New identity keys for a known device replace the old ones and are
+                # announced like any change: the spec leaves trusting them to clients
+                # (which see the device list change), and Synapse accepts them too.
                 old = await self.store.get_device_keys(txn, user_id, device_id)
-                if old is not None and (old[0] != ed25519 or old[1] != curve25519):
-                    raise invalid_param(
-                        "This device already has different identity keys; log in as a new"
-                        " device to use new keys"
-                    )
                 if old is None or json.loads(old[2]) != device_keys:
                     await self.store.put_device_keys(
                         txn, user_id, device_id, ed25519, curve25519, json.dumps(device_keys)
@@ -317,7 +318,8 @@ def _with_signatures(
     )
     for signer, by_key in (extra or {}).items():
         merged.setdefault(signer, {}).update(by_key)
-    out["signatures"] = merged
+    if merged or "signatures" in obj:
+        out["signatures"] = merged  # an object uploaded without any stays without
     return out
 
 

@@ -42,6 +42,7 @@ def build_e2ee(
     accounts: AccountService,
     users_sharing_room_with: SharedRoomsLookup,
     departed_room_mates: DepartedLookup,
+    arrived_room_mates: DepartedLookup,
     remote: RemoteKeys | None = None,
 ) -> E2ee:
     device_keys = DeviceKeysStore(db)
@@ -54,6 +55,7 @@ def build_e2ee(
         remote or NoRemoteKeys(),
         users_sharing_room_with,
         departed_room_mates,
+        arrived_room_mates,
     )
     cross_signing = CrossSigningService(db, cs_store, device_keys)
     to_device = ToDeviceService(

@@ -20,7 +20,7 @@ re-scans room history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +29,15 @@ from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, 
 from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
 from homeserver.push.service import PushRuleService
 from homeserver.rooms.auth.power_levels import notification_level, user_power_level
-from homeserver.rooms.persist import PersistPlan, TxnWrite
+from homeserver.rooms.persist import AfterCommit, PersistPlan, TxnWrite
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.storage.database import Queries
 
+# Told of an event's rows after they committed (pushers); must not block or fail.
+RowHook = Callable[[Sequence[PushActionRow], StoredEvent], None]
 POWER_LEVELS = ("m.room.power_levels", "")
 CREATE = ("m.room.create", "")
 MAX_NOTIFICATIONS_LIMIT = 100
@@ -70,6 +72,8 @@ class NotificationService:
         self.rules = rules
         self.store = store
         self.serializer = serializer
+        # Called with the rows of each event after they committed (pushers).
+        self.row_hooks: list[RowHook] = []
 
     # ---------------------------------------------------------------- writes
 
@@ -87,9 +91,9 @@ class NotificationService:
         ev = plan.event
         thread = thread_of(ev.pdu)
 
-        async def write(q: Queries, stored: StoredEvent) -> None:
+        async def write(q: Queries, stored: StoredEvent) -> AfterCommit | None:
             if stored.stream_ordering is None or stored.redacted_by is not None:
-                return  # hidden, or stored already redacted: nothing to notify
+                return None  # hidden, or stored already redacted: nothing to notify
             rows = [
                 PushActionRow(
                     user_id,
@@ -105,6 +109,14 @@ class NotificationService:
                 for user_id, outcome in outcomes
             ]
             await self.store.add_in(q, rows)
+            if not self.row_hooks:
+                return None
+
+            def committed() -> None:
+                for hook in self.row_hooks:
+                    hook(rows, stored)
+
+            return committed
 
         return write
 

@@ -8,13 +8,11 @@ instantiated per user by ``default_rules``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 KINDS = ("override", "content", "room", "sender", "underride")
 MASTER = ".m.rule.master"
-_HISTORICAL_ACTIONS = frozenset({"dont_notify", "coalesce"})
 _USER = "[the user's Matrix ID]"
 
 _SOUND_DEFAULT: dict[str, Any] = {"set_tweak": "sound", "value": "default"}
@@ -56,11 +54,6 @@ class PushRule:
                 return ({"kind": "never"},)
             return ({"kind": "event_match", "key": "content.body", "pattern": self.pattern},)
         return self.conditions or ()
-
-
-def strip_historical(actions: Iterable[Any]) -> tuple[Any, ...]:
-    """Drop ``dont_notify`` and ``coalesce`` (spec: "Historical Actions")."""
-    return tuple(a for a in actions if not (isinstance(a, str) and a in _HISTORICAL_ACTIONS))
 
 
 def _match(key: str, pattern: str) -> dict[str, Any]:

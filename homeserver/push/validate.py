@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.errors import bad_json, invalid_param, missing_param
-from homeserver.push.rules import DEFAULT_RULE_IDS, KINDS, strip_historical
+from homeserver.push.rules import DEFAULT_RULE_IDS, KINDS
 
 _KNOWN_STRING_ACTIONS = frozenset({"notify", "dont_notify", "coalesce"})
 
@@ -28,7 +28,9 @@ def is_default(kind: str, rule_id: str) -> bool:
 
 
 def parse_actions(raw: Any) -> tuple[Any, ...]:
-    """Validate ``actions``; historical actions are accepted and stripped."""
+    """Validate ``actions``, kept as given: the historical ``dont_notify`` and
+    ``coalesce`` are no-ops to the evaluator (spec: "Historical Actions": ignored, not
+    rejected), and a client reads back what it set (as from Synapse)."""
     if not isinstance(raw, list):
         raise bad_json("'actions' must be an array")
     for action in raw:
@@ -40,7 +42,7 @@ def parse_actions(raw: Any) -> tuple[Any, ...]:
                 raise bad_json("An object action needs a string 'set_tweak'")
         else:
             raise bad_json("Every action must be a string or an object")
-    return strip_historical(raw)
+    return tuple(raw)
 
 
 def parse_conditions(raw: Any) -> tuple[dict[str, Any], ...]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from homeserver.accounts.requester import Requester
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias
@@ -10,21 +13,30 @@ from homeserver.rooms.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService, not_in_room
 
+# Resolves another server's alias over federation: (room id, servers).
+RemoteAliasLookup = Callable[[str], Awaitable[tuple[str, list[str]]]]
+
 
 class AliasService:
     def __init__(self, rooms: RoomService, reader: RoomReader) -> None:
         self.rooms = rooms
         self.reader = reader
+        self.remote_lookup: RemoteAliasLookup | None = None  # set when federating
 
     def _local(self, alias: str) -> str:
         if not is_valid_room_alias(alias):
             raise invalid_param("Invalid room alias")
         if alias.split(":", 1)[1] != self.rooms.server_name:
-            # Remote aliases are resolved over federation, which is not wired yet.
-            raise not_found("Room alias not found")
+            raise not_found("Room alias not found")  # not ours to change or list
         return alias
 
     async def resolve(self, alias: str) -> tuple[str, list[str]]:
+        if (
+            self.remote_lookup is not None
+            and is_valid_room_alias(alias)
+            and alias.split(":", 1)[1] != self.rooms.server_name
+        ):
+            return await self.remote_lookup(alias)
         found = await self.rooms.rooms.get_alias(self._local(alias))
         if found is None:
             raise not_found("Room alias not found")
@@ -68,8 +80,77 @@ class AliasService:
             if level < needed:
                 raise forbidden("You did not create this alias and lack the power to remove it")
         await self.rooms.rooms.delete_alias(alias)
+        await self._drop_from_canonical(requester.user_id, room_id, alias)
+
+    async def _drop_from_canonical(self, user_id: str, room_id: str, alias: str) -> None:
+        """A deleted alias leaves the room's m.room.canonical_alias too (as Synapse does),
+        sent by the deleting user when their power allows it."""
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            return
+        current = await self.rooms.current_state_event(room, CANONICAL_ALIAS)
+        if current is None:
+            return
+        content = dict(current.event.content)
+        alt = content.get("alt_aliases")
+        changed = False
+        if content.get("alias") == alias:
+            del content["alias"]
+            changed = True
+        if isinstance(alt, list) and alias in alt:
+            content["alt_aliases"] = [a for a in alt if a != alias]
+            changed = True
+        if not changed:
+            return
+        try:
+            await self.rooms.send_event(user_id, room_id, CANONICAL_ALIAS, content, "")
+        except MatrixError:
+            pass  # not allowed to change it: the alias is gone, the event stays stale
+
+    async def check_canonical_alias(
+        self, room_id: str, content: dict[str, Any], state_key: str
+    ) -> None:
+        """Before an m.room.canonical_alias is sent: every alias it adds must be a valid
+        alias that points to this room (spec: "Room aliases", 400 M_BAD_ALIAS). Aliases
+        already in the current event, or removed, are not checked."""
+        room = await self.rooms.room_or_forbidden(room_id)
+        current = await self.rooms.current_state_event(room, CANONICAL_ALIAS, state_key)
+        before = set(_aliases_of(current.event.content)) if current is not None else set()
+        alt = content.get("alt_aliases")
+        if alt is not None and not (isinstance(alt, list) and all(isinstance(a, str) for a in alt)):
+            raise bad_alias("'alt_aliases' must be a list of aliases")
+        if "alias" in content and not isinstance(content["alias"], str):
+            raise bad_alias("'alias' must be a room alias")
+        for alias in _aliases_of(content):
+            if alias in before:
+                continue
+            if not is_valid_room_alias(alias):
+                # Not an alias at all (as Synapse answers): M_BAD_ALIAS is for aliases that
+                # do not exist or point elsewhere.
+                raise invalid_param(f"{alias} is not a valid room alias")
+            try:
+                target, _ = await self.resolve(alias)
+            except MatrixError:
+                raise bad_alias(f"{alias} does not exist") from None
+            if target != room_id:
+                raise bad_alias(f"{alias} points to another room")
 
     async def room_aliases(self, user_id: str, room_id: str) -> list[str]:
         room = await self.rooms.room_or_forbidden(room_id)
         await self.reader._view(user_id, room)
         return await self.rooms.rooms.aliases_for_room(room.room_nid)
+
+
+CANONICAL_ALIAS = "m.room.canonical_alias"
+
+
+def bad_alias(error: str) -> MatrixError:
+    return MatrixError(400, "M_BAD_ALIAS", error)
+
+
+def _aliases_of(content: dict[str, Any]) -> list[str]:
+    out = [content["alias"]] if isinstance(content.get("alias"), str) else []
+    alt = content.get("alt_aliases")
+    if isinstance(alt, list):
+        out += [a for a in alt if isinstance(a, str)]
+    return out

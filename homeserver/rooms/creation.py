@@ -156,7 +156,9 @@ class RoomCreator:
             await send("m.room.join_rules", {"join_rule": join_rule})
         if ("m.room.history_visibility", "") not in given:
             await send("m.room.history_visibility", {"history_visibility": visibility})
-        if ("m.room.guest_access", "") not in given:
+        if ("m.room.guest_access", "") not in given and guest_access != "forbidden":
+            # "forbidden" is what a room without the event means (spec m.room.guest_access),
+            # so public_chat sends none, as Synapse does; clients see the same room.
             await send("m.room.guest_access", {"guest_access": guest_access})
         for entry in req.initial_state:
             await send(entry["type"], entry["content"], entry.get("state_key", ""))

@@ -176,7 +176,6 @@ class RoomDirectory:
         return out
 
 
-
 def _matches(entry: dict[str, Any], term: str) -> bool:
     return any(
         term in str(entry.get(k, "")).lower()

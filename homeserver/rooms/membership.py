@@ -114,7 +114,14 @@ class MembershipService:
         self, room: RoomInfo, sender: str, target: str, membership: str, **extra: Any
     ) -> str:
         content = await self.member_content(target, membership, **extra)
-        stored = await self.rooms.create_and_send(room, sender, "m.room.member", content, target)
+        stored = await self.rooms.create_and_send(
+            room,
+            sender,
+            "m.room.member",
+            content,
+            target,
+            keep_unchanged=membership == "join" and sender == target,
+        )
         return stored.event.event_id
 
     async def join(
@@ -197,8 +204,15 @@ class MembershipService:
             and not await self.is_resident(room)
         ):
             content = await self.member_content(user_id, "leave", reason=reason)
-            await self.remote.leave(user_id, room, content)
-            return
+            try:
+                await self.remote.leave(user_id, room, content)
+                return
+            except MatrixError as e:
+                # No other server to ask: the invite came from this server's own room
+                # (its members have all left since), whose state we hold, so the
+                # rejection is an ordinary local leave.
+                if e.errcode != "M_NOT_FOUND":
+                    raise
         await self._send(room, user_id, user_id, "leave", reason=reason)
 
     async def invite(

@@ -33,7 +33,8 @@ commit (e.g. waking the federation sender); it must not do I/O that can fail.
 (on SQLite one writer serves every room), and return the write to do inside
 it: push rules are evaluated there, and their rows commit with the event, so
 a crash can never leave an acknowledged event without its notification
-counts.
+counts. A prepared write may also return an after-commit callback (pushers
+hear of the committed rows).
 
 A *backfilled* event (history fetched for /messages, older than everything
 the room has) is stored beside the timeline, never in it: no extremities,
@@ -120,8 +121,9 @@ AfterCommit = Callable[[], None]
 TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
 # Runs before the transaction (reads and computation that need not hold the
 # database's writer: push rule evaluation); returns the write to do inside it,
-# given the stored event (its nid and stream ordering), or None.
-TxnWrite = Callable[[Queries, StoredEvent], Awaitable[None]]
+# given the stored event (its nid and stream ordering), or None. The write may
+# return a callback to run after the commit, as a ``TxnHook`` may.
+TxnWrite = Callable[[Queries, StoredEvent], Awaitable[AfterCommit | None]]
 PrepareHook = Callable[[PersistPlan, int | None], Awaitable[TxnWrite | None]]
 
 
@@ -261,7 +263,9 @@ class EventPersister:
                 redacted_by=redacted_by,
             )
             for write in writes:
-                await write(q, stored)
+                written = await write(q, stored)
+                if written is not None:
+                    after_commit.append(written)
             for hook in self.txn_hooks:
                 callback = await hook(q, stored, plan)
                 if callback is not None:

@@ -169,6 +169,21 @@ class RoomReader:
         (out,) = await self.serializer.serialize([stored], user_id=user_id, device_id=device_id)
         return out
 
+    async def event_by_id(
+        self, user_id: str, device_id: str | None, event_id: str
+    ) -> dict[str, Any]:
+        """The legacy ``GET /events/{eventId}``: like ``get_event`` without the room id."""
+        stored = await self.rooms.events.by_id(event_id)
+        room = None
+        if stored is not None and stored.stream_ordering is not None:
+            room = (await self.rooms.rooms.rooms_by_nid([stored.room_nid])).get(stored.room_nid)
+        if stored is None or room is None:
+            raise not_found("Event not found")
+        if not await self.visibility.filter(user_id, room, [stored]):
+            raise not_found("Event not found")
+        (out,) = await self.serializer.serialize([stored], user_id=user_id, device_id=device_id)
+        return out
+
     async def _page(
         self,
         user_id: str,
@@ -239,7 +254,10 @@ class RoomReader:
         )
         chunk = await self.serializer.serialize(events, user_id=user_id, device_id=device_id)
         out: dict[str, Any] = {"chunk": chunk, "start": from_token or position.encode()}
-        if more and events:
+        # A non-empty chunk always carries `end` (as Synapse answers): the client learns that
+        # history is exhausted from the next, empty page, which has no `end`. An empty chunk
+        # that stopped early (everything filtered out) still gives `end` to go on from.
+        if events or (more and cursor != position):
             out["end"] = cursor.encode()
         if flt.lazy_load_members and events:
             # spec: with lazy_load_members, `state` holds the chunk senders' member events

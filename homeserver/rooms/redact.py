@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.errors import forbidden
+from homeserver.errors import forbidden, invalid_param
 from homeserver.rooms.auth import user_power_level
 from homeserver.rooms.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
 from homeserver.rooms.auth.power_levels import redact_level
@@ -34,6 +34,9 @@ async def redact_event(
             return earlier
     room = await rooms.room_or_forbidden(room_id)
     target = await rooms.events.by_id(event_id)
+    if target is not None and target.room_nid != room.room_nid:
+        # It could never apply there (a redaction only redacts in its own room).
+        raise invalid_param("That event is in another room")
     own = target is not None and target.event.sender == user_id
 
     def may_redact(state: dict[StateKey, StoredEvent]) -> None:

@@ -238,7 +238,14 @@ class RoomService:
             await self._check_thread_root(content)
         precheck = no_encryption_downgrade(content) if event_type == ENCRYPTION else None
         stored = await self.create_and_send(
-            room, requester_user_id, event_type, content, state_key, txn, precheck
+            room,
+            requester_user_id,
+            event_type,
+            content,
+            state_key,
+            txn,
+            precheck,
+            keep_unchanged=state_key is not None,
         )
         return stored.event.event_id
 
@@ -262,12 +269,16 @@ class RoomService:
         state_key: str | None = None,
         txn: TxnRef | None = None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None = None,
+        keep_unchanged: bool = False,
     ) -> StoredEvent:
         """The single writer path: under the room lock, build on the current
         extremities and state, check, persist; then wake and notify.
 
         ``precheck`` sees the state the event is built on (client-API rules
         that are not auth rules, such as the encryption downgrade).
+        ``keep_unchanged``: a state event the same sender already set with the
+        same content is not sent again; the current one is returned (setting
+        state, or joining, twice is idempotent, as in Synapse).
         """
         async with self.lock(room.room_id):
             if txn is not None:
@@ -276,6 +287,14 @@ class RoomService:
                     found = await self.events.by_id(earlier)
                     if found is not None:
                         return found
+            if keep_unchanged and state_key is not None:
+                current = await self.current_state_event(room, event_type, state_key)
+                if (
+                    current is not None
+                    and current.event.sender == sender
+                    and current.event.content == content
+                ):
+                    return current
             stored = await self._build_and_persist(
                 room, sender, event_type, content, state_key, txn, precheck
             )
@@ -472,7 +491,8 @@ class RoomService:
             users.add(ev.state_key)
         local = [u for u in users if u.endswith(":" + self.server_name)]
         if stored.stream_ordering is not None:  # an outlier moves no stream
-            self.signal.changed(EVENTS, stored.stream_ordering, local)
+            # The room id too: /events peeking into a world-readable room listens on it.
+            self.signal.changed(EVENTS, stored.stream_ordering, [*local, room.room_id])
         for hook in self.event_persisted_hooks:
             try:
                 await hook(stored, room)

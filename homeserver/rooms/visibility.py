@@ -1,8 +1,9 @@
 """History visibility (client-server "History visibility"), applied to events served
 by /messages, /context, /event and /sync.
 
-For each event the state *after* it decides (so a user always sees their
-own membership events): ``world_readable`` shows it to anyone; a user
+For each event the state *after* it decides (a user always sees their own
+membership events, and an m.room.history_visibility event is also shown
+when the setting it replaced allows): ``world_readable`` shows it to anyone; a user
 joined at the event sees it; ``shared`` shows it to users who joined the
 room at any point after the event (spec rule 3: so a member who has since
 left still reads the shared history before their leave); ``invited`` also
@@ -68,9 +69,26 @@ class Visibility:
             vis, membership = at[s.state_group]
             so = s.stream_ordering
             later = last_join is not None and (so is None or last_join > so)
-            if may_see(s.event.type, s.event.state_key, user_id, vis, membership, later):
+            ev = s.event
+            if may_see(ev.type, ev.state_key, user_id, vis, membership, later) or (
+                ev.type == HISTORY_VISIBILITY
+                and ev.state_key == ""
+                and may_see(
+                    ev.type, ev.state_key, user_id, await self._before(s), membership, later
+                )
+            ):
                 out.append(s)
         return out
+
+    async def _before(self, hv: StoredEvent) -> str:
+        """The visibility an m.room.history_visibility event replaced: such an event is
+        visible if the setting before *or* after it allows (spec, server behaviour)."""
+        nid = hv.prev_state_event_nid
+        if nid is None:
+            return "shared"
+        found = (await self.rooms.events.by_nids([nid])).get(nid)
+        vis = found.event.content.get("history_visibility") if found is not None else None
+        return vis if isinstance(vis, str) else "shared"
 
     async def _last_join(self, room: RoomInfo, user_id: str) -> int | None:
         """Stream position of the user's latest join to the room, found by walking back

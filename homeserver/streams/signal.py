@@ -27,5 +27,6 @@ class ChangeSignal(Protocol):
     """Where writers publish "something changed"; implemented by the sync notifier."""
 
     def changed(self, stream: str, position: int, users: Iterable[str]) -> None:
-        """``stream`` advanced to ``position`` (committed) in a way that matters to ``users``."""
+        """``stream`` advanced to ``position`` (committed) in a way that matters to ``users``
+        (user ids; a room id for requests peeking into that room without being members)."""
         ...

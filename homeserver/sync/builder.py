@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from homeserver.errors import MatrixError
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.membership_store import Membership
@@ -43,6 +44,9 @@ from homeserver.userdata.filtering import room_allowed
 __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
+IGNORED_USERS = "m.ignored_user_list"
+# How far back through the user's membership events to look for their state at a token.
+MAX_MEMBERSHIP_HOPS = 8
 
 
 class SyncBuilder:
@@ -106,7 +110,12 @@ class SyncBuilder:
             if ctx.flt.room.include_leave:
                 changed += await self.store.left_rooms(ctx.user_id, now)
         else:
-            changed = await members.changed_since(ctx.user_id, ctx.since.events, now)
+            since = ctx.since.events
+            changed = [
+                m
+                for m in await members.changed_since(ctx.user_id, since, now)
+                if not (m.membership == "join" and await self._joined_at(m, since))
+            ]
         infos = await self.rooms.rooms.rooms_by_nid(
             {m.room_nid for m in joined} | {m.room_nid for m in changed}
         )
@@ -120,6 +129,35 @@ class SyncBuilder:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
         ctx.infos = infos
 
+    async def _ignored(self, ctx: SyncContext) -> frozenset[str]:
+        """The user's ignored users (spec: "Ignoring Users")."""
+        try:
+            content = await self.src.account_data.get(
+                ctx.req.user_nid, ctx.user_id, None, IGNORED_USERS
+            )
+        except MatrixError:
+            return frozenset()
+        ignored = content.get("ignored_users")
+        if not isinstance(ignored, dict):
+            return frozenset()
+        return frozenset(u for u in ignored if isinstance(u, str) and u != ctx.user_id)
+
+    async def _joined_at(self, m: Membership, since: int) -> bool:
+        """Was the user already joined at ``since``? (A join that replaced a join is a
+        profile change, not a newly joined room: no full state for it.)"""
+        nid: int | None = m.event_nid
+        for _ in range(MAX_MEMBERSHIP_HOPS):
+            if nid is None:
+                return False
+            found = (await self.rooms.events.by_nids([nid])).get(nid)
+            if found is None:
+                return False
+            so = found.stream_ordering
+            if so is not None and so <= since:
+                return found.event.membership == "join"
+            nid = found.prev_state_event_nid
+        return False
+
     async def _guest_may_see(self, room: RoomInfo) -> bool:
         """Guests see only rooms that allow guests (spec: "Guest Access")."""
         ev = await self.rooms.current_state_event(room, GUEST_ACCESS)
@@ -127,14 +165,19 @@ class SyncBuilder:
 
     async def _build(self, ctx: SyncContext) -> dict[str, Any]:
         ctx.now = await self.positions()
+        ctx.ignored = await self._ignored(ctx)
         await self.memberships(ctx)
         user = self._user
-        to_device, td_pos = await user.to_device(ctx)
+        if ctx.req.to_device:
+            to_device, td_pos = await user.to_device(ctx)
+        else:
+            to_device, td_pos = [], ctx.since.to_device if ctx.since is not None else 0
         account_data, room_data = await user.account_data(ctx)
         joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
         ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))
         by_room = {m.room_nid: m for m in ctx.changed}
-        if ctx.since is None:
+        if ctx.since is None or ctx.req.full_state:
+            # full_state: every joined room, changed or not (spec: "full_state").
             active = set(ctx.joined)
         else:
             active = await self.rooms.events.rooms_with_events(
@@ -154,6 +197,8 @@ class SyncBuilder:
             )
             body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
+            if not newly and not ctx.req.full_state and _nothing_new(body):
+                continue  # its new events were all hidden (ignored senders, visibility)
             body.update(unread.get(room.room_id, {}))
             out["join"][room.room_id] = body
         for m in ctx.changed:
@@ -188,6 +233,10 @@ class SyncBuilder:
         if room is None or m.membership == "join":
             return
         if m.membership in ("invite", "knock"):
+            if m.membership == "invite" and ctx.ignored:
+                own = await self.rooms.events.by_nids([m.event_nid])
+                if any(s.event.sender in ctx.ignored for s in own.values()):
+                    return  # an invite from an ignored user is not shown (spec)
             key = "invite_state" if m.membership == "invite" else "knock_state"
             out[m.membership][room.room_id] = {key: {"events": await self.stripped(room, m)}}
         elif ctx.since is not None or ctx.flt.room.include_leave:
@@ -218,6 +267,17 @@ class SyncBuilder:
                         {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
                     )
         return out
+
+
+def _nothing_new(body: dict[str, Any]) -> bool:
+    timeline = body["timeline"]
+    return not (
+        timeline["events"]
+        or timeline["limited"]
+        or body["state"]["events"]
+        or body["ephemeral"]["events"]
+        or body["account_data"]["events"]
+    )
 
 
 def _is_empty(result: dict[str, Any]) -> bool:

@@ -36,6 +36,9 @@ class SyncRequest:
     full_state: bool = False
     filter_param: str | None = None
     set_presence: str = "online"
+    # False for the legacy /events and /initialSync views: they must not acknowledge
+    # (and so delete) to-device messages that the device's /sync has not seen.
+    to_device: bool = True
 
 
 @dataclass
@@ -65,6 +68,8 @@ class SyncContext:
     changed: list[Membership] = field(default_factory=list)
     left_nids: set[int] = field(default_factory=set)
     infos: dict[int, RoomInfo] = field(default_factory=dict)
+    # Users in the user's m.ignored_user_list: their messages and invites are left out.
+    ignored: frozenset[str] = frozenset()
 
     @property
     def user_id(self) -> str:

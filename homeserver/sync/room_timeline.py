@@ -31,6 +31,8 @@ from homeserver.sync.store import SyncStore
 from homeserver.userdata.filtering import event_matches, project_fields
 
 MEMBER = "m.room.member"
+NAME = "m.room.name"
+CANONICAL_ALIAS = "m.room.canonical_alias"
 MAX_FETCH = 400
 _SENT_CACHE_SIZE = 10_000
 
@@ -69,13 +71,29 @@ class RoomTimeline:
         since = ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
         window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
-        batch = await self.rooms.events.room_stream(
-            room.room_nid, after=since, before=upto, limit=window, backwards=True
-        )
-        reached_since = len(batch) < window
-        batch.reverse()
-        visible = await self.visibility.filter(ctx.user_id, room, batch)
-        matching = [s for s in visible if event_matches(rf.timeline, s.event.pdu)]
+        # A filter may leave a page short: read further back, page by page, until the
+        # limit is reached, the range is exhausted or MAX_FETCH events were read.
+        matching: list[StoredEvent] = []
+        before: int | None = upto
+        fetched = 0
+        while True:
+            batch = await self.rooms.events.room_stream(
+                room.room_nid, after=since, before=before, limit=window, backwards=True
+            )
+            fetched += len(batch)
+            reached_since = len(batch) < window
+            visible = await self._visible(ctx, room, batch[::-1])
+            matching = [
+                s
+                for s in visible
+                if event_matches(rf.timeline, s.event.pdu)
+                and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
+            ] + matching
+            if not filtered or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
+                break
+            oldest = batch[-1].stream_ordering
+            assert oldest is not None
+            before = oldest - 1
         timeline = matching[-limit:]
         limited = len(matching) > limit or not reached_since
         start = timeline[0].stream_ordering if timeline else upto + 1
@@ -87,25 +105,46 @@ class RoomTimeline:
         state = [s for s in state if event_matches(rf.state, s.event.pdu)]
         ser = self.serializer
         fields = ctx.flt.event_fields
-        events = await ser.serialize(
-            timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
-        )
+        if ctx.flt.event_format == "federation":
+            # The events as servers exchange them (spec: Filter ``event_format``).
+            events = [_federation_format(s) for s in timeline]
+            state_events = [_federation_format(s) for s in state]
+        else:
+            events = await ser.serialize(
+                timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+            )
+            state_events = await ser.serialize(state, with_room_id=False)
         out: dict[str, Any] = {
             "timeline": {
                 "events": [project_fields(e, fields) for e in events],
                 "limited": limited,
                 "prev_batch": StreamToken(events=max(0, start - 1)).encode(),
             },
-            "state": {
-                "events": [
-                    project_fields(e, fields)
-                    for e in await ser.serialize(state, with_room_id=False)
-                ]
-            },
+            "state": {"events": [project_fields(e, fields) for e in state_events]},
         }
         if full or any(s.event.type == MEMBER for s in (*timeline, *state)):
             out["summary"] = await self._summary(ctx, room)
         return out
+
+    async def _visible(
+        self, ctx: SyncContext, room: RoomInfo, events: list[StoredEvent]
+    ) -> list[StoredEvent]:
+        """History visibility, except that events still in the room's current state are
+        shown to a member (as Synapse does: state set while they could not see the room,
+        such as a join while they were away, is current state they may read anyway)."""
+        visible = await self.visibility.filter(ctx.user_id, room, events)
+        shown = {s.event_nid for s in visible}
+        member = await self.rooms.members.get(room.room_nid, ctx.user_id)
+        if member is None or member.membership != "join":
+            return visible
+        for s in events:
+            if s.event_nid in shown or not s.event.is_state():
+                continue
+            etype, key = s.event.state_tuple()
+            current = await self.rooms.current_state_event(room, etype, key)
+            if current is not None and current.event_nid == s.event_nid:
+                shown.add(s.event_nid)
+        return [s for s in events if s.event_nid in shown]
 
     async def _state(
         self,
@@ -184,8 +223,27 @@ class RoomTimeline:
 
     async def _summary(self, ctx: SyncContext, room: RoomInfo) -> dict[str, Any]:
         counts = await self.store.member_counts(room.room_nid)
-        return {
-            "m.heroes": await self.store.heroes(room.room_nid, ctx.user_id),
+        out: dict[str, Any] = {
             "m.joined_member_count": counts.get("join", 0),
             "m.invited_member_count": counts.get("invite", 0),
         }
+        # Heroes are for naming a room that has no name (spec: required only when
+        # m.room.name and m.room.canonical_alias are unset or empty); a named room
+        # has none, as Synapse answers.
+        if not await self._is_named(room):
+            out["m.heroes"] = await self.store.heroes(room.room_nid, ctx.user_id)
+        return out
+
+    async def _is_named(self, room: RoomInfo) -> bool:
+        state = await self.rooms.current_state(room, [(NAME, ""), (CANONICAL_ALIAS, "")])
+        name = state.get((NAME, ""))
+        alias = state.get((CANONICAL_ALIAS, ""))
+        return bool(
+            (name is not None and name.event.content.get("name"))
+            or (alias is not None and alias.event.content.get("alias"))
+        )
+
+
+def _federation_format(s: StoredEvent) -> dict[str, Any]:
+    """The PDU, with its ``event_id`` (which room versions 3+ leave implicit)."""
+    return {**s.event.pdu, "event_id": s.event.event_id}

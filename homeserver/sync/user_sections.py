@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.errors import MatrixError
 from homeserver.rooms.store.membership_store import Membership, MembershipStore
 from homeserver.sync.model import SyncContext, SyncSources
 from homeserver.userdata.filtering import event_matches
 
 TO_DEVICE_BATCH = 100
+# Newly shared users whose current presence one incremental sync adds (a join into a
+# big room must not turn into thousands of presence reads).
+MAX_NEW_PRESENCE = 200
 
 
 class UserSections:
@@ -59,14 +63,37 @@ class UserSections:
         return [e for e in events if event_matches(gf, e)], {k: v for k, v in per_room.items() if v}
 
     async def presence(self, ctx: SyncContext) -> list[dict[str, Any]]:
-        """Presence changes of the user and of everyone sharing a room with them."""
+        """Presence changes of the user and of everyone sharing a room with them; in an
+        incremental sync also the current presence of users who newly share a room (they
+        joined one of ours, or we joined theirs), whose earlier changes were not sent."""
         since = ctx.since.presence if ctx.since is not None else 0
-        if since >= ctx.now.presence:
-            return []
-        visible = await self.src.users_sharing_room_with(ctx.user_id)
-        visible.add(ctx.user_id)
-        events = await self.src.presence.changes_since(since, ctx.now.presence, visible)
+        events: list[dict[str, Any]] = []
+        if since < ctx.now.presence:
+            visible = await self.src.users_sharing_room_with(ctx.user_id)
+            visible.add(ctx.user_id)
+            events = await self.src.presence.changes_since(since, ctx.now.presence, visible)
+        if ctx.since is not None:
+            seen = {e["sender"] for e in events}
+            for user_id in sorted(await self._newly_shared(ctx) - seen)[:MAX_NEW_PRESENCE]:
+                try:
+                    content = await self.src.presence.get_status(user_id)
+                except MatrixError:
+                    continue
+                content = {**content, "presence": content.get("presence", "offline")}
+                events.append({"type": "m.presence", "sender": user_id, "content": content})
         return [e for e in events if event_matches(ctx.flt.presence, e)]
+
+    async def _newly_shared(self, ctx: SyncContext) -> set[str]:
+        assert ctx.since is not None
+        moves = await self.members.membership_changes(
+            list(ctx.joined), ctx.since.events, ctx.now.events
+        )
+        users = {m.user_id for m in moves if m.membership == "join"}
+        newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
+        if newly_joined:
+            users |= await self.members.joined_users(sorted(newly_joined))
+        users.discard(ctx.user_id)
+        return users
 
     async def to_device(self, ctx: SyncContext) -> tuple[list[dict[str, Any]], int]:
         """Ack what the token proves delivered; the next batch and its end position."""

@@ -1,5 +1,6 @@
-"""Builds /sync (the builder, the notification service) over the services it reads,
-and connects every stream /sync reads to the notifier; called once by the composition root.
+"""Builds /sync (the builder, the notification service, the legacy /events and
+/initialSync views, pushers) over the services it reads, and connects every stream
+/sync reads to the notifier; called once by the composition root.
 
 Wake-ups (no polling anywhere): room events wake local members (RoomService
 publishes to its ``ChangeSignal``, which the composition root connects to the notifier);
@@ -18,17 +19,21 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
 from homeserver.push.notifications import NotificationService
+from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRuleService
+from homeserver.push.wiring import build_pushers
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
 from homeserver.rooms.wiring import RoomsArea
 from homeserver.storage.database import Database
 from homeserver.sync.builder import SyncBuilder
+from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SlidingSync
@@ -37,6 +42,7 @@ from homeserver.sync.store import SyncStore
 from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin.sync")
+READ_TYPES = ("m.read", "m.read.private")
 
 
 @dataclass
@@ -45,11 +51,17 @@ class SyncArea:
     notifier: Notifier
     notifications: NotificationService
     sliding: SlidingSync
+    legacy: LegacySync
+    pushers: PusherService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def close(self) -> None:
         for task in self.tasks:
             task.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
+        await self.pushers.close()
 
 
 def wire_sync(
@@ -61,7 +73,9 @@ def wire_sync(
     userdata: UserDataServices,
     push: PushRuleService,
     e2ee: E2ee,
+    accounts: AccountService,
     clock: Clock,
+    allow_local_push: bool,
 ) -> SyncArea:
     rooms = rooms_area.rooms
     members = rooms_area.members
@@ -84,7 +98,9 @@ def wire_sync(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
     )
     sliding = build_sliding(db, rooms_area, builder, clock)
-    area = SyncArea(builder, notifier, notifications, sliding)
+    legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
+    pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
+    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
 
     def wake(users: Iterable[str]) -> None:
         notifier.notify(u for u in users if u.endswith(suffix))
@@ -108,6 +124,8 @@ def wire_sync(
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id
         wake_later(lambda: members.local_members(room_id))
+        if rec.receipt_type in READ_TYPES and rec.user_id.endswith(suffix):
+            pushers.on_read(rec.user_id)
 
     def on_user_data(user_id: str, pos: int) -> None:
         wake([user_id])

@@ -64,3 +64,27 @@ async def test_remote_directory_and_profile(make_server: ServerFactory) -> None:
     assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
+
+
+async def test_remote_alias_resolves_through_its_server(make_server: ServerFactory) -> None:
+    """GET /directory/room/{alias of another server} asks that server (Sytest
+    50federation/11query-directory, 30rooms/05aliases: Unicode aliases too)."""
+    a = await make_server(federated=True, **FAST_RETRY)
+    b = await make_server(federated=True, **FAST_RETRY)
+    api_a, alice = await register(a, "alice")
+    api_b, bob = await register(b, "bob")
+    r = await api_a.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    for alias in (f"#lobby:{name(a)}", f"#\u2615:{name(a)}"):
+        r = await api_a.put(
+            f"/directory/room/{q(alias)}", {"room_id": room_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        r = await api_b.get(f"/directory/room/{q(alias)}", token=bob.access_token)
+        assert r.status == 200, r.body
+        assert r.body["room_id"] == room_id and name(a) in r.body["servers"]
+    r = await api_b.get(f"/directory/room/{q('#nope:' + name(a))}", token=bob.access_token)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+    gone = free_port_name()
+    r = await api_b.get(f"/directory/room/{q('#x:' + gone)}", token=bob.access_token)
+    assert r.status == 502 and r.errcode == "M_UNKNOWN"

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from federation.errors import KeyLookupError
 from federation.keyring import Keyring
 from homeserver.app import RunningServer
-from homeserver.events.keys import decode_verify_key_base64, verify_key_base64
+from homeserver.events.keys import (
+    SigningKey,
+    decode_verify_key_base64,
+    generate_signing_key,
+    verify_key_base64,
+)
 from homeserver.events.signing import SignatureError, sign_json, verify_json_signature
+from homeserver.tls import server_ssl_context, write_self_signed
 from tests.conftest import ServerFactory
 
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -211,6 +219,131 @@ async def test_event_signatures(pair: tuple[RunningServer, RunningServer]) -> No
     assert await keyring.verify_event_signatures(join, V12) == {b_name}
     join = sign_event(join, a_name, a.hs.signing_key, V12)
     assert await keyring.verify_event_signatures(join, V12) == {a_name, b_name}
+
+
+async def test_keyed_paths_answer_with_every_key(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """The deprecated keyed paths: the key id is ignored and every key is returned."""
+    a, b = pair
+    b_name, b_key = b.hs.config.server_name, b.hs.signing_key
+    for key_id in (b_key.key_id, "ed25519:other"):
+        status, body = await fed_get(b, f"/_matrix/key/v2/server/{key_id}")
+        assert status == 200
+        assert body["server_name"] == b_name
+        assert body["verify_keys"] == {b_key.key_id: {"key": verify_key_base64(b_key)}}
+        check_self_signed(body, b_name)
+
+    status, body = await fed_get(a, f"/_matrix/key/v2/query/{b_name}/{b_key.key_id}")
+    assert status == 200
+    [item] = body["server_keys"]
+    assert item["server_name"] == b_name
+    check_self_signed(item, b_name)
+    verify_json_signature(
+        item, a.hs.config.server_name, a.hs.signing_key.key_id, a.hs.signing_key.verify_key
+    )
+    status, body = await fed_get(a, f"/_matrix/key/v2/query/not a server/{b_key.key_id}")
+    assert status == 400
+    assert body["errcode"] == "M_INVALID_PARAM"
+
+
+class ScriptedOrigin:
+    """A real TLS HTTP server on loopback that answers ``/_matrix/key/v2/server`` with
+    whatever response the test sets (as Sytest's fake servers do): an origin that rotates
+    keys, drops them or fails, which a Myelin server would never do on request."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.answer: tuple[int, Any] = (404, {})
+        self.hits = 0
+        self.name = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/_matrix/key/v2/server", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        write_self_signed("127.0.0.1", self.tmp / "o.crt", self.tmp / "o.key")
+        ctx = server_ssl_context(str(self.tmp / "o.crt"), str(self.tmp / "o.key"))
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.name = f"127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        status, body = self.answer
+        return web.json_response(body, status=status)
+
+    def signed(self, key: SigningKey, valid_until_ts: int) -> dict[str, Any]:
+        body = {
+            "server_name": self.name,
+            "verify_keys": {key.key_id: {"key": verify_key_base64(key)}},
+            "old_verify_keys": {},
+            "valid_until_ts": valid_until_ts,
+        }
+        return sign_json(body, self.name, key)
+
+
+async def notary_query(
+    notary: RunningServer, origin: str, key_id: str, min_valid: int | None = None
+) -> list[dict[str, Any]]:
+    crit = {} if min_valid is None else {"minimum_valid_until_ts": min_valid}
+    status, body = await fed_post(
+        notary, "/_matrix/key/v2/query", {"server_keys": {origin: {key_id: crit}}}
+    )
+    assert status == 200, body
+    items: list[dict[str, Any]] = body["server_keys"]
+    return items
+
+
+async def test_notary_refetches_keeps_expired_and_dropped_keys(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Sytest 50federation/01keys: an expired key is still returned when nothing better
+    exists, a later min_valid_until_ts forces a refetch, and a response that drops a key
+    does not make the notary forget it."""
+    notary = await make_server(federated=True)
+    origin = ScriptedOrigin(tmp_path)
+    await origin.start()
+    try:
+        day_ago = int(time.time() * 1000) - 24 * 3600 * 1000
+        key1 = generate_signing_key("key_1")
+        origin.answer = (200, origin.signed(key1, day_ago))
+        [item] = await notary_query(notary, origin.name, key1.key_id)
+        assert item["valid_until_ts"] == day_ago and key1.key_id in item["verify_keys"]
+        assert origin.hits == 1
+
+        # Wanting validity beyond what is kept: asked again; same answer, same result.
+        [item] = await notary_query(notary, origin.name, key1.key_id, day_ago + 1000)
+        assert origin.hits == 2 and item["valid_until_ts"] == day_ago
+
+        # The origin now publishes only key_2: key_1 is still vouched for.
+        key2 = generate_signing_key("key_2")
+        origin.answer = (200, origin.signed(key2, day_ago + 1000))
+        await notary_query(notary, origin.name, key1.key_id, int(time.time() * 1000))
+        assert origin.hits == 3
+        [item] = await notary_query(notary, origin.name, key1.key_id, day_ago)
+        assert list(item["verify_keys"]) == [key1.key_id]
+        [item] = await notary_query(notary, origin.name, key2.key_id, day_ago)
+        assert list(item["verify_keys"]) == [key2.key_id]
+
+        # The origin fails: the kept response is returned, and the origin is not
+        # asked again at once.
+        # (Expired responses are past half their lifetime, so each query above asked.)
+        origin.answer = (400, {})
+        hits = origin.hits
+        [item] = await notary_query(notary, origin.name, key1.key_id, int(time.time() * 1000))
+        assert origin.hits == hits + 1 and list(item["verify_keys"]) == [key1.key_id]
+        await notary_query(notary, origin.name, key1.key_id, int(time.time() * 1000))
+        assert origin.hits == hits + 1
+    finally:
+        await origin.stop()
 
 
 async def test_key_validity_from_v5_and_event_id_server_in_v1(

@@ -76,13 +76,14 @@ async def test_uia_session_is_bound_to_user(api: Api) -> None:
         {"new_password": "x", "auth": password_auth(bob, session)},
         token=bob.access_token,
     )
-    assert (r.status, r.errcode) == (400, "M_UNKNOWN")
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
     r = await api.post(
         "/account/password",
         {"new_password": "x", "auth": password_auth(alice)},
         token=bob.access_token,
     )
-    assert r.status == 401
+    # Another user's credentials are refused outright (403), not retried (as Synapse).
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
     assert (await api.login("alice", alice.password)).status == 200
     assert (await api.login("bob", bob.password)).status == 200
 
@@ -123,6 +124,10 @@ async def test_devices_list_get_put_delete(api: Api) -> None:
     for d in r.body["devices"]:
         assert set(d) >= {"device_id", "display_name", "last_seen_ts"}
 
+    # A device without a name: the key is absent, never null (the schema says string).
+    r = await api.get("/devices/PHONE", token=alice.access_token)
+    assert r.status == 200 and r.body["device_id"] == "PHONE"
+    assert "display_name" not in r.body and None not in r.body.values()
     r = await api.put("/devices/PHONE", {"display_name": "My phone"}, token=alice.access_token)
     assert r.status == 200 and r.body == {}
     r = await api.get("/devices/PHONE", token=alice.access_token)
@@ -257,3 +262,46 @@ async def test_devices_last_seen(api: Api) -> None:
     assert r.status == 200
     r = await api.get("/devices/PROXIED", token=alice.access_token)
     assert r.body["last_seen_ip"] == "203.0.113.7"
+
+
+async def test_uia_session_is_bound_to_its_target(api: Api) -> None:
+    """A session started to delete one device cannot delete another (Sytest 13ui-auth)."""
+    alice = await api.register("alice")
+    for device in ("ONE", "TWO"):
+        assert (await api.login("alice", alice.password, device_id=device)).status == 200
+    r = await api.delete("/devices/ONE", {}, token=alice.access_token)
+    assert r.status == 401
+    session = r.body["session"]
+    r = await api.delete(
+        "/devices/TWO", {"auth": password_auth(alice, session)}, token=alice.access_token
+    )
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+    assert (await api.get("/devices/TWO", token=alice.access_token)).status == 200
+    # A wrong password: 401 again, with the (empty) list of completed stages.
+    wrong = {**password_auth(alice, session), "password": "wrong"}
+    r = await api.delete("/devices/ONE", {"auth": wrong}, token=alice.access_token)
+    assert r.status == 401 and r.body["completed"] == [] and r.body["session"] == session
+    r = await api.delete(
+        "/devices/ONE", {"auth": password_auth(alice, session)}, token=alice.access_token
+    )
+    assert r.status == 200
+    assert (await api.get("/devices/ONE", token=alice.access_token)).status == 404
+
+
+async def test_whois_self_only_unless_admin(api: Api) -> None:
+    """GET /admin/whois/{userId}: a user's devices with ip, last_seen and user_agent
+    (Sytest 48admin); only for themself or a server admin."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.get(
+        f"/admin/whois/{alice.user_id}",
+        token=alice.access_token,
+        headers={"User-Agent": "whois-test/1.0"},
+    )
+    assert r.status == 200, r.body
+    assert r.body["user_id"] == alice.user_id
+    [device] = r.body["devices"].values()
+    [conn] = device["sessions"][0]["connections"]
+    assert conn["ip"] and conn["last_seen"] > 0 and conn["user_agent"] == "whois-test/1.0"
+    r = await api.get(f"/admin/whois/{alice.user_id}", token=bob.access_token)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN")

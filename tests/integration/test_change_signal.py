@@ -66,4 +66,6 @@ async def test_room_events_reach_whatever_signal_is_connected(
 
     stored = await rooms.events.by_id(event_id)
     assert stored is not None and stored.stream_ordering is not None
-    assert relay.seen == [(EVENTS, stored.stream_ordering, frozenset({alice.user_id, bob.user_id}))]
+    # The room id too: a non-member peeking with /events?room_id= listens on it.
+    expected = frozenset({alice.user_id, bob.user_id, room_id})
+    assert relay.seen == [(EVENTS, stored.stream_ordering, expected)]

@@ -55,8 +55,8 @@ async def test_backup_versions(api: Api) -> None:
     assert r.body["auth_data"] == {"public_key": "b"}
     r = await api.put("/room_keys/version/12345", {"algorithm": ALG, "auth_data": {}}, token=tok)
     assert r.status == 404 and r.errcode == "M_NOT_FOUND"
-    r = await api.post("/room_keys/version", {"algorithm": "m.unknown", "auth_data": {}}, token=tok)
-    assert r.status == 400
+    r = await api.post("/room_keys/version", {"algorithm": 7, "auth_data": {}}, token=tok)
+    assert r.status == 400 and r.errcode == "M_BAD_JSON"
     r = await api.delete(f"/room_keys/version/{v1}", token=tok)
     assert r.status == 200
     r = await api.delete(f"/room_keys/version/{v1}", token=tok)
@@ -69,6 +69,38 @@ async def test_backup_versions(api: Api) -> None:
     bob = await api.register("bob")
     r = await api.get(f"/room_keys/version/{v1}", token=bob.access_token)
     assert r.status == 404
+
+
+async def test_unknown_backup_algorithm_is_opaque(api: Api) -> None:
+    """The spec makes the algorithm an opaque string: one the server does not know is kept."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    body = {"algorithm": "org.example.future", "auth_data": {"x": 1}}
+    r = await api.post("/room_keys/version", body, token=tok)
+    assert r.status == 200, r.body
+    r = await api.get("/room_keys/version", token=tok)
+    assert r.body["algorithm"] == "org.example.future" and r.body["auth_data"] == {"x": 1}
+    # auth_data is opaque too (Sytest sends a string); only its absence is refused.
+    r = await api.post(
+        "/room_keys/version", {"algorithm": "m.megolm_backup.v1", "auth_data": "opaque"}, token=tok
+    )
+    assert r.status == 200, r.body
+    r = await api.get(f"/room_keys/version/{r.body['version']}", token=tok)
+    assert r.body["auth_data"] == "opaque"
+    r = await api.post("/room_keys/version", {"algorithm": "m.megolm_backup.v1"}, token=tok)
+    assert r.status == 400 and r.errcode == "M_BAD_JSON"
+    # session_data likewise (Sytest stores strings).
+    version = (await api.get("/room_keys/version", token=tok)).body["version"]
+    data = {
+        "first_message_index": 1,
+        "forwarded_count": 0,
+        "is_verified": False,
+        "session_data": "anopaquestring",
+    }
+    r = await api.put("/room_keys/keys/!abcd:x/1234", data, token=tok, params={"version": version})
+    assert r.status == 200, r.body
+    r = await api.get("/room_keys/keys/!abcd:x/1234", token=tok, params={"version": version})
+    assert r.body["session_data"] == "anopaquestring"
 
 
 async def test_backup_keys_and_replacement_rules(api: Api) -> None:

@@ -137,3 +137,24 @@ async def test_signatures_upload(api: Api) -> None:
     # ... others (here bob himself) do not.
     r = await api.post("/keys/query", q, token=bob.access_token)
     assert alice.user_id not in r.body["master_keys"][bob.user_id].get("signatures", {})
+
+
+async def test_unstable_upload_paths(api: Api) -> None:
+    """The MSC1756 unstable paths (Sytest uses them) reach the same handlers."""
+    alice = await api.register("alice")
+    keys = keyset(alice.user_id)
+    r = await api.post(
+        "/_matrix/client/unstable/keys/device_signing/upload",
+        upload_body(*keys),
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    r = await api.post(
+        "/keys/query", {"device_keys": {alice.user_id: []}}, token=alice.access_token
+    )
+    # Answered as uploaded: the master key came without signatures, so none are added.
+    assert r.body["master_keys"][alice.user_id] == keys[0].obj()
+    r = await api.post(
+        "/_matrix/client/unstable/keys/signatures/upload", {}, token=alice.access_token
+    )
+    assert r.status == 200 and r.body == {"failures": {}}

@@ -50,16 +50,16 @@ async def test_upload_query_and_identity_key_rules(api: Api) -> None:
     assert "elsewhere.example" in r.body["failures"]
     assert "@carol:elsewhere.example" not in r.body["device_keys"]
 
-    # Identical re-upload is fine; a different identity key for the same device is not.
+    # Identical re-upload is fine; new identity keys for the same device replace the old
+    # ones (trusting them is the clients' job, as the spec and Synapse have it).
     r = await upload(api, alice, {"device_keys": dev.device_keys()})
     assert r.status == 200
     other = Device(alice.user_id, alice.device_id)
     r = await upload(api, alice, {"device_keys": other.device_keys()})
-    assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
-    assert "identity keys" in r.body["error"]
+    assert r.status == 200
     r = await api.post("/keys/query", {"device_keys": {alice.user_id: []}}, token=bob.access_token)
     assert (
-        r.body["device_keys"][alice.user_id][alice.device_id]["keys"] == dev.device_keys()["keys"]
+        r.body["device_keys"][alice.user_id][alice.device_id]["keys"] == other.device_keys()["keys"]
     )
 
 
@@ -67,9 +67,11 @@ async def test_upload_refuses_bad_keys(api: Api) -> None:
     alice = await api.register("alice")
     dev = Device(alice.user_id, alice.device_id)
     keys = dev.device_keys()
-    tampered = {**keys, "algorithms": [OLM]}
-    r = await upload(api, alice, {"device_keys": tampered})
-    assert r.status == 400 and r.errcode == "M_INVALID_SIGNATURE"
+    unsigned = {k: v for k, v in keys.items() if k != "signatures"}
+    r = await upload(api, alice, {"device_keys": unsigned})
+    assert r.status == 400 and r.errcode == "M_BAD_JSON"
+    r = await upload(api, alice, {"device_keys": {"user_id": alice.user_id}})
+    assert r.status == 400
     foreign = Device(alice.user_id, "NOTMINE").device_keys()
     r = await upload(api, alice, {"device_keys": foreign})
     assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
@@ -83,6 +85,19 @@ async def test_upload_refuses_bad_keys(api: Api) -> None:
     assert r.status == 200 and r.body["one_time_key_counts"]["signed_curve25519"] == 1
     r = await upload(api, alice, {"one_time_keys": {"nocolon": "x"}})
     assert r.status == 400 and r.errcode == "M_BAD_JSON"
+
+
+async def test_upload_accepts_signatures_it_cannot_verify(api: Api) -> None:
+    """Checking device self-signatures is the clients' job (spec); Synapse stores them too."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    dev = Device(alice.user_id, alice.device_id)
+    keys = {**dev.device_keys(), "algorithms": [OLM]}  # the signature no longer matches
+    r = await upload(api, alice, {"device_keys": keys})
+    assert r.status == 200, r.body
+    r = await api.post("/keys/query", {"device_keys": {alice.user_id: []}}, token=bob.access_token)
+    got = r.body["device_keys"][alice.user_id][alice.device_id]
+    assert got["algorithms"] == [OLM] and got["signatures"] == keys["signatures"]
 
 
 async def test_claimed_key_makes_a_working_olm_session(api: Api) -> None:
@@ -255,3 +270,57 @@ async def test_keys_changes_lists_users_who_stopped_sharing_rooms(api: Api) -> N
     # Nothing happened between t2 and t2.
     r = await api.get("/keys/changes", token=alice.access_token, params={"from": t2, "to": t2})
     assert r.body == {"changed": [], "left": []}
+
+
+async def test_device_rename_is_a_device_list_change(api: Api) -> None:
+    """Sytest 41end-to-end-keys/06: renaming a device shows up in a room mate's /sync
+    device_lists (the name is part of what /keys/query answers)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    first = await api.get("/sync", token=alice.access_token)
+    r = await api.put(
+        f"/devices/{bob.device_id}", {"display_name": "wibble"}, token=bob.access_token
+    )
+    assert r.status == 200
+    r = await api.get("/sync", token=alice.access_token, params={"since": first.body["next_batch"]})
+    assert bob.user_id in r.body["device_lists"]["changed"]
+    r = await api.post("/keys/query", {"device_keys": {bob.user_id: []}}, token=alice.access_token)
+    assert r.status == 200
+
+
+async def test_device_keys_without_ed25519_are_kept(api: Api) -> None:
+    """The spec names no required key algorithm (Sytest uploads curve25519 only)."""
+    alice = await api.register("alice")
+    keys = {
+        "user_id": alice.user_id,
+        "device_id": alice.device_id,
+        "algorithms": [OLM],
+        "keys": {f"curve25519:{alice.device_id}": "curvekey"},
+        "signatures": {},
+    }
+    r = await upload(api, alice, {"device_keys": keys})
+    assert r.status == 200, r.body
+    r = await api.post(
+        "/keys/query", {"device_keys": {alice.user_id: []}}, token=alice.access_token
+    )
+    assert r.body["device_keys"][alice.user_id][alice.device_id]["keys"] == keys["keys"]
+
+
+async def test_keys_changes_lists_new_room_mates(api: Api) -> None:
+    """/keys/changes "changed" includes users who now share a room (spec; Sytest 06)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    before = (await api.get("/sync", token=alice.access_token)).body["next_batch"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    after = (await api.get("/sync", token=alice.access_token, params={"since": before})).body[
+        "next_batch"
+    ]
+    r = await api.get(
+        "/keys/changes", token=alice.access_token, params={"from": before, "to": after}
+    )
+    assert r.status == 200 and bob.user_id in r.body["changed"]

@@ -104,7 +104,8 @@ async def test_user_rules_ordering_and_changes(api: Api, server: RunningServer) 
     assert ids[:5] == [".m.rule.master", "d", "b", "a", "c"]
     assert ids[5] == ".m.rule.suppress_notices"
     b = r.body["override"][2]
-    assert b["actions"] == [] and b["conditions"] == cond  # dont_notify stripped
+    # dont_notify is kept as set (a no-op when evaluating), as clients read it back.
+    assert b["actions"] == ["dont_notify"] and b["conditions"] == cond
 
     # Updating keeps the place; disable then update keeps the enabled state.
     r = await api.put(f"{G}/override/a/enabled", {"enabled": False}, token=tok)
@@ -216,3 +217,39 @@ async def test_refusals(api: Api) -> None:
     r = await api.get(f"{G}/", token=tok)
     assert all(rule["default"] for kind in r.body.values() for rule in kind)
     assert r.body["override"][0]["enabled"] is False
+
+
+async def test_rules_of_one_kind(api: Api) -> None:
+    """GET /pushrules/global/{kind}/ lists one kind's rules, in the ruleset's order."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    r = await api.put(f"{G}/room/!r:example.org", {"actions": ["dont_notify"]}, token=tok)
+    assert r.status == 200, r.body
+    whole = (await api.get("/pushrules/", token=tok)).body["global"]
+    for kind in ("override", "content", "room", "sender", "underride"):
+        r = await api.get(f"{G}/{kind}/", token=tok)
+        assert r.status == 200 and r.body == whole[kind]
+    assert [x["rule_id"] for x in (await api.get(f"{G}/room/", token=tok)).body] == [
+        "!r:example.org"
+    ]
+    r = await api.get(f"{G}/nonsense/", token=tok)
+    assert r.status == 400
+    assert (await api.get(f"{G}/room/")).status == 401
+
+
+async def test_malformed_paths_are_400(api: Api) -> None:
+    """Paths under /pushrules/ that name no scope, kind, rule id or attribute: 400
+    (Sytest 61push/80torture), while /pushrules without the slash stays unknown (404)."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    for path in ("/global/room/", "/", "/global", "/global/room", "/not_a_scope/room/#x:y"):
+        r = await api.put(f"/pushrules{path}", {"actions": ["notify"]}, token=tok)
+        assert r.status == 400, path
+    for path in ("/global", "/global/room", "/not_a_scope/", "/global/nope/"):
+        r = await api.get(f"/pushrules{path}", token=tok)
+        assert r.status == 400, path
+    r = await api.get(f"{G}/override/.m.rule.master/not_an_attr", token=tok)
+    assert r.status == 400
+    r = await api.get(f"{G}/override/not_a_rule_id", token=tok)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+    assert (await api.get("/pushrules", token=tok)).status == 404

@@ -178,7 +178,7 @@ async def test_registration_tokens(make_server: ServerFactory) -> None:
             },
         )
         assert (r.status, r.errcode) == (401, "M_FORBIDDEN")
-        assert r.body["session"] == session and "completed" not in r.body
+        assert r.body["session"] == session and r.body["completed"] == []
         r = await api.post(
             "/register",
             {
@@ -203,7 +203,8 @@ async def test_registration_tokens(make_server: ServerFactory) -> None:
         )
         assert r.status == 200, r.body
         assert r.body["user_id"] == "@gina:localhost"
-        # A session cannot be reused once completed.
+        # A retry with the completed session is idempotent: the same user (with a new
+        # login), whatever the retry names; nothing else is registered.
         r = await api.post(
             "/register",
             {
@@ -212,7 +213,9 @@ async def test_registration_tokens(make_server: ServerFactory) -> None:
                 "auth": {"type": "m.login.dummy", "session": session},
             },
         )
-        assert r.status == 400 and r.errcode == "M_UNKNOWN"
+        assert r.status == 200 and r.body["user_id"] == "@gina:localhost"
+        r = await api.get("/register/available", params={"username": "gina2"})
+        assert r.status == 200 and r.body == {"available": True}
 
 
 async def test_unknown_auth_type_and_bad_auth_shape(api: Api) -> None:
@@ -225,3 +228,56 @@ async def test_unknown_auth_type_and_bad_auth_shape(api: Api) -> None:
     r = await api.post("/register", {"username": "hal", "password": PW, "auth": bad})
     assert (r.status, r.errcode) == (400, "M_BAD_JSON")
     assert (await api.get("/register/available", params={"username": "hal"})).status == 200
+
+
+async def test_session_remembers_parameters_and_inhibit_login(api: Api) -> None:
+    """Later stages may send only `auth`: the first request's parameters count (Sytest
+    11register), and a retry of a completed session answers the same user."""
+    r = await api.post(
+        "/register",
+        {
+            "username": "ivy",
+            "password": PW,
+            "device_id": "XYZZY",
+            "initial_device_display_name": "display_name",
+        },
+    )
+    assert r.status == 401
+    session = r.body["session"]
+    r = await api.post("/register", {"auth": {"type": "m.login.dummy", "session": session}})
+    assert r.status == 200, r.body
+    assert r.body["user_id"] == "@ivy:localhost" and r.body["device_id"] == "XYZZY"
+    token = r.body["access_token"]
+    r = await api.get("/devices/XYZZY", token=token)
+    assert r.body["display_name"] == "display_name"
+    assert (await api.login("ivy", PW)).status == 200
+    again = await api.post("/register", {"auth": {"type": "m.login.dummy", "session": session}})
+    assert again.status == 200 and again.body["user_id"] == "@ivy:localhost"
+
+    r = await api.post("/register", {"username": "jay", "password": PW, "inhibit_login": True})
+    session = r.body["session"]
+    r = await api.post("/register", {"auth": {"type": "m.login.dummy", "session": session}})
+    assert r.status == 200 and r.body["user_id"] == "@jay:localhost"
+    assert "access_token" not in r.body and "device_id" not in r.body
+    assert (await api.login("jay", PW)).status == 200
+
+
+async def test_guest_upgrades_to_a_full_account(api: Api) -> None:
+    """Registration with guest_access_token keeps the guest's user id (Sytest
+    30rooms/13guestaccess); another guest's token cannot take it."""
+    r = await api.post("/register", {}, params={"kind": "guest"})
+    guest_id, guest_token = r.body["user_id"], r.body["access_token"]
+    local = guest_id[1:].split(":", 1)[0]
+    r = await api.post("/register", {}, params={"kind": "guest"})
+    other_token = r.body["access_token"]
+    body = {"username": local, "password": PW, "guest_access_token": other_token}
+    r = await api.post("/register", {**body, "auth": {"type": "m.login.dummy"}})
+    assert r.status == 403
+    body["guest_access_token"] = guest_token
+    r = await api.post("/register", {**body, "auth": {"type": "m.login.dummy"}})
+    assert r.status == 200, r.body
+    assert r.body["user_id"] == guest_id
+    # Now a full user: may do what guests may not, and log in with the password.
+    r = await api.post("/createRoom", {}, token=r.body["access_token"])
+    assert r.status == 200, r.body
+    assert (await api.login(local, PW)).status == 200

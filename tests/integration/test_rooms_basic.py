@@ -41,7 +41,7 @@ async def test_create_room_each_version(api: Api, version: str) -> None:
             "m.room.power_levels",
             "m.room.join_rules",
             "m.room.history_visibility",
-            "m.room.guest_access",  # "forbidden", from the public_chat preset
+            # no m.room.guest_access: public_chat's "forbidden" is the default
             "m.room.name",
             "m.room.topic",
         ]
@@ -89,3 +89,56 @@ async def test_send_and_idempotent_txn(api: Api) -> None:
     )
     bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
     assert bodies == ["hello", "hello"]
+
+
+async def test_same_state_twice_and_join_twice_send_nothing(api: Api) -> None:
+    """Sytest 30rooms/01state: setting the same state again, or joining again, answers the
+    current event instead of sending a new one; other content is a new event."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await create_room(api, alice, preset="public_chat")
+    tok = alice.access_token
+    path = f"/rooms/{room}/state/m.room.topic/"
+    first = (await api.put(path, {"topic": "t"}, token=tok)).body["event_id"]
+    again = await api.put(path, {"topic": "t"}, token=tok)
+    assert again.status == 200 and again.body["event_id"] == first
+    other = await api.put(path, {"topic": "u"}, token=tok)
+    assert other.body["event_id"] != first
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    before = await api.get(f"/rooms/{room}/state/m.room.member/{bob.user_id}", token=tok)
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    r = await api.get(f"/rooms/{room}/messages", token=tok, params={"dir": "b", "limit": "2"})
+    joins = [e for e in r.body["chunk"] if e["type"] == "m.room.member"]
+    assert len(joins) == 1 and joins[0]["content"] == before.body
+
+
+async def test_redacting_an_event_of_another_room_is_refused(api: Api) -> None:
+    alice = await api.register("alice")
+    one = await create_room(api, alice)
+    two = await create_room(api, alice)
+    r = await api.put(
+        f"/rooms/{one}/send/m.room.message/t1",
+        {"msgtype": "m.text", "body": "x"},
+        token=alice.access_token,
+    )
+    event_id = r.body["event_id"]
+    r = await api.put(f"/rooms/{two}/redact/{event_id}/r1", {}, token=alice.access_token)
+    assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
+    r = await api.get(f"/rooms/{one}/event/{event_id}", token=alice.access_token)
+    assert r.body["content"] == {"msgtype": "m.text", "body": "x"}
+
+
+async def test_post_send_and_post_redact_without_txn(api: Api) -> None:
+    """The early POST forms (no transaction id), still used by Sytest and old clients."""
+    alice = await api.register("alice")
+    room = await create_room(api, alice)
+    tok = alice.access_token
+    msg = {"msgtype": "m.text", "body": "hi"}
+    one = await api.post(f"/rooms/{room}/send/m.room.message", msg, token=tok)
+    two = await api.post(f"/rooms/{room}/send/m.room.message", msg, token=tok)
+    assert one.status == two.status == 200
+    assert one.body["event_id"] != two.body["event_id"]  # no txn id: two events
+    r = await api.post(f"/rooms/{room}/redact/{one.body['event_id']}", {}, token=tok)
+    assert r.status == 200 and r.body["event_id"].startswith("$")
+    r = await api.get(f"/rooms/{room}/event/{one.body['event_id']}", token=tok)
+    assert r.body["content"] == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import ServerFactory
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 
@@ -244,3 +245,24 @@ async def test_members_at_a_past_position(api: Api) -> None:
         params={"not_membership": "join"},
     )
     assert r.body["chunk"] == []
+
+
+async def test_reject_invite_after_everyone_left(make_server: ServerFactory) -> None:
+    """Sytest 30rooms/10leave: with federation on, rejecting an invite to this server's own
+    room, which all its members have left, is a local leave (no server to ask)."""
+    server = await make_server(federated=True)
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        bob = await api.register("bob")
+        room_id = await create_room(api, alice)
+        r = await api.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200
+        assert (
+            await api.post(f"/rooms/{room_id}/leave", {}, token=alice.access_token)
+        ).status == 200
+        r = await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)
+        assert r.status == 200, r.body
+        r = await api.get("/sync", token=bob.access_token)
+        assert room_id not in r.body["rooms"]["invite"]

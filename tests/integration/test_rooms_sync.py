@@ -196,3 +196,64 @@ async def test_sync_token_survives_restart(make_server: Any, tmp_path: Any) -> N
             assert [e["content"].get("body") for e in timeline(r.body, room_id)] == ["one", "two"]
     finally:
         await again.stop()
+
+
+async def test_history_visibility_change_is_seen_by_later_joiners(api: Api) -> None:
+    """Spec "History visibility": an m.room.history_visibility event is visible if the
+    setting before *or* after it allows (Sytest 30rooms/30history-visibility)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    tok = alice.access_token
+
+    async def send(body: str, txn: str) -> None:
+        r = await api.put(
+            f"/rooms/{room_id}/send/m.room.message/{txn}",
+            {"msgtype": "m.text", "body": body},
+            token=tok,
+        )
+        assert r.status == 200
+
+    await send("shared", "t1")
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "joined"},
+        token=tok,
+    )
+    assert r.status == 200
+    await send("pre_join", "t2")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    await send("post_join", "t3")
+    r = await api.get("/sync", token=bob.access_token)
+    last = r.body["rooms"]["join"][room_id]["timeline"]["events"][-4:]
+    assert [(e["type"], e["content"].get("body")) for e in last] == [
+        ("m.room.message", "shared"),
+        ("m.room.history_visibility", None),
+        ("m.room.member", None),
+        ("m.room.message", "post_join"),
+    ]
+
+
+async def test_current_state_set_while_away_shows_in_the_timeline(api: Api) -> None:
+    """Sytest 31sync/06state: with "joined" history, a member who left and rejoined still
+    gets, in the timeline, state events that are current (a join made while away)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "joined"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    first = await api.get("/sync", token=bob.access_token)
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)).status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=carol.access_token)).status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token, params={"since": first.body["next_batch"]})
+    timeline = r.body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == carol.user_id for e in timeline)

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 from typing import Any
+from urllib.parse import quote
 
 from homeserver.app import RunningServer
 from tests.conftest import ServerFactory, free_port
@@ -184,8 +185,9 @@ async def test_turn_server_and_protocols(make_server: ServerFactory) -> None:
     plain = await make_server()
     async with Api(plain.client_url) as api:
         alice = await api.register("alice")
+        # No TURN server: 404 M_NOT_FOUND (MSC4166), not an object the schema forbids.
         r = await api.get("/voip/turnServer", token=alice.access_token)
-        assert r.status == 200 and r.body == {}
+        assert r.status == 404 and r.errcode == "M_NOT_FOUND"
         r = await api.get("/thirdparty/protocols", token=alice.access_token)
         assert r.status == 200 and r.body == {}
         assert (await api.get("/voip/turnServer")).status == 401
@@ -277,3 +279,39 @@ async def test_reports(make_server: ServerFactory) -> None:
             (eve.user_id, None, "bad room"),
             (alice.user_id, event_id, "spam"),
         ]
+
+
+async def test_canonical_alias_is_checked_and_follows_alias_deletion(api: Api) -> None:
+    """Spec "Room aliases": new aliases in m.room.canonical_alias must exist and point to
+    the room (400 M_BAD_ALIAS); deleting an alias removes it from the event (Sytest
+    30rooms/05aliases)."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    r = await api.post("/createRoom", {}, token=tok)
+    room_id = r.body["room_id"]
+    r = await api.post("/createRoom", {}, token=tok)
+    other_room = r.body["room_id"]
+    for alias, target in (("#here:localhost", room_id), ("#there:localhost", other_room)):
+        r = await api.put(f"/directory/room/{quote(alias)}", {"room_id": target}, token=tok)
+        assert r.status == 200, r.body
+    path = f"/rooms/{room_id}/state/m.room.canonical_alias/"
+    r = await api.put(path, {"alias": "%here:localhost"}, token=tok)
+    assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
+    for content in (
+        {"alias": "#missing:localhost"},
+        {"alias": "#here:localhost", "alt_aliases": ["#there:localhost"]},
+        {"alt_aliases": "#here:localhost"},
+    ):
+        r = await api.put(path, content, token=tok)
+        assert (r.status, r.errcode) == (400, "M_BAD_ALIAS"), content
+    r = await api.put(
+        path, {"alias": "#here:localhost", "alt_aliases": ["#here:localhost"]}, token=tok
+    )
+    assert r.status == 200, r.body
+    assert (
+        await api.delete(f"/directory/room/{quote('#here:localhost')}", token=tok)
+    ).status == 200
+    r = await api.get(path, token=tok)
+    assert r.status == 200 and "alias" not in r.body and r.body.get("alt_aliases") == []
+    # Removing aliases is never checked.
+    assert (await api.put(path, {}, token=tok)).status == 200

@@ -113,6 +113,17 @@ async def test_summary_heroes_and_counts_when_membership_changes(api: Api) -> No
     await send_text(api, bob, room_id, "no membership change", "t1")
     a2 = await sync(api, alice, a1["next_batch"])
     assert "summary" not in a2["rooms"]["join"][room_id]
+    # Once the room has a name, heroes are left out (Sytest 31sync/16room-summary).
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.name/", {"name": "Named"}, token=alice.access_token
+    )
+    assert r.status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=carol.access_token)).status == 200
+    a3 = await sync(api, alice, a2["next_batch"])
+    assert a3["rooms"]["join"][room_id]["summary"] == {
+        "m.joined_member_count": 3,
+        "m.invited_member_count": 0,
+    }
 
 
 async def test_filter_by_id_applies_to_timeline_and_account_data(api: Api) -> None:
@@ -249,3 +260,97 @@ async def test_guest_sees_only_guest_rooms(server: Any, api: Api) -> None:
     assert r.status == 200
     body = await sync(api, guest)
     assert body["rooms"]["join"] == {}
+
+
+async def test_full_state_lists_quiet_rooms_and_filtered_timeline_reads_back(api: Api) -> None:
+    """Sytest 31sync: full_state=true answers every joined room even with nothing new,
+    and a type-filtered timeline reaches its limit behind many non-matching events."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    first = await sync(api, alice)
+    quiet = await sync(api, alice, first["next_batch"], full_state="true")
+    assert room_id in quiet["rooms"]["join"]
+    assert quiet["rooms"]["join"][room_id]["state"]["events"]
+
+    await send_text(api, alice, room_id, "My message", "m1")
+    for i in range(30):
+        r = await api.put(
+            f"/rooms/{room_id}/send/a.filler/f{i}", {"n": i}, token=alice.access_token
+        )
+        assert r.status == 200
+    flt = {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}}
+    body = await sync(api, alice, filter=json.dumps(flt))
+    timeline = body["rooms"]["join"][room_id]["timeline"]
+    assert [e["content"]["body"] for e in timeline["events"]] == ["My message"]
+    assert timeline["limited"] is False
+
+
+async def test_newly_joined_room_brings_presence(api: Api) -> None:
+    """Sytest 31sync/03joined: with a room joined since the token, the members' current
+    presence comes along although it did not change."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    r = await api.put(
+        f"/presence/{alice.user_id}/status", {"presence": "online"}, token=alice.access_token
+    )
+    assert r.status == 200
+    room_id = await create_room(api, alice, preset="public_chat")
+    for i in range(12):
+        await send_text(api, alice, room_id, f"m{i}", f"t{i}")
+    first = await api.get("/sync", token=bob.access_token)
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get(
+        "/sync",
+        token=bob.access_token,
+        params={
+            "since": first.body["next_batch"],
+            "filter": json.dumps({"room": {"timeline": {"limit": 3}}}),
+        },
+    )
+    assert room_id in r.body["rooms"]["join"]
+    senders = {e["sender"]: e["content"]["presence"] for e in r.body["presence"]["events"]}
+    assert senders.get(alice.user_id) == "online"
+
+
+async def test_federation_event_format(api: Api) -> None:
+    """Filter ``event_format: federation``: timeline events as PDUs (Sytest 31sync/13)."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    event_id = await send_text(api, alice, room_id, "Test message", "t1")
+    flt = {"event_format": "federation", "room": {"timeline": {"limit": 1}}}
+    body = await sync(api, alice, filter=json.dumps(flt))
+    [event] = body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert event["event_id"] == event_id and event["content"]["body"] == "Test message"
+    assert {"room_id", "prev_events", "auth_events", "depth", "hashes", "signatures"} <= set(event)
+
+
+async def test_profile_change_is_not_a_new_join(api: Api) -> None:
+    """Sytest 31sync/06state: a join replacing a join (a display name change) does not make
+    the room "newly joined" (no full state again)."""
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    r = await api.put(
+        f"/rooms/{room_id}/state/a.madeup.test.state/", {"my_key": 1}, token=alice.access_token
+    )
+    assert r.status == 200
+    flt = json.dumps(
+        {
+            "room": {
+                "timeline": {"types": []},
+                "state": {"types": ["a.madeup.test.state"]},
+                "ephemeral": {"types": []},
+            },
+            "presence": {"types": []},
+        }
+    )
+    first = await sync(api, alice, filter=flt)
+    assert len(first["rooms"]["join"][room_id]["state"]["events"]) == 1
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.member/{alice.user_id}",
+        {"membership": "join", "displayname": "boris"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    await send_text(api, alice, room_id, "to wait on", "t1")
+    again = await sync(api, alice, first["next_batch"], filter=flt)
+    assert again["rooms"]["join"] == {}

@@ -1,0 +1,122 @@
+"""Table ``pushers`` (migration 0154): the HTTP pushers users registered."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.storage.database import Database
+
+_COLUMNS = (
+    "user_id, device_id, kind, app_id, pushkey, app_display_name, device_display_name,"
+    " profile_tag, lang, data_json, created_ts"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pusher:
+    user_id: str
+    device_id: str
+    kind: str
+    app_id: str
+    pushkey: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+    created_ts: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec's ``Pusher`` object of GET /pushers."""
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "app_id": self.app_id,
+            "pushkey": self.pushkey,
+            "app_display_name": self.app_display_name,
+            "device_display_name": self.device_display_name,
+            "lang": self.lang,
+            "data": self.data,
+        }
+        if self.profile_tag is not None:
+            out["profile_tag"] = self.profile_tag
+        return out
+
+
+def _row(r: Any) -> Pusher:
+    return Pusher(
+        str(r["user_id"]),
+        str(r["device_id"]),
+        str(r["kind"]),
+        str(r["app_id"]),
+        str(r["pushkey"]),
+        str(r["app_display_name"]),
+        str(r["device_display_name"]),
+        r["profile_tag"],
+        str(r["lang"]),
+        json.loads(r["data_json"]),
+        int(r["created_ts"]),
+    )
+
+
+class PusherStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def for_user(self, user_id: str) -> list[Pusher]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id",
+            user_id,
+        )
+        return [_row(r) for r in rows]
+
+    async def put(self, p: Pusher, replace_others: bool) -> None:
+        """Add or update ``p``; with ``replace_others``, other users' pushers of the same
+        app and pushkey go (spec: ``append`` false)."""
+        async with self.db.transaction() as txn:
+            if replace_others:
+                await txn.execute(
+                    "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
+                    p.app_id,
+                    p.pushkey,
+                    p.user_id,
+                )
+            await txn.execute(
+                "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id = $3",
+                p.app_id,
+                p.pushkey,
+                p.user_id,
+            )
+            await txn.execute(
+                f"INSERT INTO pushers ({_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                p.user_id,
+                p.device_id,
+                p.kind,
+                p.app_id,
+                p.pushkey,
+                p.app_display_name,
+                p.device_display_name,
+                p.profile_tag,
+                p.lang,
+                json.dumps(p.data),
+                p.created_ts,
+            )
+
+    async def delete(self, user_id: str, app_id: str, pushkey: str) -> None:
+        await self.db.execute(
+            "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id = $3",
+            app_id,
+            pushkey,
+            user_id,
+        )
+
+    async def delete_for_devices(self, user_id: str, device_ids: list[str]) -> None:
+        for device_id in device_ids:
+            await self.db.execute(
+                "DELETE FROM pushers WHERE user_id = $1 AND device_id = $2", user_id, device_id
+            )
+
+    async def delete_user(self, user_id: str) -> None:
+        await self.db.execute("DELETE FROM pushers WHERE user_id = $1", user_id)
