@@ -210,7 +210,8 @@ async def _media(args: argparse.Namespace) -> None:
             target = parse_mxc(args.mxc)
         except ValueError:
             raise CliError(f"{args.mxc!r} is not a valid mxc:// URI") from None
-    hs = await HomeServer.build(config)
+    # Beside a running server, like the admin commands: no process lock taken.
+    hs = await HomeServer.build(config, exclusive=False)
     try:
         if target is None:
             before_ts = hs.clock.now_ms() - args.before * 24 * 60 * 60 * 1000

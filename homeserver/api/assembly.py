@@ -18,6 +18,7 @@ from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
 from homeserver.api.account_data import AccountDataApi
 from homeserver.api.admin.area import AdminArea
+from homeserver.api.admin.media import MediaAdminApi
 from homeserver.api.admin_register import AdminRegisterApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
@@ -113,6 +114,7 @@ def client_apis(
         PushersApi(auth, sync.pushers),
         OpenIdApi(auth, openid),
         *admin.apis(auth, config, limiter),
+        MediaAdminApi(auth, media),
     ]
 
 

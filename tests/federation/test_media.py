@@ -14,6 +14,7 @@ from homeserver.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.federation.fedutil import FAST_RETRY, federated, name
 from tests.helpers import Api
+from tests.integration.admin_support import make_admin
 from tests.integration.media_support import download, image_size, png, thumbnail, upload_ok
 
 
@@ -105,8 +106,16 @@ async def test_remote_cache_bound_and_purge(make_server: ServerFactory) -> None:
             assert (await download(lapi, bob, s, m)).status == 200
         assert sum(p.stat().st_size for p in cached_files(local)) <= 250_000
         assert len(cached_files(local)) == 2
-        purged = await local.hs.media.purge_remote(local.hs.clock.now_ms() + 1)
-        assert purged == 2 and cached_files(local) == []
+        # Through the admin API (admins only), as an operator would.
+        root = await make_admin(local, lapi)
+        purge = "/_synapse/admin/v1/purge_media_cache"
+        before_ts = local.hs.clock.now_ms() + 1
+        r = await lapi.post(f"{purge}?before_ts={before_ts}", {}, token=bob.access_token)
+        assert r.status == 403 and r.body["errcode"] == "M_FORBIDDEN"
+        assert len(cached_files(local)) == 2
+        r = await lapi.post(f"{purge}?before_ts={before_ts}", {}, token=root.access_token)
+        assert r.status == 200 and r.body == {"deleted": 2}
+        assert cached_files(local) == []
         # Purged media is fetched again on the next request.
         s, m = ids[0]
         r = await download(lapi, bob, s, m)

@@ -109,6 +109,12 @@ async def test_big_upload_is_streamed(tmp_path: Path, database_url: str | None) 
                     digest.update(chunk)
                     size += len(chunk)
             after = peak_rss(proc.pid)
+            # `myelin media` works beside the running server (no process lock taken).
+            config = str(data_dir / "homeserver.yaml")
+            rc, out, err = await myelin("media", "quarantine", "--config", config, uri)
+            assert rc == 0 and "quarantined" in out, err
+            async with api.session.get(f"{url}{AUTHED}/download/{s}/{m}", headers=auth) as resp:
+                assert resp.status == 404
         want = hashlib.sha256(b"".join(pattern(i) for i in range(SIZE // CHUNK))).hexdigest()
         assert (size, digest.hexdigest()) == (SIZE, want)
         assert after - before < ALLOWED_GROWTH, (before, after)
