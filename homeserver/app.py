@@ -18,6 +18,7 @@ from aiohttp import web
 from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.openid import OpenIdTokens
+from homeserver.accounts.passwords import PasswordHashing
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
@@ -114,7 +115,9 @@ class HomeServer:
         clock = Clock()
         store = AccountStore(db)
         auth = Authenticator(store, clock)
-        accounts = AccountService(config, store, auth, clock)
+        accounts = AccountService(
+            config, store, auth, clock, PasswordHashing(config.password_hashing)
+        )
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
         notifier = Notifier()
@@ -286,6 +289,7 @@ class HomeServer:
         if self.previewer is not None:
             await self.previewer.close()
         await self.db.close()
+        self.accounts.passwords.close()
         if self.process_lock is not None:
             await self.process_lock.release()
 

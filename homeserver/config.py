@@ -67,6 +67,17 @@ class DatabaseConfig:
 
 
 @dataclass
+class PasswordHashingConfig:
+    """argon2id cost (OWASP's m=19 MiB, t=2, p=1 profile) and how many hashes may
+    run at once: each holds ``memory_cost_kib`` of memory while it runs."""
+
+    max_concurrent: int = 2
+    time_cost: int = 2
+    memory_cost_kib: int = 19 * 1024
+    parallelism: int = 1
+
+
+@dataclass
 class RegistrationConfig:
     enabled: bool = False
     shared_secret: str | None = None
@@ -189,6 +200,7 @@ class Config:
     client_listener: ListenerConfig = field(default_factory=ListenerConfig)
     federation_listener: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8448))
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    password_hashing: PasswordHashingConfig = field(default_factory=PasswordHashingConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -292,6 +304,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("federation.max_retry_ms: must be at least min_retry_ms (>= 1)")
     if fed.max_concurrent_transactions < 1 or fed.max_concurrent_inbound < 1:
         raise ConfigError("federation.max_concurrent_*: must be at least 1")
+    _check_password_hashing(config.password_hashing)
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
@@ -311,6 +324,16 @@ def _check_rate_limits(limits: RateLimitsConfig) -> None:
     for name, bucket in buckets.items():
         if bucket.per_second < 0 or bucket.burst_count < 1:
             raise ConfigError(f"rate_limits.{name}: per_second must be >= 0 and burst_count >= 1")
+
+
+def _check_password_hashing(hashing: PasswordHashingConfig) -> None:
+    """argon2's own lower bounds (memory at least 8 KiB per lane), and a working pool."""
+    if hashing.max_concurrent < 1 or hashing.time_cost < 1 or hashing.parallelism < 1:
+        raise ConfigError(
+            "password_hashing: max_concurrent, time_cost and parallelism must be at least 1"
+        )
+    if hashing.memory_cost_kib < 8 * hashing.parallelism:
+        raise ConfigError("password_hashing.memory_cost_kib: must be at least 8 x parallelism")
 
 
 def _check_media(config: Config, data_dir: Path) -> None:

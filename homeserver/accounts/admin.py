@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.accounts.admin_store import UserAdminStore, UserQuery, UserRow
-from homeserver.accounts.secrets import hash_password
 from homeserver.accounts.service import (
     MAX_AVATAR_URL_LENGTH,
     MAX_DISPLAYNAME_LENGTH,
@@ -125,7 +124,7 @@ class UserAdmin:
             if not changes.set_password or changes.password is None:
                 raise invalid_param("Must provide a password to re-activate an account")
             await self.store.reactivate(
-                user.user_nid, user.user_id, await hash_password(changes.password)
+                user.user_nid, user.user_id, await self.accounts.passwords.hash(changes.password)
             )
             user = await self._record(user.user_id)
         elif changes.set_password:
@@ -149,7 +148,7 @@ class UserAdmin:
         user = await self._record(user_id)
         if password is not None and len(password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
-        pw_hash = None if password is None else await hash_password(password)
+        pw_hash = None if password is None else await self.accounts.passwords.hash(password)
         await self.accounts.store.set_password_hash(user.user_nid, pw_hash)
         if logout_devices:
             devices = await self.accounts.store.device_ids(user.user_nid)

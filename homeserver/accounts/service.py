@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.passwords import PasswordHashing
 from homeserver.accounts.requester import Requester
 from homeserver.accounts.secrets import (
-    check_password,
-    hash_password,
     hash_token,
     new_device_id,
     new_token,
@@ -66,9 +65,15 @@ class Session:
 
 class AccountService:
     def __init__(
-        self, config: Config, store: AccountStore, auth: Authenticator, clock: Clock
+        self,
+        config: Config,
+        store: AccountStore,
+        auth: Authenticator,
+        clock: Clock,
+        passwords: PasswordHashing,
     ) -> None:
         self.config = config
+        self.passwords = passwords
         self.store = store
         self.auth = auth
         self.clock = clock
@@ -178,7 +183,7 @@ class AccountService:
     async def hash_new_password(self, password: str) -> str:
         if len(password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
-        return await hash_password(password)
+        return await self.passwords.hash(password)
 
     async def new_guest_user_id(self) -> str:
         while True:
@@ -198,10 +203,23 @@ class AccountService:
         want_refresh: bool,
     ) -> Session:
         user = None if user_id is None else await self.store.get_user(user_id)
-        ok = await check_password(password, None if user is None else user.password_hash)
+        ok = await self.check_user_password(user, password)
         if user is None or not ok or user.deactivated:
             raise forbidden("Invalid username or password")
         return await self.start_session(user, device_id, display_name, want_refresh)
+
+    async def check_user_password(self, user: UserRecord | None, password: str) -> bool:
+        """Check a password; a hash made under other argon2 parameters than the
+        configured ones is replaced by a fresh one (the password is at hand only now)."""
+        stored = None if user is None else user.password_hash
+        if not await self.passwords.check(password, stored):
+            return False
+        if user is not None and stored and self.passwords.needs_rehash(stored):
+            # Conditional on the old hash: a password change meanwhile wins.
+            await self.store.replace_password_hash(
+                user.user_nid, stored, await self.passwords.hash(password)
+            )
+        return True
 
     async def start_session(
         self,
@@ -314,14 +332,16 @@ class AccountService:
                 # not offered another try (as Synapse answers).
                 raise forbidden("The authenticated user does not match the requester")
         user = await self.store.get_user(requester.user_id)
-        return user is not None and await check_password(password, user.password_hash)
+        return user is not None and await self.check_user_password(user, password)
 
     async def change_password(
         self, requester: Requester, new_password: str, logout_devices: bool
     ) -> None:
         if len(new_password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_WEAK_PASSWORD", "Password is too long")
-        await self.store.set_password_hash(requester.user_nid, await hash_password(new_password))
+        await self.store.set_password_hash(
+            requester.user_nid, await self.passwords.hash(new_password)
+        )
         if logout_devices:
             others = [
                 d

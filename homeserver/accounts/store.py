@@ -113,6 +113,15 @@ class AccountStore:
             "UPDATE users SET password_hash = $1 WHERE user_nid = $2", password_hash, user_nid
         )
 
+    async def replace_password_hash(self, user_nid: int, old_hash: str, new_hash: str) -> None:
+        """Swap a hash for a rehash of the same password, unless it changed meanwhile."""
+        await self.db.execute(
+            "UPDATE users SET password_hash = $1 WHERE user_nid = $2 AND password_hash = $3",
+            new_hash,
+            user_nid,
+            old_hash,
+        )
+
     async def upgrade_guest(self, user_nid: int, password_hash: str | None) -> None:
         """A guest account becomes a full account (registration with guest_access_token)."""
         await self.db.execute(
