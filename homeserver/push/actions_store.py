@@ -111,6 +111,33 @@ class PushActionStore:
             for r in rows
         }
 
+    async def counts_after_many(
+        self, user_id: str, after_by_room: dict[int, int]
+    ) -> dict[int, dict[str, tuple[ThreadCounts, int]]]:
+        """``counts_after`` for many rooms, each after its own position: one statement
+        per 200 rooms (a /sync must not read unread counts room by room)."""
+        out: dict[int, dict[str, tuple[ThreadCounts, int]]] = {n: {} for n in after_by_room}
+        items = sorted(after_by_room.items())
+        for start in range(0, len(items), 200):
+            chunk = items[start : start + 200]
+            where = " OR ".join(
+                f"(room_nid = ${2 * i + 2} AND stream_ordering > ${2 * i + 3})"
+                for i in range(len(chunk))
+            )
+            rows = await self.db.fetchall(
+                "SELECT room_nid, thread_id, SUM(notify) AS n, SUM(highlight) AS h,"
+                " MIN(stream_ordering) AS so FROM event_push_actions"
+                f" WHERE user_id = $1 AND ({where}) GROUP BY room_nid, thread_id",
+                user_id,
+                *(v for pair in chunk for v in pair),
+            )
+            for r in rows:
+                out[int(r["room_nid"])][str(r["thread_id"])] = (
+                    ThreadCounts(int(r["n"] or 0), int(r["h"] or 0)),
+                    int(r["so"]),
+                )
+        return out
+
     async def counts_in_thread_after(
         self, user_id: str, room_nid: int, thread_id: str, after: int
     ) -> ThreadCounts:

@@ -190,13 +190,18 @@ class NotificationService:
         newer of the unthreaded receipt and the thread's own receipt.
         """
         positions = await self.store.read_positions(user_id, [r.room_id for r in rooms])
+        after: dict[int, int] = {}
+        for room in rooms:
+            pos = positions.get(room.room_id, {})
+            unthreaded = pos.get("", 0)
+            after[room.room_nid] = unthreaded if by_thread else max(unthreaded, pos.get(MAIN, 0))
+        all_counts = await self.store.counts_after_many(user_id, after)
         out: dict[str, UnreadCounts] = {}
         for room in rooms:
             pos = positions.get(room.room_id, {})
             unthreaded = pos.get("", 0)
             if not by_thread:
-                read = max(unthreaded, pos.get(MAIN, 0))
-                counts = await self.store.counts_after(user_id, room.room_nid, read)
+                counts = all_counts.get(room.room_nid, {})
                 total = ThreadCounts(
                     sum(c.notifications for c, _ in counts.values()),
                     sum(c.highlights for c, _ in counts.values()),
@@ -205,9 +210,7 @@ class NotificationService:
                 continue
             threads: dict[str, ThreadCounts] = {}
             main = ThreadCounts(0, 0)
-            for thread, (c, _) in (
-                await self.store.counts_after(user_id, room.room_nid, unthreaded)
-            ).items():
+            for thread, (c, _) in all_counts.get(room.room_nid, {}).items():
                 own = pos.get(thread, 0)
                 if own > unthreaded:
                     c = await self.store.counts_in_thread_after(user_id, room.room_nid, thread, own)

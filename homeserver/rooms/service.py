@@ -192,6 +192,22 @@ class RoomService:
         nids = await self.state.state_keys_at_group(group, key_nids.values())
         return await self._events_for(nids)
 
+    async def state_at_many(
+        self, groups: Iterable[int | None], keys: Iterable[StateKey] | None = None
+    ) -> dict[int, dict[StateKey, StoredEvent]]:
+        """``state_at`` for many groups at once (a constant number of statements)."""
+        wanted = {g for g in groups if g is not None}
+        if not wanted:
+            return {}
+        key_nids = None if keys is None else list((await self.rooms.key_nids(keys)).values())
+        by_group = await self.state.keys_at_groups(wanted, key_nids)
+        names = await self.rooms.keys_for_nids({k for nids in by_group.values() for k in nids})
+        found = await self.events.by_nids({e for nids in by_group.values() for e in nids.values()})
+        return {
+            group: {names[k]: found[e] for k, e in nids.items() if k in names and e in found}
+            for group, nids in by_group.items()
+        }
+
     async def state_before(
         self,
         group: int | None,

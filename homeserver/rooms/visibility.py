@@ -13,10 +13,11 @@ distinct state group in the page, never the full state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 HISTORY_VISIBILITY = "m.room.history_visibility"
@@ -50,13 +51,23 @@ class Visibility:
     async def filter(
         self, user_id: str, room: RoomInfo, events: Sequence[StoredEvent]
     ) -> list[StoredEvent]:
-        if not events:
-            return []
-        last_join = await self._last_join(room, user_id)
+        return (await self.filter_rooms(user_id, [(room, events)]))[0]
+
+    async def filter_rooms(
+        self,
+        user_id: str,
+        pages: Sequence[tuple[RoomInfo, Sequence[StoredEvent]]],
+        current: Mapping[int, Membership | None] | None = None,
+    ) -> list[list[StoredEvent]]:
+        """``filter`` for pages of several rooms: the two state keys of every state group
+        in every page are read at once (a /sync of many rooms must not cost a state
+        lookup per group). ``current``: the user's membership per room, when known."""
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
+        groups = {s.state_group for _, events in pages for s in events}
+        states = await self.rooms.state_at_many(groups, keys) if groups else {}
         at: dict[int | None, tuple[str, str | None]] = {}
-        for group in {s.state_group for s in events}:
-            state = await self.rooms.state_at(group, keys)
+        for group in groups:
+            state = states.get(group, {}) if group is not None else {}
             hv = state.get(keys[0])
             member = state.get(keys[1])
             vis = hv.event.content.get("history_visibility") if hv is not None else None
@@ -64,21 +75,33 @@ class Visibility:
                 vis if isinstance(vis, str) else "shared",
                 member.event.membership if member is not None else None,
             )
-        out = []
-        for s in events:
-            vis, membership = at[s.state_group]
-            so = s.stream_ordering
-            later = last_join is not None and (so is None or last_join > so)
-            ev = s.event
-            if may_see(ev.type, ev.state_key, user_id, vis, membership, later) or (
-                ev.type == HISTORY_VISIBILITY
-                and ev.state_key == ""
-                and may_see(
-                    ev.type, ev.state_key, user_id, await self._before(s), membership, later
+        results: list[list[StoredEvent]] = []
+        for room, events in pages:
+            if not events:
+                results.append([])
+                continue
+            if current is not None and room.room_nid in current:
+                last_join = await self._last_join(room, user_id, current[room.room_nid])
+            else:
+                last_join = await self._last_join(
+                    room, user_id, await self.rooms.members.get(room.room_nid, user_id)
                 )
-            ):
-                out.append(s)
-        return out
+            out = []
+            for s in events:
+                vis, membership = at[s.state_group]
+                so = s.stream_ordering
+                later = last_join is not None and (so is None or last_join > so)
+                ev = s.event
+                if may_see(ev.type, ev.state_key, user_id, vis, membership, later) or (
+                    ev.type == HISTORY_VISIBILITY
+                    and ev.state_key == ""
+                    and may_see(
+                        ev.type, ev.state_key, user_id, await self._before(s), membership, later
+                    )
+                ):
+                    out.append(s)
+            results.append(out)
+        return results
 
     async def _before(self, hv: StoredEvent) -> str:
         """The visibility an m.room.history_visibility event replaced: such an event is
@@ -90,10 +113,11 @@ class Visibility:
         vis = found.event.content.get("history_visibility") if found is not None else None
         return vis if isinstance(vis, str) else "shared"
 
-    async def _last_join(self, room: RoomInfo, user_id: str) -> int | None:
+    async def _last_join(
+        self, room: RoomInfo, user_id: str, current: Membership | None
+    ) -> int | None:
         """Stream position of the user's latest join to the room, found by walking back
         from their current membership event through the events it replaced."""
-        current = await self.rooms.members.get(room.room_nid, user_id)
         if current is not None and current.membership == "join":
             return current.stream_ordering
         nid = None if current is None else current.event_nid

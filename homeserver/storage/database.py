@@ -25,6 +25,11 @@ PostgreSQL
 
 Booleans are stored as integers (0/1) and JSON as text, so both engines
 hold the same values.
+
+Statement counting: ``count_statements()`` counts every statement issued by
+the current task and the tasks it starts (a context variable), on either
+engine. Tests use it to show that a request's statement count does not grow
+with the number of rooms; with no counter active it costs one lookup.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ import contextlib
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -47,6 +54,37 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 def to_sqlite_sql(sql: str) -> str:
     """Rewrite ``$n`` placeholders to SQLite's ``?n``."""
     return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+class StatementCounter:
+    """The statements issued inside one ``count_statements()`` block."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_sql: Counter[str] = Counter()
+
+    def add(self, sql: str) -> None:
+        self.total += 1
+        self.by_sql[" ".join(sql.split())] += 1
+
+
+_counters: ContextVar[tuple[StatementCounter, ...]] = ContextVar("statement_counters", default=())
+
+
+@contextlib.contextmanager
+def count_statements() -> Iterator[StatementCounter]:
+    """Count the SQL statements run by this task (and tasks it starts) in the block."""
+    counter = StatementCounter()
+    token = _counters.set((*_counters.get(), counter))
+    try:
+        yield counter
+    finally:
+        _counters.reset(token)
+
+
+def _note(sql: str) -> None:
+    for counter in _counters.get():
+        counter.add(sql)
 
 
 class Queries(Protocol):
@@ -108,16 +146,20 @@ class _SqliteQueries:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
+        _note(sql)
         await _run(self._conn, to_sqlite_sql(sql), args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        _note(sql)
         await self._conn.executemany(to_sqlite_sql(sql), list(rows))
 
     async def fetchone(self, sql: str, *args: Any) -> Any:
+        _note(sql)
         async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        _note(sql)
         async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
             return list(await cur.fetchall())
 
@@ -177,6 +219,7 @@ class SqliteDatabase(Database):
                 await _run(self._writer, "COMMIT")
 
     async def execute(self, sql: str, *args: Any) -> None:
+        _note(sql)
         async with self._write_lock:
             await _run(self._writer, to_sqlite_sql(sql), args)
 
@@ -239,18 +282,23 @@ class _PgQueries:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
+        _note(sql)
         await self._conn.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        _note(sql)
         await self._conn.executemany(sql, list(rows))
 
     async def fetchone(self, sql: str, *args: Any) -> Any:
+        _note(sql)
         return await self._conn.fetchrow(sql, *args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        _note(sql)
         return list(await self._conn.fetch(sql, *args))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        _note(sql)
         return await self._conn.fetchval(sql, *args)
 
 
@@ -278,6 +326,7 @@ class PostgresDatabase(Database):
             yield _PgQueries(conn)
 
     async def execute(self, sql: str, *args: Any) -> None:
+        _note(sql)
         await self._pool.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -285,12 +334,15 @@ class PostgresDatabase(Database):
             await txn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, *args: Any) -> Any:
+        _note(sql)
         return await self._pool.fetchrow(sql, *args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        _note(sql)
         return list(await self._pool.fetch(sql, *args))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        _note(sql)
         return await self._pool.fetchval(sql, *args)
 
     async def executescript(self, script: str) -> None:

@@ -124,6 +124,7 @@ class SyncBuilder:
         if ctx.req.is_guest:
             allowed = {n for n in allowed if await self._guest_may_see(infos[n])}
         ctx.joined = {m.room_nid: infos[m.room_nid] for m in joined if m.room_nid in allowed}
+        ctx.own_memberships = {m.room_nid: m for m in joined}
         ctx.changed = [m for m in changed if m.room_nid in allowed]
         if ctx.since is not None:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
@@ -189,12 +190,24 @@ class SyncBuilder:
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         joined_rooms = [ctx.joined[n] for n in sorted(active)]
         unread = await self._extras.unread(ctx, joined_rooms)
-        for room in joined_rooms:
-            m = by_room.get(room.room_nid)
-            newly = ctx.since is None or (m is not None and m.membership == "join")
-            body = await self.timeline.build(
-                ctx, room, ctx.now.events, full=newly or ctx.req.full_state
+        newly_joined = {
+            room.room_nid
+            for room in joined_rooms
+            if ctx.since is None
+            or (
+                by_room.get(room.room_nid) is not None
+                and by_room[room.room_nid].membership == "join"
             )
+        }
+        bodies = await self.timeline.build_many(
+            ctx,
+            joined_rooms,
+            ctx.now.events,
+            {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
+        )
+        for room in joined_rooms:
+            newly = room.room_nid in newly_joined
+            body = bodies[room.room_nid]
             body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
             if not newly and not ctx.req.full_state and _nothing_new(body):

@@ -68,6 +68,8 @@ class SyncContext:
     changed: list[Membership] = field(default_factory=list)
     left_nids: set[int] = field(default_factory=set)
     infos: dict[int, RoomInfo] = field(default_factory=dict)
+    # The user's own membership in the rooms of ``joined`` (read once, used per room).
+    own_memberships: dict[int, Membership] = field(default_factory=dict)
     # Users in the user's m.ignored_user_list: their messages and invites are left out.
     ignored: frozenset[str] = frozenset()
 

@@ -23,6 +23,7 @@ from typing import Any
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
@@ -66,182 +67,326 @@ class RoomTimeline:
     async def build(
         self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool
     ) -> dict[str, Any]:
+        return (await self.build_many(ctx, [room], upto, {room.room_nid} if full else set()))[
+            room.room_nid
+        ]
+
+    async def build_many(
+        self, ctx: SyncContext, rooms: list[RoomInfo], upto: int, full: set[int]
+    ) -> dict[int, dict[str, Any]]:
+        """room nid -> its timeline, state and summary; ``full``: the rooms that get their
+        full state. Each step reads all the rooms at once, so a sync of many rooms costs
+        a constant number of statements (per step, one per chunk of 100-500 rooms)."""
+        if not rooms:
+            return {}
         rf = ctx.flt.room
         limit = ctx.limit
         since = ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
-        window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
-        # A filter may leave a page short: read further back, page by page, until the
-        # limit is reached, the range is exhausted or MAX_FETCH events were read.
+        picked: dict[int, tuple[list[StoredEvent], bool]] = {}
+        if filtered:
+            for room in rooms:
+                picked[room.room_nid] = await self._filtered_timeline(ctx, room, upto)
+        else:
+            batches = await self.rooms.events.latest_in_rooms(
+                [r.room_nid for r in rooms], after=since, before=upto, limit=limit + 1
+            )
+            pages = [(r, batches[r.room_nid][::-1]) for r in rooms]
+            for room, visible in zip(rooms, await self._visible_many(ctx, pages), strict=True):
+                matching = [
+                    s
+                    for s in visible
+                    if event_matches(rf.timeline, s.event.pdu)
+                    and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
+                ]
+                reached_since = len(batches[room.room_nid]) < limit + 1
+                picked[room.room_nid] = (matching, reached_since)
+        timelines: dict[int, list[StoredEvent]] = {}
+        limited: dict[int, bool] = {}
+        starts: dict[int, int] = {}
+        for room in rooms:
+            matching, reached_since = picked[room.room_nid]
+            timeline = matching[-limit:]
+            timelines[room.room_nid] = timeline
+            limited[room.room_nid] = len(matching) > limit or not reached_since
+            first = timeline[0].stream_ordering if timeline else upto + 1
+            assert first is not None
+            starts[room.room_nid] = first
+        states = await self._states(ctx, rooms, since, starts, full, limited, timelines)
+        if rf.state.lazy_load_members:
+            states = await self._lazy_members_many(ctx, rooms, states, timelines, full)
+        for nid, state in states.items():
+            states[nid] = [s for s in state if event_matches(rf.state, s.event.pdu)]
+        rendered = await self._render(ctx, rooms, timelines, states)
+        summaries = await self._summaries(
+            ctx,
+            [
+                r
+                for r in rooms
+                if r.room_nid in full
+                or any(
+                    s.event.type == MEMBER for s in (*timelines[r.room_nid], *states[r.room_nid])
+                )
+            ],
+        )
+        out: dict[int, dict[str, Any]] = {}
+        for room in rooms:
+            nid = room.room_nid
+            events, state_events = rendered[nid]
+            body: dict[str, Any] = {
+                "timeline": {
+                    "events": events,
+                    "limited": limited[nid],
+                    "prev_batch": StreamToken(events=max(0, starts[nid] - 1)).encode(),
+                },
+                "state": {"events": state_events},
+            }
+            if nid in summaries:
+                body["summary"] = summaries[nid]
+            out[nid] = body
+        return out
+
+    async def _filtered_timeline(
+        self, ctx: SyncContext, room: RoomInfo, upto: int
+    ) -> tuple[list[StoredEvent], bool]:
+        """With a type or sender filter a page may be short: read further back, page by
+        page, until the limit is reached, the range is exhausted or MAX_FETCH were read."""
+        rf = ctx.flt.room
+        limit = ctx.limit
+        window = min(MAX_FETCH, (limit + 1) * 4)
         matching: list[StoredEvent] = []
         before: int | None = upto
         fetched = 0
         while True:
             batch = await self.rooms.events.room_stream(
-                room.room_nid, after=since, before=before, limit=window, backwards=True
+                room.room_nid, after=ctx.since_events, before=before, limit=window, backwards=True
             )
             fetched += len(batch)
             reached_since = len(batch) < window
-            visible = await self._visible(ctx, room, batch[::-1])
+            (visible,) = await self._visible_many(ctx, [(room, batch[::-1])])
             matching = [
                 s
                 for s in visible
                 if event_matches(rf.timeline, s.event.pdu)
                 and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
             ] + matching
-            if not filtered or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
-                break
+            if reached_since or len(matching) > limit or fetched >= MAX_FETCH:
+                return matching, reached_since
             oldest = batch[-1].stream_ordering
             assert oldest is not None
             before = oldest - 1
-        timeline = matching[-limit:]
-        limited = len(matching) > limit or not reached_since
-        start = timeline[0].stream_ordering if timeline else upto + 1
-        assert start is not None
-        state = await self._state(ctx, room, since, start, full, limited, timeline)
-        lazy = rf.state.lazy_load_members
-        if lazy:
-            state = await self._lazy_members(ctx, room, state, timeline, start, full)
-        state = [s for s in state if event_matches(rf.state, s.event.pdu)]
-        ser = self.serializer
+
+    async def _render(
+        self,
+        ctx: SyncContext,
+        rooms: list[RoomInfo],
+        timelines: dict[int, list[StoredEvent]],
+        states: dict[int, list[StoredEvent]],
+    ) -> dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Serialize every room's timeline and state in two calls (their look-ups are
+        batched over the whole list), then split them per room again."""
         fields = ctx.flt.event_fields
+        all_timeline = [s for r in rooms for s in timelines[r.room_nid]]
+        all_state = [s for r in rooms for s in states[r.room_nid]]
         if ctx.flt.event_format == "federation":
             # The events as servers exchange them (spec: Filter ``event_format``).
-            events = [_federation_format(s) for s in timeline]
-            state_events = [_federation_format(s) for s in state]
+            events = [_federation_format(s) for s in all_timeline]
+            state_events = [_federation_format(s) for s in all_state]
         else:
-            events = await ser.serialize(
-                timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+            events = await self.serializer.serialize(
+                all_timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
             )
-            state_events = await ser.serialize(state, with_room_id=False)
-        out: dict[str, Any] = {
-            "timeline": {
-                "events": [project_fields(e, fields) for e in events],
-                "limited": limited,
-                "prev_batch": StreamToken(events=max(0, start - 1)).encode(),
-            },
-            "state": {"events": [project_fields(e, fields) for e in state_events]},
-        }
-        if full or any(s.event.type == MEMBER for s in (*timeline, *state)):
-            out["summary"] = await self._summary(ctx, room)
+            state_events = await self.serializer.serialize(all_state, with_room_id=False)
+        out: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        t_at = s_at = 0
+        for room in rooms:
+            t_n, s_n = len(timelines[room.room_nid]), len(states[room.room_nid])
+            out[room.room_nid] = (
+                [project_fields(e, fields) for e in events[t_at : t_at + t_n]],
+                [project_fields(e, fields) for e in state_events[s_at : s_at + s_n]],
+            )
+            t_at += t_n
+            s_at += s_n
         return out
 
-    async def _visible(
-        self, ctx: SyncContext, room: RoomInfo, events: list[StoredEvent]
-    ) -> list[StoredEvent]:
+    async def _visible_many(
+        self, ctx: SyncContext, pages: list[tuple[RoomInfo, list[StoredEvent]]]
+    ) -> list[list[StoredEvent]]:
         """History visibility, except that events still in the room's current state are
         shown to a member (as Synapse does: state set while they could not see the room,
         such as a join while they were away, is current state they may read anyway)."""
-        visible = await self.visibility.filter(ctx.user_id, room, events)
-        shown = {s.event_nid for s in visible}
-        member = await self.rooms.members.get(room.room_nid, ctx.user_id)
-        if member is None or member.membership != "join":
-            return visible
-        for s in events:
-            if s.event_nid in shown or not s.event.is_state():
+        own: dict[int, Membership | None] = dict(ctx.own_memberships)
+        for room, _ in pages:
+            if room.room_nid not in own:
+                own[room.room_nid] = await self.rooms.members.get(room.room_nid, ctx.user_id)
+        results = await self.visibility.filter_rooms(ctx.user_id, pages, own)
+        out = []
+        for (room, events), visible in zip(pages, results, strict=True):
+            member = own[room.room_nid]
+            if member is None or member.membership != "join":
+                out.append(visible)
                 continue
-            etype, key = s.event.state_tuple()
-            current = await self.rooms.current_state_event(room, etype, key)
-            if current is not None and current.event_nid == s.event_nid:
-                shown.add(s.event_nid)
-        return [s for s in events if s.event_nid in shown]
+            shown = {s.event_nid for s in visible}
+            for s in events:
+                if s.event_nid in shown or not s.event.is_state():
+                    continue
+                etype, key = s.event.state_tuple()
+                current = await self.rooms.current_state_event(room, etype, key)
+                if current is not None and current.event_nid == s.event_nid:
+                    shown.add(s.event_nid)
+            out.append([s for s in events if s.event_nid in shown])
+        return out
 
-    async def _state(
+    async def _states(
         self,
         ctx: SyncContext,
-        room: RoomInfo,
+        rooms: list[RoomInfo],
         since: int | None,
-        start: int,
-        full: bool,
-        limited: bool,
-        timeline: list[StoredEvent],
-    ) -> list[StoredEvent]:
-        if full and timeline and timeline[0].state_group is not None:
-            return await self._state_before(timeline[0])
-        if full:
-            before = await self.rooms.events.last_event_before(room.room_nid, start)
-            if before is None:
-                return []
-            return list((await self.rooms.state_at(before.state_group)).values())
-        if limited and since is not None:
-            latest: dict[tuple[str, str], StoredEvent] = {}
-            for s in await self.rooms.events.state_events_between(room.room_nid, since, start):
-                latest[s.event.state_tuple()] = s
-            return list(latest.values())
-        return []
+        starts: dict[int, int],
+        full: set[int],
+        limited: dict[int, bool],
+        timelines: dict[int, list[StoredEvent]],
+    ) -> dict[int, list[StoredEvent]]:
+        """Per room: the full state before the timeline (``full``), or for a limited
+        incremental timeline the state events in the gap (latest per key)."""
+        out: dict[int, list[StoredEvent]] = {r.room_nid: [] for r in rooms}
+        firsts = {
+            r.room_nid: timelines[r.room_nid][0]
+            for r in rooms
+            if r.room_nid in full
+            and timelines[r.room_nid]
+            and timelines[r.room_nid][0].state_group is not None
+        }
+        groups = await self.rooms.state_at_many(s.state_group for s in firsts.values())
+        replaced = await self.rooms.events.by_nids(
+            s.prev_state_event_nid
+            for s in firsts.values()
+            if s.event.is_state() and s.prev_state_event_nid is not None
+        )
+        for nid, first in firsts.items():
+            out[nid] = _state_before(first, groups.get(first.state_group or 0, {}), replaced)
+        for room in rooms:
+            nid = room.room_nid
+            if nid in firsts:
+                continue
+            if nid in full:
+                before = await self.rooms.events.last_event_before(nid, starts[nid])
+                if before is not None:
+                    out[nid] = list((await self.rooms.state_at(before.state_group)).values())
+            elif limited[nid] and since is not None:
+                latest: dict[tuple[str, str], StoredEvent] = {}
+                for s in await self.rooms.events.state_events_between(nid, since, starts[nid]):
+                    latest[s.event.state_tuple()] = s
+                out[nid] = list(latest.values())
+        return out
 
-    async def _state_before(self, first: StoredEvent) -> list[StoredEvent]:
-        """The state just before ``first``: its own state group, with its own entry put back
-        to what it replaced. (The stream before ``first`` may hold no state at all: in a room
-        joined over federation the only earlier event here is the invite, an outlier.)"""
-        state = await self.rooms.state_at(first.state_group)
-        if first.event.is_state():
-            key = first.event.state_tuple()
-            own = state.get(key)
-            if own is not None and own.event_nid == first.event_nid:
-                del state[key]
-                prev = first.prev_state_event_nid
-                if prev is not None:
-                    found = await self.rooms.events.by_nids([prev])
-                    if prev in found:
-                        state[key] = found[prev]
-        return list(state.values())
-
-    async def _lazy_members(
+    async def _lazy_members_many(
         self,
         ctx: SyncContext,
-        room: RoomInfo,
-        state: list[StoredEvent],
-        timeline: list[StoredEvent],
-        start: int,
-        full: bool,
-    ) -> list[StoredEvent]:
-        """Keep only the timeline senders' (and the user's own) membership events."""
-        sent = self._sent_for(ctx, room.room_id, reset=full)
-        senders = {s.event.sender for s in timeline}
-        keep = senders | {ctx.user_id} if full else senders
-        out = [s for s in state if s.event.type != MEMBER or s.event.state_key in keep]
-        have = {s.event.state_key for s in (*out, *timeline) if s.event.type == MEMBER}
-        missing = sorted(senders - have)
-        if missing:
-            before = await self.rooms.events.last_event_before(room.room_nid, start)
-            if before is not None:
-                found = await self.rooms.state_at(
-                    before.state_group, [(MEMBER, u) for u in missing]
-                )
-                out.extend(found.values())
-        if not full and not ctx.flt.room.state.include_redundant_members:
-            out = [
-                s
-                for s in out
-                if s.event.type != MEMBER or sent.get(s.event.state_key or "") != s.event.event_id
-            ]
-        for s in (*out, *timeline):
-            if s.event.type == MEMBER and s.event.state_key is not None:
-                sent[s.event.state_key] = s.event.event_id
+        rooms: list[RoomInfo],
+        states: dict[int, list[StoredEvent]],
+        timelines: dict[int, list[StoredEvent]],
+        full: set[int],
+    ) -> dict[int, list[StoredEvent]]:
+        """Keep only the timeline senders' (and the user's own) membership events; the
+        senders' memberships missing from the state are read for all rooms at once."""
+        out: dict[int, list[StoredEvent]] = {}
+        missing: dict[int, list[str]] = {}
+        for room in rooms:
+            nid = room.room_nid
+            timeline = timelines[nid]
+            senders = {s.event.sender for s in timeline}
+            keep = senders | {ctx.user_id} if nid in full else senders
+            kept = [s for s in states[nid] if s.event.type != MEMBER or s.event.state_key in keep]
+            have = {s.event.state_key for s in (*kept, *timeline) if s.event.type == MEMBER}
+            out[nid] = kept
+            if senders - have:
+                missing[nid] = sorted(senders - have)
+        # The state after the first timeline event holds, for every other member, their
+        # membership before the timeline; the first event's own member is in ``have``.
+        groups = {nid: timelines[nid][0].state_group for nid in missing}
+        wanted = {(MEMBER, u) for users in missing.values() for u in users}
+        found = await self.rooms.state_at_many(groups.values(), wanted) if wanted else {}
+        for nid, users in missing.items():
+            group = groups[nid]
+            at = found.get(group, {}) if group is not None else {}
+            out[nid].extend(at[(MEMBER, u)] for u in users if (MEMBER, u) in at)
+        for room in rooms:
+            nid = room.room_nid
+            sent = self._sent_for(ctx, room.room_id, reset=nid in full)
+            if nid not in full and not ctx.flt.room.state.include_redundant_members:
+                out[nid] = [
+                    s
+                    for s in out[nid]
+                    if s.event.type != MEMBER
+                    or sent.get(s.event.state_key or "") != s.event.event_id
+                ]
+            for s in (*out[nid], *timelines[nid]):
+                if s.event.type == MEMBER and s.event.state_key is not None:
+                    sent[s.event.state_key] = s.event.event_id
         return out
 
-    async def _summary(self, ctx: SyncContext, room: RoomInfo) -> dict[str, Any]:
-        counts = await self.store.member_counts(room.room_nid)
-        out: dict[str, Any] = {
-            "m.joined_member_count": counts.get("join", 0),
-            "m.invited_member_count": counts.get("invite", 0),
-        }
-        # Heroes are for naming a room that has no name (spec: required only when
-        # m.room.name and m.room.canonical_alias are unset or empty); a named room
-        # has none, as Synapse answers.
-        if not await self._is_named(room):
-            out["m.heroes"] = await self.store.heroes(room.room_nid, ctx.user_id)
+    async def _summaries(
+        self, ctx: SyncContext, rooms: list[RoomInfo]
+    ) -> dict[int, dict[str, Any]]:
+        """room nid -> ``summary``, for all the rooms at once."""
+        if not rooms:
+            return {}
+        nids = [r.room_nid for r in rooms]
+        counts = await self.store.member_counts_many(nids)
+        named = await self._named(nids)
+        heroes = await self.store.heroes_many([n for n in nids if n not in named], ctx.user_id)
+        out: dict[int, dict[str, Any]] = {}
+        for nid in nids:
+            summary: dict[str, Any] = {
+                "m.joined_member_count": counts[nid].get("join", 0),
+                "m.invited_member_count": counts[nid].get("invite", 0),
+            }
+            # Heroes are for naming a room that has no name (spec: required only when
+            # m.room.name and m.room.canonical_alias are unset or empty); a named room
+            # has none, as Synapse answers.
+            if nid in heroes:
+                summary["m.heroes"] = heroes[nid]
+            out[nid] = summary
         return out
 
-    async def _is_named(self, room: RoomInfo) -> bool:
-        state = await self.rooms.current_state(room, [(NAME, ""), (CANONICAL_ALIAS, "")])
-        name = state.get((NAME, ""))
-        alias = state.get((CANONICAL_ALIAS, ""))
-        return bool(
-            (name is not None and name.event.content.get("name"))
-            or (alias is not None and alias.event.content.get("alias"))
-        )
+    async def _named(self, room_nids: list[int]) -> set[int]:
+        """The rooms with a non-empty m.room.name or m.room.canonical_alias."""
+        keys = await self.rooms.rooms.key_nids([(NAME, ""), (CANONICAL_ALIAS, "")])
+        current = await self.rooms.state.current_state_many(room_nids, keys.values())
+        found = await self.rooms.events.by_nids(e for st in current.values() for e in st.values())
+        named = set()
+        for nid, st in current.items():
+            for event_nid in st.values():
+                s = found.get(event_nid)
+                if s is None:
+                    continue
+                content = s.event.content
+                if (s.event.type == NAME and content.get("name")) or (
+                    s.event.type == CANONICAL_ALIAS and content.get("alias")
+                ):
+                    named.add(nid)
+        return named
+
+
+def _state_before(
+    first: StoredEvent,
+    state: dict[tuple[str, str], StoredEvent],
+    replaced: dict[int, StoredEvent],
+) -> list[StoredEvent]:
+    """The state just before ``first``: its own state group, with its own entry put back
+    to what it replaced. (The stream before ``first`` may hold no state at all: in a room
+    joined over federation the only earlier event here is the invite, an outlier.)"""
+    if first.event.is_state():
+        key = first.event.state_tuple()
+        own = state.get(key)
+        if own is not None and own.event_nid == first.event_nid:
+            state = dict(state)
+            del state[key]
+            prev = first.prev_state_event_nid
+            if prev is not None and prev in replaced:
+                state[key] = replaced[prev]
+    return list(state.values())
 
 
 def _federation_format(s: StoredEvent) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from homeserver.rooms.store.membership_store import (
     membership_from_row,
 )
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 _COLS = MEMBERSHIP_COLUMNS
 
@@ -44,6 +45,48 @@ class SyncStore:
             if rows:
                 return [str(r["user_id"]) for r in rows]
         return []
+
+    async def member_counts_many(self, room_nids: list[int]) -> dict[int, dict[str, int]]:
+        """``member_counts`` for many rooms, one statement per 500 rooms."""
+        out: dict[int, dict[str, int]] = {n: {} for n in room_nids}
+        for start in range(0, len(room_nids), 500):
+            chunk = room_nids[start : start + 500]
+            rows = await self.db.fetchall(
+                "SELECT room_nid, membership, COUNT(*) AS n FROM room_memberships"
+                f" WHERE room_nid IN ({placeholders(len(chunk))}) GROUP BY room_nid, membership",
+                *chunk,
+            )
+            for r in rows:
+                out[int(r["room_nid"])][str(r["membership"])] = int(r["n"])
+        return out
+
+    async def heroes_many(
+        self, room_nids: list[int], user_id: str, limit: int = 5
+    ) -> dict[int, list[str]]:
+        """``heroes`` for many rooms: one statement per 100 rooms, each room's branch of
+        the UNION ALL an indexed read of at most ``limit`` rows per membership class."""
+        out: dict[int, list[str]] = {}
+        for start in range(0, len(room_nids), 100):
+            chunk = room_nids[start : start + 100]
+            branches = [
+                f"SELECT * FROM (SELECT room_nid, user_id, {rank} AS rank, stream_ordering"
+                f" FROM room_memberships WHERE room_nid = ${i + 3} AND user_id <> $1"
+                f" AND membership IN ({memberships}) ORDER BY stream_ordering LIMIT $2)"
+                f" AS h{i}_{rank}"
+                for i in range(len(chunk))
+                for rank, memberships in ((0, "'join', 'invite'"), (1, "'leave', 'ban'"))
+            ]
+            rows = await self.db.fetchall(" UNION ALL ".join(branches), user_id, limit, *chunk)
+            found: dict[int, dict[int, list[tuple[int, str]]]] = {}
+            for r in rows:
+                found.setdefault(int(r["room_nid"]), {}).setdefault(int(r["rank"]), []).append(
+                    (int(r["stream_ordering"]), str(r["user_id"]))
+                )
+            for room_nid in chunk:
+                ranks = found.get(room_nid, {})
+                best = ranks.get(0) or ranks.get(1) or []
+                out[room_nid] = [u for _, u in sorted(best)]
+        return out
 
     async def left_rooms(self, user_id: str, upto: int) -> list[Membership]:
         """Rooms the user left or was banned from and has not forgotten."""

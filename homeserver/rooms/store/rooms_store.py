@@ -124,16 +124,21 @@ class RoomStore:
     async def key_nids(self, keys: Iterable[StateKey]) -> dict[StateKey, int]:
         """Existing nids of ``keys`` (unknown keys are left out)."""
         wanted = set(keys)
-        missing = [k for k in wanted if k not in self._key_nids]
-        for key in missing:
-            nid = await self.db.fetchval(
-                "SELECT state_key_nid FROM state_keys WHERE event_type = $1 AND state_key = $2",
-                key[0],
-                key[1],
+        missing = sorted(k for k in wanted if k not in self._key_nids)
+        for start in range(0, len(missing), 200):  # one statement per 200 unknown keys
+            chunk = missing[start : start + 200]
+            where = " OR ".join(
+                f"(event_type = ${2 * i + 1} AND state_key = ${2 * i + 2})"
+                for i in range(len(chunk))
             )
-            if nid is not None:
-                self._key_nids[key] = int(nid)
-                self._keys[int(nid)] = key
+            rows = await self.db.fetchall(
+                f"SELECT state_key_nid, event_type, state_key FROM state_keys WHERE {where}",
+                *(part for key in chunk for part in key),
+            )
+            for row in rows:
+                key = (str(row["event_type"]), str(row["state_key"]))
+                self._key_nids[key] = int(row["state_key_nid"])
+                self._keys[int(row["state_key_nid"])] = key
         return {k: self._key_nids[k] for k in wanted if k in self._key_nids}
 
     async def keys_for_nids(self, nids: Iterable[int]) -> dict[int, StateKey]:

@@ -157,6 +157,68 @@ class StateStore:
         )
         return _fold(rows)
 
+    async def keys_at_groups(
+        self, groups: Iterable[int], key_nids: Iterable[int] | None = None
+    ) -> dict[int, StateNids]:
+        """group -> its state (only ``key_nids`` when given), for many groups in one
+        statement: the union of their chains is walked once and each chain folded here.
+        Full loads are cached like ``state_at_group``'s."""
+        wanted = sorted(set(groups))
+        keys = None if key_nids is None else sorted(set(key_nids))
+        out: dict[int, StateNids] = {}
+        todo = []
+        for group in wanted:
+            cached = self._cache.get(group)
+            if cached is not None:
+                out[group] = cached if keys is None else {k: cached[k] for k in keys if k in cached}
+            else:
+                todo.append(group)
+        if not todo or keys == []:
+            return {**out, **{g: {} for g in todo}}
+        sql = (
+            "WITH RECURSIVE chain(sg) AS ("
+            " SELECT state_group FROM state_groups"
+            f" WHERE state_group IN ({placeholders(len(todo))})"
+            " UNION SELECT g.prev_group FROM state_groups g JOIN chain c ON g.state_group = c.sg"
+            " WHERE g.prev_group IS NOT NULL)"
+            " SELECT g.state_group, g.prev_group, s.state_key_nid, s.event_nid FROM chain c"
+            " JOIN state_groups g ON g.state_group = c.sg"
+            " LEFT JOIN state_group_entries s ON s.state_group = c.sg"
+        )
+        if keys is not None:
+            sql += f" AND s.state_key_nid IN ({placeholders(len(keys), len(todo) + 1)})"
+        rows = await self.db.fetchall(sql, *todo, *(keys or ()))
+        parent: dict[int, int | None] = {}
+        entries: dict[int, list[tuple[int, int | None]]] = {}
+        for row in rows:
+            group = int(row["state_group"])
+            prev = row["prev_group"]
+            parent[group] = None if prev is None else int(prev)
+            if row["state_key_nid"] is not None:
+                nid = row["event_nid"]
+                entries.setdefault(group, []).append(
+                    (int(row["state_key_nid"]), None if nid is None else int(nid))
+                )
+        for group in todo:
+            chain: list[int] = []
+            at: int | None = group
+            while at is not None and at in parent and len(chain) <= len(parent):
+                chain.append(at)
+                at = parent[at]
+            state: StateNids = {}
+            for link in reversed(chain):  # farthest ancestor first, nearer deltas win
+                for key_nid, event_nid in entries.get(link, ()):
+                    if event_nid is None:
+                        state.pop(key_nid, None)
+                    else:
+                        state[key_nid] = event_nid
+            out[group] = state
+            if keys is None and chain:
+                self._cache[group] = state
+                if len(self._cache) > _CACHE_GROUPS:
+                    self._cache.popitem(last=False)
+        return out
+
     async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:
         """Like ``state_keys_at_group``, inside a transaction that may have just
         written ``group`` (the persister deciding whether a redaction applies)."""
