@@ -413,10 +413,17 @@ class SynapseTarget(Target):
 
 
 def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
-    """``python -m homeserver run`` in its own session, output to a file."""
+    """``python -m homeserver run`` in its own session, output to a file. With
+    ``MYELIN_BENCH_PYINSTRUMENT=FILE.html`` (or ``.txt``) the server runs under pyinstrument
+    (the ``dev`` extra), which writes its profile to that file when the server stops."""
+    command = [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)]
+    profile = os.environ.get("MYELIN_BENCH_PYINSTRUMENT")
+    if profile:
+        renderer = "html" if profile.endswith(".html") else "text"
+        command[1:2] = ["-m", "pyinstrument", "-r", renderer, "-o", profile, "-m"]
     with output.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+            command,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=out,
