@@ -14,11 +14,18 @@ OWASP's argon2id profile m=19 MiB, t=2, p=1.
 Stored hashes carry their own parameters, so hashes made under earlier
 settings keep verifying; ``needs_rehash`` says when a successful login
 should store a fresh hash under the current ones.
+
+Giving the memory back: glibc serves a block above its mmap threshold from a
+mapping of its own, unmapped on free, but raises that threshold (up to
+32 MiB) each time such a block is freed, so from the second hash on a 19 MiB
+block comes from the heap and stays there. A fixed threshold (which turns
+the raising off) keeps every hash's memory returned to the system.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,12 +34,28 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from homeserver.config import PasswordHashingConfig
 
+# glibc's mallopt parameter number, and the fixed threshold: blocks of 4 MiB and more get
+# mappings of their own (argon2's are 19 MiB by default; Python objects rarely come near).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+
+
+def _unmap_large_blocks_on_free() -> None:
+    """Fix glibc's mmap threshold (see the module note); a no-op on other C libraries."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
 
 class PasswordHashing:
     """argon2id hashing and checking on a bounded pool of threads."""
 
     def __init__(self, settings: PasswordHashingConfig) -> None:
         self.settings = settings
+        _unmap_large_blocks_on_free()
         self._hasher = PasswordHasher(
             time_cost=settings.time_cost,
             memory_cost=settings.memory_cost_kib,
