@@ -161,7 +161,8 @@ class ThreepidApi:
         body = await json_body(request)
         req_str(body, "client_secret")
         req_str(body, "sid")
-        req_str(body, "id_server")
+        if opt_str(body, "id_server") is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "'id_server' is required")
         raise MatrixError(
             400, "M_SERVER_NOT_TRUSTED", "This server does not bind to identity servers"
         )
