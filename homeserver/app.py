@@ -197,7 +197,7 @@ class HomeServer:
                 allow_local_push=config.federation.insecure_local,
             ),
             media=MediaService(config, MediaStore(db), clock),
-            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area, threepids),
             openid=OpenIdTokens(db, clock, config.server_name),
             threepids=threepids,
             login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),

@@ -53,7 +53,7 @@ class Mailbox:
     port: int
     received: list[CapturedMail] = field(default_factory=list)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
