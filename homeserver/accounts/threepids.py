@@ -38,7 +38,7 @@ MAX_EMAIL_LENGTH = 320
 # The spec's client_secret (and our sid): [0-9a-zA-Z.=_-], 1 to 255 characters.
 _SECRET_RE = re.compile(r"^[0-9a-zA-Z.=_-]{1,255}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
-SUBMIT_TOKEN_PATH = "/_myelin/client/email/submit_token"  # noqa: S105 (a path)
+SUBMIT_TOKEN_PATH = "/_synapse/client/email/submit_token"  # noqa: S105 (a path)
 
 # What the mail says, per purpose of the request.
 _PURPOSES = {

@@ -20,7 +20,7 @@ from homeserver.app import RunningServer
 from homeserver.clock import Clock
 from tests.conftest import ServerFactory, free_port
 
-LINK_RE = re.compile(r"https?://\S+/_myelin/client/email/submit_token\?\S+")
+LINK_RE = re.compile(r"https?://\S+/_synapse/client/email/submit_token\?\S+")
 
 
 @dataclass

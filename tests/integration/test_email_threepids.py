@@ -118,7 +118,7 @@ async def test_send_attempt_and_the_submit_link(
         assert other.body["sid"] != sid
         mailbox.take(address)
 
-        submit = "/_myelin/client/email/submit_token"
+        submit = "/_synapse/client/email/submit_token"
         creds = {"sid": sid, "client_secret": "secret"}
         stale = await api.post(submit, {**creds, "token": old.link_params()["token"]})
         refused(stale, 400, "M_TOKEN_INCORRECT")
