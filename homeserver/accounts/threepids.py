@@ -155,12 +155,12 @@ class ThreepidService:
         session = await self._session(sid, client_secret)
         if session is None:
             raise invalid_param("Unknown validation session")
-        if session.validated_ts is not None:
-            return
-        if session.token_expires_ts <= self.clock.now_ms():
-            raise MatrixError(400, "M_SESSION_EXPIRED", "The validation token has expired")
         if not hmac.compare_digest(_hash(token), session.token_hash):
             raise MatrixError(400, "M_TOKEN_INCORRECT", "The token is incorrect")
+        if session.validated_ts is not None:
+            return  # the link opened twice
+        if session.token_expires_ts <= self.clock.now_ms():
+            raise MatrixError(400, "M_SESSION_EXPIRED", "The validation token has expired")
         await self.store.mark_validated(session.session_id, self.clock.now_ms())
 
     async def _session(self, sid: str, client_secret: str) -> ValidationSession | None:

@@ -222,7 +222,12 @@ class AccountApi:
                 else:
                     user_id = await self.accounts.new_guest_user_id()
                 email = outcome.stages.get(EMAIL_STAGE)
-                if email is not None and await self.threepids.owner_of(EMAIL, email["address"]):
+                owner = (
+                    None
+                    if email is None
+                    else await self.threepids.owner_of(EMAIL, email["address"])
+                )
+                if owner is not None:
                     raise MatrixError(400, "M_THREEPID_IN_USE", "This address is already in use")
                 await self.accounts.create_account(user_id, None, password_hash=password_hash)
             await self._attach_email(user_id, outcome)
