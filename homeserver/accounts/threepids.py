@@ -106,6 +106,7 @@ class ThreepidService:
         token = secrets.token_urlsafe(24)
         expires = now + self.email.validation_token_lifetime_ms
         session = await self.store.session_for(client_secret, EMAIL, address)
+        previous_attempt = None if session is None else session.last_send_attempt
         if session is None:
             session = ValidationSession(
                 session_id=secrets.token_urlsafe(18),
@@ -126,7 +127,16 @@ class ThreepidService:
         ):
             # Spec: a send_attempt not above the last one seen answers success, sends nothing.
             return session.session_id
-        await self._mail_token(purpose, address, session.session_id, client_secret, token)
+        try:
+            await self._mail_token(purpose, address, session.session_id, client_secret, token)
+        except MatrixError:
+            # Not sent: a retry with the same send_attempt must try again, not answer
+            # success for a mail that never left.
+            if previous_attempt is None:
+                await self.store.delete_session(session.session_id)
+            else:
+                await self.store.undo_attempt(session.session_id, send_attempt, previous_attempt)
+            raise
         return session.session_id
 
     async def _mail_token(

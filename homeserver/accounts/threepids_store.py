@@ -163,6 +163,16 @@ class ThreepidStore:
         )
         return row is not None
 
+    async def undo_attempt(self, session_id: str, failed: int, previous: int) -> None:
+        """Forget a send attempt whose mail could not be sent (unless a later one came)."""
+        await self.db.execute(
+            "UPDATE threepid_validation_sessions SET last_send_attempt = $1"
+            " WHERE session_id = $2 AND last_send_attempt = $3",
+            previous,
+            session_id,
+            failed,
+        )
+
     async def mark_validated(self, session_id: str, now: int) -> None:
         await self.db.execute(
             "UPDATE threepid_validation_sessions SET validated_ts = $1"

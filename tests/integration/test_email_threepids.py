@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, free_port
 from tests.helpers import Api, Reply, User
 from tests.integration.email_support import Mailbox, ShiftedClock, email_server, smtp_mailbox
 from tests.integration.test_email_password_reset import add_email, follow_link
@@ -270,3 +270,26 @@ async def test_request_token_is_rate_limited(make_server: ServerFactory, mailbox
         refused(limited, 429, "M_LIMIT_EXCEEDED")
         assert limited.body["retry_after_ms"] > 0
         assert len(mailbox.received) == 2
+
+
+async def test_a_mail_that_could_not_be_sent(make_server: ServerFactory, mailbox: Mailbox) -> None:
+    """SMTP down: 500 M_UNKNOWN, and a retry with the same send_attempt really sends."""
+    server = await email_server(make_server, mailbox, email={"smtp_port": free_port()})
+    address = "late@example.test"
+    async with Api(server.client_url) as api:
+        for attempt in (1, 2):
+            down = await ask(api, "/register/email/requestToken", address, attempt=attempt)
+            refused(down, 500, "M_UNKNOWN")
+        server.hs.config.email.smtp_port = mailbox.port  # the SMTP server is back
+        first = await ask(api, "/register/email/requestToken", address, attempt=1)
+        assert first.status == 200
+        mailbox.take(address)
+        # Down again for attempt 2: the session stays at attempt 1 and 2 is tried anew.
+        server.hs.config.email.smtp_port = free_port()
+        refused(
+            await ask(api, "/register/email/requestToken", address, attempt=2), 500, "M_UNKNOWN"
+        )
+        server.hs.config.email.smtp_port = mailbox.port
+        again = await ask(api, "/register/email/requestToken", address, attempt=2)
+        assert again.status == 200 and again.body["sid"] == first.body["sid"]
+        mailbox.take(address)
