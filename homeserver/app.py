@@ -17,9 +17,12 @@ from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.login_tokens import LoginTokens
 from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
+from homeserver.accounts.threepids import ThreepidService
+from homeserver.accounts.threepids_store import ThreepidStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis, federation_listener_routes
@@ -30,6 +33,7 @@ from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.mail.sender import Mailer
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
@@ -84,6 +88,8 @@ class HomeServer:
     admin: AdminArea
     media: MediaService
     openid: OpenIdTokens
+    threepids: ThreepidService
+    login_tokens: LoginTokens
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
@@ -150,6 +156,16 @@ class HomeServer:
             departed_room_mates=members.departed_room_mates,
             arrived_room_mates=members.arrived_room_mates,
         )
+        threepid_store = ThreepidStore(db)
+        threepids = ThreepidService(config, threepid_store, Mailer(config.email), clock)
+
+        async def drop_threepids(user_id: str) -> None:
+            # Spec (deactivation): the account's third-party ids go with it.
+            user = await store.get_user(user_id)
+            if user is not None:
+                await threepid_store.remove_all(user.user_nid)
+
+        accounts.deactivated_hooks.append(drop_threepids)
         hs = cls(
             config=config,
             db=db,
@@ -181,8 +197,10 @@ class HomeServer:
                 allow_local_push=config.federation.insecure_local,
             ),
             media=MediaService(config, MediaStore(db), clock),
-            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area, threepids),
             openid=OpenIdTokens(db, clock, config.server_name),
+            threepids=threepids,
+            login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
@@ -252,6 +270,8 @@ class HomeServer:
             previewer=self.previewer,
             admin=self.admin,
             openid=self.openid,
+            threepids=self.threepids,
+            login_tokens=self.login_tokens,
             unstable_features=self.unstable_features,
         )
         for api in apis:

@@ -105,6 +105,13 @@ class AccountStore:
             await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
         )
 
+    async def get_user_by_nid(self, user_nid: int) -> UserRecord | None:
+        return _user(
+            await self.db.fetchone(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE user_nid = $1", user_nid
+            )
+        )
+
     async def user_exists(self, user_id: str) -> bool:
         return await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id) is not None
 
