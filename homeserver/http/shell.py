@@ -7,10 +7,8 @@ the request id and answered as 500 ``M_UNKNOWN`` without internals.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,10 +20,9 @@ from homeserver.errors import (
     too_large,
     unrecognized,
 )
+from homeserver.logs import new_request_id, request_id
 
 log = logging.getLogger("myelin.http")
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -67,7 +64,8 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id.set(secrets.token_hex(6))
+    # The observe middleware (http/observe.py) names the request first where it runs.
+    request_id.set(request.get("request_id") or new_request_id())
     try:
         if "\x00" in request.path:
             # No Matrix identifier holds NUL; refuse before any handler or query sees it.
