@@ -24,7 +24,6 @@ from homeserver.metrics import Metrics
 
 access_log = logging.getLogger("myelin.access")
 
-REQUEST_ID_KEY = "request_id"
 UNMATCHED = "unmatched"
 # The status logged and counted for a request whose client went away first (nginx's).
 CLIENT_CLOSED = 499
@@ -49,7 +48,6 @@ def observe_middleware(metrics: Metrics, listener: str) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = new_request_id()
-        request[REQUEST_ID_KEY] = rid
         request_id.set(rid)
         pattern = route_pattern(request)
         route = pattern or UNMATCHED

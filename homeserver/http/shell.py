@@ -2,7 +2,8 @@
 
 Handlers raise ``MatrixError``; the error middleware turns it, and aiohttp's
 own 404/405/413, into Matrix JSON. Any other exception is logged once with
-the request id and answered as 500 ``M_UNKNOWN`` without internals.
+the request id (given by the observe middleware, http/observe.py, which runs
+first) and answered as 500 ``M_UNKNOWN`` without internals.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from homeserver.errors import (
     too_large,
     unrecognized,
 )
-from homeserver.logs import new_request_id, request_id
+from homeserver.logs import request_id
 
 log = logging.getLogger("myelin.http")
 
@@ -64,8 +65,6 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # The observe middleware (http/observe.py) names the request first where it runs.
-    request_id.set(request.get("request_id") or new_request_id())
     try:
         if "\x00" in request.path:
             # No Matrix identifier holds NUL; refuse before any handler or query sees it.
