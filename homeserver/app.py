@@ -231,6 +231,8 @@ class HomeServer:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
+            # Pushers catch up the notifications a restart left undelivered.
+            hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
         return hs
 
     def start_background(self) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from homeserver.errors import (
@@ -34,12 +35,20 @@ CORS_HEADERS = {
 }
 
 
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON for a response, by orjson (several times faster than the
+    standard library on big /sync bodies). Canonical JSON is not needed here: only
+    signatures and hashes need it, and those have their own encoder. The standard
+    library is the fallback for what orjson refuses (integers past 64 bits, which
+    old room versions' content may hold)."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return web.Response(body=encode_json(body), status=status, content_type="application/json")
 
 
 def error_response(err: MatrixError) -> web.Response:
