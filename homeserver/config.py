@@ -222,6 +222,55 @@ class SupportConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """The Prometheus listener (/metrics and /health); off unless enabled."""
+
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = 9000
+
+
+@dataclass
+class LoggingConfig:
+    # text: one human-readable line per record; json: one JSON object per line.
+    format: str = "text"
+    # Overrides the older top-level log_level when set.
+    level: str | None = None
+
+
+@dataclass
+class PrivacyConfig:
+    # Record the client IP address and User-Agent of each device's last request
+    # (shown by the device list and the admin whois API). false: never stored.
+    store_client_ips: bool = True
+    # How long a stored IP/User-Agent is kept after the device's last request
+    # (a duration: 30s, 15m, 12h, 28d, 2w); null: kept until the device goes.
+    client_ip_retention: str | None = "28d"
+
+    @property
+    def client_ip_retention_ms(self) -> int | None:
+        return (
+            None
+            if self.client_ip_retention is None
+            else parse_duration_ms(self.client_ip_retention)
+        )
+
+
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION_UNITS_MS["w"] = 7 * _DURATION_UNITS_MS["d"]
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"28d"`` -> milliseconds; units ms, s, m, h, d, w. ValueError when malformed."""
+    value = text.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d", "w"):
+        number = value.removesuffix(unit)
+        if number != value and number.isdigit():
+            return int(number) * _DURATION_UNITS_MS[unit]
+    raise ValueError(f"not a duration: {text!r}")
+
+
+@dataclass
 class Config:
     server_name: str = ""
     data_dir: str = "."
@@ -250,6 +299,9 @@ class Config:
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 def public_client_url(config: Config) -> str:
@@ -343,8 +395,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
             raise ConfigError(f"{name}.port: {listener.port} is not a TCP port")
     if config.default_room_version not in KNOWN_ROOM_VERSIONS:
         raise ConfigError("default_room_version: must be one of 1 to 12")
-    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    _check_observability(config)
     if config.limits.max_json_body_bytes < 65536:
         raise ConfigError("limits.max_json_body_bytes: must be at least 65536")
     fed = config.federation
@@ -373,6 +424,31 @@ def _check_email(config: Config) -> None:
     timeout = config.login_via_existing_session.token_timeout_ms
     if not 1000 <= timeout <= 3_600_000:
         raise ConfigError("login_via_existing_session.token_timeout_ms: must be 1000..3600000")
+
+
+def _check_observability(config: Config) -> None:
+    """Logging, the metrics listener and client-IP retention."""
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    if config.log_level.upper() not in levels:
+        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    if config.logging.level is not None:
+        if config.logging.level.upper() not in levels:
+            raise ConfigError("logging.level: must be DEBUG, INFO, WARNING or ERROR")
+        config.log_level = config.logging.level
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("logging.format: must be text or json")
+    if not 0 <= config.metrics.port <= 65535:
+        raise ConfigError(f"metrics.port: {config.metrics.port} is not a TCP port")
+    retention = config.privacy.client_ip_retention
+    if retention is not None:
+        try:
+            ms = parse_duration_ms(retention)
+        except ValueError:
+            raise ConfigError(
+                "privacy.client_ip_retention: expected a duration like 12h or 28d"
+            ) from None
+        if ms < 1000:
+            raise ConfigError("privacy.client_ip_retention: must be at least 1s")
 
 
 def _check_rate_limits(limits: RateLimitsConfig) -> None:
