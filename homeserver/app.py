@@ -44,7 +44,7 @@ from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.metrics import Metrics
 from homeserver.push.service import PushRuleService
-from homeserver.push.wiring import build_push_rules
+from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
@@ -215,6 +215,9 @@ class HomeServer:
             client_ips=ClientIpRetention(store, clock, config.privacy),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
+        )
+        attach_email_pushes(
+            hs.sync_area.pushers, hs.sync_area.notifications, threepids, store, clock, config.email
         )
         if config.media.url_preview_enabled:
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)

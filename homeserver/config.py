@@ -105,6 +105,9 @@ class EmailConfig:
     client_base_url: str | None = None
     # How long an emailed validation token stays usable.
     validation_token_lifetime_ms: int = 60 * 60 * 1000
+    # Email pushers: how long a notification waits, unread, before it is mailed
+    # (with the others that arrived meanwhile, in one message).
+    notif_delay_ms: int = 10 * 60 * 1000
 
     @property
     def enabled(self) -> bool:
@@ -417,6 +420,8 @@ def _check_email(config: Config) -> None:
         raise ConfigError(f"email.smtp_port: {email.smtp_port} is not a TCP port")
     if email.force_tls and email.require_transport_security:
         raise ConfigError("email.force_tls and require_transport_security: choose one")
+    if email.notif_delay_ms < 0:
+        raise ConfigError("email.notif_delay_ms: must be 0 or more")
     if email.validation_token_lifetime_ms < 1000:
         raise ConfigError("email.validation_token_lifetime_ms: must be at least 1000")
     if config.registration.require_email and not email.enabled:
