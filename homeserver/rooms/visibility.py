@@ -9,6 +9,11 @@ room at any point after the event (spec rule 3: so a member who has since
 left still reads the shared history before their leave); ``invited`` also
 to users invited at the event. The two state keys needed are read per
 distinct state group in the page, never the full state.
+
+A redaction whose target this server has not seen is held back too (rooms/v3+
+"Handling redactions": servers should not send redactions to clients until
+both events have been seen). When the target arrives it is stored already
+redacted, so clients get its redacted form instead of a dangling redaction.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 HISTORY_VISIBILITY = "m.room.history_visibility"
+REDACTION = "m.room.redaction"
 # How far back through a user's membership changes to look for their latest join.
 _MAX_MEMBERSHIP_HOPS = 8
 
@@ -62,6 +68,7 @@ class Visibility:
         """``filter`` for pages of several rooms: the two state keys of every state group
         in every page are read at once (a /sync of many rooms must not cost a state
         lookup per group). ``current``: the user's membership per room, when known."""
+        pages = await self._without_unseen_targets(pages)
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
         groups = {s.state_group for _, events in pages for s in events}
         states = await self.rooms.state_at_many(groups, keys) if groups else {}
@@ -102,6 +109,31 @@ class Visibility:
                     out.append(s)
             results.append(out)
         return results
+
+    async def _without_unseen_targets(
+        self, pages: Sequence[tuple[RoomInfo, Sequence[StoredEvent]]]
+    ) -> list[tuple[RoomInfo, Sequence[StoredEvent]]]:
+        """Each page less the redactions whose target is not (yet) stored in its room
+        (one look-up for all the pages)."""
+        targets = {
+            s.event.redacts for _, events in pages for s in events if s.event.type == REDACTION
+        }
+        targets.discard(None)
+        if not targets:
+            return list(pages)
+        found = await self.rooms.events.by_ids(t for t in targets if t is not None)
+        seen = {(s.room_nid, t) for t, s in found.items()}
+        return [
+            (
+                room,
+                [
+                    s
+                    for s in events
+                    if s.event.type != REDACTION or (room.room_nid, s.event.redacts) in seen
+                ],
+            )
+            for room, events in pages
+        ]
 
     async def _before(self, hv: StoredEvent) -> str:
         """The visibility an m.room.history_visibility event replaced: such an event is
