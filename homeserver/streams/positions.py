@@ -28,13 +28,6 @@ write and a wake-up is never sent for an event readers cannot see yet.
 
 A crash abandons the positions in flight: they stay holes, which readers
 skip. On start the tracker starts from the newest position ever taken.
-
-Other processes: only the serving process has readers, but an admin command
-beside it may write events (deactivating a user leaves their rooms). On
-PostgreSQL it holds an advisory lock exclusive while it takes and commits
-its position, and the server's writers hold the same lock shared (one
-statement with ``nextval``), so its event commits between the server's,
-never below a position the server has published (``EventStore``).
 """
 
 from __future__ import annotations
