@@ -138,9 +138,7 @@ class HomeServer:
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
         notifier = Notifier()
-        rooms_area = build_rooms_area(
-            config, db, clock, signing_key, accounts, notifier, sole_writer=exclusive
-        )
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
         push = build_push_rules(db, userdata.account_data)

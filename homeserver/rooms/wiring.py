@@ -79,11 +79,9 @@ def build_rooms_area(
     signing_key: SigningKey,
     accounts: AccountService,
     signal: ChangeSignal,
-    sole_writer: bool = True,
 ) -> RoomsArea:
-    """``sole_writer``: built by the serving process (see ``EventStore``)."""
     rooms_store = RoomStore(db)
-    events = EventStore(db, sole_writer)
+    events = EventStore(db)
     state = StateStore(db)
     members = MembershipStore(db)
     relations = RelationStore(db)

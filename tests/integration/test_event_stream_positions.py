@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 
-from homeserver.rooms.store.events_store import EventStore
 from tests.conftest import ENGINE, ServerFactory
 from tests.helpers import Api
 from tests.integration.test_rooms_basic import create_room
@@ -31,41 +30,6 @@ async def test_out_of_order_commits_are_not_published_past_an_open_transaction(
         # The row lock is gone: B did not wait for A to commit.
     assert await events.current_position() == pos_b
     await events.wait_published(pos_b)
-
-
-async def test_another_process_writes_events_only_between_the_servers(
-    make_server: ServerFactory,
-) -> None:
-    """An admin command beside the server (not the sole writer) takes its position only
-    once no server transaction holding one is open, and the server sees it next."""
-    if ENGINE != "postgres":
-        pytest.skip("SQLite has one writer: positions commit in the order they are taken")
-    server = await make_server()
-    events = server.hs.rooms_area.rooms.events
-    db = server.hs.db
-    other = EventStore(db, sole_writer=False)  # as `myelin admin` builds it
-    taken: list[int] = []
-
-    async def other_writer() -> None:
-        async with db.transaction() as q, other.take_stream_ordering(q) as pos:
-            taken.append(pos)
-
-    async with db.transaction() as qa, events.take_stream_ordering(qa) as pos_a:
-        task = asyncio.ensure_future(other_writer())
-        waiting = 0
-        for _ in range(500):  # until the other writer waits on the advisory lock (bounded)
-            waiting = await db.fetchval(
-                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.01)
-        assert waiting == 1 and not taken
-    await asyncio.wait_for(task, 30)
-    assert taken[0] > pos_a
-    async with db.transaction() as qc, events.take_stream_ordering(qc) as pos_c:
-        assert pos_c > taken[0]
-    assert await events.current_position() == pos_c
 
 
 async def test_concurrent_sends_in_many_rooms_all_reach_an_incremental_sync(

@@ -73,16 +73,9 @@ def _stored(row: Row) -> StoredEvent:
     )
 
 
-# PostgreSQL advisory lock between event writers of different processes
-# (``take_stream_ordering``): "myelin" + "ev" as a big-endian integer.
-WRITERS_LOCK_KEY = int.from_bytes(b"myelinev", "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
 class EventStore:
-    def __init__(self, db: Database, sole_writer: bool = True) -> None:
-        """``sole_writer``: this is the serving process (it holds the process lock)."""
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.sole_writer = sole_writer
         self._cache: OrderedDict[int, StoredEvent] = OrderedDict()
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
@@ -94,31 +87,23 @@ class EventStore:
 
     async def _positions(self) -> PositionTracker:
         """The events stream's tracker, started from the newest position ever taken
-        (read before this process takes any, hence the lock; on PostgreSQL after every
-        other process's event transaction in flight has ended, see ``take_stream_ordering``)."""
+        (read before this process takes any, hence the lock)."""
         if self._tracker is None:
             async with self._tracker_lock:
                 if self._tracker is None:
                     if self.db.engine == "postgres":
-                        async with self.db.transaction() as q:
-                            await q.fetchval(
-                                "SELECT pg_advisory_xact_lock_shared($1)", WRITERS_LOCK_KEY
-                            )
-                            row = await q.fetchone(
-                                "SELECT last_value, is_called FROM events_stream_ordering"
-                            )
+                        row = await self.db.fetchone(
+                            "SELECT last_value, is_called FROM events_stream_ordering"
+                        )
                         newest = int(row["last_value"]) if row["is_called"] else 0
                     else:
-                        newest = await self._sqlite_position()
+                        newest = int(
+                            await self.db.fetchval(
+                                "SELECT position FROM stream_positions WHERE stream_name = 'events'"
+                            )
+                        )
                     self._tracker = PositionTracker(newest)
         return self._tracker
-
-    async def _sqlite_position(self) -> int:
-        return int(
-            await self.db.fetchval(
-                "SELECT position FROM stream_positions WHERE stream_name = 'events'"
-            )
-        )
 
     @contextlib.asynccontextmanager
     async def take_stream_ordering(self, q: Queries) -> AsyncIterator[int]:
@@ -126,25 +111,13 @@ class EventStore:
         must end after the transaction does (committed or rolled back): then the
         position is finished and readers may pass it (``streams/positions.py``).
 
-        SQLite's single writer updates its counter row, so positions commit in order.
-        PostgreSQL takes them from a sequence, so writers in different rooms do not
-        queue behind one row; the serving process's writers hold the advisory lock
-        ``WRITERS_LOCK_KEY`` shared for their transaction, and any other process (an
-        admin command beside the server) holds it exclusive: its event then commits
-        between the server's, never while the server may publish a position above it."""
+        PostgreSQL takes it from a sequence, so writers in different rooms do not queue
+        behind one row; SQLite's single writer updates its counter row."""
         tracker = await self._positions()
 
         async def next_position() -> int:
             if self.db.engine == "postgres":
-                lock = (
-                    "pg_advisory_xact_lock_shared" if self.sole_writer else "pg_advisory_xact_lock"
-                )
-                value = await q.fetchval(
-                    f"WITH held AS MATERIALIZED (SELECT {lock}($1))"
-                    " SELECT nextval('events_stream_ordering') FROM held",
-                    WRITERS_LOCK_KEY,
-                )
-                return int(value)
+                return int(await q.fetchval("SELECT nextval('events_stream_ordering')"))
             value = await q.fetchval(
                 "UPDATE stream_positions SET position = position + 1"
                 " WHERE stream_name = 'events' RETURNING position"
@@ -303,11 +276,7 @@ class EventStore:
     # ------------------------------------------------------------ reading
 
     async def current_position(self) -> int:
-        """The newest position below which every event is committed (or abandoned).
-        SQLite's counter row is exactly that (one writer, commits in order), and it
-        also shows events an admin command beside the server wrote."""
-        if self.db.engine != "postgres":
-            return await self._sqlite_position()
+        """The newest position below which every event is committed (or abandoned)."""
         return (await self._positions()).published
 
     async def event_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
