@@ -21,9 +21,7 @@ transaction::
 
 so an event acknowledged to a client is durable together with everything
 derived from it, and a reader never sees half of it. Stream orderings are
-taken inside the transaction (``EventStore.take_stream_ordering``); after the
-commit the persister waits until readers may pass the event's position
-(``homeserver/streams/positions.py``) before anyone is told of it.
+taken inside the transaction (``EventStore.next_stream_ordering``).
 
 ``txn_hooks`` run last inside the transaction, with the same connection, for
 writes that must commit or roll back with the event (DESIGN rules 3 and 6:
@@ -50,7 +48,6 @@ brings it as history.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,9 +161,7 @@ class EventPersister:
             write = await prepare(plan, room_nid)
             if write is not None:
                 writes.append(write)
-        # ``held`` ends after the transaction: the stream position taken in it is then
-        # finished, committed or not (EventStore.take_stream_ordering).
-        async with contextlib.AsyncExitStack() as held, self.db.transaction() as q:
+        async with self.db.transaction() as q:
             if new_room is not None:
                 room_nid = await self.rooms.insert_room(
                     q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
@@ -183,7 +178,7 @@ class EventPersister:
             if plan.backfilled and visible:
                 so = await self.events.next_backfill_ordering(q)
             elif visible:
-                so = await held.enter_async_context(self.events.take_stream_ordering(q))
+                so = await self.events.next_stream_ordering(q)
             group = plan.state_group_before
             if plan.state_delta_before:
                 group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
@@ -275,10 +270,6 @@ class EventPersister:
                 callback = await hook(q, stored, plan)
                 if callback is not None:
                     after_commit.append(callback)
-        if so is not None and not plan.backfilled:
-            # Tell no one before readers can see it: an earlier position (another room's
-            # transaction on PostgreSQL) may still be committing.
-            await self.events.wait_published(so)
         self.rooms.remember_keys(keys)
         if pruned:
             self.events.forget(pruned)

@@ -19,6 +19,10 @@ CHECKS: dict[str, str] = {
         "SELECT COUNT(*) FROM events WHERE outlier = 0 AND rejected_reason IS NULL"
         " AND soft_failed = 0 AND stream_ordering IS NULL"
     ),
+    "stream positions above the events counter": (
+        "SELECT COUNT(*) FROM events WHERE stream_ordering >"
+        " (SELECT position FROM stream_positions WHERE stream_name = 'events')"
+    ),
     "edges of missing events": (
         "SELECT COUNT(*) FROM event_edges d LEFT JOIN events e ON e.event_nid = d.event_nid"
         " WHERE e.event_nid IS NULL"
@@ -70,14 +74,7 @@ CHECKS: dict[str, str] = {
 async def violations(db: Database) -> dict[str, int]:
     """Every invariant with a non-zero count of violating rows."""
     out: dict[str, int] = {}
-    # The events counter: a sequence on PostgreSQL, a row on SQLite (EventStore).
-    counter = (
-        "(SELECT last_value FROM events_stream_ordering)"
-        if db.engine == "postgres"
-        else "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
-    )
-    above = f"SELECT COUNT(*) FROM events WHERE stream_ordering > {counter}"
-    for name, sql in {**CHECKS, "stream positions above the events counter": above}.items():
+    for name, sql in CHECKS.items():
         count = int(await db.fetchval(sql))
         if count:
             out[name] = count

@@ -10,10 +10,8 @@ generation counter keeps a read that raced with it from caching the old row.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,7 +20,6 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
-from homeserver.streams.positions import PositionTracker
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
@@ -80,56 +77,16 @@ class EventStore:
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
         self._generation = 0
-        self._tracker: PositionTracker | None = None
-        self._tracker_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ writing
 
-    async def _positions(self) -> PositionTracker:
-        """The events stream's tracker, started from the newest position ever taken
-        (read before this process takes any, hence the lock)."""
-        if self._tracker is None:
-            async with self._tracker_lock:
-                if self._tracker is None:
-                    if self.db.engine == "postgres":
-                        row = await self.db.fetchone(
-                            "SELECT last_value, is_called FROM events_stream_ordering"
-                        )
-                        newest = int(row["last_value"]) if row["is_called"] else 0
-                    else:
-                        newest = int(
-                            await self.db.fetchval(
-                                "SELECT position FROM stream_positions WHERE stream_name = 'events'"
-                            )
-                        )
-                    self._tracker = PositionTracker(newest)
-        return self._tracker
-
-    @contextlib.asynccontextmanager
-    async def take_stream_ordering(self, q: Queries) -> AsyncIterator[int]:
-        """Take the next global position inside the persisting transaction; the block
-        must end after the transaction does (committed or rolled back): then the
-        position is finished and readers may pass it (``streams/positions.py``).
-
-        PostgreSQL takes it from a sequence, so writers in different rooms do not queue
-        behind one row; SQLite's single writer updates its counter row."""
-        tracker = await self._positions()
-
-        async def next_position() -> int:
-            if self.db.engine == "postgres":
-                return int(await q.fetchval("SELECT nextval('events_stream_ordering')"))
-            value = await q.fetchval(
-                "UPDATE stream_positions SET position = position + 1"
-                " WHERE stream_name = 'events' RETURNING position"
-            )
-            return int(value)
-
-        async with tracker.take(next_position) as position:
-            yield position
-
-    async def wait_published(self, position: int) -> None:
-        """Until ``current_position`` has reached ``position``."""
-        await (await self._positions()).wait_published(position)
+    async def next_stream_ordering(self, q: Queries) -> int:
+        """Take the next global position inside the persisting transaction."""
+        value = await q.fetchval(
+            "UPDATE stream_positions SET position = position + 1"
+            " WHERE stream_name = 'events' RETURNING position"
+        )
+        return int(value)
 
     async def next_backfill_ordering(self, q: Queries) -> int:
         """The next (negative) position for a backfilled event: below every other."""
@@ -276,8 +233,10 @@ class EventStore:
     # ------------------------------------------------------------ reading
 
     async def current_position(self) -> int:
-        """The newest position below which every event is committed (or abandoned)."""
-        return (await self._positions()).published
+        value = await self.db.fetchval(
+            "SELECT position FROM stream_positions WHERE stream_name = 'events'"
+        )
+        return int(value)
 
     async def event_for_txn(self, user_id: str, device_id: str, txn_id: str) -> str | None:
         value = await self.db.fetchval(
