@@ -23,6 +23,8 @@ from homeserver.accounts.store import AccountStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis, federation_listener_routes
+from homeserver.appservices.service import AppServices
+from homeserver.appservices.wiring import build_app_services
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -43,6 +45,7 @@ from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
+from homeserver.streams.signal import SignalFanout
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
@@ -84,6 +87,7 @@ class HomeServer:
     admin: AdminArea
     media: MediaService
     openid: OpenIdTokens
+    app_services: AppServices
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
@@ -118,7 +122,9 @@ class HomeServer:
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
         notifier = Notifier()
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
+        # Application-service senders listen to the same signal (added below).
+        signal = SignalFanout([notifier])
+        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, signal)
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
         push = build_push_rules(db, userdata.account_data)
@@ -150,6 +156,8 @@ class HomeServer:
             departed_room_mates=members.departed_room_mates,
             arrived_room_mates=members.arrived_room_mates,
         )
+        app_services = build_app_services(config, db, accounts, rooms_area, typing, receipts)
+        signal.targets.append(app_services)
         hs = cls(
             config=config,
             db=db,
@@ -183,6 +191,7 @@ class HomeServer:
             media=MediaService(config, MediaStore(db), clock),
             admin=AdminArea.build(config, db, clock, accounts, rooms_area),
             openid=OpenIdTokens(db, clock, config.server_name),
+            app_services=app_services,
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
@@ -216,6 +225,10 @@ class HomeServer:
             await hs.federation.start()
             if lock is not None:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
+            # Each service's sender user exists; then its transactions resume where they
+            # stopped (a stored, unacknowledged one first).
+            await app_services.ensure_senders_registered(clock.now_ms())
+            app_services.start()
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
         return hs
@@ -251,6 +264,7 @@ class HomeServer:
             admin=self.admin,
             openid=self.openid,
             unstable_features=self.unstable_features,
+            app_services=self.app_services,
         )
         for api in apis:
             app.add_routes(api.routes())
@@ -281,6 +295,7 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.app_services.close()
         if self.federation is not None:
             await self.federation.close()
         if self.previewer is not None:

@@ -198,6 +198,12 @@ class Config:
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
+    # Application-service registration files (bridges' registration.yaml, as Synapse reads
+    # them); relative paths are resolved against the configuration file's folder.
+    app_service_config_files: list[str] = field(default_factory=list)
+    # Back-off between attempts to deliver a transaction to a service that is down.
+    app_service_min_retry_ms: int = 2000
+    app_service_max_retry_ms: int = 300_000
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
@@ -295,6 +301,11 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    config.app_service_config_files = [
+        str((base_dir / path).resolve()) for path in config.app_service_config_files
+    ]
+    if not 1 <= config.app_service_min_retry_ms <= config.app_service_max_retry_ms:
+        raise ConfigError("app_service_max_retry_ms: must be at least app_service_min_retry_ms")
     _check_support(config.support)
     return config
 

@@ -9,6 +9,7 @@ device deletion, password change and deactivation.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -49,6 +50,10 @@ def token_from_request(request: web.Request) -> str | None:
     return request.query.get("access_token")
 
 
+# An application service's token: the identity it asserts, or None for other tokens.
+AppServiceAuth = Callable[[str, web.Request], Awaitable[Requester | None]]
+
+
 class Authenticator:
     def __init__(self, store: AccountStore, clock: Clock) -> None:
         self._store = store
@@ -57,12 +62,18 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[Requester, int | None, int]] = OrderedDict()
         # (user_nid, device_id) -> (ip, ts) last written to the devices table.
         self._last_seen: dict[tuple[int, str], tuple[str, int]] = {}
+        # Set by the composition root when application services are configured.
+        self.app_services: AppServiceAuth | None = None
 
     async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
         """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
         token = token_from_request(request)
         if token is None:
             raise missing_token()
+        if self.app_services is not None:
+            as_req = await self.app_services(token, request)
+            if as_req is not None:
+                return as_req  # no device "last seen" for a service
         req = await self.by_token(token)
         if req.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
@@ -84,7 +95,13 @@ class Authenticator:
 
     async def optional_requester(self, request: web.Request) -> Requester | None:
         token = token_from_request(request)
-        return None if token is None else await self.by_token(token)
+        if token is None:
+            return None
+        if self.app_services is not None:
+            as_req = await self.app_services(token, request)
+            if as_req is not None:
+                return as_req
+        return await self.by_token(token)
 
     async def by_token(self, token: str) -> Requester:
         token_hash = hash_token(token)

@@ -86,6 +86,12 @@ class AccountService:
         self.profile_changed_hooks: list[UserHook] = []
         # Set by federation: profiles of users on other servers (None: not federating).
         self.remote_profile_lookup: RemoteProfileLookup | None = None
+        # Set when application services are configured: raises M_EXCLUSIVE for a user id
+        # a service holds exclusively (ordinary registration may not take it).
+        self.exclusive_user_check: Callable[[str], None] | None = None
+        # Asks the application services for an unknown local user in their namespace;
+        # True when one created it (spec AS API "Query User").
+        self.unknown_user_query: Callable[[str], Awaitable[bool]] | None = None
 
     # ------------------------------------------------------------ user ids
 
@@ -108,6 +114,8 @@ class AccountService:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
         if any(localpart.startswith(p) for p in self.config.registration.reserved_localparts):
             raise MatrixError(400, "M_EXCLUSIVE", "This user ID is reserved by an application")
+        if self.exclusive_user_check is not None:
+            self.exclusive_user_check(user_id)
         return user_id
 
     async def check_available(self, username: str) -> str:
@@ -381,6 +389,9 @@ class AccountService:
     async def get_profile(self, user_id: str) -> dict[str, str]:
         """A local user's public profile (``M_NOT_FOUND`` for unknown or deactivated users)."""
         user = await self.store.get_user(user_id)
+        if user is None and self.unknown_user_query is not None:
+            if await self.unknown_user_query(user_id):
+                user = await self.store.get_user(user_id)
         if user is None or user.deactivated:
             raise not_found("Profile not found")
         out = {}

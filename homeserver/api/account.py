@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.auth import Authenticator, token_from_request
 from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.routes import client_routes
+from homeserver.appservices.service import AS_REGISTRATION, AppServices
 from homeserver.errors import MatrixError, forbidden
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
 from homeserver.http.shell import json_response
@@ -35,7 +36,9 @@ class AccountApi:
         uia: UiaService,
         limiter: RateLimiter,
         tokens: RegistrationTokens,
+        app_services: AppServices | None = None,
     ) -> None:
+        self.app_services = app_services
         self.accounts = accounts
         self.tokens = tokens
         self.auth = auth
@@ -125,6 +128,11 @@ class AccountApi:
         return False
 
     async def post_register(self, request: web.Request) -> web.Response:
+        token = token_from_request(request)
+        if token is not None and self.app_services is not None:
+            service = self.app_services.by_as_token(token)
+            if service is not None:
+                return await self._register_app_service_user(request, service.id)
         self.limiter.check("per_ip", client_ip(request))
         self.limiter.check("registration", client_ip(request))
         kind = request.query.get("kind", "user")
@@ -193,6 +201,32 @@ class AccountApi:
             device_id if isinstance(device_id, str) else None,
             display_name if isinstance(display_name, str) else None,
             params.get("refresh_token") is True,
+        )
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def _register_app_service_user(self, request: web.Request, as_id: str) -> web.Response:
+        """Registration by an application service (``m.login.application_service``):
+        no UIA, only user ids in its namespace, even where registration is closed."""
+        assert self.app_services is not None
+        body = await json_body(request, allow_empty=True)
+        service = self.app_services.by_id(as_id)
+        assert service is not None
+        if service.rate_limited:
+            self.limiter.check("registration", client_ip(request))
+        if body.get("type") != AS_REGISTRATION:
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"Application services must register with {AS_REGISTRATION}"
+            )
+        user_id = await self.app_services.register_user(service, req_str(body, "username"))
+        if opt_bool(body, "inhibit_login", False):
+            return json_response({"user_id": user_id, "home_server": self.accounts.server_name})
+        user = await self.accounts.store.get_user(user_id)
+        assert user is not None
+        session = await self.accounts.start_session(
+            user,
+            opt_str(body, "device_id"),
+            opt_str(body, "initial_device_display_name"),
+            opt_bool(body, "refresh_token", False),
         )
         return json_response(session.to_json(self.accounts.server_name))
 

@@ -20,6 +20,7 @@ from homeserver.api.account_data import AccountDataApi
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.admin.media import MediaAdminApi
 from homeserver.api.admin_register import AdminRegisterApi
+from homeserver.api.appservice import AppServiceApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -46,6 +47,7 @@ from homeserver.api.sync import SyncApi
 from homeserver.api.timestamp import TimestampApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.voip import VoipApi
+from homeserver.appservices.service import AppServices
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
@@ -80,12 +82,13 @@ def client_apis(
     admin: AdminArea,
     openid: OpenIdTokens,
     unstable_features: dict[str, bool],
+    app_services: AppServices,
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
     ud = userdata
     return [
         DiscoveryApi(config, auth, unstable_features),
-        AccountApi(accounts, auth, uia, limiter, admin.tokens),
+        AccountApi(accounts, auth, uia, limiter, admin.tokens, app_services),
         DevicesApi(accounts, auth, uia),
         ProfileApi(accounts, auth),
         AdminRegisterApi(accounts, limiter),
@@ -115,6 +118,7 @@ def client_apis(
         OpenIdApi(auth, openid),
         *admin.apis(auth, config, limiter),
         MediaAdminApi(auth, media),
+        AppServiceApi(auth, app_services),
     ]
 
 

@@ -107,6 +107,8 @@ class RoomCreator:
             alias = f"#{req.room_alias_name}:{self.rooms.server_name}"
             if ":" in req.room_alias_name or not is_valid_room_alias(alias):
                 raise invalid_param("Invalid room_alias_name")
+            if self.rooms.alias_claim_check is not None:
+                self.rooms.alias_claim_check(req.creator, alias)
         for entry in req.initial_state:
             if not isinstance(entry.get("type"), str) or not isinstance(entry.get("content"), dict):
                 raise invalid_param("initial_state entries need a type and a content object")

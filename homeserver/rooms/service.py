@@ -114,6 +114,9 @@ class RoomService:
         # the event's transaction instead (EventPersister prepare/txn hooks): a
         # crash between the commit and these hooks skips them.
         self.pre_notify_hooks: list[EventHook] = []
+        # Set when application services are configured: (user id, alias) raises
+        # M_EXCLUSIVE for an alias a service holds exclusively and the user is not its.
+        self.alias_claim_check: Callable[[str, str], None] | None = None
         # Invites to users on other servers; None without federation. Bound late by
         # federation (FederatedRooms.attach), whose membership handshakes are built on
         # this service: a real cycle.

@@ -386,6 +386,20 @@ class EventStore:
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
 
+    async def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        """Accepted timeline events of every room with ``stream_ordering > after``, oldest
+        first (application-service transactions read the whole stream this way)."""
+        rows = await self.db.fetchall(
+            "SELECT event_nid FROM events WHERE stream_ordering > $1"
+            " AND rejected_reason IS NULL AND soft_failed = 0"
+            " ORDER BY stream_ordering ASC LIMIT $2",
+            after,
+            limit,
+        )
+        nids = [int(r["event_nid"]) for r in rows]
+        found = await self.by_nids(nids)
+        return [found[n] for n in nids if n in found]
+
     async def room_topological(
         self,
         room_nid: int,

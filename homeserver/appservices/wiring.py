@@ -1,0 +1,74 @@
+"""Builds the application services from ``app_service_config_files`` and connects
+them to accounts (authentication, exclusive user ids), rooms (exclusive aliases,
+unknown aliases and users queried from the services) and the ephemeral streams;
+called by the composition root."""
+
+from __future__ import annotations
+
+from homeserver.accounts.service import AccountService
+from homeserver.appservices.registration import RegistrationError, load_registrations
+from homeserver.appservices.sender import RoomInterest, ServiceSender, typing_edu
+from homeserver.appservices.service import AppServices
+from homeserver.appservices.store import AppServiceStore
+from homeserver.config import Config, ConfigError
+from homeserver.rooms.ephemeral.receipts import READ, ReceiptService, receipt_content
+from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
+from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
+from homeserver.rooms.wiring import RoomsArea
+from homeserver.storage.database import Database
+
+
+def build_app_services(
+    config: Config,
+    db: Database,
+    accounts: AccountService,
+    rooms: RoomsArea,
+    typing: TypingService,
+    receipts: ReceiptService,
+) -> AppServices:
+    """``ConfigError`` for a registration file that cannot be used."""
+    try:
+        services = load_registrations(config.app_service_config_files, config.server_name)
+    except RegistrationError as e:
+        raise ConfigError(f"app_service_config_files: {e}") from None
+    app_services = AppServices(services, accounts)
+    if not services:
+        return app_services
+    accounts.auth.app_services = app_services.requester
+    accounts.exclusive_user_check = app_services.check_user_not_exclusive
+    rooms.rooms.alias_claim_check = app_services.check_alias_allowed
+    accounts.unknown_user_query = app_services.query_user
+    rooms.aliases.unknown_alias_query = app_services.query_alias
+    store = AppServiceStore(db)
+    for service in services:
+        if service.url is None:
+            continue  # the service only acts; nothing is pushed to it
+        interest = RoomInterest(rooms.rooms.rooms, rooms.memberships_store, config.server_name)
+        app_services.add_sender(
+            ServiceSender(
+                service,
+                store,
+                rooms.events,
+                rooms.serializer,
+                interest,
+                app_services.session,
+                config.app_service_min_retry_ms / 1000,
+                config.app_service_max_retry_ms / 1000,
+            )
+        )
+
+    def on_typing(change: TypingChange) -> None:
+        if change.changed:
+            users = typing.typing_users(change.room_id)
+            app_services.queue_ephemeral(typing_edu(change.room_id, users))
+
+    def on_receipt(record: ReceiptRecord) -> None:
+        if record.receipt_type == READ:  # private receipts stay private
+            content = receipt_content([record])
+            app_services.queue_ephemeral(
+                {"type": "m.receipt", "room_id": record.room_id, "content": content}
+            )
+
+    typing.change_hooks.append(on_typing)
+    receipts.change_hooks.append(on_receipt)
+    return app_services

@@ -1,0 +1,304 @@
+"""Application services against a real one: mautrix's ``AppService`` on 127.0.0.1 with a
+bridge's registration file. Namespaced registration, identity assertion, exclusive
+namespaces, invites and messages as transactions, queries, ping, and a service that was
+down (or a homeserver that restarted) getting everything it missed, in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mautrix.errors import MatrixRequestError
+from mautrix.types import EventType, Membership, RoomAlias, UserID
+
+from homeserver.app import RunningServer
+from tests.conftest import RestartFn, ServerFactory, free_port
+from tests.helpers import Api, User
+from tests.integration.appservice_bridge import AS_TOKEN, Bridge, registration, write_registration
+from tests.integration.test_rooms_basic import create_room
+from tests.integration.test_rooms_membership import send_text
+
+
+@dataclass
+class Setup:
+    server: RunningServer
+    bridge: Bridge
+    api: Api
+    port: int
+
+    async def new_bridge(self) -> Bridge:
+        """A fresh run of the service on the same port (after a stop)."""
+        self.bridge = Bridge(self.server.client_url, self.port)
+        await self.bridge.start()
+        return self.bridge
+
+
+@pytest.fixture
+async def setup(make_server: ServerFactory, tmp_path: Path) -> AsyncIterator[Setup]:
+    port = free_port()
+    path = write_registration(tmp_path, registration(port))
+    server = await make_server(
+        app_service_config_files=[path],
+        app_service_min_retry_ms=50,
+        app_service_max_retry_ms=400,
+    )
+    bridge = Bridge(server.client_url, port)
+    await bridge.start()
+    async with Api(server.client_url) as api:
+        s = Setup(server, bridge, api, port)
+        yield s
+        await s.bridge.stop()
+
+
+def as_params(user_id: str | None = None) -> dict[str, str]:
+    return {"user_id": user_id} if user_id else {}
+
+
+async def as_get(api: Api, path: str, user_id: str | None = None) -> tuple[int, dict[str, object]]:
+    r = await api.get(path, token=AS_TOKEN, params=as_params(user_id))
+    return r.status, r.body
+
+
+async def test_namespaced_registration_and_masquerading(setup: Setup) -> None:
+    intent = setup.bridge.appservice.intent
+    ghost = intent.user(UserID("@bridge_alice:localhost"))
+    await ghost.ensure_registered()
+    assert await ghost.whoami() is not None
+    assert (await ghost.whoami()).user_id == "@bridge_alice:localhost"
+    # The sender user exists from the start and is the default identity.
+    assert (await intent.whoami()).user_id == "@bridgebot:localhost"
+
+    api = setup.api
+    # Outside its namespace: refused.
+    r = await api.post(
+        "/register",
+        {"type": "m.login.application_service", "username": "somebody"},
+        token=AS_TOKEN,
+    )
+    assert (r.status, r.errcode) == (400, "M_EXCLUSIVE"), r.body
+    # Without the application-service type: refused.
+    r = await api.post("/register", {"username": "bridge_bob"}, token=AS_TOKEN)
+    assert r.status == 400, r.body
+    # Masquerading as a user outside the namespace, or one never registered: 403.
+    alice = await api.register("alice")
+    status, body = await as_get(api, "/account/whoami", alice.user_id)
+    assert (status, body.get("errcode")) == (403, "M_FORBIDDEN")
+    status, body = await as_get(api, "/account/whoami", "@bridge_nobody:localhost")
+    assert (status, body.get("errcode")) == (403, "M_FORBIDDEN")
+    # A device that does not exist cannot be asserted.
+    r = await api.get(
+        "/account/whoami",
+        token=AS_TOKEN,
+        params={"user_id": "@bridge_alice:localhost", "device_id": "NOPE"},
+    )
+    assert r.status == 400, r.body
+    # A device that does (registered with login): whoami names it.
+    r = await api.post(
+        "/register",
+        {"type": "m.login.application_service", "username": "bridge_dev", "device_id": "DEV1"},
+        token=AS_TOKEN,
+    )
+    assert r.status == 200 and r.body["device_id"] == "DEV1", r.body
+    r = await api.get(
+        "/account/whoami",
+        token=AS_TOKEN,
+        params={"user_id": "@bridge_dev:localhost", "device_id": "DEV1"},
+    )
+    assert r.status == 200 and r.body["device_id"] == "DEV1", r.body
+    # Registering the same user again: in use.
+    r = await api.post(
+        "/register",
+        {"type": "m.login.application_service", "username": "bridge_alice"},
+        token=AS_TOKEN,
+    )
+    assert r.errcode == "M_USER_IN_USE", r.body
+
+
+async def test_exclusive_namespaces_refuse_other_users(setup: Setup) -> None:
+    api = setup.api
+    r = await api.post(
+        "/register",
+        {
+            "username": "bridge_mallory",
+            "password": "pw pw pw pw",
+            "auth": {"type": "m.login.dummy"},
+        },
+    )
+    assert (r.status, r.errcode) == (400, "M_EXCLUSIVE"), r.body
+    r = await api.get("/register/available", params={"username": "bridge_mallory"})
+    assert (r.status, r.errcode) == (400, "M_EXCLUSIVE"), r.body
+    r = await api.get("/register/available", params={"username": "bridgebot"})
+    assert r.errcode in ("M_EXCLUSIVE", "M_USER_IN_USE"), r.body
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    r = await api.put(
+        "/directory/room/%23bridge_x:localhost", {"room_id": room_id}, token=alice.access_token
+    )
+    assert (r.status, r.errcode) == (400, "M_EXCLUSIVE"), r.body
+    r = await api.post("/createRoom", {"room_alias_name": "bridge_y"}, token=alice.access_token)
+    assert (r.status, r.errcode) == (400, "M_EXCLUSIVE"), r.body
+    # Outside the namespace: fine.
+    r = await api.put(
+        "/directory/room/%23elsewhere:localhost", {"room_id": room_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    # The service's own users may take the alias.
+    ghost = setup.bridge.appservice.intent.user(UserID("@bridge_carol:localhost"))
+    await ghost.ensure_registered()
+    room2 = await ghost.create_room(alias_localpart="bridge_carols")
+    r = await api.get("/directory/room/%23bridge_carols:localhost")
+    assert r.status == 200 and r.body["room_id"] == room2, r.body
+
+
+async def test_invites_and_messages_arrive_as_transactions(setup: Setup) -> None:
+    api, bridge = setup.api, setup.bridge
+    ghost = bridge.appservice.intent.user(UserID("@bridge_dave:localhost"))
+    await ghost.ensure_registered()
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice, name="Bridged")
+    r = await api.post(
+        f"/rooms/{room_id}/invite", {"user_id": ghost.mxid}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    invite = await bridge.next_event(lambda e: e.type == EventType.ROOM_MEMBER)
+    assert invite.state_key == ghost.mxid and invite.content.membership == Membership.INVITE
+    assert invite.sender == alice.user_id and invite.room_id == room_id
+    await ghost.join_room_by_id(room_id)
+    await bridge.next_event(
+        lambda e: e.type == EventType.ROOM_MEMBER and e.content.membership == Membership.JOIN
+    )
+    sent = [await send_text(api, alice, room_id, f"hello {i}", f"t{i}") for i in range(3)]
+    got = [await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE) for _ in sent]
+    assert [e.event_id for e in got] == sent
+    assert [e.content.body for e in got] == ["hello 0", "hello 1", "hello 2"]
+    # The ghost speaks: its message is the service's too, and alice reads it.
+    event_id = await ghost.send_text(room_id, "from the other side")
+    echoed = await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE)
+    assert echoed.event_id == event_id and echoed.sender == ghost.mxid
+    r = await api.get(f"/rooms/{room_id}/event/{event_id}", token=alice.access_token)
+    assert r.status == 200 and r.body["content"]["body"] == "from the other side"
+    # Rooms the service has no user in are not its business.
+    other = await create_room(api, alice)
+    await send_text(api, alice, other, "private", "p1")
+    marker = await send_text(api, alice, room_id, "marker", "m1")
+    nxt = await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE)
+    assert nxt.event_id == marker
+    # Ephemeral: alice typing in the bridged room reaches the service.
+    r = await api.put(
+        f"/rooms/{room_id}/typing/{alice.user_id}",
+        {"typing": True, "timeout": 30000},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    while True:
+        edu = await bridge.ephemeral_next()
+        if edu.type == EventType.TYPING:
+            assert edu.room_id == room_id and alice.user_id in edu.content.user_ids
+            break
+
+
+async def test_user_and_alias_queries(setup: Setup) -> None:
+    api, bridge = setup.api, setup.bridge
+    intent = bridge.appservice.intent
+
+    async def make_user(user_id: str) -> None:
+        await intent.user(UserID(user_id)).ensure_registered()
+
+    async def make_room(alias: str) -> None:
+        await intent.create_room(alias_localpart=alias[1:].split(":", 1)[0])
+
+    alice = await api.register("alice")
+    # Nobody to ask yet: unknown stays unknown, but the service was asked.
+    r = await api.get("/profile/@bridge_eve:localhost", token=alice.access_token)
+    assert r.status == 404, r.body
+    assert bridge.user_queries == ["@bridge_eve:localhost"]
+    bridge.on_user_query = make_user
+    r = await api.get("/profile/@bridge_eve:localhost", token=alice.access_token)
+    assert r.status == 200, r.body
+    # Users outside the namespace are never asked about.
+    r = await api.get("/profile/@zed:localhost", token=alice.access_token)
+    assert r.status == 404 and bridge.user_queries[-1] == "@bridge_eve:localhost"
+
+    bridge.on_alias_query = make_room
+    r = await api.get("/directory/room/%23bridge_lobby:localhost")
+    assert r.status == 200, r.body
+    assert bridge.alias_queries == [RoomAlias("#bridge_lobby:localhost")]
+    r = await api.get("/directory/room/%23nobody:localhost")
+    assert r.status == 404 and len(bridge.alias_queries) == 1
+
+
+async def test_ping(setup: Setup) -> None:
+    bridge = setup.bridge
+    duration = await bridge.appservice.ping_self("ping-1")
+    assert isinstance(duration, int) and duration >= 0
+    assert bridge.pings == ["ping-1"]
+    alice = await setup.api.register("alice")
+    r = await setup.api.post(
+        "/_matrix/client/v1/appservice/testbridge/ping",
+        {},
+        token=alice.access_token,
+    )
+    assert r.status == 403, r.body
+    with pytest.raises(MatrixRequestError):
+        await bridge.appservice.intent.appservice_ping("another-service")
+
+
+async def _send_while_down(
+    setup: Setup, count: int, between: Callable[[], Awaitable[None]] | None = None
+) -> tuple[User, list[str]]:
+    api, bridge = setup.api, setup.bridge
+    ghost = bridge.appservice.intent.user(UserID("@bridge_frank:localhost"))
+    await ghost.ensure_registered()
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice, preset="public_chat")
+    await ghost.join_room_by_id(room_id)
+    await bridge.next_event(lambda e: e.type == EventType.ROOM_MEMBER and e.state_key == ghost.mxid)
+    await bridge.stop()
+    sent = [await send_text(api, alice, room_id, f"missed {i}", f"d{i}") for i in range(count)]
+    if between is not None:
+        await between()
+    return alice, sent
+
+
+async def test_service_down_then_back_gets_everything_in_order(setup: Setup) -> None:
+    _, sent = await _send_while_down(setup, 6)
+    bridge = await setup.new_bridge()
+    got = [await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE) for _ in sent]
+    assert [e.event_id for e in got] == sent
+    # Transaction ids go up, one transaction at a time; none is sent twice once accepted.
+    ids = [int(t) for t in bridge.txn_ids]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+
+
+async def test_a_failed_transaction_is_retried_with_the_same_id_and_body(setup: Setup) -> None:
+    api, bridge = setup.api, setup.bridge
+    ghost = bridge.appservice.intent.user(UserID("@bridge_gina:localhost"))
+    await ghost.ensure_registered()
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    await ghost.join_room_by_id(room_id)
+    await bridge.next_event(lambda e: e.type == EventType.ROOM_MEMBER and e.state_key == ghost.mxid)
+    bridge.fail_next = 2
+    event_id = await send_text(api, alice, room_id, "retry me", "r1")
+    got = await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE)
+    assert got.event_id == event_id
+    assert len(bridge.failed) == 2
+    (id1, body1), (id2, body2) = bridge.failed
+    id3, body3 = next((t, b) for t, b in bridge.accepted if t == id1)
+    assert id1 == id2 == id3 and body1 == body2 == body3
+    assert [e["event_id"] for e in body1["events"]] == [event_id]
+
+
+async def test_homeserver_restart_keeps_the_backlog(
+    setup: Setup, restart_server: RestartFn
+) -> None:
+    async def restart() -> None:
+        setup.server = await restart_server(setup.server)
+        setup.api.base_url = setup.server.client_url
+
+    _, sent = await _send_while_down(setup, 4, restart)
+    bridge = await setup.new_bridge()
+    got = [await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE) for _ in sent]
+    assert [e.event_id for e in got] == sent
