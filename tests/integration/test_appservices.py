@@ -230,19 +230,31 @@ async def test_user_and_alias_queries(setup: Setup) -> None:
 
 
 async def test_ping(setup: Setup) -> None:
-    bridge = setup.bridge
-    duration = await bridge.appservice.ping_self("ping-1")
-    assert isinstance(duration, int) and duration >= 0
+    bridge, api = setup.bridge, setup.api
+    # mautrix's own call (it reads a 0 ms round trip as -1, so only the service's side
+    # is checked through it).
+    await bridge.appservice.ping_self("ping-1")
     assert bridge.pings == ["ping-1"]
-    alice = await setup.api.register("alice")
-    r = await setup.api.post(
+    r = await api.post(
         "/_matrix/client/v1/appservice/testbridge/ping",
-        {},
-        token=alice.access_token,
+        {"transaction_id": "ping-2"},
+        token=AS_TOKEN,
     )
-    assert r.status == 403, r.body
+    assert r.status == 200 and isinstance(r.body["duration_ms"], int), r.body
+    assert r.body["duration_ms"] >= 0 and bridge.pings == ["ping-1", "ping-2"]
+    # Only the service itself may ping it.
+    alice = await api.register("alice")
+    r = await api.post(
+        "/_matrix/client/v1/appservice/testbridge/ping", {}, token=alice.access_token
+    )
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN"), r.body
     with pytest.raises(MatrixRequestError):
         await bridge.appservice.intent.appservice_ping("another-service")
+    # A service that is down: 502 M_CONNECTION_FAILED.
+    await bridge.stop()
+    r = await api.post("/_matrix/client/v1/appservice/testbridge/ping", {}, token=AS_TOKEN)
+    assert (r.status, r.errcode) == (502, "M_CONNECTION_FAILED"), r.body
+    await setup.new_bridge()
 
 
 async def _send_while_down(
@@ -277,7 +289,7 @@ async def test_a_failed_transaction_is_retried_with_the_same_id_and_body(setup: 
     ghost = bridge.appservice.intent.user(UserID("@bridge_gina:localhost"))
     await ghost.ensure_registered()
     alice = await api.register("alice")
-    room_id = await create_room(api, alice)
+    room_id = await create_room(api, alice, preset="public_chat")
     await ghost.join_room_by_id(room_id)
     await bridge.next_event(lambda e: e.type == EventType.ROOM_MEMBER and e.state_key == ghost.mxid)
     bridge.fail_next = 2
