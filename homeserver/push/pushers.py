@@ -12,14 +12,19 @@ never in the room writer's path; a gateway that fails is retried a few times
 with back-off, then the notification is dropped (logged). Pushes are
 advisory: a restart loses the ones in flight, unlike the federation outbox.
 A gateway that answers ``rejected`` with a pushkey gets that pusher deleted
-(spec). Gateways on this host or private networks are refused unless the
-server allows local addresses (tests only), as for federation.
+(spec). Gateway URLs come from users, so gateways on this host or on private,
+link-local or multicast networks are refused unless the server allows local
+addresses (``federation.insecure_local``, tests only), as for federation: at
+``/pushers/set`` (address literals, ``localhost``, names that resolve only
+there) and again at delivery (literals here, resolved names in PolicyResolver).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +33,7 @@ import aiohttp
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.net import PolicyResolver
+from homeserver.net import PolicyResolver, is_forbidden_address
 from homeserver.push.actions_store import PushActionRow
 from homeserver.push.pushers_store import Pusher, PusherStore
 from homeserver.rooms.store.events_store import StoredEvent
@@ -43,6 +48,7 @@ MAX_FIELD = 512
 ATTEMPTS = 3
 FIRST_RETRY_S = 1.0
 TIMEOUT_S = 15.0
+RESOLVE_TIMEOUT_S = 5.0
 MAX_CONCURRENT = 20
 
 
@@ -83,6 +89,38 @@ def _gateway_url(data: Any) -> str:
     return url
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def forbidden_gateway_host(host: str) -> bool:
+    """A gateway host that names this host or a private network without a look-up:
+    an address literal of such a network, or ``localhost``. (aiohttp connects to
+    literals without asking the resolver, so the address policy must see them here.)"""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    return _is_ip_literal(host) and is_forbidden_address(host)
+
+
+async def resolves_only_to_forbidden(host: str) -> bool:
+    """True when ``host`` resolves, and only to forbidden addresses. A name that does
+    not resolve now is let through: delivery checks the addresses again (PolicyResolver)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        return False
+    addresses = [str(info[4][0]) for info in infos]
+    return bool(addresses) and all(is_forbidden_address(a) for a in addresses)
+
+
 class PusherService:
     def __init__(
         self, store: PusherStore, clock: Clock, allow_local: bool, badge: BadgeCounter
@@ -107,8 +145,15 @@ class PusherService:
         if kind not in KINDS:
             raise invalid_param(f"Unsupported pusher kind {kind!r}")
         data = body.get("data")
-        _gateway_url(data)
+        url = _gateway_url(data)
         assert isinstance(data, dict)
+        if not self.allow_local:
+            host = urlsplit(url).hostname or ""
+            if forbidden_gateway_host(host) or await resolves_only_to_forbidden(host):
+                raise invalid_param(
+                    "'data.url' must not point at a loopback, private, link-local"
+                    " or multicast address"
+                )
         profile_tag = body.get("profile_tag")
         if profile_tag is not None and not isinstance(profile_tag, str):
             raise bad_json("'profile_tag' must be a string")
@@ -210,6 +255,9 @@ class PusherService:
     async def _send(self, p: Pusher, body: dict[str, Any]) -> None:
         url = p.data.get("url")
         if not isinstance(url, str):
+            return
+        if not self.allow_local and forbidden_gateway_host(urlsplit(url).hostname or ""):
+            log.info("push gateway address refused by policy; notification dropped")
             return
         delay = FIRST_RETRY_S
         for attempt in range(ATTEMPTS):
