@@ -24,7 +24,7 @@ from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis, federation_listener_routes
 from homeserver.appservices.service import AppServices
-from homeserver.appservices.wiring import build_app_services
+from homeserver.appservices.wiring import build_app_services, read_registrations
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -101,6 +101,7 @@ class HomeServer:
         """``exclusive``: take the database's process lock first (every serving
         process; ``register-user`` only adds a row and does not)."""
         signing_key = _load_signing_key(config.signing_key_path)
+        registrations = read_registrations(config)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
             db = await connect(config.database_url, config.database.sqlite_synchronous)
@@ -156,7 +157,9 @@ class HomeServer:
             departed_room_mates=members.departed_room_mates,
             arrived_room_mates=members.arrived_room_mates,
         )
-        app_services = build_app_services(config, db, accounts, rooms_area, typing, receipts)
+        app_services = build_app_services(
+            config, registrations, db, accounts, rooms_area, typing, receipts
+        )
         signal.targets.append(app_services)
         hs = cls(
             config=config,

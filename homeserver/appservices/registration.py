@@ -92,7 +92,9 @@ def _namespaces(info: dict[str, Any], where: str) -> dict[str, tuple[Namespace, 
         raise RegistrationError(f"{where}: 'namespaces' must be a mapping")
     out: dict[str, tuple[Namespace, ...]] = {}
     for kind in NAMESPACE_KINDS:
-        entries = raw.get(kind) or []
+        entries = raw.get(kind)
+        if entries is None:
+            entries = []
         if not isinstance(entries, list):
             raise RegistrationError(f"{where}: 'namespaces.{kind}' must be a list")
         spaces = []

@@ -6,7 +6,11 @@ called by the composition root."""
 from __future__ import annotations
 
 from homeserver.accounts.service import AccountService
-from homeserver.appservices.registration import RegistrationError, load_registrations
+from homeserver.appservices.registration import (
+    AppService,
+    RegistrationError,
+    load_registrations,
+)
 from homeserver.appservices.sender import RoomInterest, ServiceSender, typing_edu
 from homeserver.appservices.service import AppServices
 from homeserver.appservices.store import AppServiceStore
@@ -18,19 +22,24 @@ from homeserver.rooms.wiring import RoomsArea
 from homeserver.storage.database import Database
 
 
+def read_registrations(config: Config) -> list[AppService]:
+    """Every registration file; ``ConfigError`` for one that cannot be used (called
+    first at start-up, before anything is opened)."""
+    try:
+        return load_registrations(config.app_service_config_files, config.server_name)
+    except RegistrationError as e:
+        raise ConfigError(f"app_service_config_files: {e}") from None
+
+
 def build_app_services(
     config: Config,
+    services: list[AppService],
     db: Database,
     accounts: AccountService,
     rooms: RoomsArea,
     typing: TypingService,
     receipts: ReceiptService,
 ) -> AppServices:
-    """``ConfigError`` for a registration file that cannot be used."""
-    try:
-        services = load_registrations(config.app_service_config_files, config.server_name)
-    except RegistrationError as e:
-        raise ConfigError(f"app_service_config_files: {e}") from None
     app_services = AppServices(services, accounts)
     if not services:
         return app_services

@@ -14,6 +14,7 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, Membership, RoomAlias, UserID
 
 from homeserver.app import RunningServer
+from homeserver.config import ConfigError
 from tests.conftest import RestartFn, ServerFactory, free_port
 from tests.helpers import Api, User
 from tests.integration.appservice_bridge import AS_TOKEN, Bridge, registration, write_registration
@@ -314,3 +315,13 @@ async def test_homeserver_restart_keeps_the_backlog(
     bridge = await setup.new_bridge()
     got = [await bridge.next_event(lambda e: e.type == EventType.ROOM_MESSAGE) for _ in sent]
     assert [e.event_id for e in got] == sent
+
+
+async def test_a_bad_registration_file_stops_the_start(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    info = registration(free_port())
+    info["namespaces"] = {"users": [{"regex": "@bridge_.*:localhost"}]}
+    path = write_registration(tmp_path, info)
+    with pytest.raises(ConfigError, match=r"app_service_config_files: .*exclusive"):
+        await make_server(app_service_config_files=[path])
