@@ -118,7 +118,7 @@ def client_apis(
         OpenIdApi(auth, openid),
         *admin.apis(auth, config, limiter),
         MediaAdminApi(auth, media),
-        AppServiceApi(auth, app_services),
+        AppServiceApi(auth, app_services, rooms.directory),
     ]
 
 

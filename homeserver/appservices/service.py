@@ -193,16 +193,16 @@ class AppServices:
 
     # -------------------------------------------------------------- queries
 
-    async def _get(
-        self, service: AppService, path: str, query: dict[str, str] | None = None
-    ) -> Any:
+    async def query(
+        self, service: AppService, path: str, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """GET ``path`` on the service: (status, JSON or None); status 0 when unreachable."""
         assert service.url is not None
         headers = {"Authorization": f"Bearer {service.hs_token}"}
         try:
             async with self.session().get(
                 service.url + path,
-                params=query,
+                params=params,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=QUERY_TIMEOUT_S),
             ) as resp:
@@ -217,7 +217,7 @@ class AppServices:
         User"); True when one answered 200."""
         for s in self.services:
             if s.url is not None and s.is_interested_in_user(user_id):
-                status, _ = await self._get(s, f"/_matrix/app/v1/users/{quote(user_id, safe='')}")
+                status, _ = await self.query(s, f"/_matrix/app/v1/users/{quote(user_id, safe='')}")
                 if status == 200:
                     return True
         return False
@@ -227,7 +227,7 @@ class AppServices:
         "Query Room Alias"); True when one answered 200."""
         for s in self.services:
             if s.url is not None and s.is_interested_in_alias(alias):
-                status, _ = await self._get(s, f"/_matrix/app/v1/rooms/{quote(alias, safe='')}")
+                status, _ = await self.query(s, f"/_matrix/app/v1/rooms/{quote(alias, safe='')}")
                 if status == 200:
                     return True
         return False

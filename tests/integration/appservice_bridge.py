@@ -19,6 +19,25 @@ AS_TOKEN = "as-token-for-tests-0123456789"
 HS_TOKEN = "hs-token-for-tests-9876543210"
 
 
+# What the test bridge answers for its protocol (spec AS API "Protocol").
+CHAT_PROTOCOL: dict[str, Any] = {
+    "user_fields": ["nick"],
+    "location_fields": ["channel"],
+    "icon": "mxc://localhost/chaticon",
+    "field_types": {
+        "nick": {"regexp": "[a-z]+", "placeholder": "alice"},
+        "channel": {"regexp": "[a-z]+", "placeholder": "lobby"},
+    },
+    "instances": [
+        {
+            "network_id": "chatnet",
+            "desc": "The chat network",
+            "fields": {},
+        }
+    ],
+}
+
+
 class MemoryASStateStore(MemoryStateStore, ASStateStore):  # type: ignore[misc]
     """mautrix's default store writes mx-state.json into the working directory."""
 
@@ -41,6 +60,7 @@ def registration(port: int, **extra: Any) -> dict[str, Any]:
             "rooms": [],
         },
         "rate_limited": False,
+        "protocols": ["chat"],
         "de.sorunome.msc2409.push_ephemeral": True,
         "receive_ephemeral": True,
         **extra,
@@ -86,6 +106,14 @@ class Bridge:
         self.appservice.synchronous_handlers = True
         self.appservice.matrix_event_handler(self._on_event)
         self.appservice.app.middlewares.append(self._record)
+        # Third-party look-ups, which mautrix leaves to the bridge itself.
+        base = "/_matrix/app/v1/thirdparty"
+        self.appservice.app.router.add_get(base + "/protocol/{protocol}", self._protocol)
+        self.appservice.app.router.add_get(base + "/location/{protocol}", self._locations)
+        self.appservice.app.router.add_get(base + "/user/{protocol}", self._users)
+        self.appservice.app.router.add_get(base + "/location", self._locations)
+        self.appservice.app.router.add_get(base + "/user", self._users)
+        self.thirdparty_queries: list[dict[str, str]] = []
         # Set by a test: what the queries do (create the user or room) before answering.
         self.on_user_query: Any = None
         self.on_alias_query: Any = None
@@ -106,6 +134,36 @@ class Bridge:
             self.pings.append(body.get("transaction_id"))
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {HS_TOKEN}"
+
+    async def _protocol(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        if request.match_info["protocol"] != "chat":
+            return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
+        return web.json_response(CHAT_PROTOCOL)
+
+    async def _locations(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        self.thirdparty_queries.append(dict(request.query))
+        channel = request.query.get("channel", "lobby")
+        alias = f"#bridge_{channel}:localhost"
+        return web.json_response(
+            [{"alias": alias, "protocol": "chat", "fields": {"channel": channel}}]
+        )
+
+    async def _users(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        self.thirdparty_queries.append(dict(request.query))
+        nick = request.query.get("nick", "someone")
+        user_id = f"@bridge_{nick}:localhost"
+        return web.json_response(
+            [{"userid": user_id, "protocol": "chat", "fields": {"nick": nick}}]
+        )
 
     async def _on_event(self, event: Event) -> None:
         if getattr(event, "event_id", None):

@@ -325,3 +325,50 @@ async def test_a_bad_registration_file_stops_the_start(
     path = write_registration(tmp_path, info)
     with pytest.raises(ConfigError, match=r"app_service_config_files: .*exclusive"):
         await make_server(app_service_config_files=[path])
+
+
+async def test_third_party_lookups_and_network_directory(setup: Setup) -> None:
+    api, bridge = setup.api, setup.bridge
+    alice = await api.register("alice")
+    tok = alice.access_token
+    r = await api.get("/thirdparty/protocols", token=tok)
+    assert r.status == 200 and list(r.body) == ["chat"], r.body
+    chat = r.body["chat"]
+    assert chat["user_fields"] == ["nick"] and chat["location_fields"] == ["channel"]
+    assert chat["instances"][0]["instance_id"] == "testbridge|chatnet"
+    r = await api.get("/thirdparty/protocol/chat", token=tok)
+    assert r.status == 200 and r.body["instances"] == chat["instances"], r.body
+    r = await api.get("/thirdparty/protocol/irc", token=tok)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND"), r.body
+    r = await api.get("/thirdparty/location/chat", token=tok, params={"channel": "general"})
+    assert r.status == 200 and r.body[0]["alias"] == "#bridge_general:localhost", r.body
+    r = await api.get("/thirdparty/user/chat", token=tok, params={"nick": "zoe"})
+    assert r.status == 200 and r.body[0]["userid"] == "@bridge_zoe:localhost", r.body
+    r = await api.get("/thirdparty/location", token=tok, params={"alias": "#bridge_x:localhost"})
+    assert r.status == 200 and len(r.body) == 1, r.body
+    r = await api.get("/thirdparty/user", token=tok, params={"userid": "@bridge_y:localhost"})
+    assert r.status == 200 and len(r.body) == 1, r.body
+    assert {"channel": "general"} in bridge.thirdparty_queries
+    assert {"userid": "@bridge_y:localhost"} in bridge.thirdparty_queries
+    r = await api.get("/thirdparty/user/irc", token=tok)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND"), r.body
+    r = await api.get("/thirdparty/protocols")
+    assert r.status == 401, r.body
+
+    # The service lists a room in its network's directory; ordinary users may not.
+    room_id = await create_room(api, alice, name="Bridged lobby")
+    path = f"/directory/list/appservice/chatnet/{room_id}"
+    r = await api.put(path, {"visibility": "public"}, token=tok)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN"), r.body
+    r = await api.put(path, {"visibility": "public"}, token=AS_TOKEN)
+    assert r.status == 200, r.body
+    r = await api.post("/publicRooms", {"third_party_instance_id": "testbridge|chatnet"}, token=tok)
+    assert [e["room_id"] for e in r.body["chunk"]] == [room_id], r.body
+    r = await api.post("/publicRooms", {}, token=tok)
+    assert r.body["chunk"] == [], r.body
+    r = await api.post("/publicRooms", {"include_all_networks": True}, token=tok)
+    assert [e["room_id"] for e in r.body["chunk"]] == [room_id], r.body
+    r = await api.put(path, {"visibility": "private"}, token=AS_TOKEN)
+    assert r.status == 200, r.body
+    r = await api.post("/publicRooms", {"third_party_instance_id": "testbridge|chatnet"}, token=tok)
+    assert r.body["chunk"] == [], r.body
