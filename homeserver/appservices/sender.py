@@ -26,6 +26,11 @@ that txn id, which the spec asks services to de-duplicate. Ephemeral events
 (typing, read receipts) are queued in memory and become
 durable once they are part of a stored transaction; those not yet taken are
 lost with the process, as they are for /sync clients that miss them.
+To-device messages for the service's users' devices (MSC2409, with
+``receive_ephemeral``) stay in the devices' inboxes (e2ee/to_device.py) until
+a stored transaction holds them; then they are deleted from the inbox. The
+inbox wakes the sender through its delivery hook; messages that were waiting
+at start-up go out when the next message for that device arrives.
 
 Interest (spec "Application services", Synapse's rules): the sender or a
 member event's state key is in the service's user namespace, the room id in
@@ -45,6 +50,7 @@ import aiohttp
 
 from homeserver.appservices.registration import AppService
 from homeserver.appservices.store import AppServiceStore, PendingTxn
+from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -115,8 +121,12 @@ class ServiceSender:
         session: Callable[[], aiohttp.ClientSession],
         min_retry_s: float,
         max_retry_s: float,
+        to_device: ToDeviceService | None = None,
     ) -> None:
         self.service = service
+        self.to_device_service = to_device
+        # Devices of the service's users with to-device messages waiting in their inbox.
+        self.to_device_pending: set[tuple[str, str]] = set()
         self.store = store
         self.events = events
         self.serializer = serializer
@@ -132,6 +142,31 @@ class ServiceSender:
         self.ephemeral.append(edu)
         del self.ephemeral[:-MAX_QUEUED_EPHEMERAL]
         self.wake.set()
+
+    def queue_to_device(self, user_id: str, device_ids: list[str]) -> None:
+        self.to_device_pending.update((user_id, d) for d in device_ids)
+        self.wake.set()
+
+    async def _take_to_device(self) -> tuple[list[dict[str, Any]], list[tuple[str, str, int]]]:
+        """Messages waiting for the service's devices (MSC2409 shape: the message with
+        ``to_user_id`` and ``to_device_id``), and the inbox positions to ack."""
+        if self.to_device_service is None:
+            return [], []
+        messages: list[dict[str, Any]] = []
+        acks: list[tuple[str, str, int]] = []
+        for user_id, device_id in sorted(self.to_device_pending):
+            if len(messages) >= MAX_EPHEMERAL_PER_TXN:
+                break
+            found, upto = await self.to_device_service.to_device_for(
+                user_id, device_id, 0, MAX_EPHEMERAL_PER_TXN
+            )
+            if not found:
+                self.to_device_pending.discard((user_id, device_id))
+                continue
+            for message in found:
+                messages.append({**message, "to_user_id": user_id, "to_device_id": device_id})
+            acks.append((user_id, device_id, upto))
+        return messages, acks
 
     async def run(self) -> None:
         start = await self.events.current_position()
@@ -168,7 +203,8 @@ class ServiceSender:
                 chosen.append(stored)
         taken_eph = self.ephemeral[:MAX_EPHEMERAL_PER_TXN]
         ephemeral = [e for e in taken_eph if await self._wants_ephemeral(e)]
-        if not chosen and not ephemeral:
+        to_device, acks = await self._take_to_device()
+        if not chosen and not ephemeral and not to_device:
             del self.ephemeral[: len(taken_eph)]
             if batch:
                 await self.store.move_cursor(self.service.id, position)
@@ -179,8 +215,16 @@ class ServiceSender:
             # The stable name and MSC2409's, as Synapse sends them.
             body["ephemeral"] = ephemeral
             body["de.sorunome.msc2409.ephemeral"] = ephemeral
+        if to_device:
+            body["de.sorunome.msc2409.to_device"] = to_device
         await self.store.add_txn(self.service.id, position, body)
         del self.ephemeral[: len(taken_eph)]
+        inbox = self.to_device_service
+        if inbox is not None:
+            for user_id, device_id, upto in acks:
+                # Now in a stored transaction: out of the inbox (a crash just before this
+                # sends them once more in a later transaction, never loses them).
+                await inbox.ack_to_device(user_id, device_id, upto)
         return True
 
     async def _wants_ephemeral(self, edu: dict[str, Any]) -> bool:

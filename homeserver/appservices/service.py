@@ -178,6 +178,13 @@ class AppServices:
             if sender.service.receive_ephemeral:
                 sender.queue_ephemeral(edu)
 
+    async def on_to_device(self, user_id: str, device_ids: list[str]) -> None:
+        """ToDeviceService hook: messages were queued for local devices."""
+        for sender in self.senders.values():
+            s = sender.service
+            if s.receive_ephemeral and s.is_interested_in_user(user_id):
+                sender.queue_to_device(user_id, device_ids)
+
     def session(self) -> aiohttp.ClientSession:
         """Service URLs are the operator's (often loopback): no address policy here."""
         if self._session is None or self._session.closed:

@@ -15,6 +15,7 @@ from homeserver.appservices.sender import RoomInterest, ServiceSender, typing_ed
 from homeserver.appservices.service import AppServices
 from homeserver.appservices.store import AppServiceStore
 from homeserver.config import Config, ConfigError
+from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.rooms.ephemeral.receipts import READ, ReceiptService, receipt_content
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
@@ -39,6 +40,7 @@ def build_app_services(
     rooms: RoomsArea,
     typing: TypingService,
     receipts: ReceiptService,
+    to_device: ToDeviceService,
 ) -> AppServices:
     app_services = AppServices(services, accounts)
     if not services:
@@ -63,6 +65,7 @@ def build_app_services(
                 app_services.session,
                 config.app_service_min_retry_ms / 1000,
                 config.app_service_max_retry_ms / 1000,
+                to_device,
             )
         )
 
@@ -78,6 +81,7 @@ def build_app_services(
                 {"type": "m.receipt", "room_id": record.room_id, "content": content}
             )
 
+    to_device.local_hooks.append(app_services.on_to_device)
     typing.change_hooks.append(on_typing)
     receipts.change_hooks.append(on_receipt)
     return app_services

@@ -372,3 +372,54 @@ async def test_third_party_lookups_and_network_directory(setup: Setup) -> None:
     assert r.status == 200, r.body
     r = await api.post("/publicRooms", {"third_party_instance_id": "testbridge|chatnet"}, token=tok)
     assert r.body["chunk"] == [], r.body
+
+
+async def test_receipts_and_to_device_messages(setup: Setup) -> None:
+    api, bridge = setup.api, setup.bridge
+    r = await api.post(
+        "/register",
+        {"type": "m.login.application_service", "username": "bridge_hal", "device_id": "HALDEV"},
+        token=AS_TOKEN,
+    )
+    assert r.status == 200, r.body
+    hal = UserID("@bridge_hal:localhost")
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice, preset="public_chat")
+    await bridge.appservice.intent.user(hal).join_room_by_id(room_id)
+    event_id = await send_text(api, alice, room_id, "read me", "x1")
+    await bridge.next_event(lambda e: e.event_id == event_id)
+    r = await api.post(f"/rooms/{room_id}/receipt/m.read/{event_id}", {}, token=alice.access_token)
+    assert r.status == 200, r.body
+    while True:
+        edu = await bridge.ephemeral_next()
+        if edu.type == EventType.RECEIPT:
+            break
+    raw = [
+        e for _, b in bridge.accepted for e in b.get("ephemeral", []) if e["type"] == "m.receipt"
+    ]
+    assert raw[0]["room_id"] == room_id and alice.user_id in raw[0]["content"][event_id]["m.read"]
+    # Under MSC2409's name too, as Synapse sends it.
+    assert any("de.sorunome.msc2409.ephemeral" in b for _, b in bridge.accepted)
+    # To-device messages for the service's users' devices, in MSC2409's shape.
+    r = await api.put(
+        "/sendToDevice/org.example.ping/td1",
+        {"messages": {hal: {"HALDEV": {"n": 1}}}},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    # The next message is in the same or a later transaction than the to-device message.
+    marker = await send_text(api, alice, room_id, "after", "x2")
+    await bridge.next_event(lambda e: e.event_id == marker)
+    sent = [m for _, body in bridge.accepted for m in body.get("de.sorunome.msc2409.to_device", [])]
+    assert sent == [
+        {
+            "type": "org.example.ping",
+            "sender": alice.user_id,
+            "content": {"n": 1},
+            "to_user_id": hal,
+            "to_device_id": "HALDEV",
+        }
+    ]
+    # Taken out of the device's inbox once a stored transaction held it.
+    r = await api.get("/sync", token=AS_TOKEN, params={"user_id": hal, "device_id": "HALDEV"})
+    assert r.status == 200 and r.body.get("to_device", {}).get("events", []) == [], r.body
