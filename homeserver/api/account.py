@@ -64,16 +64,21 @@ class AccountApi:
     # ---------------------------------------------------------------- login
 
     async def get_login(self, request: web.Request) -> web.Response:
-        return json_response({"flows": [{"type": "m.login.password"}]})
+        flows = [{"type": "m.login.password"}]
+        if self.app_services is not None and self.app_services.services:
+            flows.append({"type": AS_REGISTRATION})
+        return json_response({"flows": flows})
 
     async def post_login(self, request: web.Request) -> web.Response:
         # Synapse's rc_login: every attempt per IP; per account, failures (from any
         # IP) and successes. Checked before the (slow) password hash is computed.
         ip = client_ip(request)
-        self.limiter.check("per_ip", ip)
-        self.limiter.check("login_address", ip)
         body = await json_body(request)
         login_type = req_str(body, "type")
+        if login_type == AS_REGISTRATION and self.app_services is not None:
+            return await self._app_service_login(request, body)
+        self.limiter.check("per_ip", ip)
+        self.limiter.check("login_address", ip)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
         user = _login_user(body)
@@ -95,6 +100,32 @@ class AccountApi:
                 self.limiter.record("login_failed", account)
             raise
         self.limiter.record("login_account", account)
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def _app_service_login(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        """Spec "Appservice Login": a device for a user of the service's namespace,
+        authenticated by its as_token (bridges create their users' devices this way)."""
+        assert self.app_services is not None
+        token = token_from_request(request)
+        if token is None:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        service = self.app_services.by_as_token(token)
+        if service is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown application service token")
+        if service.rate_limited:
+            self.limiter.check("login_address", client_ip(request))
+        user_id = await self.accounts.resolve_login_user(_login_user(body))
+        if user_id is None or not service.is_interested_in_user(user_id):
+            raise forbidden("User is not in this application service's namespace")
+        user = await self.accounts.store.get_user(user_id)
+        if user is None or user.deactivated:
+            raise forbidden("Unknown user")
+        session = await self.accounts.start_session(
+            user,
+            opt_str(body, "device_id"),
+            opt_str(body, "initial_device_display_name"),
+            opt_bool(body, "refresh_token", False),
+        )
         return json_response(session.to_json(self.accounts.server_name))
 
     async def post_refresh(self, request: web.Request) -> web.Response:

@@ -423,3 +423,34 @@ async def test_receipts_and_to_device_messages(setup: Setup) -> None:
     # Taken out of the device's inbox once a stored transaction held it.
     r = await api.get("/sync", token=AS_TOKEN, params={"user_id": hal, "device_id": "HALDEV"})
     assert r.status == 200 and r.body.get("to_device", {}).get("events", []) == [], r.body
+
+
+async def test_application_service_login(setup: Setup) -> None:
+    api = setup.api
+    r = await api.get("/login")
+    assert {"type": "m.login.application_service"} in r.body["flows"], r.body
+    await setup.bridge.appservice.intent.user(UserID("@bridge_ivy:localhost")).ensure_registered()
+    login = {
+        "type": "m.login.application_service",
+        "identifier": {"type": "m.id.user", "user": "@bridge_ivy:localhost"},
+        "device_id": "IVYDEV",
+    }
+    r = await api.post("/login", login, token=AS_TOKEN)
+    assert r.status == 200 and r.body["device_id"] == "IVYDEV", r.body
+    r = await api.get("/account/whoami", token=r.body["access_token"])
+    assert r.body["user_id"] == "@bridge_ivy:localhost" and r.body["device_id"] == "IVYDEV"
+    # Masquerading with the device now works too.
+    r = await api.get(
+        "/account/whoami",
+        token=AS_TOKEN,
+        params={"user_id": "@bridge_ivy:localhost", "device_id": "IVYDEV"},
+    )
+    assert r.status == 200 and r.body["device_id"] == "IVYDEV", r.body
+    alice = await api.register("alice")
+    outside = {**login, "identifier": {"type": "m.id.user", "user": alice.user_id}}
+    r = await api.post("/login", outside, token=AS_TOKEN)
+    assert (r.status, r.errcode) == (403, "M_FORBIDDEN"), r.body
+    r = await api.post("/login", login)
+    assert (r.status, r.errcode) == (401, "M_MISSING_TOKEN"), r.body
+    r = await api.post("/login", login, token="not-a-service")
+    assert (r.status, r.errcode) == (401, "M_UNKNOWN_TOKEN"), r.body
