@@ -305,13 +305,11 @@ class AccountApi:
 
     async def get_whoami(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
-        return json_response(
-            {
-                "user_id": requester.user_id,
-                "device_id": requester.device_id,
-                "is_guest": requester.is_guest,
-            }
-        )
+        answer: dict[str, Any] = {"user_id": requester.user_id, "is_guest": requester.is_guest}
+        # An application service acting without device_id= has no device.
+        if requester.device_id:
+            answer["device_id"] = requester.device_id
+        return json_response(answer)
 
     # ------------------------------------------------ password, deactivation
 

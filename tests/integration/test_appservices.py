@@ -68,8 +68,10 @@ async def test_namespaced_registration_and_masquerading(setup: Setup) -> None:
     await ghost.ensure_registered()
     assert await ghost.whoami() is not None
     assert (await ghost.whoami()).user_id == "@bridge_alice:localhost"
-    # The sender user exists from the start and is the default identity.
+    # The sender user exists from the start and is the default identity, with no device.
     assert (await intent.whoami()).user_id == "@bridgebot:localhost"
+    r = await setup.api.get("/account/whoami", token=AS_TOKEN)
+    assert r.status == 200 and "device_id" not in r.body, r.body
 
     api = setup.api
     # Outside its namespace: refused.
