@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +63,10 @@ MAX_EVENTS_PER_TXN = 100
 MAX_EPHEMERAL_PER_TXN = 100
 MAX_QUEUED_EPHEMERAL = 1000  # per service; the oldest are dropped beyond it
 TIMEOUT_S = 30.0
+
+# The stripped state of a room (spec "Stripped state") shown with an invite:
+# (room id, inviter) -> events.
+InviteState = Callable[[str, str], Awaitable[list[dict[str, Any]]]]
 
 
 class RoomInterest:
@@ -122,8 +126,10 @@ class ServiceSender:
         min_retry_s: float,
         max_retry_s: float,
         to_device: ToDeviceService | None = None,
+        invite_state: InviteState | None = None,
     ) -> None:
         self.service = service
+        self.invite_state = invite_state
         self.to_device_service = to_device
         # Devices of the service's users with to-device messages waiting in their inbox.
         self.to_device_pending: set[tuple[str, str]] = set()
@@ -210,12 +216,12 @@ class ServiceSender:
                 await self.store.move_cursor(self.service.id, position)
                 return True
             return False
-        body: dict[str, Any] = {"events": await self.serializer.serialize(chosen)}
-        if ephemeral:
-            # The stable name and MSC2409's, as Synapse sends them.
+        body: dict[str, Any] = {"events": await self._client_events(chosen)}
+        if self.service.receive_ephemeral:
+            # The stable name and MSC2409's, and MSC2409's to-device list, as Synapse
+            # sends them to a service that asked for ephemeral events (empty lists too).
             body["ephemeral"] = ephemeral
             body["de.sorunome.msc2409.ephemeral"] = ephemeral
-        if to_device:
             body["de.sorunome.msc2409.to_device"] = to_device
         await self.store.add_txn(self.service.id, position, body)
         del self.ephemeral[: len(taken_eph)]
@@ -226,6 +232,27 @@ class ServiceSender:
                 # sends them once more in a later transaction, never loses them).
                 await inbox.ack_to_device(user_id, device_id, upto)
         return True
+
+    async def _client_events(self, chosen: list[StoredEvent]) -> list[dict[str, Any]]:
+        """Client events as Synapse sends them to services: with its legacy ``user_id``
+        and ``age`` beside the spec's fields (bridges written against Synapse read them),
+        and an invite's room preview in ``invite_room_state`` (in ``unsigned`` and, as
+        Synapse also does, at the top level)."""
+        out = await self.serializer.serialize(chosen)
+        for event in out:
+            event["user_id"] = event["sender"]
+            event["age"] = event.get("unsigned", {}).get("age", 0)
+            content = event.get("content")
+            if (
+                self.invite_state is not None
+                and event.get("type") == "m.room.member"
+                and isinstance(content, dict)
+                and content.get("membership") == "invite"
+            ):
+                preview = await self.invite_state(event["room_id"], event["sender"])
+                event.setdefault("unsigned", {})["invite_room_state"] = preview
+                event["invite_room_state"] = preview
+        return out
 
     async def _wants_ephemeral(self, edu: dict[str, Any]) -> bool:
         room_id = edu.get("room_id")

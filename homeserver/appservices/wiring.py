@@ -5,6 +5,8 @@ called by the composition root."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeserver.accounts.service import AccountService
 from homeserver.appservices.registration import (
     AppService,
@@ -19,6 +21,7 @@ from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.rooms.ephemeral.receipts import READ, ReceiptService, receipt_content
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
+from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.wiring import RoomsArea
 from homeserver.storage.database import Database
 
@@ -51,6 +54,15 @@ def build_app_services(
     accounts.unknown_user_query = app_services.query_user
     rooms.aliases.unknown_alias_query = app_services.query_alias
     store = AppServiceStore(db)
+
+    async def invite_state(room_id: str, inviter: str) -> list[dict[str, Any]]:
+        room = await rooms.rooms.rooms.get_room(room_id)
+        if room is None:
+            return []
+        keys = [*STRIPPED_STATE_KEYS, ("m.room.member", inviter)]
+        state = await rooms.rooms.current_state(room, keys)
+        return stripped_state([state[k] for k in keys if k in state])
+
     for service in services:
         if service.url is None:
             continue  # the service only acts; nothing is pushed to it
@@ -66,6 +78,7 @@ def build_app_services(
                 config.app_service_min_retry_ms / 1000,
                 config.app_service_max_retry_ms / 1000,
                 to_device,
+                invite_state,
             )
         )
 

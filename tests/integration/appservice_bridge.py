@@ -77,7 +77,7 @@ class Bridge:
     """One run of the service; ``events`` gets every event of every transaction in
     order, ``txn_ids`` every transaction id it saw (as mautrix counts them)."""
 
-    def __init__(self, hs_url: str, port: int) -> None:
+    def __init__(self, hs_url: str, port: int, domain: str = "localhost") -> None:
         self.port = port
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.ephemeral: asyncio.Queue[Event] = asyncio.Queue()
@@ -87,12 +87,14 @@ class Bridge:
         self.failed: list[tuple[str, Any]] = []
         # Every transaction answered 200: (txn id, body).
         self.accepted: list[tuple[str, Any]] = []
+        # Every request from the homeserver: (method, path, Authorization header).
+        self.requests: list[tuple[str, str, str | None]] = []
         self.pings: list[str | None] = []
         self.user_queries: list[str] = []
         self.alias_queries: list[str] = []
         self.appservice = AppService(
             server=hs_url,
-            domain="localhost",
+            domain=domain,
             as_token=AS_TOKEN,
             hs_token=HS_TOKEN,
             bot_localpart="bridgebot",
@@ -120,6 +122,7 @@ class Bridge:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append((request.method, request.path, request.headers.get("Authorization")))
         if request.method == "PUT" and "/transactions/" in request.path:
             txn_id = request.path.rsplit("/", 1)[1]
             self.txn_ids.append(txn_id)
