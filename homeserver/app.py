@@ -158,7 +158,15 @@ class HomeServer:
             arrived_room_mates=members.arrived_room_mates,
         )
         app_services = build_app_services(
-            config, registrations, db, accounts, rooms_area, typing, receipts, e2ee.to_device
+            config,
+            registrations,
+            db,
+            accounts,
+            rooms_area,
+            typing,
+            receipts,
+            e2ee.to_device,
+            userdata.presence,
         )
         signal.targets.append(app_services)
         hs = cls(

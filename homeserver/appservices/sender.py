@@ -23,7 +23,7 @@ the service answers 200, a retry (in this process or after a restart) sends
 the same txn id with the same contents, and transactions go out strictly in
 stream order, one at a time. A crash between the 200 and the delete re-sends
 that txn id, which the spec asks services to de-duplicate. Ephemeral events
-(typing, read receipts) are queued in memory and become
+(typing, read receipts, presence) are queued in memory and become
 durable once they are part of a stored transaction; those not yet taken are
 lost with the process, as they are for /sync clients that miss them.
 To-device messages for the service's users' devices (MSC2409, with
@@ -51,6 +51,7 @@ import aiohttp
 from homeserver.appservices.registration import AppService
 from homeserver.appservices.store import AppServiceStore, PendingTxn
 from homeserver.e2ee.to_device import ToDeviceService
+from homeserver.errors import MatrixError
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -67,6 +68,9 @@ TIMEOUT_S = 30.0
 # The stripped state of a room (spec "Stripped state") shown with an invite:
 # (room id, inviter) -> events.
 InviteState = Callable[[str, str], Awaitable[list[dict[str, Any]]]]
+# Presence (MSC2409): a user's m.presence content, and the users sharing a room with them.
+PresenceContent = Callable[[str], Awaitable[dict[str, Any]]]
+RoomMates = Callable[[str], Awaitable[set[str]]]
 
 
 class RoomInterest:
@@ -127,9 +131,11 @@ class ServiceSender:
         max_retry_s: float,
         to_device: ToDeviceService | None = None,
         invite_state: InviteState | None = None,
+        presence: tuple[PresenceContent, RoomMates] | None = None,
     ) -> None:
         self.service = service
         self.invite_state = invite_state
+        self.presence = presence
         self.to_device_service = to_device
         # Devices of the service's users with to-device messages waiting in their inbox.
         self.to_device_pending: set[tuple[str, str]] = set()
@@ -208,7 +214,7 @@ class ServiceSender:
             if await self.interest.event(self.service, stored):
                 chosen.append(stored)
         taken_eph = self.ephemeral[:MAX_EPHEMERAL_PER_TXN]
-        ephemeral = [e for e in taken_eph if await self._wants_ephemeral(e)]
+        ephemeral = [await self._fill(e) for e in taken_eph if await self._wants_ephemeral(e)]
         to_device, acks = await self._take_to_device()
         if not chosen and not ephemeral and not to_device:
             del self.ephemeral[: len(taken_eph)]
@@ -255,11 +261,30 @@ class ServiceSender:
         return out
 
     async def _wants_ephemeral(self, edu: dict[str, Any]) -> bool:
+        """Room EDUs by the room's interest; presence (MSC2409) of the service's users
+        and of users who share a room with one of them."""
         room_id = edu.get("room_id")
         if isinstance(room_id, str):
             return await self.interest.room(self.service, room_id)
         sender = edu.get("sender")
-        return isinstance(sender, str) and self.service.is_interested_in_user(sender)
+        if not isinstance(sender, str):
+            return False
+        if self.service.is_interested_in_user(sender):
+            return True
+        if edu.get("type") != "m.presence" or self.presence is None:
+            return False
+        mates = await self.presence[1](sender)
+        return any(self.service.is_interested_in_user(u) for u in mates)
+
+    async def _fill(self, edu: dict[str, Any]) -> dict[str, Any]:
+        """Presence is queued as "this user changed"; its content is read when sent."""
+        if edu.get("type") == "m.presence" and "content" not in edu and self.presence is not None:
+            try:
+                content = await self.presence[0](edu["sender"])
+            except MatrixError:
+                content = {"presence": "offline"}
+            return {**edu, "content": content}
+        return edu
 
     async def _deliver(self, txn: PendingTxn) -> None:
         """PUT until the service answers 200, backing off exponentially."""

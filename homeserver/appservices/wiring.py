@@ -24,6 +24,7 @@ from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
 from homeserver.rooms.wiring import RoomsArea
 from homeserver.storage.database import Database
+from homeserver.userdata.presence import PresenceService
 
 
 def read_registrations(config: Config) -> list[AppService]:
@@ -44,6 +45,7 @@ def build_app_services(
     typing: TypingService,
     receipts: ReceiptService,
     to_device: ToDeviceService,
+    presence: PresenceService,
 ) -> AppServices:
     app_services = AppServices(services, accounts)
     if not services:
@@ -79,6 +81,7 @@ def build_app_services(
                 config.app_service_max_retry_ms / 1000,
                 to_device,
                 invite_state,
+                (presence.get_status, rooms.members.users_sharing_room_with),
             )
         )
 
@@ -95,6 +98,11 @@ def build_app_services(
             )
 
     to_device.local_hooks.append(app_services.on_to_device)
+
+    def on_presence(user_id: str, _position: int) -> None:
+        app_services.queue_ephemeral({"type": "m.presence", "sender": user_id})
+
+    presence.change_hooks.append(on_presence)
     typing.change_hooks.append(on_typing)
     receipts.change_hooks.append(on_receipt)
     return app_services

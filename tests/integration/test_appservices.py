@@ -415,6 +415,44 @@ async def test_receipts_and_to_device_messages(setup: Setup) -> None:
         if e["type"] == "m.receipt"
     ]
     assert unstable == raw
+    # Presence of a user who shares a room with the service's user.
+    r = await api.put(
+        f"/presence/{alice.user_id}/status",
+        {"presence": "online", "status_msg": "bridging"},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    while True:
+        edu = await bridge.ephemeral_next()
+        if edu.type == EventType.PRESENCE:
+            break
+    presence = [
+        e for _, b in bridge.accepted for e in b.get("ephemeral", []) if e["type"] == "m.presence"
+    ]
+    assert presence[0]["sender"] == alice.user_id
+    assert presence[0]["content"]["presence"] == "online"
+    assert presence[0]["content"]["status_msg"] == "bridging"
+    # Not of users who share no room with the service's users.
+    bob = await api.register("bob")
+    r = await api.put(
+        f"/presence/{bob.user_id}/status", {"presence": "online"}, token=bob.access_token
+    )
+    assert r.status == 200, r.body
+    r = await api.put(
+        f"/presence/{alice.user_id}/status", {"presence": "unavailable"}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    while True:
+        edu = await bridge.ephemeral_next()
+        if edu.type == EventType.PRESENCE and edu.content.presence.value == "unavailable":
+            break
+    senders = {
+        e["sender"]
+        for _, b in bridge.accepted
+        for e in b.get("ephemeral", [])
+        if e["type"] == "m.presence"
+    }
+    assert senders == {alice.user_id}
     # To-device messages for the service's users' devices, in MSC2409's shape.
     r = await api.put(
         "/sendToDevice/org.example.ping/td1",
