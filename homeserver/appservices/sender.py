@@ -181,10 +181,14 @@ class ServiceSender:
         return messages, acks
 
     async def run(self) -> None:
-        start = await self.events.current_position()
-        await self.store.state(self.service.id, start)
+        started = False
         while True:
             try:
+                if not started:
+                    # A service seen for the first time starts at the stream's end.
+                    start = await self.events.current_position()
+                    await self.store.state(self.service.id, start)
+                    started = True
                 pending = await self.store.oldest_pending(self.service.id)
                 if pending is not None:
                     await self._deliver(pending)

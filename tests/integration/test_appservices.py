@@ -227,9 +227,21 @@ async def test_user_and_alias_queries(setup: Setup) -> None:
     bridge.on_user_query = make_user
     r = await api.get("/profile/@bridge_eve:localhost", token=alice.access_token)
     assert r.status == 200, r.body
+    # An invite to an unknown user of the namespace asks too (the invite carries the
+    # profile the service gave it).
+    room_id = await create_room(api, alice)
+    r = await api.post(
+        f"/rooms/{room_id}/invite", {"user_id": "@bridge_fay:localhost"}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    assert bridge.user_queries[-1] == "@bridge_fay:localhost"
+    r = await api.get(
+        f"/rooms/{room_id}/state/m.room.member/@bridge_fay:localhost", token=alice.access_token
+    )
+    assert r.body == {"membership": "invite", "displayname": "bridge_fay"}, r.body
     # Users outside the namespace are never asked about.
     r = await api.get("/profile/@zed:localhost", token=alice.access_token)
-    assert r.status == 404 and bridge.user_queries[-1] == "@bridge_eve:localhost"
+    assert r.status == 404 and bridge.user_queries[-1] == "@bridge_fay:localhost"
 
     bridge.on_alias_query = make_room
     r = await api.get("/directory/room/%23bridge_lobby:localhost")
