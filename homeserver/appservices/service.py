@@ -100,12 +100,6 @@ class AppServices:
         await self.account_service.create_account(user_id, None)
         return user_id
 
-    def is_rate_limited(self, requester: Requester | None) -> bool:
-        if requester is None or requester.app_service_id is None:
-            return True
-        service = self.by_id(requester.app_service_id)
-        return service is None or service.rate_limited
-
     # -------------------------------------------------------- authentication
 
     async def requester(self, token: str, request: web.Request) -> Requester | None:
