@@ -52,6 +52,7 @@ from homeserver.appservices.registration import AppService
 from homeserver.appservices.store import AppServiceStore, PendingTxn
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.errors import MatrixError
+from homeserver.logs import new_request_id, request_id
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -181,6 +182,7 @@ class ServiceSender:
         return messages, acks
 
     async def run(self) -> None:
+        request_id.set(new_request_id("appservice"))  # this task's log lines
         started = False
         while True:
             try:
