@@ -29,8 +29,8 @@ lost with the process, as they are for /sync clients that miss them.
 To-device messages for the service's users' devices (MSC2409, with
 ``receive_ephemeral``) stay in the devices' inboxes (e2ee/to_device.py) until
 a stored transaction holds them; then they are deleted from the inbox. The
-inbox wakes the sender through its delivery hook; messages that were waiting
-at start-up go out when the next message for that device arrives.
+inbox wakes the sender through its delivery hook, and at start-up the sender
+looks for devices of its users with messages waiting.
 
 Interest (spec "Application services", Synapse's rules): the sender or a
 member event's state key is in the service's user namespace, the room id in
@@ -181,6 +181,15 @@ class ServiceSender:
             acks.append((user_id, device_id, upto))
         return messages, acks
 
+    async def _find_waiting_to_device(self) -> None:
+        """At start: messages that were waiting for the service's devices (queued while
+        the server was down, or before the service was configured)."""
+        if self.to_device_service is None or not self.service.receive_ephemeral:
+            return
+        for user_id, device_id in await self.to_device_service.devices_with_messages():
+            if self.service.is_interested_in_user(user_id):
+                self.to_device_pending.add((user_id, device_id))
+
     async def run(self) -> None:
         request_id.set(new_request_id("appservice"))  # this task's log lines
         started = False
@@ -190,6 +199,7 @@ class ServiceSender:
                     # A service seen for the first time starts at the stream's end.
                     start = await self.events.current_position()
                     await self.store.state(self.service.id, start)
+                    await self._find_waiting_to_device()
                     started = True
                 pending = await self.store.oldest_pending(self.service.id)
                 if pending is not None:

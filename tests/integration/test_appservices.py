@@ -519,3 +519,47 @@ async def test_application_service_login(setup: Setup) -> None:
     assert (r.status, r.errcode) == (401, "M_MISSING_TOKEN"), r.body
     r = await api.post("/login", login, token="not-a-service")
     assert (r.status, r.errcode) == (401, "M_UNKNOWN_TOKEN"), r.body
+
+
+async def test_to_device_messages_waiting_at_start_are_sent(
+    make_server: ServerFactory, restart_server: RestartFn, tmp_path: Path
+) -> None:
+    """A message queued for a device before the service was configured (or while the
+    server was down) is found at start-up, not only when the next one arrives."""
+    plain = await make_server()
+    async with Api(plain.client_url) as api:
+        kim = await api.register("bridge_kim")
+        alice = await api.register("alice")
+        r = await api.put(
+            "/sendToDevice/org.example.hello/w1",
+            {"messages": {kim.user_id: {kim.device_id: {"early": True}}}},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+    port = free_port()
+    path = write_registration(tmp_path, registration(port))
+    plain.hs.config.app_service_config_files = [path]
+    server = await restart_server(plain)
+    bridge = Bridge(server.client_url, port)
+    await bridge.start()
+    try:
+        async with Api(server.client_url) as api:
+            # Any event for the service ends a wait that the to-device message precedes.
+            ghost = bridge.appservice.intent.user(UserID("@bridge_lee:localhost"))
+            await ghost.ensure_registered()
+            room_id = await ghost.create_room()
+            await bridge.next_event(lambda e: e.room_id == room_id)
+        sent = [
+            m for _, body in bridge.accepted for m in body.get("de.sorunome.msc2409.to_device", [])
+        ]
+        assert sent == [
+            {
+                "type": "org.example.hello",
+                "sender": alice.user_id,
+                "content": {"early": True},
+                "to_user_id": kim.user_id,
+                "to_device_id": kim.device_id,
+            }
+        ]
+    finally:
+        await bridge.stop()
