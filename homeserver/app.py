@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
-from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
 from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
@@ -33,16 +33,18 @@ from homeserver.http.shell import cors_middleware, error_middleware
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
-from homeserver.push.service import PushRuleService
+from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.store.events_store import EVENTS_CACHE
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
-from homeserver.storage.database import Database, connect
+from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
+from homeserver.streams.pg_bus import PgSignalBus
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
@@ -89,13 +91,21 @@ class HomeServer:
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     process_lock: ProcessLock | None = None
+    # Wake-ups and cache invalidation shared with other processes (PostgreSQL only).
+    signal_bus: PgSignalBus | None = None
     # Set when another process took the database lock (PostgreSQL): `run` stops.
     lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
+    async def build(
+        cls, config: Config, exclusive: bool = True, cross_process: bool = False
+    ) -> HomeServer:
         """``exclusive``: take the database's process lock first (every serving
-        process; ``register-user`` only adds a row and does not)."""
+        process; ``register-user`` only adds a row and does not). ``cross_process``:
+        share wake-ups and cache invalidation with other processes on the same
+        PostgreSQL database (``connect_signal_bus``)."""
+        if cross_process and sqlite_path(config.database_url) is not None:
+            raise ConfigError("several processes need PostgreSQL: SQLite serves one process only")
         signing_key = _load_signing_key(config.signing_key_path)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
@@ -211,6 +221,12 @@ class HomeServer:
         )
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
+        if cross_process:
+            try:
+                await hs.connect_signal_bus()
+            except BaseException:
+                await hs.close()
+                raise
         if exclusive:
             # Only the serving process sends the outbox (register-user beside it must not).
             await hs.federation.start()
@@ -221,6 +237,27 @@ class HomeServer:
             # Pushers catch up the notifications a restart left undelivered.
             hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
         return hs
+
+    async def connect_signal_bus(self) -> None:
+        """Join the PostgreSQL signal bus (``homeserver.streams.pg_bus``): /sync wake-ups
+        and the caches that must not outlive a change made by another process."""
+        notifier = self.sync_area.notifier
+        bus = PgSignalBus(self.config.database_url, notifier.wake_local, notifier.wake_everyone)
+        notifier.relay = bus.publish_wake
+        self.auth.publish = bus.publish_drop
+        bus.on_drop(SESSIONS_CACHE, self.auth.drop_tokens)
+        bus.on_drop(USER_SESSIONS_CACHE, self.auth.drop_users)
+        events = self.rooms_area.rooms.events
+        events.publish = bus.publish_drop
+        bus.on_drop(
+            EVENTS_CACHE, lambda nids: events.drop_cached(None if nids is None else map(int, nids))
+        )
+        self.push.publish = bus.publish_drop
+        bus.on_drop(PUSH_RULES_CACHE, self.push.drop_cached)
+        # State groups, interned state keys and room versions never change once written,
+        # so those caches need no message.
+        self.signal_bus = bus
+        await bus.start()
 
     def start_background(self) -> None:
         """Long-running upkeep of a serving process (not of CLI one-shots)."""
@@ -287,6 +324,8 @@ class HomeServer:
             await self.federation.close()
         if self.previewer is not None:
             await self.previewer.close()
+        if self.signal_bus is not None:
+            await self.signal_bus.close()
         await self.db.close()
         if self.process_lock is not None:
             await self.process_lock.release()
