@@ -46,6 +46,7 @@ from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -295,9 +296,15 @@ class RoomService:
                     and current.event.content == content
                 ):
                     return current
-            stored = await self._build_and_persist(
-                room, sender, event_type, content, state_key, txn, precheck
-            )
+            for attempt in range(MAX_REBUILDS):  # another process moved the room on
+                try:
+                    stored = await self._build_and_persist(
+                        room, sender, event_type, content, state_key, txn, precheck
+                    )
+                    break
+                except RoomMovedOn:
+                    if attempt == MAX_REBUILDS - 1:
+                        raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
         await self.after_persist(stored, room)
         return stored
 
@@ -312,7 +319,8 @@ class RoomService:
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
     ) -> StoredEvent:
         rv = room.version
-        prev = (await self.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        extremities = await self.events.extremities(room.room_nid)
+        prev = extremities[-MAX_PREV_EVENTS:]
         if not prev:
             raise not_in_room()
         auth_keys = auth_types_for_event(event_type, state_key, sender, content, rv)
@@ -353,6 +361,7 @@ class RoomService:
             replaces_nid=None if replaced is None else replaced.event_nid,
             txn=txn,
             state_delta_before=await self._fork_delta(room, prev),
+            expected_extremities=[e.event_nid for e in extremities],
         )
         return await self.persister.persist(plan, room.room_nid)
 
