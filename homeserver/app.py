@@ -368,12 +368,20 @@ async def _listen(
     return runner, bound
 
 
-async def start(config: Config) -> RunningServer:
-    """Build the server and open the client and federation listeners."""
-    hs = await HomeServer.build(config)
+async def start(
+    config: Config, *, exclusive: bool = True, cross_process: bool = False
+) -> RunningServer:
+    """Build the server and open the client and federation listeners.
+
+    ``cross_process``: share wake-ups and caches with other processes over PostgreSQL.
+    ``exclusive=False`` (with it): a process beside the one holding the database's
+    process lock, which keeps the outbox sender and the background jobs.
+    """
+    hs = await HomeServer.build(config, exclusive=exclusive, cross_process=cross_process)
     runners: list[web.AppRunner] = []
     try:
-        hs.start_background()
+        if exclusive:
+            hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)
