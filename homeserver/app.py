@@ -53,6 +53,9 @@ from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
 
+# The bus topic on which workers announce new federation outbox rows (keys: destinations).
+FEDERATION_OUTBOX = "federation_outbox"
+
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
@@ -244,16 +247,16 @@ class HomeServer:
         notifier = self.sync_area.notifier
         bus = PgSignalBus(self.config.database_url, notifier.wake_local, notifier.wake_everyone)
         notifier.relay = bus.publish_wake
-        self.auth.publish = bus.publish_drop
-        bus.on_drop(SESSIONS_CACHE, self.auth.drop_tokens)
-        bus.on_drop(USER_SESSIONS_CACHE, self.auth.drop_users)
+        self.auth.publish = bus.publish
+        bus.subscribe(SESSIONS_CACHE, self.auth.drop_tokens)
+        bus.subscribe(USER_SESSIONS_CACHE, self.auth.drop_users)
         events = self.rooms_area.rooms.events
-        events.publish = bus.publish_drop
-        bus.on_drop(
+        events.publish = bus.publish
+        bus.subscribe(
             EVENTS_CACHE, lambda nids: events.drop_cached(None if nids is None else map(int, nids))
         )
-        self.push.publish = bus.publish_drop
-        bus.on_drop(PUSH_RULES_CACHE, self.push.drop_cached)
+        self.push.publish = bus.publish
+        bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
         # State groups, interned state keys and room versions never change once written,
         # so those caches need no message.
         self.signal_bus = bus
@@ -368,20 +371,19 @@ async def _listen(
     return runner, bound
 
 
-async def start(
-    config: Config, *, exclusive: bool = True, cross_process: bool = False
-) -> RunningServer:
+async def start(config: Config) -> RunningServer:
     """Build the server and open the client and federation listeners.
 
-    ``cross_process``: share wake-ups and caches with other processes over PostgreSQL.
-    ``exclusive=False`` (with it): a process beside the one holding the database's
-    process lock, which keeps the outbox sender and the background jobs.
+    With ``workers`` in the config this is the main process: it holds the database's
+    process lock, sends the federation outbox, runs the background jobs and serves
+    federation, and shares wake-ups and caches with the workers over PostgreSQL.
     """
-    hs = await HomeServer.build(config, exclusive=exclusive, cross_process=cross_process)
+    hs = await HomeServer.build(config, cross_process=bool(config.workers))
+    if hs.signal_bus is not None and hs.federation is not None:
+        hs.federation.send_for_workers(hs.signal_bus.subscribe, FEDERATION_OUTBOX)
     runners: list[web.AppRunner] = []
     try:
-        if exclusive:
-            hs.start_background()
+        hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)
@@ -397,3 +399,32 @@ async def start(
         await hs.close()
         raise
     return RunningServer(hs, runners, client_port, fed_port)
+
+
+async def start_worker(config: Config, name: str) -> RunningServer:
+    """A worker process (``myelin run --worker NAME``): the client API on the worker's
+    port, beside the main process, over the same PostgreSQL database. What only one
+    process may do stays with the main one: sending the federation outbox (the
+    worker's new outbox rows are announced to it over the bus), background jobs and
+    the federation listener."""
+    if sqlite_path(config.database_url) is not None:
+        raise ConfigError(
+            f"--worker {name}: worker processes need PostgreSQL; this config's database is"
+            " SQLite, which one process serves alone"
+        )
+    worker = config.workers.get(name)
+    if worker is None:
+        known = ", ".join(sorted(config.workers)) or "none"
+        raise ConfigError(f"--worker {name}: no such worker in the config (workers: {known})")
+    hs = await HomeServer.build(config, exclusive=False, cross_process=True)
+    try:
+        assert hs.signal_bus is not None
+        if hs.federation is not None:
+            hs.federation.send_through(hs.signal_bus.publish, FEDERATION_OUTBOX)
+        runner, port = await _listen(
+            hs.client_app(), config.client_listener.bind, worker.client_port
+        )
+    except BaseException:
+        await hs.close()
+        raise
+    return RunningServer(hs, [runner], port, 0)

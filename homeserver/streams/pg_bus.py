@@ -5,8 +5,11 @@ Design note
 When several Myelin processes share one PostgreSQL database, a write on one
 must (a) wake the long-polling /sync requests that wait on the others and
 (b) drop what the others cached about the changed rows (a logged-out token,
-an event pruned by a redaction, a user's push rules). The database is the
-only thing they share, so it carries these messages too: no new coordinator.
+an event pruned by a redaction, a user's push rules), and (c) a worker
+must tell the main process that the federation outbox has new rows. The
+database is the only thing they share, so it carries these messages too:
+no new coordinator. (b) and (c) are *topics*: a list of keys, whose
+subscriber also gets ``None``, meaning "any key", after a catch-up.
 
 Each process keeps ONE connection of its own (outside the pool) that
 ``LISTEN``s on ``CHANNEL`` and also sends (``pg_notify``). Writers publish
@@ -15,7 +18,7 @@ Each process keeps ONE connection of its own (outside the pool) that
 sees the change. A message is a small JSON object::
 
     {"o": origin, "k": "wake", "u": [user or room ids]}
-    {"o": origin, "k": "drop", "c": cache name, "x": [keys]}
+    {"o": origin, "k": "msg", "t": topic, "x": [keys]}
 
 ``o`` is the sending process's random id: a process delivers its own
 changes locally at once and ignores their echo. Lists are split so no
@@ -29,7 +32,9 @@ Nothing here is a source of truth, only a hint to look again (see
   one "everything changed" message.
 - Messages sent by others while this process was not listening are lost,
   so after every reconnect (LISTEN is active again first) the process wakes
-  every waiting request and empties every registered cache: the catch-up.
+  every waiting request and calls every topic's subscribers with ``None``
+  (caches empty themselves, the outbox sender looks at every destination):
+  the catch-up.
   Woken requests read their streams from their own positions, so a spurious
   wake-up returns nothing new and waits again.
 - The connection is checked every ``KEEPALIVE_S`` (a half-open TCP
@@ -58,8 +63,8 @@ KEEPALIVE_S: Final = 5.0
 RECONNECT_MIN_S: Final = 0.1
 RECONNECT_MAX_S: Final = 10.0
 
-# Receives the keys to drop, or None for "drop everything" (the catch-up).
-DropHandler = Callable[[list[str] | None], None]
+# Receives a topic's keys, or None for "any key may have changed" (the catch-up).
+TopicHandler = Callable[[list[str] | None], None]
 
 
 def _chunks(head: dict[str, Any], field: str, items: list[str]) -> Iterable[str]:
@@ -72,7 +77,7 @@ def _chunks(head: dict[str, Any], field: str, items: list[str]) -> Iterable[str]
             yield json.dumps({**head, field: batch})
             batch, size = [], len(json.dumps({**head, field: []}).encode())
         if size + cost > MAX_PAYLOAD_BYTES:
-            log.warning("a %s key too long for NOTIFY was left out", head.get("c", "wake"))
+            log.warning("a %s key too long for NOTIFY was left out", head.get("t", "wake"))
             continue
         batch.append(item)
         size += cost
@@ -100,7 +105,7 @@ class PgSignalBus:
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
         self.origin = secrets.token_hex(8)
-        self._drop_handlers: dict[str, list[DropHandler]] = {}
+        self._handlers: dict[str, list[TopicHandler]] = {}
         self._outbox: deque[str] = deque()
         self._pending = asyncio.Event()
         self._drained = asyncio.Event()
@@ -121,15 +126,16 @@ class PgSignalBus:
         if wanted:
             self._enqueue(_chunks({"o": self.origin, "k": "wake"}, "u", wanted))
 
-    def publish_drop(self, cache: str, keys: Iterable[str]) -> None:
-        """Other processes drop these keys from their ``cache``. The caller dropped its own."""
+    def publish(self, topic: str, keys: Iterable[str]) -> None:
+        """Other processes' subscribers of ``topic`` get these keys (for a cache: drop
+        them). The caller applied them itself."""
         wanted = list(dict.fromkeys(keys))
         if wanted:
-            self._enqueue(_chunks({"o": self.origin, "k": "drop", "c": cache}, "x", wanted))
+            self._enqueue(_chunks({"o": self.origin, "k": "msg", "t": topic}, "x", wanted))
 
-    def on_drop(self, cache: str, handler: DropHandler) -> None:
-        """Call ``handler`` when another process invalidates ``cache`` (None: all of it)."""
-        self._drop_handlers.setdefault(cache, []).append(handler)
+    def subscribe(self, topic: str, handler: TopicHandler) -> None:
+        """Call ``handler`` with what other processes publish on ``topic`` (None: any key)."""
+        self._handlers.setdefault(topic, []).append(handler)
 
     def _enqueue(self, payloads: Iterable[str]) -> None:
         if self._closed:
@@ -152,25 +158,25 @@ class PgSignalBus:
             kind = message.get("k")
             if kind == "wake":
                 self._wake_local([str(u) for u in message.get("u", [])])
-            elif kind == "drop":
+            elif kind == "msg":
                 keys = [str(x) for x in message.get("x", [])]
-                self._drop(str(message.get("c")), keys)
+                self._deliver(str(message.get("t")), keys)
             elif kind == "all":
                 self._catch_up()
         except Exception:
             log.exception("a cross-process signal could not be applied")
 
-    def _drop(self, cache: str, keys: list[str] | None) -> None:
-        for handler in self._drop_handlers.get(cache, ()):
+    def _deliver(self, topic: str, keys: list[str] | None) -> None:
+        for handler in self._handlers.get(topic, ()):
             try:
                 handler(keys)
             except Exception:
-                log.exception("dropping %s cache entries failed", cache)
+                log.exception("applying a %s message failed", topic)
 
     def _catch_up(self) -> None:
         """Messages may have been missed: every cache is emptied, every request woken."""
-        for cache in list(self._drop_handlers):
-            self._drop(cache, None)
+        for topic in list(self._handlers):
+            self._deliver(topic, None)
         self._wake_everyone()
 
     # ------------------------------------------------------------ connection

@@ -64,7 +64,7 @@ async def dsn() -> AsyncIterator[str]:
 async def open_process(dsn: str) -> Process:
     p = Process()
     bus = PgSignalBus(dsn, p.wake, p.wake_everyone, keepalive_s=0.2, reconnect_min_s=0.05)
-    bus.on_drop("things", p.drop)
+    bus.subscribe("things", p.drop)
     await bus.start()
     p.bus = bus
     return p
@@ -75,8 +75,8 @@ async def test_messages_cross_and_echoes_are_ignored(dsn: str) -> None:
     assert a.bus is not None and b.bus is not None
     try:
         a.bus.publish_wake(["@alice:hs", "!room:hs"])
-        a.bus.publish_drop("things", ["k1", "k2"])
-        a.bus.publish_drop("unknown-cache", ["k3"])
+        a.bus.publish("things", ["k1", "k2"])
+        a.bus.publish("unknown-cache", ["k3"])
         await b.until(lambda: len(b.woken) == 2 and len(b.dropped) == 1)
         assert b.woken == ["@alice:hs", "!room:hs"]
         assert b.dropped == [["k1", "k2"]]

@@ -1,7 +1,7 @@
 """Two Myelin servers over one PostgreSQL database, joined by the signal bus.
 
 ``main`` holds the database's process lock (outbox sender, background jobs);
-``other`` runs beside it without the lock, as a worker process will. Both run
+``other`` is a worker beside it (``start_worker``, as ``myelin run --worker``). Both run
 in this test process, each with its own database pool, caches, notifier and
 bus connection, so all they share is PostgreSQL. Clients use both at once.
 """
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from homeserver.app import RunningServer, start
+from homeserver.app import RunningServer, start, start_worker
 from homeserver.config import ConfigError
 from tests.conftest import (
     ENGINE,
     _create_pg_database,
+    free_port,
     make_config,
     stop_or_explain,
     write_data_dir,
@@ -49,9 +50,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServ
     url, drop = await _create_pg_database()
     write_data_dir(tmp_path, "localhost")
     servers: list[RunningServer] = []
+    config = make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
     try:
-        servers.append(await start(make_config(tmp_path, url), cross_process=True))
-        servers.append(await start(make_config(tmp_path, url), exclusive=False, cross_process=True))
+        servers.append(await start(config))
+        servers.append(await start_worker(config, "w1"))
         yield servers[0], servers[1]
     finally:
         for server in servers:
@@ -59,11 +61,13 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServ
         await drop()
 
 
-async def test_sqlite_refuses_cross_process(tmp_path: Path) -> None:
+async def test_sqlite_refuses_workers(tmp_path: Path) -> None:
     write_data_dir(tmp_path, "localhost")
-    config = make_config(tmp_path, f"sqlite:///{tmp_path / 'homeserver.db'}")
+    url = f"sqlite:///{tmp_path / 'homeserver.db'}"
     with pytest.raises(ConfigError, match="PostgreSQL"):
-        await start(config, cross_process=True)
+        make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
+    with pytest.raises(ConfigError, match="SQLite"):
+        await start_worker(make_config(tmp_path, url), "w1")
 
 
 async def new_room(api: Api, user: User) -> str:
