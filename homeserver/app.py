@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,14 @@ from homeserver.http.shell import cors_middleware, error_middleware
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
+from homeserver.push.actions_store import PushActionRow
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
-from homeserver.rooms.store.events_store import EVENTS_CACHE
+from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
@@ -55,6 +57,8 @@ log = logging.getLogger("myelin")
 
 # The bus topic on which workers announce new federation outbox rows (keys: destinations).
 FEDERATION_OUTBOX = "federation_outbox"
+# The bus topic on which workers announce new push notification rows (keys: user ids).
+PUSH_DELIVERY = "push_delivery"
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -381,6 +385,8 @@ async def start(config: Config) -> RunningServer:
     hs = await HomeServer.build(config, cross_process=bool(config.workers))
     if hs.signal_bus is not None and hs.federation is not None:
         hs.federation.send_for_workers(hs.signal_bus.subscribe, FEDERATION_OUTBOX)
+    if hs.signal_bus is not None:
+        _deliver_pushes_for_workers(hs, hs.signal_bus)
     runners: list[web.AppRunner] = []
     try:
         hs.start_background()
@@ -401,12 +407,38 @@ async def start(config: Config) -> RunningServer:
     return RunningServer(hs, runners, client_port, fed_port)
 
 
+def _push_through(hs: HomeServer, bus: PgSignalBus) -> None:
+    """Worker: push notifications are delivered by the main process only (one sender per
+    pusher cursor); the users whose new rows should go out are announced to it."""
+    notifications = hs.sync_area.notifications
+    notifications.row_hooks.remove(hs.sync_area.pushers.on_push_rows)
+
+    def announce(rows: Sequence[PushActionRow], _stored: StoredEvent) -> None:
+        bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
+
+    notifications.row_hooks.append(announce)
+
+
+def _deliver_pushes_for_workers(hs: HomeServer, bus: PgSignalBus) -> None:
+    """Main process: deliver what workers announce; after a missed message, every
+    pusher catches up from its cursor (as at start-up)."""
+    delivery = hs.sync_area.pushers.delivery
+
+    def on_announce(user_ids: list[str] | None) -> None:
+        job = delivery.resume() if user_ids is None else delivery.wake_users(user_ids)
+        task = asyncio.get_running_loop().create_task(job)
+        delivery.tasks.add(task)
+        task.add_done_callback(delivery.tasks.discard)
+
+    bus.subscribe(PUSH_DELIVERY, on_announce)
+
+
 async def start_worker(config: Config, name: str) -> RunningServer:
     """A worker process (``myelin run --worker NAME``): the client API on the worker's
     port, beside the main process, over the same PostgreSQL database. What only one
     process may do stays with the main one: sending the federation outbox (the
-    worker's new outbox rows are announced to it over the bus), background jobs and
-    the federation listener."""
+    worker's new outbox rows are announced to it over the bus), delivering push
+    notifications (likewise), background jobs and the federation listener."""
     if sqlite_path(config.database_url) is not None:
         raise ConfigError(
             f"--worker {name}: worker processes need PostgreSQL; this config's database is"
@@ -421,6 +453,7 @@ async def start_worker(config: Config, name: str) -> RunningServer:
         assert hs.signal_bus is not None
         if hs.federation is not None:
             hs.federation.send_through(hs.signal_bus.publish, FEDERATION_OUTBOX)
+        _push_through(hs, hs.signal_bus)
         runner, port = await _listen(
             hs.client_app(), config.client_listener.bind, worker.client_port
         )
