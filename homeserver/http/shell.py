@@ -2,15 +2,14 @@
 
 Handlers raise ``MatrixError``; the error middleware turns it, and aiohttp's
 own 404/405/413, into Matrix JSON. Any other exception is logged once with
-the request id and answered as 500 ``M_UNKNOWN`` without internals.
+the request id (given by the observe middleware, http/observe.py, which runs
+first) and answered as 500 ``M_UNKNOWN`` without internals.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,10 +22,9 @@ from homeserver.errors import (
     too_large,
     unrecognized,
 )
+from homeserver.logs import request_id
 
 log = logging.getLogger("myelin.http")
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,7 +74,6 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id.set(secrets.token_hex(6))
     try:
         if "\x00" in request.path:
             # No Matrix identifier holds NUL; refuse before any handler or query sees it.

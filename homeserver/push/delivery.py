@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from homeserver.clock import Clock
+from homeserver.logs import new_request_id, request_id
 from homeserver.net import PolicyResolver
 from homeserver.push.actions_store import PushActionRow, PushActionStore
 from homeserver.push.pushers_store import Pusher, PusherKey, PusherStore
@@ -104,6 +105,8 @@ class PushDelivery:
         task.add_done_callback(lambda _t: self._running.pop(key, None))
 
     async def _worker(self, key: PusherKey) -> None:
+        # Its log lines carry the worker's own id, not that of the request that woke it.
+        request_id.set(new_request_id("push"))
         try:
             while True:
                 self._again.discard(key)
