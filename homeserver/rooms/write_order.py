@@ -21,6 +21,11 @@ Room order
     Holding a lock across the whole build instead would pin a pooled
     connection per waiting writer, and the pool could then run dry while
     every holder waits for a second connection to persist.
+    Not done yet: events received over federation (only the main process
+    serves federation) are persisted under the lock but without the
+    comparison, so a remote event whose current state was worked out just
+    before a worker's local event committed in the same room keeps the room
+    ordered but may compute the room's current state without that event.
 
 Stream positions
     Every visible event takes its position with ``UPDATE stream_positions
