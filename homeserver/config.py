@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ class DatabaseConfig:
     # SQLite's PRAGMA synchronous under WAL: "full" makes every commit durable
     # (fsync per transaction); "normal" may lose the last commits on power loss.
     sqlite_synchronous: str = "full"
+
+
+@dataclass
+class WorkerConfig:
+    # The worker's client API port (on client_listener.bind); see README "Scaling out".
+    client_port: int = 0
 
 
 @dataclass
@@ -302,6 +309,8 @@ class Config:
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
+    workers: dict[str, WorkerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -331,6 +340,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, item_tp = typing.get_args(tp)
+        return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -410,8 +424,34 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
     _check_support(config.support)
+    _check_workers(config)
     _check_email(config)
     return config
+
+
+_WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _check_workers(config: Config) -> None:
+    if not config.workers:
+        return
+    if config.database_url.startswith("sqlite://"):
+        raise ConfigError(
+            "workers: several processes need PostgreSQL (database_url: postgresql://...);"
+            " SQLite serves one process only"
+        )
+    ports = {config.client_listener.port, config.federation_listener.port}
+    for name, worker in config.workers.items():
+        if not _WORKER_NAME.fullmatch(name) or name == "main":
+            raise ConfigError(
+                f"workers.{name}: a worker name is lowercase letters, digits, - and _"
+                " (and not 'main')"
+            )
+        if not 1 <= worker.client_port <= 65535:
+            raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
+        if worker.client_port in ports:
+            raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
+        ports.add(worker.client_port)
 
 
 def _check_email(config: Config) -> None:

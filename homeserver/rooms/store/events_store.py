@@ -11,7 +11,7 @@ generation counter keeps a read that raced with it from caching the old row.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,6 +23,8 @@ from homeserver.storage.sql import placeholders
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are event nids.
+EVENTS_CACHE = "events"
 
 T = TypeVar("T")
 
@@ -77,6 +79,8 @@ class EventStore:
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
         self._generation = 0
+        # Other processes drop what this one forgets (cache name, keys); None: one process.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------ writing
 
@@ -264,8 +268,19 @@ class EventStore:
         return {str(r["event_id"]): str(r["txn_id"]) for r in rows}
 
     def forget(self, nids: Iterable[int]) -> None:
-        """Drop cached rows that changed (an applied redaction)."""
+        """Drop cached rows that changed (an applied redaction), here and in other processes."""
+        wanted = list(nids)
+        self.drop_cached(wanted)
+        if self.publish is not None:
+            self.publish(EVENTS_CACHE, [str(n) for n in wanted])
+
+    def drop_cached(self, nids: Iterable[int] | None) -> None:
+        """Drop cached rows in this process only (None: every one)."""
         self._generation += 1
+        if nids is None:
+            self._cache.clear()
+            self._ids.clear()
+            return
         for nid in nids:
             old = self._cache.pop(nid, None)
             if old is not None:
