@@ -218,11 +218,16 @@ class HomeServer:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
+            await rooms_area.purger.store.fail_interrupted()
         return hs
 
     def start_background(self) -> None:
         """Long-running upkeep of a serving process (not of CLI one-shots)."""
         self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
+        if self.config.retention.enabled:
+            self.background.append(
+                asyncio.create_task(self.rooms_area.retention.run(), name="retention")
+            )
 
     def client_app(self) -> web.Application:
         # Media uploads stream from request.content to disk (within
@@ -281,6 +286,7 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.rooms_area.purger.close()
         if self.federation is not None:
             await self.federation.close()
         if self.previewer is not None:
