@@ -97,15 +97,32 @@ class PurgeStore:
         return int(row[0]), None if row[1] is None else int(row[1])
 
     async def point_before_ts(self, room_nid: int, ts: int) -> PurgePoint | None:
-        """The topologically last timeline event sent before ``ts``: history up to
-        and including it is older than ``ts`` as far as the graph can tell."""
-        row = await self.db.fetchone(
-            "SELECT depth, stream_ordering FROM events WHERE room_nid = $1"
-            " AND origin_server_ts < $2 AND stream_ordering IS NOT NULL"
-            " ORDER BY depth DESC, stream_ordering DESC LIMIT 1",
+        """The purge point for "older than ``ts``": the timeline event that arrived just
+        before the first one sent at or after ``ts``. Bounded by that first newer
+        event, a single event claiming an old timestamp (a peer's clock, or a lie)
+        cannot pull the point forward over recent history."""
+        first_new = await self.db.fetchval(
+            "SELECT MIN(stream_ordering) FROM events WHERE room_nid = $1"
+            " AND origin_server_ts >= $2 AND stream_ordering IS NOT NULL",
             room_nid,
             ts,
         )
+        if first_new is None:
+            row = await self.db.fetchone(
+                "SELECT depth, stream_ordering FROM events WHERE room_nid = $1"
+                " AND stream_ordering IS NOT NULL"
+                " ORDER BY depth DESC, stream_ordering DESC LIMIT 1",
+                room_nid,
+            )
+        else:
+            row = await self.db.fetchone(
+                "SELECT depth, stream_ordering FROM events WHERE room_nid = $1"
+                " AND stream_ordering < $2 AND origin_server_ts < $3"
+                " ORDER BY stream_ordering DESC LIMIT 1",
+                room_nid,
+                int(first_new),
+                ts,
+            )
         return None if row is None else PurgePoint(int(row[0]), int(row[1]))
 
     async def candidates(self, room_nid: int, point: PurgePoint, after_nid: int) -> list[Candidate]:
