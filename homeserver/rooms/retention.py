@@ -5,7 +5,7 @@ each room with a lifetime, purges the history older than it with the same
 code as the admin purge_history (``HistoryPurger.purge``, local events
 included): state events stay (off the timeline), forward extremities stay,
 everything else older than the lifetime is deleted. Clients stop seeing
-expired events once the pass ran over their room.
+expired events at once: ``Visibility`` drops them (``expired_before``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from homeserver.config import RetentionConfig
 from homeserver.rooms.purge import HistoryPurger
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.purge_store import all_room_nids
+from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.rooms.retention")
 
@@ -47,6 +48,18 @@ class RetentionJob:
         self.purger = purger
         self.clock = clock
 
+    async def lifetime(self, room: RoomInfo) -> int | None:
+        policy = await self.rooms.current_state_event(room, RETENTION)
+        return max_lifetime(self.config, None if policy is None else policy.event.content)
+
+    async def expired_before(self, room: RoomInfo) -> int | None:
+        """The origin_server_ts before which the room's events have expired, if any
+        (what clients are no longer shown, even before a pass deletes them)."""
+        if not self.config.enabled:
+            return None
+        lifetime = await self.lifetime(room)
+        return None if lifetime is None else self.clock.now_ms() - lifetime
+
     async def run_once(self) -> int:
         """One pass over every room; how many events were deleted."""
         now = self.clock.now_ms()
@@ -55,8 +68,7 @@ class RetentionJob:
             room = (await self.rooms.rooms.rooms_by_nid([room_nid])).get(room_nid)
             if room is None:
                 continue
-            policy = await self.rooms.current_state_event(room, RETENTION)
-            lifetime = max_lifetime(self.config, None if policy is None else policy.event.content)
+            lifetime = await self.lifetime(room)
             if lifetime is None:
                 continue
             point = await self.purger.store.point_before_ts(room.room_nid, now - lifetime)

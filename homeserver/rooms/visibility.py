@@ -9,11 +9,15 @@ room at any point after the event (spec rule 3: so a member who has since
 left still reads the shared history before their leave); ``invited`` also
 to users invited at the event. The two state keys needed are read per
 distinct state group in the page, never the full state.
+
+With message retention on, non-state events older than the room's lifetime
+are dropped here as well, so clients stop seeing them before the purge job
+deletes them (state events stay: a client's view of the state relies on them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -46,12 +50,23 @@ def may_see(
 class Visibility:
     def __init__(self, rooms: RoomService) -> None:
         self.rooms = rooms
+        # Message retention: the origin_server_ts before which a room's events have
+        # expired (None: nothing has). Set by the composition when retention is on.
+        self.expired_before: Callable[[RoomInfo], Awaitable[int | None]] | None = None
 
     async def filter(
         self, user_id: str, room: RoomInfo, events: Sequence[StoredEvent]
     ) -> list[StoredEvent]:
         if not events:
             return []
+        if self.expired_before is not None:
+            cutoff = await self.expired_before(room)
+            if cutoff is not None:
+                events = [
+                    s for s in events if s.event.is_state() or s.event.origin_server_ts >= cutoff
+                ]
+                if not events:
+                    return []
         last_join = await self._last_join(room, user_id)
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
         at: dict[int | None, tuple[str, str | None]] = {}

@@ -147,6 +147,9 @@ def build_rooms_area(
                     log.exception("could not remove guests from %s", room.room_id)
 
     directory = RoomDirectory(rooms, config.allow_public_room_publishing)
+    retention = RetentionJob(config.retention, rooms, purger, clock)
+    if config.retention.enabled:
+        visibility.expired_before = retention.expired_before
     return RoomsArea(
         rooms=rooms,
         members=RoomMembers(rooms),
@@ -168,5 +171,5 @@ def build_rooms_area(
         hierarchy=SpaceHierarchy(rooms, directory),
         timestamps=TimestampLookup(rooms, visibility),
         purger=purger,
-        retention=RetentionJob(config.retention, rooms, purger, clock),
+        retention=retention,
     )
