@@ -4,10 +4,16 @@ Every event the erased user sent is stored in its room version's redacted
 form, the same stored form an applied redaction leaves (migration 0055 says
 why one stored form): every later reader - /messages, /context, /event,
 /sync, search, federation /event - then serves the pruned event, with no
-per-read check of who is erased. State events keep what the redaction
-algorithm keeps (membership, join rules, power levels), so the room graph
-and its auth stay valid. Nothing is kept to undo it: an account reactivated
-later does not get its old content back.
+per-read check of who is erased. Nothing is kept to undo it: an account
+reactivated later does not get its old content back.
+
+State events are the room's rules, and the stored form is also what auth
+checks read: pruning an erased admin's m.room.power_levels would drop its
+``invite`` level in room versions before 11, pruning an m.room.create would
+drop ``m.federate``. So of the state events only m.room.member events are
+pruned (display names, avatars, reasons: personal data; the membership
+stays); the user's other state events (name, topic, power levels, ...) are
+kept as they are, and the README says so.
 
 Not covered: an event of the erased user that this server first stores
 *after* the erasure (history backfilled from another server) is stored as
@@ -18,11 +24,17 @@ from __future__ import annotations
 
 import logging
 
+from homeserver.events.model import Event
 from homeserver.rooms.redactions import redacted_event
 from homeserver.rooms.store.events_store import EventStore
 from homeserver.rooms.store.purge_store import PurgeStore
 
 log = logging.getLogger("myelin.rooms.erasure")
+
+
+def _personal(event: Event) -> bool:
+    """Erased: messages and other non-state events, and membership events."""
+    return not event.is_state() or event.type == "m.room.member"
 
 
 class AccountEraser:
@@ -40,7 +52,7 @@ class AccountEraser:
             pruned = []
             for nid in nids:
                 stored = found.get(nid)
-                if stored is None:
+                if stored is None or not _personal(stored.event):
                     continue
                 redacted = redacted_event(stored.event)
                 if redacted.pdu != stored.event.pdu:

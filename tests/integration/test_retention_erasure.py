@@ -101,6 +101,11 @@ async def test_erase_on_deactivation(server: RunningServer, api: Api) -> None:
     for user in (alice, carol):
         assert (await api.post(f"/join/{room}", {}, token=user.access_token)).status == 200
     secret = await say(api, alice, room, "alice's secret")
+    # A room alice runs (version 10: redaction there would drop power_levels.invite).
+    ruled = await create_room(
+        api, alice, room_version="10", name="Alice's rules", preset="public_chat"
+    )
+    assert (await api.post(f"/join/{ruled}", {}, token=bob.access_token)).status == 200
     kept = await say(api, carol, room, "carol's words")
     own = await say(api, carol, room, "carol's secret")
     await say(api, bob, room, "bob is last")
@@ -124,6 +129,13 @@ async def test_erase_on_deactivation(server: RunningServer, api: Api) -> None:
     # Alice's membership (state) keeps what the redaction algorithm keeps.
     r = await api.get(f"/rooms/{room}/state/m.room.member/{alice.user_id}", token=bob.access_token)
     assert r.body == {"membership": "leave"}
+    # Her other state events are the room's rules: kept whole.
+    r = await api.get(f"/rooms/{ruled}/state/m.room.name", token=bob.access_token)
+    assert r.body == {"name": "Alice's rules"}
+    r = await api.get(f"/rooms/{ruled}/state/m.room.power_levels", token=bob.access_token)
+    assert r.body.get("invite") == 50 and r.body["users"] == {alice.user_id: 100}
+    r = await api.get(f"/rooms/{ruled}/state/m.room.create", token=bob.access_token)
+    assert r.body["creator"] == alice.user_id and r.body["room_version"] == "10"
 
     # Client API: carol erases herself; a deactivation without erase changes no content.
     r = await api.post("/account/deactivate", {"erase": True}, token=carol.access_token)
