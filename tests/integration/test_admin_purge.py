@@ -200,3 +200,37 @@ async def test_delete_room_with_purge(server: RunningServer, api: Api) -> None:
     third = await create_room(api, bob)
     await say(api, bob, third, "after")
     assert bodies(await timeline(api, bob, third)) == {"after"}
+
+
+async def test_incremental_sync_across_a_purge_keeps_state_changes(
+    server: RunningServer, api: Api
+) -> None:
+    """A client whose token predates the purge still learns the state set in between."""
+    root = await make_admin(server, api)
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await create_room(api, alice, preset="public_chat", name="Before")
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    flt = '{"room": {"timeline": {"limit": 2}}}'
+    r = await api.get("/sync", token=bob.access_token, params={"filter": flt})
+    since = r.body["next_batch"]
+    r = await api.put(
+        f"/rooms/{room}/state/m.room.name", {"name": "After"}, token=alice.access_token
+    )
+    assert r.status == 200
+    ids = [await say(api, alice, room, f"m{i}") for i in range(5)]
+    r = await api.post(
+        f"{V1}/purge_history/{room}/{ids[3]}",
+        {"delete_local_events": True},
+        token=root.access_token,
+    )
+    assert await wait_for_purge(api, root.access_token, r.body["purge_id"]) == {
+        "status": "complete"
+    }
+    r = await api.get("/sync", token=bob.access_token, params={"filter": flt, "since": since})
+    assert r.status == 200, r.body
+    joined = r.body["rooms"]["join"][room]
+    assert joined["timeline"]["limited"] is True
+    assert [e["event_id"] for e in joined["timeline"]["events"]] == ids[3:]
+    names = [e["content"] for e in joined["state"]["events"] if e["type"] == "m.room.name"]
+    assert names == [{"name": "After"}]

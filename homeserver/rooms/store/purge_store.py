@@ -160,8 +160,8 @@ class PurgeStore:
             return
         await self._drop_derived(q, nids)
         await q.execute(
-            "UPDATE events SET stream_ordering = NULL"
-            f" WHERE event_nid IN ({placeholders(len(nids))})",
+            "UPDATE events SET purged_stream = stream_ordering, stream_ordering = NULL"
+            f" WHERE event_nid IN ({placeholders(len(nids))}) AND stream_ordering IS NOT NULL",
             *nids,
         )
 
