@@ -7,9 +7,11 @@ again are dropped so memory stays bounded by the number of recently active keys.
 Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
 account), ``login_failed`` (failed passwords per account), ``registration``
 (per IP), ``message`` (per user), ``per_ip`` (every unauthenticated limited
-action per IP). ``check`` takes a token or refuses; the failed-login bucket is
-split into ``peek`` (refuse while empty, take nothing) before the password is
-checked and ``record`` after it failed, so only failures count.
+action per IP), ``threepid_validation`` (validation mail per IP and per
+address), ``login_token`` (``/login/get_token`` per user). ``check`` takes a
+token or refuses; the failed-login bucket is split into ``peek`` (refuse while
+empty, take nothing) before the password is checked and ``record`` after it
+failed, so only failures count.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class RateLimiter:
             "registration": config.registration,
             "message": config.message,
             "per_ip": config.per_ip,
+            "threepid_validation": config.threepid_validation,
+            "login_token": config.login_token,
         }
         self._clock = clock
         # (action, key) -> (tokens, last refill time)

@@ -11,6 +11,7 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.registration_tokens_store import RegistrationTokenStore
 from homeserver.accounts.service import AccountService
+from homeserver.accounts.threepids import ThreepidService
 from homeserver.api.admin.purge import PurgeAdminApi
 from homeserver.api.admin.registration_tokens import RegistrationTokensApi
 from homeserver.api.admin.reports import ReportsApi
@@ -42,13 +43,19 @@ class AdminArea:
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, clock: Clock, accounts: AccountService, area: RoomsArea
+        cls,
+        config: Config,
+        db: Database,
+        clock: Clock,
+        accounts: AccountService,
+        area: RoomsArea,
+        threepids: ThreepidService,
     ) -> AdminArea:
         rooms = RoomAdmin(
             area.rooms, area.memberships, area.serializer, RoomAdminStore(db), area.purger
         )
         area.memberships.blocked = rooms.is_blocked
-        users = UserAdmin(accounts, UserAdminStore(db))
+        users = UserAdmin(accounts, UserAdminStore(db), threepids)
         # First: the account shows as erased before its events are pruned.
         accounts.erased_hooks.insert(0, users.mark_erased)
 
