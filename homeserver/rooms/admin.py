@@ -11,6 +11,7 @@ endpoints.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.admin_store import RoomAdminStore, Shutdown
 from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.rooms.admin")
 
 _SUMMARY_KEYS = [
     ("m.room.create", ""),
@@ -265,6 +268,12 @@ class RoomAdmin:
                     await self.purger.purge_room(room)
         except MatrixError as e:
             record = Shutdown(record.delete_id, room_id, "failed", e.error, result, now)
+            await self.store.save_shutdown(record)
+            return record
+        except Exception:
+            # The status endpoint must not say "purging" forever; the details are logged.
+            log.exception("shutting down %s failed", room_id)
+            record = Shutdown(record.delete_id, room_id, "failed", "internal error", result, now)
             await self.store.save_shutdown(record)
             return record
         record = Shutdown(record.delete_id, room_id, "complete", "", result, now)
