@@ -275,6 +275,8 @@ class HomeServer:
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
             # Pushers catch up the notifications a restart left undelivered.
             hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
+            # A history purge a restart cut short says so at its status endpoint.
+            await rooms_area.purger.store.fail_interrupted()
         return hs
 
     async def connect_signal_bus(self) -> None:
@@ -304,6 +306,12 @@ class HomeServer:
             asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep")
         )
         self.background.append(asyncio.create_task(self.client_ips.run(), name="client-ip-purge"))
+        if self.config.retention.enabled:
+            self.background.append(
+                asyncio.create_task(
+                    _job("retention", self.rooms_area.retention.run), name="retention"
+                )
+            )
 
     def client_app(self) -> web.Application:
         # Media uploads stream from request.content to disk (within
@@ -369,6 +377,7 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.rooms_area.purger.close()
         if self.federation is not None:
             await self.federation.close()
         if self.previewer is not None:

@@ -208,6 +208,27 @@ class MediaConfig:
 
 
 @dataclass
+class RetentionPolicy:
+    # Milliseconds. max_lifetime: events older than this are purged; null: kept.
+    # min_lifetime is accepted for Synapse compatibility (nothing is purged sooner anyway).
+    min_lifetime: int | None = None
+    max_lifetime: int | None = None
+
+
+@dataclass
+class RetentionConfig:
+    """Message retention: a server default and per-room m.room.retention (issue 14)."""
+
+    enabled: bool = False
+    default_policy: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # Bounds on a room's m.room.retention max_lifetime (ms); a value outside is clamped.
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    # How often the purge job runs (ms).
+    purge_interval_ms: int = 24 * 60 * 60 * 1000
+
+
+@dataclass
 class TurnConfig:
     uris: list[str] = field(default_factory=list)
     shared_secret: str | None = None
@@ -303,6 +324,7 @@ class Config:
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
     )
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -426,6 +448,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     _check_support(config.support)
     _check_workers(config)
     _check_email(config)
+    _check_retention(config.retention)
     return config
 
 
@@ -452,6 +475,22 @@ def _check_workers(config: Config) -> None:
         if worker.client_port in ports:
             raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
         ports.add(worker.client_port)
+
+
+def _check_retention(r: RetentionConfig) -> None:
+    values = (
+        r.default_policy.min_lifetime,
+        r.default_policy.max_lifetime,
+        r.allowed_lifetime_min,
+        r.allowed_lifetime_max,
+    )
+    if any(v is not None and v < 1 for v in values):
+        raise ConfigError("retention: lifetimes must be at least 1 millisecond (or null)")
+    low, high = r.allowed_lifetime_min, r.allowed_lifetime_max
+    if low is not None and high is not None and low > high:
+        raise ConfigError("retention.allowed_lifetime_min: must not exceed allowed_lifetime_max")
+    if r.purge_interval_ms < 1:
+        raise ConfigError("retention.purge_interval_ms: must be at least 1")
 
 
 def _check_email(config: Config) -> None:

@@ -449,10 +449,13 @@ class EventStore:
     async def state_events_between(
         self, room_nid: int, after: int, before: int
     ) -> list[StoredEvent]:
-        """State events with ``after < stream_ordering < before``, oldest first."""
+        """State events with ``after < stream_ordering < before``, oldest first; also
+        those a history purge took off the timeline from there (``purged_stream``)."""
         rows = await self.db.fetchall(
             "SELECT event_nid FROM events WHERE room_nid = $1 AND state_key IS NOT NULL"
-            " AND stream_ordering > $2 AND stream_ordering < $3 ORDER BY stream_ordering",
+            " AND ((stream_ordering > $2 AND stream_ordering < $3)"
+            " OR (purged_stream > $2 AND purged_stream < $3))"
+            " ORDER BY COALESCE(stream_ordering, purged_stream)",
             room_nid,
             after,
             before,
@@ -460,6 +463,18 @@ class EventStore:
         nids = [int(r["event_nid"]) for r in rows]
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
+
+    async def purged_state_between(self, room_nid: int, after: int, before: int) -> bool:
+        """Whether a history purge took state events with positions in ``(after, before)``
+        off the timeline (a /sync from ``after`` must then say its timeline is limited)."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM events WHERE room_nid = $1 AND purged_stream > $2"
+            " AND purged_stream < $3 AND state_key IS NOT NULL LIMIT 1",
+            room_nid,
+            after,
+            before,
+        )
+        return found is not None
 
     async def event_near_ts(self, room_nid: int, ts: int, forwards: bool) -> tuple[str, int] | None:
         """(event id, origin_server_ts) of the room's visible event closest to ``ts`` in
