@@ -155,6 +155,8 @@ class FederationSender:
         self._txn_prefix = f"{clock.now_ms()}{secrets.token_hex(3)}"
         self._txn_counter = 0
         self._closed = False
+        # In a worker process: hand wake-ups to the main process, which alone sends.
+        self.forward: Callable[[list[str]], None] | None = None
         # Called with the destination of every failed (to be retried) transaction.
         self.failure_hooks: list[Callable[[str], None]] = []
 
@@ -215,6 +217,9 @@ class FederationSender:
     def wake(self, destination: str) -> None:
         """Something new is queued for ``destination``: make sure its task runs."""
         if self._closed:
+            return
+        if self.forward is not None:
+            self.forward([destination])
             return
         state = self._destinations.setdefault(destination, _Destination())
         state.wake.set()

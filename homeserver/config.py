@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ class DatabaseConfig:
     # SQLite's PRAGMA synchronous under WAL: "full" makes every commit durable
     # (fsync per transaction); "normal" may lose the last commits on power loss.
     sqlite_synchronous: str = "full"
+
+
+@dataclass
+class WorkerConfig:
+    # The worker's client API port (on client_listener.bind); see README "Scaling out".
+    client_port: int = 0
 
 
 @dataclass
@@ -201,6 +208,27 @@ class MediaConfig:
 
 
 @dataclass
+class RetentionPolicy:
+    # Milliseconds. max_lifetime: events older than this are purged; null: kept.
+    # min_lifetime is accepted for Synapse compatibility (nothing is purged sooner anyway).
+    min_lifetime: int | None = None
+    max_lifetime: int | None = None
+
+
+@dataclass
+class RetentionConfig:
+    """Message retention: a server default and per-room m.room.retention (issue 14)."""
+
+    enabled: bool = False
+    default_policy: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # Bounds on a room's m.room.retention max_lifetime (ms); a value outside is clamped.
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    # How often the purge job runs (ms).
+    purge_interval_ms: int = 24 * 60 * 60 * 1000
+
+
+@dataclass
 class TurnConfig:
     uris: list[str] = field(default_factory=list)
     shared_secret: str | None = None
@@ -296,6 +324,7 @@ class Config:
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
     )
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -308,6 +337,8 @@ class Config:
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
+    workers: dict[str, WorkerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -337,6 +368,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, item_tp = typing.get_args(tp)
+        return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -421,8 +457,51 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if not 1 <= config.app_service_min_retry_ms <= config.app_service_max_retry_ms:
         raise ConfigError("app_service_max_retry_ms: must be at least app_service_min_retry_ms")
     _check_support(config.support)
+    _check_workers(config)
     _check_email(config)
+    _check_retention(config.retention)
     return config
+
+
+_WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _check_workers(config: Config) -> None:
+    if not config.workers:
+        return
+    if config.database_url.startswith("sqlite://"):
+        raise ConfigError(
+            "workers: several processes need PostgreSQL (database_url: postgresql://...);"
+            " SQLite serves one process only"
+        )
+    ports = {config.client_listener.port, config.federation_listener.port}
+    for name, worker in config.workers.items():
+        if not _WORKER_NAME.fullmatch(name) or name == "main":
+            raise ConfigError(
+                f"workers.{name}: a worker name is lowercase letters, digits, - and _"
+                " (and not 'main')"
+            )
+        if not 1 <= worker.client_port <= 65535:
+            raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
+        if worker.client_port in ports:
+            raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
+        ports.add(worker.client_port)
+
+
+def _check_retention(r: RetentionConfig) -> None:
+    values = (
+        r.default_policy.min_lifetime,
+        r.default_policy.max_lifetime,
+        r.allowed_lifetime_min,
+        r.allowed_lifetime_max,
+    )
+    if any(v is not None and v < 1 for v in values):
+        raise ConfigError("retention: lifetimes must be at least 1 millisecond (or null)")
+    low, high = r.allowed_lifetime_min, r.allowed_lifetime_max
+    if low is not None and high is not None and low > high:
+        raise ConfigError("retention.allowed_lifetime_min: must not exceed allowed_lifetime_max")
+    if r.purge_interval_ms < 1:
+        raise ConfigError("retention.purge_interval_ms: must be at least 1")
 
 
 def _check_email(config: Config) -> None:

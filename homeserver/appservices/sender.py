@@ -29,8 +29,9 @@ lost with the process, as they are for /sync clients that miss them.
 To-device messages for the service's users' devices (MSC2409, with
 ``receive_ephemeral``) stay in the devices' inboxes (e2ee/to_device.py) until
 a stored transaction holds them; then they are deleted from the inbox. The
-inbox wakes the sender through its delivery hook, and at start-up the sender
-looks for devices of its users with messages waiting.
+inbox wakes the sender through its delivery hook, and at start-up (or when a
+worker process says the service's users changed) the sender looks for devices
+of its users with messages waiting.
 
 Interest (spec "Application services", Synapse's rules): the sender or a
 member event's state key is in the service's user namespace, the room id in
@@ -140,6 +141,8 @@ class ServiceSender:
         self.to_device_service = to_device
         # Devices of the service's users with to-device messages waiting in their inbox.
         self.to_device_pending: set[tuple[str, str]] = set()
+        # Set when messages may wait that no local hook announced (start, other processes).
+        self.rescan_to_device = True
         self.store = store
         self.events = events
         self.serializer = serializer
@@ -182,8 +185,9 @@ class ServiceSender:
         return messages, acks
 
     async def _find_waiting_to_device(self) -> None:
-        """At start: messages that were waiting for the service's devices (queued while
-        the server was down, or before the service was configured)."""
+        """Messages waiting for the service's devices that no hook of this process
+        announced: at start (queued while the server was down, or before the service was
+        configured) and when another process says its users changed."""
         if self.to_device_service is None or not self.service.receive_ephemeral:
             return
         for user_id, device_id in await self.to_device_service.devices_with_messages():
@@ -199,8 +203,10 @@ class ServiceSender:
                     # A service seen for the first time starts at the stream's end.
                     start = await self.events.current_position()
                     await self.store.state(self.service.id, start)
-                    await self._find_waiting_to_device()
                     started = True
+                if self.rescan_to_device:
+                    self.rescan_to_device = False
+                    await self._find_waiting_to_device()
                 pending = await self.store.oldest_pending(self.service.id)
                 if pending is not None:
                     await self._deliver(pending)

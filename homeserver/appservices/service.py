@@ -167,6 +167,18 @@ class AppServices:
             for sender in self.senders.values():
                 sender.wake.set()
 
+    def woken_by_other_process(self, user_ids: Iterable[str] | None) -> None:
+        """Another process (a worker) changed something for these users (None: anyone):
+        new events to look for, and maybe to-device messages for a service's devices."""
+        users = None if user_ids is None else list(user_ids)
+        for sender in self.senders.values():
+            s = sender.service
+            if s.receive_ephemeral and (
+                users is None or any(s.is_interested_in_user(u) for u in users)
+            ):
+                sender.rescan_to_device = True
+            sender.wake.set()
+
     def queue_ephemeral(self, edu: dict[str, Any]) -> None:
         for sender in self.senders.values():
             if sender.service.receive_ephemeral:
