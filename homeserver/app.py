@@ -58,8 +58,8 @@ from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
-from homeserver.streams.signal import SignalFanout
 from homeserver.streams.pg_bus import PgSignalBus
+from homeserver.streams.signal import SignalFanout
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
