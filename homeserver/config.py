@@ -72,7 +72,8 @@ class RegistrationConfig:
     shared_secret: str | None = None
     # Tokens accepted by m.login.registration_token; empty means none.
     tokens: list[str] = field(default_factory=list)
-    allow_guests: bool = True
+    # Guest accounts (POST /register?kind=guest): off unless the operator turns them on.
+    allow_guests: bool = False
     # Localparts nobody may register (M_EXCLUSIVE), e.g. bridge namespaces.
     reserved_localparts: list[str] = field(default_factory=list)
 
