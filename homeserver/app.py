@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,9 @@ class HomeServer:
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
+        invites = rooms_area.memberships.invite_protection
+        if invites is not None:
+            invites.limiter = partial(hs.limiter.check, "invites")
         if config.media.url_preview_enabled:
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)

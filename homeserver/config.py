@@ -55,6 +55,8 @@ class RateLimitsConfig:
     # Registrations (and guest accounts), per client IP (Synapse's rc_registration).
     registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
     message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
+    # Invites one local user may send (room invites, and those in createRoom's "invite").
+    invites_per_user: RateLimit = field(default_factory=lambda: RateLimit(0.1, 20))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
 
@@ -93,6 +95,41 @@ class FederationConfig:
     max_concurrent_transactions: int = 50
     # Inbound transactions processed at the same time (all origins together).
     max_concurrent_inbound: int = 20
+    # Which servers this one federates with. Entries are server names, or patterns with
+    # "*" ("*.example.org"). allow_list null: every server not denied; a list: only
+    # those. deny_list wins over allow_list. Refused servers get 403 M_FORBIDDEN on
+    # every inbound request and are never sent to (joins through them fail).
+    allow_list: list[str] | None = None
+    deny_list: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PolicyModuleConfig:
+    """A content policy module: "package.module:ClassName" and the mapping its
+    constructor receives."""
+
+    module: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ContentPolicyConfig:
+    """Checks on events local users send to unencrypted rooms (never m.room.encrypted)."""
+
+    # Refused as whole words, ignoring case, in any text of the event's content.
+    blocked_words: list[str] = field(default_factory=list)
+    # Python regular expressions; a match anywhere in the content's text refuses it.
+    blocked_patterns: list[str] = field(default_factory=list)
+    modules: list[PolicyModuleConfig] = field(default_factory=list)
+
+
+@dataclass
+class InviteProtectionConfig:
+    """Invites refused server-wide: from these users, or from any user of these servers
+    (server names or "*" patterns), to local users, sent here or over federation."""
+
+    blocked_users: list[str] = field(default_factory=list)
+    blocked_servers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -196,6 +233,8 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     support: SupportConfig = field(default_factory=SupportConfig)
+    content_policy: ContentPolicyConfig = field(default_factory=ContentPolicyConfig)
+    invite_protection: InviteProtectionConfig = field(default_factory=InviteProtectionConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
@@ -217,6 +256,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping with string keys")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -297,6 +340,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
     _check_support(config.support)
+    _check_content_policy(config.content_policy)
     return config
 
 
@@ -307,6 +351,7 @@ def _check_rate_limits(limits: RateLimitsConfig) -> None:
         "login.failed_attempts": limits.login.failed_attempts,
         "registration": limits.registration,
         "message": limits.message,
+        "invites_per_user": limits.invites_per_user,
         "per_ip": limits.per_ip,
     }
     for name, bucket in buckets.items():
@@ -340,6 +385,27 @@ def _check_media(config: Config, data_dir: Path) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
+
+
+def _check_content_policy(policy: ContentPolicyConfig) -> None:
+    """Patterns must compile and modules must be named "module:Class"; the modules
+    themselves are imported when the server starts (homeserver/rooms/content_policy.py)."""
+    import re
+
+    for i, pattern in enumerate(policy.blocked_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"content_policy.blocked_patterns[{i}]: {e}") from None
+    for i, word in enumerate(policy.blocked_words):
+        if not word.strip():
+            raise ConfigError(f"content_policy.blocked_words[{i}]: must not be empty")
+    for i, mod in enumerate(policy.modules):
+        path, _, cls = mod.module.partition(":")
+        if not path or not cls:
+            raise ConfigError(
+                f"content_policy.modules[{i}].module: expected 'package.module:ClassName'"
+            )
 
 
 def _check_support(support: SupportConfig) -> None:

@@ -6,10 +6,11 @@ again are dropped so memory stays bounded by the number of recently active keys.
 
 Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
 account), ``login_failed`` (failed passwords per account), ``registration``
-(per IP), ``message`` (per user), ``per_ip`` (every unauthenticated limited
-action per IP). ``check`` takes a token or refuses; the failed-login bucket is
-split into ``peek`` (refuse while empty, take nothing) before the password is
-checked and ``record`` after it failed, so only failures count.
+(per IP), ``message`` (per user), ``invites`` (invites sent, per user),
+``per_ip`` (every unauthenticated limited action per IP). ``check`` takes a
+token or refuses; the failed-login bucket is split into ``peek`` (refuse while
+empty, take nothing) before the password is checked and ``record`` after it
+failed, so only failures count.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class RateLimiter:
             "login_failed": config.login.failed_attempts,
             "registration": config.registration,
             "message": config.message,
+            "invites": config.invites_per_user,
             "per_ip": config.per_ip,
         }
         self._clock = clock

@@ -40,6 +40,7 @@ from homeserver.events.validate import PduFormatError, check_canonical_json_valu
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.content_policy import ContentPolicy, Verdict
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -118,6 +119,8 @@ class RoomService:
         # federation (FederatedRooms.attach), whose membership handshakes are built on
         # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
+        # Checks local users' events before they are built (content_policy config).
+        self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
         # the create event's hash, two rooms made by one user in the same millisecond
@@ -279,7 +282,11 @@ class RoomService:
         ``keep_unchanged``: a state event the same sender already set with the
         same content is not sent again; the current one is returned (setting
         state, or joining, twice is idempotent, as in Synapse).
+
+        The content policy runs first, outside the lock (a module may be slow):
+        a rejection is 403 M_FORBIDDEN; a flag files a report once stored.
         """
+        verdict = await self._policy_verdict(room, sender, event_type, content, state_key)
         async with self.lock(room.room_id):
             if txn is not None:
                 earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
@@ -299,7 +306,38 @@ class RoomService:
                 room, sender, event_type, content, state_key, txn, precheck
             )
         await self.after_persist(stored, room)
+        if verdict.action == "flag":
+            try:
+                await self.content_policy.flagged(
+                    room.room_id, stored.event.event_id, verdict.reason
+                )
+            except Exception:
+                log.exception("could not file a content policy report")
         return stored
+
+    async def _policy_verdict(
+        self,
+        room: RoomInfo,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+    ) -> Verdict:
+        """The content policy's verdict on a local user's event; raises on reject."""
+        if not sender.endswith(":" + self.server_name):
+            return Verdict.accept()
+        draft: dict[str, Any] = {
+            "type": event_type,
+            "room_id": room.room_id,
+            "sender": sender,
+            "content": content,
+        }
+        if state_key is not None:
+            draft["state_key"] = state_key
+        verdict = await self.content_policy.check(draft)
+        if verdict.action == "reject":
+            raise forbidden(verdict.reason or "Refused by this server's content policy")
+        return verdict
 
     async def _build_and_persist(
         self,
