@@ -37,6 +37,7 @@ from homeserver.media.store import MediaStore
 from homeserver.push.service import PushRuleService
 from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
@@ -98,6 +99,8 @@ class HomeServer:
         """``exclusive``: take the database's process lock first (every serving
         process; ``register-user`` only adds a row and does not)."""
         signing_key = _load_signing_key(config.signing_key_path)
+        # Operator modules load first: a broken one is a config error before any I/O.
+        content_policy = ContentPolicy.from_config(config.content_policy)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
             db = await connect(config.database_url, config.database.sqlite_synchronous)
@@ -119,7 +122,9 @@ class HomeServer:
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
         notifier = Notifier()
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
+        rooms_area = build_rooms_area(
+            config, db, clock, signing_key, accounts, notifier, content_policy
+        )
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
         push = build_push_rules(db, userdata.account_data)

@@ -118,7 +118,7 @@ class ContentPolicyConfig:
 
     # Refused as whole words, ignoring case, in any text of the event's content.
     blocked_words: list[str] = field(default_factory=list)
-    # Python regular expressions; a match anywhere in the content's text refuses it.
+    # Python regular expressions, ignoring case; a match anywhere in the text refuses it.
     blocked_patterns: list[str] = field(default_factory=list)
     modules: list[PolicyModuleConfig] = field(default_factory=list)
 

@@ -88,7 +88,7 @@ def text_of(value: Any, depth: int = 0) -> Iterator[str]:
 
 class BlockList:
     """The built-in policy: ``blocked_words`` (whole words, any case) and
-    ``blocked_patterns`` (regular expressions) over the content's text."""
+    ``blocked_patterns`` (regular expressions, any case) over the content's text."""
 
     def __init__(self, words: list[str], patterns: list[str]) -> None:
         self._checks: list[tuple[re.Pattern[str], str]] = []
@@ -96,7 +96,7 @@ class BlockList:
             regex = re.compile(r"(?<!\w)" + re.escape(word.strip()) + r"(?!\w)", re.IGNORECASE)
             self._checks.append((regex, "a blocked word"))
         for pattern in patterns:
-            self._checks.append((re.compile(pattern), "a blocked pattern"))
+            self._checks.append((re.compile(pattern, re.IGNORECASE), "a blocked pattern"))
 
     async def check_event(self, event: dict[str, Any]) -> Verdict:
         for text in text_of(event.get("content")):

@@ -81,6 +81,7 @@ def build_rooms_area(
     signing_key: SigningKey,
     accounts: AccountService,
     signal: ChangeSignal,
+    content_policy: ContentPolicy | None = None,
 ) -> RoomsArea:
     rooms_store = RoomStore(db)
     events = EventStore(db)
@@ -108,7 +109,7 @@ def build_rooms_area(
             return {}
 
     report_store = ReportStore(db)
-    rooms.content_policy = ContentPolicy.from_config(config.content_policy)
+    rooms.content_policy = content_policy or ContentPolicy.from_config(config.content_policy)
 
     async def file_report(room_id: str, event_id: str, reason: str) -> None:
         # The reporter of a flag is the server itself (its name, not a user id).
