@@ -194,7 +194,7 @@ class HomeServer:
         )
         invites = rooms_area.memberships.invite_protection
         if invites is not None:
-            invites.limiter = partial(hs.limiter.check, "invites")
+            invites.limiter = partial(hs.limiter.check, "invites")  # (user, count)
         if config.media.url_preview_enabled:
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)

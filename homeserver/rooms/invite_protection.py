@@ -17,8 +17,8 @@ from homeserver.errors import MatrixError, forbidden
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.server_lists import ServerNameList
 
-# Takes one invite token for a user or raises 429 (the composition root binds the limiter).
-InviteLimiter = Callable[[str], None]
+# Takes ``n`` invite tokens for a user or raises 429 (the composition root binds the limiter).
+InviteLimiter = Callable[[str, int], None]
 
 
 class InviteProtection:
@@ -37,11 +37,12 @@ class InviteProtection:
         if self.refuses(inviter):
             raise blocked_invite()
 
-    def check_local(self, inviter: str) -> None:
-        """A local user's invite: the block list, then one token of their invite budget."""
+    def check_local(self, inviter: str, count: int = 1) -> None:
+        """``count`` invites of a local user: the block list, then their invite budget
+        (all at once, so createRoom refuses its invite list before making the room)."""
         self.check(inviter)
-        if self.limiter is not None:
-            self.limiter(inviter)
+        if self.limiter is not None and count > 0:
+            self.limiter(inviter, count)
 
 
 def blocked_invite() -> MatrixError:

@@ -229,10 +229,13 @@ class MembershipService:
         target: str,
         reason: str | None = None,
         is_direct: bool | None = None,
+        *,
+        counted: bool = False,
     ) -> None:
+        """``counted``: the invite protection already passed it (createRoom's list)."""
         await self._refuse_blocked(room_id)
         room = await self._target_room(room_id, target)
-        if self.invite_protection is not None:
+        if self.invite_protection is not None and not counted:
             self.invite_protection.check_local(user_id)
         current = await self.rooms.members.get(room.room_nid, target)
         if current is not None and current.membership == "ban":

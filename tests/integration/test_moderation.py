@@ -137,6 +137,9 @@ async def test_invites_from_blocked_users_are_refused(make_server: ServerFactory
         assert "blocked" in r.body["error"]
         r = await api.post("/createRoom", {"invite": [alice.user_id]}, token=spammer.access_token)
         assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+        # Refused before the room was made: only the first room exists.
+        r = await api.get("/joined_rooms", token=spammer.access_token)
+        assert r.body["joined_rooms"] == [room_id]
         # Others invite as before.
         other = await create_room(api, bob)
         r = await api.post(
@@ -157,8 +160,19 @@ async def test_invite_rate_limit_per_user(make_server: ServerFactory) -> None:
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         carol = await api.register("carol")
-        room_id = await create_room(api, alice)
         invitees = [await api.register(f"u{i}") for i in range(3)]
+        # createRoom's invite list counts as a whole: three is over the budget of two,
+        # and the room is not made.
+        r = await api.post(
+            "/createRoom",
+            {"invite": [u.user_id for u in invitees]},
+            token=alice.access_token,
+        )
+        assert (r.status, r.errcode) == (429, "M_LIMIT_EXCEEDED")
+        assert (await api.get("/joined_rooms", token=alice.access_token)).body == {
+            "joined_rooms": []
+        }
+        room_id = await create_room(api, alice)
         for u in invitees[:2]:
             r = await api.post(
                 f"/rooms/{room_id}/invite", {"user_id": u.user_id}, token=alice.access_token
