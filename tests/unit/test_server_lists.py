@@ -1,8 +1,13 @@
-"""Server name lists of the config: exact names, "*" patterns, allow and deny."""
+"""Server name lists of the config (exact names, "*" patterns, allow and deny), invite
+protection, and the invite budget's all-or-nothing cost."""
 
 from __future__ import annotations
 
-from homeserver.config import InviteProtectionConfig
+import pytest
+
+from homeserver.config import InviteProtectionConfig, RateLimit, RateLimitsConfig
+from homeserver.errors import MatrixError
+from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.server_lists import ServerNameList, ServerPolicy
 
@@ -35,3 +40,21 @@ def test_invite_protection() -> None:
     )
     assert p.refuses("@spam:ok.org") and p.refuses("@x:very.bad")
     assert not p.refuses("@alice:ok.org")
+
+
+def test_rate_limiter_cost_is_all_or_nothing() -> None:
+    """createRoom charges its whole invite list at once (rate_limits.invites_per_user)."""
+    now = [0.0]
+    limiter = RateLimiter(
+        RateLimitsConfig(invites_per_user=RateLimit(per_second=1.0, burst_count=3)),
+        clock=lambda: now[0],
+    )
+    limiter.check("invites", "@a:x", 2)
+    with pytest.raises(MatrixError) as refused:
+        limiter.check("invites", "@a:x", 2)  # one token left: nothing is taken
+    assert refused.value.errcode == "M_LIMIT_EXCEEDED"
+    limiter.check("invites", "@a:x")
+    with pytest.raises(MatrixError):
+        limiter.check("invites", "@b:x", 4)  # larger than the bucket: never
+    now[0] = 2.0
+    limiter.check("invites", "@a:x", 2)
