@@ -118,6 +118,13 @@ class OutboxStore:
             )
         )
 
+    async def depth_by_kind(self) -> dict[str, int]:
+        """Rows waiting, per kind (pdu, edu), over every destination (metrics)."""
+        rows = await self.db.fetchall("SELECT kind, COUNT(*) FROM federation_outbox GROUP BY kind")
+        depth = {PDU: 0, EDU: 0}
+        depth.update({str(r[0]): int(r[1]) for r in rows})
+        return depth
+
     # ----------------------------------------------------------- inbound txns
 
     async def inbound_response(self, origin: str, txn_id: str) -> dict[str, Any] | None:

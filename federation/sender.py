@@ -46,6 +46,7 @@ from federation.client import encode_path
 from federation.errors import FederationError
 from federation.outbox_store import EDU, PDU, OutboxStore
 from homeserver.clock import Clock
+from homeserver.logs import new_request_id, request_id
 from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.sender")
@@ -67,6 +68,8 @@ class ToDeviceOutbox(Protocol):
     async def outbox_delete(self, destination: str, outbox_ids: list[int]) -> None: ...
 
     async def outbox_destinations(self) -> list[str]: ...
+
+    async def outbox_size(self) -> int: ...
 
 
 class TransactionClient(Protocol):
@@ -155,6 +158,8 @@ class FederationSender:
         self._closed = False
         # federation.allow_list / deny_list: nothing is queued for a refused server.
         self._allowed = allowed or (lambda _destination: True)
+        # Called with the destination of every failed (to be retried) transaction.
+        self.failure_hooks: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------ public API
 
@@ -235,6 +240,16 @@ class FederationSender:
         """Destinations whose task is running: something is queued or being sent."""
         return {d for d, s in self._destinations.items() if s.task is not None}
 
+    def backing_off(self) -> int:
+        """How many destinations wait to retry after a failed transaction."""
+        return sum(1 for s in self._destinations.values() if s.failures and s.task is not None)
+
+    async def queue_depth(self) -> dict[str, int]:
+        """Items waiting for other servers, per kind: pdu, edu, to_device."""
+        depth = await self.store.depth_by_kind()
+        depth["to_device"] = await self.to_device.outbox_size()
+        return depth
+
     def failures(self, destination: str) -> int:
         state = self._destinations.get(destination)
         return 0 if state is None else state.failures
@@ -249,6 +264,8 @@ class FederationSender:
     # ------------------------------------------------------------ the loop
 
     async def _run(self, destination: str, state: _Destination) -> None:
+        # Log lines of this task carry its own id, not that of the request that woke it.
+        request_id.set(new_request_id("send"))
         try:
             batch: Batch | None = None
             # ``_closed`` is checked on every turn, not only left to cancel(): on Python
@@ -301,6 +318,8 @@ class FederationSender:
                 await self._ack(destination, batch)
                 return None
             state.failures += 1
+            for hook in self.failure_hooks:
+                hook(destination)
             delay = self.backoff.delay_ms(state.failures, e.retry_after_ms)
             log.info(
                 "transaction to %s failed (%s); attempt %d, retry in %d ms",

@@ -126,19 +126,17 @@ def _write_private(path: Path, text: str) -> None:
 # --------------------------------------------------------------------- run
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    from homeserver.logs import install_log_handler
+
+    install_log_handler(level, log_format, sys.stderr)
 
 
 async def _run(config_path: str) -> None:
     from homeserver.app import start
 
     config = load_config(config_path)
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.logging.format)
     log = logging.getLogger("myelin")
     if config.federation.insecure_local:
         log.warning(
@@ -152,6 +150,10 @@ async def _run(config_path: str) -> None:
         running.client_url,
         running.federation_port,
     )
+    if running.metrics_port:
+        log.info(
+            "metrics on http://%s:%d/metrics", config.metrics.bind_address, running.metrics_port
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,10 +18,15 @@ from typing import Any
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
+from federation.sender import FederationSender
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.client_ips import ClientIpRetention
+from homeserver.accounts.login_tokens import LoginTokens
 from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.store import AccountStore
+from homeserver.accounts.threepids import ThreepidService
+from homeserver.accounts.threepids_store import ThreepidStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis, federation_listener_routes
@@ -30,10 +36,14 @@ from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
+from homeserver.http.observe import health_routes, metrics_app, observe_middleware
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.logs import new_request_id, request_id
+from homeserver.mail.sender import Mailer
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
+from homeserver.metrics import Metrics
 from homeserver.push.service import PushRuleService
 from homeserver.push.wiring import build_push_rules
 from homeserver.ratelimit import RateLimiter
@@ -41,6 +51,8 @@ from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect
 from homeserver.storage.migrate import migrate
@@ -86,6 +98,11 @@ class HomeServer:
     admin: AdminArea
     media: MediaService
     openid: OpenIdTokens
+    threepids: ThreepidService
+    login_tokens: LoginTokens
+    client_ips: ClientIpRetention
+    # This server's own registry (several servers may share one test process).
+    metrics: Metrics = field(default_factory=Metrics)
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
@@ -117,7 +134,7 @@ class HomeServer:
             raise
         clock = Clock()
         store = AccountStore(db)
-        auth = Authenticator(store, clock)
+        auth = Authenticator(store, clock, store_client_ips=config.privacy.store_client_ips)
         accounts = AccountService(config, store, auth, clock)
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
@@ -156,6 +173,16 @@ class HomeServer:
             departed_room_mates=members.departed_room_mates,
             arrived_room_mates=members.arrived_room_mates,
         )
+        threepid_store = ThreepidStore(db)
+        threepids = ThreepidService(config, threepid_store, Mailer(config.email), clock)
+
+        async def drop_threepids(user_id: str) -> None:
+            # Spec (deactivation): the account's third-party ids go with it.
+            user = await store.get_user(user_id)
+            if user is not None:
+                await threepid_store.remove_all(user.user_nid)
+
+        accounts.deactivated_hooks.append(drop_threepids)
         hs = cls(
             config=config,
             db=db,
@@ -187,8 +214,11 @@ class HomeServer:
                 allow_local_push=config.federation.insecure_local,
             ),
             media=MediaService(config, MediaStore(db), clock),
-            admin=AdminArea.build(config, db, clock, accounts, rooms_area),
+            admin=AdminArea.build(config, db, clock, accounts, rooms_area, threepids),
             openid=OpenIdTokens(db, clock, config.server_name),
+            threepids=threepids,
+            login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),
+            client_ips=ClientIpRetention(store, clock, config.privacy),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
@@ -220,6 +250,7 @@ class HomeServer:
         )
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
+        _wire_metrics(hs, relay.sender)
         if exclusive:
             # Only the serving process sends the outbox (register-user beside it must not).
             await hs.federation.start()
@@ -227,20 +258,30 @@ class HomeServer:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
+            # Pushers catch up the notifications a restart left undelivered.
+            hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
         return hs
 
     def start_background(self) -> None:
         """Long-running upkeep of a serving process (not of CLI one-shots)."""
-        self.background.append(asyncio.create_task(self.media.run_upkeep(), name="media-upkeep"))
+        self.background.append(
+            asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep")
+        )
+        self.background.append(asyncio.create_task(self.client_ips.run(), name="client-ip-purge"))
 
     def client_app(self) -> web.Application:
         # Media uploads stream from request.content to disk (within
         # limits.max_upload_bytes); nothing reads a whole body bigger than a JSON one.
         app = web.Application(
-            middlewares=[cors_middleware, error_middleware],
+            middlewares=[
+                observe_middleware(self.metrics, "client"),
+                cors_middleware,
+                error_middleware,
+            ],
             client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        app.add_routes(health_routes())
         apis = client_apis(
             config=self.config,
             clock=self.clock,
@@ -259,6 +300,8 @@ class HomeServer:
             previewer=self.previewer,
             admin=self.admin,
             openid=self.openid,
+            threepids=self.threepids,
+            login_tokens=self.login_tokens,
             unstable_features=self.unstable_features,
         )
         for api in apis:
@@ -275,7 +318,7 @@ class HomeServer:
 
     def federation_app(self) -> web.Application:
         app = web.Application(
-            middlewares=[error_middleware],
+            middlewares=[observe_middleware(self.metrics, "federation"), error_middleware],
             client_max_size=self.config.limits.max_json_body_bytes,
         )
         app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
@@ -299,6 +342,40 @@ class HomeServer:
             await self.process_lock.release()
 
 
+async def _job(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background job under a request id of its own (its log lines say which job)."""
+    request_id.set(new_request_id(name))
+    await run()
+
+
+def _wire_metrics(hs: HomeServer, sender: FederationSender) -> None:
+    """Connect the counters to the hooks that feed them, and the scrape-time gauges."""
+    metrics = hs.metrics
+    suffix = ":" + hs.config.server_name
+
+    async def count_event(stored: StoredEvent, _room: RoomInfo) -> None:
+        origin = "local" if stored.event.sender.endswith(suffix) else "remote"
+        metrics.events_persisted.labels(origin).inc()
+
+    hs.rooms_area.rooms.event_persisted_hooks.append(count_event)
+    sender.failure_hooks.append(lambda destination: metrics.send_failures.labels(destination).inc())
+
+    async def refresh_federation() -> None:
+        for kind, depth in (await sender.queue_depth()).items():
+            metrics.outbox_depth.labels(kind).set(depth)
+        metrics.destinations_backing_off.set(sender.backing_off())
+
+    async def refresh_database() -> None:
+        stats = hs.db.pool_stats()
+        engine = hs.db.engine
+        metrics.db_pool_size.labels(engine).set(stats.size)
+        metrics.db_pool_in_use.labels(engine).set(stats.in_use)
+        metrics.db_pool_max.labels(engine).set(stats.max_size)
+
+    metrics.add_refresher(refresh_federation)
+    metrics.add_refresher(refresh_database)
+
+
 @dataclass
 class RunningServer:
     """A started server with its listeners; ``stop`` shuts everything down cleanly."""
@@ -307,6 +384,8 @@ class RunningServer:
     runners: list[web.AppRunner]
     client_port: int
     federation_port: int
+    # 0 when the metrics listener is off (config metrics.enabled).
+    metrics_port: int = 0
 
     @property
     def client_url(self) -> str:
@@ -351,9 +430,16 @@ async def start(config: Config) -> RunningServer:
             ssl_ctx = server_ssl_context(config.tls_certificate_path, config.tls_private_key_path)
             fed_runner, fed_port = await _listen(hs.federation_app(), fl.bind, fl.port, ssl_ctx)
             runners.append(fed_runner)
+        metrics_port = 0
+        if config.metrics.enabled:
+            mc = config.metrics
+            metrics_runner, metrics_port = await _listen(
+                metrics_app(hs.metrics), mc.bind_address, mc.port
+            )
+            runners.append(metrics_runner)
     except BaseException:
         for runner in runners:
             await runner.cleanup()
         await hs.close()
         raise
-    return RunningServer(hs, runners, client_port, fed_port)
+    return RunningServer(hs, runners, client_port, fed_port, metrics_port)

@@ -59,6 +59,11 @@ class RateLimitsConfig:
     invites_per_user: RateLimit = field(default_factory=lambda: RateLimit(0.1, 20))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
+    # Validation mail (requestToken), per client IP and per address (Synapse's
+    # rc_3pid_validation), so nobody floods a mailbox through this server.
+    threepid_validation: RateLimit = field(default_factory=lambda: RateLimit(0.003, 5))
+    # POST /login/get_token per user (the spec suggests at most one a minute).
+    login_token: RateLimit = field(default_factory=lambda: RateLimit(0.017, 1))
 
 
 @dataclass
@@ -78,6 +83,46 @@ class RegistrationConfig:
     allow_guests: bool = False
     # Localparts nobody may register (M_EXCLUSIVE), e.g. bridge namespaces.
     reserved_localparts: list[str] = field(default_factory=list)
+    # Registration must prove an email address (m.login.email.identity); needs `email`.
+    require_email: bool = False
+
+
+@dataclass
+class EmailConfig:
+    """The operator's SMTP server, through which validation and password-reset
+    mail goes. Without ``smtp_host`` the server sends no mail and the email
+    endpoints answer M_THREEPID_MEDIUM_NOT_SUPPORTED."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_pass: str | None = None
+    # STARTTLS is required (refuse a server that does not offer it).
+    require_transport_security: bool = False
+    # Implicit TLS from the first byte (SMTPS, usually port 465).
+    force_tls: bool = False
+    notif_from: str = "%(app)s <noreply@localhost>"
+    app_name: str = "Matrix"
+    # The web client linked from mail (informational; validation links point at
+    # this server's public_baseurl).
+    client_base_url: str | None = None
+    # How long an emailed validation token stays usable.
+    validation_token_lifetime_ms: int = 60 * 60 * 1000
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+
+@dataclass
+class LoginViaExistingSessionConfig:
+    """``POST /login/get_token`` (spec v1.7): a signed-in device mints a single-use
+    token that logs another device in (``m.login.token``)."""
+
+    enabled: bool = False
+    # Ask for the password again before minting (the spec: always re-prompt).
+    require_ui_auth: bool = True
+    token_timeout_ms: int = 120_000
 
 
 @dataclass
@@ -215,6 +260,55 @@ class SupportConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """The Prometheus listener (/metrics and /health); off unless enabled."""
+
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = 9000
+
+
+@dataclass
+class LoggingConfig:
+    # text: one human-readable line per record; json: one JSON object per line.
+    format: str = "text"
+    # Overrides the older top-level log_level when set.
+    level: str | None = None
+
+
+@dataclass
+class PrivacyConfig:
+    # Record the client IP address and User-Agent of each device's last request
+    # (shown by the device list and the admin whois API). false: never stored.
+    store_client_ips: bool = True
+    # How long a stored IP/User-Agent is kept after the device's last request
+    # (a duration: 30s, 15m, 12h, 28d, 2w); null: kept until the device goes.
+    client_ip_retention: str | None = "28d"
+
+    @property
+    def client_ip_retention_ms(self) -> int | None:
+        return (
+            None
+            if self.client_ip_retention is None
+            else parse_duration_ms(self.client_ip_retention)
+        )
+
+
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION_UNITS_MS["w"] = 7 * _DURATION_UNITS_MS["d"]
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"28d"`` -> milliseconds; units ms, s, m, h, d, w. ValueError when malformed."""
+    value = text.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d", "w"):
+        number = value.removesuffix(unit)
+        if number != value and number.isdigit():
+            return int(number) * _DURATION_UNITS_MS[unit]
+    raise ValueError(f"not a duration: {text!r}")
+
+
+@dataclass
 class Config:
     server_name: str = ""
     data_dir: str = "."
@@ -235,12 +329,30 @@ class Config:
     support: SupportConfig = field(default_factory=SupportConfig)
     content_policy: ContentPolicyConfig = field(default_factory=ContentPolicyConfig)
     invite_protection: InviteProtectionConfig = field(default_factory=InviteProtectionConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    login_via_existing_session: LoginViaExistingSessionConfig = field(
+        default_factory=LoginViaExistingSessionConfig
+    )
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+
+def public_client_url(config: Config) -> str:
+    """Where clients (and links in mail) reach this server's client API: ``public_baseurl``,
+    else the client listener's address. Never taken from a request's Host header, which
+    a caller chooses (a password-reset link pointing at their host would leak the token)."""
+    base = config.public_baseurl
+    if base is None:
+        listener = config.client_listener
+        base = f"http://{listener.bind}:{listener.port}"
+    return base.rstrip("/")
 
 
 def _type_name(tp: Any) -> str:
@@ -327,8 +439,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
             raise ConfigError(f"{name}.port: {listener.port} is not a TCP port")
     if config.default_room_version not in KNOWN_ROOM_VERSIONS:
         raise ConfigError("default_room_version: must be one of 1 to 12")
-    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    _check_observability(config)
     if config.limits.max_json_body_bytes < 65536:
         raise ConfigError("limits.max_json_body_bytes: must be at least 65536")
     fed = config.federation
@@ -341,7 +452,48 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     _check_media(config, data_dir)
     _check_support(config.support)
     _check_content_policy(config.content_policy)
+    _check_email(config)
     return config
+
+
+def _check_email(config: Config) -> None:
+    email = config.email
+    if not 0 < email.smtp_port <= 65535:
+        raise ConfigError(f"email.smtp_port: {email.smtp_port} is not a TCP port")
+    if email.force_tls and email.require_transport_security:
+        raise ConfigError("email.force_tls and require_transport_security: choose one")
+    if email.validation_token_lifetime_ms < 1000:
+        raise ConfigError("email.validation_token_lifetime_ms: must be at least 1000")
+    if config.registration.require_email and not email.enabled:
+        raise ConfigError("registration.require_email: needs email.smtp_host")
+    timeout = config.login_via_existing_session.token_timeout_ms
+    if not 1000 <= timeout <= 3_600_000:
+        raise ConfigError("login_via_existing_session.token_timeout_ms: must be 1000..3600000")
+
+
+def _check_observability(config: Config) -> None:
+    """Logging, the metrics listener and client-IP retention."""
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    if config.log_level.upper() not in levels:
+        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    if config.logging.level is not None:
+        if config.logging.level.upper() not in levels:
+            raise ConfigError("logging.level: must be DEBUG, INFO, WARNING or ERROR")
+        config.log_level = config.logging.level
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("logging.format: must be text or json")
+    if not 0 <= config.metrics.port <= 65535:
+        raise ConfigError(f"metrics.port: {config.metrics.port} is not a TCP port")
+    retention = config.privacy.client_ip_retention
+    if retention is not None:
+        try:
+            ms = parse_duration_ms(retention)
+        except ValueError:
+            raise ConfigError(
+                "privacy.client_ip_retention: expected a duration like 12h or 28d"
+            ) from None
+        if ms < 1000:
+            raise ConfigError("privacy.client_ip_retention: must be at least 1s")
 
 
 def _check_rate_limits(limits: RateLimitsConfig) -> None:
@@ -353,6 +505,8 @@ def _check_rate_limits(limits: RateLimitsConfig) -> None:
         "message": limits.message,
         "invites_per_user": limits.invites_per_user,
         "per_ip": limits.per_ip,
+        "threepid_validation": limits.threepid_validation,
+        "login_token": limits.login_token,
     }
     for name, bucket in buckets.items():
         if bucket.per_second < 0 or bucket.burst_count < 1:

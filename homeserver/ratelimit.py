@@ -7,7 +7,9 @@ again are dropped so memory stays bounded by the number of recently active keys.
 Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
 account), ``login_failed`` (failed passwords per account), ``registration``
 (per IP), ``message`` (per user), ``invites`` (invites sent, per user),
-``per_ip`` (every unauthenticated limited action per IP). ``check`` takes a
+``per_ip`` (every unauthenticated limited action per IP), ``threepid_validation``
+(validation mail per IP and per address), ``login_token`` (``/login/get_token``
+per user). ``check`` takes a
 token or refuses; the failed-login bucket is split into ``peek`` (refuse while
 empty, take nothing) before the password is checked and ``record`` after it
 failed, so only failures count.
@@ -35,6 +37,8 @@ class RateLimiter:
             "message": config.message,
             "invites": config.invites_per_user,
             "per_ip": config.per_ip,
+            "threepid_validation": config.threepid_validation,
+            "login_token": config.login_token,
         }
         self._clock = clock
         # (action, key) -> (tokens, last refill time)

@@ -20,6 +20,7 @@ from homeserver.accounts.service import (
     AccountService,
 )
 from homeserver.accounts.store import DeviceRecord, UserRecord
+from homeserver.accounts.threepids import EMAIL, ThreepidService, canonical_email
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
 
@@ -65,12 +66,17 @@ class UserChanges:
     set_avatar_url: bool = False
     admin: bool | None = None
     deactivated: bool | None = None
+    # The account's whole set of (medium, address) after the change; None: unchanged.
+    threepids: list[tuple[str, str]] | None = None
 
 
 class UserAdmin:
-    def __init__(self, accounts: AccountService, store: UserAdminStore) -> None:
+    def __init__(
+        self, accounts: AccountService, store: UserAdminStore, threepids: ThreepidService
+    ) -> None:
         self.accounts = accounts
         self.store = store
+        self.threepids = threepids
 
     def local_user_id(self, user_id: str) -> str:
         """A valid user id of this server, or 400 M_INVALID_PARAM."""
@@ -94,7 +100,9 @@ class UserAdmin:
         row = await self.store.get_user(self.local_user_id(user_id))
         if row is None:
             raise not_found("User not found")
-        return user_json(row, creation_ts_ms=False)
+        out = user_json(row, creation_ts_ms=False)
+        out["threepids"] = await self.threepids.list_for((await self._record(user_id)).user_nid)
+        return out
 
     async def upsert_user(self, user_id: str, changes: UserChanges) -> tuple[dict[str, Any], bool]:
         """Create or modify a local account; (user, created)."""
@@ -114,6 +122,8 @@ class UserAdmin:
             user = await self._record(user_id)
             if changes.set_avatar_url and changes.avatar_url:
                 await self.accounts.store.set_avatar_url(user.user_nid, changes.avatar_url)
+            if changes.threepids is not None:
+                await self.set_threepids(user, changes.threepids)
             if changes.deactivated:
                 await self.accounts.deactivate(user_id)
             return await self.get_user(user_id), created
@@ -141,8 +151,26 @@ class UserAdmin:
             if not user.deactivated:
                 for hook in self.accounts.profile_changed_hooks:
                     await hook(user.user_id)
+        if changes.threepids is not None:
+            await self.set_threepids(user, changes.threepids)
         if changes.deactivated is True and not user.deactivated:
             await self.accounts.deactivate(user.user_id)
+
+    async def set_threepids(self, user: UserRecord, wanted: list[tuple[str, str]]) -> None:
+        """Synapse's PUT ``threepids``: the account ends up with exactly these addresses
+        (taken as validated now; one held by another account is M_THREEPID_IN_USE)."""
+        now = self.accounts.clock.now_ms()
+        for medium, address in wanted:
+            owner = await self.threepids.owner_of(medium, address)
+            if owner is not None and owner != user.user_nid:
+                raise MatrixError(400, "M_THREEPID_IN_USE", f"{address} belongs to another user")
+        for current in await self.threepids.list_for(user.user_nid):
+            if (current["medium"], current["address"]) not in wanted:
+                await self.threepids.store.remove(
+                    user.user_nid, current["medium"], current["address"]
+                )
+        for medium, address in wanted:
+            await self.threepids.add(user.user_nid, medium, address, now)
 
     async def set_password(self, user_id: str, password: str | None, logout_devices: bool) -> None:
         """Set (or with None, remove) a password; optionally log every device out."""
@@ -226,13 +254,30 @@ def _device_json(user_id: str, d: DeviceRecord) -> dict[str, Any]:
     }
 
 
+def _parse_threepids(value: Any) -> list[tuple[str, str]]:
+    """``[{medium, address}]``; only email (this server has no way to check phones)."""
+    if not isinstance(value, list):
+        raise invalid_param("threepids must be a list")
+    out: list[tuple[str, str]] = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("address"), str):
+            raise invalid_param("each threepid needs a medium and an address")
+        if item.get("medium") != EMAIL:
+            raise invalid_param("only the email medium is supported")
+        pair = (EMAIL, canonical_email(item["address"]))
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
 def parse_user_changes(body: dict[str, Any]) -> UserChanges:
-    """Check a PUT body field by field (Synapse's names); unknown 3PID data is refused."""
-    for key in ("threepids", "external_ids"):
-        value = body.get(key)
-        if value is not None and (not isinstance(value, list) or value):
-            raise invalid_param(f"{key} are not supported by this server")
+    """Check a PUT body field by field (Synapse's names); external ids are refused."""
+    value = body.get("external_ids")
+    if value is not None and (not isinstance(value, list) or value):
+        raise invalid_param("external_ids are not supported by this server")
     fields: dict[str, Any] = {}
+    if body.get("threepids") is not None:
+        fields["threepids"] = _parse_threepids(body["threepids"])
     if "password" in body:
         password = body["password"]
         if password is not None and (not isinstance(password, str) or not password):

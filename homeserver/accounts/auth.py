@@ -50,13 +50,15 @@ def token_from_request(request: web.Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, store: AccountStore, clock: Clock) -> None:
+    def __init__(self, store: AccountStore, clock: Clock, *, store_client_ips: bool = True) -> None:
         self._store = store
         self._clock = clock
+        # privacy.store_client_ips: false records only when a device was last seen.
+        self._store_client_ips = store_client_ips
         # token hash -> (requester, expires_ts, cached at)
         self._cache: OrderedDict[str, tuple[Requester, int | None, int]] = OrderedDict()
         # (user_nid, device_id) -> (ip, ts) last written to the devices table.
-        self._last_seen: dict[tuple[int, str], tuple[str, int]] = {}
+        self._last_seen: dict[tuple[int, str], tuple[str | None, int]] = {}
 
     async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
         """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
@@ -66,11 +68,14 @@ class Authenticator:
         req = await self.by_token(token)
         if req.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
-        user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT] or None
-        await self._touch(req, client_ip(request), user_agent)
+        if self._store_client_ips:
+            user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT] or None
+            await self._touch(req, client_ip(request), user_agent)
+        else:
+            await self._touch(req, None, None)
         return req
 
-    async def _touch(self, req: Requester, ip: str, user_agent: str | None = None) -> None:
+    async def _touch(self, req: Requester, ip: str | None, user_agent: str | None = None) -> None:
         """Record the device's last use (spec: last_seen_ip/last_seen_ts), throttled."""
         key = (req.user_nid, req.device_id)
         now = self._clock.now_ms()

@@ -203,6 +203,20 @@ class AccountService:
             raise forbidden("Invalid username or password")
         return await self.start_session(user, device_id, display_name, want_refresh)
 
+    async def login_as(
+        self,
+        user_nid: int,
+        *,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh: bool,
+    ) -> Session:
+        """A session for an account already identified another way (a login token)."""
+        user = await self.store.get_user_by_nid(user_nid)
+        if user is None or user.deactivated:
+            raise forbidden("Invalid login token")
+        return await self.start_session(user, device_id, display_name, want_refresh)
+
     async def start_session(
         self,
         user: UserRecord,
@@ -329,6 +343,17 @@ class AccountService:
                 if d != requester.device_id
             ]
             await self.delete_devices(requester.user_id, requester.user_nid, others)
+
+    async def reset_password(self, user_nid: int, new_password: str, logout_devices: bool) -> None:
+        """A password reset proven by email (no device of the user asked): with
+        ``logout_devices`` every device is logged out."""
+        user = await self.store.get_user_by_nid(user_nid)
+        if user is None or user.deactivated:
+            raise forbidden("This account cannot be used")
+        await self.store.set_password_hash(user_nid, await self.hash_new_password(new_password))
+        if logout_devices:
+            await self.delete_devices(user.user_id, user_nid, await self.store.device_ids(user_nid))
+            self.auth.forget_user(user.user_id)
 
     async def deactivate(self, user_id: str) -> None:
         user = await self.store.get_user(user_id)

@@ -105,6 +105,13 @@ class AccountStore:
             await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
         )
 
+    async def get_user_by_nid(self, user_nid: int) -> UserRecord | None:
+        return _user(
+            await self.db.fetchone(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE user_nid = $1", user_nid
+            )
+        )
+
     async def user_exists(self, user_id: str) -> bool:
         return await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id) is not None
 
@@ -195,7 +202,12 @@ class AccountStore:
         return row is not None
 
     async def touch_device(
-        self, user_nid: int, device_id: str, ip: str, now: int, user_agent: str | None = None
+        self,
+        user_nid: int,
+        device_id: str,
+        ip: str | None,
+        now: int,
+        user_agent: str | None = None,
     ) -> None:
         await self.db.execute(
             "UPDATE devices SET last_seen_ts = $1, last_seen_ip = $2, last_seen_user_agent = $3"
@@ -206,6 +218,18 @@ class AccountStore:
             user_nid,
             device_id,
         )
+
+    async def forget_client_ips(self, seen_before_ts: int) -> int:
+        """Clear the IP and User-Agent of devices last seen before ``seen_before_ts``
+        (privacy retention; a device with no last_seen_ts counts as old). Returns
+        how many devices were cleared."""
+        rows = await self.db.fetchall(
+            "UPDATE devices SET last_seen_ip = NULL, last_seen_user_agent = NULL"
+            " WHERE last_seen_ip IS NOT NULL"
+            " AND (last_seen_ts IS NULL OR last_seen_ts < $1) RETURNING device_id",
+            seen_before_ts,
+        )
+        return len(rows)
 
     async def delete_devices(self, user_nid: int, device_ids: list[str]) -> list[str]:
         """Delete devices and their tokens; return the token hashes that were revoked."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.clock import Clock
@@ -21,8 +21,10 @@ from homeserver.storage.database import Database
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
 
-# Checks one stage: returns True when the auth dict satisfies it.
-StageCheck = Callable[[str, dict[str, Any]], Awaitable[bool]]
+# Checks one stage: True when the auth dict satisfies it, or (also satisfied) a dict of
+# what the stage established (the validated email of m.login.email.identity), which
+# the completed outcome carries in ``stages`` under the stage's name.
+StageCheck = Callable[[str, dict[str, Any]], Awaitable[bool | dict[str, Any]]]
 
 
 class UiaRequired(MatrixError):
@@ -63,6 +65,7 @@ class UiaOutcome:
     session_id: str
     body: dict[str, Any]
     result: dict[str, Any] | None = None
+    stages: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class _Session:
     completed: list[str]
     request: dict[str, Any] | None
     result: dict[str, Any] | None
+    stages: dict[str, Any]
 
 
 def other_request() -> MatrixError:
@@ -114,6 +118,7 @@ class UiaService:
             raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
         session_id = auth.get("session")
         completed: list[str] = []
+        stages: dict[str, Any] = {}
         if isinstance(session_id, str):
             found = await self._load(session_id)
             if found is None:
@@ -121,8 +126,9 @@ class UiaService:
             if found.operation != operation or found.user_nid != user_nid:
                 raise other_request()
             if found.result is not None:
-                return UiaOutcome(session_id, found.request or {}, found.result)
+                return UiaOutcome(session_id, found.request or {}, found.result, found.stages)
             completed = found.completed
+            stages = found.stages
             if not request and found.request:
                 request = found.request
             elif request:
@@ -144,7 +150,8 @@ class UiaService:
                 params,
                 MatrixError(400, "M_UNRECOGNIZED", f"Unsupported authentication type {stage}"),
             )
-        if not await check_stage(stage, auth):
+        passed = await check_stage(stage, auth)
+        if not passed:
             raise UiaRequired(
                 flows,
                 session_id,
@@ -154,13 +161,15 @@ class UiaService:
             )
         if stage not in completed:
             completed.append(stage)
+        if isinstance(passed, dict):
+            stages[stage] = passed
         if any(all(s in completed for s in flow) for flow in flows):
             if keep:
-                await self._set_completed(session_id, completed)
+                await self._set_completed(session_id, completed, stages)
             else:
                 await self._db.execute("DELETE FROM uia_sessions WHERE session_id = $1", session_id)
-            return UiaOutcome(session_id, request)
-        await self._set_completed(session_id, completed)
+            return UiaOutcome(session_id, request, stages=stages)
+        await self._set_completed(session_id, completed, stages)
         raise UiaRequired(flows, session_id, completed, params)
 
     async def completed_result(self, auth: Any, operation: str) -> UiaOutcome | None:
@@ -174,7 +183,7 @@ class UiaService:
             return None
         if found.operation != operation or found.user_nid is not None:
             return None
-        return UiaOutcome(session_id, found.request or {}, found.result)
+        return UiaOutcome(session_id, found.request or {}, found.result, found.stages)
 
     async def set_result(self, session_id: str, result: dict[str, Any]) -> None:
         """Remember what a completed ``keep`` session's operation produced."""
@@ -184,10 +193,13 @@ class UiaService:
             session_id,
         )
 
-    async def _set_completed(self, session_id: str, completed: list[str]) -> None:
+    async def _set_completed(
+        self, session_id: str, completed: list[str], stages: dict[str, Any]
+    ) -> None:
         await self._db.execute(
-            "UPDATE uia_sessions SET completed = $1 WHERE session_id = $2",
+            "UPDATE uia_sessions SET completed = $1, stage_json = $2 WHERE session_id = $3",
             json.dumps(completed),
+            json.dumps(stages) if stages else None,
             session_id,
         )
 
@@ -215,8 +227,8 @@ class UiaService:
         if "\x00" in session_id:  # never one of ours; PostgreSQL cannot even compare it
             return None
         row = await self._db.fetchone(
-            "SELECT created_ts, operation, user_nid, completed, request_json, result_json"
-            " FROM uia_sessions WHERE session_id = $1",
+            "SELECT created_ts, operation, user_nid, completed, request_json, result_json,"
+            " stage_json FROM uia_sessions WHERE session_id = $1",
             session_id,
         )
         if row is None or row[0] < self._clock.now_ms() - SESSION_LIFETIME_MS:
@@ -228,4 +240,5 @@ class UiaService:
             completed=json.loads(row[3]),
             request=json.loads(row[4]) if row[4] else None,
             result=json.loads(row[5]) if row[5] else None,
+            stages=json.loads(row[6]) if row[6] else {},
         )

@@ -6,10 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.auth import Authenticator, token_from_request
+from homeserver.accounts.login_tokens import LoginTokens
 from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.service import AccountService
-from homeserver.accounts.uia import UiaService
+from homeserver.accounts.threepids import EMAIL, ThreepidService
+from homeserver.accounts.uia import UiaOutcome, UiaService
 from homeserver.api.routes import client_routes
 from homeserver.errors import MatrixError, forbidden
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
@@ -25,6 +27,7 @@ _REGISTRATION_PARAMS = (
     "inhibit_login",
     "refresh_token",
 )
+EMAIL_STAGE = "m.login.email.identity"
 
 
 class AccountApi:
@@ -35,9 +38,13 @@ class AccountApi:
         uia: UiaService,
         limiter: RateLimiter,
         tokens: RegistrationTokens,
+        threepids: ThreepidService,
+        login_tokens: LoginTokens,
     ) -> None:
         self.accounts = accounts
         self.tokens = tokens
+        self.threepids = threepids
+        self.login_tokens = login_tokens
         self.auth = auth
         self.uia = uia
         self.limiter = limiter
@@ -55,13 +62,16 @@ class AccountApi:
             *client_routes("GET", "/account/whoami", self.get_whoami),
             *client_routes("POST", "/account/password", self.post_password),
             *client_routes("POST", "/account/deactivate", self.post_deactivate),
-            *client_routes("GET", "/account/3pid", self.get_3pids),
         ]
 
     # ---------------------------------------------------------------- login
 
     async def get_login(self, request: web.Request) -> web.Response:
-        return json_response({"flows": [{"type": "m.login.password"}]})
+        flows: list[dict[str, Any]] = [{"type": "m.login.password"}]
+        if self.login_tokens.config.enabled:
+            # Spec v1.7: m.login.token with get_login_token says /login/get_token exists.
+            flows.append({"type": "m.login.token", "get_login_token": True})
+        return json_response({"flows": flows})
 
     async def post_login(self, request: web.Request) -> web.Response:
         # Synapse's rc_login: every attempt per IP; per account, failures (from any
@@ -71,11 +81,19 @@ class AccountApi:
         self.limiter.check("login_address", ip)
         body = await json_body(request)
         login_type = req_str(body, "type")
+        if login_type == "m.login.token" and self.login_tokens.config.enabled:
+            return await self._login_with_token(body)
         if login_type != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
-        user = _login_user(body)
+        third_party = _login_threepid(body)
+        user = _login_user(body) if third_party is None else third_party[1]
         password = req_str(body, "password")
-        user_id = await self.accounts.resolve_login_user(user)
+        if third_party is not None:
+            # Spec: a 3PID the server does not know answers 403, like a wrong password.
+            owner = await self.threepids.owner_of(*third_party)
+            user_id = None if owner is None else await self._user_id_of(owner)
+        else:
+            user_id = await self.accounts.resolve_login_user(user)
         account = user_id or user
         self.limiter.peek("login_failed", account)
         self.limiter.peek("login_account", account)
@@ -94,6 +112,21 @@ class AccountApi:
         self.limiter.record("login_account", account)
         return json_response(session.to_json(self.accounts.server_name))
 
+    async def _user_id_of(self, user_nid: int) -> str | None:
+        user = await self.accounts.store.get_user_by_nid(user_nid)
+        return None if user is None else user.user_id
+
+    async def _login_with_token(self, body: dict[str, Any]) -> web.Response:
+        """``m.login.token``: a token from /login/get_token, used once."""
+        user_nid = await self.login_tokens.redeem(req_str(body, "token"))
+        session = await self.accounts.login_as(
+            user_nid,
+            device_id=opt_str(body, "device_id"),
+            display_name=opt_str(body, "initial_device_display_name"),
+            want_refresh=opt_bool(body, "refresh_token", False),
+        )
+        return json_response(session.to_json(self.accounts.server_name))
+
     async def post_refresh(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         session = await self.accounts.refresh(req_str(body, "refresh_token"))
@@ -109,19 +142,28 @@ class AccountApi:
 
     async def _registration_flows(self) -> list[list[str]]:
         flows = []
+        # registration.require_email: every flow proves an address; otherwise, with
+        # email configured, proving one is offered beside the dummy stage.
+        last = EMAIL_STAGE if self.reg.require_email else "m.login.dummy"
         if self.reg.enabled:
-            flows.append(["m.login.dummy"])
+            flows.append([last])
+            if last != EMAIL_STAGE and self.threepids.enabled:
+                flows.append([EMAIL_STAGE])
         if await self.tokens.offered():
             # The trailing dummy stage is what Synapse offers and what matrix-nio's
             # register_with_token expects (token first, then dummy with the same session).
-            flows.append(["m.login.registration_token", "m.login.dummy"])
+            flows.append(["m.login.registration_token", last])
         return flows
 
-    async def _check_registration_stage(self, stage: str, auth: dict[str, Any]) -> bool:
+    async def _check_registration_stage(
+        self, stage: str, auth: dict[str, Any]
+    ) -> bool | dict[str, Any]:
         if stage == "m.login.dummy":
             return True
         if stage == "m.login.registration_token":
             return await self.tokens.check_stage(auth)
+        if stage == EMAIL_STAGE:
+            return await self.threepids.check_email_stage(auth)
         return False
 
     async def post_register(self, request: web.Request) -> web.Response:
@@ -179,7 +221,16 @@ class AccountApi:
                     user_id = await self.accounts.check_available(name)
                 else:
                     user_id = await self.accounts.new_guest_user_id()
+                email = outcome.stages.get(EMAIL_STAGE)
+                owner = (
+                    None
+                    if email is None
+                    else await self.threepids.owner_of(EMAIL, email["address"])
+                )
+                if owner is not None:
+                    raise MatrixError(400, "M_THREEPID_IN_USE", "This address is already in use")
                 await self.accounts.create_account(user_id, None, password_hash=password_hash)
+            await self._attach_email(user_id, outcome)
             await self.tokens.registered(auth)
             await self.uia.set_result(outcome.session_id, {"user_id": user_id})
         if params.get("inhibit_login") is True:
@@ -195,6 +246,16 @@ class AccountApi:
             params.get("refresh_token") is True,
         )
         return json_response(session.to_json(self.accounts.server_name))
+
+    async def _attach_email(self, user_id: str, outcome: UiaOutcome) -> None:
+        """The address the registration proved becomes the account's (spec: registering
+        with m.login.email.identity adds it, so it can reset the password later)."""
+        email = outcome.stages.get(EMAIL_STAGE)
+        user = await self.accounts.store.get_user(user_id)
+        if email is None or user is None:
+            return
+        await self.threepids.add(user.user_nid, EMAIL, email["address"], email["validated_at"])
+        await self.threepids.used(email["sid"])
 
     async def _remembered(self, body: dict[str, Any], password: str | None) -> dict[str, Any]:
         """The registration parameters a UIA session keeps (the password only hashed)."""
@@ -253,12 +314,37 @@ class AccountApi:
     # ------------------------------------------------ password, deactivation
 
     async def post_password(self, request: web.Request) -> web.Response:
+        if token_from_request(request) is None and self.threepids.enabled:
+            return await self._reset_password_by_email(request)
         requester = await self.auth.requester(request)
         body = await json_body(request)
         new_password = req_str(body, "new_password")
         logout_devices = opt_bool(body, "logout_devices", True)
         await self.accounts.require_password(self.uia, requester, body.get("auth"), "password")
         await self.accounts.change_password(requester, new_password, logout_devices)
+        return json_response({})
+
+    async def _reset_password_by_email(self, request: web.Request) -> web.Response:
+        """Spec: without an access token, ``/account/password`` proves the account by an
+        email address it has (m.login.email.identity, after /account/password/email/
+        requestToken); ``logout_devices`` (default true) logs every device out."""
+        self.limiter.check("per_ip", client_ip(request))
+        body = await json_body(request)
+        new_password = req_str(body, "new_password")
+        logout_devices = opt_bool(body, "logout_devices", True)
+        outcome = await self.uia.authenticate(
+            body.get("auth"),
+            flows=[[EMAIL_STAGE]],
+            operation="password_reset",
+            user_nid=None,
+            check_stage=lambda _stage, auth: self.threepids.check_email_stage(auth),
+        )
+        email = outcome.stages[EMAIL_STAGE]
+        user_nid = await self.threepids.owner_of(EMAIL, email["address"])
+        if user_nid is None:
+            raise MatrixError(400, "M_THREEPID_NOT_FOUND", "No account has this address")
+        await self.accounts.reset_password(user_nid, new_password, logout_devices)
+        await self.threepids.used(email["sid"])
         return json_response({})
 
     async def post_deactivate(self, request: web.Request) -> web.Response:
@@ -269,10 +355,23 @@ class AccountApi:
         await self.accounts.deactivate(requester.user_id)
         return json_response({"id_server_unbind_result": "no-support"})
 
-    async def get_3pids(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
-        # Third-party identifiers are not supported: the honest answer is an empty list.
-        return json_response({"threepids": []})
+
+def _login_threepid(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(medium, address) when the login names a third-party id: ``m.id.thirdparty``, the
+    spec's untyped ``{medium, address}`` identifier, or the old top-level fields."""
+    identifier = opt_dict(body, "identifier")
+    source = body
+    if identifier is not None:
+        id_type = identifier.get("type")
+        if id_type not in ("m.id.thirdparty", None):
+            return None
+        source = identifier
+    medium, address = source.get("medium"), source.get("address")
+    if medium is None and address is None:
+        return None
+    if not isinstance(medium, str) or not isinstance(address, str) or not address:
+        raise MatrixError(400, "M_BAD_JSON", "'medium' and 'address' must be strings")
+    return medium, address
 
 
 def _login_user(body: dict[str, Any]) -> str:

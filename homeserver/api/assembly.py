@@ -12,8 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.login_tokens import LoginTokens
 from homeserver.accounts.openid import OpenIdTokens
 from homeserver.accounts.service import AccountService
+from homeserver.accounts.threepids import ThreepidService
 from homeserver.accounts.uia import UiaService
 from homeserver.api.account import AccountApi
 from homeserver.api.account_data import AccountDataApi
@@ -27,6 +29,7 @@ from homeserver.api.ephemeral import EphemeralApi
 from homeserver.api.filters import FilterApi
 from homeserver.api.keys import KeysApi
 from homeserver.api.legacy_sync import LegacySyncApi
+from homeserver.api.login_token import LoginTokenApi
 from homeserver.api.media import MediaApi
 from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
@@ -43,6 +46,7 @@ from homeserver.api.search import SearchApi
 from homeserver.api.sliding_sync import SlidingSyncApi
 from homeserver.api.spaces import SpacesApi
 from homeserver.api.sync import SyncApi
+from homeserver.api.threepids import ThreepidApi
 from homeserver.api.timestamp import TimestampApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.voip import VoipApi
@@ -79,13 +83,17 @@ def client_apis(
     previewer: UrlPreviewer | None,
     admin: AdminArea,
     openid: OpenIdTokens,
+    threepids: ThreepidService,
+    login_tokens: LoginTokens,
     unstable_features: dict[str, bool],
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
     ud = userdata
     return [
         DiscoveryApi(config, auth, unstable_features),
-        AccountApi(accounts, auth, uia, limiter, admin.tokens),
+        AccountApi(accounts, auth, uia, limiter, admin.tokens, threepids, login_tokens),
+        ThreepidApi(accounts, threepids, auth, uia, limiter),
+        LoginTokenApi(accounts, login_tokens, auth, uia, limiter),
         DevicesApi(accounts, auth, uia),
         ProfileApi(accounts, auth),
         AdminRegisterApi(accounts, limiter),

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
-from homeserver.config import Config
+from homeserver.config import Config, public_client_url
 from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.shell import json_response
@@ -53,11 +53,7 @@ class DiscoveryApi:
         )
 
     async def well_known(self, request: web.Request) -> web.Response:
-        base = self.config.public_baseurl
-        if base is None:
-            listener = self.config.client_listener
-            base = f"http://{listener.bind}:{listener.port}"
-        return json_response({"m.homeserver": {"base_url": base.rstrip("/")}})
+        return json_response({"m.homeserver": {"base_url": public_client_url(self.config)}})
 
     async def well_known_server(self, request: web.Request) -> web.Response:
         """Server-server API "Server Discovery": delegation, when configured."""
@@ -79,7 +75,7 @@ class DiscoveryApi:
             "m.change_password": {"enabled": True},
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
-            "m.3pid_changes": {"enabled": False},
-            "m.get_login_token": {"enabled": False},
+            "m.3pid_changes": {"enabled": self.config.email.enabled},
+            "m.get_login_token": {"enabled": self.config.login_via_existing_session.enabled},
         }
         return json_response({"capabilities": caps})

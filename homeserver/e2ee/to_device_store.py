@@ -121,6 +121,10 @@ class ToDeviceStore:
                 *chunk,
             )
 
+    async def outbox_size(self) -> int:
+        """To-device envelopes waiting for other servers, all destinations (metrics)."""
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM e2e_to_device_outbox"))
+
     async def outbox_destinations(self) -> list[str]:
         rows = await self.db.fetchall("SELECT DISTINCT destination FROM e2e_to_device_outbox")
         return [r[0] for r in rows]

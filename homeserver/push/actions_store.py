@@ -18,6 +18,9 @@ from homeserver.storage.sql import placeholders
 
 MAIN = "main"
 _CHUNK = 500
+_ROW_COLUMNS = (
+    "user_id, room_nid, event_nid, stream_ordering, thread_id, notify, highlight, actions, ts"
+)
 
 _INSERT = (
     "INSERT INTO event_push_actions (user_id, room_nid, event_nid, stream_ordering, thread_id,"
@@ -124,14 +127,24 @@ class PushActionStore:
         )
         return ThreadCounts(int(row["n"] or 0), int(row["h"] or 0))
 
+    async def notifying_after(self, user_id: str, after: int, limit: int) -> list[PushActionRow]:
+        """The user's first ``limit`` rows that notify, with ``stream_ordering > after``
+        (what a pusher has still to deliver), oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT {_ROW_COLUMNS} FROM event_push_actions"
+            " WHERE user_id = $1 AND stream_ordering > $2 AND notify = 1"
+            " ORDER BY stream_ordering LIMIT $3",
+            user_id,
+            after,
+            limit,
+        )
+        return [_action_row(r) for r in rows]
+
     async def notifications(
         self, user_id: str, before: int | None, limit: int, only_highlight: bool
     ) -> list[PushActionRow]:
         """The user's notification rows, newest first, with ``stream_ordering < before``."""
-        sql = (
-            "SELECT user_id, room_nid, event_nid, stream_ordering, thread_id, notify, highlight,"
-            " actions, ts FROM event_push_actions WHERE user_id = $1"
-        )
+        sql = f"SELECT {_ROW_COLUMNS} FROM event_push_actions WHERE user_id = $1"
         args: list[Any] = [user_id]
         if before is not None:
             args.append(before)
@@ -141,17 +154,18 @@ class PushActionStore:
         args.append(limit)
         sql += f" ORDER BY stream_ordering DESC LIMIT ${len(args)}"
         rows = await self.db.fetchall(sql, *args)
-        return [
-            PushActionRow(
-                str(r["user_id"]),
-                int(r["room_nid"]),
-                int(r["event_nid"]),
-                int(r["stream_ordering"]),
-                str(r["thread_id"]),
-                bool(r["notify"]),
-                bool(r["highlight"]),
-                tuple(json.loads(r["actions"])),
-                int(r["ts"]),
-            )
-            for r in rows
-        ]
+        return [_action_row(r) for r in rows]
+
+
+def _action_row(r: Any) -> PushActionRow:
+    return PushActionRow(
+        str(r["user_id"]),
+        int(r["room_nid"]),
+        int(r["event_nid"]),
+        int(r["stream_ordering"]),
+        str(r["thread_id"]),
+        bool(r["notify"]),
+        bool(r["highlight"]),
+        tuple(json.loads(r["actions"])),
+        int(r["ts"]),
+    )

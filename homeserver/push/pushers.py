@@ -1,55 +1,32 @@
-"""HTTP pushers: registration (``/pushers``) and delivery to push gateways (spec:
-client-server "Push Notifications", Push Gateway API ``/_matrix/push/v1/notify``).
+"""HTTP pushers: registration (``/pushers``) and the hooks that start delivery
+(spec: client-server "Push Notifications"; delivery itself: delivery.py).
 
-Design note
------------
-Delivery starts from the notification rows ``NotificationService`` writes for
-an event (one per local user the event notifies): for each row the user's
-pushers get one POST, built from the event, the room's name and the user's
-unread count. A read receipt sends a counts-only notification, so the badge
-on the user's phone goes down. Sending happens in tracked background tasks,
-never in the room writer's path; a gateway that fails is retried a few times
-with back-off, then the notification is dropped (logged). Pushes are
-advisory: a restart loses the ones in flight, unlike the federation outbox.
 A gateway that answers ``rejected`` with a pushkey gets that pusher deleted
 (spec). Gateways on this host or private networks are refused unless the
-server allows local addresses (tests only), as for federation.
+server allows local addresses (tests only), as for federation: the address
+policy is applied to every address the gateway's name resolves to when
+connecting (``PolicyResolver``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
-from homeserver.net import PolicyResolver
 from homeserver.push.actions_store import PushActionRow
+from homeserver.push.delivery import PushDelivery
 from homeserver.push.pushers_store import Pusher, PusherStore
 from homeserver.rooms.store.events_store import StoredEvent
-
-log = logging.getLogger("myelin.push")
 
 PUSH_PATH = "/_matrix/push/v1/notify"
 KINDS = ("http",)
 MAX_APP_ID = 64
 MAX_PUSHKEY = 512
 MAX_FIELD = 512
-ATTEMPTS = 3
-FIRST_RETRY_S = 1.0
-TIMEOUT_S = 15.0
-MAX_CONCURRENT = 20
-
-
-# The number a device shows as unread: notifications after the user's read receipts.
-BadgeCounter = Callable[[str], Awaitable[int]]
-# The room's name (or alias) and the sender's display name, for a notification.
-RoomNamer = Callable[[str, str], Awaitable[dict[str, str]]]
 
 
 def _str(body: dict[str, Any], key: str, limit: int = MAX_FIELD) -> str:
@@ -83,18 +60,18 @@ def _gateway_url(data: Any) -> str:
     return url
 
 
+# The stream's current position: where a new pusher's cursor starts.
+Position = Callable[[], Awaitable[int]]
+
+
 class PusherService:
     def __init__(
-        self, store: PusherStore, clock: Clock, allow_local: bool, badge: BadgeCounter
+        self, store: PusherStore, clock: Clock, delivery: PushDelivery, position: Position
     ) -> None:
         self.store = store
         self.clock = clock
-        self.allow_local = allow_local
-        self.badge = badge
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._limit = asyncio.Semaphore(MAX_CONCURRENT)
-        self.room_name: RoomNamer | None = None
+        self.delivery = delivery
+        self.position = position
 
     # ------------------------------------------------------------ registration
 
@@ -127,6 +104,7 @@ class PusherService:
             lang=_str(body, "lang"),
             data=data,
             created_ts=self.clock.now_ms(),
+            last_stream_ordering=await self.position(),
         )
         await self.store.put(pusher, replace_others=not append)
 
@@ -142,123 +120,20 @@ class PusherService:
     # ---------------------------------------------------------------- delivery
 
     def on_push_rows(self, rows: Sequence[PushActionRow], stored: StoredEvent) -> None:
-        """NotificationService hook, after the rows committed: one push per notifying
-        row, in the background."""
-        for row in rows:
-            if row.notify:
-                self._spawn(self._push_event(row, stored))
+        """NotificationService hook, after the rows committed: wake the pushers of the
+        users the event notifies (they send from their cursors, in the background)."""
+        users = [row.user_id for row in rows if row.notify]
+        if users:
+            self._spawn(self.delivery.wake_users(users))
 
     def on_read(self, user_id: str) -> None:
         """A local user's read receipt moved: update the badge on their devices."""
-        self._spawn(self._push_counts(user_id))
+        self._spawn(self.delivery.push_counts(user_id))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _push_event(self, row: PushActionRow, stored: StoredEvent) -> None:
-        try:
-            pushers = await self.store.for_user(row.user_id)
-            if not pushers:
-                return
-            ev = stored.event
-            tweaks = {
-                a["set_tweak"]: a.get("value", True)
-                for a in row.actions
-                if isinstance(a, dict) and isinstance(a.get("set_tweak"), str)
-            }
-            unread = await self.badge(row.user_id)
-            full: dict[str, Any] = {
-                "event_id": ev.event_id,
-                # The pre-spec name of event_id, which older gateways (and Sytest) read;
-                # Synapse sends both.
-                "id": ev.event_id,
-                "room_id": ev.room_id,
-                "type": ev.type,
-                "sender": ev.sender,
-                "content": ev.content,
-                "prio": "high" if (row.highlight or "sound" in tweaks) else "low",
-                "counts": {"unread": unread},
-            }
-            if ev.type == "m.room.member" and ev.state_key is not None:
-                full["membership"] = ev.content.get("membership")
-                full["user_is_target"] = ev.state_key == row.user_id
-            if self.room_name is not None:
-                full.update(await self.room_name(ev.room_id, ev.sender))
-            for p in pushers:
-                note = dict(full)
-                if p.data.get("format") == "event_id_only":
-                    note = {k: full[k] for k in ("event_id", "room_id", "prio", "counts")}
-                note["devices"] = [_device(p, tweaks)]
-                await self._send(p, {"notification": note})
-        except Exception:
-            log.exception("push for an event failed")
-
-    async def _push_counts(self, user_id: str) -> None:
-        try:
-            pushers = await self.store.for_user(user_id)
-            if not pushers:
-                return
-            unread = await self.badge(user_id)
-            for p in pushers:
-                note = {"counts": {"unread": unread}, "devices": [_device(p, {})], "prio": "low"}
-                await self._send(p, {"notification": note})
-        except Exception:
-            log.exception("badge push failed")
-
-    async def _send(self, p: Pusher, body: dict[str, Any]) -> None:
-        url = p.data.get("url")
-        if not isinstance(url, str):
-            return
-        delay = FIRST_RETRY_S
-        for attempt in range(ATTEMPTS):
-            try:
-                async with (
-                    self._limit,
-                    self._client().post(
-                        url, json=body, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)
-                    ) as resp,
-                ):
-                    if resp.status == 200:
-                        answer = await resp.json(content_type=None)
-                        rejected = answer.get("rejected") if isinstance(answer, dict) else None
-                        if isinstance(rejected, list) and p.pushkey in rejected:
-                            log.info("push gateway rejected a pushkey; pusher removed")
-                            await self.store.delete(p.user_id, p.app_id, p.pushkey)
-                        return
-                    if 400 <= resp.status < 500 and resp.status != 429:
-                        log.info("push gateway refused a notification: HTTP %d", resp.status)
-                        return
-            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-                log.info("push gateway unreachable (attempt %d): %s", attempt + 1, type(e).__name__)
-            await asyncio.sleep(delay)
-            delay *= 2
-        log.info("giving up on a push notification after %d attempts", ATTEMPTS)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=PolicyResolver(self.allow_local),
-                ssl=False if self.allow_local else True,
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
+        self.delivery.tasks.add(task)
+        task.add_done_callback(self.delivery.tasks.discard)
 
     async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-
-
-def _device(p: Pusher, tweaks: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v for k, v in p.data.items() if k != "url"}
-    return {
-        "app_id": p.app_id,
-        "pushkey": p.pushkey,
-        "pushkey_ts": p.created_ts // 1000,
-        "data": data,
-        "tweaks": tweaks,
-    }
+        await self.delivery.close()

@@ -1,4 +1,5 @@
-"""Table ``pushers`` (migration 0154): the HTTP pushers users registered."""
+"""Table ``pushers`` (migrations 0154, 0270): the HTTP pushers users registered, each
+with the cursor of the last notification row delivered to it (see delivery.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from homeserver.storage.database import Database
 
 _COLUMNS = (
     "user_id, device_id, kind, app_id, pushkey, app_display_name, device_display_name,"
-    " profile_tag, lang, data_json, created_ts"
+    " profile_tag, lang, data_json, created_ts, last_stream_ordering"
 )
+_KEY = "user_id = $1 AND app_id = $2 AND pushkey = $3"
+
+# (user_id, app_id, pushkey): what names one pusher.
+PusherKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,11 @@ class Pusher:
     lang: str
     data: dict[str, Any]
     created_ts: int
+    last_stream_ordering: int = 0
+
+    @property
+    def key(self) -> PusherKey:
+        return (self.user_id, self.app_id, self.pushkey)
 
     def to_json(self) -> dict[str, Any]:
         """The spec's ``Pusher`` object of GET /pushers."""
@@ -57,6 +67,7 @@ def _row(r: Any) -> Pusher:
         str(r["lang"]),
         json.loads(r["data_json"]),
         int(r["created_ts"]),
+        int(r["last_stream_ordering"]),
     )
 
 
@@ -71,10 +82,34 @@ class PusherStore:
         )
         return [_row(r) for r in rows]
 
+    async def get(self, key: PusherKey) -> Pusher | None:
+        row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM pushers WHERE {_KEY}", *key)
+        return None if row is None else _row(row)
+
+    async def all_keys(self) -> list[PusherKey]:
+        rows = await self.db.fetchall("SELECT user_id, app_id, pushkey FROM pushers")
+        return [(str(r["user_id"]), str(r["app_id"]), str(r["pushkey"])) for r in rows]
+
+    async def advance(self, key: PusherKey, stream_ordering: int) -> bool:
+        """Move the pusher's cursor to ``stream_ordering``; False if the pusher is gone."""
+        found = await self.db.fetchval(
+            f"UPDATE pushers SET last_stream_ordering = $4 WHERE {_KEY} RETURNING app_id",
+            *key,
+            stream_ordering,
+        )
+        return found is not None
+
     async def put(self, p: Pusher, replace_others: bool) -> None:
         """Add or update ``p``; with ``replace_others``, other users' pushers of the same
-        app and pushkey go (spec: ``append`` false)."""
+        app and pushkey go (spec: ``append`` false). An updated pusher keeps its cursor;
+        a new one starts at ``p.last_stream_ordering`` (the stream's position now)."""
         async with self.db.transaction() as txn:
+            kept = await txn.fetchval(
+                f"SELECT last_stream_ordering FROM pushers WHERE {_KEY}",
+                p.user_id,
+                p.app_id,
+                p.pushkey,
+            )
             if replace_others:
                 await txn.execute(
                     "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",
@@ -90,7 +125,7 @@ class PusherStore:
             )
             await txn.execute(
                 f"INSERT INTO pushers ({_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 p.user_id,
                 p.device_id,
                 p.kind,
@@ -102,6 +137,7 @@ class PusherStore:
                 p.lang,
                 json.dumps(p.data),
                 p.created_ts,
+                p.last_stream_ordering if kept is None else int(kept),
             )
 
     async def delete(self, user_id: str, app_id: str, pushkey: str) -> None:

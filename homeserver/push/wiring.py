@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
+from homeserver.push.delivery import PushDelivery
 from homeserver.push.notifications import NotificationService
 from homeserver.push.pushers import PusherService
 from homeserver.push.pushers_store import PusherStore
@@ -63,8 +64,12 @@ def build_pushers(
             out["sender_display_name"] = member.event.content["displayname"]
         return out
 
-    pushers = PusherService(PusherStore(db), clock, allow_local, badge)
-    pushers.room_name = room_name
+    store = PusherStore(db)
+    delivery = PushDelivery(
+        store, notifications.store, rooms.events.by_nids, clock, allow_local, badge
+    )
+    delivery.room_name = room_name
+    pushers = PusherService(store, clock, delivery, rooms.events.current_position)
     notifications.row_hooks.append(pushers.on_push_rows)
     accounts.devices_deleted_hooks.append(pushers.on_devices_deleted)
     accounts.deactivated_hooks.append(pushers.on_deactivated)

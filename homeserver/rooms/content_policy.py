@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from homeserver.config import ConfigError, ContentPolicyConfig
+from homeserver.errors import forbidden
 
 log = logging.getLogger("myelin.content_policy")
 
@@ -154,9 +155,40 @@ class ContentPolicy:
             return False
         return True
 
-    async def flagged(self, room_id: str, event_id: str, reason: str | None) -> None:
-        if self.file_report is not None:
-            await self.file_report(room_id, event_id, reason or "flagged by the content policy")
+    async def check_local(
+        self,
+        server_name: str,
+        room_id: str,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+    ) -> Verdict:
+        """The verdict on an event a local user is about to send; raises 403 on reject."""
+        if not self.modules or not sender.endswith(":" + server_name):
+            return Verdict.accept()
+        draft: dict[str, Any] = {
+            "type": event_type,
+            "room_id": room_id,
+            "sender": sender,
+            "content": content,
+        }
+        if state_key is not None:
+            draft["state_key"] = state_key
+        verdict = await self.check(draft)
+        if verdict.action == "reject":
+            raise forbidden(verdict.reason or "Refused by this server's content policy")
+        return verdict
+
+    async def settle(self, verdict: Verdict, room_id: str, event_id: str) -> None:
+        """After the event is stored: a flag files its report (a failure is logged;
+        the event stays sent)."""
+        if verdict.action != "flag" or self.file_report is None:
+            return
+        try:
+            await self.file_report(room_id, event_id, verdict.reason or "flagged")
+        except Exception:
+            log.exception("could not file a content policy report")
 
     async def check(self, event: dict[str, Any]) -> Verdict:
         """The combined verdict: the first reject wins, else the first flag, else accept."""

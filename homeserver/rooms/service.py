@@ -15,7 +15,9 @@ lock keyed by room id (DESIGN "Linear rooms")::
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
-failing hook is logged, the client still gets its event id.
+failing hook is logged, the client still gets its event id. No network call
+runs under the lock: a remote invite is signed by the invitee's server
+between two locked steps (``_send_remote_invite``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -40,8 +43,9 @@ from homeserver.events.validate import PduFormatError, check_canonical_json_valu
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
-from homeserver.rooms.content_policy import ContentPolicy, Verdict
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
+from homeserver.rooms.prechecks import ENCRYPTION, no_encryption_downgrade
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import relation_of
@@ -60,30 +64,26 @@ EventHook = Callable[[StoredEvent, RoomInfo], Awaitable[None]]
 InviteExchange = Callable[[Event, RoomInfo], Awaitable[Event]]
 
 MAX_PREV_EVENTS = 10
-ENCRYPTION = "m.room.encryption"
+# Tries to persist a remote invite whose signing ran outside the room lock (see
+# _send_remote_invite) before doing the exchange under the lock.
+INVITE_EXCHANGE_ATTEMPTS = 3
 
 
 def not_in_room() -> MatrixError:
     return forbidden("You are not a member of this room")
 
 
-def no_encryption_downgrade(
-    content: dict[str, Any],
-) -> Callable[[dict[StateKey, StoredEvent]], None]:
-    """Refuse an m.room.encryption event that would turn encryption off or change it."""
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A new local event, built and checked, not yet persisted; with what it was built on."""
 
-    def check(state: dict[StateKey, StoredEvent]) -> None:
-        current = state.get((ENCRYPTION, ""))
-        if current is None:
-            return
-        before = current.event.content.get("algorithm")
-        if content.get("algorithm") != before:
-            raise forbidden(
-                "Encryption cannot be turned off or changed once enabled: a downgrade would let"
-                " the server read new messages. Upgrade the room to a new one instead."
-            )
-
-    return check
+    room: RoomInfo
+    event: Event
+    prev: list[StoredEvent]
+    extremity_nids: list[int]
+    state: dict[StateKey, StoredEvent]
+    auth_events: list[Event]
+    create: Event | None
 
 
 class RoomService:
@@ -286,58 +286,112 @@ class RoomService:
         The content policy runs first, outside the lock (a module may be slow):
         a rejection is 403 M_FORBIDDEN; a flag files a report once stored.
         """
-        verdict = await self._policy_verdict(room, sender, event_type, content, state_key)
-        async with self.lock(room.room_id):
-            if txn is not None:
-                earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
-                if earlier is not None:
-                    found = await self.events.by_id(earlier)
-                    if found is not None:
-                        return found
-            if keep_unchanged and state_key is not None:
-                current = await self.current_state_event(room, event_type, state_key)
-                if (
-                    current is not None
-                    and current.event.sender == sender
-                    and current.event.content == content
-                ):
-                    return current
-            stored = await self._build_and_persist(
-                room, sender, event_type, content, state_key, txn, precheck
+        verdict = await self.content_policy.check_local(
+            self.server_name, room.room_id, sender, event_type, content, state_key
+        )
+        if self._is_remote_invite(event_type, content, state_key):
+            stored = await self._send_remote_invite(
+                room, sender, content, state_key or "", txn, precheck, keep_unchanged
             )
-        await self.after_persist(stored, room)
-        if verdict.action == "flag":
-            try:
-                await self.content_policy.flagged(
-                    room.room_id, stored.event.event_id, verdict.reason
+        else:
+            async with self.lock(room.room_id):
+                sent = await self._already_sent(
+                    room, sender, event_type, content, state_key, txn, keep_unchanged
                 )
-            except Exception:
-                log.exception("could not file a content policy report")
+                if sent is not None:
+                    return sent
+                stored = await self._build_and_persist(
+                    room, sender, event_type, content, state_key, txn, precheck
+                )
+            await self.after_persist(stored, room)
+        await self.content_policy.settle(verdict, room.room_id, stored.event.event_id)
         return stored
 
-    async def _policy_verdict(
+    async def _already_sent(
         self,
         room: RoomInfo,
         sender: str,
         event_type: str,
         content: dict[str, Any],
         state_key: str | None,
-    ) -> Verdict:
-        """The content policy's verdict on a local user's event; raises on reject."""
-        if not sender.endswith(":" + self.server_name):
-            return Verdict.accept()
-        draft: dict[str, Any] = {
-            "type": event_type,
-            "room_id": room.room_id,
-            "sender": sender,
-            "content": content,
-        }
-        if state_key is not None:
-            draft["state_key"] = state_key
-        verdict = await self.content_policy.check(draft)
-        if verdict.action == "reject":
-            raise forbidden(verdict.reason or "Refused by this server's content policy")
-        return verdict
+        txn: TxnRef | None,
+        keep_unchanged: bool,
+    ) -> StoredEvent | None:
+        """The event a retried transaction id already sent, or the unchanged state
+        event ``keep_unchanged`` asks to return instead of sending it again."""
+        if txn is not None:
+            earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
+            if earlier is not None:
+                found = await self.events.by_id(earlier)
+                if found is not None:
+                    return found
+        if keep_unchanged and state_key is not None:
+            current = await self.current_state_event(room, event_type, state_key)
+            if (
+                current is not None
+                and current.event.sender == sender
+                and current.event.content == content
+            ):
+                return current
+        return None
+
+    def _is_remote_invite(
+        self, event_type: str, content: dict[str, Any], state_key: str | None
+    ) -> bool:
+        return (
+            event_type == MEMBER
+            and content.get("membership") == "invite"
+            and self.invite_exchange is not None
+            and state_key is not None
+            and not state_key.endswith(":" + self.server_name)
+        )
+
+    async def _send_remote_invite(
+        self,
+        room: RoomInfo,
+        sender: str,
+        content: dict[str, Any],
+        state_key: str,
+        txn: TxnRef | None,
+        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+        keep_unchanged: bool,
+    ) -> StoredEvent:
+        """An invite of a remote user: the invitee's server must sign it first, and that
+        request never runs under the room's lock (a slow server would stall the room).
+
+        The invite is built and checked under the lock, sent for signing without it,
+        and persisted under the lock again only if the room's extremities did not
+        move meanwhile (then the state it was checked against is still current).
+        If they moved, it is built again on the new ones, a few times; the last
+        resort is the old way, with the exchange under the lock, so it always ends.
+        """
+        for _ in range(INVITE_EXCHANGE_ATTEMPTS):
+            async with self.lock(room.room_id):
+                sent = await self._already_sent(
+                    room, sender, MEMBER, content, state_key, txn, keep_unchanged
+                )
+                if sent is not None:
+                    return sent
+                draft = await self._draft(room, sender, MEMBER, content, state_key, precheck)
+            signed = await self._exchange_invite(draft)
+            async with self.lock(room.room_id):
+                sent = await self._already_sent(
+                    room, sender, MEMBER, content, state_key, txn, False
+                )
+                if sent is not None:
+                    return sent
+                now = [e.event_nid for e in await self.events.extremities(room.room_nid)]
+                if now != draft.extremity_nids:
+                    continue
+                stored = await self._persist_draft(room, draft, signed, txn)
+            await self.after_persist(stored, room)
+            return stored
+        async with self.lock(room.room_id):
+            stored = await self._build_and_persist(
+                room, sender, MEMBER, content, state_key, txn, precheck
+            )
+        await self.after_persist(stored, room)
+        return stored
 
     async def _build_and_persist(
         self,
@@ -349,8 +403,22 @@ class RoomService:
         txn: TxnRef | None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
     ) -> StoredEvent:
+        draft = await self._draft(room, sender, event_type, content, state_key, precheck)
+        return await self._persist_draft(room, draft, await self._exchange_invite(draft), txn)
+
+    async def _draft(
+        self,
+        room: RoomInfo,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+    ) -> _Draft:
+        """Build a new event on the room's current extremities and state, and check it."""
         rv = room.version
-        prev = (await self.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
+        extremities = await self.events.extremities(room.room_nid)
+        prev = extremities[-MAX_PREV_EVENTS:]
         if not prev:
             raise not_in_room()
         auth_keys = auth_types_for_event(event_type, state_key, sender, content, rv)
@@ -380,17 +448,25 @@ class RoomService:
             fields["redacts"] = content.get("redacts")
         event = self._build(rv, fields, [p.event for p in prev] + auth_events)
         state_map = {k: s.event for k, s in cur.items()}
-        await self._check(event, auth_events, state_map, None if create is None else create.event)
         create_ev = None if create is None else create.event
-        event = await self._exchange_invite(event, room, auth_events, state_map, create_ev)
-        replaced = cur.get((event_type, state_key)) if state_key is not None else None
+        await self._check(event, auth_events, state_map, create_ev)
+        return _Draft(
+            room, event, prev, [e.event_nid for e in extremities], cur, auth_events, create_ev
+        )
+
+    async def _persist_draft(
+        self, room: RoomInfo, draft: _Draft, event: Event, txn: TxnRef | None
+    ) -> StoredEvent:
+        """Persist ``event`` (the draft's event, or the invitee's server's signed copy of it)."""
+        key = (event.type, event.state_key) if event.state_key is not None else None
+        replaced = draft.state.get(key) if key is not None else None
         plan = PersistPlan(
             event=event,
-            prev_nids=[p.event_nid for p in prev],
-            state_group_before=prev[-1].state_group,
+            prev_nids=[p.event_nid for p in draft.prev],
+            state_group_before=draft.prev[-1].state_group,
             replaces_nid=None if replaced is None else replaced.event_nid,
             txn=txn,
-            state_delta_before=await self._fork_delta(room, prev),
+            state_delta_before=await self._fork_delta(room, draft.prev),
         )
         return await self.persister.persist(plan, room.room_nid)
 
@@ -409,27 +485,18 @@ class RoomService:
         delta.update({k: None for k in base if k not in current})
         return delta or None
 
-    async def _exchange_invite(
-        self,
-        event: Event,
-        room: RoomInfo,
-        auth_events: list[Event],
-        state: dict[StateKey, Event],
-        create: Event | None,
-    ) -> Event:
+    async def _exchange_invite(self, draft: _Draft) -> Event:
         """An invite of a remote user goes through its server first, then the checks again."""
-        target = event.state_key or ""
-        if (
-            event.type != MEMBER
-            or event.membership != "invite"
-            or self.invite_exchange is None
-            or target.endswith(":" + self.server_name)
+        event = draft.event
+        if self.invite_exchange is None or not self._is_remote_invite(
+            event.type, event.content, event.state_key
         ):
             return event
-        signed = await self.invite_exchange(event, room)
+        signed = await self.invite_exchange(event, draft.room)
         if signed.event_id != event.event_id:
             raise forbidden("The invitee's server changed the invite event")
-        await self._check(signed, auth_events, state, create)
+        state = {k: s.event for k, s in draft.state.items()}
+        await self._check(signed, draft.auth_events, state, draft.create)
         return signed
 
     def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:

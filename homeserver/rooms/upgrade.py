@@ -9,7 +9,7 @@ normal send path and its checks.
 
 Encryption: ``m.room.encryption`` is transferred, so an encrypted room
 upgrades to an encrypted room. Encryption can never be turned off in a room
-(see ``service.no_encryption_downgrade``); the way out is an upgrade whose
+(see ``prechecks.no_encryption_downgrade``); the way out is an upgrade whose
 successor is created without it, which a caller asks for with the
 Myelin-specific body field ``net.myelin.without_encryption: true`` (the spec
 leaves the transferred state to the implementation).

@@ -9,6 +9,11 @@ room at any point after the event (spec rule 3: so a member who has since
 left still reads the shared history before their leave); ``invited`` also
 to users invited at the event. The two state keys needed are read per
 distinct state group in the page, never the full state.
+
+A redaction whose target this server has not seen is held back too (rooms/v3+
+"Handling redactions": servers should not send redactions to clients until
+both events have been seen). When the target arrives it is stored already
+redacted, so clients get its redacted form instead of a dangling redaction.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 HISTORY_VISIBILITY = "m.room.history_visibility"
+REDACTION = "m.room.redaction"
 # How far back through a user's membership changes to look for their latest join.
 _MAX_MEMBERSHIP_HOPS = 8
 
@@ -50,6 +56,7 @@ class Visibility:
     async def filter(
         self, user_id: str, room: RoomInfo, events: Sequence[StoredEvent]
     ) -> list[StoredEvent]:
+        events = await self._without_unseen_targets(room, events)
         if not events:
             return []
         last_join = await self._last_join(room, user_id)
@@ -79,6 +86,18 @@ class Visibility:
             ):
                 out.append(s)
         return out
+
+    async def _without_unseen_targets(
+        self, room: RoomInfo, events: Sequence[StoredEvent]
+    ) -> Sequence[StoredEvent]:
+        """``events`` less the redactions whose target is not (yet) stored in this room."""
+        targets = {s.event.redacts for s in events if s.event.type == REDACTION}
+        targets.discard(None)
+        if not targets:
+            return events
+        found = await self.rooms.events.by_ids(t for t in targets if t is not None)
+        seen = {t for t, s in found.items() if s.room_nid == room.room_nid}
+        return [s for s in events if s.event.type != REDACTION or s.event.redacts in seen]
 
     async def _before(self, hv: StoredEvent) -> str:
         """The visibility an m.room.history_visibility event replaced: such an event is

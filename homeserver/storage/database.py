@@ -35,6 +35,7 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -59,10 +60,23 @@ class Queries(Protocol):
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Connections for the metrics: open now, checked out now, the most ever opened."""
+
+    size: int
+    in_use: int
+    max_size: int
+
+
 class Database(ABC):
     """The engine-neutral interface that every store module uses."""
 
     engine: str
+
+    @abstractmethod
+    def pool_stats(self) -> PoolStats:
+        """How busy the connections are (metrics only; no I/O)."""
 
     @abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Queries]:
@@ -145,6 +159,13 @@ class SqliteDatabase(Database):
         self._readers: asyncio.Queue[Any] = asyncio.Queue()
         self._reader_conns: list[Any] = []
         self._write_lock = asyncio.Lock()
+
+    def pool_stats(self) -> PoolStats:
+        """The writer (in use while a write transaction holds its lock) and the readers."""
+        opened = len(self._reader_conns) + (1 if self._writer is not None else 0)
+        readers_busy = len(self._reader_conns) - self._readers.qsize()
+        in_use = readers_busy + (1 if self._write_lock.locked() else 0)
+        return PoolStats(opened, in_use, self._n_readers + 1)
 
     async def open(self) -> None:
         import aiosqlite
@@ -264,6 +285,12 @@ class PostgresDatabase(Database):
         self._min = min_size
         self._max = max_size
         self._pool: Any = None
+
+    def pool_stats(self) -> PoolStats:
+        if self._pool is None:
+            return PoolStats(0, 0, self._max)
+        size = int(self._pool.get_size())
+        return PoolStats(size, size - int(self._pool.get_idle_size()), self._max)
 
     async def open(self) -> None:
         import asyncpg

@@ -131,8 +131,16 @@ async def test_redaction_arriving_before_its_target_applies_when_it_arrives(
         await api_a.put(f"/rooms/{q(room)}/redact/{q(x)}/r1", {}, token=alice.access_token)
     )
     await settle(a, b)
-    await eventually(lambda: event_on(api_b, bob, room, red["event_id"]), lambda e: e is not None)
+    await eventually(lambda: b.hs.rooms_area.events.by_id(red["event_id"]), lambda e: e is not None)
     assert await b.hs.rooms_area.events.by_id(x) is None
+    # Held back from clients while its target is unseen (rooms/v3+ "Handling redactions").
+    assert await event_on(api_b, bob, room, red["event_id"]) is None
+    synced = await ok(
+        await api_b.get('/sync?filter={"room":{"timeline":{"limit":50}}}', token=bob.access_token)
+    )
+    timeline = synced["rooms"]["join"][room]["timeline"]["events"]
+    assert red["event_id"] not in [e["event_id"] for e in timeline]
+    assert timeline  # the room's other new events are there
 
     # Paging back backfills X from A; B applies the redaction it was holding.
     r = await ok(
@@ -140,6 +148,7 @@ async def test_redaction_arriving_before_its_target_applies_when_it_arrives(
     )
     ids = [e["event_id"] for e in r["chunk"]]
     assert x in ids
+    assert red["event_id"] in ids  # both seen now: the redaction is served too
     got = await event_on(api_b, bob, room, x)
     assert got is not None and got["content"] == {}
     # Only B's own application adds redacted_because (a hash mismatch alone would not).

@@ -19,6 +19,8 @@ import pytest
 from aiohttp import web
 
 from homeserver.app import RunningServer
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.events.signing import sign_event
 from tests.conftest import ServerFactory
 from tests.federation.rooms_support import name, register, send_text, timeline_bodies
 from tests.federation.scripted_peer import ScriptedPeer, wait_for
@@ -125,4 +127,51 @@ async def test_other_servers_and_the_slow_servers_next_transaction(
         assert (await second).body["pdus"] == {after.event_id: {}}
     bodies = await timeline_bodies(api, alice, room_id)
     assert {"hidden", "late", "after", "o"} <= set(bodies)
+    await api.__aexit__(None, None, None)
+
+
+async def test_local_sends_complete_while_an_invitees_server_is_slow(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    """Inviting a remote user asks their server to sign the invite; that request runs
+    outside the room's lock, so sends in the room go on while the server is slow. The
+    invite, built on extremities that moved meanwhile, is built again and lands."""
+    hs: RunningServer = await make_server(federated=True)
+    api, alice = await register(hs, "alice")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    invitee = peer.user("bob")
+    release = asyncio.Event()
+    asked: list[str] = []
+
+    async def invite(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        asked.append(params["eventId"])
+        if len(asked) == 1:
+            try:
+                await asyncio.wait_for(release.wait(), SLOW_ANSWER_S)
+            except TimeoutError:
+                pass
+        version = KNOWN_ROOM_VERSIONS[body["room_version"]]
+        signed = sign_event(body["event"], peer.server_name, peer.signing_key, version)
+        return web.json_response({"event": signed})
+
+    peer.route("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", invite)
+    sending = asyncio.create_task(
+        api.post(f"/rooms/{room_id}/invite", {"user_id": invitee}, token=alice.access_token)
+    )
+    try:
+        assert await wait_for(lambda: asked)
+        for n in range(3):
+            await send_text(api, alice, room_id, f"local {n}")
+        assert not sending.done(), "the invite finished before the slow server answered"
+    finally:
+        release.set()
+    reply = await sending
+    assert reply.status == 200, reply.body
+    assert len(asked) == 2  # built again on the room's new extremities, signed again
+    r = await api.get(
+        f"/rooms/{room_id}/state/m.room.member/{invitee}", token=alice.access_token
+    )
+    assert r.status == 200 and r.body["membership"] == "invite"
+    assert {"local 0", "local 1", "local 2"} <= set(await timeline_bodies(api, alice, room_id))
     await api.__aexit__(None, None, None)

@@ -129,7 +129,7 @@ async def test_create_modify_and_deactivate(server: RunningServer, api: Api) -> 
         {"admin": "yes"},
         {"password": 5},
         {"displayname": ["x"]},
-        {"threepids": [{"medium": "email", "address": "a@b.c"}]},
+        {"threepids": [{"medium": "fax", "address": "a@b.c"}]},
         {"deactivated": "true"},
     ):
         r = await api.put(V2 + "/users/@newbie:localhost", body, token=t)

@@ -25,6 +25,7 @@ class Gateway:
     def __init__(self) -> None:
         self.received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.reject: set[str] = set()
+        self.failures = 0  # answer this many requests with HTTP 500 first
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -44,6 +45,9 @@ class Gateway:
 
     async def _notify(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.failures > 0:
+            self.failures -= 1
+            return web.json_response({"error": "try later"}, status=500)
         await self.received.put(body["notification"])
         keys = [d["pushkey"] for d in body["notification"]["devices"]]
         return web.json_response({"rejected": [k for k in keys if k in self.reject]})

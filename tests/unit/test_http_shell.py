@@ -11,7 +11,9 @@ from aiohttp import web
 
 from homeserver.errors import MatrixError
 from homeserver.http.bodies import parse_json_bytes
-from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.http.observe import observe_middleware
+from homeserver.http.shell import cors_middleware, encode_json, error_middleware
+from homeserver.metrics import Metrics
 
 SECRET_DETAIL = "db password is hunter2 at /srv/secret/path"
 
@@ -21,7 +23,10 @@ async def _boom(request: web.Request) -> web.Response:
 
 
 async def test_fault_answers_500_without_internals(caplog: pytest.LogCaptureFixture) -> None:
-    app = web.Application(middlewares=[cors_middleware, error_middleware])
+    # As app.py builds it: the observe middleware first gives the request its id.
+    app = web.Application(
+        middlewares=[observe_middleware(Metrics(), "client"), cors_middleware, error_middleware]
+    )
     app.router.add_get("/boom", _boom)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -68,3 +73,9 @@ def test_parse_json_bytes_refuses(raw: bytes) -> None:
 
 def test_parse_json_bytes_accepts() -> None:
     assert parse_json_bytes(b'{"a": ["\\ud83d\\ude00", "\\u00e9"]}') == {"a": ["😀", "é"]}
+
+
+def test_response_json_is_compact_utf8_and_falls_back_for_what_orjson_refuses() -> None:
+    assert encode_json({"body": "é\u2028", "n": None}) == '{"body":"é\u2028","n":null}'.encode()
+    # Integers past 64 bits (old room versions allow them in content) and non-string keys.
+    assert json.loads(encode_json({"big": 2**70, 3: True})) == {"big": 2**70, "3": True}

@@ -11,6 +11,7 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.registration_tokens_store import RegistrationTokenStore
 from homeserver.accounts.service import AccountService
+from homeserver.accounts.threepids import ThreepidService
 from homeserver.api.admin.registration_tokens import RegistrationTokensApi
 from homeserver.api.admin.reports import ReportsApi
 from homeserver.api.admin.rooms import RoomAdminApi
@@ -41,7 +42,13 @@ class AdminArea:
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, clock: Clock, accounts: AccountService, area: RoomsArea
+        cls,
+        config: Config,
+        db: Database,
+        clock: Clock,
+        accounts: AccountService,
+        area: RoomsArea,
+        threepids: ThreepidService,
     ) -> AdminArea:
         rooms = RoomAdmin(area.rooms, area.memberships, area.serializer, RoomAdminStore(db))
         area.memberships.blocked = rooms.is_blocked
@@ -54,7 +61,7 @@ class AdminArea:
 
         area.reports.user_known = user_known
         return cls(
-            users=UserAdmin(accounts, UserAdminStore(db)),
+            users=UserAdmin(accounts, UserAdminStore(db), threepids),
             rooms=rooms,
             tokens=RegistrationTokens(
                 RegistrationTokenStore(db), config.registration.tokens, clock

@@ -1,0 +1,1 @@
+"""Outgoing email through the operator's SMTP server."""
