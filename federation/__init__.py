@@ -10,7 +10,9 @@ services exist; ``attach_rooms`` then puts rooms across servers on top of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +67,8 @@ class Federation:
     signing_key: SigningKey
     relay: Relay | None = None
     rooms: FederatedRooms | None = None
+    # Outbox resumes started for workers' catch-ups (kept so they are not collected).
+    _resumes: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(
@@ -185,6 +189,33 @@ class Federation:
         """Resume sending to every destination with queued items (after a restart)."""
         if self.relay is not None:
             await self.relay.start()
+
+    def send_through(self, publish: Callable[[str, list[str]], None], topic: str) -> None:
+        """Worker process: never send the outbox here; announce each destination with
+        new rows on ``topic`` for the process that sends (``send_for_workers``)."""
+        if self.relay is not None:
+            self.relay.sender.forward = lambda destinations: publish(topic, destinations)
+
+    def send_for_workers(
+        self,
+        subscribe: Callable[[str, Callable[[list[str] | None], None]], None],
+        topic: str,
+    ) -> None:
+        """Main process: send what workers announce on ``topic``; after a missed
+        message (None), look at every destination with queued rows again."""
+        if self.relay is None:
+            return
+        sender = self.relay.sender
+
+        def on_announce(destinations: list[str] | None) -> None:
+            if destinations is not None:
+                sender.wake_all(destinations)
+                return
+            task = asyncio.get_running_loop().create_task(sender.start())
+            self._resumes.add(task)
+            task.add_done_callback(self._resumes.discard)
+
+        subscribe(topic, on_announce)
 
     def install(self, app: web.Application) -> None:
         """Add the federation routes and the request authenticator to the federation app."""

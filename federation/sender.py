@@ -158,6 +158,8 @@ class FederationSender:
         self._closed = False
         # federation.allow_list / deny_list: nothing is queued for a refused server.
         self._allowed = allowed or (lambda _destination: True)
+        # In a worker process: hand wake-ups to the main process, which alone sends.
+        self.forward: Callable[[list[str]], None] | None = None
         # Called with the destination of every failed (to be retried) transaction.
         self.failure_hooks: list[Callable[[str], None]] = []
 
@@ -221,6 +223,9 @@ class FederationSender:
     def wake(self, destination: str) -> None:
         """Something new is queued for ``destination``: make sure its task runs."""
         if self._closed or not self._allowed(destination):
+            return
+        if self.forward is not None:
+            self.forward([destination])
             return
         state = self._destinations.setdefault(destination, _Destination())
         state.wake.set()

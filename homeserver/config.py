@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.moderation_config import ContentPolicyConfig, InviteProtectionConfig
 
 
 class ConfigError(Exception):
@@ -74,6 +76,12 @@ class DatabaseConfig:
 
 
 @dataclass
+class WorkerConfig:
+    # The worker's client API port (on client_listener.bind); see README "Scaling out".
+    client_port: int = 0
+
+
+@dataclass
 class RegistrationConfig:
     enabled: bool = False
     shared_secret: str | None = None
@@ -108,6 +116,9 @@ class EmailConfig:
     client_base_url: str | None = None
     # How long an emailed validation token stays usable.
     validation_token_lifetime_ms: int = 60 * 60 * 1000
+    # Email pushers: how long a notification waits, unread, before it is mailed
+    # (with the others that arrived meanwhile, in one message).
+    notif_delay_ms: int = 10 * 60 * 1000
 
     @property
     def enabled(self) -> bool:
@@ -146,35 +157,6 @@ class FederationConfig:
     # every inbound request and are never sent to (joins through them fail).
     allow_list: list[str] | None = None
     deny_list: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PolicyModuleConfig:
-    """A content policy module: "package.module:ClassName" and the mapping its
-    constructor receives."""
-
-    module: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ContentPolicyConfig:
-    """Checks on events local users send to unencrypted rooms (never m.room.encrypted)."""
-
-    # Refused as whole words, ignoring case, in any text of the event's content.
-    blocked_words: list[str] = field(default_factory=list)
-    # Python regular expressions, ignoring case; a match anywhere in the text refuses it.
-    blocked_patterns: list[str] = field(default_factory=list)
-    modules: list[PolicyModuleConfig] = field(default_factory=list)
-
-
-@dataclass
-class InviteProtectionConfig:
-    """Invites refused server-wide: from these users, or from any user of these servers
-    (server names or "*" patterns), to local users, sent here or over federation."""
-
-    blocked_users: list[str] = field(default_factory=list)
-    blocked_servers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -233,6 +215,27 @@ class MediaConfig:
     # and reserved addresses are always refused unless listed in url_preview_ip_allow.
     url_preview_ip_deny: list[str] = field(default_factory=list)
     url_preview_ip_allow: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RetentionPolicy:
+    # Milliseconds. max_lifetime: events older than this are purged; null: kept.
+    # min_lifetime is accepted for Synapse compatibility (nothing is purged sooner anyway).
+    min_lifetime: int | None = None
+    max_lifetime: int | None = None
+
+
+@dataclass
+class RetentionConfig:
+    """Message retention: a server default and per-room m.room.retention (issue 14)."""
+
+    enabled: bool = False
+    default_policy: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # Bounds on a room's m.room.retention max_lifetime (ms); a value outside is clamped.
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    # How often the purge job runs (ms).
+    purge_interval_ms: int = 24 * 60 * 60 * 1000
 
 
 @dataclass
@@ -333,12 +336,15 @@ class Config:
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
     )
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
+    workers: dict[str, WorkerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -369,9 +375,15 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
     if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{key}: expected a mapping with string keys")
-        return dict(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, item_tp = typing.get_args(tp)
+        if item_tp is Any:
+            # Free-form (a content policy module's own config): JSON-like, string keys.
+            if not all(isinstance(k, str) for k in value):
+                raise ConfigError(f"{key}: expected a mapping with string keys")
+            return dict(value)
+        return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -452,8 +464,51 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     _check_media(config, data_dir)
     _check_support(config.support)
     _check_content_policy(config.content_policy)
+    _check_workers(config)
     _check_email(config)
+    _check_retention(config.retention)
     return config
+
+
+_WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _check_workers(config: Config) -> None:
+    if not config.workers:
+        return
+    if config.database_url.startswith("sqlite://"):
+        raise ConfigError(
+            "workers: several processes need PostgreSQL (database_url: postgresql://...);"
+            " SQLite serves one process only"
+        )
+    ports = {config.client_listener.port, config.federation_listener.port}
+    for name, worker in config.workers.items():
+        if not _WORKER_NAME.fullmatch(name) or name == "main":
+            raise ConfigError(
+                f"workers.{name}: a worker name is lowercase letters, digits, - and _"
+                " (and not 'main')"
+            )
+        if not 1 <= worker.client_port <= 65535:
+            raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
+        if worker.client_port in ports:
+            raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
+        ports.add(worker.client_port)
+
+
+def _check_retention(r: RetentionConfig) -> None:
+    values = (
+        r.default_policy.min_lifetime,
+        r.default_policy.max_lifetime,
+        r.allowed_lifetime_min,
+        r.allowed_lifetime_max,
+    )
+    if any(v is not None and v < 1 for v in values):
+        raise ConfigError("retention: lifetimes must be at least 1 millisecond (or null)")
+    low, high = r.allowed_lifetime_min, r.allowed_lifetime_max
+    if low is not None and high is not None and low > high:
+        raise ConfigError("retention.allowed_lifetime_min: must not exceed allowed_lifetime_max")
+    if r.purge_interval_ms < 1:
+        raise ConfigError("retention.purge_interval_ms: must be at least 1")
 
 
 def _check_email(config: Config) -> None:
@@ -462,6 +517,8 @@ def _check_email(config: Config) -> None:
         raise ConfigError(f"email.smtp_port: {email.smtp_port} is not a TCP port")
     if email.force_tls and email.require_transport_security:
         raise ConfigError("email.force_tls and require_transport_security: choose one")
+    if email.notif_delay_ms < 0:
+        raise ConfigError("email.notif_delay_ms: must be 0 or more")
     if email.validation_token_lifetime_ms < 1000:
         raise ConfigError("email.validation_token_lifetime_ms: must be at least 1000")
     if config.registration.require_email and not email.enabled:

@@ -9,6 +9,7 @@ device deletion, password change and deactivation.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -27,6 +28,9 @@ MAX_USER_AGENT = 512
 # change made by another process (the admin CLI: deactivation, password reset,
 # admin flag) reaches a running server within this time.
 CACHE_RECHECK_MS = 30_000
+# Cache names on the cross-process bus (homeserver.streams.pg_bus).
+SESSIONS_CACHE = "sessions"
+USER_SESSIONS_CACHE = "user_sessions"
 
 
 def missing_token() -> MatrixError:
@@ -59,6 +63,8 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[Requester, int | None, int]] = OrderedDict()
         # (user_nid, device_id) -> (ip, ts) last written to the devices table.
         self._last_seen: dict[tuple[int, str], tuple[str | None, int]] = {}
+        # Other processes drop what this one forgets (cache name, keys); None: one process.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
         """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
@@ -122,10 +128,31 @@ class Authenticator:
         return req
 
     def forget(self, token_hashes: list[str]) -> None:
+        """The tokens were revoked: drop them here and in every other process."""
+        self.drop_tokens(token_hashes)
+        if self.publish is not None:
+            self.publish(SESSIONS_CACHE, list(token_hashes))
+
+    def forget_user(self, user_id: str) -> None:
+        """The user's sessions changed (deactivated, admin, guest upgraded), everywhere."""
+        self.drop_users([user_id])
+        if self.publish is not None:
+            self.publish(USER_SESSIONS_CACHE, [user_id])
+
+    def drop_tokens(self, token_hashes: list[str] | None) -> None:
+        """Drop cached tokens in this process only (None: every one)."""
+        if token_hashes is None:
+            self._cache.clear()
+            return
         for h in token_hashes:
             self._cache.pop(h, None)
 
-    def forget_user(self, user_id: str) -> None:
+    def drop_users(self, user_ids: list[str] | None) -> None:
+        """Drop the users' cached tokens in this process only (None: every one)."""
+        if user_ids is None:
+            self._cache.clear()
+            return
+        wanted = set(user_ids)
         for h, (req, _, _) in list(self._cache.items()):
-            if req.user_id == user_id:
+            if req.user_id in wanted:
                 del self._cache[h]

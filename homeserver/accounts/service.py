@@ -82,6 +82,9 @@ class AccountService:
         self.device_renamed_hooks: list[DevicesHook] = []
         # Called after deactivation, with the user id.
         self.deactivated_hooks: list[UserHook] = []
+        # Called after a deactivation with erase: true, with the user id, in order:
+        # the erasure is recorded first, then the user's events are pruned.
+        self.erased_hooks: list[UserHook] = []
         # Called after a displayname or avatar change, with the user id.
         self.profile_changed_hooks: list[UserHook] = []
         # Set by federation: profiles of users on other servers (None: not federating).
@@ -355,7 +358,8 @@ class AccountService:
             await self.delete_devices(user.user_id, user_nid, await self.store.device_ids(user_nid))
             self.auth.forget_user(user.user_id)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, erase: bool = False) -> None:
+        """Deactivate; ``erase`` also erases what the user sent (``erased_hooks``)."""
         user = await self.store.get_user(user_id)
         if user is None:
             raise not_found("Unknown user")
@@ -366,6 +370,9 @@ class AccountService:
             await dhook(user_id, devices)
         for hook in self.deactivated_hooks:
             await hook(user_id)
+        if erase:
+            for ehook in self.erased_hooks:
+                await ehook(user_id)
 
     # ------------------------------------------------------------- devices
 

@@ -350,9 +350,9 @@ class AccountApi:
     async def post_deactivate(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
-        opt_bool(body, "erase", False)
+        erase = opt_bool(body, "erase", False)
         await self.accounts.require_password(self.uia, requester, body.get("auth"), "deactivate")
-        await self.accounts.deactivate(requester.user_id)
+        await self.accounts.deactivate(requester.user_id, erase=erase)
         return json_response({"id_server_unbind_result": "no-support"})
 
 

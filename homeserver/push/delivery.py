@@ -35,9 +35,11 @@ from typing import Any
 import aiohttp
 
 from homeserver.clock import Clock
+from homeserver.errors import MatrixError
 from homeserver.logs import new_request_id, request_id
 from homeserver.net import PolicyResolver
 from homeserver.push.actions_store import PushActionRow, PushActionStore
+from homeserver.push.email_pushes import EmailPushes
 from homeserver.push.pushers_store import Pusher, PusherKey, PusherStore
 from homeserver.rooms.store.events_store import StoredEvent
 
@@ -74,6 +76,8 @@ class PushDelivery:
         self.allow_local = allow_local
         self.badge = badge
         self.room_name: RoomNamer | None = None
+        # Email pushers, when the server has email configured (composition root).
+        self.email: EmailPushes | None = None
         self.retry_s = FIRST_RETRY_S
         self.tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[PusherKey, asyncio.Task[Any]] = {}
@@ -130,6 +134,8 @@ class PushDelivery:
         )
         if not rows:
             return False
+        if pusher.kind == "email":
+            return await self._send_email_batch(pusher, rows)
         events = await self.events([r.event_nid for r in rows])
         for row in rows:
             stored = events.get(row.event_nid)
@@ -138,6 +144,41 @@ class PushDelivery:
             if not await self.store.advance(key, row.stream_ordering):
                 return False
         return True
+
+    async def _send_email_batch(self, pusher: Pusher, rows: Sequence[PushActionRow]) -> bool:
+        """An email pusher's digest of ``rows`` (see email_pushes.py); False if the pusher
+        went away meanwhile."""
+        email = self.email
+        if email is not None:
+            await email.wait_until_due(rows)
+            if await self.store.get(pusher.key) is None:
+                return False
+            # What arrived while waiting goes in the same message.
+            rows = await self.actions.notifying_after(
+                pusher.user_id, pusher.last_stream_ordering, BATCH
+            )
+            if not rows:
+                return False
+            events = await self.events([r.event_nid for r in rows])
+            unread = await email.unread(pusher.user_id, rows, events)
+            delay = self.retry_s
+            failing_since: int | None = None
+            while unread:
+                try:
+                    await email.send_digest(pusher, unread, self.room_name)
+                    break
+                except MatrixError:
+                    now = self.clock.now_ms()
+                    failing_since = failing_since or now
+                    if now - failing_since >= GIVE_UP_MS:
+                        log.info("giving up on a notification mail after a day of failures")
+                        break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                if await self.store.get(pusher.key) is None:
+                    return False
+        # Without email configured (any more), the rows are skipped, not kept forever.
+        return await self.store.advance(pusher.key, rows[-1].stream_ordering)
 
     async def _deliver(self, pusher: Pusher, row: PushActionRow, stored: StoredEvent) -> bool:
         """Send one notification until the gateway answers (or a day of failures); False

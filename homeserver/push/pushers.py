@@ -81,11 +81,18 @@ class PusherService:
         if kind is None:
             await self.store.delete(user_id, app_id, pushkey)
             return
-        if kind not in KINDS:
+        email = self.delivery.email
+        if kind == "email" and email is not None:
+            await email.check_registration(user_id, app_id, pushkey)
+            data = body.get("data", {})
+            if not isinstance(data, dict):
+                raise bad_json("'data' must be an object")
+        elif kind in KINDS:
+            data = body.get("data")
+            _gateway_url(data)
+            assert isinstance(data, dict)
+        else:
             raise invalid_param(f"Unsupported pusher kind {kind!r}")
-        data = body.get("data")
-        _gateway_url(data)
-        assert isinstance(data, dict)
         profile_tag = body.get("profile_tag")
         if profile_tag is not None and not isinstance(profile_tag, str):
             raise bad_json("'profile_tag' must be a string")

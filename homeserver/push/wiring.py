@@ -11,8 +11,13 @@ depends on account data and not the other way round.
 from __future__ import annotations
 
 from homeserver.accounts.service import AccountService
+from homeserver.accounts.store import AccountStore
+from homeserver.accounts.threepids import ThreepidService, canonical_email
 from homeserver.clock import Clock
+from homeserver.config import EmailConfig
+from homeserver.mail.sender import Mailer
 from homeserver.push.delivery import PushDelivery
+from homeserver.push.email_pushes import EmailPushes
 from homeserver.push.notifications import NotificationService
 from homeserver.push.pushers import PusherService
 from homeserver.push.pushers_store import PusherStore
@@ -74,3 +79,25 @@ def build_pushers(
     accounts.devices_deleted_hooks.append(pushers.on_devices_deleted)
     accounts.deactivated_hooks.append(pushers.on_deactivated)
     return pushers
+
+
+def attach_email_pushes(
+    pushers: PusherService,
+    notifications: NotificationService,
+    threepids: ThreepidService,
+    accounts: AccountStore,
+    clock: Clock,
+    email: EmailConfig,
+) -> None:
+    """Enable pusher kind ``email`` when the server can send mail."""
+    if not email.enabled:
+        return
+
+    async def owns(user_id: str, address: str) -> bool:
+        user = await accounts.get_user(user_id)
+        nid = await threepids.owner_of("email", canonical_email(address))
+        return user is not None and nid == user.user_nid
+
+    pushers.delivery.email = EmailPushes(
+        Mailer(email), owns, notifications.store, clock, email.notif_delay_ms, email.client_base_url
+    )

@@ -40,8 +40,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from homeserver.config import ConfigError, ContentPolicyConfig
+from homeserver.config import ConfigError
 from homeserver.errors import forbidden
+from homeserver.moderation_config import ContentPolicyConfig
 
 log = logging.getLogger("myelin.content_policy")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from homeserver.config import InviteProtectionConfig
 from homeserver.errors import MatrixError, forbidden
+from homeserver.moderation_config import InviteProtectionConfig
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.server_lists import ServerNameList
 

@@ -51,6 +51,7 @@ from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -383,7 +384,10 @@ class RoomService:
                 now = [e.event_nid for e in await self.events.extremities(room.room_nid)]
                 if now != draft.extremity_nids:
                     continue
-                stored = await self._persist_draft(room, draft, signed, txn)
+                try:
+                    stored = await self._persist_draft(room, draft, signed, txn)
+                except RoomMovedOn:  # another process moved it on (``write_order``)
+                    continue
             await self.after_persist(stored, room)
             return stored
         async with self.lock(room.room_id):
@@ -403,8 +407,17 @@ class RoomService:
         txn: TxnRef | None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
     ) -> StoredEvent:
-        draft = await self._draft(room, sender, event_type, content, state_key, precheck)
-        return await self._persist_draft(room, draft, await self._exchange_invite(draft), txn)
+        rebuilds = 0
+        while True:  # another process may move the room on meanwhile (``write_order``)
+            draft = await self._draft(room, sender, event_type, content, state_key, precheck)
+            try:
+                return await self._persist_draft(
+                    room, draft, await self._exchange_invite(draft), txn
+                )
+            except RoomMovedOn:
+                rebuilds += 1
+                if rebuilds >= MAX_REBUILDS:
+                    raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
 
     async def _draft(
         self,
@@ -467,6 +480,7 @@ class RoomService:
             replaces_nid=None if replaced is None else replaced.event_nid,
             txn=txn,
             state_delta_before=await self._fork_delta(room, draft.prev),
+            expected_extremities=draft.extremity_nids,
         )
         return await self.persister.persist(plan, room.room_nid)
 

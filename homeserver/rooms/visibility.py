@@ -14,11 +14,15 @@ A redaction whose target this server has not seen is held back too (rooms/v3+
 "Handling redactions": servers should not send redactions to clients until
 both events have been seen). When the target arrives it is stored already
 redacted, so clients get its redacted form instead of a dangling redaction.
+
+With message retention on, non-state events older than the room's lifetime
+are dropped here as well, so clients stop seeing them before the purge job
+deletes them (state events stay: a client's view of the state relies on them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -52,6 +56,9 @@ def may_see(
 class Visibility:
     def __init__(self, rooms: RoomService) -> None:
         self.rooms = rooms
+        # Message retention: the origin_server_ts before which a room's events have
+        # expired (None: nothing has). Set by the composition when retention is on.
+        self.expired_before: Callable[[RoomInfo], Awaitable[int | None]] | None = None
 
     async def filter(
         self, user_id: str, room: RoomInfo, events: Sequence[StoredEvent]
@@ -59,6 +66,14 @@ class Visibility:
         events = await self._without_unseen_targets(room, events)
         if not events:
             return []
+        if self.expired_before is not None:
+            cutoff = await self.expired_before(room)
+            if cutoff is not None:
+                events = [
+                    s for s in events if s.event.is_state() or s.event.origin_server_ts >= cutoff
+                ]
+                if not events:
+                    return []
         last_join = await self._last_join(room, user_id)
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
         at: dict[int | None, tuple[str, str | None]] = {}

@@ -98,6 +98,9 @@ class RoomTimeline:
         limited = len(matching) > limit or not reached_since
         start = timeline[0].stream_ordering if timeline else upto + 1
         assert start is not None
+        if not limited and since is not None:
+            # State a history purge took off the timeline is not in it: a gap to report.
+            limited = await self.rooms.events.purged_state_between(room.room_nid, since, start)
         state = await self._state(ctx, room, since, start, full, limited, timeline)
         lazy = rf.state.lazy_load_members
         if lazy:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.config import InviteProtectionConfig, RateLimit, RateLimitsConfig
+from homeserver.config import RateLimit, RateLimitsConfig
 from homeserver.errors import MatrixError
+from homeserver.moderation_config import InviteProtectionConfig
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.server_lists import ServerNameList, ServerPolicy

@@ -58,6 +58,11 @@ class RoomStore:
         self._by_nid[info.room_nid] = info
         return info
 
+    def forget_room(self, room: RoomInfo) -> None:
+        """The room was purged: drop it from the cache."""
+        self._rooms.pop(room.room_id, None)
+        self._by_nid.pop(room.room_nid, None)
+
     async def get_room(self, room_id: str) -> RoomInfo | None:
         info = self._rooms.get(room_id)
         if info is not None:
