@@ -49,6 +49,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.timestamp import TimestampLookup
+from homeserver.server_lists import ServerPolicy
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -79,9 +80,11 @@ class Federation:
         accounts: AccountService,
     ) -> Federation:
         name = config.server_name
+        policy = ServerPolicy(config.federation.allow_list, config.federation.deny_list)
         client = FederationClient(
             name, signing_key, clock, insecure_local=config.federation.insecure_local
         )
+        client.policy = policy
         keyring = Keyring(
             name,
             signing_key,
@@ -95,7 +98,7 @@ class Federation:
             config=config,
             client=client,
             keyring=keyring,
-            authenticator=RequestAuthenticator(name, keyring, clock),
+            authenticator=RequestAuthenticator(name, keyring, clock, policy),
             apis=[KeyApi(name, signing_key, keyring, clock), FederationApi(name, accounts)],
             db=db,
             clock=clock,

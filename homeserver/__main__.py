@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--database-url", default=None)
     g.add_argument("--open-registration", action="store_true")
     g.add_argument("--registration-shared-secret", default=None)
+    g.add_argument("--allow-guests", action="store_true", help="let guest accounts register")
     g.add_argument("--insecure-local-federation", action="store_true")
     g.add_argument("--no-rate-limits", action="store_true")
     g.add_argument("--force", action="store_true")
@@ -100,6 +101,7 @@ def generate_config(args: argparse.Namespace) -> None:
         "registration": {
             "enabled": bool(args.open_registration),
             "shared_secret": args.registration_shared_secret,
+            "allow_guests": bool(args.allow_guests),
         },
         "rate_limits": {"enabled": not args.no_rate_limits},
         "federation": {"insecure_local": bool(args.insecure_local_federation)},

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from homeserver.push.actions_store import PushActionRow
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
@@ -134,6 +136,8 @@ class HomeServer:
             raise ConfigError("several processes need PostgreSQL: SQLite serves one process only")
         signing_key = _load_signing_key(config.signing_key_path)
         registrations = read_registrations(config)
+        # Operator modules load first: a broken one is a config error before any I/O.
+        content_policy = ContentPolicy.from_config(config.content_policy)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
             db = await connect(config.database_url, config.database.sqlite_synchronous)
@@ -157,7 +161,9 @@ class HomeServer:
         notifier = Notifier()
         # Application-service senders listen to the same signal (added below).
         signal = SignalFanout([notifier])
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, signal)
+        rooms_area = build_rooms_area(
+            config, db, clock, signing_key, accounts, signal, content_policy
+        )
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
         push = build_push_rules(db, userdata.account_data)
@@ -251,6 +257,9 @@ class HomeServer:
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
+        invites = rooms_area.memberships.invite_protection
+        if invites is not None:
+            invites.limiter = partial(hs.limiter.check, "invites")  # (user, count)
         attach_email_pushes(
             hs.sync_area.pushers, hs.sync_area.notifications, threepids, store, clock, config.email
         )

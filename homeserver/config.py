@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.moderation_config import ContentPolicyConfig, InviteProtectionConfig
 
 
 class ConfigError(Exception):
@@ -56,6 +57,8 @@ class RateLimitsConfig:
     # Registrations (and guest accounts), per client IP (Synapse's rc_registration).
     registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
     message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
+    # Invites one local user may send (room invites, and those in createRoom's "invite").
+    invites_per_user: RateLimit = field(default_factory=lambda: RateLimit(0.1, 20))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
     # Validation mail (requestToken), per client IP and per address (Synapse's
@@ -84,7 +87,8 @@ class RegistrationConfig:
     shared_secret: str | None = None
     # Tokens accepted by m.login.registration_token; empty means none.
     tokens: list[str] = field(default_factory=list)
-    allow_guests: bool = True
+    # Guest accounts (POST /register?kind=guest): off unless the operator turns them on.
+    allow_guests: bool = False
     # Localparts nobody may register (M_EXCLUSIVE), e.g. bridge namespaces.
     reserved_localparts: list[str] = field(default_factory=list)
     # Registration must prove an email address (m.login.email.identity); needs `email`.
@@ -147,6 +151,12 @@ class FederationConfig:
     max_concurrent_transactions: int = 50
     # Inbound transactions processed at the same time (all origins together).
     max_concurrent_inbound: int = 20
+    # Which servers this one federates with. Entries are server names, or patterns with
+    # "*" ("*.example.org"). allow_list null: every server not denied; a list: only
+    # those. deny_list wins over allow_list. Refused servers get 403 M_FORBIDDEN on
+    # every inbound request and are never sent to (joins through them fail).
+    allow_list: list[str] | None = None
+    deny_list: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -320,6 +330,8 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     support: SupportConfig = field(default_factory=SupportConfig)
+    content_policy: ContentPolicyConfig = field(default_factory=ContentPolicyConfig)
+    invite_protection: InviteProtectionConfig = field(default_factory=InviteProtectionConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
@@ -372,6 +384,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         _, item_tp = typing.get_args(tp)
+        if item_tp is Any:
+            # Free-form (a content policy module's own config): JSON-like, string keys.
+            if not all(isinstance(k, str) for k in value):
+                raise ConfigError(f"{key}: expected a mapping with string keys")
+            return dict(value)
         return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
@@ -457,6 +474,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if not 1 <= config.app_service_min_retry_ms <= config.app_service_max_retry_ms:
         raise ConfigError("app_service_max_retry_ms: must be at least app_service_min_retry_ms")
     _check_support(config.support)
+    _check_content_policy(config.content_policy)
     _check_workers(config)
     _check_email(config)
     _check_retention(config.retention)
@@ -553,6 +571,7 @@ def _check_rate_limits(limits: RateLimitsConfig) -> None:
         "login.failed_attempts": limits.login.failed_attempts,
         "registration": limits.registration,
         "message": limits.message,
+        "invites_per_user": limits.invites_per_user,
         "per_ip": limits.per_ip,
         "threepid_validation": limits.threepid_validation,
         "login_token": limits.login_token,
@@ -588,6 +607,27 @@ def _check_media(config: Config, data_dir: Path) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
+
+
+def _check_content_policy(policy: ContentPolicyConfig) -> None:
+    """Patterns must compile and modules must be named "module:Class"; the modules
+    themselves are imported when the server starts (homeserver/rooms/content_policy.py)."""
+    import re
+
+    for i, pattern in enumerate(policy.blocked_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"content_policy.blocked_patterns[{i}]: {e}") from None
+    for i, word in enumerate(policy.blocked_words):
+        if not word.strip():
+            raise ConfigError(f"content_policy.blocked_words[{i}]: must not be empty")
+    for i, mod in enumerate(policy.modules):
+        path, _, cls = mod.module.partition(":")
+        if not path or not cls:
+            raise ConfigError(
+                f"content_policy.modules[{i}].module: expected 'package.module:ClassName'"
+            )
 
 
 def _check_support(support: SupportConfig) -> None:

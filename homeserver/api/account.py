@@ -330,7 +330,9 @@ class AccountApi:
 
     async def _register_guest(self, body: dict[str, Any]) -> web.Response:
         if not self.reg.allow_guests:
-            raise forbidden("Guest access is disabled")
+            raise MatrixError(
+                403, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts are not enabled on this server"
+            )
         user_id = await self.accounts.new_guest_user_id()
         await self.accounts.create_account(user_id, None, is_guest=True)
         user = await self.accounts.store.get_user(user_id)

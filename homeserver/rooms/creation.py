@@ -118,6 +118,10 @@ class RoomCreator:
 
     async def create_room(self, req: CreateRoomRequest) -> RoomInfo:
         rv, preset, alias = self._validate(req)
+        protection = self.memberships.invite_protection
+        if protection is not None and req.invite:
+            # Before the room exists: a refused invite list leaves no half-made room.
+            protection.check_local(req.creator, len(req.invite))
         if alias is not None and await self.rooms.rooms.get_alias(alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         if req.visibility == "public" and not self.allow_publishing:
@@ -172,7 +176,11 @@ class RoomCreator:
             await send("m.room.topic", {"topic": req.topic, "m.topic": {"m.text": text}})
         for user in req.invite:
             await self.memberships.invite(
-                req.creator, room.room_id, user, is_direct=True if req.is_direct else None
+                req.creator,
+                room.room_id,
+                user,
+                is_direct=True if req.is_direct else None,
+                counted=protection is not None,
             )
         if req.visibility == "public":
             await self.rooms.rooms.set_public(room.room_nid, True)

@@ -43,6 +43,7 @@ from homeserver.events.validate import PduFormatError, check_canonical_json_valu
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
 from homeserver.rooms.prechecks import ENCRYPTION, no_encryption_downgrade
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
@@ -122,6 +123,8 @@ class RoomService:
         # federation (FederatedRooms.attach), whose membership handshakes are built on
         # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
+        # Checks local users' events before they are built (content_policy config).
+        self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
         # the create event's hash, two rooms made by one user in the same millisecond
@@ -283,21 +286,29 @@ class RoomService:
         ``keep_unchanged``: a state event the same sender already set with the
         same content is not sent again; the current one is returned (setting
         state, or joining, twice is idempotent, as in Synapse).
+
+        The content policy runs first, outside the lock (a module may be slow):
+        a rejection is 403 M_FORBIDDEN; a flag files a report once stored.
         """
+        verdict = await self.content_policy.check_local(
+            self.server_name, room.room_id, sender, event_type, content, state_key
+        )
         if self._is_remote_invite(event_type, content, state_key):
-            return await self._send_remote_invite(
+            stored = await self._send_remote_invite(
                 room, sender, content, state_key or "", txn, precheck, keep_unchanged
             )
-        async with self.lock(room.room_id):
-            sent = await self._already_sent(
-                room, sender, event_type, content, state_key, txn, keep_unchanged
-            )
-            if sent is not None:
-                return sent
-            stored = await self._build_and_persist(
-                room, sender, event_type, content, state_key, txn, precheck
-            )
-        await self.after_persist(stored, room)
+        else:
+            async with self.lock(room.room_id):
+                sent = await self._already_sent(
+                    room, sender, event_type, content, state_key, txn, keep_unchanged
+                )
+                if sent is not None:
+                    return sent
+                stored = await self._build_and_persist(
+                    room, sender, event_type, content, state_key, txn, precheck
+                )
+            await self.after_persist(stored, room)
+        await self.content_policy.settle(verdict, room.room_id, stored.event.event_id)
         return stored
 
     async def _already_sent(

@@ -18,10 +18,12 @@ from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.events.keys import SigningKey
 from homeserver.rooms.aliases import AliasService
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.erasure import AccountEraser
 from homeserver.rooms.hierarchy import SpaceHierarchy
+from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.rooms.members import RoomMembers
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
@@ -86,6 +88,7 @@ def build_rooms_area(
     signing_key: SigningKey,
     accounts: AccountService,
     signal: ChangeSignal,
+    content_policy: ContentPolicy | None = None,
 ) -> RoomsArea:
     rooms_store = RoomStore(db)
     events = EventStore(db)
@@ -112,7 +115,21 @@ def build_rooms_area(
         except MatrixError:
             return {}
 
-    memberships = MembershipService(rooms, profile)
+    report_store = ReportStore(db)
+    rooms.content_policy = content_policy or ContentPolicy.from_config(config.content_policy)
+
+    async def file_report(room_id: str, event_id: str, reason: str) -> None:
+        # The reporter of a flag is the server itself (its name, not a user id).
+        await report_store.add(
+            config.server_name,
+            clock.now_ms(),
+            room_id=room_id,
+            event_id=event_id,
+            reason="content policy: " + reason,
+        )
+
+    rooms.content_policy.file_report = file_report
+    memberships = MembershipService(rooms, profile, InviteProtection(config.invite_protection))
     creator = RoomCreator(
         rooms, memberships, config.default_room_version, config.allow_public_room_publishing
     )
@@ -162,7 +179,7 @@ def build_rooms_area(
         upgrader=RoomUpgrader(rooms, memberships),
         directory=directory,
         relations=RelationsService(reader, relations),
-        reports=ReportService(rooms, visibility, ReportStore(db), clock),
+        reports=ReportService(rooms, visibility, report_store, clock),
         search=SearchService(reader, search),
         user_directory=UserDirectory(UserDirectoryStore(db), events),
         visibility=visibility,
