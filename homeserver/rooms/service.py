@@ -26,7 +26,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,21 +34,22 @@ from nacl.signing import VerifyKey
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden
-from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import reference_hash_entry
-from homeserver.events.validate import PduFormatError, check_canonical_json_values
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
 from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
-from homeserver.rooms.prechecks import ENCRYPTION, no_encryption_downgrade
+from homeserver.rooms.prechecks import (
+    ENCRYPTION,
+    build_local_event,
+    check_thread_root,
+    no_encryption_downgrade,
+)
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
-from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn
@@ -242,7 +243,7 @@ class RoomService:
                 return earlier
         room = await self.room_or_forbidden(room_id)
         if state_key is None:
-            await self._check_thread_root(content)
+            await check_thread_root(self.events, content)
         precheck = no_encryption_downgrade(content) if event_type == ENCRYPTION else None
         stored = await self.create_and_send(
             room,
@@ -255,17 +256,6 @@ class RoomService:
             keep_unchanged=state_key is not None,
         )
         return stored.event.event_id
-
-    async def _check_thread_root(self, content: dict[str, Any]) -> None:
-        """Spec "Threading": a thread cannot start from an event that itself relates."""
-        rel = relation_of(content)
-        if rel is None or rel.rel_type != "m.thread":
-            return
-        parent = await self.events.by_id(rel.relates_to_id)
-        if parent is not None and relation_of(parent.event.content) is not None:
-            raise MatrixError(
-                400, "M_UNKNOWN", "A thread cannot start from an event with a relation"
-            )
 
     async def create_and_send(
         self,
@@ -462,7 +452,14 @@ class RoomService:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
-        event = self._build(rv, fields, [p.event for p in prev] + auth_events)
+        event = build_local_event(
+            self.server_name,
+            self.signing_key,
+            self.new_event_id(rv),
+            rv,
+            fields,
+            [p.event for p in prev] + auth_events,
+        )
         state_map = {k: s.event for k, s in cur.items()}
         create_ev = None if create is None else create.event
         await self._check(event, auth_events, state_map, create_ev)
@@ -516,32 +513,6 @@ class RoomService:
         await self._check(signed, draft.auth_events, state, draft.create)
         return signed
 
-    def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:
-        """``cited``: the prev and auth events, whose reference hashes v1/v2 events carry."""
-        references = (
-            {e.event_id: reference_hash_entry(e.pdu, rv) for e in cited}
-            if rv.event_id_in_pdu
-            else None
-        )
-        if not rv.strict_canonical_json:
-            # v1-v5 accept off-spec JSON from other servers, but our own users'
-            # events keep to canonical JSON (v1-deprecated-formatting-off-spec).
-            try:
-                check_canonical_json_values(fields["content"])
-            except PduFormatError as e:
-                raise bad_json(f"Invalid event: {e.reason}") from None
-        try:
-            return build_event(
-                rv,
-                fields,
-                self.server_name,
-                self.signing_key,
-                references=references,
-                event_id=self.new_event_id(rv),
-            )
-        except ValueError as e:
-            raise bad_json(str(e)) from None
-
     async def _check(
         self,
         event: Event,
@@ -583,7 +554,9 @@ class RoomService:
         }
         if not version.room_id_from_create_event:
             fields["room_id"] = self.new_room_id()
-        event = self._build(version, fields)
+        event = build_local_event(
+            self.server_name, self.signing_key, self.new_event_id(version), version, fields
+        )
         await self._check(event, [], {}, None)
         room_id = event.room_id
         async with self.lock(room_id):
