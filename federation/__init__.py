@@ -10,7 +10,9 @@ services exist; ``attach_rooms`` then puts rooms across servers on top of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +49,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.timestamp import TimestampLookup
+from homeserver.server_lists import ServerPolicy
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -64,6 +67,8 @@ class Federation:
     signing_key: SigningKey
     relay: Relay | None = None
     rooms: FederatedRooms | None = None
+    # Outbox resumes started for workers' catch-ups (kept so they are not collected).
+    _resumes: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(
@@ -75,9 +80,11 @@ class Federation:
         accounts: AccountService,
     ) -> Federation:
         name = config.server_name
+        policy = ServerPolicy(config.federation.allow_list, config.federation.deny_list)
         client = FederationClient(
             name, signing_key, clock, insecure_local=config.federation.insecure_local
         )
+        client.policy = policy
         keyring = Keyring(
             name,
             signing_key,
@@ -91,7 +98,7 @@ class Federation:
             config=config,
             client=client,
             keyring=keyring,
-            authenticator=RequestAuthenticator(name, keyring, clock),
+            authenticator=RequestAuthenticator(name, keyring, clock, policy),
             apis=[KeyApi(name, signing_key, keyring, clock), FederationApi(name, accounts)],
             db=db,
             clock=clock,
@@ -182,6 +189,33 @@ class Federation:
         """Resume sending to every destination with queued items (after a restart)."""
         if self.relay is not None:
             await self.relay.start()
+
+    def send_through(self, publish: Callable[[str, list[str]], None], topic: str) -> None:
+        """Worker process: never send the outbox here; announce each destination with
+        new rows on ``topic`` for the process that sends (``send_for_workers``)."""
+        if self.relay is not None:
+            self.relay.sender.forward = lambda destinations: publish(topic, destinations)
+
+    def send_for_workers(
+        self,
+        subscribe: Callable[[str, Callable[[list[str] | None], None]], None],
+        topic: str,
+    ) -> None:
+        """Main process: send what workers announce on ``topic``; after a missed
+        message (None), look at every destination with queued rows again."""
+        if self.relay is None:
+            return
+        sender = self.relay.sender
+
+        def on_announce(destinations: list[str] | None) -> None:
+            if destinations is not None:
+                sender.wake_all(destinations)
+                return
+            task = asyncio.get_running_loop().create_task(sender.start())
+            self._resumes.add(task)
+            task.add_done_callback(self._resumes.discard)
+
+        subscribe(topic, on_announce)
 
     def install(self, app: web.Application) -> None:
         """Add the federation routes and the request authenticator to the federation app."""

@@ -27,6 +27,7 @@ from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import SignatureError, sign_json
 from homeserver.http.bodies import parse_json_bytes, read_body
+from homeserver.server_lists import ServerPolicy
 
 log = logging.getLogger("myelin.federation.auth")
 
@@ -167,10 +168,18 @@ def parse_authorization(header: str) -> XMatrixAuth:
 class RequestAuthenticator:
     """Checks inbound federation requests against the origin's published keys."""
 
-    def __init__(self, server_name: str, keyring: KeyVerifier, clock: Clock) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        keyring: KeyVerifier,
+        clock: Clock,
+        policy: ServerPolicy | None = None,
+    ) -> None:
         self.server_name = server_name
         self.keyring = keyring
         self.clock = clock
+        # federation.allow_list / deny_list: refused origins get 403 before any key lookup.
+        self.policy = policy
 
     async def authenticate(self, request: web.Request) -> str:
         """The origin server name of a correctly signed request, else 401 M_UNAUTHORIZED.
@@ -187,6 +196,9 @@ class RequestAuthenticator:
             raise unauthorized(f"Malformed X-Matrix Authorization header: {e}") from None
         if auth.destination is not None and auth.destination != self.server_name:
             raise unauthorized("Request is for another destination")
+        if self.policy is not None and not self.policy.allows(auth.origin):
+            _log_refusal(request, auth.origin, "server not allowed by federation config")
+            raise MatrixError(403, "M_FORBIDDEN", "This server does not federate with your server")
         try:
             raw = await read_body(request, request.app["max_json_body_bytes"])
             content = parse_json_bytes(raw, unique_keys=True) if raw.strip() else None

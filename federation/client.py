@@ -38,12 +38,13 @@ from federation.discovery import (
     dns_srv_lookup,
     is_ip_literal,
 )
-from federation.errors import DestinationRefused, FederationError
+from federation.errors import DestinationDenied, DestinationRefused, FederationError
 from homeserver.clock import Clock
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.keys import SigningKey
 from homeserver.http.bodies import BadJsonBytes, decode_json_bytes
 from homeserver.net import AddressRefused, PolicyResolver, is_forbidden_address
+from homeserver.server_lists import ServerPolicy
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -81,6 +82,8 @@ class FederationClient:
         self.resolver = ServerResolver(clock, self._fetch_well_known, srv_lookup, well_known_port)
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | bool = False if insecure_local else ssl.create_default_context()
+        # federation.allow_list / deny_list; None: every server.
+        self.policy: ServerPolicy | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -158,6 +161,7 @@ class FederationClient:
         ``path`` must already be percent-encoded (see ``encode_path``); ``body``
         is sent (and signed) for PUT/POST, ``{}`` when None.
         """
+        self._check_allowed(destination)
         if method in ("PUT", "POST") and body is None:
             body = {}
         uri = path
@@ -199,6 +203,7 @@ class FederationClient:
         is raised as ``FederationError`` (its JSON error read, bounded) before
         the caller sees it.
         """
+        self._check_allowed(destination)
         uri = path
         if query:
             uri += "?" + urlencode(query, doseq=True, quote_via=quote)
@@ -235,6 +240,7 @@ class FederationClient:
         """An unsigned GET of a URL a server sent us (a media ``Location``), with the same
         address policy as every federation request. Redirects are followed by hand so
         that every hop's address is checked (IP literals never reach the resolver)."""
+        self._check_allowed(destination)
         for _ in range(MAX_REDIRECTS + 1):
             parsed = URL(url)
             if parsed.scheme not in ("https", "http") or not parsed.raw_host:
@@ -272,6 +278,10 @@ class FederationClient:
             raise FederationError(destination, f"request failed: {type(e).__name__}") from None
 
     # --- internals ----------------------------------------------------------------------
+
+    def _check_allowed(self, destination: str) -> None:
+        if self.policy is not None and not self.policy.allows(destination):
+            raise DestinationDenied(destination)
 
     def _check_literal(self, destination: str, host: str) -> None:
         if not self.insecure_local and is_ip_literal(host) and is_forbidden_address(host):

@@ -39,6 +39,17 @@ class DestinationRefused(FederationError):
     """Our policy forbids talking to this address (loopback, private, link-local, ...)."""
 
 
+class DestinationDenied(DestinationRefused):
+    """The operator's federation.allow_list / deny_list forbids this server."""
+
+    def __init__(self, destination: str) -> None:
+        super().__init__(
+            destination,
+            f"Federation with {destination} is not allowed by this server's configuration",
+            errcode="M_FORBIDDEN",
+        )
+
+
 class KeyLookupError(Exception):
     """No trusted key could be found for a server's key id."""
 

@@ -33,6 +33,7 @@ from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.rooms.ephemeral.interfaces import IsJoined
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.typing import TypingService
+from homeserver.server_lists import ServerPolicy
 from homeserver.storage.database import Database
 from homeserver.userdata.presence import PresenceService
 
@@ -83,6 +84,7 @@ def build_relay(
         min_retry_ms=fed.min_retry_ms,
         max_retry_ms=fed.max_retry_ms,
         max_concurrent=fed.max_concurrent_transactions,
+        allowed=ServerPolicy(fed.allow_list, fed.deny_list).allows,
     )
     device_lists = RemoteDeviceLists(
         db, RemoteDeviceListStore(db), keys.store, client, clock, keys.notify_device_list

@@ -76,6 +76,7 @@ class FederatedRooms:
         self.rooms.invite_exchange = self.remote.exchange_invite
         memberships.remote = self.remote
         self.resident.blocked = memberships.is_blocked
+        self.resident.invite_protection = memberships.invite_protection
         if reader is not None:
             reader.backfiller = self.backfiller
 

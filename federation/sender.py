@@ -141,6 +141,7 @@ class FederationSender:
         max_retry_ms: int = 3_600_000,
         max_concurrent: int = 50,
         rng: random.Random | None = None,
+        allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.server_name = server_name
         self.store = store
@@ -155,6 +156,10 @@ class FederationSender:
         self._txn_prefix = f"{clock.now_ms()}{secrets.token_hex(3)}"
         self._txn_counter = 0
         self._closed = False
+        # federation.allow_list / deny_list: nothing is queued for a refused server.
+        self._allowed = allowed or (lambda _destination: True)
+        # In a worker process: hand wake-ups to the main process, which alone sends.
+        self.forward: Callable[[list[str]], None] | None = None
         # Called with the destination of every failed (to be retried) transaction.
         self.failure_hooks: list[Callable[[str], None]] = []
 
@@ -174,7 +179,7 @@ class FederationSender:
 
         ``key`` coalesces: an unsent EDU of the same type and key is replaced
         (typing per room and user, presence per user)."""
-        if destination == self.server_name:
+        if destination == self.server_name or not self._allowed(destination):
             return
         await self.store.add_edu(destination, edu_type, content, key, self.clock.now_ms())
         self.wake(destination)
@@ -182,7 +187,7 @@ class FederationSender:
     async def enqueue_pdu(self, destinations: Iterable[str], pdu: dict[str, Any]) -> None:
         """Persist one PDU (the event JSON as sent over federation) for every
         destination but ourselves, then wake their senders."""
-        targets = sorted({d for d in destinations if d != self.server_name})
+        targets = self._targets(destinations)
         if not targets:
             return
         await self.store.add_pdus(targets, pdu, self.clock.now_ms())
@@ -194,11 +199,14 @@ class FederationSender:
     ) -> Callable[[], None] | None:
         """Persist one PDU inside the caller's transaction (the event's own);
         the returned callback wakes the senders and must run after the commit."""
-        targets = sorted({d for d in destinations if d != self.server_name})
+        targets = self._targets(destinations)
         if not targets:
             return None
         await self.store.add_pdus_in(q, targets, pdu, self.clock.now_ms())
         return partial(self.wake_all, targets)
+
+    def _targets(self, destinations: Iterable[str]) -> list[str]:
+        return sorted({d for d in destinations if d != self.server_name and self._allowed(d)})
 
     async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]:
         return await self.store.joined_servers_in(q, room_nid)
@@ -214,7 +222,10 @@ class FederationSender:
 
     def wake(self, destination: str) -> None:
         """Something new is queued for ``destination``: make sure its task runs."""
-        if self._closed:
+        if self._closed or not self._allowed(destination):
+            return
+        if self.forward is not None:
+            self.forward([destination])
             return
         state = self._destinations.setdefault(destination, _Destination())
         state.wake.set()

@@ -41,12 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--database-url", default=None)
     g.add_argument("--open-registration", action="store_true")
     g.add_argument("--registration-shared-secret", default=None)
+    g.add_argument("--allow-guests", action="store_true", help="let guest accounts register")
     g.add_argument("--insecure-local-federation", action="store_true")
     g.add_argument("--no-rate-limits", action="store_true")
     g.add_argument("--force", action="store_true")
 
     r = sub.add_parser("run", help="run the server in the foreground")
     r.add_argument("--config", required=True)
+    r.add_argument("--worker", default=None, help="run as this worker of the config's workers")
 
     u = sub.add_parser("register-user", help="create a local account")
     u.add_argument("--config", required=True)
@@ -99,6 +101,7 @@ def generate_config(args: argparse.Namespace) -> None:
         "registration": {
             "enabled": bool(args.open_registration),
             "shared_secret": args.registration_shared_secret,
+            "allow_guests": bool(args.allow_guests),
         },
         "rate_limits": {"enabled": not args.no_rate_limits},
         "federation": {"insecure_local": bool(args.insecure_local_federation)},
@@ -130,8 +133,8 @@ def _setup_logging(level: str, log_format: str = "text") -> None:
     install_log_handler(level, log_format, sys.stderr)
 
 
-async def _run(config_path: str) -> None:
-    from homeserver.app import start
+async def _run(config_path: str, worker: str | None = None) -> None:
+    from homeserver.app import start, start_worker
 
     config = load_config(config_path)
     _setup_logging(config.log_level, config.logging.format)
@@ -141,13 +144,22 @@ async def _run(config_path: str) -> None:
             "insecure_local federation is ON: loopback peers allowed and TLS certificates "
             "NOT verified. Use this only for tests on one machine."
         )
-    running = await start(config)
-    log.info(
-        "%s serving the client API on %s, federation on port %d",
-        config.server_name,
-        running.client_url,
-        running.federation_port,
-    )
+    if worker is not None:
+        running = await start_worker(config, worker)
+        log.info(
+            "%s worker %s serving the client API on %s",
+            config.server_name,
+            worker,
+            running.client_url,
+        )
+    else:
+        running = await start(config)
+        log.info(
+            "%s serving the client API on %s, federation on port %d",
+            config.server_name,
+            running.client_url,
+            running.federation_port,
+        )
     if running.metrics_port:
         log.info(
             "metrics on http://%s:%d/metrics", config.metrics.bind_address, running.metrics_port
@@ -242,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             generate_config(args)
         elif args.command == "run":
             _use_uvloop()
-            asyncio.run(_run(args.config))
+            asyncio.run(_run(args.config, args.worker))
         elif args.command == "register-user":
             asyncio.run(_register_user(args))
         elif args.command == "media":

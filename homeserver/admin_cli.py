@@ -40,7 +40,7 @@ def add_parsers(sub: Any) -> None:
     d = sub.add_parser("deactivate-user", help="deactivate an account (leaves its rooms)")
     d.add_argument("--config", required=True)
     d.add_argument("user", help="localpart or full user id")
-    d.add_argument("--erase", action="store_true", help="also mark the account erased")
+    d.add_argument("--erase", action="store_true", help="also erase what the account sent")
 
     p = sub.add_parser("reset-password", help="set a new password for an account")
     p.add_argument("--config", required=True)

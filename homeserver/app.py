@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
 from federation.sender import FederationSender
-from homeserver.accounts.auth import Authenticator
+from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
 from homeserver.accounts.client_ips import ClientIpRetention
 from homeserver.accounts.login_tokens import LoginTokens
 from homeserver.accounts.openid import OpenIdTokens
@@ -30,6 +31,8 @@ from homeserver.accounts.threepids_store import ThreepidStore
 from homeserver.accounts.uia import UiaService
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.assembly import client_apis, federation_listener_routes
+from homeserver.appservices.service import AppServices
+from homeserver.appservices.wiring import build_app_services, read_registrations
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
@@ -44,18 +47,22 @@ from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.metrics import Metrics
-from homeserver.push.service import PushRuleService
+from homeserver.push.actions_store import PushActionRow
+from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
-from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
-from homeserver.storage.database import Database, connect
+from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
+from homeserver.streams.pg_bus import PgSignalBus
+from homeserver.streams.signal import SignalFanout
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
@@ -63,6 +70,11 @@ from homeserver.tls import server_ssl_context
 from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
+
+# The bus topic on which workers announce new federation outbox rows (keys: destinations).
+FEDERATION_OUTBOX = "federation_outbox"
+# The bus topic on which workers announce new push notification rows (keys: user ids).
+PUSH_DELIVERY = "push_delivery"
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -97,6 +109,7 @@ class HomeServer:
     admin: AdminArea
     media: MediaService
     openid: OpenIdTokens
+    app_services: AppServices
     threepids: ThreepidService
     login_tokens: LoginTokens
     client_ips: ClientIpRetention
@@ -107,14 +120,25 @@ class HomeServer:
     unstable_features: dict[str, bool] = field(default_factory=dict)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     process_lock: ProcessLock | None = None
+    # Wake-ups and cache invalidation shared with other processes (PostgreSQL only).
+    signal_bus: PgSignalBus | None = None
     # Set when another process took the database lock (PostgreSQL): `run` stops.
     lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def build(cls, config: Config, exclusive: bool = True) -> HomeServer:
+    async def build(
+        cls, config: Config, exclusive: bool = True, cross_process: bool = False
+    ) -> HomeServer:
         """``exclusive``: take the database's process lock first (every serving
-        process; ``register-user`` only adds a row and does not)."""
+        process; ``register-user`` only adds a row and does not). ``cross_process``:
+        share wake-ups and cache invalidation with other processes on the same
+        PostgreSQL database (``connect_signal_bus``)."""
+        if cross_process and sqlite_path(config.database_url) is not None:
+            raise ConfigError("several processes need PostgreSQL: SQLite serves one process only")
         signing_key = _load_signing_key(config.signing_key_path)
+        registrations = read_registrations(config)
+        # Operator modules load first: a broken one is a config error before any I/O.
+        content_policy = ContentPolicy.from_config(config.content_policy)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
             db = await connect(config.database_url, config.database.sqlite_synchronous)
@@ -138,7 +162,11 @@ class HomeServer:
         # Room events wake /sync through the notifier; the room service sees only the
         # ChangeSignal interface (a cross-process signal plugs in here later).
         notifier = Notifier()
-        rooms_area = build_rooms_area(config, db, clock, signing_key, accounts, notifier)
+        # Application-service senders listen to the same signal (added below).
+        signal = SignalFanout([notifier])
+        rooms_area = build_rooms_area(
+            config, db, clock, signing_key, accounts, signal, content_policy
+        )
         members = rooms_area.members
         userdata = UserDataServices.build(db, clock)
         push = build_push_rules(db, userdata.account_data)
@@ -170,6 +198,18 @@ class HomeServer:
             departed_room_mates=members.departed_room_mates,
             arrived_room_mates=members.arrived_room_mates,
         )
+        app_services = build_app_services(
+            config,
+            registrations,
+            db,
+            accounts,
+            rooms_area,
+            typing,
+            receipts,
+            e2ee.to_device,
+            userdata.presence,
+        )
+        signal.targets.append(app_services)
         threepid_store = ThreepidStore(db)
         threepids = ThreepidService(config, threepid_store, Mailer(config.email), clock)
 
@@ -213,12 +253,16 @@ class HomeServer:
             media=MediaService(config, MediaStore(db), clock),
             admin=AdminArea.build(config, db, clock, accounts, rooms_area, threepids),
             openid=OpenIdTokens(db, clock, config.server_name),
+            app_services=app_services,
             threepids=threepids,
             login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),
             client_ips=ClientIpRetention(store, clock, config.privacy),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
             process_lock=lock,
         )
+        invites = rooms_area.memberships.invite_protection
+        if invites is not None:
+            invites.limiter = partial(hs.limiter.check, "invites")  # (user, count)
         attach_email_pushes(
             hs.sync_area.pushers, hs.sync_area.notifications, threepids, store, clock, config.email
         )
@@ -248,16 +292,61 @@ class HomeServer:
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
         _wire_metrics(hs, relay.sender)
+        if cross_process:
+            try:
+                await hs.connect_signal_bus()
+            except BaseException:
+                await hs.close()
+                raise
         if exclusive:
             # Only the serving process sends the outbox (register-user beside it must not).
             await hs.federation.start()
             if lock is not None:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
+            # Each service's sender user exists; then its transactions resume where they
+            # stopped (a stored, unacknowledged one first).
+            await app_services.ensure_senders_registered(clock.now_ms())
+            app_services.start()
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
             # Pushers catch up the notifications a restart left undelivered.
             hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
+            # A history purge a restart cut short says so at its status endpoint.
+            await rooms_area.purger.store.fail_interrupted()
         return hs
+
+    async def connect_signal_bus(self) -> None:
+        """Join the PostgreSQL signal bus (``homeserver.streams.pg_bus``): /sync wake-ups
+        and the caches that must not outlive a change made by another process."""
+        notifier = self.sync_area.notifier
+        app_services = self.app_services
+
+        # Application-service senders (main process) also look again when a worker
+        # persisted events or queued to-device messages.
+        def wake_local(user_ids: list[str]) -> None:
+            notifier.wake_local(user_ids)
+            app_services.woken_by_other_process(user_ids)
+
+        def wake_everyone() -> None:
+            notifier.wake_everyone()
+            app_services.woken_by_other_process(None)
+
+        bus = PgSignalBus(self.config.database_url, wake_local, wake_everyone)
+        notifier.relay = bus.publish_wake
+        self.auth.publish = bus.publish
+        bus.subscribe(SESSIONS_CACHE, self.auth.drop_tokens)
+        bus.subscribe(USER_SESSIONS_CACHE, self.auth.drop_users)
+        events = self.rooms_area.rooms.events
+        events.publish = bus.publish
+        bus.subscribe(
+            EVENTS_CACHE, lambda nids: events.drop_cached(None if nids is None else map(int, nids))
+        )
+        self.push.publish = bus.publish
+        bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
+        # State groups, interned state keys and room versions never change once written,
+        # so those caches need no message.
+        self.signal_bus = bus
+        await bus.start()
 
     def start_background(self) -> None:
         """Long-running upkeep of a serving process (not of CLI one-shots)."""
@@ -265,6 +354,12 @@ class HomeServer:
             asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep")
         )
         self.background.append(asyncio.create_task(self.client_ips.run(), name="client-ip-purge"))
+        if self.config.retention.enabled:
+            self.background.append(
+                asyncio.create_task(
+                    _job("retention", self.rooms_area.retention.run), name="retention"
+                )
+            )
 
     def client_app(self) -> web.Application:
         # Media uploads stream from request.content to disk (within
@@ -300,6 +395,7 @@ class HomeServer:
             threepids=self.threepids,
             login_tokens=self.login_tokens,
             unstable_features=self.unstable_features,
+            app_services=self.app_services,
         )
         for api in apis:
             app.add_routes(api.routes())
@@ -330,10 +426,14 @@ class HomeServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.app_services.close()
+        await self.rooms_area.purger.close()
         if self.federation is not None:
             await self.federation.close()
         if self.previewer is not None:
             await self.previewer.close()
+        if self.signal_bus is not None:
+            await self.signal_bus.close()
         await self.db.close()
         self.accounts.passwords.close()
         if self.process_lock is not None:
@@ -414,8 +514,17 @@ async def _listen(
 
 
 async def start(config: Config) -> RunningServer:
-    """Build the server and open the client and federation listeners."""
-    hs = await HomeServer.build(config)
+    """Build the server and open the client and federation listeners.
+
+    With ``workers`` in the config this is the main process: it holds the database's
+    process lock, sends the federation outbox, runs the background jobs and serves
+    federation, and shares wake-ups and caches with the workers over PostgreSQL.
+    """
+    hs = await HomeServer.build(config, cross_process=bool(config.workers))
+    if hs.signal_bus is not None and hs.federation is not None:
+        hs.federation.send_for_workers(hs.signal_bus.subscribe, FEDERATION_OUTBOX)
+    if hs.signal_bus is not None:
+        _deliver_pushes_for_workers(hs, hs.signal_bus)
     runners: list[web.AppRunner] = []
     try:
         hs.start_background()
@@ -441,3 +550,59 @@ async def start(config: Config) -> RunningServer:
         await hs.close()
         raise
     return RunningServer(hs, runners, client_port, fed_port, metrics_port)
+
+
+def _push_through(hs: HomeServer, bus: PgSignalBus) -> None:
+    """Worker: push notifications are delivered by the main process only (one sender per
+    pusher cursor); the users whose new rows should go out are announced to it."""
+    notifications = hs.sync_area.notifications
+    notifications.row_hooks.remove(hs.sync_area.pushers.on_push_rows)
+
+    def announce(rows: Sequence[PushActionRow], _stored: StoredEvent) -> None:
+        bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
+
+    notifications.row_hooks.append(announce)
+
+
+def _deliver_pushes_for_workers(hs: HomeServer, bus: PgSignalBus) -> None:
+    """Main process: deliver what workers announce; after a missed message, every
+    pusher catches up from its cursor (as at start-up)."""
+    delivery = hs.sync_area.pushers.delivery
+
+    def on_announce(user_ids: list[str] | None) -> None:
+        job = delivery.resume() if user_ids is None else delivery.wake_users(user_ids)
+        task = asyncio.get_running_loop().create_task(job)
+        delivery.tasks.add(task)
+        task.add_done_callback(delivery.tasks.discard)
+
+    bus.subscribe(PUSH_DELIVERY, on_announce)
+
+
+async def start_worker(config: Config, name: str) -> RunningServer:
+    """A worker process (``myelin run --worker NAME``): the client API on the worker's
+    port, beside the main process, over the same PostgreSQL database. What only one
+    process may do stays with the main one: sending the federation outbox (the
+    worker's new outbox rows are announced to it over the bus), delivering push
+    notifications (likewise), background jobs and the federation listener."""
+    if sqlite_path(config.database_url) is not None:
+        raise ConfigError(
+            f"--worker {name}: worker processes need PostgreSQL; this config's database is"
+            " SQLite, which one process serves alone"
+        )
+    worker = config.workers.get(name)
+    if worker is None:
+        known = ", ".join(sorted(config.workers)) or "none"
+        raise ConfigError(f"--worker {name}: no such worker in the config (workers: {known})")
+    hs = await HomeServer.build(config, exclusive=False, cross_process=True)
+    try:
+        assert hs.signal_bus is not None
+        if hs.federation is not None:
+            hs.federation.send_through(hs.signal_bus.publish, FEDERATION_OUTBOX)
+        _push_through(hs, hs.signal_bus)
+        runner, port = await _listen(
+            hs.client_app(), config.client_listener.bind, worker.client_port
+        )
+    except BaseException:
+        await hs.close()
+        raise
+    return RunningServer(hs, [runner], port, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.moderation_config import ContentPolicyConfig, InviteProtectionConfig
 
 
 class ConfigError(Exception):
@@ -55,6 +57,8 @@ class RateLimitsConfig:
     # Registrations (and guest accounts), per client IP (Synapse's rc_registration).
     registration: RateLimit = field(default_factory=lambda: RateLimit(0.17, 3))
     message: RateLimit = field(default_factory=lambda: RateLimit(5.0, 50))
+    # Invites one local user may send (room invites, and those in createRoom's "invite").
+    invites_per_user: RateLimit = field(default_factory=lambda: RateLimit(0.1, 20))
     # Per client IP over every unauthenticated rate-limited action.
     per_ip: RateLimit = field(default_factory=lambda: RateLimit(10.0, 100))
     # Validation mail (requestToken), per client IP and per address (Synapse's
@@ -83,12 +87,19 @@ class PasswordHashingConfig:
 
 
 @dataclass
+class WorkerConfig:
+    # The worker's client API port (on client_listener.bind); see README "Scaling out".
+    client_port: int = 0
+
+
+@dataclass
 class RegistrationConfig:
     enabled: bool = False
     shared_secret: str | None = None
     # Tokens accepted by m.login.registration_token; empty means none.
     tokens: list[str] = field(default_factory=list)
-    allow_guests: bool = True
+    # Guest accounts (POST /register?kind=guest): off unless the operator turns them on.
+    allow_guests: bool = False
     # Localparts nobody may register (M_EXCLUSIVE), e.g. bridge namespaces.
     reserved_localparts: list[str] = field(default_factory=list)
     # Registration must prove an email address (m.login.email.identity); needs `email`.
@@ -151,6 +162,12 @@ class FederationConfig:
     max_concurrent_transactions: int = 50
     # Inbound transactions processed at the same time (all origins together).
     max_concurrent_inbound: int = 20
+    # Which servers this one federates with. Entries are server names, or patterns with
+    # "*" ("*.example.org"). allow_list null: every server not denied; a list: only
+    # those. deny_list wins over allow_list. Refused servers get 403 M_FORBIDDEN on
+    # every inbound request and are never sent to (joins through them fail).
+    allow_list: list[str] | None = None
+    deny_list: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -209,6 +226,27 @@ class MediaConfig:
     # and reserved addresses are always refused unless listed in url_preview_ip_allow.
     url_preview_ip_deny: list[str] = field(default_factory=list)
     url_preview_ip_allow: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RetentionPolicy:
+    # Milliseconds. max_lifetime: events older than this are purged; null: kept.
+    # min_lifetime is accepted for Synapse compatibility (nothing is purged sooner anyway).
+    min_lifetime: int | None = None
+    max_lifetime: int | None = None
+
+
+@dataclass
+class RetentionConfig:
+    """Message retention: a server default and per-room m.room.retention (issue 14)."""
+
+    enabled: bool = False
+    default_policy: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # Bounds on a room's m.room.retention max_lifetime (ms); a value outside is clamped.
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    # How often the purge job runs (ms).
+    purge_interval_ms: int = 24 * 60 * 60 * 1000
 
 
 @dataclass
@@ -304,16 +342,27 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     support: SupportConfig = field(default_factory=SupportConfig)
+    content_policy: ContentPolicyConfig = field(default_factory=ContentPolicyConfig)
+    invite_protection: InviteProtectionConfig = field(default_factory=InviteProtectionConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
     )
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Lifetime of access tokens issued together with a refresh token.
     refreshable_access_token_lifetime_ms: int = 5 * 60 * 1000
     default_room_version: str = "12"
+    # Application-service registration files (bridges' registration.yaml, as Synapse reads
+    # them); relative paths are resolved against the configuration file's folder.
+    app_service_config_files: list[str] = field(default_factory=list)
+    # Back-off between attempts to deliver a transaction to a service that is down.
+    app_service_min_retry_ms: int = 2000
+    app_service_max_retry_ms: int = 300_000
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
     log_level: str = "INFO"
+    # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
+    workers: dict[str, WorkerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -343,6 +392,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        _, item_tp = typing.get_args(tp)
+        if item_tp is Any:
+            # Free-form (a content policy module's own config): JSON-like, string keys.
+            if not all(isinstance(k, str) for k in value):
+                raise ConfigError(f"{key}: expected a mapping with string keys")
+            return dict(value)
+        return {str(k): _convert(v, item_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
@@ -422,9 +481,58 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    config.app_service_config_files = [
+        str((base_dir / path).resolve()) for path in config.app_service_config_files
+    ]
+    if not 1 <= config.app_service_min_retry_ms <= config.app_service_max_retry_ms:
+        raise ConfigError("app_service_max_retry_ms: must be at least app_service_min_retry_ms")
     _check_support(config.support)
+    _check_content_policy(config.content_policy)
+    _check_workers(config)
     _check_email(config)
+    _check_retention(config.retention)
     return config
+
+
+_WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _check_workers(config: Config) -> None:
+    if not config.workers:
+        return
+    if config.database_url.startswith("sqlite://"):
+        raise ConfigError(
+            "workers: several processes need PostgreSQL (database_url: postgresql://...);"
+            " SQLite serves one process only"
+        )
+    ports = {config.client_listener.port, config.federation_listener.port}
+    for name, worker in config.workers.items():
+        if not _WORKER_NAME.fullmatch(name) or name == "main":
+            raise ConfigError(
+                f"workers.{name}: a worker name is lowercase letters, digits, - and _"
+                " (and not 'main')"
+            )
+        if not 1 <= worker.client_port <= 65535:
+            raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
+        if worker.client_port in ports:
+            raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
+        ports.add(worker.client_port)
+
+
+def _check_retention(r: RetentionConfig) -> None:
+    values = (
+        r.default_policy.min_lifetime,
+        r.default_policy.max_lifetime,
+        r.allowed_lifetime_min,
+        r.allowed_lifetime_max,
+    )
+    if any(v is not None and v < 1 for v in values):
+        raise ConfigError("retention: lifetimes must be at least 1 millisecond (or null)")
+    low, high = r.allowed_lifetime_min, r.allowed_lifetime_max
+    if low is not None and high is not None and low > high:
+        raise ConfigError("retention.allowed_lifetime_min: must not exceed allowed_lifetime_max")
+    if r.purge_interval_ms < 1:
+        raise ConfigError("retention.purge_interval_ms: must be at least 1")
 
 
 def _check_email(config: Config) -> None:
@@ -476,6 +584,7 @@ def _check_rate_limits(limits: RateLimitsConfig) -> None:
         "login.failed_attempts": limits.login.failed_attempts,
         "registration": limits.registration,
         "message": limits.message,
+        "invites_per_user": limits.invites_per_user,
         "per_ip": limits.per_ip,
         "threepid_validation": limits.threepid_validation,
         "login_token": limits.login_token,
@@ -521,6 +630,27 @@ def _check_media(config: Config, data_dir: Path) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"media.{key}: {net!r} is not an IP network") from None
+
+
+def _check_content_policy(policy: ContentPolicyConfig) -> None:
+    """Patterns must compile and modules must be named "module:Class"; the modules
+    themselves are imported when the server starts (homeserver/rooms/content_policy.py)."""
+    import re
+
+    for i, pattern in enumerate(policy.blocked_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"content_policy.blocked_patterns[{i}]: {e}") from None
+    for i, word in enumerate(policy.blocked_words):
+        if not word.strip():
+            raise ConfigError(f"content_policy.blocked_words[{i}]: must not be empty")
+    for i, mod in enumerate(policy.modules):
+        path, _, cls = mod.module.partition(":")
+        if not path or not cls:
+            raise ConfigError(
+                f"content_policy.modules[{i}].module: expected 'package.module:ClassName'"
+            )
 
 
 def _check_support(support: SupportConfig) -> None:

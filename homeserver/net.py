@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 
@@ -64,3 +65,34 @@ class PolicyResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+RESOLVE_TIMEOUT_S = 5.0
+
+
+def forbidden_literal_host(host: str) -> bool:
+    """A URL host that names this host or a private network without a look-up: an
+    address literal of such a network, or ``localhost``. aiohttp connects to address
+    literals without asking its resolver, so ``PolicyResolver`` never sees them."""
+    host = host.lower().rstrip(".").strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return is_forbidden_address(host)
+
+
+async def resolves_only_to_forbidden(host: str) -> bool:
+    """True when ``host`` resolves, and only to forbidden addresses. A name that does not
+    resolve now is let through: connections check the addresses again (PolicyResolver)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        return False
+    addresses = [str(info[4][0]) for info in infos]
+    return bool(addresses) and all(is_forbidden_address(a) for a in addresses)

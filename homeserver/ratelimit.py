@@ -6,9 +6,10 @@ again are dropped so memory stays bounded by the number of recently active keys.
 
 Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
 account), ``login_failed`` (failed passwords per account), ``registration``
-(per IP), ``message`` (per user), ``per_ip`` (every unauthenticated limited
-action per IP), ``threepid_validation`` (validation mail per IP and per
-address), ``login_token`` (``/login/get_token`` per user). ``check`` takes a
+(per IP), ``message`` (per user), ``invites`` (invites sent, per user),
+``per_ip`` (every unauthenticated limited action per IP), ``threepid_validation``
+(validation mail per IP and per address), ``login_token`` (``/login/get_token``
+per user). ``check`` takes a
 token or refuses; the failed-login bucket is split into ``peek`` (refuse while
 empty, take nothing) before the password is checked and ``record`` after it
 failed, so only failures count.
@@ -34,6 +35,7 @@ class RateLimiter:
             "login_failed": config.login.failed_attempts,
             "registration": config.registration,
             "message": config.message,
+            "invites": config.invites_per_user,
             "per_ip": config.per_ip,
             "threepid_validation": config.threepid_validation,
             "login_token": config.login_token,
@@ -48,20 +50,23 @@ class RateLimiter:
         tokens, last = self._buckets.get((action, key), (float(limit.burst_count), now))
         return limit, min(float(limit.burst_count), tokens + (now - last) * limit.per_second)
 
-    def _refuse_if_empty(self, limit: RateLimit, tokens: float) -> None:
-        if tokens < 1.0:
-            wait = (1.0 - tokens) / limit.per_second if limit.per_second > 0 else 3600.0
+    def _refuse_if_empty(self, limit: RateLimit, tokens: float, cost: float = 1.0) -> None:
+        if tokens < cost:
+            wait = (cost - tokens) / limit.per_second if limit.per_second > 0 else 3600.0
             raise limit_exceeded(max(1, int(wait * 1000)))
 
-    def check(self, action: str, key: str) -> None:
-        """Take one token for ``key`` or raise 429 M_LIMIT_EXCEEDED with retry_after_ms."""
+    def check(self, action: str, key: str, cost: int = 1) -> None:
+        """Take ``cost`` tokens for ``key`` (all or none) or raise 429 M_LIMIT_EXCEEDED
+        with retry_after_ms. A batch larger than ``burst_count`` never passes (as in
+        Synapse's invites in createRoom)."""
         if not self._config.enabled:
             return
         now = self._clock()
         limit, tokens = self._tokens(action, key, now)
+        needed = float(max(cost, 1))
         self._buckets[(action, key)] = (tokens, now)
-        self._refuse_if_empty(limit, tokens)
-        self._buckets[(action, key)] = (tokens - 1.0, now)
+        self._refuse_if_empty(limit, tokens, needed)
+        self._buckets[(action, key)] = (tokens - needed, now)
         self._maybe_sweep(now)
 
     def peek(self, action: str, key: str) -> None:

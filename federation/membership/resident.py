@@ -24,6 +24,7 @@ from homeserver.events.signing import reference_hash_entry, sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.restricted import RestrictedJoins
@@ -72,6 +73,8 @@ class ResidentMembership:
         # Rooms a server admin blocked: no remote user joins or knocks through
         # us, and our users get no invites to them (set by FederatedRooms.attach).
         self.blocked: Callable[[str], Awaitable[bool]] | None = None
+        # Server-wide invite blocks (config invite_protection), set by attach.
+        self.invite_protection: InviteProtection | None = None
 
     async def _refuse_blocked(self, room_id: str) -> None:
         if self.blocked is not None and await self.blocked(room_id):
@@ -213,6 +216,8 @@ class ResidentMembership:
             raise bad_json("Expected an invite")
         if domain_of(target) != self.server_name or domain_of(event.sender) != origin:
             raise forbidden("The invite is not from the requesting server to one of our users")
+        if self.invite_protection is not None:
+            self.invite_protection.check(event.sender)
         room = await self.rooms.rooms.get_room(room_id)
         if room is not None and not await self.pipeline.server_allowed(room, origin):
             raise denied()

@@ -184,14 +184,14 @@ class UserAdmin:
             self.accounts.auth.forget_user(user.user_id)
 
     async def deactivate(self, user_id: str, erase: bool) -> None:
-        """Deactivate (idempotent); ``erase`` also marks the account erased.
-
-        Deactivation already removes the profile (display name, avatar);
-        message content the user sent is not rewritten (see the README)."""
+        """Deactivate (idempotent); ``erase`` also erases the account: it is marked
+        erased and the events it sent are stored pruned (``erased_hooks``)."""
         user = await self._record(user_id)
-        await self.accounts.deactivate(user.user_id)
-        if erase:
-            await self.store.mark_erased(user.user_id, self.accounts.clock.now_ms())
+        await self.accounts.deactivate(user.user_id, erase=erase)
+
+    async def mark_erased(self, user_id: str) -> None:
+        """The first erased hook: the account shows as erased before its events are pruned."""
+        await self.store.mark_erased(user_id, self.accounts.clock.now_ms())
 
     async def whois(self, user_id: str) -> dict[str, Any]:
         """Spec "Server administration": the user's devices and their last connection."""

@@ -9,6 +9,7 @@ device deletion, password change and deactivation.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -27,6 +28,9 @@ MAX_USER_AGENT = 512
 # change made by another process (the admin CLI: deactivation, password reset,
 # admin flag) reaches a running server within this time.
 CACHE_RECHECK_MS = 30_000
+# Cache names on the cross-process bus (homeserver.streams.pg_bus).
+SESSIONS_CACHE = "sessions"
+USER_SESSIONS_CACHE = "user_sessions"
 
 
 def missing_token() -> MatrixError:
@@ -49,6 +53,10 @@ def token_from_request(request: web.Request) -> str | None:
     return request.query.get("access_token")
 
 
+# An application service's token: the identity it asserts, or None for other tokens.
+AppServiceAuth = Callable[[str, web.Request], Awaitable[Requester | None]]
+
+
 class Authenticator:
     def __init__(self, store: AccountStore, clock: Clock, *, store_client_ips: bool = True) -> None:
         self._store = store
@@ -59,12 +67,20 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[Requester, int | None, int]] = OrderedDict()
         # (user_nid, device_id) -> (ip, ts) last written to the devices table.
         self._last_seen: dict[tuple[int, str], tuple[str | None, int]] = {}
+        # Set by the composition root when application services are configured.
+        self.app_services: AppServiceAuth | None = None
+        # Other processes drop what this one forgets (cache name, keys); None: one process.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     async def requester(self, request: web.Request, *, allow_guest: bool = False) -> Requester:
         """The authenticated user, or 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
         token = token_from_request(request)
         if token is None:
             raise missing_token()
+        if self.app_services is not None:
+            as_req = await self.app_services(token, request)
+            if as_req is not None:
+                return as_req  # no device "last seen" for a service
         req = await self.by_token(token)
         if req.is_guest and not allow_guest:
             raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed")
@@ -89,7 +105,13 @@ class Authenticator:
 
     async def optional_requester(self, request: web.Request) -> Requester | None:
         token = token_from_request(request)
-        return None if token is None else await self.by_token(token)
+        if token is None:
+            return None
+        if self.app_services is not None:
+            as_req = await self.app_services(token, request)
+            if as_req is not None:
+                return as_req
+        return await self.by_token(token)
 
     async def by_token(self, token: str) -> Requester:
         token_hash = hash_token(token)
@@ -122,10 +144,31 @@ class Authenticator:
         return req
 
     def forget(self, token_hashes: list[str]) -> None:
+        """The tokens were revoked: drop them here and in every other process."""
+        self.drop_tokens(token_hashes)
+        if self.publish is not None:
+            self.publish(SESSIONS_CACHE, list(token_hashes))
+
+    def forget_user(self, user_id: str) -> None:
+        """The user's sessions changed (deactivated, admin, guest upgraded), everywhere."""
+        self.drop_users([user_id])
+        if self.publish is not None:
+            self.publish(USER_SESSIONS_CACHE, [user_id])
+
+    def drop_tokens(self, token_hashes: list[str] | None) -> None:
+        """Drop cached tokens in this process only (None: every one)."""
+        if token_hashes is None:
+            self._cache.clear()
+            return
         for h in token_hashes:
             self._cache.pop(h, None)
 
-    def forget_user(self, user_id: str) -> None:
+    def drop_users(self, user_ids: list[str] | None) -> None:
+        """Drop the users' cached tokens in this process only (None: every one)."""
+        if user_ids is None:
+            self._cache.clear()
+            return
+        wanted = set(user_ids)
         for h, (req, _, _) in list(self._cache.items()):
-            if req.user_id == user_id:
+            if req.user_id in wanted:
                 del self._cache[h]

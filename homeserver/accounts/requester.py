@@ -13,3 +13,5 @@ class Requester:
     is_guest: bool
     is_admin: bool
     token_hash: str
+    # Set when an application service's as_token made the request (its registration id).
+    app_service_id: str | None = None

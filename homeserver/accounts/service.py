@@ -87,10 +87,19 @@ class AccountService:
         self.device_renamed_hooks: list[DevicesHook] = []
         # Called after deactivation, with the user id.
         self.deactivated_hooks: list[UserHook] = []
+        # Called after a deactivation with erase: true, with the user id, in order:
+        # the erasure is recorded first, then the user's events are pruned.
+        self.erased_hooks: list[UserHook] = []
         # Called after a displayname or avatar change, with the user id.
         self.profile_changed_hooks: list[UserHook] = []
         # Set by federation: profiles of users on other servers (None: not federating).
         self.remote_profile_lookup: RemoteProfileLookup | None = None
+        # Set when application services are configured: raises M_EXCLUSIVE for a user id
+        # a service holds exclusively (ordinary registration may not take it).
+        self.exclusive_user_check: Callable[[str], None] | None = None
+        # Asks the application services for an unknown local user in their namespace;
+        # True when one created it (spec AS API "Query User").
+        self.unknown_user_query: Callable[[str], Awaitable[bool]] | None = None
 
     # ------------------------------------------------------------ user ids
 
@@ -113,6 +122,8 @@ class AccountService:
             raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
         if any(localpart.startswith(p) for p in self.config.registration.reserved_localparts):
             raise MatrixError(400, "M_EXCLUSIVE", "This user ID is reserved by an application")
+        if self.exclusive_user_check is not None:
+            self.exclusive_user_check(user_id)
         return user_id
 
     async def check_available(self, username: str) -> str:
@@ -375,7 +386,8 @@ class AccountService:
             await self.delete_devices(user.user_id, user_nid, await self.store.device_ids(user_nid))
             self.auth.forget_user(user.user_id)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, erase: bool = False) -> None:
+        """Deactivate; ``erase`` also erases what the user sent (``erased_hooks``)."""
         user = await self.store.get_user(user_id)
         if user is None:
             raise not_found("Unknown user")
@@ -386,6 +398,9 @@ class AccountService:
             await dhook(user_id, devices)
         for hook in self.deactivated_hooks:
             await hook(user_id)
+        if erase:
+            for ehook in self.erased_hooks:
+                await ehook(user_id)
 
     # ------------------------------------------------------------- devices
 
@@ -426,6 +441,9 @@ class AccountService:
     async def get_profile(self, user_id: str) -> dict[str, str]:
         """A local user's public profile (``M_NOT_FOUND`` for unknown or deactivated users)."""
         user = await self.store.get_user(user_id)
+        if user is None and self.unknown_user_query is not None:
+            if await self.unknown_user_query(user_id):
+                user = await self.store.get_user(user_id)
         if user is None or user.deactivated:
             raise not_found("Profile not found")
         out = {}

@@ -13,6 +13,7 @@ from homeserver.accounts.service import AccountService
 from homeserver.accounts.threepids import EMAIL, ThreepidService
 from homeserver.accounts.uia import UiaOutcome, UiaService
 from homeserver.api.routes import client_routes
+from homeserver.appservices.service import AS_REGISTRATION, AppServices
 from homeserver.errors import MatrixError, forbidden
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
 from homeserver.http.shell import json_response
@@ -40,7 +41,9 @@ class AccountApi:
         tokens: RegistrationTokens,
         threepids: ThreepidService,
         login_tokens: LoginTokens,
+        app_services: AppServices | None = None,
     ) -> None:
+        self.app_services = app_services
         self.accounts = accounts
         self.tokens = tokens
         self.threepids = threepids
@@ -71,16 +74,20 @@ class AccountApi:
         if self.login_tokens.config.enabled:
             # Spec v1.7: m.login.token with get_login_token says /login/get_token exists.
             flows.append({"type": "m.login.token", "get_login_token": True})
+        if self.app_services is not None and self.app_services.services:
+            flows.append({"type": AS_REGISTRATION})
         return json_response({"flows": flows})
 
     async def post_login(self, request: web.Request) -> web.Response:
         # Synapse's rc_login: every attempt per IP; per account, failures (from any
         # IP) and successes. Checked before the (slow) password hash is computed.
         ip = client_ip(request)
-        self.limiter.check("per_ip", ip)
-        self.limiter.check("login_address", ip)
         body = await json_body(request)
         login_type = req_str(body, "type")
+        if login_type == AS_REGISTRATION and self.app_services is not None:
+            return await self._app_service_login(request, body)
+        self.limiter.check("per_ip", ip)
+        self.limiter.check("login_address", ip)
         if login_type == "m.login.token" and self.login_tokens.config.enabled:
             return await self._login_with_token(body)
         if login_type != "m.login.password":
@@ -110,6 +117,32 @@ class AccountApi:
                 self.limiter.record("login_failed", account)
             raise
         self.limiter.record("login_account", account)
+        return json_response(session.to_json(self.accounts.server_name))
+
+    async def _app_service_login(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        """Spec "Appservice Login": a device for a user of the service's namespace,
+        authenticated by its as_token (bridges create their users' devices this way)."""
+        assert self.app_services is not None
+        token = token_from_request(request)
+        if token is None:
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        service = self.app_services.by_as_token(token)
+        if service is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown application service token")
+        if service.rate_limited:
+            self.limiter.check("login_address", client_ip(request))
+        user_id = await self.accounts.resolve_login_user(_login_user(body))
+        if user_id is None or not service.is_interested_in_user(user_id):
+            raise forbidden("User is not in this application service's namespace")
+        user = await self.accounts.store.get_user(user_id)
+        if user is None or user.deactivated:
+            raise forbidden("Unknown user")
+        session = await self.accounts.start_session(
+            user,
+            opt_str(body, "device_id"),
+            opt_str(body, "initial_device_display_name"),
+            opt_bool(body, "refresh_token", False),
+        )
         return json_response(session.to_json(self.accounts.server_name))
 
     async def _user_id_of(self, user_nid: int) -> str | None:
@@ -167,6 +200,11 @@ class AccountApi:
         return False
 
     async def post_register(self, request: web.Request) -> web.Response:
+        token = token_from_request(request)
+        if token is not None and self.app_services is not None:
+            service = self.app_services.by_as_token(token)
+            if service is not None:
+                return await self._register_app_service_user(request, service.id)
         self.limiter.check("per_ip", client_ip(request))
         self.limiter.check("registration", client_ip(request))
         kind = request.query.get("kind", "user")
@@ -247,6 +285,32 @@ class AccountApi:
         )
         return json_response(session.to_json(self.accounts.server_name))
 
+    async def _register_app_service_user(self, request: web.Request, as_id: str) -> web.Response:
+        """Registration by an application service (``m.login.application_service``):
+        no UIA, only user ids in its namespace, even where registration is closed."""
+        assert self.app_services is not None
+        body = await json_body(request, allow_empty=True)
+        service = self.app_services.by_id(as_id)
+        assert service is not None
+        if service.rate_limited:
+            self.limiter.check("registration", client_ip(request))
+        if body.get("type") != AS_REGISTRATION:
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"Application services must register with {AS_REGISTRATION}"
+            )
+        user_id = await self.app_services.register_user(service, req_str(body, "username"))
+        if opt_bool(body, "inhibit_login", False):
+            return json_response({"user_id": user_id, "home_server": self.accounts.server_name})
+        user = await self.accounts.store.get_user(user_id)
+        assert user is not None
+        session = await self.accounts.start_session(
+            user,
+            opt_str(body, "device_id"),
+            opt_str(body, "initial_device_display_name"),
+            opt_bool(body, "refresh_token", False),
+        )
+        return json_response(session.to_json(self.accounts.server_name))
+
     async def _attach_email(self, user_id: str, outcome: UiaOutcome) -> None:
         """The address the registration proved becomes the account's (spec: registering
         with m.login.email.identity adds it, so it can reset the password later)."""
@@ -266,7 +330,9 @@ class AccountApi:
 
     async def _register_guest(self, body: dict[str, Any]) -> web.Response:
         if not self.reg.allow_guests:
-            raise forbidden("Guest access is disabled")
+            raise MatrixError(
+                403, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts are not enabled on this server"
+            )
         user_id = await self.accounts.new_guest_user_id()
         await self.accounts.create_account(user_id, None, is_guest=True)
         user = await self.accounts.store.get_user(user_id)
@@ -301,13 +367,11 @@ class AccountApi:
 
     async def get_whoami(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
-        return json_response(
-            {
-                "user_id": requester.user_id,
-                "device_id": requester.device_id,
-                "is_guest": requester.is_guest,
-            }
-        )
+        answer: dict[str, Any] = {"user_id": requester.user_id, "is_guest": requester.is_guest}
+        # An application service acting without device_id= has no device.
+        if requester.device_id:
+            answer["device_id"] = requester.device_id
+        return json_response(answer)
 
     # ------------------------------------------------ password, deactivation
 
@@ -348,9 +412,9 @@ class AccountApi:
     async def post_deactivate(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
-        opt_bool(body, "erase", False)
+        erase = opt_bool(body, "erase", False)
         await self.accounts.require_password(self.uia, requester, body.get("auth"), "deactivate")
-        await self.accounts.deactivate(requester.user_id)
+        await self.accounts.deactivate(requester.user_id, erase=erase)
         return json_response({"id_server_unbind_result": "no-support"})
 
 

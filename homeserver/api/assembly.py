@@ -22,6 +22,7 @@ from homeserver.api.account_data import AccountDataApi
 from homeserver.api.admin.area import AdminArea
 from homeserver.api.admin.media import MediaAdminApi
 from homeserver.api.admin_register import AdminRegisterApi
+from homeserver.api.appservice import AppServiceApi
 from homeserver.api.devices import DevicesApi
 from homeserver.api.directory import DirectoryApi
 from homeserver.api.discovery import DiscoveryApi
@@ -50,6 +51,7 @@ from homeserver.api.threepids import ThreepidApi
 from homeserver.api.timestamp import TimestampApi
 from homeserver.api.to_device import ToDeviceApi
 from homeserver.api.voip import VoipApi
+from homeserver.appservices.service import AppServices
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
@@ -86,12 +88,15 @@ def client_apis(
     threepids: ThreepidService,
     login_tokens: LoginTokens,
     unstable_features: dict[str, bool],
+    app_services: AppServices,
 ) -> list[Any]:
     """One handler object per area of the client API; each has ``routes()``."""
     ud = userdata
     return [
         DiscoveryApi(config, auth, unstable_features),
-        AccountApi(accounts, auth, uia, limiter, admin.tokens, threepids, login_tokens),
+        AccountApi(
+            accounts, auth, uia, limiter, admin.tokens, threepids, login_tokens, app_services
+        ),
         ThreepidApi(accounts, threepids, auth, uia, limiter),
         LoginTokenApi(accounts, login_tokens, auth, uia, limiter),
         DevicesApi(accounts, auth, uia),
@@ -123,6 +128,7 @@ def client_apis(
         OpenIdApi(auth, openid),
         *admin.apis(auth, config, limiter),
         MediaAdminApi(auth, media),
+        AppServiceApi(auth, app_services, rooms.directory),
     ]
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from homeserver.accounts.auth import Authenticator
 from homeserver.accounts.service import AccountService
 from homeserver.api.routes import client_routes
-from homeserver.errors import forbidden, not_found
+from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.http.bodies import json_body, opt_str
 from homeserver.http.shell import json_response
 
@@ -43,6 +43,11 @@ class ProfileApi:
         if field not in _FIELDS:
             raise not_found(f"Unknown profile field {field}")
         requester = await self.auth.requester(request, allow_guest=True)
+        if requester.is_guest and field != "displayname":
+            # Spec "Guest access": guests may change their display name and nothing else.
+            raise MatrixError(
+                403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may only change their display name"
+            )
         if request.match_info["userId"] != requester.user_id:
             raise forbidden("You may only change your own profile")
         body = await json_body(request)

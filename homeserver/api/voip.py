@@ -1,5 +1,4 @@
-"""Client API: GET /voip/turnServer (spec "Voice over IP") and the third-party
-network lookups (spec "Third-party Networks"), which have no bridges yet.
+"""Client API: GET /voip/turnServer (spec "Voice over IP").
 
 TURN credentials follow the TURN REST API convention (draft-uberti-behave-
 turn-rest): username ``<expiry unix seconds>:<user id>``, password
@@ -51,13 +50,8 @@ class VoipApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             *client_routes("GET", "/voip/turnServer", self.turn_server),
-            *client_routes("GET", "/thirdparty/protocols", self.protocols),
         ]
 
     async def turn_server(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         return json_response(turn_credentials(self.turn, requester.user_id, self.clock.now_ms()))
-
-    async def protocols(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
-        return json_response({})

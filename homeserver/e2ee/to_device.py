@@ -204,6 +204,10 @@ class ToDeviceService:
         ]
         return events, (rows[-1][0] if rows else since_pos)
 
+    async def devices_with_messages(self) -> list[tuple[str, str]]:
+        """Local devices whose inbox is not empty (application services catch up at start)."""
+        return await self.store.inbox_devices()
+
     async def ack_to_device(self, user_id: str, device_id: str, upto_pos: int) -> None:
         """The device synced with a token at ``upto_pos``: delete what it received."""
         if upto_pos > 0:

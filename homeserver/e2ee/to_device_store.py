@@ -144,6 +144,11 @@ class ToDeviceStore:
         )
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
+    async def inbox_devices(self) -> list[tuple[str, str]]:
+        """(user_id, device_id) of every device with messages waiting."""
+        rows = await self.db.fetchall("SELECT DISTINCT user_id, device_id FROM e2e_to_device_inbox")
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     async def delete_upto(self, user_id: str, device_id: str, upto_pos: int) -> None:
         await self.db.execute(
             "DELETE FROM e2e_to_device_inbox WHERE user_id = $1 AND device_id = $2"

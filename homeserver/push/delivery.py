@@ -31,13 +31,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.logs import new_request_id, request_id
-from homeserver.net import PolicyResolver
+from homeserver.net import PolicyResolver, forbidden_literal_host
 from homeserver.push.actions_store import PushActionRow, PushActionStore
 from homeserver.push.email_pushes import EmailPushes
 from homeserver.push.pushers_store import Pusher, PusherKey, PusherStore
@@ -256,6 +257,9 @@ class PushDelivery:
         pusher removed), None when worth retrying (5xx, 429, unreachable)."""
         url = p.data.get("url")
         if not isinstance(url, str):
+            return True
+        if not self.allow_local and forbidden_literal_host(urlsplit(url).hostname or ""):
+            log.info("push gateway address refused by policy; notification dropped")
             return True
         try:
             async with (

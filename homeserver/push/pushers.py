@@ -2,10 +2,12 @@
 (spec: client-server "Push Notifications"; delivery itself: delivery.py).
 
 A gateway that answers ``rejected`` with a pushkey gets that pusher deleted
-(spec). Gateways on this host or private networks are refused unless the
-server allows local addresses (tests only), as for federation: the address
-policy is applied to every address the gateway's name resolves to when
-connecting (``PolicyResolver``).
+(spec). Gateway URLs come from users, so gateways on this host or on private,
+link-local or multicast networks are refused unless the server allows local
+addresses (``federation.insecure_local``, tests only), as for federation: at
+``/pushers/set`` (address literals, ``localhost``, names that resolve only
+there, answered 400 M_INVALID_PARAM) and again at delivery (literals in
+delivery.py, every resolved address in ``PolicyResolver``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
+from homeserver.net import forbidden_literal_host, resolves_only_to_forbidden
 from homeserver.push.actions_store import PushActionRow
 from homeserver.push.delivery import PushDelivery
 from homeserver.push.pushers_store import Pusher, PusherStore
@@ -89,8 +92,15 @@ class PusherService:
                 raise bad_json("'data' must be an object")
         elif kind in KINDS:
             data = body.get("data")
-            _gateway_url(data)
+            url = _gateway_url(data)
             assert isinstance(data, dict)
+            if not self.delivery.allow_local:
+                host = urlsplit(url).hostname or ""
+                if forbidden_literal_host(host) or await resolves_only_to_forbidden(host):
+                    raise invalid_param(
+                        "'data.url' must not point at a loopback, private, link-local"
+                        " or multicast address"
+                    )
         else:
             raise invalid_param(f"Unsupported pusher kind {kind!r}")
         profile_tag = body.get("profile_tag")

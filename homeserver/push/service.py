@@ -11,6 +11,7 @@ process that shares the database with other workers should not cache
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,9 @@ from homeserver.storage.database import Database, Queries
 from homeserver.userdata import streams
 from homeserver.userdata.account_data import AccountDataService
 
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are user ids.
+PUSH_RULES_CACHE = "push_rules"
+
 Ruleset = dict[str, list[PushRule]]
 
 
@@ -55,6 +59,8 @@ class PushRuleService:
         # Evaluation order per user, derived from ``_cache`` (every event evaluates it for
         # every local member, so it is built once); dropped wherever ``_cache`` changes.
         self._ordered: dict[str, list[PushRule]] = {}
+        # Other processes drop what this one changes (cache name, keys); None: one process.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     async def _load(self, q: Queries | Database, user_nid: int, user_id: str) -> Ruleset:
         user_rules = await self.store.user_rules(q, user_nid)
@@ -114,7 +120,19 @@ class PushRuleService:
         if self._use_cache:
             self._cache[user_id] = after
             self._ordered.pop(user_id, None)
+        if self.publish is not None:
+            self.publish(PUSH_RULES_CACHE, [user_id])
         self.account_data.notify(user_id, pos)
+
+    def drop_cached(self, user_ids: list[str] | None) -> None:
+        """Another process changed these users' rules (None: anyone's): read them again."""
+        if user_ids is None:
+            self._cache.clear()
+            self._ordered.clear()
+            return
+        for user_id in user_ids:
+            self._cache.pop(user_id, None)
+            self._ordered.pop(user_id, None)
 
     async def put_rule(
         self,

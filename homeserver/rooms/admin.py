@@ -3,12 +3,15 @@
 A shutdown makes every local member leave (their own leave event, through
 the same path as a user leaving), removes the room's local aliases and its
 directory entry, and optionally blocks the room so no local user can join,
-knock or be invited again. Events stay stored: purging history is not done
-here. The outcome is kept in ``room_shutdowns`` for the status endpoints.
+knock or be invited again. With ``purge`` the room is then deleted from the
+database (``HistoryPurger.purge_room``): events, state, memberships and what
+derives from them. The outcome is kept in ``room_shutdowns`` for the status
+endpoints.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,10 +20,13 @@ from typing import Any
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.purge import HistoryPurger
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.admin_store import RoomAdminStore, Shutdown
 from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.rooms.admin")
 
 _SUMMARY_KEYS = [
     ("m.room.create", ""),
@@ -84,11 +90,13 @@ class RoomAdmin:
         memberships: MembershipService,
         serializer: EventSerializer,
         store: RoomAdminStore,
+        purger: HistoryPurger,
     ) -> None:
         self.rooms = rooms
         self.memberships = memberships
         self.serializer = serializer
         self.store = store
+        self.purger = purger
 
     async def is_blocked(self, room_id: str) -> bool:
         return await self.store.blocked_by(room_id) is not None
@@ -217,10 +225,19 @@ class RoomAdmin:
     # --------------------------------------------------------------- shutdown
 
     async def shutdown(
-        self, admin: str, room_id: str, *, block: bool, reason: str | None = None
+        self,
+        admin: str,
+        room_id: str,
+        *,
+        block: bool,
+        reason: str | None = None,
+        purge: bool = False,
+        force_purge: bool = False,
     ) -> Shutdown:
         """Every local member leaves, local aliases and the directory entry go, and
-        with ``block`` the room stays closed to local users. Returns the recorded outcome."""
+        with ``block`` the room stays closed to local users; with ``purge`` the room
+        is then deleted (refused while a local user could not be made to leave,
+        unless ``force_purge``). Returns the recorded outcome."""
         check_room_id(room_id)
         room = await self.rooms.rooms.get_room(room_id)
         if room is None and not block:
@@ -241,8 +258,22 @@ class RoomAdmin:
                 await self.store.block(room_id, admin, now)
             if room is not None:
                 await self._empty_room(room, result, reason)
+                if purge:
+                    if result["failed_to_kick_users"] and not force_purge:
+                        raise MatrixError(
+                            400, "M_UNKNOWN", "Local users are still in the room; not purged"
+                        )
+                    record = Shutdown(record.delete_id, room_id, "purging", "", result, now)
+                    await self.store.save_shutdown(record)
+                    await self.purger.purge_room(room)
         except MatrixError as e:
             record = Shutdown(record.delete_id, room_id, "failed", e.error, result, now)
+            await self.store.save_shutdown(record)
+            return record
+        except Exception:
+            # The status endpoint must not say "purging" forever; the details are logged.
+            log.exception("shutting down %s failed", room_id)
+            record = Shutdown(record.delete_id, room_id, "failed", "internal error", result, now)
             await self.store.save_shutdown(record)
             return record
         record = Shutdown(record.delete_id, room_id, "complete", "", result, now)

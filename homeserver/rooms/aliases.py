@@ -22,6 +22,9 @@ class AliasService:
         self.rooms = rooms
         self.reader = reader
         self.remote_lookup: RemoteAliasLookup | None = None  # set when federating
+        # Asks the application services for an unknown local alias in their namespace;
+        # True when one created it (spec AS API "Query Room Alias").
+        self.unknown_alias_query: Callable[[str], Awaitable[bool]] | None = None
 
     def _local(self, alias: str) -> str:
         if not is_valid_room_alias(alias):
@@ -38,12 +41,17 @@ class AliasService:
         ):
             return await self.remote_lookup(alias)
         found = await self.rooms.rooms.get_alias(self._local(alias))
+        if found is None and self.unknown_alias_query is not None:
+            if await self.unknown_alias_query(alias):
+                found = await self.rooms.rooms.get_alias(alias)
         if found is None:
             raise not_found("Room alias not found")
         return found[0], [self.rooms.server_name]
 
     async def create(self, user_id: str, alias: str, room_id: str) -> None:
         alias = self._local(alias)
+        if self.rooms.alias_claim_check is not None:
+            self.rooms.alias_claim_check(user_id, alias)
         room = await self.rooms.rooms.get_room(room_id)
         if room is None:
             raise not_found("Unknown room")

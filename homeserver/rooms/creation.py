@@ -107,6 +107,8 @@ class RoomCreator:
             alias = f"#{req.room_alias_name}:{self.rooms.server_name}"
             if ":" in req.room_alias_name or not is_valid_room_alias(alias):
                 raise invalid_param("Invalid room_alias_name")
+            if self.rooms.alias_claim_check is not None:
+                self.rooms.alias_claim_check(req.creator, alias)
         for entry in req.initial_state:
             if not isinstance(entry.get("type"), str) or not isinstance(entry.get("content"), dict):
                 raise invalid_param("initial_state entries need a type and a content object")
@@ -116,6 +118,10 @@ class RoomCreator:
 
     async def create_room(self, req: CreateRoomRequest) -> RoomInfo:
         rv, preset, alias = self._validate(req)
+        protection = self.memberships.invite_protection
+        if protection is not None and req.invite:
+            # Before the room exists: a refused invite list leaves no half-made room.
+            protection.check_local(req.creator, len(req.invite))
         if alias is not None and await self.rooms.rooms.get_alias(alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         if req.visibility == "public" and not self.allow_publishing:
@@ -170,7 +176,11 @@ class RoomCreator:
             await send("m.room.topic", {"topic": req.topic, "m.topic": {"m.text": text}})
         for user in req.invite:
             await self.memberships.invite(
-                req.creator, room.room_id, user, is_direct=True if req.is_direct else None
+                req.creator,
+                room.room_id,
+                user,
+                is_direct=True if req.is_direct else None,
+                counted=protection is not None,
             )
         if req.visibility == "public":
             await self.rooms.rooms.set_public(room.room_nid, True)

@@ -98,6 +98,20 @@ class RoomDirectory:
                 raise forbidden("You lack the power to change this room's directory listing")
         await self.rooms.rooms.set_public(room.room_nid, visibility == "public")
 
+    async def set_network_visibility(
+        self, appservice_id: str, network_id: str, room_id: str, visibility: str
+    ) -> None:
+        """An application service lists a room in its own network's directory (spec AS
+        API "Room directories"); the caller checked it is that service."""
+        if visibility not in ("public", "private"):
+            raise invalid_param("visibility must be 'public' or 'private'")
+        room = await self.rooms.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        await self.rooms.rooms.set_network_listing(
+            appservice_id, network_id, room.room_nid, visibility == "public"
+        )
+
     async def public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
         if query.server is not None and query.server != self.rooms.server_name:
             if self.remote_public_rooms is None:
@@ -105,10 +119,7 @@ class RoomDirectory:
                     404, "M_NOT_FOUND", "Room directories of other servers cannot be queried"
                 )
             return await self.remote_public_rooms(query.server, query)
-        if query.third_party_instance_id is not None:
-            # No bridges (application services) are registered: no third-party networks.
-            return {"chunk": [], "total_room_count_estimate": 0}
-        entries = await self._entries()
+        entries = await self._entries(query)
         term = (query.search_term or "").strip().lower()
         if term:
             entries = [e for e in entries if _matches(e, term)]
@@ -127,8 +138,19 @@ class RoomDirectory:
             out["prev_batch"] = f"o{max(0, start - (query.limit or start))}"
         return out
 
-    async def _entries(self) -> list[dict[str, Any]]:
-        return list((await self.summaries(await self.rooms.rooms.public_rooms())).values())
+    async def _entries(self, query: PublicRoomsQuery) -> list[dict[str, Any]]:
+        """The local directory; a third-party network's rooms (``third_party_instance_id``
+        "{appservice id}|{network id}"); or both with ``include_all_networks``."""
+        store = self.rooms.rooms
+        instance = query.third_party_instance_id
+        if instance is not None:
+            as_id, sep, network_id = instance.partition("|")
+            nids = await store.network_rooms(as_id, network_id) if sep else []
+        elif query.include_all_networks:
+            nids = sorted({*await store.public_rooms(), *await store.network_rooms(None, None)})
+        else:
+            nids = await store.public_rooms()
+        return list((await self.summaries(nids)).values())
 
     async def summaries(self, nids: list[int]) -> dict[int, dict[str, Any]]:
         """room nid -> its published-room summary (also the space hierarchy's), read for

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_room_alias, is_valid_user_id
 from homeserver.rooms.auth.constants import AUTHORISING_USER
+from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.rooms_store import RoomInfo
@@ -47,9 +48,15 @@ class RemoteMembership(Protocol):
 
 
 class MembershipService:
-    def __init__(self, rooms: RoomService, profiles: ProfileLookup) -> None:
+    def __init__(
+        self,
+        rooms: RoomService,
+        profiles: ProfileLookup,
+        invite_protection: InviteProtection | None = None,
+    ) -> None:
         self.rooms = rooms
         self.profiles = profiles
+        self.invite_protection = invite_protection
         # Joins, knocks and leaves through other servers; None without federation. Bound
         # late by federation (FederatedRooms.attach), which is built on this area's room
         # service: a real cycle between the two.
@@ -222,9 +229,14 @@ class MembershipService:
         target: str,
         reason: str | None = None,
         is_direct: bool | None = None,
+        *,
+        counted: bool = False,
     ) -> None:
+        """``counted``: the invite protection already passed it (createRoom's list)."""
         await self._refuse_blocked(room_id)
         room = await self._target_room(room_id, target)
+        if self.invite_protection is not None and not counted:
+            self.invite_protection.check_local(user_id)
         current = await self.rooms.members.get(room.room_nid, target)
         if current is not None and current.membership == "ban":
             raise forbidden(f"{target} is banned from the room")

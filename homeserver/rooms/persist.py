@@ -21,7 +21,10 @@ transaction::
 
 so an event acknowledged to a client is durable together with everything
 derived from it, and a reader never sees half of it. Stream orderings are
-taken inside the transaction (``EventStore.next_stream_ordering``).
+taken inside the transaction (``EventStore.next_stream_ordering``). With
+several processes on PostgreSQL the transaction first takes the room's
+advisory lock (``homeserver.rooms.write_order``, which also says why the
+positions stay gap-free).
 
 ``txn_hooks`` run last inside the transaction, with the same connection, for
 writes that must commit or roll back with the event (DESIGN rules 3 and 6:
@@ -60,6 +63,7 @@ from homeserver.rooms.store.relations_store import RelationStore
 from homeserver.rooms.store.rooms_store import RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.write_order import hold_room_for_write
 from homeserver.storage.database import Database, Queries
 
 log = logging.getLogger("myelin.rooms.persist")
@@ -113,6 +117,9 @@ class PersistPlan:
     out_of_band: bool = False
     # History fetched with /backfill for /messages (see the design note).
     backfilled: bool = False
+    # Every extremity of the room the event was built on (local events): with several
+    # processes, the persist is abandoned if the room moved on (``write_order``).
+    expected_extremities: Sequence[int] | None = None
 
 
 # Runs inside the persisting transaction (same ``Queries``), after every other
@@ -162,6 +169,8 @@ class EventPersister:
             if write is not None:
                 writes.append(write)
         async with self.db.transaction() as q:
+            if room_nid is not None:
+                await hold_room_for_write(q, self.db.engine, room_nid, plan.expected_extremities)
             if new_room is not None:
                 room_nid = await self.rooms.insert_room(
                     q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts

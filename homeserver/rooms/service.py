@@ -26,7 +26,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,22 +34,25 @@ from nacl.signing import VerifyKey
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, forbidden
-from homeserver.events.builder import build_event
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import reference_hash_entry
-from homeserver.events.validate import PduFormatError, check_canonical_json_values
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
-from homeserver.rooms.prechecks import ENCRYPTION, no_encryption_downgrade
+from homeserver.rooms.prechecks import (
+    ENCRYPTION,
+    build_local_event,
+    check_thread_root,
+    no_encryption_downgrade,
+)
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
-from homeserver.rooms.store.relations_store import relation_of
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
+from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -114,10 +117,15 @@ class RoomService:
         # the event's transaction instead (EventPersister prepare/txn hooks): a
         # crash between the commit and these hooks skips them.
         self.pre_notify_hooks: list[EventHook] = []
+        # Set when application services are configured: (user id, alias) raises
+        # M_EXCLUSIVE for an alias a service holds exclusively and the user is not its.
+        self.alias_claim_check: Callable[[str, str], None] | None = None
         # Invites to users on other servers; None without federation. Bound late by
         # federation (FederatedRooms.attach), whose membership handshakes are built on
         # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
+        # Checks local users' events before they are built (content_policy config).
+        self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
         # Strictly increasing create-event timestamps: in room versions whose room id is
         # the create event's hash, two rooms made by one user in the same millisecond
@@ -251,7 +259,7 @@ class RoomService:
                 return earlier
         room = await self.room_or_forbidden(room_id)
         if state_key is None:
-            await self._check_thread_root(content)
+            await check_thread_root(self.events, content)
         precheck = no_encryption_downgrade(content) if event_type == ENCRYPTION else None
         stored = await self.create_and_send(
             room,
@@ -264,17 +272,6 @@ class RoomService:
             keep_unchanged=state_key is not None,
         )
         return stored.event.event_id
-
-    async def _check_thread_root(self, content: dict[str, Any]) -> None:
-        """Spec "Threading": a thread cannot start from an event that itself relates."""
-        rel = relation_of(content)
-        if rel is None or rel.rel_type != "m.thread":
-            return
-        parent = await self.events.by_id(rel.relates_to_id)
-        if parent is not None and relation_of(parent.event.content) is not None:
-            raise MatrixError(
-                400, "M_UNKNOWN", "A thread cannot start from an event with a relation"
-            )
 
     async def create_and_send(
         self,
@@ -295,21 +292,29 @@ class RoomService:
         ``keep_unchanged``: a state event the same sender already set with the
         same content is not sent again; the current one is returned (setting
         state, or joining, twice is idempotent, as in Synapse).
+
+        The content policy runs first, outside the lock (a module may be slow):
+        a rejection is 403 M_FORBIDDEN; a flag files a report once stored.
         """
+        verdict = await self.content_policy.check_local(
+            self.server_name, room.room_id, sender, event_type, content, state_key
+        )
         if self._is_remote_invite(event_type, content, state_key):
-            return await self._send_remote_invite(
+            stored = await self._send_remote_invite(
                 room, sender, content, state_key or "", txn, precheck, keep_unchanged
             )
-        async with self.lock(room.room_id):
-            sent = await self._already_sent(
-                room, sender, event_type, content, state_key, txn, keep_unchanged
-            )
-            if sent is not None:
-                return sent
-            stored = await self._build_and_persist(
-                room, sender, event_type, content, state_key, txn, precheck
-            )
-        await self.after_persist(stored, room)
+        else:
+            async with self.lock(room.room_id):
+                sent = await self._already_sent(
+                    room, sender, event_type, content, state_key, txn, keep_unchanged
+                )
+                if sent is not None:
+                    return sent
+                stored = await self._build_and_persist(
+                    room, sender, event_type, content, state_key, txn, precheck
+                )
+            await self.after_persist(stored, room)
+        await self.content_policy.settle(verdict, room.room_id, stored.event.event_id)
         return stored
 
     async def _already_sent(
@@ -388,7 +393,10 @@ class RoomService:
                 now = [e.event_nid for e in await self.events.extremities(room.room_nid)]
                 if now != draft.extremity_nids:
                     continue
-                stored = await self._persist_draft(room, draft, signed, txn)
+                try:
+                    stored = await self._persist_draft(room, draft, signed, txn)
+                except RoomMovedOn:  # another process moved it on (``write_order``)
+                    continue
             await self.after_persist(stored, room)
             return stored
         async with self.lock(room.room_id):
@@ -408,8 +416,17 @@ class RoomService:
         txn: TxnRef | None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
     ) -> StoredEvent:
-        draft = await self._draft(room, sender, event_type, content, state_key, precheck)
-        return await self._persist_draft(room, draft, await self._exchange_invite(draft), txn)
+        rebuilds = 0
+        while True:  # another process may move the room on meanwhile (``write_order``)
+            draft = await self._draft(room, sender, event_type, content, state_key, precheck)
+            try:
+                return await self._persist_draft(
+                    room, draft, await self._exchange_invite(draft), txn
+                )
+            except RoomMovedOn:
+                rebuilds += 1
+                if rebuilds >= MAX_REBUILDS:
+                    raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
 
     async def _draft(
         self,
@@ -451,7 +468,14 @@ class RoomService:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
-        event = self._build(rv, fields, [p.event for p in prev] + auth_events)
+        event = build_local_event(
+            self.server_name,
+            self.signing_key,
+            self.new_event_id(rv),
+            rv,
+            fields,
+            [p.event for p in prev] + auth_events,
+        )
         state_map = {k: s.event for k, s in cur.items()}
         create_ev = None if create is None else create.event
         await self._check(event, auth_events, state_map, create_ev)
@@ -472,6 +496,7 @@ class RoomService:
             replaces_nid=None if replaced is None else replaced.event_nid,
             txn=txn,
             state_delta_before=await self._fork_delta(room, draft.prev),
+            expected_extremities=draft.extremity_nids,
         )
         return await self.persister.persist(plan, room.room_nid)
 
@@ -503,32 +528,6 @@ class RoomService:
         state = {k: s.event for k, s in draft.state.items()}
         await self._check(signed, draft.auth_events, state, draft.create)
         return signed
-
-    def _build(self, rv: RoomVersion, fields: dict[str, Any], cited: Sequence[Event] = ()) -> Event:
-        """``cited``: the prev and auth events, whose reference hashes v1/v2 events carry."""
-        references = (
-            {e.event_id: reference_hash_entry(e.pdu, rv) for e in cited}
-            if rv.event_id_in_pdu
-            else None
-        )
-        if not rv.strict_canonical_json:
-            # v1-v5 accept off-spec JSON from other servers, but our own users'
-            # events keep to canonical JSON (v1-deprecated-formatting-off-spec).
-            try:
-                check_canonical_json_values(fields["content"])
-            except PduFormatError as e:
-                raise bad_json(f"Invalid event: {e.reason}") from None
-        try:
-            return build_event(
-                rv,
-                fields,
-                self.server_name,
-                self.signing_key,
-                references=references,
-                event_id=self.new_event_id(rv),
-            )
-        except ValueError as e:
-            raise bad_json(str(e)) from None
 
     async def _check(
         self,
@@ -571,7 +570,9 @@ class RoomService:
         }
         if not version.room_id_from_create_event:
             fields["room_id"] = self.new_room_id()
-        event = self._build(version, fields)
+        event = build_local_event(
+            self.server_name, self.signing_key, self.new_event_id(version), version, fields
+        )
         await self._check(event, [], {}, None)
         room_id = event.room_id
         async with self.lock(room_id):

@@ -14,11 +14,15 @@ A redaction whose target this server has not seen is held back too (rooms/v3+
 "Handling redactions": servers should not send redactions to clients until
 both events have been seen). When the target arrives it is stored already
 redacted, so clients get its redacted form instead of a dangling redaction.
+
+With message retention on, non-state events older than the room's lifetime
+are dropped here as well, so clients stop seeing them before the purge job
+deletes them (state events stay: a client's view of the state relies on them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -53,6 +57,9 @@ def may_see(
 class Visibility:
     def __init__(self, rooms: RoomService) -> None:
         self.rooms = rooms
+        # Message retention: the origin_server_ts before which a room's events have
+        # expired (None: nothing has). Set by the composition when retention is on.
+        self.expired_before: Callable[[RoomInfo], Awaitable[int | None]] | None = None
 
     async def filter(
         self, user_id: str, room: RoomInfo, events: Sequence[StoredEvent]
@@ -69,6 +76,8 @@ class Visibility:
         in every page are read at once (a /sync of many rooms must not cost a state
         lookup per group). ``current``: the user's membership per room, when known."""
         pages = await self._without_unseen_targets(pages)
+        if self.expired_before is not None:
+            pages = [(room, await self._unexpired(room, events)) for room, events in pages]
         keys = [(HISTORY_VISIBILITY, ""), ("m.room.member", user_id)]
         groups = {s.state_group for _, events in pages for s in events}
         states = await self.rooms.state_at_many(groups, keys) if groups else {}
@@ -109,6 +118,18 @@ class Visibility:
                     out.append(s)
             results.append(out)
         return results
+
+    async def _unexpired(
+        self, room: RoomInfo, events: Sequence[StoredEvent]
+    ) -> Sequence[StoredEvent]:
+        """Message retention: ``events`` less the non-state events that expired."""
+        assert self.expired_before is not None
+        if not events:
+            return events
+        cutoff = await self.expired_before(room)
+        if cutoff is None:
+            return events
+        return [s for s in events if s.event.is_state() or s.event.origin_server_ts >= cutoff]
 
     async def _without_unseen_targets(
         self, pages: Sequence[tuple[RoomInfo, Sequence[StoredEvent]]]

@@ -18,20 +18,26 @@ from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.events.keys import SigningKey
 from homeserver.rooms.aliases import AliasService
+from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.creation import RoomCreator
 from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.erasure import AccountEraser
 from homeserver.rooms.hierarchy import SpaceHierarchy
+from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.rooms.members import RoomMembers
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persist import EventPersister
+from homeserver.rooms.purge import HistoryPurger
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.relations import RelationAggregator, RelationsService
 from homeserver.rooms.reports import ReportService
+from homeserver.rooms.retention import RetentionJob
 from homeserver.rooms.search import SearchService
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
+from homeserver.rooms.store.purge_store import PurgeStore
 from homeserver.rooms.store.relations_store import RelationStore
 from homeserver.rooms.store.reports_store import ReportStore
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
@@ -70,6 +76,9 @@ class RoomsArea:
     reconcile_guests: Callable[[], Coroutine[Any, Any, None]]
     hierarchy: SpaceHierarchy
     timestamps: TimestampLookup
+    # History purges (admin), retention (a background task when enabled).
+    purger: HistoryPurger
+    retention: RetentionJob
 
 
 def build_rooms_area(
@@ -79,6 +88,7 @@ def build_rooms_area(
     signing_key: SigningKey,
     accounts: AccountService,
     signal: ChangeSignal,
+    content_policy: ContentPolicy | None = None,
 ) -> RoomsArea:
     rooms_store = RoomStore(db)
     events = EventStore(db)
@@ -105,7 +115,21 @@ def build_rooms_area(
         except MatrixError:
             return {}
 
-    memberships = MembershipService(rooms, profile)
+    report_store = ReportStore(db)
+    rooms.content_policy = content_policy or ContentPolicy.from_config(config.content_policy)
+
+    async def file_report(room_id: str, event_id: str, reason: str) -> None:
+        # The reporter of a flag is the server itself (its name, not a user id).
+        await report_store.add(
+            config.server_name,
+            clock.now_ms(),
+            room_id=room_id,
+            event_id=event_id,
+            reason="content policy: " + reason,
+        )
+
+    rooms.content_policy.file_report = file_report
+    memberships = MembershipService(rooms, profile, InviteProtection(config.invite_protection))
     creator = RoomCreator(
         rooms, memberships, config.default_room_version, config.allow_public_room_publishing
     )
@@ -114,6 +138,9 @@ def build_rooms_area(
     reader = RoomReader(rooms, visibility, serializer)
     accounts.profile_changed_hooks.append(memberships.profile_changed)
     accounts.deactivated_hooks.append(memberships.deactivated)
+    purge_store = PurgeStore(db)
+    purger = HistoryPurger(rooms, purge_store, clock)
+    accounts.erased_hooks.append(AccountEraser(events, purge_store).erase)
 
     async def is_guest(user_id: str) -> bool:
         user = await accounts.store.get_user(user_id)
@@ -137,6 +164,9 @@ def build_rooms_area(
                     log.exception("could not remove guests from %s", room.room_id)
 
     directory = RoomDirectory(rooms, config.allow_public_room_publishing)
+    retention = RetentionJob(config.retention, rooms, purger, clock)
+    if config.retention.enabled:
+        visibility.expired_before = retention.expired_before
     return RoomsArea(
         rooms=rooms,
         members=RoomMembers(rooms),
@@ -149,7 +179,7 @@ def build_rooms_area(
         upgrader=RoomUpgrader(rooms, memberships),
         directory=directory,
         relations=RelationsService(reader, relations),
-        reports=ReportService(rooms, visibility, ReportStore(db), clock),
+        reports=ReportService(rooms, visibility, report_store, clock),
         search=SearchService(reader, search),
         user_directory=UserDirectory(UserDirectoryStore(db), events),
         visibility=visibility,
@@ -157,4 +187,6 @@ def build_rooms_area(
         reconcile_guests=reconcile_guests,
         hierarchy=SpaceHierarchy(rooms, directory),
         timestamps=TimestampLookup(rooms, visibility),
+        purger=purger,
+        retention=retention,
     )

@@ -2,11 +2,11 @@
 
 Design note
 -----------
-Room ordering (the per-room writer lock), the /sync notifier and the token
-and event caches live in one process's memory. Two ``myelin run`` on one
-database would each believe they are the single writer and corrupt rooms
-silently, so the second one refuses to start until several processes are
-supported.
+The main process sends the federation outbox and runs the background jobs;
+two of them on one database would each do it (and, without the signal bus,
+each keep caches the other cannot invalidate), so the second one refuses to
+start. Worker processes (``myelin run --worker``, PostgreSQL only) take no
+lock: they run beside the main one (``homeserver.app.start_worker``).
 
 PostgreSQL
     A session-level advisory lock (``pg_try_advisory_lock``) taken on a
@@ -100,8 +100,8 @@ class ProcessLock:
 
 
 _ADVICE = (
-    "only one `myelin run` may use a database (several worker processes are not"
-    " supported yet); stop the other one first"
+    "only one main `myelin run` may use a database (more processes over PostgreSQL run"
+    " as workers: `myelin run --worker NAME`); stop the other one first"
 )
 
 

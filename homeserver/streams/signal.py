@@ -30,3 +30,16 @@ class ChangeSignal(Protocol):
         """``stream`` advanced to ``position`` (committed) in a way that matters to ``users``
         (user ids; a room id for requests peeking into that room without being members)."""
         ...
+
+
+class SignalFanout:
+    """One ``ChangeSignal`` that passes every change on to several listeners (the sync
+    notifier, application-service senders); the composition root adds them."""
+
+    def __init__(self, targets: list[ChangeSignal]) -> None:
+        self.targets = targets
+
+    def changed(self, stream: str, position: int, users: Iterable[str]) -> None:
+        users = list(users)
+        for target in self.targets:
+            target.changed(stream, position, users)

@@ -9,12 +9,17 @@ event that commits between "read the position" and "start waiting" is
 never missed. There is no polling: a listener is an ``asyncio.Event`` that
 the persisting code sets through ``notify``. Listeners are removed when
 their request ends (``close``), so idle users cost nothing.
+
+With several processes over one PostgreSQL, ``relay`` is set to the
+cross-process bus (``homeserver.streams.pg_bus``): every ``notify`` is also
+published, and what other processes publish arrives through ``wake_local``
+(never relayed again).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 
@@ -59,6 +64,8 @@ class Notifier:
     def __init__(self) -> None:
         self._listeners: dict[str, set[Listener]] = {}
         self.closed = False
+        # Other processes hear of every local wake-up through this (None: one process).
+        self.relay: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
         """The server is stopping: every waiting request answers now with what it has,
@@ -79,9 +86,24 @@ class Notifier:
         self.notify(users)
 
     def notify(self, user_ids: Iterable[str]) -> None:
-        """Wake every waiting request of these users."""
+        """Wake every waiting request of these users, here and in other processes."""
+        if self.relay is None:
+            self.wake_local(user_ids)
+            return
+        wanted = list(user_ids)
+        self.wake_local(wanted)
+        self.relay(wanted)
+
+    def wake_local(self, user_ids: Iterable[str]) -> None:
+        """Wake this process's waiting requests of these users only."""
         for user_id in user_ids:
             for listener in self._listeners.get(user_id, ()):
+                listener.event.set()
+
+    def wake_everyone(self) -> None:
+        """Wake every waiting request (wake-ups may have been missed: they read again)."""
+        for group in self._listeners.values():
+            for listener in group:
                 listener.event.set()
 
     def _remove(self, listener: Listener) -> None:

@@ -121,6 +121,11 @@ class RoomTimeline:
             first = timeline[0].stream_ordering if timeline else upto + 1
             assert first is not None
             starts[room.room_nid] = first
+        if since is not None:
+            # State a history purge took off the timeline is not in it: a gap to report.
+            unlimited = {n: starts[n] for n, lim in limited.items() if not lim}
+            for nid in await self.rooms.events.purged_state_rooms(since, unlimited):
+                limited[nid] = True
         states = await self._states(ctx, rooms, since, starts, full, limited, timelines)
         if rf.state.lazy_load_members:
             states = await self._lazy_members_many(ctx, rooms, states, timelines, full)

@@ -169,9 +169,7 @@ async def test_local_sends_complete_while_an_invitees_server_is_slow(
     reply = await sending
     assert reply.status == 200, reply.body
     assert len(asked) == 2  # built again on the room's new extremities, signed again
-    r = await api.get(
-        f"/rooms/{room_id}/state/m.room.member/{invitee}", token=alice.access_token
-    )
+    r = await api.get(f"/rooms/{room_id}/state/m.room.member/{invitee}", token=alice.access_token)
     assert r.status == 200 and r.body["membership"] == "invite"
     assert {"local 0", "local 1", "local 2"} <= set(await timeline_bodies(api, alice, room_id))
     await api.__aexit__(None, None, None)

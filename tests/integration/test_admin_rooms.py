@@ -111,7 +111,7 @@ async def test_shutdown_removes_local_users_and_blocks(server: RunningServer, ap
     assert r.status == 200
 
     # Bad bodies change nothing.
-    for body in ({"block": "yes"}, {"purge": True}, {"new_room_user_id": "@root:localhost"}):
+    for body in ({"block": "yes"}, {"purge": "yes"}, {"new_room_user_id": "@root:localhost"}):
         r = await api.delete(f"{V2}/rooms/{room}", body, token=t)
         assert (r.status, r.errcode) in ((400, "M_BAD_JSON"), (400, "M_INVALID_PARAM")), body
     r = await api.get(f"{V1}/rooms/{room}/members", token=t)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from homeserver.app import RunningServer
+from tests.conftest import ServerFactory
 from tests.helpers import Api
 from tests.integration.admin_support import V1, V2, make_admin
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    """Guest accounts are off by default; this module's tests use them."""
+    return await make_server(registration={"allow_guests": True})
+
 
 ADMIN_ONLY = [
     ("GET", V1 + "/server_version"),

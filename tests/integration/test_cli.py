@@ -104,6 +104,7 @@ async def test_generate_config(tmp_path: Path) -> None:
         "--registration-shared-secret",
         "s3cret",
         "--no-rate-limits",
+        "--allow-guests",
     )
     for name in ("homeserver.yaml", "signing.key", "tls.crt", "tls.key"):
         assert (data_dir / name).is_file(), name
@@ -124,13 +125,15 @@ async def test_generate_config(tmp_path: Path) -> None:
     assert config.registration.enabled is True
     assert config.registration.shared_secret == "s3cret"
     assert config.rate_limits.enabled is False
+    assert config.registration.allow_guests is True
     assert config.federation.insecure_local is False
 
-    # Defaults: closed registration, rate limits on.
+    # Defaults: closed registration, no guests, rate limits on.
     other = tmp_path / "other"
     await generate(other, "postgresql://u@127.0.0.1:5432/db")
     config = load_config(other / "homeserver.yaml")
     assert config.registration.enabled is False and config.registration.shared_secret is None
+    assert config.registration.allow_guests is False
     assert config.rate_limits.enabled is True
     assert config.database_url == "postgresql://u@127.0.0.1:5432/db"
 

@@ -22,7 +22,7 @@ async def membership(server: RunningServer, room_id: str, user_id: str) -> str |
 async def test_guests_removed_at_start_after_a_crash(
     make_server: ServerFactory, restart_server: RestartFn
 ) -> None:
-    server = await make_server()
+    server = await make_server(registration={"allow_guests": True})
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         r = await api.post("/register", {}, params={"kind": "guest"})

@@ -85,7 +85,8 @@ async def test_every_attempt_per_address(make_server: ServerFactory) -> None:
 
 async def test_registration_per_address(make_server: ServerFactory) -> None:
     server = await make_server(
-        rate_limits={"enabled": True, "registration": bucket(2), "login": limits()["login"]}
+        rate_limits={"enabled": True, "registration": bucket(2), "login": limits()["login"]},
+        registration={"allow_guests": True},
     )
     async with Api(server.client_url) as api:
 

@@ -102,7 +102,8 @@ async def test_without_ui_auth_and_guests(make_server: ServerFactory) -> None:
             "enabled": True,
             "require_ui_auth": False,
             "token_timeout_ms": 5000,
-        }
+        },
+        registration={"allow_guests": True},
     )
     async with Api(server.client_url) as api:
         alice = await api.register("alice")

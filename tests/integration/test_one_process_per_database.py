@@ -59,7 +59,7 @@ async def test_second_run_on_one_database_refuses(tmp_path: Path, database_url: 
         url = f"http://127.0.0.1:{client_port}"
         await _wait_until_up(url, first)
         rc, _, err = await myelin("run", "--config", str(second))
-        assert_one_line_error(rc, err, "in use by another Myelin process", "not supported")
+        assert_one_line_error(rc, err, "in use by another Myelin process", "--worker")
         # The first one never noticed.
         async with Api(url) as api:
             alice = await api.register("alice")

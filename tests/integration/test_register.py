@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from homeserver.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.helpers import Api
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    """Guest accounts are off by default; this module's tests use them."""
+    return await make_server(registration={"allow_guests": True})
+
 
 PW = "correct horse battery"
 
@@ -136,11 +146,14 @@ async def test_register_guest(api: Api) -> None:
     assert (r.status, r.errcode) == (400, "M_INVALID_PARAM")
 
 
-async def test_guest_registration_can_be_disabled(make_server: ServerFactory) -> None:
-    server = await make_server(registration={"allow_guests": False})
+async def test_guests_are_off_by_default(make_server: ServerFactory) -> None:
+    server = await make_server()
+    assert server.hs.config.registration.allow_guests is False
     async with Api(server.client_url) as api:
         r = await api.post("/register", {}, params={"kind": "guest"})
-        assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+        assert (r.status, r.errcode) == (403, "M_GUEST_ACCESS_FORBIDDEN")
+        # Ordinary registration is not affected.
+        assert (await api.register("frank")).user_id == "@frank:localhost"
 
 
 async def test_registration_disabled(make_server: ServerFactory) -> None:

@@ -9,10 +9,18 @@ import hmac
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from homeserver.app import RunningServer
 from tests.conftest import ServerFactory, free_port
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    """Guest accounts are off by default; this module's tests use them."""
+    return await make_server(registration={"allow_guests": True})
 
 
 async def state(api: Api, user: User, room_id: str, etype: str) -> Any:

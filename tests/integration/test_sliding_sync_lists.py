@@ -52,9 +52,7 @@ async def test_incremental_sends_only_what_changed(api: Api) -> None:
     for r in (room, quiet):
         assert (await api.post(f"/join/{r}", {}, token=bob.access_token)).status == 200
     body = {
-        "lists": {
-            "all": all_list(timeline_limit=10, required_state=[["m.room.member", "$LAZY"]])
-        }
+        "lists": {"all": all_list(timeline_limit=10, required_state=[["m.room.member", "$LAZY"]])}
     }
     first = await sliding_ok(api, bob, body)
     assert set(first["rooms"]) == {room, quiet}
@@ -236,9 +234,7 @@ async def test_unknown_pos_and_bad_bodies(api: Api) -> None:
     for body in bad:
         r = await sliding(api, alice, body)
         assert (r.status, r.errcode) == (400, "M_INVALID_PARAM"), body
-    r = await api.post(
-        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", {"lists": {}}
-    )
+    r = await api.post("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", {"lists": {}})
     assert r.status == 401
     # Refused requests changed nothing: the position still answers.
     assert (await sliding(api, alice, {}, first["pos"])).status == 200

@@ -6,10 +6,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from homeserver.app import RunningServer
+from tests.conftest import ServerFactory
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_sections import shared_room, sync
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    """Guest accounts are off by default; this module's tests use them."""
+    return await make_server(registration={"allow_guests": True})
 
 
 def counts(body: dict[str, Any], room_id: str) -> dict[str, int]:

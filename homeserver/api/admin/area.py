@@ -12,6 +12,7 @@ from homeserver.accounts.registration_tokens import RegistrationTokens
 from homeserver.accounts.registration_tokens_store import RegistrationTokenStore
 from homeserver.accounts.service import AccountService
 from homeserver.accounts.threepids import ThreepidService
+from homeserver.api.admin.purge import PurgeAdminApi
 from homeserver.api.admin.registration_tokens import RegistrationTokensApi
 from homeserver.api.admin.reports import ReportsApi
 from homeserver.api.admin.rooms import RoomAdminApi
@@ -50,8 +51,13 @@ class AdminArea:
         area: RoomsArea,
         threepids: ThreepidService,
     ) -> AdminArea:
-        rooms = RoomAdmin(area.rooms, area.memberships, area.serializer, RoomAdminStore(db))
+        rooms = RoomAdmin(
+            area.rooms, area.memberships, area.serializer, RoomAdminStore(db), area.purger
+        )
         area.memberships.blocked = rooms.is_blocked
+        users = UserAdmin(accounts, UserAdminStore(db), threepids)
+        # First: the account shows as erased before its events are pruned.
+        accounts.erased_hooks.insert(0, users.mark_erased)
 
         async def user_known(user_id: str) -> bool:
             if user_id.endswith(":" + config.server_name):
@@ -61,7 +67,7 @@ class AdminArea:
 
         area.reports.user_known = user_known
         return cls(
-            users=UserAdmin(accounts, UserAdminStore(db), threepids),
+            users=users,
             rooms=rooms,
             tokens=RegistrationTokens(
                 RegistrationTokenStore(db), config.registration.tokens, clock
@@ -76,6 +82,7 @@ class AdminArea:
             ServerAdminApi(auth, config.support),
             UserAdminApi(auth, self.users, self.rooms_area.reader.joined_rooms),
             RoomAdminApi(auth, self.rooms),
+            PurgeAdminApi(auth, self.rooms_area.purger),
             RegistrationTokensApi(auth, self.tokens, limiter),
             ReportsApi(auth, self.user_reports, self.reports),
         ]

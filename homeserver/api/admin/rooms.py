@@ -15,7 +15,7 @@ from homeserver.api.admin.common import (
     query_text,
     require_admin,
 )
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.http.bodies import json_body, opt_bool, opt_str
 from homeserver.http.shell import json_response
 from homeserver.rooms.admin import ROOM_ORDERS, RoomAdmin, RoomQuery
@@ -45,6 +45,7 @@ class RoomAdminApi:
             web.get(ADMIN_V1 + "/rooms/{roomId}/block", self.get_block),
             web.put(ADMIN_V1 + "/rooms/{roomId}/block", self.put_block),
             web.get(ADMIN_V2 + "/rooms/delete_status/{deleteId}", self.status_by_id),
+            web.delete(ADMIN_V1 + "/rooms/{roomId}", self.delete_room_v1),
             web.delete(ADMIN_V2 + "/rooms/{roomId}", self.delete_room),
             web.get(ADMIN_V2 + "/rooms/{roomId}/delete_status", self.status_by_room),
         ]
@@ -88,23 +89,37 @@ class RoomAdminApi:
         await self.rooms.set_block(admin.user_id, request.match_info["roomId"], body["block"])
         return json_response({"block": body["block"]})
 
-    async def delete_room(self, request: web.Request) -> web.Response:
-        """Shut the room down now; the answer's delete_id names the recorded outcome."""
+    async def _shutdown(self, request: web.Request) -> Shutdown:
+        """Shut the room down now (and purge it unless ``purge: false``, Synapse's default)."""
         admin = await require_admin(self.auth, request)
         body = await json_body(request, allow_empty=True)
         block = opt_bool(body, "block", False)
-        if opt_bool(body, "purge", False) or opt_bool(body, "force_purge", False):
-            raise invalid_param(
-                "Purging a room's history is not supported by this server; send purge: false"
-            )
+        purge = opt_bool(body, "purge", True)
+        force_purge = opt_bool(body, "force_purge", False)
         if opt_str(body, "new_room_user_id") is not None:
             raise invalid_param("new_room_user_id is not supported by this server")
         opt_str(body, "room_name")
         reason = opt_str(body, "message")
-        done = await self.rooms.shutdown(
-            admin.user_id, request.match_info["roomId"], block=block, reason=reason
+        return await self.rooms.shutdown(
+            admin.user_id,
+            request.match_info["roomId"],
+            block=block,
+            reason=reason,
+            purge=purge,
+            force_purge=force_purge,
         )
+
+    async def delete_room(self, request: web.Request) -> web.Response:
+        """The answer's delete_id names the recorded outcome (status endpoints)."""
+        done = await self._shutdown(request)
         return json_response({"delete_id": done.delete_id})
+
+    async def delete_room_v1(self, request: web.Request) -> web.Response:
+        """Synapse's older form: the outcome itself (a failure is its error)."""
+        done = await self._shutdown(request)
+        if done.status == "failed":
+            raise MatrixError(400, "M_UNKNOWN", done.error)
+        return json_response(done.result)
 
     async def status_by_room(self, request: web.Request) -> web.Response:
         await require_admin(self.auth, request)

@@ -11,7 +11,7 @@ generation counter keeps a read that raced with it from caching the old row.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -23,6 +23,8 @@ from homeserver.storage.sql import placeholders
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are event nids.
+EVENTS_CACHE = "events"
 
 T = TypeVar("T")
 
@@ -77,6 +79,8 @@ class EventStore:
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
         self._generation = 0
+        # Other processes drop what this one forgets (cache name, keys); None: one process.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------ writing
 
@@ -264,8 +268,19 @@ class EventStore:
         return {str(r["event_id"]): str(r["txn_id"]) for r in rows}
 
     def forget(self, nids: Iterable[int]) -> None:
-        """Drop cached rows that changed (an applied redaction)."""
+        """Drop cached rows that changed (an applied redaction), here and in other processes."""
+        wanted = list(nids)
+        self.drop_cached(wanted)
+        if self.publish is not None:
+            self.publish(EVENTS_CACHE, [str(n) for n in wanted])
+
+    def drop_cached(self, nids: Iterable[int] | None) -> None:
+        """Drop cached rows in this process only (None: every one)."""
         self._generation += 1
+        if nids is None:
+            self._cache.clear()
+            self._ids.clear()
+            return
         for nid in nids:
             old = self._cache.pop(nid, None)
             if old is not None:
@@ -386,6 +401,20 @@ class EventStore:
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
 
+    async def events_after(self, after: int, limit: int) -> list[StoredEvent]:
+        """Accepted timeline events of every room with ``stream_ordering > after``, oldest
+        first (application-service transactions read the whole stream this way)."""
+        rows = await self.db.fetchall(
+            "SELECT event_nid FROM events WHERE stream_ordering > $1"
+            " AND rejected_reason IS NULL AND soft_failed = 0"
+            " ORDER BY stream_ordering ASC LIMIT $2",
+            after,
+            limit,
+        )
+        nids = [int(r["event_nid"]) for r in rows]
+        found = await self.by_nids(nids)
+        return [found[n] for n in nids if n in found]
+
     async def room_topological(
         self,
         room_nid: int,
@@ -434,10 +463,13 @@ class EventStore:
     async def state_events_between(
         self, room_nid: int, after: int, before: int
     ) -> list[StoredEvent]:
-        """State events with ``after < stream_ordering < before``, oldest first."""
+        """State events with ``after < stream_ordering < before``, oldest first; also
+        those a history purge took off the timeline from there (``purged_stream``)."""
         rows = await self.db.fetchall(
             "SELECT event_nid FROM events WHERE room_nid = $1 AND state_key IS NOT NULL"
-            " AND stream_ordering > $2 AND stream_ordering < $3 ORDER BY stream_ordering",
+            " AND ((stream_ordering > $2 AND stream_ordering < $3)"
+            " OR (purged_stream > $2 AND purged_stream < $3))"
+            " ORDER BY COALESCE(stream_ordering, purged_stream)",
             room_nid,
             after,
             before,
@@ -445,6 +477,27 @@ class EventStore:
         nids = [int(r["event_nid"]) for r in rows]
         found = await self.by_nids(nids)
         return [found[n] for n in nids if n in found]
+
+    async def purged_state_rooms(self, after: int, before_by_room: dict[int, int]) -> set[int]:
+        """The rooms where a history purge took state events with positions in
+        ``(after, before_by_room[room])`` off the timeline (a /sync from ``after`` must
+        then say the room's timeline is limited); one statement per 200 rooms."""
+        out: set[int] = set()
+        items = sorted(before_by_room.items())
+        for start in range(0, len(items), 200):
+            chunk = items[start : start + 200]
+            where = " OR ".join(
+                f"(room_nid = ${2 * i + 2} AND purged_stream < ${2 * i + 3})"
+                for i in range(len(chunk))
+            )
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT room_nid FROM events WHERE purged_stream > $1"
+                f" AND state_key IS NOT NULL AND ({where})",
+                after,
+                *(v for pair in chunk for v in pair),
+            )
+            out.update(int(r["room_nid"]) for r in rows)
+        return out
 
     async def event_near_ts(self, room_nid: int, ts: int, forwards: bool) -> tuple[str, int] | None:
         """(event id, origin_server_ts) of the room's visible event closest to ``ts`` in

@@ -58,6 +58,11 @@ class RoomStore:
         self._by_nid[info.room_nid] = info
         return info
 
+    def forget_room(self, room: RoomInfo) -> None:
+        """The room was purged: drop it from the cache."""
+        self._rooms.pop(room.room_id, None)
+        self._by_nid.pop(room.room_nid, None)
+
     async def get_room(self, room_id: str) -> RoomInfo | None:
         info = self._rooms.get(room_id)
         if info is not None:
@@ -195,6 +200,40 @@ class RoomStore:
     async def public_rooms(self) -> list[int]:
         """nids of the rooms published in the local room directory."""
         rows = await self.db.fetchall("SELECT room_nid FROM rooms WHERE is_public = 1")
+        return [int(r[0]) for r in rows]
+
+    async def set_network_listing(
+        self, appservice_id: str, network_id: str, room_nid: int, listed: bool
+    ) -> None:
+        """Table ``appservice_room_list`` (migration 0201): a service's network directory."""
+        if listed:
+            await self.db.execute(
+                "INSERT INTO appservice_room_list (appservice_id, network_id, room_nid)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                appservice_id,
+                network_id,
+                room_nid,
+            )
+        else:
+            await self.db.execute(
+                "DELETE FROM appservice_room_list"
+                " WHERE appservice_id = $1 AND network_id = $2 AND room_nid = $3",
+                appservice_id,
+                network_id,
+                room_nid,
+            )
+
+    async def network_rooms(self, appservice_id: str | None, network_id: str | None) -> list[int]:
+        """nids of rooms in one service network's directory (both None: every network's)."""
+        if appservice_id is None or network_id is None:
+            rows = await self.db.fetchall("SELECT DISTINCT room_nid FROM appservice_room_list")
+        else:
+            rows = await self.db.fetchall(
+                "SELECT room_nid FROM appservice_room_list"
+                " WHERE appservice_id = $1 AND network_id = $2",
+                appservice_id,
+                network_id,
+            )
         return [int(r[0]) for r in rows]
 
     async def aliases_for_room(self, room_nid: int) -> list[str]:

@@ -26,6 +26,7 @@ from homeserver.userdata.account_data import AccountDataService
 CREATE = ("m.room.create", "")
 ENCRYPTION = ("m.room.encryption", "")
 CURRENT = ("join", "invite", "knock")
+IGNORED_USERS = "m.ignored_user_list"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,18 @@ class RoomLists:
                 out.update(r for r in rooms if isinstance(r, str))
         return out
 
+    async def _ignored(self, user_nid: int, user_id: str) -> set[str]:
+        """The user's ``m.ignored_user_list``: invites from them are not listed (spec
+        "Ignoring Users": the server should not show invites from ignored users)."""
+        try:
+            content = await self.account_data.get(user_nid, user_id, None, IGNORED_USERS)
+        except MatrixError:
+            return set()
+        ignored = content.get("ignored_users")
+        if not isinstance(ignored, dict):
+            return set()
+        return {u for u in ignored if isinstance(u, str) and u != user_id}
+
     async def candidates(
         self, user_nid: int, user_id: str, since: int | None, now: int
     ) -> dict[str, Candidate]:
@@ -108,6 +121,7 @@ class RoomLists:
         invites = await self.rooms.events.by_nids(
             [m.event_nid for m in current if m.membership == "invite"]
         )
+        ignored = await self._ignored(user_nid, user_id) if invites else set()
         out: dict[str, Candidate] = {}
         for m in current:
             info = infos.get(m.room_nid)
@@ -116,6 +130,8 @@ class RoomLists:
             f = facts.get(m.room_nid, {})
             room_type = f.get(CREATE, {}).get("type")
             invite = invites.get(m.event_nid)
+            if invite is not None and invite.event.sender in ignored:
+                continue
             direct = invite is not None and invite.event.content.get("is_direct") is True
             out[info.room_id] = Candidate(
                 info=info,

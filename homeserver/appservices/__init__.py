@@ -1,0 +1,2 @@
+"""Application services (bridges, bots): registrations, identity assertion, transactions,
+queries."""

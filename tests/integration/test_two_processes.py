@@ -1,0 +1,219 @@
+"""Two Myelin servers over one PostgreSQL database, joined by the signal bus.
+
+``main`` holds the database's process lock (outbox sender, background jobs);
+``other`` is a worker beside it (``start_worker``, as ``myelin run --worker``). Both run
+in this test process, each with its own database pool, caches, notifier and
+bus connection, so all they share is PostgreSQL. Clients use both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from homeserver.app import RunningServer, start, start_worker
+from homeserver.config import ConfigError
+from tests.conftest import (
+    ENGINE,
+    _create_pg_database,
+    free_port,
+    make_config,
+    stop_or_explain,
+    write_data_dir,
+)
+from tests.helpers import Api, Reply, User
+
+WAIT_S = 30.0  # a bound for "it arrives", not a measurement
+ROUNDS = 300  # bounded re-reads while a cross-process message is on its way
+
+
+async def eventually(read: Callable[[], Awaitable[Reply]], ok: Callable[[Reply], bool]) -> Reply:
+    """Read until ``ok`` (a message from the other process may still be in flight)."""
+    reply = await read()
+    for _ in range(ROUNDS):
+        if ok(reply):
+            return reply
+        await asyncio.sleep(0.05)
+        reply = await read()
+    return reply
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+    if ENGINE != "postgres":
+        pytest.skip("several processes need PostgreSQL")
+    url, drop = await _create_pg_database()
+    write_data_dir(tmp_path, "localhost")
+    servers: list[RunningServer] = []
+    config = make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
+    try:
+        servers.append(await start(config))
+        servers.append(await start_worker(config, "w1"))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            await stop_or_explain(server)
+        await drop()
+
+
+async def test_sqlite_refuses_workers(tmp_path: Path) -> None:
+    write_data_dir(tmp_path, "localhost")
+    url = f"sqlite:///{tmp_path / 'homeserver.db'}"
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
+    with pytest.raises(ConfigError, match="SQLite"):
+        await start_worker(make_config(tmp_path, url), "w1")
+
+
+async def new_room(api: Api, user: User) -> str:
+    r = await api.post("/createRoom", {"preset": "private_chat"}, token=user.access_token)
+    assert r.status == 200, r.body
+    return str(r.body["room_id"])
+
+
+async def send(api: Api, user: User, room_id: str, body: str) -> str:
+    r = await api.put(
+        f"/rooms/{room_id}/send/m.room.message/{secrets.token_hex(8)}",
+        {"msgtype": "m.text", "body": body},
+        token=user.access_token,
+    )
+    assert r.status == 200, r.body
+    return str(r.body["event_id"])
+
+
+async def test_logout_on_one_is_refused_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        # The other process caches the token on first use...
+        assert (await b.get("/account/whoami", token=alice.access_token)).status == 200
+        assert (await a.post("/logout", {}, token=alice.access_token)).status == 200
+        # ...and drops it when the logout's message arrives, long before the cache expires.
+        r = await eventually(
+            lambda: b.get("/account/whoami", token=alice.access_token),
+            lambda r: r.status == 401,
+        )
+        assert r.status == 401 and r.errcode == "M_UNKNOWN_TOKEN", r.body
+
+
+async def test_long_poll_on_one_wakes_for_a_send_on_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        first = await b.get("/sync", token=alice.access_token)
+        assert first.status == 200, first.body
+        since = first.body["next_batch"]
+        # A long-poll far longer than the wait below: it returns early only if woken.
+        poll = asyncio.create_task(
+            b.get("/sync", token=alice.access_token, params={"since": since, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)  # let the poll start waiting (it is correct either way)
+        event_id = await send(a, alice, room_id, "hello from main")
+        r = await asyncio.wait_for(poll, WAIT_S)
+        assert r.status == 200, r.body
+        timeline = r.body["rooms"]["join"][room_id]["timeline"]["events"]
+        assert event_id in [e["event_id"] for e in timeline]
+
+
+async def test_concurrent_sends_keep_the_room_linear_and_positions_gap_free(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    per_side = 15
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        sent = await asyncio.gather(
+            *[send(a, alice, room_id, f"a{i}") for i in range(per_side)],
+            *[send(b, alice, room_id, f"b{i}") for i in range(per_side)],
+        )
+        assert len(set(sent)) == 2 * per_side
+    db = main.hs.db
+    room_nid = await db.fetchval("SELECT room_nid FROM rooms WHERE room_id = $1", room_id)
+    rows = await db.fetchall(
+        "SELECT event_nid, event_id, stream_ordering FROM events"
+        " WHERE room_nid = $1 ORDER BY stream_ordering",
+        room_nid,
+    )
+    ids = [str(r["event_id"]) for r in rows]
+    assert set(sent) <= set(ids) and len(ids) == len(set(ids))
+    # One linear room: each event's only prev event is the one before it in the stream.
+    for before, row in itertools.pairwise(rows):
+        prevs = await db.fetchall(
+            "SELECT prev_event_id FROM event_edges WHERE event_nid = $1", row["event_nid"]
+        )
+        assert [str(p["prev_event_id"]) for p in prevs] == [str(before["event_id"])]
+    extremities = await db.fetchall(
+        "SELECT event_nid FROM forward_extremities WHERE room_nid = $1", room_nid
+    )
+    assert [int(e["event_nid"]) for e in extremities] == [int(rows[-1]["event_nid"])]
+    # Gap-free positions: the only room on the server holds every position up to the current.
+    positions = [int(r["stream_ordering"]) for r in rows]
+    current = await db.fetchval(
+        "SELECT position FROM stream_positions WHERE stream_name = 'events'"
+    )
+    assert positions == list(range(positions[0], int(current) + 1))
+    # And /sync on each process serves all of them, once, in that order.
+    for url in (main.client_url, other.client_url):
+        async with Api(url) as api:
+            r = await api.get(
+                "/sync",
+                token=alice.access_token,
+                params={"filter": '{"room":{"timeline":{"limit":100}}}'},
+            )
+            events = r.body["rooms"]["join"][room_id]["timeline"]["events"]
+            assert [e["event_id"] for e in events] == ids
+
+
+async def test_a_redaction_on_one_is_served_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        event_id = await send(a, alice, room_id, "regrettable")
+        path = f"/rooms/{room_id}/event/{event_id}"
+
+        def read() -> Awaitable[Reply]:
+            return b.get(path, token=alice.access_token)
+
+        before = await read()  # now in the other process's event cache
+        assert before.status == 200 and before.body["content"]["body"] == "regrettable"
+        r = await a.put(
+            f"/rooms/{room_id}/redact/{event_id}/{secrets.token_hex(4)}",
+            {"reason": "oops"},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        after = await eventually(read, lambda r: r.body.get("content") == {})
+        assert after.body["content"] == {}
+        assert after.body["unsigned"]["redacted_because"]["event_id"] == r.body["event_id"]
+
+
+async def test_a_push_rule_change_on_one_is_served_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        rule = "/pushrules/global/override/.m.rule.master/enabled"
+
+        def read() -> Awaitable[Reply]:
+            return b.get(rule, token=alice.access_token)
+
+        assert (await read()).body == {"enabled": False}  # cached by the other process
+        r = await a.put(rule, {"enabled": True}, token=alice.access_token)
+        assert r.status == 200, r.body
+        after = await eventually(read, lambda r: r.body == {"enabled": True})
+        assert after.body == {"enabled": True}
