@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterable
 
 from homeserver.app import RunningServer
-from homeserver.streams.signal import EVENTS, ChangeSignal
+from homeserver.streams.signal import EVENTS, ChangeSignal, SignalFanout
 from homeserver.sync.notifier import Notifier
 from tests.helpers import Api
 from tests.integration.test_rooms_basic import create_room
@@ -37,7 +37,9 @@ async def test_room_events_reach_whatever_signal_is_connected(
     server: RunningServer, api: Api
 ) -> None:
     rooms = server.hs.rooms_area.rooms
-    assert isinstance(rooms.signal, Notifier)  # in one process: the sync notifier itself
+    # In one process: a fan-out to the sync notifier (and any app-service senders).
+    assert isinstance(rooms.signal, SignalFanout)
+    assert any(isinstance(t, Notifier) for t in rooms.signal.targets)
     relay = Relay(rooms.signal)
     rooms.signal = relay
 
