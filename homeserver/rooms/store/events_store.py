@@ -443,7 +443,8 @@ class EventStore:
         rows = await self.db.fetchall(sql, *args)
         nids = [int(r["event_nid"]) for r in rows]
         found = await self.by_nids(nids)
-        return [found[n] for n in nids if n in found]
+        # A purge may take an event off the timeline between the two reads.
+        return [found[n] for n in nids if n in found and found[n].stream_ordering is not None]
 
     async def gaps_before(self, event_nids: Sequence[int]) -> list[str]:
         """Prev events of ``event_nids`` that the timeline lacks: not stored, or
