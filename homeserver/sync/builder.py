@@ -193,7 +193,11 @@ class SyncBuilder:
             m = by_room.get(room.room_nid)
             newly = ctx.since is None or (m is not None and m.membership == "join")
             body = await self.timeline.build(
-                ctx, room, ctx.now.events, full=newly or ctx.req.full_state
+                ctx,
+                room,
+                ctx.now.events,
+                full=newly or ctx.req.full_state,
+                newly_joined=newly and ctx.since is not None,
             )
             body["ephemeral"] = {"events": ephemeral.get(room.room_id, [])}
             body["account_data"] = {"events": room_data.get(room.room_id, [])}

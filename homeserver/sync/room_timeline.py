@@ -64,11 +64,15 @@ class RoomTimeline:
         return sent
 
     async def build(
-        self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool
+        self, ctx: SyncContext, room: RoomInfo, upto: int, full: bool, newly_joined: bool = False
     ) -> dict[str, Any]:
+        """``newly_joined``: the user joined since the token. Its timeline is then read
+        from the room's history as for an initial sync (the events before the join that
+        history visibility lets the user see), and is ``limited`` so the client knows
+        to paginate (as Synapse answers, which clients expect)."""
         rf = ctx.flt.room
         limit = ctx.limit
-        since = ctx.since_events
+        since = None if newly_joined else ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
         window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
         # A filter may leave a page short: read further back, page by page, until the
@@ -97,6 +101,13 @@ class RoomTimeline:
         timeline = matching[-limit:]
         limited = len(matching) > limit or not reached_since
         start = timeline[0].stream_ordering if timeline else upto + 1
+        # ``prev_batch``: before the timeline; but when the timeline was read from the
+        # room's history and all of it fitted, it is the sync position (as Synapse gives
+        # it, and Sytest expects /messages from it to repeat the timeline).
+        prev_batch = start - 1
+        if since is None and not limited:
+            prev_batch = upto
+        limited = limited or newly_joined
         assert start is not None
         state = await self._state(ctx, room, since, start, full, limited, timeline)
         lazy = rf.state.lazy_load_members
@@ -118,7 +129,7 @@ class RoomTimeline:
             "timeline": {
                 "events": [project_fields(e, fields) for e in events],
                 "limited": limited,
-                "prev_batch": StreamToken(events=max(0, start - 1)).encode(),
+                "prev_batch": StreamToken(events=max(0, prev_batch)).encode(),
             },
             "state": {"events": [project_fields(e, fields) for e in state_events]},
         }
