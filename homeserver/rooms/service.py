@@ -270,9 +270,14 @@ class RoomService:
         txn: TxnRef | None = None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None = None,
         keep_unchanged: bool = False,
+        before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> StoredEvent:
         """The single writer path: under the room lock, build on the current
         extremities and state, check, persist; then wake and notify.
+
+        ``before_persist`` runs with the built and checked event, still under the room
+        lock, before it is persisted; if it raises, the event is not sent. (A room
+        upgrade names the tombstone's id in the new room before sending the tombstone.)
 
         ``precheck`` sees the state the event is built on (client-API rules
         that are not auth rules, such as the encryption downgrade).
@@ -296,7 +301,7 @@ class RoomService:
                 ):
                     return current
             stored = await self._build_and_persist(
-                room, sender, event_type, content, state_key, txn, precheck
+                room, sender, event_type, content, state_key, txn, precheck, before_persist
             )
         await self.after_persist(stored, room)
         return stored
@@ -310,6 +315,7 @@ class RoomService:
         state_key: str | None,
         txn: TxnRef | None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+        before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> StoredEvent:
         rv = room.version
         prev = (await self.events.extremities(room.room_nid))[-MAX_PREV_EVENTS:]
@@ -346,6 +352,8 @@ class RoomService:
         create_ev = None if create is None else create.event
         event = await self._exchange_invite(event, room, auth_events, state_map, create_ev)
         replaced = cur.get((event_type, state_key)) if state_key is not None else None
+        if before_persist is not None:
+            await before_persist(event)
         plan = PersistPlan(
             event=event,
             prev_nids=[p.event_nid for p in prev],
@@ -446,9 +454,15 @@ class RoomService:
             raise
 
     async def create_room_with(
-        self, version: RoomVersion, creator: str, content: dict[str, Any]
+        self,
+        version: RoomVersion,
+        creator: str,
+        content: dict[str, Any],
+        room_id: str | None = None,
     ) -> tuple[RoomInfo, StoredEvent]:
-        """Build, check and persist the create event of a new room, and the room row."""
+        """Build, check and persist the create event of a new room, and the room row.
+        ``room_id``: one chosen beforehand (from ``new_room_id``; not for versions whose
+        room id is the create event's hash)."""
         fields: dict[str, Any] = {
             "type": "m.room.create",
             "state_key": "",
@@ -460,7 +474,7 @@ class RoomService:
             "origin_server_ts": self._create_ts(),
         }
         if not version.room_id_from_create_event:
-            fields["room_id"] = self.new_room_id()
+            fields["room_id"] = room_id or self.new_room_id()
         event = self._build(version, fields)
         await self._check(event, [], {}, None)
         room_id = event.room_id

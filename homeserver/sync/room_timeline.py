@@ -104,11 +104,11 @@ class RoomTimeline:
         # ``prev_batch``: before the timeline; but when the timeline was read from the
         # room's history and all of it fitted, it is the sync position (as Synapse gives
         # it, and Sytest expects /messages from it to repeat the timeline).
+        assert start is not None
         prev_batch = start - 1
         if since is None and not limited:
             prev_batch = upto
         limited = limited or newly_joined
-        assert start is not None
         state = await self._state(ctx, room, since, start, full, limited, timeline)
         lazy = rf.state.lazy_load_members
         if lazy:

@@ -83,6 +83,32 @@ async def test_upgrade_carries_state_aliases_directory_and_tombstones(api: Api) 
     assert r.status == 200
 
 
+async def test_upgrade_names_the_tombstone_and_states_guest_access(api: Api) -> None:
+    """Up to v11 the new room's predecessor names the tombstone (Sytest checks it); a
+    room without guest_access gets an explicit "forbidden" (what no event means); an
+    unknown room is 404."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    room = await create_room(api, alice, room_version="10", preset="public_chat")
+    assert await state(api, alice, room, "m.room.guest_access") is None
+    r = await api.get("/sync", token=tok)
+    since = r.body["next_batch"]
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "2"}, token=tok)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    r = await api.get("/sync", token=tok, params={"since": since})
+    tombstone = r.body["rooms"]["join"][room]["timeline"]["events"][0]
+    assert tombstone["type"] == "m.room.tombstone"
+    assert tombstone["content"]["replacement_room"] == new
+    first = r.body["rooms"]["join"][new]["timeline"]["events"][0]
+    assert first["type"] == "m.room.create" and first["content"]["room_version"] == "2"
+    assert first["content"]["predecessor"] == {"room_id": room, "event_id": tombstone["event_id"]}
+    assert await state(api, alice, new, "m.room.guest_access") == {"guest_access": "forbidden"}
+
+    r = await api.post("/rooms/!nowhere:unknown/upgrade", {"new_version": "2"}, token=tok)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+
+
 async def test_upgrade_without_encryption_turns_it_off(api: Api) -> None:
     alice = await api.register("alice")
     room = await create_room(

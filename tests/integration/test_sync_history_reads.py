@@ -61,7 +61,9 @@ async def test_newly_joined_room_timeline_reaches_before_the_join(api: Api) -> N
     other = await create_room(api, alice)
     r = await api.get("/sync", token=carol.access_token)
     since = r.body["next_batch"]
-    invited = await api.post(f"/rooms/{other}/invite", {"user_id": carol.user_id}, token=alice.access_token)
+    invited = await api.post(
+        f"/rooms/{other}/invite", {"user_id": carol.user_id}, token=alice.access_token
+    )
     assert invited.status == 200, invited.body
     assert (await api.post(f"/join/{other}", {}, token=carol.access_token)).status == 200
     r = await api.get("/sync", token=carol.access_token, params={"since": since})
