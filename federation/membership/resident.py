@@ -92,6 +92,10 @@ class ResidentMembership:
         room = await self._room(origin, room_id)
         if membership != "leave":
             await self._refuse_blocked(room.room_id)
+            if self.server_name not in await self.outbound.servers_in_room(room):
+                # All our users have left: we can no longer vouch for the room's state
+                # (and could not send the event on to anyone).
+                raise not_found("This server is no longer in the room")
         if domain_of(user_id) != origin:
             raise forbidden("The user does not belong to the requesting server")
         rv = room.version
@@ -140,8 +144,10 @@ class ResidentMembership:
             raise bad_json("The event does not match the request path")
         if event.type != MEMBER or event.state_key != event.sender:
             raise bad_json("Expected a membership event of the sender")
-        if event.membership != membership or domain_of(event.sender) != origin:
-            raise bad_json(f"Expected a {membership} of a user of the requesting server")
+        if event.membership != membership:
+            raise bad_json(f"Expected a {membership} event")
+        if domain_of(event.sender) != origin:
+            raise forbidden(f"The {membership} is not of a user of the requesting server")
         event = await self._countersign_restricted(room, event)
         shown: list[StoredEvent] = []
         try:
@@ -204,7 +210,8 @@ class ResidentMembership:
             raise incompatible(str(version))
         got = await self.pipeline.fetcher.checked(body["event"], rv)
         if got is None:
-            raise bad_json("Invalid event or signature")
+            # Most often not signed by the inviting server: refused, as other servers do.
+            raise forbidden("Invalid event or signature")
         event = got[0]
         target = event.state_key or ""
         if event.event_id != event_id or event.room_id != room_id:
