@@ -219,6 +219,14 @@ class RoomUpgrader:
             if found is None or (etype == ENCRYPTION and without_encryption):
                 continue
             await send(new, etype, dict(found.event.content))
+        for (etype, key), banned in state.items():
+            # Bans carry over, so that the upgrade is no way back in (as Synapse does).
+            if etype == "m.room.member" and banned.event.membership == "ban":
+                content = {"membership": "ban"}
+                reason = banned.event.content.get("reason")
+                if isinstance(reason, str):
+                    content["reason"] = reason
+                await self.rooms.create_and_send(new, user_id, etype, content, key)
         await self.rooms.rooms.move_aliases(old.room_nid, new.room_nid)
         canonical = state.get((CANONICAL_ALIAS, ""))
         if canonical is not None and canonical.event.content:
@@ -242,8 +250,11 @@ class RoomUpgrader:
             "room_version": rv.identifier,
             "predecessor": {"room_id": old.room_id, "event_id": last.event.event_id},
         }
-        if old_create is not None and "type" in old_create.event.content:
-            content["type"] = old_create.event.content["type"]
+        if old_create is not None:
+            # The room type, and whether it federates, stay what they were.
+            for key in ("type", "m.federate"):
+                if key in old_create.event.content:
+                    content[key] = old_create.event.content[key]
         if not rv.implicit_room_creator:
             content["creator"] = user_id
         if rv.privileged_creators and additional_creators:

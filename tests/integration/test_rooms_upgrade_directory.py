@@ -109,6 +109,21 @@ async def test_upgrade_names_the_tombstone_and_states_guest_access(api: Api) -> 
     assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
 
 
+async def test_upgrade_carries_bans_and_m_federate(api: Api) -> None:
+    alice = await api.register("alice")
+    tok = alice.access_token
+    room = await create_room(api, alice, creation_content={"m.federate": False})
+    banned = "@bob:elsewhere.example"
+    r = await api.post(f"/rooms/{room}/ban", {"user_id": banned, "reason": "spam"}, token=tok)
+    assert r.status == 200, r.body
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "10"}, token=tok)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    assert (await state(api, alice, new, "m.room.create"))["m.federate"] is False
+    r = await api.get(f"/rooms/{new}/state/m.room.member/{banned}", token=tok)
+    assert r.body == {"membership": "ban", "reason": "spam"}
+
+
 async def test_upgrade_without_encryption_turns_it_off(api: Api) -> None:
     alice = await api.register("alice")
     room = await create_room(
