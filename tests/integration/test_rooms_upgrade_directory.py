@@ -124,6 +124,36 @@ async def test_upgrade_carries_bans_and_m_federate(api: Api) -> None:
     assert r.body == {"membership": "ban", "reason": "spam"}
 
 
+async def test_tags_and_direct_follow_the_upgrade(api: Api) -> None:
+    """The upgrader's and a joining member's tags and m.direct entries carry over."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    for user in (alice, bob):
+        r = await api.put(
+            f"/user/{user.user_id}/rooms/{room}/tags/u.work",
+            {"order": 0.5},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        r = await api.put(
+            f"/user/{user.user_id}/account_data/m.direct",
+            {"@carol:elsewhere.example": [room]},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "10"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    assert (await api.post(f"/join/{new}", {}, token=bob.access_token)).status == 200
+    for user in (alice, bob):
+        r = await api.get(f"/user/{user.user_id}/rooms/{new}/tags", token=user.access_token)
+        assert r.body == {"tags": {"u.work": {"order": 0.5}}}
+        r = await api.get(f"/user/{user.user_id}/account_data/m.direct", token=user.access_token)
+        assert r.body == {"@carol:elsewhere.example": [room, new]}
+
+
 async def test_upgrade_without_encryption_turns_it_off(api: Api) -> None:
     alice = await api.register("alice")
     room = await create_room(
