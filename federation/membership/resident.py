@@ -10,11 +10,13 @@ a room we are not in stores it out-of-band so the invitee's /sync shows it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
+from federation.pdu.parse import PduDropped
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.keys import SigningKey
@@ -32,6 +34,8 @@ from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.federation.membership")
 
 
 def _will_sign(event: Event, server_name: str) -> bool:
@@ -136,10 +140,7 @@ class ResidentMembership:
     ) -> tuple[StoredEvent, RoomInfo]:
         """send_join / send_leave / send_knock: check and persist, then relay."""
         room = await self._room(origin, room_id)
-        got = await self.pipeline.fetcher.checked(pdu, room.version)
-        if got is None:
-            raise bad_json("Invalid event or signature")
-        event = got[0]
+        event = await self._checked(pdu, room.version)
         if event.event_id != event_id or event.room_id != room.room_id:
             raise bad_json("The event does not match the request path")
         if event.type != MEMBER or event.state_key != event.sender:
@@ -163,6 +164,17 @@ class ResidentMembership:
             await self.rooms.after_persist(s, room)
         await self.outbound.relay(stored, room, exclude={origin})
         return stored, room
+
+    async def _checked(self, pdu: Any, rv: RoomVersion) -> Event:
+        """Steps 1-3 of receipt for a membership handshake: a malformed event is 400
+        M_BAD_JSON, one not signed as it must be 403 M_FORBIDDEN."""
+        try:
+            return (await self.pipeline.fetcher.check(pdu, rv))[0]
+        except PduDropped as e:
+            log.info("membership event refused: %s", e.reason)
+            if e.bad_signature:
+                raise forbidden("The event is not signed as it must be") from None
+            raise bad_json("Invalid event") from None
 
     async def _countersign_restricted(self, room: RoomInfo, event: Event) -> Event:
         """A join naming one of our users as its authoriser: check again that the join
@@ -208,11 +220,7 @@ class ResidentMembership:
         rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
         if rv is None:
             raise incompatible(str(version))
-        got = await self.pipeline.fetcher.checked(body["event"], rv)
-        if got is None:
-            # Most often not signed by the inviting server: refused, as other servers do.
-            raise forbidden("Invalid event or signature")
-        event = got[0]
+        event = await self._checked(body["event"], rv)
         target = event.state_key or ""
         if event.event_id != event_id or event.room_id != room_id:
             raise bad_json("The event does not match the request path")

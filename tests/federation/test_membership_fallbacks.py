@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from homeserver.events.keys import generate_signing_key
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_json
 from tests.conftest import ServerFactory
@@ -149,6 +150,39 @@ async def test_resident_refuses_foreign_joins_and_rooms_it_left(
             join.pdu,
         )
         assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN")
+
+    # A join of the peer's own user signed with a key the peer never published: 403;
+    # an invite that breaks the room version's JSON rules (a float): 400.
+    made = await peer.request(
+        name(hs),
+        "GET",
+        f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(peer.user('zed'))}",
+        query={"ver": ["10", "12"]},
+    )
+    assert made.status == 200, made.body
+    fields = {
+        k: v for k, v in made.body["event"].items() if k not in ("origin", "origin_server_ts")
+    }
+    impostor = generate_signing_key(peer.signing_key.version)
+    forged = peer.build(version, fields, key=impostor)
+    reply = await peer.request(
+        name(hs),
+        "PUT",
+        f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(forged.event_id)}",
+        forged.pdu,
+    )
+    assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN")
+    room = peer_room(peer)
+    bad = peer.event(
+        room, "m.room.member", {"membership": "invite", "weight": 1.5}, state_key=alice.user_id
+    )
+    reply = await peer.request(
+        name(hs),
+        "PUT",
+        f"/_matrix/federation/v2/invite/{q(room.room_id)}/{q(bad.event_id)}",
+        {"event": bad.pdu, "room_version": "10", "invite_room_state": []},
+    )
+    assert (reply.status, reply.body.get("errcode")) == (400, "M_BAD_JSON")
 
     # Once every local user has left, the server no longer offers joins.
     assert (
