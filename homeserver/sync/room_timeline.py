@@ -75,8 +75,9 @@ class RoomTimeline:
         since = None if newly_joined else ctx.since_events
         filtered = rf.timeline.types is not None or rf.timeline.senders is not None
         window = min(MAX_FETCH, (limit + 1) * 4) if filtered else limit + 1
-        # A filter may leave a page short: read further back, page by page, until the
-        # limit is reached, the range is exhausted or MAX_FETCH events were read.
+        # A filter or history visibility may leave a page short: read further back, page
+        # by page, until the limit is reached, the range is exhausted or MAX_FETCH events
+        # were read.
         matching: list[StoredEvent] = []
         before: int | None = upto
         fetched = 0
@@ -93,7 +94,10 @@ class RoomTimeline:
                 if event_matches(rf.timeline, s.event.pdu)
                 and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
             ] + matching
-            if not filtered or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
+            # History the user may not see also leaves a page short (such as messages
+            # from while they were away): read on for the state events still shown.
+            short = filtered or len(visible) < len(batch)
+            if not short or reached_since or len(matching) > limit or fetched >= MAX_FETCH:
                 break
             oldest = batch[-1].stream_ordering
             assert oldest is not None

@@ -71,3 +71,57 @@ async def test_newly_joined_room_timeline_reaches_before_the_join(api: Api) -> N
     assert room["timeline"]["limited"] is True
     assert room["timeline"]["events"][0]["type"] == "m.room.create"
     assert room["state"]["events"] == []
+
+
+async def test_rejoin_timeline_reaches_back_past_hidden_history(api: Api) -> None:
+    """With "joined" visibility the messages from while the user was away are hidden; the
+    timeline of the rejoined room still reaches back to the state events in the room's
+    current state that were set meanwhile (another member's join)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    room_id = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "joined"},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    r = await api.get("/sync", token=bob.access_token)
+    since = r.body["next_batch"]
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)).status == 200
+    assert (await api.post(f"/join/{room_id}", {}, token=carol.access_token)).status == 200
+    for i in range(15):
+        await send_text(api, alice, room_id, f"away {i}", f"w{i}")
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token, params={"since": since})
+    events = r.body["rooms"]["join"][room_id]["timeline"]["events"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == carol.user_id for e in events), (
+        events
+    )
+    assert not any(e["type"] == "m.room.message" for e in events)
+
+
+async def test_joined_and_left_in_one_batch_gives_the_full_state(api: Api) -> None:
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice)
+    r = await api.put(
+        f"/rooms/{room_id}/state/a.madeup.test.state/", {"my_key": 1}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    r = await api.post(
+        f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    flt = json.dumps(
+        {"room": {"timeline": {"types": []}, "state": {"types": ["a.madeup.test.state"]}}}
+    )
+    r = await api.get("/sync", token=bob.access_token, params={"filter": flt})
+    since = r.body["next_batch"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)).status == 200
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
+    state = r.body["rooms"]["leave"][room_id]["state"]["events"]
+    assert [(e["type"], e["content"]) for e in state] == [("a.madeup.test.state", {"my_key": 1})]
