@@ -92,15 +92,19 @@ class CrossSigningService:
                     key, user_id, f"ed25519:{master_pub}", master_pub
                 ):
                     raise invalid_signature(f"The {usage} key is not signed by the master key")
-            changed = False
+            changed: set[str] = set()
             for usage, key in keys.items():
                 if usage in stored and same_signed_object(stored[usage], key):
                     if stored[usage] == key:
                         continue
                 await self.store.put_key(txn, user_id, usage, _public_key(key), json.dumps(key))
-                changed = True
+                changed.add(usage)
             if changed:
-                await self.device_keys.bump_device_list(txn, user_id, [])
+                # Only the owner sees their user-signing key (spec /keys/query): a change
+                # of it alone is not news for the users who share a room with them.
+                await self.device_keys.bump_device_list(
+                    txn, user_id, [], owner_only=changed == {"user_signing"}
+                )
         if changed:
             await self._notify(user_id)
 

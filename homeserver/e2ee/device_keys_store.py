@@ -211,15 +211,23 @@ class DeviceKeysStore:
     # ----------------------------------------------------- device-list stream
 
     async def bump_device_list(
-        self, txn: Queries, user_id: str, device_ids: Iterable[str | None]
+        self,
+        txn: Queries,
+        user_id: str,
+        device_ids: Iterable[str | None],
+        owner_only: bool = False,
     ) -> int:
-        """Record a change of ``user_id``'s devices; return the last stream position used."""
+        """Record a change of ``user_id``'s devices; return the last stream position used.
+        ``owner_only``: a change only the user is told of (their user-signing key)."""
         devices = list(device_ids) or [None]
         positions = await allocate(txn, DEVICE_LISTS, len(devices))
         await txn.executemany(
-            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id)"
-            " VALUES ($1, $2, $3)",
-            [(pos, user_id, dev) for pos, dev in zip(positions, devices, strict=True)],
+            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, owner_only)"
+            " VALUES ($1, $2, $3, $4)",
+            [
+                (pos, user_id, dev, 1 if owner_only else 0)
+                for pos, dev in zip(positions, devices, strict=True)
+            ],
         )
         return positions[-1]
 
@@ -234,12 +242,17 @@ class DeviceKeysStore:
         )
         return [(int(r[0]), r[1]) for r in rows]
 
-    async def users_changed_between(self, from_pos: int, to_pos: int) -> set[str]:
+    async def users_changed_between(
+        self, from_pos: int, to_pos: int, viewer: str | None = None
+    ) -> set[str]:
+        """Users with a device-list change in (from_pos, to_pos]; for ``viewer``, only
+        the changes they may be told of (owner-only ones are theirs alone)."""
         rows = await self.db.fetchall(
             "SELECT DISTINCT user_id FROM e2e_device_list_stream"
-            " WHERE stream_pos > $1 AND stream_pos <= $2",
+            " WHERE stream_pos > $1 AND stream_pos <= $2 AND (owner_only = 0 OR user_id = $3)",
             from_pos,
             to_pos,
+            viewer,
         )
         return {r[0] for r in rows}
 
