@@ -55,7 +55,11 @@ def _unreachable(e: FederationError) -> MatrixError:
     if e.status == 404:
         return not_found(e.error)
     if e.status is not None and 400 <= e.status < 500 and e.errcode and e.errcode != "M_UNKNOWN":
-        return MatrixError(e.status, e.errcode, e.error)
+        extra: dict[str, Any] = {}
+        version = e.body.get("room_version") if isinstance(e.body, dict) else None
+        if e.errcode == "M_INCOMPATIBLE_ROOM_VERSION" and isinstance(version, str):
+            extra["room_version"] = version  # the spec's field for this error
+        return MatrixError(e.status, e.errcode, e.error, **extra)
     return MatrixError(502, "M_UNKNOWN", "No server in the room could help")
 
 
@@ -272,7 +276,8 @@ class RemoteMembership:
                 len(given_state) - len(state),
                 len(given_state),
             )
-        create = next((e for e in [*state, *chain] if e.type == CREATE), None)
+        # A room's state always holds its create event: an answer without it is broken.
+        create = next((e for e in state if e.type == CREATE), None)
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):

@@ -28,8 +28,8 @@ async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
         yield p
 
 
-def peer_room(peer: ScriptedPeer) -> PeerRoom:
-    """A v10 invite-only room that lives on the peer alone."""
+def peer_room(peer: ScriptedPeer, join_rule: str = "invite") -> PeerRoom:
+    """A v10 room that lives on the peer alone (invite-only unless said otherwise)."""
     creator = peer.user("mallory")
     create = peer.build(
         V10,
@@ -49,7 +49,7 @@ def peer_room(peer: ScriptedPeer) -> PeerRoom:
     for etype, key, content in (
         ("m.room.member", creator, {"membership": "join"}),
         ("m.room.power_levels", "", {"users": {creator: 100}}),
-        ("m.room.join_rules", "", {"join_rule": "invite"}),
+        ("m.room.join_rules", "", {"join_rule": join_rule}),
     ):
         room.add(peer.event(room, etype, content, state_key=key))
     return room
@@ -112,12 +112,41 @@ async def test_invite_falls_back_to_v1_and_make_join_errors_reach_the_client(
 
     # A make_join refusal with a Matrix error is passed on as it was given.
     async def incompatible(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
-        return matrix_error(400, "M_INCOMPATIBLE_ROOM_VERSION", "no such version here")
+        return web.json_response(
+            {"errcode": "M_INCOMPATIBLE_ROOM_VERSION", "error": "no", "room_version": "x-99"},
+            status=400,
+        )
 
     peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", incompatible)
     elsewhere = f"!other:{peer.server_name}"
     r = await api.post(f"/join/{q(elsewhere)}", {}, token=alice.access_token)
     assert (r.status, r.errcode) == (400, "M_INCOMPATIBLE_ROOM_VERSION")
+    assert r.body["room_version"] == "x-99"
+
+    # A send_join answer whose state lacks the create event is refused.
+    room = peer_room(peer, join_rule="public")
+
+    async def make_join(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        fields = peer.event_fields(
+            room,
+            "m.room.member",
+            {"membership": "join"},
+            sender=alice.user_id,
+            state_key=alice.user_id,
+        )
+        return web.json_response({"event": fields, "room_version": "10"})
+
+    async def send_join(request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        state = [e.pdu for k, e in room.state.items() if k[0] != "m.room.create"]
+        chain = [e.pdu for e in room.events.values()]
+        return web.json_response({"state": state, "auth_chain": chain, "event": body})
+
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", make_join)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join)
+    r = await api.post(f"/join/{q(room.room_id)}", {}, token=alice.access_token)
+    assert r.status >= 400, r.body
+    r = await api.get(f"/rooms/{q(room.room_id)}/joined_members", token=alice.access_token)
+    assert r.status != 200
     await api.__aexit__(None, None, None)
 
 
