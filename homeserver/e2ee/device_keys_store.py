@@ -215,19 +215,16 @@ class DeviceKeysStore:
         txn: Queries,
         user_id: str,
         device_ids: Iterable[str | None],
-        owner_only: bool = False,
+        only_for: str | None = None,
     ) -> int:
         """Record a change of ``user_id``'s devices; return the last stream position used.
-        ``owner_only``: a change only the user is told of (their user-signing key)."""
+        ``only_for``: the one user told of it (a user-signing key, or its signatures)."""
         devices = list(device_ids) or [None]
         positions = await allocate(txn, DEVICE_LISTS, len(devices))
         await txn.executemany(
-            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, owner_only)"
+            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, only_for)"
             " VALUES ($1, $2, $3, $4)",
-            [
-                (pos, user_id, dev, 1 if owner_only else 0)
-                for pos, dev in zip(positions, devices, strict=True)
-            ],
+            [(pos, user_id, dev, only_for) for pos, dev in zip(positions, devices, strict=True)],
         )
         return positions[-1]
 
@@ -246,10 +243,10 @@ class DeviceKeysStore:
         self, from_pos: int, to_pos: int, viewer: str | None = None
     ) -> set[str]:
         """Users with a device-list change in (from_pos, to_pos]; for ``viewer``, only
-        the changes they may be told of (owner-only ones are theirs alone)."""
+        the changes they may be told of (``only_for`` rows are for one user alone)."""
         rows = await self.db.fetchall(
             "SELECT DISTINCT user_id FROM e2e_device_list_stream"
-            " WHERE stream_pos > $1 AND stream_pos <= $2 AND (owner_only = 0 OR user_id = $3)",
+            " WHERE stream_pos > $1 AND stream_pos <= $2 AND (only_for IS NULL OR only_for = $3)",
             from_pos,
             to_pos,
             viewer,
