@@ -3,6 +3,11 @@ joining (make_join + send_join v2, then the returned state and auth chain
 verified and stored as the room's state), knocking, leaving a room we are
 not in (rejecting an invite, retracting a knock), and having an invite
 countersigned by the invitee's server.
+
+Servers from before the v2 endpoints get the deprecated v1 ``send_join``,
+``send_leave`` and ``invite`` (tried when v2 answers 404 M_UNRECOGNIZED). When
+no server in the room takes the leave of an invite or knock (refused, failing,
+unreachable), the user's leave is kept here alone, so they are not stuck with it.
 """
 
 from __future__ import annotations
