@@ -147,6 +147,10 @@ def _parse_params(text: str) -> dict[str, str]:
     return params
 
 
+class InvalidOrigin(ValueError):
+    """The X-Matrix ``origin`` is not a server name."""
+
+
 def parse_authorization(header: str) -> XMatrixAuth:
     """Parse an ``X-Matrix`` Authorization header; ``ValueError`` if it is not one."""
     scheme, sep, rest = header.partition(" ")
@@ -158,7 +162,7 @@ def parse_authorization(header: str) -> XMatrixAuth:
     except KeyError as e:
         raise ValueError(f"missing parameter {e.args[0]}") from None
     if not is_valid_server_name(origin):
-        raise ValueError("origin is not a valid server name")
+        raise InvalidOrigin("origin is not a valid server name")
     return XMatrixAuth(origin, params.get("destination"), key, sig)
 
 
@@ -192,6 +196,10 @@ class RequestAuthenticator:
             raise unauthorized("Missing Authorization header")
         try:
             auth = parse_authorization(header)
+        except InvalidOrigin as e:
+            # A request naming no possible server (such as a non-numeric port) is a bad
+            # request rather than a failed authentication (as Synapse answers it).
+            raise MatrixError(400, "M_INVALID_PARAM", f"Malformed X-Matrix origin: {e}") from None
         except ValueError as e:
             raise unauthorized(f"Malformed X-Matrix Authorization header: {e}") from None
         if auth.destination is not None and auth.destination != self.server_name:

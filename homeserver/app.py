@@ -67,6 +67,7 @@ from homeserver.sync.notifier import Notifier
 from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
+from homeserver.userdata.room_upgrades import UpgradeCarryOver
 from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
@@ -180,6 +181,14 @@ class HomeServer:
             if user is None:
                 raise not_found("Unknown user")
             await userdata.account_data.put_managed(user.user_nid, user_id, room_id, type, content)
+
+        async def user_nid(user_id: str) -> int | None:
+            user = await store.get_user(user_id)
+            return None if user is None else user.user_nid
+
+        # A user's tags and m.direct entries follow a room through its upgrade.
+        carry_over = UpgradeCarryOver(rooms_area.rooms, userdata.account_data, user_nid)
+        rooms_area.rooms.event_persisted_hooks.append(carry_over.on_event)
 
         typing = TypingService(members.is_joined)
         receipts = ReceiptService(

@@ -3,6 +3,11 @@ joining (make_join + send_join v2, then the returned state and auth chain
 verified and stored as the room's state), knocking, leaving a room we are
 not in (rejecting an invite, retracting a knock), and having an invite
 countersigned by the invitee's server.
+
+Servers from before the v2 endpoints get the deprecated v1 ``send_join``,
+``send_leave`` and ``invite`` (tried when v2 answers 404 M_UNRECOGNIZED). When
+no server in the room takes the leave of an invite or knock (refused, failing,
+unreachable), the user's leave is kept here alone, so they are not stuck with it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.events.signing import compute_event_id
+from homeserver.events.signing import compute_event_id, reference_hash_entry
 from homeserver.rooms.auth.constants import CREATE, MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.checks import EventRejected, check_event
@@ -48,11 +53,34 @@ def _fed(*segments: str) -> str:
 
 
 def _unreachable(e: FederationError) -> MatrixError:
+    """The client's error when no server could help: the last remote's refusal as it
+    gave it (a 4xx Matrix error such as M_INCOMPATIBLE_ROOM_VERSION), else 502."""
     if e.status == 403 or e.errcode == "M_FORBIDDEN":
         return forbidden(e.error)
     if e.status == 404:
         return not_found(e.error)
+    if e.status is not None and 400 <= e.status < 500 and e.errcode and e.errcode != "M_UNKNOWN":
+        extra: dict[str, Any] = {}
+        version = e.body.get("room_version") if isinstance(e.body, dict) else None
+        if e.errcode == "M_INCOMPATIBLE_ROOM_VERSION" and isinstance(version, str):
+            extra["room_version"] = version  # the spec's field for this error
+        return MatrixError(e.status, e.errcode, e.error, **extra)
     return MatrixError(502, "M_UNKNOWN", "No server in the room could help")
+
+
+def _v2_unknown(e: FederationError) -> bool:
+    """The remote does not have the v2 endpoint (a server from before it): v1 is tried
+    (the spec keeps the v1 send_join, send_leave and invite, deprecated)."""
+    if e.status == 404 and e.errcode in (None, "M_UNRECOGNIZED"):
+        return True
+    return e.status in (400, 405) and e.errcode == "M_UNRECOGNIZED"
+
+
+def _v1_body(resp: Any) -> Any:
+    """A v1 answer is ``[200, body]`` (spec: deprecated v1 send_join/send_leave/invite)."""
+    if isinstance(resp, list) and len(resp) == 2 and resp[0] == 200:
+        return resp[1]
+    return resp
 
 
 def _not_among(pdus: Any, known: set[str], rv: RoomVersion) -> Any:
@@ -187,11 +215,12 @@ class RemoteMembership:
             try:
                 event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
                 event = self._with_content(event, content)
-                resp = await self.client.put_json(
+                resp = await self._put_v2_or_v1(
                     server,
-                    _fed("v2", "send_join", room_id, event.event_id),
+                    ("send_join", room_id, event.event_id),
                     event.pdu,
-                    max_response_bytes=SEND_JOIN_MAX_BYTES,
+                    event.pdu,
+                    SEND_JOIN_MAX_BYTES,
                 )
             except FederationError as e:
                 log.info("join through %s failed: %s", server, e.error)
@@ -200,6 +229,27 @@ class RemoteMembership:
             await self._complete_join(server, room_id, rv, event, resp)
             return room_id
         raise _unreachable(last) if last else not_found("No server to join through")
+
+    async def _put_v2_or_v1(
+        self,
+        server: str,
+        path: tuple[str, ...],
+        body_v2: Any,
+        body_v1: Any,
+        max_response_bytes: int | None = None,
+    ) -> Any:
+        """PUT to the v2 endpoint; to the deprecated v1 one if the remote lacks v2."""
+        try:
+            return await self.client.put_json(
+                server, _fed("v2", *path), body_v2, max_response_bytes=max_response_bytes
+            )
+        except FederationError as e:
+            if not _v2_unknown(e):
+                raise
+        resp = await self.client.put_json(
+            server, _fed("v1", *path), body_v1, max_response_bytes=max_response_bytes
+        )
+        return _v1_body(resp)
 
     async def _complete_join(
         self, server: str, room_id: str, rv: RoomVersion, event: Event, resp: Any
@@ -231,7 +281,8 @@ class RemoteMembership:
                 len(given_state) - len(state),
                 len(given_state),
             )
-        create = next((e for e in [*state, *chain] if e.type == CREATE), None)
+        # A room's state always holds its create event: an answer without it is broken.
+        create = next((e for e in state if e.type == CREATE), None)
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):
@@ -338,20 +389,63 @@ class RemoteMembership:
         candidates = await self._servers_from_membership(user_id, room)
         if ":" in room.room_id:
             candidates.append(domain_of(room.room_id))
-        last: FederationError | None = None
-        for server in [c for c in dict.fromkeys(candidates) if c != self.server_name]:
+        servers = [c for c in dict.fromkeys(candidates) if c != self.server_name]
+        if not servers:
+            raise not_found("No server to leave through")
+        for server in servers:
             try:
                 event, _ = await self._make(server, "leave", room.room_id, user_id, False)
                 event = self._with_content(event, content)
-                await self.client.put_json(
-                    server, _fed("v2", "send_leave", room.room_id, event.event_id), event.pdu
+                await self._put_v2_or_v1(
+                    server, ("send_leave", room.room_id, event.event_id), event.pdu, event.pdu
                 )
             except FederationError as e:
-                last = e
+                log.info("leave through %s failed: %s", server, e.error)
                 continue
             await self.resident.store_out_of_band(event, room)
             return
-        raise _unreachable(last) if last else not_found("No server to leave through")
+        # No server in the room would take the leave (refused, failing, unreachable):
+        # the invite or knock is still withdrawn here, by a leave of our own that only
+        # this server knows (as Synapse does), so the user is not stuck with it.
+        await self.resident.store_out_of_band(await self._local_leave(user_id, room, content), room)
+
+    async def _local_leave(self, user_id: str, room: RoomInfo, content: dict[str, Any]) -> Event:
+        """A leave that follows the user's out-of-band invite or knock."""
+        membership = await self.rooms.members.get(room.room_nid, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            raise not_found("No server to leave through")
+        found = await self.rooms.events.by_nids([membership.event_nid])
+        prior = found.get(membership.event_nid)
+        if prior is None:
+            raise not_found("No server to leave through")
+        rv = room.version
+        fields: dict[str, Any] = {
+            "type": MEMBER,
+            "room_id": room.room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "content": {**content, "membership": "leave"},
+            "prev_events": [prior.event.event_id],
+            "auth_events": [prior.event.event_id],
+            "depth": prior.event.depth + 1,
+            "origin_server_ts": self.clock.now_ms(),
+        }
+        references = (
+            {prior.event.event_id: reference_hash_entry(prior.event.pdu, rv)}
+            if rv.event_id_in_pdu
+            else None
+        )
+        try:
+            return build_event(
+                rv,
+                fields,
+                self.server_name,
+                self.signing_key,
+                references=references,
+                event_id=self.rooms.new_event_id(rv),
+            )
+        except ValueError as e:
+            raise bad_json(f"Invalid membership content: {e}") from None
 
     # --------------------------------------------------------------- invite
 
@@ -364,9 +458,11 @@ class RemoteMembership:
             "event": event.pdu,
             "invite_room_state": [s.event.pdu for s in state.values()],
         }
-        path = _fed("v2", "invite", room.room_id, event.event_id)
         try:
-            resp = await self.client.put_json(target_server, path, body)
+            v1_body = {**event.pdu, "unsigned": {"invite_room_state": body["invite_room_state"]}}
+            resp = await self._put_v2_or_v1(
+                target_server, ("invite", room.room_id, event.event_id), body, v1_body
+            )
         except FederationError as e:
             raise _unreachable(e) from None
         signed = resp.get("event") if isinstance(resp, dict) else None

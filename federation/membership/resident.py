@@ -10,11 +10,13 @@ a room we are not in stores it out-of-band so the invitee's /sync shows it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation.outbound import OutboundRooms
 from federation.pdu.acl import denied
+from federation.pdu.parse import PduDropped
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.keys import SigningKey
@@ -33,6 +35,8 @@ from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+
+log = logging.getLogger("myelin.federation.membership")
 
 
 def _will_sign(event: Event, server_name: str) -> bool:
@@ -95,6 +99,10 @@ class ResidentMembership:
         room = await self._room(origin, room_id)
         if membership != "leave":
             await self._refuse_blocked(room.room_id)
+            if self.server_name not in await self.outbound.servers_in_room(room):
+                # All our users have left: we can no longer vouch for the room's state
+                # (and could not send the event on to anyone).
+                raise not_found("This server is no longer in the room")
         if domain_of(user_id) != origin:
             raise forbidden("The user does not belong to the requesting server")
         rv = room.version
@@ -135,16 +143,15 @@ class ResidentMembership:
     ) -> tuple[StoredEvent, RoomInfo]:
         """send_join / send_leave / send_knock: check and persist, then relay."""
         room = await self._room(origin, room_id)
-        got = await self.pipeline.fetcher.checked(pdu, room.version)
-        if got is None:
-            raise bad_json("Invalid event or signature")
-        event = got[0]
+        event = await self._checked(pdu, room.version)
         if event.event_id != event_id or event.room_id != room.room_id:
             raise bad_json("The event does not match the request path")
         if event.type != MEMBER or event.state_key != event.sender:
             raise bad_json("Expected a membership event of the sender")
-        if event.membership != membership or domain_of(event.sender) != origin:
-            raise bad_json(f"Expected a {membership} of a user of the requesting server")
+        if event.membership != membership:
+            raise bad_json(f"Expected a {membership} event")
+        if domain_of(event.sender) != origin:
+            raise forbidden(f"The {membership} is not of a user of the requesting server")
         event = await self._countersign_restricted(room, event)
         shown: list[StoredEvent] = []
         try:
@@ -160,6 +167,17 @@ class ResidentMembership:
             await self.rooms.after_persist(s, room)
         await self.outbound.relay(stored, room, exclude={origin})
         return stored, room
+
+    async def _checked(self, pdu: Any, rv: RoomVersion) -> Event:
+        """Steps 1-3 of receipt for a membership handshake: a malformed event is 400
+        M_BAD_JSON, one not signed as it must be 403 M_FORBIDDEN."""
+        try:
+            return (await self.pipeline.fetcher.check(pdu, rv))[0]
+        except PduDropped as e:
+            log.info("membership event refused: %s", e.reason)
+            if e.bad_signature:
+                raise forbidden("The event is not signed as it must be") from None
+            raise bad_json("Invalid event") from None
 
     async def _countersign_restricted(self, room: RoomInfo, event: Event) -> Event:
         """A join naming one of our users as its authoriser: check again that the join
@@ -205,10 +223,7 @@ class ResidentMembership:
         rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
         if rv is None:
             raise incompatible(str(version))
-        got = await self.pipeline.fetcher.checked(body["event"], rv)
-        if got is None:
-            raise bad_json("Invalid event or signature")
-        event = got[0]
+        event = await self._checked(body["event"], rv)
         target = event.state_key or ""
         if event.event_id != event_id or event.room_id != room_id:
             raise bad_json("The event does not match the request path")

@@ -59,7 +59,7 @@ class EventFetcher:
             event, redacted = parse_pdu(pdu, version)
             await self.keyring.verify_event_signatures(event.pdu, version)
         except (SignatureError, KeyLookupError) as e:
-            raise PduDropped(str(e)) from None
+            raise PduDropped(str(e), bad_signature=True) from None
         return event, redacted
 
     async def checked(self, pdu: Any, version: RoomVersion) -> tuple[Event, bool] | None:

@@ -18,9 +18,11 @@ from homeserver.events.validate import PduFormatError, check_pdu_format
 class PduDropped(Exception):
     """The PDU is not a valid event, or fails its signature checks: it is dropped."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, bad_signature: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        # Well-formed, but not signed as it must be (a refusal, not a malformed request).
+        self.bad_signature = bad_signature
 
 
 def room_id_of(pdu: Any) -> str:

@@ -130,6 +130,11 @@ class PduPipeline:
             try:
                 async with self.rooms.lock(room.room_id):
                     error = await self.process(origin, room, event, shown, ahead=ahead)
+                if error is not None and await self.rooms.events.by_id(event.event_id):
+                    # Rejected by the auth rules and stored as rejected: the PDU was
+                    # handled, and its result is empty (as Synapse answers; the spec's
+                    # ``error`` is for a PDU that could not be processed).
+                    return None
                 return error  # process logged it, once, with the origin
             except MissingEvents as e:
                 missing = e.event_ids

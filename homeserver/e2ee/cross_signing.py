@@ -92,15 +92,19 @@ class CrossSigningService:
                     key, user_id, f"ed25519:{master_pub}", master_pub
                 ):
                     raise invalid_signature(f"The {usage} key is not signed by the master key")
-            changed = False
+            changed: set[str] = set()
             for usage, key in keys.items():
                 if usage in stored and same_signed_object(stored[usage], key):
                     if stored[usage] == key:
                         continue
                 await self.store.put_key(txn, user_id, usage, _public_key(key), json.dumps(key))
-                changed = True
+                changed.add(usage)
             if changed:
-                await self.device_keys.bump_device_list(txn, user_id, [])
+                # Only the owner sees their user-signing key (spec /keys/query): a change
+                # of it alone is not news for the users who share a room with them.
+                await self.device_keys.bump_device_list(
+                    txn, user_id, [], only_for=user_id if changed == {"user_signing"} else None
+                )
         if changed:
             await self._notify(user_id)
 
@@ -142,18 +146,23 @@ class CrossSigningService:
                 }
             )
             keys_changed = any(
-                s.target_user_id != requester_id or s.target_key_id == master_pub for s in accepted
+                s.target_user_id == requester_id and s.target_key_id == master_pub for s in accepted
             )
+            # Our user-signing key's signatures of other users' master keys are seen by
+            # us alone (/keys/query): those users are news in our own sync only.
+            others = sorted({s.target_user_id for s in accepted} - {requester_id})
             async with self.db.transaction() as txn:
                 await self.store.add_signatures(txn, accepted)
                 if devices:
                     await self.device_keys.bump_device_list(txn, requester_id, devices)
                 if keys_changed:
                     await self.device_keys.bump_device_list(txn, requester_id, [])
+                for other in others:
+                    await self.device_keys.bump_device_list(txn, other, [], only_for=requester_id)
             if devices:
                 for hook in self.device_list_hooks:
                     await hook(requester_id, devices)
-            if keys_changed:
+            if keys_changed or others:
                 await self._notify(requester_id)
         return failures
 

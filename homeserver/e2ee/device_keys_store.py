@@ -211,15 +211,20 @@ class DeviceKeysStore:
     # ----------------------------------------------------- device-list stream
 
     async def bump_device_list(
-        self, txn: Queries, user_id: str, device_ids: Iterable[str | None]
+        self,
+        txn: Queries,
+        user_id: str,
+        device_ids: Iterable[str | None],
+        only_for: str | None = None,
     ) -> int:
-        """Record a change of ``user_id``'s devices; return the last stream position used."""
+        """Record a change of ``user_id``'s devices; return the last stream position used.
+        ``only_for``: the one user told of it (a user-signing key, or its signatures)."""
         devices = list(device_ids) or [None]
         positions = await allocate(txn, DEVICE_LISTS, len(devices))
         await txn.executemany(
-            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id)"
-            " VALUES ($1, $2, $3)",
-            [(pos, user_id, dev) for pos, dev in zip(positions, devices, strict=True)],
+            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, only_for)"
+            " VALUES ($1, $2, $3, $4)",
+            [(pos, user_id, dev, only_for) for pos, dev in zip(positions, devices, strict=True)],
         )
         return positions[-1]
 
@@ -234,12 +239,17 @@ class DeviceKeysStore:
         )
         return [(int(r[0]), r[1]) for r in rows]
 
-    async def users_changed_between(self, from_pos: int, to_pos: int) -> set[str]:
+    async def users_changed_between(
+        self, from_pos: int, to_pos: int, viewer: str | None = None
+    ) -> set[str]:
+        """Users with a device-list change in (from_pos, to_pos]; for ``viewer``, only
+        the changes they may be told of (``only_for`` rows are for one user alone)."""
         rows = await self.db.fetchall(
             "SELECT DISTINCT user_id FROM e2e_device_list_stream"
-            " WHERE stream_pos > $1 AND stream_pos <= $2",
+            " WHERE stream_pos > $1 AND stream_pos <= $2 AND (only_for IS NULL OR only_for = $3)",
             from_pos,
             to_pos,
+            viewer,
         )
         return {r[0] for r in rows}
 

@@ -249,7 +249,7 @@ class KeysService:
         share a room with ``user_id`` (or are ``user_id``)."""
         if to_pos <= from_pos:
             return set()
-        changed = await self.store.users_changed_between(from_pos, to_pos)
+        changed = await self.store.users_changed_between(from_pos, to_pos, user_id)
         if not changed:
             return set()
         visible = await self.users_sharing_room_with(user_id)

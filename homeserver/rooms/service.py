@@ -283,9 +283,14 @@ class RoomService:
         txn: TxnRef | None = None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None = None,
         keep_unchanged: bool = False,
+        before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> StoredEvent:
         """The single writer path: under the room lock, build on the current
         extremities and state, check, persist; then wake and notify.
+
+        ``before_persist`` runs with the built and checked event, still under the room
+        lock, before it is persisted; if it raises, the event is not sent. (A room
+        upgrade names the tombstone's id in the new room before sending the tombstone.)
 
         ``precheck`` sees the state the event is built on (client-API rules
         that are not auth rules, such as the encryption downgrade).
@@ -311,7 +316,7 @@ class RoomService:
                 if sent is not None:
                     return sent
                 stored = await self._build_and_persist(
-                    room, sender, event_type, content, state_key, txn, precheck
+                    room, sender, event_type, content, state_key, txn, precheck, before_persist
                 )
             await self.after_persist(stored, room)
         await self.content_policy.settle(verdict, room.room_id, stored.event.event_id)
@@ -415,17 +420,20 @@ class RoomService:
         state_key: str | None,
         txn: TxnRef | None,
         precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+        before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> StoredEvent:
         rebuilds = 0
         while True:  # another process may move the room on meanwhile (``write_order``)
             draft = await self._draft(room, sender, event_type, content, state_key, precheck)
+            event = await self._exchange_invite(draft)
+            if before_persist is not None:
+                await before_persist(event)
             try:
-                return await self._persist_draft(
-                    room, draft, await self._exchange_invite(draft), txn
-                )
+                return await self._persist_draft(room, draft, event, txn)
             except RoomMovedOn:
                 rebuilds += 1
-                if rebuilds >= MAX_REBUILDS:
+                # before_persist acted on this event's id: it cannot be built again.
+                if rebuilds >= MAX_REBUILDS or before_persist is not None:
                     raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
 
     async def _draft(
@@ -555,9 +563,15 @@ class RoomService:
             raise
 
     async def create_room_with(
-        self, version: RoomVersion, creator: str, content: dict[str, Any]
+        self,
+        version: RoomVersion,
+        creator: str,
+        content: dict[str, Any],
+        room_id: str | None = None,
     ) -> tuple[RoomInfo, StoredEvent]:
-        """Build, check and persist the create event of a new room, and the room row."""
+        """Build, check and persist the create event of a new room, and the room row.
+        ``room_id``: one chosen beforehand (from ``new_room_id``; not for versions whose
+        room id is the create event's hash)."""
         fields: dict[str, Any] = {
             "type": "m.room.create",
             "state_key": "",
@@ -569,7 +583,7 @@ class RoomService:
             "origin_server_ts": self._create_ts(),
         }
         if not version.room_id_from_create_event:
-            fields["room_id"] = self.new_room_id()
+            fields["room_id"] = room_id or self.new_room_id()
         event = build_local_event(
             self.server_name, self.signing_key, self.new_event_id(version), version, fields
         )

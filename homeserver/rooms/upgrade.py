@@ -5,7 +5,10 @@ The server-behaviour steps of the spec, in order: check the power to send
 room's ``type``); replicate the transferable state; move local aliases (and
 the directory listing); send the tombstone; restrict the old room's power
 levels so that nobody keeps talking there. Every event goes through the
-normal send path and its checks.
+normal send path and its checks. Up to v11 the new room's ``predecessor``
+names the tombstone event: the tombstone is built and checked first, the new
+room is set up while the old room's writer holds it, then it is sent (v12+
+room ids are the create event's hash, so there the tombstone comes after).
 
 Encryption: ``m.room.encryption`` is transferred, so an encrypted room
 upgrades to an encrypted room. Encryption can never be turned off in a room
@@ -21,6 +24,7 @@ from typing import Any
 
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.rooms.auth import user_power_level
 from homeserver.rooms.auth.constants import CREATE_KEY, POWER_LEVELS_KEY
@@ -33,11 +37,12 @@ from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 TOMBSTONE = "m.room.tombstone"
 CANONICAL_ALIAS = "m.room.canonical_alias"
 ENCRYPTION = "m.room.encryption"
+GUEST_ACCESS = "m.room.guest_access"
 # Sent in this order after the power levels; canonical alias after the aliases moved.
 TRANSFERRED = [
     "m.room.join_rules",
     "m.room.history_visibility",
-    "m.room.guest_access",
+    GUEST_ACCESS,
     "m.room.name",
     "m.room.topic",
     "m.room.avatar",
@@ -117,10 +122,81 @@ class RoomUpgrader:
             )
         if any(not is_valid_user_id(u) for u in additional_creators):
             raise invalid_param("additional_creators must be user ids")
-        old = await self.rooms.room_or_forbidden(room_id)
+        old = await self.rooms.rooms.get_room(room_id)
+        if old is None:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
         state = await self._check_power(user_id, old)
+        tombstone = {"body": "This room has been replaced"}
+        if rv.room_id_from_create_event:
+            # The new room's id is its create event's hash, so the tombstone can only
+            # follow it; predecessor.event_id names the last known event instead (from
+            # v12 it may be left out: spec "Room Upgrades").
+            last = max(state.values(), key=lambda s: s.stream_ordering or 0)
+            new = await self._build_successor(
+                user_id,
+                old,
+                state,
+                rv,
+                additional_creators,
+                without_encryption,
+                None,
+                last.event.event_id,
+            )
+            await self.rooms.create_and_send(
+                old, user_id, TOMBSTONE, {**tombstone, "replacement_room": new.room_id}, ""
+            )
+        else:
+            # The new room's create event names the tombstone as its predecessor event
+            # (what Synapse and Sytest expect): the tombstone is built first, the new
+            # room set up while the old room's writer waits, then the tombstone sent.
+            new_room_id = self.rooms.new_room_id()
+            made: list[RoomInfo] = []
+
+            async def set_up(event: Event) -> None:
+                made.append(
+                    await self._build_successor(
+                        user_id,
+                        old,
+                        state,
+                        rv,
+                        additional_creators,
+                        without_encryption,
+                        new_room_id,
+                        event.event_id,
+                    )
+                )
+
+            await self.rooms.create_and_send(
+                old,
+                user_id,
+                TOMBSTONE,
+                {**tombstone, "replacement_room": new_room_id},
+                "",
+                before_persist=set_up,
+            )
+            new = made[0]
+        old_pl = state.get(POWER_LEVELS_KEY)
+        old_levels = dict(old_pl.event.content) if old_pl is not None else {}
+        had_alias = state.get((CANONICAL_ALIAS, "")) is not None
+        await self._wind_down(user_id, old, old_levels, had_alias)
+        return new.room_id
+
+    async def _build_successor(
+        self,
+        user_id: str,
+        old: RoomInfo,
+        state: dict[StateKey, StoredEvent],
+        rv: RoomVersion,
+        additional_creators: list[str],
+        without_encryption: bool,
+        room_id: str | None,
+        predecessor_event_id: str,
+    ) -> RoomInfo:
+        """The new room with the old one's transferable state, aliases and directory
+        listing (spec "Room Upgrades", steps 2-4)."""
         create_content = self._create_content(user_id, old, state, rv, additional_creators)
-        new, _ = await self.rooms.create_room_with(rv, user_id, create_content)
+        create_content["predecessor"]["event_id"] = predecessor_event_id
+        new, _ = await self.rooms.create_room_with(rv, user_id, create_content, room_id)
 
         async def send(room: RoomInfo, etype: str, content: dict[str, Any]) -> None:
             await self.rooms.create_and_send(room, user_id, etype, content, "")
@@ -135,9 +211,22 @@ class RoomUpgrader:
         )
         for etype in TRANSFERRED:
             found = state.get((etype, ""))
+            if etype == GUEST_ACCESS and found is None:
+                # No event means "forbidden" (spec m.room.guest_access); the new room
+                # states it, as Synapse's does, so clients see the setting carried over.
+                await send(new, etype, {"guest_access": "forbidden"})
+                continue
             if found is None or (etype == ENCRYPTION and without_encryption):
                 continue
             await send(new, etype, dict(found.event.content))
+        for (etype, key), banned in state.items():
+            # Bans carry over, so that the upgrade is no way back in (as Synapse does).
+            if etype == "m.room.member" and banned.event.membership == "ban":
+                content = {"membership": "ban"}
+                reason = banned.event.content.get("reason")
+                if isinstance(reason, str):
+                    content["reason"] = reason
+                await self.rooms.create_and_send(new, user_id, etype, content, key)
         await self.rooms.rooms.move_aliases(old.room_nid, new.room_nid)
         canonical = state.get((CANONICAL_ALIAS, ""))
         if canonical is not None and canonical.event.content:
@@ -145,13 +234,7 @@ class RoomUpgrader:
         if await self.rooms.rooms.is_public(old.room_nid):
             await self.rooms.rooms.set_public(new.room_nid, True)
             await self.rooms.rooms.set_public(old.room_nid, False)
-        await send(
-            old,
-            TOMBSTONE,
-            {"body": "This room has been replaced", "replacement_room": new.room_id},
-        )
-        await self._wind_down(user_id, old, old_levels, canonical is not None)
-        return new.room_id
+        return new
 
     def _create_content(
         self,
@@ -167,8 +250,11 @@ class RoomUpgrader:
             "room_version": rv.identifier,
             "predecessor": {"room_id": old.room_id, "event_id": last.event.event_id},
         }
-        if old_create is not None and "type" in old_create.event.content:
-            content["type"] = old_create.event.content["type"]
+        if old_create is not None:
+            # The room type, and whether it federates, stay what they were.
+            for key in ("type", "m.federate"):
+                if key in old_create.event.content:
+                    content[key] = old_create.event.content[key]
         if not rv.implicit_room_creator:
             content["creator"] = user_id
         if rv.privileged_creators and additional_creators:

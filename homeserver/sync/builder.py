@@ -159,6 +159,20 @@ class SyncBuilder:
             nid = found.prev_state_event_nid
         return False
 
+    async def _joined_since(self, m: Membership, since: int) -> bool:
+        """Did the user join after ``since`` (and before ``m``, say a leave)?"""
+        nid: int | None = m.event_nid
+        for _ in range(MAX_MEMBERSHIP_HOPS):
+            if nid is None:
+                return False
+            found = (await self.rooms.events.by_nids([nid])).get(nid)
+            if found is None or found.stream_ordering is None or found.stream_ordering <= since:
+                return False
+            if found.event.membership == "join":
+                return True
+            nid = found.prev_state_event_nid
+        return False
+
     async def _guest_may_see(self, room: RoomInfo) -> bool:
         """Guests see only rooms that allow guests (spec: "Guest Access")."""
         ev = await self.rooms.current_state_event(room, GUEST_ACCESS)
@@ -204,6 +218,7 @@ class SyncBuilder:
             joined_rooms,
             ctx.now.events,
             {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
+            newly_joined if ctx.since is not None else frozenset(),
         )
         for room in joined_rooms:
             newly = room.room_nid in newly_joined
@@ -253,9 +268,12 @@ class SyncBuilder:
             key = "invite_state" if m.membership == "invite" else "knock_state"
             out[m.membership][room.room_id] = {key: {"events": await self.stripped(room, m)}}
         elif ctx.since is not None or ctx.flt.room.include_leave:
-            body = await self.timeline.build(
-                ctx, room, m.stream_ordering, full=ctx.req.full_state or ctx.since is None
-            )
+            full = ctx.req.full_state or ctx.since is None
+            if not full and ctx.since is not None:
+                # Joined and left within this batch: the client never had the room's
+                # state, so it gets all of it (as for a newly joined room).
+                full = await self._joined_since(m, ctx.since.events)
+            body = await self.timeline.build(ctx, room, m.stream_ordering, full=full)
             body["account_data"] = {"events": room_data.get(room.room_id, [])}
             out["leave"][room.room_id] = body
 

@@ -81,11 +81,21 @@ class RoomTimeline:
         ]
 
     async def build_many(
-        self, ctx: SyncContext, rooms: list[RoomInfo], upto: int, full: set[int]
+        self,
+        ctx: SyncContext,
+        rooms: list[RoomInfo],
+        upto: int,
+        full: set[int],
+        newly_joined: frozenset[int] | set[int] = frozenset(),
     ) -> dict[int, dict[str, Any]]:
         """room nid -> its timeline, state and summary; ``full``: the rooms that get their
         full state. Each step reads all the rooms at once, so a sync of many rooms costs
-        a constant number of statements (per step, one per chunk of 100-500 rooms)."""
+        a constant number of statements (per step, one per chunk of 100-500 rooms).
+
+        ``newly_joined``: rooms the user joined since the token. Their timelines are read
+        from the room's history as for an initial sync (the events before the join that
+        history visibility lets the user see), and are ``limited`` so the client knows to
+        paginate (as Synapse answers, which clients expect)."""
         if not rooms:
             return {}
         rf = ctx.flt.room
@@ -95,21 +105,27 @@ class RoomTimeline:
         picked: dict[int, tuple[list[StoredEvent], bool]] = {}
         if filtered:
             for room in rooms:
-                picked[room.room_nid] = await self._filtered_timeline(ctx, room, upto)
+                after = None if room.room_nid in newly_joined else since
+                picked[room.room_nid] = await self._paged_timeline(ctx, room, upto, after)
         else:
-            batches = await self.rooms.events.latest_in_rooms(
-                [r.room_nid for r in rooms], after=since, before=upto, limit=limit + 1
-            )
+            batches = await self._latest(rooms, newly_joined, since, upto, limit + 1)
+            short: list[RoomInfo] = []
             pages = [(r, batches[r.room_nid][::-1]) for r in rooms]
             for room, visible in zip(rooms, await self._visible_many(ctx, pages), strict=True):
-                matching = [
-                    s
-                    for s in visible
-                    if event_matches(rf.timeline, s.event.pdu)
-                    and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
-                ]
-                reached_since = len(batches[room.room_nid]) < limit + 1
+                batch = batches[room.room_nid]
+                matching = self._matching(ctx, visible)
+                reached_since = len(batch) < limit + 1
                 picked[room.room_nid] = (matching, reached_since)
+                if len(visible) < len(batch) and not reached_since and len(matching) <= limit:
+                    short.append(room)
+            if short:
+                # History the user may not see left these pages short (messages from
+                # while they were away): read further back, for all of them at once.
+                more = await self._latest(short, newly_joined, since, upto, MAX_FETCH)
+                pages = [(r, more[r.room_nid][::-1]) for r in short]
+                for room, visible in zip(short, await self._visible_many(ctx, pages), strict=True):
+                    reached_since = len(more[room.room_nid]) < MAX_FETCH
+                    picked[room.room_nid] = (self._matching(ctx, visible), reached_since)
         timelines: dict[int, list[StoredEvent]] = {}
         limited: dict[int, bool] = {}
         starts: dict[int, int] = {}
@@ -147,11 +163,16 @@ class RoomTimeline:
         for room in rooms:
             nid = room.room_nid
             events, state_events = rendered[nid]
+            # prev_batch: before the timeline; but when the timeline was read from the
+            # room's history and all of it fitted, the sync position (as Synapse gives it,
+            # and Sytest expects /messages from it to repeat the timeline).
+            from_history = since is None or nid in newly_joined
+            prev_batch = upto if from_history and not limited[nid] else starts[nid] - 1
             body: dict[str, Any] = {
                 "timeline": {
                     "events": events,
-                    "limited": limited[nid],
-                    "prev_batch": StreamToken(events=max(0, starts[nid] - 1)).encode(),
+                    "limited": limited[nid] or nid in newly_joined,
+                    "prev_batch": StreamToken(events=max(0, prev_batch)).encode(),
                 },
                 "state": {"events": state_events},
             }
@@ -160,11 +181,46 @@ class RoomTimeline:
             out[nid] = body
         return out
 
-    async def _filtered_timeline(
-        self, ctx: SyncContext, room: RoomInfo, upto: int
+    async def _latest(
+        self,
+        rooms: list[RoomInfo],
+        newly_joined: frozenset[int] | set[int],
+        since: int | None,
+        upto: int,
+        limit: int,
+    ) -> dict[int, list[StoredEvent]]:
+        """Each room's newest ``limit`` events up to ``upto``: after the token, or from
+        the room's history for the rooms joined since."""
+        out: dict[int, list[StoredEvent]] = {}
+        for after, group in (
+            (since, [r for r in rooms if r.room_nid not in newly_joined]),
+            (None, [r for r in rooms if r.room_nid in newly_joined]),
+        ):
+            if group:
+                out.update(
+                    await self.rooms.events.latest_in_rooms(
+                        [r.room_nid for r in group], after=after, before=upto, limit=limit
+                    )
+                )
+        return out
+
+    @staticmethod
+    def _matching(ctx: SyncContext, visible: list[StoredEvent]) -> list[StoredEvent]:
+        """The visible events the timeline filter keeps (not from ignored senders)."""
+        rf = ctx.flt.room
+        return [
+            s
+            for s in visible
+            if event_matches(rf.timeline, s.event.pdu)
+            and (s.event.state_key is not None or s.event.sender not in ctx.ignored)
+        ]
+
+    async def _paged_timeline(
+        self, ctx: SyncContext, room: RoomInfo, upto: int, after: int | None
     ) -> tuple[list[StoredEvent], bool]:
-        """With a type or sender filter a page may be short: read further back, page by
-        page, until the limit is reached, the range is exhausted or MAX_FETCH were read."""
+        """With a type or sender filter, or history the user may not see, a page may be
+        short: read further back, page by page, until the limit is reached, the range
+        (after ``after``) is exhausted or MAX_FETCH events were read."""
         rf = ctx.flt.room
         limit = ctx.limit
         window = min(MAX_FETCH, (limit + 1) * 4)
@@ -173,7 +229,7 @@ class RoomTimeline:
         fetched = 0
         while True:
             batch = await self.rooms.events.room_stream(
-                room.room_nid, after=ctx.since_events, before=before, limit=window, backwards=True
+                room.room_nid, after=after, before=before, limit=window, backwards=True
             )
             fetched += len(batch)
             reached_since = len(batch) < window

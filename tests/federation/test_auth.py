@@ -113,6 +113,10 @@ async def test_bad_authentication_is_401(pair: tuple[RunningServer, RunningServe
     for label, header in cases.items():
         status, body = await raw_get(b, uri, header)
         assert (status, body.get("errcode")) == (401, "M_UNAUTHORIZED"), label
+    # An origin that is no server name at all (a non-numeric port) is a bad request.
+    bad_origin = sign_request("localhost:http", key, b_name, "GET", uri)
+    status, body = await raw_get(b, uri, bad_origin)
+    assert (status, body.get("errcode")) == (400, "M_INVALID_PARAM")
 
 
 async def test_unquoted_header_and_no_destination_accepted(

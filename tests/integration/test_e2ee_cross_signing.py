@@ -158,3 +158,86 @@ async def test_unstable_upload_paths(api: Api) -> None:
         "/_matrix/client/unstable/keys/signatures/upload", {}, token=alice.access_token
     )
     assert r.status == 200 and r.body == {"failures": {}}
+
+
+async def test_user_signing_key_change_is_news_for_its_owner_only(api: Api) -> None:
+    alice, _, (msk, ssk, _usk) = await setup_user(api, "alice")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    since = {}
+    for user in (alice, bob):
+        since[user.user_id] = (await api.get("/sync", token=user.access_token)).body["next_batch"]
+    usk = CrossSigningKey(alice.user_id, "user_signing")
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": alice.password,
+    }
+    r = await api.post(
+        "/keys/device_signing/upload",
+        {"user_signing_key": msk.sign(usk.obj()), "auth": auth},
+        token=alice.access_token,
+    )
+    if r.status == 401:  # UIA asks for a session first
+        auth["session"] = r.body["session"]
+        r = await api.post(
+            "/keys/device_signing/upload",
+            {"user_signing_key": msk.sign(usk.obj()), "auth": auth},
+            token=alice.access_token,
+        )
+    assert r.status == 200, r.body
+    changed = {}
+    for user in (alice, bob):
+        r = await api.get(
+            "/sync", token=user.access_token, params={"since": since[user.user_id], "timeout": "0"}
+        )
+        changed[user.user_id] = r.body["device_lists"]["changed"]
+    assert alice.user_id in changed[alice.user_id]
+    assert alice.user_id not in changed[bob.user_id]
+
+    # A new self-signing key is everyone's news.
+    since_bob = r.body["next_batch"]
+    new_ssk = CrossSigningKey(alice.user_id, "self_signing")
+    r = await api.post(
+        "/keys/device_signing/upload",
+        {"self_signing_key": msk.sign(new_ssk.obj()), "auth": auth},
+        token=alice.access_token,
+    )
+    if r.status == 401:
+        auth["session"] = r.body["session"]
+        r = await api.post(
+            "/keys/device_signing/upload",
+            {"self_signing_key": msk.sign(new_ssk.obj()), "auth": auth},
+            token=alice.access_token,
+        )
+    assert r.status == 200, r.body
+    r = await api.get("/sync", token=bob.access_token, params={"since": since_bob, "timeout": "0"})
+    assert alice.user_id in r.body["device_lists"]["changed"]
+    assert ssk.public != new_ssk.public
+
+
+async def test_signing_another_users_master_key_is_news_for_the_signer_only(api: Api) -> None:
+    alice, _, (a_msk, _a_ssk, a_usk) = await setup_user(api, "alice")
+    bob, _, (b_msk, _b_ssk, _b_usk) = await setup_user(api, "bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    since = {}
+    for user in (alice, bob):
+        since[user.user_id] = (await api.get("/sync", token=user.access_token)).body["next_batch"]
+    signed = a_usk.sign(b_msk.obj())
+    r = await api.post(
+        "/keys/signatures/upload", {bob.user_id: {b_msk.public: signed}}, token=alice.access_token
+    )
+    assert r.status == 200 and r.body.get("failures", {}) == {}, r.body
+    changed = {}
+    for user in (alice, bob):
+        r = await api.get(
+            "/sync", token=user.access_token, params={"since": since[user.user_id], "timeout": "0"}
+        )
+        changed[user.user_id] = r.body["device_lists"]["changed"]
+    assert bob.user_id in changed[alice.user_id]
+    assert changed[bob.user_id] == []
+    assert a_msk.public != b_msk.public

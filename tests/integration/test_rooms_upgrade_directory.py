@@ -91,6 +91,77 @@ async def test_upgrade_carries_state_aliases_directory_and_tombstones(api: Api) 
     assert r.status == 200
 
 
+async def test_upgrade_names_the_tombstone_and_states_guest_access(api: Api) -> None:
+    """Up to v11 the new room's predecessor names the tombstone (Sytest checks it); a
+    room without guest_access gets an explicit "forbidden" (what no event means); an
+    unknown room is 404."""
+    alice = await api.register("alice")
+    tok = alice.access_token
+    room = await create_room(api, alice, room_version="10", preset="public_chat")
+    assert await state(api, alice, room, "m.room.guest_access") is None
+    r = await api.get("/sync", token=tok)
+    since = r.body["next_batch"]
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "2"}, token=tok)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    r = await api.get("/sync", token=tok, params={"since": since})
+    tombstone = r.body["rooms"]["join"][room]["timeline"]["events"][0]
+    assert tombstone["type"] == "m.room.tombstone"
+    assert tombstone["content"]["replacement_room"] == new
+    first = r.body["rooms"]["join"][new]["timeline"]["events"][0]
+    assert first["type"] == "m.room.create" and first["content"]["room_version"] == "2"
+    assert first["content"]["predecessor"] == {"room_id": room, "event_id": tombstone["event_id"]}
+    assert await state(api, alice, new, "m.room.guest_access") == {"guest_access": "forbidden"}
+
+    r = await api.post("/rooms/!nowhere:unknown/upgrade", {"new_version": "2"}, token=tok)
+    assert (r.status, r.errcode) == (404, "M_NOT_FOUND")
+
+
+async def test_upgrade_carries_bans_and_m_federate(api: Api) -> None:
+    alice = await api.register("alice")
+    tok = alice.access_token
+    room = await create_room(api, alice, creation_content={"m.federate": False})
+    banned = "@bob:elsewhere.example"
+    r = await api.post(f"/rooms/{room}/ban", {"user_id": banned, "reason": "spam"}, token=tok)
+    assert r.status == 200, r.body
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "10"}, token=tok)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    assert (await state(api, alice, new, "m.room.create"))["m.federate"] is False
+    r = await api.get(f"/rooms/{new}/state/m.room.member/{banned}", token=tok)
+    assert r.body == {"membership": "ban", "reason": "spam"}
+
+
+async def test_tags_and_direct_follow_the_upgrade(api: Api) -> None:
+    """The upgrader's and a joining member's tags and m.direct entries carry over."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room = await create_room(api, alice, preset="public_chat")
+    assert (await api.post(f"/join/{room}", {}, token=bob.access_token)).status == 200
+    for user in (alice, bob):
+        r = await api.put(
+            f"/user/{user.user_id}/rooms/{room}/tags/u.work",
+            {"order": 0.5},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+        r = await api.put(
+            f"/user/{user.user_id}/account_data/m.direct",
+            {"@carol:elsewhere.example": [room]},
+            token=user.access_token,
+        )
+        assert r.status == 200, r.body
+    r = await api.post(f"/rooms/{room}/upgrade", {"new_version": "10"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    new = r.body["replacement_room"]
+    assert (await api.post(f"/join/{new}", {}, token=bob.access_token)).status == 200
+    for user in (alice, bob):
+        r = await api.get(f"/user/{user.user_id}/rooms/{new}/tags", token=user.access_token)
+        assert r.body == {"tags": {"u.work": {"order": 0.5}}}
+        r = await api.get(f"/user/{user.user_id}/account_data/m.direct", token=user.access_token)
+        assert r.body == {"@carol:elsewhere.example": [room, new]}
+
+
 async def test_upgrade_without_encryption_turns_it_off(api: Api) -> None:
     alice = await api.register("alice")
     room = await create_room(
