@@ -52,7 +52,7 @@ from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn
+from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn, rebuild_delay
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -435,6 +435,7 @@ class RoomService:
                 # before_persist acted on this event's id: it cannot be built again.
                 if rebuilds >= MAX_REBUILDS or before_persist is not None:
                     raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
+                await asyncio.sleep(rebuild_delay(rebuilds))
 
     async def _draft(
         self,

@@ -48,6 +48,7 @@ there (the asyncio lock and the single writer already give both).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection
 from typing import Final
 
@@ -56,8 +57,16 @@ from homeserver.storage.database import Queries
 # The first key of the two-key advisory lock form ("room" in ASCII): the second is the
 # room. Two-key locks never meet the one-key process lock (homeserver.storage.process_lock).
 ROOM_LOCK_SPACE: Final = int.from_bytes(b"room", "big") & 0x7FFFFFFF
-# How often RoomService builds an event again after another process moved the room on.
-MAX_REBUILDS: Final = 8
+# How often RoomService builds an event again after another process moved the room on,
+# waiting a random moment (up to REBUILD_JITTER_S times the attempt) before each, so two
+# processes sending into one room do not keep beating each other to the lock.
+MAX_REBUILDS: Final = 30
+REBUILD_JITTER_S: Final = 0.01
+
+
+def rebuild_delay(attempt: int) -> float:
+    """Seconds to wait before rebuild ``attempt`` (1-based): random, growing."""
+    return random.uniform(0, REBUILD_JITTER_S * attempt)
 
 
 class RoomMovedOn(Exception):
