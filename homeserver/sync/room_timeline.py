@@ -202,6 +202,11 @@ class RoomTimeline:
                         [r.room_nid for r in group], after=after, before=upto, limit=limit
                     )
                 )
+        for nid in newly_joined:
+            if nid in out:
+                # An invite received before this server was in the room is an outlier:
+                # no state is known at it, so a timeline may not start there.
+                out[nid] = [s for s in out[nid] if not s.outlier]
         return out
 
     @staticmethod
