@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-guests", action="store_true", help="let guest accounts register")
     g.add_argument("--insecure-local-federation", action="store_true")
     g.add_argument("--no-rate-limits", action="store_true")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N generic workers (worker1..N, client ports +1..+N; needs PostgreSQL)",
+    )
     g.add_argument("--force", action="store_true")
 
     r = sub.add_parser("run", help="run the server in the foreground")
@@ -84,6 +91,15 @@ def generate_config(args: argparse.Namespace) -> None:
     ):
         if not 0 <= port <= 65535:
             raise CliError(f"{flag}: {port} is not a TCP port")
+    if not 0 <= args.workers <= 64:
+        raise CliError(f"--workers: {args.workers} is not between 0 and 64")
+    if args.workers and not (args.database_url or "").startswith(("postgresql://", "postgres://")):
+        raise CliError(
+            "--workers: several processes need PostgreSQL (--database-url postgresql://...);"
+            " SQLite serves one process only"
+        )
+    if args.workers and not 0 < args.client_port + args.workers <= 65535:
+        raise CliError(f"--workers: client ports {args.client_port}+1..+{args.workers} do not fit")
     data_dir = Path(args.data_dir).resolve()
     config_path = data_dir / "homeserver.yaml"
     if config_path.exists() and not args.force:
@@ -106,6 +122,12 @@ def generate_config(args: argparse.Namespace) -> None:
         "rate_limits": {"enabled": not args.no_rate_limits},
         "federation": {"insecure_local": bool(args.insecure_local_federation)},
     }
+    if args.workers:
+        # Generic workers: each serves the whole client API on its own port (README
+        # "Scaling out"); start each with `myelin run --config C --worker workerN`.
+        config["workers"] = {
+            f"worker{i}": {"client_port": args.client_port + i} for i in range(1, args.workers + 1)
+        }
     key = generate_signing_key("a_" + secrets.token_hex(2))
     _write_private(data_dir / "signing.key", encode_signing_key_line(key) + "\n")
     write_self_signed(args.server_name, data_dir / "tls.crt", data_dir / "tls.key")

@@ -145,3 +145,43 @@ async def test_main_and_a_worker_serve_one_homeserver(
             if proc is not None and proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_generate_config_with_workers(tmp_path: Path, database_url: str | None) -> None:
+    """`generate-config --workers N`: N generic workers on the client port + 1..N, each
+    started by name and serving the whole client API; SQLite refuses the option."""
+    if database_url is None:
+        data_dir = tmp_path / "sqlite"
+        rc, _, err = await myelin(
+            "generate-config", "--server-name", "cli.test", "--data-dir", str(data_dir),
+            "--workers", "2",
+        )  # fmt: skip
+        assert_one_line_error(rc, err, "--workers", "PostgreSQL")
+        return
+    data_dir = tmp_path / "data"
+    main_port, _ = await generate(data_dir, database_url, "--open-registration", "--workers", "2")
+    config = data_dir / "homeserver.yaml"
+    raw = yaml.safe_load(config.read_text())
+    assert raw["workers"] == {
+        "worker1": {"client_port": main_port + 1},
+        "worker2": {"client_port": main_port + 2},
+    }
+    main = await run(config)
+    worker: asyncio.subprocess.Process | None = None
+    try:
+        main_url = f"http://127.0.0.1:{main_port}"
+        await _wait_until_up(main_url, main)
+        worker = await run(config, "--worker", "worker2")
+        worker_url = f"http://127.0.0.1:{main_port + 2}"
+        await _wait_until_up(worker_url, worker)
+        async with Api(main_url) as m, Api(worker_url) as w:
+            bob = await w.register("bob")  # registered on the worker, known to main
+            r = await m.get("/account/whoami", token=bob.access_token)
+            assert r.status == 200 and r.body["user_id"] == bob.user_id, r.body
+        assert await stop(worker) == 0
+        assert await stop(main) == 0
+    finally:
+        for proc in (worker, main):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
