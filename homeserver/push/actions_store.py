@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
-from homeserver.storage.sql import placeholders
+from homeserver.storage.sql import per_room_bounds, placeholders
 
 MAIN = "main"
 _CHUNK = 500
@@ -123,10 +123,7 @@ class PushActionStore:
         items = sorted(after_by_room.items())
         for start in range(0, len(items), 200):
             chunk = items[start : start + 200]
-            where = " OR ".join(
-                f"(room_nid = ${2 * i + 2} AND stream_ordering > ${2 * i + 3})"
-                for i in range(len(chunk))
-            )
+            where = per_room_bounds("stream_ordering", ">", len(chunk), 2)
             rows = await self.db.fetchall(
                 "SELECT room_nid, thread_id, SUM(notify) AS n, SUM(highlight) AS h,"
                 " MIN(stream_ordering) AS so FROM event_push_actions"

@@ -162,22 +162,16 @@ class PushDelivery:
                 return False
             events = await self.events([r.event_nid for r in rows])
             unread = await email.unread(pusher.user_id, rows, events)
-            delay = self.retry_s
-            failing_since: int | None = None
-            while unread:
+
+            async def mail() -> bool | None:
                 try:
                     await email.send_digest(pusher, unread, self.room_name)
-                    break
                 except MatrixError:
-                    now = self.clock.now_ms()
-                    failing_since = failing_since or now
-                    if now - failing_since >= GIVE_UP_MS:
-                        log.info("giving up on a notification mail after a day of failures")
-                        break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_S)
-                if await self.store.get(pusher.key) is None:
-                    return False
+                    return None  # the SMTP server refused or is down: try again later
+                return True
+
+            if unread and not await self._until_answered(pusher.key, mail):
+                return False
         # Without email configured (any more), the rows are skipped, not kept forever.
         return await self.store.advance(pusher.key, rows[-1].stream_ordering)
 
@@ -185,20 +179,30 @@ class PushDelivery:
         """Send one notification until the gateway answers (or a day of failures); False
         when the gateway rejected the pushkey and the pusher was removed."""
         note = await self._notification(pusher, row, stored)
+        return await self._until_answered(
+            pusher.key, lambda: self._post(pusher, {"notification": note})
+        )
+
+    async def _until_answered(
+        self, key: PusherKey, attempt: Callable[[], Awaitable[bool | None]]
+    ) -> bool:
+        """Repeat ``attempt`` with back-off while it answers None (worth retrying); its
+        answer otherwise. True after a day of failures (the notification is dropped),
+        False when the pusher went away meanwhile."""
         delay = self.retry_s
         failing_since: int | None = None
         while True:
-            outcome = await self._post(pusher, {"notification": note})
+            outcome = await attempt()
             if outcome is not None:
                 return outcome
             now = self.clock.now_ms()
             failing_since = failing_since or now
             if now - failing_since >= GIVE_UP_MS:
-                log.info("giving up on a push notification after a day of gateway failures")
+                log.info("giving up on a notification after a day of failures")
                 return True
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_S)
-            if await self.store.get(pusher.key) is None:
+            if await self.store.get(key) is None:
                 return False
 
     # ------------------------------------------------------------ the request

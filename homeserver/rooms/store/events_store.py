@@ -19,7 +19,7 @@ from homeserver.events.canonical import decode_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
-from homeserver.storage.sql import placeholders
+from homeserver.storage.sql import per_room_bounds, placeholders
 from homeserver.streams.tokens import TopoPosition
 
 _CACHE_SIZE = 50_000
@@ -487,10 +487,7 @@ class EventStore:
         items = sorted(before_by_room.items())
         for start in range(0, len(items), 200):
             chunk = items[start : start + 200]
-            where = " OR ".join(
-                f"(room_nid = ${2 * i + 2} AND purged_stream < ${2 * i + 3})"
-                for i in range(len(chunk))
-            )
+            where = per_room_bounds("purged_stream", "<", len(chunk), 2)
             rows = await self.db.fetchall(
                 "SELECT DISTINCT room_nid FROM events WHERE purged_stream > $1"
                 f" AND state_key IS NOT NULL AND ({where})",
