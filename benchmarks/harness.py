@@ -46,11 +46,81 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The PostgreSQL server both servers use when the engine is PostgreSQL: an administrative DSN
+# (``postgresql://user@127.0.0.1:PORT/postgres``). ``run_all --engine postgres`` starts a
+# throw-away cluster and sets it through ``use_postgres``; single scripts read the variable.
 PG_DSN = os.environ.get("MYELIN_BENCH_PG_DSN", "")
 START_TIMEOUT_S = 90.0
 # Tokens' user-visible password for the users that log in during the login benchmark.
 LOGIN_PASSWORD = "bench-" + secrets.token_hex(8)
 INITIAL_SYNC_FILTER = json.dumps({"room": {"timeline": {"limit": 10}}}, separators=(",", ":"))
+
+
+def use_postgres(dsn: str) -> None:
+    """Run the next servers on PostgreSQL at ``dsn`` ("" for SQLite)."""
+    global PG_DSN
+    PG_DSN = dsn
+
+
+async def create_pg_database(prefix: str) -> str:
+    """A fresh database (UTF8, C collation, as both servers want) on ``PG_DSN``; its name."""
+    import asyncpg
+
+    name = prefix + secrets.token_hex(4)
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(
+            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    finally:
+        await conn.close()
+    return name
+
+
+async def pg_database_size(dsn: str, name: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size($1)", name))
+    finally:
+        await conn.close()
+
+
+async def drop_pg_database(dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Any:
+    """A PostgreSQL cluster of our own (``scripts/pg-throwaway``) for one run; its DSN."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "pg-throwaway"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    env: dict[str, str] = {}
+    for part in out.stdout.replace("\n", ";").split(";"):
+        part = part.strip().removeprefix("export ").strip()
+        if "=" in part:
+            key, _, value = part.partition("=")
+            env[key] = value.strip("'\"")
+    try:
+        yield env["MYELIN_TEST_PG_DSN"]
+    finally:
+        subprocess.run(
+            [str(ROOT / "scripts" / "pg-throwaway"), "stop", env["MYELIN_PG_DIR"]],
+            check=False,
+            timeout=120,
+        )
 
 
 # ------------------------------------------------------------------ timing
@@ -156,6 +226,40 @@ class Client:
         )
         return str(reply["event_id"])
 
+    async def register(self, localpart: str, password: str) -> User:
+        """Register over HTTP as a client does: the first POST gets the user-interactive auth
+        session, the second completes it with ``m.login.dummy``."""
+        path = "/_matrix/client/v3/register"
+        body: dict[str, Any] = {"username": localpart, "password": password}
+        async with self.session.post(self.base + path, json=body) as reply:
+            first = await reply.json(content_type=None)
+            if reply.status == 200:
+                return User(first["user_id"], first["access_token"], localpart)
+            if reply.status != 401 or "session" not in first:
+                raise HttpError(f"POST {path}: {reply.status} {first!r:.300}")
+        body["auth"] = {"type": "m.login.dummy", "session": first["session"]}
+        reply_body = await self.request("POST", path, body=body)
+        return User(reply_body["user_id"], reply_body["access_token"], localpart)
+
+    async def login(self, localpart: str, password: str) -> User:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": localpart},
+            "password": password,
+            "initial_device_display_name": "bench",
+        }
+        reply = await self.request("POST", "/_matrix/client/v3/login", body=body)
+        return User(reply["user_id"], reply["access_token"], localpart)
+
+    async def set_displayname(self, user: User, name: str) -> None:
+        q = urllib.parse.quote(user.user_id)
+        await self.request(
+            "PUT",
+            f"/_matrix/client/v3/profile/{q}/displayname",
+            user.access_token,
+            {"displayname": name},
+        )
+
     async def sync(
         self, user: User, since: str | None = None, timeout_ms: int = 0, filter_: str | None = None
     ) -> Any:
@@ -185,6 +289,12 @@ async def bounded_gather(limit: int, jobs: Iterable[Callable[[], Awaitable[Any]]
 
 
 # ------------------------------------------------------------------ process facts
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new VmHWM window (Linux ``clear_refs`` 5), so each workload has its own peak."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -247,6 +357,9 @@ class Target:
     pid: int
     engine: str
     users: dict[str, list[User]] = field(default_factory=dict)
+    # ``127.0.0.1:PORT``, reachable over HTTPS at ``federation_url`` (for the ingest workload).
+    server_name: str = ""
+    federation_url: str = ""
 
     async def db_size_bytes(self) -> int:
         raise NotImplementedError
@@ -260,6 +373,7 @@ class MyelinTarget(Target):
         self.base = base
         self.process: subprocess.Popen[bytes] | None = None
         self.pg_name: str | None = None
+        self.pg_dsn = ""
         self.database_url = ""
         super().__init__("myelin", "", 0, "sqlite")
 
@@ -272,29 +386,24 @@ class MyelinTarget(Target):
 
         self.base.mkdir(parents=True, exist_ok=True)
         if PG_DSN:
-            import asyncpg
-
             self.engine = "postgresql"
-            self.pg_name = "myelin_bench_" + secrets.token_hex(4)
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                await conn.execute(
-                    f"CREATE DATABASE {self.pg_name} ENCODING 'UTF8' LC_COLLATE 'C' "
-                    "LC_CTYPE 'C' TEMPLATE template0"
-                )
-            finally:
-                await conn.close()
+            self.pg_dsn = PG_DSN
+            self.pg_name = await create_pg_database("myelin_bench_")
             self.database_url = PG_DSN.rpartition("/")[0] + "/" + self.pg_name
         else:
             self.database_url = f"sqlite:///{self.base / 'homeserver.db'}"
         port = free_port()
-        server_name = "localhost"
+        # Named by its federation address, so that a scripted remote server can reach it.
+        fed_port = free_port()
+        server_name = f"127.0.0.1:{fed_port}"
+        self.server_name = server_name
+        self.federation_url = f"https://{server_name}"
         config = {
             "server_name": server_name,
             "data_dir": str(self.base),
             "database_url": self.database_url,
             "client_listener": {"bind": "127.0.0.1", "port": port},
-            "federation_listener": {"bind": "127.0.0.1", "port": free_port()},
+            "federation_listener": {"bind": "127.0.0.1", "port": fed_port},
             "registration": {"enabled": True},
             "rate_limits": {"enabled": False},
             "federation": {"insecure_local": True},
@@ -333,13 +442,7 @@ class MyelinTarget(Target):
 
     async def db_size_bytes(self) -> int:
         if self.pg_name:
-            import asyncpg
-
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                return int(await conn.fetchval("SELECT pg_database_size($1)", self.pg_name))
-            finally:
-                await conn.close()
+            return await pg_database_size(self.pg_dsn, self.pg_name)
         db = self.base / "homeserver.db"
         return file_sizes([db, db.with_name("homeserver.db-wal")])
 
@@ -352,28 +455,46 @@ class MyelinTarget(Target):
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=20)
         if self.pg_name:
-            import asyncpg
-
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                await conn.execute(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
-            finally:
-                await conn.close()
+            await drop_pg_database(self.pg_dsn, self.pg_name)
 
 
 class SynapseTarget(Target):
     def __init__(self, base: Path) -> None:
         self.base = base
         self.server: Any = None
+        self.pg_name: str | None = None
+        self.pg_dsn = ""
         super().__init__("synapse", "", 0, "sqlite")
 
     async def prepare(self, needs: dict[str, tuple[int, bool]]) -> None:
         from tests.interop.synapse import start_synapse
 
-        self.server = await asyncio.to_thread(start_synapse, self.base)
+        overrides: dict[str, Any] = {}
+        if PG_DSN:
+            # Synapse's psycopg2 backend (the ``postgres`` extra, see scripts/setup-synapse)
+            # on a database with C collation, which Synapse insists on.
+            self.engine = "postgresql"
+            self.pg_dsn = PG_DSN
+            self.pg_name = await create_pg_database("synapse_bench_")
+            dsn = urllib.parse.urlsplit(PG_DSN)
+            overrides["database"] = {
+                "name": "psycopg2",
+                "args": {
+                    "user": dsn.username or "postgres",
+                    "password": dsn.password or "",
+                    "host": dsn.hostname or "127.0.0.1",
+                    "port": dsn.port or 5432,
+                    "database": self.pg_name,
+                    "cp_min": 5,
+                    "cp_max": 10,
+                },
+            }
+        self.server = await asyncio.to_thread(start_synapse, self.base, **overrides)
         assert self.server.process is not None
         self.pid = self.server.process.pid
         self.client_url = self.server.client_url
+        self.server_name = self.server.server_name
+        self.federation_url = self.server.federation_url
         admin = await asyncio.to_thread(self.server.register, "benchadmin", None, admin=True)
         server_name = self.server.server_name
         async with aiohttp.ClientSession() as session:
@@ -404,12 +525,16 @@ class SynapseTarget(Target):
                 )
 
     async def db_size_bytes(self) -> int:
+        if self.pg_name:
+            return await pg_database_size(self.pg_dsn, self.pg_name)
         db = self.base / "homeserver.db"
         return file_sizes([db, db.with_name("homeserver.db-wal")])
 
     async def stop(self) -> None:
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
+        if self.pg_name:
+            await drop_pg_database(self.pg_dsn, self.pg_name)
 
 
 def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
@@ -499,7 +624,9 @@ async def started(
             shutil.rmtree(base, ignore_errors=True)
 
 
-async def run_workloads(workloads: list[Workload], args: argparse.Namespace) -> dict[str, Any]:
+async def run_workloads(
+    workloads: list[Workload], args: argparse.Namespace, print_results: bool = True
+) -> dict[str, Any]:
     kinds = ["myelin", "synapse"]
     if args.only:
         kinds = [args.only]
@@ -510,7 +637,11 @@ async def run_workloads(workloads: list[Workload], args: argparse.Namespace) -> 
     needs: dict[str, tuple[int, bool]] = {}
     for w in workloads:
         needs.update(w.needs(args))
-    results: dict[str, Any] = {"machine": machine_description(), "date": time.strftime("%F")}
+    results: dict[str, Any] = {
+        "machine": machine_description(),
+        "date": time.strftime("%F"),
+        "engine_label": "PostgreSQL" if PG_DSN else "SQLite",
+    }
     for kind in kinds:
         per: dict[str, Any] = {}
         async with started(kind, needs, args.keep) as target:
@@ -523,7 +654,11 @@ async def run_workloads(workloads: list[Workload], args: argparse.Namespace) -> 
                     print(f"  [{kind}] {w.name} ...", flush=True)
                     t0 = time.monotonic()
                     cpu0 = cpu_seconds(target.pid)
-                    res = await w.run(target, client, args)
+                    reset_peak_rss(target.pid)
+                    try:
+                        res = await w.run(target, client, args)
+                    except Exception as exc:  # one workload failing is a result too
+                        res = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     res["server_cpu_s"] = round(cpu_seconds(target.pid) - cpu0, 2)
                     res["wall_s"] = round(time.monotonic() - t0, 2)
                     res["rss_after"] = rss_kib(target.pid)
@@ -531,10 +666,78 @@ async def run_workloads(workloads: list[Workload], args: argparse.Namespace) -> 
                     print(f"  [{kind}] {w.name}: {json.dumps(res)}", flush=True)
             per["db_bytes"] = await target.db_size_bytes()
         results[kind] = per
-    print_table(workloads, results)
-    if args.json:
+    if print_results:
+        print_table(workloads, [results])
+    if args.json and print_results:
         write_json(args.json, results)
     return results
+
+
+def table_rows(workload: Workload) -> list[tuple[str, str, bool]]:
+    return [
+        *workload.rows,
+        ("server CPU (s)", "server_cpu_s", True),
+        ("RSS after (MiB)", "rss_after.VmRSS", True),
+        ("peak RSS, VmHWM (MiB)", "rss_after.VmHWM", True),
+    ]
+
+
+def ratio_cell(m: Any, s: Any, lower_better: bool) -> str:
+    """Synapse/Myelin for costs, Myelin/Synapse for throughputs: > 1 means Myelin is better."""
+    if isinstance(m, int | float) and isinstance(s, int | float) and m and s:
+        return f"{(s / m if lower_better else m / s):.2f}x"
+    return ""
+
+
+def table_lines(workloads: list[Workload], runs: list[dict[str, Any]]) -> list[str]:
+    """One markdown table; per run (one engine) a Myelin, a Synapse and a ratio column."""
+    head = ["workload", "metric"]
+    for run in runs:
+        eng = run.get("engine_label", "")
+        head += [f"Myelin {eng}".strip(), f"Synapse {eng}".strip(), "ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (3 * len(runs))]
+
+    def mib(v: Any) -> Any:
+        return None if v is None else round(v / 1024, 1)
+
+    for label, path in (("RSS idle, after start (MiB)", "rss_start.VmRSS"),):
+        cells = ["all", label]
+        for run in runs:
+            m, s = mib(dig(run.get("myelin"), path)), mib(dig(run.get("synapse"), path))
+            cells += [fmt(m), fmt(s), ratio_cell(m, s, True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    for w in workloads:
+        for label, path, lower_better in table_rows(w):
+            cells = [w.name, label]
+            for run in runs:
+                m = dig(dig(run.get("myelin"), w.name), path)
+                s = dig(dig(run.get("synapse"), w.name), path)
+                if path.startswith("rss_after"):
+                    m, s = mib(m), mib(s)
+                cells += [fmt(m), fmt(s), ratio_cell(m, s, lower_better)]
+            lines.append("| " + " | ".join(cells) + " |")
+    cells = ["all", "database size (MiB)"]
+    for run in runs:
+        m = dig(run.get("myelin"), "db_bytes")
+        s = dig(run.get("synapse"), "db_bytes")
+        m = None if m is None else round(m / 1048576, 1)
+        s = None if s is None else round(s / 1048576, 1)
+        cells += [fmt(m), fmt(s), ratio_cell(m, s, True)]
+    lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def print_table(workloads: list[Workload], runs: list[dict[str, Any]]) -> None:
+    print()
+    print(f"Machine: {runs[0]['machine']}")
+    print("Ratio > 1 means Myelin is better (faster, leaner or higher throughput).")
+    print("\n".join(table_lines(workloads, runs)))
+    for run in runs:
+        for kind in ("myelin", "synapse"):
+            for w in workloads:
+                err = dig(dig(run.get(kind), w.name), "error")
+                if err:
+                    print(f"{kind} {run.get('engine_label')} {w.name}: FAILED: {err}")
 
 
 def dig(data: Any, path: str) -> Any:
@@ -543,49 +746,6 @@ def dig(data: Any, path: str) -> Any:
             return None
         data = data[part]
     return data
-
-
-def print_table(workloads: list[Workload], results: dict[str, Any]) -> None:
-    both = "synapse" in results and "myelin" in results
-    lines = [
-        "| workload | metric | Myelin | Synapse | Synapse/Myelin |"
-        if both
-        else "| workload | metric | Myelin |",
-        "|---|---|---:|---:|---:|" if both else "|---|---|---:|",
-    ]
-    for w in workloads:
-        rows = [
-            *w.rows,
-            ("server CPU (s)", "server_cpu_s", True),
-            ("RSS after (MiB)", "rss_after.VmRSS", True),
-        ]
-        for label, path, lower_better in rows:
-            m = dig(results.get("myelin", {}).get(w.name), path)
-            s = dig(results.get("synapse", {}).get(w.name), path) if both else None
-            if path.startswith("rss_after"):
-                m = None if m is None else round(m / 1024, 1)
-                s = None if s is None else round(s / 1024, 1)
-            cells = [w.name, label, fmt(m)]
-            if both:
-                ratio = ""
-                if isinstance(m, int | float) and isinstance(s, int | float) and m and s:
-                    r = s / m if lower_better else m / s
-                    ratio = f"{r:.2f}x"
-                cells += [fmt(s), ratio]
-            lines.append("| " + " | ".join(cells) + " |")
-    if both:
-        m_db = results["myelin"].get("db_bytes", 0) / 1024 / 1024
-        s_db = results["synapse"].get("db_bytes", 0) / 1024 / 1024
-        ratio = f"{s_db / m_db:.2f}x" if m_db else ""
-        lines.append(f"| all | database size (MiB) | {m_db:.1f} | {s_db:.1f} | {ratio} |")
-    else:
-        lines.append(
-            f"| all | database size (MiB) | {results['myelin'].get('db_bytes', 0) / 1048576:.1f} |"
-        )
-    print()
-    print(f"Machine: {results['machine']}; Myelin DB: {results.get('myelin', {}).get('engine')}")
-    print("Ratio > 1 means Myelin is better (faster, leaner or higher throughput).")
-    print("\n".join(lines))
 
 
 def fmt(v: Any) -> str:

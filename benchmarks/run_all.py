@@ -1,23 +1,90 @@
-"""Run every benchmark against Myelin and Synapse (one server process each) and print the
-comparison table. Defaults are modest (a few minutes in all); every size has a flag.
+"""Run every benchmark against Myelin and Synapse (one server process each per engine) and
+print one comparison table. Every size has a flag (``--help``).
 
-    python -m benchmarks.run_all [--no-synapse] [--big-members 5000] [--json out.json]
+    python -m benchmarks.run_all [--engine sqlite|postgres|both] [--no-synapse] [--json out.json]
+
+``--engine postgres`` (or ``both``) uses ``MYELIN_BENCH_PG_DSN`` when it is set, otherwise a
+throw-away cluster of its own (``scripts/pg-throwaway``), stopped at the end. Both servers
+get a fresh database there, with C collation.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from typing import Any
 
-from benchmarks import bench_bigroom, bench_login, bench_send, bench_sync
-from benchmarks.harness import main
+from benchmarks import (
+    bench_bigroom,
+    bench_create,
+    bench_fanout,
+    bench_fed_ingest,
+    bench_login,
+    bench_rj,
+    bench_send,
+    bench_sync,
+    harness,
+)
 
-MODULES = [bench_login, bench_send, bench_sync, bench_bigroom]
+MODULES = [
+    bench_login,
+    bench_rj,
+    bench_send,
+    bench_create,
+    bench_fanout,
+    bench_sync,
+    bench_fed_ingest,
+    bench_bigroom,
+]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     for m in MODULES:
         m.configure(p)
+    p.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="sqlite")
+    p.add_argument(
+        "--workloads",
+        default="",
+        help="comma-separated subset of: " + ",".join(m.WORKLOAD.name for m in MODULES),
+    )
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    wanted = {w for w in args.workloads.split(",") if w}
+    workloads = [m.WORKLOAD for m in MODULES if not wanted or m.WORKLOAD.name in wanted]
+    runs: list[dict[str, Any]] = []
+    engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
+    for engine in engines:
+        print(f"== engine: {engine}", flush=True)
+        if engine == "sqlite":
+            harness.use_postgres("")
+            runs.append(await harness.run_workloads(workloads, args, print_results=False))
+        elif harness.PG_DSN or _env_dsn():
+            harness.use_postgres(harness.PG_DSN or _env_dsn())
+            runs.append(await harness.run_workloads(workloads, args, print_results=False))
+        else:
+            with harness.throwaway_postgres() as dsn:
+                harness.use_postgres(dsn)
+                runs.append(await harness.run_workloads(workloads, args, print_results=False))
+        harness.use_postgres("")
+    harness.print_table(workloads, runs)
+    if args.json:
+        harness.write_json(args.json, {"runs": runs})
+    return runs
+
+
+def _env_dsn() -> str:
+    import os
+
+    return os.environ.get("MYELIN_BENCH_PG_DSN", "")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    harness.add_common_args(p)
+    configure(p)
+    asyncio.run(run(p.parse_args()))
 
 
 if __name__ == "__main__":
-    main([m.WORKLOAD for m in MODULES], configure)
+    main()
