@@ -647,6 +647,7 @@ async def run_workloads(
         async with started(kind, needs, args.keep) as target:
             per["engine"] = target.engine
             per["rss_start"] = rss_kib(target.pid)
+            print(f"  [{kind}] idle: {json.dumps({'rss_start': per['rss_start']})}", flush=True)
             connector = aiohttp.TCPConnector(limit=200)
             async with aiohttp.ClientSession(connector=connector) as session:
                 client = Client(target.client_url, session)

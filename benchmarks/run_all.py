@@ -67,6 +67,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 harness.use_postgres(dsn)
                 runs.append(await harness.run_workloads(workloads, args, print_results=False))
         harness.use_postgres("")
+        if args.json:  # after each engine: a long run stopped half-way keeps what it measured
+            harness.write_json(args.json, {"runs": runs})
     harness.print_table(workloads, runs)
     if args.json:
         harness.write_json(args.json, {"runs": runs})
