@@ -50,6 +50,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
         async with ScriptedPeer(Path(tmp)) as peer:
             room = await peer.join(target.server_name, room_id, "juliet")
+            answer_gap_fills(peer, room)
             sender = peer.user("juliet")
             pdus = []
             for i in range(args.ingest_pdus):
@@ -92,6 +93,40 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
         "kept_per_s": round(kept / seen_s, 1) if seen_s else None,
         "capped": deadline.hit,
     }
+
+
+def answer_gap_fills(peer: Any, room: Any) -> None:
+    """Let the server fetch what it did not keep, as from a real remote server: the peer
+    answers ``get_missing_events``, ``/event`` and ``/state_ids`` from the events it built.
+    (Synapse stages inbound PDUs and drops part of a long queue, then fills the gaps.)"""
+    from aiohttp import web
+
+    from tests.federation.forks import missing_events
+
+    async def gap(request: Any, params: dict[str, str], body: Any) -> web.Response:
+        return web.json_response({"events": missing_events(room.events, body or {})})
+
+    async def event(request: Any, params: dict[str, str], body: Any) -> web.Response:
+        found = room.events.get(urllib.parse.unquote(params["eventId"]))
+        if found is None:
+            missing = {"errcode": "M_NOT_FOUND", "error": "no such event"}
+            return web.json_response(missing, status=404)
+        return web.json_response(
+            {
+                "origin": peer.server_name,
+                "origin_server_ts": int(time.time() * 1000),
+                "pdus": [found.pdu],
+            }
+        )
+
+    async def state_ids(request: Any, params: dict[str, str], body: Any) -> web.Response:
+        # Messages change no state: the state at any of them is the state after the join.
+        ids = [e.event_id for e in room.state.values()]
+        return web.json_response({"pdu_ids": ids, "auth_chain_ids": ids})
+
+    peer.route("POST", "/_matrix/federation/v1/get_missing_events/{roomId}", gap)
+    peer.route("GET", "/_matrix/federation/v1/event/{eventId}", event)
+    peer.route("GET", "/_matrix/federation/v1/state_ids/{roomId}", state_ids)
 
 
 async def time_until_seen(
