@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,7 +47,7 @@ from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.metrics import Metrics
-from homeserver.push.actions_store import PushActionRow
+from homeserver.push.evaluation import PUSH_EVALUATE, PUSH_EVALUATED
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
@@ -74,8 +74,6 @@ log = logging.getLogger("myelin")
 
 # The bus topic on which workers announce new federation outbox rows (keys: destinations).
 FEDERATION_OUTBOX = "federation_outbox"
-# The bus topic on which workers announce new push notification rows (keys: user ids).
-PUSH_DELIVERY = "push_delivery"
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -318,6 +316,8 @@ class HomeServer:
             app_services.start()
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
+            # Push rules of events a restart left unevaluated, then of every new one.
+            hs.background.append(hs.sync_area.push_evaluator.start())
             # Pushers catch up the notifications a restart left undelivered.
             hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
             # A history purge a restart cut short says so at its status endpoint.
@@ -352,6 +352,12 @@ class HomeServer:
         )
         self.push.publish = bus.publish
         bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
+        # Push evaluation runs on the main process only: positions persisted elsewhere
+        # go to it, its cursor comes back (homeserver.push.evaluation).
+        evaluator = self.sync_area.push_evaluator
+        evaluator.publish = bus.publish
+        bus.subscribe(PUSH_EVALUATE, evaluator.on_announced_persisted)
+        bus.subscribe(PUSH_EVALUATED, evaluator.on_announced_cursor)
         # State groups, interned state keys and room versions never change once written,
         # so those caches need no message.
         self.signal_bus = bus
@@ -532,8 +538,6 @@ async def start(config: Config) -> RunningServer:
     hs = await HomeServer.build(config, cross_process=bool(config.workers))
     if hs.signal_bus is not None and hs.federation is not None:
         hs.federation.send_for_workers(hs.signal_bus.subscribe, FEDERATION_OUTBOX)
-    if hs.signal_bus is not None:
-        _deliver_pushes_for_workers(hs, hs.signal_bus)
     runners: list[web.AppRunner] = []
     try:
         hs.start_background()
@@ -561,38 +565,13 @@ async def start(config: Config) -> RunningServer:
     return RunningServer(hs, runners, client_port, fed_port, metrics_port)
 
 
-def _push_through(hs: HomeServer, bus: PgSignalBus) -> None:
-    """Worker: push notifications are delivered by the main process only (one sender per
-    pusher cursor); the users whose new rows should go out are announced to it."""
-    notifications = hs.sync_area.notifications
-    notifications.row_hooks.remove(hs.sync_area.pushers.on_push_rows)
-
-    def announce(rows: Sequence[PushActionRow], _stored: StoredEvent) -> None:
-        bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
-
-    notifications.row_hooks.append(announce)
-
-
-def _deliver_pushes_for_workers(hs: HomeServer, bus: PgSignalBus) -> None:
-    """Main process: deliver what workers announce; after a missed message, every
-    pusher catches up from its cursor (as at start-up)."""
-    delivery = hs.sync_area.pushers.delivery
-
-    def on_announce(user_ids: list[str] | None) -> None:
-        job = delivery.resume() if user_ids is None else delivery.wake_users(user_ids)
-        task = asyncio.get_running_loop().create_task(job)
-        delivery.tasks.add(task)
-        task.add_done_callback(delivery.tasks.discard)
-
-    bus.subscribe(PUSH_DELIVERY, on_announce)
-
-
 async def start_worker(config: Config, name: str) -> RunningServer:
     """A worker process (``myelin run --worker NAME``): the client API on the worker's
     port, beside the main process, over the same PostgreSQL database. What only one
     process may do stays with the main one: sending the federation outbox (the
-    worker's new outbox rows are announced to it over the bus), delivering push
-    notifications (likewise), background jobs and the federation listener."""
+    worker's new outbox rows are announced to it over the bus), evaluating push rules
+    and delivering push notifications (the worker's new events are announced to it:
+    homeserver.push.evaluation), background jobs and the federation listener."""
     if sqlite_path(config.database_url) is not None:
         raise ConfigError(
             f"--worker {name}: worker processes need PostgreSQL; this config's database is"
@@ -607,7 +586,6 @@ async def start_worker(config: Config, name: str) -> RunningServer:
         assert hs.signal_bus is not None
         if hs.federation is not None:
             hs.federation.send_through(hs.signal_bus.publish, FEDERATION_OUTBOX)
-        _push_through(hs, hs.signal_bus)
         runner, port = await _listen(
             hs.client_app(), config.client_listener.bind, worker.client_port
         )

@@ -23,6 +23,7 @@ from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
+from homeserver.push.evaluation import PushEvaluator
 from homeserver.push.notifications import NotificationService
 from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRuleService
@@ -30,8 +31,10 @@ from homeserver.push.wiring import build_pushers
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
+from homeserver.rooms.persist import AfterCommit, PersistPlan
+from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.wiring import RoomsArea
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
@@ -53,6 +56,7 @@ class SyncArea:
     sliding: SlidingSync
     legacy: LegacySync
     pushers: PusherService
+    push_evaluator: PushEvaluator
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def close(self) -> None:
@@ -61,6 +65,7 @@ class SyncArea:
 
     async def aclose(self) -> None:
         self.close()
+        await self.push_evaluator.stop()
         await self.pushers.close()
 
 
@@ -81,8 +86,20 @@ def wire_sync(
     members = rooms_area.members
     suffix = ":" + rooms.server_name
     notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
-    # Push actions commit with their event (crash-safe counts).
-    rooms.persister.prepare_hooks.append(notifications.prepare)
+    # Push rules are evaluated behind the send, in stream order (push/evaluation.py);
+    # readers of counts wait for the evaluator's cursor.
+    evaluator = PushEvaluator(db, rooms.events, notifications)
+    notifications.caught_up = evaluator.caught_up
+
+    async def evaluate_later(
+        q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> AfterCommit | None:
+        position = stored.stream_ordering
+        if position is None or position <= 0:
+            return None
+        return lambda: evaluator.on_persisted(position)
+
+    rooms.persister.txn_hooks.append(evaluate_later)
     sources = SyncSources(
         typing=typing,
         receipts=receipts,
@@ -100,7 +117,7 @@ def wire_sync(
     sliding = build_sliding(db, rooms_area, builder, clock)
     legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
-    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
+    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers, evaluator)
 
     def wake(users: Iterable[str]) -> None:
         notifier.notify(u for u in users if u.endswith(suffix))

@@ -106,6 +106,18 @@ class MembershipStore:
         )
         return [membership_from_row(r) for r in rows]
 
+    async def joined_or_changed_since(self, room_nid: int, since: int) -> list[Membership]:
+        """Members joined now, and every membership whose event is at or after ``since``:
+        with the state before the event at ``since`` for the latter, the members joined
+        then (push evaluation, which runs behind the stream). One indexed read."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
+            " AND (membership = 'join' OR stream_ordering >= $2)",
+            room_nid,
+            since,
+        )
+        return [membership_from_row(r) for r in rows]
+
     async def rooms_with_joined_guests(self) -> list[int]:
         """Rooms where a guest account of this server is joined (guest accounts are
         local by definition). Read at start-up only: see ``GuestReconciler``."""
