@@ -13,6 +13,7 @@ import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,35 @@ async def test_a_push_rule_change_on_one_is_served_by_the_other(
         assert r.status == 200, r.body
         after = await eventually(read, lambda r: r.body == {"enabled": True})
         assert after.body == {"enabled": True}
+
+
+async def test_counts_of_a_send_on_the_worker_are_exact_on_both(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """Push rules are evaluated by the main process only (homeserver.push.evaluation):
+    the worker announces its new events, and a sync on either process waits for the
+    main process's cursor, so neither answers a count that misses the send."""
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await a.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+
+        async def unread(api: Api) -> Any:
+            r = await api.get("/sync", token=bob.access_token)
+            assert r.status == 200, r.body
+            return r.body["rooms"]["join"][room_id]["unread_notifications"]
+
+        base = (await unread(a))["notification_count"]  # the invite notified bob
+        for i in range(3):
+            await send(b, alice, room_id, f"from the worker {i}")
+            for api in (b, a):
+                expected = {"notification_count": base + i + 1, "highlight_count": 0}
+                assert await unread(api) == expected
+        assert main.hs.sync_area.push_evaluator.position is not None
+        assert other.hs.sync_area.push_evaluator.position is not None
