@@ -94,9 +94,8 @@ class PushDelivery:
             self._drain(key)
 
     async def wake_users(self, user_ids: Sequence[str]) -> None:
-        for user_id in dict.fromkeys(user_ids):
-            for p in await self.store.for_user(user_id):
-                self._drain(p.key)
+        for key in await self.store.keys_for_users(user_ids):
+            self._drain(key)
 
     def wake_pusher(self, key: PusherKey) -> None:
         self._drain(key)
