@@ -174,8 +174,8 @@ async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
             nids[user_id] = record.user_nid
             devices[user_id] = session.device_id
         owner, reader = people[0], people[1]
-        async with aiohttp.ClientSession() as session:
-            client = Client(server.client_url, session)
+        async with aiohttp.ClientSession() as http:
+            client = Client(server.client_url, http)
             room_id = await client.create_room(owner, name="counts")
             members = 1
             deadline = Deadline(TIME_CAP_S)

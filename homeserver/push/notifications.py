@@ -20,12 +20,13 @@ thousand. /sync then counts rows after the user's read receipt
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.errors import invalid_param
 from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, ThreadCounts
 from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
+from homeserver.push.rules import build_ruleset, ordered
 from homeserver.push.service import PushRuleService
 from homeserver.rooms.auth.power_levels import notification_level, user_power_level
 from homeserver.rooms.serialize import EventSerializer
@@ -49,6 +50,49 @@ def thread_of(event: dict[str, Any]) -> str:
         if isinstance(root, str):
             return root
     return MAIN
+
+
+# A user id no event can name (not a valid one): the server-default rules evaluated for
+# it give the outcome of every member with default rules whom the event does not single
+# out (``_Shared``).
+_ANYONE = "@\x00anyone:invalid"
+_ANYONE_RULES = ordered(build_ruleset(_ANYONE, {}, {}))
+_NOTHING = Outcome("", ())
+# The characters outside ASCII that ``re.IGNORECASE`` matches to an ASCII one and that
+# ``str.casefold`` does not map to it (the others, such as U+212A KELVIN SIGN, it does).
+_DOTTED_I = str.maketrans({"\u0130": "i", "\u0131": "i"})
+
+
+class _Shared:
+    """Which members an event singles out under the server-default rules.
+
+    The defaults depend on the user only through their id (``.m.rule.invite_for_me``:
+    the ``state_key``; ``.m.rule.is_user_mention``: ``m.mentions.user_ids``) and their
+    display name (``.m.rule.contains_display_name``). A member named by neither gets the
+    same outcome as anyone else, evaluated once per event. The display name test is a
+    conservative substring test of the folded body: it may single out too many (they are
+    then evaluated in full), never too few, since the rule's case-insensitive word match
+    implies the substring (names outside ASCII are always evaluated in full).
+    """
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.state_key = event.get("state_key")
+        content = event.get("content")
+        content = content if isinstance(content, dict) else {}
+        mentions = content.get("m.mentions")
+        ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+        self.mentioned = {u for u in ids if isinstance(u, str)} if isinstance(ids, list) else set()
+        body = content.get("body")
+        self.folded = body.translate(_DOTTED_I).casefold() if isinstance(body, str) else None
+
+    def singles_out(self, user_id: str, name: str | None) -> bool:
+        if user_id == self.state_key or user_id in self.mentioned:
+            return True
+        if any(c in user_id for c in "*?["):
+            return True  # an old-style id that a default rule would read as a glob
+        if not name or self.folded is None:
+            return False
+        return not name.isascii() or name.casefold() in self.folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +206,26 @@ class NotificationService:
         notification_levels.setdefault("room", notification_level(pl_event, "room"))
         out: list[tuple[str, Outcome]] = []
         memo: Memo = {}
+        shared = _Shared(ev.pdu)
+        common: Outcome | None = None
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
-            name = member.event.content.get("displayname") if member is not None else None
+            raw_name = member.event.content.get("displayname") if member is not None else None
+            name = raw_name if isinstance(raw_name, str) else None
             ctx = PushContext(
                 user_id=user_id,
                 member_count=len(joined),
-                display_name=name if isinstance(name, str) else None,
+                display_name=name,
                 sender_power_level=sender_level,
                 notification_levels=notification_levels,
             )
-            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
+            if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
+                if common is None:
+                    anyone = replace(ctx, user_id=_ANYONE, display_name=None)
+                    common = evaluate(_ANYONE_RULES, ev.pdu, anyone, memo) or _NOTHING
+                outcome: Outcome | None = common
+            else:
+                outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             if outcome is not None and (outcome.notify or outcome.highlight):
                 out.append((user_id, outcome))
         return out
