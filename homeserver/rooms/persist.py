@@ -14,9 +14,6 @@ transaction::
          prunes its stored target and drops its relation and index row; an
          event that a waiting redaction applies to is stored pruned)
       -> txn id
-
-      -> prepared writes (push: the event's push action rows, computed
-         before the transaction by ``prepare_hooks``)
       -> in-transaction hooks (federation: the outbox rows of the PDU)
 
 so an event acknowledged to a client is durable together with everything
@@ -32,12 +29,11 @@ what must reach another server is in the federation outbox the moment the
 event exists). A hook returns an optional callback that runs after the
 commit (e.g. waking the federation sender); it must not do I/O that can fail.
 
-``prepare_hooks`` run before the transaction, outside the database's writer
-(on SQLite one writer serves every room), and return the write to do inside
-it: push rules are evaluated there, and their rows commit with the event, so
-a crash can never leave an acknowledged event without its notification
-counts. A prepared write may also return an after-commit callback (pushers
-hear of the committed rows).
+Push rules are not evaluated here: the send answers without them, and
+``homeserver.push.evaluation`` evaluates committed events in stream order
+behind it (a hook's after-commit callback wakes it), with a durable cursor
+of its own, so a crash never leaves an acknowledged event without its
+notification counts either.
 
 A *backfilled* event (history fetched for /messages, older than everything
 the room has) is stored beside the timeline, never in it: no extremities,
@@ -126,12 +122,6 @@ class PersistPlan:
 # write; may return a callback to run once the transaction has committed.
 AfterCommit = Callable[[], None]
 TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
-# Runs before the transaction (reads and computation that need not hold the
-# database's writer: push rule evaluation); returns the write to do inside it,
-# given the stored event (its nid and stream ordering), or None. The write may
-# return a callback to run after the commit, as a ``TxnHook`` may.
-TxnWrite = Callable[[Queries, StoredEvent], Awaitable[AfterCommit | None]]
-PrepareHook = Callable[[PersistPlan, int | None], Awaitable[TxnWrite | None]]
 
 
 class EventPersister:
@@ -153,7 +143,6 @@ class EventPersister:
         self.state = state
         self.members = members
         self.txn_hooks: list[TxnHook] = []
-        self.prepare_hooks: list[PrepareHook] = []
         self.redactions = RedactionApplier(events, state, rooms)
 
     async def persist(
@@ -163,11 +152,6 @@ class EventPersister:
         ev = plan.event
         after_commit: list[AfterCommit] = []
         pruned: list[int] = []
-        writes: list[TxnWrite] = []
-        for prepare in self.prepare_hooks:
-            write = await prepare(plan, room_nid)
-            if write is not None:
-                writes.append(write)
         async with self.db.transaction() as q:
             if room_nid is not None:
                 await hold_room_for_write(q, self.db.engine, room_nid, plan.expected_extremities)
@@ -271,10 +255,6 @@ class EventPersister:
                 prev_state_event_nid=plan.replaces_nid,
                 redacted_by=redacted_by,
             )
-            for write in writes:
-                written = await write(q, stored)
-                if written is not None:
-                    after_commit.append(written)
             for hook in self.txn_hooks:
                 callback = await hook(q, stored, plan)
                 if callback is not None:

@@ -9,7 +9,7 @@ lock keyed by room id (DESIGN "Linear rooms")::
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
                       ─> EventPersister.persist (one transaction, with the
-                         push actions its prepare_hooks computed and the outbox rows)
+                         outbox rows; push rules are evaluated behind it)
                   unlock ─> pre_notify_hooks ─> signal.changed(local members)
                          ─> event_persisted_hooks
 
