@@ -62,6 +62,7 @@ WAIT_S: Final = 10.0  # the longest a /sync waits for the cursor
 RETRY_S: Final = 1.0  # after a failed batch (the database went away), try again
 STOP_S: Final = 5.0  # how long a stop waits for the batch under way
 STEPS: Final = 50  # batches in a row before the loop looks at its wake-up again
+MAX_FAILURES: Final = 3  # tries of one event before it is passed over (``_rows``)
 MAX_WAITS: Final = 1000  # bound on cursor moves one waiter sleeps through
 
 _CURSOR = "SELECT position FROM stream_positions WHERE stream_name = 'push_evaluated'"
@@ -88,6 +89,8 @@ class PushEvaluator:
         self.publish: Callable[[str, list[str]], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Consecutive failures of the event the cursor is stuck at (``_rows``).
+        self._failures: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._moved = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
@@ -200,6 +203,22 @@ class PushEvaluator:
                 continue
             await self._wake.wait()
 
+    async def _rows(self, stored: StoredEvent) -> list[PushActionRow]:
+        """The event's rows. An event that fails ``MAX_FAILURES`` times in a row (a bug
+        that some content triggers) is passed over without rows, logged, rather than
+        holding every later event's notifications, and every /sync, behind it."""
+        try:
+            rows = await self.notifications.rows_for(stored)
+        except Exception:
+            failures = self._failures.get(stored.event_nid, 0) + 1
+            if failures < MAX_FAILURES:
+                self._failures = {stored.event_nid: failures}
+                raise
+            log.exception("push rules of %s failed; it notifies nobody", stored.event.event_id)
+            rows = []
+        self._failures = {}
+        return rows
+
     async def step(self) -> bool:
         """Evaluate the next batch of events and commit their rows with the cursor;
         True if there may be more."""
@@ -217,7 +236,7 @@ class PushEvaluator:
         for nid in nids:
             stored = by_nid.get(nid)
             if stored is not None:
-                done.append((stored, await self.notifications.rows_for(stored)))
+                done.append((stored, await self._rows(stored)))
         # All of them, or the last of a full batch: every position in between is evaluated.
         end = upto if len(nids) < BATCH else int(found[-1]["stream_ordering"])
         rows = [row for _, event_rows in done for row in event_rows]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.app import RunningServer
+from homeserver.push.actions_store import PushActionRow
+from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.database import Database
 from tests.conftest import RestartFn, ServerFactory
 from tests.helpers import Api, User
@@ -143,3 +145,30 @@ async def test_events_left_unevaluated_by_a_stop_are_evaluated_after_restart(
         await send_text(api, alice, room_id, "four", "c4")
         b2 = await sync(api, bob, b["next_batch"])
         assert counts(b2, room_id) == {"notification_count": 4, "highlight_count": 1}
+
+
+async def test_an_event_whose_evaluation_keeps_failing_does_not_hold_the_others(
+    server: RunningServer, api: Api
+) -> None:
+    """A bug that one event's content triggers in rule evaluation: after a few tries
+    the event is passed over (no rows), and the events after it are counted."""
+    alice, bob, _carol, room_id = await room_of_three(api)
+    hs = server.hs
+    notifications = hs.sync_area.notifications
+    evaluator = hs.sync_area.push_evaluator
+    real = notifications.rows_for
+    poison: set[str] = set()
+
+    async def failing(stored: StoredEvent) -> list[PushActionRow]:
+        if stored.event.event_id in poison:
+            raise RuntimeError("evaluation bug")
+        return await real(stored)
+
+    notifications.rows_for = failing  # type: ignore[method-assign]
+    await evaluator.stop()
+    poison.add(await send_text(api, alice, room_id, "poison", "p1"))
+    good = await send_text(api, alice, room_id, "fine", "p2")
+    hs.background.append(evaluator.start())
+    b = await sync(api, bob)
+    assert counts(b, room_id) == {"notification_count": 1, "highlight_count": 0}
+    assert await push_rows(hs.db, good) == sorted([bob.user_id, _carol.user_id])
