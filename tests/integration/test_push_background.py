@@ -2,7 +2,8 @@
 /sync and /notifications stay exact although the send answered before evaluation; a
 member who joined after an event is not notified of it however late evaluation runs;
 events persisted but not evaluated when the process stopped are evaluated after the
-restart, and their notifications still reach an HTTP pusher."""
+restart, and their notifications still reach an HTTP pusher; an event whose evaluation
+keeps failing is passed over instead of holding every later count."""
 
 from __future__ import annotations
 
