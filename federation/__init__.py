@@ -31,6 +31,10 @@ from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
+from federation.third_party_invites import (
+    RemoteThirdPartyInvites,
+    ThirdPartyInviteFederationApi,
+)
 from federation.timestamp import RemoteTimestamps, TimestampFederationApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
@@ -48,6 +52,7 @@ from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.server_lists import ServerPolicy
 from homeserver.storage.database import Database
@@ -179,6 +184,11 @@ class Federation:
         hierarchy.remote = RemoteHierarchies(self.client).query
         self.apis.append(TimestampFederationApi(timestamps))
         timestamps.remote = RemoteTimestamps(self.client).query
+
+    def attach_third_party_invites(self, invites: ThirdPartyInvites) -> None:
+        """Redeemed third-party invites handed between the invitee's and inviter's servers."""
+        self.apis.append(ThirdPartyInviteFederationApi(invites))
+        invites.remote_exchange = RemoteThirdPartyInvites(self.client).forward
 
     def attach_media(self, media: MediaService) -> None:
         """Serve our media to other servers and fetch theirs for our users."""

@@ -41,6 +41,8 @@ from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.observe import health_routes, metrics_app, observe_middleware
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.identity.bindings import BindingService
+from homeserver.identity.bindings_store import BindingStore
 from homeserver.logs import new_request_id, request_id
 from homeserver.mail.sender import Mailer
 from homeserver.media.preview import UrlPreviewer
@@ -112,6 +114,7 @@ class HomeServer:
     openid: OpenIdTokens
     app_services: AppServices
     threepids: ThreepidService
+    bindings: BindingService
     login_tokens: LoginTokens
     client_ips: ClientIpRetention
     # This server's own registry (several servers may share one test process).
@@ -264,6 +267,7 @@ class HomeServer:
             openid=OpenIdTokens(db, clock, config.server_name),
             app_services=app_services,
             threepids=threepids,
+            bindings=BindingService(rooms_area.third_party.identity, BindingStore(db)),
             login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),
             client_ips=ClientIpRetention(store, clock, config.privacy),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
@@ -298,6 +302,7 @@ class HomeServer:
         hs.federation.attach_directory(
             rooms_area.directory, rooms_area.aliases, rooms_area.hierarchy, rooms_area.timestamps
         )
+        hs.federation.attach_third_party_invites(rooms_area.third_party)
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
         _wire_metrics(hs, relay.sender)
@@ -402,6 +407,7 @@ class HomeServer:
             admin=self.admin,
             openid=self.openid,
             threepids=self.threepids,
+            bindings=self.bindings,
             login_tokens=self.login_tokens,
             unstable_features=self.unstable_features,
             app_services=self.app_services,
@@ -441,6 +447,7 @@ class HomeServer:
             await self.federation.close()
         if self.previewer is not None:
             await self.previewer.close()
+        await self.rooms_area.third_party.identity.close()
         if self.signal_bus is not None:
             await self.signal_bus.close()
         await self.db.close()

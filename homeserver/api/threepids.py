@@ -1,7 +1,7 @@
 """Client API: email requestToken endpoints, /account/3pid/*, and the link mailed to
 users (spec: "Adding Account Administrative Contact Information"). The homeserver
-validates email itself; identity servers are not used (bind answers so, unbind and
-delete report ``no-support``)."""
+validates email itself; binding an address on an identity server (and removing
+that binding) goes through ``BindingService``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from homeserver.api.routes import client_routes
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.http.bodies import json_body, opt_str, req_str
 from homeserver.http.shell import json_response
+from homeserver.identity.bindings import SUCCESS as UNBOUND
+from homeserver.identity.bindings import BindingService
 from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
@@ -34,12 +36,14 @@ class ThreepidApi:
         self,
         accounts: AccountService,
         threepids: ThreepidService,
+        bindings: BindingService,
         auth: Authenticator,
         uia: UiaService,
         limiter: RateLimiter,
     ) -> None:
         self.accounts = accounts
         self.threepids = threepids
+        self.bindings = bindings
         self.auth = auth
         self.uia = uia
         self.limiter = limiter
@@ -157,31 +161,33 @@ class ThreepidApi:
         )
 
     async def bind_3pid(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
+        requester = await self.auth.requester(request)
         body = await json_body(request)
-        req_str(body, "client_secret")
-        req_str(body, "sid")
-        if opt_str(body, "id_server") is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "'id_server' is required")
-        raise MatrixError(
-            400, "M_SERVER_NOT_TRUSTED", "This server does not bind to identity servers"
-        )
+        client_secret = req_str(body, "client_secret")
+        sid = req_str(body, "sid")
+        id_server = req_str(body, "id_server")
+        token = req_str(body, "id_access_token")
+        await self.bindings.bind(requester.user_id, id_server, token, sid, client_secret)
+        return json_response({})
 
     async def unbind_3pid(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
+        requester = await self.auth.requester(request)
         body = await json_body(request)
-        _medium_address(body)
-        opt_str(body, "id_server")
-        # Spec: without a known identity server the answer is "no-support".
-        return json_response({"id_server_unbind_result": "no-support"})
+        medium, address = _medium_address(body)
+        id_server = opt_str(body, "id_server")
+        result = await self.bindings.unbind(requester.user_id, medium, address, id_server)
+        return json_response({"id_server_unbind_result": result})
 
     async def delete_3pid(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request)
         medium, address = _medium_address(body)
-        opt_str(body, "id_server")
-        await self.threepids.delete(requester.user_nid, medium, address)
-        return json_response({"id_server_unbind_result": "no-support"})
+        id_server = opt_str(body, "id_server")
+        result = await self.bindings.unbind(requester.user_id, medium, address, id_server)
+        await self.threepids.delete(
+            requester.user_nid, medium, address, missing_ok=result == UNBOUND
+        )
+        return json_response({"id_server_unbind_result": result})
 
 
 def _medium_address(body: dict[str, Any]) -> tuple[str, str]:

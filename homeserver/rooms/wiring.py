@@ -17,6 +17,7 @@ from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.events.keys import SigningKey
+from homeserver.identity.client import IdentityClient
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.creation import RoomCreator
@@ -44,6 +45,7 @@ from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.store.user_directory_store import UserDirectoryStore
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.user_directory import UserDirectory
@@ -79,6 +81,8 @@ class RoomsArea:
     # History purges (admin), retention (a background task when enabled).
     purger: HistoryPurger
     retention: RetentionJob
+    # Invites by email address through identity servers (createRoom's invite_3pid too).
+    third_party: ThirdPartyInvites
 
 
 def build_rooms_area(
@@ -133,6 +137,10 @@ def build_rooms_area(
     creator = RoomCreator(
         rooms, memberships, config.default_room_version, config.allow_public_room_publishing
     )
+    # Identity servers named by clients: on this host only where federation may go too.
+    identity = IdentityClient(config.server_name, signing_key, config.federation.insecure_local)
+    third_party = ThirdPartyInvites(rooms, memberships, identity)
+    creator.third_party = third_party
     visibility = Visibility(rooms)
     serializer = EventSerializer(events, clock, RelationAggregator(relations, events))
     reader = RoomReader(rooms, visibility, serializer)
@@ -189,4 +197,5 @@ def build_rooms_area(
         timestamps=TimestampLookup(rooms, visibility),
         purger=purger,
         retention=retention,
+        third_party=third_party,
     )
