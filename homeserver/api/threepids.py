@@ -29,6 +29,7 @@ from homeserver.ratelimit import RateLimiter
 
 _MEDIA = ("email", "msisdn")
 MAX_SEND_ATTEMPT = 2**53
+UNSTABLE = "/_matrix/client/unstable"
 
 
 class ThreepidApi:
@@ -61,6 +62,9 @@ class ThreepidApi:
             *client_routes("POST", "/account/3pid/add", self.add_3pid),
             *client_routes("POST", "/account/3pid/bind", self.bind_3pid),
             *client_routes("POST", "/account/3pid/unbind", self.unbind_3pid),
+            # Where they were first served (MSC2290); Synapse and Sytest still use these.
+            web.post(UNSTABLE + "/account/3pid/bind", self.bind_3pid),
+            web.post(UNSTABLE + "/account/3pid/unbind", self.unbind_3pid),
             *client_routes("POST", "/account/3pid/delete", self.delete_3pid),
             web.get(SUBMIT_TOKEN_PATH, self.submit_token_link),
             web.post(SUBMIT_TOKEN_PATH, self.submit_token),
@@ -165,8 +169,8 @@ class ThreepidApi:
         body = await json_body(request)
         client_secret = req_str(body, "client_secret")
         sid = req_str(body, "sid")
-        id_server = req_str(body, "id_server")
-        token = req_str(body, "id_access_token")
+        id_server = _required(body, "id_server")
+        token = _required(body, "id_access_token")
         await self.bindings.bind(requester.user_id, id_server, token, sid, client_secret)
         return json_response({})
 
@@ -188,6 +192,14 @@ class ThreepidApi:
             requester.user_nid, medium, address, missing_ok=result == UNBOUND
         )
         return json_response({"id_server_unbind_result": result})
+
+
+def _required(body: dict[str, Any], key: str) -> str:
+    """A required string; its absence is M_MISSING_PARAM (as Synapse answers)."""
+    value = opt_str(body, key)
+    if value is None:
+        raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
+    return value
 
 
 def _medium_address(body: dict[str, Any]) -> tuple[str, str]:

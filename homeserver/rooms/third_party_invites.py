@@ -160,7 +160,9 @@ class ThirdPartyInvites:
 
     async def on_bind(self, body: dict[str, Any]) -> None:
         """``/3pid/onbind``: the identity server's pending invites for a new binding.
-        Each is redeemed on its own; one that fails does not stop the others."""
+        Each is redeemed on its own; one that fails does not stop the others, and the
+        last failure is the answer (as Synapse answers), so the identity server learns
+        that an invite was not delivered."""
         mxid = body.get("mxid")
         if not isinstance(mxid, str) or not is_valid_user_id(mxid, strict=False):
             raise MatrixError(400, "M_MISSING_PARAM", "'mxid' must be a user id")
@@ -169,6 +171,7 @@ class ThirdPartyInvites:
         invites = body.get("invites", [])
         if not isinstance(invites, list):
             raise invalid_param("'invites' must be a list")
+        failure: MatrixError | None = None
         for invite in invites[:100]:
             if not isinstance(invite, dict):
                 continue
@@ -182,6 +185,9 @@ class ThirdPartyInvites:
                 await self.exchange(sender, mxid, room_id, signed)
             except MatrixError as e:
                 log.info("a third-party invite on bind was not redeemed: %s", e.error)
+                failure = e
+        if failure is not None:
+            raise failure
 
     async def join_with_signed(self, user_id: str, room_id: str, signed_in: Any) -> None:
         """``third_party_signed`` on a join: turn it into the invite first."""

@@ -278,9 +278,14 @@ class SyncBuilder:
             out["leave"][room.room_id] = body
 
     async def stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
-        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
         own = await self.rooms.events.by_nids([m.event_nid])
-        events = list(state.values()) + list(own.values())
+        keys = list(STRIPPED_STATE_KEYS)
+        # The inviter's own membership too (as for application services, and Synapse),
+        # so a client can show who invited: also when that was a third-party invite.
+        keys += [("m.room.member", s.event.sender) for s in own.values() if s.event.sender]
+        state = await self.rooms.current_state(room, keys)
+        ids = {s.event.event_id for s in state.values()}
+        events = list(state.values()) + [s for s in own.values() if s.event.event_id not in ids]
         out = stripped_state(events)
         # An invite or knock for a room this server is not in carries the room's
         # stripped state (given by the other server) in its unsigned data.
