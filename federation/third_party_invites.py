@@ -13,12 +13,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from federation.auth import authenticated
+from federation.auth import authenticated, signed_content
 from federation.client import FederationClient
 from federation.errors import FederationError
 from homeserver.errors import MatrixError
 from homeserver.events.identifiers import is_valid_server_name
-from homeserver.http.bodies import json_body
 from homeserver.http.shell import json_response
 from homeserver.rooms.third_party_invites import ThirdPartyInvites
 
@@ -36,7 +35,7 @@ class ThirdPartyInviteFederationApi:
         return [web.put(PATH, authenticated(self.exchange))]
 
     async def exchange(self, request: web.Request, origin: str) -> web.Response:
-        body = await json_body(request)
+        body = signed_content(request)
         await self.invites.on_exchange(origin, request.match_info["room_id"], body)
         return json_response({})
 
@@ -57,7 +56,7 @@ class RemoteThirdPartyInvites:
             log.info("exchange_third_party_invite to %s failed: %s", destination, e.status)
             if e.status is not None and 400 <= e.status < 500:
                 raise MatrixError(
-                    403, e.errcode or "M_FORBIDDEN", "The inviter's server refused the invite"
+                    403, "M_FORBIDDEN", f"The inviter's server refused the invite: HTTP {e.status}"
                 ) from None
             raise MatrixError(
                 502, "M_UNKNOWN", "The inviter's server could not be reached"

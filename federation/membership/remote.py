@@ -452,7 +452,9 @@ class RemoteMembership:
     async def exchange_invite(self, event: Event, room: RoomInfo) -> Event:
         """RoomService's invite_exchange: the invitee's server countersigns the invite."""
         target_server = domain_of(event.state_key or "")
-        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
+        # The room's preview, with the inviter's own membership (as Synapse sends it).
+        keys = [*STRIPPED_STATE_KEYS, ("m.room.member", event.sender)]
+        state = await self.rooms.current_state(room, keys)
         body = {
             "room_version": room.version.identifier,
             "event": event.pdu,
