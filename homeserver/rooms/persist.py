@@ -115,6 +115,10 @@ class PersistPlan:
     # membership): an outlier, but the target's membership row is written and
     # it gets a stream position so the user's /sync sees it.
     out_of_band: bool = False
+    # Built by this server for a sender of another server: only an invite redeeming a
+    # third-party invite, by the invited user's server while it is in the room (spec
+    # server-server "Third-party invites"). Federation sends it like our own events.
+    built_for_remote_sender: bool = False
     # History fetched with /backfill for /messages (see the design note).
     backfilled: bool = False
     # Every extremity of the room the event was built on (local events): with several

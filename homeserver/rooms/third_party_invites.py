@@ -11,8 +11,10 @@ invitee's homeserver (``/3pid/onbind``) with a ``signed`` block per invite; a
 client may also bring one itself (``third_party_signed`` on ``/join``). The
 server of the original inviter turns it into an ``m.room.member`` invite sent
 *by the inviter* (the auth rules require that sender); when that server is
-another one, the block is forwarded to it (``exchange_third_party_invite``), so
-every event stays signed by its sender's own server. Before sending, the
+another one and this server is not in the room, the block is forwarded to it
+(``exchange_third_party_invite``). When the invitee's server is in the room, it
+sends the invite for the remote inviter itself, as the spec allows; its signature
+stands in for the sender's server's (rooms/checks.py). Before sending, the
 resident server checks the signature against the keys in the invite event and
 asks each matching key's ``key_validity_url`` whether it was revoked; the auth
 rules themselves check the signature again, on every server.
@@ -206,8 +208,12 @@ class ThirdPartyInvites:
     async def exchange(
         self, sender: str, target: str, room_id: str, signed: dict[str, Any]
     ) -> None:
-        """Have the inviter's server send the invite for ``target``."""
-        if domain_of(sender) == self.server_name:
+        """Send the invite for ``target``: here when this server is in the room (also
+        for a remote inviter, as the spec lets the invited server do), else through
+        the inviter's server."""
+        room = await self.rooms.rooms.get_room(room_id)
+        here = room is not None and await self.memberships.is_resident(room)
+        if here or domain_of(sender) == self.server_name:
             await self.send_invite(sender, target, room_id, signed)
             return
         if self.remote_exchange is None:
