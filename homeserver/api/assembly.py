@@ -109,7 +109,7 @@ def client_apis(
             bindings,
         ),
         ThreepidApi(accounts, threepids, bindings, auth, uia, limiter),
-        ThirdPartyInviteApi(rooms.third_party),
+        ThirdPartyInviteApi(rooms.third_party, limiter),
         LoginTokenApi(accounts, login_tokens, auth, uia, limiter),
         DevicesApi(accounts, auth, uia),
         ProfileApi(accounts, auth),

@@ -212,7 +212,14 @@ class ThirdPartyInvites:
         for a remote inviter, as the spec lets the invited server do), else through
         the inviter's server."""
         room = await self.rooms.rooms.get_room(room_id)
-        here = room is not None and await self.memberships.is_resident(room)
+        here = (
+            room is not None
+            and await self.memberships.is_resident(room)
+            # The m.room.third_party_invite may not have reached us yet: then the
+            # inviter's server, which sent it, is asked instead.
+            and await self.rooms.current_state_event(room, THIRD_PARTY_INVITE, signed["token"])
+            is not None
+        )
         if here or domain_of(sender) == self.server_name:
             await self.send_invite(sender, target, room_id, signed)
             return

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from homeserver.rooms.store.rooms_store import RoomInfo
 from tests.conftest import ServerFactory
 from tests.federation.fedutil import FAST_RETRY, eventually
-from tests.federation.rooms_support import q, register
+from tests.federation.rooms_support import name, q, register
 from tests.integration.identity_server import ACCESS_TOKEN, identity_server
 
 EMAIL = "lemurs@monkeyworld.example"
@@ -50,6 +51,13 @@ async def test_invite_of_an_address_bound_to_a_remote_user(
         r = await api_a.post(f"/rooms/{q(room2)}/invite", invite, token=alice.access_token)
         assert r.status == 200, r.body
 
+        async def tpi_at_b() -> int:
+            r = await api_c.get(f"/rooms/{q(room2)}/state", token=carol.access_token)
+            return sum(e["type"] == "m.room.third_party_invite" for e in r.body)
+
+        # Server B holds room 2's third-party invite: it will send that invite itself.
+        assert await eventually(tpi_at_b, lambda n: n == 1) == 1
+
         resp = await ids.bind_and_notify(b.client_url, "email", EMAIL, bob.user_id)
         assert resp.status == 200
 
@@ -58,6 +66,23 @@ async def test_invite_of_an_address_bound_to_a_remote_user(
             return dict(r.body.get("rooms", {}).get("invite", {}))
 
         rooms = await eventually(invited, lambda got: room1 in got and room2 in got)
+        # Room 1's invite was sent by server A (asked over exchange_third_party_invite),
+        # room 2's by server B itself; both in Alice's name, and A took B's signature.
+        # (A's invite of a user of B is countersigned by B, as every remote invite.)
+        for room, signers in ((room1, {name(a), name(b)}), (room2, {name(b)})):
+            info = await a.hs.rooms_area.rooms.rooms.get_room(room)
+            assert info is not None
+
+            async def invite_at_a(info: RoomInfo = info) -> Any:
+                return await a.hs.rooms_area.rooms.current_state_event(
+                    info, "m.room.member", bob.user_id
+                )
+
+            stored = await eventually(invite_at_a, lambda s: s is not None)
+            assert stored.event.sender == alice.user_id
+            assert stored.event.content["membership"] == "invite"
+            assert set(stored.event.pdu["signatures"]) == signers
+
         for room in (room1, room2):
             preview = rooms[room]["invite_state"]["events"]
             assert alice.user_id in {e["state_key"] for e in preview}
@@ -73,10 +98,6 @@ async def test_invite_of_an_address_bound_to_a_remote_user(
 
             joined = await eventually(member, lambda m: m.get("membership") == "join")
             assert joined["membership"] == "join"
-        r = await api_a.get(
-            f"/rooms/{q(room1)}/state/m.room.member/{bob.user_id}", token=alice.access_token
-        )
-        assert r.status == 200
 
         # An exchange the inviter's server refuses (keys rotated since the invite)
         # reaches the identity server as an error, and invites nobody.
