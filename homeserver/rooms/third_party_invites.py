@@ -98,6 +98,16 @@ class ThirdPartyInvites:
         """``POST /rooms/{roomId}/invite`` with a third-party identifier."""
         check_id_server(id_server)
         room = await self.rooms.room_or_forbidden(room_id)
+        if await self.memberships.is_blocked(room_id):
+            raise forbidden("This room has been blocked on this server")
+        # Before asking the identity server (which may mail the address): the auth
+        # rules decide in the end, but a non-member gets nothing sent on their behalf.
+        current = await self.rooms.members.get(room.room_nid, sender)
+        if current is None or current.membership != "join":
+            raise forbidden("You are not in this room")
+        protection = self.memberships.invite_protection
+        if protection is not None:
+            protection.check_local(sender)
         try:
             mxid = await self.identity.lookup(id_server, id_access_token, medium, address)
         except IdentityServerError as e:
@@ -105,7 +115,7 @@ class ThirdPartyInvites:
         if mxid is not None:
             if not is_valid_user_id(mxid, strict=False):
                 raise MatrixError(502, "M_UNKNOWN", "The identity server named no valid user")
-            await self.memberships.invite(sender, room_id, mxid)
+            await self.memberships.invite(sender, room_id, mxid, counted=True)
             return
         body = await self._store_invite_body(room_id, sender, medium, address)
         try:

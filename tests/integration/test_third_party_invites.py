@@ -39,8 +39,9 @@ def invite_body(ids: IdentityServer, address: str = EMAIL) -> dict[str, Any]:
     }
 
 
-async def private_room(api: Api, user: User) -> str:
-    r = await api.post("/createRoom", {"preset": "private_chat"}, token=user.access_token)
+async def private_room(api: Api, user: User, version: str | None = None) -> str:
+    body = {"preset": "private_chat"} | ({"room_version": version} if version else {})
+    r = await api.post("/createRoom", body, token=user.access_token)
     assert r.status == 200, r.body
     return str(r.body["room_id"])
 
@@ -66,14 +67,21 @@ async def test_inviting_a_bound_address_invites_its_user(
         assert r.status == 200, r.body
         assert await membership(api, alice, room, bob.user_id) == "invite"
         assert await state_of(api, alice, room, "m.room.third_party_invite") == []
+        # Not a member: refused before the identity server hears of it.
+        carol = await api.register("carol")
+        other = invite_body(ids, "other@monkeyworld.example")
+        r = await api.post(f"/rooms/{room}/invite", other, token=carol.access_token)
+        assert (r.status, r.errcode) == (403, "M_FORBIDDEN")
+        assert ids.invites == []
 
 
+@pytest.mark.parametrize("version", ["1", "3", "10", "11", "12"])
 async def test_unbound_address_is_invited_once_bound(
-    hs: RunningServer, ids: IdentityServer
+    hs: RunningServer, ids: IdentityServer, version: str
 ) -> None:
     async with Api(hs.client_url) as api:
         alice, bob = await api.register("alice"), await api.register("bob")
-        room = await private_room(api, alice)
+        room = await private_room(api, alice, version)
         r = await api.post(f"/rooms/{room}/invite", invite_body(ids), token=alice.access_token)
         assert r.status == 200, r.body
         # The identity server holds the invite, with what it may mail about the room.
