@@ -161,6 +161,8 @@ class Federation:
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
+        # Remote device lists are kept only while we share a room with their users.
+        rooms.event_persisted_hooks.append(self.relay.device_lists.on_event)
         return self.rooms
 
     def attach_directory(

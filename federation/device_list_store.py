@@ -2,6 +2,11 @@
 ``federation_remote_cross_signing`` (DDL and reasons: migrations/0045_federation_outbox.sql).
 
 Key objects are stored as the origin served them, opaque JSON text.
+
+A list is kept only while the user shares a room with one of our users (spec:
+"Device Management"): the origin stops telling us about changes once we share
+none, so a list kept past that would go stale unseen. ``shared_with_local``
+and ``tracked_in_room`` read ``room_memberships`` (current joins) for that.
 """
 
 from __future__ import annotations
@@ -131,3 +136,41 @@ class RemoteDeviceListStore:
         for r in rows:
             out.setdefault(r[0], {})[r[1]] = json.loads(r[2])
         return out
+
+    async def shared_with_local(self, user_ids: list[str], server_name: str) -> set[str]:
+        """Those of ``user_ids`` joined to a room where a user of ``server_name`` is
+        joined too."""
+        if not user_ids:
+            return set()
+        n = len(user_ids)
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT theirs.user_id FROM room_memberships theirs"
+            " JOIN room_memberships ours ON ours.room_nid = theirs.room_nid"
+            f" WHERE theirs.user_id IN ({placeholders(n)}) AND theirs.membership = 'join'"
+            f" AND ours.membership = 'join' AND ours.user_id LIKE ${n + 1}",
+            *user_ids,
+            "%:" + server_name,
+        )
+        return {str(r[0]) for r in rows}
+
+    async def tracked_in_room(self, room_nid: int) -> list[str]:
+        """Tracked users joined to the room (whose lists a leave may orphan)."""
+        rows = await self.db.fetchall(
+            "SELECT l.user_id FROM federation_remote_device_lists l"
+            " JOIN room_memberships m ON m.user_id = l.user_id"
+            " WHERE m.room_nid = $1 AND m.membership = 'join'",
+            room_nid,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def forget(self, txn: Queries, user_ids: list[str]) -> None:
+        """Drop the cached lists of ``user_ids``: they are no longer tracked."""
+        if not user_ids:
+            return
+        marks = placeholders(len(user_ids))
+        for table in (
+            "federation_remote_devices",
+            "federation_remote_cross_signing",
+            "federation_remote_device_lists",
+        ):
+            await txn.execute(f"DELETE FROM {table} WHERE user_id IN ({marks})", *user_ids)
