@@ -18,6 +18,9 @@ from typing import Any
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
 
+# Users per IN list (SQLite bounds the number of bound values in one statement).
+CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteDevice:
@@ -140,18 +143,20 @@ class RemoteDeviceListStore:
     async def shared_with_local(self, user_ids: list[str], server_name: str) -> set[str]:
         """Those of ``user_ids`` joined to a room where a user of ``server_name`` is
         joined too."""
-        if not user_ids:
-            return set()
-        n = len(user_ids)
-        rows = await self.db.fetchall(
-            "SELECT DISTINCT theirs.user_id FROM room_memberships theirs"
-            " JOIN room_memberships ours ON ours.room_nid = theirs.room_nid"
-            f" WHERE theirs.user_id IN ({placeholders(n)}) AND theirs.membership = 'join'"
-            f" AND ours.membership = 'join' AND ours.user_id LIKE ${n + 1}",
-            *user_ids,
-            "%:" + server_name,
-        )
-        return {str(r[0]) for r in rows}
+        out: set[str] = set()
+        for start in range(0, len(user_ids), CHUNK):
+            chunk = user_ids[start : start + CHUNK]
+            n = len(chunk)
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT theirs.user_id FROM room_memberships theirs"
+                " JOIN room_memberships ours ON ours.room_nid = theirs.room_nid"
+                f" WHERE theirs.user_id IN ({placeholders(n)}) AND theirs.membership = 'join'"
+                f" AND ours.membership = 'join' AND ours.user_id LIKE ${n + 1}",
+                *chunk,
+                "%:" + server_name,
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
 
     async def tracked_in_room(self, room_nid: int) -> list[str]:
         """Tracked users joined to the room (whose lists a leave may orphan)."""
@@ -165,12 +170,12 @@ class RemoteDeviceListStore:
 
     async def forget(self, txn: Queries, user_ids: list[str]) -> None:
         """Drop the cached lists of ``user_ids``: they are no longer tracked."""
-        if not user_ids:
-            return
-        marks = placeholders(len(user_ids))
-        for table in (
-            "federation_remote_devices",
-            "federation_remote_cross_signing",
-            "federation_remote_device_lists",
-        ):
-            await txn.execute(f"DELETE FROM {table} WHERE user_id IN ({marks})", *user_ids)
+        for start in range(0, len(user_ids), CHUNK):
+            chunk = user_ids[start : start + CHUNK]
+            marks = placeholders(len(chunk))
+            for table in (
+                "federation_remote_devices",
+                "federation_remote_cross_signing",
+                "federation_remote_device_lists",
+            ):
+                await txn.execute(f"DELETE FROM {table} WHERE user_id IN ({marks})", *chunk)

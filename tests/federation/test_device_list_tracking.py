@@ -64,6 +64,9 @@ async def test_room_mates_are_resynced_on_query_and_forgotten_after_the_last_roo
     assert set(answer["device_keys"][bob.user_id]) == {bob.device_id}
     assert bob.user_id in resyncs
     assert bob.user_id in await cache.stream_ids([bob.user_id])
+    # The sharing check takes any number of users (bound in chunks).
+    many = [f"@u{i}:elsewhere.example" for i in range(1200)] + [bob.user_id]
+    assert await cache.shared_with_local(many, name(a)) == {bob.user_id}
 
     # Alice leaves the only shared room: bob's cached list is dropped.
     await leave(a, alice, room_id)
