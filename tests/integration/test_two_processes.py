@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,88 @@ async def test_a_push_rule_change_on_one_is_served_by_the_other(
         assert r.status == 200, r.body
         after = await eventually(read, lambda r: r.body == {"enabled": True})
         assert after.body == {"enabled": True}
+
+
+def typing_in(body: dict[str, Any], room_id: str) -> list[str] | None:
+    """The m.typing user list of ``room_id`` in a /sync answer (None: no m.typing)."""
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+    for event in room.get("ephemeral", {}).get("events", []):
+        if event["type"] == "m.typing":
+            return list(event["content"]["user_ids"])
+    return None
+
+
+async def test_typing_on_one_wakes_a_long_poll_on_the_other_and_tokens_cross(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        first = await b.get("/sync", token=bob.access_token)
+        since = first.body["next_batch"]
+        # Bob long-polls the other process; Alice starts typing through the main one.
+        poll = asyncio.create_task(
+            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)  # let the poll start waiting (it is correct either way)
+        r = await a.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 60000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        woken = await asyncio.wait_for(poll, WAIT_S)
+        assert typing_in(woken.body, room_id) == [alice.user_id], woken.body
+        # The other process's token means the same on the main one: nothing new there.
+        token = woken.body["next_batch"]
+        same = await a.get("/sync", token=bob.access_token, params={"since": token})
+        assert typing_in(same.body, room_id) is None, same.body
+        # Alice stops through the other process; a long-poll on the main one sees it.
+        poll = asyncio.create_task(
+            a.get("/sync", token=bob.access_token, params={"since": token, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)
+        r = await b.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": False}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        stopped = await asyncio.wait_for(poll, WAIT_S)
+        assert typing_in(stopped.body, room_id) == [], stopped.body
+
+
+async def test_presence_set_on_one_wakes_a_long_poll_on_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        since = (await b.get("/sync", token=bob.access_token)).body["next_batch"]
+        poll = asyncio.create_task(
+            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)
+        r = await a.put(
+            f"/presence/{alice.user_id}/status",
+            {"presence": "unavailable", "status_msg": "at lunch"},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        woken = await asyncio.wait_for(poll, WAIT_S)
+        events = woken.body.get("presence", {}).get("events", [])
+        mine = [e["content"] for e in events if e["sender"] == alice.user_id]
+        assert mine and mine[-1]["presence"] == "unavailable", woken.body
+        assert mine[-1]["status_msg"] == "at lunch"
