@@ -12,8 +12,8 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +28,7 @@ from tests.conftest import (
     write_data_dir,
 )
 from tests.helpers import Api, Reply, User
+from tests.integration.admin_support import V1, V2, make_admin
 
 WAIT_S = 30.0  # a bound for "it arrives", not a measurement
 ROUNDS = 300  # bounded re-reads while a cross-process message is on its way
@@ -303,3 +304,25 @@ async def test_presence_set_on_one_wakes_a_long_poll_on_the_other(
         mine = [e["content"] for e in events if e["sender"] == alice.user_id]
         assert mine and mine[-1]["presence"] == "unavailable", woken.body
         assert mine[-1]["status_msg"] == "at lunch"
+
+
+async def test_a_room_purged_on_one_is_gone_on_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        root = await make_admin(main, a)
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        await send(a, alice, room_id, "soon gone")
+
+        def read() -> Awaitable[Reply]:
+            return b.get(f"{V1}/rooms/{room_id}", token=root.access_token)
+
+        assert (await read()).status == 200  # the other process now caches the room
+        r = await a.delete(f"{V2}/rooms/{room_id}", {}, token=root.access_token)
+        assert r.status == 200, r.body
+        r = await a.get(f"{V2}/rooms/delete_status/{r.body['delete_id']}", token=root.access_token)
+        assert r.body["status"] == "complete", r.body
+        after = await eventually(read, lambda r: r.status == 404)
+        assert (after.status, after.errcode) == (404, "M_NOT_FOUND"), after.body
