@@ -235,7 +235,8 @@ class HomeServer:
             db=db,
             clock=clock,
             signing_key=signing_key,
-            limiter=RateLimiter(config.rate_limits),
+            # Several processes split every limit between them (ratelimit.py).
+            limiter=RateLimiter(config.rate_limits, processes=1 + len(config.workers)),
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
