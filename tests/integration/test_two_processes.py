@@ -326,3 +326,21 @@ async def test_a_room_purged_on_one_is_gone_on_the_other(
         assert r.body["status"] == "complete", r.body
         after = await eventually(read, lambda r: r.status == 404)
         assert (after.status, after.errcode) == (404, "M_NOT_FOUND"), after.body
+
+
+async def test_an_admin_flag_set_on_one_is_honoured_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        root = await make_admin(main, a)
+        bob = await a.register("bob")
+
+        def read() -> Awaitable[Reply]:
+            return b.get(f"{V2}/users/{bob.user_id}", token=bob.access_token)
+
+        assert (await read()).status == 403  # bob's session is now cached, not admin
+        r = await a.put(f"{V2}/users/{bob.user_id}", {"admin": True}, token=root.access_token)
+        assert r.status == 200, r.body
+        after = await eventually(read, lambda r: r.status == 200)
+        assert after.status == 200 and after.body["admin"], after.body
