@@ -344,3 +344,37 @@ async def test_an_admin_flag_set_on_one_is_honoured_by_the_other(
         assert r.status == 200, r.body
         after = await eventually(read, lambda r: r.status == 200)
         assert after.status == 200 and after.body["admin"], after.body
+
+
+async def test_after_a_lost_bus_connection_typing_is_ended_everywhere(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """Typing changes sent while a process was not listening are lost to it, so after its
+    reconnect it ends the typing it knew of, on every process (typing is ephemeral)."""
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        r = await a.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 120000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+
+        def read_on(api: Api) -> Callable[[], Awaitable[Reply]]:
+            return lambda: api.get("/sync", token=alice.access_token)
+
+        def typists(reply: Reply) -> list[str] | None:
+            return typing_in(reply.body, room_id)
+
+        r = await eventually(read_on(b), lambda r: typists(r) == [alice.user_id])
+        assert typists(r) == [alice.user_id]
+        bus = other.hs.signal_bus
+        assert bus is not None and bus.connections == 1
+        pid = bus._conn.get_server_pid()
+        assert await main.hs.db.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for api in (b, a):
+            r = await eventually(read_on(api), lambda r: typists(r) == [])
+            assert typists(r) == [], r.body
+        assert bus.connections >= 2
