@@ -17,11 +17,9 @@ from homeserver.app import RunningServer, start_worker
 from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
 from tests.federation.rooms_support import q, send_text, timeline_bodies
 from tests.helpers import Api, Reply
+from tests.processes import ROUNDS, WAIT_S
 
 pytestmark = pytest.mark.skipif(ENGINE != "postgres", reason="worker processes need PostgreSQL")
-
-WAIT_S = 30.0  # a bound for "it arrives", not a measurement
-ROUNDS = 300
 
 
 @pytest.fixture

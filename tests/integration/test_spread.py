@@ -4,12 +4,11 @@ another process took in (typing, messages) without a gap or a repeat."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from tests.conftest import ServerFactory
 from tests.helpers import Api
+from tests.processes import send, typing_in
 from tests.spread import SpreadServer
 
 pytestmark = pytest.mark.parametrize("processes", [3], indirect=True)
@@ -31,13 +30,7 @@ async def test_requests_are_spread_and_a_hopping_client_misses_nothing(
         since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
         sent = []
         for i in range(10):
-            r = await api.put(
-                f"/rooms/{room_id}/send/m.room.message/{secrets.token_hex(4)}",
-                {"msgtype": "m.text", "body": f"m{i}"},
-                token=alice.access_token,
-            )
-            assert r.status == 200, r.body
-            sent.append(r.body["event_id"])
+            sent.append(await send(api, alice, room_id, f"m{i}"))
         r = await api.put(
             f"/rooms/{room_id}/typing/{alice.user_id}",
             {"typing": True, "timeout": 60000},
@@ -56,9 +49,7 @@ async def test_requests_are_spread_and_a_hopping_client_misses_nothing(
             since = r.body["next_batch"]
             room = r.body.get("rooms", {}).get("join", {}).get(room_id, {})
             seen += [e["event_id"] for e in room.get("timeline", {}).get("events", [])]
-            for event in room.get("ephemeral", {}).get("events", []):
-                if event["type"] == "m.typing":
-                    typing = event["content"]["user_ids"]
+            typing = typing_in(r.body, room_id) or typing
             if set(sent) <= set(seen) and typing == [alice.user_id]:
                 break
         messages = [e for e in seen if e in sent]

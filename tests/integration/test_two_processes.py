@@ -13,7 +13,6 @@ import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,22 +26,9 @@ from tests.conftest import (
     stop_or_explain,
     write_data_dir,
 )
-from tests.helpers import Api, Reply, User
+from tests.helpers import Api, Reply
 from tests.integration.admin_support import V1, V2, make_admin
-
-WAIT_S = 30.0  # a bound for "it arrives", not a measurement
-ROUNDS = 300  # bounded re-reads while a cross-process message is on its way
-
-
-async def eventually(read: Callable[[], Awaitable[Reply]], ok: Callable[[Reply], bool]) -> Reply:
-    """Read until ``ok`` (a message from the other process may still be in flight)."""
-    reply = await read()
-    for _ in range(ROUNDS):
-        if ok(reply):
-            return reply
-        await asyncio.sleep(0.05)
-        reply = await read()
-    return reply
+from tests.processes import WAIT_S, eventually, new_room, send, typing_in
 
 
 @pytest.fixture
@@ -70,22 +56,6 @@ async def test_sqlite_refuses_workers(tmp_path: Path) -> None:
         make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
     with pytest.raises(ConfigError, match="SQLite"):
         await start_worker(make_config(tmp_path, url), "w1")
-
-
-async def new_room(api: Api, user: User) -> str:
-    r = await api.post("/createRoom", {"preset": "private_chat"}, token=user.access_token)
-    assert r.status == 200, r.body
-    return str(r.body["room_id"])
-
-
-async def send(api: Api, user: User, room_id: str, body: str) -> str:
-    r = await api.put(
-        f"/rooms/{room_id}/send/m.room.message/{secrets.token_hex(8)}",
-        {"msgtype": "m.text", "body": body},
-        token=user.access_token,
-    )
-    assert r.status == 200, r.body
-    return str(r.body["event_id"])
 
 
 async def test_logout_on_one_is_refused_by_the_other(
@@ -219,15 +189,6 @@ async def test_a_push_rule_change_on_one_is_served_by_the_other(
         assert r.status == 200, r.body
         after = await eventually(read, lambda r: r.body == {"enabled": True})
         assert after.body == {"enabled": True}
-
-
-def typing_in(body: dict[str, Any], room_id: str) -> list[str] | None:
-    """The m.typing user list of ``room_id`` in a /sync answer (None: no m.typing)."""
-    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
-    for event in room.get("ephemeral", {}).get("events", []):
-        if event["type"] == "m.typing":
-            return list(event["content"]["user_ids"])
-    return None
 
 
 async def test_typing_on_one_wakes_a_long_poll_on_the_other_and_tokens_cross(
