@@ -5,9 +5,10 @@ and ``client`` (``start_worker``, as ``myelin run --worker``). They run in the t
 process (so a test may still look at ``server.hs``, the main one's), but each has its
 own database pool, caches, notifier and signal-bus connection: all they share is
 PostgreSQL, as separate processes would (tests/integration/test_spread.py also runs
-the same proxy in front of three real ``myelin run`` processes). In front of them, ``SpreadProxy`` is a tiny reverse proxy on 127.0.0.1
-that sends each request to one of the three at random, from a seed it reports, so a
-client's next request, long-poll or retry usually lands on another process.
+the same proxy in front of three real ``myelin run`` processes). In front of them,
+``SpreadProxy`` is a tiny reverse proxy on 127.0.0.1 that sends each request to one
+of the three at random, from a seed it reports, so a client's next request,
+long-poll or retry usually lands on another process.
 
 The ``make_server`` fixture (tests/conftest.py) returns such a server as the first
 server of every test marked ``@pytest.mark.spread`` in its ``processes=3`` variant
