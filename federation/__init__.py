@@ -25,7 +25,7 @@ from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
 from federation.media import FederationMediaApi, RemoteMedia
-from federation.outbound_edus import ServersInRoom, ServersSharingRoom
+from federation.outbound_edus import OutboundEdus, ServersInRoom, ServersSharingRoom
 from federation.profiles import RemoteProfiles
 from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
@@ -51,7 +51,9 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
-from homeserver.rooms.service import RoomService
+from homeserver.rooms.service import EventHook, RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.third_party_invites import ThirdPartyInvites
 from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.server_lists import ServerPolicy
@@ -166,6 +168,9 @@ class Federation:
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
+        # Remote device lists are kept only while we share a room with their users.
+        rooms.event_persisted_hooks.append(self.relay.device_lists.on_event)
+        rooms.event_persisted_hooks.append(_presence_on_join(rooms, self.relay.outbound))
         return self.rooms
 
     def attach_directory(
@@ -244,3 +249,21 @@ class Federation:
         if self.relay is not None:
             await self.relay.close()
         await self.client.close()
+
+
+def _presence_on_join(rooms: RoomService, outbound: OutboundEdus) -> EventHook:
+    """The hook that hands every join (not an outlier's) to ``OutboundEdus.on_join``."""
+
+    async def hook(stored: StoredEvent, room: RoomInfo) -> None:
+        ev = stored.event
+        if ev.type != "m.room.member" or ev.state_key is None or stored.outlier:
+            return
+        if ev.content.get("membership") != "join":
+            return
+
+        async def local_members() -> list[str]:
+            return await rooms.members.local_users(room.room_nid, rooms.server_name)
+
+        outbound.on_join(ev.state_key, room.room_id, local_members)
+
+    return hook
