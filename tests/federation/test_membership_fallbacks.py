@@ -201,6 +201,21 @@ async def test_resident_refuses_foreign_joins_and_rooms_it_left(
         forged.pdu,
     )
     assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN")
+    # The template sent back as it came, never hashed nor signed: 403 too (it is not
+    # signed as it must be), on v1 send_join and on send_leave alike.
+    unsigned = dict(fields, origin_server_ts=1)
+    unsigned_id = "$" + "u" * 43  # refused before the path's id is compared
+    for path in ("v1/send_join", "v2/send_leave", "v1/send_leave"):
+        body = unsigned
+        if path.endswith("leave"):
+            body = dict(unsigned, content={"membership": "leave"})
+        reply = await peer.request(
+            name(hs),
+            "PUT",
+            f"/_matrix/federation/{path}/{q(room_id)}/{q(unsigned_id)}",
+            body,
+        )
+        assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN"), (path, reply)
     room = peer_room(peer)
     bad = peer.event(
         room, "m.room.member", {"membership": "invite", "weight": 1.5}, state_key=alice.user_id
