@@ -147,6 +147,39 @@ async def test_invite_falls_back_to_v1_and_make_join_errors_reach_the_client(
     assert r.status >= 400, r.body
     r = await api.get(f"/rooms/{q(room.room_id)}/joined_members", token=alice.access_token)
     assert r.status != 200
+
+    # A make_join answer without room_version (so v1/v2) whose template cites plain
+    # ids: the join is built and sent; the answer, of another room version's event
+    # format, is refused and the client told.
+    async def make_join_unversioned(
+        request: web.Request, params: dict[str, str], body: Any
+    ) -> web.Response:
+        fields = peer.event_fields(
+            room,
+            "m.room.member",
+            {"membership": "join"},
+            sender=alice.user_id,
+            state_key=alice.user_id,
+        )
+        return web.json_response({"event": fields})
+
+    async def send_join_whole(
+        request: web.Request, params: dict[str, str], body: Any
+    ) -> web.Response:
+        sent_joins.append(body)
+        state = [e.pdu for e in room.state.values()]
+        chain = [e.pdu for e in room.events.values()]
+        return web.json_response({"state": state, "auth_chain": chain})
+
+    sent_joins: list[Any] = []
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", make_join_unversioned)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join_whole)
+    r = await api.post(f"/join/{q(room.room_id)}", {}, token=alice.access_token)
+    assert r.status >= 400, r.body
+    assert len(sent_joins) == 1
+    assert all(isinstance(p, list) and p[1] == {} for p in sent_joins[0]["prev_events"])
+    r = await api.get(f"/rooms/{q(room.room_id)}/joined_members", token=alice.access_token)
+    assert r.status != 200
     await api.__aexit__(None, None, None)
 
 
