@@ -294,7 +294,9 @@ class Keyring:
             lock = self._locks.setdefault(server_name, asyncio.Lock())
             async with lock:
                 failed_at = self._notary_failures.get(server_name)
-                if failed_at is None or now - failed_at >= REFETCH_INTERVAL_MS:
+                # After a failure the origin rests, unless we hold nothing to answer
+                # with (each query still costs at most one request, one at a time).
+                if failed_at is None or now - failed_at >= REFETCH_INTERVAL_MS or not wanted:
                     try:
                         resp = await self.client.get_json(
                             server_name, "/_matrix/key/v2/server", timeout_s=20.0

@@ -191,17 +191,17 @@ class RemoteMembership:
         """Our event from a template; ``ValueError`` when it is not of ``rv``'s format."""
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
-        if rv.event_id_in_pdu:
-            # A v1/v2 template citing plain ids (a server that sent no room_version
-            # and no reference hashes): cite them without hashes, which nothing
-            # checks in these versions; the send_join answer is checked as ever.
-            for key in ("prev_events", "auth_events"):
-                refs = fields.get(key)
-                if isinstance(refs, list):
-                    fields[key] = [[r, {}] if isinstance(r, str) else r for r in refs]
         fields["origin_server_ts"] = self.clock.now_ms()
+        # The resident's references as it wrote them (v1/v2: [id, hash] pairs; a
+        # server that sent no room_version may cite plain ids, as Synapse then
+        # sends back too): the send_join answer is judged as ever.
         return build_event(
-            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+            rv,
+            fields,
+            self.server_name,
+            self.signing_key,
+            event_id=self.rooms.new_event_id(rv),
+            references_as_given=True,
         )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
