@@ -60,6 +60,7 @@ from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
@@ -193,6 +194,8 @@ class HomeServer:
         # A user's tags and m.direct entries follow a room through its upgrade.
         carry_over = UpgradeCarryOver(rooms_area.rooms, userdata.account_data, user_nid)
         rooms_area.rooms.event_persisted_hooks.append(carry_over.on_event)
+        # So do this server's aliases and directory listing of a room upgraded elsewhere.
+        rooms_area.rooms.event_persisted_hooks.append(UpgradeFollow(rooms_area.rooms).on_event)
 
         typing = TypingService(members.is_joined)
         receipts = ReceiptService(

@@ -192,8 +192,16 @@ class RemoteMembership:
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
+        # The resident's references as it wrote them (v1/v2: [id, hash] pairs; a
+        # server that sent no room_version may cite plain ids, as Synapse then
+        # sends back too): the send_join answer is judged as ever.
         return build_event(
-            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+            rv,
+            fields,
+            self.server_name,
+            self.signing_key,
+            event_id=self.rooms.new_event_id(rv),
+            references_as_given=True,
         )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:

@@ -142,11 +142,12 @@ class MembershipService:
     ) -> str:
         await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
-            if is_guest:
-                # Guest access is decided by the room's m.room.guest_access,
-                # which this server does not hold for a room it is not in.
+            if is_guest and not await self._invited_guests_may_join(user_id, room_id_or_alias):
+                # Guest access is decided by the room's m.room.guest_access, which
+                # this server does not hold for a room it is not in: only the
+                # stripped state of an invite to it can tell.
                 raise MatrixError(
-                    403, "M_FORBIDDEN", "Guests may only join rooms this server is in"
+                    403, "M_FORBIDDEN", "Guests may only join rooms that allow guests"
                 )
             content = await self.member_content(user_id, "join", reason=reason)
             return await self.remote.join(user_id, room_id_or_alias, servers, content)
@@ -162,6 +163,27 @@ class MembershipService:
         extra = {AUTHORISING_USER: authoriser} if authoriser is not None else {}
         await self._send(room, user_id, user_id, "join", reason=reason, **extra)
         return room.room_id
+
+    async def _invited_guests_may_join(self, user_id: str, room_id: str) -> bool:
+        """A remote room the guest is invited to, whose invite's stripped state
+        (``invite_room_state``) shows m.room.guest_access = can_join."""
+        room = await self.rooms.rooms.get_room(room_id) if room_id.startswith("!") else None
+        if room is None:
+            return False
+        own = await self.rooms.members.get(room.room_nid, user_id)
+        if own is None or own.membership != "invite":
+            return False
+        invite = (await self.rooms.events.by_nids([own.event_nid])).get(own.event_nid)
+        unsigned = None if invite is None else invite.event.pdu.get("unsigned")
+        stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        return any(
+            isinstance(e, dict)
+            and e.get("type") == "m.room.guest_access"
+            and e.get("state_key") == ""
+            and isinstance(e.get("content"), dict)
+            and e["content"].get("guest_access") == "can_join"
+            for e in (stripped if isinstance(stripped, list) else [])
+        )
 
     async def guests_may_join(self, room: RoomInfo) -> bool:
         """Spec "Guest access": only with m.room.guest_access = can_join."""

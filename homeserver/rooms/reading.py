@@ -16,11 +16,12 @@ every sync token and only /messages returns it.
 
 Paginating backwards, each batch read is checked for gaps (prev events the
 timeline lacks: the history before our server joined, or a hole that
-get_missing_events did not fill). The first time a request meets one, the
-``backfiller`` (federation: ``GET /backfill`` from a resident server, every
-event through the inbound checks) is asked for older events and the same
-batch is read again, so the chunk comes out in order with the fetched
-history in its place.
+get_missing_events did not fill), and so is, on the first, the event just
+after the token (the oldest the client holds, whose prevs the page starts
+at). The first time a request meets one, the ``backfiller`` (federation:
+``GET /backfill`` from a resident server, every event through the inbound
+checks) is asked for older events and the same batch is read again, so the
+chunk comes out in order with the fetched history in its place.
 """
 
 from __future__ import annotations
@@ -205,7 +206,15 @@ class RoomReader:
                 room.room_nid, start=cursor, bound=bound, limit=limit, backwards=backwards
             )
             if backwards and self.backfiller is not None and backfills < MAX_BACKFILLS_PER_REQUEST:
-                gaps = await self.rooms.events.gaps_before([s.event_nid for s in batch])
+                nids = [s.event_nid for s in batch]
+                if cursor == position:
+                    # The page starts where the client's token sits: the event just
+                    # after it (the oldest it has seen) may be the one with the hole.
+                    edge = await self.rooms.events.room_topological(
+                        room.room_nid, start=position, bound=None, limit=1, backwards=False
+                    )
+                    nids += [s.event_nid for s in edge]
+                gaps = await self.rooms.events.gaps_before(nids)
                 if gaps:
                     backfills += 1
                     if await self.backfiller.backfill(room, gaps, max(limit, 50)):

@@ -122,7 +122,10 @@ class SyncBuilder:
         rf = ctx.flt.room
         allowed = {n for n, i in infos.items() if room_allowed(rf, i.room_id)}
         if ctx.req.is_guest:
-            allowed = {n for n in allowed if await self._guest_may_see(infos[n])}
+            # An invite is the guest's own news: shown whatever the room's guest
+            # access (of a remote room we hold none); joining is decided on join.
+            invited = {m.room_nid for m in changed if m.membership == "invite"}
+            allowed = {n for n in allowed if n in invited or await self._guest_may_see(infos[n])}
         ctx.joined = {m.room_nid: infos[m.room_nid] for m in joined if m.room_nid in allowed}
         ctx.own_memberships = {m.room_nid: m for m in joined}
         ctx.changed = [m for m in changed if m.room_nid in allowed]

@@ -273,6 +273,15 @@ async def test_guest_sees_only_guest_rooms(server: Any, api: Api) -> None:
     assert r.status == 200
     body = await sync(api, guest)
     assert body["rooms"]["join"] == {}
+    # An invite reaches the guest whatever the room's guest access (a remote room's
+    # is not even known here: Sytest "Guest users denied access over federation").
+    no_guests = await create_room(api, alice, preset="public_chat")
+    r = await api.post(
+        f"/rooms/{no_guests}/invite", {"user_id": guest.user_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    body = await sync(api, guest)
+    assert list(body["rooms"]["invite"]) == [no_guests]
 
 
 async def test_full_state_lists_quiet_rooms_and_filtered_timeline_reads_back(api: Api) -> None:
