@@ -84,4 +84,4 @@ class SyncContext:
     @property
     def limit(self) -> int:
         limit = self.flt.room.timeline.limit
-        return DEFAULT_TIMELINE_LIMIT if limit is None else max(1, min(limit, MAX_TIMELINE_LIMIT))
+        return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))

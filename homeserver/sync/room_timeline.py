@@ -131,7 +131,7 @@ class RoomTimeline:
         starts: dict[int, int] = {}
         for room in rooms:
             matching, reached_since = picked[room.room_nid]
-            timeline = matching[-limit:]
+            timeline = matching[max(0, len(matching) - limit) :]
             timelines[room.room_nid] = timeline
             limited[room.room_nid] = len(matching) > limit or not reached_since
             first = timeline[0].stream_ordering if timeline else upto + 1
