@@ -291,6 +291,14 @@ class LoggingConfig:
 
 
 @dataclass
+class UserDirectoryConfig:
+    # false (the default): POST /user_directory/search finds the users who share a
+    # room with the searcher or are in a public room (join rule public or history
+    # world_readable). true: every active, non-guest local account as well.
+    search_all_users: bool = False
+
+
+@dataclass
 class PrivacyConfig:
     # Record the client IP address and User-Agent of each device's last request
     # (shown by the device list and the admin whois API). false: never stored.
@@ -366,6 +374,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
 
 
 def public_client_url(config: Config) -> str:

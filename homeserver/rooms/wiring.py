@@ -181,7 +181,11 @@ def build_rooms_area(
         relations=RelationsService(reader, relations),
         reports=ReportService(rooms, visibility, report_store, clock),
         search=SearchService(reader, search),
-        user_directory=UserDirectory(UserDirectoryStore(db), events),
+        user_directory=UserDirectory(
+            UserDirectoryStore(db),
+            events,
+            search_all_users=config.user_directory.search_all_users,
+        ),
         visibility=visibility,
         serializer=serializer,
         reconcile_guests=reconcile_guests,
