@@ -89,3 +89,38 @@ async def test_sync_filter_with_timeline_limit_zero(api: Api) -> None:
     bad = {"room": {"timeline": {"limit": -1}}}
     r = await api.get("/sync", token=alice.access_token, params={"filter": json.dumps(bad)})
     assert r.status == 400 and r.errcode == "M_INVALID_PARAM"
+
+
+async def test_a_receipt_never_moves_backwards(api: Api) -> None:
+    alice = await api.register("alice")
+    room = await create_room(api, alice)
+    r = await api.get(
+        f"/rooms/{room}/state/m.room.member/{alice.user_id}",
+        token=alice.access_token,
+        params={"format": "event"},
+    )
+    assert r.status == 200, r.body
+    older = r.body["event_id"]
+    r = await api.put(
+        f"/rooms/{room}/send/m.room.message/t1",
+        {"msgtype": "m.text", "body": "x"},
+        token=alice.access_token,
+    )
+    newer = r.body["event_id"]
+
+    async def read_up_to() -> list[str]:
+        r = await api.get("/initialSync", token=alice.access_token, params={"limit": "1"})
+        assert r.status == 200, r.body
+        return [
+            event_id
+            for receipt in r.body["receipts"]
+            if receipt["room_id"] == room
+            for event_id, kinds in receipt["content"].items()
+            if alice.user_id in kinds.get("m.read", {})
+        ]
+
+    for event_id in (older, newer, older):
+        r = await api.post(f"/rooms/{room}/receipt/m.read/{event_id}", {}, token=alice.access_token)
+        assert r.status == 200, r.body
+    # The last (older) receipt was accepted but left the newer one in place.
+    assert await read_up_to() == [newer]
