@@ -103,7 +103,8 @@ def wire_sync(
     area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
 
     def wake(users: Iterable[str]) -> None:
-        notifier.notify(u for u in users if u.endswith(suffix))
+        """Local users' requests, and peeks into rooms (room ids)."""
+        notifier.notify(u for u in users if u.endswith(suffix) or u.startswith("!"))
 
     def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]]) -> None:
         async def run() -> None:
@@ -116,13 +117,17 @@ def wire_sync(
         area.tasks.add(task)
         task.add_done_callback(area.tasks.discard)
 
+    # Room ids are woken too: GET /events peeking into a world-readable room listens on
+    # the room's id for its events, typing, receipts and its members' presence.
     def on_typing(change: TypingChange) -> None:
         if change.changed:
             room_id = change.room_id
+            notifier.notify([room_id])
             wake_later(lambda: members.local_members(room_id))
 
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id
+        notifier.notify([room_id])
         wake_later(lambda: members.local_members(room_id))
         if rec.receipt_type in READ_TYPES and rec.user_id.endswith(suffix):
             pushers.on_read(rec.user_id)
@@ -130,9 +135,15 @@ def wire_sync(
     def on_user_data(user_id: str, pos: int) -> None:
         wake([user_id])
 
+    async def presence_audience(user_id: str) -> list[str]:
+        return [
+            *await members.users_sharing_room_with(user_id),
+            *await rooms_area.reader.joined_rooms(user_id),
+        ]
+
     def on_presence(user_id: str, pos: int) -> None:
         wake([user_id])
-        wake_later(lambda: members.users_sharing_room_with(user_id))
+        wake_later(lambda: presence_audience(user_id))
 
     async def on_to_device(user_id: str, device_ids: list[str]) -> None:
         wake([user_id])
