@@ -226,6 +226,9 @@ class MediaConfig:
     # and reserved addresses are always refused unless listed in url_preview_ip_allow.
     url_preview_ip_deny: list[str] = field(default_factory=list)
     url_preview_ip_allow: list[str] = field(default_factory=list)
+    # A PEM file of extra certificate authorities previews trust for https (an
+    # intranet's own CA), besides the system's; null: the system's only.
+    url_preview_ca_file: str | None = None
 
 
 @dataclass
@@ -490,6 +493,12 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    ca_file = config.media.url_preview_ca_file
+    if ca_file is not None:
+        resolved = (base_dir / ca_file).resolve()
+        if not resolved.is_file():
+            raise ConfigError(f"media.url_preview_ca_file: no such file: {resolved}")
+        config.media.url_preview_ca_file = str(resolved)
     config.app_service_config_files = [
         str((base_dir / path).resolve()) for path in config.app_service_config_files
     ]
