@@ -376,6 +376,12 @@ class HomeServer:
                 name="user-directory-backfill",
             )
         )
+        if area.self_destruct is not None:
+            self.background.append(
+                asyncio.create_task(
+                    _job("self-destruct", area.self_destruct.run), name="self-destruct"
+                )
+            )
         if self.config.retention.enabled:
             self.background.append(
                 asyncio.create_task(

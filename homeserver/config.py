@@ -371,6 +371,9 @@ class Config:
     app_service_max_retry_ms: int = 300_000
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
+    # MSC2228 (unstable): an event whose content names a time (ms since the epoch) in
+    # org.matrix.self_destruct_after is pruned then, as if redacted. Off by default.
+    msc2228_self_destructing_events: bool = False
     log_level: str = "INFO"
     # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
     workers: dict[str, WorkerConfig] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from homeserver.rooms.relations import RelationAggregator, RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.retention import RetentionJob
 from homeserver.rooms.search import SearchService
+from homeserver.rooms.self_destruct import SelfDestruct
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
@@ -79,6 +80,8 @@ class RoomsArea:
     # History purges (admin), retention (a background task when enabled).
     purger: HistoryPurger
     retention: RetentionJob
+    # MSC2228 self-destructing events (None unless configured): a background task.
+    self_destruct: SelfDestruct | None
 
 
 def build_rooms_area(
@@ -164,6 +167,10 @@ def build_rooms_area(
                     log.exception("could not remove guests from %s", room.room_id)
 
     directory = RoomDirectory(rooms, config.allow_public_room_publishing)
+    self_destruct: SelfDestruct | None = None
+    if config.msc2228_self_destructing_events:
+        self_destruct = SelfDestruct(db, events, purge_store, clock)
+        persister.txn_hooks.append(self_destruct.in_transaction)
     retention = RetentionJob(config.retention, rooms, purger, clock)
     if config.retention.enabled:
         visibility.expired_before = retention.expired_before
@@ -193,4 +200,5 @@ def build_rooms_area(
         timestamps=TimestampLookup(rooms, visibility),
         purger=purger,
         retention=retention,
+        self_destruct=self_destruct,
     )
