@@ -60,6 +60,10 @@ async def test_join_body_keys_go_into_the_member_event(api: Api) -> None:
     assert r.status == 200, r.body
     r = await api.get(f"/rooms/{room}/state/m.room.member/{dave.user_id}", token=dave.access_token)
     assert "join_authorised_via_users_server" not in r.body
+    # Content that no event may carry (a fraction) is a clear error, not a 500.
+    erin = await api.register("erin")
+    r = await api.post(f"/join/{room}", {"x": 1.5}, token=erin.access_token)
+    assert r.status == 400 and r.errcode == "M_BAD_JSON", r.body
 
 
 async def test_sync_filter_with_timeline_limit_zero(api: Api) -> None:
