@@ -36,6 +36,7 @@ from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.peeks import PeekService, PeekStore
 from homeserver.sync.sliding.service import SlidingSync
 from homeserver.sync.sliding.wiring import build_sliding
 from homeserver.sync.store import SyncStore
@@ -53,6 +54,7 @@ class SyncArea:
     sliding: SlidingSync
     legacy: LegacySync
     pushers: PusherService
+    peeks: PeekService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def close(self) -> None:
@@ -93,6 +95,7 @@ def wire_sync(
         to_device=e2ee.to_device,
         notifications=notifications,
         users_sharing_room_with=members.users_sharing_room_with,
+        peeks=PeekStore(db),
     )
     builder = SyncBuilder(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
@@ -100,7 +103,8 @@ def wire_sync(
     sliding = build_sliding(db, rooms_area, builder, clock)
     legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
-    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
+    peeks = PeekService(PeekStore(db), rooms_area.memberships, rooms_area.visibility, notifier)
+    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers, peeks)
 
     def wake(users: Iterable[str]) -> None:
         """Local users' requests, and peeks into rooms (room ids)."""
