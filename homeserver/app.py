@@ -61,6 +61,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.upgrade_follow import UpgradeFollow
+from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
@@ -378,6 +379,24 @@ class HomeServer:
             asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep")
         )
         self.background.append(asyncio.create_task(self.client_ips.run(), name="client-ip-purge"))
+        area = self.rooms_area
+        self.background.append(
+            asyncio.create_task(
+                _job(
+                    "user-directory-backfill",
+                    lambda: _discard(
+                        user_directory_backfill(self.db, area.rooms.rooms, area.memberships_store)
+                    ),
+                ),
+                name="user-directory-backfill",
+            )
+        )
+        if area.self_destruct is not None:
+            self.background.append(
+                asyncio.create_task(
+                    _job("self-destruct", area.self_destruct.run), name="self-destruct"
+                )
+            )
         if self.config.retention.enabled:
             self.background.append(
                 asyncio.create_task(
@@ -464,6 +483,11 @@ class HomeServer:
         self.accounts.passwords.close()
         if self.process_lock is not None:
             await self.process_lock.release()
+
+
+async def _discard(result: Awaitable[object]) -> None:
+    """Await a job whose result only its own log line reports."""
+    await result
 
 
 async def _job(name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -226,6 +226,9 @@ class MediaConfig:
     # and reserved addresses are always refused unless listed in url_preview_ip_allow.
     url_preview_ip_deny: list[str] = field(default_factory=list)
     url_preview_ip_allow: list[str] = field(default_factory=list)
+    # A PEM file of extra certificate authorities previews trust for https (an
+    # intranet's own CA), besides the system's; null: the system's only.
+    url_preview_ca_file: str | None = None
 
 
 @dataclass
@@ -288,6 +291,14 @@ class LoggingConfig:
     format: str = "text"
     # Overrides the older top-level log_level when set.
     level: str | None = None
+
+
+@dataclass
+class UserDirectoryConfig:
+    # false (the default): POST /user_directory/search finds the users who share a
+    # room with the searcher or are in a public room (join rule public or history
+    # world_readable). true: every active, non-guest local account as well.
+    search_all_users: bool = False
 
 
 @dataclass
@@ -360,12 +371,16 @@ class Config:
     app_service_max_retry_ms: int = 300_000
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
+    # MSC2228 (unstable): an event whose content names a time (ms since the epoch) in
+    # org.matrix.self_destruct_after is pruned then, as if redacted. Off by default.
+    msc2228_self_destructing_events: bool = False
     log_level: str = "INFO"
     # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
 
 
 def public_client_url(config: Config) -> str:
@@ -481,6 +496,12 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    ca_file = config.media.url_preview_ca_file
+    if ca_file is not None:
+        resolved = (base_dir / ca_file).resolve()
+        if not resolved.is_file():
+            raise ConfigError(f"media.url_preview_ca_file: no such file: {resolved}")
+        config.media.url_preview_ca_file = str(resolved)
     config.app_service_config_files = [
         str((base_dir / path).resolve()) for path in config.app_service_config_files
     ]

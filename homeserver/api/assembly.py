@@ -36,6 +36,7 @@ from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
 from homeserver.api.notifications import NotificationsApi
 from homeserver.api.openid import OpenIdApi
+from homeserver.api.peek import PeekApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushers import PushersApi
@@ -129,6 +130,7 @@ def client_apis(
         DirectoryApi(auth, rooms.aliases),
         SyncApi(auth, sync.sync),
         LegacySyncApi(auth, sync.legacy, rooms.reader),
+        PeekApi(auth, sync.peeks),
         SlidingSyncApi(auth, sync.sliding),
         SpacesApi(auth, rooms.hierarchy),
         TimestampApi(auth, rooms.timestamps),

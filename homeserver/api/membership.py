@@ -8,7 +8,7 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
 from homeserver.http.bodies import json_body, opt_str, req_str
 from homeserver.http.shell import json_response
-from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.membership import MembershipService, custom_member_content
 from homeserver.rooms.reading import RoomReader
 from homeserver.rooms.third_party_invites import ThirdPartyInvites
 
@@ -60,6 +60,7 @@ class MembershipApi:
             opt_str(body, "reason"),
             _via(request),
             is_guest=requester.is_guest,
+            custom=custom_member_content(body),
         )
         return json_response({"room_id": room_id})
 

@@ -25,6 +25,26 @@ ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
 BlockedCheck = Callable[[str], Awaitable[bool]]
 
 
+# Keys of a join body a client may not set: they decide whether the join is
+# allowed (restricted joins, third-party invites) or what it is.
+_PROTECTED_MEMBER_KEYS = frozenset({"membership", AUTHORISING_USER, "third_party_invite"})
+
+
+def custom_member_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The extra keys of a ``POST /join`` body that go into the member event.
+
+    The spec's join body names ``reason`` and ``third_party_signed``; clients
+    also send other keys (per-room profiles, app data) and Synapse copies them
+    into the event. Protected keys are dropped; null values are left out."""
+    return {
+        k: v
+        for k, v in body.items()
+        if k not in _PROTECTED_MEMBER_KEYS
+        and k not in ("reason", "third_party_signed")
+        and v is not None
+    }
+
+
 def room_blocked() -> MatrixError:
     return forbidden("This room has been blocked on this server")
 
@@ -139,7 +159,10 @@ class MembershipService:
         servers: Sequence[str] = (),
         *,
         is_guest: bool = False,
+        custom: dict[str, Any] | None = None,
     ) -> str:
+        """Join a room; ``custom`` are extra member-event keys (``custom_member_content``)."""
+        custom = dict(custom or {})
         await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
             if is_guest and not await self._invited_guests_may_join(user_id, room_id_or_alias):
@@ -149,7 +172,7 @@ class MembershipService:
                 raise MatrixError(
                     403, "M_FORBIDDEN", "Guests may only join rooms that allow guests"
                 )
-            content = await self.member_content(user_id, "join", reason=reason)
+            content = await self.member_content(user_id, "join", **custom, reason=reason)
             return await self.remote.join(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
         await self._refuse_blocked(room.room_id)
@@ -160,8 +183,9 @@ class MembershipService:
         # A restricted room admits members of its allowed rooms (spaces) without an
         # invite; a local member with the power to invite authorises the join.
         authoriser = await self.restricted.authoriser_for(room, user_id)
-        extra = {AUTHORISING_USER: authoriser} if authoriser is not None else {}
-        await self._send(room, user_id, user_id, "join", reason=reason, **extra)
+        if authoriser is not None:
+            custom[AUTHORISING_USER] = authoriser
+        await self._send(room, user_id, user_id, "join", reason=reason, **custom)
         return room.room_id
 
     async def _invited_guests_may_join(self, user_id: str, room_id: str) -> bool:

@@ -144,13 +144,13 @@ class RoomReader:
         for m in joined:
             ev = found.get(m.event_nid)
             content = ev.event.content if ev is not None else {}
-            member: dict[str, Any] = {}
-            # RoomMember fields are strings: an unset name or avatar is left out.
-            if isinstance(content.get("displayname"), str):
-                member["display_name"] = content["displayname"]
-            if isinstance(content.get("avatar_url"), str):
-                member["avatar_url"] = content["avatar_url"]
-            out[m.user_id] = member
+            # Both keys always, null when unset: clients (and Sytest) read them
+            # as Synapse sends them; the schema's fields are optional strings.
+            name, avatar = content.get("displayname"), content.get("avatar_url")
+            out[m.user_id] = {
+                "display_name": name if isinstance(name, str) else None,
+                "avatar_url": avatar if isinstance(avatar, str) else None,
+            }
         return out
 
     async def joined_rooms(self, user_id: str) -> list[str]:

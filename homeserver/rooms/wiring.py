@@ -34,6 +34,7 @@ from homeserver.rooms.relations import RelationAggregator, RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.retention import RetentionJob
 from homeserver.rooms.search import SearchService
+from homeserver.rooms.self_destruct import SelfDestruct
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
@@ -83,6 +84,8 @@ class RoomsArea:
     retention: RetentionJob
     # Invites by email address through identity servers (createRoom's invite_3pid too).
     third_party: ThirdPartyInvites
+    # MSC2228 self-destructing events (None unless configured): a background task.
+    self_destruct: SelfDestruct | None
 
 
 def build_rooms_area(
@@ -172,6 +175,10 @@ def build_rooms_area(
                     log.exception("could not remove guests from %s", room.room_id)
 
     directory = RoomDirectory(rooms, config.allow_public_room_publishing)
+    self_destruct: SelfDestruct | None = None
+    if config.msc2228_self_destructing_events:
+        self_destruct = SelfDestruct(db, events, purge_store, clock)
+        persister.txn_hooks.append(self_destruct.in_transaction)
     retention = RetentionJob(config.retention, rooms, purger, clock)
     if config.retention.enabled:
         visibility.expired_before = retention.expired_before
@@ -189,7 +196,11 @@ def build_rooms_area(
         relations=RelationsService(reader, relations),
         reports=ReportService(rooms, visibility, report_store, clock),
         search=SearchService(reader, search),
-        user_directory=UserDirectory(UserDirectoryStore(db), events),
+        user_directory=UserDirectory(
+            UserDirectoryStore(db),
+            events,
+            search_all_users=config.user_directory.search_all_users,
+        ),
         visibility=visibility,
         serializer=serializer,
         reconcile_guests=reconcile_guests,
@@ -198,4 +209,5 @@ def build_rooms_area(
         purger=purger,
         retention=retention,
         third_party=third_party,
+        self_destruct=self_destruct,
     )

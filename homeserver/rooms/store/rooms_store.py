@@ -8,6 +8,7 @@ purged room leaves the cache here and, through ``publish`` (the signal bus,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -18,6 +19,19 @@ from homeserver.storage.sql import placeholders
 StateKey = tuple[str, str]
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room ids.
 ROOMS_CACHE = "rooms"
+
+# The content key of each state type the user directory keeps on the room row.
+_FLAG_KEYS = {"m.room.join_rules": "join_rule", "m.room.history_visibility": "history_visibility"}
+
+
+def _content_str(pdu_json: str, key: str) -> str | None:
+    """``content[key]`` of a stored PDU when it is a string."""
+    try:
+        content = json.loads(pdu_json).get("content")
+    except ValueError:
+        return None
+    value = content.get(key) if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +116,40 @@ class RoomStore:
             for row in rows:
                 self._remember(row)
         return {n: self._by_nid[n] for n in wanted if n in self._by_nid}
+
+    async def refresh_directory_flags(self, q: Queries, room_nids: Iterable[int]) -> None:
+        """Copy the current join rule and history visibility onto the room rows (the
+        user directory's notion of a public room); run in the transaction that
+        changed the current state, or once by the backfill for older rooms."""
+        nids = sorted(set(room_nids))
+        if not nids:
+            return
+        rows = await q.fetchall(
+            "SELECT c.room_nid, k.event_type, e.json FROM current_state c"
+            " JOIN state_keys k ON k.state_key_nid = c.state_key_nid"
+            " JOIN events e ON e.event_nid = c.event_nid"
+            f" WHERE c.room_nid IN ({placeholders(len(nids))}) AND k.state_key = ''"
+            " AND k.event_type IN ('m.room.join_rules', 'm.room.history_visibility')",
+            *nids,
+        )
+        flags: dict[int, dict[str, str | None]] = {
+            n: {"m.room.join_rules": None, "m.room.history_visibility": None} for n in nids
+        }
+        for r in rows:
+            flags[int(r[0])][str(r[1])] = _content_str(str(r[2]), _FLAG_KEYS[str(r[1])])
+        await q.executemany(
+            "UPDATE rooms SET join_rule = $1, history_visibility = $2,"
+            " directory_flags_known = 1 WHERE room_nid = $3",
+            [(f["m.room.join_rules"], f["m.room.history_visibility"], n) for n, f in flags.items()],
+        )
+
+    async def rooms_without_directory_flags(self, limit: int) -> list[int]:
+        """Rooms from before migration 0340, whose flags the backfill has not set yet."""
+        rows = await self.db.fetchall(
+            "SELECT room_nid FROM rooms WHERE directory_flags_known = 0 ORDER BY room_nid LIMIT $1",
+            limit,
+        )
+        return [int(r[0]) for r in rows]
 
     async def set_public(self, room_nid: int, public: bool) -> None:
         await self.db.execute(
