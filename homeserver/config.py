@@ -522,9 +522,12 @@ def _check_workers(config: Config) -> None:
                 f"workers.{name}: a worker name is lowercase letters, digits, - and _"
                 " (and not 'main')"
             )
-        if not 1 <= worker.client_port <= 65535:
+        serves_clients = worker.roles is None or {pr.CLIENT, pr.SYNC} & set(worker.roles)
+        if not serves_clients and not worker.client_port:
+            pass  # a sender or background worker opens no client listener
+        elif not 1 <= worker.client_port <= 65535:
             raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
-        if worker.client_port in ports:
+        elif worker.client_port in ports:
             raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
         ports.add(worker.client_port)
         if worker.federation_port:

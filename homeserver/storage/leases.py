@@ -21,23 +21,33 @@ class LeaseStore:
         self, name: str, owner: str, now_ms: int, ttl_ms: int, *, yield_when_wanted: bool = False
     ) -> bool:
         """Take or renew lease ``name`` for ``ttl_ms``: it succeeds when nobody holds it,
-        when ``owner`` holds it already (unless ``yield_when_wanted`` and another process
-        wants it back), or when the holder's lease expired."""
+        when ``owner`` holds it already, or when the holder's lease expired.
+
+        ``yield_when_wanted`` (a process that is not the lease's home): once another
+        process wants it (``want``), renewing fails, and an expired lease is left to
+        the process that wants it for one more ``ttl_ms`` (if that one died too, the
+        lease is free again after that)."""
         keep = "leases.owner = excluded.owner"
+        expired = "leases.expires_ms < $4"
         if yield_when_wanted:
             keep += " AND (leases.wanted_by IS NULL OR leases.wanted_by = excluded.owner)"
+            expired += (
+                " AND (leases.wanted_by IS NULL OR leases.wanted_by = excluded.owner"
+                " OR leases.expires_ms < $5)"
+            )
         row = await self.db.fetchone(
             "INSERT INTO leases (name, owner, expires_ms, wanted_by) VALUES ($1, $2, $3, NULL)"
             " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
             " expires_ms = excluded.expires_ms,"
             " wanted_by = CASE WHEN leases.wanted_by = excluded.owner THEN NULL"
             " ELSE leases.wanted_by END"
-            f" WHERE ({keep}) OR leases.expires_ms < $4"
+            f" WHERE ({keep}) OR ({expired})"
             " RETURNING owner",
             name,
             owner,
             now_ms + ttl_ms,
             now_ms,
+            *([now_ms - ttl_ms] if yield_when_wanted else []),
         )
         return row is not None
 
