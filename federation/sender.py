@@ -46,9 +46,9 @@ their own (event ids, to-device message ids, typing/receipt state).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
