@@ -49,15 +49,15 @@ def test_roles_in_the_config(tmp_path: Path) -> None:
     )
     assert c.workers["sender1"].client_port == 0  # no client listener: no port needed
     assert c.worker_lease_ms == 2000
-    with pytest.raises(ConfigError, match=r"workers.w.roles: unknown role 'mailer'"):
+    with pytest.raises(ConfigError, match=r"workers\.w\.roles: unknown role 'mailer'"):
         config(tmp_path, workers={"w": {"client_port": 8010, "roles": ["mailer"]}})
-    with pytest.raises(ConfigError, match="workers.f.federation_port"):
+    with pytest.raises(ConfigError, match=r"workers\.f\.federation_port"):
         config(tmp_path, workers={"f": {"client_port": 8010, "roles": ["federation_inbound"]}})
     with pytest.raises(ConfigError, match="federation_sender role"):
         config(tmp_path, main_roles=["background"], workers={"w": {"client_port": 8010}})
     with pytest.raises(ConfigError, match="background role"):
         config(tmp_path, main_roles=[], workers={"w": {"roles": ["federation_sender"]}})
-    with pytest.raises(ConfigError, match="workers.w.client_port"):
+    with pytest.raises(ConfigError, match=r"workers\.w\.client_port"):
         config(tmp_path, workers={"w": {"roles": ["sync"]}})
     with pytest.raises(ConfigError, match="worker_lease_ms"):
         config(tmp_path, workers={"w": {"client_port": 8010}}, worker_lease_ms=10)
