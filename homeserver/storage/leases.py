@@ -39,8 +39,9 @@ class LeaseStore:
             "INSERT INTO leases (name, owner, expires_ms, wanted_by) VALUES ($1, $2, $3, NULL)"
             " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
             " expires_ms = excluded.expires_ms,"
-            " wanted_by = CASE WHEN leases.wanted_by = excluded.owner THEN NULL"
-            " ELSE leases.wanted_by END"
+            # Taken after expiry, or by the process that wanted it: nobody waits now.
+            " wanted_by = CASE WHEN leases.expires_ms < $4"
+            " OR leases.wanted_by = excluded.owner THEN NULL ELSE leases.wanted_by END"
             f" WHERE ({keep}) OR ({expired})"
             " RETURNING owner",
             name,

@@ -120,6 +120,9 @@ async def test_keepers_hand_a_dead_processes_lease_over_and_back(server: Running
     time.ms += 2 * TTL + 2
     await a.tick()
     assert a.held("s1")
+    time.ms += 1000
+    await a.tick()  # and it keeps it: the dead process's wish went with the takeover
+    assert a.held("s1")
 
     # A clean close releases: the lease is free for another process at once.
     await a.close()
