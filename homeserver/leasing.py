@@ -117,7 +117,10 @@ class LeaseKeeper:
     async def _run(self) -> None:
         interval = self.ttl_ms / 3 / 1000
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a callback failed: keep renewing, or another takes over
+                log.exception("lease round of %s failed", self.owner)
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
