@@ -109,3 +109,37 @@ async def test_background_jobs_run_on_one_process_and_move_when_it_stops(
             break
         await asyncio.sleep(0.05)
     assert upkeep_running(worker)
+
+
+async def test_a_sender_only_worker_sends_what_main_persists(
+    main_and_worker: Starter, make_server: ServerFactory
+) -> None:
+    fed_port = free_port()
+    name = f"127.0.0.1:{fed_port}"
+    main, worker = await main_and_worker(
+        name,
+        {"roles": ["federation_sender"]},
+        main_roles=["client", "federation_inbound", "background"],
+        federation_listener={"bind": "127.0.0.1", "port": fed_port},
+    )
+    assert worker.client_port == 0 and worker.federation_port == 0  # no listener at all
+    remote = await make_server(federated=True)
+    async with Api(main.client_url) as a, Api(remote.client_url) as b:
+        alice = await a.register("alice")
+        bob = await b.register("bob")
+        r = await a.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+        assert r.status == 200, r.body
+        room_id = r.body["room_id"]
+        r = await b.post(f"/join/{q(room_id)}?server_name={q(name)}", {}, token=bob.access_token)
+        assert r.status == 200, r.body
+        await send_text(a, alice, room_id, "persisted by main, sent by the worker")
+        bodies: list[str] = []
+        for _ in range(ROUNDS):
+            bodies = await timeline_bodies(b, bob, room_id)
+            if "persisted by main, sent by the worker" in bodies:
+                break
+            await asyncio.sleep(0.05)
+        assert "persisted by main, sent by the worker" in bodies
+    # main never sent a transaction: it owns no shard.
+    assert main.hs.federation is not None and main.hs.federation.relay is not None
+    assert main.hs.federation.relay.sender._destinations == {}
