@@ -126,7 +126,8 @@ class OutboundEdus:
         task.add_done_callback(self._tasks.discard)
 
     def on_typing(self, change: TypingChange) -> None:
-        if self._is_local(change.user_id):
+        # With several processes every one applies each change; its taker sends it.
+        if change.taken_here and self._is_local(change.user_id):
             self._spawn(self._typing(change))
 
     async def _typing(self, change: TypingChange) -> None:

@@ -35,6 +35,7 @@ from homeserver.appservices.service import AppServices
 from homeserver.appservices.wiring import build_app_services, read_registrations
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
+from homeserver.cross_process import share_across_processes
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
@@ -47,7 +48,7 @@ from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.metrics import Metrics
-from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC
+from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC, client_processes
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
@@ -232,7 +233,13 @@ class HomeServer:
             db=db,
             clock=clock,
             signing_key=signing_key,
-            limiter=RateLimiter(config.rate_limits),
+            # The processes serving clients split every limit between them (ratelimit.py).
+            limiter=RateLimiter(
+                config.rate_limits,
+                processes=client_processes(
+                    config.main_roles, {n: w.roles for n, w in config.workers.items()}
+                ),
+            ),
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
@@ -301,7 +308,7 @@ class HomeServer:
         _wire_metrics(hs, relay.sender)
         if cross_process:
             try:
-                await hs.connect_signal_bus()
+                await hs.connect_signal_bus(main=exclusive)
             except BaseException:
                 await hs.close()
                 raise
@@ -326,9 +333,10 @@ class HomeServer:
             await rooms_area.purger.store.fail_interrupted()
         return hs
 
-    async def connect_signal_bus(self) -> None:
+    async def connect_signal_bus(self, main: bool = True) -> None:
         """Join the PostgreSQL signal bus (``homeserver.streams.pg_bus``): /sync wake-ups
-        and the caches that must not outlive a change made by another process."""
+        and the caches that must not outlive a change made by another process (and
+        typing, application-service ephemeral events: ``cross_process.py``)."""
         notifier = self.sync_area.notifier
         app_services = self.app_services
 
@@ -356,8 +364,12 @@ class HomeServer:
         bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
         # State groups, interned state keys and room versions never change once written,
         # so those caches need no message.
+        shared_typing = share_across_processes(
+            bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
+        )
         self.signal_bus = bus
         await bus.start()
+        await shared_typing.start()
 
     def start_background(self) -> list[asyncio.Task[Any]]:
         """Long-running upkeep of a serving process (not of CLI one-shots); returns the

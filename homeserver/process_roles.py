@@ -57,6 +57,16 @@ def processes_with(
     return sorted(n for n in names if role in roles_of(n, main_roles, worker_roles))
 
 
+def client_processes(
+    main_roles: list[str] | None, worker_roles: dict[str, list[str] | None]
+) -> int:
+    """How many processes serve the client API (``client`` or ``sync``): they split
+    every rate limit between them."""
+    names = [MAIN, *worker_roles]
+    serving = {CLIENT, SYNC}
+    return sum(1 for n in names if serving & roles_of(n, main_roles, worker_roles))
+
+
 def shard_of(destination: str, shards: int) -> int:
     """The sender shard of ``destination``: a hash that every process computes alike
     (never Python's ``hash``, which is salted per process)."""

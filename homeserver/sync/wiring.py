@@ -102,13 +102,17 @@ def wire_sync(
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
     area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
 
-    def wake(users: Iterable[str]) -> None:
-        notifier.notify(u for u in users if u.endswith(suffix))
+    def wake(users: Iterable[str], local: bool = False) -> None:
+        ours = (u for u in users if u.endswith(suffix))
+        if local:
+            notifier.wake_local(ours)
+        else:
+            notifier.notify(ours)
 
-    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]]) -> None:
+    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]], local: bool = False) -> None:
         async def run() -> None:
             try:
-                wake(await lookup())
+                wake(await lookup(), local)
             except Exception:
                 log.exception("sync wake-up lookup failed")
 
@@ -119,7 +123,11 @@ def wire_sync(
     def on_typing(change: TypingChange) -> None:
         if change.changed:
             room_id = change.room_id
-            wake_later(lambda: members.local_members(room_id))
+            if change.shared:
+                # Every process applies a shared change and wakes its own requests.
+                wake_later(lambda: members.local_members(room_id), local=True)
+            else:
+                wake_later(lambda: members.local_members(room_id))
 
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ServerFactory
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
+
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
 
 
 async def send_text(api: Api, user: User, room_id: str, text: str, txn: str) -> str:

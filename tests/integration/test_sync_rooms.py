@@ -15,6 +15,9 @@ from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_sections import shared_room, sync
 
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
+
 
 @pytest.fixture
 async def server(make_server: ServerFactory) -> RunningServer:

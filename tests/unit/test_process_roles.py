@@ -26,6 +26,9 @@ def test_main_does_everything_and_a_worker_without_roles_is_a_client_worker() ->
     assert pr.roles_of("main", ["background"], workers) == {"client", "background"}
     assert pr.processes_with("federation_sender", None, workers) == ["main", "s1"]
     assert pr.processes_with("federation_sender", ["client"], workers) == ["s1"]
+    # Rate limits are split over the processes that serve clients: main and w1, not s1.
+    assert pr.client_processes(None, workers) == 2
+    assert pr.client_processes(None, {**workers, "y": ["sync"]}) == 3
 
 
 def test_shards_are_stable_and_spread() -> None:

@@ -1,12 +1,14 @@
 """Tables ``rooms``, ``state_keys`` and ``room_aliases``.
 
 Rooms and interned state keys never change once written (except the
-directory flag), so both are cached in memory after the first read.
+directory flag), so both are cached in memory after the first read. A
+purged room leaves the cache here and, through ``publish`` (the signal bus,
+``ROOMS_CACHE``), in every other process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -14,6 +16,8 @@ from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
 StateKey = tuple[str, str]
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room ids.
+ROOMS_CACHE = "rooms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class RoomStore:
         self._by_nid: dict[int, RoomInfo] = {}
         self._key_nids: dict[StateKey, int] = {}
         self._keys: dict[int, StateKey] = {}
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------- rooms
 
@@ -59,9 +64,21 @@ class RoomStore:
         return info
 
     def forget_room(self, room: RoomInfo) -> None:
-        """The room was purged: drop it from the cache."""
-        self._rooms.pop(room.room_id, None)
-        self._by_nid.pop(room.room_nid, None)
+        """The room was purged: drop it from the cache, here and in other processes."""
+        self.drop_cached([room.room_id])
+        if self.publish is not None:
+            self.publish(ROOMS_CACHE, [room.room_id])
+
+    def drop_cached(self, room_ids: list[str] | None) -> None:
+        """Drop cached rooms in this process only (None: every one)."""
+        if room_ids is None:
+            self._rooms.clear()
+            self._by_nid.clear()
+            return
+        for room_id in room_ids:
+            info = self._rooms.pop(room_id, None)
+            if info is not None:
+                self._by_nid.pop(info.room_nid, None)
 
     async def get_room(self, room_id: str) -> RoomInfo | None:
         info = self._rooms.get(room_id)
