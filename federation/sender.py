@@ -29,8 +29,8 @@ again before every transaction, so a process that lost its lease stops at the
 next batch). Wakes for a destination this process does not own go to the bus
 (``forward``); the owner's process wakes it. A process that gains a shard (at
 start, or taking over from a dead one) resumes every destination of it from the
-database. Transaction ids are made from the ids of the outbox rows they carry
-(ids are never reused on either engine), so the process that takes over
+database. Transaction ids are made from the outbox rows they carry (their ids
+and content), so the process that takes over
 rebuilds a batch that was in flight when its owner died with the same id, and
 the receiver answers it from its (origin, txnId) record instead of again.
 
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -386,22 +387,25 @@ class FederationSender:
         items += [(r.edu_type or "", r.body) for r in edus]
         outbox_ids = [r.outbox_id for r in pdus] + [r.outbox_id for r in edus]
         to_device_ids = [i for i, _ in to_device]
+        bodies = [r.body for r in pdus]
         return Batch(
-            txn_id=transaction_id(outbox_ids, to_device_ids),
-            body=build_transaction(
-                self.server_name, self.clock.now_ms(), [r.body for r in pdus], items
-            ),
+            txn_id=transaction_id(outbox_ids, to_device_ids, [bodies, items]),
+            body=build_transaction(self.server_name, self.clock.now_ms(), bodies, items),
             outbox_ids=outbox_ids,
             to_device_ids=to_device_ids,
         )
 
 
-def transaction_id(outbox_ids: list[int], to_device_ids: list[int]) -> str:
+def transaction_id(outbox_ids: list[int], to_device_ids: list[int], content: Any) -> str:
     """The id of the transaction carrying exactly these rows: the same in every
-    process (a takeover resends under the id the receiver already knows), and
-    never the same for other rows, since row ids are never reused."""
-    key = ",".join(map(str, outbox_ids)) + ";" + ",".join(map(str, to_device_ids))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    process (a takeover resends under the id the receiver already knows). Row ids
+    are never reused, and the content is hashed in as well, so a database restored
+    from a backup, whose ids start again below ids already sent, still never
+    repeats an id that a receiver would take for a transaction it has seen."""
+    ids = ",".join(map(str, outbox_ids)) + ";" + ",".join(map(str, to_device_ids))
+    digest = hashlib.sha256(ids.encode())
+    digest.update(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()[:32]
 
 
 def _log_pdu_errors(destination: str, answer: Any) -> None:

@@ -103,6 +103,7 @@ async def test_batches_hold_at_most_50_pdus_and_100_edus_in_order(db: Database) 
         await sender.enqueue_edu("peer.example", "m.test", {"n": i})
     transport.gate.set()
     await until(lambda: sum(len(b["edus"]) for _, _, b in transport.sent) == 230)
+    await until(lambda: not sender.busy_destinations())  # the last batch acknowledged too
     await sender.close()
     sizes = [(len(b["pdus"]), len(b["edus"])) for _, _, b in transport.sent]
     assert all(p <= MAX_PDUS and e <= MAX_EDUS for p, e in sizes)
@@ -212,6 +213,7 @@ async def test_a_sender_shard_sends_only_what_it_owns_and_announces_the_rest(
     mine.add("theirs.example")  # the other process died; its shard was taken over
     await sender.start()
     await until(lambda: len(transport.sent) == 2)
+    await until(lambda: not sender.busy_destinations())
     await sender.close()
     assert transport.sent[1][0] == "theirs.example"
     assert await OutboxStore(db).count("theirs.example") == 0
@@ -246,8 +248,21 @@ async def test_a_sender_that_loses_its_lease_stops_and_the_next_one_resends_the_
     second = make_sender(db, live)  # another process, which took the shard over
     await second.start()
     await until(lambda: len(live.sent) == 1)
+    await until(lambda: not second.busy_destinations())  # acknowledged, rows deleted
     await second.close()
     await first.close()
     assert await OutboxStore(db).count("peer.example") == 0
     # Every attempt, the dead owner's and the new owner's, carried one transaction id.
     assert set(attempted) == {live.sent[0][1]}
+
+
+def test_transaction_ids_follow_the_rows_and_their_content() -> None:
+    from federation.sender import transaction_id
+
+    content = [[{"event_id": "$a"}], [("m.typing", {"typing": True})]]
+    same = transaction_id([1, 2], [7], content)
+    assert transaction_id([1, 2], [7], content) == same  # any process, any time
+    assert transaction_id([1, 2], [], content) != same
+    assert transaction_id([1, 3], [7], content) != same
+    # A restored database hands out id 1 again, for other content: another id.
+    assert transaction_id([1, 2], [7], [[{"event_id": "$b"}], []]) != same
