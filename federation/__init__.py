@@ -205,32 +205,39 @@ class Federation:
         if self.relay is not None:
             await self.relay.start()
 
-    def send_through(self, publish: Callable[[str, list[str]], None], topic: str) -> None:
-        """Worker process: never send the outbox here; announce each destination with
-        new rows on ``topic`` for the process that sends (``send_for_workers``)."""
-        if self.relay is not None:
-            self.relay.sender.forward = lambda destinations: publish(topic, destinations)
-
-    def send_for_workers(
+    def send_across_processes(
         self,
+        publish: Callable[[str, list[str]], None],
         subscribe: Callable[[str, Callable[[list[str] | None], None]], None],
         topic: str,
+        owns: Callable[[str], bool],
     ) -> None:
-        """Main process: send what workers announce on ``topic``; after a missed
-        message (None), look at every destination with queued rows again."""
+        """Several processes: send only for the destinations ``owns`` says are this
+        process's (its sender shards' leases); announce the others' new rows on
+        ``topic``, and wake what other processes announce there when it is ours.
+        After a missed message (None), look at every destination we own again."""
         if self.relay is None:
             return
         sender = self.relay.sender
+        sender.forward = lambda destinations: publish(topic, destinations)
+        sender.owns = owns
 
         def on_announce(destinations: list[str] | None) -> None:
             if destinations is not None:
-                sender.wake_all(destinations)
-                return
-            task = asyncio.get_running_loop().create_task(sender.start())
-            self._resumes.add(task)
-            task.add_done_callback(self._resumes.discard)
+                sender.wake_owned(destinations)
+            else:
+                self.resume_owned()
 
         subscribe(topic, on_announce)
+
+    def resume_owned(self) -> None:
+        """Look at every destination with queued rows that this process now sends for
+        (a sender shard just gained, or a catch-up after lost bus messages)."""
+        if self.relay is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.relay.sender.start())
+        self._resumes.add(task)
+        task.add_done_callback(self._resumes.discard)
 
     def install(self, app: web.Application) -> None:
         """Add the federation routes and the request authenticator to the federation app."""
