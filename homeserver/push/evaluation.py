@@ -10,7 +10,7 @@ event; its notification rows come later, here::
                                                  |
                                     after-commit: wake()  (worker: bus message)
                                                  v
-    PushEvaluator (main process only):
+    PushEvaluator (one process: see below):
         events with cursor < stream ordering <= current position, oldest first,
         at most BATCH at a time -> NotificationService.rows_for(each)
         ONE txn: INSERT event_push_actions rows, cursor := last position
@@ -32,11 +32,14 @@ already returns, and never counts one twice. The wait is bounded
 (``WAIT_S``): if evaluation is stuck (the database is down), counts are
 answered as they are rather than holding the sync forever.
 
-Several processes (issue 16): only the main process runs the task, like the
-other background jobs. A worker announces the positions it persisted
-(``PUSH_EVALUATE``), the main process announces each new cursor
-(``PUSH_EVALUATED``), and a worker that missed messages reads the cursor
-from the database again.
+Several processes (issue 16): one process runs the task, like the other
+background jobs: a single process always, with workers the holder of the
+``background`` lease (``homeserver.scaleout``). The others announce the
+positions they persisted (``PUSH_EVALUATE``), the runner announces each new
+cursor (``PUSH_EVALUATED``), and a process that missed messages reads the
+cursor from the database again. Should two processes briefly both run it
+(a lease taken over), rows are keyed by user and event and the cursor only
+moves forward, so nothing is written twice.
 """
 
 from __future__ import annotations
@@ -166,8 +169,15 @@ class PushEvaluator:
 
     def start(self) -> asyncio.Task[None]:
         """Run the evaluation task (main process only)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")
-        return self._task
+        task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")
+        self._task = task
+
+        def ended(_: asyncio.Task[None]) -> None:
+            if self._task is task:  # cancelled (a lease lost): readers ask the database
+                self._task = None
+
+        task.add_done_callback(ended)
+        return task
 
     async def stop(self) -> None:
         """Stop between batches (a batch cancelled inside its transaction could leave

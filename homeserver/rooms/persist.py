@@ -62,6 +62,9 @@ from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.write_order import hold_room_for_write
 from homeserver.storage.database import Database, Queries
 
+# State types whose change updates the room row's user-directory flags.
+DIRECTORY_FLAG_TYPES = frozenset({"m.room.join_rules", "m.room.history_visibility"})
+
 log = logging.getLogger("myelin.rooms.persist")
 
 
@@ -111,6 +114,10 @@ class PersistPlan:
     # membership): an outlier, but the target's membership row is written and
     # it gets a stream position so the user's /sync sees it.
     out_of_band: bool = False
+    # Built by this server for a sender of another server: only an invite redeeming a
+    # third-party invite, by the invited user's server while it is in the room (spec
+    # server-server "Third-party invites"). Federation sends it like our own events.
+    built_for_remote_sender: bool = False
     # History fetched with /backfill for /messages (see the design note).
     backfilled: bool = False
     # Every extremity of the room the event was built on (local events): with several
@@ -224,10 +231,17 @@ class EventPersister:
                 assert so is not None
                 if in_current:
                     await self._membership(q, ev, room_nid, nid, so)
-                for user_id, membership, member_nid in plan.member_changes:
-                    await self.members.set_membership(
-                        q, room_nid, user_id, membership, member_nid, so
+                if plan.member_changes:
+                    names = await self.members.event_displaynames(
+                        q, [n for _u, _m, n in plan.member_changes]
                     )
+                    for user_id, membership, member_nid in plan.member_changes:
+                        await self.members.set_membership(
+                            q, room_nid, user_id, membership, member_nid, so, names.get(member_nid)
+                        )
+                if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
+                    # The user directory's "public room" (join rule, history visibility).
+                    await self.rooms.refresh_directory_flags(q, [room_nid])
                 if not ev.is_state():
                     await self.relations.add(q, ev, nid, room_nid)
                 await self.search.index(q, ev, nid)
@@ -273,7 +287,16 @@ class EventPersister:
     async def _membership(self, q: Queries, ev: Event, room_nid: int, nid: int, so: int) -> None:
         if ev.type != "m.room.member" or ev.state_key is None or ev.membership is None:
             return
-        await self.members.set_membership(q, room_nid, ev.state_key, ev.membership, nid, so)
+        name = ev.content.get("displayname")
+        await self.members.set_membership(
+            q,
+            room_nid,
+            ev.state_key,
+            ev.membership,
+            nid,
+            so,
+            name if isinstance(name, str) else None,
+        )
 
     async def _redaction(
         self, q: Queries, ev: Event, nid: int, room_nid: int, group: int | None

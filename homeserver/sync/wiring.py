@@ -39,6 +39,7 @@ from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.peeks import PeekService, PeekStore
 from homeserver.sync.sliding.service import SlidingSync
 from homeserver.sync.sliding.wiring import build_sliding
 from homeserver.sync.store import SyncStore
@@ -56,6 +57,7 @@ class SyncArea:
     sliding: SlidingSync
     legacy: LegacySync
     pushers: PusherService
+    peeks: PeekService
     push_evaluator: PushEvaluator
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -110,6 +112,7 @@ def wire_sync(
         to_device=e2ee.to_device,
         notifications=notifications,
         users_sharing_room_with=members.users_sharing_room_with,
+        peeks=PeekStore(db),
     )
     builder = SyncBuilder(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
@@ -117,15 +120,21 @@ def wire_sync(
     sliding = build_sliding(db, rooms_area, builder, clock)
     legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
-    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers, evaluator)
+    peeks = PeekService(PeekStore(db), rooms_area.memberships, rooms_area.visibility, notifier)
+    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers, peeks, evaluator)
 
-    def wake(users: Iterable[str]) -> None:
-        notifier.notify(u for u in users if u.endswith(suffix))
+    def wake(users: Iterable[str], local: bool = False) -> None:
+        """Local users' requests, and peeks into rooms (room ids)."""
+        ours = (u for u in users if u.endswith(suffix) or u.startswith("!"))
+        if local:
+            notifier.wake_local(ours)
+        else:
+            notifier.notify(ours)
 
-    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]]) -> None:
+    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]], local: bool = False) -> None:
         async def run() -> None:
             try:
-                wake(await lookup())
+                wake(await lookup(), local)
             except Exception:
                 log.exception("sync wake-up lookup failed")
 
@@ -133,13 +142,22 @@ def wire_sync(
         area.tasks.add(task)
         task.add_done_callback(area.tasks.discard)
 
+    # Room ids are woken too: GET /events peeking into a world-readable room listens on
+    # the room's id for its events, typing, receipts and its members' presence.
     def on_typing(change: TypingChange) -> None:
         if change.changed:
             room_id = change.room_id
-            wake_later(lambda: members.local_members(room_id))
+            if change.shared:
+                # Every process applies a shared change and wakes its own requests.
+                notifier.wake_local([room_id])
+                wake_later(lambda: members.local_members(room_id), local=True)
+            else:
+                notifier.notify([room_id])
+                wake_later(lambda: members.local_members(room_id))
 
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id
+        notifier.notify([room_id])
         wake_later(lambda: members.local_members(room_id))
         if rec.receipt_type in READ_TYPES and rec.user_id.endswith(suffix):
             pushers.on_read(rec.user_id)
@@ -147,9 +165,15 @@ def wire_sync(
     def on_user_data(user_id: str, pos: int) -> None:
         wake([user_id])
 
+    async def presence_audience(user_id: str) -> list[str]:
+        return [
+            *await members.users_sharing_room_with(user_id),
+            *await rooms_area.reader.joined_rooms(user_id),
+        ]
+
     def on_presence(user_id: str, pos: int) -> None:
         wake([user_id])
-        wake_later(lambda: members.users_sharing_room_with(user_id))
+        wake_later(lambda: presence_audience(user_id))
 
     async def on_to_device(user_id: str, device_ids: list[str]) -> None:
         wake([user_id])
