@@ -167,6 +167,12 @@ class PushEvaluator:
 
     # -------------------------------------------------------------- runner
 
+    @property
+    def running(self) -> bool:
+        """Whether this process evaluates (a single process; with workers, the holder
+        of the background lease)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> asyncio.Task[None]:
         """Run the evaluation task (main process only)."""
         task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")

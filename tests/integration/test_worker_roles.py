@@ -143,3 +143,40 @@ async def test_a_sender_only_worker_sends_what_main_persists(
     # main never sent a transaction: it owns no shard.
     assert main.hs.federation is not None and main.hs.federation.relay is not None
     assert main.hs.federation.relay.sender._destinations == {}
+
+
+def evaluating(server: RunningServer) -> bool:
+    return server.hs.sync_area.push_evaluator.running
+
+
+async def test_push_evaluation_moves_with_the_background_lease(
+    main_and_worker: Starter,
+) -> None:
+    """Push rules are evaluated by the background lease's holder only; when it stops,
+    the next holder resumes from the cursor, and counts stay exact on the survivor."""
+    main, worker = await main_and_worker(
+        "localhost",
+        {"client_port": free_port(), "roles": ["client", "background"]},
+        worker_lease_ms=1000,
+    )
+    assert evaluating(main) and not evaluating(worker)
+    async with Api(worker.client_url) as w:
+        alice = await w.register("alice")
+        bob = await w.register("bob")
+        r = await w.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+        assert r.status == 200, r.body
+        room_id = r.body["room_id"]
+        assert (await w.post(f"/join/{q(room_id)}", {}, token=bob.access_token)).status == 200
+        await send_text(w, alice, room_id, "while main evaluates")
+        main_and_worker.servers.remove(main)  # type: ignore[attr-defined]
+        await main.stop()
+        await send_text(w, alice, room_id, "after main stopped")
+        for _ in range(ROUNDS):
+            if evaluating(worker):
+                break
+            await asyncio.sleep(0.05)
+        assert evaluating(worker)
+        r = await w.get("/sync", token=bob.access_token)
+        assert r.status == 200, r.body
+        unread = r.body["rooms"]["join"][room_id]["unread_notifications"]
+        assert unread == {"notification_count": 2, "highlight_count": 0}
