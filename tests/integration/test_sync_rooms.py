@@ -210,7 +210,9 @@ async def test_lazy_loading_members(api: Api) -> None:
     assert members == {carol.user_id}
 
 
-async def test_lazy_loading_gapped_sync_carries_the_gap_memberships(api: Api) -> None:
+async def test_lazy_loading_gapped_sync_carries_the_gap_memberships(
+    api: Api, processes: int
+) -> None:
     """A limited incremental sync with lazy loading: every membership change of the gap
     (joins and leaves of members who said nothing shown), the new timeline senders', and
     not again the ones this device already has (Sytest 31sync/15lazy-members)."""
@@ -246,7 +248,12 @@ async def test_lazy_loading_gapped_sync_carries_the_gap_memberships(api: Api) ->
     for i in range(4):
         await send_text(api, carol, room_id, f"d{i}", f"d{i}")
     third = await sync(api, alice, second["next_batch"], filter=lazy)
-    assert members(third) == {dave.user_id: "leave"}
+    if processes == 1:
+        assert members(third) == {dave.user_id: "leave"}
+    else:
+        # What a device was sent is remembered per process: another may send carol again.
+        assert members(third).items() >= {dave.user_id: "leave"}.items()
+        assert set(members(third)) <= {dave.user_id, carol.user_id}
 
 
 async def test_include_leave_and_tokens(api: Api) -> None:
