@@ -2,6 +2,7 @@
 print one comparison table. Every size has a flag (``--help``).
 
     python -m benchmarks.run_all [--engine sqlite|postgres|both] [--no-synapse] [--json out.json]
+    python -m benchmarks.run_all --curve-sizes 10,100,1000,10000   # issue 15's full curve
 
 ``--engine postgres`` (or ``both``) uses ``MYELIN_BENCH_PG_DSN`` when it is set, otherwise a
 throw-away cluster of its own (``scripts/pg-throwaway``), stopped at the end. Both servers
@@ -17,6 +18,7 @@ from typing import Any
 from benchmarks import (
     bench_bigroom,
     bench_create,
+    bench_curves,
     bench_fanout,
     bench_fed_ingest,
     bench_login,
@@ -35,6 +37,7 @@ MODULES = [
     bench_sync,
     bench_fed_ingest,
     bench_bigroom,
+    bench_curves,
 ]
 
 

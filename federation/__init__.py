@@ -25,12 +25,16 @@ from federation.keyring import Keyring
 from federation.keys import KeyApi
 from federation.keystore import ServerKeyStore
 from federation.media import FederationMediaApi, RemoteMedia
-from federation.outbound_edus import ServersInRoom, ServersSharingRoom
+from federation.outbound_edus import OutboundEdus, ServersInRoom, ServersSharingRoom
 from federation.profiles import RemoteProfiles
 from federation.public_rooms import PublicRoomsFederationApi, RemotePublicRooms
 from federation.relay import Relay, build_relay
 from federation.rooms import FederatedRooms
 from federation.server import FederationApi, WellKnownServerApi
+from federation.third_party_invites import (
+    RemoteThirdPartyInvites,
+    ThirdPartyInviteFederationApi,
+)
 from federation.timestamp import RemoteTimestamps, TimestampFederationApi
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
@@ -47,7 +51,10 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.reading import RoomReader
-from homeserver.rooms.service import RoomService
+from homeserver.rooms.service import EventHook, RoomService
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.server_lists import ServerPolicy
 from homeserver.storage.database import Database
@@ -161,6 +168,9 @@ class Federation:
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
+        # Remote device lists are kept only while we share a room with their users.
+        rooms.event_persisted_hooks.append(self.relay.device_lists.on_event)
+        rooms.event_persisted_hooks.append(_presence_on_join(rooms, self.relay.outbound))
         return self.rooms
 
     def attach_directory(
@@ -180,6 +190,11 @@ class Federation:
         self.apis.append(TimestampFederationApi(timestamps))
         timestamps.remote = RemoteTimestamps(self.client).query
 
+    def attach_third_party_invites(self, invites: ThirdPartyInvites) -> None:
+        """Redeemed third-party invites handed between the invitee's and inviter's servers."""
+        self.apis.append(ThirdPartyInviteFederationApi(invites))
+        invites.remote_exchange = RemoteThirdPartyInvites(self.client).forward
+
     def attach_media(self, media: MediaService) -> None:
         """Serve our media to other servers and fetch theirs for our users."""
         self.apis.append(FederationMediaApi(media))
@@ -190,32 +205,39 @@ class Federation:
         if self.relay is not None:
             await self.relay.start()
 
-    def send_through(self, publish: Callable[[str, list[str]], None], topic: str) -> None:
-        """Worker process: never send the outbox here; announce each destination with
-        new rows on ``topic`` for the process that sends (``send_for_workers``)."""
-        if self.relay is not None:
-            self.relay.sender.forward = lambda destinations: publish(topic, destinations)
-
-    def send_for_workers(
+    def send_across_processes(
         self,
+        publish: Callable[[str, list[str]], None],
         subscribe: Callable[[str, Callable[[list[str] | None], None]], None],
         topic: str,
+        owns: Callable[[str], bool],
     ) -> None:
-        """Main process: send what workers announce on ``topic``; after a missed
-        message (None), look at every destination with queued rows again."""
+        """Several processes: send only for the destinations ``owns`` says are this
+        process's (its sender shards' leases); announce the others' new rows on
+        ``topic``, and wake what other processes announce there when it is ours.
+        After a missed message (None), look at every destination we own again."""
         if self.relay is None:
             return
         sender = self.relay.sender
+        sender.forward = lambda destinations: publish(topic, destinations)
+        sender.owns = owns
 
         def on_announce(destinations: list[str] | None) -> None:
             if destinations is not None:
-                sender.wake_all(destinations)
-                return
-            task = asyncio.get_running_loop().create_task(sender.start())
-            self._resumes.add(task)
-            task.add_done_callback(self._resumes.discard)
+                sender.wake_owned(destinations)
+            else:
+                self.resume_owned()
 
         subscribe(topic, on_announce)
+
+    def resume_owned(self) -> None:
+        """Look at every destination with queued rows that this process now sends for
+        (a sender shard just gained, or a catch-up after lost bus messages)."""
+        if self.relay is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.relay.sender.start())
+        self._resumes.add(task)
+        task.add_done_callback(self._resumes.discard)
 
     def install(self, app: web.Application) -> None:
         """Add the federation routes and the request authenticator to the federation app."""
@@ -234,3 +256,21 @@ class Federation:
         if self.relay is not None:
             await self.relay.close()
         await self.client.close()
+
+
+def _presence_on_join(rooms: RoomService, outbound: OutboundEdus) -> EventHook:
+    """The hook that hands every join (not an outlier's) to ``OutboundEdus.on_join``."""
+
+    async def hook(stored: StoredEvent, room: RoomInfo) -> None:
+        ev = stored.event
+        if ev.type != "m.room.member" or ev.state_key is None or stored.outlier:
+            return
+        if ev.content.get("membership") != "join":
+            return
+
+        async def local_members() -> list[str]:
+            return await rooms.members.local_users(room.room_nid, rooms.server_name)
+
+        outbound.on_join(ev.state_key, room.room_id, local_members)
+
+    return hook

@@ -2,6 +2,11 @@
 ``federation_remote_cross_signing`` (DDL and reasons: migrations/0045_federation_outbox.sql).
 
 Key objects are stored as the origin served them, opaque JSON text.
+
+A list is kept only while the user shares a room with one of our users (spec:
+"Device Management"): the origin stops telling us about changes once we share
+none, so a list kept past that would go stale unseen. ``shared_with_local``
+and ``tracked_in_room`` read ``room_memberships`` (current joins) for that.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from typing import Any
 
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
+
+# Users per IN list (SQLite bounds the number of bound values in one statement).
+CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +139,43 @@ class RemoteDeviceListStore:
         for r in rows:
             out.setdefault(r[0], {})[r[1]] = json.loads(r[2])
         return out
+
+    async def shared_with_local(self, user_ids: list[str], server_name: str) -> set[str]:
+        """Those of ``user_ids`` joined to a room where a user of ``server_name`` is
+        joined too."""
+        out: set[str] = set()
+        for start in range(0, len(user_ids), CHUNK):
+            chunk = user_ids[start : start + CHUNK]
+            n = len(chunk)
+            rows = await self.db.fetchall(
+                "SELECT DISTINCT theirs.user_id FROM room_memberships theirs"
+                " JOIN room_memberships ours ON ours.room_nid = theirs.room_nid"
+                f" WHERE theirs.user_id IN ({placeholders(n)}) AND theirs.membership = 'join'"
+                f" AND ours.membership = 'join' AND ours.user_id LIKE ${n + 1}",
+                *chunk,
+                "%:" + server_name,
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
+
+    async def tracked_in_room(self, room_nid: int) -> list[str]:
+        """Tracked users joined to the room (whose lists a leave may orphan)."""
+        rows = await self.db.fetchall(
+            "SELECT l.user_id FROM federation_remote_device_lists l"
+            " JOIN room_memberships m ON m.user_id = l.user_id"
+            " WHERE m.room_nid = $1 AND m.membership = 'join'",
+            room_nid,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def forget(self, txn: Queries, user_ids: list[str]) -> None:
+        """Drop the cached lists of ``user_ids``: they are no longer tracked."""
+        for start in range(0, len(user_ids), CHUNK):
+            chunk = user_ids[start : start + CHUNK]
+            marks = placeholders(len(chunk))
+            for table in (
+                "federation_remote_devices",
+                "federation_remote_cross_signing",
+                "federation_remote_device_lists",
+            ):
+                await txn.execute(f"DELETE FROM {table} WHERE user_id IN ({marks})", *chunk)

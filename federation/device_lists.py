@@ -14,6 +14,13 @@ A remote user is *tracked* once we hold their full list (a row in
 
     m.signing_key_update: tracked -> store the new keys; untracked -> resync
 
+Only users who share a room with one of ours are tracked: an update for
+anyone else is ignored, and when the last shared room goes (their leave or
+ours) the cached list is dropped, so a later /keys/query for them, after a
+rejoin, fetches the list afresh instead of answering from one that stopped
+being kept up to date. A /keys/query for a user we share a room with but do
+not track yet resyncs first and answers from the fresh cache.
+
 Every change also takes a position in the local device-list stream
 (``e2e_device_list_stream``) for that user, so local clients see them in
 ``/keys/changes`` and ``/sync`` ``device_lists.changed``. Inbound
@@ -34,11 +41,15 @@ from federation.device_list_store import RemoteDevice, RemoteDeviceListStore
 from federation.errors import EduRefused, FederationError
 from homeserver.clock import Clock
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.storage.database import Database, Queries
 
 log = logging.getLogger("myelin.federation.device_lists")
 
 MAX_DEVICES = 1000
+# Users resynced before one /keys/query answer (the rest are asked for directly).
+MAX_QUERY_RESYNCS = 20
 RESYNC_TIMEOUT_S = 30.0
 CROSS_SIGNING_FIELDS = {"master_key": "master", "self_signing_key": "self_signing"}
 
@@ -65,14 +76,15 @@ def _int(value: Any) -> int | None:
 
 
 def _device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any] | None:
-    """Device keys only when they claim to be the device they are listed as."""
-    if (
-        isinstance(keys, dict)
-        and keys.get("user_id") == user_id
-        and keys.get("device_id") == device_id
-    ):
-        return keys
-    return None
+    """The device's keys as served, unless they claim to be another user's or device's.
+
+    Checking them further (signatures, required fields) is the clients' job (spec:
+    "Downloading keys"); Synapse relays them as served too."""
+    if not isinstance(keys, dict):
+        return None
+    if keys.get("user_id", user_id) != user_id or keys.get("device_id", device_id) != device_id:
+        return None
+    return keys
 
 
 def _cross_signing(content: dict[str, Any], user_id: str) -> dict[str, dict[str, Any]]:
@@ -93,7 +105,9 @@ class RemoteDeviceLists:
         client: JsonGetter,
         clock: Clock,
         notify: Notify,
+        server_name: str,
     ) -> None:
+        self.server_name = server_name
         self.db = db
         self.store = store
         self.stream = stream
@@ -123,6 +137,8 @@ class RemoteDeviceLists:
         assert isinstance(user_id, str)
         if user_id in self._resyncing:
             self._again.add(user_id)
+            return
+        if not await self.shares_room(user_id):
             return
         known = (await self.store.stream_ids([user_id])).get(user_id)
         if known is not None and stream_id <= known:
@@ -155,6 +171,8 @@ class RemoteDeviceLists:
         if user_id in self._resyncing:
             self._again.add(user_id)
             return
+        if not await self.shares_room(user_id):
+            return
         if user_id not in await self.store.stream_ids([user_id]):
             self.resync_soon(user_id)
             return
@@ -163,6 +181,48 @@ class RemoteDeviceLists:
                 await self.store.put_cross_signing(txn, user_id, usage, key)
             await self.stream.bump_device_list(txn, user_id, [])
         await self.notify(user_id, [])
+
+    # ------------------------------------------------------------ room sharing
+
+    async def shares_room(self, user_id: str) -> bool:
+        return bool(await self.store.shared_with_local([user_id], self.server_name))
+
+    async def on_event(self, stored: StoredEvent, room: RoomInfo) -> None:
+        """After a leave or ban (theirs or one of ours): drop the lists of the users
+        we no longer share any room with (``RoomService.event_persisted_hooks``)."""
+        ev = stored.event
+        if ev.type != "m.room.member" or ev.state_key is None:
+            return
+        if ev.content.get("membership") not in ("leave", "ban"):
+            return
+        if server_of(ev.state_key) == self.server_name:
+            candidates = await self.store.tracked_in_room(room.room_nid)
+        else:
+            candidates = [ev.state_key]
+        if not candidates:
+            return
+        shared = await self.store.shared_with_local(candidates, self.server_name)
+        gone = [u for u in candidates if u not in shared]
+        if gone:
+            async with self.db.transaction() as txn:
+                await self.store.forget(txn, gone)
+
+    async def track_for_query(self, user_ids: list[str], timeout_s: float) -> None:
+        """Before answering /keys/query: resync the users we share a room with but do
+        not track yet, so the answer comes from (and fills) the cache. A failed
+        resync leaves the user untracked (the caller then asks their server)."""
+        tracked = await self.store.stream_ids(user_ids)
+        untracked = [u for u in user_ids if u not in tracked]
+        wanted = await self.store.shared_with_local(untracked, self.server_name)
+
+        async def one(user_id: str) -> None:
+            try:
+                await self.resync(user_id, timeout_s)
+            except FederationError as e:
+                log.info("device list resync from %s failed: %s", e.destination, e.error)
+
+        todo = [u for u in untracked if u in wanted][:MAX_QUERY_RESYNCS]
+        await asyncio.gather(*(one(u) for u in todo))
 
     # ------------------------------------------------------------ resync
 
@@ -190,10 +250,10 @@ class RemoteDeviceLists:
         finally:
             self._resyncing.pop(user_id, None)
 
-    async def resync(self, user_id: str) -> None:
+    async def resync(self, user_id: str, timeout_s: float = RESYNC_TIMEOUT_S) -> None:
         """``GET /user/devices/{userId}`` and replace the cached list; raises FederationError."""
         path = encode_path("_matrix", "federation", "v1", "user", "devices", user_id)
-        answer = await self.client.get_json(server_of(user_id), path, timeout_s=RESYNC_TIMEOUT_S)
+        answer = await self.client.get_json(server_of(user_id), path, timeout_s=timeout_s)
         if not isinstance(answer, dict) or answer.get("user_id") != user_id:
             raise FederationError(server_of(user_id), "malformed /user/devices answer")
         stream_id = _int(answer.get("stream_id")) or 0

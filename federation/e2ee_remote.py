@@ -1,7 +1,8 @@
 """``RemoteKeys`` over federation: /keys/query and /keys/claim for users on other servers.
 
 ``query_keys`` answers tracked users from the remote device-list cache
-(kept fresh by ``m.device_list_update``) and asks the user's server with
+(kept fresh by ``m.device_list_update``; a user we share a room with is
+resynced into it first) and asks the user's server with
 ``POST /_matrix/federation/v1/user/keys/query`` for the others.
 ``claim_keys`` always asks (``POST /user/keys/claim``): one-time keys are
 consumed on their own server. Any failure becomes ``RemoteUnavailable``,
@@ -41,6 +42,7 @@ class FederationRemoteKeys:
     async def query_keys(
         self, destination: str, device_keys: dict[str, list[str]], timeout_ms: int
     ) -> dict[str, Any]:
+        await self.device_lists.track_for_query(list(device_keys), max(timeout_ms, 1) / 1000)
         answer, untracked = await self.device_lists.cached_query(device_keys)
         if not untracked:
             return answer

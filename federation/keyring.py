@@ -268,7 +268,12 @@ class Keyring:
     # --- notary ---------------------------------------------------------------------------
 
     async def key_responses_for_notary(
-        self, server_name: str, min_valid_ts: int, key_ids: Collection[str] | None = None
+        self,
+        server_name: str,
+        min_valid_ts: int,
+        key_ids: Collection[str] | None = None,
+        *,
+        asked_min: bool = False,
     ) -> list[Any]:
         """The origin-signed key responses we can vouch for (not yet signed by us).
 
@@ -276,8 +281,10 @@ class Keyring:
         without, every distinct response we keep. The origin is asked again
         when no kept response is valid at ``min_valid_ts`` or the latest is past
         half its lifetime (one fetch at a time per server: each query costs at
-        most one request to the origin). If the origin is unreachable, or its
-        answer is no better, the kept responses are returned anyway, expired
+        most one request to the origin). ``asked_min``: the querier named its
+        ``minimum_valid_until_ts``, and a kept response valid then is all it
+        wants (the half-lifetime rule is for queries without one). If the origin
+        is unreachable, or its answer is no better, the kept responses are returned anyway, expired
         ones included: a key the origin no longer publishes still verifies
         what it signed while valid.
         """
@@ -288,13 +295,18 @@ class Keyring:
             latest is None
             or not wanted
             or all(r.valid_until_ts < min_valid_ts for r in wanted)
-            or now > latest.fetched_ts + (latest.valid_until_ts - latest.fetched_ts) // 2
+            or (
+                not asked_min
+                and now > latest.fetched_ts + (latest.valid_until_ts - latest.fetched_ts) // 2
+            )
         )
         if stale:
             lock = self._locks.setdefault(server_name, asyncio.Lock())
             async with lock:
                 failed_at = self._notary_failures.get(server_name)
-                if failed_at is None or now - failed_at >= REFETCH_INTERVAL_MS:
+                # After a failure the origin rests, unless we hold nothing to answer
+                # with (each query still costs at most one request, one at a time).
+                if failed_at is None or now - failed_at >= REFETCH_INTERVAL_MS or not wanted:
                     try:
                         resp = await self.client.get_json(
                             server_name, "/_matrix/key/v2/server", timeout_s=20.0

@@ -80,7 +80,8 @@ class KeyApi:
         except ValueError:
             raise invalid_param("'minimum_valid_until_ts' must be an integer") from None
         # The keyed path's key id is deprecated and ignored (spec): every key is returned.
-        return json_response({"server_keys": await self._query(server_name, min_valid, None)})
+        answer = await self._query(server_name, min_valid, None, raw is not None)
+        return json_response({"server_keys": answer})
 
     async def post_query(self, request: web.Request) -> web.Response:
         body = await json_body(request)
@@ -90,7 +91,7 @@ class KeyApi:
         if len(queries) > MAX_NOTARY_SERVERS:
             raise bad_json(f"At most {MAX_NOTARY_SERVERS} servers per query")
         now = self.clock.now_ms()
-        wanted: list[tuple[str, int, list[str] | None]] = []
+        wanted: list[tuple[str, int, list[str] | None, bool]] = []
         for server_name, criteria in queries.items():
             if not isinstance(criteria, dict):
                 raise bad_json("Each server's query criteria must be an object")
@@ -99,17 +100,23 @@ class KeyApi:
                 if not isinstance(crit, dict):
                     raise bad_json("Each key's query criteria must be an object")
                 mins.append(_min_valid(crit.get("minimum_valid_until_ts"), now))
+            asked_min = any(
+                isinstance(c, dict) and c.get("minimum_valid_until_ts") is not None
+                for c in criteria.values()
+            )
             if is_valid_server_name(server_name):
                 # No key ids: every key of the server is wanted (spec).
                 key_ids = list(criteria) or None
-                wanted.append((server_name, max(mins, default=now), key_ids))
+                wanted.append((server_name, max(mins, default=now), key_ids, asked_min))
         results = await asyncio.gather(*(self._query(*w) for w in wanted))
         return json_response({"server_keys": [r for rs in results for r in rs]})
 
     async def _query(
-        self, server_name: str, min_valid_ts: int, key_ids: list[str] | None
+        self, server_name: str, min_valid_ts: int, key_ids: list[str] | None, asked_min: bool
     ) -> list[dict[str, Any]]:
         if server_name == self.server_name:
             return [own_key_response(self.server_name, self.key, self.clock.now_ms())]
-        responses = await self.keyring.key_responses_for_notary(server_name, min_valid_ts, key_ids)
+        responses = await self.keyring.key_responses_for_notary(
+            server_name, min_valid_ts, key_ids, asked_min=asked_min
+        )
         return [sign_json(r, self.server_name, self.key) for r in responses]

@@ -71,13 +71,15 @@ class OutboundRooms:
         return {domain_of(m.user_id) for m in joined}
 
     def must_send(self, stored: StoredEvent, plan: PersistPlan) -> bool:
-        """A local event for the room's other servers: ours, in the timeline,
-        not a join that the resident server relays for us."""
+        """A local event for the room's other servers: ours (or built here for a
+        third-party invite's remote inviter), in the timeline, not a join that the
+        resident server relays for us."""
         ev = stored.event
         if ev.event_id in self.handshaken:
             self.handshaken.discard(ev.event_id)
             return False
-        if domain_of(ev.sender) != self.server_name or plan.outlier or plan.backfilled:
+        ours = domain_of(ev.sender) == self.server_name or plan.built_for_remote_sender
+        if not ours or plan.outlier or plan.backfilled:
             return False
         return not (plan.soft_failed or plan.rejected_reason is not None)
 

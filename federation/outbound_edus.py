@@ -7,7 +7,8 @@
   hook names no device (cross-signing keys changed). Sent to the servers
   sharing a room with the user.
 - Typing and receipts (``TypingService``/``ReceiptService`` change hooks) to
-  the servers in the room; presence to the servers sharing a room.
+  the servers in the room; presence to the servers sharing a room, and to a server
+  newly sharing one (``on_join``).
 
 Only our own users' changes are sent: changes that came in over federation
 fire the same hooks and are ignored here. The ephemeral hooks are
@@ -36,6 +37,10 @@ log = logging.getLogger("myelin.federation.outbound")
 ServersSharingRoom = Callable[[str], Awaitable[set[str]]]
 # (room_id) -> servers with a joined member in the room.
 ServersInRoom = Callable[[str], Awaitable[set[str]]]
+# () -> our users in one room (read only when needed).
+LocalMembers = Callable[[], Awaitable[list[str]]]
+# Our users whose presence one remote join brings to the joiner's server.
+MAX_PRESENCE_ON_JOIN = 200
 
 
 class OutboundEdus:
@@ -126,7 +131,8 @@ class OutboundEdus:
         task.add_done_callback(self._tasks.discard)
 
     def on_typing(self, change: TypingChange) -> None:
-        if self._is_local(change.user_id):
+        # With several processes every one applies each change; its taker sends it.
+        if change.taken_here and self._is_local(change.user_id):
             self._spawn(self._typing(change))
 
     async def _typing(self, change: TypingChange) -> None:
@@ -162,6 +168,32 @@ class OutboundEdus:
             await self.sender.enqueue_edu(
                 server, "m.presence", {"push": [push]}, key=f"presence:{user_id}"
             )
+
+    def on_join(self, joiner: str, room_id: str, local_members: LocalMembers) -> None:
+        """A server that newly shares a room learns the presence of our users there at
+        once, not at their next change: a remote user's join brings their server our
+        members' presence; one of ours joining brings theirs to every server in the
+        room (Sytest "New federated private chats get full presence information")."""
+        self._spawn(self._presence_on_join(joiner, room_id, local_members))
+
+    async def _presence_on_join(
+        self, joiner: str, room_id: str, local_members: LocalMembers
+    ) -> None:
+        if self._is_local(joiner):
+            users = [joiner]
+            servers = await self.servers_in_room(room_id) - {self.server_name}
+        else:
+            users = (await local_members())[:MAX_PRESENCE_ON_JOIN]
+            servers = {joiner.split(":", 1)[1]}
+        rows = await self.presence.store.local_rows(users)
+        for row in rows:
+            if row.state == "offline":
+                continue  # what a server that was never told assumes anyway
+            push = {"user_id": row.user_id, **self.presence.content(row)}
+            for server in sorted(servers):
+                await self.sender.enqueue_edu(
+                    server, "m.presence", {"push": [push]}, key=f"presence:{row.user_id}"
+                )
 
     async def close(self) -> None:
         tasks = list(self._tasks)

@@ -63,9 +63,16 @@ class RoomReads:
             return True
         return vis == "shared" and origin in await self.outbound.servers_in_room(room)
 
-    async def _event_in(self, origin: str, room: RoomInfo, event_id: str) -> StoredEvent:
+    async def _event_in(
+        self, origin: str, room: RoomInfo, event_id: str, *, with_state: bool = False
+    ) -> StoredEvent:
+        """An event of the room that ``origin`` may see; ``with_state``: one whose
+        state we can tell (an outlier has no state we know, and a rejected event
+        none to give: M_NOT_FOUND for both, as for an unknown event)."""
         stored = await self.rooms.events.by_id(event_id)
         if stored is None or stored.room_nid != room.room_nid or stored.outlier:
+            raise not_found("Event not found")
+        if with_state and stored.rejected_reason is not None:
             raise not_found("Event not found")
         if not await self._may_see(origin, room, stored):
             raise forbidden("Your server may not see this event")
@@ -94,7 +101,7 @@ class RoomReads:
         self, origin: str, room_id: str, event_id: str, ids_only: bool
     ) -> dict[str, Any]:
         room = await self._room(origin, room_id)
-        stored = await self._event_in(origin, room, event_id)
+        stored = await self._event_in(origin, room, event_id, with_state=True)
         state = await self.graph.state_before(stored)
         if ids_only:  # ids only: the chain is walked without loading its events
             chain_ids = (await self.graph.auth_graph(state.values())).chain()

@@ -87,7 +87,7 @@ def build_relay(
         allowed=ServerPolicy(fed.allow_list, fed.deny_list).allows,
     )
     device_lists = RemoteDeviceLists(
-        db, RemoteDeviceListStore(db), keys.store, client, clock, keys.notify_device_list
+        db, RemoteDeviceListStore(db), keys.store, client, clock, keys.notify_device_list, name
     )
     edus = InboundEdus(typing, receipts, presence, to_device, device_lists, is_joined)
     receiver = TransactionReceiver(

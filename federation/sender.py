@@ -22,6 +22,18 @@ Design note
                         woken early when the peer contacts us (``peer_is_back``)
             400/404/413 -> the peer refuses this batch for good: dropped, logged
 
+Several processes (README "Scaling out"): each destination belongs to one
+sender shard (``homeserver.process_roles.shard_of``), and a process sends only
+while it holds that shard's lease (``owns``, answered from memory and asked
+again before every transaction, so a process that lost its lease stops at the
+next batch). Wakes for a destination this process does not own go to the bus
+(``forward``); the owner's process wakes it. A process that gains a shard (at
+start, or taking over from a dead one) resumes every destination of it from the
+database. Transaction ids are made from the outbox rows they carry (their ids
+and content), so the process that takes over
+rebuilds a batch that was in flight when its owner died with the same id, and
+the receiver answers it from its (origin, txnId) record instead of again.
+
 A dead peer only ever holds its own task; other destinations run freely,
 bounded by the global limit on concurrent transactions. Rows are deleted
 only after the destination acknowledged them, so after a restart
@@ -34,9 +46,10 @@ their own (event ids, to-device message ids, typing/receipt state).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import random
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -153,13 +166,13 @@ class FederationSender:
         )
         self._slots = asyncio.Semaphore(max_concurrent)
         self._destinations: dict[str, _Destination] = {}
-        self._txn_prefix = f"{clock.now_ms()}{secrets.token_hex(3)}"
-        self._txn_counter = 0
         self._closed = False
         # federation.allow_list / deny_list: nothing is queued for a refused server.
         self._allowed = allowed or (lambda _destination: True)
-        # In a worker process: hand wake-ups to the main process, which alone sends.
+        # Several processes: hand wake-ups for destinations this process does not own
+        # to the others (the bus), and ask ``owns`` before sending (None: owns all).
         self.forward: Callable[[list[str]], None] | None = None
+        self.owns: Callable[[str], bool] | None = None
         # Called with the destination of every failed (to be retried) transaction.
         self.failure_hooks: list[Callable[[str], None]] = []
 
@@ -169,8 +182,17 @@ class FederationSender:
         """Resume every destination that still has something queued (after a restart)."""
         pending = set(await self.store.destinations())
         pending |= set(await self.to_device.outbox_destinations())
-        for destination in sorted(pending):
-            self.wake(destination)
+        self.wake_owned(sorted(pending))
+
+    def wake_owned(self, destinations: Iterable[str]) -> None:
+        """Wake the destinations this process sends for; never forward the others
+        (this is how a forwarded wake or a resume arrives: forwarding would echo)."""
+        for destination in destinations:
+            if self._owned(destination):
+                self._wake_here(destination)
+
+    def _owned(self, destination: str) -> bool:
+        return self.owns is None or self.owns(destination)
 
     async def enqueue_edu(
         self, destination: str, edu_type: str, content: dict[str, Any], key: str | None = None
@@ -224,8 +246,14 @@ class FederationSender:
         """Something new is queued for ``destination``: make sure its task runs."""
         if self._closed or not self._allowed(destination):
             return
-        if self.forward is not None:
-            self.forward([destination])
+        if not self._owned(destination):
+            if self.forward is not None:
+                self.forward([destination])
+            return
+        self._wake_here(destination)
+
+    def _wake_here(self, destination: str) -> None:
+        if self._closed or not self._allowed(destination):
             return
         state = self._destinations.setdefault(destination, _Destination())
         state.wake.set()
@@ -278,6 +306,10 @@ class FederationSender:
             # asyncio.timeout() as TimeoutError, and a loop relying on cancellation alone
             # would go on retrying, so close() would wait for it forever.
             while not self._closed:
+                if not self._owned(destination):
+                    # The shard's lease ran out (or went to its home process): the
+                    # new holder resumes from the rows, which are still there.
+                    return
                 if batch is None:
                     state.wake.clear()
                     batch = await self._next_batch(destination)
@@ -353,15 +385,27 @@ class FederationSender:
             return None
         items: list[tuple[str, Any]] = [("m.direct_to_device", c) for _, c in to_device]
         items += [(r.edu_type or "", r.body) for r in edus]
-        self._txn_counter += 1
+        outbox_ids = [r.outbox_id for r in pdus] + [r.outbox_id for r in edus]
+        to_device_ids = [i for i, _ in to_device]
+        bodies = [r.body for r in pdus]
         return Batch(
-            txn_id=f"{self._txn_prefix}.{self._txn_counter}",
-            body=build_transaction(
-                self.server_name, self.clock.now_ms(), [r.body for r in pdus], items
-            ),
-            outbox_ids=[r.outbox_id for r in pdus] + [r.outbox_id for r in edus],
-            to_device_ids=[i for i, _ in to_device],
+            txn_id=transaction_id(outbox_ids, to_device_ids, [bodies, items]),
+            body=build_transaction(self.server_name, self.clock.now_ms(), bodies, items),
+            outbox_ids=outbox_ids,
+            to_device_ids=to_device_ids,
         )
+
+
+def transaction_id(outbox_ids: list[int], to_device_ids: list[int], content: Any) -> str:
+    """The id of the transaction carrying exactly these rows: the same in every
+    process (a takeover resends under the id the receiver already knows). Row ids
+    are never reused, and the content is hashed in as well, so a database restored
+    from a backup, whose ids start again below ids already sent, still never
+    repeats an id that a receiver would take for a transaction it has seen."""
+    ids = ",".join(map(str, outbox_ids)) + ";" + ",".join(map(str, to_device_ids))
+    digest = hashlib.sha256(ids.encode())
+    digest.update(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()[:32]
 
 
 def _log_pdu_errors(destination: str, answer: Any) -> None:

@@ -168,11 +168,15 @@ async def _run(config_path: str, worker: str | None = None) -> None:
         )
     if worker is not None:
         running = await start_worker(config, worker)
+        from homeserver.scaleout import roles
+
         log.info(
-            "%s worker %s serving the client API on %s",
+            "%s worker %s (%s): client API on %s, federation on port %s",
             config.server_name,
             worker,
-            running.client_url,
+            ", ".join(sorted(roles(running.hs, worker))),
+            running.client_url if running.client_port else "-",
+            running.federation_port or "-",
         )
     else:
         running = await start(config)

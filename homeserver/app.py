@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,19 +35,23 @@ from homeserver.appservices.service import AppServices
 from homeserver.appservices.wiring import build_app_services, read_registrations
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
+from homeserver.cross_process import share_across_processes
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
 from homeserver.http.observe import health_routes, metrics_app, observe_middleware
 from homeserver.http.shell import cors_middleware, error_middleware
+from homeserver.identity.bindings import BindingService
+from homeserver.identity.bindings_store import BindingStore
 from homeserver.logs import new_request_id, request_id
 from homeserver.mail.sender import Mailer
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.metrics import Metrics
-from homeserver.push.actions_store import PushActionRow
+from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC, client_processes
+from homeserver.push.evaluation import PUSH_EVALUATE, PUSH_EVALUATED
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
 from homeserver.ratelimit import RateLimiter
@@ -57,7 +61,10 @@ from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.upgrade_follow import UpgradeFollow
+from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
+from homeserver.scaleout import join_processes, roles
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
@@ -71,11 +78,6 @@ from homeserver.userdata.room_upgrades import UpgradeCarryOver
 from homeserver.userdata.services import UserDataServices
 
 log = logging.getLogger("myelin")
-
-# The bus topic on which workers announce new federation outbox rows (keys: destinations).
-FEDERATION_OUTBOX = "federation_outbox"
-# The bus topic on which workers announce new push notification rows (keys: user ids).
-PUSH_DELIVERY = "push_delivery"
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -112,6 +114,7 @@ class HomeServer:
     openid: OpenIdTokens
     app_services: AppServices
     threepids: ThreepidService
+    bindings: BindingService
     login_tokens: LoginTokens
     client_ips: ClientIpRetention
     # This server's own registry (several servers may share one test process).
@@ -125,6 +128,8 @@ class HomeServer:
     signal_bus: PgSignalBus | None = None
     # Set when another process took the database lock (PostgreSQL): `run` stops.
     lock_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # Run at close after federation stopped, before the database closes (leases).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     async def build(
@@ -189,6 +194,8 @@ class HomeServer:
         # A user's tags and m.direct entries follow a room through its upgrade.
         carry_over = UpgradeCarryOver(rooms_area.rooms, userdata.account_data, user_nid)
         rooms_area.rooms.event_persisted_hooks.append(carry_over.on_event)
+        # So do this server's aliases and directory listing of a room upgraded elsewhere.
+        rooms_area.rooms.event_persisted_hooks.append(UpgradeFollow(rooms_area.rooms).on_event)
 
         typing = TypingService(members.is_joined)
         receipts = ReceiptService(
@@ -234,7 +241,13 @@ class HomeServer:
             db=db,
             clock=clock,
             signing_key=signing_key,
-            limiter=RateLimiter(config.rate_limits),
+            # The processes serving clients split every limit between them (ratelimit.py).
+            limiter=RateLimiter(
+                config.rate_limits,
+                processes=client_processes(
+                    config.main_roles, {n: w.roles for n, w in config.workers.items()}
+                ),
+            ),
             auth=auth,
             uia=UiaService(db, clock),
             accounts=accounts,
@@ -264,6 +277,7 @@ class HomeServer:
             openid=OpenIdTokens(db, clock, config.server_name),
             app_services=app_services,
             threepids=threepids,
+            bindings=BindingService(rooms_area.third_party.identity, BindingStore(db)),
             login_tokens=LoginTokens(config.login_via_existing_session, threepid_store, clock),
             client_ips=ClientIpRetention(store, clock, config.privacy),
             unstable_features={**E2EE_FEATURES, SLIDING_SYNC_FEATURE: True},
@@ -298,18 +312,21 @@ class HomeServer:
         hs.federation.attach_directory(
             rooms_area.directory, rooms_area.aliases, rooms_area.hierarchy, rooms_area.timestamps
         )
+        hs.federation.attach_third_party_invites(rooms_area.third_party)
         # Media over federation: ours served, remote media fetched into the cache.
         hs.federation.attach_media(hs.media)
         _wire_metrics(hs, relay.sender)
         if cross_process:
             try:
-                await hs.connect_signal_bus()
+                await hs.connect_signal_bus(main=exclusive)
             except BaseException:
                 await hs.close()
                 raise
-        if exclusive:
-            # Only the serving process sends the outbox (register-user beside it must not).
+        if exclusive and not cross_process:
+            # Only the serving process sends the outbox (register-user beside it must
+            # not); among several processes, the sender shards' leases decide (scaleout).
             await hs.federation.start()
+        if exclusive:
             if lock is not None:
                 hs.background.append(asyncio.create_task(lock.watch(hs.lock_lost.set)))
             # Each service's sender user exists; then its transactions resume where they
@@ -318,15 +335,21 @@ class HomeServer:
             app_services.start()
             # Redo what a crash may have cut short after a commit (guests leaving).
             hs.background.append(asyncio.create_task(rooms_area.reconcile_guests()))
-            # Pushers catch up the notifications a restart left undelivered.
-            hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
+            if not cross_process:
+                # Push rules of events a restart left unevaluated, then of every new one
+                # (several processes: the background lease's holder evaluates).
+                hs.background.append(hs.sync_area.push_evaluator.start())
+                # Pushers catch up what a restart left undelivered (several processes:
+                # the background lease's holder does, scaleout.BackgroundJobs).
+                hs.background.append(asyncio.create_task(hs.sync_area.pushers.delivery.resume()))
             # A history purge a restart cut short says so at its status endpoint.
             await rooms_area.purger.store.fail_interrupted()
         return hs
 
-    async def connect_signal_bus(self) -> None:
+    async def connect_signal_bus(self, main: bool = True) -> None:
         """Join the PostgreSQL signal bus (``homeserver.streams.pg_bus``): /sync wake-ups
-        and the caches that must not outlive a change made by another process."""
+        and the caches that must not outlive a change made by another process (and
+        typing, application-service ephemeral events: ``cross_process.py``)."""
         notifier = self.sync_area.notifier
         app_services = self.app_services
 
@@ -352,23 +375,52 @@ class HomeServer:
         )
         self.push.publish = bus.publish
         bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
+        # Push evaluation runs on the main process only: positions persisted elsewhere
+        # go to it, its cursor comes back (homeserver.push.evaluation).
+        evaluator = self.sync_area.push_evaluator
+        evaluator.publish = bus.publish
+        bus.subscribe(PUSH_EVALUATE, evaluator.on_announced_persisted)
+        bus.subscribe(PUSH_EVALUATED, evaluator.on_announced_cursor)
         # State groups, interned state keys and room versions never change once written,
         # so those caches need no message.
+        shared_typing = share_across_processes(
+            bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
+        )
         self.signal_bus = bus
         await bus.start()
+        await shared_typing.start()
 
-    def start_background(self) -> None:
-        """Long-running upkeep of a serving process (not of CLI one-shots)."""
-        self.background.append(
-            asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep")
-        )
-        self.background.append(asyncio.create_task(self.client_ips.run(), name="client-ip-purge"))
+    def start_background(self) -> list[asyncio.Task[Any]]:
+        """Long-running upkeep of a serving process (not of CLI one-shots); returns the
+        tasks it started (among several processes they stop with the lease)."""
+        area = self.rooms_area
+        started = [
+            asyncio.create_task(_job("media-upkeep", self.media.run_upkeep), name="media-upkeep"),
+            asyncio.create_task(self.client_ips.run(), name="client-ip-purge"),
+            asyncio.create_task(
+                _job(
+                    "user-directory-backfill",
+                    lambda: _discard(
+                        user_directory_backfill(self.db, area.rooms.rooms, area.memberships_store)
+                    ),
+                ),
+                name="user-directory-backfill",
+            ),
+        ]
+        if area.self_destruct is not None:
+            started.append(
+                asyncio.create_task(
+                    _job("self-destruct", area.self_destruct.run), name="self-destruct"
+                )
+            )
         if self.config.retention.enabled:
-            self.background.append(
+            started.append(
                 asyncio.create_task(
                     _job("retention", self.rooms_area.retention.run), name="retention"
                 )
             )
+        self.background.extend(started)
+        return started
 
     def client_app(self) -> web.Application:
         # Media uploads stream from request.content to disk (within
@@ -402,6 +454,7 @@ class HomeServer:
             admin=self.admin,
             openid=self.openid,
             threepids=self.threepids,
+            bindings=self.bindings,
             login_tokens=self.login_tokens,
             unstable_features=self.unstable_features,
             app_services=self.app_services,
@@ -439,14 +492,22 @@ class HomeServer:
         await self.rooms_area.purger.close()
         if self.federation is not None:
             await self.federation.close()
+        for close in self.closers:
+            await close()
         if self.previewer is not None:
             await self.previewer.close()
+        await self.rooms_area.third_party.identity.close()
         if self.signal_bus is not None:
             await self.signal_bus.close()
         await self.db.close()
         self.accounts.passwords.close()
         if self.process_lock is not None:
             await self.process_lock.release()
+
+
+async def _discard(result: Awaitable[object]) -> None:
+    """Await a job whose result only its own log line reports."""
+    await result
 
 
 async def _job(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -530,18 +591,17 @@ async def start(config: Config) -> RunningServer:
     federation, and shares wake-ups and caches with the workers over PostgreSQL.
     """
     hs = await HomeServer.build(config, cross_process=bool(config.workers))
-    if hs.signal_bus is not None and hs.federation is not None:
-        hs.federation.send_for_workers(hs.signal_bus.subscribe, FEDERATION_OUTBOX)
-    if hs.signal_bus is not None:
-        _deliver_pushes_for_workers(hs, hs.signal_bus)
     runners: list[web.AppRunner] = []
     try:
-        hs.start_background()
+        if hs.signal_bus is not None:
+            await join_processes(hs, MAIN)
+        else:
+            hs.start_background()
         cl = config.client_listener
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)
         fed_port = 0
-        if config.federation.enabled:
+        if config.federation.enabled and FEDERATION_INBOUND in roles(hs, MAIN):
             fl = config.federation_listener
             ssl_ctx = server_ssl_context(config.tls_certificate_path, config.tls_private_key_path)
             fed_runner, fed_port = await _listen(hs.federation_app(), fl.bind, fl.port, ssl_ctx)
@@ -561,38 +621,12 @@ async def start(config: Config) -> RunningServer:
     return RunningServer(hs, runners, client_port, fed_port, metrics_port)
 
 
-def _push_through(hs: HomeServer, bus: PgSignalBus) -> None:
-    """Worker: push notifications are delivered by the main process only (one sender per
-    pusher cursor); the users whose new rows should go out are announced to it."""
-    notifications = hs.sync_area.notifications
-    notifications.row_hooks.remove(hs.sync_area.pushers.on_push_rows)
-
-    def announce(rows: Sequence[PushActionRow], _stored: StoredEvent) -> None:
-        bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
-
-    notifications.row_hooks.append(announce)
-
-
-def _deliver_pushes_for_workers(hs: HomeServer, bus: PgSignalBus) -> None:
-    """Main process: deliver what workers announce; after a missed message, every
-    pusher catches up from its cursor (as at start-up)."""
-    delivery = hs.sync_area.pushers.delivery
-
-    def on_announce(user_ids: list[str] | None) -> None:
-        job = delivery.resume() if user_ids is None else delivery.wake_users(user_ids)
-        task = asyncio.get_running_loop().create_task(job)
-        delivery.tasks.add(task)
-        task.add_done_callback(delivery.tasks.discard)
-
-    bus.subscribe(PUSH_DELIVERY, on_announce)
-
-
 async def start_worker(config: Config, name: str) -> RunningServer:
-    """A worker process (``myelin run --worker NAME``): the client API on the worker's
-    port, beside the main process, over the same PostgreSQL database. What only one
-    process may do stays with the main one: sending the federation outbox (the
-    worker's new outbox rows are announced to it over the bus), delivering push
-    notifications (likewise), background jobs and the federation listener."""
+    """A worker process (``myelin run --worker NAME``) beside the main process, over the
+    same PostgreSQL database, doing what its roles say (``homeserver.process_roles``):
+    the client API on its ``client_port``, the federation listener on its
+    ``federation_port``, a sender shard, the background jobs. What it does not do
+    itself it announces over the bus to the process that does (``scaleout``)."""
     if sqlite_path(config.database_url) is not None:
         raise ConfigError(
             f"--worker {name}: worker processes need PostgreSQL; this config's database is"
@@ -603,15 +637,28 @@ async def start_worker(config: Config, name: str) -> RunningServer:
         known = ", ".join(sorted(config.workers)) or "none"
         raise ConfigError(f"--worker {name}: no such worker in the config (workers: {known})")
     hs = await HomeServer.build(config, exclusive=False, cross_process=True)
+    runners: list[web.AppRunner] = []
     try:
-        assert hs.signal_bus is not None
-        if hs.federation is not None:
-            hs.federation.send_through(hs.signal_bus.publish, FEDERATION_OUTBOX)
-        _push_through(hs, hs.signal_bus)
-        runner, port = await _listen(
-            hs.client_app(), config.client_listener.bind, worker.client_port
-        )
+        await join_processes(hs, name)
+        mine = roles(hs, name)
+        port = fed_port = 0
+        if CLIENT in mine or SYNC in mine:
+            runner, port = await _listen(
+                hs.client_app(), config.client_listener.bind, worker.client_port
+            )
+            runners.append(runner)
+        if FEDERATION_INBOUND in mine and config.federation.enabled:
+            ssl_ctx = server_ssl_context(config.tls_certificate_path, config.tls_private_key_path)
+            runner, fed_port = await _listen(
+                hs.federation_app(),
+                config.federation_listener.bind,
+                worker.federation_port,
+                ssl_ctx,
+            )
+            runners.append(runner)
     except BaseException:
+        for runner in runners:
+            await runner.cleanup()
         await hs.close()
         raise
-    return RunningServer(hs, [runner], port, 0)
+    return RunningServer(hs, runners, port, fed_port)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from homeserver import process_roles as pr
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.moderation_config import ContentPolicyConfig, InviteProtectionConfig
 
@@ -90,6 +91,10 @@ class PasswordHashingConfig:
 class WorkerConfig:
     # The worker's client API port (on client_listener.bind); see README "Scaling out".
     client_port: int = 0
+    # What the worker does (homeserver/process_roles.py); none: a generic client worker.
+    roles: list[str] | None = None
+    # The federation listener's port (on federation_listener.bind): federation_inbound only.
+    federation_port: int = 0
 
 
 @dataclass
@@ -226,6 +231,9 @@ class MediaConfig:
     # and reserved addresses are always refused unless listed in url_preview_ip_allow.
     url_preview_ip_deny: list[str] = field(default_factory=list)
     url_preview_ip_allow: list[str] = field(default_factory=list)
+    # A PEM file of extra certificate authorities previews trust for https (an
+    # intranet's own CA), besides the system's; null: the system's only.
+    url_preview_ca_file: str | None = None
 
 
 @dataclass
@@ -288,6 +296,14 @@ class LoggingConfig:
     format: str = "text"
     # Overrides the older top-level log_level when set.
     level: str | None = None
+
+
+@dataclass
+class UserDirectoryConfig:
+    # false (the default): POST /user_directory/search finds the users who share a
+    # room with the searcher or are in a public room (join rule public or history
+    # world_readable). true: every active, non-guest local account as well.
+    search_all_users: bool = False
 
 
 @dataclass
@@ -360,12 +376,21 @@ class Config:
     app_service_max_retry_ms: int = 300_000
     # Whether local users may publish rooms to the public room directory.
     allow_public_room_publishing: bool = True
+    # MSC2228 (unstable): an event whose content names a time (ms since the epoch) in
+    # org.matrix.self_destruct_after is pruned then, as if redacted. Off by default.
+    msc2228_self_destructing_events: bool = False
     log_level: str = "INFO"
     # Worker processes over PostgreSQL (`myelin run --worker NAME`), by name.
     workers: dict[str, WorkerConfig] = field(default_factory=dict)
+    # The main process's roles when there are workers (default: all of them).
+    main_roles: list[str] | None = None
+    # How long a lease (a sender shard, the background jobs) outlives its holder's
+    # last renewal: a killed process's work is taken over after at most this long.
+    worker_lease_ms: int = 15_000
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
 
 
 def public_client_url(config: Config) -> str:
@@ -481,6 +506,12 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)
+    ca_file = config.media.url_preview_ca_file
+    if ca_file is not None:
+        resolved = (base_dir / ca_file).resolve()
+        if not resolved.is_file():
+            raise ConfigError(f"media.url_preview_ca_file: no such file: {resolved}")
+        config.media.url_preview_ca_file = str(resolved)
     config.app_service_config_files = [
         str((base_dir / path).resolve()) for path in config.app_service_config_files
     ]
@@ -512,11 +543,40 @@ def _check_workers(config: Config) -> None:
                 f"workers.{name}: a worker name is lowercase letters, digits, - and _"
                 " (and not 'main')"
             )
-        if not 1 <= worker.client_port <= 65535:
+        serves_clients = worker.roles is None or {pr.CLIENT, pr.SYNC} & set(worker.roles)
+        if not serves_clients and not worker.client_port:
+            pass  # a sender or background worker opens no client listener
+        elif not 1 <= worker.client_port <= 65535:
             raise ConfigError(f"workers.{name}.client_port: must be a TCP port (1-65535)")
-        if worker.client_port in ports:
+        elif worker.client_port in ports:
             raise ConfigError(f"workers.{name}.client_port: {worker.client_port} is already used")
         ports.add(worker.client_port)
+        if worker.federation_port:
+            if worker.federation_port in ports or not 1 <= worker.federation_port <= 65535:
+                raise ConfigError(
+                    f"workers.{name}.federation_port: must be a free TCP port (1-65535)"
+                )
+            ports.add(worker.federation_port)
+    _check_roles(config)
+
+
+def _check_roles(config: Config) -> None:
+    lists = {"main_roles": config.main_roles}
+    lists |= {f"workers.{n}.roles": w.roles for n, w in config.workers.items()}
+    for key, roles in lists.items():
+        unknown = sorted(set(roles or ()) - set(pr.ROLES))
+        if unknown:
+            raise ConfigError(f"{key}: unknown role {unknown[0]!r} (roles: {', '.join(pr.ROLES)})")
+    for name, worker in config.workers.items():
+        inbound = pr.FEDERATION_INBOUND in (worker.roles or ())
+        if inbound and not worker.federation_port:
+            raise ConfigError(f"workers.{name}.federation_port: needed for federation_inbound")
+    by_name = {n: w.roles for n, w in config.workers.items()}
+    for role in (pr.FEDERATION_SENDER, pr.BACKGROUND):
+        if not pr.processes_with(role, config.main_roles, by_name):
+            raise ConfigError(f"workers: no process has the {role} role (main_roles, roles)")
+    if config.worker_lease_ms < 1000:
+        raise ConfigError("worker_lease_ms: must be at least 1000")
 
 
 def _check_retention(r: RetentionConfig) -> None:

@@ -1,8 +1,15 @@
 """Token-bucket rate limiting per (action, key), key being a user id or an IP.
 
-In memory and per process (one process per database: storage/process_lock.py):
-a bucket refills at ``per_second`` up to ``burst_count``. Buckets that are full
-again are dropped so memory stays bounded by the number of recently active keys.
+In memory and per process: a bucket refills at ``per_second`` up to
+``burst_count``. Buckets that are full again are dropped so memory stays bounded
+by the number of recently active keys.
+
+Several processes (workers over one PostgreSQL) do not share buckets: sharing
+would put a database write in front of every limited request. Instead each
+process gets ``1/processes`` of every limit (``processes``: the main process
+plus the configured workers), so with requests spread over them the whole
+homeserver allows about the configured rate, and never more; a client whose
+requests all reach one process gets that process's share.
 
 Actions: ``login_address`` (per IP), ``login_account`` (successful logins per
 account), ``login_failed`` (failed passwords per account), ``registration``
@@ -24,12 +31,26 @@ from homeserver.config import RateLimit, RateLimitsConfig
 from homeserver.errors import limit_exceeded
 
 
+def share_of(limit: RateLimit, processes: int) -> RateLimit:
+    """One process's part of ``limit`` when ``processes`` serve the same homeserver
+    (a burst of at least one, so every action stays possible)."""
+    if processes <= 1:
+        return limit
+    return RateLimit(
+        per_second=limit.per_second / processes,
+        burst_count=max(1, limit.burst_count // processes),
+    )
+
+
 class RateLimiter:
     def __init__(
-        self, config: RateLimitsConfig, clock: Callable[[], float] = time.monotonic
+        self,
+        config: RateLimitsConfig,
+        clock: Callable[[], float] = time.monotonic,
+        processes: int = 1,
     ) -> None:
         self._config = config
-        self._limits: dict[str, RateLimit] = {
+        limits: dict[str, RateLimit] = {
             "login_address": config.login.address,
             "login_account": config.login.account,
             "login_failed": config.login.failed_attempts,
@@ -40,6 +61,7 @@ class RateLimiter:
             "threepid_validation": config.threepid_validation,
             "login_token": config.login_token,
         }
+        self._limits = {action: share_of(limit, processes) for action, limit in limits.items()}
         self._clock = clock
         # (action, key) -> (tokens, last refill time)
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}

@@ -3,6 +3,10 @@
 ``MYELIN_TEST_DB`` selects the engine (``sqlite``, the default, or
 ``postgres``); for PostgreSQL ``MYELIN_TEST_PG_DSN`` names an administrative
 connection, and every server gets a fresh database of its own.
+
+Tests marked ``@pytest.mark.spread`` run twice: as written (``1proc``) and with
+their first server made of three processes behind a proxy that spreads requests
+at random (``3proc``, PostgreSQL only; see tests/spread.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from homeserver.config import Config, parse_config
 from homeserver.events.keys import encode_signing_key_line, generate_signing_key
 from homeserver.tls import write_self_signed
 from tests.helpers import Api
+from tests.spread import WORKERS, seed_for, start_spread
 
 ENGINE = os.environ.get("MYELIN_TEST_DB", "sqlite")
 PG_DSN = os.environ.get("MYELIN_TEST_PG_DSN", "")
@@ -29,6 +34,20 @@ PG_DSN = os.environ.get("MYELIN_TEST_PG_DSN", "")
 
 def pytest_report_header() -> str:
     return f"myelin storage engine: {ENGINE}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("spread") and "make_server" in metafunc.fixturenames:
+        metafunc.parametrize("processes", [1, 3], indirect=True, ids=["1proc", "3proc"])
+
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest) -> int:
+    """How many processes the first server of the test runs as (1 unless ``spread``)."""
+    count = int(getattr(request, "param", 1))
+    if count > 1 and ENGINE != "postgres":
+        pytest.skip("several processes need PostgreSQL")
+    return count
 
 
 async def _create_pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
@@ -116,9 +135,14 @@ def running_servers() -> list[RunningServer]:
 
 @pytest.fixture
 async def make_server(
-    tmp_path: Path, running_servers: list[RunningServer]
+    tmp_path: Path,
+    running_servers: list[RunningServer],
+    processes: int,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[ServerFactory]:
-    """Start real servers; every one is stopped and its database dropped afterwards."""
+    """Start real servers; every one is stopped and its database dropped afterwards.
+    With ``processes`` 3 the first one is a main process and two workers behind a
+    spreading proxy (tests/spread.py)."""
     running = running_servers
     drops: list[Callable[[], Awaitable[None]]] = []
     counter = 0
@@ -138,7 +162,12 @@ async def make_server(
             drops.append(drop)
         else:
             url = f"sqlite:///{data_dir / 'homeserver.db'}"
-        server = await start(make_config(data_dir, url, **overrides))
+        if processes > 1 and counter == 1:
+            overrides["workers"] = {n: {"client_port": free_port()} for n in WORKERS}
+            config = make_config(data_dir, url, **overrides)
+            server: RunningServer = await start_spread(config, seed_for(request.node.nodeid))
+        else:
+            server = await start(make_config(data_dir, url, **overrides))
         running.append(server)
         return server
 

@@ -192,8 +192,16 @@ class RemoteMembership:
         fields = {k: template[k] for k in _TEMPLATE_FIELDS if k in template}
         fields["content"] = dict(template["content"])
         fields["origin_server_ts"] = self.clock.now_ms()
+        # The resident's references as it wrote them (v1/v2: [id, hash] pairs; a
+        # server that sent no room_version may cite plain ids, as Synapse then
+        # sends back too): the send_join answer is judged as ever.
         return build_event(
-            rv, fields, self.server_name, self.signing_key, event_id=self.rooms.new_event_id(rv)
+            rv,
+            fields,
+            self.server_name,
+            self.signing_key,
+            event_id=self.rooms.new_event_id(rv),
+            references_as_given=True,
         )
 
     def _with_content(self, event: Event, content: dict[str, Any]) -> Event:
@@ -452,7 +460,9 @@ class RemoteMembership:
     async def exchange_invite(self, event: Event, room: RoomInfo) -> Event:
         """RoomService's invite_exchange: the invitee's server countersigns the invite."""
         target_server = domain_of(event.state_key or "")
-        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
+        # The room's preview, with the inviter's own membership (as Synapse sends it).
+        keys = [*STRIPPED_STATE_KEYS, ("m.room.member", event.sender)]
+        state = await self.rooms.current_state(room, keys)
         body = {
             "room_version": room.version.identifier,
             "event": event.pdu,

@@ -129,6 +129,13 @@ class RoomGraph:
         found = await self.rooms.events.by_ids(wanted)
         return [i for i in wanted if i not in found]
 
+    async def not_in_timeline(self, ids: Iterable[str]) -> list[str]:
+        """Those of ``ids`` we do not hold in the room's graph: missing, or held only
+        as outliers (an auth event fetched alone), whose state we do not know."""
+        wanted = list(dict.fromkeys(ids))
+        found = await self.rooms.events.by_ids(wanted)
+        return [i for i in wanted if i not in found or found[i].outlier]
+
 
 def diff(new: Mapping[int, int], old: Mapping[int, int]) -> dict[int, int | None]:
     """The delta turning state ``old`` into state ``new`` (nid maps)."""

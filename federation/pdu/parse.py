@@ -38,6 +38,11 @@ def parse_pdu(pdu: Any, room_version: RoomVersion) -> tuple[Event, bool]:
     whether its content hash failed, in which case the event is its redacted form."""
     if not isinstance(pdu, dict):
         raise PduDropped("PDU is not a JSON object")
+    for key in ("hashes", "signatures"):
+        if key not in pdu:
+            # Well-formed otherwise or not, nobody signed it: a refusal (403 in the
+            # membership handshakes), as for a signature that does not verify.
+            raise PduDropped(f"PDU has no {key}: it is not signed", bad_signature=True)
     try:
         check_pdu_format(pdu, room_version)
     except PduFormatError as e:

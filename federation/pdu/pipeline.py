@@ -13,8 +13,11 @@ in the room (issue 9, head-of-line blocking). So the network comes first::
       prefetch (no room lock; outliers stored under their own short lock):
         fetch_auth.ensure           missing auth events, stored as outliers
         get_missing_events          missing prev events (up to a limit),
-                                    and the auth events of each
-        /state_ids for prevs still missing (gaps), their events as outliers
+                                    and the auth events of each; a prev of
+                                    the pushed event still missing -> refused
+                                    (not stored; its sender will not tell)
+        /state_ids for prevs of the fetched events still missing (gaps),
+                                    their events as outliers
       lock(room):                   re-check: everything read again here
         known?  -> done
         each prefetched prev event, oldest first, then the event itself:
@@ -79,6 +82,7 @@ SERVER_ACL = "m.room.server_acl"
 MISSING_FOR_RESOLUTION = "Missing events for state resolution"
 MISSING_AUTH = "Missing auth events"
 NO_STATE = "Cannot determine the state before the event"
+PREVS_NOT_GIVEN = "The sending server did not give this event's prev events"
 
 
 @dataclass
@@ -124,6 +128,8 @@ class PduPipeline:
         if await self.rooms.events.by_id(event.event_id) is not None:
             return None
         ahead = await self._prefetch(origin, room, event)
+        if ahead is None:
+            return _refused(origin, pdu, room, PREVS_NOT_GIVEN)
         missing: frozenset[str] = frozenset()
         for attempt in range(2):
             shown: list[StoredEvent] = []
@@ -154,11 +160,19 @@ class PduPipeline:
         )
         return MISSING_FOR_RESOLUTION
 
-    async def _prefetch(self, origin: str, room: RoomInfo, event: Event) -> Prefetched:
+    async def _prefetch(self, origin: str, room: RoomInfo, event: Event) -> Prefetched | None:
         """The network part of receipt, before the room's lock: auth events,
-        missing prev events (and their auth events), the state at gaps."""
+        missing prev events (and their auth events), the state at gaps.
+
+        None when the event was pushed with prev events that get_missing_events
+        does not give either: the sender knows them and will not tell, and an
+        event whose state we would have to take from that sender's word (it may
+        become the room's only extremity) is refused at once, never bridged
+        with /state_ids. Only the earliest of the events get_missing_events
+        returns may have their own prevs missing; the state there is asked for."""
         ahead = Prefetched()
-        if await self.graph.missing(event.prev_event_ids):
+        lacking = await self.graph.missing(event.prev_event_ids)
+        if lacking:
             ext = [s.event.event_id for s in await self.rooms.events.extremities(room.room_nid)]
             got = await self.fetcher.missing_events(
                 origin, room.room_id, ext, [event.event_id], MISSING_EVENTS_LIMIT, room.version
@@ -166,6 +180,9 @@ class PduPipeline:
             ahead.prevs = sorted(
                 (e for e in got if e.event_id != event.event_id), key=lambda e: e.depth
             )
+            given = {e.event_id for e in ahead.prevs}
+            if any(prev_id not in given for prev_id in lacking):
+                return None
         ahead.gaps = await self.prefetch_batch(origin, room, [*ahead.prevs, event])
         return ahead
 
@@ -174,13 +191,14 @@ class PduPipeline:
     ) -> dict[str, IdMap]:
         """For events about to be processed together (oldest first): their auth
         events (those among the batch come with it), then the state after each
-        prev event that is neither stored nor in the batch (the gaps)."""
+        prev event that is neither in the timeline nor in the batch (the gaps; an
+        outlier, e.g. fetched as an auth event just now, is one)."""
         batch = {e.event_id for e in events}
         for e in events:
             await self.auth.ensure(origin, room, e, batch)
         gaps: list[str] = []
         for e in events:
-            for prev_id in await self.graph.missing(e.prev_event_ids):
+            for prev_id in await self.graph.not_in_timeline(e.prev_event_ids):
                 if prev_id not in batch and prev_id not in gaps:
                     gaps.append(prev_id)
         states: dict[str, IdMap] = {}

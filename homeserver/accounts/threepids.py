@@ -246,10 +246,14 @@ class ThreepidService:
         await self.add(user_nid, session.medium, session.address, session.validated_ts)
         await self.used(session.session_id)
 
-    async def delete(self, user_nid: int, medium: str, address: str) -> None:
+    async def delete(
+        self, user_nid: int, medium: str, address: str, missing_ok: bool = False
+    ) -> None:
+        """``missing_ok``: the address was only bound on an identity server, and that
+        binding was just removed, so there is nothing to refuse."""
         if medium == EMAIL:
             address = address.strip().lower()
-        if not await self.store.remove(user_nid, medium, address):
+        if not await self.store.remove(user_nid, medium, address) and not missing_ok:
             raise MatrixError(400, "M_THREEPID_NOT_FOUND", "This address is not on your account")
 
     async def owner_of(self, medium: str, address: str) -> int | None:

@@ -17,6 +17,7 @@ from homeserver.appservices.service import AS_REGISTRATION, AppServices
 from homeserver.errors import MatrixError, forbidden
 from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
 from homeserver.http.shell import json_response
+from homeserver.identity.bindings import BindingService
 from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
@@ -42,8 +43,10 @@ class AccountApi:
         threepids: ThreepidService,
         login_tokens: LoginTokens,
         app_services: AppServices | None = None,
+        bindings: BindingService | None = None,
     ) -> None:
         self.app_services = app_services
+        self.bindings = bindings
         self.accounts = accounts
         self.tokens = tokens
         self.threepids = threepids
@@ -413,9 +416,14 @@ class AccountApi:
         requester = await self.auth.requester(request)
         body = await json_body(request, allow_empty=True)
         erase = opt_bool(body, "erase", False)
+        id_server = opt_str(body, "id_server")
         await self.accounts.require_password(self.uia, requester, body.get("auth"), "deactivate")
+        # Spec: the bindings made through us go too, before the account does.
+        result = "no-support"
+        if self.bindings is not None:
+            result = await self.bindings.unbind_all(requester.user_id, id_server)
         await self.accounts.deactivate(requester.user_id, erase=erase)
-        return json_response({"id_server_unbind_result": "no-support"})
+        return json_response({"id_server_unbind_result": result})
 
 
 def _login_threepid(body: dict[str, Any]) -> tuple[str, str] | None:

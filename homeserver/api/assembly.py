@@ -36,6 +36,7 @@ from homeserver.api.membership import MembershipApi
 from homeserver.api.messages import MessagesApi
 from homeserver.api.notifications import NotificationsApi
 from homeserver.api.openid import OpenIdApi
+from homeserver.api.peek import PeekApi
 from homeserver.api.presence import PresenceApi
 from homeserver.api.profile import ProfileApi
 from homeserver.api.pushers import PushersApi
@@ -47,6 +48,7 @@ from homeserver.api.search import SearchApi
 from homeserver.api.sliding_sync import SlidingSyncApi
 from homeserver.api.spaces import SpacesApi
 from homeserver.api.sync import SyncApi
+from homeserver.api.third_party_invites import ThirdPartyInviteApi
 from homeserver.api.threepids import ThreepidApi
 from homeserver.api.timestamp import TimestampApi
 from homeserver.api.to_device import ToDeviceApi
@@ -55,6 +57,7 @@ from homeserver.appservices.service import AppServices
 from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
+from homeserver.identity.bindings import BindingService
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.push.service import PushRuleService
@@ -86,6 +89,7 @@ def client_apis(
     admin: AdminArea,
     openid: OpenIdTokens,
     threepids: ThreepidService,
+    bindings: BindingService,
     login_tokens: LoginTokens,
     unstable_features: dict[str, bool],
     app_services: AppServices,
@@ -95,9 +99,18 @@ def client_apis(
     return [
         DiscoveryApi(config, auth, unstable_features),
         AccountApi(
-            accounts, auth, uia, limiter, admin.tokens, threepids, login_tokens, app_services
+            accounts,
+            auth,
+            uia,
+            limiter,
+            admin.tokens,
+            threepids,
+            login_tokens,
+            app_services,
+            bindings,
         ),
-        ThreepidApi(accounts, threepids, auth, uia, limiter),
+        ThreepidApi(accounts, threepids, bindings, auth, uia, limiter),
+        ThirdPartyInviteApi(rooms.third_party, limiter),
         LoginTokenApi(accounts, login_tokens, auth, uia, limiter),
         DevicesApi(accounts, auth, uia),
         ProfileApi(accounts, auth),
@@ -112,11 +125,12 @@ def client_apis(
         ToDeviceApi(e2ee.to_device, auth),
         RoomKeysApi(e2ee.backup, auth),
         RoomsApi(auth, rooms.rooms, rooms.creator, rooms.reader, rooms.aliases),
-        MembershipApi(auth, rooms.memberships, rooms.reader),
+        MembershipApi(auth, rooms.memberships, rooms.reader, rooms.third_party),
         MessagesApi(auth, rooms.reader),
         DirectoryApi(auth, rooms.aliases),
         SyncApi(auth, sync.sync),
         LegacySyncApi(auth, sync.legacy, rooms.reader),
+        PeekApi(auth, sync.peeks),
         SlidingSyncApi(auth, sync.sliding),
         SpacesApi(auth, rooms.hierarchy),
         TimestampApi(auth, rooms.timestamps),

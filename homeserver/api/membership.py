@@ -8,8 +8,9 @@ from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
 from homeserver.http.bodies import json_body, opt_str, req_str
 from homeserver.http.shell import json_response
-from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.membership import MembershipService, custom_member_content
 from homeserver.rooms.reading import RoomReader
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 
 
 def _via(request: web.Request) -> list[str]:
@@ -20,11 +21,16 @@ def _via(request: web.Request) -> list[str]:
 
 class MembershipApi:
     def __init__(
-        self, auth: Authenticator, memberships: MembershipService, reader: RoomReader
+        self,
+        auth: Authenticator,
+        memberships: MembershipService,
+        reader: RoomReader,
+        third_party: ThirdPartyInvites,
     ) -> None:
         self.auth = auth
         self.memberships = memberships
         self.reader = reader
+        self.third_party = third_party
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -43,12 +49,18 @@ class MembershipApi:
     async def join(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         body = await json_body(request, allow_empty=True)
+        target = request.match_info["roomIdOrAlias"]
+        signed = body.get("third_party_signed")
+        if signed is not None:
+            # Redeem the third-party invite first: the join then follows an invite.
+            await self.third_party.join_with_signed(requester.user_id, target, signed)
         room_id = await self.memberships.join(
             requester.user_id,
-            request.match_info["roomIdOrAlias"],
+            target,
             opt_str(body, "reason"),
             _via(request),
             is_guest=requester.is_guest,
+            custom=custom_member_content(body),
         )
         return json_response({"room_id": room_id})
 
@@ -79,11 +91,20 @@ class MembershipApi:
     async def invite(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request)
+        room_id = request.match_info["roomId"]
+        if "user_id" not in body and "id_server" in body:
+            # Spec: the third-party form, {id_server, id_access_token, medium, address}.
+            await self.third_party.invite(
+                requester.user_id,
+                room_id,
+                req_str(body, "id_server"),
+                req_str(body, "id_access_token"),
+                req_str(body, "medium"),
+                req_str(body, "address"),
+            )
+            return json_response({})
         await self.memberships.invite(
-            requester.user_id,
-            request.match_info["roomId"],
-            req_str(body, "user_id"),
-            opt_str(body, "reason"),
+            requester.user_id, room_id, req_str(body, "user_id"), opt_str(body, "reason")
         )
         return json_response({})
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from homeserver.accounts.auth import Authenticator
 from homeserver.api.routes import client_routes
 from homeserver.errors import bad_json
-from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str
+from homeserver.http.bodies import json_body, opt_bool, opt_dict, opt_str, req_str
 from homeserver.http.shell import json_response
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.creation import CreateRoomRequest, RoomCreator
@@ -72,6 +72,7 @@ class RoomsApi:
             name=opt_str(body, "name"),
             topic=opt_str(body, "topic"),
             invite=_list_of(body, "invite", str),
+            invite_3pid=[_invite_3pid(e) for e in _list_of(body, "invite_3pid", dict)],
             initial_state=initial_state,
             room_version=opt_str(body, "room_version"),
             creation_content=opt_dict(body, "creation_content") or {},
@@ -159,3 +160,10 @@ class RoomsApi:
 def _txn(request: web.Request, user_id: str, device_id: str) -> TxnRef | None:
     txn_id = request.match_info.get("txnId")
     return None if txn_id is None else TxnRef(user_id, device_id, txn_id)
+
+
+def _invite_3pid(entry: dict[str, Any]) -> dict[str, str]:
+    """One ``invite_3pid`` entry of createRoom: four strings, all required (spec)."""
+    return {
+        key: req_str(entry, key) for key in ("id_server", "id_access_token", "medium", "address")
+    }

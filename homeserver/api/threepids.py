@@ -1,7 +1,7 @@
 """Client API: email requestToken endpoints, /account/3pid/*, and the link mailed to
 users (spec: "Adding Account Administrative Contact Information"). The homeserver
-validates email itself; identity servers are not used (bind answers so, unbind and
-delete report ``no-support``)."""
+validates email itself; binding an address on an identity server (and removing
+that binding) goes through ``BindingService``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ from homeserver.api.routes import client_routes
 from homeserver.errors import MatrixError, invalid_param
 from homeserver.http.bodies import json_body, opt_str, req_str
 from homeserver.http.shell import json_response
+from homeserver.identity.bindings import SUCCESS as UNBOUND
+from homeserver.identity.bindings import BindingService
 from homeserver.net import client_ip
 from homeserver.ratelimit import RateLimiter
 
 _MEDIA = ("email", "msisdn")
 MAX_SEND_ATTEMPT = 2**53
+UNSTABLE = "/_matrix/client/unstable"
 
 
 class ThreepidApi:
@@ -34,12 +37,14 @@ class ThreepidApi:
         self,
         accounts: AccountService,
         threepids: ThreepidService,
+        bindings: BindingService,
         auth: Authenticator,
         uia: UiaService,
         limiter: RateLimiter,
     ) -> None:
         self.accounts = accounts
         self.threepids = threepids
+        self.bindings = bindings
         self.auth = auth
         self.uia = uia
         self.limiter = limiter
@@ -57,6 +62,9 @@ class ThreepidApi:
             *client_routes("POST", "/account/3pid/add", self.add_3pid),
             *client_routes("POST", "/account/3pid/bind", self.bind_3pid),
             *client_routes("POST", "/account/3pid/unbind", self.unbind_3pid),
+            # Where they were first served (MSC2290); Synapse and Sytest still use these.
+            web.post(UNSTABLE + "/account/3pid/bind", self.bind_3pid),
+            web.post(UNSTABLE + "/account/3pid/unbind", self.unbind_3pid),
             *client_routes("POST", "/account/3pid/delete", self.delete_3pid),
             web.get(SUBMIT_TOKEN_PATH, self.submit_token_link),
             web.post(SUBMIT_TOKEN_PATH, self.submit_token),
@@ -157,31 +165,41 @@ class ThreepidApi:
         )
 
     async def bind_3pid(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
+        requester = await self.auth.requester(request)
         body = await json_body(request)
-        req_str(body, "client_secret")
-        req_str(body, "sid")
-        if opt_str(body, "id_server") is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "'id_server' is required")
-        raise MatrixError(
-            400, "M_SERVER_NOT_TRUSTED", "This server does not bind to identity servers"
-        )
+        client_secret = req_str(body, "client_secret")
+        sid = req_str(body, "sid")
+        id_server = _required(body, "id_server")
+        token = _required(body, "id_access_token")
+        await self.bindings.bind(requester.user_id, id_server, token, sid, client_secret)
+        return json_response({})
 
     async def unbind_3pid(self, request: web.Request) -> web.Response:
-        await self.auth.requester(request)
+        requester = await self.auth.requester(request)
         body = await json_body(request)
-        _medium_address(body)
-        opt_str(body, "id_server")
-        # Spec: without a known identity server the answer is "no-support".
-        return json_response({"id_server_unbind_result": "no-support"})
+        medium, address = _medium_address(body)
+        id_server = opt_str(body, "id_server")
+        result = await self.bindings.unbind(requester.user_id, medium, address, id_server)
+        return json_response({"id_server_unbind_result": result})
 
     async def delete_3pid(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request)
         body = await json_body(request)
         medium, address = _medium_address(body)
-        opt_str(body, "id_server")
-        await self.threepids.delete(requester.user_nid, medium, address)
-        return json_response({"id_server_unbind_result": "no-support"})
+        id_server = opt_str(body, "id_server")
+        result = await self.bindings.unbind(requester.user_id, medium, address, id_server)
+        await self.threepids.delete(
+            requester.user_nid, medium, address, missing_ok=result == UNBOUND
+        )
+        return json_response({"id_server_unbind_result": result})
+
+
+def _required(body: dict[str, Any], key: str) -> str:
+    """A required string; its absence is M_MISSING_PARAM (as Synapse answers)."""
+    value = opt_str(body, key)
+    if value is None:
+        raise MatrixError(400, "M_MISSING_PARAM", f"'{key}' is required")
+    return value
 
 
 def _medium_address(body: dict[str, Any]) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +50,9 @@ class AppServices:
         self.senders: dict[str, ServiceSender] = {}
         self.tasks: list[asyncio.Task[Any]] = []
         self._session: aiohttp.ClientSession | None = None
+        # Set on a worker process: its ephemeral events go to the main process, whose
+        # senders run (homeserver/cross_process.py).
+        self.forward_ephemeral: Callable[[dict[str, Any]], None] | None = None
 
     # ---------------------------------------------------------------- lookup
 
@@ -180,6 +183,11 @@ class AppServices:
             sender.wake.set()
 
     def queue_ephemeral(self, edu: dict[str, Any]) -> None:
+        if self.forward_ephemeral is not None:
+            # Typing is applied by every process, the main one too: it queues its own.
+            if edu.get("type") != "m.typing":
+                self.forward_ephemeral(edu)
+            return
         for sender in self.senders.values():
             if sender.service.receive_ephemeral:
                 sender.queue_ephemeral(edu)

@@ -41,6 +41,7 @@ def build_event(
     *,
     references: Mapping[str, dict[str, str]] | None = None,
     event_id: str | None = None,
+    references_as_given: bool = False,
 ) -> Event:
     """Hash, sign and name a new event from its fields; ``ValueError`` on missing/unknown ones.
 
@@ -52,12 +53,17 @@ def build_event(
     numbers), carried inside the PDU; plain ids in ``prev_events``/
     ``auth_events`` become ``[id, hash]`` pairs with the hash from
     ``references`` (``reference_hash_entry`` of each cited event).
+    ``references_as_given``: a remote's make_join/leave/knock template, whose
+    ``prev_events``/``auth_events`` are sent back as the resident wrote them.
     """
     _check_fields(room_version, fields)
     if room_version.event_id_in_pdu:
         if event_id is None or not event_id.endswith(":" + server_name):
             raise ValueError("a room version 1/2 event needs an event id of our server")
-        fields = _v1_fields(fields, event_id, references or {})
+        if references_as_given:
+            fields = {**fields, "event_id": event_id}
+        else:
+            fields = _v1_fields(fields, event_id, references or {})
     # add_content_hash and sign_event each return a new dict: ``fields`` stays as given.
     pdu = sign_event(add_content_hash(fields), server_name, signing_key, room_version)
     return Event(compute_event_id(pdu, room_version), pdu, room_version)

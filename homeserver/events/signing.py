@@ -13,6 +13,7 @@ filtered copies rather than deep copies, and never mutate their inputs.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -218,3 +219,52 @@ def verify_event_signature(
     Raises ``SignatureError``.
     """
     verify_json_signature(redact(pdu, room_version), server_name, key_id, verify_key)
+
+
+# --- Third-party invites (rooms "Authorization rules", m.room.member invite 1.7) ------------
+
+
+def _verify_key_from_base64(text: str) -> VerifyKey | None:
+    """An identity server's ed25519 public key (unpadded base64, standard or URL-safe)."""
+    for candidate in (text, text.replace("-", "+").replace("_", "/")):
+        try:
+            raw = decode_base64(candidate)
+        except ValueError:
+            continue
+        if len(raw) == 32:
+            return VerifyKey(raw)
+    return None
+
+
+def verify_third_party_signed(signed: Mapping[str, Any], public_keys: Sequence[str]) -> bool:
+    """Does any signature in ``signed`` verify with any of ``public_keys``?
+
+    The auth rule for an invite redeeming a third-party invite: the ``signed``
+    object is signed by the identity server with one of the keys it published in
+    the ``m.room.third_party_invite`` event. Key ids are not matched: an identity
+    server may sign with an ephemeral key published under another name.
+    """
+    signatures = signed.get("signatures")
+    if not isinstance(signatures, dict):
+        return False
+    keys = [k for k in (_verify_key_from_base64(p) for p in public_keys) if k is not None]
+    message = _signable_bytes(dict(signed))
+    for by_key in signatures.values():
+        if not isinstance(by_key, dict):
+            continue
+        for key_id, sig_b64 in by_key.items():
+            if not isinstance(key_id, str) or not key_id.startswith(ALGORITHM + ":"):
+                continue
+            if not isinstance(sig_b64, str):
+                continue
+            try:
+                signature = decode_base64(sig_b64)
+            except ValueError:
+                continue
+            for key in keys:
+                try:
+                    key.verify(message, signature)
+                    return True
+                except (BadSignatureError, ValueError):
+                    continue
+    return False

@@ -15,8 +15,10 @@ is fetched the same way and stored as media so clients get an ``mxc://`` URI.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from PIL import Image
 from yarl import URL
 
 from homeserver.config import MediaConfig
@@ -138,9 +141,24 @@ def parse_page(html: str) -> dict[str, str]:
 StoreImage = Callable[[bytes, str], Awaitable[str]]
 
 
+def image_dimensions(body: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header (nothing is decoded), or None."""
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            width, height = img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return int(width), int(height)
+
+
 class UrlPreviewer:
     def __init__(self, config: MediaConfig, store_image: StoreImage) -> None:
         self.policy = AddressPolicy(config.url_preview_ip_deny, config.url_preview_ip_allow)
+        # The system's CAs, plus url_preview_ca_file's (an intranet's own CA).
+        self._ssl: ssl.SSLContext | bool = True
+        if config.url_preview_ca_file is not None:
+            self._ssl = ssl.create_default_context()
+            self._ssl.load_verify_locations(cafile=config.url_preview_ca_file)
         self.store_image = store_image
         self._session: aiohttp.ClientSession | None = None
         self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -148,7 +166,10 @@ class UrlPreviewer:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                resolver=_PolicyResolver(self.policy), limit=20, ttl_dns_cache=None
+                resolver=_PolicyResolver(self.policy),
+                limit=20,
+                ttl_dns_cache=None,
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
@@ -166,11 +187,7 @@ class UrlPreviewer:
         essence = content_type.partition(";")[0].strip().lower()
         answer: dict[str, Any]
         if essence.startswith("image/"):
-            answer = {
-                "og:image": await self.store_image(body, essence),
-                "og:image:type": essence,
-                "matrix:image:size": len(body),
-            }
+            answer = await self._image_answer(body, essence)
         elif essence in ("text/html", "application/xhtml+xml"):
             answer = dict(parse_page(body.decode("utf-8", errors="replace")))
             image = answer.pop("og:image", None)
@@ -191,11 +208,19 @@ class UrlPreviewer:
         essence = content_type.partition(";")[0].strip().lower()
         if not essence.startswith("image/"):
             return {}
-        return {
+        return await self._image_answer(body, essence)
+
+    async def _image_answer(self, body: bytes, essence: str) -> dict[str, Any]:
+        """The stored image's mxc URI, type, size and (when its header says) dimensions."""
+        answer: dict[str, Any] = {
             "og:image": await self.store_image(body, essence),
             "og:image:type": essence,
             "matrix:image:size": len(body),
         }
+        size = image_dimensions(body)
+        if size is not None:
+            answer["og:image:width"], answer["og:image:height"] = size
+        return answer
 
     async def _fetch(self, url: str, limit: int) -> tuple[str, bytes, str]:
         """GET ``url`` within the policy, following redirects by hand; (type, body, final url)."""

@@ -72,6 +72,8 @@ class PushActionStore:
         """Insert inside an open transaction (the event's own: see notifications.py)."""
         if not rows:
             return
+        # The members of a big room share one outcome, hence one actions tuple: encode once.
+        encoded: dict[int, str] = {}
         await q.executemany(
             _INSERT,
             [
@@ -83,7 +85,8 @@ class PushActionStore:
                     r.thread_id,
                     int(r.notify),
                     int(r.highlight),
-                    json.dumps(list(r.actions)),
+                    encoded.get(id(r.actions))
+                    or encoded.setdefault(id(r.actions), json.dumps(list(r.actions))),
                     r.ts,
                 )
                 for r in rows

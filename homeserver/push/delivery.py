@@ -60,6 +60,29 @@ RoomNamer = Callable[[str, str], Awaitable[dict[str, str]]]
 EventsByNid = Callable[[Sequence[int]], Awaitable[dict[int, StoredEvent]]]
 
 
+def names_from_invite_state(pdu: dict[str, Any], sender: str) -> dict[str, str]:
+    """``room_name`` and ``sender_display_name`` from the stripped state an invite to
+    a room this server is not in carries (``unsigned.invite_room_state``): the
+    room's own state is on other servers, but the phone should still show its name."""
+    unsigned = pdu.get("unsigned")
+    given = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+    state: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for e in given if isinstance(given, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("content"), dict):
+            state[(e.get("type"), e.get("state_key"))] = e["content"]
+    out: dict[str, str] = {}
+    name = state.get(("m.room.name", ""), {}).get("name")
+    alias = state.get(("m.room.canonical_alias", ""), {}).get("alias")
+    if isinstance(name, str) and name:
+        out["room_name"] = name
+    elif isinstance(alias, str) and alias:
+        out["room_name"] = alias
+    display = state.get(("m.room.member", sender), {}).get("displayname")
+    if isinstance(display, str):
+        out["sender_display_name"] = display
+    return out
+
+
 class PushDelivery:
     def __init__(
         self,
@@ -94,9 +117,8 @@ class PushDelivery:
             self._drain(key)
 
     async def wake_users(self, user_ids: Sequence[str]) -> None:
-        for user_id in dict.fromkeys(user_ids):
-            for p in await self.store.for_user(user_id):
-                self._drain(p.key)
+        for key in await self.store.keys_for_users(user_ids):
+            self._drain(key)
 
     def wake_pusher(self, key: PusherKey) -> None:
         self._drain(key)
@@ -234,6 +256,8 @@ class PushDelivery:
             full["user_is_target"] = ev.state_key == row.user_id
         if self.room_name is not None:
             full.update(await self.room_name(ev.room_id, ev.sender))
+        for key, value in names_from_invite_state(ev.pdu, ev.sender).items():
+            full.setdefault(key, value)
         if pusher.data.get("format") == "event_id_only":
             full = {k: full[k] for k in ("event_id", "room_id", "prio", "counts")}
         full["devices"] = [device_json(pusher, tweaks)]

@@ -2,39 +2,37 @@
 
 Design note
 -----------
-``prepare`` is an ``EventPersister.prepare_hooks`` entry: before the event's
-transaction (under the room's lock, outside the database's writer) it
-evaluates, for every local member joined to the room (and a local invitee
+``rows_for`` gives the ``event_push_actions`` rows of one committed event:
+for every local member joined in the state before it (and a local invitee
 of an invite) except the sender, that member's push rules
 (``evaluator.evaluate``) with the room facts the conditions need, read once
-per event in the state before it: joined member count, the members' display
-names, the sender's power level (``rooms/auth/power_levels.py``, the only
-rule for it: v12 creators outrank every level) and the ``notifications``
-levels. Events that notify or highlight get an ``event_push_actions`` row,
-written *inside* the event's transaction: an acknowledged event always has
-its rows, whatever moment the process dies at, and a woken /sync already
-sees the counts. /sync then counts rows after the user's read receipt
-(``unread_counts``) and ``GET /notifications`` pages through them; nothing
-re-scans room history.
+per event: joined member count, the members' display names, the sender's
+power level (``rooms/auth/power_levels.py``, the only rule for it: v12
+creators outrank every level) and the ``notifications`` levels. Only events
+that notify or highlight get a row. It runs after the send answered, in
+``PushEvaluator`` (evaluation.py: stream order, a durable cursor moved with
+the rows), so a send costs the same in a room of ten members as in one of ten
+thousand. /sync then counts rows after the user's read receipt
+(``unread_counts``, once the cursor has reached the sync's upper bound) and
+``GET /notifications`` pages through them; nothing re-scans room history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.errors import invalid_param
 from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, ThreadCounts
 from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
+from homeserver.push.rules import build_ruleset, ordered
 from homeserver.push.service import PushRuleService
 from homeserver.rooms.auth.power_levels import notification_level, user_power_level
-from homeserver.rooms.persist import AfterCommit, PersistPlan, TxnWrite
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
-from homeserver.rooms.store.rooms_store import RoomInfo
-from homeserver.storage.database import Queries
+from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 
 # Told of an event's rows after they committed (pushers); must not block or fail.
 RowHook = Callable[[Sequence[PushActionRow], StoredEvent], None]
@@ -52,6 +50,49 @@ def thread_of(event: dict[str, Any]) -> str:
         if isinstance(root, str):
             return root
     return MAIN
+
+
+# A user id no event can name (not a valid one): the server-default rules evaluated for
+# it give the outcome of every member with default rules whom the event does not single
+# out (``_Shared``).
+_ANYONE = "@\x00anyone:invalid"
+_ANYONE_RULES = ordered(build_ruleset(_ANYONE, {}, {}))
+_NOTHING = Outcome("", ())
+# The characters outside ASCII that ``re.IGNORECASE`` matches to an ASCII one and that
+# ``str.casefold`` does not map to it (the others, such as U+212A KELVIN SIGN, it does).
+_DOTTED_I = str.maketrans({"\u0130": "i", "\u0131": "i"})
+
+
+class _Shared:
+    """Which members an event singles out under the server-default rules.
+
+    The defaults depend on the user only through their id (``.m.rule.invite_for_me``:
+    the ``state_key``; ``.m.rule.is_user_mention``: ``m.mentions.user_ids``) and their
+    display name (``.m.rule.contains_display_name``). A member named by neither gets the
+    same outcome as anyone else, evaluated once per event. The display name test is a
+    conservative substring test of the folded body: it may single out too many (they are
+    then evaluated in full), never too few, since the rule's case-insensitive word match
+    implies the substring (names outside ASCII are always evaluated in full).
+    """
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.state_key = event.get("state_key")
+        content = event.get("content")
+        content = content if isinstance(content, dict) else {}
+        mentions = content.get("m.mentions")
+        ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+        self.mentioned = {u for u in ids if isinstance(u, str)} if isinstance(ids, list) else set()
+        body = content.get("body")
+        self.folded = body.translate(_DOTTED_I).casefold() if isinstance(body, str) else None
+
+    def singles_out(self, user_id: str, name: str | None) -> bool:
+        if user_id == self.state_key or user_id in self.mentioned:
+            return True
+        if any(c in user_id for c in "*?["):
+            return True  # an old-style id that a default rule would read as a glob
+        if not name or self.folded is None:
+            return False
+        return not name.isascii() or name.casefold() in self.folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,77 +115,79 @@ class NotificationService:
         self.serializer = serializer
         # Called with the rows of each event after they committed (pushers).
         self.row_hooks: list[RowHook] = []
+        # Waits until every event up to a position has its rows (``PushEvaluator``).
+        self.caught_up: Callable[[int], Awaitable[bool]] | None = None
 
-    # ---------------------------------------------------------------- writes
+    # ------------------------------------------------------------ evaluation
 
-    async def prepare(self, plan: PersistPlan, room_nid: int | None) -> TxnWrite | None:
-        """``EventPersister.prepare_hooks``: evaluate before the transaction; the
-        returned write stores the rows inside it, with the event's nid and ordering."""
-        visible = not (plan.soft_failed or plan.outlier or plan.rejected_reason) or (
-            plan.out_of_band
-        )
-        if not visible or plan.backfilled:
-            return None
-        outcomes = await self._evaluate(plan, room_nid)
-        if not outcomes:
-            return None
-        ev = plan.event
+    async def rows_for(self, stored: StoredEvent) -> list[PushActionRow]:
+        """The notification rows of one committed event: every local member joined in
+        the state before it (and a local invitee of an invite) whose rules notify or
+        highlight. Run by ``PushEvaluator`` after the send answered, in stream order."""
+        so = stored.stream_ordering
+        if so is None or so <= 0 or stored.redacted_by is not None:
+            return []  # hidden, backfilled, or redacted before it was evaluated
+        ev = stored.event
+        outcomes = await self._evaluate(stored, so)
         thread = thread_of(ev.pdu)
+        return [
+            PushActionRow(
+                user_id,
+                stored.room_nid,
+                stored.event_nid,
+                so,
+                thread,
+                outcome.notify,
+                outcome.highlight,
+                outcome.actions,
+                ev.origin_server_ts,
+            )
+            for user_id, outcome in outcomes
+        ]
 
-        async def write(q: Queries, stored: StoredEvent) -> AfterCommit | None:
-            if stored.stream_ordering is None or stored.redacted_by is not None:
-                return None  # hidden, or stored already redacted: nothing to notify
-            rows = [
-                PushActionRow(
-                    user_id,
-                    stored.room_nid,
-                    stored.event_nid,
-                    stored.stream_ordering,
-                    thread,
-                    outcome.notify,
-                    outcome.highlight,
-                    outcome.actions,
-                    ev.origin_server_ts,
-                )
-                for user_id, outcome in outcomes
-            ]
-            await self.store.add_in(q, rows)
-            if not self.row_hooks:
-                return None
+    async def _evaluate(self, stored: StoredEvent, so: int) -> list[tuple[str, Outcome]]:
+        """Outcomes that notify or highlight, in the state before the event.
 
-            def committed() -> None:
-                for hook in self.row_hooks:
-                    hook(rows, stored)
-
-            return committed
-
-        return write
-
-    async def _evaluate(self, plan: PersistPlan, room_nid: int | None) -> list[tuple[str, Outcome]]:
-        """Every local member's (and a local invitee's) outcome that notifies or
-        highlights, in the state before the event. ``room_nid`` is None for the
-        first event stored of a room: its create event, or an invite of a room
-        this server is not in (out-of-band), which still notifies the invitee."""
-        ev = plan.event
+        Members are read from ``room_memberships`` (current), and those whose membership
+        changed at or after the event are looked up in the state before it, so a user who
+        joined after the message is not notified of it however far behind evaluation is.
+        An out-of-band invite (an outlier with a position: this server is not in the
+        room) only concerns its invitee.
+        """
+        ev = stored.event
         suffix = ":" + self.rooms.server_name
-        joined = [] if room_nid is None else await self.rooms.members.members(room_nid, ("join",))
-        users = {m.user_id for m in joined if m.user_id.endswith(suffix)}
+        rows = (
+            []
+            if stored.outlier
+            else await self.rooms.members.joined_or_changed_since(stored.room_nid, so)
+        )
+        stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
+        changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
+        invitee = None
         if ev.type == "m.room.member" and ev.membership == "invite" and ev.state_key:
             if ev.state_key.endswith(suffix):
-                users.add(ev.state_key)
-        users.discard(ev.sender)
-        if not users:
+                invitee = ev.state_key
+        if not changed and invitee is None and not any(u.endswith(suffix) for u in stable):
             return []
         # Display names only matter to ``contains_display_name``, which needs a string
         # ``content.body``: without one (joins, reactions, state) the members' events are
         # not read at all, which keeps a join into a big room from loading every member.
         body = ev.content.get("body")
-        keys = [POWER_LEVELS, CREATE]
+        keys = [POWER_LEVELS, CREATE] + [("m.room.member", u) for u in changed]
         if isinstance(body, str):
-            keys += [("m.room.member", u) for u in sorted(users)]
-        state = await self.rooms.state_before(
-            plan.state_group_before, plan.state_delta_before, keys
-        )
+            keys += [("m.room.member", u) for u in sorted(stable) if u.endswith(suffix)]
+        state = await self._state_before(stored, keys)
+        joined = set(stable)
+        for user_id in changed:
+            member = state.get(("m.room.member", user_id))
+            if member is not None and member.event.membership == "join":
+                joined.add(user_id)
+        users = {u for u in joined if u.endswith(suffix)}
+        if invitee is not None:
+            users.add(invitee)
+        users.discard(ev.sender)
+        if not users:
+            return []
         pl_stored = state.get(POWER_LEVELS)
         create_stored = state.get(CREATE)
         pl_event = pl_stored.event if pl_stored is not None else None
@@ -163,32 +206,60 @@ class NotificationService:
         notification_levels.setdefault("room", notification_level(pl_event, "room"))
         out: list[tuple[str, Outcome]] = []
         memo: Memo = {}
+        shared = _Shared(ev.pdu)
+        common: Outcome | None = None
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
-            name = member.event.content.get("displayname") if member is not None else None
+            raw_name = member.event.content.get("displayname") if member is not None else None
+            name = raw_name if isinstance(raw_name, str) else None
             ctx = PushContext(
                 user_id=user_id,
                 member_count=len(joined),
-                display_name=name if isinstance(name, str) else None,
+                display_name=name,
                 sender_power_level=sender_level,
                 notification_levels=notification_levels,
             )
-            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
+            if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
+                if common is None:
+                    anyone = replace(ctx, user_id=_ANYONE, display_name=None)
+                    common = evaluate(_ANYONE_RULES, ev.pdu, anyone, memo) or _NOTHING
+                outcome: Outcome | None = common
+            else:
+                outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             if outcome is not None and (outcome.notify or outcome.highlight):
                 out.append((user_id, outcome))
         return out
 
+    async def _state_before(
+        self, stored: StoredEvent, keys: list[StateKey]
+    ) -> dict[StateKey, StoredEvent]:
+        """``keys`` of the state before the event: its stored group is the state after
+        it, which for a state event differs in the event's own key (the event it
+        replaced, ``prev_state_event_nid``, or nothing)."""
+        ev = stored.event
+        delta: dict[int, int | None] | None = None
+        if ev.is_state() and not stored.outlier:
+            own = ev.state_tuple()
+            if own in keys:
+                nids = await self.rooms.rooms.key_nids([own])
+                if own in nids:
+                    delta = {nids[own]: stored.prev_state_event_nid}
+        return await self.rooms.state_before(stored.state_group, delta, keys)
+
     # ----------------------------------------------------------------- reads
 
     async def unread_counts(
-        self, user_id: str, rooms: Sequence[RoomInfo], by_thread: bool
+        self, user_id: str, rooms: Sequence[RoomInfo], by_thread: bool, upto: int = 0
     ) -> dict[str, UnreadCounts]:
-        """Per room: counts of notifications after the user's read receipts.
+        """Per room: counts of notifications after the user's read receipts, once every
+        event up to ``upto`` (a sync's upper bound) has been evaluated.
 
         Without ``by_thread`` everything after the unthreaded (or ``main``)
         receipt counts in ``main``; with it, each thread counts after the
         newer of the unthreaded receipt and the thread's own receipt.
         """
+        if self.caught_up is not None:
+            await self.caught_up(upto)
         positions = await self.store.read_positions(user_id, [r.room_id for r in rooms])
         after: dict[int, int] = {}
         for room in rooms:
@@ -231,6 +302,8 @@ class NotificationService:
                 raise invalid_param("Invalid 'from' token")
             before = int(from_token)
         limit = max(1, min(limit, MAX_NOTIFICATIONS_LIMIT))
+        if self.caught_up is not None:
+            await self.caught_up(await self.rooms.events.current_position())
         rows = await self.store.notifications(user_id, before, limit, only == "highlight")
         events = await self.rooms.events.by_nids([r.event_nid for r in rows])
         infos = await self.rooms.rooms.rooms_by_nid({r.room_nid for r in rows})

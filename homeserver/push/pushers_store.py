@@ -4,10 +4,12 @@ with the cursor of the last notification row delivered to it (see delivery.py)."
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 
 _COLUMNS = (
     "user_id, device_id, kind, app_id, pushkey, app_display_name, device_display_name,"
@@ -17,6 +19,7 @@ _KEY = "user_id = $1 AND app_id = $2 AND pushkey = $3"
 
 # (user_id, app_id, pushkey): what names one pusher.
 PusherKey = tuple[str, str, str]
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,21 @@ class PusherStore:
             user_id,
         )
         return [_row(r) for r in rows]
+
+    async def keys_for_users(self, user_ids: Sequence[str]) -> list[PusherKey]:
+        """The pushers of any of these users: one statement per 500 users (an event in a
+        big room notifies many members at once, most of them without a pusher)."""
+        out: list[PusherKey] = []
+        users = list(dict.fromkeys(user_ids))
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            rows = await self.db.fetchall(
+                "SELECT user_id, app_id, pushkey FROM pushers"
+                f" WHERE user_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            out.extend((str(r["user_id"]), str(r["app_id"]), str(r["pushkey"])) for r in rows)
+        return out
 
     async def get(self, key: PusherKey) -> Pusher | None:
         row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM pushers WHERE {_KEY}", *key)

@@ -59,6 +59,9 @@ class PushRuleService:
         # Evaluation order per user, derived from ``_cache`` (every event evaluates it for
         # every local member, so it is built once); dropped wherever ``_cache`` changes.
         self._ordered: dict[str, list[PushRule]] = {}
+        # Whether a user's rules are exactly the server defaults (``uses_defaults``),
+        # likewise derived from ``_cache`` and dropped with it.
+        self._plain: dict[str, bool] = {}
         # Other processes drop what this one changes (cache name, keys); None: one process.
         self.publish: Callable[[str, list[str]], None] | None = None
 
@@ -92,6 +95,18 @@ class PushRuleService:
             self._ordered[user_id] = rules
         return rules
 
+    async def uses_defaults(self, user_id: str) -> bool:
+        """True if the user's rules are the server defaults, unchanged: then only their
+        user id and display name make their outcome differ from anyone else's (what
+        notifications.py relies on to evaluate a big room's ordinary message once)."""
+        hit = self._plain.get(user_id)
+        if hit is not None:
+            return hit
+        plain = await self.rules_for_user(user_id) == ordered(build_ruleset(user_id, {}, {}))
+        if self._use_cache:
+            self._plain[user_id] = plain
+        return plain
+
     async def client_ruleset(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` content: ``{"global": Ruleset}``."""
         nid = await self.db.fetchval("SELECT user_nid FROM users WHERE user_id = $1", user_id)
@@ -120,6 +135,7 @@ class PushRuleService:
         if self._use_cache:
             self._cache[user_id] = after
             self._ordered.pop(user_id, None)
+            self._plain.pop(user_id, None)
         if self.publish is not None:
             self.publish(PUSH_RULES_CACHE, [user_id])
         self.account_data.notify(user_id, pos)
@@ -129,10 +145,12 @@ class PushRuleService:
         if user_ids is None:
             self._cache.clear()
             self._ordered.clear()
+            self._plain.clear()
             return
         for user_id in user_ids:
             self._cache.pop(user_id, None)
             self._ordered.pop(user_id, None)
+            self._plain.pop(user_id, None)
 
     async def put_rule(
         self,

@@ -57,10 +57,36 @@ class CheckResult:
     soft_fail_reason: str | None
 
 
+def _third_party_invite_signer(event: Event) -> str | None:
+    """The invited user's server, for an invite redeeming a third-party invite.
+
+    Spec (server-server "Validating hashes and signatures"): for a 3rd party invite
+    "the server which actually sends the event may be a different server" than the
+    sender's: the invited user's server builds it when it is in the room (its
+    "Third-party invites" section). The auth rules then check the identity server's
+    signature on ``signed``. Only an intact event qualifies: a redacted copy (bad
+    content hash) would lose ``third_party_invite`` before v11 and pass as an ordinary
+    invite by a sender whose server never signed it.
+    """
+    content = event.content
+    if (
+        event.type != MEMBER
+        or content.get("membership") != "invite"
+        or not isinstance(content.get("third_party_invite"), dict)
+        or not event.state_key
+        or not check_content_hash(event.pdu)
+    ):
+        return None
+    return domain_of(event.state_key)
+
+
 async def check_signatures(event: Event, keys: KeyLookup) -> None:
     """Step 2: the sender's server signed the (redacted) event with a key we know;
-    in room versions 1-2 the server named in the event id too (v3-auth-rules note)."""
-    await _check_server_signature(event, domain_of(event.sender), keys)
+    in room versions 1-2 the server named in the event id too (v3-auth-rules note).
+    A third-party invite may be signed by the invited user's server instead."""
+    invited = _third_party_invite_signer(event)
+    if invited is None or not await signed_by(event, invited, keys):
+        await _check_server_signature(event, domain_of(event.sender), keys)
     if event.room_version.event_id_in_pdu:
         id_server = domain_of(event.event_id)
         if id_server != domain_of(event.sender):

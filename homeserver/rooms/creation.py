@@ -17,6 +17,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 
 PRESETS = {
     # preset: (join_rule, history_visibility, guest_access, invitees are admins), as the
@@ -36,6 +37,8 @@ class CreateRoomRequest:
     name: str | None = None
     topic: str | None = None
     invite: list[str] = field(default_factory=list)
+    # {id_server, id_access_token, medium, address} each, checked by the API.
+    invite_3pid: list[dict[str, str]] = field(default_factory=list)
     initial_state: list[dict[str, Any]] = field(default_factory=list)
     room_version: str | None = None
     creation_content: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +89,8 @@ class RoomCreator:
         self.memberships = memberships
         self.default_version = default_version
         self.allow_publishing = allow_publishing
+        # Set by the rooms wiring (it is built on the membership service too).
+        self.third_party: ThirdPartyInvites | None = None
 
     def _validate(self, req: CreateRoomRequest) -> tuple[RoomVersion, str, str | None]:
         version_id = req.room_version or self.default_version
@@ -181,6 +186,17 @@ class RoomCreator:
                 user,
                 is_direct=True if req.is_direct else None,
                 counted=protection is not None,
+            )
+        for tp in req.invite_3pid:
+            if self.third_party is None:
+                raise invalid_param("Third-party invites are not available")
+            await self.third_party.invite(
+                req.creator,
+                room.room_id,
+                tp["id_server"],
+                tp["id_access_token"],
+                tp["medium"],
+                tp["address"],
             )
         if req.visibility == "public":
             await self.rooms.rooms.set_public(room.room_nid, True)

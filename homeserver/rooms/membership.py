@@ -25,6 +25,26 @@ ProfileLookup = Callable[[str], Awaitable[dict[str, str]]]
 BlockedCheck = Callable[[str], Awaitable[bool]]
 
 
+# Keys of a join body a client may not set: they decide whether the join is
+# allowed (restricted joins, third-party invites) or what it is.
+_PROTECTED_MEMBER_KEYS = frozenset({"membership", AUTHORISING_USER, "third_party_invite"})
+
+
+def custom_member_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The extra keys of a ``POST /join`` body that go into the member event.
+
+    The spec's join body names ``reason`` and ``third_party_signed``; clients
+    also send other keys (per-room profiles, app data) and Synapse copies them
+    into the event. Protected keys are dropped; null values are left out."""
+    return {
+        k: v
+        for k, v in body.items()
+        if k not in _PROTECTED_MEMBER_KEYS
+        and k not in ("reason", "third_party_signed")
+        and v is not None
+    }
+
+
 def room_blocked() -> MatrixError:
     return forbidden("This room has been blocked on this server")
 
@@ -139,16 +159,20 @@ class MembershipService:
         servers: Sequence[str] = (),
         *,
         is_guest: bool = False,
+        custom: dict[str, Any] | None = None,
     ) -> str:
+        """Join a room; ``custom`` are extra member-event keys (``custom_member_content``)."""
+        custom = dict(custom or {})
         await self._refuse_blocked(room_id_or_alias)
         if self.remote is not None and await self._needs_remote(room_id_or_alias):
-            if is_guest:
-                # Guest access is decided by the room's m.room.guest_access,
-                # which this server does not hold for a room it is not in.
+            if is_guest and not await self._invited_guests_may_join(user_id, room_id_or_alias):
+                # Guest access is decided by the room's m.room.guest_access, which
+                # this server does not hold for a room it is not in: only the
+                # stripped state of an invite to it can tell.
                 raise MatrixError(
-                    403, "M_FORBIDDEN", "Guests may only join rooms this server is in"
+                    403, "M_FORBIDDEN", "Guests may only join rooms that allow guests"
                 )
-            content = await self.member_content(user_id, "join", reason=reason)
+            content = await self.member_content(user_id, "join", **custom, reason=reason)
             return await self.remote.join(user_id, room_id_or_alias, servers, content)
         room = await self.resolve_room(room_id_or_alias)
         await self._refuse_blocked(room.room_id)
@@ -159,9 +183,31 @@ class MembershipService:
         # A restricted room admits members of its allowed rooms (spaces) without an
         # invite; a local member with the power to invite authorises the join.
         authoriser = await self.restricted.authoriser_for(room, user_id)
-        extra = {AUTHORISING_USER: authoriser} if authoriser is not None else {}
-        await self._send(room, user_id, user_id, "join", reason=reason, **extra)
+        if authoriser is not None:
+            custom[AUTHORISING_USER] = authoriser
+        await self._send(room, user_id, user_id, "join", reason=reason, **custom)
         return room.room_id
+
+    async def _invited_guests_may_join(self, user_id: str, room_id: str) -> bool:
+        """A remote room the guest is invited to, whose invite's stripped state
+        (``invite_room_state``) shows m.room.guest_access = can_join."""
+        room = await self.rooms.rooms.get_room(room_id) if room_id.startswith("!") else None
+        if room is None:
+            return False
+        own = await self.rooms.members.get(room.room_nid, user_id)
+        if own is None or own.membership != "invite":
+            return False
+        invite = (await self.rooms.events.by_nids([own.event_nid])).get(own.event_nid)
+        unsigned = None if invite is None else invite.event.pdu.get("unsigned")
+        stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        return any(
+            isinstance(e, dict)
+            and e.get("type") == "m.room.guest_access"
+            and e.get("state_key") == ""
+            and isinstance(e.get("content"), dict)
+            and e["content"].get("guest_access") == "can_join"
+            for e in (stripped if isinstance(stripped, list) else [])
+        )
 
     async def guests_may_join(self, room: RoomInfo) -> bool:
         """Spec "Guest access": only with m.room.guest_access = can_join."""

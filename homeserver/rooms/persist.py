@@ -14,9 +14,6 @@ transaction::
          prunes its stored target and drops its relation and index row; an
          event that a waiting redaction applies to is stored pruned)
       -> txn id
-
-      -> prepared writes (push: the event's push action rows, computed
-         before the transaction by ``prepare_hooks``)
       -> in-transaction hooks (federation: the outbox rows of the PDU)
 
 so an event acknowledged to a client is durable together with everything
@@ -32,12 +29,11 @@ what must reach another server is in the federation outbox the moment the
 event exists). A hook returns an optional callback that runs after the
 commit (e.g. waking the federation sender); it must not do I/O that can fail.
 
-``prepare_hooks`` run before the transaction, outside the database's writer
-(on SQLite one writer serves every room), and return the write to do inside
-it: push rules are evaluated there, and their rows commit with the event, so
-a crash can never leave an acknowledged event without its notification
-counts. A prepared write may also return an after-commit callback (pushers
-hear of the committed rows).
+Push rules are not evaluated here: the send answers without them, and
+``homeserver.push.evaluation`` evaluates committed events in stream order
+behind it (a hook's after-commit callback wakes it), with a durable cursor
+of its own, so a crash never leaves an acknowledged event without its
+notification counts either.
 
 A *backfilled* event (history fetched for /messages, older than everything
 the room has) is stored beside the timeline, never in it: no extremities,
@@ -65,6 +61,9 @@ from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.write_order import hold_room_for_write
 from homeserver.storage.database import Database, Queries
+
+# State types whose change updates the room row's user-directory flags.
+DIRECTORY_FLAG_TYPES = frozenset({"m.room.join_rules", "m.room.history_visibility"})
 
 log = logging.getLogger("myelin.rooms.persist")
 
@@ -115,6 +114,10 @@ class PersistPlan:
     # membership): an outlier, but the target's membership row is written and
     # it gets a stream position so the user's /sync sees it.
     out_of_band: bool = False
+    # Built by this server for a sender of another server: only an invite redeeming a
+    # third-party invite, by the invited user's server while it is in the room (spec
+    # server-server "Third-party invites"). Federation sends it like our own events.
+    built_for_remote_sender: bool = False
     # History fetched with /backfill for /messages (see the design note).
     backfilled: bool = False
     # Every extremity of the room the event was built on (local events): with several
@@ -126,12 +129,6 @@ class PersistPlan:
 # write; may return a callback to run once the transaction has committed.
 AfterCommit = Callable[[], None]
 TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
-# Runs before the transaction (reads and computation that need not hold the
-# database's writer: push rule evaluation); returns the write to do inside it,
-# given the stored event (its nid and stream ordering), or None. The write may
-# return a callback to run after the commit, as a ``TxnHook`` may.
-TxnWrite = Callable[[Queries, StoredEvent], Awaitable[AfterCommit | None]]
-PrepareHook = Callable[[PersistPlan, int | None], Awaitable[TxnWrite | None]]
 
 
 class EventPersister:
@@ -153,7 +150,6 @@ class EventPersister:
         self.state = state
         self.members = members
         self.txn_hooks: list[TxnHook] = []
-        self.prepare_hooks: list[PrepareHook] = []
         self.redactions = RedactionApplier(events, state, rooms)
 
     async def persist(
@@ -163,11 +159,6 @@ class EventPersister:
         ev = plan.event
         after_commit: list[AfterCommit] = []
         pruned: list[int] = []
-        writes: list[TxnWrite] = []
-        for prepare in self.prepare_hooks:
-            write = await prepare(plan, room_nid)
-            if write is not None:
-                writes.append(write)
         async with self.db.transaction() as q:
             if room_nid is not None:
                 await hold_room_for_write(q, self.db.engine, room_nid, plan.expected_extremities)
@@ -240,10 +231,17 @@ class EventPersister:
                 assert so is not None
                 if in_current:
                     await self._membership(q, ev, room_nid, nid, so)
-                for user_id, membership, member_nid in plan.member_changes:
-                    await self.members.set_membership(
-                        q, room_nid, user_id, membership, member_nid, so
+                if plan.member_changes:
+                    names = await self.members.event_displaynames(
+                        q, [n for _u, _m, n in plan.member_changes]
                     )
+                    for user_id, membership, member_nid in plan.member_changes:
+                        await self.members.set_membership(
+                            q, room_nid, user_id, membership, member_nid, so, names.get(member_nid)
+                        )
+                if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
+                    # The user directory's "public room" (join rule, history visibility).
+                    await self.rooms.refresh_directory_flags(q, [room_nid])
                 if not ev.is_state():
                     await self.relations.add(q, ev, nid, room_nid)
                 await self.search.index(q, ev, nid)
@@ -271,10 +269,6 @@ class EventPersister:
                 prev_state_event_nid=plan.replaces_nid,
                 redacted_by=redacted_by,
             )
-            for write in writes:
-                written = await write(q, stored)
-                if written is not None:
-                    after_commit.append(written)
             for hook in self.txn_hooks:
                 callback = await hook(q, stored, plan)
                 if callback is not None:
@@ -293,7 +287,16 @@ class EventPersister:
     async def _membership(self, q: Queries, ev: Event, room_nid: int, nid: int, so: int) -> None:
         if ev.type != "m.room.member" or ev.state_key is None or ev.membership is None:
             return
-        await self.members.set_membership(q, room_nid, ev.state_key, ev.membership, nid, so)
+        name = ev.content.get("displayname")
+        await self.members.set_membership(
+            q,
+            room_nid,
+            ev.state_key,
+            ev.membership,
+            nid,
+            so,
+            name if isinstance(name, str) else None,
+        )
 
     async def _redaction(
         self, q: Queries, ev: Event, nid: int, room_nid: int, group: int | None

@@ -16,11 +16,12 @@ every sync token and only /messages returns it.
 
 Paginating backwards, each batch read is checked for gaps (prev events the
 timeline lacks: the history before our server joined, or a hole that
-get_missing_events did not fill). The first time a request meets one, the
-``backfiller`` (federation: ``GET /backfill`` from a resident server, every
-event through the inbound checks) is asked for older events and the same
-batch is read again, so the chunk comes out in order with the fetched
-history in its place.
+get_missing_events did not fill), and so is, on the first, the event just
+after the token (the oldest the client holds, whose prevs the page starts
+at). The first time a request meets one, the ``backfiller`` (federation:
+``GET /backfill`` from a resident server, every event through the inbound
+checks) is asked for older events and the same batch is read again, so the
+chunk comes out in order with the fetched history in its place.
 """
 
 from __future__ import annotations
@@ -143,13 +144,13 @@ class RoomReader:
         for m in joined:
             ev = found.get(m.event_nid)
             content = ev.event.content if ev is not None else {}
-            member: dict[str, Any] = {}
-            # RoomMember fields are strings: an unset name or avatar is left out.
-            if isinstance(content.get("displayname"), str):
-                member["display_name"] = content["displayname"]
-            if isinstance(content.get("avatar_url"), str):
-                member["avatar_url"] = content["avatar_url"]
-            out[m.user_id] = member
+            # Both keys always, null when unset: clients (and Sytest) read them
+            # as Synapse sends them; the schema's fields are optional strings.
+            name, avatar = content.get("displayname"), content.get("avatar_url")
+            out[m.user_id] = {
+                "display_name": name if isinstance(name, str) else None,
+                "avatar_url": avatar if isinstance(avatar, str) else None,
+            }
         return out
 
     async def joined_rooms(self, user_id: str) -> list[str]:
@@ -205,7 +206,15 @@ class RoomReader:
                 room.room_nid, start=cursor, bound=bound, limit=limit, backwards=backwards
             )
             if backwards and self.backfiller is not None and backfills < MAX_BACKFILLS_PER_REQUEST:
-                gaps = await self.rooms.events.gaps_before([s.event_nid for s in batch])
+                nids = [s.event_nid for s in batch]
+                if cursor == position:
+                    # The page starts where the client's token sits: the event just
+                    # after it (the oldest it has seen) may be the one with the hole.
+                    edge = await self.rooms.events.room_topological(
+                        room.room_nid, start=position, bound=None, limit=1, backwards=False
+                    )
+                    nids += [s.event_nid for s in edge]
+                gaps = await self.rooms.events.gaps_before(nids)
                 if gaps:
                     backfills += 1
                     if await self.backfiller.backfill(room, gaps, max(limit, 50)):

@@ -162,4 +162,8 @@ STRIPPED_STATE_KEYS = [
     ("m.room.name", ""),
     ("m.room.encryption", ""),
     ("m.room.topic", ""),
+    # Not in the spec's list, which it leaves open ("some or all of"): lets an
+    # invitee's server tell whether its guest may accept (Synapse's optional
+    # additional prejoin state).
+    ("m.room.guest_access", ""),
 ]

@@ -9,7 +9,7 @@ lock keyed by room id (DESIGN "Linear rooms")::
     join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
     createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
                       ─> EventPersister.persist (one transaction, with the
-                         push actions its prepare_hooks computed and the outbox rows)
+                         outbox rows; push rules are evaluated behind it)
                   unlock ─> pre_notify_hooks ─> signal.changed(local members)
                          ─> event_persisted_hooks
 
@@ -39,6 +39,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
+from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.checks import EventRejected, check_event
 from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
@@ -506,6 +507,7 @@ class RoomService:
             txn=txn,
             state_delta_before=await self._fork_delta(room, draft.prev),
             expected_extremities=draft.extremity_nids,
+            built_for_remote_sender=domain_of(event.sender) != self.server_name,
         )
         return await self.persister.persist(plan, room.room_nid)
 

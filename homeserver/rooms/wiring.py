@@ -17,6 +17,7 @@ from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.errors import MatrixError
 from homeserver.events.keys import SigningKey
+from homeserver.identity.client import IdentityClient
 from homeserver.rooms.aliases import AliasService
 from homeserver.rooms.content_policy import ContentPolicy
 from homeserver.rooms.creation import RoomCreator
@@ -33,6 +34,7 @@ from homeserver.rooms.relations import RelationAggregator, RelationsService
 from homeserver.rooms.reports import ReportService
 from homeserver.rooms.retention import RetentionJob
 from homeserver.rooms.search import SearchService
+from homeserver.rooms.self_destruct import SelfDestruct
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
@@ -44,6 +46,7 @@ from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore
 from homeserver.rooms.store.search_store import SearchStore
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.store.user_directory_store import UserDirectoryStore
+from homeserver.rooms.third_party_invites import ThirdPartyInvites
 from homeserver.rooms.timestamp import TimestampLookup
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.rooms.user_directory import UserDirectory
@@ -79,6 +82,10 @@ class RoomsArea:
     # History purges (admin), retention (a background task when enabled).
     purger: HistoryPurger
     retention: RetentionJob
+    # Invites by email address through identity servers (createRoom's invite_3pid too).
+    third_party: ThirdPartyInvites
+    # MSC2228 self-destructing events (None unless configured): a background task.
+    self_destruct: SelfDestruct | None
 
 
 def build_rooms_area(
@@ -133,6 +140,10 @@ def build_rooms_area(
     creator = RoomCreator(
         rooms, memberships, config.default_room_version, config.allow_public_room_publishing
     )
+    # Identity servers named by clients: on this host only where federation may go too.
+    identity = IdentityClient(config.server_name, signing_key, config.federation.insecure_local)
+    third_party = ThirdPartyInvites(rooms, memberships, identity)
+    creator.third_party = third_party
     visibility = Visibility(rooms)
     serializer = EventSerializer(events, clock, RelationAggregator(relations, events))
     reader = RoomReader(rooms, visibility, serializer)
@@ -164,6 +175,10 @@ def build_rooms_area(
                     log.exception("could not remove guests from %s", room.room_id)
 
     directory = RoomDirectory(rooms, config.allow_public_room_publishing)
+    self_destruct: SelfDestruct | None = None
+    if config.msc2228_self_destructing_events:
+        self_destruct = SelfDestruct(db, events, purge_store, clock)
+        persister.txn_hooks.append(self_destruct.in_transaction)
     retention = RetentionJob(config.retention, rooms, purger, clock)
     if config.retention.enabled:
         visibility.expired_before = retention.expired_before
@@ -181,7 +196,11 @@ def build_rooms_area(
         relations=RelationsService(reader, relations),
         reports=ReportService(rooms, visibility, report_store, clock),
         search=SearchService(reader, search),
-        user_directory=UserDirectory(UserDirectoryStore(db), events),
+        user_directory=UserDirectory(
+            UserDirectoryStore(db),
+            events,
+            search_all_users=config.user_directory.search_all_users,
+        ),
         visibility=visibility,
         serializer=serializer,
         reconcile_guests=reconcile_guests,
@@ -189,4 +208,6 @@ def build_rooms_area(
         timestamps=TimestampLookup(rooms, visibility),
         purger=purger,
         retention=retention,
+        third_party=third_party,
+        self_destruct=self_destruct,
     )

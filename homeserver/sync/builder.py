@@ -35,6 +35,7 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.store import SyncStore
@@ -69,7 +70,8 @@ class SyncBuilder:
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        with self.notifier.listen(req.user_id) as listener:
+        peeked = await self._peeked_room_ids(req)
+        with self.notifier.listen(req.user_id, *peeked) as listener:
             await self._user.set_presence(SyncContext(req))
             result = await self._build(SyncContext(req, flt, req.since))
             if req.since is None or req.full_state or req.timeout_ms <= 0:
@@ -122,7 +124,10 @@ class SyncBuilder:
         rf = ctx.flt.room
         allowed = {n for n, i in infos.items() if room_allowed(rf, i.room_id)}
         if ctx.req.is_guest:
-            allowed = {n for n in allowed if await self._guest_may_see(infos[n])}
+            # An invite is the guest's own news: shown whatever the room's guest
+            # access (of a remote room we hold none); joining is decided on join.
+            invited = {m.room_nid for m in changed if m.membership == "invite"}
+            allowed = {n for n in allowed if n in invited or await self._guest_may_see(infos[n])}
         ctx.joined = {m.room_nid: infos[m.room_nid] for m in joined if m.room_nid in allowed}
         ctx.own_memberships = {m.room_nid: m for m in joined}
         ctx.changed = [m for m in changed if m.room_nid in allowed]
@@ -231,6 +236,9 @@ class SyncBuilder:
             out["join"][room.room_id] = body
         for m in ctx.changed:
             await self._other_room(ctx, m, out, room_data)
+        peeks = await self._peeks(ctx)
+        if peeks:
+            out["peek"] = peeks
         next_token = StreamToken(
             events=ctx.now.events,
             to_device=td_pos,
@@ -249,6 +257,57 @@ class SyncBuilder:
             "device_lists": await user.device_lists(ctx),
             **(await user.key_counts(ctx)),
         }
+
+    async def _device_peeks(self, req: SyncRequest) -> list[Peek]:
+        if self.src.peeks is None or not req.device_id:
+            return []
+        return await self.src.peeks.for_device(req.user_id, req.device_id)
+
+    async def _peeked_room_ids(self, req: SyncRequest) -> list[str]:
+        """The room ids a long-poll also waits on: the rooms this device peeks into."""
+        peeks = await self._device_peeks(req)
+        infos = await self.rooms.rooms.rooms_by_nid(p.room_nid for p in peeks)
+        return [info.room_id for info in infos.values()]
+
+    async def _peeks(self, ctx: SyncContext) -> dict[str, dict[str, Any]]:
+        """``rooms.peek`` (MSC2753): the rooms this device peeks into and has not joined,
+        built as joined rooms are; a room whose peek began after the token (or every
+        room, in an initial sync) gets its history as a newly joined room does."""
+        peeks = [
+            p
+            for p in await self._device_peeks(ctx.req)
+            if p.room_nid not in ctx.joined and p.room_nid not in ctx.own_memberships
+        ]
+        if not peeks:
+            return {}
+        infos = await self.rooms.rooms.rooms_by_nid(p.room_nid for p in peeks)
+        rf = ctx.flt.room
+        rooms = {n: i for n, i in infos.items() if room_allowed(rf, i.room_id)}
+        since = ctx.since.events if ctx.since is not None else None
+        new = {p.room_nid for p in peeks if p.room_nid in rooms and p.is_new(since)}
+        active = set(new)
+        if since is not None and ctx.since is not None:
+            old = [n for n in rooms if n not in new]
+            if old:
+                active |= await self.rooms.events.rooms_with_events(old, since, ctx.now.events)
+        peeked = [rooms[n] for n in sorted(active)]
+        bodies = await self.timeline.build_many(
+            ctx, peeked, ctx.now.events, new, new if since is not None else frozenset()
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for room in peeked:
+            body = bodies[room.room_nid]
+            body["ephemeral"] = {"events": []}
+            body["account_data"] = {"events": []}
+            if room.room_nid not in new and _nothing_new(body):
+                continue
+            out[room.room_id] = body
+        undelivered = [p.room_nid for p in peeks if p.room_nid in new and p.delivered_at is None]
+        if undelivered and self.src.peeks is not None:
+            await self.src.peeks.delivered(
+                ctx.user_id, ctx.req.device_id, undelivered, ctx.now.events
+            )
+        return out
 
     async def _other_room(
         self,
@@ -278,9 +337,14 @@ class SyncBuilder:
             out["leave"][room.room_id] = body
 
     async def stripped(self, room: RoomInfo, m: Membership) -> list[dict[str, Any]]:
-        state = await self.rooms.current_state(room, STRIPPED_STATE_KEYS)
         own = await self.rooms.events.by_nids([m.event_nid])
-        events = list(state.values()) + list(own.values())
+        keys = list(STRIPPED_STATE_KEYS)
+        # The inviter's own membership too (as for application services, and Synapse),
+        # so a client can show who invited: also when that was a third-party invite.
+        keys += [("m.room.member", s.event.sender) for s in own.values() if s.event.sender]
+        state = await self.rooms.current_state(room, keys)
+        ids = {s.event.event_id for s in state.values()}
+        events = list(state.values()) + [s for s in own.values() if s.event.event_id not in ids]
         out = stripped_state(events)
         # An invite or knock for a room this server is not in carries the room's
         # stripped state (given by the other server) in its unsigned data.

@@ -101,34 +101,63 @@ class LegacySync:
     async def _peek_events(
         self, base: SyncRequest, room: RoomInfo, since: StreamToken
     ) -> dict[str, Any]:
-        """``GET /events?room_id=`` for a peeked room: its new visible events, waiting for
-        them (the room's events wake listeners keyed by its id)."""
+        """``GET /events?room_id=`` for a peeked room: its new visible events, and its
+        ephemeral news (typing, receipts, its members' presence), waiting for them (the
+        room's events, typing and receipts, and its members' presence, wake listeners
+        keyed by its id)."""
         rooms = self.builder.rooms
         timeline = self.builder.timeline
         deadline = time.monotonic() + base.timeout_ms / 1000
         with self.builder.notifier.listen(room.room_id) as listener:
             while True:
-                now = await rooms.events.current_position()
+                now = await self.builder.positions()
                 batch = await rooms.events.room_stream(
                     room.room_nid,
                     after=since.events,
-                    before=now,
+                    before=now.events,
                     limit=EVENTS_TIMELINE_LIMIT,
                     backwards=False,
                 )
                 visible = await timeline.visibility.filter(base.user_id, room, batch)
+                extras = await self._peek_ephemeral(base.user_id, room, since, now)
                 remaining = deadline - time.monotonic()
-                if visible or remaining <= 0 or not await listener.wait(remaining):
+                if visible or extras or remaining <= 0 or not await listener.wait(remaining):
                     break
+        end = now
         if batch:
             last = batch[-1].stream_ordering
-            now = last if last is not None else now
+            end = replace(now, events=last if last is not None else now.events)
         events = await timeline.serializer.serialize(visible, user_id=base.user_id)
         return {
             "start": since.encode(),
-            "end": replace(since, events=now).encode(),
-            "chunk": [_in_room(e, room.room_id) for e in events],
+            "end": replace(end, to_device=since.to_device).encode(),
+            "chunk": [_in_room(e, room.room_id) for e in events] + extras,
         }
+
+    async def _peek_ephemeral(
+        self, user_id: str, room: RoomInfo, since: StreamToken, now: StreamToken
+    ) -> list[dict[str, Any]]:
+        """Typing, receipts and the members' presence of a peeked room in (since, now]:
+        what a member's /events would carry for the room (spec: "Peeking")."""
+        src = self.builder.src
+        out: list[dict[str, Any]] = []
+        if since.typing:
+            typing_since = src.typing.decode_token(since.typing)
+            for rid, content in src.typing.typing_for_rooms([room.room_id], typing_since).items():
+                out.append({"type": "m.typing", "room_id": rid, "content": content})
+        if since.receipts < now.receipts:
+            receipts = await src.receipts.receipts_since(
+                [room.room_id], since.receipts, user_id, now.receipts
+            )
+            for rid, content in receipts.items():
+                out.append({"type": "m.receipt", "room_id": rid, "content": content})
+        if since.presence < now.presence:
+            joined = await self.builder.rooms.members.members(room.room_nid, ("join",))
+            changes = await src.presence.changes_since(
+                since.presence, now.presence, {m.user_id for m in joined}
+            )
+            out += _legacy_presence(changes)
+        return out
 
     async def initial_sync(self, base: SyncRequest, limit: int, archived: bool) -> dict[str, Any]:
         """``GET /initialSync``: every room of the user with recent messages and state."""

@@ -15,6 +15,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
+from homeserver.sync.peeks import PeekStore
 from homeserver.userdata.account_data import AccountDataService
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
@@ -54,6 +55,8 @@ class SyncSources:
     to_device: ToDeviceService
     notifications: NotificationService
     users_sharing_room_with: Callable[[str], Awaitable[set[str]]]
+    # MSC2753 peeks of a device (None: no peeking).
+    peeks: PeekStore | None = None
 
 
 @dataclass
@@ -84,4 +87,4 @@ class SyncContext:
     @property
     def limit(self) -> int:
         limit = self.flt.room.timeline.limit
-        return DEFAULT_TIMELINE_LIMIT if limit is None else max(1, min(limit, MAX_TIMELINE_LIMIT))
+        return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))

@@ -24,9 +24,10 @@ from types import TracebackType
 
 
 class Listener:
-    def __init__(self, notifier: Notifier, user_id: str) -> None:
+    def __init__(self, notifier: Notifier, keys: tuple[str, ...]) -> None:
         self._notifier = notifier
-        self.user_id = user_id
+        # A user id, and room ids the request also waits on (rooms it peeks into).
+        self.keys = keys
         self.event = asyncio.Event()
 
     async def wait(self, timeout_s: float) -> bool:
@@ -75,9 +76,11 @@ class Notifier:
             for listener in group:
                 listener.event.set()
 
-    def listen(self, user_id: str) -> Listener:
-        listener = Listener(self, user_id)
-        self._listeners.setdefault(user_id, set()).add(listener)
+    def listen(self, user_id: str, *also: str) -> Listener:
+        """A listener woken by ``notify`` of ``user_id`` or of any key in ``also``."""
+        listener = Listener(self, (user_id, *also))
+        for key in listener.keys:
+            self._listeners.setdefault(key, set()).add(listener)
         return listener
 
     def changed(self, stream: str, position: int, users: Iterable[str]) -> None:
@@ -107,9 +110,10 @@ class Notifier:
                 listener.event.set()
 
     def _remove(self, listener: Listener) -> None:
-        group = self._listeners.get(listener.user_id)
-        if group is None:
-            return
-        group.discard(listener)
-        if not group:
-            del self._listeners[listener.user_id]
+        for key in listener.keys:
+            group = self._listeners.get(key)
+            if group is None:
+                continue
+            group.discard(listener)
+            if not group:
+                del self._listeners[key]

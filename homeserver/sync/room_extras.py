@@ -55,7 +55,9 @@ class RoomExtras:
     async def unread(self, ctx: SyncContext, rooms: Sequence[RoomInfo]) -> dict[str, Any]:
         """room id -> {"unread_notifications": ..., "unread_thread_notifications"?: ...}."""
         by_thread = ctx.flt.room.timeline.unread_thread_notifications
-        counts = await self.src.notifications.unread_counts(ctx.user_id, rooms, by_thread)
+        counts = await self.src.notifications.unread_counts(
+            ctx.user_id, rooms, by_thread, ctx.now.events
+        )
         out: dict[str, Any] = {}
         for room_id, c in counts.items():
             body: dict[str, Any] = {

@@ -131,7 +131,7 @@ class RoomTimeline:
         starts: dict[int, int] = {}
         for room in rooms:
             matching, reached_since = picked[room.room_nid]
-            timeline = matching[-limit:]
+            timeline = matching[max(0, len(matching) - limit) :]
             timelines[room.room_nid] = timeline
             limited[room.room_nid] = len(matching) > limit or not reached_since
             first = timeline[0].stream_ordering if timeline else upto + 1
@@ -144,7 +144,7 @@ class RoomTimeline:
                 limited[nid] = True
         states = await self._states(ctx, rooms, since, starts, full, limited, timelines)
         if rf.state.lazy_load_members:
-            states = await self._lazy_members_many(ctx, rooms, states, timelines, full)
+            states = await self._lazy_members_many(ctx, rooms, states, timelines, full, limited)
         for nid, state in states.items():
             states[nid] = [s for s in state if event_matches(rf.state, s.event.pdu)]
         rendered = await self._render(ctx, rooms, timelines, states)
@@ -362,17 +362,31 @@ class RoomTimeline:
         states: dict[int, list[StoredEvent]],
         timelines: dict[int, list[StoredEvent]],
         full: set[int],
+        limited: dict[int, bool],
     ) -> dict[int, list[StoredEvent]]:
         """Keep only the timeline senders' (and the user's own) membership events; the
-        senders' memberships missing from the state are read for all rooms at once."""
+        senders' memberships missing from the state are read for all rooms at once.
+
+        A limited incremental sync keeps every membership change of the gap (who joined
+        or left while the client was away, senders or not) and always sends them; only
+        the senders' memberships added for the timeline are left out when this device
+        already has them (Synapse turns lazy loading off for gaps; Sytest
+        31sync/15lazy-members expects it)."""
         out: dict[int, list[StoredEvent]] = {}
         missing: dict[int, list[str]] = {}
+        changed: dict[int, set[str]] = {}
         for room in rooms:
             nid = room.room_nid
             timeline = timelines[nid]
             senders = {s.event.sender for s in timeline}
-            keep = senders | {ctx.user_id} if nid in full else senders
-            kept = [s for s in states[nid] if s.event.type != MEMBER or s.event.state_key in keep]
+            if nid not in full and limited.get(nid, False):
+                kept = list(states[nid])
+                changed[nid] = {s.event.event_id for s in kept if s.event.type == MEMBER}
+            else:
+                keep = senders | {ctx.user_id} if nid in full else senders
+                kept = [
+                    s for s in states[nid] if s.event.type != MEMBER or s.event.state_key in keep
+                ]
             have = {s.event.state_key for s in (*kept, *timeline) if s.event.type == MEMBER}
             out[nid] = kept
             if senders - have:
@@ -390,10 +404,12 @@ class RoomTimeline:
             nid = room.room_nid
             sent = self._sent_for(ctx, room.room_id, reset=nid in full)
             if nid not in full and not ctx.flt.room.state.include_redundant_members:
+                gap = changed.get(nid, set())
                 out[nid] = [
                     s
                     for s in out[nid]
                     if s.event.type != MEMBER
+                    or s.event.event_id in gap
                     or sent.get(s.event.state_key or "") != s.event.event_id
                 ]
             for s in (*out[nid], *timelines[nid]):

@@ -104,9 +104,10 @@ class UserSections:
         return await td.to_device_for(ctx.user_id, ctx.req.device_id, since, TO_DEVICE_BATCH)
 
     async def device_lists(self, ctx: SyncContext) -> dict[str, list[str]]:
-        """``changed``: users sharing a room whose devices changed, and users who newly
-        share a room; ``left``: users who no longer share any room (spec: "Tracking the
-        device list for a user"). Incremental syncs only."""
+        """``changed``: users sharing a room whose devices changed, users who newly
+        share a room, and users newly invited to one of ours; ``left``: users who no
+        longer share any room (spec: "Tracking the device list for a user").
+        Incremental syncs only."""
         if ctx.since is None:
             return {"changed": [], "left": []}
         me = ctx.user_id
@@ -120,11 +121,16 @@ class UserSections:
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
         shared = await self.src.users_sharing_room_with(me)
         left: set[str] = set()
+        # Users invited to one of our rooms: clients encrypt for invitees too (history
+        # visible to "invited"), so they start tracking them now, as with Synapse.
+        invited: set[str] = set()
         for m in moves:
             if m.user_id == me:
                 continue
             if m.membership == "join" and m.room_nid in ctx.joined:
                 changed.add(m.user_id)
+            elif m.membership == "invite" and m.room_nid in ctx.joined:
+                invited.add(m.user_id)
             elif m.membership in ("leave", "ban") and m.user_id not in shared:
                 left.add(m.user_id)
         if newly_joined:
@@ -132,8 +138,10 @@ class UserSections:
         if ctx.left_nids:
             left |= await self.members.joined_users(sorted(ctx.left_nids)) - shared
         left.discard(me)
+        left -= invited
         changed -= left
         changed &= shared | {me}
+        changed |= invited
         return {"changed": sorted(changed), "left": sorted(left)}
 
     async def key_counts(self, ctx: SyncContext) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.e2ee.wiring import E2ee
 from homeserver.push.actions_store import PushActionStore
+from homeserver.push.evaluation import PushEvaluator
 from homeserver.push.notifications import NotificationService
 from homeserver.push.pushers import PusherService
 from homeserver.push.service import PushRuleService
@@ -30,12 +31,15 @@ from homeserver.push.wiring import build_pushers
 from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptRecord
 from homeserver.rooms.ephemeral.typing import TypingChange, TypingService
+from homeserver.rooms.persist import AfterCommit, PersistPlan
+from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.wiring import RoomsArea
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, Queries
 from homeserver.sync.builder import SyncBuilder
 from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.peeks import PeekService, PeekStore
 from homeserver.sync.sliding.service import SlidingSync
 from homeserver.sync.sliding.wiring import build_sliding
 from homeserver.sync.store import SyncStore
@@ -53,6 +57,8 @@ class SyncArea:
     sliding: SlidingSync
     legacy: LegacySync
     pushers: PusherService
+    peeks: PeekService
+    push_evaluator: PushEvaluator
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def close(self) -> None:
@@ -61,6 +67,7 @@ class SyncArea:
 
     async def aclose(self) -> None:
         self.close()
+        await self.push_evaluator.stop()
         await self.pushers.close()
 
 
@@ -81,8 +88,20 @@ def wire_sync(
     members = rooms_area.members
     suffix = ":" + rooms.server_name
     notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
-    # Push actions commit with their event (crash-safe counts).
-    rooms.persister.prepare_hooks.append(notifications.prepare)
+    # Push rules are evaluated behind the send, in stream order (push/evaluation.py);
+    # readers of counts wait for the evaluator's cursor.
+    evaluator = PushEvaluator(db, rooms.events, notifications)
+    notifications.caught_up = evaluator.caught_up
+
+    async def evaluate_later(
+        q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> AfterCommit | None:
+        position = stored.stream_ordering
+        if position is None or position <= 0:
+            return None
+        return lambda: evaluator.on_persisted(position)
+
+    rooms.persister.txn_hooks.append(evaluate_later)
     sources = SyncSources(
         typing=typing,
         receipts=receipts,
@@ -93,6 +112,7 @@ def wire_sync(
         to_device=e2ee.to_device,
         notifications=notifications,
         users_sharing_room_with=members.users_sharing_room_with,
+        peeks=PeekStore(db),
     )
     builder = SyncBuilder(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
@@ -100,15 +120,21 @@ def wire_sync(
     sliding = build_sliding(db, rooms_area, builder, clock)
     legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
-    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers)
+    peeks = PeekService(PeekStore(db), rooms_area.memberships, rooms_area.visibility, notifier)
+    area = SyncArea(builder, notifier, notifications, sliding, legacy, pushers, peeks, evaluator)
 
-    def wake(users: Iterable[str]) -> None:
-        notifier.notify(u for u in users if u.endswith(suffix))
+    def wake(users: Iterable[str], local: bool = False) -> None:
+        """Local users' requests, and peeks into rooms (room ids)."""
+        ours = (u for u in users if u.endswith(suffix) or u.startswith("!"))
+        if local:
+            notifier.wake_local(ours)
+        else:
+            notifier.notify(ours)
 
-    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]]) -> None:
+    def wake_later(lookup: Callable[[], Awaitable[Iterable[str]]], local: bool = False) -> None:
         async def run() -> None:
             try:
-                wake(await lookup())
+                wake(await lookup(), local)
             except Exception:
                 log.exception("sync wake-up lookup failed")
 
@@ -116,13 +142,22 @@ def wire_sync(
         area.tasks.add(task)
         task.add_done_callback(area.tasks.discard)
 
+    # Room ids are woken too: GET /events peeking into a world-readable room listens on
+    # the room's id for its events, typing, receipts and its members' presence.
     def on_typing(change: TypingChange) -> None:
         if change.changed:
             room_id = change.room_id
-            wake_later(lambda: members.local_members(room_id))
+            if change.shared:
+                # Every process applies a shared change and wakes its own requests.
+                notifier.wake_local([room_id])
+                wake_later(lambda: members.local_members(room_id), local=True)
+            else:
+                notifier.notify([room_id])
+                wake_later(lambda: members.local_members(room_id))
 
     def on_receipt(rec: ReceiptRecord) -> None:
         room_id = rec.room_id
+        notifier.notify([room_id])
         wake_later(lambda: members.local_members(room_id))
         if rec.receipt_type in READ_TYPES and rec.user_id.endswith(suffix):
             pushers.on_read(rec.user_id)
@@ -130,9 +165,15 @@ def wire_sync(
     def on_user_data(user_id: str, pos: int) -> None:
         wake([user_id])
 
+    async def presence_audience(user_id: str) -> list[str]:
+        return [
+            *await members.users_sharing_room_with(user_id),
+            *await rooms_area.reader.joined_rooms(user_id),
+        ]
+
     def on_presence(user_id: str, pos: int) -> None:
         wake([user_id])
-        wake_later(lambda: members.users_sharing_room_with(user_id))
+        wake_later(lambda: presence_audience(user_id))
 
     async def on_to_device(user_id: str, device_ids: list[str]) -> None:
         wake([user_id])

@@ -104,8 +104,10 @@ def _limit(raw: Mapping[str, Any], where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_json(f"'{where}limit' must be an integer")
-    if value < 1:
-        raise invalid_param(f"'{where}limit' must be greater than 0")
+    # The spec asks clients for a limit above 0; a timeline limit of 0 ("state
+    # only, no events") is what Synapse accepts and clients send, so 0 is kept.
+    if value < 0:
+        raise invalid_param(f"'{where}limit' must not be negative")
     return value
 
 

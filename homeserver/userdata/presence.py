@@ -16,6 +16,7 @@ from typing import Any
 from homeserver.clock import Clock
 from homeserver.errors import not_found
 from homeserver.storage.database import Database
+from homeserver.storage.sql import placeholders
 from homeserver.userdata import streams
 
 STATES = ("online", "offline", "unavailable")
@@ -94,6 +95,17 @@ class PresenceStore:
         if r is None:
             return False, None
         return True, (None if r[1] is None else _row(r))
+
+    async def local_rows(self, user_ids: list[str]) -> list[PresenceRow]:
+        """The presence rows of those local ``user_ids`` who have one."""
+        if not user_ids:
+            return []
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
+            f" WHERE u.user_id IN ({placeholders(len(user_ids))})",
+            *user_ids,
+        )
+        return [_row(r) for r in rows]
 
     async def changed(self, from_pos: int, to_pos: int) -> list[PresenceRow]:
         rows = await self.db.fetchall(

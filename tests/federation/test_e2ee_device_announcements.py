@@ -46,9 +46,9 @@ def count_resyncs(server: RunningServer) -> list[str]:
     real = lists.resync
     calls: list[str] = []
 
-    async def counting(user_id: str) -> None:
+    async def counting(user_id: str, *args: float) -> None:
         calls.append(user_id)
-        await real(user_id)
+        await real(user_id, *args)
 
     lists.resync = counting  # type: ignore[method-assign]
     return calls

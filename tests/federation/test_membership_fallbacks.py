@@ -147,6 +147,39 @@ async def test_invite_falls_back_to_v1_and_make_join_errors_reach_the_client(
     assert r.status >= 400, r.body
     r = await api.get(f"/rooms/{q(room.room_id)}/joined_members", token=alice.access_token)
     assert r.status != 200
+
+    # A make_join answer without room_version (so v1/v2) whose template cites plain
+    # ids: the join is built and sent; the answer, of another room version's event
+    # format, is refused and the client told.
+    async def make_join_unversioned(
+        request: web.Request, params: dict[str, str], body: Any
+    ) -> web.Response:
+        fields = peer.event_fields(
+            room,
+            "m.room.member",
+            {"membership": "join"},
+            sender=alice.user_id,
+            state_key=alice.user_id,
+        )
+        return web.json_response({"event": fields})
+
+    async def send_join_whole(
+        request: web.Request, params: dict[str, str], body: Any
+    ) -> web.Response:
+        sent_joins.append(body)
+        state = [e.pdu for e in room.state.values()]
+        chain = [e.pdu for e in room.events.values()]
+        return web.json_response({"state": state, "auth_chain": chain})
+
+    sent_joins: list[Any] = []
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", make_join_unversioned)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join_whole)
+    r = await api.post(f"/join/{q(room.room_id)}", {}, token=alice.access_token)
+    assert r.status >= 400, r.body
+    assert len(sent_joins) == 1
+    assert sent_joins[0]["prev_events"] == list(room.head)  # as the template cites them
+    r = await api.get(f"/rooms/{q(room.room_id)}/joined_members", token=alice.access_token)
+    assert r.status != 200
     await api.__aexit__(None, None, None)
 
 
@@ -201,6 +234,21 @@ async def test_resident_refuses_foreign_joins_and_rooms_it_left(
         forged.pdu,
     )
     assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN")
+    # The template sent back as it came, never hashed nor signed: 403 too (it is not
+    # signed as it must be), on v1 send_join and on send_leave alike.
+    unsigned = dict(fields, origin_server_ts=1)
+    unsigned_id = "$" + "u" * 43  # refused before the path's id is compared
+    for path in ("v1/send_join", "v2/send_leave", "v1/send_leave"):
+        body = unsigned
+        if path.endswith("leave"):
+            body = dict(unsigned, content={"membership": "leave"})
+        reply = await peer.request(
+            name(hs),
+            "PUT",
+            f"/_matrix/federation/{path}/{q(room_id)}/{q(unsigned_id)}",
+            body,
+        )
+        assert (reply.status, reply.body.get("errcode")) == (403, "M_FORBIDDEN"), (path, reply)
     room = peer_room(peer)
     bad = peer.event(
         room, "m.room.member", {"membership": "invite", "weight": 1.5}, state_key=alice.user_id

@@ -16,6 +16,10 @@ from tests.federation.rooms_support import (
     timeline_bodies,
 )
 
+# Also with the first server (a) as three processes and its peers single-process
+# (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
+
 
 @pytest.fixture
 async def trio(make_server: ServerFactory) -> tuple[RunningServer, RunningServer, RunningServer]:

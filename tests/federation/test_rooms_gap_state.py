@@ -1,11 +1,12 @@
 """The state at a gap is had whole or not at all (issue 9: never guess).
 
 A scripted peer in a room on Myelin lets 60 of its users join without telling
-Myelin, then sends a message after them. Myelin cannot get the missing events
-with ``/get_missing_events`` (the peer gives none), so it asks for the state at
-the gap (``/state_ids``). The 60 unknown state events used to be fetched one by
-one, at most 500 of them, and whatever could not be had was left out: the
-message was accepted on a state with holes. Now many missing events come whole
+Myelin, then a message after them and another on top of it, which it pushes.
+``/get_missing_events`` gives only the first message (the pushed one's prev), whose
+own prev is missing, so Myelin asks for the state at that gap (``/state_ids``).
+The 60 unknown state events used to be fetched one by one, at most 500 of them,
+and whatever could not be had was left out: the message was accepted on a state
+with holes. Now many missing events come whole
 with ``/state``; when the state cannot be had, the message is refused and the
 reason logged once with the origin.
 """
@@ -48,15 +49,20 @@ class Gap:
         self.before_last = {
             k: e.event_id for k, e in branch.room.state.items() if e.event_id != self.last.event_id
         }
-        self.events: dict[str, Event] = {**room.events, **{e.event_id: e for e in branch.events}}
-        self.message = branch.add(
-            "m.room.message", {"msgtype": "m.text", "body": "after"}, peer.user("mallory"), None
+        events = {**room.events, **{e.event_id: e for e in branch.events}}
+        self.chain = [i for i in events if i not in self.before_last.values()]
+        mallory = peer.user("mallory")
+        self.bridge = branch.add(
+            "m.room.message", {"msgtype": "m.text", "body": "gap"}, mallory, None
         )
-        self.chain = [i for i in self.events if i not in self.before_last.values()]
+        self.message = branch.add(
+            "m.room.message", {"msgtype": "m.text", "body": "after"}, mallory, None
+        )
+        self.events: dict[str, Event] = {**events, **{e.event_id: e for e in branch.events}}
 
     def route(self, peer: ScriptedPeer, *, whole_state: bool) -> None:
-        async def no_missing(request: web.Request, params: dict[str, str], body: Any) -> Any:
-            return web.json_response({"events": []})
+        async def only_bridge(request: web.Request, params: dict[str, str], body: Any) -> Any:
+            return web.json_response({"events": [self.bridge.pdu]})
 
         async def state_ids(request: web.Request, params: dict[str, str], body: Any) -> Any:
             assert request.query["event_id"] == self.last.event_id
@@ -78,7 +84,7 @@ class Gap:
             return web.json_response({"origin": peer.server_name, "pdus": [event.pdu]})
 
         fed = "/_matrix/federation/v1"
-        peer.route("POST", fed + "/get_missing_events/{roomId}", no_missing)
+        peer.route("POST", fed + "/get_missing_events/{roomId}", only_bridge)
         peer.route("GET", fed + "/state_ids/{roomId}", state_ids)
         peer.route("GET", fed + "/event/{eventId}", one)
         if whole_state:

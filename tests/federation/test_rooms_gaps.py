@@ -137,6 +137,24 @@ async def test_gap_beyond_get_missing_events_is_bridged_with_state_ids(
     assert ids[-1] == newest_id
     assert ids[-1 - MISSING_EVENTS_LIMIT : -1] == gap_ids[-MISSING_EVENTS_LIMIT:]
 
+    # Paging back from the sync's prev_batch (just before the oldest event
+    # get_missing_events gave) fills the hole below it with /backfill: the page
+    # starts with the gap's events, not with what B held from before the gap.
+    flt = json.dumps({"room": {"timeline": {"limit": MISSING_EVENTS_LIMIT + 1}}})
+    r = await api_b.get(f"/sync?timeout=0&filter={q(flt)}", token=bob.access_token)
+    timeline = r.body["rooms"]["join"][room_id]["timeline"]
+    assert [e["event_id"] for e in timeline["events"]] == [
+        *gap_ids[-MISSING_EVENTS_LIMIT:],
+        newest_id,
+    ]
+    r = await api_b.get(
+        f"/rooms/{q(room_id)}/messages?dir=b&limit=3&from={q(timeline['prev_batch'])}",
+        token=bob.access_token,
+    )
+    assert r.status == 200, r.body
+    older = gap_ids[:-MISSING_EVENTS_LIMIT]
+    assert [e["event_id"] for e in r.body["chunk"]] == older[::-1][:3]
+
     # The room goes on: bob's reply builds on the newest event (and on B's older
     # extremity, which nothing B holds descends from while the hole stays) and
     # reaches A.

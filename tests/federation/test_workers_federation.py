@@ -17,11 +17,9 @@ from homeserver.app import RunningServer, start_worker
 from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
 from tests.federation.rooms_support import q, send_text, timeline_bodies
 from tests.helpers import Api, Reply
+from tests.processes import ROUNDS, WAIT_S
 
 pytestmark = pytest.mark.skipif(ENGINE != "postgres", reason="worker processes need PostgreSQL")
-
-WAIT_S = 30.0  # a bound for "it arrives", not a measurement
-ROUNDS = 300
 
 
 @pytest.fixture
@@ -95,3 +93,50 @@ async def test_worker_sends_reach_the_remote_and_remote_sends_wake_the_worker(
             poll = long_poll(woken.body["next_batch"])
         assert "from the remote" in seen
         assert await timeline_bodies(w, alice, room_id) == ["from the worker", "from the remote"]
+
+
+async def typing_seen(api: Api, token: str, room_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` shows as typing in ``room_id`` in a fresh /sync of ``token``."""
+    for _ in range(ROUNDS):
+        r = await api.get("/sync", token=token)
+        room = r.body.get("rooms", {}).get("join", {}).get(room_id, {})
+        for event in room.get("ephemeral", {}).get("events", []):
+            if event["type"] == "m.typing" and user_id in event["content"]["user_ids"]:
+                return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_typing_crosses_between_a_worker_and_the_remote(
+    main_and_worker: tuple[RunningServer, RunningServer], make_server: ServerFactory
+) -> None:
+    main, worker = main_and_worker
+    remote = await make_server(federated=True)
+    async with Api(worker.client_url) as w, Api(remote.client_url) as b:
+        alice = await w.register("alice")
+        bob = await b.register("bob")
+        r = await w.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+        room_id = r.body["room_id"]
+        a_name = main.hs.config.server_name
+        r = await b.post(f"/join/{q(room_id)}?server_name={q(a_name)}", {}, token=bob.access_token)
+        assert r.status == 200, r.body
+        # Taken by the worker, sent by the main process (once: only the taker queues it).
+        r = await w.put(
+            f"/rooms/{q(room_id)}/typing/{q(alice.user_id)}",
+            {"typing": True, "timeout": 60000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        assert await typing_seen(b, bob.access_token, room_id, alice.user_id)
+        # Received by the main process, served by the worker.
+        r = await b.put(
+            f"/rooms/{q(room_id)}/typing/{q(bob.user_id)}",
+            {"typing": True, "timeout": 60000},
+            token=bob.access_token,
+        )
+        assert r.status == 200, r.body
+        assert await typing_seen(w, alice.access_token, room_id, bob.user_id)
+    queued = await main.hs.db.fetchval(
+        "SELECT count(*) FROM federation_outbox WHERE edu_type = 'm.typing'"
+    )
+    assert int(queued) <= 1  # sent (deleted) or waiting once, never once per process

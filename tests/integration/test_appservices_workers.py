@@ -87,3 +87,54 @@ async def test_what_a_worker_takes_in_reaches_the_service(
                 break
             await asyncio.sleep(0.05)
         assert [(m["to_device_id"], m["content"]) for m in to_device] == [("WD", {"via": "worker"})]
+
+
+async def test_typing_receipts_and_presence_taken_by_a_worker_reach_the_service(
+    worker_and_bridge: tuple[RunningServer, Bridge],
+) -> None:
+    """Only the main process sends transactions: a worker hands it receipts and presence,
+    and typing is applied by every process (the main one queues it itself)."""
+    worker, bridge = worker_and_bridge
+    async with Api(worker.client_url) as api:
+        wes = UserID("@bridge_wes:localhost")
+        await bridge.appservice.intent.user(wes).ensure_registered()
+        alice = await api.register("alice")
+        r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+        room_id = r.body["room_id"]
+        await bridge.appservice.intent.user(wes).join_room_by_id(room_id)
+        r = await api.put(
+            f"/rooms/{room_id}/send/m.room.message/r1",
+            {"msgtype": "m.text", "body": "read me"},
+            token=alice.access_token,
+        )
+        event_id = r.body["event_id"]
+        r = await api.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 30000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        r = await api.post(
+            f"/rooms/{room_id}/receipt/m.read/{event_id}", {}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        r = await api.put(
+            f"/presence/{alice.user_id}/status",
+            {"presence": "online", "status_msg": "via a worker"},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        wanted = {EventType.TYPING, EventType.RECEIPT, EventType.PRESENCE}
+        seen: set[EventType] = set()
+        for _ in range(50):  # every EDU is awaited with a timeout; this bounds the count
+            edu = await bridge.ephemeral_next()
+            if edu.type == EventType.TYPING and alice.user_id in edu.content.user_ids:
+                assert edu.room_id == room_id
+                seen.add(EventType.TYPING)
+            elif edu.type == EventType.RECEIPT:
+                seen.add(EventType.RECEIPT)
+            elif edu.type == EventType.PRESENCE and edu.sender == alice.user_id:
+                seen.add(EventType.PRESENCE)
+            if seen == wanted:
+                break
+        assert seen == wanted

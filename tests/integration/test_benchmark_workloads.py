@@ -26,6 +26,7 @@ TINY = [
     "--incrementals", "2", "--wakeups", "2",
     "--ingest-pdus", "60", "--ingest-batch", "50",
     "--big-members", "4", "--big-sends", "1",
+    "--curve-sizes", "2,4", "--curve-sends", "1",
 ]  # fmt: skip
 
 
@@ -60,4 +61,6 @@ async def test_every_workload_runs_to_completion_against_myelin() -> None:
     assert ingest["last_in_sync_s"] is not None
     assert got["bigroom"]["members"] == 4
     assert got["bigroom"]["lazy_sync_ms"]["n"] == 3
+    curves = got["curves"]
+    assert sorted(int(size) for size in curves["sizes"]) == [2, 4]
     assert got["engine"] == ("postgresql" if ENGINE == "postgres" else "sqlite")

@@ -199,7 +199,7 @@ async def test_bad_config_exits_with_one_line(tmp_path: Path) -> None:
 
 async def _wait_until_up(url: str, proc: asyncio.subprocess.Process) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
+        for _ in range(600):  # 30 s: several processes may be starting on two cores
             if proc.returncode is not None:
                 break
             try:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import vodozemac
 
 from homeserver.app import RunningServer
 from tests.helpers import Api, User
 from tests.integration.e2ee_device import OLM, Device
+
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
 
 
 async def upload(api: Api, user: User, body: dict[str, Any]) -> Any:

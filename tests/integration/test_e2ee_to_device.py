@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from homeserver.app import RunningServer
 from tests.helpers import Api, User
+
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
 
 
 async def second_device(api: Api, user: User) -> User:

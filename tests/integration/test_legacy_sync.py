@@ -223,3 +223,70 @@ async def test_events_peeks_into_a_world_readable_room(api: Api) -> None:
         api, "/events", guest, timeout="0", room_id=room_id, **{"from": woke["end"]}
     )
     assert nothing["chunk"] == []
+
+
+async def test_events_peek_carries_typing_receipts_and_members_presence(api: Api) -> None:
+    """A peek into a world_readable room also streams its typing, its receipts and its
+    members' presence (not the presence of users outside the room), and a long-poll
+    wakes on each (Sytest 30rooms/30history-visibility "non-joined user can call
+    /events on world_readable room")."""
+    alice = await api.register("alice")
+    outsider = await api.register("outsider")
+    bob = await api.register("bob")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    room_id = r.body["room_id"]
+    r = await api.put(
+        f"/rooms/{room_id}/state/m.room.history_visibility/",
+        {"history_visibility": "world_readable"},
+        token=alice.access_token,
+    )
+    assert r.status == 200
+    event_id = await send_text(api, alice, room_id, "mice", "t1")
+    start = await get_ok(api, "/events", bob, timeout="0", room_id=room_id)
+
+    async def next_chunk(token: str, act: Any) -> tuple[list[dict[str, Any]], str]:
+        poll = asyncio.ensure_future(
+            get_ok(api, "/events", bob, timeout="30000", room_id=room_id, **{"from": token})
+        )
+        await asyncio.sleep(0.05)
+        await act()
+        woke = await asyncio.wait_for(poll, 60)
+        return woke["chunk"], woke["end"]
+
+    async def presence() -> None:
+        for user in (outsider, alice):
+            r = await api.put(
+                f"/presence/{user.user_id}/status",
+                {"presence": "online", "status_msg": "lemurs"},
+                token=user.access_token,
+            )
+            assert r.status == 200
+
+    chunk, token = await next_chunk(start["end"], presence)
+    assert chunk and all(e["type"] == "m.presence" for e in chunk)
+    assert {e["content"]["user_id"] for e in chunk} == {alice.user_id}
+
+    async def receipt() -> None:
+        r = await api.post(
+            f"/rooms/{room_id}/receipt/m.read/{event_id}", {}, token=alice.access_token
+        )
+        assert r.status == 200
+
+    chunk, token = await next_chunk(token, receipt)
+    assert [e["type"] for e in chunk] == ["m.receipt"]
+    assert alice.user_id in chunk[0]["content"][event_id]["m.read"]
+    assert chunk[0]["room_id"] == room_id
+
+    async def typing() -> None:
+        r = await api.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 30000},
+            token=alice.access_token,
+        )
+        assert r.status == 200
+
+    chunk, token = await next_chunk(token, typing)
+    assert [e["type"] for e in chunk] == ["m.typing"]
+    assert chunk[0]["content"]["user_ids"] == [alice.user_id]
+    nothing = await get_ok(api, "/events", bob, timeout="0", room_id=room_id, **{"from": token})
+    assert nothing["chunk"] == []

@@ -92,7 +92,12 @@ async def test_email_and_login_token_answers_match_the_spec(
         assert (await api.post("/account/password", by_mail)).status == 401
         register = {"username": "bob", "password": "p", "auth": bogus}
         assert (await api.post("/register", register)).status == 401
-        creds = {"client_secret": "s", "sid": "x", "id_server": "i.example", "id_access_token": "t"}
+        creds = {
+            "client_secret": "s",
+            "sid": "x",
+            "id_server": "not a host",
+            "id_access_token": "t",
+        }
         assert (await api.post("/account/3pid/bind", creds, token=a)).status == 400
         assert (await api.post("/account/3pid", {"three_pid_creds": creds}, token=a)).status == 403
         threepid = {"medium": "email", "address": address}

@@ -1,6 +1,6 @@
 """Push in every supported room version: the sender's power comes from the one rule
-(rooms/auth/power_levels.py), so a v12 creator's @room highlights; and push actions
-commit with their event, so a crash right after the commit loses no count."""
+(rooms/auth/power_levels.py), so a v12 creator's @room highlights. (Counts across a
+crash before evaluation: test_push_background.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from homeserver.app import RunningServer
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.storage.database import Database
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_sync_sections import sync
@@ -82,29 +80,3 @@ async def test_room_mention_highlights_by_sender_power(api: Api, version: str) -
     await at_room(api, alice, room_id, "a2")
     b4 = await sync(api, bob, b3["next_batch"])
     assert counts(b4, room_id) == {"notification_count": 5, "highlight_count": 3}
-
-
-async def _push_rows(db: Database, event_id: str) -> list[str]:
-    rows = await db.fetchall(
-        "SELECT p.user_id FROM event_push_actions p JOIN events e ON e.event_nid = p.event_nid"
-        " WHERE e.event_id = $1",
-        event_id,
-    )
-    return sorted(str(r["user_id"]) for r in rows)
-
-
-async def test_push_actions_commit_with_the_event(server: RunningServer, api: Api) -> None:
-    """The process "dies" right after the event's commit: nothing that runs after it
-    (sync wake-ups, federation, the former push hook) gets to run, yet the count is there."""
-    alice = await api.register("alice")
-    bob = await api.register("bob")
-    room_id = await create_room(api, alice, preset="public_chat")
-    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
-    rooms = server.hs.rooms_area.rooms
-
-    async def crashed(*_: object) -> None:
-        return None
-
-    rooms.after_persist = crashed  # type: ignore[method-assign]
-    event_id = await at_room(api, alice, room_id, "x1")
-    assert await _push_rows(server.hs.db, event_id) == [bob.user_id]

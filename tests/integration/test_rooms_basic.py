@@ -6,6 +6,9 @@ import pytest
 
 from tests.helpers import Api, User
 
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
+
 
 async def create_room(api: Api, user: User, **body: object) -> str:
     r = await api.post("/createRoom", body, token=user.access_token)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ServerFactory
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
+
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
 
 
 async def send_text(api: Api, user: User, room_id: str, text: str, txn: str) -> str:
@@ -160,7 +165,7 @@ async def test_invite_on_create_is_direct_and_alias(api: Api) -> None:
     assert r.status == 400 and r.errcode == "M_ROOM_IN_USE"
     r = await api.get("/sync", token=bob.access_token)
     invite = r.body["rooms"]["invite"][room_id]["invite_state"]["events"]
-    mine = [e for e in invite if e["type"] == "m.room.member"]
+    mine = [e for e in invite if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
     assert mine[0]["content"]["membership"] == "invite"
     assert mine[0]["content"]["is_direct"] is True
     r = await api.post("/join/%23town:localhost", {}, token=bob.access_token)

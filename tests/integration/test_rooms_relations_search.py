@@ -311,7 +311,7 @@ async def test_search(api: Api) -> None:
 
 async def test_user_directory(api: Api) -> None:
     alice = await api.register("alice")
-    await api.register("albert")
+    albert = await api.register("albert")
     bob = await api.register("bob")
     r = await api.put(
         f"/profile/{bob.user_id}/displayname",
@@ -319,6 +319,10 @@ async def test_user_directory(api: Api) -> None:
         token=bob.access_token,
     )
     assert r.status == 200
+    # By default the directory shows users in a public room (or sharing one).
+    room = await create_room(api, alice, preset="public_chat")
+    for user in (albert, bob):
+        assert (await api.post(f"/join/{room}", {}, token=user.access_token)).status == 200
     r = await api.post("/user_directory/search", {"search_term": "ALB"}, token=alice.access_token)
     assert r.status == 200, r.body
     ids = [x["user_id"] for x in r.body["results"]]

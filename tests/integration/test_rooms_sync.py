@@ -7,9 +7,14 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
+
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
 
 
 def timeline(body: dict[str, Any], room_id: str) -> list[dict[str, Any]]:

@@ -15,6 +15,9 @@ from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_sections import shared_room, sync
 
+# Also through one homeserver of three processes (tests/spread.py, PostgreSQL only).
+pytestmark = pytest.mark.spread
+
 
 @pytest.fixture
 async def server(make_server: ServerFactory) -> RunningServer:
@@ -207,6 +210,52 @@ async def test_lazy_loading_members(api: Api) -> None:
     assert members == {carol.user_id}
 
 
+async def test_lazy_loading_gapped_sync_carries_the_gap_memberships(
+    api: Api, processes: int
+) -> None:
+    """A limited incremental sync with lazy loading: every membership change of the gap
+    (joins and leaves of members who said nothing shown), the new timeline senders', and
+    not again the ones this device already has (Sytest 31sync/15lazy-members)."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    carol = await api.register("carol")
+    dave = await api.register("dave")
+    room_id = await shared_room(api, alice, bob)
+    assert (await api.post(f"/join/{room_id}", {}, token=carol.access_token)).status == 200
+    for i in range(3):
+        await send_text(api, bob, room_id, f"b{i}", f"b{i}")
+    lazy = json.dumps({"room": {"timeline": {"limit": 2}, "state": {"lazy_load_members": True}}})
+
+    def members(body: dict[str, Any]) -> dict[str, str]:
+        room = body["rooms"]["join"][room_id]
+        return {
+            e["state_key"]: e["content"]["membership"]
+            for e in room["state"]["events"]
+            if e["type"] == "m.room.member"
+        }
+
+    first = await sync(api, alice, filter=lazy)
+    assert members(first) == {alice.user_id: "join", bob.user_id: "join"}
+    # Dave joins and stays silent; carol speaks after a gap.
+    assert (await api.post(f"/join/{room_id}", {}, token=dave.access_token)).status == 200
+    for i in range(4):
+        await send_text(api, carol, room_id, f"c{i}", f"c{i}")
+    second = await sync(api, alice, first["next_batch"], filter=lazy)
+    assert second["rooms"]["join"][room_id]["timeline"]["limited"] is True
+    assert members(second) == {carol.user_id: "join", dave.user_id: "join"}
+    # Dave leaves in the next gap: only his leave, carol is not sent again.
+    assert (await api.post(f"/rooms/{room_id}/leave", {}, token=dave.access_token)).status == 200
+    for i in range(4):
+        await send_text(api, carol, room_id, f"d{i}", f"d{i}")
+    third = await sync(api, alice, second["next_batch"], filter=lazy)
+    if processes == 1:
+        assert members(third) == {dave.user_id: "leave"}
+    else:
+        # What a device was sent is remembered per process: another may send carol again.
+        assert members(third).items() >= {dave.user_id: "leave"}.items()
+        assert set(members(third)) <= {dave.user_id, carol.user_id}
+
+
 async def test_include_leave_and_tokens(api: Api) -> None:
     alice = await api.register("alice")
     bob = await api.register("bob")
@@ -270,6 +319,15 @@ async def test_guest_sees_only_guest_rooms(server: Any, api: Api) -> None:
     assert r.status == 200
     body = await sync(api, guest)
     assert body["rooms"]["join"] == {}
+    # An invite reaches the guest whatever the room's guest access (a remote room's
+    # is not even known here: Sytest "Guest users denied access over federation").
+    no_guests = await create_room(api, alice, preset="public_chat")
+    r = await api.post(
+        f"/rooms/{no_guests}/invite", {"user_id": guest.user_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    body = await sync(api, guest)
+    assert list(body["rooms"]["invite"]) == [no_guests]
 
 
 async def test_full_state_lists_quiet_rooms_and_filtered_timeline_reads_back(api: Api) -> None:

@@ -203,6 +203,26 @@ async def test_device_lists_changed_and_left(api: Api) -> None:
     assert b2["device_unused_fallback_key_types"] == ["signed_curve25519"]
 
 
+async def test_invited_user_appears_in_device_lists_changed(api: Api) -> None:
+    """Clients encrypt for invitees too, so an invite starts their device tracking
+    (as a join does); the invitee is not reported as left meanwhile."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    room_id = await create_room(api, alice, preset="private_chat")
+    a0 = await sync(api, alice)
+    r = await api.post(
+        f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    a1 = await sync(api, alice, a0["next_batch"])
+    assert a1["device_lists"] == {"changed": [bob.user_id], "left": []}
+    a2 = await sync(api, alice, a1["next_batch"])
+    assert a2["device_lists"] == {"changed": [], "left": []}
+    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+    a3 = await sync(api, alice, a2["next_batch"])
+    assert a3["device_lists"] == {"changed": [bob.user_id], "left": []}
+
+
 async def test_to_device_survives_restart_until_acknowledged(tmp_path: Any) -> None:
     from homeserver.app import start
     from tests.conftest import ENGINE, _create_pg_database, make_config, write_data_dir

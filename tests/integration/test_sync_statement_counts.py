@@ -76,9 +76,7 @@ def explain(few: StatementCounter, many: StatementCounter) -> str:
         for sql in many.by_sql
         if many.by_sql[sql] > few.by_sql.get(sql, 0)
     ]
-    return f"{few.total} statements for {FEW} rooms, {many.total} for {MANY}:\n" + "\n".join(
-        grown
-    )
+    return f"{few.total} statements for {FEW} rooms, {many.total} for {MANY}:\n" + "\n".join(grown)
 
 
 async def test_sync_statement_count_does_not_grow_with_rooms(make_server: ServerFactory) -> None:

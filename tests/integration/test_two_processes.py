@@ -13,6 +13,7 @@ import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,21 +27,9 @@ from tests.conftest import (
     stop_or_explain,
     write_data_dir,
 )
-from tests.helpers import Api, Reply, User
-
-WAIT_S = 30.0  # a bound for "it arrives", not a measurement
-ROUNDS = 300  # bounded re-reads while a cross-process message is on its way
-
-
-async def eventually(read: Callable[[], Awaitable[Reply]], ok: Callable[[Reply], bool]) -> Reply:
-    """Read until ``ok`` (a message from the other process may still be in flight)."""
-    reply = await read()
-    for _ in range(ROUNDS):
-        if ok(reply):
-            return reply
-        await asyncio.sleep(0.05)
-        reply = await read()
-    return reply
+from tests.helpers import Api, Reply
+from tests.integration.admin_support import V1, V2, make_admin
+from tests.processes import WAIT_S, eventually, new_room, send, typing_in
 
 
 @pytest.fixture
@@ -68,22 +57,6 @@ async def test_sqlite_refuses_workers(tmp_path: Path) -> None:
         make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
     with pytest.raises(ConfigError, match="SQLite"):
         await start_worker(make_config(tmp_path, url), "w1")
-
-
-async def new_room(api: Api, user: User) -> str:
-    r = await api.post("/createRoom", {"preset": "private_chat"}, token=user.access_token)
-    assert r.status == 200, r.body
-    return str(r.body["room_id"])
-
-
-async def send(api: Api, user: User, room_id: str, body: str) -> str:
-    r = await api.put(
-        f"/rooms/{room_id}/send/m.room.message/{secrets.token_hex(8)}",
-        {"msgtype": "m.text", "body": body},
-        token=user.access_token,
-    )
-    assert r.status == 200, r.body
-    return str(r.body["event_id"])
 
 
 async def test_logout_on_one_is_refused_by_the_other(
@@ -217,3 +190,186 @@ async def test_a_push_rule_change_on_one_is_served_by_the_other(
         assert r.status == 200, r.body
         after = await eventually(read, lambda r: r.body == {"enabled": True})
         assert after.body == {"enabled": True}
+
+
+async def test_typing_on_one_wakes_a_long_poll_on_the_other_and_tokens_cross(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        first = await b.get("/sync", token=bob.access_token)
+        since = first.body["next_batch"]
+        # Bob long-polls the other process; Alice starts typing through the main one.
+        poll = asyncio.create_task(
+            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)  # let the poll start waiting (it is correct either way)
+        r = await a.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 60000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        woken = await asyncio.wait_for(poll, WAIT_S)
+        assert typing_in(woken.body, room_id) == [alice.user_id], woken.body
+        # The other process's token means the same on the main one: nothing new there.
+        token = woken.body["next_batch"]
+        same = await a.get("/sync", token=bob.access_token, params={"since": token})
+        assert typing_in(same.body, room_id) is None, same.body
+        # Alice stops through the other process; a long-poll on the main one sees it.
+        poll = asyncio.create_task(
+            a.get("/sync", token=bob.access_token, params={"since": token, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)
+        r = await b.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": False}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        stopped = await asyncio.wait_for(poll, WAIT_S)
+        assert typing_in(stopped.body, room_id) == [], stopped.body
+
+
+async def test_presence_set_on_one_wakes_a_long_poll_on_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        since = (await b.get("/sync", token=bob.access_token)).body["next_batch"]
+        poll = asyncio.create_task(
+            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
+        )
+        await asyncio.sleep(0.2)
+        r = await a.put(
+            f"/presence/{alice.user_id}/status",
+            {"presence": "unavailable", "status_msg": "at lunch"},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        woken = await asyncio.wait_for(poll, WAIT_S)
+        events = woken.body.get("presence", {}).get("events", [])
+        mine = [e["content"] for e in events if e["sender"] == alice.user_id]
+        assert mine and mine[-1]["presence"] == "unavailable", woken.body
+        assert mine[-1]["status_msg"] == "at lunch"
+
+
+async def test_a_room_purged_on_one_is_gone_on_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        root = await make_admin(main, a)
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        await send(a, alice, room_id, "soon gone")
+
+        def read() -> Awaitable[Reply]:
+            return b.get(f"{V1}/rooms/{room_id}", token=root.access_token)
+
+        assert (await read()).status == 200  # the other process now caches the room
+        r = await a.delete(f"{V2}/rooms/{room_id}", {}, token=root.access_token)
+        assert r.status == 200, r.body
+        r = await a.get(f"{V2}/rooms/delete_status/{r.body['delete_id']}", token=root.access_token)
+        assert r.body["status"] == "complete", r.body
+        after = await eventually(read, lambda r: r.status == 404)
+        assert (after.status, after.errcode) == (404, "M_NOT_FOUND"), after.body
+
+
+async def test_an_admin_flag_set_on_one_is_honoured_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        root = await make_admin(main, a)
+        bob = await a.register("bob")
+
+        def read() -> Awaitable[Reply]:
+            return b.get(f"{V2}/users/{bob.user_id}", token=bob.access_token)
+
+        assert (await read()).status == 403  # bob's session is now cached, not admin
+        r = await a.put(f"{V2}/users/{bob.user_id}", {"admin": True}, token=root.access_token)
+        assert r.status == 200, r.body
+        after = await eventually(read, lambda r: r.status == 200)
+        assert after.status == 200 and after.body["admin"], after.body
+
+
+async def test_after_a_lost_bus_connection_typing_is_ended_everywhere(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """Typing changes sent while a process was not listening are lost to it, so after its
+    reconnect it ends the typing it knew of, on every process (typing is ephemeral)."""
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        r = await a.put(
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            {"typing": True, "timeout": 120000},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+
+        def read_on(api: Api) -> Callable[[], Awaitable[Reply]]:
+            return lambda: api.get("/sync", token=alice.access_token)
+
+        def typists(reply: Reply) -> list[str] | None:
+            return typing_in(reply.body, room_id)
+
+        r = await eventually(read_on(b), lambda r: typists(r) == [alice.user_id])
+        assert typists(r) == [alice.user_id]
+        bus = other.hs.signal_bus
+        assert bus is not None and bus.connections == 1
+        pid = bus._conn.get_server_pid()
+        assert await main.hs.db.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for api in (b, a):
+            r = await eventually(read_on(api), lambda r: typists(r) == [])
+            assert typists(r) == [], r.body
+        assert bus.connections >= 2
+
+
+async def test_counts_of_a_send_on_the_worker_are_exact_on_both(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """Push rules are evaluated by one process, the background lease's holder (here the
+    main process; homeserver.push.evaluation): the worker announces its new events, and
+    a sync on either process waits for the evaluator's cursor, so neither answers a
+    count that misses the send."""
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await a.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        assert (await a.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+
+        async def unread(api: Api) -> Any:
+            r = await api.get("/sync", token=bob.access_token)
+            assert r.status == 200, r.body
+            return r.body["rooms"]["join"][room_id]["unread_notifications"]
+
+        base = (await unread(a))["notification_count"]  # the invite notified bob
+        for i in range(3):
+            await send(b, alice, room_id, f"from the worker {i}")
+            for api in (b, a):
+                expected = {"notification_count": base + i + 1, "highlight_count": 0}
+                assert await unread(api) == expected
+        assert main.hs.sync_area.push_evaluator.position is not None
+        assert other.hs.sync_area.push_evaluator.position is not None

@@ -147,7 +147,7 @@ async def test_filters(api: Api) -> None:
         ({"room": {"state": {"lazy_load_members": 1}}}, "M_BAD_JSON"),
         ({"room": {"timeline": {"contains_url": "true"}}}, "M_BAD_JSON"),
         ({"event_format": "xml"}, "M_INVALID_PARAM"),
-        ({"room": {"timeline": {"limit": 0}}}, "M_INVALID_PARAM"),
+        ({"room": {"timeline": {"limit": -1}}}, "M_INVALID_PARAM"),
         ({"presence": {"senders": ["alice"]}}, "M_INVALID_PARAM"),
         ({"room": {"not_rooms": ["#alias:localhost"]}}, "M_INVALID_PARAM"),
     ]

@@ -30,20 +30,26 @@ WAIT_S = 30.0  # a bound for "it arrives", not a measurement
 ROUNDS = 300
 
 
-async def run(config: Path, *extra: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "homeserver",
-        "run",
-        "--config",
-        str(config),
-        *extra,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=_env(),
-    )
+async def run(config: Path, *extra: str, log: Path | None = None) -> asyncio.subprocess.Process:
+    """`myelin run --config C EXTRA...`; its stderr (the log) goes to ``log`` if given."""
+    err = asyncio.subprocess.DEVNULL if log is None else log.open("ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "homeserver",
+            "run",
+            "--config",
+            str(config),
+            *extra,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            env=_env(),
+        )
+    finally:
+        if log is not None and not isinstance(err, int):
+            err.close()
 
 
 def add_worker(config: Path, name: str) -> int:

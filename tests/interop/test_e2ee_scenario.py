@@ -281,6 +281,9 @@ async def close_all(*people: Person) -> None:
         await person.close()
 
 
+# Also with alice's server as three processes (tests/spread.py, PostgreSQL only); bob's
+# and carol's servers are single-process peers.
+@pytest.mark.spread
 async def test_three_myelin_servers(
     make_server: ServerFactory, tmp_path: Path, myelin_log: Path
 ) -> None:

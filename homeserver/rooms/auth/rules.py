@@ -69,7 +69,8 @@ def check_auth(
     ``verify_third_party_invite`` checks the ``signed`` object of a
     third-party invite (rule 4.4.1.7 [5.4.1.7]); ``verify_server_signature``
     checks the signature of the authorising server of a restricted join
-    (rule 4.2 [5.2]). Without them, events needing those checks are refused.
+    (rule 4.2 [5.2]). Without the latter, such joins are refused; without the
+    former, the ed25519 check of ``events.signing`` is used.
     """
     if event.type == CREATE:
         check_create(event)  # 1

@@ -11,9 +11,11 @@ through the injected ``SetRoomAccountData`` and never appears under
 owner ever sees it (``receipts_since`` filters in SQL) and it is never
 federated (``public_receipts_between`` reads ``m.read`` only).
 
-A newer receipt simply replaces the older one of the same (type, user,
-thread); whether it points earlier in the room is not checked here (that
-needs the room's event order; a lagging ``m.read`` is valid per spec).
+A newer receipt replaces the older one of the same (type, user, thread)
+unless it names an event earlier in the room's stream order than the stored
+one does (the store's upsert leaves that one in place, as Synapse does: a
+device that lags behind cannot move the user's receipt back; the spec's
+lagging ``m.read`` versus ``m.read.private`` are two types, unaffected).
 Whether the event belongs to the ``thread_id`` is not checked either: it
 needs the relations index of the room service.
 """
@@ -176,11 +178,14 @@ class ReceiptService:
         event_id: str,
         thread_id: str | None,
         ts: int | None = None,
-    ) -> ReceiptRecord:
+    ) -> ReceiptRecord | None:
         """Store a receipt without checks (callers: the checked client paths above,
-        and the federation receiver after its own origin and membership checks)."""
+        and the federation receiver after its own origin and membership checks);
+        None when it would move the receipt backwards (nothing stored, nobody told)."""
         stamp = self.clock.now_ms() if ts is None else ts
         rec = await self.store.upsert(room_id, receipt_type, user_id, thread_id, event_id, stamp)
+        if rec is None:
+            return None
         for hook in list(self.change_hooks):
             try:
                 hook(rec)

@@ -26,6 +26,11 @@ _UPSERT = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7)"
     " ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET"
     " event_id = excluded.event_id, ts = excluded.ts, stream_pos = excluded.stream_pos"
+    # Never backwards: a receipt for an event older (in stream order) than the one the
+    # user's receipt of this kind names already is ignored (e.g. from a lagging device).
+    " WHERE NOT EXISTS (SELECT 1 FROM events o JOIN events n ON n.event_id = excluded.event_id"
+    " WHERE o.event_id = receipts.event_id AND n.stream_ordering < o.stream_ordering)"
+    " RETURNING stream_pos"
 )
 _SINCE = (
     "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos"
@@ -76,12 +81,17 @@ class ReceiptStore:
         thread_id: str | None,
         event_id: str,
         ts: int,
-    ) -> ReceiptRecord:
-        """Store the latest receipt of its kind; returns it with its new stream position."""
+    ) -> ReceiptRecord | None:
+        """Store the latest receipt of its kind; returns it with its new stream position,
+        or None when it names an event before the one the stored receipt names."""
         thread = UNTHREADED if thread_id is None else thread_id
         async with self.db.transaction() as txn:
             pos = int(await txn.fetchval(_NEXT_POS))
-            await txn.execute(_UPSERT, room_id, receipt_type, user_id, thread, event_id, ts, pos)
+            stored = await txn.fetchval(
+                _UPSERT, room_id, receipt_type, user_id, thread, event_id, ts, pos
+            )
+        if stored is None:
+            return None
         return ReceiptRecord(room_id, receipt_type, user_id, thread_id, event_id, ts, pos)
 
     async def current_position(self) -> int:

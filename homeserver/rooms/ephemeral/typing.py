@@ -25,6 +25,13 @@ for every start, refresh, stop and expiry (the notifier wakes /sync on
 ``changed``; federation forwards every one as an ``m.typing`` EDU, since
 refreshes keep remote timers alive). A failing hook is logged, never
 propagated.
+
+Several processes (``share`` set, see ``typing_shared.py``): a change is not
+applied where it is taken but sent to every process, which apply it with a
+position handed out by PostgreSQL (``apply_shared``); all processes then hold
+the same lists at the same positions under one epoch, so a token from any
+process is valid on every other. Only the process that took a start expires
+it; the others keep a backup timer ``BACKUP_GRACE_MS`` later in case it died.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +51,8 @@ log = logging.getLogger("myelin.typing")
 STALE = -1
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
+# Processes that did not take a start stop it this much after the taker should have.
+BACKUP_GRACE_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +62,15 @@ class TypingChange:
     typing: bool
     position: int
     changed: bool  # False for a refresh of someone who was already typing
+    # False where another process took the change (federation sends only the taker's).
+    taken_here: bool = True
+    # True when every process applies this change itself (no cross-process wake needed).
+    shared: bool = False
 
 
 TypingHook = Callable[[TypingChange], None]
+# (user_id, room_id, typing, timeout_ms): send a change to every process (typing_shared).
+ShareTyping = Callable[[str, str, bool, int | None], Awaitable[None]]
 
 
 class TypingService:
@@ -66,6 +81,9 @@ class TypingService:
         self.change_hooks: list[TypingHook] = []
         self._typing: dict[str, dict[str, asyncio.TimerHandle]] = {}
         self._room_position: dict[str, int] = {}
+        # Set when several processes share typing (typing_shared.SharedTyping).
+        self.share: ShareTyping | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ tokens
 
@@ -91,6 +109,9 @@ class TypingService:
         """A local client's ``PUT /typing``: the user must be joined to the room."""
         if not await self.is_joined(user_id, room_id):
             raise forbidden("You are not joined to this room")
+        if self.share is not None:
+            await self.share(user_id, room_id, typing, timeout_ms)
+            return
         self.apply(user_id, room_id, typing, timeout_ms)
 
     def apply(
@@ -98,14 +119,48 @@ class TypingService:
     ) -> None:
         """Record a typing change without checks (federation checks the sender itself;
         the room service calls this with ``typing=False`` when a user leaves)."""
+        if self.share is not None:
+            self._spawn(self.share(user_id, room_id, typing, timeout_ms))
+            return
         if typing:
             self._start(user_id, room_id, timeout_ms)
         else:
             self._stop(user_id, room_id, None)
 
-    def _start(self, user_id: str, room_id: str, timeout_ms: int | None) -> None:
+    def apply_shared(
+        self,
+        position: int,
+        user_id: str,
+        room_id: str,
+        typing: bool,
+        timeout_ms: int | None,
+        taken_here: bool,
+    ) -> None:
+        """A change sent to every process, at its shared ``position``; the ones at or
+        below the current position were applied already (or predate this process)."""
+        if position <= self.position:
+            return
+        if typing:
+            self._start(user_id, room_id, timeout_ms, position, taken_here)
+        else:
+            self._stop(user_id, room_id, None, position, taken_here)
+
+    def known_typing(self) -> list[tuple[str, str]]:
+        """Every (user, room) this process believes is typing."""
+        return [(u, r) for r, users in self._typing.items() for u in users]
+
+    def _start(
+        self,
+        user_id: str,
+        room_id: str,
+        timeout_ms: int | None,
+        position: int | None = None,
+        taken_here: bool = True,
+    ) -> None:
         timeout = DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms
         timeout = max(0, min(MAX_TIMEOUT_MS, timeout))
+        if not taken_here:
+            timeout += BACKUP_GRACE_MS
         room = self._typing.setdefault(room_id, {})
         old = room.get(user_id)
         if old is not None:
@@ -114,18 +169,36 @@ class TypingService:
         handle: asyncio.TimerHandle | None = None
 
         def expire() -> None:
-            self._stop(user_id, room_id, handle)
+            if self.share is not None:
+                # Every process must stop it at the same position: send the stop.
+                self._spawn(self.share(user_id, room_id, False, None))
+            else:
+                self._stop(user_id, room_id, handle)
 
         handle = loop.call_later(timeout / 1000, expire)
         room[user_id] = handle
         changed = old is None
         if changed:
-            self._advance(room_id)
-        self._publish(TypingChange(room_id, user_id, True, self.position, changed))
+            self._advance(room_id, position)
+        elif position is not None:
+            self.position = position
+        shared = position is not None
+        self._publish(
+            TypingChange(room_id, user_id, True, self.position, changed, taken_here, shared)
+        )
 
-    def _stop(self, user_id: str, room_id: str, expected: asyncio.TimerHandle | None) -> None:
+    def _stop(
+        self,
+        user_id: str,
+        room_id: str,
+        expected: asyncio.TimerHandle | None,
+        position: int | None = None,
+        taken_here: bool = True,
+    ) -> None:
         room = self._typing.get(room_id)
         handle = room.get(user_id) if room else None
+        if position is not None:
+            self.position = max(self.position, position)  # taken even by a no-op stop
         if room is None or handle is None:
             return
         if expected is not None and handle is not expected:
@@ -134,12 +207,26 @@ class TypingService:
         del room[user_id]
         if not room:
             del self._typing[room_id]
-        self._advance(room_id)
-        self._publish(TypingChange(room_id, user_id, False, self.position, True))
+        self._advance(room_id, position)
+        shared = position is not None
+        self._publish(
+            TypingChange(room_id, user_id, False, self.position, True, taken_here, shared)
+        )
 
-    def _advance(self, room_id: str) -> None:
-        self.position += 1
+    def _advance(self, room_id: str, position: int | None = None) -> None:
+        self.position = self.position + 1 if position is None else position
         self._room_position[room_id] = self.position
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await job
+            except Exception:
+                log.exception("sharing a typing change failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _publish(self, change: TypingChange) -> None:
         for hook in list(self.change_hooks):
@@ -165,7 +252,9 @@ class TypingService:
         return out
 
     def close(self) -> None:
-        """Cancel every timer (server shutdown)."""
+        """Cancel every timer and pending share (server shutdown)."""
+        for task in self._tasks:
+            task.cancel()
         for room in self._typing.values():
             for handle in room.values():
                 handle.cancel()

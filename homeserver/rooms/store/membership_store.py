@@ -7,6 +7,7 @@ since stream position N" are single indexed reads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,16 @@ def membership_from_row(r: Row) -> Membership:
     )
 
 
+def member_displayname(pdu_json: str) -> str | None:
+    """``content.displayname`` of a stored member event when it is a string."""
+    try:
+        content = json.loads(pdu_json).get("content")
+    except ValueError:
+        return None
+    name = content.get("displayname") if isinstance(content, dict) else None
+    return name if isinstance(name, str) else None
+
+
 MEMBERSHIP_COLUMNS = "room_nid, user_id, membership, event_nid, stream_ordering"
 _COLS = MEMBERSHIP_COLUMNS
 # Values bound per IN list; long lists are read in chunks.
@@ -51,18 +62,54 @@ class MembershipStore:
         membership: str,
         event_nid: int,
         stream_ordering: int,
+        displayname: str | None = None,
     ) -> None:
+        """``displayname``: the member event's, kept for the user directory."""
         await q.execute(
             "INSERT INTO room_memberships"
-            " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten)"
-            " VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (room_nid, user_id) DO UPDATE SET"
+            " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
+            " VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (room_nid, user_id) DO UPDATE SET"
             " membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid,"
-            " stream_ordering = EXCLUDED.stream_ordering, forgotten = 0",
+            " stream_ordering = EXCLUDED.stream_ordering, forgotten = 0,"
+            " displayname = EXCLUDED.displayname",
             room_nid,
             user_id,
             membership,
             event_nid,
             stream_ordering,
+            displayname,
+        )
+
+    async def event_displaynames(self, q: Queries, event_nids: Sequence[int]) -> dict[int, str]:
+        """event nid -> ``content.displayname`` of those member events that have one."""
+        out: dict[int, str] = {}
+        nids = sorted(set(event_nids))
+        for i in range(0, len(nids), _CHUNK):
+            chunk = nids[i : i + _CHUNK]
+            rows = await q.fetchall(
+                "SELECT event_nid, json FROM events"
+                f" WHERE event_nid IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for r in rows:
+                name = member_displayname(str(r[1]))
+                if name is not None:
+                    out[int(r[0])] = name
+        return out
+
+    async def backfill_displaynames(self, q: Queries, room_nids: Sequence[int]) -> None:
+        """Fill ``displayname`` of joined members of rooms from before migration 0340."""
+        if not room_nids:
+            return
+        rows = await q.fetchall(
+            "SELECT room_nid, user_id, event_nid FROM room_memberships"
+            f" WHERE room_nid IN ({placeholders(len(room_nids))}) AND membership = 'join'",
+            *room_nids,
+        )
+        names = await self.event_displaynames(q, [int(r[2]) for r in rows])
+        await q.executemany(
+            "UPDATE room_memberships SET displayname = $1 WHERE room_nid = $2 AND user_id = $3",
+            [(names[int(r[2])], int(r[0]), str(r[1])) for r in rows if int(r[2]) in names],
         )
 
     async def get(self, room_nid: int, user_id: str) -> Membership | None:
@@ -103,6 +150,18 @@ class MembershipStore:
             f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY user_id",
             room_nid,
             *memberships,
+        )
+        return [membership_from_row(r) for r in rows]
+
+    async def joined_or_changed_since(self, room_nid: int, since: int) -> list[Membership]:
+        """Members joined now, and every membership whose event is at or after ``since``:
+        with the state before the event at ``since`` for the latter, the members joined
+        then (push evaluation, which runs behind the stream). One indexed read."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
+            " AND (membership = 'join' OR stream_ordering >= $2)",
+            room_nid,
+            since,
         )
         return [membership_from_row(r) for r in rows]
 

@@ -1,12 +1,15 @@
 """Tables ``rooms``, ``state_keys`` and ``room_aliases``.
 
 Rooms and interned state keys never change once written (except the
-directory flag), so both are cached in memory after the first read.
+directory flag), so both are cached in memory after the first read. A
+purged room leaves the cache here and, through ``publish`` (the signal bus,
+``ROOMS_CACHE``), in every other process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -14,6 +17,21 @@ from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
 StateKey = tuple[str, str]
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room ids.
+ROOMS_CACHE = "rooms"
+
+# The content key of each state type the user directory keeps on the room row.
+_FLAG_KEYS = {"m.room.join_rules": "join_rule", "m.room.history_visibility": "history_visibility"}
+
+
+def _content_str(pdu_json: str, key: str) -> str | None:
+    """``content[key]`` of a stored PDU when it is a string."""
+    try:
+        content = json.loads(pdu_json).get("content")
+    except ValueError:
+        return None
+    value = content.get(key) if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +49,7 @@ class RoomStore:
         self._by_nid: dict[int, RoomInfo] = {}
         self._key_nids: dict[StateKey, int] = {}
         self._keys: dict[int, StateKey] = {}
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------- rooms
 
@@ -59,9 +78,21 @@ class RoomStore:
         return info
 
     def forget_room(self, room: RoomInfo) -> None:
-        """The room was purged: drop it from the cache."""
-        self._rooms.pop(room.room_id, None)
-        self._by_nid.pop(room.room_nid, None)
+        """The room was purged: drop it from the cache, here and in other processes."""
+        self.drop_cached([room.room_id])
+        if self.publish is not None:
+            self.publish(ROOMS_CACHE, [room.room_id])
+
+    def drop_cached(self, room_ids: list[str] | None) -> None:
+        """Drop cached rooms in this process only (None: every one)."""
+        if room_ids is None:
+            self._rooms.clear()
+            self._by_nid.clear()
+            return
+        for room_id in room_ids:
+            info = self._rooms.pop(room_id, None)
+            if info is not None:
+                self._by_nid.pop(info.room_nid, None)
 
     async def get_room(self, room_id: str) -> RoomInfo | None:
         info = self._rooms.get(room_id)
@@ -85,6 +116,40 @@ class RoomStore:
             for row in rows:
                 self._remember(row)
         return {n: self._by_nid[n] for n in wanted if n in self._by_nid}
+
+    async def refresh_directory_flags(self, q: Queries, room_nids: Iterable[int]) -> None:
+        """Copy the current join rule and history visibility onto the room rows (the
+        user directory's notion of a public room); run in the transaction that
+        changed the current state, or once by the backfill for older rooms."""
+        nids = sorted(set(room_nids))
+        if not nids:
+            return
+        rows = await q.fetchall(
+            "SELECT c.room_nid, k.event_type, e.json FROM current_state c"
+            " JOIN state_keys k ON k.state_key_nid = c.state_key_nid"
+            " JOIN events e ON e.event_nid = c.event_nid"
+            f" WHERE c.room_nid IN ({placeholders(len(nids))}) AND k.state_key = ''"
+            " AND k.event_type IN ('m.room.join_rules', 'm.room.history_visibility')",
+            *nids,
+        )
+        flags: dict[int, dict[str, str | None]] = {
+            n: {"m.room.join_rules": None, "m.room.history_visibility": None} for n in nids
+        }
+        for r in rows:
+            flags[int(r[0])][str(r[1])] = _content_str(str(r[2]), _FLAG_KEYS[str(r[1])])
+        await q.executemany(
+            "UPDATE rooms SET join_rule = $1, history_visibility = $2,"
+            " directory_flags_known = 1 WHERE room_nid = $3",
+            [(f["m.room.join_rules"], f["m.room.history_visibility"], n) for n, f in flags.items()],
+        )
+
+    async def rooms_without_directory_flags(self, limit: int) -> list[int]:
+        """Rooms from before migration 0340, whose flags the backfill has not set yet."""
+        rows = await self.db.fetchall(
+            "SELECT room_nid FROM rooms WHERE directory_flags_known = 0 ORDER BY room_nid LIMIT $1",
+            limit,
+        )
+        return [int(r[0]) for r in rows]
 
     async def set_public(self, room_nid: int, public: bool) -> None:
         await self.db.execute(

@@ -206,7 +206,9 @@ class SlidingSync:
         ]
         nids = [c.info.room_nid for c in chosen]
         joined = [c.info for c in chosen if c.membership.membership == "join"]
-        unread = await self.builder.src.notifications.unread_counts(call.user_id, joined, False)
+        unread = await self.builder.src.notifications.unread_counts(
+            call.user_id, joined, False, now
+        )
         facts = RoomFacts(
             names=await self.store.state_contents(nids, [NAME, AVATAR]),
             counts=await self.store.member_counts(nids),

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from federation.pdu.pipeline import PREVS_NOT_GIVEN
 from homeserver.events.model import Event
 from tests.federation.hostile.support import Arena
 from tests.federation.scripted_peer import matrix_error
@@ -181,9 +182,7 @@ async def test_answer_nested_too_deeply(arena: Arena) -> None:
     before = await arena.snapshot()
     arena.clear_logs()
     reply = await arena.send([chain[-1].pdu])
-    assert reply.body["pdus"][chain[-1].event_id] == {
-        "error": "Cannot determine the state before the event"
-    }
+    assert reply.body["pdus"][chain[-1].event_id] == {"error": PREVS_NOT_GIVEN}
     assert await arena.snapshot() == before
     assert [r for r in arena.caplog.records if r.levelno >= logging.ERROR] == []
     assert chain[-1].event_id in arena.assert_logged_once()

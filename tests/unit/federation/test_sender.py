@@ -103,6 +103,7 @@ async def test_batches_hold_at_most_50_pdus_and_100_edus_in_order(db: Database) 
         await sender.enqueue_edu("peer.example", "m.test", {"n": i})
     transport.gate.set()
     await until(lambda: sum(len(b["edus"]) for _, _, b in transport.sent) == 230)
+    await until(lambda: not sender.busy_destinations())  # the last batch acknowledged too
     await sender.close()
     sizes = [(len(b["pdus"]), len(b["edus"])) for _, _, b in transport.sent]
     assert all(p <= MAX_PDUS and e <= MAX_EDUS for p, e in sizes)
@@ -188,3 +189,80 @@ async def test_global_limit_on_concurrent_transactions(db: Database) -> None:
     await until(lambda: len(transport.sent) == 10)
     await sender.close()
     assert peak == 3
+
+
+async def test_a_sender_shard_sends_only_what_it_owns_and_announces_the_rest(
+    db: Database,
+) -> None:
+    """Several processes: a destination another process owns is announced (``forward``),
+    never sent here; once owned (a shard gained), ``start`` resumes it from the rows."""
+    transport = Transport()
+    sender = make_sender(db, transport)
+    mine = {"mine.example"}
+    announced: list[str] = []
+    sender.owns = lambda destination: destination in mine
+    sender.forward = announced.extend
+    await sender.enqueue_edu("mine.example", "m.test", {"n": 1})
+    await sender.enqueue_edu("theirs.example", "m.test", {"n": 2})
+    await until(lambda: len(transport.sent) == 1)
+    assert transport.sent[0][0] == "mine.example"
+    assert announced == ["theirs.example"]
+    # A wake that arrives from the bus is never announced again (no echo).
+    sender.wake_owned(["theirs.example"])
+    assert announced == ["theirs.example"] and "theirs.example" not in sender.busy_destinations()
+    mine.add("theirs.example")  # the other process died; its shard was taken over
+    await sender.start()
+    await until(lambda: len(transport.sent) == 2)
+    await until(lambda: not sender.busy_destinations())
+    await sender.close()
+    assert transport.sent[1][0] == "theirs.example"
+    assert await OutboxStore(db).count("theirs.example") == 0
+
+
+async def test_a_sender_that_loses_its_lease_stops_and_the_next_one_resends_the_same_txn(
+    db: Database,
+) -> None:
+    """The new owner rebuilds the batch that was in flight under the same transaction
+    id (made from its rows), so the receiver answers it from its record of that id."""
+    attempted: list[str] = []
+
+    class Dead(Transport):
+        async def put_json(
+            self, destination: str, path: str, body: Any, *, timeout_s: float = 60.0
+        ) -> Any:
+            attempted.append(path)
+            raise FederationError(destination, "cannot connect")
+
+    dead = Dead()
+    owned = True
+    first = make_sender(db, dead)
+    first.owns = lambda _destination: owned
+    await first.enqueue_edu("peer.example", "m.test", {"n": 1})
+    await until(lambda: first.failures("peer.example") >= 1)
+    owned = False  # its lease ran out: it stops before its next attempt
+    await until(lambda: "peer.example" not in first.busy_destinations())
+    attempts = first.failures("peer.example")
+    await asyncio.sleep(0.3)  # several back-off periods (20-100 ms): no attempt made
+    assert first.failures("peer.example") == attempts
+    live = Transport()
+    second = make_sender(db, live)  # another process, which took the shard over
+    await second.start()
+    await until(lambda: len(live.sent) == 1)
+    await until(lambda: not second.busy_destinations())  # acknowledged, rows deleted
+    await second.close()
+    await first.close()
+    assert await OutboxStore(db).count("peer.example") == 0
+    # Every attempt, the dead owner's and the new owner's, carried one transaction id.
+    assert set(attempted) == {live.sent[0][1]}
+
+
+def test_transaction_ids_follow_the_rows_and_their_content() -> None:
+    from federation.sender import transaction_id
+
+    content = [[{"event_id": "$a"}], [("m.typing", {"typing": True})]]
+    same = transaction_id([1, 2], [7], content)
+    assert transaction_id([1, 2], [7], content) == same  # any process, any time
+    assert transaction_id([1, 2], [], content) != same
+    assert transaction_id([1, 3], [7], content) != same
+    # A restored database hands out id 1 again, for other content: another id.
+    assert transaction_id([1, 2], [7], [[{"event_id": "$b"}], []]) != same

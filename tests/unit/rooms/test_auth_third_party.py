@@ -6,8 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
+from homeserver.events.canonical import encode_base64, encode_canonical_json
 from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import verify_third_party_signed
 
 from .authkit import BOB, CAROL, DAVE, MOD, TPI, VERSION_IDS, VERSIONS, Room, no, standard_room, yes
 
@@ -46,9 +49,39 @@ def test_valid_third_party_invite_is_allowed(rv: RoomVersion) -> None:
 
 
 @pytest.mark.parametrize("rv", VERSIONS, ids=VERSION_IDS)
-def test_third_party_invite_without_verifier_is_refused(rv: RoomVersion) -> None:
+def test_default_verifier_refuses_an_unsigned_block(rv: RoomVersion) -> None:
+    # Without a verifier passed in, the rules check the ed25519 signatures themselves.
     room = room_with_invite(rv)
     assert not room.allowed(tp_invite(room))
+
+
+def _signed(key: SigningKey, body: dict[str, Any], key_id: str = "ed25519:0") -> dict[str, Any]:
+    sig = key.sign(encode_canonical_json(body)).signature
+    return {**body, "signatures": {"id.example": {key_id: encode_base64(sig)}}}
+
+
+@pytest.mark.parametrize("rv", VERSIONS, ids=VERSION_IDS)
+def test_default_verifier_checks_signatures_against_the_event_keys(rv: RoomVersion) -> None:
+    published, ephemeral, stranger = (SigningKey.generate() for _ in range(3))
+    room = standard_room(rv)
+    std = encode_base64(bytes(published.verify_key))
+    # An identity server may publish URL-safe base64: both forms are read.
+    url_safe = encode_base64(bytes(ephemeral.verify_key)).replace("+", "-").replace("/", "_")
+    room.put(TPI, MOD, {"public_key": std, "public_keys": [{"public_key": url_safe}]}, "tok")
+    body = {"mxid": CAROL, "token": "tok"}
+
+    def invite(signed: dict[str, Any]) -> Any:
+        return room.member(MOD, CAROL, "invite", third_party_invite={"signed": signed})
+
+    assert room.allowed(invite(_signed(published, body)))
+    # The key id does not matter: the ephemeral key signs under "ed25519:0" (as Sytest).
+    assert room.allowed(invite(_signed(ephemeral, body)))
+    assert not room.allowed(invite(_signed(stranger, body)))
+    # A signature over other content does not verify.
+    forged = {**_signed(published, body), "mxid": DAVE}
+    assert not verify_third_party_signed(forged, [std])
+    assert not verify_third_party_signed(_signed(published, body, "curve25519:0"), [std])
+    assert not verify_third_party_signed(_signed(published, body), ["not base64!"])
 
 
 @pytest.mark.parametrize("rv", VERSIONS, ids=VERSION_IDS)

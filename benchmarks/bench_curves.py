@@ -1,0 +1,220 @@
+"""(g) Cost curves: send latency and incremental /sync latency as one room grows through
+``--curve-sizes`` members (default 10,100,1000; issue 15 asks for 10 to 10,000), and, for
+Myelin, the SQL statements one send and one incremental /sync run at each size.
+
+Setup (not measured): one room; members join over HTTP (8 at once) until the room has the
+next size. Measured at each size, over HTTP: ``--curve-sends`` sequential sends by the
+owner (latency of each), and after each send an incremental /sync of a member that
+returns it (latency of the sync). Target: send latency flat within 2x from the smallest to
+the largest size.
+
+Statement counts (Myelin only, in-process, SQLite): a server is started in this process
+on a fresh database, the room grows the same way, and ``count_statements()``
+(homeserver/storage/database.py) counts the statements of ``RoomService.send_event`` and
+of ``SyncBuilder.sync`` (incremental), the calls the HTTP handlers make. Counts are not
+timings: they are the same on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    Client,
+    Deadline,
+    Target,
+    User,
+    Workload,
+    bounded_gather,
+    main,
+    summarize,
+)
+
+TIME_CAP_S = 900.0  # for the joins of the whole run
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--curve-sizes",
+        default="10,100,1000",
+        help="room sizes (members), comma-separated; issue 15's full curve: 10,100,1000,10000",
+    )
+    p.add_argument("--curve-sends", type=int, default=20, help="sends (and syncs) per size")
+    p.add_argument(
+        "--curve-no-counts", action="store_true", help="skip Myelin's in-process statement counts"
+    )
+
+
+def sizes(args: argparse.Namespace) -> list[int]:
+    out = sorted({int(s) for s in str(args.curve_sizes).split(",") if s.strip()})
+    if not out or out[0] < 2:
+        raise SystemExit("--curve-sizes: sizes of at least 2 members")
+    return out
+
+
+def needs(args: argparse.Namespace) -> dict[str, tuple[int, bool]]:
+    # The table's rows follow the sizes asked for (needs() runs before any workload).
+    WORKLOAD.rows[:] = table_rows(sizes(args))
+    return {"curve": (max(sizes(args)), False)}
+
+
+def table_rows(room_sizes: list[int]) -> list[tuple[str, str, bool]]:
+    rows: list[tuple[str, str, bool]] = []
+    for size in room_sizes:
+        rows.append((f"send p50 at {size} members (ms)", f"sizes.{size}.send_ms.p50_ms", True))
+        rows.append((f"sync p50 at {size} members (ms)", f"sizes.{size}.sync_ms.p50_ms", True))
+    for size in room_sizes:
+        rows.append((f"statements: send at {size}", f"statements.{size}.send", True))
+        rows.append((f"statements: sync at {size}", f"statements.{size}.incremental_sync", True))
+    rows.append(("send p50 growth, largest/smallest (x)", "send_growth", True))
+    rows.append(("sync p50 growth, largest/smallest (x)", "sync_growth", True))
+    return rows
+
+
+async def grow(
+    client: Client, users: list[User], room_id: str, have: int, want: int, deadline: Deadline
+) -> int:
+    """Join ``users[have:want]`` (8 at once); the number of members afterwards."""
+
+    async def join(u: User) -> bool:
+        if deadline.expired:
+            return False
+        await client.join(u, room_id)
+        return True
+
+    joined = await bounded_gather(8, [partial(join, u) for u in users[have:want]])
+    return have + sum(1 for ok in joined if ok)
+
+
+async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    users = target.users["curve"]
+    owner, reader = users[0], users[1]
+    room_id = await client.create_room(owner, name="curve")
+    deadline = Deadline(TIME_CAP_S)
+    members = 1
+    curve: dict[str, Any] = {}
+    for size in sizes(args):
+        t0 = time.perf_counter()
+        members = await grow(client, users, room_id, members, size, deadline)
+        join_s = time.perf_counter() - t0
+        since = (await client.sync(reader, filter_='{"room":{"timeline":{"limit":1}}}'))[
+            "next_batch"
+        ]
+        send_t: list[float] = []
+        sync_t: list[float] = []
+        for i in range(args.curve_sends):
+            t0 = time.perf_counter()
+            await client.send_text(owner, room_id, f"curve {size} {i}")
+            send_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            body = await client.sync(reader, since=since)
+            sync_t.append(time.perf_counter() - t0)
+            since = body["next_batch"]
+        curve[str(size)] = {
+            "members": members,
+            "join_s": round(join_s, 2),
+            "send_ms": summarize(send_t),
+            "sync_ms": summarize(sync_t),
+        }
+    result: dict[str, Any] = {"sizes": curve, "capped": deadline.hit}
+    first, last = curve[str(sizes(args)[0])], curve[str(sizes(args)[-1])]
+    result["send_growth"] = round(last["send_ms"]["p50_ms"] / first["send_ms"]["p50_ms"], 2)
+    result["sync_growth"] = round(last["sync_ms"]["p50_ms"] / first["sync_ms"]["p50_ms"], 2)
+    if target.name == "myelin" and not args.curve_no_counts:
+        result["statements"] = await statement_counts(sizes(args))
+    return result
+
+
+async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
+    """Statements of one send and one incremental sync at each size, in-process."""
+    import aiohttp
+
+    from homeserver.app import start
+    from homeserver.config import parse_config
+    from homeserver.events.keys import encode_signing_key_line, generate_signing_key
+    from homeserver.storage.database import count_statements
+    from homeserver.streams.tokens import StreamToken
+    from homeserver.sync.model import SyncRequest
+    from homeserver.tls import write_self_signed
+
+    base = Path(tempfile.mkdtemp(prefix="bench-curve-counts-"))
+    key = generate_signing_key("a_" + secrets.token_hex(2))
+    (base / "signing.key").write_text(encode_signing_key_line(key) + "\n")
+    write_self_signed("localhost", base / "tls.crt", base / "tls.key")
+    raw = {
+        "server_name": "localhost",
+        "data_dir": str(base),
+        "database_url": f"sqlite:///{base / 'homeserver.db'}",
+        "client_listener": {"bind": "127.0.0.1", "port": 0},
+        "federation_listener": {"bind": "127.0.0.1", "port": 0},
+        "rate_limits": {"enabled": False},
+        "federation": {"insecure_local": True},
+        "log_level": "WARNING",
+    }
+    server = await start(parse_config(raw, base))
+    hs = server.hs
+    out: dict[str, dict[str, int]] = {}
+    try:
+        people: list[User] = []
+        nids: dict[str, int] = {}
+        devices: dict[str, str] = {}
+        for i in range(max(room_sizes)):
+            user_id = hs.accounts.user_id_for(f"c{i}")
+            await hs.accounts.create_account(user_id, None)
+            record = await hs.accounts.store.get_user(user_id)
+            assert record is not None
+            session = await hs.accounts.start_session(record, None, None, False)
+            people.append(User(user_id, session.access_token, f"c{i}"))
+            nids[user_id] = record.user_nid
+            devices[user_id] = session.device_id
+        owner, reader = people[0], people[1]
+        async with aiohttp.ClientSession() as http:
+            client = Client(server.client_url, http)
+            room_id = await client.create_room(owner, name="counts")
+            members = 1
+            deadline = Deadline(TIME_CAP_S)
+
+            async def sync(since: str | None) -> tuple[Any, int]:
+                req = SyncRequest(
+                    user_id=reader.user_id,
+                    device_id=devices[reader.user_id],
+                    user_nid=nids[reader.user_id],
+                    since=StreamToken.parse(since, "since") if since else None,
+                )
+                with count_statements() as counter:
+                    body = await hs.sync_area.sync.sync(req)
+                return body, counter.total
+
+            async def send(text: str) -> int:
+                with count_statements() as counter:
+                    await hs.rooms_area.rooms.send_event(
+                        owner.user_id,
+                        room_id,
+                        "m.room.message",
+                        {"msgtype": "m.text", "body": text},
+                    )
+                return counter.total
+
+            for size in room_sizes:
+                members = await grow(client, people, room_id, members, size, deadline)
+                body, _ = await sync(None)
+                await send("warm")  # caches filled by the first send at this size
+                body, _ = await sync(body["next_batch"])
+                sent = await send("counted")
+                _, synced = await sync(body["next_batch"])
+                out[str(size)] = {"members": members, "send": sent, "incremental_sync": synced}
+    finally:
+        await server.stop()
+    return out
+
+
+WORKLOAD = Workload("curves", needs, run, table_rows([10, 100, 1000]))
+
+if __name__ == "__main__":
+    main([WORKLOAD], configure)

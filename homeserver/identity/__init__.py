@@ -1,0 +1,1 @@
+"""Talking to identity servers: binding addresses, looking them up, storing invites."""

@@ -1,0 +1,273 @@
+"""Push rule evaluation behind the send path: one background task, in stream order.
+
+Design note
+-----------
+A send used to evaluate every local member's push rules before it answered,
+so its latency grew with the room. Now the send's transaction writes only the
+event; its notification rows come later, here::
+
+    send txn: event row, stream ordering P  --commit-->  answer the client
+                                                 |
+                                    after-commit: wake()  (worker: bus message)
+                                                 v
+    PushEvaluator (one process: see below):
+        events with cursor < stream ordering <= current position, oldest first,
+        at most BATCH at a time -> NotificationService.rows_for(each)
+        ONE txn: INSERT event_push_actions rows, cursor := last position
+        after commit: row hooks (pushers), wake sync waiters (workers: bus)
+
+Durable: the cursor is the ``push_evaluated`` row of ``stream_positions``
+(migration 0280), moved in the same transaction as the rows, so every event
+at or below it has its rows, and after a crash the task resumes with the
+first event above it (rows are keyed by user and event, so evaluating an
+event twice writes nothing twice). Positions are handed out in commit order
+(``rooms/write_order.py``), so reading up to the events stream's committed
+position never skips an event that commits later.
+
+Exact counts: /sync computes unread counts only once the cursor has reached
+the sync's upper bound (``caught_up``; a waiter wakes when the cursor moves,
+nothing polls), and ``GET /notifications`` once it has reached the current
+position. A sync thus never misses the notification of an event that it
+already returns, and never counts one twice. The wait is bounded
+(``WAIT_S``): if evaluation is stuck (the database is down), counts are
+answered as they are rather than holding the sync forever.
+
+Several processes (issue 16): one process runs the task, like the other
+background jobs: a single process always, with workers the holder of the
+``background`` lease (``homeserver.scaleout``). The others announce the
+positions they persisted (``PUSH_EVALUATE``), the runner announces each new
+cursor (``PUSH_EVALUATED``), and a process that missed messages reads the
+cursor from the database again. Should two processes briefly both run it
+(a lease taken over), rows are keyed by user and event and the cursor only
+moves forward, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Final
+
+from homeserver.push.actions_store import PushActionRow
+from homeserver.push.notifications import NotificationService
+from homeserver.rooms.store.events_store import EventStore, StoredEvent
+from homeserver.storage.database import Database
+
+log = logging.getLogger("myelin.push.evaluation")
+
+# Bus topics (homeserver.streams.pg_bus): keys are stream positions as text.
+PUSH_EVALUATE: Final = "push_evaluate"  # a worker persisted events up to these
+PUSH_EVALUATED: Final = "push_evaluated"  # the main process moved the cursor to these
+BATCH: Final = 100  # events evaluated and committed together
+WAIT_S: Final = 10.0  # the longest a /sync waits for the cursor
+RETRY_S: Final = 1.0  # after a failed batch (the database went away), try again
+STOP_S: Final = 5.0  # how long a stop waits for the batch under way
+STEPS: Final = 50  # batches in a row before the loop looks at its wake-up again
+MAX_FAILURES: Final = 3  # tries of one event before it is passed over (``_rows``)
+MAX_WAITS: Final = 1000  # bound on cursor moves one waiter sleeps through
+
+_CURSOR = "SELECT position FROM stream_positions WHERE stream_name = 'push_evaluated'"
+_MOVE = (
+    "UPDATE stream_positions SET position = $1"
+    " WHERE stream_name = 'push_evaluated' AND position < $1"
+)
+_PENDING = (
+    "SELECT event_nid, stream_ordering FROM events"
+    " WHERE stream_ordering > $1 AND stream_ordering <= $2 ORDER BY stream_ordering LIMIT $3"
+)
+
+
+class PushEvaluator:
+    def __init__(self, db: Database, events: EventStore, notifications: NotificationService):
+        self.db = db
+        self.events = events
+        self.notifications = notifications
+        # The cursor as this process last saw it (None: not read yet).
+        self.position: int | None = None
+        # The highest position persisted by this process (or announced to the runner).
+        self.persisted = 0
+        # Other processes get cursor moves / persisted positions (None: one process).
+        self.publish: Callable[[str, list[str]], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Consecutive failures of the event the cursor is stuck at (``_rows``).
+        self._failures: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._moved = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------- signals
+
+    def on_persisted(self, position: int) -> None:
+        """After an event's commit (a txn hook's callback): evaluate it soon."""
+        self.persisted = max(self.persisted, position)
+        if self._task is not None:
+            self._wake.set()
+        elif self.publish is not None:
+            self.publish(PUSH_EVALUATE, [str(position)])
+
+    def on_announced_persisted(self, keys: list[str] | None) -> None:
+        """Bus: another process persisted events (None: it may have, after a catch-up)."""
+        if keys:
+            self.persisted = max([self.persisted, *(int(k) for k in keys if k.isdigit())])
+        if self._task is not None:
+            self._wake.set()
+
+    def on_announced_cursor(self, keys: list[str] | None) -> None:
+        """Bus: the main process moved the cursor (None: read it again)."""
+        if keys is None:
+            self._spawn(self._reread())
+            return
+        positions = [int(k) for k in keys if k.isdigit()]
+        if positions:
+            self._advance(max(positions))
+
+    def _advance(self, position: int) -> None:
+        if self.position is not None and position <= self.position:
+            return
+        self.position = position
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def _reread(self) -> None:
+        self._advance(int(await self.db.fetchval(_CURSOR)))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------- readers
+
+    async def caught_up(self, upto: int = 0) -> bool:
+        """Wait until every event up to ``upto`` (and every one this process persisted)
+        has its rows; False if that took longer than ``WAIT_S``."""
+        target = max(upto, self.persisted)
+        if self.position is not None and self.position >= target:
+            return True
+        if self._task is None:  # a worker, or not started: the database knows
+            await self._reread()
+            if self.position is not None and self.position >= target:
+                return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        for _ in range(MAX_WAITS):
+            moved = self._moved
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), remaining)
+            if self.position is not None and self.position >= target:
+                return True
+        log.warning("push evaluation is behind position %d; counts may lag", target)
+        return False
+
+    # -------------------------------------------------------------- runner
+
+    @property
+    def running(self) -> bool:
+        """Whether this process evaluates (a single process; with workers, the holder
+        of the background lease)."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the evaluation task (main process only)."""
+        task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")
+        self._task = task
+
+        def ended(_: asyncio.Task[None]) -> None:
+            if self._task is task:  # cancelled (a lease lost): readers ask the database
+                self._task = None
+
+        task.add_done_callback(ended)
+        return task
+
+    async def stop(self) -> None:
+        """Stop between batches (a batch cancelled inside its transaction could leave
+        SQLite's writer connection mid-transaction); cancel only if that takes long."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_S)
+            except BaseException:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            self._stopping = False
+        for pending in list(self._background):
+            pending.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _run(self) -> None:
+        await self._reread()
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                for _ in range(STEPS):
+                    if self._stopping or not await self.step():
+                        break
+                else:
+                    self._wake.set()  # more to do: round again, after the others' turn
+            except Exception:
+                log.exception("push evaluation failed; trying again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_S)
+                continue
+            await self._wake.wait()
+
+    async def _rows(self, stored: StoredEvent) -> list[PushActionRow]:
+        """The event's rows. An event that fails ``MAX_FAILURES`` times in a row (a bug
+        that some content triggers) is passed over without rows, logged, rather than
+        holding every later event's notifications, and every /sync, behind it."""
+        try:
+            rows = await self.notifications.rows_for(stored)
+        except Exception:
+            failures = self._failures.get(stored.event_nid, 0) + 1
+            if failures < MAX_FAILURES:
+                self._failures = {stored.event_nid: failures}
+                raise
+            log.exception("push rules of %s failed; it notifies nobody", stored.event.event_id)
+            rows = []
+        self._failures = {}
+        return rows
+
+    async def step(self) -> bool:
+        """Evaluate the next batch of events and commit their rows with the cursor;
+        True if there may be more."""
+        cursor = self.position
+        if cursor is None:
+            cursor = int(await self.db.fetchval(_CURSOR))
+        upto = await self.events.current_position()
+        if upto <= cursor:
+            self._advance(cursor)
+            return False
+        found = await self.db.fetchall(_PENDING, cursor, upto, BATCH)
+        nids = [int(r["event_nid"]) for r in found]
+        by_nid = await self.events.by_nids(nids)
+        done: list[tuple[StoredEvent, list[PushActionRow]]] = []
+        for nid in nids:
+            stored = by_nid.get(nid)
+            if stored is not None:
+                done.append((stored, await self._rows(stored)))
+        # All of them, or the last of a full batch: every position in between is evaluated.
+        end = upto if len(nids) < BATCH else int(found[-1]["stream_ordering"])
+        rows = [row for _, event_rows in done for row in event_rows]
+        async with self.db.transaction() as q:
+            await self.notifications.store.add_in(q, rows)
+            await q.execute(_MOVE, end)
+        self._advance(end)
+        if self.publish is not None:
+            self.publish(PUSH_EVALUATED, [str(end)])
+        for stored, event_rows in done:
+            if not event_rows:
+                continue
+            for hook in self.notifications.row_hooks:
+                try:
+                    hook(event_rows, stored)
+                except Exception:
+                    log.exception("push row hook failed for %s", stored.event.event_id)
+        return len(nids) >= BATCH

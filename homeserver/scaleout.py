@@ -1,0 +1,171 @@
+"""One process among several over one PostgreSQL database: who sends which part of the
+federation outbox, and who runs the background jobs (README "Scaling out").
+
+Design note
+-----------
+::
+
+    process NAME, roles from the config (homeserver/process_roles.py)
+      federation_sender: leases "federation_sender:i/N" for the N sender processes
+          home shard (its place among the senders, sorted by name): kept while alive
+          the others: taken only when expired (their process died), handed back
+          -> FederationSender.owns(destination) = shard_of(destination) lease held
+          -> a shard gained: every destination of it with queued rows resumes
+      no federation_sender: owns nothing; wakes go to the bus (topic FEDERATION_OUTBOX)
+      background: lease "background" (every process with the role competes; the
+          holder keeps it while alive) -> start the jobs (push rule evaluation among
+          them); lease lost -> cancel them
+          push rows: delivered here while the lease is held, else announced on the
+          bus (topic PUSH_DELIVERY) for the holder
+
+Everything a lease guards is kept in the database until done (outbox rows,
+pusher cursors, purge jobs), so a takeover resumes from there: at least once,
+never lost. Leases are used only when the config has workers: a single process
+(SQLite, or PostgreSQL without workers) holds the database's process lock and
+does everything, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from homeserver import process_roles as pr
+from homeserver.leasing import Lease, LeaseKeeper
+from homeserver.push.actions_store import PushActionRow
+from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.storage.leases import LeaseStore
+
+if TYPE_CHECKING:
+    from homeserver.app import HomeServer
+    from homeserver.streams.pg_bus import PgSignalBus
+
+# The bus topic announcing new federation outbox rows (keys: destinations).
+FEDERATION_OUTBOX: Final = "federation_outbox"
+# The bus topic announcing new push notification rows (keys: user ids).
+PUSH_DELIVERY: Final = "push_delivery"
+BACKGROUND_LEASE: Final = "background"
+
+
+def sender_lease(shard: int, shards: int) -> str:
+    """The lease of one sender shard; the count is part of the name, so processes
+    started with different sender lists never share a lease for different shards."""
+    return f"federation_sender:{shard}/{shards}"
+
+
+def roles(hs: HomeServer, name: str) -> frozenset[str]:
+    by_name = {n: w.roles for n, w in hs.config.workers.items()}
+    return pr.roles_of(name, hs.config.main_roles, by_name)
+
+
+async def join_processes(hs: HomeServer, name: str) -> None:
+    """Wire process ``name`` (``main`` or a worker) for sharing the sender and the
+    background jobs with the others, take its leases, and keep them."""
+    bus = hs.signal_bus
+    assert bus is not None, "several processes share work over the signal bus"
+    config = hs.config
+    owner = f"{name}.{secrets.token_hex(4)}"  # a restarted process is a new holder
+    store = LeaseStore(hs.db)
+    ttl = config.worker_lease_ms
+    mine = roles(hs, name)
+    keepers: list[LeaseKeeper] = []
+
+    federation = hs.federation
+    if federation is not None:
+        owns: Callable[[str], bool] = lambda _destination: False  # noqa: E731
+        by_name = {n: w.roles for n, w in config.workers.items()}
+        senders = pr.processes_with(pr.FEDERATION_SENDER, config.main_roles, by_name)
+        if name in senders:
+            shards = len(senders)
+            names = [sender_lease(i, shards) for i in range(shards)]
+            home = senders.index(name)
+            sending = LeaseKeeper(
+                store,
+                owner,
+                hs.clock,
+                ttl,
+                [Lease(n, i == home) for i, n in enumerate(names)],
+                on_gained=lambda _names: federation.resume_owned(),
+            )
+            keepers.append(sending)
+
+            def owns(destination: str) -> bool:
+                return sending.held(names[pr.shard_of(destination, shards)])
+
+        federation.send_across_processes(bus.publish, bus.subscribe, FEDERATION_OUTBOX, owns)
+
+    held: Callable[[], bool] = lambda: False  # noqa: E731
+    if pr.BACKGROUND in mine:
+        jobs = BackgroundJobs(hs)
+        background = LeaseKeeper(
+            store,
+            owner,
+            hs.clock,
+            ttl,
+            [Lease(BACKGROUND_LEASE, True)],
+            on_gained=lambda _names: jobs.start(),
+            on_lost=lambda _names: jobs.stop(),
+        )
+        keepers.append(background)
+
+        def held() -> bool:
+            return background.held(BACKGROUND_LEASE)
+
+    _share_push_delivery(hs, bus, held)
+    for keeper in keepers:
+        await keeper.tick()
+        keeper.start()
+        hs.closers.append(keeper.close)
+
+
+class BackgroundJobs:
+    """The jobs of the ``background`` role, started and stopped with its lease."""
+
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def start(self) -> None:
+        self.stop()
+        delivery = self.hs.sync_area.pushers.delivery
+        # Push rules of the events the previous holder (or a restart) left unevaluated,
+        # then of every new one (homeserver.push.evaluation); pushers catch up what was
+        # left undelivered.
+        self.tasks = [
+            *self.hs.start_background(),
+            self.hs.sync_area.push_evaluator.start(),
+            asyncio.create_task(delivery.resume()),
+        ]
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks = []
+
+
+def _share_push_delivery(hs: HomeServer, bus: PgSignalBus, held: Callable[[], bool]) -> None:
+    """Push notifications go out from one process (one sender per pusher cursor): the
+    background lease's holder delivers, the others announce the users with new rows."""
+    notifications = hs.sync_area.notifications
+    pushers = hs.sync_area.pushers
+    delivery = pushers.delivery
+    notifications.row_hooks.remove(pushers.on_push_rows)
+
+    def on_rows(rows: Sequence[PushActionRow], stored: StoredEvent) -> None:
+        if held():
+            pushers.on_push_rows(rows, stored)
+        else:
+            bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
+
+    def on_announce(user_ids: list[str] | None) -> None:
+        if not held():
+            return
+        job = delivery.resume() if user_ids is None else delivery.wake_users(user_ids)
+        task = asyncio.get_running_loop().create_task(job)
+        delivery.tasks.add(task)
+        task.add_done_callback(delivery.tasks.discard)
+
+    notifications.row_hooks.append(on_rows)
+    bus.subscribe(PUSH_DELIVERY, on_announce)
