@@ -15,7 +15,8 @@ Workloads, each with a fixed count and a time cap:
    process (the one a proxy would send ``/sync`` to: ``worker1`` or ``worker2``), a
    further member sends on the main process; per round, the time from the start of the
    send to each long-poll's answer carrying the message (all listeners' samples, and the
-   slowest listener's per round). With one process, long-polls and sends share it.
+   slowest listener's per round), and from the send's reply (the event committed) to
+   each answer. With one process, long-polls and sends share it.
 
 Users are provisioned in-process before the servers start (no password hashes), rooms are
 created and joined over HTTP and not measured. CPU seconds of every process per workload
@@ -30,8 +31,8 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -178,16 +179,7 @@ class Cluster:
 
         for name, port in ports.items():
             extra = [] if name == "main" else ["--worker", name]
-            command = [sys.executable, "-m", "homeserver", "run", "--config", str(path), *extra]
-            with (self.base / f"{name}.log").open("ab") as out:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            process = spawn(path, extra, self.base / f"{name}.log")
             self.procs.append(Proc(name, f"http://127.0.0.1:{port}", process))
             await wait_ready(self.procs[-1].url, process)
 
@@ -210,6 +202,20 @@ class Cluster:
             await conn.execute(f"DROP DATABASE IF EXISTS {self.db_name} WITH (FORCE)")
         finally:
             await conn.close()
+
+
+def spawn(config: Path, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m homeserver run --config C EXTRA`` in its own session, output to ``log``."""
+    command = [sys.executable, "-m", "homeserver", "run", "--config", str(config), *extra]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 # ------------------------------------------------------------------ workloads
@@ -266,15 +272,16 @@ async def fan_out(
     deadline = Deadline(TIME_CAP_S)
     each: list[float] = []
     slowest: list[float] = []
+    after_ack: list[float] = []
     missed = 0
 
-    async def listen(u: User, text: str, t0: asyncio.Future[float]) -> float | None:
+    async def listen(u: User, text: str, t0: asyncio.Future[float]) -> tuple[float, float] | None:
         # Bounded: a long-poll woken by something else (a receipt, a membership) polls again.
         for _ in range(5):
             body = await sync_client.sync(u, since=since[u.user_id], timeout_ms=POLL_TIMEOUT_MS)
             since[u.user_id] = body["next_batch"]
             if has_message(body, room_id, text):
-                return time.perf_counter() - await t0
+                return time.perf_counter(), await t0
         return None
 
     for r in range(rounds):
@@ -286,17 +293,21 @@ async def fan_out(
         await asyncio.sleep(PARK_S)
         t0.set_result(time.perf_counter())
         await send_client.send_text(writer, room_id, text)
+        acked = time.perf_counter()
         got = await asyncio.gather(*polls)
         seen = [g for g in got if g is not None]
         missed += len(got) - len(seen)
-        each.extend(seen)
+        each.extend(end - start for end, start in seen)
+        # Below zero: that long-poll answered before the send's own reply arrived.
+        after_ack.extend(end - acked for end, _ in seen)
         if seen:
-            slowest.append(max(seen))
+            slowest.append(max(end - start for end, start in seen))
     return {
         "listeners": len(listeners),
         "rounds": len(slowest),
         "send_to_answer": summarize(each),
         "send_to_last_answer": summarize(slowest),
+        "ack_to_answer": summarize(after_ack),
         "missed": missed,
         "capped": deadline.hit,
     }
@@ -324,7 +335,11 @@ async def fan(clients: list[Client], c: Cluster, args: argparse.Namespace) -> di
     return await fan_out(clients[-1], clients[0], c.users["fan"], args.rounds)
 
 
-WORKLOADS: list[tuple[str, Step]] = [("one room", one_room), ("own rooms", own_rooms), ("fan-out", fan)]
+WORKLOADS: list[tuple[str, Step]] = [
+    ("one room", one_room),
+    ("own rooms", own_rooms),
+    ("fan-out", fan),
+]
 ROWS = [
     ("one room", "16 senders, one room: messages/s", "messages_per_s"),
     ("one room", "  send p50 (ms)", "latency.p50_ms"),
@@ -340,6 +355,9 @@ ROWS = [
     ("fan-out", "  p95 (ms)", "send_to_answer.p95_ms"),
     ("fan-out", "  send to the last of the listeners p50 (ms)", "send_to_last_answer.p50_ms"),
     ("fan-out", "  send to the last of the listeners p95 (ms)", "send_to_last_answer.p95_ms"),
+    ("fan-out", "  send's reply to each answer p50 (ms)", "ack_to_answer.p50_ms"),
+    ("fan-out", "  send's reply to each answer p95 (ms)", "ack_to_answer.p95_ms"),
+    ("fan-out", "  server CPU, all processes (s)", "cpu_s_total"),
     ("fan-out", "  long-polls that missed the message", "missed"),
 ]
 
@@ -388,9 +406,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": machine_description(),
         "date": time.strftime("%F"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": args.commit,
         "sizes": {
             "senders": args.senders,
             "sends_per_sender": args.sends,
@@ -419,7 +435,11 @@ def main() -> None:
     p.add_argument("--max-workers", type=int, default=2, choices=[0, 1, 2])
     p.add_argument("--json", default=None, help="write the raw results to this file")
     p.add_argument("--keep", action="store_true", help="keep the servers' temp dirs and logs")
-    asyncio.run(run_all(p.parse_args()))
+    args = p.parse_args()
+    args.commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    asyncio.run(run_all(args))
 
 
 if __name__ == "__main__":
