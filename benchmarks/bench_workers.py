@@ -17,6 +17,8 @@ Workloads, each with a fixed count and a time cap:
    send to each long-poll's answer carrying the message (all listeners' samples, and the
    slowest listener's per round), and from the send's reply (the event committed) to
    each answer. With one process, long-polls and sends share it.
+4. ``wake-up`` (run before 3): the same with one listener, so the cost of building many
+   answers at once does not hide the wake-up itself.
 
 Users are provisioned in-process before the servers start (no password hashes), rooms are
 created and joined over HTTP and not measured. CPU seconds of every process per workload
@@ -335,9 +337,14 @@ async def fan(clients: list[Client], c: Cluster, args: argparse.Namespace) -> di
     return await fan_out(clients[-1], clients[0], c.users["fan"], args.rounds)
 
 
+async def wake(clients: list[Client], c: Cluster, args: argparse.Namespace) -> dict[str, Any]:
+    return await fan_out(clients[-1], clients[0], c.users["wake"], args.rounds)
+
+
 WORKLOADS: list[tuple[str, Step]] = [
     ("one room", one_room),
     ("own rooms", own_rooms),
+    ("wake-up", wake),
     ("fan-out", fan),
 ]
 ROWS = [
@@ -351,7 +358,11 @@ ROWS = [
     ("own rooms", "  send p95 (ms)", "latency.p95_ms"),
     ("own rooms", "  send p99 (ms)", "latency.p99_ms"),
     ("own rooms", "  server CPU, all processes (s)", "cpu_s_total"),
-    ("fan-out", "fan-out: send to each long-poll's answer p50 (ms)", "send_to_answer.p50_ms"),
+    ("wake-up", "1 long-poll: send to its answer p50 (ms)", "send_to_answer.p50_ms"),
+    ("wake-up", "  p95 (ms)", "send_to_answer.p95_ms"),
+    ("wake-up", "  send's reply to the answer p50 (ms)", "ack_to_answer.p50_ms"),
+    ("wake-up", "  send's reply to the answer p95 (ms)", "ack_to_answer.p95_ms"),
+    ("fan-out", "20 long-polls: send to each one's answer p50 (ms)", "send_to_answer.p50_ms"),
     ("fan-out", "  p95 (ms)", "send_to_answer.p95_ms"),
     ("fan-out", "  send to the last of the listeners p50 (ms)", "send_to_last_answer.p50_ms"),
     ("fan-out", "  send to the last of the listeners p95 (ms)", "send_to_last_answer.p95_ms"),
@@ -368,7 +379,7 @@ async def run_layout(admin_dsn: str, workers: int, args: argparse.Namespace) -> 
     out: dict[str, Any] = {}
     try:
         t0 = time.monotonic()
-        await cluster.start({"send": args.senders, "fan": args.listeners + 1})
+        await cluster.start({"send": args.senders, "fan": args.listeners + 1, "wake": 2})
         print(f"  [{workers} workers] ready in {time.monotonic() - t0:.1f}s", flush=True)
         connector = aiohttp.TCPConnector(limit=400)
         async with aiohttp.ClientSession(connector=connector) as session:
