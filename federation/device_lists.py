@@ -27,6 +27,12 @@ Every change also takes a position in the local device-list stream
 transactions of one origin are processed in order, so the updates of one
 user never race each other; a resync marks the user busy and runs again
 if more updates came in meanwhile. Keys are stored as served (opaque).
+
+Among several processes (``homeserver/scaleout.py``) the background resyncs run on
+the background lease's holder only: the others pass them on through ``hand_off``
+(a row in ``federation_device_list_resyncs`` and a bus message), and the holder
+deletes the row once its resync succeeded (``resync_wanted`` takes the rows up
+again). A resync for a /keys/query answer stays where the query is answered.
 """
 
 from __future__ import annotations
