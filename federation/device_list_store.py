@@ -168,6 +168,31 @@ class RemoteDeviceListStore:
         )
         return [str(r[0]) for r in rows]
 
+    async def want_resync(self, user_id: str, now: int) -> None:
+        """Ask the background lease's holder to resync ``user_id`` (several processes)."""
+        await self.db.execute(
+            "INSERT INTO federation_device_list_resyncs (user_id, requested_ms) VALUES ($1, $2)"
+            " ON CONFLICT (user_id) DO UPDATE SET requested_ms = excluded.requested_ms",
+            user_id,
+            now,
+        )
+
+    async def wanted_resyncs(self, limit: int) -> list[str]:
+        """Users whose resync some process asked for, oldest request first."""
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM federation_device_list_resyncs ORDER BY requested_ms LIMIT $1",
+            limit,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def resync_done(self, user_id: str, started_ms: int) -> None:
+        """A resync that started at ``started_ms`` succeeded: requests up to then are met."""
+        await self.db.execute(
+            "DELETE FROM federation_device_list_resyncs WHERE user_id = $1 AND requested_ms <= $2",
+            user_id,
+            started_ms,
+        )
+
     async def forget(self, txn: Queries, user_ids: list[str]) -> None:
         """Drop the cached lists of ``user_ids``: they are no longer tracked."""
         for start in range(0, len(user_ids), CHUNK):

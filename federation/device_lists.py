@@ -27,6 +27,12 @@ Every change also takes a position in the local device-list stream
 transactions of one origin are processed in order, so the updates of one
 user never race each other; a resync marks the user busy and runs again
 if more updates came in meanwhile. Keys are stored as served (opaque).
+
+Among several processes (``homeserver/scaleout.py``) the background resyncs run on
+the background lease's holder only: the others pass them on through ``hand_off``
+(a row in ``federation_device_list_resyncs`` and a bus message), and the holder
+deletes the row once its resync succeeded (``resync_wanted`` takes the rows up
+again). A resync for a /keys/query answer stays where the query is answered.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ MAX_DEVICES = 1000
 # Users resynced before one /keys/query answer (the rest are asked for directly).
 MAX_QUERY_RESYNCS = 20
 RESYNC_TIMEOUT_S = 30.0
+# Asked-for resyncs (several processes) started per pass, and how often failed ones
+# are tried again.
+MAX_WANTED_RESYNCS = 1000
+WANTED_RETRY_S = 60.0
 CROSS_SIGNING_FIELDS = {"master_key": "master", "self_signing_key": "self_signing"}
 
 
@@ -116,6 +126,9 @@ class RemoteDeviceLists:
         self.notify = notify
         self._resyncing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        # Several processes (homeserver/scaleout.py): the background lease's holder runs
+        # the resyncs; the others hand theirs over with this. None: resync here.
+        self.hand_off: Callable[[str], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------ inbound EDUs
 
@@ -144,7 +157,7 @@ class RemoteDeviceLists:
         if known is not None and stream_id <= known:
             return
         if known is None or any(p > known for p in prev_ids):
-            self.resync_soon(user_id)
+            await self._resync_somewhere(user_id)
             return
         name = content.get("device_display_name")
         async with self.db.transaction() as txn:
@@ -174,7 +187,7 @@ class RemoteDeviceLists:
         if not await self.shares_room(user_id):
             return
         if user_id not in await self.store.stream_ids([user_id]):
-            self.resync_soon(user_id)
+            await self._resync_somewhere(user_id)
             return
         async with self.db.transaction() as txn:
             for usage, key in keys.items():
@@ -226,6 +239,28 @@ class RemoteDeviceLists:
 
     # ------------------------------------------------------------ resync
 
+    async def _resync_somewhere(self, user_id: str) -> None:
+        if self.hand_off is not None:
+            await self.hand_off(user_id)
+        else:
+            self.resync_soon(user_id)
+
+    async def resync_wanted(self) -> None:
+        """Start the resyncs that processes asked the background lease's holder for
+        (and that are not done yet: a failed one stays asked for)."""
+        for user_id in await self.store.wanted_resyncs(MAX_WANTED_RESYNCS):
+            self.resync_soon(user_id)
+
+    async def retry_wanted(self, interval_s: float = WANTED_RETRY_S) -> None:
+        """The background lease's holder: take up asked-for resyncs that failed again
+        from time to time, until cancelled with the lease."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.resync_wanted()
+            except Exception:
+                log.exception("device list resyncs: reading the requests failed")
+
     def resync_soon(self, user_id: str) -> None:
         """Fetch the user's whole list in the background (at most one fetch per user)."""
         if user_id in self._resyncing:
@@ -239,8 +274,11 @@ class RemoteDeviceLists:
         try:
             while True:
                 self._again.discard(user_id)
+                started = self.clock.now_ms()
                 try:
                     await self.resync(user_id)
+                    if self.hand_off is not None:
+                        await self.store.resync_done(user_id, started)
                 except FederationError as e:
                     log.info("device list resync from %s failed: %s", e.destination, e.error)
                 except Exception:

@@ -17,6 +17,10 @@ Design note
           them); lease lost -> cancel them
           push rows: delivered here while the lease is held, else announced on the
           bus (topic PUSH_DELIVERY) for the holder
+          device-list resyncs (GET /user/devices): run here while the lease is held,
+          else written down (federation_device_list_resyncs) and announced on the
+          bus (topic DEVICE_LIST_RESYNC); the holder runs them on the announcement,
+          on a bus catch-up, when it gains the lease, and every minute for failed ones
 
 Everything a lease guards is kept in the database until done (outbox rows,
 pusher cursors, purge jobs), so a takeover resumes from there: at least once,
@@ -39,6 +43,7 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.leases import LeaseStore
 
 if TYPE_CHECKING:
+    from federation.device_lists import RemoteDeviceLists
     from homeserver.app import HomeServer
     from homeserver.streams.pg_bus import PgSignalBus
 
@@ -46,6 +51,8 @@ if TYPE_CHECKING:
 FEDERATION_OUTBOX: Final = "federation_outbox"
 # The bus topic announcing new push notification rows (keys: user ids).
 PUSH_DELIVERY: Final = "push_delivery"
+# The bus topic announcing device-list resyncs asked for (keys: user ids).
+DEVICE_LIST_RESYNC: Final = "device_list_resync"
 BACKGROUND_LEASE: Final = "background"
 
 
@@ -114,6 +121,7 @@ async def join_processes(hs: HomeServer, name: str) -> None:
             return background.held(BACKGROUND_LEASE)
 
     _share_push_delivery(hs, bus, held)
+    _share_device_list_resyncs(hs, bus, held)
     for keeper in keepers:
         await keeper.tick()
         keeper.start()
@@ -138,11 +146,58 @@ class BackgroundJobs:
             self.hs.sync_area.push_evaluator.start(),
             asyncio.create_task(delivery.resume()),
         ]
+        lists = _device_lists(self.hs)
+        if lists is not None:
+            # Resyncs asked for while no process held the lease, then failed ones again.
+            self.tasks.append(asyncio.create_task(lists.resync_wanted()))
+            self.tasks.append(asyncio.create_task(lists.retry_wanted()))
 
     def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         self.tasks = []
+
+
+def _device_lists(hs: HomeServer) -> RemoteDeviceLists | None:
+    relay = hs.federation.relay if hs.federation is not None else None
+    return relay.device_lists if relay is not None else None
+
+
+def _share_device_list_resyncs(hs: HomeServer, bus: PgSignalBus, held: Callable[[], bool]) -> None:
+    """Remote device lists are fetched again (GET /user/devices) by one process: the
+    background lease's holder. The others write the need down and announce it."""
+    lists = _device_lists(hs)
+    if lists is None:
+        return
+
+    async def hand_off(user_id: str) -> None:
+        if held():
+            lists.resync_soon(user_id)
+            return
+        await lists.store.want_resync(user_id, hs.clock.now_ms())
+        bus.publish(DEVICE_LIST_RESYNC, [user_id])
+
+    def on_announce(user_ids: list[str] | None) -> None:
+        if not held():
+            return
+        if user_ids is None:  # a catch-up: look at everything asked for
+            task = asyncio.get_running_loop().create_task(lists.resync_wanted())
+            _keep_task(task)
+            return
+        for user_id in user_ids:
+            lists.resync_soon(user_id)
+
+    lists.hand_off = hand_off
+    bus.subscribe(DEVICE_LIST_RESYNC, on_announce)
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _keep_task(task: asyncio.Task[None]) -> None:
+    """Hold a fire-and-forget task until it ends (the loop keeps only weak references)."""
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 def _share_push_delivery(hs: HomeServer, bus: PgSignalBus, held: Callable[[], bool]) -> None:

@@ -276,6 +276,10 @@ class EventPersister:
         self.rooms.remember_keys(keys)
         if pruned:
             self.events.forget(pruned)
+        if promoted is not None:
+            # Other processes may hold it cached as the outlier it was (no stream
+            # position): their /sync would meet it in the timeline without one.
+            self.events.forget([promoted])
         self.events._keep(stored)
         for callback in after_commit:
             try:

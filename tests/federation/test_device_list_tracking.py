@@ -19,6 +19,7 @@ from tests.federation.test_e2ee_device_announcements import count_resyncs
 from tests.federation.test_e2ee_federation import query, upload
 from tests.helpers import Api, User
 from tests.integration.e2ee_device import Device
+from tests.spread import SpreadServer
 
 
 @pytest.fixture
@@ -116,3 +117,43 @@ def test_device_keys_are_kept_as_served_unless_they_name_another_device() -> Non
     assert _device_keys({"user_id": "@eve:b.example", "device_id": device}, user, device) is None
     assert _device_keys({"user_id": user, "device_id": "OTHER"}, user, device) is None
     assert _device_keys(["not", "keys"], user, device) is None
+
+
+@pytest.mark.parametrize("processes", [3], indirect=True)
+async def test_resyncs_run_on_the_background_lease_holder_only(
+    make_server: ServerFactory,
+) -> None:
+    """Three processes (main holds the background lease; the ``sync`` and ``client``
+    workers do not): an update a worker cannot apply (bob's list is not tracked yet) is
+    written down and announced, and the main process fetches the list; the worker
+    never calls /user/devices itself. A request nobody announced (a lost bus message,
+    a failed fetch) is taken up by the holder's next pass."""
+    a, b = await federated(make_server), await federated(make_server)
+    assert isinstance(a, SpreadServer)
+    worker = a.workers[0]
+    alice, bob = await register(a, "alice"), await register(b, "bob")
+    await upload(b, bob, {"device_keys": Device(bob.user_id, bob.device_id).device_keys()})
+    async with Api(b.client_url) as api:
+        r = await api.post("/createRoom", {"preset": "public_chat"}, token=bob.access_token)
+        assert r.status == 200, r.body
+        room_id = str(r.body["room_id"])
+    await join_via(a, alice, room_id, name(b))
+    main_resyncs, worker_resyncs = count_resyncs(a), count_resyncs(worker)
+    lists = relay(worker).device_lists
+    store = relay(a).device_lists.store
+
+    # What the worker's federation listener would do with B's update.
+    update = {"user_id": bob.user_id, "device_id": bob.device_id, "stream_id": 3, "prev_id": []}
+    await lists.on_device_list_update(name(b), update)
+    tracked = await eventually(lambda: store.stream_ids([bob.user_id]), lambda d: bool(d))
+    assert bob.user_id in tracked
+    assert main_resyncs == [bob.user_id] and worker_resyncs == []
+    assert await eventually(lambda: store.wanted_resyncs(10), lambda w: w == []) == []
+    assert {d.device_id for d in await store.devices_of([bob.user_id])} == {bob.device_id}
+
+    # Asked for with no announcement: the holder's next pass (on gaining the lease, on
+    # a bus catch-up, or its periodic retry) does it.
+    await store.want_resync(bob.user_id, a.hs.clock.now_ms())
+    await relay(a).device_lists.resync_wanted()
+    assert await eventually(lambda: store.wanted_resyncs(10), lambda w: w == []) == []
+    assert main_resyncs == [bob.user_id, bob.user_id] and worker_resyncs == []

@@ -300,6 +300,11 @@ async def test_three_myelin_servers(
         await close_all(alice, bob, carol)
 
 
+# Also with alice's server as three processes (PostgreSQL only): Synapse federates with a
+# homeserver whose requests land on any of three processes (the join, the messages both
+# ways, the room keys sent to-device) while the federation listener and the outbox's
+# sender are the main process's.
+@pytest.mark.spread
 async def test_bob_on_synapse(
     make_server: ServerFactory,
     make_synapse: SynapseFactory,

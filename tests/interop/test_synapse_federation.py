@@ -119,6 +119,9 @@ async def join(api: Api, user: User, target: str, via: str | None = None) -> str
     return str(r.body["room_id"])
 
 
+# The two join scenarios also run with the Myelin server as three processes behind a
+# spreading proxy (``spread``: tests/spread.py, PostgreSQL only).
+@pytest.mark.spread
 async def test_synapse_user_joins_myelin_room_by_alias_and_by_id(
     make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
 ) -> None:
@@ -158,6 +161,7 @@ async def test_synapse_user_joins_myelin_room_by_alias_and_by_id(
     assert await sync_bodies(api_s2, sue, room_id) == expected
 
 
+@pytest.mark.spread
 async def test_myelin_user_joins_synapse_room(
     make_server: ServerFactory, synapse_server: SynapseServer, apis: list[Api]
 ) -> None:
