@@ -53,7 +53,14 @@ from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.rooms.write_order import MAX_REBUILDS, RoomMovedOn, rebuild_delay
+from homeserver.rooms.write_order import (
+    MAX_REBUILDS,
+    TURN_AFTER,
+    TURN_SLOTS,
+    RoomMovedOn,
+    rebuild_delay,
+    room_turn,
+)
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -128,6 +135,8 @@ class RoomService:
         # Checks local users' events before they are built (content_policy config).
         self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
+        # Bounds the rooms this process holds for a whole build (``write_order.room_turn``).
+        self._turn_slots = asyncio.Semaphore(TURN_SLOTS)
         # Strictly increasing create-event timestamps: in room versions whose room id is
         # the create event's hash, two rooms made by one user in the same millisecond
         # with the same content would otherwise get the same id.
@@ -425,18 +434,39 @@ class RoomService:
     ) -> StoredEvent:
         rebuilds = 0
         while True:  # another process may move the room on meanwhile (``write_order``)
-            draft = await self._draft(room, sender, event_type, content, state_key, precheck)
-            event = await self._exchange_invite(draft)
-            if before_persist is not None:
-                await before_persist(event)
             try:
-                return await self._persist_draft(room, draft, event, txn)
+                if rebuilds < TURN_AFTER or before_persist is not None:
+                    return await self._build_once(
+                        room, sender, event_type, content, state_key, txn, precheck, before_persist
+                    )
+                # Lost too often to a busy writer elsewhere: take a turn, the others wait.
+                async with self._turn_slots, room_turn(self.persister.db, room.room_nid):
+                    return await self._build_once(
+                        room, sender, event_type, content, state_key, txn, precheck, None
+                    )
             except RoomMovedOn:
                 rebuilds += 1
                 # before_persist acted on this event's id: it cannot be built again.
                 if rebuilds >= MAX_REBUILDS or before_persist is not None:
                     raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
                 await asyncio.sleep(rebuild_delay(rebuilds))
+
+    async def _build_once(
+        self,
+        room: RoomInfo,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+        txn: TxnRef | None,
+        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
+        before_persist: Callable[[Event], Awaitable[None]] | None,
+    ) -> StoredEvent:
+        draft = await self._draft(room, sender, event_type, content, state_key, precheck)
+        event = await self._exchange_invite(draft)
+        if before_persist is not None:
+            await before_persist(event)
+        return await self._persist_draft(room, draft, event, txn)
 
     async def _draft(
         self,

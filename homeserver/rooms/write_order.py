@@ -21,6 +21,14 @@ Room order
     Holding a lock across the whole build instead would pin a pooled
     connection per waiting writer, and the pool could then run dry while
     every holder waits for a second connection to persist.
+    A process that lost the room this way ``TURN_AFTER`` times in a row takes
+    its turn (``room_turn``): it holds the same lock, as a transaction lock on
+    a connection of its own, across the whole build and persist, so the
+    others wait for it instead of beating it again and again (without this, a
+    process sending steadily into a busy room could starve the other for
+    good). Its own persist skips the lock it already holds (a context
+    variable says so). At most ``TURN_SLOTS`` turns per process are open at
+    once, so they pin few pooled connections; the pool cannot run dry.
     Not done yet: events received over federation (only the main process
     serves federation) are persisted under the lock but without the
     comparison, so a remote event whose current state was worked out just
@@ -48,11 +56,13 @@ there (the asyncio lock and the single writer already give both).
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextvars import ContextVar
 from typing import Final
 
-from homeserver.storage.database import Queries
+from homeserver.storage.database import Database, Queries
 
 # The first key of the two-key advisory lock form ("room" in ASCII): the second is the
 # room. Two-key locks never meet the one-key process lock (homeserver.storage.process_lock).
@@ -62,6 +72,13 @@ ROOM_LOCK_SPACE: Final = int.from_bytes(b"room", "big") & 0x7FFFFFFF
 # processes sending into one room do not keep beating each other to the lock.
 MAX_REBUILDS: Final = 30
 REBUILD_JITTER_S: Final = 0.01
+# After this many lost rebuilds in a row a process takes its turn (``room_turn``).
+TURN_AFTER: Final = 2
+# Turns open at once per process (each pins one pooled connection while it lasts).
+TURN_SLOTS: Final = 2
+
+# The rooms whose lock this task holds for a turn: its persist must not wait for itself.
+_TURN_ROOMS: ContextVar[frozenset[int]] = ContextVar("room_turns", default=frozenset())
 
 
 def rebuild_delay(attempt: int) -> float:
@@ -86,9 +103,10 @@ async def hold_room_for_write(
     extremities are still those the event was built on (raises ``RoomMovedOn``)."""
     if engine != "postgres":
         return
-    await q.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)", ROOM_LOCK_SPACE, room_lock_key(room_nid)
-    )
+    if room_nid not in _TURN_ROOMS.get():
+        await q.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)", ROOM_LOCK_SPACE, room_lock_key(room_nid)
+        )
     if expected_extremities is None:
         return
     rows = await q.fetchall(
@@ -96,3 +114,22 @@ async def hold_room_for_write(
     )
     if {int(r["event_nid"]) for r in rows} != set(expected_extremities):
         raise RoomMovedOn(room_nid)
+
+
+@contextlib.asynccontextmanager
+async def room_turn(db: Database, room_nid: int) -> AsyncIterator[None]:
+    """PostgreSQL: hold the room's lock across a whole build and persist in this task
+    (on a connection of its own, released when the block ends or the connection dies).
+    SQLite: nothing to do (one process)."""
+    if db.engine != "postgres":
+        yield
+        return
+    async with db.transaction() as q:
+        await q.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)", ROOM_LOCK_SPACE, room_lock_key(room_nid)
+        )
+        token = _TURN_ROOMS.set(_TURN_ROOMS.get() | {room_nid})
+        try:
+            yield
+        finally:
+            _TURN_ROOMS.reset(token)

@@ -19,6 +19,7 @@ import pytest
 
 from homeserver.app import RunningServer, start, start_worker
 from homeserver.config import ConfigError
+from homeserver.rooms.write_order import room_turn
 from tests.conftest import (
     ENGINE,
     _create_pg_database,
@@ -373,3 +374,31 @@ async def test_counts_of_a_send_on_the_worker_are_exact_on_both(
                 assert await unread(api) == expected
         assert main.hs.sync_area.push_evaluator.position is not None
         assert other.hs.sync_area.push_evaluator.position is not None
+
+
+async def test_a_process_taking_its_turn_holds_the_others_writes_to_that_room(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """A process that kept losing a busy room takes a turn (``write_order.room_turn``):
+    it builds and persists while the other process's write to that room waits, which
+    then goes in after it, rebuilt on its event, so the room stays linear."""
+    main, other = pair
+    rooms = main.hs.rooms_area.rooms
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        room = await rooms.rooms.get_room(room_id)
+        assert room is not None
+        async with room_turn(rooms.persister.db, room.room_nid):
+            waiting = asyncio.create_task(send(b, alice, room_id, "from the other process"))
+            # Its own write, in the task holding the turn, does not wait for itself...
+            mine = await rooms.send_event(
+                alice.user_id, room_id, "m.room.message", {"msgtype": "m.text", "body": "turn"}
+            )
+            # ...while the other process's is held at the room's lock.
+            done, _ = await asyncio.wait({waiting}, timeout=0.5)
+            assert not done
+        theirs = await asyncio.wait_for(waiting, WAIT_S)
+    stored = await rooms.events.by_ids([mine, theirs])
+    assert stored[theirs].event.prev_event_ids == [mine]
+    assert len(await rooms.events.extremities(room.room_nid)) == 1
