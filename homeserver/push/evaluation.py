@@ -232,7 +232,9 @@ class PushEvaluator:
                 raise
             log.exception("push rules of %s failed; it notifies nobody", stored.event.event_id)
             rows = []
-        self._failures = {}
+        # Only this event's count: the batch is tried again from its start, so an event
+        # before a failing one succeeds on every try and must not reset the other's.
+        self._failures.pop(stored.event_nid, None)
         return rows
 
     async def step(self) -> bool:
