@@ -96,3 +96,13 @@ async def resolves_only_to_forbidden(host: str) -> bool:
         return False
     addresses = [str(info[4][0]) for info in infos]
     return bool(addresses) and all(is_forbidden_address(a) for a in addresses)
+
+
+def policy_session(allow_local: bool) -> aiohttp.ClientSession:
+    """An HTTPS client for servers that users name (push gateways, identity servers):
+    names resolve through ``PolicyResolver``; with ``allow_local`` (test set-ups only)
+    loopback is allowed and certificates are not checked."""
+    connector = aiohttp.TCPConnector(
+        resolver=PolicyResolver(allow_local), ssl=False if allow_local else True
+    )
+    return aiohttp.ClientSession(connector=connector)

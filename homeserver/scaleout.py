@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from homeserver import process_roles as pr
 from homeserver.leasing import Lease, LeaseKeeper
@@ -43,7 +43,6 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.leases import LeaseStore
 
 if TYPE_CHECKING:
-    from federation.device_lists import RemoteDeviceLists
     from homeserver.app import HomeServer
     from homeserver.streams.pg_bus import PgSignalBus
 
@@ -158,7 +157,27 @@ class BackgroundJobs:
         self.tasks = []
 
 
-def _device_lists(hs: HomeServer) -> RemoteDeviceLists | None:
+class _ResyncNeeds(Protocol):
+    async def want_resync(self, user_id: str, now: int) -> None: ...
+
+
+class DeviceListResyncs(Protocol):
+    """What scale-out needs of federation's remote device lists
+    (``federation.device_lists.RemoteDeviceLists``; the domain may not import it)."""
+
+    hand_off: Callable[[str], Awaitable[None]] | None
+
+    @property
+    def store(self) -> _ResyncNeeds: ...
+
+    def resync_soon(self, user_id: str) -> None: ...
+
+    async def resync_wanted(self) -> None: ...
+
+    async def retry_wanted(self) -> None: ...
+
+
+def _device_lists(hs: HomeServer) -> DeviceListResyncs | None:
     relay = hs.federation.relay if hs.federation is not None else None
     return relay.device_lists if relay is not None else None
 

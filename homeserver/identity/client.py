@@ -23,7 +23,7 @@ import aiohttp
 
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import sign_json
-from homeserver.net import PolicyResolver, forbidden_literal_host
+from homeserver.net import forbidden_literal_host, policy_session
 
 TIMEOUT_S = 15.0
 MAX_ANSWER_BYTES = 64 * 1024
@@ -201,11 +201,7 @@ class IdentityClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=PolicyResolver(self.allow_local),
-                ssl=False if self.allow_local else True,
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = policy_session(self.allow_local)
         return self._session
 
     async def close(self) -> None:

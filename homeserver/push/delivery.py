@@ -38,7 +38,7 @@ import aiohttp
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.logs import new_request_id, request_id
-from homeserver.net import PolicyResolver, forbidden_literal_host
+from homeserver.net import forbidden_literal_host, policy_session
 from homeserver.push.actions_store import PushActionRow, PushActionStore
 from homeserver.push.email_pushes import EmailPushes
 from homeserver.push.pushers_store import Pusher, PusherKey, PusherStore
@@ -314,11 +314,7 @@ class PushDelivery:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=PolicyResolver(self.allow_local),
-                ssl=False if self.allow_local else True,
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = policy_session(self.allow_local)
         return self._session
 
     async def close(self) -> None:
