@@ -12,6 +12,7 @@ from homeserver.streams.tokens import StreamToken
 from tests.conftest import ServerFactory
 from tests.helpers import Api
 from tests.integration.e2ee_device import Device
+from tests.integration.test_room_size_statement_counts import counted_sync, local_user
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
@@ -92,3 +93,26 @@ async def test_each_stream_moves_only_its_own_position(make_server: ServerFactor
             # The push evaluator and presence may move nothing else but events.
             others = {k for k in after if k != stream and after[k] != before[k]}
             assert others <= {"events"} - {stream}, (stream, others)
+
+
+async def test_account_data_is_read_only_when_its_stream_moved(make_server: ServerFactory) -> None:
+    """An incremental sync skips the account-data read when the stream has not moved
+    since the token, and still returns a change once it has."""
+    server = await make_server()
+    hs = server.hs
+    async with Api(server.client_url) as api:
+        alice = await local_user(hs, "alice")
+        first, _ = await counted_sync(hs, alice, None)
+        quiet, counter = await counted_sync(hs, alice, first["next_batch"])
+        assert counter.total > 0
+        assert quiet["account_data"]["events"] == []
+        assert not [k for k in counter.by_sql if "FROM account_data a" in k], counter.by_sql
+        r = await api.put(
+            f"/user/{alice.user_id}/account_data/org.example.y",
+            {"b": 2},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        moved, counter = await counted_sync(hs, alice, quiet["next_batch"])
+        assert [k for k in counter.by_sql if "FROM account_data a" in k], counter.by_sql
+        assert {"type": "org.example.y", "content": {"b": 2}} in moved["account_data"]["events"]
