@@ -78,12 +78,16 @@ class OutboxStore:
 
     async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]:
         """Servers with a joined member, read inside the persisting transaction
-        (so the event's own membership change is seen)."""
+        (so the event's own membership change is seen). The database cuts the user ids
+        down to distinct server names (everything after the first colon, ports
+        included): one row per server rather than per member, on every send."""
+        find = "strpos(user_id, ':')" if self.db.engine == "postgres" else "instr(user_id, ':')"
         rows = await q.fetchall(
-            "SELECT user_id FROM room_memberships WHERE room_nid = $1 AND membership = 'join'",
+            f"SELECT DISTINCT substr(user_id, {find} + 1) FROM room_memberships"
+            " WHERE room_nid = $1 AND membership = 'join'",
             room_nid,
         )
-        return {str(r[0]).partition(":")[2] for r in rows}
+        return {str(r[0]) for r in rows}
 
     async def pending(self, destination: str, kind: str, limit: int) -> list[OutboxRow]:
         """The oldest ``limit`` rows of ``kind`` waiting for ``destination``."""

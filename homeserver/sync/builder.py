@@ -87,14 +87,14 @@ class SyncBuilder:
             return result
 
     async def positions(self) -> StreamToken:
-        src = self.src
+        heads = await self.store.stream_heads()  # one statement for all of them
         return StreamToken(
-            events=await self.rooms.events.current_position(),
-            device_lists=await src.keys.current_device_list_pos(),
-            account_data=await src.account_data.current_position(),
-            receipts=await src.receipts.current_position(),
-            presence=await src.presence.current_position(),
-            typing=src.typing.current_token(),
+            events=heads.events,
+            device_lists=heads.device_lists,
+            account_data=heads.account_data,
+            receipts=heads.receipts,
+            presence=heads.presence,
+            typing=self.src.typing.current_token(),
         )
 
     async def memberships(self, ctx: SyncContext) -> None:

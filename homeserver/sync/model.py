@@ -75,6 +75,9 @@ class SyncContext:
     own_memberships: dict[int, Membership] = field(default_factory=dict)
     # Users in the user's m.ignored_user_list: their messages and invites are left out.
     ignored: frozenset[str] = frozenset()
+    # Membership changes in (since, now] of the joined and left rooms, read once for
+    # presence and device lists (``UserSections.member_moves``).
+    member_moves: list[Membership] | None = None
 
     @property
     def user_id(self) -> str:

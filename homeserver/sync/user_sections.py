@@ -84,16 +84,25 @@ class UserSections:
         return [e for e in events if event_matches(ctx.flt.presence, e)]
 
     async def _newly_shared(self, ctx: SyncContext) -> set[str]:
-        assert ctx.since is not None
-        moves = await self.members.membership_changes(
-            list(ctx.joined), ctx.since.events, ctx.now.events
-        )
-        users = {m.user_id for m in moves if m.membership == "join"}
+        moves = await self.member_moves(ctx)
+        users = {m.user_id for m in moves if m.membership == "join" and m.room_nid in ctx.joined}
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
         if newly_joined:
             users |= await self.members.joined_users(sorted(newly_joined))
         users.discard(ctx.user_id)
         return users
+
+    async def member_moves(self, ctx: SyncContext) -> list[Membership]:
+        """Membership changes in (since, now] of the joined and left rooms: one read
+        per sync build, shared by presence and device lists (one statement, one round
+        trip on PostgreSQL, less per incremental sync)."""
+        assert ctx.since is not None
+        if ctx.member_moves is None:
+            rooms = [*ctx.joined.keys(), *ctx.left_nids]
+            ctx.member_moves = await self.members.membership_changes(
+                rooms, ctx.since.events, ctx.now.events
+            )
+        return ctx.member_moves
 
     async def to_device(self, ctx: SyncContext) -> tuple[list[dict[str, Any]], int]:
         """Ack what the token proves delivered; the next batch and its end position."""
@@ -114,10 +123,7 @@ class UserSections:
         changed = await self.src.keys.device_list_changes(
             me, ctx.since.device_lists, ctx.now.device_lists
         )
-        rooms = [*ctx.joined.keys(), *ctx.left_nids]
-        moves: list[Membership] = await self.members.membership_changes(
-            rooms, ctx.since.events, ctx.now.events
-        )
+        moves = await self.member_moves(ctx)
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
         shared = await self.src.users_sharing_room_with(me)
         left: set[str] = set()
