@@ -147,7 +147,9 @@ class HomeServer:
         content_policy = ContentPolicy.from_config(config.content_policy)
         lock = await acquire_process_lock(config.database_url) if exclusive else None
         try:
-            db = await connect(config.database_url, config.database.sqlite_synchronous)
+            db = await connect(
+                config.database_url, config.database.sqlite_synchronous, config.database.pool_size
+            )
         except BaseException:
             if lock is not None:
                 await lock.release()

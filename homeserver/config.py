@@ -74,6 +74,9 @@ class DatabaseConfig:
     # SQLite's PRAGMA synchronous under WAL: "full" makes every commit durable
     # (fsync per transaction); "normal" may lose the last commits on power loss.
     sqlite_synchronous: str = "full"
+    # PostgreSQL: the most connections each process opens (its pool). Every request,
+    # background job and room turn borrows one while it talks to the database.
+    pool_size: int = 10
 
 
 @dataclass
@@ -485,6 +488,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     _check_rate_limits(config.rate_limits)
     if config.database.sqlite_synchronous not in ("full", "normal"):
         raise ConfigError("database.sqlite_synchronous: must be full or normal")
+    if not 2 <= config.database.pool_size <= 1000:
+        raise ConfigError("database.pool_size: must be between 2 and 1000")
     config.signing_key_path = str(data_dir / (config.signing_key_path or "signing.key"))
     config.tls_certificate_path = str(data_dir / (config.tls_certificate_path or "tls.crt"))
     config.tls_private_key_path = str(data_dir / (config.tls_private_key_path or "tls.key"))

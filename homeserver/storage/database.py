@@ -412,8 +412,9 @@ def sqlite_path(url: str) -> str | None:
     return path or ":memory:"
 
 
-async def connect(url: str, sqlite_synchronous: str = "full") -> Database:
-    """Open the database named by ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+async def connect(url: str, sqlite_synchronous: str = "full", pool_size: int = 10) -> Database:
+    """Open the database named by ``url`` (``sqlite:///path`` or ``postgresql://...``);
+    ``pool_size`` bounds a PostgreSQL pool (SQLite has one writer and a few readers)."""
     path = sqlite_path(url)
     if path is not None:
         sdb = SqliteDatabase(path, synchronous=sqlite_synchronous)
@@ -424,7 +425,7 @@ async def connect(url: str, sqlite_synchronous: str = "full") -> Database:
             raise DatabaseUnavailable(f"cannot open SQLite database {path}: {e}") from None
         return sdb
     if url.startswith(("postgresql://", "postgres://")):
-        pdb = PostgresDatabase(url)
+        pdb = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size)
         try:
             await pdb.open()
         except (TimeoutError, OSError) as e:
