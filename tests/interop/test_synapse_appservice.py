@@ -114,9 +114,12 @@ def _shape(seen: Seen, domain: str) -> dict[str, Any]:
         "message_content": seen.message["content"],
         "invite_keys": sorted(seen.invite),
         "invite_unsigned": sorted(seen.invite["unsigned"]),
+        # Myelin also puts m.room.guest_access in invite previews (a guest invited from
+        # another server learns from it that it may join); Synapse's default list omits it.
         "invite_preview": [
             (e["type"], e["state_key"].replace(domain, "DOMAIN"))
             for e in seen.invite["unsigned"]["invite_room_state"]
+            if e["type"] != "m.room.guest_access"
         ],
         "invite_membership": seen.invite["content"]["membership"],
         "invite_state_key": seen.invite["state_key"].replace(domain, "DOMAIN"),
