@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from homeserver.rooms.store.local_members_cache import LocalMembersCache
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
@@ -53,6 +54,8 @@ _CHUNK = 500
 class MembershipStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # local_users per room; the persister reports commits (see the cache's design note).
+        self.local_cache = LocalMembersCache()
 
     async def set_membership(
         self,
@@ -64,7 +67,9 @@ class MembershipStore:
         stream_ordering: int,
         displayname: str | None = None,
     ) -> None:
-        """``displayname``: the member event's, kept for the user directory."""
+        """``displayname``: the member event's, kept for the user directory. The caller
+        reports the commit to ``local_cache.changed`` (``EventPersister.persist``)."""
+        self.local_cache.drop([room_nid])
         await q.execute(
             "INSERT INTO room_memberships"
             " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
@@ -176,7 +181,13 @@ class MembershipStore:
         return [int(r[0]) for r in rows]
 
     async def local_users(self, room_nid: int, server_name: str) -> list[str]:
-        """Local users joined, invited or knocking: who must be woken for a new event."""
+        """Local users joined, invited or knocking: who must be woken for a new event
+        (read once per membership change, see ``LocalMembersCache``)."""
+        return await self.local_cache.get(
+            room_nid, lambda: self._read_local_users(room_nid, server_name)
+        )
+
+    async def _read_local_users(self, room_nid: int, server_name: str) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT user_id FROM room_memberships WHERE room_nid = $1"
             " AND membership IN ('join', 'invite', 'knock') AND user_id LIKE $2",
