@@ -32,6 +32,7 @@ from homeserver.rooms.auth.power_levels import notification_level, user_power_le
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 
 # Told of an event's rows after they committed (pushers); must not block or fail.
@@ -156,11 +157,10 @@ class NotificationService:
         """
         ev = stored.event
         suffix = ":" + self.rooms.server_name
-        rows = (
-            []
-            if stored.outlier
-            else await self.rooms.members.joined_or_changed_since(stored.room_nid, so)
-        )
+        rows: list[Membership] = []
+        names: dict[str, str | None] | None = None
+        if not stored.outlier:
+            rows, names = await self.rooms.members.push_members(stored.room_nid, so)
         stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
         changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
         invitee = None
@@ -173,8 +173,11 @@ class NotificationService:
         # ``content.body``: without one (joins, reactions, state) the members' events are
         # not read at all, which keeps a join into a big room from loading every member.
         body = ev.content.get("body")
+        # A stable member's row holds the member event of the state before this one, and
+        # its display name: the events themselves are read only for rooms whose rows may
+        # lack names (``push_members``).
         keys = [POWER_LEVELS, CREATE] + [("m.room.member", u) for u in changed]
-        if isinstance(body, str):
+        if isinstance(body, str) and names is None:
             keys += [("m.room.member", u) for u in sorted(stable) if u.endswith(suffix)]
         state = await self._state_before(stored, keys)
         joined = set(stable)
@@ -210,8 +213,11 @@ class NotificationService:
         common: Outcome | None = None
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
-            raw_name = member.event.content.get("displayname") if member is not None else None
-            name = raw_name if isinstance(raw_name, str) else None
+            if member is None and names is not None and user_id in stable:
+                name = names.get(user_id)
+            else:
+                raw = member.event.content.get("displayname") if member is not None else None
+                name = raw if isinstance(raw, str) else None
             ctx = PushContext(
                 user_id=user_id,
                 member_count=len(joined),
