@@ -131,20 +131,28 @@ class NotificationService:
         ev = stored.event
         outcomes = await self._evaluate(stored, so)
         thread = thread_of(ev.pdu)
-        return [
-            PushActionRow(
-                user_id,
-                stored.room_nid,
-                stored.event_nid,
-                so,
-                thread,
-                outcome.notify,
-                outcome.highlight,
-                outcome.actions,
-                ev.origin_server_ts,
+        # Most members share one outcome object (``_evaluate``): its flags, read from the
+        # actions, are worked out once per distinct outcome, not once per member.
+        flags: dict[int, tuple[bool, bool]] = {}
+        rows = []
+        for user_id, outcome in outcomes:
+            flag = flags.get(id(outcome))
+            if flag is None:
+                flag = flags[id(outcome)] = (outcome.notify, outcome.highlight)
+            rows.append(
+                PushActionRow(
+                    user_id,
+                    stored.room_nid,
+                    stored.event_nid,
+                    so,
+                    thread,
+                    flag[0],
+                    flag[1],
+                    outcome.actions,
+                    ev.origin_server_ts,
+                )
             )
-            for user_id, outcome in outcomes
-        ]
+        return rows
 
     async def _evaluate(self, stored: StoredEvent, so: int) -> list[tuple[str, Outcome]]:
         """Outcomes that notify or highlight, in the state before the event.
@@ -211,6 +219,15 @@ class NotificationService:
         memo: Memo = {}
         shared = _Shared(ev.pdu)
         common: Outcome | None = None
+        common_counts = False
+        # The context of "anyone"; a member's own differs in their id and display name.
+        base = PushContext(
+            user_id=_ANYONE,
+            member_count=len(joined),
+            display_name=None,
+            sender_power_level=sender_level,
+            notification_levels=notification_levels,
+        )
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
             if member is None and names is not None and user_id in stable:
@@ -218,20 +235,15 @@ class NotificationService:
             else:
                 raw = member.event.content.get("displayname") if member is not None else None
                 name = raw if isinstance(raw, str) else None
-            ctx = PushContext(
-                user_id=user_id,
-                member_count=len(joined),
-                display_name=name,
-                sender_power_level=sender_level,
-                notification_levels=notification_levels,
-            )
             if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
                 if common is None:
-                    anyone = replace(ctx, user_id=_ANYONE, display_name=None)
-                    common = evaluate(_ANYONE_RULES, ev.pdu, anyone, memo) or _NOTHING
-                outcome: Outcome | None = common
-            else:
-                outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
+                    common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
+                    common_counts = common.notify or common.highlight
+                if common_counts:
+                    out.append((user_id, common))
+                continue
+            ctx = replace(base, user_id=user_id, display_name=name)
+            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             if outcome is not None and (outcome.notify or outcome.highlight):
                 out.append((user_id, outcome))
         return out
