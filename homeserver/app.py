@@ -60,6 +60,7 @@ from homeserver.rooms.ephemeral.receipts import ReceiptService
 from homeserver.rooms.ephemeral.receipts_store import ReceiptStore
 from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
+from homeserver.rooms.store.local_members_cache import LOCAL_MEMBERS_CACHE
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.user_directory import backfill as user_directory_backfill
@@ -377,6 +378,9 @@ class HomeServer:
         )
         self.push.publish = bus.publish
         bus.subscribe(PUSH_RULES_CACHE, self.push.drop_cached)
+        local_members = self.rooms_area.rooms.members.local_cache
+        local_members.publish = bus.publish
+        bus.subscribe(LOCAL_MEMBERS_CACHE, local_members.drop_cached)
         # Push evaluation runs on the main process only: positions persisted elsewhere
         # go to it, its cursor comes back (homeserver.push.evaluation).
         evaluator = self.sync_area.push_evaluator

@@ -32,6 +32,7 @@ from homeserver.rooms.auth.power_levels import notification_level, user_power_le
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
+from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 
 # Told of an event's rows after they committed (pushers); must not block or fail.
@@ -130,20 +131,28 @@ class NotificationService:
         ev = stored.event
         outcomes = await self._evaluate(stored, so)
         thread = thread_of(ev.pdu)
-        return [
-            PushActionRow(
-                user_id,
-                stored.room_nid,
-                stored.event_nid,
-                so,
-                thread,
-                outcome.notify,
-                outcome.highlight,
-                outcome.actions,
-                ev.origin_server_ts,
+        # Most members share one outcome object (``_evaluate``): its flags, read from the
+        # actions, are worked out once per distinct outcome, not once per member.
+        flags: dict[int, tuple[bool, bool]] = {}
+        rows = []
+        for user_id, outcome in outcomes:
+            flag = flags.get(id(outcome))
+            if flag is None:
+                flag = flags[id(outcome)] = (outcome.notify, outcome.highlight)
+            rows.append(
+                PushActionRow(
+                    user_id,
+                    stored.room_nid,
+                    stored.event_nid,
+                    so,
+                    thread,
+                    flag[0],
+                    flag[1],
+                    outcome.actions,
+                    ev.origin_server_ts,
+                )
             )
-            for user_id, outcome in outcomes
-        ]
+        return rows
 
     async def _evaluate(self, stored: StoredEvent, so: int) -> list[tuple[str, Outcome]]:
         """Outcomes that notify or highlight, in the state before the event.
@@ -156,11 +165,10 @@ class NotificationService:
         """
         ev = stored.event
         suffix = ":" + self.rooms.server_name
-        rows = (
-            []
-            if stored.outlier
-            else await self.rooms.members.joined_or_changed_since(stored.room_nid, so)
-        )
+        rows: list[Membership] = []
+        names: dict[str, str | None] | None = None
+        if not stored.outlier:
+            rows, names = await self.rooms.members.push_members(stored.room_nid, so)
         stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
         changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
         invitee = None
@@ -173,8 +181,11 @@ class NotificationService:
         # ``content.body``: without one (joins, reactions, state) the members' events are
         # not read at all, which keeps a join into a big room from loading every member.
         body = ev.content.get("body")
+        # A stable member's row holds the member event of the state before this one, and
+        # its display name: the events themselves are read only for rooms whose rows may
+        # lack names (``push_members``).
         keys = [POWER_LEVELS, CREATE] + [("m.room.member", u) for u in changed]
-        if isinstance(body, str):
+        if isinstance(body, str) and names is None:
             keys += [("m.room.member", u) for u in sorted(stable) if u.endswith(suffix)]
         state = await self._state_before(stored, keys)
         joined = set(stable)
@@ -208,24 +219,31 @@ class NotificationService:
         memo: Memo = {}
         shared = _Shared(ev.pdu)
         common: Outcome | None = None
+        common_counts = False
+        # The context of "anyone"; a member's own differs in their id and display name.
+        base = PushContext(
+            user_id=_ANYONE,
+            member_count=len(joined),
+            display_name=None,
+            sender_power_level=sender_level,
+            notification_levels=notification_levels,
+        )
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
-            raw_name = member.event.content.get("displayname") if member is not None else None
-            name = raw_name if isinstance(raw_name, str) else None
-            ctx = PushContext(
-                user_id=user_id,
-                member_count=len(joined),
-                display_name=name,
-                sender_power_level=sender_level,
-                notification_levels=notification_levels,
-            )
+            if member is None and names is not None and user_id in stable:
+                name = names.get(user_id)
+            else:
+                raw = member.event.content.get("displayname") if member is not None else None
+                name = raw if isinstance(raw, str) else None
             if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
                 if common is None:
-                    anyone = replace(ctx, user_id=_ANYONE, display_name=None)
-                    common = evaluate(_ANYONE_RULES, ev.pdu, anyone, memo) or _NOTHING
-                outcome: Outcome | None = common
-            else:
-                outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
+                    common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
+                    common_counts = common.notify or common.highlight
+                if common_counts:
+                    out.append((user_id, common))
+                continue
+            ctx = replace(base, user_id=user_id, display_name=name)
+            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             if outcome is not None and (outcome.notify or outcome.highlight):
                 out.append((user_id, outcome))
         return out

@@ -159,120 +159,137 @@ class EventPersister:
         ev = plan.event
         after_commit: list[AfterCommit] = []
         pruned: list[int] = []
-        async with self.db.transaction() as q:
-            if room_nid is not None:
-                await hold_room_for_write(q, self.db.engine, room_nid, plan.expected_extremities)
-            if new_room is not None:
-                room_nid = await self.rooms.insert_room(
-                    q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
-                )
-            assert room_nid is not None
-            keys = {}
-            if ev.is_state():
-                keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
-            hidden = plan.outlier or plan.rejected_reason is not None
-            # Soft-failed, rejected and outlier events are kept for the DAG but
-            # never shown to clients: no stream position.
-            visible = not (plan.soft_failed or hidden) or plan.out_of_band
-            so: int | None = None
-            if plan.backfilled and visible:
-                so = await self.events.next_backfill_ordering(q)
-            elif visible:
-                so = await self.events.next_stream_ordering(q)
-            group = plan.state_group_before
-            if plan.state_delta_before:
-                group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
-            promoted = None
-            if plan.backfilled:
-                promoted = await self.events.promote_outlier(
-                    q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
-                )
-            nid = promoted
-            redacted_by: int | None = None
-            if nid is None and plan.rejected_reason is None:
-                # A redaction that arrived first and may apply: store it pruned.
-                redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
-                if redacted_by is not None:
-                    ev = redacted_event(ev)
-            if nid is None:
-                nid = await self.events.insert_event(
-                    q,
-                    ev,
-                    room_nid,
+        member_rooms: list[int] = []
+        try:
+            async with self.db.transaction() as q:
+                if room_nid is not None:
+                    await hold_room_for_write(
+                        q, self.db.engine, room_nid, plan.expected_extremities
+                    )
+                if new_room is not None:
+                    room_nid = await self.rooms.insert_room(
+                        q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
+                    )
+                assert room_nid is not None
+                keys = {}
+                if ev.is_state():
+                    keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
+                hidden = plan.outlier or plan.rejected_reason is not None
+                # Soft-failed, rejected and outlier events are kept for the DAG but
+                # never shown to clients: no stream position.
+                visible = not (plan.soft_failed or hidden) or plan.out_of_band
+                so: int | None = None
+                if plan.backfilled and visible:
+                    so = await self.events.next_backfill_ordering(q)
+                elif visible:
+                    so = await self.events.next_stream_ordering(q)
+                group = plan.state_group_before
+                if plan.state_delta_before:
+                    group = await self.state.create_group(
+                        q, room_nid, group, plan.state_delta_before
+                    )
+                promoted = None
+                if plan.backfilled:
+                    promoted = await self.events.promote_outlier(
+                        q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
+                    )
+                nid = promoted
+                redacted_by: int | None = None
+                if nid is None and plan.rejected_reason is None:
+                    # A redaction that arrived first and may apply: store it pruned.
+                    redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
+                    if redacted_by is not None:
+                        ev = redacted_event(ev)
+                if nid is None:
+                    nid = await self.events.insert_event(
+                        q,
+                        ev,
+                        room_nid,
+                        stream_ordering=so,
+                        state_group=group,
+                        prev_state_event_nid=plan.replaces_nid,
+                        outlier=plan.outlier,
+                        rejected_reason=plan.rejected_reason,
+                        soft_failed=plan.soft_failed,
+                        redacted_by=redacted_by,
+                    )
+                await self.events.add_edges(q, nid, ev.prev_event_ids)
+                if ev.is_state() and not hidden:
+                    # The state after the event (soft-failed ones too: a later
+                    # event may cite them, and state resolution then weighs them).
+                    own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
+                    group = await self.state.create_group(q, room_nid, group, own)
+                    await q.execute(
+                        "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
+                    )
+                if plan.backfilled and not (plan.soft_failed or hidden):
+                    if not ev.is_state():
+                        await self.relations.add(q, ev, nid, room_nid)
+                    await self.search.index(q, ev, nid)
+                elif not (plan.soft_failed or hidden):
+                    await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
+                    delta = dict(plan.current_delta or {})
+                    in_current = ev.is_state() and plan.event_in_current
+                    if in_current:
+                        delta[keys[ev.state_tuple()]] = nid
+                    if delta:
+                        await self.state.update_current(q, room_nid, delta)
+                    assert so is not None
+                    if in_current:
+                        await self._membership(q, ev, room_nid, nid, so, member_rooms)
+                    if plan.member_changes:
+                        names = await self.members.event_displaynames(
+                            q, [n for _u, _m, n in plan.member_changes]
+                        )
+                        member_rooms.append(room_nid)
+                        for user_id, membership, member_nid in plan.member_changes:
+                            await self.members.set_membership(
+                                q,
+                                room_nid,
+                                user_id,
+                                membership,
+                                member_nid,
+                                so,
+                                names.get(member_nid),
+                            )
+                    if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
+                        # The user directory's "public room" (join rule, history visibility).
+                        await self.rooms.refresh_directory_flags(q, [room_nid])
+                    if not ev.is_state():
+                        await self.relations.add(q, ev, nid, room_nid)
+                    await self.search.index(q, ev, nid)
+                if plan.out_of_band and so is not None:
+                    await self._membership(q, ev, room_nid, nid, so, member_rooms)
+                if promoted is None and not (plan.soft_failed or plan.rejected_reason):
+                    # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
+                    target = await self._redaction(q, plan.event, nid, room_nid, group)
+                    if target is not None:
+                        pruned.append(target)
+                if plan.txn is not None:
+                    t = plan.txn
+                    await self.events.add_txn_id(
+                        q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
+                    )
+                stored = StoredEvent(
+                    event=ev,
+                    event_nid=nid,
+                    room_nid=room_nid,
                     stream_ordering=so,
                     state_group=group,
-                    prev_state_event_nid=plan.replaces_nid,
                     outlier=plan.outlier,
                     rejected_reason=plan.rejected_reason,
                     soft_failed=plan.soft_failed,
+                    prev_state_event_nid=plan.replaces_nid,
                     redacted_by=redacted_by,
                 )
-            await self.events.add_edges(q, nid, ev.prev_event_ids)
-            if ev.is_state() and not hidden:
-                # The state after the event (soft-failed ones too: a later
-                # event may cite them, and state resolution then weighs them).
-                own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
-                group = await self.state.create_group(q, room_nid, group, own)
-                await q.execute(
-                    "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
-                )
-            if plan.backfilled and not (plan.soft_failed or hidden):
-                if not ev.is_state():
-                    await self.relations.add(q, ev, nid, room_nid)
-                await self.search.index(q, ev, nid)
-            elif not (plan.soft_failed or hidden):
-                await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
-                delta = dict(plan.current_delta or {})
-                in_current = ev.is_state() and plan.event_in_current
-                if in_current:
-                    delta[keys[ev.state_tuple()]] = nid
-                if delta:
-                    await self.state.update_current(q, room_nid, delta)
-                assert so is not None
-                if in_current:
-                    await self._membership(q, ev, room_nid, nid, so)
-                if plan.member_changes:
-                    names = await self.members.event_displaynames(
-                        q, [n for _u, _m, n in plan.member_changes]
-                    )
-                    for user_id, membership, member_nid in plan.member_changes:
-                        await self.members.set_membership(
-                            q, room_nid, user_id, membership, member_nid, so, names.get(member_nid)
-                        )
-                if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
-                    # The user directory's "public room" (join rule, history visibility).
-                    await self.rooms.refresh_directory_flags(q, [room_nid])
-                if not ev.is_state():
-                    await self.relations.add(q, ev, nid, room_nid)
-                await self.search.index(q, ev, nid)
-            if plan.out_of_band and so is not None:
-                await self._membership(q, ev, room_nid, nid, so)
-            if promoted is None and not (plan.soft_failed or plan.rejected_reason):
-                # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
-                target = await self._redaction(q, plan.event, nid, room_nid, group)
-                if target is not None:
-                    pruned.append(target)
-            if plan.txn is not None:
-                t = plan.txn
-                await self.events.add_txn_id(
-                    q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
-                )
-            stored = StoredEvent(
-                event=ev,
-                event_nid=nid,
-                room_nid=room_nid,
-                stream_ordering=so,
-                state_group=group,
-                outlier=plan.outlier,
-                rejected_reason=plan.rejected_reason,
-                soft_failed=plan.soft_failed,
-                prev_state_event_nid=plan.replaces_nid,
-                redacted_by=redacted_by,
-            )
-            for hook in self.txn_hooks:
-                callback = await hook(q, stored, plan)
-                if callback is not None:
-                    after_commit.append(callback)
+                for hook in self.txn_hooks:
+                    callback = await hook(q, stored, plan)
+                    if callback is not None:
+                        after_commit.append(callback)
+        finally:
+            # Committed or rolled back: cached member lists are stale either way.
+            if member_rooms:
+                self.members.local_cache.changed(member_rooms)
         self.rooms.remember_keys(keys)
         if pruned:
             self.events.forget(pruned)
@@ -288,9 +305,12 @@ class EventPersister:
                 log.exception("after-commit callback failed for %s", ev.event_id)
         return stored
 
-    async def _membership(self, q: Queries, ev: Event, room_nid: int, nid: int, so: int) -> None:
+    async def _membership(
+        self, q: Queries, ev: Event, room_nid: int, nid: int, so: int, touched: list[int]
+    ) -> None:
         if ev.type != "m.room.member" or ev.state_key is None or ev.membership is None:
             return
+        touched.append(room_nid)
         name = ev.content.get("displayname")
         await self.members.set_membership(
             q,

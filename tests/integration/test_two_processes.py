@@ -402,3 +402,61 @@ async def test_a_process_taking_its_turn_holds_the_others_writes_to_that_room(
     stored = await rooms.events.by_ids([mine, theirs])
     assert stored[theirs].event.prev_event_ids == [mine]
     assert len(await rooms.events.extremities(room.room_nid)) == 1
+
+
+async def test_a_join_on_one_reaches_the_others_cached_members_and_wakes_the_joiner(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    main, other = pair
+    async with Api(main.client_url) as a, Api(other.client_url) as b:
+        alice = await a.register("alice")
+        bob = await b.register("bob")
+        room_id = await new_room(a, alice)
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        await send(a, alice, room_id, "before bob")  # main now caches its local members
+        rooms = main.hs.rooms_area.rooms
+        room = await rooms.rooms.get_room(room_id)
+        assert room is not None
+
+        async def on_main() -> list[str]:
+            return await rooms.members.local_users(room.room_nid, rooms.server_name)
+
+        assert (await on_main()).count(bob.user_id) == 1  # invited
+        r = await b.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)
+        assert r.status == 200, r.body
+        # The worker's commit reaches main's cache through the bus, not by expiry.
+        for _ in range(300):
+            if bob.user_id not in await on_main():
+                break
+            await asyncio.sleep(0.05)
+        assert bob.user_id not in await on_main()
+        r = await a.post(
+            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
+        )
+        assert r.status == 200, r.body
+        r = await b.post(f"/join/{room_id}", {}, token=bob.access_token)
+        assert r.status == 200, r.body
+        for _ in range(300):
+            if bob.user_id in await on_main():
+                break
+            await asyncio.sleep(0.05)
+        assert bob.user_id in await on_main()
+        # And a send on main wakes Bob's long-poll on the worker.
+        first = await b.get("/sync", token=bob.access_token)
+        assert first.status == 200, first.body
+        poll = asyncio.create_task(
+            b.get(
+                "/sync",
+                token=bob.access_token,
+                params={"since": first.body["next_batch"], "timeout": "120000"},
+            )
+        )
+        await asyncio.sleep(0.2)  # let the poll start waiting (correct either way)
+        event_id = await send(a, alice, room_id, "for bob")
+        woken = await asyncio.wait_for(poll, WAIT_S)
+        assert woken.status == 200, woken.body
+        timeline = woken.body["rooms"]["join"][room_id]["timeline"]["events"]
+        assert event_id in [e["event_id"] for e in timeline]

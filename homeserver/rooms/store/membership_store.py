@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from homeserver.rooms.store.local_members_cache import LocalMembersCache
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
@@ -53,6 +54,8 @@ _CHUNK = 500
 class MembershipStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # local_users per room; the persister reports commits (see the cache's design note).
+        self.local_cache = LocalMembersCache()
 
     async def set_membership(
         self,
@@ -64,7 +67,9 @@ class MembershipStore:
         stream_ordering: int,
         displayname: str | None = None,
     ) -> None:
-        """``displayname``: the member event's, kept for the user directory."""
+        """``displayname``: the member event's, kept for the user directory. The caller
+        reports the commit to ``local_cache.changed`` (``EventPersister.persist``)."""
+        self.local_cache.drop([room_nid])
         await q.execute(
             "INSERT INTO room_memberships"
             " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
@@ -153,17 +158,27 @@ class MembershipStore:
         )
         return [membership_from_row(r) for r in rows]
 
-    async def joined_or_changed_since(self, room_nid: int, since: int) -> list[Membership]:
-        """Members joined now, and every membership whose event is at or after ``since``:
-        with the state before the event at ``since`` for the latter, the members joined
-        then (push evaluation, which runs behind the stream). One indexed read."""
+    async def push_members(
+        self, room_nid: int, since: int
+    ) -> tuple[list[Membership], dict[str, str | None] | None]:
+        """Members joined now, and every membership whose event is at or after ``since``
+        (with the state before the event at ``since`` for the latter, the members joined
+        then: push evaluation runs behind the stream), with each row's display name
+        (``contains_display_name``), in one indexed read. The names are None for a room from
+        before migration 0340 whose rows may still lack them (``directory_flags_known``
+        is 0 until ``user_directory.backfill`` filled them): read its member events."""
         rows = await self.db.fetchall(
-            f"SELECT {_COLS} FROM room_memberships WHERE room_nid = $1"
-            " AND (membership = 'join' OR stream_ordering >= $2)",
+            "SELECT m.room_nid, m.user_id, m.membership, m.event_nid, m.stream_ordering,"
+            " m.displayname, r.directory_flags_known FROM room_memberships m"
+            " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.room_nid = $1"
+            " AND (m.membership = 'join' OR m.stream_ordering >= $2)",
             room_nid,
             since,
         )
-        return [membership_from_row(r) for r in rows]
+        members = [Membership(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+        if any(not r[6] for r in rows):
+            return members, None
+        return members, {str(r[1]): (None if r[5] is None else str(r[5])) for r in rows}
 
     async def rooms_with_joined_guests(self) -> list[int]:
         """Rooms where a guest account of this server is joined (guest accounts are
@@ -176,7 +191,13 @@ class MembershipStore:
         return [int(r[0]) for r in rows]
 
     async def local_users(self, room_nid: int, server_name: str) -> list[str]:
-        """Local users joined, invited or knocking: who must be woken for a new event."""
+        """Local users joined, invited or knocking: who must be woken for a new event
+        (read once per membership change, see ``LocalMembersCache``)."""
+        return await self.local_cache.get(
+            room_nid, lambda: self._read_local_users(room_nid, server_name)
+        )
+
+    async def _read_local_users(self, room_nid: int, server_name: str) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT user_id FROM room_memberships WHERE room_nid = $1"
             " AND membership IN ('join', 'invite', 'knock') AND user_id LIKE $2",
