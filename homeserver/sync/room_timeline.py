@@ -196,7 +196,11 @@ class RoomTimeline:
             (since, [r for r in rooms if r.room_nid not in newly_joined]),
             (None, [r for r in rooms if r.room_nid in newly_joined]),
         ):
-            if group:
+            if group and after is not None and upto <= after:
+                # The events stream has not moved (a wake-up by typing or a receipt):
+                # nothing can lie in (after, upto], so no statement.
+                out.update({r.room_nid: [] for r in group})
+            elif group:
                 out.update(
                     await self.rooms.events.latest_in_rooms(
                         [r.room_nid for r in group], after=after, before=upto, limit=limit
