@@ -197,6 +197,23 @@ class DeviceKeysStore:
         )
         return None if row is None else (row[0], json.loads(row[1]))
 
+    async def sync_key_counts(
+        self, db: Database | Queries, user_id: str, device_id: str
+    ) -> tuple[dict[str, int], list[str]]:
+        """``one_time_key_counts`` and ``unused_fallback_key_types`` in ONE statement:
+        every /sync answers both, and on PostgreSQL each statement is a round trip."""
+        rows = await db.fetchall(
+            "SELECT 0 AS kind, algorithm, COUNT(*) AS n FROM e2e_one_time_keys"
+            " WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
+            " UNION ALL SELECT 1 AS kind, algorithm, 0 AS n FROM e2e_fallback_keys"
+            " WHERE user_id = $1 AND device_id = $2 AND used = 0",
+            user_id,
+            device_id,
+        )
+        counts = {str(r[1]): int(r[2]) for r in rows if int(r[0]) == 0}
+        fallback = sorted(str(r[1]) for r in rows if int(r[0]) == 1)
+        return counts, fallback
+
     async def unused_fallback_key_types(
         self, db: Database | Queries, user_id: str, device_id: str
     ) -> list[str]:

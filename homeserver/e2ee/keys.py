@@ -259,6 +259,13 @@ class KeysService:
         counts = await self.store.one_time_key_counts(self.db, user_id, device_id)
         return {"signed_curve25519": 0, **counts}
 
+    async def sync_key_counts(
+        self, user_id: str, device_id: str
+    ) -> tuple[dict[str, int], list[str]]:
+        """(``one_time_key_counts``, ``unused_fallback_key_types``), read together."""
+        counts, fallback = await self.store.sync_key_counts(self.db, user_id, device_id)
+        return {"signed_curve25519": 0, **counts}, fallback
+
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self.store.unused_fallback_key_types(self.db, user_id, device_id)
 

@@ -276,6 +276,8 @@ class NotificationService:
         receipt counts in ``main``; with it, each thread counts after the
         newer of the unthreaded receipt and the thread's own receipt.
         """
+        if not rooms:
+            return {}  # no room to count: neither the evaluator's cursor nor the database
         if self.caught_up is not None:
             await self.caught_up(upto)
         positions = await self.store.read_positions(user_id, [r.room_id for r in rooms])

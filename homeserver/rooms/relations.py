@@ -60,8 +60,10 @@ class RelationAggregator:
         latest = await self.relations.latest(ids, "m.thread")
         counts = await self.relations.counts(list(latest), "m.thread")
         mine = await self.relations.participated(list(latest), user_id)
-        edits = await self.relations.all_of([i for i in ids if i not in redacted], "m.replace")
-        refs = await self.relations.all_of(ids, "m.reference")
+        children = await self.relations.all_of_types(ids, ("m.replace", "m.reference"))
+        # A redacted parent gets no m.replace (spec: "Redactions of edited events").
+        edits = {i: ns for i, ns in children["m.replace"].items() if i not in redacted}
+        refs = children["m.reference"]
         wanted = [*latest.values(), *(n for ns in edits.values() for n in ns)]
         wanted += [n for ns in refs.values() for n in ns]
         found = await self.events.by_nids(wanted)

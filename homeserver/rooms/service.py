@@ -211,15 +211,25 @@ class RoomService:
         return await self._events_for(nids)
 
     async def state_at_many(
-        self, groups: Iterable[int | None], keys: Iterable[StateKey] | None = None
+        self,
+        groups: Iterable[int | None],
+        keys: Iterable[StateKey] | None = None,
+        keep: Callable[[int, StateKey], bool] | None = None,
     ) -> dict[int, dict[StateKey, StoredEvent]]:
-        """``state_at`` for many groups at once (a constant number of statements)."""
+        """``state_at`` for many groups at once (a constant number of statements).
+        ``keep(group, key)``: which entries to load, decided on the key before any event
+        is read (lazy-loaded members: a big room's other members are never loaded)."""
         wanted = {g for g in groups if g is not None}
         if not wanted:
             return {}
         key_nids = None if keys is None else list((await self.rooms.key_nids(keys)).values())
         by_group = await self.state.keys_at_groups(wanted, key_nids)
         names = await self.rooms.keys_for_nids({k for nids in by_group.values() for k in nids})
+        if keep is not None:
+            by_group = {
+                group: {k: e for k, e in nids.items() if k in names and keep(group, names[k])}
+                for group, nids in by_group.items()
+            }
         found = await self.events.by_nids({e for nids in by_group.values() for e in nids.values()})
         return {
             group: {names[k]: found[e] for k, e in nids.items() if k in names and e in found}

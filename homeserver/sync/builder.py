@@ -38,7 +38,7 @@ from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
-from homeserver.sync.store import SyncStore
+from homeserver.sync.store import StreamHeads, SyncStore
 from homeserver.sync.user_sections import UserSections
 from homeserver.userdata.filtering import room_allowed
 
@@ -70,10 +70,12 @@ class SyncBuilder:
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        peeked = await self._peeked_room_ids(req)
+        device_peeks = await self._device_peeks(req)
+        peeked = await self._peeked_room_ids(device_peeks)
         with self.notifier.listen(req.user_id, *peeked) as listener:
             await self._user.set_presence(SyncContext(req))
-            result = await self._build(SyncContext(req, flt, req.since))
+            first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
+            result = await self._build(first)
             if req.since is None or req.full_state or req.timeout_ms <= 0:
                 return result
             deadline = time.monotonic() + req.timeout_ms / 1000
@@ -87,15 +89,13 @@ class SyncBuilder:
             return result
 
     async def positions(self) -> StreamToken:
+        return _token(await self.store.stream_heads(), self.src.typing.current_token())
+
+    async def _build(self, ctx: SyncContext) -> dict[str, Any]:
         heads = await self.store.stream_heads()  # one statement for all of them
-        return StreamToken(
-            events=heads.events,
-            device_lists=heads.device_lists,
-            account_data=heads.account_data,
-            receipts=heads.receipts,
-            presence=heads.presence,
-            typing=self.src.typing.current_token(),
-        )
+        ctx.now = _token(heads, self.src.typing.current_token())
+        ctx.to_device_head = heads.to_device
+        return await self._build_at(ctx)
 
     async def memberships(self, ctx: SyncContext) -> None:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
@@ -134,6 +134,11 @@ class SyncBuilder:
         if ctx.since is not None:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
         ctx.infos = infos
+
+    async def _load_ignored(self, ctx: SyncContext) -> None:
+        if not ctx.ignored_read:
+            ctx.ignored = await self._ignored(ctx)
+            ctx.ignored_read = True
 
     async def _ignored(self, ctx: SyncContext) -> frozenset[str]:
         """The user's ignored users (spec: "Ignoring Users")."""
@@ -183,9 +188,12 @@ class SyncBuilder:
         ev = await self.rooms.current_state_event(room, GUEST_ACCESS)
         return ev is not None and ev.event.content.get("guest_access") == "can_join"
 
-    async def _build(self, ctx: SyncContext) -> dict[str, Any]:
-        ctx.now = await self.positions()
-        ctx.ignored = await self._ignored(ctx)
+    async def _build_at(self, ctx: SyncContext) -> dict[str, Any]:
+        if ctx.since is None or ctx.req.full_state or ctx.since.events < ctx.now.events:
+            # Ignored users hide events and invites: with no new event (a wake-up by
+            # typing or a receipt) there is nothing to hide, so the read is skipped
+            # (a new peek reads it for its history: ``_peeks``).
+            await self._load_ignored(ctx)
         await self.memberships(ctx)
         user = self._user
         if ctx.req.to_device:
@@ -263,9 +271,10 @@ class SyncBuilder:
             return []
         return await self.src.peeks.for_device(req.user_id, req.device_id)
 
-    async def _peeked_room_ids(self, req: SyncRequest) -> list[str]:
+    async def _peeked_room_ids(self, peeks: list[Peek]) -> list[str]:
         """The room ids a long-poll also waits on: the rooms this device peeks into."""
-        peeks = await self._device_peeks(req)
+        if not peeks:
+            return []
         infos = await self.rooms.rooms.rooms_by_nid(p.room_nid for p in peeks)
         return [info.room_id for info in infos.values()]
 
@@ -275,11 +284,16 @@ class SyncBuilder:
         room, in an initial sync) gets its history as a newly joined room does."""
         peeks = [
             p
-            for p in await self._device_peeks(ctx.req)
+            for p in (
+                ctx.device_peeks
+                if ctx.device_peeks is not None
+                else await self._device_peeks(ctx.req)
+            )
             if p.room_nid not in ctx.joined and p.room_nid not in ctx.own_memberships
         ]
         if not peeks:
             return {}
+        await self._load_ignored(ctx)
         infos = await self.rooms.rooms.rooms_by_nid(p.room_nid for p in peeks)
         rf = ctx.flt.room
         rooms = {n: i for n, i in infos.items() if room_allowed(rf, i.room_id)}
@@ -383,4 +397,16 @@ def _is_empty(result: dict[str, Any]) -> bool:
         or result["to_device"]["events"]
         or result["device_lists"]["changed"]
         or result["device_lists"]["left"]
+    )
+
+
+def _token(heads: StreamHeads, typing: str) -> StreamToken:
+    """The positions a sync reads up to (to-device's is per device: not here)."""
+    return StreamToken(
+        events=heads.events,
+        device_lists=heads.device_lists,
+        account_data=heads.account_data,
+        receipts=heads.receipts,
+        presence=heads.presence,
+        typing=typing,
     )

@@ -15,7 +15,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
-from homeserver.sync.peeks import PeekStore
+from homeserver.sync.peeks import Peek, PeekStore
 from homeserver.userdata.account_data import AccountDataService
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
@@ -75,9 +75,16 @@ class SyncContext:
     own_memberships: dict[int, Membership] = field(default_factory=dict)
     # Users in the user's m.ignored_user_list: their messages and invites are left out.
     ignored: frozenset[str] = frozenset()
+    # Whether ``ignored`` was read (a build with no new event skips it; see builder).
+    ignored_read: bool = False
     # Membership changes in (since, now] of the joined and left rooms, read once for
     # presence and device lists (``UserSections.member_moves``).
     member_moves: list[Membership] | None = None
+    # The device's peeks when the request has just read them (the first build of a
+    # long-poll reuses them: one statement less); None: read them.
+    device_peeks: list[Peek] | None = None
+    # The to-device stream's head when read with ``now`` (None: unknown, read the inbox).
+    to_device_head: int | None = None
 
     @property
     def user_id(self) -> str:

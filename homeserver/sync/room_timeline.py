@@ -27,6 +27,7 @@ event in the timeline the user could not see.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.rooms.serialize import EventSerializer
@@ -196,7 +197,11 @@ class RoomTimeline:
             (since, [r for r in rooms if r.room_nid not in newly_joined]),
             (None, [r for r in rooms if r.room_nid in newly_joined]),
         ):
-            if group:
+            if group and after is not None and upto <= after:
+                # The events stream has not moved (a wake-up by typing or a receipt):
+                # nothing can lie in (after, upto], so no statement.
+                out.update({r.room_nid: [] for r in group})
+            elif group:
                 out.update(
                     await self.rooms.events.latest_in_rooms(
                         [r.room_nid for r in group], after=after, before=upto, limit=limit
@@ -332,7 +337,22 @@ class RoomTimeline:
             and timelines[r.room_nid]
             and timelines[r.room_nid][0].state_group is not None
         }
-        groups = await self.rooms.state_at_many(s.state_group for s in firsts.values())
+        keep: Callable[[int, tuple[str, str]], bool] | None = None
+        if ctx.flt.room.state.lazy_load_members:
+            # Lazy-loaded members: of the m.room.member entries only the timeline
+            # senders' and the user's own are kept (``_lazy_members_many``), so only
+            # those are loaded: a 2,000-member room's other members are never read.
+            members = {
+                s.state_group: {t.event.sender for t in timelines[nid]} | {ctx.user_id}
+                for nid, s in firsts.items()
+            }
+
+            def lazy(group: int, key: tuple[str, str]) -> bool:
+                return key[0] != MEMBER or key[1] in members.get(group, ())
+
+            keep = lazy
+
+        groups = await self.rooms.state_at_many((s.state_group for s in firsts.values()), keep=keep)
         replaced = await self.rooms.events.by_nids(
             s.prev_state_event_nid
             for s in firsts.values()

@@ -30,6 +30,7 @@ _COLS = MEMBERSHIP_COLUMNS
 _STREAM_HEADS = (
     "SELECT (SELECT position FROM stream_positions WHERE stream_name = 'events') AS events,"
     " (SELECT pos FROM e2e_stream_heads WHERE stream = 'device_lists') AS device_lists,"
+    " (SELECT pos FROM e2e_stream_heads WHERE stream = 'to_device') AS to_device,"
     " (SELECT pos FROM user_data_streams WHERE stream = 'account_data') AS account_data,"
     " (SELECT pos FROM receipts_stream WHERE id = 1) AS receipts,"
     " (SELECT pos FROM user_data_streams WHERE stream = 'presence') AS presence"
@@ -42,6 +43,9 @@ class StreamHeads:
 
     events: int
     device_lists: int
+    # Not a token position: to-device positions in a token are per device (see
+    # user_sections.to_device); the head only says whether any message came since.
+    to_device: int
     account_data: int
     receipts: int
     presence: int
@@ -57,6 +61,7 @@ class SyncStore:
         return StreamHeads(
             events=int(row["events"]),
             device_lists=int(row["device_lists"]),
+            to_device=int(row["to_device"]),
             account_data=int(row["account_data"]),
             receipts=int(row["receipts"]),
             presence=int(row["presence"]),

@@ -110,6 +110,10 @@ class UserSections:
         since = ctx.since.to_device if ctx.since is not None else 0
         if ctx.since is not None:
             await td.ack_to_device(ctx.user_id, ctx.req.device_id, since)
+        if ctx.to_device_head is not None and ctx.to_device_head <= since:
+            # No message for anyone since the token (positions become visible in
+            # order, e2ee/streams.py): nothing in this device's inbox after ``since``.
+            return [], since
         return await td.to_device_for(ctx.user_id, ctx.req.device_id, since, TO_DEVICE_BATCH)
 
     async def device_lists(self, ctx: SyncContext) -> dict[str, list[str]]:
@@ -125,6 +129,9 @@ class UserSections:
         )
         moves = await self.member_moves(ctx)
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
+        if not (changed or moves or newly_joined or ctx.left_nids):
+            # Nothing moved: skip the (join-heavy) read of who shares a room with us.
+            return {"changed": [], "left": []}
         shared = await self.src.users_sharing_room_with(me)
         left: set[str] = set()
         # Users invited to one of our rooms: clients encrypt for invitees too (history
@@ -151,9 +158,8 @@ class UserSections:
         return {"changed": sorted(changed), "left": sorted(left)}
 
     async def key_counts(self, ctx: SyncContext) -> dict[str, Any]:
-        keys = self.src.keys
-        user, device = ctx.user_id, ctx.req.device_id
+        counts, fallback = await self.src.keys.sync_key_counts(ctx.user_id, ctx.req.device_id)
         return {
-            "device_one_time_keys_count": await keys.one_time_key_counts(user, device),
-            "device_unused_fallback_key_types": await keys.unused_fallback_key_types(user, device),
+            "device_one_time_keys_count": counts,
+            "device_unused_fallback_key_types": fallback,
         }

@@ -498,7 +498,9 @@ class EventStore:
         ``(after, before_by_room[room])`` off the timeline (a /sync from ``after`` must
         then say the room's timeline is limited); one statement per 200 rooms."""
         out: set[int] = set()
-        items = sorted(before_by_room.items())
+        # No integer lies strictly between ``after`` and ``after + 1``: such rooms (an
+        # empty timeline when the stream has not moved) need no statement.
+        items = sorted((n, b) for n, b in before_by_room.items() if b > after + 1)
         for start in range(0, len(items), 200):
             chunk = items[start : start + 200]
             where = per_room_bounds("purged_stream", "<", len(chunk), 2)
@@ -573,6 +575,8 @@ class EventStore:
     async def rooms_with_events(self, room_nids: Sequence[int], after: int, upto: int) -> set[int]:
         """Which of ``room_nids`` have visible events in ``(after, upto]``."""
         out: set[int] = set()
+        if upto <= after:
+            return out  # an empty range: no statement (a sync woken by typing, say)
         for chunk in _chunks(list(room_nids)):
             rows = await self.db.fetchall(
                 "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > $1"

@@ -138,6 +138,8 @@ class MembershipStore:
 
     async def changed_since(self, user_id: str, since: int, upto: int) -> list[Membership]:
         """The user's memberships whose event came after ``since`` (and not after ``upto``)."""
+        if upto <= since:
+            return []  # an empty range: no statement
         rows = await self.db.fetchall(
             f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
             " AND stream_ordering > $2 AND stream_ordering <= $3 AND forgotten = 0",
@@ -249,6 +251,8 @@ class MembershipStore:
     ) -> list[Membership]:
         """Current memberships in ``room_nids`` whose event is in ``(since, upto]``."""
         out: list[Membership] = []
+        if upto <= since:
+            return out  # an empty range: no statement
         nids = list(room_nids)
         for start in range(0, len(nids), _CHUNK):
             chunk = nids[start : start + _CHUNK]

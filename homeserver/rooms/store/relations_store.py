@@ -157,6 +157,28 @@ class RelationStore:
             out.setdefault(str(r[0]), []).append(int(r[1]))
         return out
 
+    async def all_of_types(
+        self, parent_ids: Sequence[str], rel_types: Sequence[str]
+    ) -> dict[str, dict[str, list[int]]]:
+        """``all_of`` for several relation types in ONE statement (edits and references
+        of a /sync timeline: one round trip less per sync): type -> parent -> nids."""
+        out: dict[str, dict[str, list[int]]] = {t: {} for t in rel_types}
+        if not parent_ids or not rel_types:
+            return out
+        rows = await self.db.fetchall(
+            "SELECT r.rel_type, r.relates_to_id, r.event_nid FROM event_relations r"
+            " JOIN events e ON e.event_nid = r.event_nid"
+            f" WHERE r.rel_type IN ({placeholders(len(rel_types))})"
+            " AND e.stream_ordering IS NOT NULL"
+            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), len(rel_types) + 1)})"
+            " ORDER BY e.stream_ordering",
+            *rel_types,
+            *parent_ids,
+        )
+        for r in rows:
+            out[str(r[0])].setdefault(str(r[1]), []).append(int(r[2]))
+        return out
+
     async def participated(self, parent_ids: Sequence[str], user_id: str) -> set[str]:
         """Thread roots (of ``parent_ids``) with a thread event sent by ``user_id``."""
         if not parent_ids:
