@@ -369,8 +369,11 @@ class Target:
 
 
 class MyelinTarget(Target):
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, config_extra: dict[str, Any] | None = None) -> None:
         self.base = base
+        # Merged into the generated config (nested mappings key by key), e.g. the joining
+        # server's settings in the remote-join workload.
+        self.config_extra = config_extra or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.pg_name: str | None = None
         self.pg_dsn = ""
@@ -409,6 +412,7 @@ class MyelinTarget(Target):
             "federation": {"insecure_local": True},
             "log_level": "WARNING",
         }
+        merge_config(config, self.config_extra)
         key = generate_signing_key("a_" + secrets.token_hex(2))
         (self.base / "signing.key").write_text(encode_signing_key_line(key) + "\n")
         write_self_signed(server_name, self.base / "tls.crt", self.base / "tls.key")
@@ -537,6 +541,15 @@ class SynapseTarget(Target):
             await drop_pg_database(self.pg_dsn, self.pg_name)
 
 
+def merge_config(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into ``into`` in place: mappings key by key, anything else replaced."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_config(into[key], value)
+        else:
+            into[key] = value
+
+
 def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
     """``python -m homeserver run`` in its own session, output to a file. With
     ``MYELIN_BENCH_PYINSTRUMENT=FILE.html`` (or ``.txt``) the server runs under pyinstrument
@@ -605,11 +618,14 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 @contextlib.asynccontextmanager
 async def started(
-    kind: str, needs: dict[str, tuple[int, bool]], keep: bool
+    kind: str,
+    needs: dict[str, tuple[int, bool]],
+    keep: bool,
+    myelin_config_extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[Target]:
     base = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     target: MyelinTarget | SynapseTarget = (
-        MyelinTarget(base) if kind == "myelin" else SynapseTarget(base)
+        MyelinTarget(base, myelin_config_extra) if kind == "myelin" else SynapseTarget(base)
     )
     try:
         t0 = time.monotonic()
