@@ -27,6 +27,7 @@ TINY = [
     "--ingest-pdus", "60", "--ingest-batch", "50",
     "--big-members", "4", "--big-sends", "1",
     "--curve-sizes", "2,4", "--curve-sends", "1",
+    "--remote-members", "3", "--remote-messages", "2",
 ]  # fmt: skip
 
 
@@ -61,6 +62,11 @@ async def test_every_workload_runs_to_completion_against_myelin() -> None:
     assert ingest["last_in_sync_s"] is not None
     assert got["bigroom"]["members"] == 4
     assert got["bigroom"]["lazy_sync_ms"]["n"] == 3
+    remote = got["remotejoin"]  # a user of a second Myelin joins over federation
+    assert (remote["remote_members"], remote["members_listed"]) == (3, 4)
+    assert remote["room_in_sync"] is True and remote["history_read"] == 2
+    assert remote["send_seen_on_resident_s"] is not None
+    assert remote["joiner_peak_rss_mib"] > 0
     curves = got["curves"]
     assert sorted(int(size) for size in curves["sizes"]) == [2, 4]
     assert got["engine"] == ("postgresql" if ENGINE == "postgres" else "sqlite")
