@@ -17,12 +17,13 @@ Measured on B, every time from the moment the join request is sent:
   backwards from its timeline for the history from before the join (B has none of it and
   backfills it from A); "can read" is the time from the join until both returned;
 - until B's ``GET /members`` lists every member (the full state; with a partial-state join
-  this is when the background resync has finished);
+  this is when the background resync has finished; polled after the steps above, so it is
+  never less than the "can read" time);
 - B's peak RSS (VmHWM, cleared before the join) and CPU seconds from the join until the
   full member list, and A's CPU seconds over the same span (serving the join).
 
-Heavy: at the default 5,000 members the set-up alone (5,000 joins over HTTP on each server)
-takes several minutes per server, so ``run_all`` runs it only when named in ``--workloads``.
+Heavy: at the default 5,000 members the set-up alone (5,000 joins over HTTP on server A)
+took 25 minutes per server kind on 2 busy cores, so ``run_all`` runs it only when named.
 ``--myelin-config-extra`` passes settings to the joining Myelin (server B only), e.g.
 ``'{federation: {partial_state_joins: true}}'`` to compare full and partial-state joins.
 """
@@ -71,7 +72,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--remote-members",
         type=int,
         default=5000,
-        help="members of the room on server A (remotejoin; heavy: 5000 takes 10+ min a server)",
+        help="members of the room on server A (remotejoin; heavy: at 5000 the set-up"
+        " took 25 min a server kind on 2 busy cores)",
     )
     p.add_argument("--remote-messages", type=int, default=5, help="messages in it before the join")
     p.add_argument("--remote-join-concurrency", type=int, default=8, help="set-up joins at once")

@@ -43,7 +43,7 @@ MODULES = [
     bench_remote_join,
 ]
 # Run only when named in --workloads (or with --workloads all): at issue 15's size the
-# remote join sets up 5,000 members over HTTP on two servers, 10+ minutes a server kind.
+# remote join sets up 5,000 members over HTTP (25 minutes a server kind on 2 busy cores).
 HEAVY = {bench_remote_join.WORKLOAD.name}
 
 
@@ -58,7 +58,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         + ",".join(m.WORKLOAD.name for m in MODULES)
         + "; or 'all'. Default: all but the heavy "
         + ",".join(sorted(HEAVY))
-        + " (a big room joined over federation: 10+ minutes a server kind at its default size)",
+        + " (a big room joined over federation: at its default size the set-up took"
+        " 25 minutes a server kind on 2 busy cores)",
     )
 
 
