@@ -38,6 +38,11 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.federation.membership")
 
+NAME = "m.room.name"
+CANONICAL_ALIAS = "m.room.canonical_alias"
+# How many members name a room without a name (spec: the room summary's m.heroes).
+HEROES = 5
+
 
 def _will_sign(event: Event, server_name: str) -> bool:
     return True
@@ -190,20 +195,51 @@ class ResidentMembership:
         pdu = sign_event(event.pdu, self.server_name, self.signing_key, room.version)
         return Event(event.event_id, pdu, room.version)
 
-    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, omit_members: bool = False
+    ) -> dict[str, Any]:
+        """The state before the join and its auth chain. With ``omit_members`` (a
+        partial-state join, spec server-server ``PUT /v2/send_join``), the membership
+        events are left out of the state but for the heroes' when the room has no name
+        or alias, and the auth chain keeps only what the returned events need and
+        leaves out what the state already holds."""
         stored, room = await self.send(origin, room_id, event_id, pdu, "join")
         graph = self.pipeline.graph
         state = await graph.state_before(stored)
-        state_events = await self.rooms.events.by_ids(state.values())
-        chain = await graph.auth_chain([*state.values(), stored.event.event_id])
+        servers = sorted(await self.outbound.servers_in_room(room))
+        if omit_members:
+            kept = await self._partial_state(room, stored.event.sender, state)
+            state_events = await self.rooms.events.by_ids(kept.values())
+            returned = set(state_events)
+            chain = await graph.auth_chain([*returned, stored.event.event_id])
+            auth = [s.event.pdu for i, s in chain.items() if i not in returned]
+        else:
+            state_events = await self.rooms.events.by_ids(state.values())
+            chain = await graph.auth_chain([*state.values(), stored.event.event_id])
+            auth = [s.event.pdu for s in chain.values()]
         return {
             "origin": self.server_name,
             "state": [s.event.pdu for s in state_events.values()],
-            "auth_chain": [s.event.pdu for s in chain.values()],
+            "auth_chain": auth,
             "event": stored.event.pdu,
-            "members_omitted": False,
-            "servers_in_room": sorted(await self.outbound.servers_in_room(room)),
+            "members_omitted": omit_members,
+            "servers_in_room": servers,
         }
+
+    async def _partial_state(
+        self, room: RoomInfo, joiner: str, state: dict[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str]:
+        """The state without membership events, but for the heroes' when the room has
+        neither a name nor a canonical alias (the joining server names the room from
+        them until it has the whole state)."""
+        kept = {k: i for k, i in state.items() if k[0] != MEMBER}
+        if not ({(NAME, ""), (CANONICAL_ALIAS, "")} & kept.keys()):
+            members = self.rooms.members
+            heroes = await members.earliest(room.room_nid, joiner, ("join", "invite"), HEROES)
+            if not heroes:
+                heroes = await members.earliest(room.room_nid, joiner, ("leave", "ban"), HEROES)
+            kept.update({(MEMBER, h): state[(MEMBER, h)] for h in heroes if (MEMBER, h) in state})
+        return kept
 
     async def send_knock(
         self, origin: str, room_id: str, event_id: str, pdu: Any

@@ -160,6 +160,22 @@ class MembershipStore:
         )
         return [membership_from_row(r) for r in rows]
 
+    async def earliest(
+        self, room_nid: int, exclude: str, memberships: Sequence[str], limit: int
+    ) -> list[str]:
+        """Up to ``limit`` users with one of ``memberships``, oldest first (a room's
+        heroes: spec client-server "Calculating the display name for a room")."""
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM room_memberships WHERE room_nid = $1 AND user_id <> $2"
+            f" AND membership IN ({placeholders(len(memberships), 4)})"
+            " ORDER BY stream_ordering LIMIT $3",
+            room_nid,
+            exclude,
+            limit,
+            *memberships,
+        )
+        return [str(r["user_id"]) for r in rows]
+
     async def push_members(
         self, room_nid: int, since: int
     ) -> tuple[list[Membership], dict[str, str | None] | None]:
