@@ -163,6 +163,7 @@ class Federation:
             rooms,
             self.relay.sender,
             self.relay.sender,
+            partial_state_joins=self.config.federation.partial_state_joins,
         )
         self.rooms.attach(memberships, reader)
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
@@ -204,6 +205,9 @@ class Federation:
         """Resume sending to every destination with queued items (after a restart)."""
         if self.relay is not None:
             await self.relay.start()
+        if self.rooms is not None:
+            # Rooms joined with partial state before a restart: fetch their whole state.
+            await self.rooms.partial.resume()
 
     def send_across_processes(
         self,
@@ -253,6 +257,8 @@ class Federation:
         return WellKnownServerApi(delegated).routes() if delegated else []
 
     async def close(self) -> None:
+        if self.rooms is not None:
+            await self.rooms.partial.close()
         if self.relay is not None:
             await self.relay.close()
         await self.client.close()
