@@ -89,6 +89,13 @@ class ResidentMembership:
         if self.blocked is not None and await self.blocked(room_id):
             raise room_blocked()
 
+    async def _refuse_partial(self, room: RoomInfo) -> None:
+        """A room we joined with partial state: we cannot judge a join or knock, nor
+        give the state, until we hold the members (the requester tries another server)."""
+        partial = self.pipeline.is_partial
+        if partial is not None and await partial(room.room_nid):
+            raise not_found("This server does not have the room's whole state yet")
+
     async def _room(self, origin: str, room_id: str) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)
         if room is None or not await self.rooms.events.extremities(room.room_nid):
@@ -104,6 +111,7 @@ class ResidentMembership:
         room = await self._room(origin, room_id)
         if membership != "leave":
             await self._refuse_blocked(room.room_id)
+            await self._refuse_partial(room)
             if self.server_name not in await self.outbound.servers_in_room(room):
                 # All our users have left: we can no longer vouch for the room's state
                 # (and could not send the event on to anyone).
@@ -148,6 +156,8 @@ class ResidentMembership:
     ) -> tuple[StoredEvent, RoomInfo]:
         """send_join / send_leave / send_knock: check and persist, then relay."""
         room = await self._room(origin, room_id)
+        if membership != "leave":
+            await self._refuse_partial(room)
         event = await self._checked(pdu, room.version)
         if event.event_id != event_id or event.room_id != room.room_id:
             raise bad_json("The event does not match the request path")

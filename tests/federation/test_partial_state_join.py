@@ -42,6 +42,12 @@ from tests.helpers import Api, User
 MEMBERS = 12
 
 
+@pytest.fixture
+async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
+    async with ScriptedPeer(tmp_path / "peer") as p:
+        yield p
+
+
 def _partial(server: RunningServer) -> PartialStateJoins:
     fed = server.hs.federation
     assert fed is not None and fed.rooms is not None
@@ -92,7 +98,9 @@ async def _room(server: RunningServer, room_id: str) -> RoomInfo:
     return room
 
 
-async def test_partial_join_sends_receives_and_completes(make_server: ServerFactory) -> None:
+async def test_partial_join_sends_receives_and_completes(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
     a = await make_server(federated=True)
     b = await make_server(federated=True)
     room_id, api_a, alice, members = await _big_room(a)
@@ -110,8 +118,20 @@ async def test_partial_join_sends_receives_and_completes(make_server: ServerFact
     waiting = asyncio.create_task(_joined(api_b, bob, room_id))
 
     # Bob sends at once; B sends it to A, which it knows from servers_in_room.
-    await send_text(api_b, bob, room_id, "hello from bob")
+    sent = await send_text(api_b, bob, room_id, "hello from bob")
     await settle(a, b)
+    # B cannot vouch for the room's state yet: other servers are sent elsewhere.
+    state = await peer.request(
+        name(b),
+        "GET",
+        f"/_matrix/federation/v1/state/{q(room_id)}",
+        query={"event_id": sent},
+    )
+    assert state.status == 404 and "whole state" in state.body["error"], state.body
+    made = await peer.request(
+        name(b), "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(peer.user('eve'))}"
+    )
+    assert made.status == 404 and "whole state" in made.body["error"], made.body
     assert "hello from bob" in await timeline_bodies(api_a, alice, room_id)
     # A's members, whose memberships B has not got, reach Bob; one leaves meanwhile.
     await send_text(api_a, members[3], room_id, "from m3")
@@ -167,12 +187,6 @@ async def test_restart_during_partial_state_resumes(
     assert await _joined(api_b, bob, room_id) == expected
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
-
-
-@pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
-    async with ScriptedPeer(tmp_path / "peer") as p:
-        yield p
 
 
 async def _join_big_peer_room(
