@@ -211,19 +211,20 @@ class ResidentMembership:
         """The state before the join and its auth chain. With ``omit_members`` (a
         partial-state join, spec server-server ``PUT /v2/send_join``), the membership
         events are left out of the state but for the heroes' when the room has no name
-        or alias, and the auth chain keeps only what the returned events need and
-        leaves out what the state already holds."""
+        or alias, and the auth chain keeps only what the returned events and the join
+        need, without what the state already holds. ``servers_in_room``: the servers
+        with a joined member before the join."""
+        known = await self.rooms.rooms.get_room(room_id)
+        servers = sorted(await self.outbound.servers_in_room(known)) if known else []
         stored, room = await self.send(origin, room_id, event_id, pdu, "join")
         graph = self.pipeline.graph
-        state = await graph.state_before(stored)
-        servers = sorted(await self.outbound.servers_in_room(room))
         if omit_members:
-            kept = await self._partial_state(room, stored.event.sender, state)
-            state_events = await self.rooms.events.by_ids(kept.values())
+            state_events = await self._partial_state(room, stored)
             returned = set(state_events)
             chain = await graph.auth_chain([*returned, stored.event.event_id])
             auth = [s.event.pdu for i, s in chain.items() if i not in returned]
         else:
+            state = await graph.state_before(stored)
             state_events = await self.rooms.events.by_ids(state.values())
             chain = await graph.auth_chain([*state.values(), stored.event.event_id])
             auth = [s.event.pdu for s in chain.values()]
@@ -236,20 +237,30 @@ class ResidentMembership:
             "servers_in_room": servers,
         }
 
-    async def _partial_state(
-        self, room: RoomInfo, joiner: str, state: dict[tuple[str, str], str]
-    ) -> dict[tuple[str, str], str]:
-        """The state without membership events, but for the heroes' when the room has
-        neither a name nor a canonical alias (the joining server names the room from
-        them until it has the whole state)."""
-        kept = {k: i for k, i in state.items() if k[0] != MEMBER}
-        if not ({(NAME, ""), (CANONICAL_ALIAS, "")} & kept.keys()):
+    async def _partial_state(self, room: RoomInfo, join: StoredEvent) -> dict[str, StoredEvent]:
+        """The state before the join without membership events, but for the heroes'
+        when the room has neither a name nor a canonical alias (the joining server
+        names the room from them until it has the whole state). Only the events
+        returned are loaded, never the members'."""
+        assert join.state_group is not None
+        nids = await self.rooms.state.state_at_group(join.state_group)
+        keys = await self.rooms.rooms.keys_for_nids(nids.keys())
+        wanted = {keys[k]: n for k, n in nids.items() if k in keys and keys[k][0] != MEMBER}
+        if not ({(NAME, ""), (CANONICAL_ALIAS, "")} & wanted.keys()):
             members = self.rooms.members
+            joiner = join.event.sender
             heroes = await members.earliest(room.room_nid, joiner, ("join", "invite"), HEROES)
             if not heroes:
                 heroes = await members.earliest(room.room_nid, joiner, ("leave", "ban"), HEROES)
-            kept.update({(MEMBER, h): state[(MEMBER, h)] for h in heroes if (MEMBER, h) in state})
-        return kept
+            by_key = {key: k for k, key in keys.items() if key[0] == MEMBER}
+            for h in heroes:
+                k = by_key.get((MEMBER, h))
+                if k is not None:
+                    wanted[(MEMBER, h)] = nids[k]
+        # The group holds the state after the join: the joiner's own membership is a
+        # member key (never a hero), so what is left is the state before it.
+        found = await self.rooms.events.by_nids(wanted.values())
+        return {s.event.event_id: s for s in found.values()}
 
     async def send_knock(
         self, origin: str, room_id: str, event_id: str, pdu: Any
