@@ -166,6 +166,11 @@ class Federation:
             partial_state_joins=self.config.federation.partial_state_joins,
         )
         self.rooms.attach(memberships, reader)
+        # Typing, receipts and presence of a room joined with partial state also go to
+        # the servers the resident named, until the members are all here.
+        self.relay.outbound.servers_in_room = self.rooms.partial.with_partial_servers(
+            self.relay.outbound.servers_in_room
+        )
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
@@ -85,6 +86,20 @@ class PartialStateJoins:
 
     async def is_partial(self, room_nid: int) -> bool:
         return await self.store.is_partial(room_nid)
+
+    def with_partial_servers(
+        self, servers_in_room: Callable[[str], Awaitable[set[str]]]
+    ) -> Callable[[str], Awaitable[set[str]]]:
+        """``servers_in_room`` (by room id, for EDUs) plus, while the room is partial,
+        the servers_in_room its resident named at our join."""
+
+        async def servers(room_id: str) -> set[str]:
+            found = await servers_in_room(room_id)
+            room = await self.rooms.rooms.get_room(room_id)
+            partial = None if room is None else await self.store.get(room.room_nid)
+            return found if partial is None else found | set(partial.servers_in_room)
+
+        return servers
 
     def start(self, room: RoomInfo) -> None:
         """Resync ``room`` in the background (once per process at a time)."""

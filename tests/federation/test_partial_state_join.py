@@ -26,6 +26,7 @@ from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
 from homeserver.rooms.store.rooms_store import RoomInfo
 from tests.conftest import RestartFn, ServerFactory
+from tests.federation.fedutil import eventually
 from tests.federation.rooms_support import (
     name,
     q,
@@ -92,6 +93,12 @@ async def _joined(api: Api, user: User, room_id: str) -> set[str]:
     return set(r.body["joined"])
 
 
+async def _typing(api: Api, user: User, room_id: str) -> list[str]:
+    rooms = await sync_rooms(api, user)
+    events = rooms.get("join", {}).get(room_id, {}).get("ephemeral", {}).get("events", [])
+    return [u for e in events if e["type"] == "m.typing" for u in e["content"]["user_ids"]]
+
+
 async def _room(server: RunningServer, room_id: str) -> RoomInfo:
     room = await _partial(server).rooms.rooms.get_room(room_id)
     assert room is not None
@@ -146,6 +153,17 @@ async def test_partial_join_sends_receives_and_completes(
         if e["type"] == "m.room.message"
     ]
     assert bodies == ["hello from bob", "from m3"]
+    # Typing goes to A too (servers_in_room), though B knows no member of A's yet.
+    r = await api_b.put(
+        f"/rooms/{q(room_id)}/typing/{q(bob.user_id)}",
+        {"typing": True, "timeout": 30000},
+        token=bob.access_token,
+    )
+    assert r.status == 200, r.body
+    typing = await eventually(
+        lambda: _typing(api_a, alice, room_id), lambda t: bob.user_id in t, 30.0
+    )
+    assert bob.user_id in typing
     assert not waiting.done()  # /joined_members waits for the whole state
 
     _release_resync(b, held)
