@@ -227,20 +227,15 @@ class PartialStateJoins:
             async with rooms.persister.db.transaction() as q:
                 await hold_room_for_write(q, rooms.persister.db.engine, room.room_nid, None)
                 await rooms.state.add_to_roots(q, room.room_nid, nids)
-                await rooms.state.update_current(q, room.room_nid, dict(added))
+                await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}
+                rows = []
                 for ev in members:
                     nid = by_event[ev.event_id]
-                    await rooms.members.set_membership(
-                        q,
-                        room.room_nid,
-                        ev.state_key or "",
-                        ev.membership or "leave",
-                        nid,
-                        join_so,
-                        names.get(nid),
-                    )
+                    membership = ev.membership or "leave"
+                    rows.append((ev.state_key or "", membership, nid, names.get(nid)))
+                await rooms.members.add_memberships(q, room.room_nid, join_so, rows)
                 await self.store.clear_in(q, room.room_nid)
             rooms.state.forget_cached()
             rooms.members.local_cache.changed([room.room_nid])

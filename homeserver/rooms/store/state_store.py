@@ -281,6 +281,15 @@ class StateStore:
                     event_nid,
                 )
 
+    async def add_current(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
+        """Rows for keys the room's current state does not hold yet (a key it holds is
+        newer and kept): a partial-state join's missing members, at once."""
+        await q.executemany(
+            "INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)"
+            " ON CONFLICT (room_nid, state_key_nid) DO NOTHING",
+            [(room_nid, k, v) for k, v in entries.items()],
+        )
+
     async def current_state(
         self, room_nid: int, key_nids: Iterable[int] | None = None
     ) -> StateNids:
