@@ -93,7 +93,7 @@ def _servers_if_omitted(resp: Any) -> list[str] | None:
         return None
     servers = resp.get("servers_in_room")
     if not isinstance(servers, list):
-        return None
+        servers = []  # required with members_omitted; the server joined through still is one
     return [s for s in servers if isinstance(s, str)][:MAX_SERVERS_IN_ROOM]
 
 
@@ -386,7 +386,11 @@ class RemoteMembership:
             )
             if partial_servers is not None and self.partial is not None:
                 await self.partial.store.mark(
-                    room.room_nid, event.event_id, server, partial_servers, self.clock.now_ms()
+                    room.room_nid,
+                    event.event_id,
+                    server,
+                    [server, *partial_servers],
+                    self.clock.now_ms(),
                 )
             self.outbound.handshaken.add(event.event_id)
             stored = await self.rooms.persister.persist(plan, room.room_nid)

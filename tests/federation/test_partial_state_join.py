@@ -250,3 +250,53 @@ async def test_option_off_asks_for_the_whole_state(
     assert queries == [{}]
     assert len(await _joined(api, bob, room_id)) == 20 + 2
     await api.__aexit__(None, None, None)
+
+
+async def test_members_omitted_without_servers_in_room_still_resyncs(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    """A resident that omits the members but names no servers_in_room (the spec requires
+    it): the room is still partial, and the server joined through is asked for the rest.
+    The room is invite-only: Bob's invite, an auth event of his join, stands in for the
+    omitted membership when the join is checked."""
+    hs = await make_server(federated=True)
+    api, bob = await register(hs, "bob")
+    big = BigRoom(peer, bob.user_id, members=30)
+    asked: list[str] = []
+
+    async def send_join(request: web.Request, params: dict[str, str], body: Any) -> Any:
+        assert request.query.get("omit_members") == "true"
+        return web.json_response(
+            {
+                "origin": peer.server_name,
+                "event": body,
+                "state": [e.pdu for e in big.state if e.type != "m.room.member"],
+                "auth_chain": [e.pdu for e in big.all],
+                "members_omitted": True,
+            }
+        )
+
+    async def state(request: web.Request, params: dict[str, str], body: Any) -> Any:
+        asked.append(request.query.get("event_id", ""))
+        return web.json_response(
+            {"pdus": [e.pdu for e in big.state], "auth_chain": [e.pdu for e in big.all]}
+        )
+
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", big.make_join)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join)
+    peer.route("GET", "/_matrix/federation/v1/state/{roomId}", state)
+    room_id = big.room.room_id
+    held = _hold_resync(hs)
+    r = await api.post(
+        f"/join/{q(room_id)}?server_name={quote(peer.server_name)}", {}, token=bob.access_token
+    )
+    assert r.status == 200, r.body
+    room = await _room(hs, room_id)
+    assert await _partial(hs).is_partial(room.room_nid)
+    r = await api.get(f"/rooms/{q(room_id)}/state/m.room.join_rules/", token=bob.access_token)
+    assert r.body == {"join_rule": "invite"}
+    _release_resync(hs, held)
+    assert await _partial(hs).wait_full(room, 60.0)
+    assert len(asked) == 1 and asked[0].startswith("$")
+    assert len(await _joined(api, bob, room_id)) == 30 + 2
+    await api.__aexit__(None, None, None)
