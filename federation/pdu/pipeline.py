@@ -30,6 +30,11 @@ in the room (issue 9, head-of-line blocking). So the network comes first::
         -> fetch those events from the origin (bounded), lock, try once more;
            still missing: the event is refused, logged once with the origin
 
+A room joined with partial state (``federation.membership.partial_state``)
+lacks most memberships until its resync: a membership the auth rules read that
+the state does not hold is then taken from the event's own auth events (which
+passed step 4) for steps 5 and 6, instead of reading as "not in the room".
+
 Every event refused (dropped, rejected, or left without auth events or
 state), soft-failed or redacted for a bad content hash is logged once, at
 INFO, with the server it came from and never its content.

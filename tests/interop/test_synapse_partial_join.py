@@ -69,7 +69,7 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
 
     held: list[RoomInfo] = []
     partial = _partial(m)
-    partial.start = held.append  # type: ignore[method-assign]
+    partial.start = held.append  # type: ignore[method-assign,assignment]
     assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
     room = await partial.rooms.rooms.get_room(room_id)
     assert room is not None and await partial.is_partial(room.room_nid)  # Synapse omitted them
