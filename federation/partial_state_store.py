@@ -54,7 +54,11 @@ class PartialStateStore:
                 now_ms,
             )
 
-    async def get(self, room_nid: int, q: Queries | None = None) -> PartialRoom | None:
+    async def get(
+        self, room_nid: int, q: Queries | None = None, *, remember: bool = True
+    ) -> PartialRoom | None:
+        """The room's marker. ``remember=False`` for a room that may have no state yet
+        (an invite): it could still be joined with partial state by another process."""
         if room_nid in self._complete:
             return None
         row = await (q or self.db).fetchone(
@@ -63,7 +67,8 @@ class PartialStateStore:
             room_nid,
         )
         if row is None:
-            self._complete.add(room_nid)
+            if remember:
+                self._complete.add(room_nid)
             return None
         return PartialRoom(
             int(row["room_nid"]),

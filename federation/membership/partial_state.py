@@ -119,7 +119,7 @@ class PartialStateJoins:
 
     async def wait_full(self, room: RoomInfo, timeout_s: float) -> bool:
         """Wait until the room's whole state is here (at most ``timeout_s``); whether it is."""
-        if not await self.store.is_partial(room.room_nid):
+        if await self.store.get(room.room_nid, remember=False) is None:
             return True
         full = self._full.setdefault(room.room_nid, asyncio.Event())
         self.start(room)
