@@ -14,6 +14,7 @@ from homeserver.app import RunningServer
 from tests.conftest import ServerFactory, free_port
 from tests.helpers import Api, Reply, User
 from tests.integration.identity_server import ACCESS_TOKEN, IdentityServer, identity_server
+from tests.integration.test_account_management import password_auth
 
 
 @pytest.fixture
@@ -95,12 +96,7 @@ async def test_deactivation_unbinds(client: tuple[Api, User], ids: IdentityServe
     api, alice = client
     await bind(api, alice, ids, "e@example.test")
     r = await api.post("/account/deactivate", {}, token=alice.access_token)
-    auth = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": alice.user_id},
-        "password": alice.password,
-        "session": r.body["session"],
-    }
+    auth = password_auth(alice, r.body["session"])
     r = await api.post("/account/deactivate", {"auth": auth}, token=alice.access_token)
     assert_unbound(r, ids, "e@example.test")
 
