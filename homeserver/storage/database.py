@@ -169,7 +169,7 @@ def _fetchone_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> Any:
 def _fetchall_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> list[Any]:
     cur = conn._conn.execute(sql, args)
     try:
-        return cur.fetchall()
+        return list(cur.fetchall())
     finally:
         cur.close()
 
@@ -201,7 +201,8 @@ class _SqliteQueries:
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
         _note(sql)
         conn = self._conn
-        return list(await conn._execute(_fetchall_in_thread, conn, to_sqlite_sql(sql), args))
+        rows: list[Any] = await conn._execute(_fetchall_in_thread, conn, to_sqlite_sql(sql), args)
+        return rows
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchone(sql, *args)

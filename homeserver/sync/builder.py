@@ -26,13 +26,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from homeserver.errors import MatrixError
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
+from homeserver.sync.ignored import IgnoredUsers
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
@@ -45,7 +45,6 @@ from homeserver.userdata.filtering import room_allowed
 __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
-IGNORED_USERS = "m.ignored_user_list"
 # How far back through the user's membership events to look for their state at a token.
 MAX_MEMBERSHIP_HOPS = 8
 
@@ -67,6 +66,7 @@ class SyncBuilder:
         self.timeline = RoomTimeline(rooms, visibility, serializer, store)
         self._extras = RoomExtras(sources)
         self._user = UserSections(sources, rooms.members)
+        self._ignored_users = IgnoredUsers(sources.account_data)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
@@ -151,16 +151,7 @@ class SyncBuilder:
 
     async def _ignored(self, ctx: SyncContext) -> frozenset[str]:
         """The user's ignored users (spec: "Ignoring Users")."""
-        try:
-            content = await self.src.account_data.get(
-                ctx.req.user_nid, ctx.user_id, None, IGNORED_USERS
-            )
-        except MatrixError:
-            return frozenset()
-        ignored = content.get("ignored_users")
-        if not isinstance(ignored, dict):
-            return frozenset()
-        return frozenset(u for u in ignored if isinstance(u, str) and u != ctx.user_id)
+        return await self._ignored_users.get(ctx.req.user_nid, ctx.user_id, ctx.now.account_data)
 
     async def _joined_at(self, m: Membership, since: int) -> bool:
         """Was the user already joined at ``since``? (A join that replaced a join is a
@@ -398,9 +389,7 @@ def _nothing_new(body: dict[str, Any]) -> bool:
     )
 
 
-def _nothing_to_build(
-    req: SyncRequest, heads: StreamHeads, typing: str, peeks: list[Peek]
-) -> bool:
+def _nothing_to_build(req: SyncRequest, heads: StreamHeads, typing: str, peeks: list[Peek]) -> bool:
     """Whether an incremental long-poll's token is at the head of every stream, so
     that a build now would answer nothing (every section reads its stream after the
     token; a peek not yet delivered is the one thing that does not move a stream)."""
