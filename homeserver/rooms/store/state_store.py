@@ -59,6 +59,9 @@ class StateStore:
         self.db = db
         self.max_delta_depth = max_delta_depth
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
+        # Bumped by ``forget_cached``: a load that began before groups changed in place
+        # must not put what it read into the cache after they did.
+        self._generation = 0
 
     # ------------------------------------------------------------ groups
 
@@ -139,6 +142,14 @@ class StateStore:
     def forget_cached(self) -> None:
         """Groups changed in place (``add_to_roots``): read them again."""
         self._cache.clear()
+        self._generation += 1
+
+    def _keep(self, generation: int, group: int, state: StateNids) -> None:
+        if generation != self._generation:
+            return
+        self._cache[group] = state
+        if len(self._cache) > _CACHE_GROUPS:
+            self._cache.popitem(last=False)
 
     async def state_at_group(self, group: int) -> StateNids:
         """The whole state of a group (cached; do not mutate the result)."""
@@ -146,10 +157,9 @@ class StateStore:
         if cached is not None:
             self._cache.move_to_end(group)
             return cached
+        generation = self._generation
         state = await self._load(self.db, group)
-        self._cache[group] = state
-        if len(self._cache) > _CACHE_GROUPS:
-            self._cache.popitem(last=False)
+        self._keep(generation, group, state)
         return state
 
     async def _load(self, q: Queries | Database, group: int | None) -> StateNids:
@@ -211,6 +221,7 @@ class StateStore:
         )
         if keys is not None:
             sql += f" AND s.state_key_nid IN ({placeholders(len(keys), len(todo) + 1)})"
+        generation = self._generation
         rows = await self.db.fetchall(sql, *todo, *(keys or ()))
         parent: dict[int, int | None] = {}
         entries: dict[int, list[tuple[int, int | None]]] = {}
@@ -238,9 +249,7 @@ class StateStore:
                         state[key_nid] = event_nid
             out[group] = state
             if keys is None and chain:
-                self._cache[group] = state
-                if len(self._cache) > _CACHE_GROUPS:
-                    self._cache.popitem(last=False)
+                self._keep(generation, group, state)
         return out
 
     async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:
