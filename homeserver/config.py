@@ -91,6 +91,17 @@ class PasswordHashingConfig:
 
 
 @dataclass
+class CachesConfig:
+    """How much each in-memory cache may hold: their memory grows with traffic, not with
+    the configuration, so each has a bound. Events cost about 4 KiB each in memory."""
+
+    # Loaded events kept by nid (the hottest: recent timelines, auth and prev events).
+    events: int = 10_000
+    # Whole room states kept by state group; one holds an entry per member of its room.
+    state_groups: int = 512
+
+
+@dataclass
 class WorkerConfig:
     # The worker's client API port (on client_listener.bind); see README "Scaling out".
     client_port: int = 0
@@ -355,6 +366,7 @@ class Config:
     federation_listener: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8448))
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     password_hashing: PasswordHashingConfig = field(default_factory=PasswordHashingConfig)
+    caches: CachesConfig = field(default_factory=CachesConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -508,6 +520,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if fed.max_concurrent_transactions < 1 or fed.max_concurrent_inbound < 1:
         raise ConfigError("federation.max_concurrent_*: must be at least 1")
     _check_password_hashing(config.password_hashing)
+    if config.caches.events < 1 or config.caches.state_groups < 1:
+        raise ConfigError("caches.events, caches.state_groups: must be at least 1")
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)

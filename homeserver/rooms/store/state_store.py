@@ -28,7 +28,8 @@ from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
 MAX_DELTA_DEPTH = 100
-_CACHE_GROUPS = 512
+# The default bound of the cache of whole states (config ``caches.state_groups``).
+DEFAULT_CACHE_GROUPS = 512
 
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
@@ -55,9 +56,15 @@ def _fold(rows: list[Row]) -> StateNids:
 
 
 class StateStore:
-    def __init__(self, db: Database, max_delta_depth: int = MAX_DELTA_DEPTH) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_delta_depth: int = MAX_DELTA_DEPTH,
+        cache_groups: int = DEFAULT_CACHE_GROUPS,
+    ) -> None:
         self.db = db
         self.max_delta_depth = max_delta_depth
+        self.cache_groups = cache_groups
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
 
     # ------------------------------------------------------------ groups
@@ -124,7 +131,7 @@ class StateStore:
             return cached
         state = await self._load(self.db, group)
         self._cache[group] = state
-        if len(self._cache) > _CACHE_GROUPS:
+        if len(self._cache) > self.cache_groups:
             self._cache.popitem(last=False)
         return state
 
@@ -215,7 +222,7 @@ class StateStore:
             out[group] = state
             if keys is None and chain:
                 self._cache[group] = state
-                if len(self._cache) > _CACHE_GROUPS:
+                if len(self._cache) > self.cache_groups:
                     self._cache.popitem(last=False)
         return out
 
