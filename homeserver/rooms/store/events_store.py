@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from homeserver.events.canonical import decode_json, encode_canonical_json
+from homeserver.events.canonical import decode_stored_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
@@ -54,7 +54,7 @@ class StoredEvent:
 
 def _stored(row: Row) -> StoredEvent:
     version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-    pdu = decode_json(str(row["json"]))
+    pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
     so = row["stream_ordering"]
     sg = row["state_group"]
     prev = row["prev_state_event_nid"]
@@ -369,7 +369,8 @@ class EventStore:
             )
             for row in rows:
                 version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-                event = Event(str(row["event_id"]), decode_json(str(row["json"])), version)
+                pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
+                event = Event(str(row["event_id"]), pdu, version)
                 out[event.event_id] = (event.auth_event_ids, row["rejected_reason"] is not None)
         return out
 
