@@ -86,7 +86,7 @@ class PasswordHashingConfig:
     argon2id profiles (m=7 MiB, t=5, p=1; the others trade memory for passes, from
     m=46 MiB, t=1): the same defence at a third of the memory of m=19 MiB, t=2."""
 
-    max_concurrent: int = 2
+    max_concurrent: int = 1
     time_cost: int = 5
     memory_cost_kib: int = 7 * 1024
     parallelism: int = 1

@@ -31,8 +31,9 @@ async def test_login_rehashes_a_hash_made_under_old_parameters(
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         current = extract_parameters(await stored_hash(hs, alice.user_id))
-        # The default is OWASP's argon2id profile with the least memory.
+        # The default is OWASP's argon2id profile with the least memory, one hash at once.
         assert (current.memory_cost, current.time_cost, current.parallelism) == (7168, 5, 1)
+        assert hs.config.password_hashing.max_concurrent == 1
 
         user = await hs.accounts.store.get_user(alice.user_id)
         assert user is not None
