@@ -95,10 +95,10 @@ class PasswordHashingConfig:
 @dataclass
 class CachesConfig:
     """How much each in-memory cache may hold: their memory grows with traffic, not with
-    the configuration, so each has a bound. Events cost about 4 KiB each in memory."""
+    the configuration, so each has a bound. Events cost 1.5-4 KiB each in memory."""
 
     # Loaded events kept by nid (the hottest: recent timelines, auth and prev events).
-    events: int = 10_000
+    events: int = 5_000
     # Whole room states kept by state group; one holds an entry per member of its room.
     state_groups: int = 512
 

@@ -67,6 +67,6 @@ async def test_event_and_state_caches_hold_at_most_their_bound(
 
 def test_cache_bounds_default_and_are_checked(tmp_path: Path) -> None:
     config = parse_config({"server_name": "example.org"}, tmp_path)
-    assert (config.caches.events, config.caches.state_groups) == (10_000, 512)
+    assert (config.caches.events, config.caches.state_groups) == (5_000, 512)
     with pytest.raises(ConfigError, match="caches"):
         parse_config({"server_name": "example.org", "caches": {"events": 0}}, tmp_path)

@@ -23,7 +23,7 @@ from homeserver.storage.sql import per_room_bounds, placeholders
 from homeserver.streams.tokens import TopoPosition
 
 # The default bound of the cache of loaded events (config ``caches.events``).
-DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_SIZE = 5_000
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are event nids.
 EVENTS_CACHE = "events"
 
