@@ -123,6 +123,30 @@ class StateStore:
             [(group, k, v) for k, v in entries.items()],
         )
 
+    async def add_to_roots(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
+        """Add ``entries`` for keys it lacks to every snapshot group of the room, so the
+        groups built on them inherit them (a partial-state join's missing members,
+        merged once the whole state is here: ``federation.membership.partial_state``).
+        A delta below a snapshot that set one of these keys still wins. The caller
+        calls ``forget_cached`` after the commit."""
+        roots = await q.fetchall(
+            "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
+            room_nid,
+        )
+        for r in roots:
+            group = int(r["state_group"])
+            held = await q.fetchall(
+                "SELECT state_key_nid FROM state_group_entries WHERE state_group = $1", group
+            )
+            have = {int(h["state_key_nid"]) for h in held}
+            await self._insert_entries(
+                q, group, {k: v for k, v in entries.items() if k not in have}
+            )
+
+    def forget_cached(self) -> None:
+        """Groups changed in place (``add_to_roots``): read them again."""
+        self._cache.clear()
+
     async def state_at_group(self, group: int) -> StateNids:
         """The whole state of a group (cached; do not mutate the result)."""
         cached = self._cache.get(group)
@@ -263,6 +287,15 @@ class StateStore:
                     key_nid,
                     event_nid,
                 )
+
+    async def add_current(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
+        """Rows for keys the room's current state does not hold yet (a key it holds is
+        newer and kept): a partial-state join's missing members, at once."""
+        await q.executemany(
+            "INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)"
+            " ON CONFLICT (room_nid, state_key_nid) DO NOTHING",
+            [(room_nid, k, v) for k, v in entries.items()],
+        )
 
     async def current_state(
         self, room_nid: int, key_nids: Iterable[int] | None = None
