@@ -62,6 +62,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.local_members_cache import LOCAL_MEMBERS_CACHE
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.store.state_store import STATE_GROUPS_CACHE
 from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
@@ -387,8 +388,12 @@ class HomeServer:
         evaluator.publish = bus.publish
         bus.subscribe(PUSH_EVALUATE, evaluator.on_announced_persisted)
         bus.subscribe(PUSH_EVALUATED, evaluator.on_announced_cursor)
-        # State groups, interned state keys and room versions never change once written,
-        # so those caches need no message.
+        # Interned state keys and room versions never change once written, so those
+        # caches need no message; state groups change in place only when a partial-state
+        # join's whole state is merged (federation.membership.partial_state).
+        state = self.rooms_area.rooms.state
+        state.publish = bus.publish
+        bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
         shared_typing = share_across_processes(
             bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
         )

@@ -22,7 +22,8 @@ reading one key of the current state never walks a chain.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
@@ -30,6 +31,8 @@ from homeserver.storage.sql import placeholders
 MAX_DELTA_DEPTH = 100
 # The default bound of the cache of whole states (config ``caches.state_groups``).
 DEFAULT_CACHE_GROUPS = 512
+# The bus topic telling other processes that groups changed in place (partial-state merge).
+STATE_GROUPS_CACHE: Final = "state_groups_cache"
 
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
@@ -69,6 +72,8 @@ class StateStore:
         # Bumped by ``forget_cached``: a load that began before groups changed in place
         # must not put what it read into the cache after they did.
         self._generation = 0
+        # Set when processes share the database: ``changed_in_place`` tells the others.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------ groups
 
@@ -131,7 +136,7 @@ class StateStore:
         groups built on them inherit them (a partial-state join's missing members,
         merged once the whole state is here: ``federation.membership.partial_state``).
         A delta below a snapshot that set one of these keys still wins. The caller
-        calls ``forget_cached`` after the commit."""
+        calls ``changed_in_place`` after the commit."""
         roots = await q.fetchall(
             "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
             room_nid,
@@ -146,10 +151,18 @@ class StateStore:
                 q, group, {k: v for k, v in entries.items() if k not in have}
             )
 
-    def forget_cached(self) -> None:
-        """Groups changed in place (``add_to_roots``): read them again."""
+    def forget_cached(self, _keys: list[str] | None = None) -> None:
+        """Groups changed in place (``add_to_roots``): read them again (this process;
+        also the bus's handler for ``STATE_GROUPS_CACHE``)."""
         self._cache.clear()
         self._generation += 1
+
+    def changed_in_place(self) -> None:
+        """After the commit of ``add_to_roots``: forget cached groups here and in every
+        other process (the only write that changes a group once it exists)."""
+        self.forget_cached()
+        if self.publish is not None:
+            self.publish(STATE_GROUPS_CACHE, ["*"])
 
     def _keep(self, generation: int, group: int, state: StateNids) -> None:
         if generation != self._generation:
