@@ -92,6 +92,16 @@ class EventStore:
         )
         return int(value)
 
+    async def next_stream_orderings(self, q: Queries, count: int) -> int:
+        """Take ``count`` consecutive positions at once (a chain of events written in one
+        transaction); the last of them."""
+        value = await q.fetchval(
+            "UPDATE stream_positions SET position = position + $1"
+            " WHERE stream_name = 'events' RETURNING position",
+            count,
+        )
+        return int(value)
+
     async def next_backfill_ordering(self, q: Queries) -> int:
         """The next (negative) position for a backfilled event: below every other."""
         value = await q.fetchval(
@@ -265,6 +275,28 @@ class EventStore:
             txn_id,
         )
         return None if value is None else str(value)
+
+    async def events_for_txns(
+        self, txns: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """(user id, device id, txn id) -> event id, for those of ``txns`` already sent."""
+        wanted = list(dict.fromkeys(txns))
+        if len(wanted) == 1:
+            found = await self.event_for_txn(*wanted[0])
+            return {} if found is None else {wanted[0]: found}
+        out: dict[tuple[str, str, str], str] = {}
+        for chunk in _chunks(wanted, 300):
+            where = " OR ".join(
+                f"(user_id = ${3 * i + 1} AND device_id = ${3 * i + 2} AND txn_id = ${3 * i + 3})"
+                for i in range(len(chunk))
+            )
+            rows = await self.db.fetchall(
+                f"SELECT user_id, device_id, txn_id, event_id FROM event_txn_ids WHERE {where}",
+                *[v for t in chunk for v in t],
+            )
+            for r in rows:
+                out[(str(r["user_id"]), str(r["device_id"]), str(r["txn_id"]))] = str(r["event_id"])
+        return out
 
     async def txn_ids_for(
         self, user_id: str, device_id: str, event_ids: list[str]
