@@ -142,6 +142,18 @@ class _Effects:
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _ChainRows:
+    """Rows of a chain's events written with one statement per table after its last
+    event, instead of one per event (each is a round trip while the room is held). No
+    other write of the transaction reads them, except a redaction its target's search
+    row (``_write`` writes those first)."""
+
+    edges: list[tuple[int, str]] = field(default_factory=list)
+    search: list[tuple[Event, int]] = field(default_factory=list)
+    txn_ids: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+
+
 def _hidden(plan: PersistPlan) -> bool:
     """Kept for the DAG only (no place in the timeline or the state)."""
     return plan.outlier or plan.rejected_reason is not None
@@ -200,6 +212,9 @@ class EventPersister:
                     )
                 assert room_nid is not None
                 positions = await self._positions(q, plans)
+                # A chain of plain timeline events writes some rows of all its events
+                # together, after the last one (``_ChainRows``).
+                rows = None if positions is None else _ChainRows()
                 for i, plan in enumerate(plans):
                     if written:
                         prev = written[-1]
@@ -207,7 +222,12 @@ class EventPersister:
                             plan, prev_nids=[prev.event_nid], state_group_before=prev.state_group
                         )
                     so = positions[i] if positions else None
-                    written.append(await self._write(q, plan, room_nid, so, fx))
+                    written.append(await self._write(q, plan, room_nid, so, fx, rows))
+                if rows is not None:
+                    await self._write_chain_rows(q, rows)
+                    await self.events.replace_extremities(
+                        q, room_nid, plans[0].prev_nids, written[-1].event_nid
+                    )
         finally:
             # Committed or rolled back: cached member lists are stale either way.
             if fx.member_rooms:
@@ -236,11 +256,25 @@ class EventPersister:
         last = await self.events.next_stream_orderings(q, len(plans))
         return list(range(last - len(plans) + 1, last + 1))
 
+    async def _write_chain_rows(self, q: Queries, rows: _ChainRows) -> None:
+        await self.events.add_edges_many(q, rows.edges)
+        await self.search.index_many(q, rows.search)
+        rows.search.clear()
+        await self.events.add_txn_ids(q, rows.txn_ids)
+
     async def _write(
-        self, q: Queries, plan: PersistPlan, room_nid: int, so: int | None, fx: _Effects
+        self,
+        q: Queries,
+        plan: PersistPlan,
+        room_nid: int,
+        so: int | None,
+        fx: _Effects,
+        rows: _ChainRows | None = None,
     ) -> StoredEvent:
         """Every row of one event, inside the caller's transaction. ``so``: its stream
-        position when already taken."""
+        position when already taken; ``rows``: the event is one of a chain of plain
+        timeline events (its edges, search and txn id rows are written with the
+        chain's, and the chain's last event alone becomes the room's extremity)."""
         ev = plan.event
         keys = {}
         if ev.is_state():
@@ -284,7 +318,10 @@ class EventPersister:
                 soft_failed=plan.soft_failed,
                 redacted_by=redacted_by,
             )
-        await self.events.add_edges(q, nid, ev.prev_event_ids)
+        if rows is not None:
+            rows.edges.extend((nid, p) for p in ev.prev_event_ids)
+        else:
+            await self.events.add_edges(q, nid, ev.prev_event_ids)
         if ev.is_state() and not hidden:
             # The state after the event (soft-failed ones too: a later
             # event may cite them, and state resolution then weighs them).
@@ -296,7 +333,8 @@ class EventPersister:
                 await self.relations.add(q, ev, nid, room_nid)
             await self.search.index(q, ev, nid)
         elif not (plan.soft_failed or hidden):
-            await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
+            if rows is None:
+                await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
             delta = dict(plan.current_delta or {})
             in_current = ev.is_state() and plan.event_in_current
             if in_current:
@@ -326,19 +364,28 @@ class EventPersister:
                 await self.rooms.refresh_directory_flags(q, [room_nid])
             if not ev.is_state():
                 await self.relations.add(q, ev, nid, room_nid)
-            await self.search.index(q, ev, nid)
+            if rows is not None:
+                rows.search.append((ev, nid))
+            else:
+                await self.search.index(q, ev, nid)
         if plan.out_of_band and so is not None:
             await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
         if promoted is None and not (plan.soft_failed or plan.rejected_reason):
             # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
+            if rows is not None and rows.search and plan.event.type == "m.room.redaction":
+                # Its target may be an earlier event of the chain: index that first.
+                await self.search.index_many(q, rows.search)
+                rows.search.clear()
             target = await self._redaction(q, plan.event, nid, room_nid, group)
             if target is not None:
                 fx.pruned.append(target)
         if plan.txn is not None:
             t = plan.txn
-            await self.events.add_txn_id(
-                q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
-            )
+            row = (t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts)
+            if rows is not None:
+                rows.txn_ids.append(row)
+            else:
+                await self.events.add_txn_id(q, *row)
         stored = StoredEvent(
             event=ev,
             event_nid=nid,

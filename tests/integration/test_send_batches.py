@@ -108,6 +108,15 @@ async def test_sixteen_senders_land_in_one_chain(server: RunningServer, api: Api
     assert again.body["event_id"] == ids[3]
     bodies = {s.event.content["body"] for s in chain}
     assert bodies == {f"from {i}" for i in range(16)}
+    # Every event of the chain is indexed for search.
+    r = await api.post(
+        "/search",
+        {"search_categories": {"room_events": {"search_term": "from", "filter": {"limit": 50}}}},
+        token=users[0].access_token,
+    )
+    assert r.status == 200, r.body
+    found = {h["result"]["event_id"] for h in r.body["search_categories"]["room_events"]["results"]}
+    assert found == set(ids)
 
 
 async def test_rejected_event_does_not_fail_the_batch(server: RunningServer, api: Api) -> None:

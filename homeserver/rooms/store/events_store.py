@@ -34,6 +34,10 @@ _COLUMNS = (
     " r.room_version"
 )
 _FROM = " FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
+_ADD_TXN_ID = (
+    "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+    " VALUES ($1, $2, $3, $4, $5)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +177,16 @@ class EventStore:
         return int(nid)
 
     async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
-        await q.executemany(
-            "INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING",
-            [(event_nid, p) for p in prev_event_ids],
-        )
+        await self.add_edges_many(q, [(event_nid, p) for p in prev_event_ids])
+
+    async def add_edges_many(self, q: Queries, edges: Sequence[tuple[int, str]]) -> None:
+        """(event nid, prev event id) rows, in one statement."""
+        if edges:
+            await q.executemany(
+                "INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING",
+                edges,
+            )
 
     async def replace_extremities(
         self, q: Queries, room_nid: int, prev_nids: Sequence[int], event_nid: int
@@ -248,15 +257,12 @@ class EventStore:
     async def add_txn_id(
         self, q: Queries, user_id: str, device_id: str, txn_id: str, event_id: str, ts: int
     ) -> None:
-        await q.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            user_id,
-            device_id,
-            txn_id,
-            event_id,
-            ts,
-        )
+        await q.execute(_ADD_TXN_ID, user_id, device_id, txn_id, event_id, ts)
+
+    async def add_txn_ids(self, q: Queries, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """(user id, device id, txn id, event id, ts) rows, in one statement."""
+        if rows:
+            await q.executemany(_ADD_TXN_ID, rows)
 
     # ------------------------------------------------------------ reading
 
