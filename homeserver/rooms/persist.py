@@ -17,7 +17,12 @@ transaction::
       -> in-transaction hooks (federation: the outbox rows of the PDU)
 
 so an event acknowledged to a client is durable together with everything
-derived from it, and a reader never sees half of it. Stream orderings are
+derived from it, and a reader never sees half of it. ``persist_chain`` writes
+several local events built one on another (``rooms.send_queue``) in one such
+transaction: each gets every write above, its own stream position (taken for
+the whole chain in one statement) and its own hooks; their edges, search rows
+and txn ids go in one statement per table after the last event, and only the
+last becomes the room's extremity. Stream orderings are
 taken inside the transaction (``EventStore.next_stream_ordering``). With
 several processes on PostgreSQL the transaction first takes the room's
 advisory lock (``homeserver.rooms.write_order``, which also says why the

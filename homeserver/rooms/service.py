@@ -2,16 +2,18 @@
 
 Design note
 -----------
-Events of one room are built and persisted one at a time, under an asyncio
-lock keyed by room id (DESIGN "Linear rooms")::
+Events of one room are built and persisted under an asyncio lock keyed by
+room id (DESIGN "Linear rooms"); the sends waiting for a room are taken in
+batches (group commit, ``send_queue``) and built as a chain::
 
     send_event ─┐
-    join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
-    createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
-                      ─> EventPersister.persist (one transaction, with the
+    join/leave ─┼─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
+    createRoom ─┘     ─> for each request: build (hash, sign, id) on the one
+                         before ─> checks.check_event against the state before it
+                      ─> EventPersister.persist_chain (one transaction, with the
                          outbox rows; push rules are evaluated behind it)
-                  unlock ─> pre_notify_hooks ─> signal.changed(local members)
-                         ─> event_persisted_hooks
+                  unlock ─> each request: pre_notify_hooks ─> signal.changed(local
+                         members) ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
