@@ -152,8 +152,11 @@ class _ChainRows:
     """Rows of a chain's events written with one statement per table after its last
     event, instead of one per event (each is a round trip while the room is held). No
     other write of the transaction reads them, except a redaction its target's search
-    row (``_write`` writes those first)."""
+    row (``_write`` writes those first). Likewise the redactions waiting for the
+    chain's events are looked up for all of them at once."""
 
+    # The chain's event ids that a stored redaction waits for (read for all at once).
+    redaction_targets: set[str]
     edges: list[tuple[int, str]] = field(default_factory=list)
     search: list[tuple[Event, int]] = field(default_factory=list)
     txn_ids: list[tuple[str, str, str, str, int]] = field(default_factory=list)
@@ -219,7 +222,10 @@ class EventPersister:
                 positions = await self._positions(q, plans)
                 # A chain of plain timeline events writes some rows of all its events
                 # together, after the last one (``_ChainRows``).
-                rows = None if positions is None else _ChainRows()
+                rows = None
+                if positions is not None:
+                    ids = [p.event.event_id for p in plans]
+                    rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
                 for i, plan in enumerate(plans):
                     if written:
                         prev = written[-1]
@@ -305,7 +311,8 @@ class EventPersister:
                 fx.promoted.append(promoted)
         nid = promoted
         redacted_by: int | None = None
-        if nid is None and plan.rejected_reason is None:
+        awaited = rows is None or ev.event_id in rows.redaction_targets
+        if nid is None and plan.rejected_reason is None and awaited:
             # A redaction that arrived first and may apply: store it pruned.
             redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
             if redacted_by is not None:
@@ -377,10 +384,13 @@ class EventPersister:
             await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
         if promoted is None and not (plan.soft_failed or plan.rejected_reason):
             # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
-            if rows is not None and rows.search and plan.event.type == "m.room.redaction":
-                # Its target may be an earlier event of the chain: index that first.
+            if rows is not None and plan.event.type == "m.room.redaction":
+                # Its target may be an earlier event of the chain: index that first; or
+                # a later one, whose check for redactions waiting for it must then run.
                 await self.search.index_many(q, rows.search)
                 rows.search.clear()
+                if plan.event.redacts is not None:
+                    rows.redaction_targets.add(plan.event.redacts)
             target = await self._redaction(q, plan.event, nid, room_nid, group)
             if target is not None:
                 fx.pruned.append(target)

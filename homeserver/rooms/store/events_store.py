@@ -234,6 +234,18 @@ class EventStore:
         )
         return [int(r[0]) for r in rows]
 
+    async def redaction_targets_among(self, q: Queries, event_ids: Sequence[str]) -> set[str]:
+        """Those of ``event_ids`` that a recorded redaction names (one statement)."""
+        found: set[str] = set()
+        for chunk in _chunks(event_ids):
+            rows = await q.fetchall(
+                "SELECT DISTINCT redacts_event_id FROM redactions"
+                f" WHERE redacts_event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
     async def redaction_target(self, q: Queries, event_id: str) -> StoredEvent | None:
         """The stored event a new redaction names, read inside the persisting
         transaction (it may have been stored moments ago)."""
