@@ -95,7 +95,9 @@ async def test_sixteen_senders_land_in_one_chain(server: RunningServer, api: Api
     room_id, users = await room_with(api, 16)
     with transactions_seen(rooms) as seen:
         replies = await queued_as_one_batch(
-            rooms, room_id, [send(api, u, room_id, "t", f"from {i}") for i, u in enumerate(users)]
+            rooms,
+            room_id,
+            [send(api, u, room_id, "t", f"chained {i}") for i, u in enumerate(users)],
         )
     assert [r.status for r in replies] == [200] * 16, [r.body for r in replies]
     ids = [r.body["event_id"] for r in replies]
@@ -104,14 +106,14 @@ async def test_sixteen_senders_land_in_one_chain(server: RunningServer, api: Api
     # Committed together: one transaction wrote all sixteen.
     assert len({id(seen[i]) for i in ids}) == 1
     # Each kept its own txn id: a retry answers with its own event.
-    again = await send(api, users[3], room_id, "t", "from 3")
+    again = await send(api, users[3], room_id, "t", "chained 3")
     assert again.body["event_id"] == ids[3]
     bodies = {s.event.content["body"] for s in chain}
-    assert bodies == {f"from {i}" for i in range(16)}
+    assert bodies == {f"chained {i}" for i in range(16)}
     # Every event of the chain is indexed for search.
     r = await api.post(
         "/search",
-        {"search_categories": {"room_events": {"search_term": "from", "filter": {"limit": 50}}}},
+        {"search_categories": {"room_events": {"search_term": "chained", "filter": {"limit": 50}}}},
         token=users[0].access_token,
     )
     assert r.status == 200, r.body
