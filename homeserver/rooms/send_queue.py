@@ -24,9 +24,9 @@ A batch is the longest run of waiting requests, in order, in which no state
 key is set twice (so each event's ``_already_sent`` check and the state it
 replaces are the committed ones), with at most ``MAX_BATCH`` requests. A
 ``solo`` request (one whose build runs caller code against the room state)
-is a batch of its own. The drainer holds the room's asyncio lock for a
-batch, so the other writers of the room (federation, purges, remote
-invites) keep their turns. A caller that gives up (cancelled) leaves its
+is a batch of its own. The drainer holds the room's asyncio lock for one
+batch at a time, so the other writers of the room (federation, purges,
+remote invites) waiting for it keep their turns. A caller that gives up (cancelled) leaves its
 request behind; one not yet taken is skipped.
 """
 
@@ -141,8 +141,10 @@ class RoomSendQueues:
 
     async def _drain(self, room_id: str) -> None:
         try:
-            async with self._lock(room_id):
-                for _ in range(MAX_BATCHES_PER_DRAIN):
+            for _ in range(MAX_BATCHES_PER_DRAIN):
+                # Taken again for each batch: the room's other writers, waiting for the
+                # lock, get their turns between batches.
+                async with self._lock(room_id):
                     waiting = self._waiting.get(room_id)
                     batch = take_batch(waiting) if waiting else []
                     if not batch:

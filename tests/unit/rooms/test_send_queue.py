@@ -7,7 +7,7 @@ from collections import deque
 from typing import Any
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.rooms.send_queue import EventRequest, Outcome, take_batch
+from homeserver.rooms.send_queue import EventRequest, Outcome, Result, RoomSendQueues, take_batch
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 ROOM = RoomInfo(1, "!r:x", KNOWN_ROOM_VERSIONS["12"], "@a:x")
@@ -55,3 +55,37 @@ async def test_abandoned_requests_are_skipped() -> None:
     waiting[1][1].cancel()
     batch = take_batch(waiting)
     assert len(batch) == 2 and all(not f.done() for _, f in batch)
+
+
+async def test_other_writers_get_the_room_between_batches() -> None:
+    """The drainer takes the room's lock per batch: a writer waiting for it (federation)
+    goes before the next batch, and every request gets its own answer."""
+    lock = asyncio.Lock()
+    order: list[str] = []
+    first_running = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def run(reqs: list[EventRequest]) -> list[Result]:
+        order.append(f"batch of {len(reqs)}")
+        if len(order) == 1:
+            first_running.set()
+            await release_first.wait()
+        return [ValueError(r.event_type) for r in reqs]
+
+    queues = RoomSendQueues(run, lambda _room_id: lock)
+
+    async def other_writer() -> None:
+        async with lock:
+            order.append("other writer")
+
+    first = asyncio.ensure_future(queues.submit(_req("one")))
+    await first_running.wait()
+    writer = asyncio.ensure_future(other_writer())
+    later = [asyncio.ensure_future(queues.submit(_req(f"m{i}"))) for i in range(3)]
+    await asyncio.sleep(0)
+    assert queues.waiting(ROOM.room_id) == 3
+    release_first.set()
+    results = await asyncio.gather(first, *later, writer, return_exceptions=True)
+    assert order == ["batch of 1", "other writer", "batch of 3"]
+    assert [str(e) for e in results[:4]] == ["one", "m0", "m1", "m2"]
+    assert queues.waiting(ROOM.room_id) == 0
