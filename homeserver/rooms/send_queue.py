@@ -150,10 +150,14 @@ class RoomSendQueues:
                     if not batch:
                         break
                     await self._run_one(batch)
+        except asyncio.CancelledError:  # shutting down: the waiting requests end too
+            for _, fut in self._waiting.pop(room_id, ()):
+                fut.cancel()
+            raise
         finally:
             del self._drainers[room_id]
             if self._waiting.get(room_id):
-                self._start(room_id)  # the bound was hit, or this task was cancelled
+                self._start(room_id)  # the bound was hit
             else:
                 self._waiting.pop(room_id, None)
 
