@@ -73,6 +73,7 @@ class FederatedRooms:
 
     def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)
+        self.rooms.persister.txn_hooks.append(self.pipeline.on_persisted)
         self.rooms.invite_exchange = self.remote.exchange_invite
         memberships.remote = self.remote
         self.resident.blocked = memberships.is_blocked

@@ -57,6 +57,7 @@ from typing import Any
 
 from federation.keyring import Keyring
 from federation.pdu.acl import server_allowed
+from federation.pdu.acl_cache import SERVER_ACL, ServerAclCache, may_change_acl
 from federation.pdu.fetch import EventFetcher
 from federation.pdu.fetch_auth import MAX_SINGLE_FETCHES, AuthFetcher
 from federation.pdu.graph import AuthChainTooBig, IdMap, RoomGraph, diff
@@ -68,17 +69,17 @@ from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
-from homeserver.rooms.persist import PersistPlan
+from homeserver.rooms.persist import AfterCommit, PersistPlan
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.pdu")
 
 MISSING_EVENTS_LIMIT = 10
 MAX_GAPS = 5
-SERVER_ACL = "m.room.server_acl"
 MISSING_FOR_RESOLUTION = "Missing events for state resolution"
 MISSING_AUTH = "Missing auth events"
 NO_STATE = "Cannot determine the state before the event"
@@ -102,10 +103,26 @@ class PduPipeline:
         self.graph = RoomGraph(rooms)
         self.auth = AuthFetcher(rooms, self.graph, fetcher, keyring)
         self.state = StateAtIncoming(self.graph, fetcher, self.auth)
+        self.acls = ServerAclCache()
 
     async def server_allowed(self, room: RoomInfo, server_name: str) -> bool:
-        acl = await self.rooms.current_state_event(room, SERVER_ACL)
-        return server_allowed(None if acl is None else acl.event.content, server_name)
+        async def read() -> dict[str, Any] | None:
+            acl = await self.rooms.current_state_event(room, SERVER_ACL)
+            return None if acl is None else acl.event.content
+
+        return server_allowed(await self.acls.get(room.room_nid, read), server_name)
+
+    async def on_persisted(
+        self, q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> AfterCommit | None:
+        """The persister's in-transaction hook: an event that may change its room's
+        ACL drops the cached one now and, once committed, everywhere."""
+        ev = stored.event
+        if not may_change_acl(ev.type, ev.state_key, bool(plan.current_delta)):
+            return None
+        room_nid = stored.room_nid
+        self.acls.drop([room_nid])
+        return lambda: self.acls.changed([room_nid])
 
     async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
         """One PDU of an inbound transaction: None when accepted (or already known),
