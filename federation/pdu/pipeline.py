@@ -86,6 +86,10 @@ NO_STATE = "Cannot determine the state before the event"
 PREVS_NOT_GIVEN = "The sending server did not give this event's prev events"
 
 
+# ("group", state group, keys) or ("current", None, keys) -> those keys' events.
+ReadMemo = dict[tuple[str, int | None, tuple[tuple[str, str], ...]], dict[tuple[str, str], Event]]
+
+
 @dataclass
 class Prefetched:
     """What the network gave before the room's lock was taken."""
@@ -124,9 +128,12 @@ class PduPipeline:
         self.acls.drop([room_nid])
         return lambda: self.acls.changed([room_nid])
 
-    async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
+    async def handle_pdu(
+        self, origin: str, pdu: Any, checked: tuple[Event, bool] | None = None
+    ) -> str | None:
         """One PDU of an inbound transaction: None when accepted (or already known),
-        else the error string for the transaction's per-PDU result."""
+        else the error string for the transaction's per-PDU result. ``checked``:
+        steps 1-3 already passed for this PDU in this room (``federation.pdu.chain``)."""
         try:
             room = await self.rooms.rooms.get_room(room_id_of(pdu))
         except PduDropped as e:
@@ -136,7 +143,7 @@ class PduPipeline:
         if not await self.server_allowed(room, origin):
             return _refused(origin, pdu, room, "Server is denied by the room's ACL")
         try:
-            event, redacted = await self.fetcher.check(pdu, room.version)
+            event, redacted = checked or await self.fetcher.check(pdu, room.version)
         except PduDropped as e:
             _refused(origin, pdu, room, e.reason)
             return "Invalid event or signature"
@@ -283,11 +290,17 @@ class PduPipeline:
         return error
 
     async def _state_for_keys(
-        self, before: StateBefore, keys: list[tuple[str, str]]
+        self, before: StateBefore, keys: list[tuple[str, str]], reads: ReadMemo | None = None
     ) -> dict[tuple[str, str], Event]:
         if before.ids is None:
+            memo_key = ("group", before.group, tuple(keys))
+            if reads is not None and memo_key in reads:
+                return reads[memo_key]
             found = await self.rooms.state_at(before.group, keys)
-            return {k: s.event for k, s in found.items()}
+            at_group = {k: s.event for k, s in found.items()}
+            if reads is not None:
+                reads[memo_key] = at_group
+            return at_group
         wanted = {k: before.ids[k] for k in keys if k in before.ids}
         events = await self.graph.events_of(wanted.values())
         return {k: events[i] for k, i in wanted.items() if i in events}
@@ -295,16 +308,35 @@ class PduPipeline:
     async def _check_and_persist(
         self, room: RoomInfo, event: Event, before: StateBefore, backfilled: bool = False
     ) -> tuple[StoredEvent, str | None]:
+        plan, reason = await self.check(room, event, before, backfilled)
+        if reason is None and not plan.soft_failed and not backfilled:
+            plan = await self._with_current_state(room, event, before, plan)
+        stored = await self.rooms.persister.persist(plan, room.room_nid)
+        return stored, reason
+
+    async def check(
+        self,
+        room: RoomInfo,
+        event: Event,
+        before: StateBefore,
+        backfilled: bool = False,
+        reads: ReadMemo | None = None,
+    ) -> tuple[PersistPlan, str | None]:
+        """Steps 4-6 for one event: its persist plan (the state it sits on, soft-failed
+        or not; the current state untouched) and the reason it is rejected, if it is.
+
+        ``reads``: state reads shared by events checked together on the same state
+        (a chain of messages, ``federation.pdu.chain``), each read once."""
         rv = room.version
         keys = auth_types_for_event(event.type, event.state_key, event.sender, event.content, rv)
         keys = [*keys, CREATE_KEY]
         if event.is_state():
             keys.append(event.state_tuple())
-        state_before = await self._state_for_keys(before, keys)
+        state_before = await self._state_for_keys(before, keys, reads)
         if backfilled:
             current = state_before  # history: never soft-failed against today's state
         else:
-            current = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+            current = await self._current_for_keys(room, keys, reads)
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
         create = state_before.get(CREATE_KEY) or await self.auth.create_event(room)
@@ -319,6 +351,9 @@ class PduPipeline:
                 create_event=create,
                 keys=self.auth.keys,
                 rejected_event_ids=rejected_auth,
+                # Every event reaching here passed EventFetcher.check (steps 1-3)
+                # when it was received or fetched.
+                format_and_signatures_checked=True,
             )
             soft_failed = result.soft_fail_reason is not None
         except EventRejected as e:
@@ -337,10 +372,18 @@ class PduPipeline:
             rejected_reason=reason,
             backfilled=backfilled,
         )
-        if reason is None and not soft_failed and not backfilled:
-            plan = await self._with_current_state(room, event, before, plan)
-        stored = await self.rooms.persister.persist(plan, room.room_nid)
-        return stored, reason
+        return plan, reason
+
+    async def _current_for_keys(
+        self, room: RoomInfo, keys: list[tuple[str, str]], reads: ReadMemo | None
+    ) -> dict[tuple[str, str], Event]:
+        memo_key = ("current", None, tuple(keys))
+        if reads is not None and memo_key in reads:
+            return reads[memo_key]
+        found = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+        if reads is not None:
+            reads[memo_key] = found
+        return found
 
     async def _with_current_state(
         self, room: RoomInfo, event: Event, before: StateBefore, plan: PersistPlan

@@ -164,6 +164,7 @@ async def check_event(
     create_event: Event | None,
     keys: KeyLookup,
     rejected_event_ids: Container[str] = (),
+    format_and_signatures_checked: bool = False,
 ) -> CheckResult:
     """Run steps 1-6; raise ``EventRejected`` on 1, 2, 4 and 5.
 
@@ -171,12 +172,16 @@ async def check_event(
     never among the auth events); ``None`` when ``event`` is the create event.
     The state maps need only hold the keys the auth rules read
     (``auth_types_for_event`` and the create event).
+    ``format_and_signatures_checked``: steps 1 and 2 already passed for this very
+    PDU (a received one: ``federation.pdu.fetch.EventFetcher.check`` runs them on
+    receipt, with the keys valid at the event's time), so they are not run twice.
     """
-    try:
-        check_pdu_format(event.pdu, event.room_version)
-    except PduFormatError as e:
-        raise EventRejected("format", e.reason) from None
-    await check_signatures(event, keys)
+    if not format_and_signatures_checked:
+        try:
+            check_pdu_format(event.pdu, event.room_version)
+        except PduFormatError as e:
+            raise EventRejected("format", e.reason) from None
+        await check_signatures(event, keys)
     redact = not check_content_hash(event.pdu)
     verifier = await authoriser_signature(event, keys)
     try:
