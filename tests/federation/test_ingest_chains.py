@@ -16,7 +16,7 @@ from homeserver.events.model import Event
 from homeserver.rooms.persist import AfterCommit, PersistPlan
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.database import Queries, count_statements
-from tests.conftest import ServerFactory
+from tests.conftest import ENGINE, ServerFactory
 from tests.federation.rooms_support import name, register, timeline_bodies
 from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
 
@@ -112,13 +112,14 @@ async def test_a_chain_is_persisted_together(
     with count_statements() as counted:
         results = await fed.rooms.handle_room_pdus(peer.server_name, pdus)
     assert results == [None] * len(pdus)
-    # One read of the room's extremities for the whole chain, not one per PDU.
+    # One read of the room's extremities for the whole chain, not one per PDU (on
+    # PostgreSQL the persisting transaction reads them once more: ``write_order``).
     extremity_reads = [
         n
         for sql, n in counted.by_sql.items()
         if sql.startswith("SELECT event_nid FROM forward_extremities")
     ]
-    assert sum(extremity_reads) == 1
+    assert sum(extremity_reads) == (2 if ENGINE == "postgres" else 1)
     assert await timeline_bodies(api, alice, room_id) == bodies
     await api.__aexit__(None, None, None)
 
