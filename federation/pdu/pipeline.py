@@ -337,6 +337,8 @@ class PduPipeline:
             current = state_before  # history: never soft-failed against today's state
         else:
             current = await self._current_for_keys(room, keys, reads)
+            if _same_events(current, state_before):
+                current = state_before  # the linear case: no third run of the auth rules
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
         create = state_before.get(CREATE_KEY) or await self.auth.create_event(room)
@@ -353,7 +355,7 @@ class PduPipeline:
                 rejected_event_ids=rejected_auth,
                 # Every event reaching here passed EventFetcher.check (steps 1-3)
                 # when it was received or fetched.
-                format_and_signatures_checked=True,
+                receipt_checked=True,
             )
             soft_failed = result.soft_fail_reason is not None
         except EventRejected as e:
@@ -437,6 +439,10 @@ class PduPipeline:
             event_in_current=in_current,
             member_changes=member_changes,
         )
+
+
+def _same_events(a: dict[tuple[str, str], Event], b: dict[tuple[str, str], Event]) -> bool:
+    return a.keys() == b.keys() and all(e.event_id == b[k].event_id for k, e in a.items())
 
 
 def _refused(origin: str, pdu: Any, room: RoomInfo | None, reason: str) -> str:
