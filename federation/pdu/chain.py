@@ -39,7 +39,7 @@ there were chains (so a failure that repeats costs one chain, not one per PDU).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from federation.pdu.parse import PduDropped, room_id_of
@@ -54,8 +54,15 @@ log = logging.getLogger("myelin.federation.pdu")
 
 REDACTION = "m.room.redaction"
 
-# PDU index -> its steps 1-3 outcome (event, content hash failed), within one call.
-Checked = dict[int, tuple[Event, bool]]
+
+@dataclass
+class _Progress:
+    """One call of ``handle_many``: each PDU's steps 1-3 outcome (event, content hash
+    failed) by index, so none is checked twice; and whether a chain was rolled back
+    (then the rest go one by one)."""
+
+    checked: dict[int, tuple[Event, bool]] = field(default_factory=dict)
+    one_by_one: bool = False
 
 
 def chains_onto(event: Event, prev_id: str | None) -> bool:
@@ -78,22 +85,22 @@ class ChainIngest:
         """The results of one room's PDUs of a transaction (as ``handle_pdu`` gives
         them), in order."""
         results: list[str | None] = [None] * len(pdus)
-        checked: Checked = {}
-        rolled_back: list[bool] = []
+        progress = _Progress()
         i = 0
         while i < len(pdus):
-            done = i if rolled_back else await self._chain(origin, pdus, i, checked, rolled_back)
+            done = i if progress.one_by_one else await self._chain(origin, pdus, i, progress)
             if done == i:
-                results[i] = await self.pipeline.handle_pdu(origin, pdus[i], checked.get(i))
+                checked = progress.checked.get(i)
+                results[i] = await self.pipeline.handle_pdu(origin, pdus[i], checked)
                 done = i + 1
             i = done
         return results
 
     async def _candidates(
-        self, origin: str, pdus: list[Any], i: int, checked: Checked
+        self, origin: str, pdus: list[Any], i: int, progress: _Progress
     ) -> tuple[RoomInfo, list[Event]] | None:
-        """The chain from PDU i, checked up to step 3 (None: PDU i does not start one).
-        ``checked`` keeps each PDU's steps 1-3 so that none is checked twice."""
+        """The chain from PDU i, checked up to step 3 (None: PDU i does not start one)."""
+        checked = progress.checked
         try:
             room = await self.rooms.rooms.get_room(room_id_of(pdus[i]))
         except PduDropped:
@@ -116,19 +123,16 @@ class ChainIngest:
             chain.append(event)
         return (room, chain) if chain else None
 
-    async def _chain(
-        self, origin: str, pdus: list[Any], i: int, checked: Checked, rolled_back: list[bool]
-    ) -> int:
-        """Handle a chain starting at PDU i; the index after it (i: none handled). A
-        chain rolled back says so in ``rolled_back``: the rest go one by one."""
-        found = await self._candidates(origin, pdus, i, checked)
+    async def _chain(self, origin: str, pdus: list[Any], i: int, progress: _Progress) -> int:
+        """Handle a chain starting at PDU i; the index after it (i: none handled)."""
+        found = await self._candidates(origin, pdus, i, progress)
         if found is None:
             return i
         room, chain = found
         shown: list[StoredEvent] = []
         try:
             async with self.rooms.lock(room.room_id):
-                written = await self._under_lock(origin, room, chain, shown, rolled_back)
+                written = await self._under_lock(origin, room, chain, shown, progress)
         finally:
             for stored in shown:
                 await self.rooms.after_persist(stored, room)
@@ -140,7 +144,7 @@ class ChainIngest:
         room: RoomInfo,
         chain: list[Event],
         shown: list[StoredEvent],
-        rolled_back: list[bool],
+        progress: _Progress,
     ) -> int:
         """Check and persist the chain's head that sits on the room's only extremity;
         how many PDUs were handled (0: none, they go one by one)."""
@@ -176,7 +180,7 @@ class ChainIngest:
                 origin,
                 type(e).__name__,
             )
-            rolled_back.append(True)
+            progress.one_by_one = True
             return 0
         for stored in written:
             if stored.stream_ordering is not None:
