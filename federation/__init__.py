@@ -163,8 +163,14 @@ class Federation:
             rooms,
             self.relay.sender,
             self.relay.sender,
+            partial_state_joins=self.config.federation.partial_state_joins,
         )
         self.rooms.attach(memberships, reader)
+        # Typing, receipts and presence of a room joined with partial state also go to
+        # the servers the resident named, until the members are all here.
+        self.relay.outbound.servers_in_room = self.rooms.partial.with_partial_servers(
+            self.relay.outbound.servers_in_room
+        )
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
         self.relay.receiver.room_pdus_handler = self.rooms.handle_room_pdus
         self.relay.receiver.event_id_of = self.rooms.event_id_of
@@ -205,6 +211,9 @@ class Federation:
         """Resume sending to every destination with queued items (after a restart)."""
         if self.relay is not None:
             await self.relay.start()
+        if self.rooms is not None:
+            # Rooms joined with partial state before a restart: fetch their whole state.
+            await self.rooms.partial.resume()
 
     def send_across_processes(
         self,
@@ -254,6 +263,8 @@ class Federation:
         return WellKnownServerApi(delegated).routes() if delegated else []
 
     async def close(self) -> None:
+        if self.rooms is not None:
+            await self.rooms.partial.close()
         if self.relay is not None:
             await self.relay.close()
         await self.client.close()

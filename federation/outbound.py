@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from federation.partial_state_store import PartialStateStore
 from homeserver.events.model import Event
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.persist import AfterCommit, PersistPlan
@@ -64,11 +65,21 @@ class OutboundRooms:
         # Our events that a resident server relays for us (our send_join's
         # join): not sent again by the hook.
         self.handshaken: set[str] = set()
+        # Rooms joined with partial state: their resident's servers_in_room count as
+        # in the room until the members are all here (set by FederatedRooms).
+        self.partial: PartialStateStore | None = None
 
     async def servers_in_room(self, room: RoomInfo) -> set[str]:
-        """Servers with a joined member in the room's current state."""
+        """Servers with a joined member in the room's current state (and, while the
+        room's state is partial, those the resident named at our join)."""
         joined = await self.rooms.members.members(room.room_nid, ("join",))
-        return {domain_of(m.user_id) for m in joined}
+        return {domain_of(m.user_id) for m in joined} | await self._partial_servers(room.room_nid)
+
+    async def _partial_servers(self, room_nid: int, q: Queries | None = None) -> set[str]:
+        if self.partial is None:
+            return set()
+        partial = await self.partial.get(room_nid, q)
+        return set() if partial is None else set(partial.servers_in_room)
 
     def must_send(self, stored: StoredEvent, plan: PersistPlan) -> bool:
         """A local event for the room's other servers: ours (or built here for a
@@ -91,6 +102,7 @@ class OutboundRooms:
         if self.outbox is None or not self.must_send(stored, plan):
             return None
         destinations = await self.outbox.joined_servers_in(q, stored.room_nid)
+        destinations |= await self._partial_servers(stored.room_nid, q)
         destinations = self._with_target(stored.event, destinations) - {self.server_name}
         if not destinations:
             return None

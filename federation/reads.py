@@ -101,6 +101,10 @@ class RoomReads:
         self, origin: str, room_id: str, event_id: str, ids_only: bool
     ) -> dict[str, Any]:
         room = await self._room(origin, room_id)
+        partial = self.pipeline.is_partial
+        if partial is not None and await partial(room.room_nid):
+            # Joined with partial state: our state lacks members; another server must answer.
+            raise not_found("This server does not have the room's whole state yet")
         stored = await self._event_in(origin, room, event_id, with_state=True)
         state = await self.graph.state_before(stored)
         if ids_only:  # ids only: the chain is walked without loading its events

@@ -23,9 +23,11 @@ from aiohttp import web
 
 from federation.client import FederationClient
 from federation.keyring import Keyring
+from federation.membership.partial_state import PartialStateJoins
 from federation.membership.remote import RemoteMembership
 from federation.membership.resident import ResidentMembership
 from federation.outbound import OutboundRooms, PduSink, TxnOutbox
+from federation.partial_state_store import PartialStateStore
 from federation.pdu.backfill import RoomBackfiller
 from federation.pdu.chain import ChainIngest
 from federation.pdu.fetch import EventFetcher
@@ -53,6 +55,7 @@ class FederatedRooms:
         rooms: RoomService,
         sink: PduSink,
         outbox: TxnOutbox | None = None,
+        partial_state_joins: bool = False,
     ) -> None:
         self.rooms = rooms
         self.pipeline = PduPipeline(rooms, EventFetcher(client, keyring), keyring)
@@ -71,6 +74,18 @@ class FederatedRooms:
             self.resident,
             self.outbound,
         )
+        self.partial = PartialStateJoins(
+            server_name,
+            clock,
+            client,
+            rooms,
+            self.pipeline,
+            PartialStateStore(rooms.persister.db),
+        )
+        self.pipeline.is_partial = self.partial.is_partial
+        self.outbound.partial = self.partial.store
+        self.remote.partial = self.partial
+        self.remote.partial_enabled = partial_state_joins
         self.reads = RoomReads(server_name, rooms, self.pipeline, self.outbound)
         self.backfiller = RoomBackfiller(server_name, clock, client, self.pipeline, self.outbound)
 
@@ -78,6 +93,7 @@ class FederatedRooms:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)
         self.rooms.persister.txn_hooks.append(self.pipeline.on_persisted)
         self.rooms.invite_exchange = self.remote.exchange_invite
+        self.rooms.full_state_wait = self.partial.wait_for_members
         memberships.remote = self.remote
         self.resident.blocked = memberships.is_blocked
         self.resident.invite_protection = memberships.invite_protection

@@ -10,7 +10,7 @@ from aiohttp import web
 from federation.auth import authenticated, signed_content
 from federation.membership.resident import ResidentMembership
 from federation.reads import RoomReads
-from homeserver.errors import bad_json, missing_param
+from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.http.shell import json_response
 
 V1 = "/_matrix/federation/v1"
@@ -22,6 +22,15 @@ def _query(request: web.Request, name: str) -> str:
     if not value:
         raise missing_param(f"'{name}' is required")
     return value
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter (``omit_members``): absent is false."""
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise invalid_param("Expected 'true' or 'false'")
 
 
 class RoomsFederationApi:
@@ -71,7 +80,11 @@ class RoomsFederationApi:
         m = request.match_info
         return json_response(
             await self.resident.send_join(
-                origin, m["roomId"], m["eventId"], signed_content(request)
+                origin,
+                m["roomId"],
+                m["eventId"],
+                signed_content(request),
+                omit_members=_flag(request.query.get("omit_members")),
             )
         )
 

@@ -176,6 +176,9 @@ class FederationConfig:
     # every inbound request and are never sent to (joins through them fail).
     allow_list: list[str] | None = None
     deny_list: list[str] = field(default_factory=list)
+    # Join remote rooms with partial state (send_join omit_members): the join returns
+    # without the members, which are fetched in the background.
+    partial_state_joins: bool = True
 
 
 @dataclass

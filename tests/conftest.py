@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,21 @@ async def _create_pg_database() -> tuple[str, Callable[[], Awaitable[None]]]:
             await c.close()
 
     return f"{base}/{name}", drop
+
+
+@asynccontextmanager
+async def fresh_database(data_dir: Path) -> AsyncIterator[str]:
+    """The URL of a new database on the engine under test, for a test that starts (and
+    restarts) servers itself: on PostgreSQL dropped on exit, on SQLite a file in
+    ``data_dir``."""
+    if ENGINE != "postgres":
+        yield f"sqlite:///{data_dir / 'homeserver.db'}"
+        return
+    url, drop = await _create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop()
 
 
 def write_data_dir(data_dir: Path, server_name: str) -> None:

@@ -96,6 +96,12 @@ class Api:
         assert r.status == 200, r.body
         return User(r.body["user_id"], r.body["access_token"], r.body["device_id"], password)
 
+    async def register_guest(self) -> User:
+        """A guest account (``kind=guest``; the server must allow guests)."""
+        r = await self.post("/register", {}, params={"kind": "guest"})
+        assert r.status == 200, r.body
+        return User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
+
     async def login(self, user: str, password: str, **extra: Any) -> Reply:
         return await self.post(
             "/login",

@@ -18,6 +18,7 @@ from typing import Any
 
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
+from federation.membership.partial_state import PartialStateJoins
 from federation.membership.resident import ResidentMembership
 from federation.outbound import OutboundRooms
 from federation.pdu.fetch import TooManyEvents
@@ -45,6 +46,8 @@ SUPPORTED_VERSIONS = sorted(KNOWN_ROOM_VERSIONS)
 # A big room's whole state and auth chain (the state is never cut; past this the
 # join fails with an error saying so).
 SEND_JOIN_MAX_BYTES = 256 * 1024 * 1024
+# servers_in_room kept from a send_join answer (a room's distinct servers).
+MAX_SERVERS_IN_ROOM = 10_000
 _TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
 
 
@@ -83,6 +86,17 @@ def _v1_body(resp: Any) -> Any:
     return resp
 
 
+def _servers_if_omitted(resp: Any) -> list[str] | None:
+    """The resident's servers_in_room when it did omit the members (it may not: a
+    server without partial-state joins answers in full, and the join is a full one)."""
+    if not isinstance(resp, dict) or resp.get("members_omitted") is not True:
+        return None
+    servers = resp.get("servers_in_room")
+    if not isinstance(servers, list):
+        servers = []  # required with members_omitted; the server joined through still is one
+    return [s for s in servers if isinstance(s, str)][:MAX_SERVERS_IN_ROOM]
+
+
 def _not_among(pdus: Any, known: set[str], rv: RoomVersion) -> Any:
     """The PDUs whose event id is not in ``known`` (unnameable ones are kept: their
     checks drop them)."""
@@ -119,6 +133,9 @@ class RemoteMembership:
         self.pipeline = pipeline
         self.resident = resident
         self.outbound = outbound
+        # Partial-state joins (config federation.partial_state_joins), set by FederatedRooms.
+        self.partial: PartialStateJoins | None = None
+        self.partial_enabled = False
 
     # ----------------------------------------------------------- directory
 
@@ -223,18 +240,21 @@ class RemoteMembership:
             try:
                 event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
                 event = self._with_content(event, content)
+                partial = await self._may_join_partially(room_id)
                 resp = await self._put_v2_or_v1(
                     server,
                     ("send_join", room_id, event.event_id),
                     event.pdu,
                     event.pdu,
                     SEND_JOIN_MAX_BYTES,
+                    query={"omit_members": "true"} if partial else None,
                 )
             except FederationError as e:
                 log.info("join through %s failed: %s", server, e.error)
                 last = e
                 continue
-            await self._complete_join(server, room_id, rv, event, resp)
+            omitted = _servers_if_omitted(resp) if partial else None
+            await self._complete_join(server, room_id, rv, event, resp, omitted)
             return room_id
         raise _unreachable(last) if last else not_found("No server to join through")
 
@@ -245,11 +265,13 @@ class RemoteMembership:
         body_v2: Any,
         body_v1: Any,
         max_response_bytes: int | None = None,
+        query: dict[str, str] | None = None,
     ) -> Any:
-        """PUT to the v2 endpoint; to the deprecated v1 one if the remote lacks v2."""
+        """PUT to the v2 endpoint; to the deprecated v1 one if the remote lacks v2
+        (``query`` is v2's only: v1 send_join has no ``omit_members``)."""
         try:
             return await self.client.put_json(
-                server, _fed("v2", *path), body_v2, max_response_bytes=max_response_bytes
+                server, _fed("v2", *path), body_v2, query, max_response_bytes=max_response_bytes
             )
         except FederationError as e:
             if not _v2_unknown(e):
@@ -259,10 +281,29 @@ class RemoteMembership:
         )
         return _v1_body(resp)
 
+    async def _may_join_partially(self, room_id: str) -> bool:
+        """Ask for a partial state (``omit_members``) when enabled and the room has no
+        state here yet (a rejoin keeps the full path: its old state groups would not
+        take the missing members in)."""
+        if self.partial is None or not self.partial_enabled:
+            return False
+        room = await self.rooms.rooms.get_room(room_id)
+        return room is None or not await self.rooms.events.extremities(room.room_nid)
+
     async def _complete_join(
-        self, server: str, room_id: str, rv: RoomVersion, event: Event, resp: Any
+        self,
+        server: str,
+        room_id: str,
+        rv: RoomVersion,
+        event: Event,
+        resp: Any,
+        partial_servers: list[str] | None = None,
     ) -> None:
-        """Verify the returned state and auth chain, store them, persist our join."""
+        """Verify the returned state and auth chain, store them, persist our join.
+
+        ``partial_servers``: the resident omitted the members (its servers_in_room):
+        the room is marked partial before the join is persisted and its whole state
+        is fetched in the background (``federation.membership.partial_state``)."""
         if not isinstance(resp, dict):
             raise MatrixError(502, "M_UNKNOWN", "Bad send_join answer")
         signed = resp.get("event")
@@ -304,6 +345,14 @@ class RemoteMembership:
             }
             state_map = {k: stored_state[i].event for k, i in ids.items()}
             auth = await self.rooms.events.by_ids(event.auth_event_ids)
+            if partial_servers is not None:
+                # Memberships the join's auth rules read (ours: an invite) were omitted
+                # with the others; the join's own auth events stand in for them.
+                for a in auth.values():
+                    if a.event.type == MEMBER and a.rejected_reason is None:
+                        state_map.setdefault(a.event.state_tuple(), a.event)
+                        ids.setdefault(a.event.state_tuple(), a.event.event_id)
+                        stored_state.setdefault(a.event.event_id, a)
             try:
                 await check_event(
                     event,
@@ -335,9 +384,19 @@ class RemoteMembership:
                 current_delta=diff(nids, current),
                 member_changes=members,
             )
+            if partial_servers is not None and self.partial is not None:
+                await self.partial.store.mark(
+                    room.room_nid,
+                    event.event_id,
+                    server,
+                    [server, *partial_servers],
+                    self.clock.now_ms(),
+                )
             self.outbound.handshaken.add(event.event_id)
             stored = await self.rooms.persister.persist(plan, room.room_nid)
         await self.rooms.after_persist(stored, room)
+        if partial_servers is not None and self.partial is not None:
+            self.partial.start(room)
 
     async def _room_row(self, room_id: str, create: Event) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)

@@ -38,6 +38,11 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 
 log = logging.getLogger("myelin.federation.membership")
 
+NAME = "m.room.name"
+CANONICAL_ALIAS = "m.room.canonical_alias"
+# How many members name a room without a name (spec: the room summary's m.heroes).
+HEROES = 5
+
 
 def _will_sign(event: Event, server_name: str) -> bool:
     return True
@@ -84,6 +89,13 @@ class ResidentMembership:
         if self.blocked is not None and await self.blocked(room_id):
             raise room_blocked()
 
+    async def _refuse_partial(self, room: RoomInfo) -> None:
+        """A room we joined with partial state: we cannot judge a join or knock, nor
+        give the state, until we hold the members (the requester tries another server)."""
+        partial = self.pipeline.is_partial
+        if partial is not None and await partial(room.room_nid):
+            raise not_found("This server does not have the room's whole state yet")
+
     async def _room(self, origin: str, room_id: str) -> RoomInfo:
         room = await self.rooms.rooms.get_room(room_id)
         if room is None or not await self.rooms.events.extremities(room.room_nid):
@@ -99,6 +111,7 @@ class ResidentMembership:
         room = await self._room(origin, room_id)
         if membership != "leave":
             await self._refuse_blocked(room.room_id)
+            await self._refuse_partial(room)
             if self.server_name not in await self.outbound.servers_in_room(room):
                 # All our users have left: we can no longer vouch for the room's state
                 # (and could not send the event on to anyone).
@@ -143,6 +156,8 @@ class ResidentMembership:
     ) -> tuple[StoredEvent, RoomInfo]:
         """send_join / send_leave / send_knock: check and persist, then relay."""
         room = await self._room(origin, room_id)
+        if membership != "leave":
+            await self._refuse_partial(room)
         event = await self._checked(pdu, room.version)
         if event.event_id != event_id or event.room_id != room.room_id:
             raise bad_json("The event does not match the request path")
@@ -190,20 +205,62 @@ class ResidentMembership:
         pdu = sign_event(event.pdu, self.server_name, self.signing_key, room.version)
         return Event(event.event_id, pdu, room.version)
 
-    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, omit_members: bool = False
+    ) -> dict[str, Any]:
+        """The state before the join and its auth chain. With ``omit_members`` (a
+        partial-state join, spec server-server ``PUT /v2/send_join``), the membership
+        events are left out of the state but for the heroes' when the room has no name
+        or alias, and the auth chain keeps only what the returned events and the join
+        need, without what the state already holds. ``servers_in_room``: the servers
+        with a joined member before the join."""
+        known = await self.rooms.rooms.get_room(room_id)
+        servers = sorted(await self.outbound.servers_in_room(known)) if known else []
         stored, room = await self.send(origin, room_id, event_id, pdu, "join")
         graph = self.pipeline.graph
-        state = await graph.state_before(stored)
-        state_events = await self.rooms.events.by_ids(state.values())
-        chain = await graph.auth_chain([*state.values(), stored.event.event_id])
+        if omit_members:
+            state_events = await self._partial_state(room, stored)
+            returned = set(state_events)
+            chain = await graph.auth_chain([*returned, stored.event.event_id])
+            auth = [s.event.pdu for i, s in chain.items() if i not in returned]
+        else:
+            state = await graph.state_before(stored)
+            state_events = await self.rooms.events.by_ids(state.values())
+            chain = await graph.auth_chain([*state.values(), stored.event.event_id])
+            auth = [s.event.pdu for s in chain.values()]
         return {
             "origin": self.server_name,
             "state": [s.event.pdu for s in state_events.values()],
-            "auth_chain": [s.event.pdu for s in chain.values()],
+            "auth_chain": auth,
             "event": stored.event.pdu,
-            "members_omitted": False,
-            "servers_in_room": sorted(await self.outbound.servers_in_room(room)),
+            "members_omitted": omit_members,
+            "servers_in_room": servers,
         }
+
+    async def _partial_state(self, room: RoomInfo, join: StoredEvent) -> dict[str, StoredEvent]:
+        """The state before the join without membership events, but for the heroes'
+        when the room has neither a name nor a canonical alias (the joining server
+        names the room from them until it has the whole state). Only the events
+        returned are loaded, never the members'."""
+        assert join.state_group is not None
+        nids = await self.rooms.state.state_at_group(join.state_group)
+        keys = await self.rooms.rooms.keys_for_nids(nids.keys())
+        wanted = {keys[k]: n for k, n in nids.items() if k in keys and keys[k][0] != MEMBER}
+        if not ({(NAME, ""), (CANONICAL_ALIAS, "")} & wanted.keys()):
+            members = self.rooms.members
+            joiner = join.event.sender
+            heroes = await members.earliest(room.room_nid, joiner, ("join", "invite"), HEROES)
+            if not heroes:
+                heroes = await members.earliest(room.room_nid, joiner, ("leave", "ban"), HEROES)
+            by_key = {key: k for k, key in keys.items() if key[0] == MEMBER}
+            for h in heroes:
+                k = by_key.get((MEMBER, h))
+                if k is not None:
+                    wanted[(MEMBER, h)] = nids[k]
+        # The group holds the state after the join: the joiner's own membership is a
+        # member key (never a hero), so what is left is the state before it.
+        found = await self.rooms.events.by_nids(wanted.values())
+        return {s.event.event_id: s for s in found.values()}
 
     async def send_knock(
         self, origin: str, room_id: str, event_id: str, pdu: Any

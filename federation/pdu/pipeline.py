@@ -30,6 +30,11 @@ in the room (issue 9, head-of-line blocking). So the network comes first::
         -> fetch those events from the origin (bounded), lock, try once more;
            still missing: the event is refused, logged once with the origin
 
+A room joined with partial state (``federation.membership.partial_state``)
+lacks most memberships until its resync: a membership the auth rules read that
+the state does not hold is then taken from the event's own auth events (which
+passed step 4) for steps 5 and 6, instead of reading as "not in the room".
+
 Every event refused (dropped, rejected, or left without auth events or
 state), soft-failed or redacted for a bad content hash is logged once, at
 INFO, with the server it came from and never its content.
@@ -52,6 +57,7 @@ no sync token covers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +114,9 @@ class PduPipeline:
         self.auth = AuthFetcher(rooms, self.graph, fetcher, keyring)
         self.state = StateAtIncoming(self.graph, fetcher, self.auth)
         self.acls = ServerAclCache()
+        # Whether a room was joined with partial state and still lacks members
+        # (``federation.membership.partial_state``); set by FederatedRooms.
+        self.is_partial: Callable[[int], Awaitable[bool]] | None = None
 
     async def server_allowed(self, room: RoomInfo, server_name: str) -> bool:
         async def read() -> dict[str, Any] | None:
@@ -341,6 +350,10 @@ class PduPipeline:
                 current = state_before  # the linear case: no third run of the auth rules
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
+        if self.is_partial is not None and await self.is_partial(room.room_nid):
+            state_before, current = _partial_memberships(
+                keys, state_before, current, auth.values(), backfilled
+            )
         create = state_before.get(CREATE_KEY) or await self.auth.create_event(room)
         reason: str | None = None
         soft_failed = False
@@ -443,6 +456,31 @@ class PduPipeline:
 
 def _same_events(a: dict[tuple[str, str], Event], b: dict[tuple[str, str], Event]) -> bool:
     return a.keys() == b.keys() and all(e.event_id == b[k].event_id for k, e in a.items())
+
+
+def _partial_memberships(
+    keys: list[tuple[str, str]],
+    state_before: dict[tuple[str, str], Event],
+    current: dict[tuple[str, str], Event],
+    auth: Iterable[StoredEvent],
+    backfilled: bool,
+) -> tuple[dict[tuple[str, str], Event], dict[tuple[str, str], Event]]:
+    """A room joined with partial state lacks most memberships until its resync: a
+    membership the auth rules read and the state does not hold yet is taken from the
+    event's own auth events (which passed step 4), rather than read as "not in the
+    room". Memberships the state does hold are judged as ever."""
+    cited = {
+        s.event.state_tuple(): s.event
+        for s in auth
+        if s.event.type == MEMBER and s.rejected_reason is None
+    }
+    before = dict(state_before)
+    now = dict(current)
+    for k in keys:
+        if k[0] == MEMBER and k in cited:
+            before.setdefault(k, cited[k])
+            now.setdefault(k, cited[k])
+    return before, (before if backfilled else now)
 
 
 def _refused(origin: str, pdu: Any, room: RoomInfo | None, reason: str) -> str:

@@ -1,5 +1,12 @@
-"""Table ``event_push_actions`` (DDL and reasons: migration 0050) and the read
-positions /sync and /notifications compare it with.
+"""Tables ``event_push_actions`` (DDL and reasons: migration 0050) and
+``event_push_shared`` (migration 0395), and the read positions /sync and
+/notifications compare them with.
+
+A user's notifications are their own rows (``notify`` or ``highlight`` set: a row
+with neither only hides the shared row of its event from them) and the shared rows
+that cover them: in a room where their ``push_member_spans`` span holds the row's
+position, not sent by them, and with no row of their own for that event
+(``_COVERED``). Every read below is one statement over both.
 
 A user's read position in a room is the stream ordering of the event named
 by their newest ``m.read`` or ``m.read.private`` receipt; per thread, the
@@ -27,17 +34,48 @@ _INSERT = (
     " notify, highlight, actions, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (user_id, event_nid) DO NOTHING"
 )
+_INSERT_SHARED = (
+    "INSERT INTO event_push_shared (event_nid, room_nid, stream_ordering, thread_id, sender,"
+    " notify, highlight, actions, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT (event_nid) DO NOTHING"
+)
+# Shared rows ``s`` that count for user $1 (see the module docstring).
+_COVERED = (
+    "s.sender <> $1 AND EXISTS (SELECT 1 FROM push_member_spans m WHERE m.user_id = $1"
+    " AND m.room_nid = s.room_nid AND m.start_so <= s.stream_ordering"
+    " AND (m.end_so IS NULL OR m.end_so > s.stream_ordering))"
+    " AND NOT EXISTS (SELECT 1 FROM event_push_actions p WHERE p.user_id = $1"
+    " AND p.event_nid = s.event_nid)"
+)
+# The same, reached from the user's spans (reads over all their rooms).
+_SHARED_OF_USER = (
+    "FROM push_member_spans m JOIN event_push_shared s ON s.room_nid = m.room_nid"
+    " AND s.stream_ordering >= m.start_so AND (m.end_so IS NULL OR s.stream_ordering < m.end_so)"
+    " WHERE m.user_id = $1 AND s.sender <> $1 AND NOT EXISTS (SELECT 1 FROM event_push_actions p"
+    " WHERE p.user_id = $1 AND p.event_nid = s.event_nid)"
+)
+_SHARED_COLUMNS = (
+    "m.user_id, s.room_nid, s.event_nid, s.stream_ordering, s.thread_id, s.notify,"
+    " s.highlight, s.actions, s.ts"
+)
+_COUNTED = "(notify = 1 OR highlight = 1)"
 _READ_POSITIONS = (
     "SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos FROM receipts r"
     " JOIN events e ON e.event_id = r.event_id"
     " WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private')"
     " AND r.room_id IN ({rooms}) GROUP BY r.room_id, r.thread_id"
 )
-_COUNTS = (
-    "SELECT thread_id, SUM(notify) AS n, SUM(highlight) AS h, MIN(stream_ordering) AS so"
-    " FROM event_push_actions"
-    " WHERE user_id = $1 AND room_nid = $2 AND stream_ordering > $3 GROUP BY thread_id"
-)
+
+
+def _counted_rows(where: str) -> str:
+    """Every notification row of user $1 matching ``where`` (columns ``room_nid``,
+    ``thread_id``, ``stream_ordering``), own and shared, as one row source."""
+    cols = "room_nid, thread_id, notify, highlight, stream_ordering"
+    return (
+        f"(SELECT {cols} FROM event_push_actions WHERE user_id = $1 AND {_COUNTED}"
+        f" AND ({where}) UNION ALL SELECT {cols} FROM event_push_shared s"
+        f" WHERE ({where}) AND {_COUNTED} AND {_COVERED}) AS u"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +89,35 @@ class PushActionRow:
     highlight: bool
     actions: tuple[Any, ...]
     ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRow:
+    """An event's outcome for every local member joined at it who is neither its
+    sender nor has a ``PushActionRow`` of their own for it."""
+
+    room_nid: int
+    event_nid: int
+    stream_ordering: int
+    thread_id: str
+    sender: str
+    notify: bool
+    highlight: bool
+    actions: tuple[Any, ...]
+    ts: int
+
+    def for_user(self, user_id: str) -> PushActionRow:
+        return PushActionRow(
+            user_id,
+            self.room_nid,
+            self.event_nid,
+            self.stream_ordering,
+            self.thread_id,
+            self.notify,
+            self.highlight,
+            self.actions,
+            self.ts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +160,26 @@ class PushActionStore:
             ],
         )
 
+    async def add_shared_in(self, q: Queries, rows: Sequence[SharedRow]) -> None:
+        if rows:
+            await q.executemany(
+                _INSERT_SHARED,
+                [
+                    (
+                        r.event_nid,
+                        r.room_nid,
+                        r.stream_ordering,
+                        r.thread_id,
+                        r.sender,
+                        int(r.notify),
+                        int(r.highlight),
+                        json.dumps(list(r.actions)),
+                        r.ts,
+                    )
+                    for r in rows
+                ],
+            )
+
     async def read_positions(
         self, user_id: str, room_ids: Sequence[str]
     ) -> dict[str, dict[str, int]]:
@@ -110,12 +197,8 @@ class PushActionStore:
     async def counts_after(
         self, user_id: str, room_nid: int, after: int
     ) -> dict[str, tuple[ThreadCounts, int]]:
-        """thread id -> (counts of rows after ``after``, the oldest such row's ordering)."""
-        rows = await self.db.fetchall(_COUNTS, user_id, room_nid, after)
-        return {
-            str(r["thread_id"]): (ThreadCounts(int(r["n"] or 0), int(r["h"] or 0)), int(r["so"]))
-            for r in rows
-        }
+        """thread id -> (counts of notifications after ``after``, the oldest one's ordering)."""
+        return (await self.counts_after_many(user_id, {room_nid: after}))[room_nid]
 
     async def counts_after_many(
         self, user_id: str, after_by_room: dict[int, int]
@@ -129,8 +212,8 @@ class PushActionStore:
             where = per_room_bounds("stream_ordering", ">", len(chunk), 2)
             rows = await self.db.fetchall(
                 "SELECT room_nid, thread_id, SUM(notify) AS n, SUM(highlight) AS h,"
-                " MIN(stream_ordering) AS so FROM event_push_actions"
-                f" WHERE user_id = $1 AND ({where}) GROUP BY room_nid, thread_id",
+                f" MIN(stream_ordering) AS so FROM {_counted_rows(where)}"
+                " GROUP BY room_nid, thread_id",
                 user_id,
                 *(v for pair in chunk for v in pair),
             )
@@ -144,9 +227,9 @@ class PushActionStore:
     async def counts_in_thread_after(
         self, user_id: str, room_nid: int, thread_id: str, after: int
     ) -> ThreadCounts:
+        where = "room_nid = $2 AND thread_id = $3 AND stream_ordering > $4"
         row = await self.db.fetchone(
-            "SELECT SUM(notify) AS n, SUM(highlight) AS h FROM event_push_actions"
-            " WHERE user_id = $1 AND room_nid = $2 AND thread_id = $3 AND stream_ordering > $4",
+            f"SELECT SUM(notify) AS n, SUM(highlight) AS h FROM {_counted_rows(where)}",
             user_id,
             room_nid,
             thread_id,
@@ -155,32 +238,38 @@ class PushActionStore:
         return ThreadCounts(int(row["n"] or 0), int(row["h"] or 0))
 
     async def notifying_after(self, user_id: str, after: int, limit: int) -> list[PushActionRow]:
-        """The user's first ``limit`` rows that notify, with ``stream_ordering > after``
-        (what a pusher has still to deliver), oldest first."""
-        rows = await self.db.fetchall(
-            f"SELECT {_ROW_COLUMNS} FROM event_push_actions"
-            " WHERE user_id = $1 AND stream_ordering > $2 AND notify = 1"
-            " ORDER BY stream_ordering LIMIT $3",
-            user_id,
-            after,
-            limit,
-        )
-        return [_action_row(r) for r in rows]
+        """The user's first ``limit`` notifications that notify, with ``stream_ordering >
+        after`` (what a pusher has still to deliver), oldest first."""
+        return await self._rows(user_id, "stream_ordering > $2 AND notify = 1", "", [after], limit)
 
     async def notifications(
         self, user_id: str, before: int | None, limit: int, only_highlight: bool
     ) -> list[PushActionRow]:
-        """The user's notification rows, newest first, with ``stream_ordering < before``."""
-        sql = f"SELECT {_ROW_COLUMNS} FROM event_push_actions WHERE user_id = $1"
-        args: list[Any] = [user_id]
+        """The user's notifications, newest first, with ``stream_ordering < before``."""
+        where = [_COUNTED]
+        args: list[Any] = []
         if before is not None:
             args.append(before)
-            sql += f" AND stream_ordering < ${len(args)}"
+            where.append("stream_ordering < $2")
         if only_highlight:
-            sql += " AND highlight = 1"
-        args.append(limit)
-        sql += f" ORDER BY stream_ordering DESC LIMIT ${len(args)}"
-        rows = await self.db.fetchall(sql, *args)
+            where.append("highlight = 1")
+        return await self._rows(user_id, " AND ".join(where), "DESC", args, limit)
+
+    async def _rows(
+        self, user_id: str, where: str, order: str, args: list[Any], limit: int
+    ) -> list[PushActionRow]:
+        """Own and shared rows of the user matching ``where`` (parameters from $2), the
+        first ``limit`` by stream ordering (``order``: '' or 'DESC'): each side limited
+        on its own first, so neither is read further than the answer needs."""
+        n = len(args) + 2
+        sql = (
+            f"SELECT * FROM (SELECT {_ROW_COLUMNS} FROM event_push_actions"
+            f" WHERE user_id = $1 AND {where} ORDER BY stream_ordering {order} LIMIT ${n}) AS a"
+            f" UNION ALL SELECT * FROM (SELECT * FROM (SELECT {_SHARED_COLUMNS} {_SHARED_OF_USER})"
+            f" AS s WHERE {where} ORDER BY stream_ordering {order} LIMIT ${n}) AS b"
+            f" ORDER BY stream_ordering {order} LIMIT ${n}"
+        )
+        rows = await self.db.fetchall(sql, user_id, *args, limit)
         return [_action_row(r) for r in rows]
 
 

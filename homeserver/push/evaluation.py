@@ -13,14 +13,18 @@ event; its notification rows come later, here::
     PushEvaluator (one process: see below):
         events with cursor < stream ordering <= current position, oldest first,
         at most BATCH at a time -> NotificationService.rows_for(each)
-        ONE txn: INSERT event_push_actions rows, cursor := last position
+        ONE txn: member spans (spans_store.py), INSERT event_push_shared rows
+                 (one per event) and event_push_actions rows (the exceptions),
+                 cursor := last position
         after commit: row hooks (pushers), wake sync waiters (workers: bus)
 
 Durable: the cursor is the ``push_evaluated`` row of ``stream_positions``
-(migration 0280), moved in the same transaction as the rows, so every event
-at or below it has its rows, and after a crash the task resumes with the
-first event above it (rows are keyed by user and event, so evaluating an
-event twice writes nothing twice). Positions are handed out in commit order
+(migration 0280), moved in the same transaction as the rows and the member
+spans, so every event at or below it has its rows, and after a crash the task
+resumes with the first event above it (rows are keyed by user and event, shared
+rows by event, spans by user, room and start, so evaluating an event twice
+writes nothing twice). The open spans kept in memory are replaced only after
+the transaction committed, and dropped when it failed. Positions are handed out in commit order
 (``rooms/write_order.py``), so reading up to the events stream's committed
 position never skips an event that commits later.
 
@@ -50,8 +54,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Final
 
-from homeserver.push.actions_store import PushActionRow
-from homeserver.push.notifications import NotificationService
+from homeserver.push.notifications import NOTHING_PUSHED, EventPush, NotificationService
+from homeserver.push.spans_store import MemberSpans
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.storage.database import Database
 
@@ -84,6 +88,7 @@ class PushEvaluator:
         self.db = db
         self.events = events
         self.notifications = notifications
+        self.spans = MemberSpans(db)
         # The cursor as this process last saw it (None: not read yet).
         self.position: int | None = None
         # The highest position persisted by this process (or announced to the runner).
@@ -175,6 +180,7 @@ class PushEvaluator:
 
     def start(self) -> asyncio.Task[None]:
         """Run the evaluation task (main process only)."""
+        self.spans.forget()  # another process may have run it meanwhile
         task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")
         self._task = task
 
@@ -219,7 +225,7 @@ class PushEvaluator:
                 continue
             await self._wake.wait()
 
-    async def _rows(self, stored: StoredEvent) -> list[PushActionRow]:
+    async def _rows(self, stored: StoredEvent) -> EventPush:
         """The event's rows. An event that fails ``MAX_FAILURES`` times in a row (a bug
         that some content triggers) is passed over without rows, logged, rather than
         holding every later event's notifications, and every /sync, behind it."""
@@ -231,7 +237,7 @@ class PushEvaluator:
                 self._failures = {stored.event_nid: failures}
                 raise
             log.exception("push rules of %s failed; it notifies nobody", stored.event.event_id)
-            rows = []
+            rows = NOTHING_PUSHED
         # Only this event's count: the batch is tried again from its start, so an event
         # before a failing one succeeds on every try and must not reset the other's.
         self._failures.pop(stored.event_nid, None)
@@ -250,21 +256,34 @@ class PushEvaluator:
         found = await self.db.fetchall(_PENDING, cursor, upto, BATCH)
         nids = [int(r["event_nid"]) for r in found]
         by_nid = await self.events.by_nids(nids)
-        done: list[tuple[StoredEvent, list[PushActionRow]]] = []
+        done: list[tuple[StoredEvent, EventPush]] = []
         for nid in nids:
             stored = by_nid.get(nid)
             if stored is not None:
                 done.append((stored, await self._rows(stored)))
         # All of them, or the last of a full batch: every position in between is evaluated.
         end = upto if len(nids) < BATCH else int(found[-1]["stream_ordering"])
-        rows = [row for _, event_rows in done for row in event_rows]
-        async with self.db.transaction() as q:
-            await self.notifications.store.add_in(q, rows)
-            await q.execute(_MOVE, end)
+        spans = await self.spans.plan(
+            (stored.room_nid, int(stored.stream_ordering or 0), push.joined)
+            for stored, push in done
+            if push.joined is not None
+        )
+        store = self.notifications.store
+        try:
+            async with self.db.transaction() as q:
+                await self.spans.apply_in(q, spans)
+                await store.add_shared_in(q, [p.shared for _, p in done if p.shared is not None])
+                await store.add_in(q, [row for _, push in done for row in push.rows])
+                await q.execute(_MOVE, end)
+        except BaseException:
+            self.spans.forget()
+            raise
+        self.spans.committed(spans)
         self._advance(end)
         if self.publish is not None:
             self.publish(PUSH_EVALUATED, [str(end)])
-        for stored, event_rows in done:
+        for stored, push in done:
+            event_rows = push.notified() if self.notifications.row_hooks else []
             if not event_rows:
                 continue
             for hook in self.notifications.row_hooks:

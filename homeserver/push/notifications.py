@@ -2,17 +2,23 @@
 
 Design note
 -----------
-``rows_for`` gives the ``event_push_actions`` rows of one committed event:
-for every local member joined in the state before it (and a local invitee
-of an invite) except the sender, that member's push rules
+``rows_for`` gives the notification rows of one committed event: for every
+local member joined in the state before it (and a local invitee of an
+invite) except the sender, that member's push rules
 (``evaluator.evaluate``) with the room facts the conditions need, read once
 per event: joined member count, the members' display names, the sender's
 power level (``rooms/auth/power_levels.py``, the only rule for it: v12
-creators outrank every level) and the ``notifications`` levels. Only events
-that notify or highlight get a row. It runs after the send answered, in
-``PushEvaluator`` (evaluation.py: stream order, a durable cursor moved with
-the rows), so a send costs the same in a room of ten members as in one of ten
-thousand. /sync then counts rows after the user's read receipt
+creators outrank every level) and the ``notifications`` levels. Members with
+the default outcome (most of them: default rules, not singled out) share ONE
+``event_push_shared`` row, which covers every local member joined at the
+event (``spans_store.py``); a member whose outcome differs gets an
+``event_push_actions`` row of their own (which may notify nobody: it hides
+the shared row from them), and so does an invitee whose outcome notifies.
+A message in a room of ten thousand thus writes one row, not ten thousand.
+It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
+order, a durable cursor moved with the rows), so a send costs the same in a room
+of ten members as in one of ten thousand. /sync then counts rows (own and
+shared: ``actions_store.py``) after the user's read receipt
 (``unread_counts``, once the cursor has reached the sync's upper bound) and
 ``GET /notifications`` pages through them; nothing re-scans room history.
 """
@@ -24,7 +30,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.errors import invalid_param
-from homeserver.push.actions_store import MAIN, PushActionRow, PushActionStore, ThreadCounts
+from homeserver.push.actions_store import (
+    MAIN,
+    PushActionRow,
+    PushActionStore,
+    SharedRow,
+    ThreadCounts,
+)
 from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
 from homeserver.push.rules import build_ruleset, ordered
 from homeserver.push.service import PushRuleService
@@ -97,6 +109,29 @@ class _Shared:
 
 
 @dataclass(frozen=True, slots=True)
+class EventPush:
+    """One event's evaluation: the rows it writes, and the local members joined at it,
+    whom its shared row covers (None: not known, e.g. an out-of-band invite; the
+    members' spans then stay as they are: ``spans_store.py``)."""
+
+    rows: list[PushActionRow]  # members' own rows; some may notify nobody
+    shared: SharedRow | None
+    joined: frozenset[str] | None
+
+    def notified(self) -> list[PushActionRow]:
+        """Every member's row that notifies or highlights (what the row hooks get)."""
+        out = [r for r in self.rows if r.notify or r.highlight]
+        if self.shared is not None and self.joined:
+            own = {r.user_id for r in self.rows}
+            own.add(self.shared.sender)
+            out.extend(self.shared.for_user(u) for u in sorted(self.joined) if u not in own)
+        return out
+
+
+NOTHING_PUSHED = EventPush([], None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class UnreadCounts:
     main: ThreadCounts
     threads: dict[str, ThreadCounts]
@@ -121,24 +156,46 @@ class NotificationService:
 
     # ------------------------------------------------------------ evaluation
 
-    async def rows_for(self, stored: StoredEvent) -> list[PushActionRow]:
-        """The notification rows of one committed event: every local member joined in
-        the state before it (and a local invitee of an invite) whose rules notify or
-        highlight. Run by ``PushEvaluator`` after the send answered, in stream order."""
+    async def rows_for(self, stored: StoredEvent) -> EventPush:
+        """The notification rows of one committed event: one shared row for the local
+        members joined in the state before it whose outcome is the default one, and a
+        row of their own for the others (and a local invitee of an invite) whose rules
+        notify or highlight, or whose outcome differs from the shared one. Run by
+        ``PushEvaluator`` after the send answered, in stream order."""
         so = stored.stream_ordering
         if so is None or so <= 0 or stored.redacted_by is not None:
-            return []  # hidden, backfilled, or redacted before it was evaluated
+            return NOTHING_PUSHED  # hidden, backfilled, or redacted before it was evaluated
         ev = stored.event
-        outcomes = await self._evaluate(stored, so)
+        joined, common, outcomes = await self._evaluate(stored, so)
         thread = thread_of(ev.pdu)
-        # Most members share one outcome object (``_evaluate``): its flags, read from the
+        shared: SharedRow | None = None
+        if common is not None and (common.notify or common.highlight) and joined:
+            shared = SharedRow(
+                stored.room_nid,
+                stored.event_nid,
+                so,
+                thread,
+                ev.sender,
+                common.notify,
+                common.highlight,
+                common.actions,
+                ev.origin_server_ts,
+            )
+        covered = joined if shared is not None and joined is not None else frozenset[str]()
+        # Most exceptions share a few outcome objects: their flags, read from the
         # actions, are worked out once per distinct outcome, not once per member.
         flags: dict[int, tuple[bool, bool]] = {}
         rows = []
         for user_id, outcome in outcomes:
+            if user_id in covered:
+                if outcome is common or (common is not None and outcome.actions == common.actions):
+                    continue  # the shared row says it
+                # An exception: a row even if it notifies nobody, to hide the shared one.
             flag = flags.get(id(outcome))
             if flag is None:
                 flag = flags[id(outcome)] = (outcome.notify, outcome.highlight)
+            if user_id not in covered and not (flag[0] or flag[1]):
+                continue
             rows.append(
                 PushActionRow(
                     user_id,
@@ -152,10 +209,15 @@ class NotificationService:
                     ev.origin_server_ts,
                 )
             )
-        return rows
+        return EventPush(rows, shared, joined)
 
-    async def _evaluate(self, stored: StoredEvent, so: int) -> list[tuple[str, Outcome]]:
-        """Outcomes that notify or highlight, in the state before the event.
+    async def _evaluate(
+        self, stored: StoredEvent, so: int
+    ) -> tuple[frozenset[str] | None, Outcome | None, list[tuple[str, Outcome]]]:
+        """The local members joined in the state before the event (None for an outlier:
+        not known), the outcome of default rules for those the event does not single
+        out (None if nobody has it), and every local member's outcome (the sender's
+        aside; ``_NOTHING`` where no rule matched), that very object for the former.
 
         Members are read from ``room_memberships`` (current), and those whose membership
         changed at or after the event are looked up in the state before it, so a user who
@@ -176,7 +238,7 @@ class NotificationService:
             if ev.state_key.endswith(suffix):
                 invitee = ev.state_key
         if not changed and invitee is None and not any(u.endswith(suffix) for u in stable):
-            return []
+            return (None if stored.outlier else frozenset()), None, []
         # Display names only matter to ``contains_display_name``, which needs a string
         # ``content.body``: without one (joins, reactions, state) the members' events are
         # not read at all, which keeps a join into a big room from loading every member.
@@ -193,12 +255,13 @@ class NotificationService:
             member = state.get(("m.room.member", user_id))
             if member is not None and member.event.membership == "join":
                 joined.add(user_id)
+        local = None if stored.outlier else frozenset(u for u in joined if u.endswith(suffix))
         users = {u for u in joined if u.endswith(suffix)}
         if invitee is not None:
             users.add(invitee)
         users.discard(ev.sender)
         if not users:
-            return []
+            return local, None, []
         pl_stored = state.get(POWER_LEVELS)
         create_stored = state.get(CREATE)
         pl_event = pl_stored.event if pl_stored is not None else None
@@ -219,7 +282,6 @@ class NotificationService:
         memo: Memo = {}
         shared = _Shared(ev.pdu)
         common: Outcome | None = None
-        common_counts = False
         # The context of "anyone"; a member's own differs in their id and display name.
         base = PushContext(
             user_id=_ANYONE,
@@ -238,15 +300,12 @@ class NotificationService:
             if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
                 if common is None:
                     common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
-                    common_counts = common.notify or common.highlight
-                if common_counts:
-                    out.append((user_id, common))
+                out.append((user_id, common))
                 continue
             ctx = replace(base, user_id=user_id, display_name=name)
             outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
-            if outcome is not None and (outcome.notify or outcome.highlight):
-                out.append((user_id, outcome))
-        return out
+            out.append((user_id, outcome or _NOTHING))
+        return local, common, out
 
     async def _state_before(
         self, stored: StoredEvent, keys: list[StateKey]

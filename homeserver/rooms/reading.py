@@ -108,6 +108,7 @@ class RoomReader:
     ) -> list[dict[str, Any]]:
         room = await self.rooms.room_or_forbidden(room_id)
         left = await self._view(user_id, room)
+        await self.rooms.wait_full_state(room)
         group = None if left is None else left.state_group
         if at is not None:
             # The state at a position, but never past the user's own leave.
@@ -138,6 +139,7 @@ class RoomReader:
         me = await self.rooms.members.get(room.room_nid, user_id)
         if me is None or me.membership != "join":
             raise not_in_room()
+        await self.rooms.wait_full_state(room)
         joined = await self.rooms.members.members(room.room_nid, ("join",))
         found = await self.rooms.events.by_nids(m.event_nid for m in joined)
         out: dict[str, dict[str, Any]] = {}

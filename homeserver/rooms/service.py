@@ -151,6 +151,10 @@ class RoomService:
         # federation (FederatedRooms.attach), whose membership handshakes are built on
         # this service: a real cycle.
         self.invite_exchange: InviteExchange | None = None
+        # Rooms joined over federation with partial state (no members yet): waits,
+        # bounded, until the room's whole state is here; whether it is. None without
+        # federation (FederatedRooms.attach binds it).
+        self.full_state_wait: Callable[[RoomInfo], Awaitable[bool]] | None = None
         # Checks local users' events before they are built (content_policy config).
         self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
@@ -176,6 +180,13 @@ class RoomService:
         if server_name == self.server_name and key_id == self.signing_key.key_id:
             return self.signing_key.verify_key
         return None
+
+    async def wait_full_state(self, room: RoomInfo) -> None:
+        """Before reading a whole member list: a room joined with partial state is
+        given (a bounded) time to get its members; past that the members known are
+        served."""
+        if self.full_state_wait is not None and not await self.full_state_wait(room):
+            log.warning("serving %s's members before its state is complete", room.room_id)
 
     async def room_or_forbidden(self, room_id: str) -> RoomInfo:
         room = await self.rooms.get_room(room_id)

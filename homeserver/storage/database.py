@@ -147,10 +147,36 @@ class Database(ABC):
 # --------------------------------------------------------------------- SQLite
 
 
+# Each statement is one job on the connection's aiosqlite thread: execute, read and
+# close the cursor there in one go. (Through aiosqlite's cursor API a fetch was three
+# jobs, execute, fetch and close, each a hand-off between the event loop and the
+# thread; on a busy 2-core machine those hand-offs were most of a /sync's CPU.)
+# ``Connection._execute`` is how aiosqlite's own ``Cursor`` queues work on the thread.
+
+
+def _run_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> None:
+    conn._conn.execute(sql, args).close()
+
+
+def _fetchone_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> Any:
+    cur = conn._conn.execute(sql, args)
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()  # no half-read statement keeps its read snapshot
+
+
+def _fetchall_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> list[Any]:
+    cur = conn._conn.execute(sql, args)
+    try:
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
 async def _run(conn: Any, sql: str, args: Sequence[Any] = ()) -> None:
     """Execute and close the cursor at once, so no half-read statement keeps a lock."""
-    async with conn.execute(sql, args):
-        pass
+    await conn._execute(_run_in_thread, conn, sql, args)
 
 
 class _SqliteQueries:
@@ -169,13 +195,14 @@ class _SqliteQueries:
 
     async def fetchone(self, sql: str, *args: Any) -> Any:
         _note(sql)
-        async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
-            return await cur.fetchone()
+        conn = self._conn
+        return await conn._execute(_fetchone_in_thread, conn, to_sqlite_sql(sql), args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
         _note(sql)
-        async with self._conn.execute(to_sqlite_sql(sql), args) as cur:
-            return list(await cur.fetchall())
+        conn = self._conn
+        rows: list[Any] = await conn._execute(_fetchall_in_thread, conn, to_sqlite_sql(sql), args)
+        return rows
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchone(sql, *args)

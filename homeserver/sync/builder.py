@@ -26,13 +26,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from homeserver.errors import MatrixError
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
+from homeserver.sync.ignored import IgnoredUsers
 from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
@@ -45,7 +45,6 @@ from homeserver.userdata.filtering import room_allowed
 __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
-IGNORED_USERS = "m.ignored_user_list"
 # How far back through the user's membership events to look for their state at a token.
 MAX_MEMBERSHIP_HOPS = 8
 
@@ -67,6 +66,7 @@ class SyncBuilder:
         self.timeline = RoomTimeline(rooms, visibility, serializer, store)
         self._extras = RoomExtras(sources)
         self._user = UserSections(sources, rooms.members)
+        self._ignored_users = IgnoredUsers(sources.account_data)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
@@ -75,24 +75,33 @@ class SyncBuilder:
         with self.notifier.listen(req.user_id, *peeked) as listener:
             await self._user.set_presence(SyncContext(req))
             first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
-            result = await self._build(first)
-            if req.since is None or req.full_state or req.timeout_ms <= 0:
-                return result
+            heads = await self.store.stream_heads()
+            result: dict[str, Any] | None = None
+            if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
+                result = await self._build(first, heads)
+                if req.since is None or req.full_state or req.timeout_ms <= 0:
+                    return result
+            # else: a long-poll at the head of every stream (the usual case: the client
+            # sends the token it was just given) would build an empty answer; it waits
+            # first and builds once, when woken or at its timeout.
             deadline = time.monotonic() + req.timeout_ms / 1000
-            while _is_empty(result):
+            while result is None or _is_empty(result):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 if not await listener.wait(remaining):
                     break
                 result = await self._build(SyncContext(req, flt, req.since))
+            if result is None:
+                result = await self._build(first)
             return result
 
     async def positions(self) -> StreamToken:
         return _token(await self.store.stream_heads(), self.src.typing.current_token())
 
-    async def _build(self, ctx: SyncContext) -> dict[str, Any]:
-        heads = await self.store.stream_heads()  # one statement for all of them
+    async def _build(self, ctx: SyncContext, heads: StreamHeads | None = None) -> dict[str, Any]:
+        if heads is None:
+            heads = await self.store.stream_heads()  # one statement for all of them
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
         return await self._build_at(ctx)
@@ -142,16 +151,7 @@ class SyncBuilder:
 
     async def _ignored(self, ctx: SyncContext) -> frozenset[str]:
         """The user's ignored users (spec: "Ignoring Users")."""
-        try:
-            content = await self.src.account_data.get(
-                ctx.req.user_nid, ctx.user_id, None, IGNORED_USERS
-            )
-        except MatrixError:
-            return frozenset()
-        ignored = content.get("ignored_users")
-        if not isinstance(ignored, dict):
-            return frozenset()
-        return frozenset(u for u in ignored if isinstance(u, str) and u != ctx.user_id)
+        return await self._ignored_users.get(ctx.req.user_nid, ctx.user_id, ctx.now.account_data)
 
     async def _joined_at(self, m: Membership, since: int) -> bool:
         """Was the user already joined at ``since``? (A join that replaced a join is a
@@ -386,6 +386,26 @@ def _nothing_new(body: dict[str, Any]) -> bool:
         or body["state"]["events"]
         or body["ephemeral"]["events"]
         or body["account_data"]["events"]
+    )
+
+
+def _nothing_to_build(req: SyncRequest, heads: StreamHeads, typing: str, peeks: list[Peek]) -> bool:
+    """Whether an incremental long-poll's token is at the head of every stream, so
+    that a build now would answer nothing (every section reads its stream after the
+    token; a peek not yet delivered is the one thing that does not move a stream)."""
+    since = req.since
+    return (
+        since is not None
+        and not req.full_state
+        and req.timeout_ms > 0
+        and since.typing == typing
+        and since.events >= heads.events
+        and since.to_device >= heads.to_device
+        and since.device_lists >= heads.device_lists
+        and since.account_data >= heads.account_data
+        and since.receipts >= heads.receipts
+        and since.presence >= heads.presence
+        and all(p.delivered_at is not None for p in peeks)
     )
 
 

@@ -3,6 +3,12 @@
 A filter is checked against the spec's schema (``userdata.filtering.parse_filter``)
 before it is stored, stored as sent, and never changed. ``load`` is what
 /sync and /messages call with their ``filter`` parameter: an id or inline JSON.
+
+Every /sync names its filter again, so ``load`` keeps the parsed filters it
+answered with: a stored filter is never changed or deleted and its id never
+reused (AUTOINCREMENT / identity), so one read per (user, id) is right in every
+process without any invalidation; inline JSON parses to the same filter every
+time. Both caches are bounded; errors are not kept.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from homeserver.storage.database import Database
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter, parse_filter
 
 _MAX_FILTER_ID = 2**62
+# Parsed filters kept per process (by user and id, and by inline text).
+MAX_CACHED_FILTERS = 10_000
 
 
 class FilterStore:
@@ -41,6 +49,8 @@ class FilterStore:
 class FilterService:
     def __init__(self, store: FilterStore) -> None:
         self.store = store
+        self._by_id: dict[tuple[int, str], Filter] = {}
+        self._inline: dict[str, Filter] = {}
 
     async def create(self, user_nid: int, raw: dict[str, Any]) -> str:
         """Check ``raw`` (400 on a schema error) and store it; the new filter id."""
@@ -66,13 +76,28 @@ class FilterService:
         if not filter_param:
             return DEFAULT_FILTER
         if filter_param.startswith("{"):
+            found = self._inline.get(filter_param)
+            if found is None:
+                try:
+                    found = parse_filter(json.loads(filter_param))
+                except ValueError:
+                    raise invalid_param("Invalid filter: not JSON") from None
+                except MatrixError as e:
+                    raise invalid_param(f"Invalid filter: {e.error}") from None
+                _keep(self._inline, filter_param, found)
+            return found
+        key = (user_nid, filter_param)
+        found = self._by_id.get(key)
+        if found is None:
             try:
-                return parse_filter(json.loads(filter_param))
-            except ValueError:
-                raise invalid_param("Invalid filter: not JSON") from None
-            except MatrixError as e:
-                raise invalid_param(f"Invalid filter: {e.error}") from None
-        try:
-            return parse_filter(await self.get_json(user_nid, filter_param))
-        except MatrixError:
-            raise invalid_param("Unknown filter id") from None
+                found = parse_filter(await self.get_json(user_nid, filter_param))
+            except MatrixError:
+                raise invalid_param("Unknown filter id") from None
+            _keep(self._by_id, key, found)
+        return found
+
+
+def _keep(cache: dict[Any, Filter], key: Any, value: Filter) -> None:
+    if len(cache) >= MAX_CACHED_FILTERS:
+        cache.clear()
+    cache[key] = value

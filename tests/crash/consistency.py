@@ -63,6 +63,18 @@ CHECKS: dict[str, str] = {
         " ON e.event_nid = p.event_nid WHERE e.event_nid IS NULL"
         " OR e.stream_ordering IS NULL OR e.stream_ordering <> p.stream_ordering"
     ),
+    "shared push rows of missing events or at another position": (
+        "SELECT COUNT(*) FROM event_push_shared p LEFT JOIN events e"
+        " ON e.event_nid = p.event_nid WHERE e.event_nid IS NULL"
+        " OR e.stream_ordering IS NULL OR e.stream_ordering <> p.stream_ordering"
+    ),
+    # Spans are opened and closed in stream order: a member has at most one open span
+    # per room, and every closed one ends after it starts.
+    "push member spans open twice or ending before they start": (
+        "SELECT (SELECT COUNT(*) FROM push_member_spans WHERE end_so <= start_so)"
+        " + (SELECT COUNT(*) FROM (SELECT user_id, room_nid FROM push_member_spans"
+        " WHERE end_so IS NULL GROUP BY user_id, room_nid HAVING COUNT(*) > 1) AS d)"
+    ),
     # Client transaction ids map to stored events.
     "transaction ids of missing events": (
         "SELECT COUNT(*) FROM event_txn_ids t LEFT JOIN events e ON e.event_id = t.event_id"
@@ -94,13 +106,19 @@ async def violations(db: Database) -> dict[str, int]:
 
 
 def missing_push_actions_sql() -> str:
-    """Visible messages of others in a room (``$1`` room id) with no row for ``$2``."""
+    """Visible messages of others in a room (``$1`` room id) with no row for ``$2``: none
+    of their own, and no shared row (migration 0395) covering them (a span of theirs
+    holding its position)."""
     return (
         "SELECT COUNT(*) FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
         " WHERE r.room_id = $1 AND e.event_type = 'm.room.message'"
         " AND e.stream_ordering IS NOT NULL AND e.sender <> $2 AND NOT EXISTS"
         " (SELECT 1 FROM event_push_actions p WHERE p.event_nid = e.event_nid"
-        " AND p.user_id = $2)"
+        " AND p.user_id = $2) AND NOT EXISTS"
+        " (SELECT 1 FROM event_push_shared s JOIN push_member_spans m"
+        " ON m.room_nid = s.room_nid AND m.user_id = $2 AND m.start_so <= s.stream_ordering"
+        " AND (m.end_so IS NULL OR m.end_so > s.stream_ordering)"
+        " WHERE s.event_nid = e.event_nid)"
     )
 
 

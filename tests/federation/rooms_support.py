@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from typing import Any
@@ -60,6 +61,19 @@ async def timeline_bodies(api: Api, user: User, room_id: str) -> list[str]:
     return [
         e["content"].get("body") for e in reversed(r.body["chunk"]) if e["type"] == "m.room.message"
     ]
+
+
+async def timeline_sync(
+    api: Api, user: User, since: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """An immediate /sync (from ``since``) with up to ``limit`` timeline events a room."""
+    flt = json.dumps({"room": {"timeline": {"limit": limit}}})
+    path = f"/sync?timeout=0&filter={q(flt)}"
+    if since is not None:
+        path += f"&since={q(since)}"
+    r = await api.get(path, token=user.access_token)
+    assert r.status == 200, r.body
+    return dict(r.body)
 
 
 async def sync_rooms(api: Api, user: User) -> dict[str, Any]:

@@ -15,12 +15,6 @@ from tests.federation.rooms_support import name, q, register, settle
 from tests.helpers import Api, User
 
 
-async def _guest(api: Api) -> User:
-    r = await api.post("/register", {}, params={"kind": "guest"})
-    assert r.status == 200, r.body
-    return User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
-
-
 async def _invites(api: Api, user: User) -> dict[str, Any]:
     r = await api.get("/sync?timeout=0", token=user.access_token)
     assert r.status == 200, r.body
@@ -34,7 +28,7 @@ async def test_guest_accepts_remote_invite_only_where_guests_may_join(
     b = await make_server(federated=True, registration={"allow_guests": True}, **FAST_RETRY)
     api_a, alice = await register(a, "alice")
     api_b, _ = await register(b, "bob")
-    guest = await _guest(api_b)
+    guest = await api_b.register_guest()
     rooms = {}
     for access in ("can_join", "forbidden"):
         r = await api_a.post(

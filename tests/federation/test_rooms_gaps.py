@@ -29,20 +29,10 @@ from tests.federation.rooms_support import (
     settle,
     state_content,
     timeline_bodies,
+    timeline_sync,
 )
 from tests.federation.test_rooms_faults import send_txn
 from tests.helpers import Api, User
-
-TIMELINE = json.dumps({"room": {"timeline": {"limit": 100}}})
-
-
-async def sync(api: Api, user: User, since: str | None = None) -> dict[str, Any]:
-    path = f"/sync?timeout=0&filter={q(TIMELINE)}"
-    if since is not None:
-        path += f"&since={q(since)}"
-    r = await api.get(path, token=user.access_token)
-    assert r.status == 200, r.body
-    return dict(r.body)
 
 
 def timeline_ids(body: dict[str, Any], room_id: str) -> list[str]:
@@ -78,7 +68,7 @@ async def test_gap_beyond_get_missing_events_is_bridged_with_state_ids(
     await send_text(api_a, alice, room_id, "before")
     await settle(a, b)
     assert (await state_content(api_b, bob, room_id, "m.room.topic")) == {"topic": "old topic"}
-    since = (await sync(api_b, bob))["next_batch"]
+    since = (await timeline_sync(api_b, bob))["next_batch"]
     b_name = name(b)
 
     await api_b.__aexit__(None, None, None)
@@ -133,7 +123,7 @@ async def test_gap_beyond_get_missing_events_is_bridged_with_state_ids(
     assert (await state_content(api_b, bob, room_id, "m.room.topic")) == {"topic": "new topic"}
     assert (await state_content(api_a, alice, room_id, "m.room.topic")) == {"topic": "new topic"}
     # Bob's incremental sync shows the newest message (after the fetched ones).
-    ids = timeline_ids(await sync(api_b, bob, since), room_id)
+    ids = timeline_ids(await timeline_sync(api_b, bob, since), room_id)
     assert ids[-1] == newest_id
     assert ids[-1 - MISSING_EVENTS_LIMIT : -1] == gap_ids[-MISSING_EVENTS_LIMIT:]
 
@@ -231,7 +221,7 @@ async def test_event_from_a_user_banned_meanwhile_is_soft_failed(
     await join(api_b, bob, room_id, a)
     await set_topic(api_a, alice, room_id, "alice's topic")
     await settle(a, b)
-    since = (await sync(api_b, bob))["next_batch"]
+    since = (await timeline_sync(api_b, bob))["next_batch"]
 
     # Carol's message and topic, made while she is still joined (as A sees it) ...
     msg, topic = await build_on_current(
@@ -263,7 +253,7 @@ async def test_event_from_a_user_banned_meanwhile_is_soft_failed(
     # A control message from alice arrives normally and is shown and pushed.
     control = await send_text(api_a, alice, room_id, "control")
     await settle(a, b)
-    body = await sync(api_b, bob, since)
+    body = await timeline_sync(api_b, bob, since)
     ids = timeline_ids(body, room_id)
     assert control in ids
     assert msg_id not in ids and topic_id not in ids

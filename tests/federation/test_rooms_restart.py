@@ -8,7 +8,6 @@ order, both in /messages and in an incremental /sync.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tests.conftest import RestartFn, ServerFactory
@@ -20,19 +19,9 @@ from tests.federation.rooms_support import (
     send_text,
     settle,
     timeline_bodies,
+    timeline_sync,
 )
-from tests.helpers import Api, User
-
-TIMELINE = json.dumps({"room": {"timeline": {"limit": 50}}})
-
-
-async def sync(api: Api, user: User, since: str | None = None) -> dict[str, Any]:
-    path = f"/sync?timeout=0&filter={q(TIMELINE)}"
-    if since is not None:
-        path += f"&since={q(since)}"
-    r = await api.get(path, token=user.access_token)
-    assert r.status == 200, r.body
-    return dict(r.body)
+from tests.helpers import Api
 
 
 def messages_in(body: dict[str, Any], room_id: str) -> list[str]:
@@ -62,7 +51,7 @@ async def test_peer_restart_catches_up_everything_it_missed(
         await settle(a, b, c)
     await send_text(api_a, alice, room_id, "before")
     await settle(a, b, c)
-    since = (await sync(api_c, carol))["next_batch"]
+    since = (await timeline_sync(api_c, carol, limit=50))["next_batch"]
     c_name = name(c)
 
     await api_c.__aexit__(None, None, None)
@@ -94,7 +83,7 @@ async def test_peer_restart_catches_up_everything_it_missed(
         assert s.hs.federation is not None and s.hs.federation.relay is not None
         assert c_name not in await s.hs.federation.relay.sender.store.destinations()
     # Carol's incremental /sync from before the outage has all of it, in order.
-    assert messages_in(await sync(api_c, carol, since), room_id) == expected
+    assert messages_in(await timeline_sync(api_c, carol, since, limit=50), room_id) == expected
     # And C takes part again: its message reaches A and B.
     await send_text(api_c, carol, room_id, "C is back")
     await settle(a, b, c)

@@ -13,57 +13,47 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from homeserver.app import RunningServer, start_worker
-from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
+from homeserver.app import RunningServer
+from tests.conftest import ENGINE, ServerFactory
 from tests.federation.rooms_support import q, send_text, timeline_bodies
-from tests.helpers import Api, Reply
-from tests.processes import ROUNDS, WAIT_S
+from tests.helpers import Api
+from tests.processes import (
+    ROUNDS,
+    WAIT_S,
+    long_poll,
+    main_and_worker,
+    public_room_joined_from,
+    until,
+)
 
 pytestmark = pytest.mark.skipif(ENGINE != "postgres", reason="worker processes need PostgreSQL")
 
 
 @pytest.fixture
-async def main_and_worker(
+async def servers(
     make_server: ServerFactory,
 ) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
-    main = await make_server(federated=True, workers={"w1": {"client_port": free_port()}})
-    worker = await start_worker(main.hs.config, "w1")
-    try:
-        yield main, worker
-    finally:
-        await stop_or_explain(worker)
-
-
-async def bodies_eventually(api: Api, token: str, room_id: str, want: str) -> list[str]:
-    bodies: list[str] = []
-    for _ in range(ROUNDS):
-        r = await api.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=50", token=token)
-        bodies = [e["content"].get("body") for e in r.body.get("chunk", [])]
-        if want in bodies:
-            break
-        await asyncio.sleep(0.05)
-    return bodies
+    async with main_and_worker(make_server, federated=True) as pair:
+        yield pair
 
 
 async def test_worker_sends_reach_the_remote_and_remote_sends_wake_the_worker(
-    main_and_worker: tuple[RunningServer, RunningServer], make_server: ServerFactory
+    servers: tuple[RunningServer, RunningServer], make_server: ServerFactory
 ) -> None:
-    main, worker = main_and_worker
+    main, worker = servers
     remote = await make_server(federated=True)
     async with Api(worker.client_url) as w, Api(remote.client_url) as b:
         alice = await w.register("alice")
         bob = await b.register("bob")
-        r = await w.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-        assert r.status == 200, r.body
-        room_id = r.body["room_id"]
-        a_name = main.hs.config.server_name
-        r = await b.post(f"/join/{q(room_id)}?server_name={q(a_name)}", {}, token=bob.access_token)
-        assert r.status == 200, r.body
+        room_id = await public_room_joined_from(w, alice, b, bob, main.hs.config.server_name)
 
         # Persisted by the worker, sent by the main process.
         await send_text(w, alice, room_id, "from the worker")
-        bodies = await bodies_eventually(b, bob.access_token, room_id, "from the worker")
-        assert "from the worker" in bodies
+
+        async def arrived() -> bool:
+            return "from the worker" in await timeline_bodies(b, bob, room_id)
+
+        assert await until(arrived)
         # The worker never sent anything itself: no destination task was ever made there.
         worker_fed = worker.hs.federation
         assert worker_fed is not None and worker_fed.relay is not None
@@ -72,13 +62,7 @@ async def test_worker_sends_reach_the_remote_and_remote_sends_wake_the_worker(
         # Received by the main process, wakes a long-poll on the worker.
         first = await w.get("/sync", token=alice.access_token)
         assert first.status == 200, first.body
-        since = first.body["next_batch"]
-
-        def long_poll(since: str) -> asyncio.Task[Reply]:
-            params = {"since": since, "timeout": "120000"}
-            return asyncio.create_task(w.get("/sync", token=alice.access_token, params=params))
-
-        poll = long_poll(since)
+        poll = long_poll(w, alice, first.body["next_batch"])
         await asyncio.sleep(0.2)  # let the poll start waiting (correct either way)
         await send_text(b, bob, room_id, "from the remote")
         seen: list[str] = []
@@ -90,7 +74,7 @@ async def test_worker_sends_reach_the_remote_and_remote_sends_wake_the_worker(
             seen += [e["content"].get("body") for e in events]
             if "from the remote" in seen:
                 break
-            poll = long_poll(woken.body["next_batch"])
+            poll = long_poll(w, alice, woken.body["next_batch"])
         assert "from the remote" in seen
         assert await timeline_bodies(w, alice, room_id) == ["from the worker", "from the remote"]
 
@@ -108,18 +92,14 @@ async def typing_seen(api: Api, token: str, room_id: str, user_id: str) -> bool:
 
 
 async def test_typing_crosses_between_a_worker_and_the_remote(
-    main_and_worker: tuple[RunningServer, RunningServer], make_server: ServerFactory
+    servers: tuple[RunningServer, RunningServer], make_server: ServerFactory
 ) -> None:
-    main, worker = main_and_worker
+    main, worker = servers
     remote = await make_server(federated=True)
     async with Api(worker.client_url) as w, Api(remote.client_url) as b:
         alice = await w.register("alice")
         bob = await b.register("bob")
-        r = await w.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-        room_id = r.body["room_id"]
-        a_name = main.hs.config.server_name
-        r = await b.post(f"/join/{q(room_id)}?server_name={q(a_name)}", {}, token=bob.access_token)
-        assert r.status == 200, r.body
+        room_id = await public_room_joined_from(w, alice, b, bob, main.hs.config.server_name)
         # Taken by the worker, sent by the main process (once: only the taker queues it).
         r = await w.put(
             f"/rooms/{q(room_id)}/typing/{q(alice.user_id)}",

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from mautrix.types import EventType, UserID
 
-from homeserver.app import RunningServer, start_worker
-from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
+from homeserver.app import RunningServer
+from tests.conftest import ENGINE, ServerFactory, free_port
 from tests.helpers import Api
 from tests.integration.appservice_bridge import AS_TOKEN, Bridge, registration, write_registration
+from tests.processes import main_and_worker
 
 pytestmark = pytest.mark.skipif(ENGINE != "postgres", reason="worker processes need PostgreSQL")
 
@@ -27,21 +28,19 @@ async def worker_and_bridge(
 ) -> AsyncIterator[tuple[RunningServer, Bridge]]:
     port = free_port()
     path = write_registration(tmp_path, registration(port))
-    main = await make_server(
+    async with main_and_worker(
+        make_server,
         app_service_config_files=[path],
         app_service_min_retry_ms=50,
         app_service_max_retry_ms=400,
-        workers={"w1": {"client_port": free_port()}},
-    )
-    worker = await start_worker(main.hs.config, "w1")
-    # The service talks to the worker only; the main process only sends it transactions.
-    bridge = Bridge(worker.client_url, port)
-    await bridge.start()
-    try:
-        yield worker, bridge
-    finally:
-        await bridge.stop()
-        await stop_or_explain(worker)
+    ) as (_, worker):
+        # The service talks to the worker only; the main process only sends it transactions.
+        bridge = Bridge(worker.client_url, port)
+        await bridge.start()
+        try:
+            yield worker, bridge
+        finally:
+            await bridge.stop()
 
 
 async def test_what_a_worker_takes_in_reaches_the_service(

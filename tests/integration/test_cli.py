@@ -10,6 +10,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -197,9 +198,31 @@ async def test_bad_config_exits_with_one_line(tmp_path: Path) -> None:
         assert_one_line_error(rc, err, *needles)
 
 
-async def _wait_until_up(url: str, proc: asyncio.subprocess.Process) -> None:
+async def spawn_run(
+    config_path: Path, *extra: str, stderr: Any = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """`myelin run --config C EXTRA...` as a real process, not yet up (see
+    ``_wait_until_up``); its log goes to ``stderr`` (a file, PIPE or DEVNULL)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "homeserver",
+        "run",
+        "--config",
+        str(config_path),
+        *extra,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+        env=_env(),
+    )
+
+
+async def _wait_until_up(url: str, proc: asyncio.subprocess.Process, rounds: int = 600) -> None:
+    """Until ``url`` answers /versions; ``rounds`` x 0.05 s at most (600: 30 s, as several
+    processes may be starting on two cores)."""
     async with aiohttp.ClientSession() as session:
-        for _ in range(600):  # 30 s: several processes may be starting on two cores
+        for _ in range(rounds):
             if proc.returncode is not None:
                 break
             try:
@@ -216,18 +239,7 @@ async def run_server(
     config_path: Path, client_port: int, check: Callable[[str], Awaitable[None]], sig: int
 ) -> tuple[int, str]:
     """Start `myelin run`, wait for it, run ``check`` against it, stop it with ``sig``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "homeserver",
-        "run",
-        "--config",
-        str(config_path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
-    )
+    proc = await spawn_run(config_path, stderr=asyncio.subprocess.PIPE)
     url = f"http://127.0.0.1:{client_port}"
     try:
         await _wait_until_up(url, proc)

@@ -115,16 +115,11 @@ async def test_remote_recipients_go_to_outbox_and_bad_input(
 async def test_to_device_survives_restart(tmp_path: Any) -> None:
     """Acknowledged sends are durable: the inbox is still there after a restart."""
     from homeserver.app import start
-    from tests.conftest import ENGINE, _create_pg_database, make_config, write_data_dir
+    from tests.conftest import fresh_database, make_config, write_data_dir
 
     data_dir = tmp_path / "restart"
     write_data_dir(data_dir, "localhost")
-    drop = None
-    if ENGINE == "postgres":
-        url, drop = await _create_pg_database()
-    else:
-        url = f"sqlite:///{data_dir / 'homeserver.db'}"
-    try:
+    async with fresh_database(data_dir) as url:
         server = await start(make_config(data_dir, url))
         async with Api(server.client_url) as api:
             alice = await api.register("alice")
@@ -140,6 +135,3 @@ async def test_to_device_survives_restart(tmp_path: Any) -> None:
             assert [e["content"] for e in events] == [{"room_key": "opaque"}]
         finally:
             await server.stop()
-    finally:
-        if drop is not None:
-            await drop()

@@ -82,9 +82,7 @@ async def test_events_stream_leaves_to_device_to_sync(api: Api) -> None:
 
 
 async def test_guest_needs_room_id_for_events(api: Api) -> None:
-    r = await api.post("/register", {}, params={"kind": "guest"})
-    assert r.status == 200
-    guest = r.body["access_token"]
+    guest = (await api.register_guest()).access_token
     r = await api.get("/events", token=guest, params={"timeout": "0"})
     assert r.status == 403 and r.errcode == "M_GUEST_ACCESS_FORBIDDEN"
 
@@ -200,8 +198,7 @@ async def test_events_peeks_into_a_world_readable_room(api: Api) -> None:
     """GET /events?room_id= for a world_readable room the user has not joined (spec
     "Peeking"; Sytest SYN-606): a long-poll that wakes on the room's events."""
     alice = await api.register("alice")
-    r = await api.post("/register", {}, params={"kind": "guest"})
-    guest = User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
+    guest = await api.register_guest()
     r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
     room_id = r.body["room_id"]
     r = await api.put(

@@ -7,16 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.helpers import Api
 from tests.integration.media_support import AUTHED, upload_ok
-from tests.integration.test_cli import _env, database_url, generate, myelin
+from tests.integration.test_cli import _wait_until_up, database_url, generate, myelin, spawn_run
 
 __all__ = ["database_url"]  # the fixture, used by name below
 
@@ -43,42 +41,16 @@ async def body() -> AsyncIterator[bytes]:
         yield pattern(i)
 
 
-async def wait_up(url: str, proc: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(1200):  # bounded: at most ~60 s
-            if proc.returncode is not None:
-                break
-            try:
-                async with session.get(url + "/_matrix/client/versions") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("myelin run did not come up")
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 async def test_big_upload_is_streamed(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
     client_port, _ = await generate(
         data_dir, database_url, "--open-registration", "--no-rate-limits"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "homeserver",
-        "run",
-        "--config",
-        str(data_dir / "homeserver.yaml"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=_env(),
-    )
+    proc = await spawn_run(data_dir / "homeserver.yaml")
     url = f"http://127.0.0.1:{client_port}"
     try:
-        await wait_up(url, proc)
+        await _wait_until_up(url, proc, rounds=1200)  # bounded: at most ~60 s
         async with Api(url) as api:
             alice = await api.register("alice")
             # Warm up every code path once (imports, pools, buffers) with a small file.

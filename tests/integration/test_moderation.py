@@ -220,21 +220,26 @@ async def test_sliding_sync_hides_invites_from_ignored_users(make_server: Server
         assert set(r.body["rooms"]) == {from_carol}
 
 
+async def guest_rooms(api: Api, owner: User) -> tuple[str, str]:
+    """Two public rooms of ``owner``: the first lets guests join (m.room.guest_access
+    can_join), the second has no guest access."""
+    open_room = await create_room(api, owner, preset="public_chat")
+    closed_room = await create_room(api, owner, preset="public_chat")
+    r = await api.put(
+        f"/rooms/{open_room}/state/m.room.guest_access/",
+        {"guest_access": "can_join"},
+        token=owner.access_token,
+    )
+    assert r.status == 200
+    return open_room, closed_room
+
+
 async def test_guests_join_only_rooms_that_allow_them(make_server: ServerFactory) -> None:
     server = await make_server(registration={"allow_guests": True})
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
-        r = await api.post("/register", {}, params={"kind": "guest"})
-        assert r.status == 200, r.body
-        guest = User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
-        open_room = await create_room(api, alice, preset="public_chat")
-        closed_room = await create_room(api, alice, preset="public_chat")
-        r = await api.put(
-            f"/rooms/{open_room}/state/m.room.guest_access/",
-            {"guest_access": "can_join"},
-            token=alice.access_token,
-        )
-        assert r.status == 200
+        guest = await api.register_guest()
+        open_room, closed_room = await guest_rooms(api, alice)
         r = await api.post(f"/rooms/{open_room}/join", {}, token=guest.access_token)
         assert r.status == 200, r.body
         await send_text(api, guest, open_room, "hi from a guest", "g1")

@@ -5,38 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 import yaml
 
 from tests.helpers import Api
 from tests.integration.test_cli import (
-    _env,
     _wait_until_up,
     assert_one_line_error,
     database_url,
     free_port,
     generate,
     myelin,
+    spawn_run,
 )
 
 __all__ = ["database_url"]  # the fixture, imported for this module's tests
-
-
-async def start(config_path: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "homeserver",
-        "run",
-        "--config",
-        str(config_path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=_env(),
-    )
 
 
 def second_config(data_dir: Path) -> tuple[Path, int]:
@@ -54,7 +38,7 @@ async def test_second_run_on_one_database_refuses(tmp_path: Path, database_url: 
     data_dir = tmp_path / "data"
     client_port, _ = await generate(data_dir, database_url, "--open-registration")
     second, second_port = second_config(data_dir)
-    first = await start(data_dir / "homeserver.yaml")
+    first = await spawn_run(data_dir / "homeserver.yaml")
     try:
         url = f"http://127.0.0.1:{client_port}"
         await _wait_until_up(url, first)
@@ -72,7 +56,7 @@ async def test_second_run_on_one_database_refuses(tmp_path: Path, database_url: 
         # A process killed without any clean-up leaves no lock behind.
         first.send_signal(signal.SIGKILL)
         await asyncio.wait_for(first.wait(), 30)
-        again = await start(second)
+        again = await spawn_run(second)
         try:
             url = f"http://127.0.0.1:{second_port}"
             await _wait_until_up(url, again)

@@ -39,9 +39,19 @@ async def mention(api: Api, sender: User, room_id: str, target: User, txn: str) 
 
 
 async def push_rows(db: Database, event_id: str) -> list[str]:
+    """Who the event notifies or highlights: members' own rows that do, and the members
+    its shared row covers (joined at it, not the sender, no row of their own)."""
     rows = await db.fetchall(
         "SELECT p.user_id FROM event_push_actions p JOIN events e ON e.event_nid = p.event_nid"
-        " WHERE e.event_id = $1",
+        " WHERE e.event_id = $1 AND (p.notify = 1 OR p.highlight = 1)"
+        " UNION ALL SELECT m.user_id FROM event_push_shared s"
+        " JOIN events e ON e.event_nid = s.event_nid"
+        " JOIN push_member_spans m ON m.room_nid = s.room_nid"
+        " AND m.start_so <= s.stream_ordering"
+        " AND (m.end_so IS NULL OR m.end_so > s.stream_ordering)"
+        " WHERE e.event_id = $1 AND m.user_id <> s.sender AND NOT EXISTS"
+        " (SELECT 1 FROM event_push_actions p WHERE p.user_id = m.user_id"
+        " AND p.event_nid = s.event_nid)",
         event_id,
     )
     return sorted(str(r["user_id"]) for r in rows)

@@ -6,6 +6,7 @@ import asyncio
 
 from homeserver.app import RunningServer
 from tests.helpers import Api
+from tests.integration.test_account_management import password_auth
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
@@ -37,12 +38,7 @@ async def test_deactivation_leaves_rooms(api: Api) -> None:
     assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
     r = await api.post("/account/deactivate", {}, token=bob.access_token)
     assert r.status == 401
-    auth = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": bob.user_id},
-        "password": bob.password,
-        "session": r.body["session"],
-    }
+    auth = password_auth(bob, r.body["session"])
     r = await api.post("/account/deactivate", {"auth": auth}, token=bob.access_token)
     assert r.status == 200, r.body
     r = await api.get(f"/rooms/{room_id}/joined_members", token=alice.access_token)

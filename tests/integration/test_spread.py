@@ -6,7 +6,6 @@ fixture's servers, once with three real OS processes (``myelin run`` and
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ import yaml
 
 from tests.conftest import ENGINE, ServerFactory
 from tests.helpers import Api
-from tests.integration.test_cli import _wait_until_up, database_url, generate
-from tests.integration.test_workers_cli import add_worker, run, stop
+from tests.integration.test_cli import database_url, generate
+from tests.integration.test_workers_cli import add_worker, processes, stop
 from tests.processes import send, typing_in
 from tests.spread import WORKERS, SpreadProxy, SpreadServer, seed_for
 
@@ -80,25 +79,16 @@ async def test_three_real_processes_behind_the_proxy(
     raw = yaml.safe_load(config.read_text())
     raw["rate_limits"] = {"enabled": False}  # one client registers from one address
     config.write_text(yaml.safe_dump(raw))
-    procs: list[asyncio.subprocess.Process] = []
     proxy = SpreadProxy(
         {name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
         seed_for(request.node.nodeid),
     )
-    try:
-        for name in ports:
-            proc = await run(config) if name == "main" else await run(config, "--worker", name)
-            procs.append(proc)
-            await _wait_until_up(f"http://127.0.0.1:{ports[name]}", proc)
-        await proxy.start()
-        await hop_around(f"http://127.0.0.1:{proxy.port}")
-        assert set(proxy.counts) == set(ports), proxy.counts
-        await proxy.stop()
-        for proc in reversed(procs):
+    async with processes(config, ports) as procs:
+        try:
+            await proxy.start()
+            await hop_around(f"http://127.0.0.1:{proxy.port}")
+            assert set(proxy.counts) == set(ports), proxy.counts
+        finally:
+            await proxy.stop()
+        for proc in reversed(procs.values()):
             assert await stop(proc) == 0
-    finally:
-        await proxy.stop()
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()

@@ -10,7 +10,8 @@ import pytest
 
 from homeserver.app import RunningServer
 from tests.conftest import ServerFactory
-from tests.helpers import Api, User
+from tests.helpers import Api
+from tests.integration.test_moderation import guest_rooms
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_sections import shared_room, sync
@@ -295,17 +296,8 @@ async def test_guest_sees_only_guest_rooms(server: Any, api: Api) -> None:
     "Guest Access"). POST /join refuses guests for now, so the guest joins through
     the membership service, the path the join endpoint takes."""
     alice = await api.register("alice")
-    r = await api.post("/register", {}, params={"kind": "guest"})
-    assert r.status == 200, r.body
-    guest = User(r.body["user_id"], r.body["access_token"], r.body["device_id"], "")
-    open_room = await create_room(api, alice, preset="public_chat")
-    closed_room = await create_room(api, alice, preset="public_chat")
-    r = await api.put(
-        f"/rooms/{open_room}/state/m.room.guest_access/",
-        {"guest_access": "can_join"},
-        token=alice.access_token,
-    )
-    assert r.status == 200
+    guest = await api.register_guest()
+    open_room, closed_room = await guest_rooms(api, alice)
     memberships = server.hs.rooms_area.memberships
     await memberships.join(guest.user_id, open_room)
     await memberships.join(guest.user_id, closed_room)

@@ -225,16 +225,11 @@ async def test_invited_user_appears_in_device_lists_changed(api: Api) -> None:
 
 async def test_to_device_survives_restart_until_acknowledged(tmp_path: Any) -> None:
     from homeserver.app import start
-    from tests.conftest import ENGINE, _create_pg_database, make_config, write_data_dir
+    from tests.conftest import fresh_database, make_config, write_data_dir
 
     data_dir = tmp_path / "restart"
     write_data_dir(data_dir, "localhost")
-    drop = None
-    if ENGINE == "postgres":
-        url, drop = await _create_pg_database()
-    else:
-        url = f"sqlite:///{data_dir / 'homeserver.db'}"
-    try:
+    async with fresh_database(data_dir) as url:
         server = await start(make_config(data_dir, url))
         async with Api(server.client_url) as api:
             alice = await api.register("alice")
@@ -259,9 +254,6 @@ async def test_to_device_survives_restart_until_acknowledged(tmp_path: Any) -> N
                 assert later["to_device"]["events"] == []
         finally:
             await server.stop()
-    finally:
-        if drop is not None:
-            await drop()
 
 
 async def test_new_login_and_its_deletion_reach_room_mates_device_lists(api: Api) -> None:

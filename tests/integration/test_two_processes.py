@@ -17,38 +17,31 @@ from typing import Any
 
 import pytest
 
-from homeserver.app import RunningServer, start, start_worker
+from homeserver.app import RunningServer, start_worker
 from homeserver.config import ConfigError
 from homeserver.rooms.write_order import room_turn
-from tests.conftest import (
-    ENGINE,
-    _create_pg_database,
-    free_port,
-    make_config,
-    stop_or_explain,
-    write_data_dir,
-)
+from tests.conftest import ENGINE, ServerFactory, free_port, make_config, write_data_dir
 from tests.helpers import Api, Reply
 from tests.integration.admin_support import V1, V2, make_admin
-from tests.processes import WAIT_S, eventually, new_room, send, typing_in
+from tests.processes import (
+    WAIT_S,
+    eventually,
+    main_and_worker,
+    new_room,
+    room_with,
+    send,
+    typing_in,
+    until,
+    woken_by,
+)
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+async def pair(make_server: ServerFactory) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
     if ENGINE != "postgres":
         pytest.skip("several processes need PostgreSQL")
-    url, drop = await _create_pg_database()
-    write_data_dir(tmp_path, "localhost")
-    servers: list[RunningServer] = []
-    config = make_config(tmp_path, url, workers={"w1": {"client_port": free_port()}})
-    try:
-        servers.append(await start(config))
-        servers.append(await start_worker(config, "w1"))
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            await stop_or_explain(server)
-        await drop()
+    async with main_and_worker(make_server) as servers:
+        yield servers
 
 
 async def test_sqlite_refuses_workers(tmp_path: Path) -> None:
@@ -87,13 +80,9 @@ async def test_long_poll_on_one_wakes_for_a_send_on_the_other(
         first = await b.get("/sync", token=alice.access_token)
         assert first.status == 200, first.body
         since = first.body["next_batch"]
-        # A long-poll far longer than the wait below: it returns early only if woken.
-        poll = asyncio.create_task(
-            b.get("/sync", token=alice.access_token, params={"since": since, "timeout": "120000"})
+        r, event_id = await woken_by(
+            b, alice, since, lambda: send(a, alice, room_id, "hello from main")
         )
-        await asyncio.sleep(0.2)  # let the poll start waiting (it is correct either way)
-        event_id = await send(a, alice, room_id, "hello from main")
-        r = await asyncio.wait_for(poll, WAIT_S)
         assert r.status == 200, r.body
         timeline = r.body["rooms"]["join"][room_id]["timeline"]["events"]
         assert event_id in [e["event_id"] for e in timeline]
@@ -200,41 +189,27 @@ async def test_typing_on_one_wakes_a_long_poll_on_the_other_and_tokens_cross(
     async with Api(main.client_url) as a, Api(other.client_url) as b:
         alice = await a.register("alice")
         bob = await a.register("bob")
-        room_id = await new_room(a, alice)
-        r = await a.post(
-            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
-        )
-        assert r.status == 200, r.body
-        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        room_id = await room_with(a, alice, b, bob)
         first = await b.get("/sync", token=bob.access_token)
-        since = first.body["next_batch"]
+
+        def typing(api: Api, on: bool) -> Callable[[], Awaitable[None]]:
+            async def act() -> None:
+                path = f"/rooms/{room_id}/typing/{alice.user_id}"
+                body = {"typing": True, "timeout": 60000} if on else {"typing": False}
+                r = await api.put(path, body, token=alice.access_token)
+                assert r.status == 200, r.body
+
+            return act
+
         # Bob long-polls the other process; Alice starts typing through the main one.
-        poll = asyncio.create_task(
-            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
-        )
-        await asyncio.sleep(0.2)  # let the poll start waiting (it is correct either way)
-        r = await a.put(
-            f"/rooms/{room_id}/typing/{alice.user_id}",
-            {"typing": True, "timeout": 60000},
-            token=alice.access_token,
-        )
-        assert r.status == 200, r.body
-        woken = await asyncio.wait_for(poll, WAIT_S)
+        woken, _ = await woken_by(b, bob, first.body["next_batch"], typing(a, True))
         assert typing_in(woken.body, room_id) == [alice.user_id], woken.body
         # The other process's token means the same on the main one: nothing new there.
         token = woken.body["next_batch"]
         same = await a.get("/sync", token=bob.access_token, params={"since": token})
         assert typing_in(same.body, room_id) is None, same.body
         # Alice stops through the other process; a long-poll on the main one sees it.
-        poll = asyncio.create_task(
-            a.get("/sync", token=bob.access_token, params={"since": token, "timeout": "120000"})
-        )
-        await asyncio.sleep(0.2)
-        r = await b.put(
-            f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": False}, token=alice.access_token
-        )
-        assert r.status == 200, r.body
-        stopped = await asyncio.wait_for(poll, WAIT_S)
+        stopped, _ = await woken_by(a, bob, token, typing(b, False))
         assert typing_in(stopped.body, room_id) == [], stopped.body
 
 
@@ -245,24 +220,18 @@ async def test_presence_set_on_one_wakes_a_long_poll_on_the_other(
     async with Api(main.client_url) as a, Api(other.client_url) as b:
         alice = await a.register("alice")
         bob = await a.register("bob")
-        room_id = await new_room(a, alice)
-        r = await a.post(
-            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
-        )
-        assert r.status == 200, r.body
-        assert (await b.post(f"/rooms/{room_id}/join", {}, token=bob.access_token)).status == 200
+        await room_with(a, alice, b, bob)
         since = (await b.get("/sync", token=bob.access_token)).body["next_batch"]
-        poll = asyncio.create_task(
-            b.get("/sync", token=bob.access_token, params={"since": since, "timeout": "120000"})
-        )
-        await asyncio.sleep(0.2)
-        r = await a.put(
-            f"/presence/{alice.user_id}/status",
-            {"presence": "unavailable", "status_msg": "at lunch"},
-            token=alice.access_token,
-        )
-        assert r.status == 200, r.body
-        woken = await asyncio.wait_for(poll, WAIT_S)
+
+        async def set_presence() -> None:
+            r = await a.put(
+                f"/presence/{alice.user_id}/status",
+                {"presence": "unavailable", "status_msg": "at lunch"},
+                token=alice.access_token,
+            )
+            assert r.status == 200, r.body
+
+        woken, _ = await woken_by(b, bob, since, set_presence)
         events = woken.body.get("presence", {}).get("events", [])
         mine = [e["content"] for e in events if e["sender"] == alice.user_id]
         assert mine and mine[-1]["presence"] == "unavailable", woken.body
@@ -354,12 +323,7 @@ async def test_counts_of_a_send_on_the_worker_are_exact_on_both(
     async with Api(main.client_url) as a, Api(other.client_url) as b:
         alice = await a.register("alice")
         bob = await a.register("bob")
-        room_id = await new_room(a, alice)
-        r = await a.post(
-            f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
-        )
-        assert r.status == 200, r.body
-        assert (await a.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
+        room_id = await room_with(a, alice, a, bob)
 
         async def unread(api: Api) -> Any:
             r = await api.get("/sync", token=bob.access_token)
@@ -424,39 +388,26 @@ async def test_a_join_on_one_reaches_the_others_cached_members_and_wakes_the_joi
         async def on_main() -> list[str]:
             return await rooms.members.local_users(room.room_nid, rooms.server_name)
 
+        async def bob_on_main(present: bool) -> bool:
+            return (bob.user_id in await on_main()) == present
+
         assert (await on_main()).count(bob.user_id) == 1  # invited
         r = await b.post(f"/rooms/{room_id}/leave", {}, token=bob.access_token)
         assert r.status == 200, r.body
         # The worker's commit reaches main's cache through the bus, not by expiry.
-        for _ in range(300):
-            if bob.user_id not in await on_main():
-                break
-            await asyncio.sleep(0.05)
-        assert bob.user_id not in await on_main()
+        assert await until(lambda: bob_on_main(False))
         r = await a.post(
             f"/rooms/{room_id}/invite", {"user_id": bob.user_id}, token=alice.access_token
         )
         assert r.status == 200, r.body
         r = await b.post(f"/join/{room_id}", {}, token=bob.access_token)
         assert r.status == 200, r.body
-        for _ in range(300):
-            if bob.user_id in await on_main():
-                break
-            await asyncio.sleep(0.05)
-        assert bob.user_id in await on_main()
+        assert await until(lambda: bob_on_main(True))
         # And a send on main wakes Bob's long-poll on the worker.
         first = await b.get("/sync", token=bob.access_token)
         assert first.status == 200, first.body
-        poll = asyncio.create_task(
-            b.get(
-                "/sync",
-                token=bob.access_token,
-                params={"since": first.body["next_batch"], "timeout": "120000"},
-            )
-        )
-        await asyncio.sleep(0.2)  # let the poll start waiting (correct either way)
-        event_id = await send(a, alice, room_id, "for bob")
-        woken = await asyncio.wait_for(poll, WAIT_S)
+        since = first.body["next_batch"]
+        woken, event_id = await woken_by(b, bob, since, lambda: send(a, alice, room_id, "for bob"))
         assert woken.status == 200, woken.body
         timeline = woken.body["rooms"]["join"][room_id]["timeline"]["events"]
         assert event_id in [e["event_id"] for e in timeline]

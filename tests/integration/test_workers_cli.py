@@ -4,9 +4,9 @@ PostgreSQL database, and SQLite refusing workers with one clear line."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
-import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -15,41 +15,48 @@ import yaml
 from tests.conftest import ENGINE
 from tests.helpers import Api
 from tests.integration.test_cli import (
-    _env,
     _wait_until_up,
     assert_one_line_error,
     database_url,
     free_port,
     generate,
     myelin,
+    spawn_run,
 )
+from tests.processes import eventually, new_room, send, woken_by
 
 __all__ = ["database_url"]  # the fixture, imported for this module's tests
-
-WAIT_S = 30.0  # a bound for "it arrives", not a measurement
-ROUNDS = 300
 
 
 async def run(config: Path, *extra: str, log: Path | None = None) -> asyncio.subprocess.Process:
     """`myelin run --config C EXTRA...`; its stderr (the log) goes to ``log`` if given."""
-    err = asyncio.subprocess.DEVNULL if log is None else log.open("ab")
+    if log is None:
+        return await spawn_run(config, *extra)
+    with log.open("ab") as err:
+        return await spawn_run(config, *extra, stderr=err)
+
+
+@asynccontextmanager
+async def processes(
+    config: Path, ports: dict[str, int]
+) -> AsyncIterator[dict[str, asyncio.subprocess.Process]]:
+    """`myelin run` as ``main`` and `myelin run --worker NAME` for each other name of
+    ``ports`` (its client port), in that order, each up before the next starts. The test
+    stops them itself (``stop``) to check how they end; any still running at the end is
+    killed."""
+    procs: dict[str, asyncio.subprocess.Process] = {}
     try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "homeserver",
-            "run",
-            "--config",
-            str(config),
-            *extra,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-            env=_env(),
-        )
+        for name, port in ports.items():
+            procs[name] = (
+                await run(config) if name == "main" else await run(config, "--worker", name)
+            )
+            await _wait_until_up(f"http://127.0.0.1:{port}", procs[name])
+        yield procs
     finally:
-        if log is not None and not isinstance(err, int):
-            err.close()
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 def add_worker(config: Path, name: str) -> int:
@@ -96,40 +103,23 @@ async def test_main_and_a_worker_serve_one_homeserver(
     worker_port = add_worker(config, "worker1")
     rc, _, err = await myelin("run", "--config", str(config), "--worker", "nobody")
     assert_one_line_error(rc, err, "--worker nobody", "worker1")
-    main = await run(config)
-    worker: asyncio.subprocess.Process | None = None
-    try:
+    async with processes(config, {"main": main_port, "worker1": worker_port}) as procs:
         main_url = f"http://127.0.0.1:{main_port}"
-        await _wait_until_up(main_url, main)
-        worker = await run(config, "--worker", "worker1")
         worker_url = f"http://127.0.0.1:{worker_port}"
-        await _wait_until_up(worker_url, worker)
         async with Api(main_url) as m, Api(worker_url) as w:
             # Registered on the main process, used on the worker.
             alice = await m.register("alice")
             token = alice.access_token
-            r = await w.post("/createRoom", {"preset": "private_chat"}, token=token)
-            assert r.status == 200, r.body
-            room_id = r.body["room_id"]
+            room_id = await new_room(w, alice)
             first = await m.get("/sync", token=token)
             assert first.status == 200, first.body
             # A long-poll on the main process wakes for a send on the worker.
-            poll = asyncio.create_task(
-                m.get(
-                    "/sync",
-                    token=token,
-                    params={"since": first.body["next_batch"], "timeout": "120000"},
-                )
+            woken, event_id = await woken_by(
+                m,
+                alice,
+                first.body["next_batch"],
+                lambda: send(w, alice, room_id, "from the worker"),
             )
-            await asyncio.sleep(0.2)  # let the poll start waiting (correct either way)
-            r = await w.put(
-                f"/rooms/{room_id}/send/m.room.message/{secrets.token_hex(4)}",
-                {"msgtype": "m.text", "body": "from the worker"},
-                token=token,
-            )
-            assert r.status == 200, r.body
-            event_id = r.body["event_id"]
-            woken = await asyncio.wait_for(poll, WAIT_S)
             assert woken.status == 200, woken.body
             timeline = woken.body["rooms"]["join"][room_id]["timeline"]["events"]
             assert event_id in [e["event_id"] for e in timeline]
@@ -137,20 +127,12 @@ async def test_main_and_a_worker_serve_one_homeserver(
             # refused on the main process, which had it cached.
             assert (await m.get("/account/whoami", token=token)).status == 200
             assert (await w.post("/logout", {}, token=token)).status == 200
-            refused = await m.get("/account/whoami", token=token)
-            for _ in range(ROUNDS):
-                if refused.status == 401:
-                    break
-                await asyncio.sleep(0.05)
-                refused = await m.get("/account/whoami", token=token)
+            refused = await eventually(
+                lambda: m.get("/account/whoami", token=token), lambda r: r.status == 401
+            )
             assert refused.status == 401 and refused.errcode == "M_UNKNOWN_TOKEN", refused.body
-        assert await stop(worker) == 0
-        assert await stop(main) == 0
-    finally:
-        for proc in (worker, main):
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        assert await stop(procs["worker1"]) == 0
+        assert await stop(procs["main"]) == 0
 
 
 async def test_generate_config_with_workers(tmp_path: Path, database_url: str | None) -> None:
@@ -172,22 +154,12 @@ async def test_generate_config_with_workers(tmp_path: Path, database_url: str | 
         "worker1": {"client_port": main_port + 1},
         "worker2": {"client_port": main_port + 2},
     }
-    main = await run(config)
-    worker: asyncio.subprocess.Process | None = None
-    try:
+    async with processes(config, {"main": main_port, "worker2": main_port + 2}) as procs:
         main_url = f"http://127.0.0.1:{main_port}"
-        await _wait_until_up(main_url, main)
-        worker = await run(config, "--worker", "worker2")
         worker_url = f"http://127.0.0.1:{main_port + 2}"
-        await _wait_until_up(worker_url, worker)
         async with Api(main_url) as m, Api(worker_url) as w:
             bob = await w.register("bob")  # registered on the worker, known to main
             r = await m.get("/account/whoami", token=bob.access_token)
             assert r.status == 200 and r.body["user_id"] == bob.user_id, r.body
-        assert await stop(worker) == 0
-        assert await stop(main) == 0
-    finally:
-        for proc in (worker, main):
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        assert await stop(procs["worker2"]) == 0
+        assert await stop(procs["main"]) == 0

@@ -85,6 +85,24 @@ class MembershipStore:
             displayname,
         )
 
+    async def add_memberships(
+        self,
+        q: Queries,
+        room_nid: int,
+        stream_ordering: int,
+        rows: Sequence[tuple[str, str, int, str | None]],
+    ) -> None:
+        """Many (user id, membership, event nid, display name) rows at one stream
+        position: the members a partial-state join's resync brings (a row already
+        here is newer and kept). The caller reports the commit to ``local_cache.changed``."""
+        self.local_cache.drop([room_nid])
+        await q.executemany(
+            "INSERT INTO room_memberships"
+            " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
+            " VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (room_nid, user_id) DO NOTHING",
+            [(room_nid, u, m, n, stream_ordering, d) for u, m, n, d in rows],
+        )
+
     async def event_displaynames(self, q: Queries, event_nids: Sequence[int]) -> dict[int, str]:
         """event nid -> ``content.displayname`` of those member events that have one."""
         out: dict[int, str] = {}
@@ -159,6 +177,22 @@ class MembershipStore:
             *memberships,
         )
         return [membership_from_row(r) for r in rows]
+
+    async def earliest(
+        self, room_nid: int, exclude: str, memberships: Sequence[str], limit: int
+    ) -> list[str]:
+        """Up to ``limit`` users with one of ``memberships``, oldest first (a room's
+        heroes: spec client-server "Calculating the display name for a room")."""
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM room_memberships WHERE room_nid = $1 AND user_id <> $2"
+            f" AND membership IN ({placeholders(len(memberships), 4)})"
+            " ORDER BY stream_ordering LIMIT $3",
+            room_nid,
+            exclude,
+            limit,
+            *memberships,
+        )
+        return [str(r["user_id"]) for r in rows]
 
     async def push_members(
         self, room_nid: int, since: int

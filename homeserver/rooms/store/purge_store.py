@@ -151,6 +151,7 @@ class PurgeStore:
         marks = placeholders(len(nids))
         search_column = "rowid" if self.db.engine == "sqlite" else "event_nid"
         await q.execute(f"DELETE FROM event_push_actions WHERE event_nid IN ({marks})", *nids)
+        await q.execute(f"DELETE FROM event_push_shared WHERE event_nid IN ({marks})", *nids)
         await q.execute(f"DELETE FROM event_search WHERE {search_column} IN ({marks})", *nids)
 
     async def take_off_timeline(self, q: Queries, nids: Sequence[int]) -> None:
@@ -218,6 +219,8 @@ class PurgeStore:
         left without events, sliding-sync bookkeeping."""
         await q.execute("DELETE FROM event_relations WHERE room_nid = $1", room_nid)
         await q.execute("DELETE FROM event_push_actions WHERE room_nid = $1", room_nid)
+        await q.execute("DELETE FROM event_push_shared WHERE room_nid = $1", room_nid)
+        await q.execute("DELETE FROM push_member_spans WHERE room_nid = $1", room_nid)
         await q.execute("DELETE FROM room_aliases WHERE room_nid = $1", room_nid)
         await q.execute("DELETE FROM receipts WHERE room_id = $1", room_id)
         await q.execute("DELETE FROM sliding_sync_rooms WHERE room_id = $1", room_id)

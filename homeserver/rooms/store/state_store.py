@@ -59,6 +59,9 @@ class StateStore:
         self.db = db
         self.max_delta_depth = max_delta_depth
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
+        # Bumped by ``forget_cached``: a load that began before groups changed in place
+        # must not put what it read into the cache after they did.
+        self._generation = 0
 
     # ------------------------------------------------------------ groups
 
@@ -116,16 +119,47 @@ class StateStore:
             [(group, k, v) for k, v in entries.items()],
         )
 
+    async def add_to_roots(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
+        """Add ``entries`` for keys it lacks to every snapshot group of the room, so the
+        groups built on them inherit them (a partial-state join's missing members,
+        merged once the whole state is here: ``federation.membership.partial_state``).
+        A delta below a snapshot that set one of these keys still wins. The caller
+        calls ``forget_cached`` after the commit."""
+        roots = await q.fetchall(
+            "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
+            room_nid,
+        )
+        for r in roots:
+            group = int(r["state_group"])
+            held = await q.fetchall(
+                "SELECT state_key_nid FROM state_group_entries WHERE state_group = $1", group
+            )
+            have = {int(h["state_key_nid"]) for h in held}
+            await self._insert_entries(
+                q, group, {k: v for k, v in entries.items() if k not in have}
+            )
+
+    def forget_cached(self) -> None:
+        """Groups changed in place (``add_to_roots``): read them again."""
+        self._cache.clear()
+        self._generation += 1
+
+    def _keep(self, generation: int, group: int, state: StateNids) -> None:
+        if generation != self._generation:
+            return
+        self._cache[group] = state
+        if len(self._cache) > _CACHE_GROUPS:
+            self._cache.popitem(last=False)
+
     async def state_at_group(self, group: int) -> StateNids:
         """The whole state of a group (cached; do not mutate the result)."""
         cached = self._cache.get(group)
         if cached is not None:
             self._cache.move_to_end(group)
             return cached
+        generation = self._generation
         state = await self._load(self.db, group)
-        self._cache[group] = state
-        if len(self._cache) > _CACHE_GROUPS:
-            self._cache.popitem(last=False)
+        self._keep(generation, group, state)
         return state
 
     async def _load(self, q: Queries | Database, group: int | None) -> StateNids:
@@ -187,6 +221,7 @@ class StateStore:
         )
         if keys is not None:
             sql += f" AND s.state_key_nid IN ({placeholders(len(keys), len(todo) + 1)})"
+        generation = self._generation
         rows = await self.db.fetchall(sql, *todo, *(keys or ()))
         parent: dict[int, int | None] = {}
         entries: dict[int, list[tuple[int, int | None]]] = {}
@@ -214,9 +249,7 @@ class StateStore:
                         state[key_nid] = event_nid
             out[group] = state
             if keys is None and chain:
-                self._cache[group] = state
-                if len(self._cache) > _CACHE_GROUPS:
-                    self._cache.popitem(last=False)
+                self._keep(generation, group, state)
         return out
 
     async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:
@@ -256,6 +289,15 @@ class StateStore:
                     key_nid,
                     event_nid,
                 )
+
+    async def add_current(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
+        """Rows for keys the room's current state does not hold yet (a key it holds is
+        newer and kept): a partial-state join's missing members, at once."""
+        await q.executemany(
+            "INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)"
+            " ON CONFLICT (room_nid, state_key_nid) DO NOTHING",
+            [(room_nid, k, v) for k, v in entries.items()],
+        )
 
     async def current_state(
         self, room_nid: int, key_nids: Iterable[int] | None = None

@@ -1,0 +1,250 @@
+"""Partial-state joins, the joining side's second half: the whole state, later.
+
+Design note
+-----------
+A join with ``omit_members`` (``RemoteMembership.join``) stores the room's state
+without most membership events, marks the room partial (table
+``partial_state_rooms``, written before the join is persisted) and answers the
+client at once. This module then completes the state in the background::
+
+    resync(room)                     one task per room, for this process's life
+      GET /state?event_id=<join>     from the server joined through, then the
+                                     others of servers_in_room (bounded rounds,
+                                     growing pauses between them)
+      check every event              format, hashes, signatures (EventFetcher)
+      store outliers                 in chunks, each under the room lock for its
+                                     writes only, each checked against its own
+                                     auth events (as a full join does)
+      lock(room), one transaction:   keys the partial state lacks are added to
+                                     the room's snapshot state groups, to the
+                                     current state and to room_memberships; the
+                                     marker is deleted
+      wake waiters                   /members and friends waiting for the state
+
+A restart leaves the marker: ``resume`` starts the resync again. Keys that an
+event received meanwhile already set are never overwritten (only missing keys
+are added), so a member who left during the resync stays left.
+
+While a room is partial (``is_partial``): inbound PDUs whose sender's membership
+(or another membership the auth rules read) is missing from the state are judged
+by their own auth events for that key (``federation.pdu.pipeline``), the outbox
+sends to ``servers_in_room`` as well as to the servers of the members we know,
+and ``wait_full`` lets readers that need the whole member list wait, bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from federation.client import FederationClient, encode_path
+from federation.errors import FederationError
+from federation.partial_state_store import PartialRoom, PartialStateStore
+from federation.pdu.fetch import TooManyEvents
+from federation.pdu.pipeline import PduPipeline
+from homeserver.clock import Clock
+from homeserver.events.model import Event
+from homeserver.rooms.auth.constants import CREATE, MEMBER
+from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.write_order import hold_room_for_write
+
+log = logging.getLogger("myelin.federation.partial_state")
+
+# Rounds over the room's servers before this process gives up (the marker stays:
+# the next start tries again); pauses between rounds grow up to MAX_PAUSE_S.
+MAX_ROUNDS = 30
+FIRST_PAUSE_S = 1.0
+MAX_PAUSE_S = 300.0
+# Outliers stored per lock hold, so local sends in the room keep going.
+STORE_CHUNK = 200
+STATE_MAX_BYTES = 256 * 1024 * 1024
+STATE_TIMEOUT_S = 120.0
+# How long a member list read waits for the resync before serving what is here.
+MEMBERS_WAIT_S = 60.0
+
+
+class PartialStateJoins:
+    def __init__(
+        self,
+        server_name: str,
+        clock: Clock,
+        client: FederationClient,
+        rooms: RoomService,
+        pipeline: PduPipeline,
+        store: PartialStateStore,
+    ) -> None:
+        self.server_name = server_name
+        self.clock = clock
+        self.client = client
+        self.rooms = rooms
+        self.pipeline = pipeline
+        self.store = store
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._full: dict[int, asyncio.Event] = {}
+
+    async def is_partial(self, room_nid: int) -> bool:
+        return await self.store.is_partial(room_nid)
+
+    def with_partial_servers(
+        self, servers_in_room: Callable[[str], Awaitable[set[str]]]
+    ) -> Callable[[str], Awaitable[set[str]]]:
+        """``servers_in_room`` (by room id, for EDUs) plus, while the room is partial,
+        the servers_in_room its resident named at our join."""
+
+        async def servers(room_id: str) -> set[str]:
+            found = await servers_in_room(room_id)
+            room = await self.rooms.rooms.get_room(room_id)
+            partial = None if room is None else await self.store.get(room.room_nid)
+            return found if partial is None else found | set(partial.servers_in_room)
+
+        return servers
+
+    def start(self, room: RoomInfo) -> None:
+        """Resync ``room`` in the background (once per process at a time)."""
+        task = self._tasks.get(room.room_nid)
+        if task is not None and not task.done():
+            return
+        self._full.setdefault(room.room_nid, asyncio.Event())
+        self._tasks[room.room_nid] = asyncio.get_running_loop().create_task(self._run(room))
+
+    async def resume(self) -> None:
+        """After a restart: every room still marked partial is resynced again."""
+        for partial in await self.store.all():
+            found = await self.rooms.rooms.rooms_by_nid([partial.room_nid])
+            room = found.get(partial.room_nid)
+            if room is not None:
+                self.start(room)
+
+    async def wait_full(self, room: RoomInfo, timeout_s: float) -> bool:
+        """Wait until the room's whole state is here (at most ``timeout_s``); whether it is."""
+        if await self.store.get(room.room_nid, remember=False) is None:
+            return True
+        full = self._full.setdefault(room.room_nid, asyncio.Event())
+        self.start(room)
+        try:
+            await asyncio.wait_for(full.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for_members(self, room: RoomInfo) -> bool:
+        """``RoomService.full_state_wait``: /members and /joined_members wait for the
+        resync, at most ``MEMBERS_WAIT_S``."""
+        return await self.wait_full(room, MEMBERS_WAIT_S)
+
+    async def close(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, room: RoomInfo) -> None:
+        pause = FIRST_PAUSE_S
+        for _ in range(MAX_ROUNDS):
+            partial = await self.store.get(room.room_nid)
+            if partial is None:
+                break
+            try:
+                if await self._round(room, partial):
+                    break
+            except Exception:
+                log.exception("partial-state resync of %s failed", room.room_id)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
+        else:
+            log.warning("partial-state resync of %s: gave up for now", room.room_id)
+            return
+        self._full.setdefault(room.room_nid, asyncio.Event()).set()
+
+    async def _round(self, room: RoomInfo, partial: PartialRoom) -> bool:
+        """One try through each server; whether the state is complete now."""
+        join = await self.rooms.events.by_id(partial.join_event_id)
+        if join is None or join.stream_ordering is None:
+            # The process died between the marker and the join: there is no join to
+            # complete (the room has no state of ours either).
+            await self.store.clear(room.room_nid)
+            return True
+        servers = [partial.joined_via, *partial.servers_in_room]
+        for server in dict.fromkeys(s for s in servers if s != self.server_name):
+            state = await self._fetch(server, room, partial.join_event_id)
+            if state is None:
+                continue
+            await self._merge(room, state, join.stream_ordering)
+            log.info("partial-state room %s now has its whole state", room.room_id)
+            return True
+        return False
+
+    async def _fetch(self, server: str, room: RoomInfo, join_id: str) -> list[Event] | None:
+        """The state before our join from ``server``, checked and stored; None on failure."""
+        path = encode_path("_matrix", "federation", "v1", "state", room.room_id)
+        try:
+            resp = await self.client.get_json(
+                server,
+                path,
+                {"event_id": join_id},
+                timeout_s=STATE_TIMEOUT_S,
+                max_response_bytes=STATE_MAX_BYTES,
+            )
+        except FederationError as e:
+            log.info("state of %s from %s failed: %s", room.room_id, server, e.error)
+            return None
+        if not isinstance(resp, dict):
+            return None
+        fetcher = self.pipeline.fetcher
+        rv = room.version
+        try:
+            state = await fetcher.whole(resp.get("pdus"), rv, room.room_id, "the room's state")
+            chain = await fetcher.whole(resp.get("auth_chain"), rv, room.room_id, "auth chain")
+        except TooManyEvents as e:
+            log.warning("state of %s from %s refused: %s", room.room_id, server, e)
+            return None
+        if not any(e.type == CREATE for e in state):
+            return None
+        ordered = sorted({e.event_id: e for e in [*chain, *state]}.values(), key=_oldest_first)
+        for start in range(0, len(ordered), STORE_CHUNK):
+            await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
+        return state
+
+    async def _merge(self, room: RoomInfo, state: list[Event], join_so: int) -> None:
+        """Add what the partial state lacks, in one transaction under the room lock."""
+        stored = await self.rooms.events.by_ids(e.event_id for e in state)
+        ids = {
+            s.event.state_tuple(): i
+            for i, s in stored.items()
+            if s.rejected_reason is None and s.event.is_state()
+        }
+        nids = await self.pipeline.graph.to_nids(ids)
+        by_nid = {s.event_nid: s for s in stored.values()}
+        rooms = self.rooms
+        async with rooms.lock(room.room_id):
+            current = await rooms.state.current_state(room.room_nid)
+            added = {k: n for k, n in nids.items() if k not in current}
+            members = [
+                by_nid[n].event for n in added.values() if n in by_nid and _member(by_nid[n].event)
+            ]
+            async with rooms.persister.db.transaction() as q:
+                await hold_room_for_write(q, rooms.persister.db.engine, room.room_nid, None)
+                await rooms.state.add_to_roots(q, room.room_nid, nids)
+                await rooms.state.add_current(q, room.room_nid, added)
+                names = await rooms.members.event_displaynames(q, [n for n in added.values()])
+                by_event = {s.event.event_id: s.event_nid for s in stored.values()}
+                rows = []
+                for ev in members:
+                    nid = by_event[ev.event_id]
+                    membership = ev.membership or "leave"
+                    rows.append((ev.state_key or "", membership, nid, names.get(nid)))
+                await rooms.members.add_memberships(q, room.room_nid, join_so, rows)
+                await self.store.clear_in(q, room.room_nid)
+            rooms.state.forget_cached()
+            rooms.members.local_cache.changed([room.room_nid])
+            self.store.completed(room.room_nid)
+
+
+def _member(event: Event) -> bool:
+    return event.type == MEMBER and event.state_key is not None and event.membership is not None
+
+
+def _oldest_first(event: Event) -> tuple[int, bool]:
+    return (event.depth, event.type != CREATE)

@@ -1,0 +1,302 @@
+"""Partial-state joins, the joining side (issue 15 #7): two real Myelin servers.
+
+Bob on B joins a room of many members on A. B asks send_join to omit the members,
+answers /join at once and fetches the whole state in the background. The tests
+hold that background resync back (``PartialStateJoins.start`` replaced on B's
+instance, so nothing runs until the test lets it) to look at the room while it is
+partial: Bob can send (to A, which B only knows from servers_in_room), A's members
+whose memberships B has not got can send to Bob, a /joined_members read waits for
+the resync, and after it every member is known, a member who left meanwhile stays
+left. A restart during partial state resumes the resync; a resident that does not
+omit the members, or the option off, gives a full join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp import web
+
+from federation.membership.partial_state import PartialStateJoins
+from homeserver.app import RunningServer
+from homeserver.rooms.store.rooms_store import RoomInfo
+from tests.conftest import RestartFn, ServerFactory
+from tests.federation.fedutil import eventually
+from tests.federation.rooms_support import (
+    name,
+    q,
+    register,
+    send_text,
+    settle,
+    sync_rooms,
+    timeline_bodies,
+)
+from tests.federation.scripted_peer import ScriptedPeer
+from tests.federation.test_rooms_big_join import BigRoom
+from tests.helpers import Api, User
+
+MEMBERS = 12
+
+
+@pytest.fixture
+async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
+    async with ScriptedPeer(tmp_path / "peer") as p:
+        yield p
+
+
+def _partial(server: RunningServer) -> PartialStateJoins:
+    fed = server.hs.federation
+    assert fed is not None and fed.rooms is not None
+    return fed.rooms.partial
+
+
+def _hold_resync(server: RunningServer) -> list[RoomInfo]:
+    """Keep B's resync from starting; the rooms it was asked for."""
+    held: list[RoomInfo] = []
+    _partial(server).start = held.append  # type: ignore[method-assign,assignment]
+    return held
+
+
+def _release_resync(server: RunningServer, held: list[RoomInfo]) -> None:
+    partial = _partial(server)
+    del partial.start  # the class's own method again
+    for room in held:
+        partial.start(room)
+
+
+async def _big_room(a: RunningServer) -> tuple[str, Api, User, list[User]]:
+    """A named public room on A with MEMBERS members besides Alice (named: B gets no
+    heroes' memberships, so it knows no member of A's before its resync)."""
+    api, alice = await register(a, "alice")
+    r = await api.post(
+        "/createRoom", {"preset": "public_chat", "name": "big"}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    room_id = str(r.body["room_id"])
+    members = []
+    for i in range(MEMBERS):
+        user = await api.register(f"m{i}")
+        r = await api.post(f"/rooms/{q(room_id)}/join", {}, token=user.access_token)
+        assert r.status == 200, r.body
+        members.append(user)
+    return room_id, api, alice, members
+
+
+async def _joined(api: Api, user: User, room_id: str) -> set[str]:
+    r = await api.get(f"/rooms/{q(room_id)}/joined_members", token=user.access_token)
+    assert r.status == 200, r.body
+    return set(r.body["joined"])
+
+
+async def _typing(api: Api, user: User, room_id: str) -> list[str]:
+    rooms = await sync_rooms(api, user)
+    events = rooms.get("join", {}).get(room_id, {}).get("ephemeral", {}).get("events", [])
+    return [u for e in events if e["type"] == "m.typing" for u in e["content"]["user_ids"]]
+
+
+async def _room(server: RunningServer, room_id: str) -> RoomInfo:
+    room = await _partial(server).rooms.rooms.get_room(room_id)
+    assert room is not None
+    return room
+
+
+async def test_partial_join_sends_receives_and_completes(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    a = await make_server(federated=True)
+    b = await make_server(federated=True)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob = await register(b, "bob")
+    held = _hold_resync(b)
+
+    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    room = await _room(b, room_id)
+    assert await _partial(b).is_partial(room.room_nid)
+    assert [h.room_id for h in held] == [room_id]
+    # Only Bob's membership is here: none of A's members were sent.
+    known = await _partial(b).rooms.members.members(room.room_nid, ("join",))
+    assert [m.user_id for m in known] == [bob.user_id]
+    waiting = asyncio.create_task(_joined(api_b, bob, room_id))
+
+    # Bob sends at once; B sends it to A, which it knows from servers_in_room.
+    sent = await send_text(api_b, bob, room_id, "hello from bob")
+    await settle(a, b)
+    # B cannot vouch for the room's state yet: other servers are sent elsewhere.
+    state = await peer.request(
+        name(b),
+        "GET",
+        f"/_matrix/federation/v1/state/{q(room_id)}",
+        query={"event_id": sent},
+    )
+    assert state.status == 404 and "whole state" in state.body["error"], state.body
+    made = await peer.request(
+        name(b), "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(peer.user('eve'))}"
+    )
+    assert made.status == 404 and "whole state" in made.body["error"], made.body
+    assert "hello from bob" in await timeline_bodies(api_a, alice, room_id)
+    # A's members, whose memberships B has not got, reach Bob; one leaves meanwhile.
+    await send_text(api_a, members[3], room_id, "from m3")
+    r = await api_a.post(f"/rooms/{q(room_id)}/leave", {}, token=members[7].access_token)
+    assert r.status == 200, r.body
+    await settle(a, b)
+    assert await timeline_bodies(api_b, bob, room_id) == ["hello from bob", "from m3"]
+    rooms = await sync_rooms(api_b, bob)
+    bodies = [
+        e["content"].get("body")
+        for e in rooms["join"][room_id]["timeline"]["events"]
+        if e["type"] == "m.room.message"
+    ]
+    assert bodies == ["hello from bob", "from m3"]
+    # Typing goes to A too (servers_in_room), though B knows no member of A's yet.
+    r = await api_b.put(
+        f"/rooms/{q(room_id)}/typing/{q(bob.user_id)}",
+        {"typing": True, "timeout": 30000},
+        token=bob.access_token,
+    )
+    assert r.status == 200, r.body
+    typing = await eventually(
+        lambda: _typing(api_a, alice, room_id), lambda t: bob.user_id in t, 30.0
+    )
+    assert bob.user_id in typing
+    assert not waiting.done()  # /joined_members waits for the whole state
+
+    _release_resync(b, held)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members} - {members[7].user_id}
+    assert await waiting == expected
+    assert not await _partial(b).is_partial(room.room_nid)
+    r = await api_b.get(f"/rooms/{q(room_id)}/members", token=bob.access_token)
+    assert r.status == 200, r.body
+    got = {e["state_key"]: e["content"]["membership"] for e in r.body["chunk"]}
+    assert got[members[7].user_id] == "leave"
+    assert {u for u, m in got.items() if m == "join"} == expected
+    # After the resync the room goes on as any other.
+    await send_text(api_a, members[5], room_id, "from m5")
+    await settle(a, b)
+    assert (await timeline_bodies(api_b, bob, room_id))[-1] == "from m5"
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_restart_during_partial_state_resumes(
+    make_server: ServerFactory, restart_server: RestartFn
+) -> None:
+    a = await make_server(federated=True)
+    b = await make_server(federated=True)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob = await register(b, "bob")
+    _hold_resync(b)
+    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    assert await _partial(b).is_partial((await _room(b, room_id)).room_nid)
+    await api_b.__aexit__(None, None, None)
+
+    b = await restart_server(b)
+    room = await _room(b, room_id)
+    assert await _partial(b).wait_full(room, 60.0)
+    api_b = Api(b.client_url)
+    await api_b.__aenter__()
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def _join_big_peer_room(
+    hs: RunningServer, peer: ScriptedPeer
+) -> tuple[str, list[dict[str, str]], Api, User]:
+    """Bob joins a scripted peer's room that answers send_join in full whatever is
+    asked; the queries its send_join got."""
+    api, bob = await register(hs, "bob")
+    big = BigRoom(peer, bob.user_id, members=20)
+    queries: list[dict[str, str]] = []
+
+    async def send_join(request: web.Request, params: dict[str, str], body: Any) -> Any:
+        queries.append(dict(request.query))
+        return await big.send_join(request, params, body)
+
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", big.make_join)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join)
+    room_id = big.room.room_id
+    r = await api.post(
+        f"/join/{q(room_id)}?server_name={quote(peer.server_name)}", {}, token=bob.access_token
+    )
+    assert r.status == 200, r.body
+    return room_id, queries, api, bob
+
+
+async def test_a_resident_that_does_not_omit_gives_a_full_join(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    hs = await make_server(federated=True)
+    room_id, queries, api, bob = await _join_big_peer_room(hs, peer)
+    assert queries == [{"omit_members": "true"}]
+    room = await _room(hs, room_id)
+    assert not await _partial(hs).is_partial(room.room_nid)
+    assert len(await _joined(api, bob, room_id)) == 20 + 2
+    await api.__aexit__(None, None, None)
+
+
+async def test_option_off_asks_for_the_whole_state(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    hs = await make_server(federated=True, federation={"partial_state_joins": False})
+    room_id, queries, api, bob = await _join_big_peer_room(hs, peer)
+    assert queries == [{}]
+    assert len(await _joined(api, bob, room_id)) == 20 + 2
+    await api.__aexit__(None, None, None)
+
+
+async def test_members_omitted_without_servers_in_room_still_resyncs(
+    make_server: ServerFactory, peer: ScriptedPeer
+) -> None:
+    """A resident that omits the members but names no servers_in_room (the spec requires
+    it): the room is still partial, and the server joined through is asked for the rest.
+    The room is invite-only: Bob's invite, an auth event of his join, stands in for the
+    omitted membership when the join is checked."""
+    hs = await make_server(federated=True)
+    api, bob = await register(hs, "bob")
+    big = BigRoom(peer, bob.user_id, members=30)
+    asked: list[str] = []
+
+    async def send_join(request: web.Request, params: dict[str, str], body: Any) -> Any:
+        assert request.query.get("omit_members") == "true"
+        return web.json_response(
+            {
+                "origin": peer.server_name,
+                "event": body,
+                "state": [e.pdu for e in big.state if e.type != "m.room.member"],
+                "auth_chain": [e.pdu for e in big.all],
+                "members_omitted": True,
+            }
+        )
+
+    async def state(request: web.Request, params: dict[str, str], body: Any) -> Any:
+        asked.append(request.query.get("event_id", ""))
+        return web.json_response(
+            {"pdus": [e.pdu for e in big.state], "auth_chain": [e.pdu for e in big.all]}
+        )
+
+    peer.route("GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", big.make_join)
+    peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join)
+    peer.route("GET", "/_matrix/federation/v1/state/{roomId}", state)
+    room_id = big.room.room_id
+    held = _hold_resync(hs)
+    r = await api.post(
+        f"/join/{q(room_id)}?server_name={quote(peer.server_name)}", {}, token=bob.access_token
+    )
+    assert r.status == 200, r.body
+    room = await _room(hs, room_id)
+    assert await _partial(hs).is_partial(room.room_nid)
+    r = await api.get(f"/rooms/{q(room_id)}/state/m.room.join_rules/", token=bob.access_token)
+    assert r.body == {"join_rule": "invite"}
+    _release_resync(hs, held)
+    assert await _partial(hs).wait_full(room, 60.0)
+    assert len(asked) == 1 and asked[0].startswith("$")
+    assert len(await _joined(api, bob, room_id)) == 30 + 2
+    await api.__aexit__(None, None, None)

@@ -1,0 +1,125 @@
+"""Partial-state joins with a real Synapse, both ways (issue 15 #7).
+
+Myelin joining a Synapse room: Synapse omits the members when asked, so the room is
+partial on Myelin (its resync held back by the test, as in
+tests/federation/test_partial_state_join.py) while messages flow both ways; once the
+resync runs, Myelin knows every member. Synapse joining a Myelin room: Synapse asks
+for a partial state by default, then fetches the rest from Myelin (``/state_ids``,
+``/event``); its member list ends up whole and messages flow both ways.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.membership.partial_state import PartialStateJoins
+from homeserver.app import RunningServer
+from homeserver.rooms.store.rooms_store import RoomInfo
+from tests.conftest import ServerFactory
+from tests.federation.fedutil import FAST_RETRY
+from tests.federation.rooms_support import q
+from tests.helpers import Api
+from tests.interop.synapse import SynapseServer
+from tests.interop.test_synapse_federation import (
+    apis,  # noqa: F401  (the fixture)
+    bodies,
+    join,
+    joined,
+    myelin_user,
+    send_text,
+    synapse_user,
+    tag,
+    wait_bodies,
+    wait_joined,
+)
+
+pytestmark = pytest.mark.interop
+
+OTHERS = 4
+
+
+def _partial(server: RunningServer) -> PartialStateJoins:
+    fed = server.hs.federation
+    assert fed is not None and fed.rooms is not None
+    return fed.rooms.partial
+
+
+async def test_myelin_joins_a_synapse_room_with_partial_state(
+    make_server: ServerFactory,
+    synapse_server: SynapseServer,
+    apis: list[Api],  # noqa: F811
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.extend([api_m, api_s])
+    r = await api_s.post(
+        "/createRoom",
+        {"preset": "public_chat", "name": f"partial {tag()}"},
+        token=sam.access_token,
+    )
+    assert r.status == 200, r.body
+    room_id = str(r.body["room_id"])
+    others = []
+    for _ in range(OTHERS):
+        api, user = await synapse_user(synapse_server, "crowd")
+        apis.append(api)
+        assert await join(api, user, room_id) == room_id
+        others.append((api, user))
+
+    held: list[RoomInfo] = []
+    partial = _partial(m)
+    partial.start = held.append  # type: ignore[method-assign,assignment]
+    assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
+    room = await partial.rooms.rooms.get_room(room_id)
+    assert room is not None and await partial.is_partial(room.room_nid)  # Synapse omitted them
+
+    # Both ways while partial: a Synapse member Myelin has no membership of yet, and Alice.
+    api_c, carl = others[2]
+    await send_text(api_c, carl, room_id, "from the crowd")
+    assert await wait_bodies(api_m, alice, room_id, ["from the crowd"]) == ["from the crowd"]
+    await send_text(api_m, alice, room_id, "from alice")
+    expected = ["from the crowd", "from alice"]
+    assert await wait_bodies(api_s, sam, room_id, expected) == expected
+
+    del partial.start
+    for r_ in held:
+        partial.start(r_)
+    assert await partial.wait_full(room, 60.0)
+    everyone = {alice.user_id, sam.user_id} | {u.user_id for _, u in others}
+    assert await joined(api_m, alice, room_id) == everyone
+
+
+async def test_synapse_joins_a_myelin_room_with_partial_state(
+    make_server: ServerFactory,
+    synapse_server: SynapseServer,
+    apis: list[Api],  # noqa: F811
+) -> None:
+    m = await make_server(federated=True, **FAST_RETRY)
+    api_m, alice = await myelin_user(m, "alice")
+    apis.append(api_m)
+    r = await api_m.post(
+        "/createRoom",
+        {"preset": "public_chat", "name": f"myelin {tag()}", "room_version": "12"},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    room_id = str(r.body["room_id"])
+    locals_ = [alice]
+    for _ in range(OTHERS):
+        user = await api_m.register(f"local_{tag()}")
+        r = await api_m.post(f"/rooms/{q(room_id)}/join", {}, token=user.access_token)
+        assert r.status == 200, r.body
+        locals_.append(user)
+    api_s, sam = await synapse_user(synapse_server, "sam")
+    apis.append(api_s)
+    assert await join(api_s, sam, room_id, via=m.hs.config.server_name) == room_id
+
+    await send_text(api_m, locals_[3], room_id, "from a local member")
+    assert await wait_bodies(api_s, sam, room_id, ["from a local member"])
+    await send_text(api_s, sam, room_id, "from sam")
+    expected = ["from a local member", "from sam"]
+    assert await wait_bodies(api_m, alice, room_id, expected) == expected
+    everyone = {u.user_id for u in locals_} | {sam.user_id}
+    assert await wait_joined(api_s, sam, room_id, everyone) == everyone
+    assert (await bodies(api_s, sam, room_id))[-2:] == expected
