@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from homeserver.events.canonical import decode_json, encode_canonical_json
+from homeserver.events.canonical import decode_stored_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import per_room_bounds, placeholders
 from homeserver.streams.tokens import TopoPosition
 
-_CACHE_SIZE = 50_000
+# The default bound of the cache of loaded events (config ``caches.events``).
+DEFAULT_CACHE_SIZE = 5_000
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are event nids.
 EVENTS_CACHE = "events"
 
@@ -57,7 +58,7 @@ class StoredEvent:
 
 def _stored(row: Row) -> StoredEvent:
     version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-    pdu = decode_json(str(row["json"]))
+    pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
     so = row["stream_ordering"]
     sg = row["state_group"]
     prev = row["prev_state_event_nid"]
@@ -77,8 +78,9 @@ def _stored(row: Row) -> StoredEvent:
 
 
 class EventStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.db = db
+        self.cache_size = cache_size
         self._cache: OrderedDict[int, StoredEvent] = OrderedDict()
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
@@ -353,7 +355,7 @@ class EventStore:
     def _keep(self, stored: StoredEvent) -> None:
         self._cache[stored.event_nid] = stored
         self._ids[stored.event.event_id] = stored.event_nid
-        if len(self._cache) > _CACHE_SIZE:
+        if len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             self._ids.pop(old.event.event_id, None)
 
@@ -417,7 +419,8 @@ class EventStore:
             )
             for row in rows:
                 version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-                event = Event(str(row["event_id"]), decode_json(str(row["json"])), version)
+                pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
+                event = Event(str(row["event_id"]), pdu, version)
                 out[event.event_id] = (event.auth_event_ids, row["rejected_reason"] is not None)
         return out
 

@@ -28,7 +28,8 @@ from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
 MAX_DELTA_DEPTH = 100
-_CACHE_GROUPS = 512
+# The default bound of the cache of whole states (config ``caches.state_groups``).
+DEFAULT_CACHE_GROUPS = 512
 
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
@@ -55,9 +56,15 @@ def _fold(rows: list[Row]) -> StateNids:
 
 
 class StateStore:
-    def __init__(self, db: Database, max_delta_depth: int = MAX_DELTA_DEPTH) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_delta_depth: int = MAX_DELTA_DEPTH,
+        cache_groups: int = DEFAULT_CACHE_GROUPS,
+    ) -> None:
         self.db = db
         self.max_delta_depth = max_delta_depth
+        self.cache_groups = cache_groups
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
         # Bumped by ``forget_cached``: a load that began before groups changed in place
         # must not put what it read into the cache after they did.
@@ -148,7 +155,7 @@ class StateStore:
         if generation != self._generation:
             return
         self._cache[group] = state
-        if len(self._cache) > _CACHE_GROUPS:
+        if len(self._cache) > self.cache_groups:
             self._cache.popitem(last=False)
 
     async def state_at_group(self, group: int) -> StateNids:
