@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
+from federation.pdu.acl_cache import SERVER_ACL_CACHE
 from federation.sender import FederationSender
 from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
 from homeserver.accounts.client_ips import ClientIpRetention
@@ -382,6 +383,10 @@ class HomeServer:
         local_members = self.rooms_area.rooms.members.local_cache
         local_members.publish = bus.publish
         bus.subscribe(LOCAL_MEMBERS_CACHE, local_members.drop_cached)
+        if self.federation is not None and self.federation.rooms is not None:
+            acls = self.federation.rooms.pipeline.acls
+            acls.publish = bus.publish
+            bus.subscribe(SERVER_ACL_CACHE, acls.drop_cached)
         # Push evaluation runs on the main process only: positions persisted elsewhere
         # go to it, its cursor comes back (homeserver.push.evaluation).
         evaluator = self.sync_area.push_evaluator
