@@ -172,6 +172,7 @@ class Federation:
             self.relay.outbound.servers_in_room
         )
         self.relay.receiver.pdu_handler = self.rooms.handle_pdu
+        self.relay.receiver.room_pdus_handler = self.rooms.handle_room_pdus
         self.relay.receiver.event_id_of = self.rooms.event_id_of
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         # Remote device lists are kept only while we share a room with their users.

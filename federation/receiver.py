@@ -10,7 +10,9 @@ Design note
             seen (origin, txnId) before?  -> the stored answer, nothing redone
             global semaphore: at most N transactions processed at once
                 PDUs: grouped by room; rooms concurrently, each room in order,
-                      each through ``pdu_handler(origin, pdu) -> error | None``
+                      through ``room_pdus_handler(origin, pdus) -> [error | None]``
+                      (chains of PDUs persisted together), else each through
+                      ``pdu_handler(origin, pdu) -> error | None``
                 EDUs: in order, each through ``InboundEdus.handle``
             store the answer under (origin, txnId), then answer it
         the origin is alive: cut our sender's back-off to it short
@@ -53,6 +55,8 @@ MAX_TXN_ID_LENGTH = 255
 
 # (origin, pdu) -> None when accepted, else the error for that PDU's entry.
 PduHandler = Callable[[str, dict[str, Any]], Awaitable[str | None]]
+# (origin, one room's PDUs in order) -> each one's result, as ``PduHandler`` gives it.
+RoomPdusHandler = Callable[[str, list[dict[str, Any]]], Awaitable[list[str | None]]]
 # pdu -> its event id (None: it cannot be named, and gets no entry).
 EventIdOf = Callable[[dict[str, Any]], Awaitable[str | None]]
 
@@ -93,6 +97,9 @@ class TransactionReceiver:
         self.peer_seen = peer_seen
         self.pdu_handler: PduHandler = refuse_pdus
         self.event_id_of: EventIdOf = event_id_v11
+        # One room's PDUs of a transaction at once, in order (the pipeline's chains);
+        # None: each through ``pdu_handler``.
+        self.room_pdus_handler: RoomPdusHandler | None = None
         self._slots = asyncio.Semaphore(max_concurrent)
         self._origin_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -142,6 +149,16 @@ class TransactionReceiver:
         results: dict[str, Any] = {}
 
         async def one_room(items: list[tuple[str, dict[str, Any]]]) -> None:
+            if self.room_pdus_handler is not None:
+                try:
+                    errors = await self.room_pdus_handler(origin, [pdu for _i, pdu in items])
+                except Exception:
+                    # What it persisted is known now: the one-by-one path answers it.
+                    log.exception("PDU batch handler failed for PDUs from %s", origin)
+                else:
+                    for (event_id, _pdu), error in zip(items, errors, strict=True):
+                        results[event_id] = {} if error is None else {"error": error}
+                    return
             for event_id, pdu in items:
                 try:
                     error = await self.pdu_handler(origin, pdu)

@@ -2,8 +2,9 @@
 for the composition root.
 
 Seams with the transaction layer (``federation.relay``):
-- inbound: the receiver of ``PUT /send`` calls ``handle_pdu(origin, pdu) -> str | None``
-  for each PDU and names it with ``event_id_of(pdu)``;
+- inbound: the receiver of ``PUT /send`` calls ``handle_room_pdus(origin, pdus)`` with
+  each room's PDUs (``handle_pdu(origin, pdu) -> str | None`` one by one) and names
+  them with ``event_id_of(pdu)``;
 - outbound: a ``PduSink`` (``enqueue_pdu(destinations, pdu)``) and a
   ``TxnOutbox`` (``enqueue_pdu_in(q, ...)``), the persisted per-destination
   outbox (``FederationSender``).
@@ -28,6 +29,7 @@ from federation.membership.resident import ResidentMembership
 from federation.outbound import OutboundRooms, PduSink, TxnOutbox
 from federation.partial_state_store import PartialStateStore
 from federation.pdu.backfill import RoomBackfiller
+from federation.pdu.chain import ChainIngest
 from federation.pdu.fetch import EventFetcher
 from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.pipeline import PduPipeline
@@ -57,6 +59,7 @@ class FederatedRooms:
     ) -> None:
         self.rooms = rooms
         self.pipeline = PduPipeline(rooms, EventFetcher(client, keyring), keyring)
+        self.chains = ChainIngest(self.pipeline)
         self.outbound = OutboundRooms(server_name, rooms, sink, outbox)
         self.resident = ResidentMembership(
             server_name, signing_key, rooms, self.pipeline, self.outbound
@@ -88,6 +91,7 @@ class FederatedRooms:
 
     def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)
+        self.rooms.persister.txn_hooks.append(self.pipeline.on_persisted)
         self.rooms.invite_exchange = self.remote.exchange_invite
         self.rooms.full_state_wait = self.partial.wait_for_members
         memberships.remote = self.remote
@@ -99,6 +103,11 @@ class FederatedRooms:
     async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
         """The inbound seam: one PDU of a transaction; None or an error string."""
         return await self.pipeline.handle_pdu(origin, pdu)
+
+    async def handle_room_pdus(self, origin: str, pdus: list[dict[str, Any]]) -> list[str | None]:
+        """The inbound seam for one room's PDUs of a transaction, in order: chains of
+        them are persisted together (``federation.pdu.chain``)."""
+        return await self.chains.handle_many(origin, pdus)
 
     async def server_allowed(self, room_id: str, server_name: str) -> bool:
         """Whether the room's m.room.server_acl lets ``server_name`` take part

@@ -21,6 +21,7 @@ import yaml
 
 from homeserver import admin_cli
 from homeserver.config import ConfigError, load_config
+from homeserver.memory import limit_malloc_arenas
 from homeserver.storage.database import DatabaseUnavailable
 
 
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate-config":
             generate_config(args)
         elif args.command == "run":
+            limit_malloc_arenas()  # before any thread starts (see homeserver/memory.py)
             _use_uvloop()
             asyncio.run(_run(args.config, args.worker))
         elif args.command == "register-user":

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
+from federation.pdu.acl_cache import SERVER_ACL_CACHE
 from federation.sender import FederationSender
 from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
 from homeserver.accounts.client_ips import ClientIpRetention
@@ -62,6 +63,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.local_members_cache import LOCAL_MEMBERS_CACHE
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.rooms.store.state_store import STATE_GROUPS_CACHE
 from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
@@ -381,14 +383,22 @@ class HomeServer:
         local_members = self.rooms_area.rooms.members.local_cache
         local_members.publish = bus.publish
         bus.subscribe(LOCAL_MEMBERS_CACHE, local_members.drop_cached)
+        if self.federation is not None and self.federation.rooms is not None:
+            acls = self.federation.rooms.pipeline.acls
+            acls.publish = bus.publish
+            bus.subscribe(SERVER_ACL_CACHE, acls.drop_cached)
         # Push evaluation runs on the main process only: positions persisted elsewhere
         # go to it, its cursor comes back (homeserver.push.evaluation).
         evaluator = self.sync_area.push_evaluator
         evaluator.publish = bus.publish
         bus.subscribe(PUSH_EVALUATE, evaluator.on_announced_persisted)
         bus.subscribe(PUSH_EVALUATED, evaluator.on_announced_cursor)
-        # State groups, interned state keys and room versions never change once written,
-        # so those caches need no message.
+        # Interned state keys and room versions never change once written, so those
+        # caches need no message; state groups change in place only when a partial-state
+        # join's whole state is merged (federation.membership.partial_state).
+        state = self.rooms_area.rooms.state
+        state.publish = bus.publish
+        bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
         shared_typing = share_across_processes(
             bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
         )

@@ -81,13 +81,26 @@ class DatabaseConfig:
 
 @dataclass
 class PasswordHashingConfig:
-    """argon2id cost (OWASP's m=19 MiB, t=2, p=1 profile) and how many hashes may
-    run at once: each holds ``memory_cost_kib`` of memory while it runs."""
+    """argon2id cost and how many hashes may run at once: each holds ``memory_cost_kib``
+    of memory while it runs. The default is the least memory of OWASP's five equivalent
+    argon2id profiles (m=7 MiB, t=5, p=1; the others trade memory for passes, from
+    m=46 MiB, t=1): the same defence at a third of the memory of m=19 MiB, t=2."""
 
-    max_concurrent: int = 2
-    time_cost: int = 2
-    memory_cost_kib: int = 19 * 1024
+    max_concurrent: int = 1
+    time_cost: int = 5
+    memory_cost_kib: int = 7 * 1024
     parallelism: int = 1
+
+
+@dataclass
+class CachesConfig:
+    """How much each in-memory cache may hold: their memory grows with traffic, not with
+    the configuration, so each has a bound. Events cost 1.5-4 KiB each in memory."""
+
+    # Loaded events kept by nid (the hottest: recent timelines, auth and prev events).
+    events: int = 5_000
+    # Whole room states kept by state group; one holds an entry per member of its room.
+    state_groups: int = 512
 
 
 @dataclass
@@ -358,6 +371,7 @@ class Config:
     federation_listener: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=8448))
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     password_hashing: PasswordHashingConfig = field(default_factory=PasswordHashingConfig)
+    caches: CachesConfig = field(default_factory=CachesConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -511,6 +525,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if fed.max_concurrent_transactions < 1 or fed.max_concurrent_inbound < 1:
         raise ConfigError("federation.max_concurrent_*: must be at least 1")
     _check_password_hashing(config.password_hashing)
+    if config.caches.events < 1 or config.caches.state_groups < 1:
+        raise ConfigError("caches.events, caches.state_groups: must be at least 1")
     if config.limits.max_to_device_inbox < 1:
         raise ConfigError("limits.max_to_device_inbox: must be at least 1")
     _check_media(config, data_dir)

@@ -7,11 +7,6 @@ import ipaddress
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 
 def host_of(server_name: str) -> str:
     """The host part of a server name (IPv6 literals keep no brackets)."""
@@ -22,6 +17,13 @@ def host_of(server_name: str) -> str:
 
 def write_self_signed(server_name: str, cert_path: Path, key_path: Path) -> None:
     """Write a self-signed certificate valid for the server name's host, for 10 years."""
+    # cryptography is imported here, not at the top: a running server only loads the
+    # certificate through ``ssl``, and the library's bindings are ~9 MiB of resident memory.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     host = host_of(server_name)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])

@@ -237,7 +237,7 @@ class PartialStateJoins:
                     rows.append((ev.state_key or "", membership, nid, names.get(nid)))
                 await rooms.members.add_memberships(q, room.room_nid, join_so, rows)
                 await self.store.clear_in(q, room.room_nid)
-            rooms.state.forget_cached()
+            rooms.state.changed_in_place()
             rooms.members.local_cache.changed([room.room_nid])
             self.store.completed(room.room_nid)
 

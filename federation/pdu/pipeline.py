@@ -63,6 +63,7 @@ from typing import Any
 
 from federation.keyring import Keyring
 from federation.pdu.acl import server_allowed
+from federation.pdu.acl_cache import SERVER_ACL, ServerAclCache, may_change_acl
 from federation.pdu.fetch import EventFetcher
 from federation.pdu.fetch_auth import MAX_SINGLE_FETCHES, AuthFetcher
 from federation.pdu.graph import AuthChainTooBig, IdMap, RoomGraph, diff
@@ -74,21 +75,25 @@ from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth import auth_types_for_event
 from homeserver.rooms.auth.constants import CREATE_KEY, MEMBER
 from homeserver.rooms.checks import EventRejected, check_event
-from homeserver.rooms.persist import PersistPlan
+from homeserver.rooms.persist import AfterCommit, PersistPlan
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.pdu")
 
 MISSING_EVENTS_LIMIT = 10
 MAX_GAPS = 5
-SERVER_ACL = "m.room.server_acl"
 MISSING_FOR_RESOLUTION = "Missing events for state resolution"
 MISSING_AUTH = "Missing auth events"
 NO_STATE = "Cannot determine the state before the event"
 PREVS_NOT_GIVEN = "The sending server did not give this event's prev events"
+
+
+# ("group", state group, keys) or ("current", None, keys) -> those keys' events.
+ReadMemo = dict[tuple[str, int | None, tuple[tuple[str, str], ...]], dict[tuple[str, str], Event]]
 
 
 @dataclass
@@ -108,17 +113,36 @@ class PduPipeline:
         self.graph = RoomGraph(rooms)
         self.auth = AuthFetcher(rooms, self.graph, fetcher, keyring)
         self.state = StateAtIncoming(self.graph, fetcher, self.auth)
+        self.acls = ServerAclCache()
         # Whether a room was joined with partial state and still lacks members
         # (``federation.membership.partial_state``); set by FederatedRooms.
         self.is_partial: Callable[[int], Awaitable[bool]] | None = None
 
     async def server_allowed(self, room: RoomInfo, server_name: str) -> bool:
-        acl = await self.rooms.current_state_event(room, SERVER_ACL)
-        return server_allowed(None if acl is None else acl.event.content, server_name)
+        async def read() -> dict[str, Any] | None:
+            acl = await self.rooms.current_state_event(room, SERVER_ACL)
+            return None if acl is None else acl.event.content
 
-    async def handle_pdu(self, origin: str, pdu: Any) -> str | None:
+        return server_allowed(await self.acls.get(room.room_nid, read), server_name)
+
+    async def on_persisted(
+        self, q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> AfterCommit | None:
+        """The persister's in-transaction hook: an event that may change its room's
+        ACL drops the cached one now and, once committed, everywhere."""
+        ev = stored.event
+        if not may_change_acl(ev.type, ev.state_key, bool(plan.current_delta)):
+            return None
+        room_nid = stored.room_nid
+        self.acls.drop([room_nid])
+        return lambda: self.acls.changed([room_nid])
+
+    async def handle_pdu(
+        self, origin: str, pdu: Any, checked: tuple[Event, bool] | None = None
+    ) -> str | None:
         """One PDU of an inbound transaction: None when accepted (or already known),
-        else the error string for the transaction's per-PDU result."""
+        else the error string for the transaction's per-PDU result. ``checked``:
+        steps 1-3 already passed for this PDU in this room (``federation.pdu.chain``)."""
         try:
             room = await self.rooms.rooms.get_room(room_id_of(pdu))
         except PduDropped as e:
@@ -128,7 +152,7 @@ class PduPipeline:
         if not await self.server_allowed(room, origin):
             return _refused(origin, pdu, room, "Server is denied by the room's ACL")
         try:
-            event, redacted = await self.fetcher.check(pdu, room.version)
+            event, redacted = checked or await self.fetcher.check(pdu, room.version)
         except PduDropped as e:
             _refused(origin, pdu, room, e.reason)
             return "Invalid event or signature"
@@ -275,11 +299,17 @@ class PduPipeline:
         return error
 
     async def _state_for_keys(
-        self, before: StateBefore, keys: list[tuple[str, str]]
+        self, before: StateBefore, keys: list[tuple[str, str]], reads: ReadMemo | None = None
     ) -> dict[tuple[str, str], Event]:
         if before.ids is None:
+            memo_key = ("group", before.group, tuple(keys))
+            if reads is not None and memo_key in reads:
+                return reads[memo_key]
             found = await self.rooms.state_at(before.group, keys)
-            return {k: s.event for k, s in found.items()}
+            at_group = {k: s.event for k, s in found.items()}
+            if reads is not None:
+                reads[memo_key] = at_group
+            return at_group
         wanted = {k: before.ids[k] for k in keys if k in before.ids}
         events = await self.graph.events_of(wanted.values())
         return {k: events[i] for k, i in wanted.items() if i in events}
@@ -287,16 +317,37 @@ class PduPipeline:
     async def _check_and_persist(
         self, room: RoomInfo, event: Event, before: StateBefore, backfilled: bool = False
     ) -> tuple[StoredEvent, str | None]:
+        plan, reason = await self.check(room, event, before, backfilled)
+        if reason is None and not plan.soft_failed and not backfilled:
+            plan = await self._with_current_state(room, event, before, plan)
+        stored = await self.rooms.persister.persist(plan, room.room_nid)
+        return stored, reason
+
+    async def check(
+        self,
+        room: RoomInfo,
+        event: Event,
+        before: StateBefore,
+        backfilled: bool = False,
+        reads: ReadMemo | None = None,
+    ) -> tuple[PersistPlan, str | None]:
+        """Steps 4-6 for one event: its persist plan (the state it sits on, soft-failed
+        or not; the current state untouched) and the reason it is rejected, if it is.
+
+        ``reads``: state reads shared by events checked together on the same state
+        (a chain of messages, ``federation.pdu.chain``), each read once."""
         rv = room.version
         keys = auth_types_for_event(event.type, event.state_key, event.sender, event.content, rv)
         keys = [*keys, CREATE_KEY]
         if event.is_state():
             keys.append(event.state_tuple())
-        state_before = await self._state_for_keys(before, keys)
+        state_before = await self._state_for_keys(before, keys, reads)
         if backfilled:
             current = state_before  # history: never soft-failed against today's state
         else:
-            current = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+            current = await self._current_for_keys(room, keys, reads)
+            if _same_events(current, state_before):
+                current = state_before  # the linear case: no third run of the auth rules
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         rejected_auth = {i for i, s in auth.items() if s.rejected_reason is not None}
         if self.is_partial is not None and await self.is_partial(room.room_nid):
@@ -315,6 +366,9 @@ class PduPipeline:
                 create_event=create,
                 keys=self.auth.keys,
                 rejected_event_ids=rejected_auth,
+                # Every event reaching here passed EventFetcher.check (steps 1-3)
+                # when it was received or fetched.
+                receipt_checked=True,
             )
             soft_failed = result.soft_fail_reason is not None
         except EventRejected as e:
@@ -333,10 +387,18 @@ class PduPipeline:
             rejected_reason=reason,
             backfilled=backfilled,
         )
-        if reason is None and not soft_failed and not backfilled:
-            plan = await self._with_current_state(room, event, before, plan)
-        stored = await self.rooms.persister.persist(plan, room.room_nid)
-        return stored, reason
+        return plan, reason
+
+    async def _current_for_keys(
+        self, room: RoomInfo, keys: list[tuple[str, str]], reads: ReadMemo | None
+    ) -> dict[tuple[str, str], Event]:
+        memo_key = ("current", None, tuple(keys))
+        if reads is not None and memo_key in reads:
+            return reads[memo_key]
+        found = {k: s.event for k, s in (await self.rooms.current_state(room, keys)).items()}
+        if reads is not None:
+            reads[memo_key] = found
+        return found
 
     async def _with_current_state(
         self, room: RoomInfo, event: Event, before: StateBefore, plan: PersistPlan
@@ -390,6 +452,10 @@ class PduPipeline:
             event_in_current=in_current,
             member_changes=member_changes,
         )
+
+
+def _same_events(a: dict[tuple[str, str], Event], b: dict[tuple[str, str], Event]) -> bool:
+    return a.keys() == b.keys() and all(e.event_id == b[k].event_id for k, e in a.items())
 
 
 def _partial_memberships(

@@ -9,7 +9,7 @@ on a small machine) sixteen registrations at once meant sixteen hashes of
 So hashing runs on a small thread pool of its own with ``max_concurrent``
 workers: at most that many hashes are in memory at once, the rest wait in
 the pool's queue (the event loop keeps serving meanwhile). The defaults are
-OWASP's argon2id profile m=19 MiB, t=2, p=1.
+the least memory of OWASP's equivalent argon2id profiles, m=7 MiB, t=5, p=1.
 
 Stored hashes carry their own parameters, so hashes made under earlier
 settings keep verifying; ``needs_rehash`` says when a successful login
@@ -17,7 +17,7 @@ should store a fresh hash under the current ones.
 
 Giving the memory back: glibc serves a block above its mmap threshold from a
 mapping of its own, unmapped on free, but raises that threshold (up to
-32 MiB) each time such a block is freed, so from the second hash on a 19 MiB
+32 MiB) each time such a block is freed, so from the second hash on a 7 MiB
 block comes from the heap and stays there. A fixed threshold (which turns
 the raising off) keeps every hash's memory returned to the system.
 """
@@ -35,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from homeserver.config import PasswordHashingConfig
 
 # glibc's mallopt parameter number, and the fixed threshold: blocks of 4 MiB and more get
-# mappings of their own (argon2's are 19 MiB by default; Python objects rarely come near).
+# mappings of their own (argon2's are 7 MiB by default; Python objects rarely come near).
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 

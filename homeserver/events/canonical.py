@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import canonicaljson
+import orjson
 
 # Appendices "Canonical JSON": integers must lie in [-(2**53)+1, (2**53)-1].
 CANONICAL_INT_MIN = -(2**53) + 1
@@ -50,6 +51,26 @@ def decode_json(data: str | bytes) -> Any:
         return json.loads(data, parse_float=_integral_float_to_int, parse_constant=_reject_constant)
     except RecursionError:
         raise ValueError("JSON is nested too deeply") from None
+
+
+def decode_stored_json(data: str | bytes, strict_canonical: bool) -> Any:
+    """Parse an event this server stored with ``encode_canonical_json``.
+
+    ``strict_canonical`` (the room version enforces canonical JSON, v6+): the event
+    passed ``validate.check_canonical_json_values``, so it holds no floats and no
+    integer past 2**53, and orjson reads it exactly. orjson shares the key strings of
+    every document it parses (a cache of short keys), so a cache of thousands of
+    loaded events holds ``"content"``, ``"sender"`` ... once rather than once per
+    event, and it parses several times faster. Older room versions may hold any
+    number (orjson would turn an integer past 64 bits into a float) and go through
+    ``decode_json``, as does anything orjson refuses.
+    """
+    if strict_canonical:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return decode_json(data)
 
 
 def encode_base64(data: bytes, urlsafe: bool = False) -> str:

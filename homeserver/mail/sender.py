@@ -12,8 +12,6 @@ import logging
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-import aiosmtplib
-
 from homeserver.config import EmailConfig
 from homeserver.errors import MatrixError
 
@@ -36,6 +34,8 @@ class Mailer:
         cfg = self.config
         if not cfg.smtp_host:
             raise MatrixError(500, "M_UNKNOWN", "Email is not configured on this server")
+        import aiosmtplib  # on the first mail, not at start: most servers never send one
+
         msg = EmailMessage()
         msg["From"] = self.sender_address
         msg["To"] = to

@@ -28,7 +28,6 @@ from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from PIL import Image
 from yarl import URL
 
 from homeserver.config import MediaConfig
@@ -143,6 +142,8 @@ StoreImage = Callable[[bytes, str], Awaitable[str]]
 
 def image_dimensions(body: bytes) -> tuple[int, int] | None:
     """(width, height) from an image's header (nothing is decoded), or None."""
+    from PIL import Image  # on the first preview with an image, not at start
+
     try:
         with Image.open(io.BytesIO(body)) as img:
             width, height = img.size

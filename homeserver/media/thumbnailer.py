@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageSequence
+if TYPE_CHECKING:
+    # Pillow (and its image libraries) is imported on the first thumbnail, not at start:
+    # a server that never thumbnails does not carry it.
+    from PIL import Image
 
 THUMBNAIL_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/apng"})
 _FORMATS = ["JPEG", "PNG", "GIF", "WEBP"]
@@ -57,6 +61,8 @@ def cover_size(w: int, h: int, box_w: int, box_h: int) -> tuple[int, int]:
 
 
 def _resize_frame(frame: Image.Image, width: int, height: int, method: str) -> Image.Image:
+    from PIL import Image
+
     w, h = frame.size
     if method == "crop":
         if w < width or h < height:
@@ -75,6 +81,8 @@ def make_thumbnail(
     path: str, width: int, height: int, method: str, animated: bool, max_pixels: int
 ) -> Thumbnail:
     """The thumbnail of the image at ``path`` for a ``width`` x ``height`` box."""
+    from PIL import Image
+
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with Image.open(path, formats=_FORMATS) as img:
@@ -104,6 +112,8 @@ def make_thumbnail(
 
 
 def _animated(img: Image.Image, width: int, height: int, method: str) -> Thumbnail:
+    from PIL import ImageSequence
+
     frames: list[Image.Image] = []
     durations: list[int] = []
     for i, frame in enumerate(ImageSequence.Iterator(img)):

@@ -158,7 +158,9 @@ DEFAULT_RULE_IDS: dict[str, str] = {
 
 
 def _for_user(rule: PushRule, user_id: str) -> PushRule:
-    if not rule.conditions:
+    # A rule that does not name the user is shared by every user's ruleset: cached
+    # rulesets then cost memory only for the few rules that do (one per cached user).
+    if not rule.conditions or not any(_USER in c.values() for c in rule.conditions):
         return rule
     conds = tuple(
         {k: (user_id if v == _USER else v) for k, v in c.items()} for c in rule.conditions

@@ -17,7 +17,12 @@ transaction::
       -> in-transaction hooks (federation: the outbox rows of the PDU)
 
 so an event acknowledged to a client is durable together with everything
-derived from it, and a reader never sees half of it. Stream orderings are
+derived from it, and a reader never sees half of it. ``persist_chain`` writes
+several local events built one on another (``rooms.send_queue``) in one such
+transaction: each gets every write above, its own stream position (taken for
+the whole chain in one statement) and its own hooks; their edges, search rows
+and txn ids go in one statement per table after the last event, and only the
+last becomes the room's extremity. Stream orderings are
 taken inside the transaction (``EventStore.next_stream_ordering``). With
 several processes on PostgreSQL the transaction first takes the room's
 advisory lock (``homeserver.rooms.write_order``, which also says why the
@@ -49,7 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from homeserver.events.model import Event
 from homeserver.rooms.redactions import RedactionApplier, redacted_event
@@ -131,6 +136,37 @@ AfterCommit = Callable[[], None]
 TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
 
 
+@dataclass(slots=True)
+class _Effects:
+    """What the writes of one transaction leave to do once it has ended."""
+
+    after_commit: list[tuple[StoredEvent, AfterCommit]] = field(default_factory=list)
+    pruned: list[int] = field(default_factory=list)
+    promoted: list[int] = field(default_factory=list)
+    member_rooms: list[int] = field(default_factory=list)
+    keys: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _ChainRows:
+    """Rows of a chain's events written with one statement per table after its last
+    event, instead of one per event (each is a round trip while the room is held). No
+    other write of the transaction reads them, except a redaction its target's search
+    row (``_write`` writes those first). Likewise the redactions waiting for the
+    chain's events are looked up for all of them at once."""
+
+    # The chain's event ids that a stored redaction waits for (read for all at once).
+    redaction_targets: set[str]
+    edges: list[tuple[int, str]] = field(default_factory=list)
+    search: list[tuple[Event, int]] = field(default_factory=list)
+    txn_ids: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+
+
+def _hidden(plan: PersistPlan) -> bool:
+    """Kept for the DAG only (no place in the timeline or the state)."""
+    return plan.outlier or plan.rejected_reason is not None
+
+
 class EventPersister:
     def __init__(
         self,
@@ -156,153 +192,231 @@ class EventPersister:
         self, plan: PersistPlan, room_nid: int | None, new_room: NewRoom | None = None
     ) -> StoredEvent:
         """Write the event; ``new_room`` creates the room row in the same transaction."""
-        ev = plan.event
-        after_commit: list[AfterCommit] = []
-        pruned: list[int] = []
-        member_rooms: list[int] = []
+        return (await self._persist([plan], room_nid, new_room))[0]
+
+    async def persist_chain(self, plans: Sequence[PersistPlan], room_nid: int) -> list[StoredEvent]:
+        """Write local events built one on another (group commit, ``rooms.send_queue``) in
+        ONE transaction, in order. The first plan says where the chain starts; every later
+        one follows the event written just before it: its ``prev_nids`` and
+        ``state_group_before`` are taken from that event, whatever the plan says. Each
+        event keeps its own stream position, txn id and transaction hooks."""
+        return await self._persist(plans, room_nid, None)
+
+    async def _persist(
+        self, plans: Sequence[PersistPlan], room_nid: int | None, new_room: NewRoom | None
+    ) -> list[StoredEvent]:
+        fx = _Effects()
+        written: list[StoredEvent] = []
         try:
             async with self.db.transaction() as q:
                 if room_nid is not None:
                     await hold_room_for_write(
-                        q, self.db.engine, room_nid, plan.expected_extremities
+                        q, self.db.engine, room_nid, plans[0].expected_extremities
                     )
                 if new_room is not None:
+                    ev = plans[0].event
                     room_nid = await self.rooms.insert_room(
                         q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
                     )
                 assert room_nid is not None
-                keys = {}
-                if ev.is_state():
-                    keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
-                hidden = plan.outlier or plan.rejected_reason is not None
-                # Soft-failed, rejected and outlier events are kept for the DAG but
-                # never shown to clients: no stream position.
-                visible = not (plan.soft_failed or hidden) or plan.out_of_band
-                so: int | None = None
-                if plan.backfilled and visible:
-                    so = await self.events.next_backfill_ordering(q)
-                elif visible:
-                    so = await self.events.next_stream_ordering(q)
-                group = plan.state_group_before
-                if plan.state_delta_before:
-                    group = await self.state.create_group(
-                        q, room_nid, group, plan.state_delta_before
-                    )
-                promoted = None
-                if plan.backfilled:
-                    promoted = await self.events.promote_outlier(
-                        q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
-                    )
-                nid = promoted
-                redacted_by: int | None = None
-                if nid is None and plan.rejected_reason is None:
-                    # A redaction that arrived first and may apply: store it pruned.
-                    redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
-                    if redacted_by is not None:
-                        ev = redacted_event(ev)
-                if nid is None:
-                    nid = await self.events.insert_event(
-                        q,
-                        ev,
-                        room_nid,
-                        stream_ordering=so,
-                        state_group=group,
-                        prev_state_event_nid=plan.replaces_nid,
-                        outlier=plan.outlier,
-                        rejected_reason=plan.rejected_reason,
-                        soft_failed=plan.soft_failed,
-                        redacted_by=redacted_by,
-                    )
-                await self.events.add_edges(q, nid, ev.prev_event_ids)
-                if ev.is_state() and not hidden:
-                    # The state after the event (soft-failed ones too: a later
-                    # event may cite them, and state resolution then weighs them).
-                    own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
-                    group = await self.state.create_group(q, room_nid, group, own)
-                    await q.execute(
-                        "UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid
-                    )
-                if plan.backfilled and not (plan.soft_failed or hidden):
-                    if not ev.is_state():
-                        await self.relations.add(q, ev, nid, room_nid)
-                    await self.search.index(q, ev, nid)
-                elif not (plan.soft_failed or hidden):
-                    await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
-                    delta = dict(plan.current_delta or {})
-                    in_current = ev.is_state() and plan.event_in_current
-                    if in_current:
-                        delta[keys[ev.state_tuple()]] = nid
-                    if delta:
-                        await self.state.update_current(q, room_nid, delta)
-                    assert so is not None
-                    if in_current:
-                        await self._membership(q, ev, room_nid, nid, so, member_rooms)
-                    if plan.member_changes:
-                        names = await self.members.event_displaynames(
-                            q, [n for _u, _m, n in plan.member_changes]
+                positions = await self._positions(q, plans)
+                # A chain of plain timeline events writes some rows of all its events
+                # together, after the last one (``_ChainRows``).
+                rows = None
+                if positions is not None:
+                    ids = [p.event.event_id for p in plans]
+                    rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
+                for i, plan in enumerate(plans):
+                    if written:
+                        prev = written[-1]
+                        plan = replace(
+                            plan, prev_nids=[prev.event_nid], state_group_before=prev.state_group
                         )
-                        member_rooms.append(room_nid)
-                        for user_id, membership, member_nid in plan.member_changes:
-                            await self.members.set_membership(
-                                q,
-                                room_nid,
-                                user_id,
-                                membership,
-                                member_nid,
-                                so,
-                                names.get(member_nid),
-                            )
-                    if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
-                        # The user directory's "public room" (join rule, history visibility).
-                        await self.rooms.refresh_directory_flags(q, [room_nid])
-                    if not ev.is_state():
-                        await self.relations.add(q, ev, nid, room_nid)
-                    await self.search.index(q, ev, nid)
-                if plan.out_of_band and so is not None:
-                    await self._membership(q, ev, room_nid, nid, so, member_rooms)
-                if promoted is None and not (plan.soft_failed or plan.rejected_reason):
-                    # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
-                    target = await self._redaction(q, plan.event, nid, room_nid, group)
-                    if target is not None:
-                        pruned.append(target)
-                if plan.txn is not None:
-                    t = plan.txn
-                    await self.events.add_txn_id(
-                        q, t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts
+                    so = positions[i] if positions else None
+                    written.append(await self._write(q, plan, room_nid, so, fx, rows))
+                if rows is not None:
+                    await self._write_chain_rows(q, rows)
+                    await self.events.replace_extremities(
+                        q, room_nid, plans[0].prev_nids, written[-1].event_nid
                     )
-                stored = StoredEvent(
-                    event=ev,
-                    event_nid=nid,
-                    room_nid=room_nid,
-                    stream_ordering=so,
-                    state_group=group,
-                    outlier=plan.outlier,
-                    rejected_reason=plan.rejected_reason,
-                    soft_failed=plan.soft_failed,
-                    prev_state_event_nid=plan.replaces_nid,
-                    redacted_by=redacted_by,
-                )
-                for hook in self.txn_hooks:
-                    callback = await hook(q, stored, plan)
-                    if callback is not None:
-                        after_commit.append(callback)
         finally:
             # Committed or rolled back: cached member lists are stale either way.
-            if member_rooms:
-                self.members.local_cache.changed(member_rooms)
-        self.rooms.remember_keys(keys)
-        if pruned:
-            self.events.forget(pruned)
-        if promoted is not None:
+            if fx.member_rooms:
+                self.members.local_cache.changed(fx.member_rooms)
+        self.rooms.remember_keys(fx.keys)
+        if fx.pruned:
+            self.events.forget(fx.pruned)
+        if fx.promoted:
             # Other processes may hold it cached as the outlier it was (no stream
             # position): their /sync would meet it in the timeline without one.
-            self.events.forget([promoted])
-        self.events._keep(stored)
-        for callback in after_commit:
+            self.events.forget(fx.promoted)
+        for stored in written:
+            self.events._keep(stored)
+        for stored, callback in fx.after_commit:
             try:
                 callback()
             except Exception:
-                log.exception("after-commit callback failed for %s", ev.event_id)
+                log.exception("after-commit callback failed for %s", stored.event.event_id)
+        return written
+
+    async def _positions(self, q: Queries, plans: Sequence[PersistPlan]) -> list[int] | None:
+        """Stream positions for a chain of plain timeline events, taken in one statement;
+        None when each plan takes its own (one event, or hidden/backfilled ones)."""
+        if len(plans) < 2 or any(_hidden(p) or p.backfilled or p.soft_failed for p in plans):
+            return None
+        last = await self.events.next_stream_orderings(q, len(plans))
+        return list(range(last - len(plans) + 1, last + 1))
+
+    async def _write_chain_rows(self, q: Queries, rows: _ChainRows) -> None:
+        await self.events.add_edges_many(q, rows.edges)
+        await self.search.index_many(q, rows.search)
+        rows.search.clear()
+        await self.events.add_txn_ids(q, rows.txn_ids)
+
+    async def _write(
+        self,
+        q: Queries,
+        plan: PersistPlan,
+        room_nid: int,
+        so: int | None,
+        fx: _Effects,
+        rows: _ChainRows | None = None,
+    ) -> StoredEvent:
+        """Every row of one event, inside the caller's transaction. ``so``: its stream
+        position when already taken; ``rows``: the event is one of a chain of plain
+        timeline events (its edges, search and txn id rows are written with the
+        chain's, and the chain's last event alone becomes the room's extremity)."""
+        ev = plan.event
+        keys = {}
+        if ev.is_state():
+            keys = await self.rooms.intern_state_keys(q, [ev.state_tuple()])
+            fx.keys.update(keys)
+        hidden = _hidden(plan)
+        # Soft-failed, rejected and outlier events are kept for the DAG but
+        # never shown to clients: no stream position.
+        visible = not (plan.soft_failed or hidden) or plan.out_of_band
+        if so is None and plan.backfilled and visible:
+            so = await self.events.next_backfill_ordering(q)
+        elif so is None and visible:
+            so = await self.events.next_stream_ordering(q)
+        group = plan.state_group_before
+        if plan.state_delta_before:
+            group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
+        promoted = None
+        if plan.backfilled:
+            promoted = await self.events.promote_outlier(
+                q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
+            )
+            if promoted is not None:
+                fx.promoted.append(promoted)
+        nid = promoted
+        redacted_by: int | None = None
+        awaited = rows is None or ev.event_id in rows.redaction_targets
+        if nid is None and plan.rejected_reason is None and awaited:
+            # A redaction that arrived first and may apply: store it pruned.
+            redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
+            if redacted_by is not None:
+                ev = redacted_event(ev)
+        if nid is None:
+            nid = await self.events.insert_event(
+                q,
+                ev,
+                room_nid,
+                stream_ordering=so,
+                state_group=group,
+                prev_state_event_nid=plan.replaces_nid,
+                outlier=plan.outlier,
+                rejected_reason=plan.rejected_reason,
+                soft_failed=plan.soft_failed,
+                redacted_by=redacted_by,
+            )
+        if rows is not None:
+            rows.edges.extend((nid, p) for p in ev.prev_event_ids)
+        else:
+            await self.events.add_edges(q, nid, ev.prev_event_ids)
+        if ev.is_state() and not hidden:
+            # The state after the event (soft-failed ones too: a later
+            # event may cite them, and state resolution then weighs them).
+            own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
+            group = await self.state.create_group(q, room_nid, group, own)
+            await q.execute("UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid)
+        if plan.backfilled and not (plan.soft_failed or hidden):
+            if not ev.is_state():
+                await self.relations.add(q, ev, nid, room_nid)
+            await self.search.index(q, ev, nid)
+        elif not (plan.soft_failed or hidden):
+            if rows is None:
+                await self.events.replace_extremities(q, room_nid, plan.prev_nids, nid)
+            delta = dict(plan.current_delta or {})
+            in_current = ev.is_state() and plan.event_in_current
+            if in_current:
+                delta[keys[ev.state_tuple()]] = nid
+            if delta:
+                await self.state.update_current(q, room_nid, delta)
+            assert so is not None
+            if in_current:
+                await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
+            if plan.member_changes:
+                names = await self.members.event_displaynames(
+                    q, [n for _u, _m, n in plan.member_changes]
+                )
+                fx.member_rooms.append(room_nid)
+                for user_id, membership, member_nid in plan.member_changes:
+                    await self.members.set_membership(
+                        q,
+                        room_nid,
+                        user_id,
+                        membership,
+                        member_nid,
+                        so,
+                        names.get(member_nid),
+                    )
+            if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
+                # The user directory's "public room" (join rule, history visibility).
+                await self.rooms.refresh_directory_flags(q, [room_nid])
+            if not ev.is_state():
+                await self.relations.add(q, ev, nid, room_nid)
+            if rows is not None:
+                rows.search.append((ev, nid))
+            else:
+                await self.search.index(q, ev, nid)
+        if plan.out_of_band and so is not None:
+            await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
+        if promoted is None and not (plan.soft_failed or plan.rejected_reason):
+            # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
+            if rows is not None and plan.event.type == "m.room.redaction":
+                # Its target may be an earlier event of the chain: index that first; or
+                # a later one, whose check for redactions waiting for it must then run.
+                await self.search.index_many(q, rows.search)
+                rows.search.clear()
+                if plan.event.redacts is not None:
+                    rows.redaction_targets.add(plan.event.redacts)
+            target = await self._redaction(q, plan.event, nid, room_nid, group)
+            if target is not None:
+                fx.pruned.append(target)
+        if plan.txn is not None:
+            t = plan.txn
+            row = (t.user_id, t.device_id, t.txn_id, ev.event_id, ev.origin_server_ts)
+            if rows is not None:
+                rows.txn_ids.append(row)
+            else:
+                await self.events.add_txn_id(q, *row)
+        stored = StoredEvent(
+            event=ev,
+            event_nid=nid,
+            room_nid=room_nid,
+            stream_ordering=so,
+            state_group=group,
+            outlier=plan.outlier,
+            rejected_reason=plan.rejected_reason,
+            soft_failed=plan.soft_failed,
+            prev_state_event_nid=plan.replaces_nid,
+            redacted_by=redacted_by,
+        )
+        for hook in self.txn_hooks:
+            callback = await hook(q, stored, plan)
+            if callback is not None:
+                fx.after_commit.append((stored, callback))
         return stored
 
     async def _membership(

@@ -2,16 +2,18 @@
 
 Design note
 -----------
-Events of one room are built and persisted one at a time, under an asyncio
-lock keyed by room id (DESIGN "Linear rooms")::
+Events of one room are built and persisted under an asyncio lock keyed by
+room id (DESIGN "Linear rooms"); the sends waiting for a room are taken in
+batches (group commit, ``send_queue``) and built as a chain::
 
     send_event ─┐
-    join/leave ─┼─> lock(room) ─> prev = extremities, auth = current state
-    createRoom ─┘     ─> build (hash, sign, id) ─> checks.check_event
-                      ─> EventPersister.persist (one transaction, with the
+    join/leave ─┼─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
+    createRoom ─┘     ─> for each request: build (hash, sign, id) on the one
+                         before ─> checks.check_event against the state before it
+                      ─> EventPersister.persist_chain (one transaction, with the
                          outbox rows; push rules are evaluated behind it)
-                  unlock ─> pre_notify_hooks ─> signal.changed(local members)
-                         ─> event_persisted_hooks
+                  unlock ─> each request: pre_notify_hooks ─> signal.changed(local
+                         members) ─> event_persisted_hooks
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
@@ -27,7 +29,7 @@ import logging
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -49,6 +51,7 @@ from homeserver.rooms.prechecks import (
     check_thread_root,
     no_encryption_downgrade,
 )
+from homeserver.rooms.send_queue import EventRequest, Result, RoomSendQueues
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
@@ -85,15 +88,31 @@ def not_in_room() -> MatrixError:
 
 @dataclass(frozen=True, slots=True)
 class _Draft:
-    """A new local event, built and checked, not yet persisted; with what it was built on."""
+    """A new local event, built and checked, not yet persisted."""
 
-    room: RoomInfo
+    index: int  # its request's place in the batch
+    request: EventRequest
     event: Event
-    prev: list[StoredEvent]
-    extremity_nids: list[int]
-    state: dict[StateKey, StoredEvent]
+    state: dict[StateKey, Event]  # the part of the state before it that was read
     auth_events: list[Event]
     create: Event | None
+    replaces: StoredEvent | None  # the state event it replaces (committed: ``send_queue``)
+
+
+@dataclass(slots=True)
+class _Chain:
+    """A batch of requests built one on another, and what each ended with so far."""
+
+    room: RoomInfo
+    prev: list[StoredEvent]  # the first event's prev events
+    extremity_nids: list[int]  # every extremity the chain was built on
+    results: list[Result | None]  # None: still to persist (a draft), or a txn retry
+    drafts: list[_Draft] = field(default_factory=list)
+    same_txn_as: dict[int, int] = field(default_factory=dict)
+
+
+class _ChainFailed(Exception):
+    """The transaction of a chain of several events failed (each is tried alone)."""
 
 
 class RoomService:
@@ -139,6 +158,8 @@ class RoomService:
         # Checks local users' events before they are built (content_policy config).
         self.content_policy = ContentPolicy([])
         self._locks: dict[str, asyncio.Lock] = {}
+        # Local sends waiting per room, persisted in batches (group commit).
+        self.send_queues = RoomSendQueues(self._run_batch, self.lock)
         # Bounds the rooms this process holds for a whole build (``write_order.room_turn``).
         self._turn_slots = asyncio.Semaphore(TURN_SLOTS)
         # Strictly increasing create-event timestamps: in room versions whose room id is
@@ -317,7 +338,9 @@ class RoomService:
         before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> StoredEvent:
         """The single writer path: under the room lock, build on the current
-        extremities and state, check, persist; then wake and notify.
+        extremities and state, check, persist; then wake and notify. Sends that
+        wait for the same room are built as a chain and persisted together
+        (``send_queue``); each still gets its own checks, position and error.
 
         ``before_persist`` runs with the built and checked event, still under the room
         lock, before it is persisted; if it raises, the event is not sent. (A room
@@ -332,54 +355,29 @@ class RoomService:
         The content policy runs first, outside the lock (a module may be slow):
         a rejection is 403 M_FORBIDDEN; a flag files a report once stored.
         """
+        req = EventRequest(
+            room,
+            sender,
+            event_type,
+            content,
+            state_key,
+            txn,
+            precheck,
+            keep_unchanged,
+            before_persist,
+        )
         verdict = await self.content_policy.check_local(
             self.server_name, room.room_id, sender, event_type, content, state_key
         )
         if self._is_remote_invite(event_type, content, state_key):
-            stored = await self._send_remote_invite(
-                room, sender, content, state_key or "", txn, precheck, keep_unchanged
-            )
+            stored = await self._send_remote_invite(req)
         else:
-            async with self.lock(room.room_id):
-                sent = await self._already_sent(
-                    room, sender, event_type, content, state_key, txn, keep_unchanged
-                )
-                if sent is not None:
-                    return sent
-                stored = await self._build_and_persist(
-                    room, sender, event_type, content, state_key, txn, precheck, before_persist
-                )
+            stored, fresh = await self.send_queues.submit(req)
+            if not fresh:
+                return stored
             await self.after_persist(stored, room)
         await self.content_policy.settle(verdict, room.room_id, stored.event.event_id)
         return stored
-
-    async def _already_sent(
-        self,
-        room: RoomInfo,
-        sender: str,
-        event_type: str,
-        content: dict[str, Any],
-        state_key: str | None,
-        txn: TxnRef | None,
-        keep_unchanged: bool,
-    ) -> StoredEvent | None:
-        """The event a retried transaction id already sent, or the unchanged state
-        event ``keep_unchanged`` asks to return instead of sending it again."""
-        if txn is not None:
-            earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
-            if earlier is not None:
-                found = await self.events.by_id(earlier)
-                if found is not None:
-                    return found
-        if keep_unchanged and state_key is not None:
-            current = await self.current_state_event(room, event_type, state_key)
-            if (
-                current is not None
-                and current.event.sender == sender
-                and current.event.content == content
-            ):
-                return current
-        return None
 
     def _is_remote_invite(
         self, event_type: str, content: dict[str, Any], state_key: str | None
@@ -392,16 +390,7 @@ class RoomService:
             and not state_key.endswith(":" + self.server_name)
         )
 
-    async def _send_remote_invite(
-        self,
-        room: RoomInfo,
-        sender: str,
-        content: dict[str, Any],
-        state_key: str,
-        txn: TxnRef | None,
-        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
-        keep_unchanged: bool,
-    ) -> StoredEvent:
+    async def _send_remote_invite(self, req: EventRequest) -> StoredEvent:
         """An invite of a remote user: the invitee's server must sign it first, and that
         request never runs under the room's lock (a slow server would stall the room).
 
@@ -411,121 +400,178 @@ class RoomService:
         If they moved, it is built again on the new ones, a few times; the last
         resort is the old way, with the exchange under the lock, so it always ends.
         """
+        room = req.room
         for _ in range(INVITE_EXCHANGE_ATTEMPTS):
             async with self.lock(room.room_id):
-                sent = await self._already_sent(
-                    room, sender, MEMBER, content, state_key, txn, keep_unchanged
-                )
-                if sent is not None:
-                    return sent
-                draft = await self._draft(room, sender, MEMBER, content, state_key, precheck)
+                chain = await self._build_chain([req])
+                result = chain.results[0]
+                if isinstance(result, BaseException):
+                    raise result
+                if result is not None:
+                    return result[0]
+                draft = chain.drafts[0]
             signed = await self._exchange_invite(draft)
             async with self.lock(room.room_id):
-                sent = await self._already_sent(
-                    room, sender, MEMBER, content, state_key, txn, False
-                )
-                if sent is not None:
-                    return sent
+                if req.txn is not None and (done := await self._txns_sent([req.txn])):
+                    return done[req.txn]
                 now = [e.event_nid for e in await self.events.extremities(room.room_nid)]
-                if now != draft.extremity_nids:
+                if now != chain.extremity_nids:
                     continue
                 try:
-                    stored = await self._persist_draft(room, draft, signed, txn)
+                    stored = (await self._persist_chain(chain, [signed]))[0]
                 except RoomMovedOn:  # another process moved it on (``write_order``)
                     continue
             await self.after_persist(stored, room)
             return stored
         async with self.lock(room.room_id):
-            stored = await self._build_and_persist(
-                room, sender, MEMBER, content, state_key, txn, precheck
-            )
-        await self.after_persist(stored, room)
-        return stored
+            result = (await self._run_batch([req]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        await self.after_persist(result[0], room)
+        return result[0]
 
-    async def _build_and_persist(
-        self,
-        room: RoomInfo,
-        sender: str,
-        event_type: str,
-        content: dict[str, Any],
-        state_key: str | None,
-        txn: TxnRef | None,
-        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
-        before_persist: Callable[[Event], Awaitable[None]] | None = None,
-    ) -> StoredEvent:
+    async def _run_batch(self, reqs: list[EventRequest]) -> list[Result]:
+        """Build and persist ``reqs`` (a batch of ``send_queue``; the room's lock is
+        held) as one chain: each request's event, or its own error. Built again when
+        another process moved the room on meanwhile (``write_order``)."""
         rebuilds = 0
-        while True:  # another process may move the room on meanwhile (``write_order``)
+        pinned = any(r.before_persist is not None for r in reqs)
+        while True:
             try:
-                if rebuilds < TURN_AFTER or before_persist is not None:
-                    return await self._build_once(
-                        room, sender, event_type, content, state_key, txn, precheck, before_persist
-                    )
+                if rebuilds < TURN_AFTER or pinned:
+                    return await self._send_chain(reqs)
                 # Lost too often to a busy writer elsewhere: take a turn, the others wait.
-                async with self._turn_slots, room_turn(self.persister.db, room.room_nid):
-                    return await self._build_once(
-                        room, sender, event_type, content, state_key, txn, precheck, None
-                    )
+                async with self._turn_slots, room_turn(self.persister.db, reqs[0].room.room_nid):
+                    return await self._send_chain(reqs)
             except RoomMovedOn:
                 rebuilds += 1
                 # before_persist acted on this event's id: it cannot be built again.
-                if rebuilds >= MAX_REBUILDS or before_persist is not None:
-                    raise MatrixError(503, "M_UNKNOWN", "The room is busy; retry") from None
+                if rebuilds >= MAX_REBUILDS or pinned:
+                    busy = MatrixError(503, "M_UNKNOWN", "The room is busy; retry")
+                    return [busy] * len(reqs)
                 await asyncio.sleep(rebuild_delay(rebuilds))
+            except _ChainFailed:
+                # One event's rows failed the whole transaction: each on its own, so
+                # only that one fails.
+                return [await self._run_alone(r) for r in reqs]
 
-    async def _build_once(
-        self,
-        room: RoomInfo,
-        sender: str,
-        event_type: str,
-        content: dict[str, Any],
-        state_key: str | None,
-        txn: TxnRef | None,
-        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
-        before_persist: Callable[[Event], Awaitable[None]] | None,
-    ) -> StoredEvent:
-        draft = await self._draft(room, sender, event_type, content, state_key, precheck)
-        event = await self._exchange_invite(draft)
-        if before_persist is not None:
-            await before_persist(event)
-        return await self._persist_draft(room, draft, event, txn)
+    async def _run_alone(self, req: EventRequest) -> Result:
+        try:
+            return (await self._run_batch([req]))[0]
+        except Exception as e:
+            return e
 
-    async def _draft(
-        self,
-        room: RoomInfo,
-        sender: str,
-        event_type: str,
-        content: dict[str, Any],
-        state_key: str | None,
-        precheck: Callable[[dict[StateKey, StoredEvent]], None] | None,
-    ) -> _Draft:
-        """Build a new event on the room's current extremities and state, and check it."""
+    async def _send_chain(self, reqs: list[EventRequest]) -> list[Result]:
+        """One attempt: build the chain on the room as it is now, then persist it."""
+        chain = await self._build_chain(reqs)
+        events = []
+        for draft in chain.drafts:
+            event = await self._exchange_invite(draft)
+            if draft.request.before_persist is not None:
+                await draft.request.before_persist(event)
+            events.append(event)
+        if chain.drafts:
+            try:
+                stored = await self._persist_chain(chain, events)
+            except RoomMovedOn:
+                raise
+            except Exception as e:
+                if len(chain.drafts) > 1:
+                    log.warning("chain of %d events failed (%s); one by one", len(events), e)
+                    raise _ChainFailed from e
+                raise
+            for draft, s in zip(chain.drafts, stored, strict=True):
+                chain.results[draft.index] = (s, True)
+        out: list[Result] = []
+        for i, result in enumerate(chain.results):
+            if result is None:  # a retry of an earlier request's txn id in this batch
+                first = chain.results[chain.same_txn_as[i]]
+                assert first is not None
+                result = first if isinstance(first, BaseException) else (first[0], False)
+            out.append(result)
+        return out
+
+    async def _build_chain(self, reqs: list[EventRequest]) -> _Chain:
+        """Build and check each request's event on the one before it (the first on the
+        room's extremities), against the state before it. A request already answered
+        (its txn id was sent, or its state is unchanged) gets its event; one that fails
+        to build or its checks gets its error; neither is in the chain."""
+        room = reqs[0].room
         rv = room.version
         extremities = await self.events.extremities(room.room_nid)
         prev = extremities[-MAX_PREV_EVENTS:]
-        if not prev:
-            raise not_in_room()
-        auth_keys = auth_types_for_event(event_type, state_key, sender, content, rv)
-        wanted = [*auth_keys, CREATE_KEY]
-        if state_key is not None:
-            wanted.append((event_type, state_key))
+        wanted: set[StateKey] = {CREATE_KEY}
+        for r in reqs:
+            wanted.update(auth_types_for_event(r.event_type, r.state_key, r.sender, r.content, rv))
+            if r.state_tuple is not None:
+                wanted.add(r.state_tuple)
         cur = await self.current_state(room, wanted)
-        if precheck is not None:
-            precheck(cur)
-        create = cur.get(CREATE_KEY)
-        auth_events = [cur[k].event for k in auth_keys if k in cur]
+        chain = _Chain(room, prev, [e.event_nid for e in extremities], [None] * len(reqs))
+        sent = await self._txns_sent([r.txn for r in reqs if r.txn is not None])
+        view = {k: s.event for k, s in cur.items()}
+        create = view.get(CREATE_KEY)
+        cited = [p.event for p in prev]
+        first_of_txn: dict[TxnRef, int] = {}
+        for i, req in enumerate(reqs):
+            if req.txn is not None and req.txn in sent:
+                chain.results[i] = (sent[req.txn], False)
+                continue
+            if req.txn is not None and req.txn in first_of_txn:
+                chain.same_txn_as[i] = first_of_txn[req.txn]
+                continue
+            key = req.state_tuple
+            current = None if key is None else cur.get(key)
+            if (
+                req.keep_unchanged
+                and current is not None
+                and current.event.sender == req.sender
+                and current.event.content == req.content
+            ):
+                chain.results[i] = (current, False)
+                continue
+            if req.txn is not None:
+                first_of_txn[req.txn] = i
+            if not cited:
+                chain.results[i] = not_in_room()
+                continue
+            try:
+                if req.precheck is not None:
+                    req.precheck(cur)
+                event, auth_events = await self._build(req, cited, view, create)
+            except Exception as e:
+                chain.results[i] = e
+                continue
+            chain.drafts.append(_Draft(i, req, event, dict(view), auth_events, create, current))
+            cited = [event]
+            if key is not None:
+                view[key] = event
+        return chain
+
+    async def _build(
+        self,
+        req: EventRequest,
+        prev: list[Event],
+        view: dict[StateKey, Event],
+        create: Event | None,
+    ) -> tuple[Event, list[Event]]:
+        """Build one event on ``prev`` and check it against the state ``view`` before it."""
+        rv = req.room.version
+        auth_keys = auth_types_for_event(req.event_type, req.state_key, req.sender, req.content, rv)
+        auth_events = [view[k] for k in auth_keys if k in view]
+        content = req.content
         fields: dict[str, Any] = {
-            "room_id": room.room_id,
-            "type": event_type,
-            "sender": sender,
+            "room_id": req.room.room_id,
+            "type": req.event_type,
+            "sender": req.sender,
             "content": content,
-            "prev_events": [p.event.event_id for p in prev],
+            "prev_events": [p.event_id for p in prev],
             "auth_events": [a.event_id for a in auth_events],
-            "depth": max(p.event.depth for p in prev) + 1,
+            "depth": max(p.depth for p in prev) + 1,
             "origin_server_ts": self.clock.now_ms(),
         }
-        if state_key is not None:
-            fields["state_key"] = state_key
-        if event_type == "m.room.redaction" and not rv.updated_redaction_rules:
+        if req.state_key is not None:
+            fields["state_key"] = req.state_key
+        if req.event_type == "m.room.redaction" and not rv.updated_redaction_rules:
             # Before v11 "redacts" is a top-level key, not part of content.
             fields["content"] = {k: v for k, v in content.items() if k != "redacts"}
             fields["redacts"] = content.get("redacts")
@@ -535,32 +581,43 @@ class RoomService:
             self.new_event_id(rv),
             rv,
             fields,
-            [p.event for p in prev] + auth_events,
+            prev + auth_events,
         )
-        state_map = {k: s.event for k, s in cur.items()}
-        create_ev = None if create is None else create.event
-        await self._check(event, auth_events, state_map, create_ev)
-        return _Draft(
-            room, event, prev, [e.event_nid for e in extremities], cur, auth_events, create_ev
-        )
+        await self._check(event, auth_events, view, create)
+        return event, auth_events
 
-    async def _persist_draft(
-        self, room: RoomInfo, draft: _Draft, event: Event, txn: TxnRef | None
-    ) -> StoredEvent:
-        """Persist ``event`` (the draft's event, or the invitee's server's signed copy of it)."""
-        key = (event.type, event.state_key) if event.state_key is not None else None
-        replaced = draft.state.get(key) if key is not None else None
-        plan = PersistPlan(
-            event=event,
-            prev_nids=[p.event_nid for p in draft.prev],
-            state_group_before=draft.prev[-1].state_group,
-            replaces_nid=None if replaced is None else replaced.event_nid,
-            txn=txn,
-            state_delta_before=await self._fork_delta(room, draft.prev),
-            expected_extremities=draft.extremity_nids,
-            built_for_remote_sender=domain_of(event.sender) != self.server_name,
-        )
-        return await self.persister.persist(plan, room.room_nid)
+    async def _txns_sent(self, txns: list[TxnRef]) -> dict[TxnRef, StoredEvent]:
+        """The events that these txn ids already sent (a client's retries)."""
+        if not txns:
+            return {}
+        ids = await self.events.events_for_txns([(t.user_id, t.device_id, t.txn_id) for t in txns])
+        found = await self.events.by_ids(ids.values())
+        return {
+            t: found[ids[key]]
+            for t in txns
+            if (key := (t.user_id, t.device_id, t.txn_id)) in ids and ids[key] in found
+        }
+
+    async def _persist_chain(self, chain: _Chain, events: list[Event]) -> list[StoredEvent]:
+        """Persist the chain's events (the drafts', or the invitee's server's signed copy)
+        in one transaction; the first sits on the extremities the chain was built on."""
+        room = chain.room
+        plans = [
+            PersistPlan(
+                event=event,
+                prev_nids=[p.event_nid for p in chain.prev] if i == 0 else (),
+                state_group_before=chain.prev[-1].state_group if i == 0 else None,
+                replaces_nid=None if draft.replaces is None else draft.replaces.event_nid,
+                txn=draft.request.txn,
+                state_delta_before=await self._fork_delta(room, chain.prev) if i == 0 else None,
+                expected_extremities=chain.extremity_nids if i == 0 else None,
+                built_for_remote_sender=domain_of(event.sender) != self.server_name,
+            )
+            for i, (draft, event) in enumerate(zip(chain.drafts, events, strict=True))
+        ]
+        if len(plans) == 1:
+            return [await self.persister.persist(plans[0], room.room_nid)]
+        return await self.persister.persist_chain(plans, room.room_nid)
 
     async def _fork_delta(
         self, room: RoomInfo, prev: list[StoredEvent]
@@ -584,11 +641,10 @@ class RoomService:
             event.type, event.content, event.state_key
         ):
             return event
-        signed = await self.invite_exchange(event, draft.room)
+        signed = await self.invite_exchange(event, draft.request.room)
         if signed.event_id != event.event_id:
             raise forbidden("The invitee's server changed the invite event")
-        state = {k: s.event for k, s in draft.state.items()}
-        await self._check(signed, draft.auth_events, state, draft.create)
+        await self._check(signed, draft.auth_events, draft.state, draft.create)
         return signed
 
     async def _check(

@@ -98,8 +98,8 @@ def build_rooms_area(
     content_policy: ContentPolicy | None = None,
 ) -> RoomsArea:
     rooms_store = RoomStore(db)
-    events = EventStore(db)
-    state = StateStore(db)
+    events = EventStore(db, config.caches.events)
+    state = StateStore(db, cache_groups=config.caches.state_groups)
     members = MembershipStore(db)
     relations = RelationStore(db)
     search = SearchStore(db)

@@ -4,8 +4,11 @@ Design note
 -----------
 Within one process, ``RoomService.lock`` (an asyncio lock per room) makes
 each room linear: read the extremities and state, build, check, persist,
-one event at a time. Several processes over one PostgreSQL database each
-have their own asyncio locks, so PostgreSQL decides between them:
+one batch of waiting sends at a time (``send_queue``: a chain, one
+transaction; below, "the event" is the chain's first, which sits on the
+extremities, and a rebuild builds the whole chain again). Several processes
+over one PostgreSQL database each have their own asyncio locks, so PostgreSQL
+decides between them:
 
 Room order
     The persisting transaction first takes ``pg_advisory_xact_lock`` keyed

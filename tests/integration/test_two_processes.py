@@ -411,3 +411,33 @@ async def test_a_join_on_one_reaches_the_others_cached_members_and_wakes_the_joi
         assert woken.status == 200, woken.body
         timeline = woken.body["rooms"]["join"][room_id]["timeline"]["events"]
         assert event_id in [e["event_id"] for e in timeline]
+
+
+async def test_state_groups_changed_in_place_on_one_are_read_again_by_the_other(
+    pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """A partial-state join's merge adds the missing members to the room's snapshot
+    groups in place (``StateStore.add_to_roots``); another process that cached those
+    groups must read them again, or it judges the next PDU without the members."""
+    main, other = pair
+    async with Api(main.client_url) as a:
+        alice = await a.register("alice")
+        room_id = await new_room(a, alice)
+        room = await main.hs.rooms_area.rooms.rooms.get_room(room_id)
+        assert room is not None
+        on_main = main.hs.rooms_area.rooms.state
+        on_other = other.hs.rooms_area.rooms.state
+        root = await main.hs.db.fetchval(
+            "SELECT MIN(state_group) FROM state_groups WHERE room_nid = $1", room.room_nid
+        )
+        before = await on_other.state_at_group(int(root))  # the worker caches the group
+        key = max(before) + 1_000_000  # a key no real state uses
+        event_nid = next(iter(before.values()))
+        async with main.hs.db.transaction() as q:
+            await on_main.add_to_roots(q, room.room_nid, {key: event_nid})
+        on_main.changed_in_place()
+
+        async def seen_on_other() -> bool:
+            return key in await on_other.state_at_group(int(root))
+
+        assert await until(seen_on_other)

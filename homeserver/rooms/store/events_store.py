@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from homeserver.events.canonical import decode_json, encode_canonical_json
+from homeserver.events.canonical import decode_stored_json, encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import per_room_bounds, placeholders
 from homeserver.streams.tokens import TopoPosition
 
-_CACHE_SIZE = 50_000
+# The default bound of the cache of loaded events (config ``caches.events``).
+DEFAULT_CACHE_SIZE = 5_000
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are event nids.
 EVENTS_CACHE = "events"
 
@@ -34,6 +35,10 @@ _COLUMNS = (
     " r.room_version"
 )
 _FROM = " FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
+_ADD_TXN_ID = (
+    "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+    " VALUES ($1, $2, $3, $4, $5)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,7 @@ class StoredEvent:
 
 def _stored(row: Row) -> StoredEvent:
     version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-    pdu = decode_json(str(row["json"]))
+    pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
     so = row["stream_ordering"]
     sg = row["state_group"]
     prev = row["prev_state_event_nid"]
@@ -73,8 +78,9 @@ def _stored(row: Row) -> StoredEvent:
 
 
 class EventStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.db = db
+        self.cache_size = cache_size
         self._cache: OrderedDict[int, StoredEvent] = OrderedDict()
         self._ids: dict[str, int] = {}
         # Bumped by ``forget``: a read that began before it does not cache its rows.
@@ -89,6 +95,16 @@ class EventStore:
         value = await q.fetchval(
             "UPDATE stream_positions SET position = position + 1"
             " WHERE stream_name = 'events' RETURNING position"
+        )
+        return int(value)
+
+    async def next_stream_orderings(self, q: Queries, count: int) -> int:
+        """Take ``count`` consecutive positions at once (a chain of events written in one
+        transaction); the last of them."""
+        value = await q.fetchval(
+            "UPDATE stream_positions SET position = position + $1"
+            " WHERE stream_name = 'events' RETURNING position",
+            count,
         )
         return int(value)
 
@@ -163,11 +179,16 @@ class EventStore:
         return int(nid)
 
     async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
-        await q.executemany(
-            "INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING",
-            [(event_nid, p) for p in prev_event_ids],
-        )
+        await self.add_edges_many(q, [(event_nid, p) for p in prev_event_ids])
+
+    async def add_edges_many(self, q: Queries, edges: Sequence[tuple[int, str]]) -> None:
+        """(event nid, prev event id) rows, in one statement."""
+        if edges:
+            await q.executemany(
+                "INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING",
+                edges,
+            )
 
     async def replace_extremities(
         self, q: Queries, room_nid: int, prev_nids: Sequence[int], event_nid: int
@@ -215,6 +236,18 @@ class EventStore:
         )
         return [int(r[0]) for r in rows]
 
+    async def redaction_targets_among(self, q: Queries, event_ids: Sequence[str]) -> set[str]:
+        """Those of ``event_ids`` that a recorded redaction names (one statement)."""
+        found: set[str] = set()
+        for chunk in _chunks(event_ids):
+            rows = await q.fetchall(
+                "SELECT DISTINCT redacts_event_id FROM redactions"
+                f" WHERE redacts_event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
     async def redaction_target(self, q: Queries, event_id: str) -> StoredEvent | None:
         """The stored event a new redaction names, read inside the persisting
         transaction (it may have been stored moments ago)."""
@@ -238,15 +271,12 @@ class EventStore:
     async def add_txn_id(
         self, q: Queries, user_id: str, device_id: str, txn_id: str, event_id: str, ts: int
     ) -> None:
-        await q.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            user_id,
-            device_id,
-            txn_id,
-            event_id,
-            ts,
-        )
+        await q.execute(_ADD_TXN_ID, user_id, device_id, txn_id, event_id, ts)
+
+    async def add_txn_ids(self, q: Queries, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """(user id, device id, txn id, event id, ts) rows, in one statement."""
+        if rows:
+            await q.executemany(_ADD_TXN_ID, rows)
 
     # ------------------------------------------------------------ reading
 
@@ -265,6 +295,28 @@ class EventStore:
             txn_id,
         )
         return None if value is None else str(value)
+
+    async def events_for_txns(
+        self, txns: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], str]:
+        """(user id, device id, txn id) -> event id, for those of ``txns`` already sent."""
+        wanted = list(dict.fromkeys(txns))
+        if len(wanted) == 1:
+            found = await self.event_for_txn(*wanted[0])
+            return {} if found is None else {wanted[0]: found}
+        out: dict[tuple[str, str, str], str] = {}
+        for chunk in _chunks(wanted, 300):
+            where = " OR ".join(
+                f"(user_id = ${3 * i + 1} AND device_id = ${3 * i + 2} AND txn_id = ${3 * i + 3})"
+                for i in range(len(chunk))
+            )
+            rows = await self.db.fetchall(
+                f"SELECT user_id, device_id, txn_id, event_id FROM event_txn_ids WHERE {where}",
+                *[v for t in chunk for v in t],
+            )
+            for r in rows:
+                out[(str(r["user_id"]), str(r["device_id"]), str(r["txn_id"]))] = str(r["event_id"])
+        return out
 
     async def txn_ids_for(
         self, user_id: str, device_id: str, event_ids: list[str]
@@ -303,7 +355,7 @@ class EventStore:
     def _keep(self, stored: StoredEvent) -> None:
         self._cache[stored.event_nid] = stored
         self._ids[stored.event.event_id] = stored.event_nid
-        if len(self._cache) > _CACHE_SIZE:
+        if len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             self._ids.pop(old.event.event_id, None)
 
@@ -367,7 +419,8 @@ class EventStore:
             )
             for row in rows:
                 version = KNOWN_ROOM_VERSIONS[str(row["room_version"])]
-                event = Event(str(row["event_id"]), decode_json(str(row["json"])), version)
+                pdu = decode_stored_json(str(row["json"]), version.strict_canonical_json)
+                event = Event(str(row["event_id"]), pdu, version)
                 out[event.event_id] = (event.auth_event_ids, row["rejected_reason"] is not None)
         return out
 

@@ -45,27 +45,31 @@ class SearchStore:
         self.db = db
 
     async def index(self, q: Queries, ev: Event, event_nid: int) -> None:
-        key = SEARCHABLE.get(ev.type)
-        if key is None:
-            return
-        value = ev.content.get(key.split(".", 1)[1])
-        if not isinstance(value, str) or not value.strip():
+        await self.index_many(q, [(ev, event_nid)])
+
+    async def index_many(self, q: Queries, events: Sequence[tuple[Event, int]]) -> None:
+        """Index the searchable text of (event, nid) pairs, in one statement."""
+        rows = []
+        for ev, event_nid in events:
+            key = SEARCHABLE.get(ev.type)
+            if key is None:
+                continue
+            value = ev.content.get(key.split(".", 1)[1])
+            if isinstance(value, str) and value.strip():
+                rows.append((event_nid, key, value))
+        if not rows:
             return
         if self.db.engine == "sqlite":
-            await q.execute(
-                "INSERT INTO event_search (rowid, key, value) VALUES ($1, $2, $3)",
-                event_nid,
-                key,
-                value,
-            )
+            sql = "INSERT INTO event_search (rowid, key, value) VALUES ($1, $2, $3)"
         else:
-            await q.execute(
+            sql = (
                 "INSERT INTO event_search (event_nid, key, vector)"
-                " VALUES ($1, $2, to_tsvector('english', $3)) ON CONFLICT DO NOTHING",
-                event_nid,
-                key,
-                value,
+                " VALUES ($1, $2, to_tsvector('english', $3)) ON CONFLICT DO NOTHING"
             )
+        if len(rows) == 1:
+            await q.execute(sql, *rows[0])
+        else:
+            await q.executemany(sql, rows)
 
     async def remove(self, q: Queries, event_id: str) -> None:
         """The event was redacted: its text must no longer be found."""

@@ -22,13 +22,17 @@ reading one key of the current state never walks a chain.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
 MAX_DELTA_DEPTH = 100
-_CACHE_GROUPS = 512
+# The default bound of the cache of whole states (config ``caches.state_groups``).
+DEFAULT_CACHE_GROUPS = 512
+# The bus topic telling other processes that groups changed in place (partial-state merge).
+STATE_GROUPS_CACHE: Final = "state_groups_cache"
 
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
@@ -55,10 +59,21 @@ def _fold(rows: list[Row]) -> StateNids:
 
 
 class StateStore:
-    def __init__(self, db: Database, max_delta_depth: int = MAX_DELTA_DEPTH) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_delta_depth: int = MAX_DELTA_DEPTH,
+        cache_groups: int = DEFAULT_CACHE_GROUPS,
+    ) -> None:
         self.db = db
         self.max_delta_depth = max_delta_depth
+        self.cache_groups = cache_groups
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
+        # Bumped by ``forget_cached``: a load that began before groups changed in place
+        # must not put what it read into the cache after they did.
+        self._generation = 0
+        # Set when processes share the database: ``changed_in_place`` tells the others.
+        self.publish: Callable[[str, list[str]], None] | None = None
 
     # ------------------------------------------------------------ groups
 
@@ -121,7 +136,7 @@ class StateStore:
         groups built on them inherit them (a partial-state join's missing members,
         merged once the whole state is here: ``federation.membership.partial_state``).
         A delta below a snapshot that set one of these keys still wins. The caller
-        calls ``forget_cached`` after the commit."""
+        calls ``changed_in_place`` after the commit."""
         roots = await q.fetchall(
             "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
             room_nid,
@@ -136,9 +151,25 @@ class StateStore:
                 q, group, {k: v for k, v in entries.items() if k not in have}
             )
 
-    def forget_cached(self) -> None:
-        """Groups changed in place (``add_to_roots``): read them again."""
+    def forget_cached(self, _keys: list[str] | None = None) -> None:
+        """Groups changed in place (``add_to_roots``): read them again (this process;
+        also the bus's handler for ``STATE_GROUPS_CACHE``)."""
         self._cache.clear()
+        self._generation += 1
+
+    def changed_in_place(self) -> None:
+        """After the commit of ``add_to_roots``: forget cached groups here and in every
+        other process (the only write that changes a group once it exists)."""
+        self.forget_cached()
+        if self.publish is not None:
+            self.publish(STATE_GROUPS_CACHE, ["*"])
+
+    def _keep(self, generation: int, group: int, state: StateNids) -> None:
+        if generation != self._generation:
+            return
+        self._cache[group] = state
+        if len(self._cache) > self.cache_groups:
+            self._cache.popitem(last=False)
 
     async def state_at_group(self, group: int) -> StateNids:
         """The whole state of a group (cached; do not mutate the result)."""
@@ -146,10 +177,9 @@ class StateStore:
         if cached is not None:
             self._cache.move_to_end(group)
             return cached
+        generation = self._generation
         state = await self._load(self.db, group)
-        self._cache[group] = state
-        if len(self._cache) > _CACHE_GROUPS:
-            self._cache.popitem(last=False)
+        self._keep(generation, group, state)
         return state
 
     async def _load(self, q: Queries | Database, group: int | None) -> StateNids:
@@ -211,6 +241,7 @@ class StateStore:
         )
         if keys is not None:
             sql += f" AND s.state_key_nid IN ({placeholders(len(keys), len(todo) + 1)})"
+        generation = self._generation
         rows = await self.db.fetchall(sql, *todo, *(keys or ()))
         parent: dict[int, int | None] = {}
         entries: dict[int, list[tuple[int, int | None]]] = {}
@@ -238,9 +269,7 @@ class StateStore:
                         state[key_nid] = event_nid
             out[group] = state
             if keys is None and chain:
-                self._cache[group] = state
-                if len(self._cache) > _CACHE_GROUPS:
-                    self._cache.popitem(last=False)
+                self._keep(generation, group, state)
         return out
 
     async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:

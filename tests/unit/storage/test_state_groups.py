@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.storage.database import connect
+from homeserver.storage.database import connect, count_statements
 from homeserver.storage.migrate import migrate
 
 
@@ -52,5 +55,60 @@ async def test_state_at_every_group_matches_expected_map(tmp_path: Path) -> None
         assert max(depths) == 6 and depths.count(0) >= 300 // 7
         rows = await db.fetchval("SELECT COUNT(*) FROM state_group_entries")
         assert rows < sum(len(s) for s in expected.values()) / 3
+    finally:
+        await db.close()
+
+
+class _HeldReads:
+    """The real database, but a read hands its rows over only when ``release`` is set:
+    the rows are read first, so a test can change the data while they are in flight."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        rows = await self._db.fetchall(sql, *args)
+        await self.release.wait()
+        return list(rows)
+
+
+async def test_a_load_in_flight_when_groups_change_is_not_cached(tmp_path: Path) -> None:
+    """``forget_cached`` (a partial-state join's members merged into the groups in place)
+    while a load is in flight: what that load read is the old state, so it must not be
+    kept, or the next reader (an inbound PDU's auth) sees the room without the members."""
+    db = await connect(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        await migrate(db)
+        await db.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
+            " VALUES ('!r:x', '12', '@a:x', 0)"
+        )
+        held = _HeldReads(db)
+        store = StateStore(held)  # type: ignore[arg-type]
+        async with db.transaction() as q:
+            root = await store.create_group(q, 1, None, {1: 100})
+            group = await store.create_group(q, 1, root, {2: 200})
+        loads: list[Callable[[], Awaitable[Any]]] = [
+            lambda: store.state_at_group(group),
+            lambda: store.keys_at_groups([group]),
+        ]
+        for key, load in enumerate(loads, start=3):
+            held.release.clear()
+            loading = asyncio.get_running_loop().create_task(load())
+            for _ in range(50):  # bounded: until the load holds its (old) rows
+                await asyncio.sleep(0.01)
+            async with db.transaction() as q:
+                await store.add_to_roots(q, 1, {key: key * 100})
+            store.forget_cached()
+            held.release.set()
+            await loading
+            with count_statements() as reads:
+                state = await store.state_at_group(group)
+            assert state[key] == key * 100
+            assert reads.total == 1  # read again, not the in-flight load's old rows
     finally:
         await db.close()

@@ -1,0 +1,42 @@
+"""A running server does not load what only some requests or commands need: Pillow
+(thumbnails, URL previews), cryptography (generate-config's certificate) and aiosmtplib
+(mail) are imported on first use. Together they were ~11 MiB of the idle server's
+resident memory (benchmarks/README.md, 2026-12-06)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+LAZY = ("PIL", "cryptography", "aiosmtplib")
+
+PROBE = (
+    "import sys, homeserver.__main__, homeserver.app, federation\n"
+    f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({LAZY!r}))))\n"
+)
+
+
+def test_server_modules_do_not_import_the_lazy_libraries() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_the_lazy_libraries_load_on_first_use() -> None:
+    probe = (
+        "import sys, pathlib, tempfile\n"
+        "from homeserver.tls import write_self_signed\n"
+        "from homeserver.media.preview import image_dimensions\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "write_self_signed('example.org', d / 'c.pem', d / 'k.pem')\n"
+        "assert (d / 'c.pem').read_bytes().startswith(b'-----BEGIN CERTIFICATE')\n"
+        "assert image_dimensions(b'not an image') is None\n"
+        "print('PIL' in sys.modules, 'cryptography' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
