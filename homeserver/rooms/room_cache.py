@@ -42,6 +42,9 @@ class RoomCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __contains__(self, room_nid: int) -> bool:
+        return room_nid in self._values
+
     async def get(self, room_nid: int, read: Callable[[], Awaitable[V]]) -> V:
         """The cached value, or ``read()``'s answer (stored unless a drop raced with it)."""
         if room_nid in self._values:
