@@ -26,12 +26,13 @@ from homeserver.events.signing import reference_hash_entry, sign_event
 from homeserver.rooms.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.rooms.auth.constants import AUTHORISING_USER, CREATE_KEY, JOIN, MEMBER
 from homeserver.rooms.auth.ids import domain_of
+from homeserver.rooms.chain_writer import MAX_PREV_EVENTS
 from homeserver.rooms.invite_protection import InviteProtection
 from homeserver.rooms.membership import room_blocked
 from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.restricted import RestrictedJoins
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, stripped_state
-from homeserver.rooms.service import MAX_PREV_EVENTS, RoomService
+from homeserver.rooms.service import RoomService
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo

@@ -13,7 +13,7 @@ one drainer task per room takes them in batches::
     submit(req) ─> waiting[room] ─┘          ─> each request's future gets its
                                                 event, or its own error
 
-``run`` (``RoomService``) builds the batch as a chain: the first event on the
+``run`` (``ChainWriter.run_batch``) builds the batch as a chain: the first event on the
 room's extremities, each next one on the one before it, each checked against
 the state before it, and persists the chain in one transaction, each event
 with its own stream position, txn id and in-transaction hooks. A request

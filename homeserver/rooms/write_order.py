@@ -18,7 +18,7 @@ Room order
     it compares the extremities it was built on with those in the database.
     If another process wrote to the room in between, the event would fork the
     room and carry stale state, so the transaction is abandoned with
-    ``RoomMovedOn`` and ``RoomService`` builds the event again on the new
+    ``RoomMovedOn`` and ``ChainWriter`` builds the event again on the new
     extremities (a bounded number of times). The lock alone would only order
     the commits; the comparison under the lock is what keeps the room linear.
     Holding a lock across the whole build instead would pin a pooled
@@ -70,7 +70,7 @@ from homeserver.storage.database import Database, Queries
 # The first key of the two-key advisory lock form ("room" in ASCII): the second is the
 # room. Two-key locks never meet the one-key process lock (homeserver.storage.process_lock).
 ROOM_LOCK_SPACE: Final = int.from_bytes(b"room", "big") & 0x7FFFFFFF
-# How often RoomService builds an event again after another process moved the room on,
+# How often ChainWriter builds an event again after another process moved the room on,
 # waiting a random moment (up to REBUILD_JITTER_S times the attempt) before each, so two
 # processes sending into one room do not keep beating each other to the lock.
 MAX_REBUILDS: Final = 30

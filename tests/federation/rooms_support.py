@@ -6,10 +6,12 @@ import asyncio
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from homeserver.app import RunningServer
+from tests.conftest import ServerFactory
+from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
 from tests.helpers import Api, User
 
 
@@ -39,6 +41,26 @@ async def register(server: RunningServer, username: str) -> tuple[Api, User]:
     api = Api(server.client_url)
     await api.__aenter__()
     return api, await api.register(username)
+
+
+class PeerInRoom(NamedTuple):
+    """A federated server, alice's public room on it, and the room as a scripted peer joined it."""
+
+    hs: RunningServer
+    api: Api  # alice's client (entered: the test closes it)
+    alice: User
+    room_id: str
+    room: PeerRoom
+
+
+async def peer_in_public_room(make_server: ServerFactory, peer: ScriptedPeer) -> PeerInRoom:
+    """The usual start of a scripted-peer test: alice makes a public room, the peer joins."""
+    hs = await make_server(federated=True)
+    api, alice = await register(hs, "alice")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    room_id = r.body["room_id"]
+    return PeerInRoom(hs, api, alice, room_id, await peer.join(name(hs), room_id))
 
 
 def q(value: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from homeserver.app import RunningServer, start_worker
 from homeserver.storage.database import count_statements
 from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
-from tests.federation.rooms_support import name, q, register
+from tests.federation.rooms_support import name, peer_in_public_room, q
 from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
 from tests.helpers import Api
 from tests.processes import ROUNDS
@@ -47,11 +47,7 @@ async def push(peer: ScriptedPeer, server: str, room: PeerRoom, body: str) -> di
 async def test_no_acl_is_cached_and_a_later_acl_applies_at_once(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, alice, room_id, room = await peer_in_public_room(make_server, peer)
     fed = hs.hs.federation
     assert fed is not None and fed.rooms is not None
     pipeline = fed.rooms.pipeline
@@ -107,10 +103,10 @@ async def test_acl_set_by_another_process_applies_at_once(
             info = await main.hs.rooms_area.rooms.rooms.get_room(room_id)
             assert info is not None
             for _ in range(ROUNDS):
-                if info.room_nid not in acls._acls:
+                if info.room_nid not in acls:
                     break
                 await asyncio.sleep(0.05)
-            assert info.room_nid not in acls._acls
+            assert info.room_nid not in acls
             assert await push(peer, name(main), room, "after the ACL") == {"error": DENIED}
     finally:
         await stop_or_explain(worker)

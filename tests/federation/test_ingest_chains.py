@@ -17,7 +17,7 @@ from homeserver.rooms.persist import AfterCommit, PersistPlan
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.database import Queries, count_statements
 from tests.conftest import ENGINE, ServerFactory
-from tests.federation.rooms_support import name, register, timeline_bodies
+from tests.federation.rooms_support import name, peer_in_public_room, timeline_bodies
 from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
 
 INTERNAL = "internal error while processing the event"
@@ -56,11 +56,7 @@ def bad_signature(event: Event) -> dict[str, Any]:
 async def test_a_bad_pdu_in_the_middle_keeps_the_others(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, alice, room_id, room = await peer_in_public_room(make_server, peer)
 
     first = chain(peer, room, ["a1", "a2"])
     forged = message(peer, room, "forged")  # on a2, never part of the peer's room
@@ -99,11 +95,7 @@ async def test_a_bad_pdu_in_the_middle_keeps_the_others(
 async def test_a_chain_is_persisted_together(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, alice, room_id, room = await peer_in_public_room(make_server, peer)
     fed = hs.hs.federation
     assert fed is not None and fed.rooms is not None
     bodies = [f"m{i}" for i in range(10)]
@@ -127,11 +119,7 @@ async def test_a_chain_is_persisted_together(
 async def test_a_chain_that_fails_to_commit_falls_back_to_one_by_one(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, alice, room_id, room = await peer_in_public_room(make_server, peer)
     events = chain(peer, room, ["b1", "b2", "b3", "broken"])
     broken = events[-1].event_id
 

@@ -87,6 +87,18 @@ async def _big_room(a: RunningServer) -> tuple[str, Api, User, list[User]]:
     return room_id, api, alice, members
 
 
+async def _join_partially(
+    a: RunningServer, b: RunningServer, room_id: str
+) -> tuple[Api, User, list[RoomInfo]]:
+    """Bob on B joins A's room with partial state, its resync held back (``held``)."""
+    api_b, bob = await register(b, "bob")
+    held = _hold_resync(b)
+    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    assert await _partial(b).is_partial((await _room(b, room_id)).room_nid)
+    return api_b, bob, held
+
+
 async def _joined(api: Api, user: User, room_id: str) -> set[str]:
     r = await api.get(f"/rooms/{q(room_id)}/joined_members", token=user.access_token)
     assert r.status == 200, r.body
@@ -111,13 +123,8 @@ async def test_partial_join_sends_receives_and_completes(
     a = await make_server(federated=True)
     b = await make_server(federated=True)
     room_id, api_a, alice, members = await _big_room(a)
-    api_b, bob = await register(b, "bob")
-    held = _hold_resync(b)
-
-    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
-    assert r.status == 200, r.body
+    api_b, bob, held = await _join_partially(a, b, room_id)
     room = await _room(b, room_id)
-    assert await _partial(b).is_partial(room.room_nid)
     assert [h.room_id for h in held] == [room_id]
     # Only Bob's membership is here: none of A's members were sent.
     known = await _partial(b).rooms.members.members(room.room_nid, ("join",))
@@ -189,11 +196,7 @@ async def test_restart_during_partial_state_resumes(
     a = await make_server(federated=True)
     b = await make_server(federated=True)
     room_id, api_a, alice, members = await _big_room(a)
-    api_b, bob = await register(b, "bob")
-    _hold_resync(b)
-    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
-    assert r.status == 200, r.body
-    assert await _partial(b).is_partial((await _room(b, room_id)).room_nid)
+    api_b, bob, _ = await _join_partially(a, b, room_id)
     await api_b.__aexit__(None, None, None)
 
     b = await restart_server(b)

@@ -26,7 +26,7 @@ from aiohttp import web
 from federation.pdu.pipeline import PREVS_NOT_GIVEN
 from homeserver.events.model import Event
 from tests.conftest import ServerFactory
-from tests.federation.rooms_support import name, q, register
+from tests.federation.rooms_support import name, peer_in_public_room, q
 from tests.federation.scripted_peer import PeerRoom, ScriptedPeer
 
 FED = "/_matrix/federation/v1"
@@ -53,11 +53,7 @@ def message(peer: ScriptedPeer, room: PeerRoom, body: str, prevs: list[str]) -> 
 async def test_pushed_event_whose_prevs_are_not_given_is_refused_at_once(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, _alice, _room_id, room = await peer_in_public_room(make_server, peer)
     hidden = message(peer, room, "never sent", list(room.head))
     pushed = message(peer, room, "pushed", [hidden.event_id])
     later = message(peer, room, "later", [pushed.event_id])
@@ -99,11 +95,7 @@ async def test_pushed_event_whose_prevs_are_not_given_is_refused_at_once(
 async def test_no_state_at_a_rejected_event(
     make_server: ServerFactory, peer: ScriptedPeer, state_key: str | None
 ) -> None:
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, _alice, room_id, room = await peer_in_public_room(make_server, peer)
     before = sorted(e.event_id for e in room.state.values())
     # A sender who is not in the room: rejected by the auth rules (and stored so).
     fields = peer.event_fields(
@@ -149,11 +141,7 @@ async def test_prev_held_only_as_an_outlier_is_bridged_and_has_no_state(
     get_missing_events gives R, whose auth event Q is fetched alone (an outlier).
     Q is still a gap in the graph: its state comes with /state_ids, S is accepted,
     and the state at the outlier Q is not ours to tell."""
-    hs = await make_server(federated=True)
-    api, alice = await register(hs, "alice")
-    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
-    room_id = r.body["room_id"]
-    room = await peer.join(name(hs), room_id)
+    hs, api, alice, room_id, room = await peer_in_public_room(make_server, peer)
     state_at_q = [e.event_id for e in room.state.values()]
     mallory = peer.user("mallory")
     q_event = peer.event(

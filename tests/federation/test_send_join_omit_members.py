@@ -88,12 +88,26 @@ def _ids(pdus: list[dict[str, Any]], version: str) -> dict[str, dict[str, Any]]:
     return {compute_event_id(p, rv): p for p in pdus}
 
 
+async def _joined(
+    make_server: ServerFactory, peer: ScriptedPeer, named: bool, omit_members: str
+) -> tuple[RunningServer, Api, list[str], Reply]:
+    """A fresh server's room of ``MEMBERS``, and the peer's send_join answer with the flag."""
+    server = await make_server(federated=True)
+    room_id, api, _alice, members = await _room_with_members(server, named)
+    sent, _ = await _send_join(peer, server, room_id, {"omit_members": omit_members})
+    return server, api, members, sent
+
+
+def _members_in_state(sent: Reply) -> list[str]:
+    """The state keys of the membership events in a send_join answer's state."""
+    state = _ids(sent.body["state"], "12")
+    return [p["state_key"] for p in state.values() if p["type"] == "m.room.member"]
+
+
 async def test_omit_members_leaves_members_out_and_trims_the_chain(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    a = await make_server(federated=True)
-    room_id, api, _alice, members = await _room_with_members(a, named=True)
-    sent, _ = await _send_join(peer, a, room_id, {"omit_members": "true"})
+    a, api, members, sent = await _joined(make_server, peer, named=True, omit_members="true")
     assert sent.status == 200, sent.body
     body = sent.body
     assert body["members_omitted"] is True
@@ -118,35 +132,25 @@ async def test_omit_members_leaves_members_out_and_trims_the_chain(
 async def test_unnamed_room_keeps_its_heroes(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    a = await make_server(federated=True)
-    room_id, api, _alice, members = await _room_with_members(a, named=False)
-    sent, _ = await _send_join(peer, a, room_id, {"omit_members": "true"})
+    _a, api, members, sent = await _joined(make_server, peer, named=False, omit_members="true")
     assert sent.status == 200, sent.body
-    state = _ids(sent.body["state"], "12")
-    in_state = [p["state_key"] for p in state.values() if p["type"] == "m.room.member"]
     # The first five members by arrival: the creator and member0..member3.
-    assert sorted(in_state) == sorted(members[:5])
+    assert sorted(_members_in_state(sent)) == sorted(members[:5])
     await api.__aexit__(None, None, None)
 
 
 async def test_without_the_flag_the_whole_state(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    a = await make_server(federated=True)
-    room_id, api, _alice, members = await _room_with_members(a, named=True)
-    sent, _ = await _send_join(peer, a, room_id, {"omit_members": "false"})
+    _a, api, members, sent = await _joined(make_server, peer, named=True, omit_members="false")
     assert sent.status == 200, sent.body
     assert sent.body["members_omitted"] is False
-    state = _ids(sent.body["state"], "12")
-    in_state = {p["state_key"] for p in state.values() if p["type"] == "m.room.member"}
-    assert in_state == set(members)
+    assert set(_members_in_state(sent)) == set(members)
     await api.__aexit__(None, None, None)
 
 
 async def test_a_bad_flag_is_a_clear_error(make_server: ServerFactory, peer: ScriptedPeer) -> None:
-    a = await make_server(federated=True)
-    room_id, api, _alice, _members = await _room_with_members(a, named=True)
-    sent, _ = await _send_join(peer, a, room_id, {"omit_members": "yes"})
+    _a, api, _members, sent = await _joined(make_server, peer, named=True, omit_members="yes")
     assert sent.status == 400, sent.body
     assert sent.body["errcode"] == "M_INVALID_PARAM"
     await api.__aexit__(None, None, None)

@@ -22,6 +22,8 @@ from tests.helpers import Api, User
 from tests.integration.test_peek import world_readable_room
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
+from tests.integration.test_sync_quiet_streams import count
+from tests.integration.test_sync_sections import shared_room
 
 LONG_POLL_MS = 60_000
 PARK_CHECKS = 2_000
@@ -54,19 +56,13 @@ async def parked(hs: HomeServer, user_id: str, poll: asyncio.Task[Any]) -> None:
     raise AssertionError("the long-poll never parked")
 
 
-def count(counter: StatementCounter, fragment: str) -> int:
-    return sum(n for sql, n in counter.by_sql.items() if fragment in sql)
-
-
 async def test_woken_long_poll_builds_once(make_server: ServerFactory) -> None:
     server = await make_server()
     hs = server.hs
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         bob = await api.register("bob")
-        room = await create_room(api, alice, preset="public_chat")
-        r = await api.post(f"/rooms/{room}/join", {}, token=bob.access_token)
-        assert r.status == 200, r.body
+        room = await shared_room(api, alice, bob)
         since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
 
         poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))

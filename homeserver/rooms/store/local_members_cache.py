@@ -8,84 +8,34 @@ events are sent, so the list is kept here and dropped when a membership changes.
 Design note
 -----------
 ``room_memberships`` is written only by ``MembershipStore.set_membership``, inside the
-event persister's transaction, and deleted by a purge. Invalidation has three parts:
-
-- ``set_membership`` calls ``drop`` *before* the commit, and the persister calls it again
-  *after* the commit (or the rollback); a ``generation`` counter per room makes a read
-  that raced with the write unable to store what it read: ``load`` notes the generation
-  before its query and stores the answer only if no ``drop`` happened meanwhile.
-- Other processes over the same PostgreSQL hear of the change through ``publish`` (the
-  signal bus, topic ``LOCAL_MEMBERS_CACHE``, keys are room nids), and drop their copy.
-- After a bus reconnect (messages may have been lost) ``drop_cached(None)`` empties it.
-
-The number of rooms kept is bounded (least recently used go first).
+event persister's transaction, and deleted by a purge. ``set_membership`` calls ``drop``
+*before* the commit, and the persister calls ``changed`` *after* the commit (or the
+rollback). How a read racing with that write is kept out, how other processes hear of
+it (topic ``LOCAL_MEMBERS_CACHE``, keys are room nids) and the bound are
+``homeserver.rooms.room_cache``'s.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
+
+from homeserver.rooms.room_cache import DEFAULT_MAX_ROOMS, RoomCache
 
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room nids.
 LOCAL_MEMBERS_CACHE: Final = "local_members"
-DEFAULT_MAX_ROOMS: Final = 4096
 
 
-class LocalMembersCache:
+class LocalMembersCache(RoomCache[Sequence[str]]):
+    """Room nid -> its local users joined, invited or knocking (kept as a tuple)."""
+
     def __init__(self, max_rooms: int = DEFAULT_MAX_ROOMS) -> None:
-        self.max_rooms = max_rooms
-        self._users: OrderedDict[int, tuple[str, ...]] = OrderedDict()
-        # Bumped by every drop; a room absent here is at generation 0. Dropping everything
-        # bumps ``_epoch`` instead, which every stored answer also checks.
-        self._generation: dict[int, int] = {}
-        self._epoch = 0
-        # Other processes are told through this (None: one process).
-        self.publish: Callable[[str, list[str]], None] | None = None
+        super().__init__(LOCAL_MEMBERS_CACHE, max_rooms)
 
-    async def get(self, room_nid: int, read: Callable[[], Awaitable[list[str]]]) -> list[str]:
-        """The cached list, or ``read()``'s answer (stored unless a drop raced with it)."""
-        cached = self._users.get(room_nid)
-        if cached is not None:
-            self._users.move_to_end(room_nid)
-            return list(cached)
-        generation = self._generation.get(room_nid, 0)
-        epoch = self._epoch
-        users = await read()
-        if self._generation.get(room_nid, 0) == generation and self._epoch == epoch:
-            self._users[room_nid] = tuple(users)
-            while len(self._users) > self.max_rooms:
-                self._users.popitem(last=False)
-        return users
+    async def get(self, room_nid: int, read: Callable[[], Awaitable[Sequence[str]]]) -> list[str]:
+        """A list of the caller's own: the cached one is never handed out to be changed."""
 
-    def drop(self, room_nids: Iterable[int]) -> None:
-        """Forget these rooms' lists in this process only."""
-        for nid in room_nids:
-            self._users.pop(nid, None)
-            self._generation[nid] = self._generation.get(nid, 0) + 1
-        if len(self._generation) > 4 * self.max_rooms:
-            # Old counters only matter to reads in flight: start a new epoch instead.
-            self.drop_cached(None)
+        async def frozen() -> tuple[str, ...]:
+            return tuple(await read())
 
-    def changed(self, room_nids: Iterable[int]) -> None:
-        """Memberships of these rooms were committed (or rolled back): forget them here
-        and in every other process."""
-        nids = list(room_nids)
-        self.drop(nids)
-        if self.publish is not None and nids:
-            self.publish(LOCAL_MEMBERS_CACHE, [str(n) for n in nids])
-
-    def drop_cached(self, keys: list[str] | None) -> None:
-        """The bus's handler: these room nids changed elsewhere (None: anything may have)."""
-        if keys is None:
-            self._users.clear()
-            self._generation.clear()
-            self._epoch += 1
-            return
-        nids = []
-        for key in keys:
-            try:
-                nids.append(int(key))
-            except ValueError:
-                continue
-        self.drop(nids)
+        return list(await super().get(room_nid, frozen))

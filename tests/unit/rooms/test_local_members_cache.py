@@ -97,7 +97,7 @@ async def test_the_number_of_rooms_is_bounded() -> None:
 
     for nid in range(10):
         await cache.get(nid, reader(nid))
-    assert len(cache._users) == 3
+    assert len(cache) == 3
     await cache.get(9, reader(9))  # still held: no read
     await cache.get(0, reader(0))  # evicted long ago: read again
     assert reads == [*range(10), 0]

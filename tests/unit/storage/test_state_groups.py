@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from homeserver.rooms.store.state_store import StateStore
-from homeserver.storage.database import connect, count_statements
+from homeserver.storage.database import Database, connect, count_statements
 from homeserver.storage.migrate import migrate
 
 
-async def test_state_at_every_group_matches_expected_map(tmp_path: Path) -> None:
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database holding one room."""
     db = await connect(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         await migrate(db)
@@ -21,42 +25,46 @@ async def test_state_at_every_group_matches_expected_map(tmp_path: Path) -> None
             "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
             " VALUES ('!r:x', '12', '@a:x', 0)"
         )
-        store = StateStore(db, max_delta_depth=7)
-        rng = random.Random(42)
-        expected: dict[int, dict[int, int]] = {}
-        current: dict[int, int] = {}
-        group: int | None = None
-        for step in range(300):
-            delta: dict[int, int | None] = {}
-            for _ in range(rng.randint(1, 3)):
-                key = rng.randint(1, 40)
-                if current and rng.random() < 0.05:
-                    delta[key] = None  # removal (state resolution can drop a key)
-                else:
-                    delta[key] = 1000 + step * 10 + key
-            async with db.transaction() as q:
-                group = await store.create_group(q, 1, group, delta)
-            for k, v in delta.items():
-                if v is None:
-                    current.pop(k, None)
-                else:
-                    current[k] = v
-            expected[group] = dict(current)
-        # Fresh store (no cache): every group reads back exactly.
-        fresh = StateStore(db, max_delta_depth=7)
-        for g, state in expected.items():
-            assert await fresh.state_at_group(g) == state
-            keys = [1, 5, 17, 39]
-            assert await StateStore(db).state_keys_at_group(g, keys) == {
-                k: state[k] for k in keys if k in state
-            }
-        # Deltas are bounded and snapshots exist: storage is not a copy per group.
-        depths = [r[0] for r in await db.fetchall("SELECT delta_depth FROM state_groups")]
-        assert max(depths) == 6 and depths.count(0) >= 300 // 7
-        rows = await db.fetchval("SELECT COUNT(*) FROM state_group_entries")
-        assert rows < sum(len(s) for s in expected.values()) / 3
+        yield db
     finally:
         await db.close()
+
+
+async def test_state_at_every_group_matches_expected_map(db: Database) -> None:
+    store = StateStore(db, max_delta_depth=7)
+    rng = random.Random(42)
+    expected: dict[int, dict[int, int]] = {}
+    current: dict[int, int] = {}
+    group: int | None = None
+    for step in range(300):
+        delta: dict[int, int | None] = {}
+        for _ in range(rng.randint(1, 3)):
+            key = rng.randint(1, 40)
+            if current and rng.random() < 0.05:
+                delta[key] = None  # removal (state resolution can drop a key)
+            else:
+                delta[key] = 1000 + step * 10 + key
+        async with db.transaction() as q:
+            group = await store.create_group(q, 1, group, delta)
+        for k, v in delta.items():
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        expected[group] = dict(current)
+    # Fresh store (no cache): every group reads back exactly.
+    fresh = StateStore(db, max_delta_depth=7)
+    for g, state in expected.items():
+        assert await fresh.state_at_group(g) == state
+        keys = [1, 5, 17, 39]
+        assert await StateStore(db).state_keys_at_group(g, keys) == {
+            k: state[k] for k in keys if k in state
+        }
+    # Deltas are bounded and snapshots exist: storage is not a copy per group.
+    depths = [r[0] for r in await db.fetchall("SELECT delta_depth FROM state_groups")]
+    assert max(depths) == 6 and depths.count(0) >= 300 // 7
+    rows = await db.fetchval("SELECT COUNT(*) FROM state_group_entries")
+    assert rows < sum(len(s) for s in expected.values()) / 3
 
 
 class _HeldReads:
@@ -76,39 +84,30 @@ class _HeldReads:
         return list(rows)
 
 
-async def test_a_load_in_flight_when_groups_change_is_not_cached(tmp_path: Path) -> None:
+async def test_a_load_in_flight_when_groups_change_is_not_cached(db: Database) -> None:
     """``forget_cached`` (a partial-state join's members merged into the groups in place)
     while a load is in flight: what that load read is the old state, so it must not be
     kept, or the next reader (an inbound PDU's auth) sees the room without the members."""
-    db = await connect(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        await migrate(db)
-        await db.execute(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts)"
-            " VALUES ('!r:x', '12', '@a:x', 0)"
-        )
-        held = _HeldReads(db)
-        store = StateStore(held)  # type: ignore[arg-type]
+    held = _HeldReads(db)
+    store = StateStore(held)  # type: ignore[arg-type]
+    async with db.transaction() as q:
+        root = await store.create_group(q, 1, None, {1: 100})
+        group = await store.create_group(q, 1, root, {2: 200})
+    loads: list[Callable[[], Awaitable[Any]]] = [
+        lambda: store.state_at_group(group),
+        lambda: store.keys_at_groups([group]),
+    ]
+    for key, load in enumerate(loads, start=3):
+        held.release.clear()
+        loading = asyncio.get_running_loop().create_task(load())
+        for _ in range(50):  # bounded: until the load holds its (old) rows
+            await asyncio.sleep(0.01)
         async with db.transaction() as q:
-            root = await store.create_group(q, 1, None, {1: 100})
-            group = await store.create_group(q, 1, root, {2: 200})
-        loads: list[Callable[[], Awaitable[Any]]] = [
-            lambda: store.state_at_group(group),
-            lambda: store.keys_at_groups([group]),
-        ]
-        for key, load in enumerate(loads, start=3):
-            held.release.clear()
-            loading = asyncio.get_running_loop().create_task(load())
-            for _ in range(50):  # bounded: until the load holds its (old) rows
-                await asyncio.sleep(0.01)
-            async with db.transaction() as q:
-                await store.add_to_roots(q, 1, {key: key * 100})
-            store.forget_cached()
-            held.release.set()
-            await loading
-            with count_statements() as reads:
-                state = await store.state_at_group(group)
-            assert state[key] == key * 100
-            assert reads.total == 1  # read again, not the in-flight load's old rows
-    finally:
-        await db.close()
+            await store.add_to_roots(q, 1, {key: key * 100})
+        store.forget_cached()
+        held.release.set()
+        await loading
+        with count_statements() as reads:
+            state = await store.state_at_group(group)
+        assert state[key] == key * 100
+        assert reads.total == 1  # read again, not the in-flight load's old rows
