@@ -177,6 +177,7 @@ class Federation:
         self.relay.receiver.edus.server_allowed = self.rooms.server_allowed
         # Remote device lists are kept only while we share a room with their users.
         rooms.event_persisted_hooks.append(self.relay.device_lists.on_event)
+        self.rooms.partial.merged_hooks.append(self.relay.device_lists.room_mates_arrived)
         rooms.event_persisted_hooks.append(_presence_on_join(rooms, self.relay.outbound))
         return self.rooms
 

@@ -195,6 +195,19 @@ class RemoteDeviceLists:
             await self.stream.bump_device_list(txn, user_id, [])
         await self.notify(user_id, [])
 
+    async def room_mates_arrived(self, user_ids: list[str]) -> None:
+        """Members a partial-state join's merge added (``PartialStateJoins.merged_hooks``):
+        their memberships carry the join's position, so our members' /sync never saw
+        them arrive; a device-list change of each tells clients to ask for their keys
+        (E2EE rooms encrypt for them). One wake for all: they share the one room."""
+        remote = sorted({u for u in user_ids if server_of(u) != self.server_name})
+        if not remote:
+            return
+        async with self.db.transaction() as txn:
+            for user_id in remote:
+                await self.stream.bump_device_list(txn, user_id, [])
+        await self.notify(remote[0], [])
+
     # ------------------------------------------------------------ room sharing
 
     async def shares_room(self, user_id: str) -> bool:

@@ -20,6 +20,8 @@ client at once. This module then completes the state in the background::
                                      current state and to room_memberships; the
                                      marker is deleted
       wake waiters                   /members and friends waiting for the state
+      merged_hooks(joined users)     device lists: the merged members are news to
+                                     our members' /sync device_lists.changed
 
 A restart leaves the marker: ``resume`` starts the resync again. Keys that an
 event received meanwhile already set are never overwritten (only missing keys
@@ -83,6 +85,9 @@ class PartialStateJoins:
         self.store = store
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._full: dict[int, asyncio.Event] = {}
+        # Called after a merge with the users it added as joined (device lists: their
+        # devices are news to our members, whose /sync could not name them before).
+        self.merged_hooks: list[Callable[[list[str]], Awaitable[None]]] = []
 
     async def is_partial(self, room_nid: int) -> bool:
         return await self.store.is_partial(room_nid)
@@ -240,6 +245,12 @@ class PartialStateJoins:
             rooms.state.changed_in_place()
             rooms.members.local_cache.changed([room.room_nid])
             self.store.completed(room.room_nid)
+        joined = [ev.state_key for ev in members if ev.membership == "join" and ev.state_key]
+        for hook in self.merged_hooks:
+            try:
+                await hook(joined)
+            except Exception:
+                log.exception("after the partial-state merge of %s", room.room_id)
 
 
 def _member(event: Event) -> bool:

@@ -210,6 +210,31 @@ async def test_restart_during_partial_state_resumes(
         await api.__aexit__(None, None, None)
 
 
+async def test_members_merged_later_are_in_device_lists_changed(
+    make_server: ServerFactory,
+) -> None:
+    """Bob's /sync ran while the room was partial, so it named none of A's members as
+    new room mates; once the merge adds them, his next /sync must list them in
+    ``device_lists.changed``, or his client never asks for their keys and encrypts
+    for nobody there (nio: "never saw alice's device keys")."""
+    a = await make_server(federated=True)
+    b = await make_server(federated=True)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    r = await api_b.get("/sync?timeout=0", token=bob.access_token)
+    assert r.status == 200, r.body
+    assert alice.user_id not in r.body.get("device_lists", {}).get("changed", [])
+    since = r.body["next_batch"]
+    _release_resync(b, held)
+    assert await _partial(b).wait_full(await _room(b, room_id), 60.0)
+    r = await api_b.get(f"/sync?timeout=0&since={q(since)}", token=bob.access_token)
+    assert r.status == 200, r.body
+    changed = set(r.body.get("device_lists", {}).get("changed", []))
+    assert {alice.user_id} | {m.user_id for m in members} <= changed
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def _join_big_peer_room(
     hs: RunningServer, peer: ScriptedPeer
 ) -> tuple[str, list[dict[str, str]], Api, User]:
