@@ -191,7 +191,7 @@ class FederationConfig:
     deny_list: list[str] = field(default_factory=list)
     # Join remote rooms with partial state (send_join omit_members): the join returns
     # without the members, which are fetched in the background.
-    partial_state_joins: bool = True
+    partial_state_joins: bool = False
 
 
 @dataclass

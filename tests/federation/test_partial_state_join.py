@@ -41,6 +41,8 @@ from tests.federation.test_rooms_big_join import BigRoom
 from tests.helpers import Api, User
 
 MEMBERS = 12
+# Partial-state joins are opt-in (config federation.partial_state_joins).
+PARTIAL_ON = {"partial_state_joins": True}
 
 
 @pytest.fixture
@@ -120,8 +122,8 @@ async def _room(server: RunningServer, room_id: str) -> RoomInfo:
 async def test_partial_join_sends_receives_and_completes(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    a = await make_server(federated=True)
-    b = await make_server(federated=True)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob, held = await _join_partially(a, b, room_id)
     room = await _room(b, room_id)
@@ -193,8 +195,8 @@ async def test_partial_join_sends_receives_and_completes(
 async def test_restart_during_partial_state_resumes(
     make_server: ServerFactory, restart_server: RestartFn
 ) -> None:
-    a = await make_server(federated=True)
-    b = await make_server(federated=True)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob, _ = await _join_partially(a, b, room_id)
     await api_b.__aexit__(None, None, None)
@@ -217,8 +219,8 @@ async def test_members_merged_later_are_in_device_lists_changed(
     new room mates; once the merge adds them, his next /sync must list them in
     ``device_lists.changed``, or his client never asks for their keys and encrypts
     for nobody there (nio: "never saw alice's device keys")."""
-    a = await make_server(federated=True)
-    b = await make_server(federated=True)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob, held = await _join_partially(a, b, room_id)
     r = await api_b.get("/sync?timeout=0", token=bob.access_token)
@@ -261,7 +263,7 @@ async def _join_big_peer_room(
 async def test_a_resident_that_does_not_omit_gives_a_full_join(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
-    hs = await make_server(federated=True)
+    hs = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, queries, api, bob = await _join_big_peer_room(hs, peer)
     assert queries == [{"omit_members": "true"}]
     room = await _room(hs, room_id)
@@ -287,7 +289,7 @@ async def test_members_omitted_without_servers_in_room_still_resyncs(
     it): the room is still partial, and the server joined through is asked for the rest.
     The room is invite-only: Bob's invite, an auth event of his join, stands in for the
     omitted membership when the join is checked."""
-    hs = await make_server(federated=True)
+    hs = await make_server(federated=True, federation=PARTIAL_ON)
     api, bob = await register(hs, "bob")
     big = BigRoom(peer, bob.user_id, members=30)
     asked: list[str] = []

@@ -49,7 +49,9 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
     synapse_server: SynapseServer,
     apis: list[Api],  # noqa: F811
 ) -> None:
-    m = await make_server(federated=True, **FAST_RETRY)
+    m = await make_server(
+        federated=True, federation={**FAST_RETRY["federation"], "partial_state_joins": True}
+    )
     api_m, alice = await myelin_user(m, "alice")
     api_s, sam = await synapse_user(synapse_server, "sam")
     apis.extend([api_m, api_s])
@@ -95,7 +97,9 @@ async def test_synapse_joins_a_myelin_room_with_partial_state(
     synapse_server: SynapseServer,
     apis: list[Api],  # noqa: F811
 ) -> None:
-    m = await make_server(federated=True, **FAST_RETRY)
+    m = await make_server(
+        federated=True, federation={**FAST_RETRY["federation"], "partial_state_joins": True}
+    )
     api_m, alice = await myelin_user(m, "alice")
     apis.append(api_m)
     r = await api_m.post(
