@@ -343,3 +343,28 @@ async def test_history_read_waits_for_the_resync_round_under_way(
     assert not await partial.is_partial(room.room_nid)
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
+
+
+async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> None:
+    """The resync's events are checked on receipt (format, hashes, signatures with the
+    keys valid at their time); storing them as outliers then runs the auth rules only,
+    without looking up a key or checking a signature again."""
+    a = await make_server(federated=True)
+    b = await make_server(federated=True)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    auth = _partial(b).pipeline.auth
+    keys = auth.keys
+    looked_up: list[tuple[str, str]] = []
+
+    async def counted(server: str, key_id: str) -> Any:
+        looked_up.append((server, key_id))
+        return await keys(server, key_id)
+
+    auth.keys = counted
+    _release_resync(b, held)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    assert looked_up == []
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
