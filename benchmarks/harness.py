@@ -553,11 +553,14 @@ def merge_config(into: dict[str, Any], extra: dict[str, Any]) -> None:
 def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
     """``python -m homeserver run`` in its own session, output to a file. With
     ``MYELIN_BENCH_PYINSTRUMENT=FILE.html`` (or ``.txt``) the server runs under pyinstrument
-    (the ``dev`` extra), which writes its profile to that file when the server stops."""
+    (the ``dev`` extra), which writes its profile to that file when the server stops;
+    ``SERVER`` in the name becomes the server's temp dir name, so the two servers of
+    ``bench_remote_join`` write a profile each."""
     command = [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)]
     profile = os.environ.get("MYELIN_BENCH_PYINSTRUMENT")
     if profile:
         renderer = "html" if profile.endswith(".html") else "text"
+        profile = profile.replace("SERVER", config_path.parent.name)
         command[1:2] = ["-m", "pyinstrument", "-r", renderer, "-o", profile, "-m"]
     with output.open("ab") as out:
         return subprocess.Popen(

@@ -88,6 +88,7 @@ class FederatedRooms:
         self.remote.partial_enabled = partial_state_joins
         self.reads = RoomReads(server_name, rooms, self.pipeline, self.outbound)
         self.backfiller = RoomBackfiller(server_name, clock, client, self.pipeline, self.outbound)
+        self.backfiller.resync_wait = self.partial.wait_round
 
     def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)

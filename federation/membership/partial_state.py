@@ -32,11 +32,14 @@ While a room is partial (``is_partial``): inbound PDUs whose sender's membership
 by their own auth events for that key (``federation.pdu.pipeline``), the outbox
 sends to ``servers_in_room`` as well as to the servers of the members we know,
 and ``wait_full`` lets readers that need the whole member list wait, bounded.
+A backfill waits (bounded, ``wait_round``) only for a round under way: the state at
+the history before the join is mostly the member events that round is fetching.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -88,6 +91,8 @@ class PartialStateJoins:
         # Called after a merge with the users it added as joined (device lists: their
         # devices are news to our members, whose /sync could not name them before).
         self.merged_hooks: list[Callable[[list[str]], Awaitable[None]]] = []
+        # Rooms whose resync is fetching and storing right now: set when the round ends.
+        self._rounds: dict[int, asyncio.Event] = {}
 
     async def is_partial(self, room_nid: int) -> bool:
         return await self.store.is_partial(room_nid)
@@ -163,8 +168,26 @@ class PartialStateJoins:
             return
         self._full.setdefault(room.room_nid, asyncio.Event()).set()
 
+    async def wait_round(self, room: RoomInfo, timeout_s: float) -> None:
+        """While a resync round of ``room`` is fetching and storing its state, wait
+        for it to end (at most ``timeout_s``), whether it succeeds or not. No round
+        under way (none needed, or pausing between failed rounds): no wait."""
+        done = self._rounds.get(room.room_nid)
+        if done is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout_s)
+
     async def _round(self, room: RoomInfo, partial: PartialRoom) -> bool:
         """One try through each server; whether the state is complete now."""
+        done = self._rounds[room.room_nid] = asyncio.Event()
+        try:
+            return await self._servers_round(room, partial)
+        finally:
+            done.set()
+            self._rounds.pop(room.room_nid, None)
+
+    async def _servers_round(self, room: RoomInfo, partial: PartialRoom) -> bool:
         join = await self.rooms.events.by_id(partial.join_event_id)
         if join is None or join.stream_ordering is None:
             # The process died between the marker and the join: there is no join to

@@ -28,7 +28,7 @@ before our join; each page would otherwise ask again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
@@ -44,6 +44,9 @@ log = logging.getLogger("myelin.federation.backfill")
 MAX_BACKFILL = 100
 EMPTY_RETRY_MS = 60_000
 MAX_SERVERS_TRIED = 3
+# How long a backfill into a room joined with partial state waits for a resync round
+# under way before fetching the gaps' states itself (``RoomBackfiller.resync_wait``).
+PARTIAL_WAIT_S = 20.0
 
 
 class RoomBackfiller:
@@ -62,6 +65,13 @@ class RoomBackfiller:
         self.rooms = pipeline.rooms
         self.outbound = outbound
         self._empty: dict[tuple[str, tuple[str, ...]], int] = {}
+        # Waits, at most the given seconds, for a partial-state room's resync round
+        # under way (``PartialStateJoins.wait_round``, bound by ``FederatedRooms``). The
+        # history just before a partial-state join needs the state at its oldest event:
+        # nearly all the member events that round is fetching and checking at the same
+        # moment, so the backfill waits for them rather than fetch and check them a
+        # second time on the same CPU.
+        self.resync_wait: Callable[[RoomInfo, float], Awaitable[None]] | None = None
 
     async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
         """Joined servers, those that sent the events next to the gap first."""
@@ -79,6 +89,8 @@ class RoomBackfiller:
         if now - self._empty.get(key, -EMPTY_RETRY_MS) < EMPTY_RETRY_MS:
             return 0
         limit = min(max(limit, 1), MAX_BACKFILL)
+        if self.resync_wait is not None:
+            await self.resync_wait(room, PARTIAL_WAIT_S)  # past it, fetch what lacks
         for server in (await self._servers(room, from_ids))[:MAX_SERVERS_TRIED]:
             stored = await self._from(server, room, from_ids, limit)
             if stored:

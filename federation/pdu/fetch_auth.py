@@ -112,7 +112,9 @@ class AuthFetcher:
     async def store_outliers(self, room: RoomInfo, events: Iterable[Event]) -> list[StoredEvent]:
         """Store unknown events as outliers, oldest first, each checked against its
         own auth events. Called with what the network gave, outside the room's lock:
-        takes it for the writes only (the room keeps a single writer)."""
+        takes it for the writes only (the room keeps a single writer). The events are
+        what ``EventFetcher`` handed on: steps 1-3 (format, signatures, hashes) ran on
+        receipt and are not run again (a partial-state resync stores thousands)."""
         unknown = list(events)
         if not unknown:
             return []
@@ -145,7 +147,8 @@ class AuthFetcher:
         return out
 
     async def _check_alone(self, event: Event, create: Event | None) -> str | None:
-        """Steps 1-4 for an outlier: its own auth events only. The rejection reason, if any."""
+        """Step 4 for an outlier (1-3 ran on receipt): its own auth events only. The
+        rejection reason, if any."""
         auth = await self.rooms.events.by_ids(event.auth_event_ids)
         if len(auth) != len(set(event.auth_event_ids)):
             return "missing auth events"
@@ -160,6 +163,7 @@ class AuthFetcher:
                 create_event=None if event.type == CREATE else create,
                 keys=self.keys,
                 rejected_event_ids=rejected,
+                receipt_checked=True,
             )
         except EventRejected as e:
             return f"{e.step}: {e.reason}"

@@ -95,9 +95,7 @@ class MembershipService:
 
     async def is_resident(self, room: RoomInfo) -> bool:
         """Whether a user of this server is joined (so this server holds the room's state)."""
-        joined = await self.rooms.members.members(room.room_nid, ("join",))
-        suffix = ":" + self.rooms.server_name
-        return any(m.user_id.endswith(suffix) for m in joined)
+        return await self.rooms.members.has_joined_on(room.room_nid, self.rooms.server_name)
 
     async def _needs_remote(self, room_id_or_alias: str) -> bool:
         """Whether joining/knocking must go through another server."""

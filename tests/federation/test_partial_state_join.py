@@ -330,3 +330,68 @@ async def test_members_omitted_without_servers_in_room_still_resyncs(
     assert len(asked) == 1 and asked[0].startswith("$")
     assert len(await _joined(api, bob, room_id)) == 30 + 2
     await api.__aexit__(None, None, None)
+
+
+async def test_history_read_waits_for_the_resync_round_under_way(
+    make_server: ServerFactory,
+) -> None:
+    """Paging back over the history from before a partial-state join while the resync
+    is fetching the state waits for that round (the state at the history is mostly the
+    member events it is fetching) instead of fetching and checking them a second time;
+    then it reads A's messages. (With no round under way the read does not wait:
+    ``test_partial_join_sends_receives_and_completes`` reads while the resync is held.)"""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    await send_text(api_a, members[0], room_id, "before the join")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await _room(b, room_id)
+
+    partial = _partial(b)
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    _release_resync(b, held)
+    await asyncio.wait_for(entered.wait(), 30.0)
+    reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
+    await send_text(api_a, members[1], room_id, "during the resync")
+    await settle(a, b)
+    assert not reading.done()  # waiting for the round under way
+    gate.set()
+    bodies = await asyncio.wait_for(reading, 30.0)
+    assert bodies[0] == "before the join", bodies
+    assert not await partial.is_partial(room.room_nid)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> None:
+    """The resync's events are checked on receipt (format, hashes, signatures with the
+    keys valid at their time); storing them as outliers then runs the auth rules only,
+    without looking up a key or checking a signature again."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    auth = _partial(b).pipeline.auth
+    keys = auth.keys
+    looked_up: list[tuple[str, str]] = []
+
+    async def counted(server: str, key_id: str) -> Any:
+        looked_up.append((server, key_id))
+        return await keys(server, key_id)
+
+    auth.keys = counted
+    _release_resync(b, held)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    assert looked_up == []
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)

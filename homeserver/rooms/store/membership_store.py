@@ -266,8 +266,31 @@ class MembershipStore:
         return {u.partition(":")[2] for u in await self.users_sharing_room_with(user_id)}
 
     async def joined_servers(self, room_nid: int) -> set[str]:
-        """Server names with at least one joined member in the room."""
-        return {m.user_id.partition(":")[2] for m in await self.members(room_nid)}
+        """Server names with at least one joined member in the room. The database cuts
+        the user ids down to distinct server names (everything after the first colon,
+        ports included): one row per server, not per member, as every local join asks
+        (presence on join) and a big room's member rows cost far more in Python."""
+        find = "strpos(user_id, ':')" if self.db.engine == "postgres" else "instr(user_id, ':')"
+        rows = await self.db.fetchall(
+            f"SELECT DISTINCT substr(user_id, {find} + 1) FROM room_memberships"
+            " WHERE room_nid = $1 AND membership = 'join'",
+            room_nid,
+        )
+        return {str(r[0]) for r in rows}
+
+    async def has_joined_on(self, room_nid: int, server_name: str) -> bool:
+        """Whether a user of ``server_name`` is joined to the room: at most one row read
+        (the suffix compared exactly: ``LIKE`` is case-blind on SQLite and ``_`` a
+        wildcard), so asking costs the same at 10 or 10,000 members."""
+        suffix = ":" + server_name
+        row = await self.db.fetchval(
+            "SELECT 1 FROM room_memberships WHERE room_nid = $1 AND membership = 'join'"
+            " AND substr(user_id, length(user_id) - $3 + 1) = $2 LIMIT 1",
+            room_nid,
+            suffix,
+            len(suffix),
+        )
+        return row is not None
 
     async def joined_counts(self, room_nids: Sequence[int]) -> dict[int, int]:
         """room nid -> number of joined members."""
