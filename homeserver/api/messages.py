@@ -68,7 +68,7 @@ class MessagesApi:
         for value in (membership, not_membership):
             if value is not None and value not in _MEMBERSHIPS:
                 raise invalid_param("Unknown membership value")
-        chunk = await self.reader.members(
+        chunk = await self.reader.members_json(
             requester.user_id,
             request.match_info["roomId"],
             request.query.get("at"),

@@ -115,7 +115,7 @@ class RoomsApi:
     async def get_state(self, request: web.Request) -> web.Response:
         requester = await self.auth.requester(request, allow_guest=True)
         return json_response(
-            await self.reader.state(requester.user_id, request.match_info["roomId"])
+            await self.reader.state_json(requester.user_id, request.match_info["roomId"])
         )
 
     async def get_state_event(self, request: web.Request) -> web.Response:

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
+
 from homeserver.errors import forbidden, not_found
 from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.serialize import EventSerializer
@@ -88,6 +90,12 @@ class RoomReader:
         state = await self._state(user_id, room)
         return await self.serializer.serialize(list(state.values()))
 
+    async def state_json(self, user_id: str, room_id: str) -> orjson.Fragment:
+        """``state`` as one JSON array, each event encoded once (``GET /state``)."""
+        room = await self.rooms.room_or_forbidden(room_id)
+        state = await self._state(user_id, room)
+        return await self.serializer.client_json(list(state.values()))
+
     async def state_event(
         self, user_id: str, room_id: str, event_type: str, state_key: str
     ) -> StoredEvent:
@@ -98,14 +106,27 @@ class RoomReader:
             raise not_found("Event not found")
         return found
 
-    async def members(
+    async def members_json(
         self,
         user_id: str,
         room_id: str,
         at: str | None,
         membership: str | None,
         not_membership: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> orjson.Fragment:
+        """``GET /members``' chunk: one JSON array, each event encoded once
+        (``client_json.py``)."""
+        events = await self._member_events(user_id, room_id, at, membership, not_membership)
+        return await self.serializer.client_json(events)
+
+    async def _member_events(
+        self,
+        user_id: str,
+        room_id: str,
+        at: str | None,
+        membership: str | None,
+        not_membership: str | None,
+    ) -> list[StoredEvent]:
         room = await self.rooms.room_or_forbidden(room_id)
         left = await self._view(user_id, room)
         await self.rooms.wait_full_state(room)
@@ -125,14 +146,15 @@ class RoomReader:
         else:
             state = await self.rooms.state_at(group)
             events = [s for k, s in state.items() if k[0] == "m.room.member"]
-        events = [
-            s
-            for s in events
-            if (membership is None or s.event.membership == membership)
-            and (not_membership is None or s.event.membership != not_membership)
-        ]
-        events.sort(key=lambda s: s.event.state_key or "")
-        return await self.serializer.serialize(events)
+        if membership is not None or not_membership is not None:
+            events = [
+                s
+                for s in events
+                if (membership is None or s.event.membership == membership)
+                and (not_membership is None or s.event.membership != not_membership)
+            ]
+        events.sort(key=_member_key)
+        return events
 
     async def joined_members(self, user_id: str, room_id: str) -> dict[str, dict[str, Any]]:
         room = await self.rooms.room_or_forbidden(room_id)
@@ -338,6 +360,11 @@ class RoomReader:
             "end": end.encode(),
             "state": await ser.serialize(list(state.values())),
         }
+
+
+def _member_key(s: StoredEvent) -> str:
+    """Members are listed by user id (a member event's state key, always a string)."""
+    return str(s.event.pdu.get("state_key", ""))
 
 
 # Before every event: depths start at 1 (the create event).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from homeserver.events.canonical import decode_stored_json, encode_canonical_json
@@ -54,6 +54,11 @@ class StoredEvent:
     prev_state_event_nid: int | None
     # The applied m.room.redaction (``event.pdu`` is then the redacted form).
     redacted_by: int | None = None
+    # The event's client JSON, encoded once (``homeserver.rooms.client_json``); it lives
+    # and dies with this object, which the event cache replaces when the row changes.
+    client_json: dict[bool, tuple[StoredEvent | None, bytes, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def _stored(row: Row) -> StoredEvent:

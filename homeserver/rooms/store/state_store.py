@@ -37,13 +37,46 @@ STATE_GROUPS_CACHE: Final = "state_groups_cache"
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
 
-# The group $1 and its ancestors, with their distance from it.
+# The group $1 and its ancestors, with their distance from it. Each step is a
+# primary-key look-up (a scalar subquery, which PostgreSQL cannot turn into a join):
+# as a join, PostgreSQL's planner guesses a handful of links and hashes all of
+# state_groups at every step (a 100-hop chain read 100 times the table: ~20 ms
+# per read in a 2,000-member room). The last row's ``sg`` is NULL (the root's parent).
 _CHAIN = (
     "WITH RECURSIVE chain(sg, hop) AS ("
     " SELECT CAST($1 AS BIGINT), 0"
-    " UNION ALL SELECT g.prev_group, c.hop + 1 FROM state_groups g"
-    " JOIN chain c ON g.state_group = c.sg WHERE g.prev_group IS NOT NULL)"
+    " UNION ALL SELECT (SELECT g.prev_group FROM state_groups g WHERE g.state_group = c.sg),"
+    " c.hop + 1 FROM chain c WHERE c.sg IS NOT NULL)"
 )
+
+# The groups of $1 and all their ancestors, each with its parent: the same walk for
+# many groups at once (UNION: shared ancestors once).
+_CHAINS = (
+    "WITH RECURSIVE chain(sg, prev) AS ("
+    " SELECT state_group, prev_group FROM state_groups WHERE state_group {groups}"
+    " UNION SELECT c.prev, (SELECT g.prev_group FROM state_groups g WHERE g.state_group = c.prev)"
+    " FROM chain c WHERE c.prev IS NOT NULL)"
+)
+
+
+def _entries(postgres: bool, keys: str | None, outer: bool = False) -> str:
+    """Join each link ``c.sg`` of a chain to its entries ``s`` (only the state keys
+    ``keys`` when given: a parameter, an array on PostgreSQL, an IN list on SQLite).
+
+    PostgreSQL: a LATERAL subquery behind ``OFFSET 0`` (which keeps the planner from
+    flattening it), so each link is an index range scan of its own entries; as a plain
+    join the planner, expecting a long chain, scans the whole table. SQLite's planner
+    already walks the index per link."""
+    if postgres:
+        where = f" AND e.state_key_nid = ANY({keys})" if keys else ""
+        join = "LEFT JOIN LATERAL" if outer else "CROSS JOIN LATERAL"
+        return (
+            f" {join} (SELECT e.state_key_nid, e.event_nid FROM state_group_entries e"
+            f" WHERE e.state_group = c.sg{where} OFFSET 0) s" + (" ON TRUE" if outer else "")
+        )
+    where = f" AND s.state_key_nid IN ({keys})" if keys else ""
+    join = "LEFT JOIN" if outer else "JOIN"
+    return f" {join} state_group_entries s ON s.state_group = c.sg{where}"
 
 
 def _fold(rows: list[Row]) -> StateNids:
@@ -66,6 +99,7 @@ class StateStore:
         cache_groups: int = DEFAULT_CACHE_GROUPS,
     ) -> None:
         self.db = db
+        self._pg = db.engine == "postgres"
         self.max_delta_depth = max_delta_depth
         self.cache_groups = cache_groups
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
@@ -188,10 +222,34 @@ class StateStore:
         if group in self._cache:
             return self._cache[group]
         rows = await q.fetchall(
-            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
-            " JOIN state_group_entries s ON s.state_group = c.sg ORDER BY c.hop DESC",
+            _CHAIN
+            + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+            + _entries(self._pg, None)
+            + " ORDER BY c.hop DESC",
             group,
         )
+        return _fold(rows)
+
+    async def _keys_in_chain(self, q: Queries | Database, group: int, keys: list[int]) -> StateNids:
+        """``keys`` of one group's state: its chain, only those entries."""
+        if self._pg:
+            rows = await q.fetchall(
+                _CHAIN
+                + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+                + _entries(True, "$2::bigint[]")
+                + " ORDER BY c.hop DESC",
+                group,
+                keys,
+            )
+        else:
+            rows = await q.fetchall(
+                _CHAIN
+                + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
+                + _entries(False, placeholders(len(keys), 2))
+                + " ORDER BY c.hop DESC",
+                group,
+                *keys,
+            )
         return _fold(rows)
 
     async def state_keys_at_group(self, group: int, key_nids: Iterable[int]) -> StateNids:
@@ -202,14 +260,7 @@ class StateStore:
             return {k: cached[k] for k in keys if k in cached}
         if not keys:
             return {}
-        rows = await self.db.fetchall(
-            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
-            " JOIN state_group_entries s ON s.state_group = c.sg"
-            f" WHERE s.state_key_nid IN ({placeholders(len(keys), 2)}) ORDER BY c.hop DESC",
-            group,
-            *keys,
-        )
-        return _fold(rows)
+        return await self._keys_in_chain(self.db, group, keys)
 
     async def keys_at_groups(
         self, groups: Iterable[int], key_nids: Iterable[int] | None = None
@@ -229,25 +280,25 @@ class StateStore:
                 todo.append(group)
         if not todo or keys == []:
             return {**out, **{g: {} for g in todo}}
-        sql = (
-            "WITH RECURSIVE chain(sg) AS ("
-            " SELECT state_group FROM state_groups"
-            f" WHERE state_group IN ({placeholders(len(todo))})"
-            " UNION SELECT g.prev_group FROM state_groups g JOIN chain c ON g.state_group = c.sg"
-            " WHERE g.prev_group IS NOT NULL)"
-            " SELECT g.state_group, g.prev_group, s.state_key_nid, s.event_nid FROM chain c"
-            " JOIN state_groups g ON g.state_group = c.sg"
-            " LEFT JOIN state_group_entries s ON s.state_group = c.sg"
-        )
-        if keys is not None:
-            sql += f" AND s.state_key_nid IN ({placeholders(len(keys), len(todo) + 1)})"
         generation = self._generation
-        rows = await self.db.fetchall(sql, *todo, *(keys or ()))
+        select = " SELECT c.sg, c.prev, s.state_key_nid, s.event_nid FROM chain c"
+        if self._pg:
+            args: list[object] = [todo]
+            if keys is not None:
+                args.append(keys)
+            sql = _CHAINS.format(groups="= ANY($1::bigint[])") + select
+            sql += _entries(True, None if keys is None else "$2::bigint[]", outer=True)
+        else:
+            args = [*todo, *(keys or ())]
+            sql = _CHAINS.format(groups=f"IN ({placeholders(len(todo))})") + select
+            in_keys = None if keys is None else placeholders(len(keys), len(todo) + 1)
+            sql += _entries(False, in_keys, outer=True)
+        rows = await self.db.fetchall(sql, *args)
         parent: dict[int, int | None] = {}
         entries: dict[int, list[tuple[int, int | None]]] = {}
         for row in rows:
-            group = int(row["state_group"])
-            prev = row["prev_group"]
+            group = int(row["sg"])
+            prev = row["prev"]
             parent[group] = None if prev is None else int(prev)
             if row["state_key_nid"] is not None:
                 nid = row["event_nid"]
@@ -281,14 +332,7 @@ class StateStore:
             return {k: cached[k] for k in keys if k in cached}
         if not keys:
             return {}
-        rows = await q.fetchall(
-            _CHAIN + " SELECT c.hop, s.state_key_nid, s.event_nid FROM chain c"
-            " JOIN state_group_entries s ON s.state_group = c.sg"
-            f" WHERE s.state_key_nid IN ({placeholders(len(keys), 2)}) ORDER BY c.hop DESC",
-            group,
-            *keys,
-        )
-        return _fold(rows)
+        return await self._keys_in_chain(q, group, keys)
 
     # ----------------------------------------------------- current state
 
