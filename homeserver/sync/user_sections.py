@@ -69,9 +69,7 @@ class UserSections:
         since = ctx.since.presence if ctx.since is not None else 0
         events: list[dict[str, Any]] = []
         if since < ctx.now.presence:
-            visible = await self.src.users_sharing_room_with(ctx.user_id)
-            visible.add(ctx.user_id)
-            events = await self.src.presence.changes_since(since, ctx.now.presence, visible)
+            events = await self.src.presence.changes_for(ctx.user_id, since, ctx.now.presence)
         if ctx.since is not None:
             seen = {e["sender"] for e in events}
             for user_id in sorted(await self._newly_shared(ctx) - seen)[:MAX_NEW_PRESENCE]:

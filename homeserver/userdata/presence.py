@@ -107,6 +107,30 @@ class PresenceStore:
         )
         return [_row(r) for r in rows]
 
+    async def changed_sharing(self, user_id: str, from_pos: int, to_pos: int) -> list[PresenceRow]:
+        """``changed``, only of ``user_id`` and the users (local or remote) joined to a
+        room where ``user_id`` is joined: one statement. The database keeps to the rows
+        in the range and checks each against the rooms, so a sync in a room of
+        thousands neither reads its member list nor every presence row."""
+        rows = await self.db.fetchall(
+            "WITH sharing(user_id) AS ("
+            " SELECT other.user_id FROM room_memberships mine"
+            " JOIN room_memberships other ON other.room_nid = mine.room_nid"
+            " WHERE mine.user_id = $1 AND mine.membership = 'join'"
+            " AND other.membership = 'join')"
+            f" SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
+            " WHERE p.stream_pos > $2 AND p.stream_pos <= $3"
+            " AND (u.user_id = $1 OR u.user_id IN (SELECT user_id FROM sharing))"
+            " UNION ALL"
+            " SELECT r.user_id, r.state, r.status_msg, r.last_active_ts, r.stream_pos"
+            " FROM remote_presence r WHERE r.stream_pos > $2 AND r.stream_pos <= $3"
+            " AND r.user_id IN (SELECT user_id FROM sharing)",
+            user_id,
+            from_pos,
+            to_pos,
+        )
+        return sorted((_row(r) for r in rows), key=lambda p: p.stream_pos)
+
     async def changed(self, from_pos: int, to_pos: int) -> list[PresenceRow]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
@@ -188,3 +212,12 @@ class PresenceService:
                 continue
             out.append({"type": "m.presence", "sender": row.user_id, "content": self.content(row)})
         return out
+
+    async def changes_for(self, user_id: str, from_pos: int, to_pos: int) -> list[dict[str, Any]]:
+        """``m.presence`` events for changes in (from, to] of ``user_id`` and of everyone
+        sharing a joined room with them (what /sync shows): one statement."""
+        rows = await self.store.changed_sharing(user_id, from_pos, to_pos)
+        return [
+            {"type": "m.presence", "sender": row.user_id, "content": self.content(row)}
+            for row in rows
+        ]
