@@ -42,8 +42,6 @@ from homeserver.sync.store import SyncStore
 from homeserver.userdata.filtering import event_matches, project_fields
 
 MEMBER = "m.room.member"
-NAME = "m.room.name"
-CANONICAL_ALIAS = "m.room.canonical_alias"
 MAX_FETCH = 400
 _SENT_CACHE_SIZE = 10_000
 
@@ -445,7 +443,7 @@ class RoomTimeline:
             return {}
         nids = [r.room_nid for r in rooms]
         counts = await self.store.member_counts_many(nids)
-        named = await self._named(nids)
+        named = await self.store.named_many(nids)
         heroes = await self.store.heroes_many([n for n in nids if n not in named], ctx.user_id)
         out: dict[int, dict[str, Any]] = {}
         for nid in nids:
@@ -460,24 +458,6 @@ class RoomTimeline:
                 summary["m.heroes"] = heroes[nid]
             out[nid] = summary
         return out
-
-    async def _named(self, room_nids: list[int]) -> set[int]:
-        """The rooms with a non-empty m.room.name or m.room.canonical_alias."""
-        keys = await self.rooms.rooms.key_nids([(NAME, ""), (CANONICAL_ALIAS, "")])
-        current = await self.rooms.state.current_state_many(room_nids, keys.values())
-        found = await self.rooms.events.by_nids(e for st in current.values() for e in st.values())
-        named = set()
-        for nid, st in current.items():
-            for event_nid in st.values():
-                s = found.get(event_nid)
-                if s is None:
-                    continue
-                content = s.event.content
-                if (s.event.type == NAME and content.get("name")) or (
-                    s.event.type == CANONICAL_ALIAS and content.get("alias")
-                ):
-                    named.add(nid)
-        return named
 
 
 def _state_before(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.events.canonical import decode_json
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
     Membership,
@@ -103,6 +104,30 @@ class SyncStore:
             for r in rows:
                 out[int(r["room_nid"])][str(r["membership"])] = int(r["n"])
         return out
+
+    async def named_many(self, room_nids: list[int]) -> set[int]:
+        """The rooms whose current state has a non-empty ``m.room.name`` or
+        ``m.room.canonical_alias`` alias: one statement per 500 rooms, from the two state
+        keys through the current state to the events' JSON. (Looking the keys up first
+        cost a statement of its own on every sync while no room had one of them: a
+        missing key is not cached.)"""
+        named: set[int] = set()
+        for start in range(0, len(room_nids), 500):
+            chunk = room_nids[start : start + 500]
+            rows = await self.db.fetchall(
+                "SELECT c.room_nid, k.event_type, e.json FROM state_keys k"
+                " JOIN current_state c ON c.state_key_nid = k.state_key_nid"
+                " JOIN events e ON e.event_nid = c.event_nid"
+                " WHERE k.event_type IN ('m.room.name', 'm.room.canonical_alias')"
+                f" AND k.state_key = '' AND c.room_nid IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            for r in rows:
+                content = decode_json(str(r["json"])).get("content")
+                field = "name" if r["event_type"] == "m.room.name" else "alias"
+                if isinstance(content, dict) and content.get(field):
+                    named.add(int(r["room_nid"]))
+        return named
 
     async def heroes_many(
         self, room_nids: list[int], user_id: str, limit: int = 5
