@@ -110,20 +110,17 @@ class SyncBuilder:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
         now = ctx.now.events
+        joined = [
+            m
+            for m in await members.rooms_for_user(ctx.user_id, ("join",))
+            if m.stream_ordering <= now
+        ]
         if ctx.since is None:
-            # One read for the joined rooms and the invites and knocks (a round trip
-            # less on PostgreSQL than reading the joins apart).
             current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
-            joined = [m for m in changed if m.membership == "join"]
             if ctx.flt.room.include_leave:
                 changed += await self.store.left_rooms(ctx.user_id, now)
         else:
-            joined = [
-                m
-                for m in await members.rooms_for_user(ctx.user_id, ("join",))
-                if m.stream_ordering <= now
-            ]
             since = ctx.since.events
             changed = [
                 m
