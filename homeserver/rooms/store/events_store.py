@@ -57,7 +57,7 @@ class StoredEvent:
     # The event's client JSON, encoded once (``homeserver.rooms.client_json``); it lives
     # and dies with this object, which the event cache replaces when the row changes.
     client_json: dict[bool, tuple[StoredEvent | None, bytes, int]] = field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
 
