@@ -44,5 +44,6 @@ class SyncApi:
             full_state=full_state == "true",
             filter_param=q.get("filter"),
             set_presence=set_presence,
+            encoded_state=True,
         )
         return json_response(await self.builder.sync(req))

@@ -40,11 +40,28 @@ def encode_json(body: Any) -> bytes:
     standard library on big /sync bodies). Canonical JSON is not needed here: only
     signatures and hashes need it, and those have their own encoder. The standard
     library is the fallback for what orjson refuses (integers past 64 bits, which
-    old room versions' content may hold)."""
+    old room versions' content may hold). An object with ``json_bytes`` (JSON encoded
+    beforehand, such as a /sync's state events) goes in as it is."""
     try:
-        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(body, default=_embedded, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"), default=_embedded_decoded
+        ).encode()
+
+
+def _embedded(obj: Any) -> orjson.Fragment:
+    data = getattr(obj, "json_bytes", None)
+    if isinstance(data, bytes):
+        return orjson.Fragment(data)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _embedded_decoded(obj: Any) -> Any:
+    data = getattr(obj, "json_bytes", None)
+    if isinstance(data, bytes):
+        return json.loads(data)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

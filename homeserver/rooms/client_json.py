@@ -48,6 +48,17 @@ def head(event: dict[str, Any], unsigned: dict[str, Any]) -> bytes:
     return body[:-1] + b',"unsigned":{' + rest + b'"age":'
 
 
+class Encoded:
+    """One event's JSON, encoded: put into a bigger answer (a /sync) as is. The HTTP
+    shell's encoder embeds any object with ``json_bytes`` so (``encode_json``), also on
+    its standard-library path, which a Fragment would break."""
+
+    __slots__ = ("json_bytes",)
+
+    def __init__(self, json_bytes: bytes) -> None:
+        self.json_bytes = json_bytes
+
+
 def with_age(head_bytes: bytes, age: int) -> bytes:
     """The complete event: its head, its age, and the braces of ``unsigned`` and the event."""
     return head_bytes + b"%d}}" % age

@@ -21,6 +21,7 @@ import orjson
 from homeserver.clock import Clock
 from homeserver.events.redaction import redact
 from homeserver.rooms import client_json
+from homeserver.rooms.client_json import Encoded
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 
 if TYPE_CHECKING:
@@ -76,6 +77,19 @@ class EventSerializer:
         array, each event encoded once and kept on its ``StoredEvent`` (see
         ``client_json.py``): a request only appends each event's age. One batched
         look-up, as ``serialize``."""
+        parts = await self._encoded(stored, with_room_id)
+        return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+
+    async def client_encoded(
+        self, stored: Sequence[StoredEvent], *, with_room_id: bool = True
+    ) -> list[Encoded]:
+        """``client_json``, one ``Encoded`` per event (a list that goes into a bigger
+        answer: a /sync's state)."""
+        return [Encoded(p) for p in await self._encoded(stored, with_room_id)]
+
+    async def _encoded(self, stored: Sequence[StoredEvent], with_room_id: bool) -> list[bytes]:
+        if not stored:
+            return []
         related = await self.events.by_nids(
             [
                 *(s.redacted_by for s in stored if s.redacted_by),
@@ -96,7 +110,7 @@ class EventSerializer:
                     parts.append(client_json.encode(event))
                     continue
             parts.append(client_json.with_age(kept[1], max(0, now - kept[2])))
-        return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+        return parts
 
     def _client_head(
         self,

@@ -40,6 +40,10 @@ class SyncRequest:
     # False for the legacy /events and /initialSync views: they must not acknowledge
     # (and so delete) to-device messages that the device's /sync has not seen.
     to_device: bool = True
+    # True when the answer goes straight to the wire (GET /sync): the rooms' state
+    # events may then be pre-encoded JSON (``client_json.Encoded``, encoded once per
+    # event: homeserver/rooms/client_json.py) rather than dicts.
+    encoded_state: bool = False
 
 
 @dataclass

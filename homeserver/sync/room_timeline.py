@@ -27,7 +27,7 @@ event in the timeline the user could not see.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from homeserver.rooms.serialize import EventSerializer
@@ -260,7 +260,7 @@ class RoomTimeline:
         rooms: list[RoomInfo],
         timelines: dict[int, list[StoredEvent]],
         states: dict[int, list[StoredEvent]],
-    ) -> dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    ) -> dict[int, tuple[list[dict[str, Any]], list[Any]]]:
         """Serialize every room's timeline and state in two calls (their look-ups are
         batched over the whole list), then split them per room again."""
         fields = ctx.flt.event_fields
@@ -274,14 +274,38 @@ class RoomTimeline:
             events = await self.serializer.serialize(
                 all_timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
             )
+            if ctx.req.encoded_state and fields is None:
+                # Straight to the wire, whole: each state event's JSON encoded once
+                # (a big room's initial sync: thousands of member events per request).
+                encoded = await self.serializer.client_encoded(all_state, with_room_id=False)
+                return self._split(rooms, timelines, states, events, encoded, fields)
             state_events = await self.serializer.serialize(all_state, with_room_id=False)
-        out: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        return self._split(
+            rooms,
+            timelines,
+            states,
+            events,
+            [project_fields(e, fields) for e in state_events],
+            fields,
+        )
+
+    @staticmethod
+    def _split(
+        rooms: list[RoomInfo],
+        timelines: dict[int, list[StoredEvent]],
+        states: dict[int, list[StoredEvent]],
+        events: list[dict[str, Any]],
+        state_events: list[Any],
+        fields: Sequence[str] | None,
+    ) -> dict[int, tuple[list[dict[str, Any]], list[Any]]]:
+        """The serialized timelines (projected to ``fields``) and states, per room."""
+        out: dict[int, tuple[list[dict[str, Any]], list[Any]]] = {}
         t_at = s_at = 0
         for room in rooms:
             t_n, s_n = len(timelines[room.room_nid]), len(states[room.room_nid])
             out[room.room_nid] = (
                 [project_fields(e, fields) for e in events[t_at : t_at + t_n]],
-                [project_fields(e, fields) for e in state_events[s_at : s_at + s_n]],
+                state_events[s_at : s_at + s_n],
             )
             t_at += t_n
             s_at += s_n

@@ -9,9 +9,11 @@ redacted after the head was kept.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from homeserver.app import RunningServer
+from homeserver.sync.model import SyncRequest
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 
@@ -78,6 +80,30 @@ async def test_state_and_members_equal_the_serializer(server: RunningServer, api
         assert without_age(chunk) == without_age(
             [e for e in sorted(state, key=key) if e["type"] == "m.room.member"]
         )
+
+
+async def test_sync_state_over_http_equals_the_built_state(server: RunningServer, api: Api) -> None:
+    """GET /sync sends a room's state events encoded once per event (``encoded_state``);
+    the service builds dicts for everyone else. Both must say the same."""
+    room, _alice, bob = await room_with_history(api)
+    flt = json.dumps({"room": {"timeline": {"limit": 1}}})
+    for _ in range(2):
+        reply = await api.get("/sync", token=bob.access_token, params={"filter": flt})
+        wire = (await ok(reply))["rooms"]["join"][room]["state"]["events"]
+        record = await server.hs.accounts.store.get_user(bob.user_id)
+        assert record is not None
+        req = SyncRequest(
+            user_id=bob.user_id,
+            device_id=bob.device_id,
+            user_nid=record.user_nid,
+            filter_param=flt,
+        )
+        built = (await server.hs.sync_area.sync.sync(req))["rooms"]["join"][room]["state"]
+        key = lambda e: (e["type"], e["state_key"])  # noqa: E731
+        assert len(wire) >= 5
+        assert without_age(sorted(wire, key=key)) == without_age(sorted(built["events"], key=key))
+        topic = next(e for e in wire if e["type"] == "m.room.topic")
+        assert "redacted_because" in topic["unsigned"] and "room_id" not in topic
 
 
 async def test_age_moves_between_answers(api: Api) -> None:

@@ -79,3 +79,24 @@ def test_response_json_is_compact_utf8_and_falls_back_for_what_orjson_refuses() 
     assert encode_json({"body": "é\u2028", "n": None}) == '{"body":"é\u2028","n":null}'.encode()
     # Integers past 64 bits (old room versions allow them in content) and non-string keys.
     assert json.loads(encode_json({"big": 2**70, 3: True})) == {"big": 2**70, "3": True}
+
+
+class _Encoded:
+    """JSON encoded beforehand (as ``homeserver.rooms.client_json.Encoded``)."""
+
+    def __init__(self, json_bytes: bytes) -> None:
+        self.json_bytes = json_bytes
+
+
+def test_pre_encoded_json_goes_in_as_is_on_both_paths() -> None:
+    state = [_Encoded(b'{"type":"m.room.member","content":{"membership":"join"}}')]
+    assert json.loads(encode_json({"events": state})) == {
+        "events": [{"type": "m.room.member", "content": {"membership": "join"}}]
+    }
+    # The standard-library path (an integer orjson refuses elsewhere in the body).
+    assert json.loads(encode_json({"events": state, "big": 2**70})) == {
+        "events": [{"type": "m.room.member", "content": {"membership": "join"}}],
+        "big": 2**70,
+    }
+    with pytest.raises(TypeError):
+        encode_json({"x": object()})
