@@ -70,12 +70,19 @@ class SyncBuilder:
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        device_peeks = await self._device_peeks(req)
-        peeked = await self._peeked_room_ids(device_peeks)
-        with self.notifier.listen(req.user_id, *peeked) as listener:
-            await self._user.set_presence(SyncContext(req))
+        with self.notifier.listen(req.user_id) as listener:
+            # One statement in the usual case: the heads, whether the device peeks and
+            # the user's presence (read after listening: a change committed from here
+            # on wakes the request).
+            heads = await self._heads(req)
+            if await self._user.set_presence(SyncContext(req), heads.own_presence):
+                heads = await self._heads(req)  # the user's own presence is in this answer
+            device_peeks: list[Peek] = []
+            if heads.peeking:
+                device_peeks = await self._device_peeks(req)
+                self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
+                heads = await self._heads(req)  # read again, now listening on those rooms
             first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
-            heads = await self.store.stream_heads()
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
                 result = await self._build(first, heads)
@@ -96,12 +103,17 @@ class SyncBuilder:
                 result = await self._build(first)
             return result
 
+    async def _heads(self, req: SyncRequest) -> StreamHeads:
+        return await self.store.sync_heads(req.user_id, req.device_id, req.user_nid)
+
     async def positions(self) -> StreamToken:
         return _token(await self.store.stream_heads(), self.src.typing.current_token())
 
     async def _build(self, ctx: SyncContext, heads: StreamHeads | None = None) -> dict[str, Any]:
         if heads is None:
-            heads = await self.store.stream_heads()  # one statement for all of them
+            heads = await self._heads(ctx.req)  # one statement for all of them
+            if not heads.peeking:
+                ctx.device_peeks = []  # the device peeks into no room: nothing to read
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
         return await self._build_at(ctx)

@@ -29,18 +29,23 @@ class UserSections:
         self.src = sources
         self.members = members
 
-    async def set_presence(self, ctx: SyncContext) -> None:
+    async def set_presence(self, ctx: SyncContext, current: str | None = None) -> bool:
         """``set_presence``: mark the user online/unavailable when that changes their
-        state (``offline`` leaves it as it is, as the spec says)."""
+        state (``offline`` leaves it as it is, as the spec says). ``current``: the
+        user's state as just read (with the stream heads), when they have one. True
+        when the state was written."""
         state = ctx.req.set_presence
         if state == "offline" or ctx.req.is_guest or ctx.req.user_nid <= 0:
-            return
+            return False
+        if current == state:
+            return False  # the usual case: no statement
         presence = self.src.presence
         exists, row = await presence.store.get(ctx.user_id)
         if not exists or (row is not None and row.state == state):
-            return
+            return False
         status = row.status_msg if row is not None else None
         await presence.set_status(ctx.req.user_nid, ctx.user_id, state, status)
+        return True
 
     async def account_data(
         self, ctx: SyncContext
