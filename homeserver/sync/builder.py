@@ -122,11 +122,13 @@ class SyncBuilder:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
         now = ctx.now.events
-        joined = [
-            m
-            for m in await members.rooms_for_user(ctx.user_id, ("join",))
-            if m.stream_ordering <= now
-        ]
+        moves: list[Membership] | None = None
+        if ctx.since is None:
+            mine = await members.rooms_for_user(ctx.user_id, ("join",))
+        else:
+            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now)
+            mine, moves = read.joined, read.moves
+        joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
             current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
@@ -136,7 +138,7 @@ class SyncBuilder:
             since = ctx.since.events
             changed = [
                 m
-                for m in await members.changed_since(ctx.user_id, since, now)
+                for m in read.changed
                 if not (m.membership == "join" and await self._joined_at(m, since))
             ]
         infos = await self.rooms.rooms.rooms_by_nid(
@@ -154,6 +156,11 @@ class SyncBuilder:
         ctx.changed = [m for m in changed if m.room_nid in allowed]
         if ctx.since is not None:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
+        if moves is not None:
+            # ``UserSections.member_moves``: the moves in the rooms answered for.
+            ctx.member_moves = [
+                m for m in moves if m.room_nid in ctx.joined or m.room_nid in ctx.left_nids
+            ]
         ctx.infos = infos
 
     async def _load_ignored(self, ctx: SyncContext) -> None:

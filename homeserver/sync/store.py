@@ -64,6 +64,36 @@ class StreamHeads:
     own_presence: str | None = None
 
 
+# An incremental sync's memberships in ONE statement (they were three: the user's joined
+# rooms, the user's memberships changed in the range, and every membership changed in
+# the range in the rooms joined or left, which presence and device lists need). Part 2
+# reads a superset of those rooms (every joined room, every room left in the range);
+# the builder keeps the rows of the rooms it answers for.
+_USER_MEMBERSHIPS = (
+    f"SELECT 0 AS part, {_COLS} FROM room_memberships WHERE user_id = $1 AND membership = 'join'"
+    f" UNION ALL SELECT 1 AS part, {_COLS} FROM room_memberships WHERE user_id = $1"
+    " AND stream_ordering > $2 AND stream_ordering <= $3 AND forgotten = 0"
+    f" UNION ALL SELECT 2 AS part, {_COLS} FROM room_memberships"
+    " WHERE stream_ordering > $2 AND stream_ordering <= $3 AND room_nid IN ("
+    " SELECT room_nid FROM room_memberships WHERE user_id = $1 AND (membership = 'join'"
+    " OR (membership IN ('leave', 'ban') AND stream_ordering > $2 AND stream_ordering <= $3"
+    " AND forgotten = 0)))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserMemberships:
+    """What an incremental sync reads of ``room_memberships``, in one statement."""
+
+    # The user's joined rooms (``MembershipStore.rooms_for_user``), by room nid.
+    joined: list[Membership]
+    # The user's memberships whose event is in the range (``changed_since``).
+    changed: list[Membership]
+    # Everyone's memberships whose event is in the range, in the rooms the user is
+    # joined to or left in the range (``membership_changes`` of a superset of rooms).
+    moves: list[Membership]
+
+
 class SyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -95,6 +125,15 @@ class SyncStore:
             peeking=bool(row["peeking"]),
             own_presence=None if own is None else str(own),
         )
+
+    async def user_memberships(self, user_id: str, since: int, upto: int) -> UserMemberships:
+        """The user's joined rooms and what moved in ``(since, upto]``, one statement."""
+        rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
+        parts: tuple[list[Membership], ...] = ([], [], [])
+        for r in rows:
+            parts[int(r["part"])].append(membership_from_row(r))
+        parts[0].sort(key=lambda m: m.room_nid)
+        return UserMemberships(*parts)
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(
