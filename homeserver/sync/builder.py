@@ -223,13 +223,17 @@ class SyncBuilder:
         joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
         ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))
         by_room = {m.room_nid: m for m in ctx.changed}
+        new_events = None
         if ctx.since is None or ctx.req.full_state:
             # full_state: every joined room, changed or not (spec: "full_state").
             active = set(ctx.joined)
         else:
-            active = await self.rooms.events.rooms_with_events(
-                list(ctx.joined), ctx.since.events, ctx.now.events
+            # Which rooms have new events, and their newest events (the timelines of
+            # the rooms not newly joined): one statement.
+            new_events = await self.rooms.events.new_in_rooms(
+                list(ctx.joined), ctx.since.events, ctx.now.events, ctx.limit + 1
             )
+            active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
             extra = set(ephemeral) | set(room_data)
             active |= {joined_ids[r] for r in extra if r in joined_ids}
@@ -251,6 +255,7 @@ class SyncBuilder:
             ctx.now.events,
             {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
             newly_joined if ctx.since is not None else frozenset(),
+            new_events,
         )
         for room in joined_rooms:
             newly = room.room_nid in newly_joined
