@@ -116,6 +116,7 @@ class SyncBuilder:
                 ctx.device_peeks = []  # the device peeks into no room: nothing to read
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
+        ctx.key_counts = heads.key_counts
         return await self._build_at(ctx)
 
     async def memberships(self, ctx: SyncContext) -> None:

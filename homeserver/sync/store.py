@@ -35,15 +35,23 @@ _STREAM_HEADS = (
     " (SELECT pos FROM receipts_stream WHERE id = 1) AS receipts,"
     " (SELECT pos FROM user_data_streams WHERE stream = 'presence') AS presence"
 )
-# The same, with what a /sync request needs to know of its own user and device before
-# it builds, in the same statement (a round trip each on PostgreSQL, and a woken
-# long-poll read them every time although they rarely change): whether the device
-# peeks into any room (MSC2753; the peeks themselves are read only then) and the
-# user's own presence state (``set_presence`` writes only when it differs).
+# The same, with what a /sync request needs to know of its own user and device, in
+# the same statement (a round trip each on PostgreSQL, and a woken long-poll read them
+# every time although they rarely change): whether the device peeks into any room
+# (MSC2753; the peeks themselves are read only then), the user's own presence state
+# (``set_presence`` writes only when it differs), and the device's one-time key counts
+# and unused fallback key types (``DeviceKeysStore.sync_key_counts``'s two reads, as
+# rows of their own: kind 1 and 2; the heads are the row of kind 0).
 _SYNC_HEADS = (
-    _STREAM_HEADS
-    + ", EXISTS (SELECT 1 FROM room_peeks WHERE user_id = $1 AND device_id = $2) AS peeking,"
-    " (SELECT state FROM presence WHERE user_nid = $3) AS own_presence"
+    "SELECT 0 AS kind, '' AS name, 0 AS n, "
+    + _STREAM_HEADS.removeprefix("SELECT ")
+    + ", CASE WHEN EXISTS (SELECT 1 FROM room_peeks WHERE user_id = $1 AND device_id = $2)"
+    " THEN 1 ELSE 0 END AS peeking, (SELECT state FROM presence WHERE user_nid = $3)"
+    " AS own_presence"
+    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL"
+    " FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
+    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL"
+    " FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0"
 )
 
 
@@ -62,6 +70,8 @@ class StreamHeads:
     # Read with the heads by ``sync_heads`` only (``stream_heads`` leaves the defaults).
     peeking: bool = False
     own_presence: str | None = None
+    # (one-time key counts by algorithm, unused fallback key types); None: not read.
+    key_counts: tuple[dict[str, int], list[str]] | None = None
 
 
 # An incremental sync's memberships in ONE statement (they were three: the user's joined
@@ -111,10 +121,13 @@ class SyncStore:
         )
 
     async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
-        """``stream_heads``, with whether this device peeks into a room and the user's
-        presence state, in one statement."""
-        row = await self.db.fetchone(_SYNC_HEADS, user_id, device_id, user_nid)
+        """``stream_heads``, with whether this device peeks into a room, the user's
+        presence state and the device's key counts, in one statement."""
+        rows = await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid)
+        row = next(r for r in rows if int(r["kind"]) == 0)
         own = row["own_presence"]
+        counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
+        fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
         return StreamHeads(
             events=int(row["events"]),
             device_lists=int(row["device_lists"]),
@@ -124,6 +137,7 @@ class SyncStore:
             presence=int(row["presence"]),
             peeking=bool(row["peeking"]),
             own_presence=None if own is None else str(own),
+            key_counts=(counts, fallback),
         )
 
     async def user_memberships(self, user_id: str, since: int, upto: int) -> UserMemberships:

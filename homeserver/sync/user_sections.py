@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.e2ee.keys import sync_counts
 from homeserver.errors import MatrixError
 from homeserver.rooms.store.membership_store import Membership, MembershipStore
 from homeserver.sync.model import SyncContext, SyncSources
@@ -163,7 +164,11 @@ class UserSections:
         return {"changed": sorted(changed), "left": sorted(left)}
 
     async def key_counts(self, ctx: SyncContext) -> dict[str, Any]:
-        counts, fallback = await self.src.keys.sync_key_counts(ctx.user_id, ctx.req.device_id)
+        if ctx.key_counts is not None:  # read with the stream heads
+            found, fallback = ctx.key_counts
+            counts = sync_counts(found)
+        else:
+            counts, fallback = await self.src.keys.sync_key_counts(ctx.user_id, ctx.req.device_id)
         return {
             "device_one_time_keys_count": counts,
             "device_unused_fallback_key_types": fallback,

@@ -23,6 +23,7 @@ import asyncio
 from homeserver.storage.database import count_statements
 from tests.conftest import ServerFactory
 from tests.helpers import Api
+from tests.integration.e2ee_device import Device
 from tests.integration.test_peek import world_readable_room
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
@@ -31,9 +32,9 @@ from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_sections import shared_room
 
 LONG_POLL_MS = 60_000
-# Heads (with peeks and presence) twice, memberships, new events, read receipts,
-# notification counts, bundled aggregations, key counts. Was 16 at 5f76781.
-WOKEN_SYNC_STATEMENTS = 8
+# Heads (with peeks, presence and key counts) twice, memberships, new events, read
+# receipts, notification counts, bundled aggregations. Was 16 at 5f76781.
+WOKEN_SYNC_STATEMENTS = 7
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
@@ -214,3 +215,41 @@ async def test_keys_only_state_loads_see_a_group_changed_in_place(
         state.changed_in_place()
         again = await state.keys_at_groups([root], [present, key])
         assert again[root] == {present: event_nid, key: event_nid}
+
+
+async def test_key_counts_read_with_the_heads_follow_uploads_and_claims(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    hs = server.hs
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        bob = await api.register("bob")
+        room = await shared_room(api, alice, bob)
+        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
+        dev = Device(bob.user_id, bob.device_id)
+        r = await api.post(
+            "/keys/upload",
+            {
+                "device_keys": dev.device_keys(),
+                "one_time_keys": dev.one_time_keys(2),
+                "fallback_keys": dev.fallback_key(),
+            },
+            token=bob.access_token,
+        )
+        assert r.status == 200, r.body
+        # A woken long-poll answers the counts of its own build.
+        poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))
+        await parked(hs, bob.user_id, poll)
+        await send_text(api, alice, room, "keys?", "k1")
+        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
+        assert body["device_one_time_keys_count"] == {"signed_curve25519": 2}
+        assert body["device_unused_fallback_key_types"] == ["signed_curve25519"]
+        r = await api.post(
+            "/keys/claim",
+            {"one_time_keys": {bob.user_id: {bob.device_id: "signed_curve25519"}}},
+            token=alice.access_token,
+        )
+        assert r.status == 200, r.body
+        r = await api.get("/sync", token=bob.access_token, params={"since": body["next_batch"]})
+        assert r.body["device_one_time_keys_count"] == {"signed_curve25519": 1}
