@@ -339,25 +339,29 @@ class NotificationService:
             return {}  # no room to count: neither the evaluator's cursor nor the database
         if self.caught_up is not None:
             await self.caught_up(upto)
+        if not by_thread:
+            # Everything after the newer of the unthreaded and main receipts counts in
+            # ``main``: receipts and counts in one statement.
+            found = await self.store.counts_after_read_many(
+                user_id, [(r.room_nid, r.room_id) for r in rooms]
+            )
+            return {
+                room.room_id: UnreadCounts(
+                    ThreadCounts(
+                        sum(c.notifications for c, _ in found[room.room_nid].values()),
+                        sum(c.highlights for c, _ in found[room.room_nid].values()),
+                    ),
+                    {},
+                )
+                for room in rooms
+            }
         positions = await self.store.read_positions(user_id, [r.room_id for r in rooms])
-        after: dict[int, int] = {}
-        for room in rooms:
-            pos = positions.get(room.room_id, {})
-            unthreaded = pos.get("", 0)
-            after[room.room_nid] = unthreaded if by_thread else max(unthreaded, pos.get(MAIN, 0))
+        after = {r.room_nid: positions.get(r.room_id, {}).get("", 0) for r in rooms}
         all_counts = await self.store.counts_after_many(user_id, after)
         out: dict[str, UnreadCounts] = {}
         for room in rooms:
             pos = positions.get(room.room_id, {})
             unthreaded = pos.get("", 0)
-            if not by_thread:
-                counts = all_counts.get(room.room_nid, {})
-                total = ThreadCounts(
-                    sum(c.notifications for c, _ in counts.values()),
-                    sum(c.highlights for c, _ in counts.values()),
-                )
-                out[room.room_id] = UnreadCounts(total, {})
-                continue
             threads: dict[str, ThreadCounts] = {}
             main = ThreadCounts(0, 0)
             for thread, (c, _) in all_counts.get(room.room_nid, {}).items():
