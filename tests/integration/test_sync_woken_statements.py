@@ -32,9 +32,9 @@ from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_sections import shared_room
 
 LONG_POLL_MS = 60_000
-# Heads (with peeks, presence and key counts) twice, memberships, new events, read
-# receipts, notification counts, bundled aggregations. Was 16 at 5f76781.
-WOKEN_SYNC_STATEMENTS = 7
+# Heads (with peeks, presence and key counts) twice, memberships, new events, unread
+# counts (with the read receipts), bundled aggregations. Was 16 at 5f76781.
+WOKEN_SYNC_STATEMENTS = 6
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
@@ -253,3 +253,34 @@ async def test_key_counts_read_with_the_heads_follow_uploads_and_claims(
         assert r.status == 200, r.body
         r = await api.get("/sync", token=bob.access_token, params={"since": body["next_batch"]})
         assert r.body["device_one_time_keys_count"] == {"signed_curve25519": 1}
+
+
+async def test_unread_counts_read_with_the_receipts_follow_each_receipt(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        bob = await api.register("bob")
+        room = await shared_room(api, alice, bob)
+        sent = [await send_text(api, alice, room, f"n{i}", f"u{i}") for i in range(3)]
+
+        async def unread() -> int:
+            r = await api.get("/sync", token=bob.access_token)
+            count: int = r.body["rooms"]["join"][room]["unread_notifications"]["notification_count"]
+            return count
+
+        assert await unread() == 3
+        for event_id, thread, left in ((sent[0], None, 2), (sent[1], "main", 1)):
+            body = {} if thread is None else {"thread_id": thread}
+            r = await api.post(
+                f"/rooms/{room}/receipt/m.read/{event_id}", body, token=bob.access_token
+            )
+            assert r.status == 200, r.body
+            assert await unread() == left
+        # An older unthreaded receipt does not undo the newer main one.
+        r = await api.post(
+            f"/rooms/{room}/receipt/m.read.private/{sent[0]}", {}, token=bob.access_token
+        )
+        assert r.status == 200, r.body
+        assert await unread() == 1
