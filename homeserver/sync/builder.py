@@ -38,6 +38,7 @@ from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
+from homeserver.sync.shared import SharedBuilds
 from homeserver.sync.store import StreamHeads, SyncStore
 from homeserver.sync.user_sections import UserSections
 from homeserver.userdata.filtering import room_allowed
@@ -67,8 +68,14 @@ class SyncBuilder:
         self._extras = RoomExtras(sources)
         self._user = UserSections(sources, rooms.members)
         self._ignored_users = IgnoredUsers(sources.account_data)
+        self._shared = SharedBuilds(self._sync)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        """The answer to ``req``; identical requests in flight share one build
+        (sync/shared.py)."""
+        return await self._shared.run(req)
+
+    async def _sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
         with self.notifier.listen(req.user_id) as listener:
             # One statement in the usual case: the heads, whether the device peeks and
