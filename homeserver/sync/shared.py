@@ -18,6 +18,7 @@ build is cancelled, as a lone request's would be.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ class SharedBuilds:
         if shared is None:
             shared = _InFlight(asyncio.ensure_future(self._build(req)))
             self._inflight[req] = shared
-            shared.task.add_done_callback(lambda _t, r=req, s=shared: self._done(r, s))
+            shared.task.add_done_callback(functools.partial(self._done, req, shared))
         shared.waiters += 1
         try:
             return await asyncio.shield(shared.task)
@@ -58,6 +59,8 @@ class SharedBuilds:
         finally:
             shared.waiters -= 1
 
-    def _done(self, req: SyncRequest, shared: _InFlight) -> None:
+    def _done(
+        self, req: SyncRequest, shared: _InFlight, _task: asyncio.Task[dict[str, Any]]
+    ) -> None:
         if self._inflight.get(req) is shared:
             del self._inflight[req]
