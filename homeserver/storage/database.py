@@ -276,9 +276,7 @@ class SqliteDatabase(Database):
 
     async def execute(self, sql: str, *args: Any) -> None:
         _note(sql)
-        await self._commit_groups.statement(
-            lambda: _run(self._writer, to_sqlite_sql(sql), args)
-        )
+        await self._commit_groups.statement(lambda: _run(self._writer, to_sqlite_sql(sql), args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as txn:

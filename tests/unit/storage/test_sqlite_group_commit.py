@@ -101,9 +101,7 @@ async def test_a_failing_member_loses_only_its_own_writes(db: SqliteDatabase) ->
 
     task = asyncio.ensure_future(first())
     await started.wait()
-    results = await asyncio.gather(
-        task, *(member(r) for r in (1, 2, 3, 4)), return_exceptions=True
-    )
+    results = await asyncio.gather(task, *(member(r) for r in (1, 2, 3, 4)), return_exceptions=True)
     assert results[0] is None and results[1] is None and results[4] is None
     assert isinstance(results[2], ValueError)
     assert "UNIQUE" in str(results[3])
