@@ -239,19 +239,18 @@ class RoomStore:
     async def create_alias_in(
         self, q: Queries, alias: str, room_nid: int, creator: str, ts: int
     ) -> bool:
-        """``create_alias`` inside the caller's transaction (createRoom's own)."""
-        taken = await q.fetchval("SELECT 1 FROM room_aliases WHERE room_alias = $1", alias)
-        if taken is not None:
-            return False
-        await q.execute(
+        """``create_alias`` inside the caller's transaction (createRoom's own). One
+        statement, so that two transactions racing for an alias on PostgreSQL end with
+        one owner and a False, not a unique violation."""
+        claimed = await q.fetchval(
             "INSERT INTO room_aliases (room_alias, room_nid, creator, created_ts)"
-            " VALUES ($1, $2, $3, $4)",
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (room_alias) DO NOTHING RETURNING room_alias",
             alias,
             room_nid,
             creator,
             ts,
         )
-        return True
+        return claimed is not None
 
     async def get_alias(self, alias: str) -> tuple[str, str] | None:
         """(room_id, creator) of a local alias."""
