@@ -7,8 +7,8 @@ room id (DESIGN "Linear rooms"); the sends waiting for a room are taken in
 batches (group commit, ``send_queue``) and built as a chain::
 
     send_event ─┐
-    join/leave ─┼─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
-    createRoom ─┘     ─> for each request: build (hash, sign, id) on the one
+    join/leave ─┴─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
+                      ─> for each request: build (hash, sign, id) on the one
                          before ─> checks.check_event against the state before it
                       ─> EventPersister.persist_chain (one transaction, with the
                          outbox rows; push rules are evaluated behind it)
@@ -17,6 +17,9 @@ batches (group commit, ``send_queue``) and built as a chain::
 
 Building and persisting a batch is ``chain_writer.ChainWriter``'s job; this
 module keeps the room's lock, the state reads and what runs after the commit.
+A new room (``create_room_chain``) is the same chain built on its create event
+(nothing to read: the room is not stored yet) and persisted with the room row
+in one transaction (``EventPersister.persist_new_room``).
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
