@@ -23,6 +23,12 @@ transaction, a *commit group*, and share its COMMIT::
   others wait, the group stays open for them, and a *closer* task queued behind
   them (``asyncio.Lock`` is FIFO) commits it if nobody did before. A group ends
   after ``MAX_GROUP`` members at most.
+- The members of a group are transactions that were waiting at the same time,
+  never one that waited for another: ``transaction()`` returns only after its
+  COMMIT, so whatever its caller does next (the room's next event, under the
+  room's lock) sees it committed, through any connection. A member sees the
+  earlier members' writes through the writer only; the reader connections see
+  them once the group commits, which is before any of them is answered.
 - Isolation of failures: the first member owns the BEGIN; each later member runs
   inside a SAVEPOINT. A member whose body raises is rolled back to its savepoint
   (or, the first one, with the whole transaction, when nobody else is in it
