@@ -12,7 +12,7 @@ So the transactions that queue behind the writer are merged into one database
 transaction, a *commit group*, and share its COMMIT::
 
     txn A ─> lock ─> BEGIN IMMEDIATE ─> A's body ─────────────────┐  (others wait for
-    txn B ─> (waits) ─────> lock ─> SAVEPOINT ─> B's body ─> RELEASE ┤   the lock: leave
+    txn B ─> (waits) ─────> lock ─> SAVEPOINT ─> B's body ──────────┤   the lock: leave
     txn C ─> (waits) ─────────────> lock ─> SAVEPOINT ─> C's body ──┤   the group open)
                                   nobody waits (or MAX_GROUP) ─> COMMIT ─> A, B, C answered
 
@@ -30,7 +30,9 @@ transaction, a *commit group*, and share its COMMIT::
   earlier members' writes through the writer only; the reader connections see
   them once the group commits, which is before any of them is answered.
 - Isolation of failures: the first member owns the BEGIN; each later member runs
-  inside a SAVEPOINT. A member whose body raises is rolled back to its savepoint
+  inside a SAVEPOINT of its own (never released: the COMMIT ends them all, one
+  statement less per member; ``ROLLBACK TO`` finds the newest of that name, its
+  own). A member whose body raises is rolled back to its savepoint
   (or, the first one, with the whole transaction, when nobody else is in it
   yet) and gets its own error; the others' writes stay in the group and commit.
 
@@ -118,12 +120,6 @@ class CommitGroups:
         except BaseException:
             await self._undo(group, nested)
             raise
-        try:
-            if nested:
-                await self.run(self.writer, "RELEASE " + _SAVEPOINT)
-        except BaseException:
-            await self._undo(group, nested)
-            raise
         group.members += 1
         self._hand_on(group)
         await asyncio.shield(group.done)
@@ -169,7 +165,6 @@ class CommitGroups:
         try:
             if nested and self.writer.in_transaction:
                 await self.run(self.writer, "ROLLBACK TO " + _SAVEPOINT)
-                await self.run(self.writer, "RELEASE " + _SAVEPOINT)
             else:
                 # The first member alone in the group, or SQLite ended the whole
                 # transaction itself: nothing of the group is left to commit.
