@@ -333,34 +333,34 @@ class EventPersister:
         group = plan.state_group_before
         if plan.state_delta_before:
             group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
-        promoted = None
+        # What is written and what the hooks and caches are handed: one value, so
+        # the two cannot drift (its nid comes from the database).
+        draft = StoredEvent(
+            event=ev,
+            event_nid=0,
+            room_nid=room_nid,
+            stream_ordering=so,
+            state_group=group,
+            outlier=plan.outlier,
+            rejected_reason=plan.rejected_reason,
+            soft_failed=plan.soft_failed,
+            prev_state_event_nid=plan.replaces_nid,
+        )
+        stored = None
         if plan.backfilled:
-            promoted = await self.events.promote_outlier(
-                q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
-            )
-            if promoted is not None:
-                fx.promoted.append(promoted)
-        nid = promoted
-        redacted_by: int | None = None
+            stored = await self.events.promote_outlier(q, draft)
+            if stored is not None:
+                fx.promoted.append(stored.event_nid)
+        promoted = stored is not None
         awaited = rows is None or ev.event_id in rows.redaction_targets
-        if nid is None and plan.rejected_reason is None and awaited:
+        if stored is None and plan.rejected_reason is None and awaited:
             # A redaction that arrived first and may apply: store it pruned.
             redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
             if redacted_by is not None:
-                ev = redacted_event(ev)
-        if nid is None:
-            nid = await self.events.insert_event(
-                q,
-                ev,
-                room_nid,
-                stream_ordering=so,
-                state_group=group,
-                prev_state_event_nid=plan.replaces_nid,
-                outlier=plan.outlier,
-                rejected_reason=plan.rejected_reason,
-                soft_failed=plan.soft_failed,
-                redacted_by=redacted_by,
-            )
+                draft = replace(draft, event=redacted_event(ev), redacted_by=redacted_by)
+        if stored is None:
+            stored = await self.events.insert_event(q, draft)
+        ev, nid = stored.event, stored.event_nid
         if rows is not None:
             rows.edges.extend((nid, p) for p in ev.prev_event_ids)
         else:
@@ -371,6 +371,7 @@ class EventPersister:
             own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
             group = await self.state.create_group(q, room_nid, group, own)
             await q.execute("UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid)
+            stored = replace(stored, state_group=group)
         if plan.backfilled and not (plan.soft_failed or hidden):
             if not ev.is_state():
                 await self.relations.add(q, ev, nid, room_nid)
@@ -413,7 +414,7 @@ class EventPersister:
                 await self.search.index(q, ev, nid)
         if plan.out_of_band and so is not None:
             await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
-        if promoted is None and not (plan.soft_failed or plan.rejected_reason):
+        if not promoted and not (plan.soft_failed or plan.rejected_reason):
             # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
             if rows is not None and plan.event.type == "m.room.redaction":
                 # Its target may be an earlier event of the chain: index that first; or
@@ -432,18 +433,6 @@ class EventPersister:
                 rows.txn_ids.append(row)
             else:
                 await self.events.add_txn_id(q, *row)
-        stored = StoredEvent(
-            event=ev,
-            event_nid=nid,
-            room_nid=room_nid,
-            stream_ordering=so,
-            state_group=group,
-            outlier=plan.outlier,
-            rejected_reason=plan.rejected_reason,
-            soft_failed=plan.soft_failed,
-            prev_state_event_nid=plan.replaces_nid,
-            redacted_by=redacted_by,
-        )
         for hook in self.txn_hooks:
             callback = await hook(q, stored, plan)
             if callback is not None:
