@@ -26,7 +26,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import SignatureError, sign_json
-from homeserver.http.bodies import parse_json_bytes, read_body
+from homeserver.http.bodies import MAX_JSON_BODY_BYTES, parse_json_bytes, read_body
 from homeserver.server_lists import ServerPolicy
 
 log = logging.getLogger("myelin.federation.auth")
@@ -208,7 +208,7 @@ class RequestAuthenticator:
             _log_refusal(request, auth.origin, "server not allowed by federation config")
             raise MatrixError(403, "M_FORBIDDEN", "This server does not federate with your server")
         try:
-            raw = await read_body(request, request.app["max_json_body_bytes"])
+            raw = await read_body(request, request.app[MAX_JSON_BODY_BYTES])
             content = parse_json_bytes(raw, unique_keys=True) if raw.strip() else None
         except MatrixError as e:
             _log_refusal(request, auth.origin, e.error)
