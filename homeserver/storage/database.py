@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -254,6 +253,8 @@ class SqliteDatabase(Database):
             self._readers.put_nowait(conn)
 
     async def _connect(self, aiosqlite: Any) -> Any:
+        import sqlite3
+
         conn = await aiosqlite.connect(self._path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         pragmas = ("foreign_keys=ON", f"synchronous={self._synchronous}", "busy_timeout=10000")
@@ -456,6 +457,10 @@ async def connect(url: str, sqlite_synchronous: str = "full", pool_size: int = 1
     ``pool_size`` bounds a PostgreSQL pool (SQLite has one writer and a few readers)."""
     path = sqlite_path(url)
     if path is not None:
+        # SQLite is imported only here and by ``SqliteDatabase``: a server on PostgreSQL
+        # never loads it (~1 MiB of resident memory).
+        import sqlite3
+
         sdb = SqliteDatabase(path, synchronous=sqlite_synchronous)
         try:
             await sdb.open()
