@@ -351,7 +351,7 @@ class NotificationService:
         memo: Memo = {}
         common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
         shared = _Shared(ev.pdu)
-        candidates = room.candidates(ev.content.get("body"))
+        candidates = set(room.always)
         candidates.update(local.intersection(shared.mentioned))
         if isinstance(shared.state_key, str) and shared.state_key in local:
             candidates.add(shared.state_key)
