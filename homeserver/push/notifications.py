@@ -14,7 +14,9 @@ the default outcome (most of them: default rules, not singled out) share ONE
 event (``spans_store.py``); a member whose outcome differs gets an
 ``event_push_actions`` row of their own (which may notify nobody: it hides
 the shared row from them), and so does an invitee whose outcome notifies.
-A message in a room of ten thousand thus writes one row, not ten thousand.
+A message in a room of ten thousand thus writes one row, not ten thousand, and
+(after the room's last membership change) looks only at the members it mentions and
+those with rules of their own (``_evaluate_flat``, ``room_members.py``).
 It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
 of ten members as in one of ten thousand. /sync then counts rows (own and
