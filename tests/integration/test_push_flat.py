@@ -226,7 +226,7 @@ async def test_changes_made_through_a_worker_are_seen_by_the_evaluating_process(
             r = await b.post(f"/rooms/{room_id}/join", {}, token=carol.access_token)
             assert r.status == 200, r.body
             three = await send(b, alice, room_id, "three")
-            assert await room_counts(b, carol, room_id) == (1, 0)
+            assert await room_counts(b, carol, room_id) == (2, 0)  # the invite, "three"
             assert carol.user_id in await push_rows(main.hs.db, three)
             # carol's pusher is added through the worker; the next message reaches it.
             await set_pusher(b, carol, pusher_body(gateway.url, pushkey="carol"))
