@@ -276,17 +276,19 @@ class NotificationService:
         """
         ev = stored.event
         suffix = ":" + self.rooms.server_name
-        rows: Sequence[Membership] = []
-        names: Mapping[str, str | None] | None = None
+        rows: list[Membership] = []
+        names: dict[str, str | None] | None = None
         invitee = None
         if ev.type == "m.room.member" and ev.membership == "invite" and ev.state_key:
             if ev.state_key.endswith(suffix):
                 invitee = ev.state_key
         if not stored.outlier:
-            room = await self._room(stored.room_nid, so)
+            room, fresh = await self._room(stored.room_nid, so)
             if so > room.newest and room.names is not None and invitee is None:
                 return await self._evaluate_flat(stored, room)
-            rows, names = room.rows, room.names
+            # A membership changed at or after the event (a join, a leave, a rename):
+            # every member is looked at, with the state before it for those.
+            rows, names = fresh or await self.rooms.members.push_members(stored.room_nid, so)
         stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
         changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
         if not changed and invitee is None and not any(u.endswith(suffix) for u in stable):
@@ -348,7 +350,7 @@ class NotificationService:
         if not local or (len(local) == 1 and ev.sender in local):
             return local, None, []
         state = await self._state_before(stored, [POWER_LEVELS, CREATE])
-        base = _anyone(ev, state, len(room.joined))
+        base = _anyone(ev, state, room.member_count)
         memo: Memo = {}
         common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
         shared = _Shared(ev.pdu)
@@ -369,26 +371,30 @@ class NotificationService:
             out.append((user_id, outcome or _NOTHING))
         return local, common, out
 
-    async def _room(self, room_nid: int, so: int) -> PushRoom:
-        """The room's ``PushRoom``, with every membership changed at or after ``so``."""
+    async def _room(
+        self, room_nid: int, so: int
+    ) -> tuple[PushRoom, tuple[list[Membership], dict[str, str | None] | None] | None]:
+        """The room's ``PushRoom``, having seen every membership changed at or after
+        ``so``, and the rows it was built from if they were read just now."""
         suffix = ":" + self.rooms.server_name
         members = self.rooms.members
+        fresh: list[tuple[list[Membership], dict[str, str | None] | None]] = []
 
         async def read() -> PushRoom:
             rows, names = await members.push_members(room_nid, so)
+            fresh.append((rows, names))
             return build_push_room(rows, names, so, suffix)
 
         room = await self.room_members.get(room_nid, read)
-        if room.floor > so:  # an event older than the cached read: not cached
-            return await read()
-        if self.room_members.publish is not None or members.local_cache.publish is not None:
+        if room.floor > so:  # an event older than the cached read: read for it, not kept
+            room = await read()
+        elif not fresh and members.local_cache.publish is not None:
             # Other processes write memberships too, and their drops come over the bus,
             # maybe after this event: one indexed probe keeps the answer exact.
-            newer = await members.membership_changed_after(room_nid, room.newest)
-            if newer:
+            if await members.membership_changed_after(room_nid, room.newest):
                 self.room_members.drop([room_nid])
-                return await self.room_members.get(room_nid, read)
-        return room
+                room = await self.room_members.get(room_nid, read)
+        return room, (fresh[-1] if fresh else None)
 
     async def _state_before(
         self, stored: StoredEvent, keys: list[StateKey]

@@ -5,8 +5,8 @@ Design note
 Evaluating an ordinary message in a big room used to read every membership row and
 look at every local member in Python, though nearly all of them share one outcome
 (``notifications.py``). Memberships change far less often than messages are sent, so
-``PushRoom`` keeps, per room, what an evaluation needs: the membership rows (joined
-ones, and the others changed at or after ``floor``), the local members joined now as
+``PushRoom`` keeps, per room, what an evaluation needs: the number of members, the
+position of the newest membership change it read, the local members joined now as
 one frozenset (the members a shared row covers, handed to the member spans as the same
 object each time, which they compare by identity first) and their display names. For a message
 after the newest membership change (``newest``), the members whose outcome may differ
@@ -43,31 +43,37 @@ _GLOB = ("*", "?", "[")
 
 @dataclass(frozen=True, slots=True)
 class PushRoom:
-    """One room's memberships as read at some moment (see the module's note)."""
+    """One room's memberships as read at some moment (see the module's note). Only the
+    local members are kept (a big room's remote members would cost memory for nothing
+    but their number)."""
 
-    rows: tuple[Membership, ...]  # joined now, and any membership changed at or after floor
-    names: Mapping[str, str | None] | None  # user -> display name (None: not known)
-    floor: int
-    newest: int  # position of the newest membership row (0: none)
-    joined: frozenset[str]  # every member joined now, on any server
-    local: frozenset[str]  # the local ones
+    floor: int  # the ``since`` of the read: every membership changed at or after it seen
+    newest: int  # position of the newest membership row read (0: none)
+    member_count: int  # members joined, on any server
+    local: frozenset[str]  # the local members joined
+    names: Mapping[str, str | None] | None  # their display names (None: not known)
     always: frozenset[str]  # local members evaluated in full for every event
 
 
 def build_push_room(
     rows: Iterable[Membership], names: Mapping[str, str | None] | None, floor: int, suffix: str
 ) -> PushRoom:
-    """The ``PushRoom`` of ``rows`` (``push_members``'s answer for ``floor``)."""
-    rows = tuple(rows)
-    joined = frozenset(m.user_id for m in rows if m.membership == "join")
-    local = frozenset(u for u in joined if u.endswith(suffix))
+    """The ``PushRoom`` of ``rows`` and ``names`` (``push_members``'s answer for ``floor``)."""
+    newest = 0
+    count = 0
+    local: list[str] = []
+    for m in rows:
+        newest = max(newest, m.stream_ordering)
+        if m.membership == "join":
+            count += 1
+            if m.user_id.endswith(suffix):
+                local.append(m.user_id)
     return PushRoom(
-        rows=rows,
-        names=names,
         floor=floor,
-        newest=max((m.stream_ordering for m in rows), default=0),
-        joined=joined,
-        local=local,
+        newest=newest,
+        member_count=count,
+        local=frozenset(local),
+        names=None if names is None else {u: names.get(u) for u in local},
         always=frozenset(u for u in local if any(c in u for c in _GLOB)),
     )
 

@@ -15,7 +15,7 @@ from homeserver.rooms.store.membership_store import Membership
 USERS = [f"@u{i}:hs" for i in range(8)]
 
 
-def test_build_push_room_keeps_joined_local_members_and_the_newest_change() -> None:
+def test_build_push_room_keeps_the_local_members_and_the_newest_change() -> None:
     rows = [
         Membership(1, "@a:hs", "join", 10, 5),
         Membership(1, "@b:hs", "leave", 11, 9),
@@ -23,8 +23,9 @@ def test_build_push_room_keeps_joined_local_members_and_the_newest_change() -> N
         Membership(1, "@glob*:hs", "join", 13, 8),
     ]
     room = build_push_room(rows, {"@a:hs": "Ann"}, 3, ":hs")
-    assert room.joined == {"@a:hs", "@c:elsewhere", "@glob*:hs"}
+    assert room.member_count == 3
     assert room.local == {"@a:hs", "@glob*:hs"}
+    assert room.names == {"@a:hs": "Ann", "@glob*:hs": None}  # local members only
     assert room.always == {"@glob*:hs"}  # a default rule would read the id as a glob
     assert room.newest == 9
     assert room.floor == 3
