@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from homeserver.push.actions_store import PushActionRow, SharedRow
 from homeserver.push.notifications import EventPush
-from homeserver.push.room_members import build_push_room
+from homeserver.push.room_members import PushRoom, PushRoomCache, build_push_room
+from homeserver.rooms.store.local_members_cache import LocalMembersCache
 from homeserver.rooms.store.membership_store import Membership
 
 USERS = [f"@u{i}:hs" for i in range(8)]
@@ -57,3 +58,32 @@ def test_notified_among_is_notified_restricted_to_the_set(
     push = EventPush(rows, shared, frozenset(joined))
     expected = sorted({r.user_id for r in push.notified() if r.notify} & among)
     assert push.notified_among(among) == expected
+
+
+async def test_a_follower_cache_is_dropped_with_the_cache_it_follows() -> None:
+    """``PushRoomCache`` follows the local members cache: every drop there (a membership
+    written here, a bus message from another process, a bus reconnect) drops it too."""
+    members = LocalMembersCache()
+    follower = PushRoomCache()
+    members.followers.append(follower)
+    room = build_push_room([Membership(1, "@a:hs", "join", 10, 5)], {}, 0, ":hs")
+    reads: list[int] = []
+
+    async def read() -> PushRoom:
+        reads.append(1)
+        return room
+
+    async def fill() -> None:
+        await follower.get(1, read)
+        await follower.get(2, read)
+
+    await fill()
+    assert 1 in follower and 2 in follower
+    members.drop([1])  # a membership of room 1 written in this process
+    assert 1 not in follower and 2 in follower
+    members.drop_cached(["2"])  # another process wrote one of room 2
+    assert 2 not in follower
+    await fill()
+    members.drop_cached(None)  # the bus reconnected: anything may have changed
+    assert len(follower) == 0
+    assert len(reads) == 4
