@@ -202,8 +202,24 @@ class EventPersister:
         event keeps its own stream position, txn id and transaction hooks."""
         return await self._persist(plans, room_nid, None)
 
+    async def persist_new_room(
+        self,
+        plans: Sequence[PersistPlan],
+        new_room: NewRoom,
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
+    ) -> list[StoredEvent]:
+        """A new room (createRoom): its row, its create event (the first plan) and its
+        initial events built on it, as one chain in ONE transaction, so a room is never
+        left half made. ``also(q, room_nid)`` runs in that transaction after the room row
+        is written (the alias, the directory flag); raising there makes nothing."""
+        return await self._persist(plans, None, new_room, also)
+
     async def _persist(
-        self, plans: Sequence[PersistPlan], room_nid: int | None, new_room: NewRoom | None
+        self,
+        plans: Sequence[PersistPlan],
+        room_nid: int | None,
+        new_room: NewRoom | None,
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
     ) -> list[StoredEvent]:
         fx = _Effects()
         written: list[StoredEvent] = []
@@ -219,6 +235,8 @@ class EventPersister:
                         q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
                     )
                 assert room_nid is not None
+                if also is not None:
+                    await also(q, room_nid)
                 positions = await self._positions(q, plans)
                 # A chain of plain timeline events writes some rows of all its events
                 # together, after the last one (``_ChainRows``).
@@ -226,14 +244,27 @@ class EventPersister:
                 if positions is not None:
                     ids = [p.event.event_id for p in plans]
                     rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
+                # State keys the chain set so far: a later event that sets one again
+                # replaces it (createRoom's initial_state may override its presets).
+                chain_state: dict[tuple[str, str], int] = {}
                 for i, plan in enumerate(plans):
                     if written:
                         prev = written[-1]
+                        key = plan.event.state_tuple() if plan.event.is_state() else None
+                        replaces = plan.replaces_nid
+                        if replaces is None and key is not None:
+                            replaces = chain_state.get(key)
                         plan = replace(
-                            plan, prev_nids=[prev.event_nid], state_group_before=prev.state_group
+                            plan,
+                            prev_nids=[prev.event_nid],
+                            state_group_before=prev.state_group,
+                            replaces_nid=replaces,
                         )
                     so = positions[i] if positions else None
-                    written.append(await self._write(q, plan, room_nid, so, fx, rows))
+                    stored = await self._write(q, plan, room_nid, so, fx, rows)
+                    written.append(stored)
+                    if plan.event.is_state():
+                        chain_state[plan.event.state_tuple()] = stored.event_nid
                 if rows is not None:
                     await self._write_chain_rows(q, rows)
                     await self.events.replace_extremities(
