@@ -7,10 +7,10 @@ look at every local member in Python, though nearly all of them share one outcom
 (``notifications.py``). Memberships change far less often than messages are sent, so
 ``PushRoom`` keeps, per room, what an evaluation needs: the number of members, the
 position of the newest membership change it read, the local members joined now as
-one frozenset (the members a shared row covers, handed to the member spans as the same
-object each time, which they compare by identity first) and their display names. For a message
-after the newest membership change (``newest``), the members whose outcome may differ
-from the shared one are then found without a loop over the room:
+one frozenset (the members a shared row covers, handed to the member spans as the
+same object each time, which they compare by identity first) and their display names.
+For a message after the newest membership change (``newest``), the members whose
+outcome may differ from the shared one are then found without a loop over the room:
 
 - the ones the event names (``m.mentions.user_ids``, a ``state_key``);
 - the ones whose rules may not be the defaults (``PushRuleService.customised``);
@@ -22,7 +22,10 @@ those are evaluated in full anyway, with the name kept here (``names``).
 
 The cache is a follower of the local members cache (``rooms.room_cache``): it is
 dropped, in this process and in the others over the signal bus, whenever a membership
-row of the room changes. Built by pure ``build_push_room``; no I/O here.
+row of the room changes. As the bus may bring that drop after the next message, a
+process that shares the database with others first probes for a membership newer than
+``newest`` (``MembershipStore.membership_changed_after``, one index lookup). Built by
+pure ``build_push_room``; no I/O here.
 """
 
 from __future__ import annotations
