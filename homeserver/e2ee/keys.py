@@ -43,6 +43,12 @@ def _failure(reason: str) -> dict[str, Any]:
 DepartedLookup = Callable[[str, int, int], Awaitable[set[str]]]
 
 
+def sync_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``device_one_time_keys_count`` as /sync answers it: signed_curve25519 always
+    (clients top up from zero), with the counts read."""
+    return {"signed_curve25519": 0, **counts}
+
+
 class KeysService:
     def __init__(
         self,
@@ -264,7 +270,7 @@ class KeysService:
     ) -> tuple[dict[str, int], list[str]]:
         """(``one_time_key_counts``, ``unused_fallback_key_types``), read together."""
         counts, fallback = await self.store.sync_key_counts(self.db, user_id, device_id)
-        return {"signed_curve25519": 0, **counts}, fallback
+        return sync_counts(counts), fallback
 
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self.store.unused_fallback_key_types(self.db, user_id, device_id)

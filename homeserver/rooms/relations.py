@@ -57,10 +57,17 @@ class RelationAggregator:
         ids = [s.event.event_id for s in stored if not s.event.is_state()]
         if not ids:
             return {}
-        latest = await self.relations.latest(ids, "m.thread")
-        counts = await self.relations.counts(list(latest), "m.thread")
-        mine = await self.relations.participated(list(latest), user_id)
-        children = await self.relations.all_of_types(ids, ("m.replace", "m.reference"))
+        heads, children = await self.relations.thread_heads_and_children(
+            ids, ("m.replace", "m.reference")
+        )
+        latest: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        mine: set[str] = set()
+        if heads:
+            nid_of = await self.relations.nids_at(list(heads.values()))
+            latest = {p: nid_of[so] for p, so in heads.items() if so in nid_of}
+            counts = await self.relations.counts(list(latest), "m.thread")
+            mine = await self.relations.participated(list(latest), user_id)
         # A redacted parent gets no m.replace (spec: "Redactions of edited events").
         edits = {i: ns for i, ns in children["m.replace"].items() if i not in redacted}
         refs = children["m.reference"]

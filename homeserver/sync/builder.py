@@ -38,6 +38,7 @@ from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
+from homeserver.sync.shared import SharedBuilds
 from homeserver.sync.store import StreamHeads, SyncStore
 from homeserver.sync.user_sections import UserSections
 from homeserver.userdata.filtering import room_allowed
@@ -67,15 +68,28 @@ class SyncBuilder:
         self._extras = RoomExtras(sources)
         self._user = UserSections(sources, rooms.members)
         self._ignored_users = IgnoredUsers(sources.account_data)
+        self._shared = SharedBuilds(self._sync)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        """The answer to ``req``; identical requests in flight share one build
+        (sync/shared.py)."""
+        return await self._shared.run(req)
+
+    async def _sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self.src.filters.load(req.user_nid, req.filter_param)
-        device_peeks = await self._device_peeks(req)
-        peeked = await self._peeked_room_ids(device_peeks)
-        with self.notifier.listen(req.user_id, *peeked) as listener:
-            await self._user.set_presence(SyncContext(req))
+        with self.notifier.listen(req.user_id) as listener:
+            # One statement in the usual case: the heads, whether the device peeks and
+            # the user's presence (read after listening: a change committed from here
+            # on wakes the request).
+            heads = await self._heads(req)
+            if await self._user.set_presence(SyncContext(req), heads.own_presence):
+                heads = await self._heads(req)  # the user's own presence is in this answer
+            device_peeks: list[Peek] = []
+            if heads.peeking:
+                device_peeks = await self._device_peeks(req)
+                self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
+                heads = await self._heads(req)  # read again, now listening on those rooms
             first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
-            heads = await self.store.stream_heads()
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
                 result = await self._build(first, heads)
@@ -96,25 +110,33 @@ class SyncBuilder:
                 result = await self._build(first)
             return result
 
+    async def _heads(self, req: SyncRequest) -> StreamHeads:
+        return await self.store.sync_heads(req.user_id, req.device_id, req.user_nid)
+
     async def positions(self) -> StreamToken:
         return _token(await self.store.stream_heads(), self.src.typing.current_token())
 
     async def _build(self, ctx: SyncContext, heads: StreamHeads | None = None) -> dict[str, Any]:
         if heads is None:
-            heads = await self.store.stream_heads()  # one statement for all of them
+            heads = await self._heads(ctx.req)  # one statement for all of them
+            if not heads.peeking:
+                ctx.device_peeks = []  # the device peeks into no room: nothing to read
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
+        ctx.key_counts = heads.key_counts
         return await self._build_at(ctx)
 
     async def memberships(self, ctx: SyncContext) -> None:
         """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
         members = self.rooms.members
         now = ctx.now.events
-        joined = [
-            m
-            for m in await members.rooms_for_user(ctx.user_id, ("join",))
-            if m.stream_ordering <= now
-        ]
+        moves: list[Membership] | None = None
+        if ctx.since is None:
+            mine = await members.rooms_for_user(ctx.user_id, ("join",))
+        else:
+            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now)
+            mine, moves = read.joined, read.moves
+        joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
             current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
@@ -124,7 +146,7 @@ class SyncBuilder:
             since = ctx.since.events
             changed = [
                 m
-                for m in await members.changed_since(ctx.user_id, since, now)
+                for m in read.changed
                 if not (m.membership == "join" and await self._joined_at(m, since))
             ]
         infos = await self.rooms.rooms.rooms_by_nid(
@@ -142,6 +164,11 @@ class SyncBuilder:
         ctx.changed = [m for m in changed if m.room_nid in allowed]
         if ctx.since is not None:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
+        if moves is not None:
+            # ``UserSections.member_moves``: the moves in the rooms answered for.
+            ctx.member_moves = [
+                m for m in moves if m.room_nid in ctx.joined or m.room_nid in ctx.left_nids
+            ]
         ctx.infos = infos
 
     async def _load_ignored(self, ctx: SyncContext) -> None:
@@ -204,13 +231,17 @@ class SyncBuilder:
         joined_ids = {info.room_id: nid for nid, info in ctx.joined.items()}
         ephemeral = await self._extras.ephemeral(ctx, list(joined_ids))
         by_room = {m.room_nid: m for m in ctx.changed}
+        new_events = None
         if ctx.since is None or ctx.req.full_state:
             # full_state: every joined room, changed or not (spec: "full_state").
             active = set(ctx.joined)
         else:
-            active = await self.rooms.events.rooms_with_events(
-                list(ctx.joined), ctx.since.events, ctx.now.events
+            # Which rooms have new events, and their newest events (the timelines of
+            # the rooms not newly joined): one statement.
+            new_events = await self.rooms.events.new_in_rooms(
+                list(ctx.joined), ctx.since.events, ctx.now.events, ctx.limit + 1
             )
+            active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
             extra = set(ephemeral) | set(room_data)
             active |= {joined_ids[r] for r in extra if r in joined_ids}
@@ -232,6 +263,7 @@ class SyncBuilder:
             ctx.now.events,
             {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
             newly_joined if ctx.since is not None else frozenset(),
+            new_events,
         )
         for room in joined_rooms:
             newly = room.room_nid in newly_joined

@@ -89,6 +89,9 @@ class SyncContext:
     device_peeks: list[Peek] | None = None
     # The to-device stream's head when read with ``now`` (None: unknown, read the inbox).
     to_device_head: int | None = None
+    # The device's (one-time key counts, unused fallback key types) when read with
+    # ``now`` (``SyncStore.sync_heads``); None: read them.
+    key_counts: tuple[dict[str, int], list[str]] | None = None
 
     @property
     def user_id(self) -> str:

@@ -83,6 +83,14 @@ class Notifier:
             self._listeners.setdefault(key, set()).add(listener)
         return listener
 
+    def also(self, listener: Listener, keys: Iterable[str]) -> None:
+        """Wake ``listener`` by ``notify`` of ``keys`` too (rooms a request learnt it
+        peeks into after it started listening)."""
+        added = tuple(k for k in keys if k not in listener.keys)
+        listener.keys = (*listener.keys, *added)
+        for key in added:
+            self._listeners.setdefault(key, set()).add(listener)
+
     def changed(self, stream: str, position: int, users: Iterable[str]) -> None:
         """``ChangeSignal``: a stream moved; wake these users' requests (they read every
         stream from their own token, so which stream and position do not matter here)."""

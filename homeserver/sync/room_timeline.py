@@ -86,6 +86,7 @@ class RoomTimeline:
         upto: int,
         full: set[int],
         newly_joined: frozenset[int] | set[int] = frozenset(),
+        new_events: dict[int, list[StoredEvent]] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """room nid -> its timeline, state and summary; ``full``: the rooms that get their
         full state. Each step reads all the rooms at once, so a sync of many rooms costs
@@ -94,7 +95,11 @@ class RoomTimeline:
         ``newly_joined``: rooms the user joined since the token. Their timelines are read
         from the room's history as for an initial sync (the events before the join that
         history visibility lets the user see), and are ``limited`` so the client knows to
-        paginate (as Synapse answers, which clients expect)."""
+        paginate (as Synapse answers, which clients expect).
+
+        ``new_events``: each room's newest ``limit + 1`` events in ``(since, upto]``
+        when the caller has read them (``EventStore.new_in_rooms``; a room not in it
+        has none), so they are not read again."""
         if not rooms:
             return {}
         rf = ctx.flt.room
@@ -107,7 +112,7 @@ class RoomTimeline:
                 after = None if room.room_nid in newly_joined else since
                 picked[room.room_nid] = await self._paged_timeline(ctx, room, upto, after)
         else:
-            batches = await self._latest(rooms, newly_joined, since, upto, limit + 1)
+            batches = await self._latest(rooms, newly_joined, since, upto, limit + 1, new_events)
             short: list[RoomInfo] = []
             pages = [(r, batches[r.room_nid][::-1]) for r in rooms]
             for room, visible in zip(rooms, await self._visible_many(ctx, pages), strict=True):
@@ -187,6 +192,7 @@ class RoomTimeline:
         since: int | None,
         upto: int,
         limit: int,
+        new_events: dict[int, list[StoredEvent]] | None = None,
     ) -> dict[int, list[StoredEvent]]:
         """Each room's newest ``limit`` events up to ``upto``: after the token, or from
         the room's history for the rooms joined since."""
@@ -195,7 +201,9 @@ class RoomTimeline:
             (since, [r for r in rooms if r.room_nid not in newly_joined]),
             (None, [r for r in rooms if r.room_nid in newly_joined]),
         ):
-            if group and after is not None and upto <= after:
+            if group and after is not None and new_events is not None:
+                out.update({r.room_nid: new_events.get(r.room_nid, []) for r in group})
+            elif group and after is not None and upto <= after:
                 # The events stream has not moved (a wake-up by typing or a receipt):
                 # nothing can lie in (after, upto], so no statement.
                 out.update({r.room_nid: [] for r in group})

@@ -36,6 +36,24 @@ _STREAM_HEADS = (
     " (SELECT pos FROM receipts_stream WHERE id = 1) AS receipts,"
     " (SELECT pos FROM user_data_streams WHERE stream = 'presence') AS presence"
 )
+# The same, with what a /sync request needs to know of its own user and device, in
+# the same statement (a round trip each on PostgreSQL, and a woken long-poll read them
+# every time although they rarely change): whether the device peeks into any room
+# (MSC2753; the peeks themselves are read only then), the user's own presence state
+# (``set_presence`` writes only when it differs), and the device's one-time key counts
+# and unused fallback key types (``DeviceKeysStore.sync_key_counts``'s two reads, as
+# rows of their own: kind 1 and 2; the heads are the row of kind 0).
+_SYNC_HEADS = (
+    "SELECT 0 AS kind, '' AS name, 0 AS n, "
+    + _STREAM_HEADS.removeprefix("SELECT ")
+    + ", CASE WHEN EXISTS (SELECT 1 FROM room_peeks WHERE user_id = $1 AND device_id = $2)"
+    " THEN 1 ELSE 0 END AS peeking, (SELECT state FROM presence WHERE user_nid = $3)"
+    " AS own_presence"
+    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL"
+    " FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
+    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL"
+    " FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +68,41 @@ class StreamHeads:
     account_data: int
     receipts: int
     presence: int
+    # Read with the heads by ``sync_heads`` only (``stream_heads`` leaves the defaults).
+    peeking: bool = False
+    own_presence: str | None = None
+    # (one-time key counts by algorithm, unused fallback key types); None: not read.
+    key_counts: tuple[dict[str, int], list[str]] | None = None
+
+
+# An incremental sync's memberships in ONE statement (they were three: the user's joined
+# rooms, the user's memberships changed in the range, and every membership changed in
+# the range in the rooms joined or left, which presence and device lists need). Part 2
+# reads a superset of those rooms (every joined room, every room left in the range);
+# the builder keeps the rows of the rooms it answers for.
+_USER_MEMBERSHIPS = (
+    f"SELECT 0 AS part, {_COLS} FROM room_memberships WHERE user_id = $1 AND membership = 'join'"
+    f" UNION ALL SELECT 1 AS part, {_COLS} FROM room_memberships WHERE user_id = $1"
+    " AND stream_ordering > $2 AND stream_ordering <= $3 AND forgotten = 0"
+    f" UNION ALL SELECT 2 AS part, {_COLS} FROM room_memberships"
+    " WHERE stream_ordering > $2 AND stream_ordering <= $3 AND room_nid IN ("
+    " SELECT room_nid FROM room_memberships WHERE user_id = $1 AND (membership = 'join'"
+    " OR (membership IN ('leave', 'ban') AND stream_ordering > $2 AND stream_ordering <= $3"
+    " AND forgotten = 0)))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserMemberships:
+    """What an incremental sync reads of ``room_memberships``, in one statement."""
+
+    # The user's joined rooms (``MembershipStore.rooms_for_user``), by room nid.
+    joined: list[Membership]
+    # The user's memberships whose event is in the range (``changed_since``).
+    changed: list[Membership]
+    # Everyone's memberships whose event is in the range, in the rooms the user is
+    # joined to or left in the range (``membership_changes`` of a superset of rooms).
+    moves: list[Membership]
 
 
 class SyncStore:
@@ -67,6 +120,35 @@ class SyncStore:
             receipts=int(row["receipts"]),
             presence=int(row["presence"]),
         )
+
+    async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
+        """``stream_heads``, with whether this device peeks into a room, the user's
+        presence state and the device's key counts, in one statement."""
+        rows = await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid)
+        row = next(r for r in rows if int(r["kind"]) == 0)
+        own = row["own_presence"]
+        counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
+        fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
+        return StreamHeads(
+            events=int(row["events"]),
+            device_lists=int(row["device_lists"]),
+            to_device=int(row["to_device"]),
+            account_data=int(row["account_data"]),
+            receipts=int(row["receipts"]),
+            presence=int(row["presence"]),
+            peeking=bool(row["peeking"]),
+            own_presence=None if own is None else str(own),
+            key_counts=(counts, fallback),
+        )
+
+    async def user_memberships(self, user_id: str, since: int, upto: int) -> UserMemberships:
+        """The user's joined rooms and what moved in ``(since, upto]``, one statement."""
+        rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
+        parts: tuple[list[Membership], ...] = ([], [], [])
+        for r in rows:
+            parts[int(r["part"])].append(membership_from_row(r))
+        parts[0].sort(key=lambda m: m.room_nid)
+        return UserMemberships(*parts)
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.e2ee.keys import sync_counts
 from homeserver.errors import MatrixError
 from homeserver.rooms.store.membership_store import Membership, MembershipStore
 from homeserver.sync.model import SyncContext, SyncSources
@@ -29,18 +30,23 @@ class UserSections:
         self.src = sources
         self.members = members
 
-    async def set_presence(self, ctx: SyncContext) -> None:
+    async def set_presence(self, ctx: SyncContext, current: str | None = None) -> bool:
         """``set_presence``: mark the user online/unavailable when that changes their
-        state (``offline`` leaves it as it is, as the spec says)."""
+        state (``offline`` leaves it as it is, as the spec says). ``current``: the
+        user's state as just read (with the stream heads), when they have one. True
+        when the state was written."""
         state = ctx.req.set_presence
         if state == "offline" or ctx.req.is_guest or ctx.req.user_nid <= 0:
-            return
+            return False
+        if current == state:
+            return False  # the usual case: no statement
         presence = self.src.presence
         exists, row = await presence.store.get(ctx.user_id)
         if not exists or (row is not None and row.state == state):
-            return
+            return False
         status = row.status_msg if row is not None else None
         await presence.set_status(ctx.req.user_nid, ctx.user_id, state, status)
+        return True
 
     async def account_data(
         self, ctx: SyncContext
@@ -156,7 +162,11 @@ class UserSections:
         return {"changed": sorted(changed), "left": sorted(left)}
 
     async def key_counts(self, ctx: SyncContext) -> dict[str, Any]:
-        counts, fallback = await self.src.keys.sync_key_counts(ctx.user_id, ctx.req.device_id)
+        if ctx.key_counts is not None:  # read with the stream heads
+            found, fallback = ctx.key_counts
+            counts = sync_counts(found)
+        else:
+            counts, fallback = await self.src.keys.sync_key_counts(ctx.user_id, ctx.req.device_id)
         return {
             "device_one_time_keys_count": counts,
             "device_unused_fallback_key_types": fallback,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from homeserver.events.canonical import decode_stored_json, encode_canonical_json
@@ -121,44 +121,28 @@ class EventStore:
         )
         return int(value)
 
-    async def promote_outlier(
-        self,
-        q: Queries,
-        event_id: str,
-        stream_ordering: int | None,
-        state_group: int | None,
-        prev_state_event_nid: int | None,
-        soft_failed: bool,
-    ) -> int | None:
-        """An outlier (not rejected) becomes backfilled history in place; its nid,
-        or None when there is no such outlier."""
+    async def promote_outlier(self, q: Queries, row: StoredEvent) -> StoredEvent | None:
+        """An outlier (not rejected) becomes backfilled history in place, with the
+        position, state group, replaced state event and soft-failure of ``row``;
+        ``row`` with the outlier's nid, or None when there is no such outlier."""
         nid = await q.fetchval(
             "UPDATE events SET outlier = 0, stream_ordering = $2, state_group = $3,"
             " prev_state_event_nid = $4, soft_failed = $5"
             " WHERE event_id = $1 AND outlier = 1 AND rejected_reason IS NULL"
             " RETURNING event_nid",
-            event_id,
-            stream_ordering,
-            state_group,
-            prev_state_event_nid,
-            int(soft_failed),
+            row.event.event_id,
+            row.stream_ordering,
+            row.state_group,
+            row.prev_state_event_nid,
+            int(row.soft_failed),
         )
-        return None if nid is None else int(nid)
+        return None if nid is None else replace(row, event_nid=int(nid))
 
-    async def insert_event(
-        self,
-        q: Queries,
-        event: Event,
-        room_nid: int,
-        *,
-        stream_ordering: int | None,
-        state_group: int | None,
-        prev_state_event_nid: int | None,
-        outlier: bool = False,
-        rejected_reason: str | None = None,
-        soft_failed: bool = False,
-        redacted_by: int | None = None,
-    ) -> int:
+    async def insert_event(self, q: Queries, row: StoredEvent) -> StoredEvent:
+        """Insert ``row`` as a new event; ``row`` with the nid the database gave it
+        (``row.event_nid`` is not read: pass 0). The persister hands the same value on
+        to its hooks and caches, so what they see is what was written."""
+        event = row.event
         nid = await q.fetchval(
             "INSERT INTO events (event_id, room_nid, event_type, state_key, sender, depth,"
             " origin_server_ts, stream_ordering, outlier, rejected_reason, soft_failed,"
@@ -166,22 +150,22 @@ class EventStore:
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             " RETURNING event_nid",
             event.event_id,
-            room_nid,
+            row.room_nid,
             event.type,
             event.state_key,
             event.sender,
             event.depth,
             event.origin_server_ts,
-            stream_ordering,
-            int(outlier),
-            rejected_reason,
-            int(soft_failed),
-            state_group,
-            prev_state_event_nid,
+            row.stream_ordering,
+            int(row.outlier),
+            row.rejected_reason,
+            int(row.soft_failed),
+            row.state_group,
+            row.prev_state_event_nid,
             encode_canonical_json(event.pdu).decode(),
-            redacted_by,
+            row.redacted_by,
         )
-        return int(nid)
+        return replace(row, event_nid=int(nid))
 
     async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
         await self.add_edges_many(q, [(event_nid, p) for p in prev_event_ids])
@@ -628,6 +612,37 @@ class EventStore:
                 stored = found.get(int(r["event_nid"]))
                 if stored is not None:
                     out[int(r["room_nid"])].append(stored)
+        return out
+
+    async def new_in_rooms(
+        self, room_nids: Sequence[int], after: int, upto: int, limit: int
+    ) -> dict[int, list[StoredEvent]]:
+        """room nid -> its newest ``limit`` events in ``(after, upto]``, newest first, for
+        the rooms of ``room_nids`` that have any: ``rooms_with_events`` and
+        ``latest_in_rooms`` of those rooms in one statement per 500 rooms (an
+        incremental /sync, set-based: a window over the range, not a branch per room)."""
+        out: dict[int, list[StoredEvent]] = {}
+        if upto <= after:
+            return out  # an empty range: no statement
+        for chunk in _chunks(list(room_nids)):
+            rows = await self.db.fetchall(
+                "SELECT room_nid, event_nid, stream_ordering FROM (SELECT room_nid, event_nid,"
+                " stream_ordering, ROW_NUMBER() OVER (PARTITION BY room_nid"
+                " ORDER BY stream_ordering DESC) AS rn FROM events WHERE stream_ordering > $1"
+                f" AND stream_ordering <= $2 AND room_nid IN ({placeholders(len(chunk), 4)}))"
+                " AS w WHERE rn <= $3",
+                after,
+                upto,
+                limit,
+                *chunk,
+            )
+            found = await self.by_nids(int(r["event_nid"]) for r in rows)
+            for r in sorted(rows, key=lambda r: -int(r["stream_ordering"])):
+                stored = found.get(int(r["event_nid"]))
+                if stored is not None:
+                    out.setdefault(int(r["room_nid"]), []).append(stored)
+                else:
+                    out.setdefault(int(r["room_nid"]), [])
         return out
 
     async def rooms_with_events(self, room_nids: Sequence[int], after: int, upto: int) -> set[int]:

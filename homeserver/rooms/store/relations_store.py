@@ -115,30 +115,6 @@ class RelationStore:
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
-    async def latest(self, parent_ids: Sequence[str], rel_type: str) -> dict[str, int]:
-        """parent id -> nid of its newest (stream order) visible child of ``rel_type``."""
-        if not parent_ids:
-            return {}
-        rows = await self.db.fetchall(
-            "SELECT r.relates_to_id, MAX(e.stream_ordering) FROM event_relations r"
-            " JOIN events e ON e.event_nid = r.event_nid WHERE r.rel_type = $1"
-            " AND e.stream_ordering IS NOT NULL"
-            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), 2)})"
-            " GROUP BY r.relates_to_id",
-            rel_type,
-            *parent_ids,
-        )
-        sos = [int(r[1]) for r in rows]
-        if not sos:
-            return {}
-        found = await self.db.fetchall(
-            "SELECT event_nid, stream_ordering FROM events"
-            f" WHERE stream_ordering IN ({placeholders(len(sos))})",
-            *sos,
-        )
-        nid_of = {int(r[1]): int(r[0]) for r in found}
-        return {str(r[0]): nid_of[int(r[1])] for r in rows if int(r[1]) in nid_of}
-
     async def all_of(self, parent_ids: Sequence[str], rel_type: str) -> dict[str, list[int]]:
         """parent id -> nids of every visible child of ``rel_type`` (edits, references)."""
         if not parent_ids:
@@ -157,27 +133,45 @@ class RelationStore:
             out.setdefault(str(r[0]), []).append(int(r[1]))
         return out
 
-    async def all_of_types(
+    async def thread_heads_and_children(
         self, parent_ids: Sequence[str], rel_types: Sequence[str]
-    ) -> dict[str, dict[str, list[int]]]:
-        """``all_of`` for several relation types in ONE statement (edits and references
-        of a /sync timeline: one round trip less per sync): type -> parent -> nids."""
-        out: dict[str, dict[str, list[int]]] = {t: {} for t in rel_types}
-        if not parent_ids or not rel_types:
-            return out
+    ) -> tuple[dict[str, int], dict[str, dict[str, list[int]]]]:
+        """(parent -> stream ordering of its newest visible ``m.thread`` child, type ->
+        parent -> nids of every visible child of that type in stream order) in ONE
+        statement: a /sync timeline's bundled aggregations start with both (edits and
+        references, and thread heads), and on PostgreSQL each statement is a round trip."""
+        children: dict[str, dict[str, list[int]]] = {t: {} for t in rel_types}
+        if not parent_ids:
+            return {}, children
+        ids = placeholders(len(parent_ids), len(rel_types) + 1)
         rows = await self.db.fetchall(
-            "SELECT r.rel_type, r.relates_to_id, r.event_nid FROM event_relations r"
-            " JOIN events e ON e.event_nid = r.event_nid"
+            "SELECT 0 AS part, 'm.thread' AS rel_type, r.relates_to_id,"
+            " MAX(e.stream_ordering) AS so, 0 AS event_nid FROM event_relations r"
+            " JOIN events e ON e.event_nid = r.event_nid WHERE r.rel_type = 'm.thread'"
+            f" AND e.stream_ordering IS NOT NULL AND r.relates_to_id IN ({ids})"
+            " GROUP BY r.relates_to_id"
+            " UNION ALL SELECT 1 AS part, r.rel_type, r.relates_to_id, e.stream_ordering,"
+            " r.event_nid FROM event_relations r JOIN events e ON e.event_nid = r.event_nid"
             f" WHERE r.rel_type IN ({placeholders(len(rel_types))})"
-            " AND e.stream_ordering IS NOT NULL"
-            f" AND r.relates_to_id IN ({placeholders(len(parent_ids), len(rel_types) + 1)})"
-            " ORDER BY e.stream_ordering",
+            f" AND e.stream_ordering IS NOT NULL AND r.relates_to_id IN ({ids})",
             *rel_types,
             *parent_ids,
         )
-        for r in rows:
-            out[str(r[0])].setdefault(str(r[1]), []).append(int(r[2]))
-        return out
+        heads = {str(r[2]): int(r[3]) for r in rows if int(r[0]) == 0}
+        for r in sorted((r for r in rows if int(r[0]) == 1), key=lambda r: int(r[3])):
+            children[str(r[1])].setdefault(str(r[2]), []).append(int(r[4]))
+        return heads, children
+
+    async def nids_at(self, positions: Sequence[int]) -> dict[int, int]:
+        """stream ordering -> event nid."""
+        if not positions:
+            return {}
+        found = await self.db.fetchall(
+            "SELECT event_nid, stream_ordering FROM events"
+            f" WHERE stream_ordering IN ({placeholders(len(positions))})",
+            *positions,
+        )
+        return {int(r[1]): int(r[0]) for r in found}
 
     async def participated(self, parent_ids: Sequence[str], user_id: str) -> set[str]:
         """Thread roots (of ``parent_ids``) with a thread event sent by ``user_id``."""

@@ -32,6 +32,8 @@ MAX_DELTA_DEPTH = 100
 # The default bound of the cache of whole states (config ``caches.state_groups``).
 DEFAULT_CACHE_GROUPS = 512
 # The bus topic telling other processes that groups changed in place (partial-state merge).
+# Entries of the keys-only cache (a few per state group a /sync has read).
+KEY_CACHE_ENTRIES: Final = 50_000
 STATE_GROUPS_CACHE: Final = "state_groups_cache"
 
 # state_key_nid -> event_nid
@@ -103,6 +105,11 @@ class StateStore:
         self.max_delta_depth = max_delta_depth
         self.cache_groups = cache_groups
         self._cache: OrderedDict[int, StateNids] = OrderedDict()
+        # (group, key nid) -> event nid (None: no such key), from keys-only loads: /sync
+        # reads two keys (history visibility, the user's membership) of the state group
+        # of every timeline event, and a new message is mostly in the same group as the
+        # one before it. Groups do not change but by ``add_to_roots`` (forget_cached).
+        self._key_cache: OrderedDict[tuple[int, int], int | None] = OrderedDict()
         # Bumped by ``forget_cached``: a load that began before groups changed in place
         # must not put what it read into the cache after they did.
         self._generation = 0
@@ -189,6 +196,7 @@ class StateStore:
         """Groups changed in place (``add_to_roots``): read them again (this process;
         also the bus's handler for ``STATE_GROUPS_CACHE``)."""
         self._cache.clear()
+        self._key_cache.clear()
         self._generation += 1
 
     def changed_in_place(self) -> None:
@@ -276,6 +284,8 @@ class StateStore:
             cached = self._cache.get(group)
             if cached is not None:
                 out[group] = cached if keys is None else {k: cached[k] for k in keys if k in cached}
+            elif keys is not None and (known := self._known_keys(group, keys)) is not None:
+                out[group] = known
             else:
                 todo.append(group)
         if not todo or keys == []:
@@ -321,6 +331,24 @@ class StateStore:
             out[group] = state
             if keys is None and chain:
                 self._keep(generation, group, state)
+            elif keys is not None and chain and generation == self._generation:
+                for key in keys:
+                    self._key_cache[(group, key)] = state.get(key)
+        while len(self._key_cache) > KEY_CACHE_ENTRIES:
+            self._key_cache.popitem(last=False)
+        return out
+
+    def _known_keys(self, group: int, keys: list[int]) -> StateNids | None:
+        """``keys`` of ``group`` from the keys cache, or None unless all are there."""
+        out: StateNids = {}
+        for key in keys:
+            if (group, key) not in self._key_cache:
+                return None
+            nid = self._key_cache[(group, key)]
+            if nid is not None:
+                out[key] = nid
+        for key in keys:
+            self._key_cache.move_to_end((group, key))
         return out
 
     async def keys_at_group_in(self, q: Queries, group: int, key_nids: Iterable[int]) -> StateNids:
