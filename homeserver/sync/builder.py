@@ -140,7 +140,6 @@ class SyncBuilder:
         ctx.joined = {m.room_nid: infos[m.room_nid] for m in joined if m.room_nid in allowed}
         ctx.own_memberships = {m.room_nid: m for m in joined}
         ctx.changed = [m for m in changed if m.room_nid in allowed]
-        await self._partial_state(ctx)
         if ctx.since is not None:
             ctx.left_nids = {m.room_nid for m in ctx.changed if m.membership in ("leave", "ban")}
         ctx.infos = infos
@@ -213,6 +212,7 @@ class SyncBuilder:
             # (a new peek reads it for its history: ``_peeks``).
             await self._load_ignored(ctx)
         await self.memberships(ctx)
+        await self._partial_state(ctx)
         user = self._user
         if ctx.req.to_device:
             to_device, td_pos = await user.to_device(ctx)
