@@ -12,7 +12,10 @@ Statement counts (Myelin only, in-process, SQLite): a server is started in this 
 on a fresh database, the room grows the same way, and ``count_statements()``
 (homeserver/storage/database.py) counts the statements of ``RoomService.send_event`` and
 of ``SyncBuilder.sync`` (incremental), the calls the HTTP handlers make. Counts are not
-timings: they are the same on any machine.
+timings: they are the same on any machine. Push evaluation (which an incremental /sync
+waits for: its unread counts) is measured there too: ``EVAL_MESSAGES`` messages sent
+while the evaluator is stopped, then evaluated; the process's CPU time and the
+statements per message (issue 15: flat in the room size).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from benchmarks.harness import (
 )
 
 TIME_CAP_S = 900.0  # for the joins of the whole run
+EVAL_MESSAGES = 40  # messages whose push evaluation is measured at each size
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -72,6 +77,17 @@ def table_rows(room_sizes: list[int]) -> list[tuple[str, str, bool]]:
     for size in room_sizes:
         rows.append((f"statements: send at {size}", f"statements.{size}.send", True))
         rows.append((f"statements: sync at {size}", f"statements.{size}.incremental_sync", True))
+    for size in room_sizes:
+        rows.append(
+            (
+                f"push evaluation CPU per message at {size} (ms)",
+                f"statements.{size}.eval_cpu_ms",
+                True,
+            )
+        )
+        rows.append(
+            (f"statements: push evaluation per message at {size}", f"statements.{size}.eval", True)
+        )
     rows.append(("send p50 growth, largest/smallest (x)", "send_growth", True))
     rows.append(("sync p50 growth, largest/smallest (x)", "sync_growth", True))
     return rows
@@ -131,8 +147,9 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
     return result
 
 
-async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
-    """Statements of one send and one incremental sync at each size, in-process."""
+async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, float]]:
+    """Statements of one send and one incremental sync at each size, in-process, and the
+    CPU time and statements of push evaluation per message."""
     import aiohttp
 
     from homeserver.app import start
@@ -159,7 +176,7 @@ async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
     }
     server = await start(parse_config(raw, base))
     hs = server.hs
-    out: dict[str, dict[str, int]] = {}
+    out: dict[str, dict[str, float]] = {}
     try:
         people: list[User] = []
         nids: dict[str, int] = {}
@@ -201,6 +218,22 @@ async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
                     )
                 return counter.total
 
+            async def evaluation_cost(send: Callable[[str], Awaitable[int]]) -> tuple[float, float]:
+                """CPU and statements per message of push evaluation (which /sync waits
+                for): ``EVAL_MESSAGES`` messages queued, then evaluated in one go."""
+                evaluator = hs.sync_area.push_evaluator
+                await evaluator.stop()
+                for i in range(EVAL_MESSAGES):
+                    await send(f"queued {i}")
+                t0 = time.process_time()
+                with count_statements() as counter:
+                    for _ in range(EVAL_MESSAGES):
+                        if not await evaluator.step():
+                            break
+                cpu_ms = (time.process_time() - t0) * 1000 / EVAL_MESSAGES
+                hs.background.append(evaluator.start())
+                return round(cpu_ms, 3), round(counter.total / EVAL_MESSAGES, 2)
+
             for size in room_sizes:
                 members = await grow(client, people, room_id, members, size, deadline)
                 body, _ = await sync(None)
@@ -208,7 +241,14 @@ async def statement_counts(room_sizes: list[int]) -> dict[str, dict[str, int]]:
                 body, _ = await sync(body["next_batch"])
                 sent = await send("counted")
                 _, synced = await sync(body["next_batch"])
-                out[str(size)] = {"members": members, "send": sent, "incremental_sync": synced}
+                cpu_ms, evaluated = await evaluation_cost(send)
+                out[str(size)] = {
+                    "members": members,
+                    "send": sent,
+                    "incremental_sync": synced,
+                    "eval_cpu_ms": cpu_ms,
+                    "eval": evaluated,
+                }
     finally:
         await server.stop()
     return out

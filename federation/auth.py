@@ -26,7 +26,7 @@ from homeserver.errors import MatrixError
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.keys import SigningKey
 from homeserver.events.signing import SignatureError, sign_json
-from homeserver.http.bodies import parse_json_bytes, read_body
+from homeserver.http.bodies import MAX_JSON_BODY_BYTES, parse_json_bytes, read_body
 from homeserver.server_lists import ServerPolicy
 
 log = logging.getLogger("myelin.federation.auth")
@@ -188,7 +188,7 @@ class RequestAuthenticator:
     async def authenticate(self, request: web.Request) -> str:
         """The origin server name of a correctly signed request, else 401 M_UNAUTHORIZED.
 
-        The JSON body (if any) is read here and kept as ``request["federation_content"]``
+        The JSON body (if any) is read here and kept as ``request[SIGNED_CONTENT]``
         (see ``signed_content``), since the signature covers it.
         """
         header = request.headers.get("Authorization")
@@ -208,12 +208,12 @@ class RequestAuthenticator:
             _log_refusal(request, auth.origin, "server not allowed by federation config")
             raise MatrixError(403, "M_FORBIDDEN", "This server does not federate with your server")
         try:
-            raw = await read_body(request, request.app["max_json_body_bytes"])
+            raw = await read_body(request, request.app[MAX_JSON_BODY_BYTES])
             content = parse_json_bytes(raw, unique_keys=True) if raw.strip() else None
         except MatrixError as e:
             _log_refusal(request, auth.origin, e.error)
             raise
-        request["federation_content"] = content
+        request[SIGNED_CONTENT] = content
         obj = request_json(request.method, request.raw_path, auth.origin, self.server_name, content)
         obj["signatures"] = {auth.origin: {auth.key: auth.sig}}
         try:
@@ -221,7 +221,7 @@ class RequestAuthenticator:
         except (SignatureError, KeyLookupError) as e:
             _log_refusal(request, auth.origin, "invalid request signature")
             raise unauthorized(f"Invalid request signature: {e}") from None
-        request["federation_origin"] = auth.origin
+        request[ORIGIN] = auth.origin
         return auth.origin
 
 
@@ -231,6 +231,9 @@ def _log_refusal(request: web.Request, origin: str, reason: str) -> None:
 
 
 AUTHENTICATOR = web.AppKey("federation_authenticator", RequestAuthenticator)
+# Set on a request by ``authenticate``: its parsed body (None without one) and its origin.
+SIGNED_CONTENT = web.RequestKey[Any]("federation_content")
+ORIGIN = web.RequestKey("federation_origin", str)
 
 FedHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -246,7 +249,7 @@ def signed_content(request: web.Request) -> Any:
     Handlers of authenticated routes must use this, not ``json_body``: the
     body stream has already been read to check the signature.
     """
-    return request.get("federation_content")
+    return request.get(SIGNED_CONTENT)
 
 
 def authenticated(handler: FedHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

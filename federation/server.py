@@ -8,8 +8,6 @@ handler then gets the verified origin and reads the body with
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from aiohttp import web
 
 from federation.auth import authenticated
@@ -22,6 +20,10 @@ _PROFILE_FIELDS = ("displayname", "avatar_url")
 
 
 def _version() -> str:
+    # Imported here: importlib.metadata (zipfile, csv, email parsing) is ~1 MiB of an idle
+    # server's memory, for one rarely asked request.
+    from importlib import metadata
+
     try:
         return metadata.version("myelin")
     except metadata.PackageNotFoundError:

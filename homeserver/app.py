@@ -41,6 +41,7 @@ from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
 from homeserver.events.keys import SigningKey, read_signing_keys
+from homeserver.http.bodies import MAX_JSON_BODY_BYTES
 from homeserver.http.observe import health_routes, metrics_app, observe_middleware
 from homeserver.http.shell import cors_middleware, error_middleware
 from homeserver.identity.bindings import BindingService
@@ -453,7 +454,7 @@ class HomeServer:
             ],
             client_max_size=self.config.limits.max_json_body_bytes,
         )
-        app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        app[MAX_JSON_BODY_BYTES] = self.config.limits.max_json_body_bytes
         app.add_routes(health_routes())
         apis = client_apis(
             config=self.config,
@@ -496,7 +497,7 @@ class HomeServer:
             middlewares=[observe_middleware(self.metrics, "federation"), error_middleware],
             client_max_size=self.config.limits.max_json_body_bytes,
         )
-        app["max_json_body_bytes"] = self.config.limits.max_json_body_bytes
+        app[MAX_JSON_BODY_BYTES] = self.config.limits.max_json_body_bytes
         if self.federation is not None:
             self.federation.install(app)
             app.add_routes(federation_listener_routes(self.auth, self.openid))

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from homeserver import process_roles as pr
 from homeserver.leasing import Lease, LeaseKeeper
-from homeserver.push.actions_store import PushActionRow
+from homeserver.push.notifications import EventPush
+from homeserver.push.pushers_store import PUSHERS_CACHE
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.storage.leases import LeaseStore
 
@@ -227,11 +228,26 @@ def _share_push_delivery(hs: HomeServer, bus: PgSignalBus, held: Callable[[], bo
     delivery = pushers.delivery
     notifications.row_hooks.remove(pushers.on_push_rows)
 
-    def on_rows(rows: Sequence[PushActionRow], stored: StoredEvent) -> None:
+    store = pushers.store
+    store.publish = bus.publish
+
+    def on_rows(push: EventPush, stored: StoredEvent) -> None:
         if held():
-            pushers.on_push_rows(rows, stored)
+            pushers.on_push_rows(push, stored)
+            return
+        known = store.known_users()
+        if known is None:
+            users = [row.user_id for row in push.notified() if row.notify]
         else:
-            bus.publish(PUSH_DELIVERY, [row.user_id for row in rows if row.notify])
+            users = push.notified_among(known)
+        if users:
+            bus.publish(PUSH_DELIVERY, users)
+
+    def on_added(user_ids: list[str] | None) -> None:
+        # A pusher added elsewhere: known here from now on, and woken in case an event
+        # that notifies its user was evaluated before this message came.
+        store.added(user_ids)
+        on_announce(user_ids)
 
     def on_announce(user_ids: list[str] | None) -> None:
         if not held():
@@ -243,3 +259,4 @@ def _share_push_delivery(hs: HomeServer, bus: PgSignalBus, held: Callable[[], bo
 
     notifications.row_hooks.append(on_rows)
     bus.subscribe(PUSH_DELIVERY, on_announce)
+    bus.subscribe(PUSHERS_CACHE, on_added)

@@ -13,6 +13,10 @@ from aiohttp import web
 
 from homeserver.errors import MatrixError, bad_json, invalid_param, not_json, too_large
 
+# The largest JSON body an app's handlers read (config limits.max_json_body_bytes), set
+# on the client and federation apps by the composition root.
+MAX_JSON_BODY_BYTES = web.AppKey("max_json_body_bytes", int)
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
@@ -97,7 +101,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
     """The request body as a JSON object, or a Matrix error (M_NOT_JSON / M_BAD_JSON)."""
-    limit: int = request.app["max_json_body_bytes"]
+    limit = request.app[MAX_JSON_BODY_BYTES]
     raw = await read_body(request, limit)
     if not raw.strip():
         if allow_empty:

@@ -136,7 +136,8 @@ class PushActionStore:
                 await self.add_in(q, rows)
 
     async def add_in(self, q: Queries, rows: Sequence[PushActionRow]) -> None:
-        """Insert inside an open transaction (the event's own: see notifications.py)."""
+        """Insert inside an open transaction (the push evaluator's, which moves its
+        cursor in it: see evaluation.py)."""
         if not rows:
             return
         # The members of a big room share one outcome, hence one actions tuple: encode once.

@@ -2,17 +2,22 @@
 
 Design note
 -----------
-Nothing is queued apart from what the event already wrote: the notification
-rows (``event_push_actions``) commit in the event's own transaction, and each
-pusher keeps a cursor, ``pushers.last_stream_ordering``, of the last row it
-delivered. A pusher's worker sends the notifying rows past its cursor one by
-one, in stream order, and moves the cursor after each answer::
+Nothing is queued apart from the notification rows themselves. The send does
+not write them: the push evaluator (``homeserver.push.evaluation``) evaluates
+committed events behind it, in stream order, and commits their rows (one shared
+``event_push_shared`` row per event for the members with the default outcome,
+``event_push_actions`` rows for the others) together with its own durable
+cursor. Each pusher keeps a cursor, ``pushers.last_stream_ordering``, of the
+last row it delivered. A pusher's worker sends the notifying rows past its
+cursor one by one, in stream order, and moves the cursor after each answer::
 
-    event committed (+ its push rows) -> wake(user) -> worker per pusher
+    event committed -> evaluator: push rows + its cursor committed
+        -> row hooks: wake(user) -> worker per pusher
         rows after cursor? -> POST to the gateway -> 200 / 4xx -> cursor = row
                                                   -> 5xx / 429 / unreachable
                                                      -> back off (1 s .. 10 min), retry
     server start -> one worker per pusher: catches up what a crash or a restart left
+                    (and the evaluator resumes after its cursor)
 
 So a notification survives a crash before its push (the row is durable and
 past the cursor), a gateway that is down gets everything in order once it is

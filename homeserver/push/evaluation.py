@@ -283,12 +283,11 @@ class PushEvaluator:
         if self.publish is not None:
             self.publish(PUSH_EVALUATED, [str(end)])
         for stored, push in done:
-            event_rows = push.notified() if self.notifications.row_hooks else []
-            if not event_rows:
+            if not push.rows and push.shared is None:
                 continue
             for hook in self.notifications.row_hooks:
                 try:
-                    hook(event_rows, stored)
+                    hook(push, stored)
                 except Exception:
                     log.exception("push row hook failed for %s", stored.event.event_id)
         return len(nids) >= BATCH

@@ -14,7 +14,9 @@ the default outcome (most of them: default rules, not singled out) share ONE
 event (``spans_store.py``); a member whose outcome differs gets an
 ``event_push_actions`` row of their own (which may notify nobody: it hides
 the shared row from them), and so does an invitee whose outcome notifies.
-A message in a room of ten thousand thus writes one row, not ten thousand.
+A message in a room of ten thousand thus writes one row, not ten thousand, and
+(after the room's last membership change) looks only at the members it mentions and
+those with rules of their own (``_evaluate_flat``, ``room_members.py``).
 It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
 of ten members as in one of ten thousand. /sync then counts rows (own and
@@ -25,11 +27,12 @@ shared: ``actions_store.py``) after the user's read receipt
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.errors import invalid_param
+from homeserver.events.model import Event
 from homeserver.push.actions_store import (
     MAIN,
     PushActionRow,
@@ -38,6 +41,7 @@ from homeserver.push.actions_store import (
     ThreadCounts,
 )
 from homeserver.push.evaluator import Memo, Outcome, PushContext, evaluate
+from homeserver.push.room_members import PushRoom, PushRoomCache, build_push_room
 from homeserver.push.rules import build_ruleset, ordered
 from homeserver.push.service import PushRuleService
 from homeserver.rooms.auth.power_levels import notification_level, user_power_level
@@ -48,7 +52,7 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
 
 # Told of an event's rows after they committed (pushers); must not block or fail.
-RowHook = Callable[[Sequence[PushActionRow], StoredEvent], None]
+RowHook = Callable[["EventPush", StoredEvent], None]
 POWER_LEVELS = ("m.room.power_levels", "")
 CREATE = ("m.room.create", "")
 MAX_NOTIFICATIONS_LIMIT = 100
@@ -108,6 +112,34 @@ class _Shared:
         return not name.isascii() or name.casefold() in self.folded
 
 
+def _anyone(ev: Event, state: Mapping[StateKey, StoredEvent], member_count: int) -> PushContext:
+    """The context of "anyone" for ``ev``: the room facts its conditions need, from the
+    state before it; a member's own context differs in their id and display name."""
+    pl_stored = state.get(POWER_LEVELS)
+    create_stored = state.get(CREATE)
+    pl_event = pl_stored.event if pl_stored is not None else None
+    create = create_stored.event if create_stored is not None else None
+    if ev.type == "m.room.create":
+        create = ev
+    # The one rule for power (rooms/auth/power_levels.py): v12 creators are
+    # above every level, so their @room always may highlight.
+    sender_level = user_power_level(ev.sender, pl_event, create)
+    levels = pl_event.content.get("notifications") if pl_event is not None else None
+    notification_levels = {
+        key: notification_level(pl_event, key)
+        for key in (levels if isinstance(levels, dict) else {})
+        if isinstance(key, str)
+    }
+    notification_levels.setdefault("room", notification_level(pl_event, "room"))
+    return PushContext(
+        user_id=_ANYONE,
+        member_count=member_count,
+        display_name=None,
+        sender_power_level=sender_level,
+        notification_levels=notification_levels,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EventPush:
     """One event's evaluation: the rows it writes, and the local members joined at it,
@@ -118,8 +150,21 @@ class EventPush:
     shared: SharedRow | None
     joined: frozenset[str] | None
 
+    def notified_among(self, users: Set[str]) -> list[str]:
+        """Which of ``users`` the event notifies (``notify``), found without a loop over
+        the room: the pushers ask only about the few users that have one."""
+        own = {r.user_id for r in self.rows}
+        out = [r.user_id for r in self.rows if r.notify and r.user_id in users]
+        shared = self.shared
+        if shared is not None and shared.notify and self.joined:
+            # A set intersection (in C) walks the smaller of the two.
+            both = self.joined.intersection(users)
+            out.extend(u for u in both if u not in own and u != shared.sender)
+        return sorted(out)
+
     def notified(self) -> list[PushActionRow]:
-        """Every member's row that notifies or highlights (what the row hooks get)."""
+        """Every member's row that notifies or highlights, one per member (a loop over
+        the room: for tests and rare paths, not for every event)."""
         out = [r for r in self.rows if r.notify or r.highlight]
         if self.shared is not None and self.joined:
             own = {r.user_id for r in self.rows}
@@ -151,6 +196,10 @@ class NotificationService:
         self.serializer = serializer
         # Called with the rows of each event after they committed (pushers).
         self.row_hooks: list[RowHook] = []
+        # Each room's members as evaluation needs them (a follower of the local members
+        # cache, which drops it on every membership change: ``room_members.py``).
+        self.room_members = PushRoomCache()
+        rooms.members.local_cache.followers.append(self.room_members)
         # Waits until every event up to a position has its rows (``PushEvaluator``).
         self.caught_up: Callable[[int], Awaitable[bool]] | None = None
 
@@ -229,14 +278,19 @@ class NotificationService:
         suffix = ":" + self.rooms.server_name
         rows: list[Membership] = []
         names: dict[str, str | None] | None = None
-        if not stored.outlier:
-            rows, names = await self.rooms.members.push_members(stored.room_nid, so)
-        stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
-        changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
         invitee = None
         if ev.type == "m.room.member" and ev.membership == "invite" and ev.state_key:
             if ev.state_key.endswith(suffix):
                 invitee = ev.state_key
+        if not stored.outlier:
+            room, fresh = await self._room(stored.room_nid, so)
+            if so > room.newest and room.names is not None and invitee is None:
+                return await self._evaluate_flat(stored, room)
+            # A membership changed at or after the event (a join, a leave, a rename):
+            # every member is looked at, with the state before it for those.
+            rows, names = fresh or await self.rooms.members.push_members(stored.room_nid, so)
+        stable = {m.user_id for m in rows if m.membership == "join" and m.stream_ordering < so}
+        changed = sorted({m.user_id for m in rows if m.stream_ordering >= so})
         if not changed and invitee is None and not any(u.endswith(suffix) for u in stable):
             return (None if stored.outlier else frozenset()), None, []
         # Display names only matter to ``contains_display_name``, which needs a string
@@ -262,34 +316,11 @@ class NotificationService:
         users.discard(ev.sender)
         if not users:
             return local, None, []
-        pl_stored = state.get(POWER_LEVELS)
-        create_stored = state.get(CREATE)
-        pl_event = pl_stored.event if pl_stored is not None else None
-        create = create_stored.event if create_stored is not None else None
-        if ev.type == "m.room.create":
-            create = ev
-        # The one rule for power (rooms/auth/power_levels.py): v12 creators are
-        # above every level, so their @room always may highlight.
-        sender_level = user_power_level(ev.sender, pl_event, create)
-        levels = pl_event.content.get("notifications") if pl_event is not None else None
-        notification_levels = {
-            key: notification_level(pl_event, key)
-            for key in (levels if isinstance(levels, dict) else {})
-            if isinstance(key, str)
-        }
-        notification_levels.setdefault("room", notification_level(pl_event, "room"))
         out: list[tuple[str, Outcome]] = []
         memo: Memo = {}
         shared = _Shared(ev.pdu)
         common: Outcome | None = None
-        # The context of "anyone"; a member's own differs in their id and display name.
-        base = PushContext(
-            user_id=_ANYONE,
-            member_count=len(joined),
-            display_name=None,
-            sender_power_level=sender_level,
-            notification_levels=notification_levels,
-        )
+        base = _anyone(ev, state, len(joined))
         for user_id in sorted(users):
             member = state.get(("m.room.member", user_id))
             if member is None and names is not None and user_id in stable:
@@ -306,6 +337,64 @@ class NotificationService:
             outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
             out.append((user_id, outcome or _NOTHING))
         return local, common, out
+
+    async def _evaluate_flat(
+        self, stored: StoredEvent, room: PushRoom
+    ) -> tuple[frozenset[str], Outcome | None, list[tuple[str, Outcome]]]:
+        """``_evaluate`` for an event after the room's newest membership change (most
+        messages): the members joined at it are those joined now, and only the members
+        that may not share the default outcome are looked at (``room_members.py``), so
+        the work does not grow with the room."""
+        ev = stored.event
+        local = room.local
+        if not local or (len(local) == 1 and ev.sender in local):
+            return local, None, []
+        state = await self._state_before(stored, [POWER_LEVELS, CREATE])
+        base = _anyone(ev, state, room.member_count)
+        memo: Memo = {}
+        common = evaluate(_ANYONE_RULES, ev.pdu, base, memo) or _NOTHING
+        shared = _Shared(ev.pdu)
+        candidates = set(room.always)
+        candidates.update(local.intersection(shared.mentioned))
+        if isinstance(shared.state_key, str) and shared.state_key in local:
+            candidates.add(shared.state_key)
+        candidates.update(local.intersection(await self.rules.customised()))
+        candidates.discard(ev.sender)
+        names = room.names or {}
+        out: list[tuple[str, Outcome]] = []
+        for user_id in sorted(candidates):
+            name = names.get(user_id)
+            if not shared.singles_out(user_id, name) and await self.rules.uses_defaults(user_id):
+                continue  # the shared outcome, which the shared row says
+            ctx = replace(base, user_id=user_id, display_name=name)
+            outcome = evaluate(await self.rules.rules_for_user(user_id), ev.pdu, ctx, memo)
+            out.append((user_id, outcome or _NOTHING))
+        return local, common, out
+
+    async def _room(
+        self, room_nid: int, so: int
+    ) -> tuple[PushRoom, tuple[list[Membership], dict[str, str | None] | None] | None]:
+        """The room's ``PushRoom``, having seen every membership changed at or after
+        ``so``, and the rows it was built from if they were read just now."""
+        suffix = ":" + self.rooms.server_name
+        members = self.rooms.members
+        fresh: list[tuple[list[Membership], dict[str, str | None] | None]] = []
+
+        async def read() -> PushRoom:
+            rows, names = await members.push_members(room_nid, so)
+            fresh.append((rows, names))
+            return build_push_room(rows, names, so, suffix)
+
+        room = await self.room_members.get(room_nid, read)
+        if room.floor > so:  # an event older than the cached read: read for it, not kept
+            room = await read()
+        elif not fresh and members.local_cache.publish is not None:
+            # Other processes write memberships too, and their drops come over the bus,
+            # maybe after this event: one indexed probe keeps the answer exact.
+            if await members.membership_changed_after(room_nid, room.newest):
+                self.room_members.drop([room_nid])
+                room = await self.room_members.get(room_nid, read)
+        return room, (fresh[-1] if fresh else None)
 
     async def _state_before(
         self, stored: StoredEvent, keys: list[StateKey]

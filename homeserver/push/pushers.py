@@ -13,15 +13,15 @@ delivery.py, every resolved address in ``PolicyResolver``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, bad_json, invalid_param
 from homeserver.net import forbidden_literal_host, resolves_only_to_forbidden
-from homeserver.push.actions_store import PushActionRow
 from homeserver.push.delivery import PushDelivery
+from homeserver.push.notifications import EventPush
 from homeserver.push.pushers_store import Pusher, PusherStore
 from homeserver.rooms.store.events_store import StoredEvent
 
@@ -136,12 +136,23 @@ class PusherService:
 
     # ---------------------------------------------------------------- delivery
 
-    def on_push_rows(self, rows: Sequence[PushActionRow], stored: StoredEvent) -> None:
+    def on_push_rows(self, push: EventPush, stored: StoredEvent) -> None:
         """NotificationService hook, after the rows committed: wake the pushers of the
-        users the event notifies (they send from their cursors, in the background)."""
-        users = [row.user_id for row in rows if row.notify]
+        users the event notifies (they send from their cursors, in the background).
+        Only users that have a pusher are looked at, so a message that notifies a big
+        room where none has one costs no statement."""
+        known = self.store.known_users()
+        if known is not None:
+            users = push.notified_among(known)
+            if users:
+                self._spawn(self.delivery.wake_users(users))
+            return
+        self._spawn(self._wake(push))
+
+    async def _wake(self, push: EventPush) -> None:
+        users = push.notified_among(await self.store.users())
         if users:
-            self._spawn(self.delivery.wake_users(users))
+            await self.delivery.wake_users(users)
 
     def on_read(self, user_id: str) -> None:
         """A local user's read receipt moved: update the badge on their devices."""

@@ -4,7 +4,7 @@ with the cursor of the last notification row delivered to it (see delivery.py)."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +74,45 @@ def _row(r: Any) -> Pusher:
     )
 
 
+# The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are the
+# user ids whose pushers were added (None: read them all again).
+PUSHERS_CACHE = "pushers"
+
+
 class PusherStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Users that have a pusher (a superset: removals leave them in), so that an event
+        # notifying a big room asks the database only about those (``users``); None: not
+        # read yet. The counter keeps a read racing with an addition from storing it.
+        self._users: set[str] | None = None
+        self._generation = 0
+        # Other processes hear of added pushers through this (None: one process).
+        self.publish: Callable[[str, list[str]], None] | None = None
+
+    async def users(self) -> Set[str]:
+        """Every user that has a pusher, or had one since this was read."""
+        if self._users is not None:
+            return self._users
+        generation = self._generation
+        rows = await self.db.fetchall("SELECT DISTINCT user_id FROM pushers")
+        found = {str(r[0]) for r in rows}
+        if generation == self._generation:
+            self._users = found
+        return found
+
+    def known_users(self) -> Set[str] | None:
+        """``users`` if read already (for callers that cannot wait), else None."""
+        return self._users
+
+    def added(self, user_ids: list[str] | None) -> None:
+        """These users got a pusher (here or, from the bus, in another process; None:
+        anyone may have)."""
+        self._generation += 1
+        if user_ids is None:
+            self._users = None
+        elif self._users is not None:
+            self._users.update(user_ids)
 
     async def for_user(self, user_id: str) -> list[Pusher]:
         rows = await self.db.fetchall(
@@ -157,6 +193,9 @@ class PusherStore:
                 p.created_ts,
                 p.last_stream_ordering if kept is None else int(kept),
             )
+        self.added([p.user_id])
+        if self.publish is not None:
+            self.publish(PUSHERS_CACHE, [p.user_id])
 
     async def delete(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self.db.execute(

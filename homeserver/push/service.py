@@ -11,7 +11,7 @@ process that shares the database with other workers should not cache
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import replace
 from typing import Any
 
@@ -62,6 +62,10 @@ class PushRuleService:
         # Whether a user's rules are exactly the server defaults (``uses_defaults``),
         # likewise derived from ``_cache`` and dropped with it.
         self._plain: dict[str, bool] = {}
+        # Users whose rules may differ from the defaults (``customised``; None: not read),
+        # and a counter that keeps a read racing with a change from storing what it read.
+        self._custom: set[str] | None = None
+        self._custom_generation = 0
         # Other processes drop what this one changes (cache name, keys); None: one process.
         self.publish: Callable[[str, list[str]], None] | None = None
 
@@ -107,6 +111,34 @@ class PushRuleService:
             self._plain[user_id] = plain
         return plain
 
+    async def customised(self) -> Set[str]:
+        """Every user whose rules may differ from the server defaults: whoever has a rule
+        or a change to a default rule stored, or changed them since (a superset: a user
+        whose changes put the defaults back is in it). Everyone else ``uses_defaults``, so
+        an evaluation of a big room's message looks at these users only, not at every
+        member (notifications.py). Read once, then kept up to date by every change, here
+        and, through ``drop_cached``, in the other processes."""
+        if self._custom is not None:
+            return self._custom
+        generation = self._custom_generation
+        rows = await self.db.fetchall(
+            "SELECT user_id FROM users WHERE user_nid IN"
+            " (SELECT user_nid FROM push_rules UNION"
+            " SELECT user_nid FROM push_rule_default_overrides)"
+        )
+        found = {str(r[0]) for r in rows}
+        if self._use_cache and generation == self._custom_generation:
+            self._custom = found
+        return found
+
+    def _customised(self, user_ids: list[str] | None) -> None:
+        """These users' rules changed (None: anyone's may have)."""
+        self._custom_generation += 1
+        if user_ids is None:
+            self._custom = None
+        elif self._custom is not None:
+            self._custom.update(user_ids)
+
     async def client_ruleset(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` content: ``{"global": Ruleset}``."""
         nid = await self.db.fetchval("SELECT user_nid FROM users WHERE user_id = $1", user_id)
@@ -136,12 +168,14 @@ class PushRuleService:
             self._cache[user_id] = after
             self._ordered.pop(user_id, None)
             self._plain.pop(user_id, None)
+        self._customised([user_id])
         if self.publish is not None:
             self.publish(PUSH_RULES_CACHE, [user_id])
         self.account_data.notify(user_id, pos)
 
     def drop_cached(self, user_ids: list[str] | None) -> None:
         """Another process changed these users' rules (None: anyone's): read them again."""
+        self._customised(user_ids)
         if user_ids is None:
             self._cache.clear()
             self._ordered.clear()

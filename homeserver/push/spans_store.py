@@ -59,7 +59,7 @@ class MemberSpans:
         started: dict[tuple[str, int], int] = {}  # spans opened in this batch, still open
         for room, position, joined in events:
             before = current[room]
-            if before == joined:
+            if before is joined or before == joined:  # the same object: the room's cache
                 continue
             for user in sorted(before - joined):
                 start = started.pop((user, room), None)

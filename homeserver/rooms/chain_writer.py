@@ -284,6 +284,24 @@ class ChainWriter:
                 view[key] = event
         return chain
 
+    async def build_initial(self, create: Event, reqs: list[EventRequest]) -> list[Event]:
+        """A new room's initial events (createRoom), each built on the one before, the
+        first on its create event, and checked against the state before it. The room is
+        not stored yet, so nothing is read; the first failure is raised (nothing of the
+        room is made)."""
+        view: dict[StateKey, Event] = {CREATE_KEY: create}
+        cited = [create]
+        events = []
+        for req in reqs:
+            if req.solo or req.txn is not None or req.keep_unchanged:
+                raise ValueError("an initial event is a plain request")
+            event, _ = await self._build(req, cited, view, create)
+            events.append(event)
+            cited = [event]
+            if req.state_tuple is not None:
+                view[req.state_tuple] = event
+        return events
+
     async def _build(
         self,
         req: EventRequest,

@@ -3,7 +3,13 @@
 Spec: client-server "POST /createRoom": create, the creator's join,
 power levels (with ``power_level_content_override``), canonical alias, the
 preset's join rules / history visibility / guest access, ``initial_state``,
-name, topic, then invites. Every event goes through the normal send path.
+name, topic, then invites. Every event is built and checked the way any other
+is (``ChainWriter``), each on the one before, and the room row, the alias and
+every initial event up to the first invite of a remote user are persisted in
+ONE transaction (``RoomService.create_room_chain``): one commit instead of one
+per event, and a failure anywhere leaves no half-made room. A remote user's
+invite is signed by their server first, outside any transaction, so it and
+the invites after it follow one by one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.third_party_invites import ThirdPartyInvites
+from homeserver.storage.database import Queries
 
 PRESETS = {
     # preset: (join_rule, history_visibility, guest_access, invitees are admins), as the
@@ -143,43 +150,60 @@ class RoomCreator:
             create_content["additional_creators"] = extra + [
                 u for u in req.invite if u not in extra and u != req.creator
             ]
-        room, _ = await self.rooms.create_room_with(rv, req.creator, create_content)
+        create = await self.rooms.build_create_event(rv, req.creator, create_content)
+        initial: list[tuple[str, dict[str, Any], str | None]] = []
 
-        async def send(etype: str, content: dict[str, Any], state_key: str | None = "") -> None:
-            await self.rooms.create_and_send(room, req.creator, etype, content, state_key)
+        def send(etype: str, content: dict[str, Any], state_key: str | None = "") -> None:
+            initial.append((etype, content, state_key))
 
         join = await self.memberships.member_content(req.creator, "join")
-        await send("m.room.member", join, req.creator)
+        send("m.room.member", join, req.creator)
         levels = power_levels_content(rv, req.creator, preset, req.invite)
         if req.power_level_content_override:
             levels.update(req.power_level_content_override)
-        await send("m.room.power_levels", levels)
+        send("m.room.power_levels", levels)
         if alias is not None:
-            created = await self.rooms.rooms.create_alias(
-                alias, room.room_nid, req.creator, self.rooms.clock.now_ms()
-            )
-            if not created:
-                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
-            await send("m.room.canonical_alias", {"alias": alias})
+            send("m.room.canonical_alias", {"alias": alias})
         given = {(e["type"], e.get("state_key", "")) for e in req.initial_state}
         join_rule, visibility, guest_access, _ = PRESETS[preset]
         if ("m.room.join_rules", "") not in given:
-            await send("m.room.join_rules", {"join_rule": join_rule})
+            send("m.room.join_rules", {"join_rule": join_rule})
         if ("m.room.history_visibility", "") not in given:
-            await send("m.room.history_visibility", {"history_visibility": visibility})
+            send("m.room.history_visibility", {"history_visibility": visibility})
         if ("m.room.guest_access", "") not in given and guest_access != "forbidden":
             # "forbidden" is what a room without the event means (spec m.room.guest_access),
             # so public_chat sends none, as Synapse does; clients see the same room.
-            await send("m.room.guest_access", {"guest_access": guest_access})
+            send("m.room.guest_access", {"guest_access": guest_access})
         for entry in req.initial_state:
-            await send(entry["type"], entry["content"], entry.get("state_key", ""))
+            send(entry["type"], entry["content"], entry.get("state_key", ""))
         if req.name is not None:
-            await send("m.room.name", {"name": req.name})
+            send("m.room.name", {"name": req.name})
         if req.topic is not None:
             # "an m.room.topic event with a text/plain mimetype" (spec, createRoom)
             text = [{"body": req.topic, "mimetype": "text/plain"}]
-            await send("m.room.topic", {"topic": req.topic, "m.topic": {"m.text": text}})
-        for user in req.invite:
+            send("m.room.topic", {"topic": req.topic, "m.topic": {"m.text": text}})
+        # Invites of local users are initial events too; one of a remote user needs its
+        # server's signature first (never inside the room's transaction), so it and
+        # the invites after it are sent one by one once the room exists, in order.
+        later = list(req.invite)
+        while later and not self.rooms.chains.is_remote_invite(
+            "m.room.member", {"membership": "invite"}, later[0]
+        ):
+            user = later.pop(0)
+            is_direct = True if req.is_direct else None
+            send("m.room.member", await self.memberships.invite_content(user, is_direct), user)
+
+        async def also(q: Queries, room_nid: int) -> None:
+            # In the room's own transaction: a taken alias makes no room at all.
+            if alias is not None and not await self.rooms.rooms.create_alias_in(
+                q, alias, room_nid, req.creator, self.rooms.clock.now_ms()
+            ):
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+            if req.visibility == "public":
+                await self.rooms.rooms.set_public_in(q, room_nid, True)
+
+        room, _ = await self.rooms.create_room_chain(create, req.creator, initial, also)
+        for user in later:
             await self.memberships.invite(
                 req.creator,
                 room.room_id,
@@ -198,6 +222,4 @@ class RoomCreator:
                 tp["medium"],
                 tp["address"],
             )
-        if req.visibility == "public":
-            await self.rooms.rooms.set_public(room.room_nid, True)
         return room

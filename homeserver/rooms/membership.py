@@ -288,6 +288,10 @@ class MembershipService:
             raise forbidden(f"{target} is already in the room")
         await self._send(room, user_id, target, "invite", reason=reason, is_direct=is_direct)
 
+    async def invite_content(self, target: str, is_direct: bool | None) -> dict[str, Any]:
+        """The content of an invite of ``target`` (createRoom builds its invites itself)."""
+        return await self.member_content(target, "invite", is_direct=is_direct)
+
     async def kick(self, user_id: str, room_id: str, target: str, reason: str | None) -> None:
         room = await self._target_room(room_id, target)
         current = await self.rooms.members.get(room.room_nid, target)

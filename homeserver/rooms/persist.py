@@ -202,8 +202,24 @@ class EventPersister:
         event keeps its own stream position, txn id and transaction hooks."""
         return await self._persist(plans, room_nid, None)
 
+    async def persist_new_room(
+        self,
+        plans: Sequence[PersistPlan],
+        new_room: NewRoom,
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
+    ) -> list[StoredEvent]:
+        """A new room (createRoom): its row, its create event (the first plan) and its
+        initial events built on it, as one chain in ONE transaction, so a room is never
+        left half made. ``also(q, room_nid)`` runs in that transaction after the room row
+        is written (the alias, the directory flag); raising there makes nothing."""
+        return await self._persist(plans, None, new_room, also)
+
     async def _persist(
-        self, plans: Sequence[PersistPlan], room_nid: int | None, new_room: NewRoom | None
+        self,
+        plans: Sequence[PersistPlan],
+        room_nid: int | None,
+        new_room: NewRoom | None,
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
     ) -> list[StoredEvent]:
         fx = _Effects()
         written: list[StoredEvent] = []
@@ -219,6 +235,8 @@ class EventPersister:
                         q, new_room.room_id, ev.room_version, new_room.creator, ev.origin_server_ts
                     )
                 assert room_nid is not None
+                if also is not None:
+                    await also(q, room_nid)
                 positions = await self._positions(q, plans)
                 # A chain of plain timeline events writes some rows of all its events
                 # together, after the last one (``_ChainRows``).
@@ -226,14 +244,27 @@ class EventPersister:
                 if positions is not None:
                     ids = [p.event.event_id for p in plans]
                     rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
+                # State keys the chain set so far: a later event that sets one again
+                # replaces it (createRoom's initial_state may override its presets).
+                chain_state: dict[tuple[str, str], int] = {}
                 for i, plan in enumerate(plans):
                     if written:
                         prev = written[-1]
+                        key = plan.event.state_tuple() if plan.event.is_state() else None
+                        replaces = plan.replaces_nid
+                        if replaces is None and key is not None:
+                            replaces = chain_state.get(key)
                         plan = replace(
-                            plan, prev_nids=[prev.event_nid], state_group_before=prev.state_group
+                            plan,
+                            prev_nids=[prev.event_nid],
+                            state_group_before=prev.state_group,
+                            replaces_nid=replaces,
                         )
                     so = positions[i] if positions else None
-                    written.append(await self._write(q, plan, room_nid, so, fx, rows))
+                    stored = await self._write(q, plan, room_nid, so, fx, rows)
+                    written.append(stored)
+                    if plan.event.is_state():
+                        chain_state[plan.event.state_tuple()] = stored.event_nid
                 if rows is not None:
                     await self._write_chain_rows(q, rows)
                     await self.events.replace_extremities(
@@ -302,34 +333,34 @@ class EventPersister:
         group = plan.state_group_before
         if plan.state_delta_before:
             group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
-        promoted = None
+        # What is written and what the hooks and caches are handed: one value, so
+        # the two cannot drift (its nid comes from the database).
+        draft = StoredEvent(
+            event=ev,
+            event_nid=0,
+            room_nid=room_nid,
+            stream_ordering=so,
+            state_group=group,
+            outlier=plan.outlier,
+            rejected_reason=plan.rejected_reason,
+            soft_failed=plan.soft_failed,
+            prev_state_event_nid=plan.replaces_nid,
+        )
+        stored = None
         if plan.backfilled:
-            promoted = await self.events.promote_outlier(
-                q, ev.event_id, so, group, plan.replaces_nid, plan.soft_failed
-            )
-            if promoted is not None:
-                fx.promoted.append(promoted)
-        nid = promoted
-        redacted_by: int | None = None
+            stored = await self.events.promote_outlier(q, draft)
+            if stored is not None:
+                fx.promoted.append(stored.event_nid)
+        promoted = stored is not None
         awaited = rows is None or ev.event_id in rows.redaction_targets
-        if nid is None and plan.rejected_reason is None and awaited:
+        if stored is None and plan.rejected_reason is None and awaited:
             # A redaction that arrived first and may apply: store it pruned.
             redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
             if redacted_by is not None:
-                ev = redacted_event(ev)
-        if nid is None:
-            nid = await self.events.insert_event(
-                q,
-                ev,
-                room_nid,
-                stream_ordering=so,
-                state_group=group,
-                prev_state_event_nid=plan.replaces_nid,
-                outlier=plan.outlier,
-                rejected_reason=plan.rejected_reason,
-                soft_failed=plan.soft_failed,
-                redacted_by=redacted_by,
-            )
+                draft = replace(draft, event=redacted_event(ev), redacted_by=redacted_by)
+        if stored is None:
+            stored = await self.events.insert_event(q, draft)
+        ev, nid = stored.event, stored.event_nid
         if rows is not None:
             rows.edges.extend((nid, p) for p in ev.prev_event_ids)
         else:
@@ -340,6 +371,7 @@ class EventPersister:
             own: dict[int, int | None] = {keys[ev.state_tuple()]: nid}
             group = await self.state.create_group(q, room_nid, group, own)
             await q.execute("UPDATE events SET state_group = $1 WHERE event_nid = $2", group, nid)
+            stored = replace(stored, state_group=group)
         if plan.backfilled and not (plan.soft_failed or hidden):
             if not ev.is_state():
                 await self.relations.add(q, ev, nid, room_nid)
@@ -382,7 +414,7 @@ class EventPersister:
                 await self.search.index(q, ev, nid)
         if plan.out_of_band and so is not None:
             await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
-        if promoted is None and not (plan.soft_failed or plan.rejected_reason):
+        if not promoted and not (plan.soft_failed or plan.rejected_reason):
             # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
             if rows is not None and plan.event.type == "m.room.redaction":
                 # Its target may be an earlier event of the chain: index that first; or
@@ -401,18 +433,6 @@ class EventPersister:
                 rows.txn_ids.append(row)
             else:
                 await self.events.add_txn_id(q, *row)
-        stored = StoredEvent(
-            event=ev,
-            event_nid=nid,
-            room_nid=room_nid,
-            stream_ordering=so,
-            state_group=group,
-            outlier=plan.outlier,
-            rejected_reason=plan.rejected_reason,
-            soft_failed=plan.soft_failed,
-            prev_state_event_nid=plan.replaces_nid,
-            redacted_by=redacted_by,
-        )
         for hook in self.txn_hooks:
             callback = await hook(q, stored, plan)
             if callback is not None:

@@ -14,13 +14,17 @@ over the same PostgreSQL through ``publish`` (the signal bus; the topic is the c
 name, keys are room nids), whose handler is ``drop_cached``; after a bus reconnect
 ``drop_cached(None)`` empties the cache and starts a new ``epoch``, which every stored
 answer also checks. Bounded: the least recently used rooms go first.
+
+A cache of values derived from the same rows (push evaluation's view of a room's
+members, ``push.room_members``) is made a ``follower``: every drop here, local or
+from the bus, drops it too, so it needs no drop calls or bus topic of its own.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -38,6 +42,8 @@ class RoomCache(Generic[V]):
         self._epoch = 0
         # Other processes are told through this (None: one process).
         self.publish: Callable[[str, list[str]], None] | None = None
+        # Caches of values derived from the same rows: dropped whenever this one is.
+        self.followers: list[RoomCache[Any]] = []
 
     def __len__(self) -> int:
         return len(self._values)
@@ -61,6 +67,9 @@ class RoomCache(Generic[V]):
 
     def drop(self, room_nids: Iterable[int]) -> None:
         """Forget these rooms' values in this process only."""
+        room_nids = list(room_nids)
+        for follower in self.followers:
+            follower.drop(room_nids)
         for nid in room_nids:
             self._values.pop(nid, None)
             self._generation[nid] = self._generation.get(nid, 0) + 1
@@ -79,6 +88,8 @@ class RoomCache(Generic[V]):
     def drop_cached(self, keys: list[str] | None) -> None:
         """The bus's handler: these room nids changed elsewhere (None: anything may have)."""
         if keys is None:
+            for follower in self.followers:
+                follower.drop_cached(None)
             self._values.clear()
             self._generation.clear()
             self._epoch += 1

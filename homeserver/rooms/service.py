@@ -7,8 +7,8 @@ room id (DESIGN "Linear rooms"); the sends waiting for a room are taken in
 batches (group commit, ``send_queue``) and built as a chain::
 
     send_event ─┐
-    join/leave ─┼─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
-    createRoom ─┘     ─> for each request: build (hash, sign, id) on the one
+    join/leave ─┴─> send_queue ─> lock(room) ─> prev = extremities, auth = current state
+                      ─> for each request: build (hash, sign, id) on the one
                          before ─> checks.check_event against the state before it
                       ─> EventPersister.persist_chain (one transaction, with the
                          outbox rows; push rules are evaluated behind it)
@@ -17,6 +17,9 @@ batches (group commit, ``send_queue``) and built as a chain::
 
 Building and persisting a batch is ``chain_writer.ChainWriter``'s job; this
 module keeps the room's lock, the state reads and what runs after the commit.
+A new room (``create_room_chain``) is the same chain built on its create event
+(nothing to read: the room is not stored yet) and persisted with the room row
+in one transaction (``EventPersister.persist_new_room``).
 
 The check is the same one federation runs on received events; our own
 events get no shortcut. Hooks run after the commit and may not undo it: a
@@ -61,6 +64,7 @@ from homeserver.rooms.store.membership_store import MembershipStore
 from homeserver.rooms.store.rooms_store import RoomInfo, RoomStore, StateKey
 from homeserver.rooms.store.state_store import StateStore
 from homeserver.rooms.write_order import RoomMovedOn
+from homeserver.storage.database import Queries
 from homeserver.streams.signal import EVENTS, ChangeSignal
 
 log = logging.getLogger("myelin.rooms")
@@ -376,16 +380,16 @@ class RoomService:
         await self.after_persist(result[0], room)
         return result[0]
 
-    async def create_room_with(
+    async def build_create_event(
         self,
         version: RoomVersion,
         creator: str,
         content: dict[str, Any],
         room_id: str | None = None,
-    ) -> tuple[RoomInfo, StoredEvent]:
-        """Build, check and persist the create event of a new room, and the room row.
-        ``room_id``: one chosen beforehand (from ``new_room_id``; not for versions whose
-        room id is the create event's hash)."""
+    ) -> Event:
+        """Build and check the create event of a new room. ``room_id``: one chosen
+        beforehand (from ``new_room_id``; not for versions whose room id is the create
+        event's hash)."""
         fields: dict[str, Any] = {
             "type": "m.room.create",
             "state_key": "",
@@ -402,15 +406,54 @@ class RoomService:
             self.server_name, self.signing_key, self.new_event_id(version), version, fields
         )
         await check_local(event, [], {}, None, self.verify_key)
-        room_id = event.room_id
-        async with self.lock(room_id):
-            plan = PersistPlan(
-                event=event, prev_nids=[], state_group_before=None, replaces_nid=None
+        return event
+
+    async def create_room_with(
+        self,
+        version: RoomVersion,
+        creator: str,
+        content: dict[str, Any],
+        room_id: str | None = None,
+    ) -> tuple[RoomInfo, StoredEvent]:
+        """Build, check and persist the create event of a new room, and the room row."""
+        event = await self.build_create_event(version, creator, content, room_id)
+        room, stored = await self.create_room_chain(event, creator, [])
+        return room, stored[0]
+
+    async def create_room_chain(
+        self,
+        create: Event,
+        creator: str,
+        initial: list[tuple[str, dict[str, Any], str | None]],
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
+    ) -> tuple[RoomInfo, list[StoredEvent]]:
+        """A new room from its built ``create`` event and its ``initial`` events (type,
+        content, state key; sent by ``creator``), built on it in order, checked like any
+        other, and persisted with the room row in ONE transaction (``also`` runs in it:
+        ``EventPersister.persist_new_room``). Any failure, from the content policy to the
+        auth rules, makes no room at all. Then each event is announced, in order."""
+        room_id = create.room_id
+        building = RoomInfo(0, room_id, create.room_version, creator)  # no nid yet
+        reqs = [EventRequest(building, creator, t, c, k) for t, c, k in initial]
+        verdicts = [
+            await self.content_policy.check_local(
+                self.server_name, room_id, creator, r.event_type, r.content, r.state_key
             )
-            stored = await self.persister.persist(plan, None, NewRoom(room_id, creator))
+            for r in reqs
+        ]
+        events = [create, *await self.chains.build_initial(create, reqs)]
+        plans = [
+            PersistPlan(event=e, prev_nids=[], state_group_before=None, replaces_nid=None)
+            for e in events
+        ]
+        async with self.lock(room_id):
+            stored = await self.persister.persist_new_room(plans, NewRoom(room_id, creator), also)
         room = await self.rooms.get_room(room_id)
         assert room is not None
-        await self.after_persist(stored, room)
+        for s in stored:
+            await self.after_persist(s, room)
+        for verdict, s in zip(verdicts, stored[1:], strict=True):
+            await self.content_policy.settle(verdict, room_id, s.event.event_id)
         return room, stored
 
     def _create_ts(self) -> int:

@@ -12,7 +12,8 @@ Rows come back as ``Row`` objects that support both ``row["col"]`` and
 
 SQLite
     One writer connection (every transaction is ``BEGIN IMMEDIATE`` under an
-    asyncio lock, because SQLite allows one writer) and a few reader
+    asyncio lock, because SQLite allows one writer; transactions queued behind
+    the writer share one COMMIT, ``group_commit``) and a few reader
     connections for one-shot SELECTs. WAL mode lets readers run beside the
     writer and see every committed transaction. ``synchronous`` is chosen by
     the operator (``database.sqlite_synchronous``): FULL (the default) fsyncs
@@ -37,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -45,6 +45,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
+
+from homeserver.storage.group_commit import CommitGroups
 
 Row = Mapping[str, Any]
 
@@ -227,13 +229,16 @@ class SqliteDatabase(Database):
         self._writer: Any = None
         self._readers: asyncio.Queue[Any] = asyncio.Queue()
         self._reader_conns: list[Any] = []
-        self._write_lock = asyncio.Lock()
+        # The writer's lock, and the commit group that transactions queued behind it
+        # share (``group_commit``); set by ``open``.
+        self._groups: CommitGroups | None = None
 
     def pool_stats(self) -> PoolStats:
         """The writer (in use while a write transaction holds its lock) and the readers."""
         opened = len(self._reader_conns) + (1 if self._writer is not None else 0)
         readers_busy = len(self._reader_conns) - self._readers.qsize()
-        in_use = readers_busy + (1 if self._write_lock.locked() else 0)
+        writing = self._groups is not None and self._groups.locked()
+        in_use = readers_busy + (1 if writing else 0)
         return PoolStats(opened, in_use, self._n_readers + 1)
 
     async def open(self) -> None:
@@ -241,12 +246,15 @@ class SqliteDatabase(Database):
 
         self._writer = await self._connect(aiosqlite)
         await _run(self._writer, "PRAGMA journal_mode=WAL")
+        self._groups = CommitGroups(self._writer, _run)
         for _ in range(self._n_readers):
             conn = await self._connect(aiosqlite)
             self._reader_conns.append(conn)
             self._readers.put_nowait(conn)
 
     async def _connect(self, aiosqlite: Any) -> Any:
+        import sqlite3
+
         conn = await aiosqlite.connect(self._path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         pragmas = ("foreign_keys=ON", f"synchronous={self._synchronous}", "busy_timeout=10000")
@@ -254,22 +262,22 @@ class SqliteDatabase(Database):
             await _run(conn, "PRAGMA " + pragma)
         return conn
 
+    @property
+    def _commit_groups(self) -> CommitGroups:
+        if self._groups is None:
+            raise RuntimeError("the SQLite database is not open")
+        return self._groups
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
-        async with self._write_lock:
-            await _run(self._writer, "BEGIN IMMEDIATE")
-            try:
-                yield _SqliteQueries(self._writer)
-            except BaseException:
-                await _run(self._writer, "ROLLBACK")
-                raise
-            else:
-                await _run(self._writer, "COMMIT")
+        """A write transaction; it may share its COMMIT with the transactions queued
+        behind it (``group_commit``), and ends only once that COMMIT holds it."""
+        async with self._commit_groups.transaction():
+            yield _SqliteQueries(self._writer)
 
     async def execute(self, sql: str, *args: Any) -> None:
         _note(sql)
-        async with self._write_lock:
-            await _run(self._writer, to_sqlite_sql(sql), args)
+        await self._commit_groups.statement(lambda: _run(self._writer, to_sqlite_sql(sql), args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as txn:
@@ -298,7 +306,7 @@ class SqliteDatabase(Database):
             return await txn.fetchall(sql, *args)
 
     async def executescript(self, script: str) -> None:
-        async with self._write_lock:
+        async def run() -> None:
             try:
                 await self._writer.executescript("BEGIN IMMEDIATE;\n" + script + "\nCOMMIT;")
             except BaseException:
@@ -306,7 +314,12 @@ class SqliteDatabase(Database):
                     await _run(self._writer, "ROLLBACK")
                 raise
 
+        await self._commit_groups.exclusive(run)
+
     async def close(self) -> None:
+        if self._groups is not None:
+            await self._groups.close()
+            self._groups = None
         for conn in self._reader_conns:
             await conn.close()
         if self._writer is not None:
@@ -444,6 +457,10 @@ async def connect(url: str, sqlite_synchronous: str = "full", pool_size: int = 1
     ``pool_size`` bounds a PostgreSQL pool (SQLite has one writer and a few readers)."""
     path = sqlite_path(url)
     if path is not None:
+        # SQLite is imported only here and by ``SqliteDatabase``: a server on PostgreSQL
+        # never loads it (~1 MiB of resident memory).
+        import sqlite3
+
         sdb = SqliteDatabase(path, synchronous=sqlite_synchronous)
         try:
             await sdb.open()

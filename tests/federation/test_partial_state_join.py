@@ -23,11 +23,17 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
 from homeserver.rooms.store.rooms_store import RoomInfo
 from tests.conftest import RestartFn, ServerFactory
 from tests.federation.fedutil import eventually
+from tests.federation.partial_support import (
+    PARTIAL_ON,
+    hold_resync,
+    partial_joins,
+    release_resync,
+    room_info,
+)
 from tests.federation.rooms_support import (
     name,
     q,
@@ -42,8 +48,6 @@ from tests.federation.test_rooms_big_join import BigRoom
 from tests.helpers import Api, User
 
 MEMBERS = 12
-# Partial-state joins are on by default; the tests say so, not to depend on it.
-PARTIAL_ON = {"partial_state_joins": True}
 # A /sync filter that lazy-loads members (as Element does).
 LAZY = json.dumps({"room": {"state": {"lazy_load_members": True}}})
 
@@ -52,26 +56,6 @@ LAZY = json.dumps({"room": {"state": {"lazy_load_members": True}}})
 async def peer(tmp_path: Path) -> AsyncIterator[ScriptedPeer]:
     async with ScriptedPeer(tmp_path / "peer") as p:
         yield p
-
-
-def _partial(server: RunningServer) -> PartialStateJoins:
-    fed = server.hs.federation
-    assert fed is not None and fed.rooms is not None
-    return fed.rooms.partial
-
-
-def _hold_resync(server: RunningServer) -> list[RoomInfo]:
-    """Keep B's resync from starting; the rooms it was asked for."""
-    held: list[RoomInfo] = []
-    _partial(server).start = held.append  # type: ignore[method-assign,assignment]
-    return held
-
-
-def _release_resync(server: RunningServer, held: list[RoomInfo]) -> None:
-    partial = _partial(server)
-    del partial.start  # the class's own method again
-    for room in held:
-        partial.start(room)
 
 
 async def _big_room(a: RunningServer) -> tuple[str, Api, User, list[User]]:
@@ -97,10 +81,10 @@ async def _join_partially(
 ) -> tuple[Api, User, list[RoomInfo]]:
     """Bob on B joins A's room with partial state, its resync held back (``held``)."""
     api_b, bob = await register(b, "bob")
-    held = _hold_resync(b)
+    held = hold_resync(b)
     r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
     assert r.status == 200, r.body
-    assert await _partial(b).is_partial((await _room(b, room_id)).room_nid)
+    assert await partial_joins(b).is_partial((await room_info(b, room_id)).room_nid)
     return api_b, bob, held
 
 
@@ -116,12 +100,6 @@ async def _typing(api: Api, user: User, room_id: str) -> list[str]:
     return [u for e in events if e["type"] == "m.typing" for u in e["content"]["user_ids"]]
 
 
-async def _room(server: RunningServer, room_id: str) -> RoomInfo:
-    room = await _partial(server).rooms.rooms.get_room(room_id)
-    assert room is not None
-    return room
-
-
 async def test_partial_join_sends_receives_and_completes(
     make_server: ServerFactory, peer: ScriptedPeer
 ) -> None:
@@ -129,10 +107,10 @@ async def test_partial_join_sends_receives_and_completes(
     b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob, held = await _join_partially(a, b, room_id)
-    room = await _room(b, room_id)
+    room = await room_info(b, room_id)
     assert [h.room_id for h in held] == [room_id]
     # Only Bob's membership is here: none of A's members were sent.
-    known = await _partial(b).rooms.members.members(room.room_nid, ("join",))
+    known = await partial_joins(b).rooms.members.members(room.room_nid, ("join",))
     assert [m.user_id for m in known] == [bob.user_id]
     waiting = asyncio.create_task(_joined(api_b, bob, room_id))
 
@@ -182,10 +160,10 @@ async def test_partial_join_sends_receives_and_completes(
     assert bob.user_id in typing
     assert not waiting.done()  # /joined_members waits for the whole state
 
-    _release_resync(b, held)
+    release_resync(b, held)
     expected = {alice.user_id, bob.user_id} | {m.user_id for m in members} - {members[7].user_id}
     assert await waiting == expected
-    assert not await _partial(b).is_partial(room.room_nid)
+    assert not await partial_joins(b).is_partial(room.room_nid)
     r = await api_b.get(f"/rooms/{q(room_id)}/members", token=bob.access_token)
     assert r.status == 200, r.body
     got = {e["state_key"]: e["content"]["membership"] for e in r.body["chunk"]}
@@ -209,8 +187,8 @@ async def test_restart_during_partial_state_resumes(
     await api_b.__aexit__(None, None, None)
 
     b = await restart_server(b)
-    room = await _room(b, room_id)
-    assert await _partial(b).wait_full(room, 60.0)
+    room = await room_info(b, room_id)
+    assert await partial_joins(b).wait_full(room, 60.0)
     api_b = Api(b.client_url)
     await api_b.__aenter__()
     expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
@@ -234,8 +212,8 @@ async def test_members_merged_later_are_in_device_lists_changed(
     assert r.status == 200, r.body
     assert alice.user_id not in r.body.get("device_lists", {}).get("changed", [])
     since = r.body["next_batch"]
-    _release_resync(b, held)
-    assert await _partial(b).wait_full(await _room(b, room_id), 60.0)
+    release_resync(b, held)
+    assert await partial_joins(b).wait_full(await room_info(b, room_id), 60.0)
     r = await api_b.get(f"/sync?timeout=0&since={q(since)}", token=bob.access_token)
     assert r.status == 200, r.body
     changed = set(r.body.get("device_lists", {}).get("changed", []))
@@ -273,8 +251,8 @@ async def test_a_resident_that_does_not_omit_gives_a_full_join(
     hs = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, queries, api, bob = await _join_big_peer_room(hs, peer)
     assert queries == [{"omit_members": "true"}]
-    room = await _room(hs, room_id)
-    assert not await _partial(hs).is_partial(room.room_nid)
+    room = await room_info(hs, room_id)
+    assert not await partial_joins(hs).is_partial(room.room_nid)
     assert len(await _joined(api, bob, room_id)) == 20 + 2
     await api.__aexit__(None, None, None)
 
@@ -323,17 +301,17 @@ async def test_members_omitted_without_servers_in_room_still_resyncs(
     peer.route("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", send_join)
     peer.route("GET", "/_matrix/federation/v1/state/{roomId}", state)
     room_id = big.room.room_id
-    held = _hold_resync(hs)
+    held = hold_resync(hs)
     r = await api.post(
         f"/join/{q(room_id)}?server_name={quote(peer.server_name)}", {}, token=bob.access_token
     )
     assert r.status == 200, r.body
-    room = await _room(hs, room_id)
-    assert await _partial(hs).is_partial(room.room_nid)
+    room = await room_info(hs, room_id)
+    assert await partial_joins(hs).is_partial(room.room_nid)
     r = await api.get(f"/rooms/{q(room_id)}/state/m.room.join_rules/", token=bob.access_token)
     assert r.body == {"join_rule": "invite"}
-    _release_resync(hs, held)
-    assert await _partial(hs).wait_full(room, 60.0)
+    release_resync(hs, held)
+    assert await partial_joins(hs).wait_full(room, 60.0)
     assert len(asked) == 1 and asked[0].startswith("$")
     assert len(await _joined(api, bob, room_id)) == 30 + 2
     await api.__aexit__(None, None, None)
@@ -352,9 +330,9 @@ async def test_history_read_waits_for_the_resync_round_under_way(
     room_id, api_a, _alice, members = await _big_room(a)
     await send_text(api_a, members[0], room_id, "before the join")
     api_b, bob, held = await _join_partially(a, b, room_id)
-    room = await _room(b, room_id)
+    room = await room_info(b, room_id)
 
-    partial = _partial(b)
+    partial = partial_joins(b)
     gate = asyncio.Event()
     entered = asyncio.Event()
     fetch = partial._fetch
@@ -365,7 +343,7 @@ async def test_history_read_waits_for_the_resync_round_under_way(
         return await fetch(server, room, join_id)
 
     partial._fetch = gated_fetch  # type: ignore[method-assign]
-    _release_resync(b, held)
+    release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
     await send_text(api_a, members[1], room_id, "during the resync")
@@ -387,7 +365,7 @@ async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> 
     b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob, held = await _join_partially(a, b, room_id)
-    auth = _partial(b).pipeline.auth
+    auth = partial_joins(b).pipeline.auth
     keys = auth.keys
     looked_up: list[tuple[str, str]] = []
 
@@ -396,7 +374,7 @@ async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> 
         return await keys(server, key_id)
 
     auth.keys = counted
-    _release_resync(b, held)
+    release_resync(b, held)
     expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
     assert await _joined(api_b, bob, room_id) == expected
     assert looked_up == []

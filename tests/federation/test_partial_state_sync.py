@@ -18,17 +18,15 @@ import asyncio
 from typing import Any
 
 from tests.conftest import ServerFactory
-from tests.federation.rooms_support import name, q, register, send_text, settle
-from tests.federation.test_partial_state_join import (
-    LAZY,
+from tests.federation.partial_support import (
     PARTIAL_ON,
-    _big_room,
-    _hold_resync,
-    _join_partially,
-    _partial,
-    _release_resync,
-    _room,
+    hold_resync,
+    partial_joins,
+    release_resync,
+    room_info,
 )
+from tests.federation.rooms_support import name, q, register, send_text, settle
+from tests.federation.test_partial_state_join import LAZY, _big_room, _join_partially
 from tests.helpers import Api, User
 
 
@@ -74,9 +72,9 @@ async def test_non_lazy_sync_gets_a_partial_room_once_whole(make_server: ServerF
     polling = asyncio.create_task(_sync(api_b, bob, since, timeout="30000"))
     await asyncio.sleep(0.2)
     assert not polling.done()
-    _release_resync(b, held)
+    release_resync(b, held)
     woken = await asyncio.wait_for(polling, 60.0)
-    assert await _partial(b).wait_full(await _room(b, room_id), 60.0)
+    assert await partial_joins(b).wait_full(await room_info(b, room_id), 60.0)
     # Sent as newly joined: every member in its state, history in a limited timeline.
     assert room_id in woken["rooms"]["join"], woken["rooms"]
     body = woken["rooms"]["join"][room_id]
@@ -116,12 +114,12 @@ async def test_incremental_sync_from_before_the_join_gets_the_room_whole(
     room_id, api_a, alice, members = await _big_room(a)
     api_b, bob = await register(b, "bob")
     before = (await _sync(api_b, bob))["next_batch"]
-    held = _hold_resync(b)
+    held = hold_resync(b)
     r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
     assert r.status == 200, r.body
     assert (await _sync(api_b, bob, before))["rooms"]["join"] == {}
-    _release_resync(b, held)
-    assert await _partial(b).wait_full(await _room(b, room_id), 60.0)
+    release_resync(b, held)
+    assert await partial_joins(b).wait_full(await room_info(b, room_id), 60.0)
     woken = await _sync(api_b, bob, before)
     got = {**_members(woken, room_id), **_members(woken, room_id, "timeline")}
     expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}

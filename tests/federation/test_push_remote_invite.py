@@ -1,6 +1,7 @@
 """An invite from another server, for a room this server is not in, is stored
 out-of-band as the room's first event here; it still notifies the invitee
-(.m.rule.invite_for_me), its push action committed with the invite."""
+(.m.rule.invite_for_me): the push evaluator, behind the invite's transaction,
+writes the invitee's notification row."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import nio
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.federation.test_partial_state_join import _hold_resync, _partial, _release_resync
+from tests.federation.partial_support import hold_resync, partial_joins, release_resync
 from tests.interop.e2ee_people import create_encrypted_room, invite_and_join, register
 from tests.interop.test_e2ee_scenario import myelin, secret
 
@@ -38,17 +38,17 @@ async def test_nio_encrypts_for_every_member_after_a_partial_join(
         assert isinstance(invited, nio.RoomInviteResponse), invited
         await bob.until(lambda: room_id in bob.client.invited_rooms, "the invite")
 
-        held = _hold_resync(b)
+        held = hold_resync(b)
         joined = await bob.client.join(room_id)
         assert isinstance(joined, nio.JoinResponse), joined
-        room = await _partial(b).rooms.rooms.get_room(room_id)
-        assert room is not None and await _partial(b).is_partial(room.room_nid)
+        room = await partial_joins(b).rooms.rooms.get_room(room_id)
+        assert room is not None and await partial_joins(b).is_partial(room.room_nid)
         # Partial: left out of nio's (non-lazy) sync, so nio holds no half member list.
         await bob.step()
         assert room_id not in bob.client.rooms
 
-        _release_resync(b, held)
-        assert await _partial(b).wait_full(room, 60.0)
+        release_resync(b, held)
+        assert await partial_joins(b).wait_full(room, 60.0)
         await bob.until(lambda: room_id in bob.client.rooms, "the room, once whole")
         members = set(bob.client.rooms[room_id].users)
         assert {alice.user_id, carol.user_id, bob.user_id} <= members

@@ -1,10 +1,10 @@
 """Partial-state joins with a real Synapse, both ways (issue 15 #7).
 
 Myelin joining a Synapse room: Synapse omits the members when asked, so the room is
-partial on Myelin (its resync held back by the test, as in
-tests/federation/test_partial_state_join.py) while messages flow both ways, and left out
-of a /sync that does not lazy-load members; once the resync runs, Myelin knows every
-member and that sync gets the room as newly joined. Synapse joining a Myelin room: Synapse asks
+partial on Myelin (its resync held back by the test with
+tests/federation/partial_support.py) while messages flow both ways, and left out of a
+/sync that does not lazy-load members; once the resync runs, Myelin knows every member
+and that sync gets the room as newly joined. Synapse joining a Myelin room: Synapse asks
 for a partial state by default, then fetches the rest from Myelin (``/state_ids``,
 ``/event``); its member list ends up whole and messages flow both ways.
 """
@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import pytest
 
-from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
-from homeserver.rooms.store.rooms_store import RoomInfo
 from tests.conftest import ServerFactory
 from tests.federation.fedutil import FAST_RETRY
+from tests.federation.partial_support import (
+    PARTIAL_ON,
+    hold_resync,
+    partial_joins,
+    release_resync,
+    room_info,
+)
 from tests.federation.rooms_support import q
-from tests.helpers import Api
+from tests.helpers import Api, User
 from tests.interop.synapse import SynapseServer
 from tests.interop.test_synapse_federation import (
     apis,  # noqa: F401  (the fixture)
@@ -39,10 +44,15 @@ pytestmark = pytest.mark.interop
 OTHERS = 4
 
 
-def _partial(server: RunningServer) -> PartialStateJoins:
-    fed = server.hs.federation
-    assert fed is not None and fed.rooms is not None
-    return fed.rooms.partial
+async def _myelin_with_alice(
+    make_server: ServerFactory, opened: list[Api]
+) -> tuple[RunningServer, Api, User]:
+    """A federated Myelin with partial-state joins on, and Alice on it (her session
+    in ``opened``, the test's ``apis``)."""
+    m = await make_server(federated=True, federation={**FAST_RETRY["federation"], **PARTIAL_ON})
+    api_m, alice = await myelin_user(m, "alice")
+    opened.append(api_m)
+    return m, api_m, alice
 
 
 async def test_myelin_joins_a_synapse_room_with_partial_state(
@@ -50,12 +60,9 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
     synapse_server: SynapseServer,
     apis: list[Api],  # noqa: F811
 ) -> None:
-    m = await make_server(
-        federated=True, federation={**FAST_RETRY["federation"], "partial_state_joins": True}
-    )
-    api_m, alice = await myelin_user(m, "alice")
+    m, api_m, alice = await _myelin_with_alice(make_server, apis)
     api_s, sam = await synapse_user(synapse_server, "sam")
-    apis.extend([api_m, api_s])
+    apis.append(api_s)
     r = await api_s.post(
         "/createRoom",
         {"preset": "public_chat", "name": f"partial {tag()}"},
@@ -70,12 +77,11 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
         assert await join(api, user, room_id) == room_id
         others.append((api, user))
 
-    held: list[RoomInfo] = []
-    partial = _partial(m)
-    partial.start = held.append  # type: ignore[method-assign,assignment]
+    held = hold_resync(m)
     assert await join(api_m, alice, room_id, via=synapse_server.server_name) == room_id
-    room = await partial.rooms.rooms.get_room(room_id)
-    assert room is not None and await partial.is_partial(room.room_nid)  # Synapse omitted them
+    room = await room_info(m, room_id)
+    partial = partial_joins(m)
+    assert await partial.is_partial(room.room_nid)  # Synapse omitted them
     # A /sync that does not lazy-load members (matrix-nio's) leaves the partial room out.
     r = await api_m.get("/sync?timeout=0", token=alice.access_token)
     assert r.status == 200, r.body
@@ -90,9 +96,7 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
     expected = ["from the crowd", "from alice"]
     assert await wait_bodies(api_s, sam, room_id, expected) == expected
 
-    del partial.start
-    for r_ in held:
-        partial.start(r_)
+    release_resync(m, held)
     assert await partial.wait_full(room, 60.0)
     everyone = {alice.user_id, sam.user_id} | {u.user_id for _, u in others}
     assert await joined(api_m, alice, room_id) == everyone
@@ -115,11 +119,7 @@ async def test_synapse_joins_a_myelin_room_with_partial_state(
     synapse_server: SynapseServer,
     apis: list[Api],  # noqa: F811
 ) -> None:
-    m = await make_server(
-        federated=True, federation={**FAST_RETRY["federation"], "partial_state_joins": True}
-    )
-    api_m, alice = await myelin_user(m, "alice")
-    apis.append(api_m)
+    m, api_m, alice = await _myelin_with_alice(make_server, apis)
     r = await api_m.post(
         "/createRoom",
         {"preset": "public_chat", "name": f"myelin {tag()}", "room_version": "12"},

@@ -40,3 +40,45 @@ def test_the_lazy_libraries_load_on_first_use() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
+
+
+# Loaded only where used: SQLite by the SQLite engine (a server on PostgreSQL never
+# needs it), importlib.metadata by the two version endpoints. ~1 MiB each of an idle
+# server's resident memory (benchmarks/README.md, 2026-12-07).
+ON_USE = ("sqlite3", "importlib.metadata")
+
+ON_USE_PROBE = (
+    "import sys, homeserver.__main__, homeserver.app, federation\n"
+    f"print(' '.join(m for m in {ON_USE!r} if m in sys.modules))\n"
+)
+
+
+def test_server_modules_do_not_import_sqlite_or_package_metadata() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ON_USE_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_sqlite_and_package_metadata_load_on_first_use() -> None:
+    probe = (
+        "import asyncio, sys, tempfile\n"
+        "from homeserver.storage.database import connect\n"
+        "from federation.server import _version\n"
+        "from homeserver.api.admin.server import server_version\n"
+        "async def main():\n"
+        "    db = await connect(f'sqlite:///{tempfile.mkdtemp()}/h.db')\n"
+        "    try:\n"
+        "        assert await db.fetchval('SELECT 1') == 1\n"
+        "    finally:\n"
+        "        await db.close()\n"
+        "asyncio.run(main())\n"
+        "print(_version() == server_version() != 'unknown', *(m in sys.modules for m in"
+        f" {ON_USE!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +14,9 @@ from homeserver.http.shell import json_response
 
 
 def server_version() -> str:
+    # Imported here, as in federation/server.py: ~1 MiB idle for a rare request.
+    from importlib import metadata
+
     try:
         return metadata.version("myelin")
     except metadata.PackageNotFoundError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from homeserver.events.canonical import decode_stored_json, encode_canonical_json
@@ -116,44 +116,28 @@ class EventStore:
         )
         return int(value)
 
-    async def promote_outlier(
-        self,
-        q: Queries,
-        event_id: str,
-        stream_ordering: int | None,
-        state_group: int | None,
-        prev_state_event_nid: int | None,
-        soft_failed: bool,
-    ) -> int | None:
-        """An outlier (not rejected) becomes backfilled history in place; its nid,
-        or None when there is no such outlier."""
+    async def promote_outlier(self, q: Queries, row: StoredEvent) -> StoredEvent | None:
+        """An outlier (not rejected) becomes backfilled history in place, with the
+        position, state group, replaced state event and soft-failure of ``row``;
+        ``row`` with the outlier's nid, or None when there is no such outlier."""
         nid = await q.fetchval(
             "UPDATE events SET outlier = 0, stream_ordering = $2, state_group = $3,"
             " prev_state_event_nid = $4, soft_failed = $5"
             " WHERE event_id = $1 AND outlier = 1 AND rejected_reason IS NULL"
             " RETURNING event_nid",
-            event_id,
-            stream_ordering,
-            state_group,
-            prev_state_event_nid,
-            int(soft_failed),
+            row.event.event_id,
+            row.stream_ordering,
+            row.state_group,
+            row.prev_state_event_nid,
+            int(row.soft_failed),
         )
-        return None if nid is None else int(nid)
+        return None if nid is None else replace(row, event_nid=int(nid))
 
-    async def insert_event(
-        self,
-        q: Queries,
-        event: Event,
-        room_nid: int,
-        *,
-        stream_ordering: int | None,
-        state_group: int | None,
-        prev_state_event_nid: int | None,
-        outlier: bool = False,
-        rejected_reason: str | None = None,
-        soft_failed: bool = False,
-        redacted_by: int | None = None,
-    ) -> int:
+    async def insert_event(self, q: Queries, row: StoredEvent) -> StoredEvent:
+        """Insert ``row`` as a new event; ``row`` with the nid the database gave it
+        (``row.event_nid`` is not read: pass 0). The persister hands the same value on
+        to its hooks and caches, so what they see is what was written."""
+        event = row.event
         nid = await q.fetchval(
             "INSERT INTO events (event_id, room_nid, event_type, state_key, sender, depth,"
             " origin_server_ts, stream_ordering, outlier, rejected_reason, soft_failed,"
@@ -161,22 +145,22 @@ class EventStore:
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             " RETURNING event_nid",
             event.event_id,
-            room_nid,
+            row.room_nid,
             event.type,
             event.state_key,
             event.sender,
             event.depth,
             event.origin_server_ts,
-            stream_ordering,
-            int(outlier),
-            rejected_reason,
-            int(soft_failed),
-            state_group,
-            prev_state_event_nid,
+            row.stream_ordering,
+            int(row.outlier),
+            row.rejected_reason,
+            int(row.soft_failed),
+            row.state_group,
+            row.prev_state_event_nid,
             encode_canonical_json(event.pdu).decode(),
-            redacted_by,
+            row.redacted_by,
         )
-        return int(nid)
+        return replace(row, event_nid=int(nid))
 
     async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
         await self.add_edges_many(q, [(event_nid, p) for p in prev_event_ids])

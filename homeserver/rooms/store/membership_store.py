@@ -216,6 +216,17 @@ class MembershipStore:
             return members, None
         return members, {str(r[1]): (None if r[5] is None else str(r[5])) for r in rows}
 
+    async def membership_changed_after(self, room_nid: int, position: int) -> bool:
+        """Whether a membership of the room changed after ``position`` (an index probe,
+        migration 0405): how a cache of the room's members that another process may have
+        outdated, its drop still on the way, checks itself."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM room_memberships WHERE room_nid = $1 AND stream_ordering > $2 LIMIT 1",
+            room_nid,
+            position,
+        )
+        return found is not None
+
     async def rooms_with_joined_guests(self) -> list[int]:
         """Rooms where a guest account of this server is joined (guest accounts are
         local by definition). Read at start-up only: see ``GuestReconciler``."""

@@ -152,7 +152,10 @@ class RoomStore:
         return [int(r[0]) for r in rows]
 
     async def set_public(self, room_nid: int, public: bool) -> None:
-        await self.db.execute(
+        await self.set_public_in(self.db, room_nid, public)
+
+    async def set_public_in(self, q: Queries, room_nid: int, public: bool) -> None:
+        await q.execute(
             "UPDATE rooms SET is_public = $1 WHERE room_nid = $2", int(public), room_nid
         )
 
@@ -231,18 +234,23 @@ class RoomStore:
     async def create_alias(self, alias: str, room_nid: int, creator: str, ts: int) -> bool:
         """False if the alias is taken."""
         async with self.db.transaction() as q:
-            taken = await q.fetchval("SELECT 1 FROM room_aliases WHERE room_alias = $1", alias)
-            if taken is not None:
-                return False
-            await q.execute(
-                "INSERT INTO room_aliases (room_alias, room_nid, creator, created_ts)"
-                " VALUES ($1, $2, $3, $4)",
-                alias,
-                room_nid,
-                creator,
-                ts,
-            )
-        return True
+            return await self.create_alias_in(q, alias, room_nid, creator, ts)
+
+    async def create_alias_in(
+        self, q: Queries, alias: str, room_nid: int, creator: str, ts: int
+    ) -> bool:
+        """``create_alias`` inside the caller's transaction (createRoom's own). One
+        statement, so that two transactions racing for an alias on PostgreSQL end with
+        one owner and a False, not a unique violation."""
+        claimed = await q.fetchval(
+            "INSERT INTO room_aliases (room_alias, room_nid, creator, created_ts)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (room_alias) DO NOTHING RETURNING room_alias",
+            alias,
+            room_nid,
+            creator,
+            ts,
+        )
+        return claimed is not None
 
     async def get_alias(self, alias: str) -> tuple[str, str] | None:
         """(room_id, creator) of a local alias."""
