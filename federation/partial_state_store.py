@@ -4,14 +4,24 @@ whole state is merged (see migration 0390 and ``federation.membership.partial_st
 Reads that run on every inbound PDU or outbound send ask ``is_partial``: a room
 that is known to be complete is remembered as such, so a room that never was
 partial costs one query per process, not one per event.
+
+Table ``partial_state_completed`` (migration 0420): the events-stream position at
+which each room's merge committed. /sync reads both (``partial_among``,
+``completed_between``): a sync that does not lazy-load members leaves partial rooms
+out, and sends a room completed after its token as newly joined.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Queries
+from homeserver.storage.sql import placeholders
+
+# Room nids per statement of the batched reads.
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +105,47 @@ class PartialStateStore:
             for r in rows
         ]
 
-    async def clear_in(self, q: Queries, room_nid: int) -> None:
-        """Inside the transaction that merges the whole state."""
+    async def clear_in(self, q: Queries, room_nid: int, position: int) -> None:
+        """Inside the transaction that merges the whole state, which took the events
+        stream's ``position`` for it (/sync sends the room as new to a token before it)."""
         await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
+        await q.execute("DELETE FROM partial_state_completed WHERE room_nid = $1", room_nid)
+        await q.execute(
+            "INSERT INTO partial_state_completed (room_nid, stream_ordering) VALUES ($1, $2)",
+            room_nid,
+            position,
+        )
+
+    async def partial_among(self, room_nids: Collection[int]) -> set[int]:
+        """Which of these rooms, each with a local member joined, are partial now. Rooms
+        seen complete are not asked again: a room with a local member joined is never
+        marked partial again (only a join to a room we are not in is partial), so for
+        /sync, which asks about its user's joined rooms, this is mostly no statement."""
+        unknown = [n for n in room_nids if n not in self._complete]
+        found: set[int] = set()
+        for start in range(0, len(unknown), _CHUNK):
+            chunk = unknown[start : start + _CHUNK]
+            rows = await self.db.fetchall(
+                "SELECT room_nid FROM partial_state_rooms"
+                f" WHERE room_nid IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            found |= {int(r["room_nid"]) for r in rows}
+        self._complete.update(n for n in unknown if n not in found)
+        return found
+
+    async def completed_between(self, since: int, upto: int) -> set[int]:
+        """Rooms whose whole state was merged after events position ``since`` and at or
+        before ``upto`` (an indexed range; empty without a read when nothing moved)."""
+        if upto <= since:
+            return set()
+        rows = await self.db.fetchall(
+            "SELECT room_nid FROM partial_state_completed"
+            " WHERE stream_ordering > $1 AND stream_ordering <= $2",
+            since,
+            upto,
+        )
+        return {int(r["room_nid"]) for r in rows}
 
     def completed(self, room_nid: int) -> None:
         self._complete.add(room_nid)

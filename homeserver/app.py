@@ -312,7 +312,11 @@ class HomeServer:
         # device-list EDUs), and the keys service needs the relay for remote users.
         e2ee.keys.remote = relay.remote_keys
         # Rooms across servers (fedrooms): PDU pipeline, membership handshakes, reads.
-        hs.federation.attach_rooms(rooms_area.rooms, rooms_area.memberships, rooms_area.reader)
+        fed_rooms = hs.federation.attach_rooms(
+            rooms_area.rooms, rooms_area.memberships, rooms_area.reader
+        )
+        # /sync without lazy-loaded members leaves partial-state rooms out until whole.
+        hs.sync_area.sync.src.partial_state = fed_rooms.partial.store
         # The room directory (and other servers' aliases), space hierarchies and
         # jump-to-date over federation (both ways).
         hs.federation.attach_directory(

@@ -190,8 +190,9 @@ class FederationConfig:
     allow_list: list[str] | None = None
     deny_list: list[str] = field(default_factory=list)
     # Join remote rooms with partial state (send_join omit_members): the join returns
-    # without the members, which are fetched in the background.
-    partial_state_joins: bool = False
+    # without the members, which are fetched in the background (a /sync that does
+    # not lazy-load members gets such a room once it is whole).
+    partial_state_joins: bool = True
 
 
 @dataclass

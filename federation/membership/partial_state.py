@@ -18,10 +18,13 @@ client at once. This module then completes the state in the background::
       lock(room), one transaction:   keys the partial state lacks are added to
                                      the room's snapshot state groups, to the
                                      current state and to room_memberships; the
-                                     marker is deleted
+                                     marker is deleted; an events-stream position
+                                     is taken and recorded as the completion
       wake waiters                   /members and friends waiting for the state
       merged_hooks(joined users)     device lists: the merged members are news to
                                      our members' /sync device_lists.changed
+      wake /sync                     our members' syncs that left the room out
+                                     (no lazy-loading) get it as newly joined
 
 A restart leaves the marker: ``resume`` starts the resync again. Keys that an
 event received meanwhile already set are never overwritten (only missing keys
@@ -54,6 +57,7 @@ from homeserver.rooms.auth.constants import CREATE, MEMBER
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.write_order import hold_room_for_write
+from homeserver.streams.signal import EVENTS
 
 log = logging.getLogger("myelin.federation.partial_state")
 
@@ -264,7 +268,11 @@ class PartialStateJoins:
                     membership = ev.membership or "leave"
                     rows.append((ev.state_key or "", membership, nid, names.get(nid)))
                 await rooms.members.add_memberships(q, room.room_nid, join_so, rows)
-                await self.store.clear_in(q, room.room_nid)
+                # A position of the events stream of its own: /sync sends the room, now
+                # whole, as newly joined to a client that does not lazy-load members
+                # and whose token is before it (it left the room out until now).
+                position = await rooms.events.next_stream_ordering(q)
+                await self.store.clear_in(q, room.room_nid, position)
             rooms.state.changed_in_place()
             rooms.members.local_cache.changed([room.room_nid])
             self.store.completed(room.room_nid)
@@ -274,6 +282,10 @@ class PartialStateJoins:
                 await hook(joined)
             except Exception:
                 log.exception("after the partial-state merge of %s", room.room_id)
+        # After the hooks: the sync this wakes, which gets the room as newly joined, then
+        # also reads their device-list news (its token covers it, for /keys/changes too).
+        local = await rooms.members.local_users(room.room_nid, self.server_name)
+        rooms.signal.changed(EVENTS, position, [*local, room.room_id])
 
 
 def _member(event: Event) -> bool:

@@ -171,6 +171,23 @@ class SyncBuilder:
             ]
         ctx.infos = infos
 
+    async def _partial_state(self, ctx: SyncContext) -> None:
+        """A client that does not lazy-load members takes a room's members from the
+        sync's state: a partial-state room (members omitted, merged later in place) is
+        left out until its state is whole, and then sent as newly joined, with its
+        whole state (``ctx.completed``). Lazy-loading clients see it at once: they read
+        the members they need with the events, and ``/members`` waits."""
+        partial_state = self.src.partial_state
+        if partial_state is None or ctx.flt.room.state.lazy_load_members or not ctx.joined:
+            return
+        partial = await partial_state.partial_among(list(ctx.joined))
+        if partial:
+            ctx.joined = {n: i for n, i in ctx.joined.items() if n not in partial}
+            ctx.changed = [m for m in ctx.changed if m.room_nid not in partial]
+        if ctx.since is not None:
+            done = await partial_state.completed_between(ctx.since.events, ctx.now.events)
+            ctx.completed = {n for n in done if n in ctx.joined}
+
     async def _load_ignored(self, ctx: SyncContext) -> None:
         if not ctx.ignored_read:
             ctx.ignored = await self._ignored(ctx)
@@ -222,6 +239,7 @@ class SyncBuilder:
             # (a new peek reads it for its history: ``_peeks``).
             await self._load_ignored(ctx)
         await self.memberships(ctx)
+        await self._partial_state(ctx)
         user = self._user
         if ctx.req.to_device:
             to_device, td_pos = await user.to_device(ctx)
@@ -243,6 +261,7 @@ class SyncBuilder:
             )
             active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
+            active |= ctx.completed
             extra = set(ephemeral) | set(room_data)
             active |= {joined_ids[r] for r in extra if r in joined_ids}
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
@@ -252,6 +271,7 @@ class SyncBuilder:
             room.room_nid
             for room in joined_rooms
             if ctx.since is None
+            or room.room_nid in ctx.completed
             or (
                 by_room.get(room.room_nid) is not None
                 and by_room[room.room_nid].membership == "join"

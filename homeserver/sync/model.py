@@ -4,8 +4,9 @@ the start, so every section describes the same moment)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from homeserver.e2ee.keys import KeysService
 from homeserver.e2ee.to_device import ToDeviceService
@@ -46,6 +47,22 @@ class SyncRequest:
     encoded_state: bool = False
 
 
+class PartialStateRooms(Protocol):
+    """Rooms joined over federation with partial state (their members omitted), as the
+    federation side records them (``federation.partial_state_store``). A sync that does
+    not lazy-load members leaves them out until their state is whole, then sends them
+    as newly joined (as Synapse does): such a client takes the member list from the
+    sync's state, and the members merged later are never sent as changes."""
+
+    async def partial_among(self, room_nids: Collection[int]) -> set[int]:
+        """Which of these rooms (each with a local member joined) are partial now."""
+        ...
+
+    async def completed_between(self, since: int, upto: int) -> set[int]:
+        """Rooms whose whole state arrived in events positions (since, upto]."""
+        ...
+
+
 @dataclass
 class SyncSources:
     """The per-user and ephemeral services /sync reads (wired by the composition root)."""
@@ -61,6 +78,8 @@ class SyncSources:
     users_sharing_room_with: Callable[[str], Awaitable[set[str]]]
     # MSC2753 peeks of a device (None: no peeking).
     peeks: PeekStore | None = None
+    # Partial-state rooms (None: no federation, so none); bound by the composition root.
+    partial_state: PartialStateRooms | None = None
 
 
 @dataclass
@@ -74,6 +93,9 @@ class SyncContext:
     joined: dict[int, RoomInfo] = field(default_factory=dict)
     changed: list[Membership] = field(default_factory=list)
     left_nids: set[int] = field(default_factory=set)
+    # Joined rooms whose partial state became whole since the token, sent as newly
+    # joined to a client that does not lazy-load members (it has not had them yet).
+    completed: set[int] = field(default_factory=set)
     infos: dict[int, RoomInfo] = field(default_factory=dict)
     # The user's own membership in the rooms of ``joined`` (read once, used per room).
     own_memberships: dict[int, Membership] = field(default_factory=dict)

@@ -91,6 +91,7 @@ class UserSections:
         moves = await self.member_moves(ctx)
         users = {m.user_id for m in moves if m.membership == "join" and m.room_nid in ctx.joined}
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
+        newly_joined |= ctx.completed  # a partial-state room sent whole at last
         if newly_joined:
             users |= await self.members.joined_users(sorted(newly_joined))
         users.discard(ctx.user_id)
@@ -133,6 +134,7 @@ class UserSections:
         )
         moves = await self.member_moves(ctx)
         newly_joined = {m.room_nid for m in ctx.changed if m.membership == "join"}
+        newly_joined |= ctx.completed  # a partial-state room sent whole at last
         if not (changed or moves or newly_joined or ctx.left_nids):
             # Nothing moved: skip the (join-heavy) read of who shares a room with us.
             return {"changed": [], "left": []}

@@ -13,7 +13,8 @@ from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
 from homeserver.rooms.store.rooms_store import RoomInfo
 
-# Partial-state joins are opt-in (config federation.partial_state_joins).
+# Partial-state joins are on by default (config federation.partial_state_joins); the
+# tests say so, not to depend on the default.
 PARTIAL_ON = {"partial_state_joins": True}
 
 

@@ -2,8 +2,9 @@
 
 Myelin joining a Synapse room: Synapse omits the members when asked, so the room is
 partial on Myelin (its resync held back by the test with
-tests/federation/partial_support.py) while messages flow both ways; once the
-resync runs, Myelin knows every member. Synapse joining a Myelin room: Synapse asks
+tests/federation/partial_support.py) while messages flow both ways, and left out of a
+/sync that does not lazy-load members; once the resync runs, Myelin knows every member
+and that sync gets the room as newly joined. Synapse joining a Myelin room: Synapse asks
 for a partial state by default, then fetches the rest from Myelin (``/state_ids``,
 ``/event``); its member list ends up whole and messages flow both ways.
 """
@@ -81,6 +82,11 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
     room = await room_info(m, room_id)
     partial = partial_joins(m)
     assert await partial.is_partial(room.room_nid)  # Synapse omitted them
+    # A /sync that does not lazy-load members (matrix-nio's) leaves the partial room out.
+    r = await api_m.get("/sync?timeout=0", token=alice.access_token)
+    assert r.status == 200, r.body
+    assert room_id not in r.body["rooms"]["join"]
+    since = r.body["next_batch"]
 
     # Both ways while partial: a Synapse member Myelin has no membership of yet, and Alice.
     api_c, carl = others[2]
@@ -94,6 +100,18 @@ async def test_myelin_joins_a_synapse_room_with_partial_state(
     assert await partial.wait_full(room, 60.0)
     everyone = {alice.user_id, sam.user_id} | {u.user_id for _, u in others}
     assert await joined(api_m, alice, room_id) == everyone
+    # Whole now: the next sync sends it as newly joined, every member in its state.
+    r = await api_m.get(f"/sync?timeout=0&since={q(since)}", token=alice.access_token)
+    assert r.status == 200, r.body
+    room_body = r.body["rooms"]["join"][room_id]
+    events = room_body["state"]["events"] + room_body["timeline"]["events"]
+    members = {
+        e["state_key"]
+        for e in events
+        if e["type"] == "m.room.member" and e["content"]["membership"] == "join"
+    }
+    assert members == everyone
+    assert everyone - {alice.user_id} <= set(r.body["device_lists"]["changed"])
 
 
 async def test_synapse_joins_a_myelin_room_with_partial_state(
