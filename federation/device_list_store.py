@@ -54,7 +54,13 @@ class RemoteDeviceListStore:
         cross_signing: dict[str, dict[str, Any]],
         now: int,
     ) -> None:
-        """A full resync: the user's whole device list and cross-signing keys."""
+        """A full resync: the user's whole device list and cross-signing keys.
+
+        The user's ``federation_remote_device_lists`` row is written first: its row lock
+        serialises two resyncs of one user (a /keys/query resync beside the background
+        one). Otherwise, on PostgreSQL, the second's DELETE misses the rows the first
+        inserted and its INSERT then hits their primary key."""
+        await self.set_stream_id(txn, user_id, stream_id, now)
         await txn.execute("DELETE FROM federation_remote_devices WHERE user_id = $1", user_id)
         await txn.execute("DELETE FROM federation_remote_cross_signing WHERE user_id = $1", user_id)
         await txn.executemany(
@@ -72,7 +78,6 @@ class RemoteDeviceListStore:
         )
         for usage, key in cross_signing.items():
             await self.put_cross_signing(txn, user_id, usage, key)
-        await self.set_stream_id(txn, user_id, stream_id, now)
 
     async def set_stream_id(self, txn: Queries, user_id: str, stream_id: int, now: int) -> None:
         await txn.execute(
