@@ -141,6 +141,9 @@ class PushRuleService:
 
     async def client_ruleset(self, user_id: str) -> dict[str, Any]:
         """The ``m.push_rules`` content: ``{"global": Ruleset}``."""
+        cached = self._cache.get(user_id)
+        if cached is not None:  # no user_nid lookup on every initial /sync
+            return {"global": ruleset_json(cached)}
         nid = await self.db.fetchval("SELECT user_nid FROM users WHERE user_id = $1", user_id)
         if nid is None:
             return {"global": ruleset_json(build_ruleset(user_id, {}, {}))}
