@@ -186,3 +186,20 @@ async def test_an_event_whose_evaluation_keeps_failing_does_not_hold_the_others(
     b = await sync(api, bob)
     assert counts(b, room_id) == {"notification_count": 2, "highlight_count": 0}
     assert await push_rows(hs.db, good) == sorted([bob.user_id, _carol.user_id])
+
+
+async def test_a_position_without_an_event_does_not_hold_readers(
+    server: RunningServer, api: Api
+) -> None:
+    """A stream position taken with no event (a partial-state room made whole takes
+    one for /sync) is stepped over: readers waiting for it are answered at once,
+    not after the evaluator's wait limit with counts reported as lagging."""
+    alice, _bob, _carol, room_id = await room_of_three(api)
+    await send_text(api, alice, room_id, "hello", "p1")
+    hs = server.hs
+    evaluator = hs.sync_area.push_evaluator
+    assert await evaluator.caught_up(await hs.rooms_area.rooms.events.current_position())
+    async with hs.db.transaction() as q:
+        position = await hs.rooms_area.rooms.events.next_stream_ordering(q)
+    assert await evaluator.caught_up(position)
+    assert await cursor(hs.db) >= position
