@@ -218,11 +218,7 @@ class PushActionStore:
                 user_id,
                 *(v for pair in chunk for v in pair),
             )
-            for r in rows:
-                out[int(r["room_nid"])][str(r["thread_id"])] = (
-                    ThreadCounts(int(r["n"] or 0), int(r["h"] or 0)),
-                    int(r["so"]),
-                )
+            _fold_counts(rows, out)
         return out
 
     async def counts_after_read_many(
@@ -256,11 +252,7 @@ class PushActionStore:
                 *(room_id for _, room_id in chunk),
                 *(nid for nid, _ in chunk),
             )
-            for r in rows:
-                out[int(r["room_nid"])][str(r["thread_id"])] = (
-                    ThreadCounts(int(r["n"] or 0), int(r["h"] or 0)),
-                    int(r["so"]),
-                )
+            _fold_counts(rows, out)
         return out
 
     async def counts_in_thread_after(
@@ -324,3 +316,13 @@ def _action_row(r: Any) -> PushActionRow:
         tuple(json.loads(r["actions"])),
         int(r["ts"]),
     )
+
+
+def _fold_counts(rows: Sequence[Any], out: dict[int, dict[str, tuple[ThreadCounts, int]]]) -> None:
+    """Rows of (room_nid, thread_id, n, h, so) into ``out``: per room, per thread, the
+    counts and the oldest counted position."""
+    for r in rows:
+        out[int(r["room_nid"])][str(r["thread_id"])] = (
+            ThreadCounts(int(r["n"] or 0), int(r["h"] or 0)),
+            int(r["so"]),
+        )
