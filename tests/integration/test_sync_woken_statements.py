@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from homeserver.push.notifications import ONE_STATEMENT_ROOMS
 from homeserver.storage.database import count_statements
 from tests.conftest import ServerFactory
 from tests.helpers import Api
@@ -256,13 +259,19 @@ async def test_key_counts_read_with_the_heads_follow_uploads_and_claims(
         assert r.body["device_one_time_keys_count"] == {"signed_curve25519": 1}
 
 
+@pytest.mark.parametrize("other_rooms", [0, ONE_STATEMENT_ROOMS])
 async def test_unread_counts_read_with_the_receipts_follow_each_receipt(
-    make_server: ServerFactory,
+    make_server: ServerFactory, other_rooms: int
 ) -> None:
+    """Both paths: receipts and counts in one statement (a few rooms), and the receipts
+    read first (more rooms than ``ONE_STATEMENT_ROOMS``, as in an initial sync)."""
     server = await make_server()
     async with Api(server.client_url) as api:
         alice = await api.register("alice")
         bob = await api.register("bob")
+        for i in range(other_rooms):
+            other = await shared_room(api, alice, bob)
+            await send_text(api, alice, other, "elsewhere", f"o{i}")
         room = await shared_room(api, alice, bob)
         sent = [await send_text(api, alice, room, f"n{i}", f"u{i}") for i in range(3)]
 
