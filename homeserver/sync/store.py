@@ -9,6 +9,7 @@ membership store's, since the room service needs them too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.events.canonical import decode_json
 from homeserver.rooms.store.membership_store import (
@@ -111,15 +112,7 @@ class SyncStore:
 
     async def stream_heads(self) -> StreamHeads:
         """Every database stream's current position, in one statement."""
-        row = await self.db.fetchone(_STREAM_HEADS)
-        return StreamHeads(
-            events=int(row["events"]),
-            device_lists=int(row["device_lists"]),
-            to_device=int(row["to_device"]),
-            account_data=int(row["account_data"]),
-            receipts=int(row["receipts"]),
-            presence=int(row["presence"]),
-        )
+        return _heads(await self.db.fetchone(_STREAM_HEADS))
 
     async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
         """``stream_heads``, with whether this device peeks into a room, the user's
@@ -129,13 +122,8 @@ class SyncStore:
         own = row["own_presence"]
         counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
         fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
-        return StreamHeads(
-            events=int(row["events"]),
-            device_lists=int(row["device_lists"]),
-            to_device=int(row["to_device"]),
-            account_data=int(row["account_data"]),
-            receipts=int(row["receipts"]),
-            presence=int(row["presence"]),
+        return _heads(
+            row,
             peeking=bool(row["peeking"]),
             own_presence=None if own is None else str(own),
             key_counts=(counts, fallback),
@@ -248,3 +236,16 @@ class SyncStore:
             upto,
         )
         return [membership_from_row(r) for r in rows]
+
+
+def _heads(row: Any, **extra: Any) -> StreamHeads:
+    """The stream positions of a heads row, plus ``extra`` fields."""
+    return StreamHeads(
+        events=int(row["events"]),
+        device_lists=int(row["device_lists"]),
+        to_device=int(row["to_device"]),
+        account_data=int(row["account_data"]),
+        receipts=int(row["receipts"]),
+        presence=int(row["presence"]),
+        **extra,
+    )
