@@ -124,6 +124,7 @@ class SyncBuilder:
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
         ctx.key_counts = heads.key_counts
+        ctx.completed_head = heads.completed
         return await self._build_at(ctx)
 
     async def memberships(self, ctx: SyncContext) -> None:
@@ -184,7 +185,9 @@ class SyncBuilder:
         if partial:
             ctx.joined = {n: i for n, i in ctx.joined.items() if n not in partial}
             ctx.changed = [m for m in ctx.changed if m.room_nid not in partial]
-        if ctx.since is not None:
+        if ctx.since is not None and (
+            ctx.completed_head is None or ctx.completed_head > ctx.since.events
+        ):
             done = await partial_state.completed_between(ctx.since.events, ctx.now.events)
             ctx.completed = {n for n in done if n in ctx.joined}
 
@@ -257,7 +260,11 @@ class SyncBuilder:
             # Which rooms have new events, and their newest events (the timelines of
             # the rooms not newly joined): one statement.
             new_events = await self.rooms.events.new_in_rooms(
-                list(ctx.joined), ctx.since.events, ctx.now.events, ctx.limit + 1
+                list(ctx.joined),
+                ctx.since.events,
+                ctx.now.events,
+                ctx.limit + 1,
+                childless=ctx.childless,
             )
             active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}

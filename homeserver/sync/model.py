@@ -114,6 +114,12 @@ class SyncContext:
     # The device's (one-time key counts, unused fallback key types) when read with
     # ``now`` (``SyncStore.sync_heads``); None: read them.
     key_counts: tuple[dict[str, int], list[str]] | None = None
+    # The newest events position at which a partial-state room became whole, when read
+    # with ``now`` (``SyncStore.sync_heads``); None: unknown, ask the partial-state store.
+    completed_head: int | None = None
+    # Ids of new events that no relation points at, read with them
+    # (``EventStore.new_in_rooms``): their bundled aggregations are not looked up.
+    childless: set[str] = field(default_factory=set)
 
     @property
     def user_id(self) -> str:

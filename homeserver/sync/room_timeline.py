@@ -280,7 +280,11 @@ class RoomTimeline:
             state_events = [_federation_format(s) for s in all_state]
         else:
             events = await self.serializer.serialize(
-                all_timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+                all_timeline,
+                with_room_id=False,
+                user_id=ctx.user_id,
+                device_id=ctx.req.device_id,
+                childless=ctx.childless,
             )
             if ctx.req.encoded_state and fields is None:
                 # Straight to the wire, whole: each state event's JSON encoded once

@@ -43,16 +43,21 @@ _STREAM_HEADS = (
 # (MSC2753; the peeks themselves are read only then), the user's own presence state
 # (``set_presence`` writes only when it differs), and the device's one-time key counts
 # and unused fallback key types (``DeviceKeysStore.sync_key_counts``'s two reads, as
-# rows of their own: kind 1 and 2; the heads are the row of kind 0).
+# rows of their own: kind 1 and 2; the heads are the row of kind 0). And the newest
+# position at which a partial-state room's state became whole (``completed``): a sync
+# reads which rooms those were only when that is past its token, almost never (the
+# table is federation's, ``federation/partial_state_store.py``; an index max here is a
+# statement less on every woken sync).
 _SYNC_HEADS = (
     "SELECT 0 AS kind, '' AS name, 0 AS n, "
     + _STREAM_HEADS.removeprefix("SELECT ")
     + ", CASE WHEN EXISTS (SELECT 1 FROM room_peeks WHERE user_id = $1 AND device_id = $2)"
     " THEN 1 ELSE 0 END AS peeking, (SELECT state FROM presence WHERE user_nid = $3)"
-    " AS own_presence"
-    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL"
+    " AS own_presence,"
+    " (SELECT MAX(stream_ordering) FROM partial_state_completed) AS completed"
+    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
-    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL"
+    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0"
 )
 
@@ -74,6 +79,9 @@ class StreamHeads:
     own_presence: str | None = None
     # (one-time key counts by algorithm, unused fallback key types); None: not read.
     key_counts: tuple[dict[str, int], list[str]] | None = None
+    # The newest events position at which a partial-state room became whole (0: none);
+    # None: not read.
+    completed: int | None = None
 
 
 # An incremental sync's memberships in ONE statement (they were three: the user's joined
@@ -120,6 +128,7 @@ class SyncStore:
         rows = await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid)
         row = next(r for r in rows if int(r["kind"]) == 0)
         own = row["own_presence"]
+        completed = row["completed"]
         counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
         fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
         return _heads(
@@ -127,6 +136,7 @@ class SyncStore:
             peeking=bool(row["peeking"]),
             own_presence=None if own is None else str(own),
             key_counts=(counts, fallback),
+            completed=0 if completed is None else int(completed),
         )
 
     async def user_memberships(self, user_id: str, since: int, upto: int) -> UserMemberships:

@@ -13,7 +13,11 @@ What was cut, each paired with a test that the answer still moves:
 - the rooms with new events and their newest events are one statement (a window
   per room): a burst longer than the timeline limit is still ``limited``;
 - keys-only state loads are cached per (group, key): a group changed in place is
-  read again.
+  read again;
+- whether a relation points at each new event is read with them, and bundles are read
+  only for those (tests/integration/test_sync_childless_events.py);
+- the newest partial-state completion is read with the heads, and the rooms made whole
+  only when it is past the token (tests/federation/test_partial_state_sync.py).
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_sections import shared_room
 
 LONG_POLL_MS = 60_000
-# Heads (with peeks, presence and key counts) twice, memberships, new events, unread
-# counts (with the read receipts), bundled aggregations, and the partial-state rooms
-# made whole since the token (the events stream moved). Was 16 at 5f76781.
-WOKEN_SYNC_STATEMENTS = 7
+# Heads (with peeks, presence, key counts and the newest partial-state completion)
+# twice, memberships, new events (with whether a relation points at each), and unread
+# counts (with the read receipts). Was 16 at 5f76781, 7 at 34949b8 (the bundled
+# aggregations and the partial-state rooms made whole since the token had a statement
+# each).
+WOKEN_SYNC_STATEMENTS = 5
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
@@ -65,6 +71,10 @@ async def test_woken_sync_with_one_message_costs_at_most_n_statements(
         assert count(counter, "FROM users u LEFT JOIN presence") == 0
         assert count(counter, "SELECT DISTINCT room_nid FROM events") == 0
         assert count(counter, "WITH RECURSIVE chain") == 0  # the state keys are cached
+        # No relation points at the new event: no bundle read (test_sync_childless_events).
+        assert count(counter, "WHERE r.rel_type IN (") == 0
+        # No partial-state room was made whole: only the max in the heads.
+        assert count(counter, "FROM partial_state_completed WHERE") == 0
 
 
 async def test_presence_that_differs_from_set_presence_is_still_written(
