@@ -28,6 +28,7 @@ from typing import Any
 
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
@@ -127,16 +128,20 @@ class SyncBuilder:
         ctx.completed_head = heads.completed
         return await self._build_at(ctx)
 
-    async def memberships(self, ctx: SyncContext) -> None:
-        """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
+    async def memberships(self, ctx: SyncContext, with_events: bool = False) -> None:
+        """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report); with
+        ``with_events``, an incremental sync's rooms' new events too (``_new_events``),
+        read in the same statement."""
         members = self.rooms.members
         now = ctx.now.events
         moves: list[Membership] | None = None
         if ctx.since is None:
             mine = await members.rooms_for_user(ctx.user_id, ("join",))
         else:
-            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now)
+            limit = ctx.limit + 1 if with_events else 0
+            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now, limit)
             mine, moves = read.joined, read.moves
+            ctx.new_event_rows = read.new_events
         joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
             current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
@@ -171,6 +176,25 @@ class SyncBuilder:
                 m for m in moves if m.room_nid in ctx.joined or m.room_nid in ctx.left_nids
             ]
         ctx.infos = infos
+
+    async def _new_events(self, ctx: SyncContext) -> dict[int, list[StoredEvent]]:
+        """room nid -> its newest ``limit + 1`` events in the range, newest first, for
+        the joined rooms answered for that have any (read with the memberships: a room
+        not in it has none). The ids of those that no relation points at go to
+        ``ctx.childless``: their bundled aggregations are not looked up. (A relation
+        committed after that read has a position past ``ctx.now``: the client gets it
+        as a timeline event of a later sync.)"""
+        rows = [e for e in ctx.new_event_rows if e.room_nid in ctx.joined]
+        found = await self.rooms.events.by_nids(e.event_nid for e in rows)
+        out: dict[int, list[StoredEvent]] = {}
+        for e in rows:
+            room = out.setdefault(e.room_nid, [])
+            stored = found.get(e.event_nid)
+            if stored is not None:
+                room.append(stored)
+            if not e.has_children:
+                ctx.childless.add(e.event_id)
+        return out
 
     async def _partial_state(self, ctx: SyncContext) -> None:
         """A client that does not lazy-load members takes a room's members from the
@@ -241,7 +265,7 @@ class SyncBuilder:
             # typing or a receipt) there is nothing to hide, so the read is skipped
             # (a new peek reads it for its history: ``_peeks``).
             await self._load_ignored(ctx)
-        await self.memberships(ctx)
+        await self.memberships(ctx, with_events=not ctx.req.full_state)
         await self._partial_state(ctx)
         user = self._user
         if ctx.req.to_device:
@@ -258,14 +282,8 @@ class SyncBuilder:
             active = set(ctx.joined)
         else:
             # Which rooms have new events, and their newest events (the timelines of
-            # the rooms not newly joined): one statement.
-            new_events = await self.rooms.events.new_in_rooms(
-                list(ctx.joined),
-                ctx.since.events,
-                ctx.now.events,
-                ctx.limit + 1,
-                childless=ctx.childless,
-            )
+            # the rooms not newly joined): read with the memberships.
+            new_events = await self._new_events(ctx)
             active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
             active |= ctx.completed

@@ -17,6 +17,7 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.peeks import Peek, PeekStore
+from homeserver.sync.store import NewEvent
 from homeserver.userdata.account_data import AccountDataService
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
@@ -117,8 +118,11 @@ class SyncContext:
     # The newest events position at which a partial-state room became whole, when read
     # with ``now`` (``SyncStore.sync_heads``); None: unknown, ask the partial-state store.
     completed_head: int | None = None
-    # Ids of new events that no relation points at, read with them
-    # (``EventStore.new_in_rooms``): their bundled aggregations are not looked up.
+    # An incremental sync's new events in its rooms, read with the memberships
+    # (``SyncStore.user_memberships``).
+    new_event_rows: list[NewEvent] = field(default_factory=list)
+    # Ids of new events that no relation points at, read with them: their bundled
+    # aggregations are not looked up.
     childless: set[str] = field(default_factory=set)
 
     @property

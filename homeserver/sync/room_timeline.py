@@ -98,7 +98,7 @@ class RoomTimeline:
         paginate (as Synapse answers, which clients expect).
 
         ``new_events``: each room's newest ``limit + 1`` events in ``(since, upto]``
-        when the caller has read them (``EventStore.new_in_rooms``; a room not in it
+        when the caller has read them (``SyncStore.user_memberships``; a room not in it
         has none), so they are not read again."""
         if not rooms:
             return {}

@@ -1,5 +1,5 @@
 """An incremental /sync reads, with its new events, whether any relation points at
-them (``EventStore.new_in_rooms``), and looks up bundled aggregations only for those
+them (``SyncStore.user_memberships``), and looks up bundled aggregations only for those
 that have one: a woken sync of a plain message reads no bundles (a statement less),
 and a new event whose edit, reference or thread reply is in the same batch still gets
 them all."""

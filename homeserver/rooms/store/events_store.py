@@ -614,52 +614,6 @@ class EventStore:
                     out[int(r["room_nid"])].append(stored)
         return out
 
-    async def new_in_rooms(
-        self,
-        room_nids: Sequence[int],
-        after: int,
-        upto: int,
-        limit: int,
-        childless: set[str] | None = None,
-    ) -> dict[int, list[StoredEvent]]:
-        """room nid -> its newest ``limit`` events in ``(after, upto]``, newest first, for
-        the rooms of ``room_nids`` that have any: ``rooms_with_events`` and
-        ``latest_in_rooms`` of those rooms in one statement per 500 rooms (an
-        incremental /sync, set-based: a window over the range, not a branch per room).
-
-        ``childless``, when given, gains the ids of the events that no relation points
-        at, read in the same statement: their bundled aggregations are empty, so a
-        /sync serving them skips that read (``RelationAggregator.bundles``). A relation
-        committed after this read has a stream position past ``upto``: the client gets
-        it as a timeline event of a later sync."""
-        out: dict[int, list[StoredEvent]] = {}
-        if upto <= after:
-            return out  # an empty range: no statement
-        for chunk in _chunks(list(room_nids)):
-            rows = await self.db.fetchall(
-                "SELECT room_nid, event_nid, stream_ordering, event_id, EXISTS (SELECT 1"
-                " FROM event_relations r WHERE r.relates_to_id = w.event_id) AS has_children"
-                " FROM (SELECT room_nid, event_nid, stream_ordering, event_id,"
-                " ROW_NUMBER() OVER (PARTITION BY room_nid"
-                " ORDER BY stream_ordering DESC) AS rn FROM events WHERE stream_ordering > $1"
-                f" AND stream_ordering <= $2 AND room_nid IN ({placeholders(len(chunk), 4)}))"
-                " AS w WHERE rn <= $3",
-                after,
-                upto,
-                limit,
-                *chunk,
-            )
-            if childless is not None:
-                childless.update(str(r["event_id"]) for r in rows if not r["has_children"])
-            found = await self.by_nids(int(r["event_nid"]) for r in rows)
-            for r in sorted(rows, key=lambda r: -int(r["stream_ordering"])):
-                stored = found.get(int(r["event_nid"]))
-                if stored is not None:
-                    out.setdefault(int(r["room_nid"]), []).append(stored)
-                else:
-                    out.setdefault(int(r["room_nid"]), [])
-        return out
-
     async def rooms_with_events(self, room_nids: Sequence[int], after: int, upto: int) -> set[int]:
         """Which of ``room_nids`` have visible events in ``(after, upto]``."""
         out: set[int] = set()
