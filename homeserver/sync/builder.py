@@ -118,7 +118,16 @@ class SyncBuilder:
         return _token(await self.store.stream_heads(), self.src.typing.current_token())
 
     async def _build(self, ctx: SyncContext, heads: StreamHeads | None = None) -> dict[str, Any]:
-        if heads is None:
+        req = ctx.req
+        if heads is None and ctx.since is not None and not req.full_state:
+            # A woken long-poll: the heads and the memberships up to them (with the new
+            # events), one statement.
+            heads, ctx.memberships_read = await self.store.sync_heads_and_memberships(
+                req.user_id, req.device_id, req.user_nid, ctx.since.events, ctx.limit + 1
+            )
+            if not heads.peeking:
+                ctx.device_peeks = []
+        elif heads is None:
             heads = await self._heads(ctx.req)  # one statement for all of them
             if not heads.peeking:
                 ctx.device_peeks = []  # the device peeks into no room: nothing to read
@@ -138,8 +147,9 @@ class SyncBuilder:
         if ctx.since is None:
             mine = await members.rooms_for_user(ctx.user_id, ("join",))
         else:
-            limit = ctx.limit + 1 if with_events else 0
-            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now, limit)
+            read = ctx.memberships_read or await self.store.user_memberships(
+                ctx.user_id, ctx.since.events, now, ctx.limit + 1 if with_events else 0
+            )
             mine, moves = read.joined, read.moves
             ctx.new_event_rows = read.new_events
         joined = [m for m in mine if m.stream_ordering <= now]

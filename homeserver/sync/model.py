@@ -17,7 +17,7 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.peeks import Peek, PeekStore
-from homeserver.sync.store import NewEvent
+from homeserver.sync.store import NewEvent, UserMemberships
 from homeserver.userdata.account_data import AccountDataService
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
@@ -118,6 +118,9 @@ class SyncContext:
     # The newest events position at which a partial-state room became whole, when read
     # with ``now`` (``SyncStore.sync_heads``); None: unknown, ask the partial-state store.
     completed_head: int | None = None
+    # An incremental sync's memberships (with the new events) when read with ``now``
+    # (``SyncStore.sync_heads_and_memberships``); None: read them.
+    memberships_read: UserMemberships | None = None
     # An incremental sync's new events in its rooms, read with the memberships
     # (``SyncStore.user_memberships``).
     new_event_rows: list[NewEvent] = field(default_factory=list)

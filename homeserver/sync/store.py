@@ -119,6 +119,23 @@ _USER_MEMBERSHIPS_AND_EVENTS = (
 )
 
 
+# A woken long-poll's heads and memberships (with the new events) in ONE statement: it
+# needs both at once, and the memberships' range ends at the events head read here,
+# from the same snapshot. Parameters: $1 user, $2 device, $3 user nid (the heads'),
+# $4 since, $5 limit. The membership rows follow the heads' columns: kind 10 + part,
+# ``name`` the user (or event) id, ``n`` the room, ``events`` the event nid,
+# ``device_lists`` the stream position, ``own_presence`` the membership.
+_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
+_SYNC_HEADS_AND_MEMBERSHIPS = (
+    _SYNC_HEADS + " UNION ALL SELECT 10 + part, user_id, room_nid, event_nid, stream_ordering,"
+    " 0, 0, 0, 0, 0, membership, NULL FROM ("
+    + _USER_MEMBERSHIPS_AND_EVENTS.replace("$4", "$5")
+    .replace("$3", _EVENTS_HEAD)
+    .replace("$2", "$4")
+    + ") AS m"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """One of a room's newest events in a sync's range (``user_memberships``)."""
@@ -158,19 +175,30 @@ class SyncStore:
     async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
         """``stream_heads``, with whether this device peeks into a room, the user's
         presence state and the device's key counts, in one statement."""
-        rows = await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid)
-        row = next(r for r in rows if int(r["kind"]) == 0)
-        own = row["own_presence"]
-        completed = row["completed"]
-        counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
-        fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
-        return _heads(
-            row,
-            peeking=bool(row["peeking"]),
-            own_presence=None if own is None else str(own),
-            key_counts=(counts, fallback),
-            completed=0 if completed is None else int(completed),
+        return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
+
+    async def sync_heads_and_memberships(
+        self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
+    ) -> tuple[StreamHeads, UserMemberships]:
+        """``sync_heads`` and ``user_memberships`` up to the events head read with them
+        (a woken long-poll's two first reads), in one statement."""
+        rows = await self.db.fetchall(
+            _SYNC_HEADS_AND_MEMBERSHIPS, user_id, device_id, user_nid, since, limit
         )
+        heads = _sync_heads([r for r in rows if int(r["kind"]) < 10])
+        moved = [
+            (
+                int(r["kind"]) - 10,
+                int(r["n"]),
+                str(r["name"]),
+                str(r["own_presence"] or ""),
+                int(r["events"]),
+                int(r["device_lists"]),
+            )
+            for r in rows
+            if int(r["kind"]) >= 10
+        ]
+        return heads, _memberships(moved)
 
     async def user_memberships(
         self, user_id: str, since: int, upto: int, limit: int = 0
@@ -181,25 +209,19 @@ class SyncStore:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS_AND_EVENTS, user_id, since, upto, limit)
         else:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
-        parts: tuple[list[Membership], ...] = ([], [], [])
-        new_events: list[NewEvent] = []
-        for r in rows:
-            part = int(r["part"])
-            if part == 3:
-                new_events.append(
-                    NewEvent(
-                        int(r["room_nid"]),
-                        int(r["event_nid"]),
-                        int(r["stream_ordering"]),
-                        str(r["user_id"]),
-                        bool(r["membership"]),
-                    )
+        return _memberships(
+            [
+                (
+                    int(r["part"]),
+                    int(r["room_nid"]),
+                    str(r["user_id"]),
+                    str(r["membership"]),
+                    int(r["event_nid"]),
+                    int(r["stream_ordering"]),
                 )
-            else:
-                parts[part].append(membership_from_row(r))
-        parts[0].sort(key=lambda m: m.room_nid)
-        new_events.sort(key=lambda e: -e.stream_ordering)
-        return UserMemberships(parts[0], parts[1], parts[2], new_events)
+                for r in rows
+            ]
+        )
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(
@@ -299,6 +321,38 @@ class SyncStore:
             upto,
         )
         return [membership_from_row(r) for r in rows]
+
+
+def _sync_heads(rows: list[Any]) -> StreamHeads:
+    """A ``_SYNC_HEADS`` answer: the heads row (kind 0) and the key counts (1 and 2)."""
+    row = next(r for r in rows if int(r["kind"]) == 0)
+    own = row["own_presence"]
+    completed = row["completed"]
+    counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
+    fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
+    return _heads(
+        row,
+        peeking=bool(row["peeking"]),
+        own_presence=None if own is None else str(own),
+        key_counts=(counts, fallback),
+        completed=0 if completed is None else int(completed),
+    )
+
+
+def _memberships(rows: list[tuple[int, int, str, str, int, int]]) -> UserMemberships:
+    """A ``_USER_MEMBERSHIPS(_AND_EVENTS)`` answer, as (part, room nid, user id,
+    membership, event nid, stream ordering); in part 3 the user id is the event id and
+    the membership 'children' or ''."""
+    parts: tuple[list[Membership], ...] = ([], [], [])
+    new_events: list[NewEvent] = []
+    for part, room_nid, user_id, membership, event_nid, so in rows:
+        if part == 3:
+            new_events.append(NewEvent(room_nid, event_nid, so, user_id, bool(membership)))
+        else:
+            parts[part].append(Membership(room_nid, user_id, membership, event_nid, so))
+    parts[0].sort(key=lambda m: m.room_nid)
+    new_events.sort(key=lambda e: -e.stream_ordering)
+    return UserMemberships(parts[0], parts[1], parts[2], new_events)
 
 
 def _heads(row: Any, **extra: Any) -> StreamHeads:
