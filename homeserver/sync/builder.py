@@ -34,15 +34,15 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.ignored import IgnoredUsers
-from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
+from homeserver.sync.model import SyncContext, SyncRequest, SyncSources, timeline_limit
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.shared import SharedBuilds
-from homeserver.sync.store import StreamHeads, SyncStore
+from homeserver.sync.store import StreamHeads, SyncStore, UserMemberships
 from homeserver.sync.user_sections import UserSections
-from homeserver.userdata.filtering import room_allowed
+from homeserver.userdata.filtering import Filter, room_allowed
 
 __all__ = ["SyncBuilder", "SyncRequest"]
 
@@ -81,16 +81,27 @@ class SyncBuilder:
         with self.notifier.listen(req.user_id) as listener:
             # One statement in the usual case: the heads, whether the device peeks and
             # the user's presence (read after listening: a change committed from here
-            # on wakes the request).
-            heads = await self._heads(req)
+            # on wakes the request). An incremental sync that will not wait builds
+            # at once: its memberships and new events come in the same statement.
+            read: UserMemberships | None = None
+            if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
+                heads, read = await self.store.sync_heads_and_memberships(
+                    req.user_id, req.device_id, req.user_nid, req.since.events, _limit(flt)
+                )
+            else:
+                heads = await self._heads(req)
             if await self._user.set_presence(SyncContext(req), heads.own_presence):
                 heads = await self._heads(req)  # the user's own presence is in this answer
+                read = None  # read again up to these heads
             device_peeks: list[Peek] = []
             if heads.peeking:
                 device_peeks = await self._device_peeks(req)
                 self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
                 heads = await self._heads(req)  # read again, now listening on those rooms
-            first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
+                read = None
+            first = SyncContext(
+                req, flt, req.since, device_peeks=device_peeks, memberships_read=read
+            )
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
                 result = await self._build(first, heads)
@@ -123,7 +134,7 @@ class SyncBuilder:
             # A woken long-poll: the heads and the memberships up to them (with the new
             # events), one statement.
             heads, ctx.memberships_read = await self.store.sync_heads_and_memberships(
-                req.user_id, req.device_id, req.user_nid, ctx.since.events, ctx.limit + 1
+                req.user_id, req.device_id, req.user_nid, ctx.since.events, _limit(ctx.flt)
             )
             if not heads.peeking:
                 ctx.device_peeks = []
@@ -505,6 +516,12 @@ def _is_empty(result: dict[str, Any]) -> bool:
         or result["device_lists"]["changed"]
         or result["device_lists"]["left"]
     )
+
+
+def _limit(flt: Filter) -> int:
+    """How many of each room's newest events an incremental sync reads with its
+    memberships: one more than the timeline limit (to tell whether it is limited)."""
+    return timeline_limit(flt) + 1
 
 
 def _token(heads: StreamHeads, typing: str) -> StreamToken:

@@ -138,5 +138,10 @@ class SyncContext:
 
     @property
     def limit(self) -> int:
-        limit = self.flt.room.timeline.limit
-        return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))
+        return timeline_limit(self.flt)
+
+
+def timeline_limit(flt: Filter) -> int:
+    """The room timeline limit a filter asks for, within bounds."""
+    limit = flt.room.timeline.limit
+    return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))

@@ -38,6 +38,7 @@ from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_long_poll_start import long_poll, parked
 from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_sections import shared_room
+from tests.integration.test_sync_statement_counts import counted_sync
 
 LONG_POLL_MS = 60_000
 # Heads (with peeks, presence, key counts and the newest partial-state completion)
@@ -47,6 +48,9 @@ LONG_POLL_MS = 60_000
 # aggregations and the partial-state rooms made whole since the token had a statement
 # each).
 WOKEN_SYNC_STATEMENTS = 3
+# An incremental sync that does not wait: the heads with the memberships and the new
+# events, and the unread counts (6 at 34949b8).
+INCREMENTAL_SYNC_STATEMENTS = 2
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
@@ -81,6 +85,33 @@ async def test_woken_sync_with_one_message_costs_at_most_n_statements(
         assert count(counter, "WHERE r.rel_type IN (") == 0
         # No partial-state room was made whole: only the max in the heads.
         assert count(counter, "FROM partial_state_completed WHERE") == 0
+
+
+async def test_incremental_sync_that_does_not_wait_costs_n_statements(
+    make_server: ServerFactory,
+) -> None:
+    """``timeout=0``: the heads, memberships and new events in one statement, then the
+    unread counts."""
+    server = await make_server()
+    hs = server.hs
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        bob = await api.register("bob")
+        room = await shared_room(api, alice, bob)
+        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
+        for i in range(3):  # the first rounds warm the caches
+            sent = await send_text(api, alice, room, f"now {i}", f"n{i}")
+            body, counter = await counted_sync(hs, bob, since)
+            events = body["rooms"]["join"][room]["timeline"]["events"]
+            assert [e["event_id"] for e in events] == [sent]
+            since = body["next_batch"]
+        assert counter.total <= INCREMENTAL_SYNC_STATEMENTS, counter.by_sql
+        assert count(counter, "FROM room_memberships") == 1
+        assert count(counter, "AS own_presence") == 1
+        # Nothing new: the same one statement answers it, and nothing more is read.
+        body, counter = await counted_sync(hs, bob, since)
+        assert body["rooms"]["join"] == {}
+        assert counter.total == 1, counter.by_sql
 
 
 async def test_presence_that_differs_from_set_presence_is_still_written(
