@@ -8,7 +8,8 @@ partial costs one query per process, not one per event.
 Table ``partial_state_completed`` (migration 0420): the events-stream position at
 which each room's merge committed. /sync reads both (``partial_among``,
 ``completed_between``): a sync that does not lazy-load members leaves partial rooms
-out, and sends a room completed after its token as newly joined.
+out, and sends a room completed after its token as newly joined; a leave made while
+the room was partial (``partial_at``) is left out too, the client never had the room.
 """
 
 from __future__ import annotations
@@ -146,6 +147,27 @@ class PartialStateStore:
             upto,
         )
         return {int(r["room_nid"]) for r in rows}
+
+    async def partial_at(self, positions: dict[int, int]) -> set[int]:
+        """Which rooms were partial at their events position (room nid -> position):
+        still partial now, or merged after it. Only /sync's leaves ask (few rooms)."""
+        nids = list(positions)
+        found: set[int] = set()
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            marks = placeholders(len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT room_nid, NULL AS stream_ordering FROM partial_state_rooms"
+                f" WHERE room_nid IN ({marks})"
+                " UNION ALL SELECT room_nid, stream_ordering FROM partial_state_completed"
+                f" WHERE room_nid IN ({marks})",
+                *chunk,
+            )
+            for r in rows:
+                nid, merged = int(r["room_nid"]), r["stream_ordering"]
+                if merged is None or int(merged) > positions[nid]:
+                    found.add(nid)
+        return found
 
     def completed(self, room_nid: int) -> None:
         self._complete.add(room_nid)
