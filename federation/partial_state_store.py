@@ -5,6 +5,10 @@ Reads that run on every inbound PDU or outbound send ask ``is_partial``: a room
 that is known to be complete is remembered as such, so a room that never was
 partial costs one query per process, not one per event.
 
+Each marker carries a claim (migration 0450): the process that resyncs the room and
+until when; ``claim`` takes it atomically, so among several processes exactly one
+resyncs each room.
+
 Table ``partial_state_completed`` (migration 0420): the events-stream position at
 which each room's merge committed. /sync reads both (``partial_among``,
 ``completed_between``): a sync that does not lazy-load members leaves partial rooms
@@ -49,20 +53,58 @@ class PartialStateStore:
         self._complete: set[int] = set()
 
     async def mark(
-        self, room_nid: int, join_event_id: str, joined_via: str, servers: list[str], now_ms: int
+        self,
+        room_nid: int,
+        join_event_id: str,
+        joined_via: str,
+        servers: list[str],
+        now_ms: int,
+        owner: str = "",
+        owner_until_ms: int = 0,
     ) -> None:
+        """The marker, claimed by ``owner`` (the joining process, which resyncs it)."""
         self._complete.discard(room_nid)
         async with self.db.transaction() as q:
             await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
             await q.execute(
                 "INSERT INTO partial_state_rooms"
-                " (room_nid, join_event_id, joined_via, servers_in_room, created_ms)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
+                " owner, owner_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 room_nid,
                 join_event_id,
                 joined_via,
                 json.dumps(sorted(set(servers))),
                 now_ms,
+                owner,
+                owner_until_ms,
+            )
+
+    async def claim(self, room_nid: int, owner: str, now_ms: int, until_ms: int) -> bool:
+        """Take (or keep) the resync of a partial room: only if the claim is ``owner``'s
+        already or has run out. One statement, so of two processes trying at once one
+        wins. False also when the room is no longer partial."""
+        row = await self.db.fetchone(
+            "UPDATE partial_state_rooms SET owner = $2, owner_until_ms = $4"
+            " WHERE room_nid = $1 AND (owner = $2 OR owner_until_ms < $3)"
+            " RETURNING room_nid",
+            room_nid,
+            owner,
+            now_ms,
+            until_ms,
+        )
+        return row is not None
+
+    async def renew(self, room_nids: Collection[int], owner: str, until_ms: int) -> None:
+        """Extend ``owner``'s claims on these rooms (its resyncs still running)."""
+        nids = list(room_nids)
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            await self.db.execute(
+                f"UPDATE partial_state_rooms SET owner_until_ms = $1 WHERE owner = $2"
+                f" AND room_nid IN ({placeholders(len(chunk), 3)})",
+                until_ms,
+                owner,
+                *chunk,
             )
 
     async def get(
@@ -91,10 +133,20 @@ class PartialStateStore:
     async def is_partial(self, room_nid: int) -> bool:
         return await self.get(room_nid) is not None
 
-    async def all(self) -> list[PartialRoom]:
+    async def take_all(self, owner: str) -> None:
+        """A process that runs alone (no workers) takes every claim: whoever held one
+        before is gone (say the server ran with workers before)."""
+        await self.db.execute("UPDATE partial_state_rooms SET owner = $1 WHERE owner <> $1", owner)
+
+    async def claimable(self, owner: str, now_ms: int) -> list[PartialRoom]:
+        """The partial rooms ``owner`` may take: its own claims (a restarted process)
+        and the claims run out (their process died or gave up for now)."""
         rows = await self.db.fetchall(
             "SELECT room_nid, join_event_id, joined_via, servers_in_room"
-            " FROM partial_state_rooms ORDER BY created_ms"
+            " FROM partial_state_rooms WHERE owner = $1 OR owner_until_ms < $2"
+            " ORDER BY created_ms",
+            owner,
+            now_ms,
         )
         return [
             PartialRoom(

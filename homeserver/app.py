@@ -404,6 +404,11 @@ class HomeServer:
         state = self.rooms_area.rooms.state
         state.publish = bus.publish
         bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
+        if self.federation is not None and self.federation.rooms is not None:
+            # The same signal releases this process's waiters on a partial-state room
+            # another process made whole (/members, /joined_members).
+            partial = self.federation.rooms.partial
+            bus.subscribe(STATE_GROUPS_CACHE, lambda _keys: partial.merged_elsewhere())
         shared_typing = share_across_processes(
             bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
         )

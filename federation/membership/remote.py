@@ -391,6 +391,8 @@ class RemoteMembership:
                     server,
                     [server, *partial_servers],
                     self.clock.now_ms(),
+                    self.partial.owner,
+                    self.partial.mark_claim_until(),
                 )
             self.outbound.handshaken.add(event.event_id)
             stored = await self.rooms.persister.persist(plan, room.room_nid)
