@@ -19,12 +19,15 @@ the room was partial (``partial_at``) is left out too, the client never had the 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Final
 
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
 
+# The bus topic announcing a room marked partial (keys: room nids).
+PARTIAL_STATE_MARKED: Final = "partial_state_marked"
 # Room nids per statement of the batched reads.
 _CHUNK = 500
 
@@ -35,6 +38,9 @@ class PartialRoom:
     join_event_id: str
     joined_via: str
     servers_in_room: list[str]
+    # The merge adds the missing members to the room's snapshot groups from this id on
+    # (those made since the join; a rejoin leaves the earlier ones as they were).
+    min_state_group: int = 0
 
 
 def _servers(text: str) -> list[str]:
@@ -48,8 +54,11 @@ def _servers(text: str) -> list[str]:
 class PartialStateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        # Rooms seen complete by this process; a room is only ever marked partial
-        # by its join, before the join exists (``mark`` forgets it here).
+        # Announces a marked room to the other processes (bound with the signal bus).
+        self.publish: Callable[[str, list[str]], None] | None = None
+        # Rooms seen complete by this process; a room is only ever marked partial by a
+        # join of a room we are not in, before the join exists (``mark`` forgets it
+        # here and, over the signal bus, in the other processes).
         self._complete: set[int] = set()
 
     async def mark(
@@ -66,10 +75,14 @@ class PartialStateStore:
         self._complete.discard(room_nid)
         async with self.db.transaction() as q:
             await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
+            # Groups made from here on are this join's (the caller holds the room's
+            # lock; ids only grow): a rejoin's merge leaves the earlier ones alone.
+            newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
             await q.execute(
                 "INSERT INTO partial_state_rooms"
                 " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
-                " owner, owner_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                " owner, owner_until_ms, min_state_group)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 room_nid,
                 join_event_id,
                 joined_via,
@@ -77,7 +90,18 @@ class PartialStateStore:
                 now_ms,
                 owner,
                 owner_until_ms,
+                int(newest or 0) + 1,
             )
+        if self.publish is not None:
+            # Other processes that saw the room complete (a rejoin) must ask again.
+            self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
+
+    def forget_complete(self, keys: list[str] | None) -> None:
+        """Rooms marked partial by another process (None: any room): ask again."""
+        if keys is None:
+            self._complete.clear()
+        else:
+            self._complete.difference_update(int(k) for k in keys if k.isdigit())
 
     async def claim(self, room_nid: int, owner: str, now_ms: int, until_ms: int) -> bool:
         """Take (or keep) the resync of a partial room: only if the claim is ``owner``'s
@@ -115,7 +139,7 @@ class PartialStateStore:
         if room_nid in self._complete:
             return None
         row = await (q or self.db).fetchone(
-            "SELECT room_nid, join_event_id, joined_via, servers_in_room"
+            "SELECT room_nid, join_event_id, joined_via, servers_in_room, min_state_group"
             " FROM partial_state_rooms WHERE room_nid = $1",
             room_nid,
         )
@@ -128,6 +152,7 @@ class PartialStateStore:
             str(row["join_event_id"]),
             str(row["joined_via"]),
             _servers(str(row["servers_in_room"])),
+            int(row["min_state_group"]),
         )
 
     async def is_partial(self, room_nid: int) -> bool:
@@ -142,7 +167,7 @@ class PartialStateStore:
         """The partial rooms ``owner`` may take: its own claims (a restarted process)
         and the claims run out (their process died or gave up for now)."""
         rows = await self.db.fetchall(
-            "SELECT room_nid, join_event_id, joined_via, servers_in_room"
+            "SELECT room_nid, join_event_id, joined_via, servers_in_room, min_state_group"
             " FROM partial_state_rooms WHERE owner = $1 OR owner_until_ms < $2"
             " ORDER BY created_ms",
             owner,
@@ -154,6 +179,7 @@ class PartialStateStore:
                 str(r["join_event_id"]),
                 str(r["joined_via"]),
                 _servers(str(r["servers_in_room"])),
+                int(r["min_state_group"]),
             )
             for r in rows
         ]
@@ -172,8 +198,9 @@ class PartialStateStore:
     async def partial_among(self, room_nids: Collection[int]) -> set[int]:
         """Which of these rooms, each with a local member joined, are partial now. Rooms
         seen complete are not asked again: a room with a local member joined is never
-        marked partial again (only a join to a room we are not in is partial), so for
-        /sync, which asks about its user's joined rooms, this is mostly no statement."""
+        marked partial again (only a join to a room we are not in is partial; a rejoin's
+        marker is announced to every process), so for /sync, which asks about its
+        user's joined rooms, this is mostly no statement."""
         unknown = [n for n in room_nids if n not in self._complete]
         found: set[int] = set()
         for start in range(0, len(unknown), _CHUNK):

@@ -136,7 +136,9 @@ class PartialStateJoins:
         task = self._tasks.get(room.room_nid)
         if task is not None and not task.done():
             return
-        self._full.setdefault(room.room_nid, asyncio.Event())
+        full = self._full.get(room.room_nid)
+        if full is None or full.is_set():
+            self._full[room.room_nid] = asyncio.Event()
         self._tasks[room.room_nid] = asyncio.get_running_loop().create_task(self._run(room))
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.get_running_loop().create_task(self._keep_claims())
@@ -201,7 +203,10 @@ class PartialStateJoins:
         """Wait until the room's whole state is here (at most ``timeout_s``); whether it is."""
         if await self.store.get(room.room_nid, remember=False) is None:
             return True
-        full = self._full.setdefault(room.room_nid, asyncio.Event())
+        full = self._full.get(room.room_nid)
+        if full is None or full.is_set():
+            # Set by an earlier partial join of the room (we left, and rejoined).
+            full = self._full[room.room_nid] = asyncio.Event()
         self.start(room)
         try:
             await asyncio.wait_for(full.wait(), timeout_s)
@@ -282,7 +287,7 @@ class PartialStateJoins:
             state = await self._fetch(server, room, partial.join_event_id)
             if state is None:
                 continue
-            await self._merge(room, state, join.stream_ordering)
+            await self._merge(room, state, join.stream_ordering, partial.min_state_group)
             log.info("partial-state room %s now has its whole state", room.room_id)
             return True
         return False
@@ -318,7 +323,9 @@ class PartialStateJoins:
             await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
         return state
 
-    async def _merge(self, room: RoomInfo, state: list[Event], join_so: int) -> None:
+    async def _merge(
+        self, room: RoomInfo, state: list[Event], join_so: int, min_group: int
+    ) -> None:
         """Add what the partial state lacks, in one transaction under the room lock."""
         stored = await self.rooms.events.by_ids(e.event_id for e in state)
         ids = {
@@ -341,7 +348,7 @@ class PartialStateJoins:
                     # Merged by another process meanwhile (its claim and ours overlapped
                     # after a renewal failed): once is all.
                     return
-                await rooms.state.add_to_roots(q, room.room_nid, nids)
+                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}
