@@ -16,7 +16,13 @@ import pytest
 
 from homeserver.app import start_worker
 from tests.conftest import ENGINE, ServerFactory, free_port, stop_or_explain
-from tests.federation.partial_support import PARTIAL_ON, hold_resync, partial_joins, room_info
+from tests.federation.partial_support import (
+    PARTIAL_ON,
+    hold_resync,
+    partial_joins,
+    release_resync,
+    room_info,
+)
 from tests.federation.rooms_support import name, q
 from tests.federation.test_partial_state_join import _big_room
 from tests.helpers import Api
@@ -82,4 +88,54 @@ async def test_main_takes_up_the_resync_of_a_worker_that_is_gone(
         r = await api_b.get(f"/rooms/{q(room_id)}/joined_members", token=bob.access_token)
         assert r.status == 200, r.body
         assert len(r.body["joined"]) == 2 + len(members)
+    await api_a.__aexit__(None, None, None)
+
+
+async def test_a_rejoin_marked_partial_is_seen_by_the_other_process(
+    make_server: ServerFactory,
+) -> None:
+    """The worker's /sync remembers a room it saw complete; a rejoin through the main
+    process marks it partial again, and the worker's non-lazy /sync leaves it out
+    until whole (the marker is announced over the signal bus)."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(
+        federated=True, federation=PARTIAL_ON, workers={WORKER: {"client_port": free_port()}}
+    )
+    room_id, api_a, _alice, _members = await _big_room(a)
+    worker = await start_worker(b.hs.config, WORKER)
+    try:
+        async with Api(b.client_url) as main_api, Api(worker.client_url) as w:
+            bob = await main_api.register("bob")
+            path = f"/join/{q(room_id)}?server_name={q(name(a))}"
+            r = await main_api.post(path, {}, token=bob.access_token)
+            assert r.status == 200, r.body
+            room = await room_info(b, room_id)
+            assert await partial_joins(b).wait_full(room, 60.0)
+
+            async def synced_in() -> bool:
+                r = await w.get("/sync?timeout=0", token=bob.access_token)
+                assert r.status == 200, r.body
+                return room_id in r.body["rooms"]["join"]
+
+            # The worker has the room (and remembers it complete).
+            assert await until(synced_in)
+            r = await main_api.post(f"/rooms/{q(room_id)}/leave", {}, token=bob.access_token)
+            assert r.status == 200, r.body
+            held = hold_resync(b)
+            r = await main_api.post(path, {}, token=bob.access_token)
+            assert r.status == 200, r.body
+            assert await partial_joins(b).is_partial(room.room_nid)
+
+            async def left_out() -> bool:
+                return not await synced_in()
+
+            assert await until(left_out)
+            # Stays out while partial (not a passing moment).
+            await asyncio.sleep(0.3)
+            assert not await synced_in()
+            release_resync(b, held)
+            assert await partial_joins(b).wait_full(room, 60.0)
+            assert await until(synced_in)
+    finally:
+        await stop_or_explain(worker)
     await api_a.__aexit__(None, None, None)
