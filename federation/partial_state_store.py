@@ -74,10 +74,17 @@ class PartialStateStore:
         """The marker, claimed by ``owner`` (the joining process, which resyncs it)."""
         self._complete.discard(room_nid)
         async with self.db.transaction() as q:
-            await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
             # Groups made from here on are this join's (the caller holds the room's
-            # lock; ids only grow): a rejoin's merge leaves the earlier ones alone.
-            newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
+            # lock; ids only grow): a rejoin's merge leaves the earlier ones alone. A
+            # room still partial (we left and came back before the merge) keeps its
+            # first bound: the groups of that first partial stretch lack members too.
+            floor = await q.fetchval(
+                "SELECT min_state_group FROM partial_state_rooms WHERE room_nid = $1", room_nid
+            )
+            if floor is None:
+                newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
+                floor = int(newest or 0) + 1
+            await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
             await q.execute(
                 "INSERT INTO partial_state_rooms"
                 " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
@@ -90,7 +97,7 @@ class PartialStateStore:
                 now_ms,
                 owner,
                 owner_until_ms,
-                int(newest or 0) + 1,
+                int(floor),
             )
         if self.publish is not None:
             # Other processes that saw the room complete (a rejoin) must ask again.

@@ -69,3 +69,26 @@ async def test_rejoin_is_partial_and_completes_with_the_members_of_now(
     assert dict(await state.state_at_group(old.state_group)) == state_then
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
+
+
+async def test_rejoin_before_the_merge_completes_once(make_server: ServerFactory) -> None:
+    """Bob leaves while the room is still partial and joins again: the room stays
+    partial (the marker now names the new join) and one merge makes it whole."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    r = await api_b.post(f"/rooms/{q(room_id)}/leave", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    await settle(a, b)
+    r = await api_b.post(f"/join/{q(room_id)}?server_name={q(name(a))}", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    partial = partial_joins(b)
+    room = await room_info(b, room_id)
+    assert await partial.is_partial(room.room_nid)
+    release_resync(b, held)
+    assert await partial.wait_full(room, 60.0)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
