@@ -36,7 +36,7 @@ from homeserver.events.signing import (
     check_content_hash,
     event_signable_bytes,
     signature_of,
-    verify_signable,
+    verify_json_signature,
 )
 
 
@@ -56,6 +56,20 @@ def mark_built(
     d.signable = signable
     d.content_hash_ok = True
     d.signed_by_us = (server_name, key_id, signature, key.encode())
+
+
+def keep(
+    event: Event,
+    *,
+    canonical: bytes | None = None,
+    signable: bytes | None = None,
+    content_hash_ok: bool | None = None,
+) -> None:
+    """Keep what a receiver worked out from ``event``'s very PDU while checking it."""
+    d = _derived(event)
+    d.canonical = canonical if canonical is not None else d.canonical
+    d.signable = signable if signable is not None else d.signable
+    d.content_hash_ok = content_hash_ok if content_hash_ok is not None else d.content_hash_ok
 
 
 def canonical_json(event: Event) -> bytes:
@@ -99,7 +113,7 @@ def verify_signature(event: Event, server_name: str, key_id: str, verify_key: Ve
     except (ValueError, RecursionError):
         # No canonical form (the format check rejects such an event first).
         raise SignatureError("the event has no canonical JSON form") from None
-    verify_signable(event.pdu, signable, event.room_version, server_name, key_id, verify_key)
+    verify_json_signature(event.pdu, server_name, key_id, verify_key, signable)
 
 
 def forget(event: Event) -> None:

@@ -75,16 +75,22 @@ def sign_json(obj: dict[str, Any], server_name: str, key: SigningKey) -> dict[st
 
 
 def verify_json_signature(
-    obj: dict[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+    obj: dict[str, Any],
+    server_name: str,
+    key_id: str,
+    verify_key: VerifyKey,
+    signable: bytes | None = None,
 ) -> None:
     """Check ``server_name``'s signature with ``key_id`` (appendices "Checking for a Signature").
 
     Returns ``None`` when it verifies; raises ``SignatureError`` otherwise.
-    Looking up ``verify_key`` (step 3) is the caller's job.
+    Looking up ``verify_key`` (step 3) is the caller's job. ``signable``: the
+    bytes the signature covers (``obj`` without ``signatures``/``unsigned``, as
+    canonical JSON) when the caller has them already.
     """
     signature = _signature_bytes(obj, server_name, key_id)
     try:
-        verify_key.verify(_signable_bytes(obj), signature)
+        verify_key.verify(_signable_bytes(obj) if signable is None else signable, signature)
     except (BadSignatureError, ValueError):
         # nacl raises ValueError for a signature of the wrong length.
         raise SignatureError(f"bad signature from {server_name} with key {key_id}") from None
@@ -249,27 +255,7 @@ def verify_event_signature(
     must sign, and which keys are unexpired, is the caller's policy.
     Raises ``SignatureError``.
     """
-    verify_signable(pdu, None, room_version, server_name, key_id, verify_key)
-
-
-def verify_signable(
-    pdu: dict[str, Any],
-    signable: bytes | None,
-    room_version: RoomVersion,
-    server_name: str,
-    key_id: str,
-    verify_key: VerifyKey,
-) -> None:
-    """``verify_event_signature`` given the event's ``event_signable_bytes`` (None:
-    worked out here). The signature is read from ``pdu`` itself."""
-    if signable is None:
-        verify_json_signature(redact(pdu, room_version), server_name, key_id, verify_key)
-        return
-    signature = _signature_bytes(pdu, server_name, key_id)
-    try:
-        verify_key.verify(signable, signature)
-    except (BadSignatureError, ValueError):
-        raise SignatureError(f"bad signature from {server_name} with key {key_id}") from None
+    verify_json_signature(redact(pdu, room_version), server_name, key_id, verify_key)
 
 
 # --- Third-party invites (rooms "Authorization rules", m.room.member invite 1.7) ------------
