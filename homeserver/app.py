@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
+from federation.partial_state_store import PARTIAL_STATE_MARKED
 from federation.pdu.acl_cache import SERVER_ACL_CACHE
 from federation.sender import FederationSender
 from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
@@ -409,6 +410,14 @@ class HomeServer:
         state = self.rooms_area.rooms.state
         state.publish = bus.publish
         bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
+        if self.federation is not None and self.federation.rooms is not None:
+            # The same signal releases this process's waiters on a partial-state room
+            # another process made whole (/members, /joined_members).
+            partial = self.federation.rooms.partial
+            bus.subscribe(STATE_GROUPS_CACHE, lambda _keys: partial.merged_elsewhere())
+            # A rejoin marks a room partial again: every process asks again.
+            partial.store.publish = bus.publish
+            bus.subscribe(PARTIAL_STATE_MARKED, partial.store.forget_complete)
         shared_typing = share_across_processes(
             bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
         )

@@ -172,15 +172,21 @@ class StateStore:
             [(group, k, v) for k, v in entries.items()],
         )
 
-    async def add_to_roots(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
-        """Add ``entries`` for keys it lacks to every snapshot group of the room, so the
-        groups built on them inherit them (a partial-state join's missing members,
-        merged once the whole state is here: ``federation.membership.partial_state``).
-        A delta below a snapshot that set one of these keys still wins. The caller
-        calls ``changed_in_place`` after the commit."""
+    async def add_to_roots(
+        self, q: Queries, room_nid: int, entries: Mapping[int, int], min_group: int = 0
+    ) -> None:
+        """Add ``entries`` for keys it lacks to every snapshot group of the room numbered
+        ``min_group`` or above, so the groups built on them inherit them (a partial-state
+        join's missing members, merged once the whole state is here:
+        ``federation.membership.partial_state``; a rejoin's merge leaves the groups of the
+        earlier membership, below ``min_group``, as they were). A delta below a snapshot
+        that set one of these keys still wins. The caller calls ``changed_in_place``
+        after the commit."""
         roots = await q.fetchall(
-            "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
+            "SELECT state_group FROM state_groups"
+            " WHERE room_nid = $1 AND prev_group IS NULL AND state_group >= $2",
             room_nid,
+            min_group,
         )
         for r in roots:
             group = int(r["state_group"])
