@@ -111,20 +111,28 @@ class PresenceStore:
         """``changed``, only of ``user_id`` and the users (local or remote) joined to a
         room where ``user_id`` is joined: one statement. The database keeps to the rows
         in the range and checks each against the rooms, so a sync in a room of
-        thousands neither reads its member list nor every presence row."""
+        thousands neither reads its member list nor every presence row.
+
+        Each row is checked by a correlated ``EXISTS`` (the row's user's joined rooms by
+        index, then ours in each by primary key). Written as ``IN (SELECT ... sharing)``
+        SQLite built the whole sharing list first and drove the query from it: in a
+        room of 2,000 members ~3 ms (the largest part of a lazy-loaded initial sync)
+        even when no presence row was in the range."""
+        shares = (
+            "EXISTS (SELECT 1 FROM room_memberships other"
+            " JOIN room_memberships mine ON mine.room_nid = other.room_nid"
+            " AND mine.user_id = $1"
+            " WHERE other.user_id = {col} AND other.membership = 'join'"
+            " AND mine.membership = 'join')"
+        )
         rows = await self.db.fetchall(
-            "WITH sharing(user_id) AS ("
-            " SELECT other.user_id FROM room_memberships mine"
-            " JOIN room_memberships other ON other.room_nid = mine.room_nid"
-            " WHERE mine.user_id = $1 AND mine.membership = 'join'"
-            " AND other.membership = 'join')"
-            f" SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
+            f"SELECT {_COLUMNS} FROM presence p JOIN users u ON u.user_nid = p.user_nid"
             " WHERE p.stream_pos > $2 AND p.stream_pos <= $3"
-            " AND (u.user_id = $1 OR u.user_id IN (SELECT user_id FROM sharing))"
+            f" AND (u.user_id = $1 OR {shares.format(col='u.user_id')})"
             " UNION ALL"
             " SELECT r.user_id, r.state, r.status_msg, r.last_active_ts, r.stream_pos"
             " FROM remote_presence r WHERE r.stream_pos > $2 AND r.stream_pos <= $3"
-            " AND r.user_id IN (SELECT user_id FROM sharing)",
+            f" AND {shares.format(col='r.user_id')}",
             user_id,
             from_pos,
             to_pos,
