@@ -1,6 +1,7 @@
-"""/sync's presence: only the reader and the users who share a joined room with them, read
-by one statement driven from the presence rows in the sync's range (issue 15 #5: a sync in
-a room of thousands must not build that room's member list first).
+"""/sync's presence: only the reader and the users who share a joined room with them, in one
+statement; for a range of a few positions (an incremental sync's) driven from the presence
+rows in it (issue 15 #5: a sync in a room of thousands must not build that room's member
+list first), for a wide one from the users sharing a room.
 
 The plan check is SQLite's (``EXPLAIN QUERY PLAN``): written as ``user_id IN (SELECT ...
 sharing)``, SQLite materialized the whole sharing list at every /sync (~3 ms in a room of
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from homeserver.app import HomeServer
 from homeserver.storage.database import count_statements, to_sqlite_sql
+from homeserver.userdata.presence import MOST_CHECKED
 from tests.conftest import RunningServer
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
@@ -23,15 +25,18 @@ async def set_presence(api: Api, user: User, state: str) -> None:
     assert r.status == 200, r.body
 
 
-async def changes_for(hs: HomeServer, user: User, since: int) -> tuple[dict[str, str], str]:
+async def changes_for(
+    hs: HomeServer, user: User, since: int, most_checked: int = MOST_CHECKED
+) -> tuple[dict[str, str], str]:
     """The presence a sync of ``user`` gets since ``since`` (sender -> state), and the SQL
-    of the one statement that read it."""
+    of the one statement that read it; a range wider than ``most_checked`` positions is
+    read from the users sharing a room."""
     pres = hs.userdata.presence
     upto = await pres.current_position()
     with count_statements() as counter:
-        events = await pres.changes_for(user.user_id, since, upto)
+        rows = await pres.store.changed_sharing(user.user_id, since, upto, most_checked)
     (sql,) = counter.by_sql
-    return {e["sender"]: e["content"]["presence"] for e in events}, sql
+    return {r.user_id: r.state for r in rows}, sql
 
 
 async def test_presence_of_room_mates_only_from_the_rows_in_range(
@@ -54,14 +59,18 @@ async def test_presence_of_room_mates_only_from_the_rows_in_range(
     await set_presence(api, erin, "online")
 
     got, sql = await changes_for(hs, alice, start)
-    assert got == {alice.user_id: "online", bob.user_id: "unavailable"}
-    # Nothing in range: nothing, whoever shares a room.
-    assert (await changes_for(hs, alice, await hs.userdata.presence.current_position()))[0] == {}
-    # carol and erin share a room; bob does not share one with them.
-    assert (await changes_for(hs, erin, start))[0] == {
-        carol.user_id: "online",
-        erin.user_id: "online",
-    }
+    # The same answers read from either end (a wide range: from the users sharing a room).
+    for most_checked in (MOST_CHECKED, 0):
+        got, _ = await changes_for(hs, alice, start, most_checked)
+        assert got == {alice.user_id: "online", bob.user_id: "unavailable"}
+        # Nothing in range: nothing, whoever shares a room.
+        end = await hs.userdata.presence.current_position()
+        assert (await changes_for(hs, alice, end, most_checked))[0] == {}
+        # carol and erin share a room; bob does not share one with them.
+        assert (await changes_for(hs, erin, start, most_checked))[0] == {
+            carol.user_id: "online",
+            erin.user_id: "online",
+        }
 
     if hs.db.engine != "sqlite":
         return
