@@ -10,10 +10,9 @@ sharing)``, SQLite materialized the whole sharing list at every /sync (~3 ms in 
 
 from __future__ import annotations
 
-from homeserver.app import HomeServer
+from homeserver.app import HomeServer, RunningServer
 from homeserver.storage.database import count_statements, to_sqlite_sql
 from homeserver.userdata.presence import MOST_CHECKED
-from tests.conftest import RunningServer
 from tests.helpers import Api, User
 from tests.integration.test_rooms_basic import create_room
 
