@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from tests.conftest import ServerFactory
 from tests.helpers import Api
+from tests.integration.sync_support import count, shared_room
 from tests.integration.test_rooms_relations_search import send, thread_reply
-from tests.integration.test_sync_quiet_streams import count
-from tests.integration.test_sync_sections import shared_room
 from tests.integration.test_sync_statement_counts import counted_sync
 
 # The bundles' one statement (``RelationStore.thread_heads_and_children``).
