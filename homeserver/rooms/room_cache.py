@@ -65,6 +65,23 @@ class RoomCache(Generic[V]):
                 self._values.popitem(last=False)
         return value
 
+    def peek(self, room_nid: int) -> tuple[V | None, int, int]:
+        """The cached value (None if absent), the room's generation and the epoch: what a
+        writer that brings a value up to date itself (``put``) must see unchanged."""
+        return self._values.get(room_nid), self._generation.get(room_nid, 0), self._epoch
+
+    def put(self, room_nid: int, value: V, generation: int, epoch: int) -> bool:
+        """Store ``value``, worked out by a writer from the value it ``peek``-ed at
+        ``generation`` and ``epoch``, unless another drop came since. Reads in flight
+        are kept from storing over it (the generation moves on). Whether it was stored."""
+        if self._generation.get(room_nid, 0) != generation or self._epoch != epoch:
+            return False
+        self.drop([room_nid])
+        self._values[room_nid] = value
+        while len(self._values) > self.max_rooms:
+            self._values.popitem(last=False)
+        return True
+
     def drop(self, room_nids: Iterable[int]) -> None:
         """Forget these rooms' values in this process only."""
         room_nids = list(room_nids)
