@@ -30,16 +30,19 @@ pure ``build_push_room``; no I/O here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Final
 
-from homeserver.rooms.room_cache import RoomCache
+from homeserver.rooms.room_cache import MemberChange, RoomCache
 from homeserver.rooms.store.membership_store import Membership
 
 # The cache's name (it has no bus topic of its own: it follows ``local_members``).
 PUSH_MEMBERS_CACHE: Final = "push_members"
 MAX_ROOMS: Final = 1024
+# Earlier versions kept behind a room's newest (``PushRoom.prev``): as many membership
+# changes as evaluation may lag behind before it has to read the members again.
+MAX_VERSIONS: Final = 8
 
 _GLOB = ("*", "?", "[")
 
@@ -56,6 +59,17 @@ class PushRoom:
     local: frozenset[str]  # the local members joined
     names: Mapping[str, str | None] | None  # their display names (None: not known)
     always: frozenset[str]  # local members evaluated in full for every event
+    # The version before the change at ``newest`` when a commit brought this one up to date
+    # (``PushRoomCache.advance``): what an event at or before ``newest`` is evaluated with.
+    prev: PushRoom | None = None
+
+    def at(self, so: int) -> PushRoom:
+        """The version for an event at ``so``: the newest whose changes all came before
+        it (the oldest kept, if none; its ``newest`` is then not below ``so``)."""
+        room = self
+        while room.prev is not None and so <= room.newest:
+            room = room.prev
+        return room
 
 
 def build_push_room(
@@ -81,8 +95,64 @@ def build_push_room(
     )
 
 
+def _trimmed(room: PushRoom, keep: int) -> PushRoom:
+    """``room`` with at most ``keep`` versions behind it."""
+    if room.prev is None:
+        return room
+    if keep <= 0:
+        return replace(room, prev=None)
+    return replace(room, prev=_trimmed(room.prev, keep - 1))
+
+
+def advance_push_room(
+    room: PushRoom, changes: Sequence[MemberChange], suffix: str
+) -> PushRoom | None:
+    """``room`` after committed membership ``changes`` (in stream order, all after
+    ``room.newest``): a version per position, each keeping the one before as ``prev``.
+    None if a change is not a local user's (whether a remote user was joined before,
+    which ``member_count`` needs, is not kept here) or not after ``newest``."""
+    for position in sorted({c.stream_ordering for c in changes}):
+        if position <= room.newest:
+            return None
+        local = set(room.local)
+        names = None if room.names is None else dict(room.names)
+        count = room.member_count
+        for change in changes:
+            if change.stream_ordering != position:
+                continue
+            user_id = change.user_id
+            if not user_id.endswith(suffix):
+                return None
+            joined = change.membership == "join"
+            count += int(joined) - int(user_id in local)
+            if joined:
+                local.add(user_id)
+                if names is not None:
+                    names[user_id] = change.displayname
+            else:
+                local.discard(user_id)
+                if names is not None:
+                    names.pop(user_id, None)
+        room = PushRoom(
+            floor=room.floor,
+            newest=position,
+            member_count=count,
+            local=frozenset(local),
+            names=names,
+            always=frozenset(u for u in local if any(c in u for c in _GLOB)),
+            prev=_trimmed(room, MAX_VERSIONS - 1),
+        )
+    return room
+
+
 class PushRoomCache(RoomCache[PushRoom]):
-    """Room nid -> its ``PushRoom``; a follower of the local members cache."""
+    """Room nid -> its ``PushRoom``; a follower of the local members cache, brought up to
+    date by a commit's membership changes like it (``advance``)."""
 
     def __init__(self, max_rooms: int = MAX_ROOMS) -> None:
         super().__init__(PUSH_MEMBERS_CACHE, max_rooms)
+
+    def advance(
+        self, before: PushRoom, changes: Sequence[MemberChange], suffix: str
+    ) -> PushRoom | None:
+        return advance_push_room(before, changes, suffix)

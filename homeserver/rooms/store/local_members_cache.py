@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from homeserver.rooms.room_cache import DEFAULT_MAX_ROOMS, RoomCache
+from homeserver.rooms.room_cache import DEFAULT_MAX_ROOMS, MemberChange, RoomCache
 
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room nids.
 LOCAL_MEMBERS_CACHE: Final = "local_members"
@@ -42,13 +42,22 @@ MAX_WRITES: Final = 1024
 
 
 @dataclass(slots=True)
+class _Before:
+    """One cache's value for the room before a transaction's first write, and the
+    generation after its last drop (another drop since: the value is of no use)."""
+
+    cache: RoomCache[Any]
+    value: Any  # None: not cached
+    generation: int
+    epoch: int
+
+
+@dataclass(slots=True)
 class _Writes:
     """One transaction's membership writes into one room, before its commit."""
 
-    before: Sequence[str] | None  # the list before the first write (None: not cached)
-    generation: int  # the room's generation after the transaction's last drop
-    epoch: int
-    changes: dict[str, str] = field(default_factory=dict)  # user id -> new membership
+    befores: list[_Before]  # this cache's and each follower's
+    changes: list[MemberChange] = field(default_factory=list)
 
 
 class LocalMembersCache(RoomCache[Sequence[str]]):
@@ -61,41 +70,63 @@ class LocalMembersCache(RoomCache[Sequence[str]]):
         # (id of the open transaction, room nid) -> what it wrote so far.
         self._writes: dict[tuple[int, int], _Writes] = {}
 
-    def writing(self, txn: object, room_nid: int, user_id: str, membership: str) -> None:
+    def writing(
+        self,
+        txn: object,
+        room_nid: int,
+        user_id: str,
+        membership: str,
+        stream_ordering: int = 0,
+        displayname: str | None = None,
+    ) -> None:
         """Transaction ``txn`` writes ``user_id``'s membership row in the room (before its
-        commit): drop the room's list, and note the write for ``committed``."""
+        commit): drop the room's list (and the followers' values), and note the write and
+        what was cached for ``committed``."""
         key = (id(txn), room_nid)
-        value, generation, epoch = self.peek(room_nid)
+        caches: list[RoomCache[Any]] = [self, *self.followers]
+        seen = [c.peek(room_nid) for c in caches]
         writes = self._writes.get(key)
         self.drop([room_nid])
         if writes is None:
             if len(self._writes) >= MAX_WRITES:
                 self._writes.clear()
-            writes = self._writes[key] = _Writes(value, 0, epoch)
-        elif writes.generation != generation or writes.epoch != epoch:
-            writes.before = None  # another drop since this transaction's last one
-        _, writes.generation, writes.epoch = self.peek(room_nid)
-        writes.changes[user_id] = membership
+            befores = [
+                _Before(c, value, 0, epoch)
+                for c, (value, _, epoch) in zip(caches, seen, strict=True)
+            ]
+            writes = self._writes[key] = _Writes(befores)
+        else:
+            for before, (_, generation, epoch) in zip(writes.befores, seen, strict=True):
+                if (before.generation, before.epoch) != (generation, epoch):
+                    before.value = None  # another drop since this transaction's last one
+        for before in writes.befores:
+            _, before.generation, before.epoch = before.cache.peek(room_nid)
+        writes.changes.append(MemberChange(user_id, membership, stream_ordering, displayname))
 
     def committed(self, txn: object, room_nids: Iterable[int]) -> None:
         """``txn`` committed its membership writes into these rooms: drop them here and
-        in other processes (``changed``), and keep the lists brought up to date."""
+        in other processes (``changed``), and keep the values brought up to date."""
         nids = list(dict.fromkeys(room_nids))
-        current = {}
+        updates: list[tuple[int, RoomCache[Any], Any]] = []
         for nid in nids:
             writes = self._writes.pop((id(txn), nid), None)
-            _, generation, epoch = self.peek(nid)
-            if (
-                writes is not None
-                and writes.before is not None
-                and self.suffix is not None
-                and (writes.generation, writes.epoch) == (generation, epoch)
-            ):
-                current[nid] = self._apply(writes.before, writes.changes, self.suffix)
+            if writes is None or self.suffix is None:
+                continue
+            changes = sorted(writes.changes, key=lambda c: c.stream_ordering)
+            for before in writes.befores:
+                _, generation, epoch = before.cache.peek(nid)
+                if before.value is None or (before.generation, before.epoch) != (
+                    generation,
+                    epoch,
+                ):
+                    continue
+                value = before.cache.advance(before.value, changes, self.suffix)
+                if value is not None:
+                    updates.append((nid, before.cache, value))
         self.changed(nids)
-        for nid, users in current.items():
-            _, generation, epoch = self.peek(nid)
-            self.put(nid, users, generation, epoch)
+        for nid, cache, value in updates:
+            _, generation, epoch = cache.peek(nid)
+            cache.put(nid, value, generation, epoch)
 
     def changed(self, room_nids: Iterable[int], txn: object | None = None) -> None:
         """These rooms changed (committed or rolled back): forget them here and in other
@@ -106,17 +137,18 @@ class LocalMembersCache(RoomCache[Sequence[str]]):
                 self._writes.pop((id(txn), nid), None)
         super().changed(nids)
 
-    @staticmethod
-    def _apply(before: Sequence[str], changes: dict[str, str], suffix: str) -> tuple[str, ...]:
+    def advance(
+        self, before: Sequence[str], changes: Sequence[MemberChange], suffix: str
+    ) -> tuple[str, ...]:
         """The list ``before`` with the memberships ``changes`` of its local users."""
         users = dict.fromkeys(before)
-        for user_id, membership in changes.items():
-            if not user_id.endswith(suffix):
+        for change in changes:
+            if not change.user_id.endswith(suffix):
                 continue
-            if membership in LISTED:
-                users[user_id] = None
+            if change.membership in LISTED:
+                users[change.user_id] = None
             else:
-                users.pop(user_id, None)
+                users.pop(change.user_id, None)
         return tuple(users)
 
     async def get(self, room_nid: int, read: Callable[[], Awaitable[Sequence[str]]]) -> list[str]:

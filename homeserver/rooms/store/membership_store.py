@@ -71,7 +71,7 @@ class MembershipStore:
         """``displayname``: the member event's, kept for the user directory. The caller
         reports the commit to ``local_cache.committed``, or a rollback to
         ``local_cache.changed`` (``EventPersister.persist``)."""
-        self.local_cache.writing(q, room_nid, user_id, membership)
+        self.local_cache.writing(q, room_nid, user_id, membership, stream_ordering, displayname)
         await q.execute(
             "INSERT INTO room_memberships"
             " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
