@@ -116,6 +116,7 @@ def advance_push_room(
             return None
         local = set(room.local)
         names = None if room.names is None else dict(room.names)
+        always = set(room.always)
         count = room.member_count
         for change in changes:
             if change.stream_ordering != position:
@@ -129,8 +130,11 @@ def advance_push_room(
                 local.add(user_id)
                 if names is not None:
                     names[user_id] = change.displayname
+                if any(c in user_id for c in _GLOB):
+                    always.add(user_id)
             else:
                 local.discard(user_id)
+                always.discard(user_id)
                 if names is not None:
                     names.pop(user_id, None)
         room = PushRoom(
@@ -139,7 +143,7 @@ def advance_push_room(
             member_count=count,
             local=frozenset(local),
             names=names,
-            always=frozenset(u for u in local if any(c in u for c in _GLOB)),
+            always=frozenset(always),
             prev=_trimmed(room, MAX_VERSIONS - 1),
         )
     return room
