@@ -406,12 +406,14 @@ class NotificationService:
             if await members.membership_changed_after(room_nid, room.newest):
                 self.room_members.drop([room_nid])
                 room = await self.room_members.get(room_nid, read)
-        if room.prev is not None:
+        if room.undo:
             if so > room.newest:
-                # Evaluation runs in stream order: the earlier versions are done with.
-                self.room_members.swap(room_nid, room, replace(room, prev=None))
+                # Evaluation runs in stream order: the changes are evaluated, done with.
+                self.room_members.swap(room_nid, room, replace(room, undo=(), base=room.newest))
             else:
-                room = room.at(so)  # the members as they were before this event
+                # The members as they were before this event (or, if that is no longer
+                # kept, the cached value as is: the event is then evaluated from rows).
+                room = room.at(so) or room
         return room, (fresh[-1] if fresh else None)
 
     async def _state_before(

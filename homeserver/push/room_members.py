@@ -31,7 +31,7 @@ pure ``build_push_room``; no I/O here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from homeserver.rooms.room_cache import MemberChange, RoomCache
@@ -40,9 +40,9 @@ from homeserver.rooms.store.membership_store import Membership
 # The cache's name (it has no bus topic of its own: it follows ``local_members``).
 PUSH_MEMBERS_CACHE: Final = "push_members"
 MAX_ROOMS: Final = 1024
-# Earlier versions kept behind a room's newest (``PushRoom.prev``): as many membership
-# changes as evaluation may lag behind before it has to read the members again.
-MAX_VERSIONS: Final = 8
+# Membership changes a room keeps the undoing of (``PushRoom.undo``): how far evaluation
+# may lag behind a burst of joins before it has to read the members again.
+MAX_UNDO: Final = 4096
 
 _GLOB = ("*", "?", "[")
 
@@ -59,17 +59,55 @@ class PushRoom:
     local: frozenset[str]  # the local members joined
     names: Mapping[str, str | None] | None  # their display names (None: not known)
     always: frozenset[str]  # local members evaluated in full for every event
-    # The version before the change at ``newest`` when a commit brought this one up to date
-    # (``PushRoomCache.advance``): what an event at or before ``newest`` is evaluated with.
-    prev: PushRoom | None = None
+    # How to go back from here to the members before each committed change that brought
+    # this value up to date (``advance_push_room``), oldest first; ``base`` is the
+    # ``newest`` of the value they all go back to. Evaluation, behind the commits, asks
+    # for the members before its event (``at``).
+    undo: tuple[Undo, ...] = ()
+    base: int = 0
 
-    def at(self, so: int) -> PushRoom:
-        """The version for an event at ``so``: the newest whose changes all came before
-        it (the oldest kept, if none; its ``newest`` is then not below ``so``)."""
-        room = self
-        while room.prev is not None and so <= room.newest:
-            room = room.prev
-        return room
+    def at(self, so: int) -> PushRoom | None:
+        """The members before an event at ``so``: this value, or the one before the
+        changes at or after ``so`` (None if one of those was not kept: read them)."""
+        if so > self.newest or not self.undo:
+            return self  # after every change; or read for it (``floor``): as it is
+        if so <= self.base:
+            return None
+        local = set(self.local)
+        names = None if self.names is None else dict(self.names)
+        always = set(self.always)
+        count = self.member_count
+        newest = self.base
+        for u in reversed(self.undo):
+            if u.position < so:
+                newest = u.position
+                break
+            count -= u.count_delta
+            if u.was_local:
+                local.add(u.user_id)
+                if names is not None:
+                    names[u.user_id] = u.old_name
+                if any(c in u.user_id for c in _GLOB):
+                    always.add(u.user_id)
+            else:
+                local.discard(u.user_id)
+                always.discard(u.user_id)
+                if names is not None:
+                    names.pop(u.user_id, None)
+        return PushRoom(
+            self.floor, newest, count, frozenset(local), names, frozenset(always), (), newest
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """One local member's committed membership change, and what it changed."""
+
+    position: int
+    user_id: str
+    was_local: bool  # joined before it
+    old_name: str | None  # the display name before it (if joined)
+    count_delta: int  # what it added to ``member_count``
 
 
 def build_push_room(
@@ -95,58 +133,49 @@ def build_push_room(
     )
 
 
-def _trimmed(room: PushRoom, keep: int) -> PushRoom:
-    """``room`` with at most ``keep`` versions behind it."""
-    if room.prev is None:
-        return room
-    if keep <= 0:
-        return replace(room, prev=None)
-    return replace(room, prev=_trimmed(room.prev, keep - 1))
-
-
 def advance_push_room(
     room: PushRoom, changes: Sequence[MemberChange], suffix: str
 ) -> PushRoom | None:
     """``room`` after committed membership ``changes`` (in stream order, all after
-    ``room.newest``): a version per position, each keeping the one before as ``prev``.
-    None if a change is not a local user's (whether a remote user was joined before,
-    which ``member_count`` needs, is not kept here) or not after ``newest``."""
-    for position in sorted({c.stream_ordering for c in changes}):
-        if position <= room.newest:
+    ``room.newest``), keeping how to undo each (``PushRoom.at``). None if a change is
+    not a local user's (whether a remote user was joined before, which ``member_count``
+    needs, is not kept here) or not after ``newest``."""
+    if not changes:
+        return room
+    local = set(room.local)
+    names = None if room.names is None else dict(room.names)
+    always = set(room.always)
+    count = room.member_count
+    undo = list(room.undo)
+    newest = room.newest
+    for change in sorted(changes, key=lambda c: c.stream_ordering):
+        user_id = change.user_id
+        if change.stream_ordering <= room.newest or not user_id.endswith(suffix):
             return None
-        local = set(room.local)
-        names = None if room.names is None else dict(room.names)
-        always = set(room.always)
-        count = room.member_count
-        for change in changes:
-            if change.stream_ordering != position:
-                continue
-            user_id = change.user_id
-            if not user_id.endswith(suffix):
-                return None
-            joined = change.membership == "join"
-            count += int(joined) - int(user_id in local)
-            if joined:
-                local.add(user_id)
-                if names is not None:
-                    names[user_id] = change.displayname
-                if any(c in user_id for c in _GLOB):
-                    always.add(user_id)
-            else:
-                local.discard(user_id)
-                always.discard(user_id)
-                if names is not None:
-                    names.pop(user_id, None)
-        room = PushRoom(
-            floor=room.floor,
-            newest=position,
-            member_count=count,
-            local=frozenset(local),
-            names=names,
-            always=frozenset(always),
-            prev=_trimmed(room, MAX_VERSIONS - 1),
-        )
-    return room
+        was = user_id in local
+        joined = change.membership == "join"
+        old_name = names.get(user_id) if names is not None and was else None
+        undo.append(Undo(change.stream_ordering, user_id, was, old_name, int(joined) - int(was)))
+        count += int(joined) - int(was)
+        newest = max(newest, change.stream_ordering)
+        if joined:
+            local.add(user_id)
+            if names is not None:
+                names[user_id] = change.displayname
+            if any(c in user_id for c in _GLOB):
+                always.add(user_id)
+        else:
+            local.discard(user_id)
+            always.discard(user_id)
+            if names is not None:
+                names.pop(user_id, None)
+    base = room.base if room.undo else room.newest
+    if len(undo) > MAX_UNDO:
+        base = undo[-MAX_UNDO - 1].position  # the members before it can no longer be told
+        undo = undo[-MAX_UNDO:]
+    return PushRoom(
+        room.floor, newest, count, frozenset(local), names, frozenset(always), tuple(undo), base
+    )
 
 
 class PushRoomCache(RoomCache[PushRoom]):

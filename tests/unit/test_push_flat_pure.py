@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from homeserver.push.actions_store import PushActionRow, SharedRow
 from homeserver.push.notifications import EventPush
 from homeserver.push.room_members import (
-    MAX_VERSIONS,
+    MAX_UNDO,
     PushRoom,
     PushRoomCache,
     advance_push_room,
@@ -103,7 +103,7 @@ def _change(user: str, membership: str, so: int, name: str | None = None) -> Mem
     return MemberChange(user, membership, so, name)
 
 
-def test_advance_keeps_a_version_per_position_and_at_picks_the_one_before() -> None:
+def test_advance_keeps_how_to_undo_each_change_and_at_goes_back_before_an_event() -> None:
     base = build_push_room(
         [Membership(1, "@a:hs", "join", 10, 5), Membership(1, "@r:elsewhere", "join", 11, 6)],
         {"@a:hs": "Ann"},
@@ -120,20 +120,33 @@ def test_advance_keeps_a_version_per_position_and_at_picks_the_one_before() -> N
         ":hs",
     )
     assert room is not None
-    assert (room.newest, room.member_count, room.floor) == (9, 3, 3)
+    assert (room.newest, room.member_count, room.floor, room.base) == (9, 3, 3, 6)
     assert room.local == {"@b:hs", "@g*:hs"}
     assert room.names == {"@b:hs": "Bob", "@g*:hs": None}
     assert room.always == {"@g*:hs"}
     # An event at 8 (the join of b) or before is evaluated with the members before it.
-    assert room.at(8) is base and room.at(6) is base
-    assert room.at(9).local == {"@a:hs", "@b:hs"} and room.at(9).member_count == 3
+    for so in (7, 8):
+        before = room.at(so)
+        assert before is not None
+        assert (before.local, before.names, before.member_count) == (
+            base.local,
+            base.names,
+            base.member_count,
+        )
+        assert before.newest == 6 and before.always == frozenset()
+    nine = room.at(9)
+    assert nine is not None and nine.newest == 8
+    assert nine.local == {"@a:hs", "@b:hs"} and nine.member_count == 3
+    assert nine.names == {"@a:hs": "Ann", "@b:hs": "Bob"}
     assert room.at(10) is room
-    assert base.names == {"@a:hs": "Ann"}  # the versions are not changed in place
+    assert room.at(6) is None  # before what was read: only a read can tell
+    assert base.names == {"@a:hs": "Ann"}  # no value is changed in place
     # Joining twice or leaving twice changes nothing.
     again = advance_push_room(
         room, [_change("@b:hs", "join", 12), _change("@x:hs", "leave", 12)], ":hs"
     )
     assert again is not None and again.member_count == 3 and again.local == room.local
+    assert again.at(12) is not None and again.at(12).local == room.local  # type: ignore[union-attr]
 
 
 def test_advance_gives_up_where_only_a_read_can_tell() -> None:
@@ -144,17 +157,17 @@ def test_advance_gives_up_where_only_a_read_can_tell() -> None:
     assert advance_push_room(base, [_change("@b:hs", "join", 5)], ":hs") is None
 
 
-def test_advance_keeps_a_bounded_number_of_versions() -> None:
+def test_advance_keeps_a_bounded_number_of_changes_to_undo() -> None:
     room = build_push_room([], {}, 1, ":hs")
-    for so in range(2, 2 + 3 * MAX_VERSIONS):
+    last = 2 + MAX_UNDO + 10
+    for so in range(2, last):
         advanced = advance_push_room(room, [_change(f"@u{so}:hs", "join", so)], ":hs")
         assert advanced is not None
         room = advanced
-    depth, version = 0, room
-    while version.prev is not None:
-        depth, version = depth + 1, version.prev
-    assert depth == MAX_VERSIONS
-    assert room.at(0) is version  # older than every kept version: the oldest kept
+    assert len(room.undo) == MAX_UNDO
+    assert room.at(room.base) is None  # undone too far
+    back = room.at(room.base + 2)
+    assert back is not None and back.member_count == room.base + 1 - 2 + 1
 
 
 def test_a_commit_advances_the_follower_and_a_rollback_drops_it() -> None:
@@ -169,7 +182,8 @@ def test_a_commit_advances_the_follower_and_a_rollback_drops_it() -> None:
     assert 1 not in follower  # dropped until the commit
     leader.committed(txn, [1])
     room = follower._values[1]
-    assert room.local == {"@a:hs", "@b:hs"} and room.prev is base
+    assert room.local == {"@a:hs", "@b:hs"}
+    assert room.at(7) is not None and room.at(7).local == base.local  # type: ignore[union-attr]
     assert leader._values[1] == ("@a:hs", "@b:hs")
     txn = object()
     leader.writing(txn, 1, "@c:hs", "join", 8)
