@@ -22,10 +22,13 @@ those are evaluated in full anyway, with the name kept here (``names``).
 
 The cache is a follower of the local members cache (``rooms.room_cache``): it is
 dropped, in this process and in the others over the signal bus, whenever a membership
-row of the room changes. As the bus may bring that drop after the next message, a
-process that shares the database with others first probes for a membership newer than
-``newest`` (``MembershipStore.membership_changed_after``, one index lookup). Built by
-pure ``build_push_room``; no I/O here.
+row of the room changes; a commit of local users' memberships in this process then
+brings it up to date at once (``advance_push_room``), keeping how to undo each change so
+that evaluation, behind the commits, still sees the members before its event
+(``PushRoom.at``): a join into a big room reads no member rows. As the bus may bring
+that drop after the next message, a process that shares the database with others first
+probes for a membership newer than ``newest`` (``MembershipStore.membership_changed_after``,
+one index lookup). Built by pure ``build_push_room``; no I/O here.
 """
 
 from __future__ import annotations
