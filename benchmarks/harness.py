@@ -560,6 +560,8 @@ def spawn_myelin(config_path: Path, output: Path) -> subprocess.Popen[bytes]:
     profile = os.environ.get("MYELIN_BENCH_PYINSTRUMENT")
     if profile:
         renderer = "html" if profile.endswith(".html") else "text"
+        if profile.endswith(".pyisession"):
+            renderer = "pyisession"  # for ``pyinstrument --load FILE`` with any renderer
         profile = profile.replace("SERVER", config_path.parent.name)
         command[1:2] = ["-m", "pyinstrument", "-r", renderer, "-o", profile, "-m"]
     with output.open("ab") as out:

@@ -13,7 +13,7 @@ every endpoint that serves timeline events, /sync included, gets them here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,8 +45,11 @@ class EventSerializer:
         user_id: str | None = None,
         device_id: str | None = None,
         with_room_id: bool = True,
+        childless: Collection[str] = (),
     ) -> list[dict[str, Any]]:
-        """Client events for ``stored``, with three batched look-ups (no N+1)."""
+        """Client events for ``stored``, with three batched look-ups (no N+1).
+        ``childless``: ids of events the caller read to have no relation pointing at
+        them (/sync reads that with its events), whose bundle look-up is skipped."""
         if not stored:
             return []
         redacted_by = {s.event.event_id: s.redacted_by for s in stored if s.redacted_by}
@@ -59,7 +62,9 @@ class EventSerializer:
         now = self.clock.now_ms()
         relations: dict[str, dict[str, Any]] = {}
         if user_id is not None and self.aggregator is not None:
-            relations = await self._relations(stored, user_id, set(redacted_by), with_room_id)
+            parents = [s for s in stored if s.event.event_id not in childless]
+            if parents:
+                relations = await self._relations(parents, user_id, set(redacted_by), with_room_id)
         out = []
         for s in stored:
             unsigned: dict[str, Any] = {"age": max(0, now - s.event.origin_server_ts)}

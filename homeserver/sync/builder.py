@@ -28,20 +28,21 @@ from typing import Any
 
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS, EventSerializer, stripped_state
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.ignored import IgnoredUsers
-from homeserver.sync.model import SyncContext, SyncRequest, SyncSources
+from homeserver.sync.model import SyncContext, SyncRequest, SyncSources, timeline_limit
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.shared import SharedBuilds
-from homeserver.sync.store import StreamHeads, SyncStore
+from homeserver.sync.store import StreamHeads, SyncStore, UserMemberships
 from homeserver.sync.user_sections import UserSections
-from homeserver.userdata.filtering import room_allowed
+from homeserver.userdata.filtering import Filter, room_allowed
 
 __all__ = ["SyncBuilder", "SyncRequest"]
 
@@ -82,16 +83,27 @@ class SyncBuilder:
         with self.notifier.listen(req.user_id) as listener:
             # One statement in the usual case: the heads, whether the device peeks and
             # the user's presence (read after listening: a change committed from here
-            # on wakes the request).
-            heads = await self._heads(req)
+            # on wakes the request). An incremental sync that will not wait builds
+            # at once: its memberships and new events come in the same statement.
+            read: UserMemberships | None = None
+            if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
+                heads, read = await self.store.sync_heads_and_memberships(
+                    req.user_id, req.device_id, req.user_nid, req.since.events, _limit(flt)
+                )
+            else:
+                heads = await self._heads(req)
             if await self._user.set_presence(SyncContext(req), heads.own_presence):
                 heads = await self._heads(req)  # the user's own presence is in this answer
+                read = None  # read again up to these heads
             device_peeks: list[Peek] = []
             if heads.peeking:
                 device_peeks = await self._device_peeks(req)
                 self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
                 heads = await self._heads(req)  # read again, now listening on those rooms
-            first = SyncContext(req, flt, req.since, device_peeks=device_peeks)
+                read = None
+            first = SyncContext(
+                req, flt, req.since, device_peeks=device_peeks, memberships_read=read
+            )
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
                 result = await self._build(first, heads)
@@ -119,25 +131,40 @@ class SyncBuilder:
         return _token(await self.store.stream_heads(), self.src.typing.current_token())
 
     async def _build(self, ctx: SyncContext, heads: StreamHeads | None = None) -> dict[str, Any]:
-        if heads is None:
+        req = ctx.req
+        if heads is None and ctx.since is not None and not req.full_state:
+            # A woken long-poll: the heads and the memberships up to them (with the new
+            # events), one statement.
+            heads, ctx.memberships_read = await self.store.sync_heads_and_memberships(
+                req.user_id, req.device_id, req.user_nid, ctx.since.events, _limit(ctx.flt)
+            )
+            if not heads.peeking:
+                ctx.device_peeks = []
+        elif heads is None:
             heads = await self._heads(ctx.req)  # one statement for all of them
             if not heads.peeking:
                 ctx.device_peeks = []  # the device peeks into no room: nothing to read
         ctx.now = _token(heads, self.src.typing.current_token())
         ctx.to_device_head = heads.to_device
         ctx.key_counts = heads.key_counts
+        ctx.completed_head = heads.completed
         return await self._build_at(ctx)
 
-    async def memberships(self, ctx: SyncContext) -> None:
-        """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report)."""
+    async def memberships(self, ctx: SyncContext, with_events: bool = False) -> None:
+        """Fill ``ctx.joined`` and ``ctx.changed`` (memberships to report); with
+        ``with_events``, an incremental sync's rooms' new events too (``_new_events``),
+        read in the same statement."""
         members = self.rooms.members
         now = ctx.now.events
         moves: list[Membership] | None = None
         if ctx.since is None:
             mine = await members.rooms_for_user(ctx.user_id, ("join",))
         else:
-            read = await self.store.user_memberships(ctx.user_id, ctx.since.events, now)
+            read = ctx.memberships_read or await self.store.user_memberships(
+                ctx.user_id, ctx.since.events, now, ctx.limit + 1 if with_events else 0
+            )
             mine, moves = read.joined, read.moves
+            ctx.new_event_rows = read.new_events
         joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
             current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
@@ -173,6 +200,25 @@ class SyncBuilder:
             ]
         ctx.infos = infos
 
+    async def _new_events(self, ctx: SyncContext) -> dict[int, list[StoredEvent]]:
+        """room nid -> its newest ``limit + 1`` events in the range, newest first, for
+        the joined rooms answered for that have any (read with the memberships: a room
+        not in it has none). The ids of those that no relation points at go to
+        ``ctx.childless``: their bundled aggregations are not looked up. (A relation
+        committed after that read has a position past ``ctx.now``: the client gets it
+        as a timeline event of a later sync.)"""
+        rows = [e for e in ctx.new_event_rows if e.room_nid in ctx.joined]
+        found = await self.rooms.events.by_nids(e.event_nid for e in rows)
+        out: dict[int, list[StoredEvent]] = {}
+        for e in rows:
+            room = out.setdefault(e.room_nid, [])
+            stored = found.get(e.event_nid)
+            if stored is not None:
+                room.append(stored)
+            if not e.has_children:
+                ctx.childless.add(e.event_id)
+        return out
+
     async def _partial_state(self, ctx: SyncContext) -> None:
         """A client that does not lazy-load members takes a room's members from the
         sync's state: a partial-state room (members omitted, merged later in place) is
@@ -201,7 +247,9 @@ class SyncBuilder:
             ctx.left_nids -= partial
             if ctx.member_moves is not None:
                 ctx.member_moves = [m for m in ctx.member_moves if m.room_nid not in partial]
-        if ctx.since is not None:
+        if ctx.since is not None and (
+            ctx.completed_head is None or ctx.completed_head > ctx.since.events
+        ):
             done = await partial_state.completed_between(ctx.since.events, ctx.now.events)
             ctx.completed = {n for n in done if n in ctx.joined}
 
@@ -265,7 +313,7 @@ class SyncBuilder:
             # typing or a receipt) there is nothing to hide, so the read is skipped
             # (a new peek reads it for its history: ``_peeks``).
             await self._load_ignored(ctx)
-        await self.memberships(ctx)
+        await self.memberships(ctx, with_events=not ctx.req.full_state)
         await self._partial_state(ctx)
         user = self._user
         if ctx.req.to_device:
@@ -282,10 +330,8 @@ class SyncBuilder:
             active = set(ctx.joined)
         else:
             # Which rooms have new events, and their newest events (the timelines of
-            # the rooms not newly joined): one statement.
-            new_events = await self.rooms.events.new_in_rooms(
-                list(ctx.joined), ctx.since.events, ctx.now.events, ctx.limit + 1
-            )
+            # the rooms not newly joined): read with the memberships.
+            new_events = await self._new_events(ctx)
             active = set(new_events)
             active |= {n for n, m in by_room.items() if m.membership == "join" and n in ctx.joined}
             active |= ctx.completed
@@ -497,6 +543,12 @@ def _is_empty(result: dict[str, Any]) -> bool:
         or result["device_lists"]["changed"]
         or result["device_lists"]["left"]
     )
+
+
+def _limit(flt: Filter) -> int:
+    """How many of each room's newest events an incremental sync reads with its
+    memberships: one more than the timeline limit (to tell whether it is limited)."""
+    return timeline_limit(flt) + 1
 
 
 def _token(heads: StreamHeads, typing: str) -> StreamToken:

@@ -17,6 +17,7 @@ from homeserver.rooms.store.membership_store import Membership
 from homeserver.rooms.store.rooms_store import RoomInfo
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.peeks import Peek, PeekStore
+from homeserver.sync.store import NewEvent, UserMemberships
 from homeserver.userdata.account_data import AccountDataService
 from homeserver.userdata.filtering import DEFAULT_FILTER, Filter
 from homeserver.userdata.filters import FilterService
@@ -118,6 +119,18 @@ class SyncContext:
     # The device's (one-time key counts, unused fallback key types) when read with
     # ``now`` (``SyncStore.sync_heads``); None: read them.
     key_counts: tuple[dict[str, int], list[str]] | None = None
+    # The newest events position at which a partial-state room became whole, when read
+    # with ``now`` (``SyncStore.sync_heads``); None: unknown, ask the partial-state store.
+    completed_head: int | None = None
+    # An incremental sync's memberships (with the new events) when read with ``now``
+    # (``SyncStore.sync_heads_and_memberships``); None: read them.
+    memberships_read: UserMemberships | None = None
+    # An incremental sync's new events in its rooms, read with the memberships
+    # (``SyncStore.user_memberships``).
+    new_event_rows: list[NewEvent] = field(default_factory=list)
+    # Ids of new events that no relation points at, read with them: their bundled
+    # aggregations are not looked up.
+    childless: set[str] = field(default_factory=set)
 
     @property
     def user_id(self) -> str:
@@ -129,5 +142,10 @@ class SyncContext:
 
     @property
     def limit(self) -> int:
-        limit = self.flt.room.timeline.limit
-        return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))
+        return timeline_limit(self.flt)
+
+
+def timeline_limit(flt: Filter) -> int:
+    """The room timeline limit a filter asks for, within bounds."""
+    limit = flt.room.timeline.limit
+    return DEFAULT_TIMELINE_LIMIT if limit is None else max(0, min(limit, MAX_TIMELINE_LIMIT))

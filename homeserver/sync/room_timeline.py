@@ -98,7 +98,7 @@ class RoomTimeline:
         paginate (as Synapse answers, which clients expect).
 
         ``new_events``: each room's newest ``limit + 1`` events in ``(since, upto]``
-        when the caller has read them (``EventStore.new_in_rooms``; a room not in it
+        when the caller has read them (``SyncStore.user_memberships``; a room not in it
         has none), so they are not read again."""
         if not rooms:
             return {}
@@ -281,7 +281,11 @@ class RoomTimeline:
             state_events = [_federation_format(s) for s in all_state]
         else:
             events = await self.serializer.serialize(
-                all_timeline, with_room_id=False, user_id=ctx.user_id, device_id=ctx.req.device_id
+                all_timeline,
+                with_room_id=False,
+                user_id=ctx.user_id,
+                device_id=ctx.req.device_id,
+                childless=ctx.childless,
             )
             if ctx.req.encoded_state and fields is None:
                 # Straight to the wire, whole: each state event's JSON encoded once

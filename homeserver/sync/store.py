@@ -43,16 +43,21 @@ _STREAM_HEADS = (
 # (MSC2753; the peeks themselves are read only then), the user's own presence state
 # (``set_presence`` writes only when it differs), and the device's one-time key counts
 # and unused fallback key types (``DeviceKeysStore.sync_key_counts``'s two reads, as
-# rows of their own: kind 1 and 2; the heads are the row of kind 0).
+# rows of their own: kind 1 and 2; the heads are the row of kind 0). And the newest
+# position at which a partial-state room's state became whole (``completed``): a sync
+# reads which rooms those were only when that is past its token, almost never (the
+# table is federation's, ``federation/partial_state_store.py``; an index max here is a
+# statement less on every woken sync).
 _SYNC_HEADS = (
     "SELECT 0 AS kind, '' AS name, 0 AS n, "
     + _STREAM_HEADS.removeprefix("SELECT ")
     + ", CASE WHEN EXISTS (SELECT 1 FROM room_peeks WHERE user_id = $1 AND device_id = $2)"
     " THEN 1 ELSE 0 END AS peeking, (SELECT state FROM presence WHERE user_nid = $3)"
-    " AS own_presence"
-    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL"
+    " AS own_presence,"
+    " (SELECT MAX(stream_ordering) FROM partial_state_completed) AS completed"
+    " UNION ALL SELECT 1, algorithm, COUNT(*), 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
-    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL"
+    " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0"
 )
 
@@ -74,6 +79,9 @@ class StreamHeads:
     own_presence: str | None = None
     # (one-time key counts by algorithm, unused fallback key types); None: not read.
     key_counts: tuple[dict[str, int], list[str]] | None = None
+    # The newest events position at which a partial-state room became whole (0: none);
+    # None: not read.
+    completed: int | None = None
 
 
 # An incremental sync's memberships in ONE statement (they were three: the user's joined
@@ -93,6 +101,53 @@ _USER_MEMBERSHIPS = (
 )
 
 
+# With, as part 3, the newest ``$4`` events in ``(since, upto]`` of each room the user
+# is joined to, and whether any relation points at each (a /sync then looks up bundled
+# aggregations only for those): which rooms have news and their timelines, in the same
+# statement (it was one of its own, a round trip on PostgreSQL and a thread hand-off on
+# SQLite). A window over the range, not a branch per room. The rows share part 2's
+# columns: ``user_id`` holds the event id and ``membership`` 'children' or ''.
+_USER_MEMBERSHIPS_AND_EVENTS = (
+    _USER_MEMBERSHIPS
+    + " UNION ALL SELECT 3 AS part, room_nid, event_id, CASE WHEN EXISTS (SELECT 1"
+    " FROM event_relations r WHERE r.relates_to_id = w.event_id) THEN 'children' ELSE ''"
+    " END, event_nid, stream_ordering FROM (SELECT room_nid, event_nid, stream_ordering,"
+    " event_id, ROW_NUMBER() OVER (PARTITION BY room_nid ORDER BY stream_ordering DESC)"
+    " AS rn FROM events WHERE stream_ordering > $2 AND stream_ordering <= $3"
+    " AND room_nid IN (SELECT room_nid FROM room_memberships WHERE user_id = $1"
+    " AND membership = 'join')) AS w WHERE rn <= $4"
+)
+
+
+# A woken long-poll's heads and memberships (with the new events) in ONE statement: it
+# needs both at once, and the memberships' range ends at the events head read here,
+# from the same snapshot. Parameters: $1 user, $2 device, $3 user nid (the heads'),
+# $4 since, $5 limit. The membership rows follow the heads' columns: kind 10 + part,
+# ``name`` the user (or event) id, ``n`` the room, ``events`` the event nid,
+# ``device_lists`` the stream position, ``own_presence`` the membership.
+_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
+_SYNC_HEADS_AND_MEMBERSHIPS = (
+    _SYNC_HEADS + " UNION ALL SELECT 10 + part, user_id, room_nid, event_nid, stream_ordering,"
+    " 0, 0, 0, 0, 0, membership, NULL FROM ("
+    + _USER_MEMBERSHIPS_AND_EVENTS.replace("$4", "$5")
+    .replace("$3", _EVENTS_HEAD)
+    .replace("$2", "$4")
+    + ") AS m"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One of a room's newest events in a sync's range (``user_memberships``)."""
+
+    room_nid: int
+    event_nid: int
+    stream_ordering: int
+    event_id: str
+    # Whether a relation points at it (else its bundled aggregations are empty).
+    has_children: bool
+
+
 @dataclass(frozen=True, slots=True)
 class UserMemberships:
     """What an incremental sync reads of ``room_memberships``, in one statement."""
@@ -104,6 +159,9 @@ class UserMemberships:
     # Everyone's memberships whose event is in the range, in the rooms the user is
     # joined to or left in the range (``membership_changes`` of a superset of rooms).
     moves: list[Membership]
+    # The newest ``limit`` events in the range of each joined room that has any, newest
+    # first (empty when no limit was asked for).
+    new_events: list[NewEvent]
 
 
 class SyncStore:
@@ -117,26 +175,53 @@ class SyncStore:
     async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
         """``stream_heads``, with whether this device peeks into a room, the user's
         presence state and the device's key counts, in one statement."""
-        rows = await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid)
-        row = next(r for r in rows if int(r["kind"]) == 0)
-        own = row["own_presence"]
-        counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
-        fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
-        return _heads(
-            row,
-            peeking=bool(row["peeking"]),
-            own_presence=None if own is None else str(own),
-            key_counts=(counts, fallback),
-        )
+        return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
 
-    async def user_memberships(self, user_id: str, since: int, upto: int) -> UserMemberships:
-        """The user's joined rooms and what moved in ``(since, upto]``, one statement."""
-        rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
-        parts: tuple[list[Membership], ...] = ([], [], [])
-        for r in rows:
-            parts[int(r["part"])].append(membership_from_row(r))
-        parts[0].sort(key=lambda m: m.room_nid)
-        return UserMemberships(*parts)
+    async def sync_heads_and_memberships(
+        self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
+    ) -> tuple[StreamHeads, UserMemberships]:
+        """``sync_heads`` and ``user_memberships`` up to the events head read with them
+        (a woken long-poll's two first reads), in one statement."""
+        rows = await self.db.fetchall(
+            _SYNC_HEADS_AND_MEMBERSHIPS, user_id, device_id, user_nid, since, limit
+        )
+        heads = _sync_heads([r for r in rows if int(r["kind"]) < 10])
+        moved = [
+            (
+                int(r["kind"]) - 10,
+                int(r["n"]),
+                str(r["name"]),
+                str(r["own_presence"] or ""),
+                int(r["events"]),
+                int(r["device_lists"]),
+            )
+            for r in rows
+            if int(r["kind"]) >= 10
+        ]
+        return heads, _memberships(moved)
+
+    async def user_memberships(
+        self, user_id: str, since: int, upto: int, limit: int = 0
+    ) -> UserMemberships:
+        """The user's joined rooms and what moved in ``(since, upto]``, and with a
+        ``limit`` each joined room's newest ``limit`` events in it: one statement."""
+        if limit > 0 and upto > since:
+            rows = await self.db.fetchall(_USER_MEMBERSHIPS_AND_EVENTS, user_id, since, upto, limit)
+        else:
+            rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
+        return _memberships(
+            [
+                (
+                    int(r["part"]),
+                    int(r["room_nid"]),
+                    str(r["user_id"]),
+                    str(r["membership"]),
+                    int(r["event_nid"]),
+                    int(r["stream_ordering"]),
+                )
+                for r in rows
+            ]
+        )
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(
@@ -236,6 +321,38 @@ class SyncStore:
             upto,
         )
         return [membership_from_row(r) for r in rows]
+
+
+def _sync_heads(rows: list[Any]) -> StreamHeads:
+    """A ``_SYNC_HEADS`` answer: the heads row (kind 0) and the key counts (1 and 2)."""
+    row = next(r for r in rows if int(r["kind"]) == 0)
+    own = row["own_presence"]
+    completed = row["completed"]
+    counts = {str(r["name"]): int(r["n"]) for r in rows if int(r["kind"]) == 1}
+    fallback = sorted(str(r["name"]) for r in rows if int(r["kind"]) == 2)
+    return _heads(
+        row,
+        peeking=bool(row["peeking"]),
+        own_presence=None if own is None else str(own),
+        key_counts=(counts, fallback),
+        completed=0 if completed is None else int(completed),
+    )
+
+
+def _memberships(rows: list[tuple[int, int, str, str, int, int]]) -> UserMemberships:
+    """A ``_USER_MEMBERSHIPS(_AND_EVENTS)`` answer, as (part, room nid, user id,
+    membership, event nid, stream ordering); in part 3 the user id is the event id and
+    the membership 'children' or ''."""
+    parts: tuple[list[Membership], ...] = ([], [], [])
+    new_events: list[NewEvent] = []
+    for part, room_nid, user_id, membership, event_nid, so in rows:
+        if part == 3:
+            new_events.append(NewEvent(room_nid, event_nid, so, user_id, bool(membership)))
+        else:
+            parts[part].append(Membership(room_nid, user_id, membership, event_nid, so))
+    parts[0].sort(key=lambda m: m.room_nid)
+    new_events.sort(key=lambda e: -e.stream_ordering)
+    return UserMemberships(parts[0], parts[1], parts[2], new_events)
 
 
 def _heads(row: Any, **extra: Any) -> StreamHeads:

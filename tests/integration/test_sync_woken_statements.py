@@ -7,13 +7,18 @@ What was cut, each paired with a test that the answer still moves:
 - the device's peeks and the user's presence are read with the stream heads (one
   statement): a peek started during the long-poll, or a presence that differs from
   ``set_presence``, still counts;
-- the user's joined rooms, their own membership changes and everyone's moves in
-  those rooms are one statement: a member who joins or leaves still reaches
-  ``device_lists``;
-- the rooms with new events and their newest events are one statement (a window
-  per room): a burst longer than the timeline limit is still ``limited``;
+- once woken, the heads and the memberships below are one statement (the range ends
+  at the events head read with them);
+- the user's joined rooms, their own membership changes, everyone's moves in those
+  rooms, the rooms with new events and their newest events (a window per room) are
+  one statement: a member who joins or leaves still reaches ``device_lists``, a burst
+  longer than the timeline limit is still ``limited``;
 - keys-only state loads are cached per (group, key): a group changed in place is
-  read again.
+  read again;
+- whether a relation points at each new event is read with them, and bundles are read
+  only for those (tests/integration/test_sync_childless_events.py);
+- the newest partial-state completion is read with the heads, and the rooms made whole
+  only when it is past the token (tests/federation/test_partial_state_sync.py).
 """
 
 from __future__ import annotations
@@ -37,11 +42,18 @@ from tests.integration.sync_support import (
 from tests.integration.test_peek import world_readable_room
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
+from tests.integration.test_sync_statement_counts import counted_sync
 
-# Heads (with peeks, presence and key counts) twice, memberships, new events, unread
-# counts (with the read receipts), bundled aggregations, and the partial-state rooms
-# made whole since the token (the events stream moved). Was 16 at 5f76781.
-WOKEN_SYNC_STATEMENTS = 7
+# Heads (with peeks, presence, key counts and the newest partial-state completion)
+# before waiting; once woken, the heads again with the memberships and the new events
+# (and whether a relation points at each); unread counts (with the read receipts).
+# Was 16 at 5f76781, 7 at 34949b8 (the second heads, the new events, the bundled
+# aggregations and the partial-state rooms made whole since the token had a statement
+# each).
+WOKEN_SYNC_STATEMENTS = 3
+# An incremental sync that does not wait: the heads with the memberships and the new
+# events, and the unread counts (6 at 34949b8).
+INCREMENTAL_SYNC_STATEMENTS = 2
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
@@ -65,6 +77,36 @@ async def test_woken_sync_with_one_message_costs_at_most_n_statements(
     assert count(counter, "FROM users u LEFT JOIN presence") == 0
     assert count(counter, "SELECT DISTINCT room_nid FROM events") == 0
     assert count(counter, "WITH RECURSIVE chain") == 0  # the state keys are cached
+    # The woken build's heads, memberships and new events are one statement.
+    assert count(counter, "FROM room_memberships") == 1
+    assert count(counter, "AS own_presence") == 2
+    assert count(counter, "ROW_NUMBER() OVER") == 1
+    # No relation points at the new event: no bundle read (test_sync_childless_events).
+    assert count(counter, "WHERE r.rel_type IN (") == 0
+    # No partial-state room was made whole: only the max in the heads.
+    assert count(counter, "FROM partial_state_completed WHERE") == 0
+
+
+async def test_incremental_sync_that_does_not_wait_costs_n_statements(
+    two_in_a_room: TwoInARoom,
+) -> None:
+    """``timeout=0``: the heads, memberships and new events in one statement, then the
+    unread counts."""
+    t = two_in_a_room
+    since = await t.next_batch(t.bob)
+    for i in range(3):  # the first rounds warm the caches
+        sent = await send_text(t.api, t.alice, t.room, f"now {i}", f"n{i}")
+        body, counter = await counted_sync(t.hs, t.bob, since)
+        events = body["rooms"]["join"][t.room]["timeline"]["events"]
+        assert [e["event_id"] for e in events] == [sent]
+        since = body["next_batch"]
+    assert counter.total <= INCREMENTAL_SYNC_STATEMENTS, counter.by_sql
+    assert count(counter, "FROM room_memberships") == 1
+    assert count(counter, "AS own_presence") == 1
+    # Nothing new: the same one statement answers it, and nothing more is read.
+    body, counter = await counted_sync(t.hs, t.bob, since)
+    assert body["rooms"]["join"] == {}
+    assert counter.total == 1, counter.by_sql
 
 
 async def test_presence_that_differs_from_set_presence_is_still_written(

@@ -615,37 +615,6 @@ class EventStore:
                     out[int(r["room_nid"])].append(stored)
         return out
 
-    async def new_in_rooms(
-        self, room_nids: Sequence[int], after: int, upto: int, limit: int
-    ) -> dict[int, list[StoredEvent]]:
-        """room nid -> its newest ``limit`` events in ``(after, upto]``, newest first, for
-        the rooms of ``room_nids`` that have any: ``rooms_with_events`` and
-        ``latest_in_rooms`` of those rooms in one statement per 500 rooms (an
-        incremental /sync, set-based: a window over the range, not a branch per room)."""
-        out: dict[int, list[StoredEvent]] = {}
-        if upto <= after:
-            return out  # an empty range: no statement
-        for chunk in _chunks(list(room_nids)):
-            rows = await self.db.fetchall(
-                "SELECT room_nid, event_nid, stream_ordering FROM (SELECT room_nid, event_nid,"
-                " stream_ordering, ROW_NUMBER() OVER (PARTITION BY room_nid"
-                " ORDER BY stream_ordering DESC) AS rn FROM events WHERE stream_ordering > $1"
-                f" AND stream_ordering <= $2 AND room_nid IN ({placeholders(len(chunk), 4)}))"
-                " AS w WHERE rn <= $3",
-                after,
-                upto,
-                limit,
-                *chunk,
-            )
-            found = await self.by_nids(int(r["event_nid"]) for r in rows)
-            for r in sorted(rows, key=lambda r: -int(r["stream_ordering"])):
-                stored = found.get(int(r["event_nid"]))
-                if stored is not None:
-                    out.setdefault(int(r["room_nid"]), []).append(stored)
-                else:
-                    out.setdefault(int(r["room_nid"]), [])
-        return out
-
     async def rooms_with_events(self, room_nids: Sequence[int], after: int, upto: int) -> set[int]:
         """Which of ``room_nids`` have visible events in ``(after, upto]``."""
         out: set[int] = set()
