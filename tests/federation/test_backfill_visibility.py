@@ -47,16 +47,11 @@ async def _add_members(api: Api, room_id: str, start: int, count: int) -> None:
 async def _backfill_reading(
     hs: RunningServer, origin: str, room_id: str, from_id: str, limit: int
 ) -> tuple[list[str], int]:
-    """The bodies a backfill gives ``origin``, and how many events it read to do so."""
+    """The bodies a backfill gives ``origin``, and how many events it read by their
+    numeric id to judge them (state events: the history visibility, memberships)."""
     events = hs.hs.rooms_area.rooms.events
-    by_ids, by_nids = events.by_ids, events.by_nids
+    by_nids = events.by_nids
     read = 0
-
-    async def counted_ids(ids: Iterable[str]) -> Any:
-        nonlocal read
-        wanted = list(ids)
-        read += len(wanted)
-        return await by_ids(wanted)
 
     async def counted_nids(nids: Iterable[int]) -> Any:
         nonlocal read
@@ -64,11 +59,11 @@ async def _backfill_reading(
         read += len(wanted)
         return await by_nids(wanted)
 
-    events.by_ids, events.by_nids = counted_ids, counted_nids  # type: ignore[method-assign]
+    events.by_nids = counted_nids  # type: ignore[method-assign]
     try:
         answer = await _reads(hs).backfill(origin, room_id, [from_id], limit)
     finally:
-        events.by_ids, events.by_nids = by_ids, by_nids  # type: ignore[method-assign]
+        events.by_nids = by_nids  # type: ignore[method-assign]
     bodies = [p["content"].get("body") for p in answer["pdus"] if p["type"] == "m.room.message"]
     return bodies, read
 
