@@ -166,6 +166,8 @@ class Federation:
             partial_state_joins=self.config.federation.partial_state_joins,
         )
         self.rooms.attach(memberships, reader)
+        # A process's claim on a partial-state room's resync lasts as a lease does.
+        self.rooms.partial.claim_ms = self.config.worker_lease_ms
         # Typing, receipts and presence of a room joined with partial state also go to
         # the servers the resident named, until the members are all here.
         self.relay.outbound.servers_in_room = self.rooms.partial.with_partial_servers(
@@ -213,7 +215,9 @@ class Federation:
         if self.relay is not None:
             await self.relay.start()
         if self.rooms is not None:
-            # Rooms joined with partial state before a restart: fetch their whole state.
+            # Rooms joined with partial state before a restart: fetch their whole state
+            # (alone, this process takes every claim; see scaleout for several).
+            await self.rooms.partial.store.take_all(self.rooms.partial.owner)
             await self.rooms.partial.resume()
 
     def send_across_processes(

@@ -323,7 +323,11 @@ class Keyring:
     # --- verification ---------------------------------------------------------------------
 
     async def verify_json_for_server(
-        self, server_name: str, obj: dict[str, Any], min_valid_ts: int
+        self,
+        server_name: str,
+        obj: dict[str, Any],
+        min_valid_ts: int,
+        signable: bytes | None = None,
     ) -> None:
         """Check ``server_name``'s signature on ``obj`` with keys trusted at ``min_valid_ts``.
 
@@ -344,13 +348,13 @@ class Keyring:
                 vk = await self.get_verify_key(server_name, key_id, min_valid_ts)
             except KeyLookupError:
                 continue
-            verify_json_signature(obj, server_name, key_id, vk)
+            verify_json_signature(obj, server_name, key_id, vk, signable)
             checked += 1
         if checked == 0:
             raise KeyLookupError(f"no trusted key of {server_name} for its signature")
 
     async def verify_event_signatures(
-        self, pdu: dict[str, Any], room_version: RoomVersion
+        self, pdu: dict[str, Any], room_version: RoomVersion, signable: bytes | None = None
     ) -> set[str]:
         """Check an event's signatures ("Validating hashes and signatures on received events").
 
@@ -362,6 +366,8 @@ class Keyring:
         present. Returns every server whose signature verified, for the auth
         rules' ``verify_server_signature``; raises ``SignatureError`` or
         ``KeyLookupError`` when a required server's signature fails.
+        ``signable``: the event's ``signing.event_signable_bytes`` when the caller
+        has them already (``parse_pdu`` did, for the event id).
         """
         redacted = redact(pdu, room_version)
         ts = pdu.get("origin_server_ts")
@@ -376,7 +382,7 @@ class Keyring:
         verified: set[str] = set()
         for server in sorted(required | optional):
             try:
-                await self.verify_json_for_server(server, redacted, ts)
+                await self.verify_json_for_server(server, redacted, ts, signable)
             except (SignatureError, KeyLookupError):
                 if server in required:
                     raise

@@ -5,21 +5,29 @@ Reads that run on every inbound PDU or outbound send ask ``is_partial``: a room
 that is known to be complete is remembered as such, so a room that never was
 partial costs one query per process, not one per event.
 
+Each marker carries a claim (migration 0450): the process that resyncs the room and
+until when; ``claim`` takes it atomically, so among several processes exactly one
+resyncs each room.
+
 Table ``partial_state_completed`` (migration 0420): the events-stream position at
 which each room's merge committed. /sync reads both (``partial_among``,
 ``completed_between``): a sync that does not lazy-load members leaves partial rooms
-out, and sends a room completed after its token as newly joined.
+out, and sends a room completed after its token as newly joined; a leave made while
+the room was partial (``partial_at``) is left out too, the client never had the room.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Final
 
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
 
+# The bus topic announcing a room marked partial (keys: room nids).
+PARTIAL_STATE_MARKED: Final = "partial_state_marked"
 # Room nids per statement of the batched reads.
 _CHUNK = 500
 
@@ -30,6 +38,9 @@ class PartialRoom:
     join_event_id: str
     joined_via: str
     servers_in_room: list[str]
+    # The merge adds the missing members to the room's snapshot groups from this id on
+    # (those made since the join; a rejoin leaves the earlier ones as they were).
+    min_state_group: int = 0
 
 
 def _servers(text: str) -> list[str]:
@@ -43,25 +54,88 @@ def _servers(text: str) -> list[str]:
 class PartialStateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        # Rooms seen complete by this process; a room is only ever marked partial
-        # by its join, before the join exists (``mark`` forgets it here).
+        # Announces a marked room to the other processes (bound with the signal bus).
+        self.publish: Callable[[str, list[str]], None] | None = None
+        # Rooms seen complete by this process; a room is only ever marked partial by a
+        # join of a room we are not in, before the join exists (``mark`` forgets it
+        # here and, over the signal bus, in the other processes).
         self._complete: set[int] = set()
 
     async def mark(
-        self, room_nid: int, join_event_id: str, joined_via: str, servers: list[str], now_ms: int
+        self,
+        room_nid: int,
+        join_event_id: str,
+        joined_via: str,
+        servers: list[str],
+        now_ms: int,
+        owner: str = "",
+        owner_until_ms: int = 0,
     ) -> None:
+        """The marker, claimed by ``owner`` (the joining process, which resyncs it)."""
         self._complete.discard(room_nid)
         async with self.db.transaction() as q:
+            # Groups made from here on are this join's (the caller holds the room's
+            # lock; ids only grow): a rejoin's merge leaves the earlier ones alone. A
+            # room still partial (we left and came back before the merge) keeps its
+            # first bound: the groups of that first partial stretch lack members too.
+            floor = await q.fetchval(
+                "SELECT min_state_group FROM partial_state_rooms WHERE room_nid = $1", room_nid
+            )
+            if floor is None:
+                newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
+                floor = int(newest or 0) + 1
             await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
             await q.execute(
                 "INSERT INTO partial_state_rooms"
-                " (room_nid, join_event_id, joined_via, servers_in_room, created_ms)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
+                " owner, owner_until_ms, min_state_group)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 room_nid,
                 join_event_id,
                 joined_via,
                 json.dumps(sorted(set(servers))),
                 now_ms,
+                owner,
+                owner_until_ms,
+                int(floor),
+            )
+        if self.publish is not None:
+            # Other processes that saw the room complete (a rejoin) must ask again.
+            self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
+
+    def forget_complete(self, keys: list[str] | None) -> None:
+        """Rooms marked partial by another process (None: any room): ask again."""
+        if keys is None:
+            self._complete.clear()
+        else:
+            self._complete.difference_update(int(k) for k in keys if k.isdigit())
+
+    async def claim(self, room_nid: int, owner: str, now_ms: int, until_ms: int) -> bool:
+        """Take (or keep) the resync of a partial room: only if the claim is ``owner``'s
+        already or has run out. One statement, so of two processes trying at once one
+        wins. False also when the room is no longer partial."""
+        row = await self.db.fetchone(
+            "UPDATE partial_state_rooms SET owner = $2, owner_until_ms = $4"
+            " WHERE room_nid = $1 AND (owner = $2 OR owner_until_ms < $3)"
+            " RETURNING room_nid",
+            room_nid,
+            owner,
+            now_ms,
+            until_ms,
+        )
+        return row is not None
+
+    async def renew(self, room_nids: Collection[int], owner: str, until_ms: int) -> None:
+        """Extend ``owner``'s claims on these rooms (its resyncs still running)."""
+        nids = list(room_nids)
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            await self.db.execute(
+                f"UPDATE partial_state_rooms SET owner_until_ms = $1 WHERE owner = $2"
+                f" AND room_nid IN ({placeholders(len(chunk), 3)})",
+                until_ms,
+                owner,
+                *chunk,
             )
 
     async def get(
@@ -72,7 +146,7 @@ class PartialStateStore:
         if room_nid in self._complete:
             return None
         row = await (q or self.db).fetchone(
-            "SELECT room_nid, join_event_id, joined_via, servers_in_room"
+            "SELECT room_nid, join_event_id, joined_via, servers_in_room, min_state_group"
             " FROM partial_state_rooms WHERE room_nid = $1",
             room_nid,
         )
@@ -85,15 +159,26 @@ class PartialStateStore:
             str(row["join_event_id"]),
             str(row["joined_via"]),
             _servers(str(row["servers_in_room"])),
+            int(row["min_state_group"]),
         )
 
     async def is_partial(self, room_nid: int) -> bool:
         return await self.get(room_nid) is not None
 
-    async def all(self) -> list[PartialRoom]:
+    async def take_all(self, owner: str) -> None:
+        """A process that runs alone (no workers) takes every claim: whoever held one
+        before is gone (say the server ran with workers before)."""
+        await self.db.execute("UPDATE partial_state_rooms SET owner = $1 WHERE owner <> $1", owner)
+
+    async def claimable(self, owner: str, now_ms: int) -> list[PartialRoom]:
+        """The partial rooms ``owner`` may take: its own claims (a restarted process)
+        and the claims run out (their process died or gave up for now)."""
         rows = await self.db.fetchall(
-            "SELECT room_nid, join_event_id, joined_via, servers_in_room"
-            " FROM partial_state_rooms ORDER BY created_ms"
+            "SELECT room_nid, join_event_id, joined_via, servers_in_room, min_state_group"
+            " FROM partial_state_rooms WHERE owner = $1 OR owner_until_ms < $2"
+            " ORDER BY created_ms",
+            owner,
+            now_ms,
         )
         return [
             PartialRoom(
@@ -101,6 +186,7 @@ class PartialStateStore:
                 str(r["join_event_id"]),
                 str(r["joined_via"]),
                 _servers(str(r["servers_in_room"])),
+                int(r["min_state_group"]),
             )
             for r in rows
         ]
@@ -119,8 +205,9 @@ class PartialStateStore:
     async def partial_among(self, room_nids: Collection[int]) -> set[int]:
         """Which of these rooms, each with a local member joined, are partial now. Rooms
         seen complete are not asked again: a room with a local member joined is never
-        marked partial again (only a join to a room we are not in is partial), so for
-        /sync, which asks about its user's joined rooms, this is mostly no statement."""
+        marked partial again (only a join to a room we are not in is partial; a rejoin's
+        marker is announced to every process), so for /sync, which asks about its
+        user's joined rooms, this is mostly no statement."""
         unknown = [n for n in room_nids if n not in self._complete]
         found: set[int] = set()
         for start in range(0, len(unknown), _CHUNK):
@@ -146,6 +233,27 @@ class PartialStateStore:
             upto,
         )
         return {int(r["room_nid"]) for r in rows}
+
+    async def partial_at(self, positions: dict[int, int]) -> set[int]:
+        """Which rooms were partial at their events position (room nid -> position):
+        still partial now, or merged after it. Only /sync's leaves ask (few rooms)."""
+        nids = list(positions)
+        found: set[int] = set()
+        for start in range(0, len(nids), _CHUNK):
+            chunk = nids[start : start + _CHUNK]
+            marks = placeholders(len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT room_nid, NULL AS stream_ordering FROM partial_state_rooms"
+                f" WHERE room_nid IN ({marks})"
+                " UNION ALL SELECT room_nid, stream_ordering FROM partial_state_completed"
+                f" WHERE room_nid IN ({marks})",
+                *chunk,
+            )
+            for r in rows:
+                nid, merged = int(r["room_nid"]), r["stream_ordering"]
+                if merged is None or int(merged) > positions[nid]:
+                    found.add(nid)
+        return found
 
     def completed(self, room_nid: int) -> None:
         self._complete.add(room_nid)

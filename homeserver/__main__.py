@@ -158,6 +158,7 @@ def _setup_logging(level: str, log_format: str = "text") -> None:
 
 async def _run(config_path: str, worker: str | None = None) -> None:
     from homeserver.app import start, start_worker
+    from homeserver.heap import settle_after_start
 
     config = load_config(config_path)
     _setup_logging(config.log_level, config.logging.format)
@@ -187,6 +188,8 @@ async def _run(config_path: str, worker: str | None = None) -> None:
             running.client_url,
             running.federation_port,
         )
+    # Started: the heap built so far lives as long as the process (``heap``).
+    settle_after_start()
     if running.metrics_port:
         log.info(
             "metrics on http://%s:%d/metrics", config.metrics.bind_address, running.metrics_port

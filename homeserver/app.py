@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from federation import Federation  # the only place homeserver meets federation/
+from federation.partial_state_store import PARTIAL_STATE_MARKED
 from federation.pdu.acl_cache import SERVER_ACL_CACHE
 from federation.sender import FederationSender
 from homeserver.accounts.auth import SESSIONS_CACHE, USER_SESSIONS_CACHE, Authenticator
@@ -51,7 +52,6 @@ from homeserver.mail.sender import Mailer
 from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
-from homeserver.metrics import Metrics
 from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC, client_processes
 from homeserver.push.evaluation import PUSH_EVALUATE, PUSH_EVALUATED
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
@@ -80,6 +80,9 @@ from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.room_upgrades import UpgradeCarryOver
 from homeserver.userdata.services import UserDataServices
+
+if TYPE_CHECKING:
+    from homeserver.metrics import Metrics
 
 log = logging.getLogger("myelin")
 
@@ -121,8 +124,10 @@ class HomeServer:
     bindings: BindingService
     login_tokens: LoginTokens
     client_ips: ClientIpRetention
-    # This server's own registry (several servers may share one test process).
-    metrics: Metrics = field(default_factory=Metrics)
+    # This server's own registry (several servers may share one test process); None
+    # while the metrics listener is off: nothing counts what nobody can scrape, and
+    # prometheus_client (~1 MiB) is never loaded (benchmarks/README.md, tidy4).
+    metrics: Metrics | None = None
     previewer: UrlPreviewer | None = None
     federation: Federation | None = None
     unstable_features: dict[str, bool] = field(default_factory=dict)
@@ -244,6 +249,7 @@ class HomeServer:
         accounts.deactivated_hooks.append(drop_threepids)
         hs = cls(
             config=config,
+            metrics=_metrics_if_enabled(config),
             db=db,
             clock=clock,
             signing_key=signing_key,
@@ -404,6 +410,14 @@ class HomeServer:
         state = self.rooms_area.rooms.state
         state.publish = bus.publish
         bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
+        if self.federation is not None and self.federation.rooms is not None:
+            # The same signal releases this process's waiters on a partial-state room
+            # another process made whole (/members, /joined_members).
+            partial = self.federation.rooms.partial
+            bus.subscribe(STATE_GROUPS_CACHE, lambda _keys: partial.merged_elsewhere())
+            # A rejoin marks a room partial again: every process asks again.
+            partial.store.publish = bus.publish
+            bus.subscribe(PARTIAL_STATE_MARKED, partial.store.forget_complete)
         shared_typing = share_across_processes(
             bus, self.db, self.typing, self.rooms_area.rooms.rooms, self.app_services, main
         )
@@ -537,9 +551,19 @@ async def _job(name: str, run: Callable[[], Awaitable[None]]) -> None:
     await run()
 
 
+def _metrics_if_enabled(config: Config) -> Metrics | None:
+    if not config.metrics.enabled:
+        return None
+    from homeserver.metrics import Metrics
+
+    return Metrics()
+
+
 def _wire_metrics(hs: HomeServer, sender: FederationSender) -> None:
     """Connect the counters to the hooks that feed them, and the scrape-time gauges."""
     metrics = hs.metrics
+    if metrics is None:
+        return
     suffix = ":" + hs.config.server_name
 
     async def count_event(stored: StoredEvent, _room: RoomInfo) -> None:
@@ -628,7 +652,7 @@ async def start(config: Config) -> RunningServer:
             fed_runner, fed_port = await _listen(hs.federation_app(), fl.bind, fl.port, ssl_ctx)
             runners.append(fed_runner)
         metrics_port = 0
-        if config.metrics.enabled:
+        if hs.metrics is not None:
             mc = config.metrics
             metrics_runner, metrics_port = await _listen(
                 metrics_app(hs.metrics), mc.bind_address, mc.port

@@ -103,6 +103,14 @@ async def join_processes(hs: HomeServer, name: str) -> None:
 
         federation.send_across_processes(bus.publish, bus.subscribe, FEDERATION_OUTBOX, owns)
 
+    partial = _partial_joins(hs)
+    if partial is not None:
+        # Partial-state resyncs: this process's claims carry its name; after a restart
+        # it takes its own up again at once (the background lease's holder takes up
+        # those of a process that died, once their claims run out).
+        partial.owner = name
+        hs.background.append(asyncio.create_task(partial.resume()))
+
     held: Callable[[], bool] = lambda: False  # noqa: E731
     if pr.BACKGROUND in mine:
         jobs = BackgroundJobs(hs)
@@ -146,6 +154,10 @@ class BackgroundJobs:
             self.hs.sync_area.push_evaluator.start(),
             asyncio.create_task(delivery.resume()),
         ]
+        partial = _partial_joins(self.hs)
+        if partial is not None:
+            # Partial-state resyncs whose process died: their claims run out.
+            self.tasks.append(asyncio.create_task(partial.keep_resuming()))
         lists = _device_lists(self.hs)
         if lists is not None:
             # Resyncs asked for while no process held the lease, then failed ones again.
@@ -176,6 +188,22 @@ class DeviceListResyncs(Protocol):
     async def resync_wanted(self) -> None: ...
 
     async def retry_wanted(self) -> None: ...
+
+
+class PartialResyncs(Protocol):
+    """What scale-out needs of federation's partial-state joins
+    (``federation.membership.partial_state.PartialStateJoins``)."""
+
+    owner: str
+
+    async def resume(self) -> None: ...
+
+    async def keep_resuming(self) -> None: ...
+
+
+def _partial_joins(hs: HomeServer) -> PartialResyncs | None:
+    rooms = hs.federation.rooms if hs.federation is not None else None
+    return rooms.partial if rooms is not None else None
 
 
 def _device_lists(hs: HomeServer) -> DeviceListResyncs | None:

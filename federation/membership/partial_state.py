@@ -26,7 +26,14 @@ client at once. This module then completes the state in the background::
       wake /sync                     our members' syncs that left the room out
                                      (no lazy-loading) get it as newly joined
 
-A restart leaves the marker: ``resume`` starts the resync again. Keys that an
+A restart leaves the marker: ``resume`` starts the resync again. Among several
+processes (workers) exactly one resyncs a room: the marker carries a claim (its
+process and until when, migration 0450), taken with one atomic statement before
+every round and renewed while the resync runs; ``start`` in a process that cannot
+take it does nothing (its waiters learn of the merge over the signal bus,
+``merged_elsewhere``). Every process resumes its own claims when it starts; the
+background lease's holder also takes up claims that ran out (a process that died)
+every ``claim_ms``. A process that stops cleanly gives its claims up at once. Keys that an
 event received meanwhile already set are never overwritten (only missing keys
 are added), so a member who left during the resync stays left.
 
@@ -72,6 +79,9 @@ STATE_MAX_BYTES = 256 * 1024 * 1024
 STATE_TIMEOUT_S = 120.0
 # How long a member list read waits for the resync before serving what is here.
 MEMBERS_WAIT_S = 60.0
+# How long a process's claim on a room's resync lasts unrenewed (config
+# worker_lease_ms sets it; renewed every third of it while the resync runs).
+CLAIM_MS = 15_000
 
 
 class PartialStateJoins:
@@ -97,6 +107,11 @@ class PartialStateJoins:
         self.merged_hooks: list[Callable[[list[str]], Awaitable[None]]] = []
         # Rooms whose resync is fetching and storing right now: set when the round ends.
         self._rounds: dict[int, asyncio.Event] = {}
+        # This process's name in the claims (``main`` or the worker's; scaleout sets it)
+        # and how long a claim lasts unrenewed.
+        self.owner = "main"
+        self.claim_ms = CLAIM_MS
+        self._keeper: asyncio.Task[None] | None = None
 
     async def is_partial(self, room_nid: int) -> bool:
         return await self.store.is_partial(room_nid)
@@ -116,26 +131,82 @@ class PartialStateJoins:
         return servers
 
     def start(self, room: RoomInfo) -> None:
-        """Resync ``room`` in the background (once per process at a time)."""
+        """Resync ``room`` in the background (once per process at a time), if this
+        process holds or can take the room's claim (else another process resyncs it)."""
         task = self._tasks.get(room.room_nid)
         if task is not None and not task.done():
             return
-        self._full.setdefault(room.room_nid, asyncio.Event())
+        full = self._full.get(room.room_nid)
+        if full is None or full.is_set():
+            self._full[room.room_nid] = asyncio.Event()
         self._tasks[room.room_nid] = asyncio.get_running_loop().create_task(self._run(room))
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_claims())
+
+    def mark_claim_until(self) -> int:
+        """Until when the joining process's claim on a new marker lasts."""
+        return self.clock.now_ms() + self.claim_ms
 
     async def resume(self) -> None:
-        """After a restart: every room still marked partial is resynced again."""
-        for partial in await self.store.all():
+        """Every partial room this process may take (its own claims after a restart,
+        claims run out) is resynced here; the claim in ``_run`` decides between
+        processes that try at once."""
+        for partial in await self.store.claimable(self.owner, self.clock.now_ms()):
+            task = self._tasks.get(partial.room_nid)
+            if task is not None and not task.done():
+                continue
             found = await self.rooms.rooms.rooms_by_nid([partial.room_nid])
             room = found.get(partial.room_nid)
             if room is not None:
                 self.start(room)
 
+    async def keep_resuming(self) -> None:
+        """The background lease's holder: take up the resyncs whose process died (their
+        claims run out), every ``claim_ms``, until cancelled with the lease."""
+        while True:
+            try:
+                await self.resume()
+            except Exception:
+                log.exception("partial-state resyncs: reading the claims failed")
+            await asyncio.sleep(self.claim_ms / 1000)
+
+    def merged_elsewhere(self) -> None:
+        """Another process merged a room's whole state (its signal that state groups
+        changed in place): release this process's waiters on the rooms now whole."""
+        waiting = [nid for nid, full in self._full.items() if not full.is_set()]
+        if waiting:
+            asyncio.get_running_loop().create_task(self._release_waiters(waiting))
+
+    async def _release_waiters(self, room_nids: list[int]) -> None:
+        for nid in room_nids:
+            if await self.store.get(nid, remember=False) is None:
+                self.store.completed(nid)
+                self._full.setdefault(nid, asyncio.Event()).set()
+
+    async def _claim(self, room: RoomInfo) -> bool:
+        now = self.clock.now_ms()
+        return await self.store.claim(room.room_nid, self.owner, now, now + self.claim_ms)
+
+    async def _keep_claims(self) -> None:
+        """Renew this process's claims while any of its resyncs runs (bounded by them)."""
+        while any(not t.done() for t in self._tasks.values()):
+            await asyncio.sleep(self.claim_ms / 3000)
+            running = [n for n, t in self._tasks.items() if not t.done()]
+            if not running:
+                return
+            try:
+                await self.store.renew(running, self.owner, self.clock.now_ms() + self.claim_ms)
+            except Exception:
+                log.exception("partial-state resyncs: renewing the claims failed")
+
     async def wait_full(self, room: RoomInfo, timeout_s: float) -> bool:
         """Wait until the room's whole state is here (at most ``timeout_s``); whether it is."""
         if await self.store.get(room.room_nid, remember=False) is None:
             return True
-        full = self._full.setdefault(room.room_nid, asyncio.Event())
+        full = self._full.get(room.room_nid)
+        if full is None or full.is_set():
+            # Set by an earlier partial join of the room (we left, and rejoined).
+            full = self._full[room.room_nid] = asyncio.Event()
         self.start(room)
         try:
             await asyncio.wait_for(full.wait(), timeout_s)
@@ -149,17 +220,30 @@ class PartialStateJoins:
         return await self.wait_full(room, MEMBERS_WAIT_S)
 
     async def close(self) -> None:
-        tasks = [t for t in self._tasks.values() if not t.done()]
+        running = [n for n, t in self._tasks.items() if not t.done()]
+        tasks = [self._tasks[n] for n in running]
+        if self._keeper is not None:
+            tasks.append(self._keeper)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if running:
+            # Stopping cleanly: another process may take these up at once.
+            with contextlib.suppress(Exception):
+                await self.store.renew(running, self.owner, 0)
 
     async def _run(self, room: RoomInfo) -> None:
         pause = FIRST_PAUSE_S
         for _ in range(MAX_ROUNDS):
-            partial = await self.store.get(room.room_nid)
+            partial = await self.store.get(room.room_nid, remember=False)
             if partial is None:
+                self.store.completed(room.room_nid)
                 break
+            if not await self._claim(room):
+                # Another process resyncs it (or has just merged it).
+                if await self.store.get(room.room_nid, remember=False) is None:
+                    break
+                return
             try:
                 if await self._round(room, partial):
                     break
@@ -203,7 +287,7 @@ class PartialStateJoins:
             state = await self._fetch(server, room, partial.join_event_id)
             if state is None:
                 continue
-            await self._merge(room, state, join.stream_ordering)
+            await self._merge(room, state, join.stream_ordering, partial.min_state_group)
             log.info("partial-state room %s now has its whole state", room.room_id)
             return True
         return False
@@ -239,7 +323,9 @@ class PartialStateJoins:
             await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
         return state
 
-    async def _merge(self, room: RoomInfo, state: list[Event], join_so: int) -> None:
+    async def _merge(
+        self, room: RoomInfo, state: list[Event], join_so: int, min_group: int
+    ) -> None:
         """Add what the partial state lacks, in one transaction under the room lock."""
         stored = await self.rooms.events.by_ids(e.event_id for e in state)
         ids = {
@@ -258,7 +344,11 @@ class PartialStateJoins:
             ]
             async with rooms.persister.db.transaction() as q:
                 await hold_room_for_write(q, rooms.persister.db.engine, room.room_nid, None)
-                await rooms.state.add_to_roots(q, room.room_nid, nids)
+                if await self.store.get(room.room_nid, q, remember=False) is None:
+                    # Merged by another process meanwhile (its claim and ours overlapped
+                    # after a renewal failed): once is all.
+                    return
+                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}

@@ -282,13 +282,14 @@ class RemoteMembership:
         return _v1_body(resp)
 
     async def _may_join_partially(self, room_id: str) -> bool:
-        """Ask for a partial state (``omit_members``) when enabled and the room has no
-        state here yet (a rejoin keeps the full path: its old state groups would not
-        take the missing members in)."""
-        if self.partial is None or not self.partial_enabled:
-            return False
-        room = await self.rooms.rooms.get_room(room_id)
-        return room is None or not await self.rooms.events.extremities(room.room_nid)
+        """Ask for a partial state (``omit_members``) when enabled. A join goes through
+        another server only when none of our users is joined, so this server is not in
+        the room: a first join, or a rejoin of a room we left (the spec's omit_members
+        does not tell them apart, and Synapse asks for both). A rejoin's partial state
+        replaces the current state of our earlier membership (its member keys go with
+        the diff; ``_complete_join``) and the resync's merge adds the members to the
+        state groups made since the join only (``min_state_group``)."""
+        return self.partial is not None and self.partial_enabled
 
     async def _complete_join(
         self,
@@ -391,6 +392,8 @@ class RemoteMembership:
                     server,
                     [server, *partial_servers],
                     self.clock.now_ms(),
+                    self.partial.owner,
+                    self.partial.mark_claim_until(),
                 )
             self.outbound.handshaken.add(event.event_id)
             stored = await self.rooms.persister.persist(plan, room.room_nid)

@@ -25,6 +25,7 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError, KeyLookupError
 from federation.keyring import Keyring
 from federation.pdu.parse import PduDropped, parse_pdu
+from homeserver.events.derived import signable_bytes
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import SignatureError
@@ -57,7 +58,9 @@ class EventFetcher:
         """Steps 1-3 for one PDU: (event, content hash failed); ``PduDropped`` if dropped."""
         try:
             event, redacted = parse_pdu(pdu, version)
-            await self.keyring.verify_event_signatures(event.pdu, version)
+            await self.keyring.verify_event_signatures(
+                event.pdu, version, signable=signable_bytes(event)
+            )
         except (SignatureError, KeyLookupError) as e:
             raise PduDropped(str(e), bad_signature=True) from None
         return event, redacted

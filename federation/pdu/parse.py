@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.events.canonical import encode_canonical_json
+from homeserver.events.derived import keep
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import check_content_hash, compute_event_id
+from homeserver.events.signing import (
+    check_content_hash,
+    event_id_from_signable,
+    event_signable_bytes,
+)
 from homeserver.events.validate import PduFormatError, check_pdu_format
 
 
@@ -43,13 +49,26 @@ def parse_pdu(pdu: Any, room_version: RoomVersion) -> tuple[Event, bool]:
             # Well-formed otherwise or not, nobody signed it: a refusal (403 in the
             # membership handshakes), as for a signature that does not verify.
             raise PduDropped(f"PDU has no {key}: it is not signed", bad_signature=True)
+    encoded: list[bytes] = []
+
+    def encode() -> bytes:
+        encoded.append(encode_canonical_json(pdu))
+        return encoded[0]
+
     try:
-        check_pdu_format(pdu, room_version)
+        check_pdu_format(pdu, room_version, encoded=encode)
     except PduFormatError as e:
         raise PduDropped(e.reason) from None
     clean = {k: v for k, v in pdu.items() if k != "unsigned"}
-    event_id = compute_event_id(clean, room_version)
+    # What the signatures and the event id cover (one encoding for both: ``derived``).
+    signable = event_signable_bytes(clean, room_version)
+    event_id = event_id_from_signable(clean, signable, room_version)
     if check_content_hash(clean):
-        return Event(event_id, clean, room_version), False
-    redacted = redact(clean, room_version)
-    return Event(event_id, redacted, room_version), True
+        event = Event(event_id, clean, room_version)
+        # Without ``unsigned`` the checked PDU's encoding is the one to store.
+        whole = encoded[0] if encoded and "unsigned" not in pdu else None
+        keep(event, canonical=whole, signable=signable, content_hash_ok=True)
+        return event, False
+    redacted = Event(event_id, redact(clean, room_version), room_version)
+    keep(redacted, signable=signable)  # redacting again changes nothing it covers
+    return redacted, True

@@ -7,7 +7,8 @@ v12 event format (create events carry no ``room_id``).
 Pure: the caller supplies the clock (``origin_server_ts``), the DAG position
 (``prev_events``, ``auth_events``, ``depth``) and the key. The built event is
 not trusted because we built it: it goes through the same format, auth and
-persistence checks as a remote one (DESIGN "One way in for every event").
+persistence checks as a remote one (DESIGN "One way in for every event"); only
+the hash and signature computed here are not computed again (``derived``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from homeserver.events.derived import mark_built
 from homeserver.events.keys import SigningKey
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import add_content_hash, compute_event_id, sign_event
+from homeserver.events.signing import (
+    add_content_hash,
+    event_id_from_signable,
+    event_signable_bytes,
+    sign_signable,
+)
 
 _REQUIRED = (
     "type",
@@ -64,9 +71,14 @@ def build_event(
             fields = {**fields, "event_id": event_id}
         else:
             fields = _v1_fields(fields, event_id, references or {})
-    # add_content_hash and sign_event each return a new dict: ``fields`` stays as given.
-    pdu = sign_event(add_content_hash(fields), server_name, signing_key, room_version)
-    return Event(compute_event_id(pdu, room_version), pdu, room_version)
+    # add_content_hash and sign_signable each return a new dict: ``fields`` stays as given.
+    hashed = add_content_hash(fields)
+    # The signature and the event id (reference hash) cover the same bytes: encoded once.
+    signable = event_signable_bytes(hashed, room_version)
+    pdu, signature = sign_signable(hashed, signable, server_name, signing_key)
+    event = Event(event_id_from_signable(pdu, signable, room_version), pdu, room_version)
+    mark_built(event, signable, server_name, signing_key.key_id, signature, signing_key.verify_key)
+    return event
 
 
 def _check_fields(room_version: RoomVersion, fields: dict[str, Any]) -> None:

@@ -12,13 +12,34 @@ from typing import Any
 from homeserver.events.room_versions import RoomVersion
 
 
+class Derived:
+    """Byte forms and check results worked out from one ``Event``'s PDU, kept so the
+    next step does not work them out again (``homeserver.events.derived``)."""
+
+    __slots__ = ("canonical", "content_hash_ok", "signable", "signed_by_us")
+
+    def __init__(self) -> None:
+        # Canonical JSON of the whole PDU (its size check, then its stored text).
+        self.canonical: bytes | None = None
+        # Canonical JSON of the redacted PDU without signatures/unsigned: what the
+        # signatures and the reference hash (the event id) cover.
+        self.signable: bytes | None = None
+        # The content hash matches the content (set when this server computed it).
+        self.content_hash_ok: bool | None = None
+        # (server name, key id, signature, public key bytes) of the signature this
+        # server made over ``signable`` when it built the event.
+        self.signed_by_us: tuple[str, str, str, bytes] | None = None
+
+
 class Event:
-    __slots__ = ("event_id", "pdu", "room_version")
+    __slots__ = ("derived", "event_id", "pdu", "room_version")
 
     def __init__(self, event_id: str, pdu: dict[str, Any], room_version: RoomVersion) -> None:
         self.event_id = event_id
         self.pdu = pdu
         self.room_version = room_version
+        # Set by ``homeserver.events.derived``; None for most events (loaded ones).
+        self.derived: Derived | None = None
 
     @property
     def room_id(self) -> str:

@@ -75,13 +75,30 @@ def sign_json(obj: dict[str, Any], server_name: str, key: SigningKey) -> dict[st
 
 
 def verify_json_signature(
-    obj: dict[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+    obj: dict[str, Any],
+    server_name: str,
+    key_id: str,
+    verify_key: VerifyKey,
+    signable: bytes | None = None,
 ) -> None:
     """Check ``server_name``'s signature with ``key_id`` (appendices "Checking for a Signature").
 
     Returns ``None`` when it verifies; raises ``SignatureError`` otherwise.
-    Looking up ``verify_key`` (step 3) is the caller's job.
+    Looking up ``verify_key`` (step 3) is the caller's job. ``signable``: the
+    bytes the signature covers (``obj`` without ``signatures``/``unsigned``, as
+    canonical JSON) when the caller has them already.
     """
+    signature = _signature_bytes(obj, server_name, key_id)
+    try:
+        verify_key.verify(_signable_bytes(obj) if signable is None else signable, signature)
+    except (BadSignatureError, ValueError):
+        # nacl raises ValueError for a signature of the wrong length.
+        raise SignatureError(f"bad signature from {server_name} with key {key_id}") from None
+
+
+def signature_of(obj: dict[str, Any], server_name: str, key_id: str) -> str:
+    """The base64 signature ``server_name`` put in ``obj`` with ``key_id``; raises
+    ``SignatureError`` when there is none."""
     if not key_id.startswith(ALGORITHM + ":"):
         raise SignatureError(f"unsupported signing algorithm in key id {key_id!r}")
     signatures = obj.get("signatures")
@@ -93,15 +110,15 @@ def verify_json_signature(
     signature_b64 = server_signatures.get(key_id)
     if not isinstance(signature_b64, str):
         raise SignatureError(f"no signature from {server_name} with key {key_id}")
+    return signature_b64
+
+
+def _signature_bytes(obj: dict[str, Any], server_name: str, key_id: str) -> bytes:
+    signature_b64 = signature_of(obj, server_name, key_id)
     try:
-        signature = decode_base64(signature_b64)
+        return decode_base64(signature_b64)
     except ValueError:
         raise SignatureError(f"signature from {server_name} is not valid base64") from None
-    try:
-        verify_key.verify(_signable_bytes(obj), signature)
-    except (BadSignatureError, ValueError):
-        # nacl raises ValueError for a signature of the wrong length.
-        raise SignatureError(f"bad signature from {server_name} with key {key_id}") from None
 
 
 # --- Content hash (server-server "Calculating the content hash for an event") -----------------
@@ -150,9 +167,15 @@ def check_content_hash(pdu: dict[str, Any]) -> bool:
 # --- Reference hash and ids (server-server "Calculating the reference hash for an event") -----
 
 
+def event_signable_bytes(pdu: dict[str, Any], room_version: RoomVersion) -> bytes:
+    """Canonical JSON of the redacted event without ``signatures``/``unsigned``: what an
+    event signature covers and what the reference hash hashes (the same bytes)."""
+    return _signable_bytes(redact(pdu, room_version))
+
+
 def compute_reference_hash(pdu: dict[str, Any], room_version: RoomVersion) -> bytes:
     """SHA-256 of the redacted event without ``signatures``/``unsigned`` (raw digest)."""
-    return hashlib.sha256(_signable_bytes(redact(pdu, room_version))).digest()
+    return hashlib.sha256(event_signable_bytes(pdu, room_version)).digest()
 
 
 def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
@@ -164,12 +187,19 @@ def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
     Raises ``ValueError`` when a v1/v2 PDU carries no string ``event_id``.
     """
     if room_version.event_id_format == EVENT_ID_SERVER_GENERATED:
+        return event_id_from_signable(pdu, b"", room_version)
+    return event_id_from_signable(pdu, event_signable_bytes(pdu, room_version), room_version)
+
+
+def event_id_from_signable(pdu: dict[str, Any], signable: bytes, room_version: RoomVersion) -> str:
+    """``compute_event_id`` given the event's ``event_signable_bytes`` (unused in v1-v2)."""
+    if room_version.event_id_format == EVENT_ID_SERVER_GENERATED:
         event_id = pdu.get("event_id")
         if not isinstance(event_id, str):
             raise ValueError("a room version 1/2 event carries its event_id")
         return event_id
     urlsafe = room_version.event_id_format == EVENT_ID_HASH_URLSAFE
-    return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=urlsafe)
+    return "$" + encode_base64(hashlib.sha256(signable).digest(), urlsafe=urlsafe)
 
 
 def reference_hash_entry(pdu: dict[str, Any], room_version: RoomVersion) -> dict[str, str]:
@@ -201,8 +231,15 @@ def sign_event(
     The content hash must already be present (``add_content_hash``): the
     signature covers ``hashes``, which in turn covers the full content.
     """
-    signature = encode_base64(key.sign(_signable_bytes(redact(pdu, room_version))))
-    return _with_signature(pdu, server_name, key.key_id, signature)
+    return sign_signable(pdu, event_signable_bytes(pdu, room_version), server_name, key)[0]
+
+
+def sign_signable(
+    pdu: dict[str, Any], signable: bytes, server_name: str, key: SigningKey
+) -> tuple[dict[str, Any], str]:
+    """``sign_event`` given the event's ``event_signable_bytes``; also the signature."""
+    signature = encode_base64(key.sign(signable))
+    return _with_signature(pdu, server_name, key.key_id, signature), signature
 
 
 def verify_event_signature(

@@ -12,6 +12,7 @@ Cheap shape checks come first; the value walk and size encoding last.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.events.canonical import (
@@ -78,8 +79,11 @@ class PduFormatError(Exception):
         self.reason = reason
 
 
-def check_pdu_format(pdu: Any, room_version: RoomVersion) -> None:
-    """Raise ``PduFormatError`` unless ``pdu`` is a well-formed event of ``room_version``."""
+def check_pdu_format(
+    pdu: Any, room_version: RoomVersion, encoded: Callable[[], bytes] | None = None
+) -> None:
+    """Raise ``PduFormatError`` unless ``pdu`` is a well-formed event of ``room_version``.
+    ``encoded``: gives ``pdu``'s canonical JSON (kept for storing it), for its size."""
     if not isinstance(pdu, dict):
         raise PduFormatError("event is not a JSON object")
     for key in _REQUIRED:
@@ -116,7 +120,7 @@ def check_pdu_format(pdu: Any, room_version: RoomVersion) -> None:
             raise PduFormatError("redacts: not a string")
     if room_version.strict_canonical_json:
         check_canonical_json_values(pdu)
-    _check_size(pdu)
+    _check_size(pdu, encoded)
 
 
 def _check_room_id(pdu: dict[str, Any], room_version: RoomVersion) -> None:
@@ -240,10 +244,10 @@ def check_canonical_json_values(obj: Any) -> None:
             raise PduFormatError(f"non-canonical JSON: unsupported type {type(value).__name__}")
 
 
-def _check_size(pdu: dict[str, Any]) -> None:
+def _check_size(pdu: dict[str, Any], encoded: Callable[[], bytes] | None = None) -> None:
     """At most 65536 bytes as canonical JSON, signatures included (client-server "Size limits")."""
     try:
-        size = len(encode_canonical_json(pdu))
+        size = len(encoded() if encoded is not None else encode_canonical_json(pdu))
     except UnicodeEncodeError:
         raise PduFormatError("invalid unicode (lone surrogate)") from None
     except RecursionError:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from homeserver.http.shell import Handler
 from homeserver.logs import new_request_id, request_id
-from homeserver.metrics import Metrics
+
+if TYPE_CHECKING:
+    from homeserver.metrics import Metrics
 
 access_log = logging.getLogger("myelin.access")
 
@@ -42,8 +45,9 @@ def _is_sync(route: str) -> bool:
     return route.endswith("/sync")
 
 
-def observe_middleware(metrics: Metrics, listener: str) -> Middleware:
-    """The outermost middleware of ``listener`` (``client``, ``federation``, ``metrics``)."""
+def observe_middleware(metrics: Metrics | None, listener: str) -> Middleware:
+    """The outermost middleware of ``listener`` (``client``, ``federation``, ``metrics``).
+    ``metrics`` is None while the metrics listener is off: requests are logged, not counted."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -54,9 +58,10 @@ def observe_middleware(metrics: Metrics, listener: str) -> Middleware:
         sync = pattern is not None and _is_sync(pattern)
         started = time.monotonic()
         status = 500
-        metrics.http_in_flight.labels(listener).inc()
-        if sync:
-            metrics.sync_in_flight.inc()
+        if metrics is not None:
+            metrics.http_in_flight.labels(listener).inc()
+            if sync:
+                metrics.sync_in_flight.inc()
         try:
             resp = await handler(request)
             status = resp.status
@@ -71,13 +76,14 @@ def observe_middleware(metrics: Metrics, listener: str) -> Middleware:
             raise
         finally:
             elapsed = time.monotonic() - started
-            metrics.http_in_flight.labels(listener).dec()
-            if sync:
-                metrics.sync_in_flight.dec()
-            metrics.http_requests.labels(
-                listener, request.method, route, f"{status // 100}xx"
-            ).inc()
-            metrics.http_latency.labels(listener, request.method, route).observe(elapsed)
+            if metrics is not None:
+                metrics.http_in_flight.labels(listener).dec()
+                if sync:
+                    metrics.sync_in_flight.dec()
+                metrics.http_requests.labels(
+                    listener, request.method, route, f"{status // 100}xx"
+                ).inc()
+                metrics.http_latency.labels(listener, request.method, route).observe(elapsed)
             shown = pattern or request.path
             access_log.info(
                 "%s %s %d %.3fs",

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from nacl.signing import VerifyKey
 
+from homeserver.events.derived import canonical_json, content_hash_ok, verify_signature
 from homeserver.events.model import Event
-from homeserver.events.signing import SignatureError, check_content_hash, verify_event_signature
+from homeserver.events.signing import SignatureError
 from homeserver.events.validate import PduFormatError, check_pdu_format
 from homeserver.rooms.auth import (
     AuthError,
@@ -74,7 +75,7 @@ def _third_party_invite_signer(event: Event) -> str | None:
         or content.get("membership") != "invite"
         or not isinstance(content.get("third_party_invite"), dict)
         or not event.state_key
-        or not check_content_hash(event.pdu)
+        or not content_hash_ok(event)
     ):
         return None
     return domain_of(event.state_key)
@@ -104,7 +105,7 @@ async def _check_server_signature(event: Event, server: str, keys: KeyLookup) ->
         if verify_key is None:
             continue
         try:
-            verify_event_signature(event.pdu, event.room_version, server, key_id, verify_key)
+            verify_signature(event, server, key_id, verify_key)
         except SignatureError as e:
             raise EventRejected("signatures", e.reason) from None
         return
@@ -125,7 +126,7 @@ async def signed_by(event: Event, server: str, keys: KeyLookup) -> bool:
         if verify_key is None:
             continue
         try:
-            verify_event_signature(event.pdu, event.room_version, server, key_id, verify_key)
+            verify_signature(event, server, key_id, verify_key)
         except SignatureError:
             return False
         return True
@@ -185,11 +186,11 @@ async def check_event(
     redact = False
     if not receipt_checked:
         try:
-            check_pdu_format(event.pdu, event.room_version)
+            check_pdu_format(event.pdu, event.room_version, encoded=lambda: canonical_json(event))
         except PduFormatError as e:
             raise EventRejected("format", e.reason) from None
         await check_signatures(event, keys)
-        redact = not check_content_hash(event.pdu)
+        redact = not content_hash_ok(event)
     verifier = await authoriser_signature(event, keys)
     try:
         check_auth_events_selection(event, auth_events, rejected_event_ids=rejected_event_ids)

@@ -56,6 +56,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from homeserver.events.derived import forget as forget_derived
 from homeserver.events.model import Event
 from homeserver.rooms.redactions import RedactionApplier, redacted_event
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
@@ -293,6 +294,8 @@ class EventPersister:
             # position): their /sync would meet it in the timeline without one.
             self.events.forget(fx.promoted)
         for stored in written:
+            # Stored: the cached copy need not keep its byte forms (``events.derived``).
+            forget_derived(stored.event)
             self.events._keep(stored)
         for stored, callback in fx.after_commit:
             try:

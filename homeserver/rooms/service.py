@@ -264,12 +264,10 @@ class RoomService:
         """Build, check and persist one event from a local user; its event id.
 
         A repeated ``txn`` (same user, device and txn id) returns the first
-        event's id without sending again.
+        event's id without sending again: the chain builder looks the txn ids
+        up, once per batch, under the room's lock (``ChainWriter.build_chain``),
+        so the retry is answered there, not with a lookup of its own here.
         """
-        if txn is not None:
-            earlier = await self.events.event_for_txn(txn.user_id, txn.device_id, txn.txn_id)
-            if earlier is not None:
-                return earlier
         room = await self.room_or_forbidden(room_id)
         if state_key is None:
             await check_thread_root(self.events, content)

@@ -3,12 +3,13 @@
 The server-behaviour steps of the spec, in order: check the power to send
 ``m.room.tombstone``; create the successor with ``predecessor`` (and the old
 room's ``type``); replicate the transferable state; move local aliases (and
-the directory listing); send the tombstone; restrict the old room's power
-levels so that nobody keeps talking there. Every event goes through the
-normal send path and its checks. Up to v11 the new room's ``predecessor``
-names the tombstone event: the tombstone is built and checked first, the new
-room is set up while the old room's writer holds it, then it is sent (v12+
-room ids are the create event's hash, so there the tombstone comes after).
+the directory listing), the successor's part in one transaction; send the
+tombstone; restrict the old room's power levels so that nobody keeps talking
+there. Every event goes through the normal checks. Up to v11 the new room's
+``predecessor`` names the tombstone event: the tombstone is built and checked
+first, the new room is set up while the old room's writer holds it, then it is
+sent (v12+ room ids are the create event's hash, so there the tombstone comes
+after).
 
 Encryption: ``m.room.encryption`` is transferred, so an encrypted room
 upgrades to an encrypted room. Encryption can never be turned off in a room
@@ -33,6 +34,7 @@ from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.service import RoomService, not_in_room
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
+from homeserver.storage.database import Queries
 
 TOMBSTONE = "m.room.tombstone"
 CANONICAL_ALIAS = "m.room.canonical_alias"
@@ -193,32 +195,32 @@ class RoomUpgrader:
         predecessor_event_id: str,
     ) -> RoomInfo:
         """The new room with the old one's transferable state, aliases and directory
-        listing (spec "Room Upgrades", steps 2-4)."""
+        listing (spec "Room Upgrades", steps 2-4): its create event and every event the
+        upgrade sends into it, with the aliases and the listing moved, are ONE
+        transaction (``RoomService.create_room_chain``), as createRoom's are."""
         create_content = self._create_content(user_id, old, state, rv, additional_creators)
         create_content["predecessor"]["event_id"] = predecessor_event_id
-        new, _ = await self.rooms.create_room_with(rv, user_id, create_content, room_id)
+        create = await self.rooms.build_create_event(rv, user_id, create_content, room_id)
+        initial: list[tuple[str, dict[str, Any], str | None]] = []
 
-        async def send(room: RoomInfo, etype: str, content: dict[str, Any]) -> None:
-            await self.rooms.create_and_send(room, user_id, etype, content, "")
+        def send(etype: str, content: dict[str, Any], state_key: str = "") -> None:
+            initial.append((etype, content, state_key))
 
-        join = await self.memberships.member_content(user_id, "join")
-        await self.rooms.create_and_send(new, user_id, "m.room.member", join, user_id)
+        send("m.room.member", await self.memberships.member_content(user_id, "join"), user_id)
         old_pl = state.get(POWER_LEVELS_KEY)
         old_levels = dict(old_pl.event.content) if old_pl is not None else {}
         creators = [user_id, *create_content.get("additional_creators", [])]
-        await send(
-            new, "m.room.power_levels", successor_power_levels(old_levels, user_id, rv, creators)
-        )
+        send("m.room.power_levels", successor_power_levels(old_levels, user_id, rv, creators))
         for etype in TRANSFERRED:
             found = state.get((etype, ""))
             if etype == GUEST_ACCESS and found is None:
                 # No event means "forbidden" (spec m.room.guest_access); the new room
                 # states it, as Synapse's does, so clients see the setting carried over.
-                await send(new, etype, {"guest_access": "forbidden"})
+                send(etype, {"guest_access": "forbidden"})
                 continue
             if found is None or (etype == ENCRYPTION and without_encryption):
                 continue
-            await send(new, etype, dict(found.event.content))
+            send(etype, dict(found.event.content))
         for (etype, key), banned in state.items():
             # Bans carry over, so that the upgrade is no way back in (as Synapse does).
             if etype == "m.room.member" and banned.event.membership == "ban":
@@ -226,14 +228,19 @@ class RoomUpgrader:
                 reason = banned.event.content.get("reason")
                 if isinstance(reason, str):
                     content["reason"] = reason
-                await self.rooms.create_and_send(new, user_id, etype, content, key)
-        await self.rooms.rooms.move_aliases(old.room_nid, new.room_nid)
+                send(etype, content, key)
         canonical = state.get((CANONICAL_ALIAS, ""))
         if canonical is not None and canonical.event.content:
-            await send(new, CANONICAL_ALIAS, dict(canonical.event.content))
-        if await self.rooms.rooms.is_public(old.room_nid):
-            await self.rooms.rooms.set_public(new.room_nid, True)
-            await self.rooms.rooms.set_public(old.room_nid, False)
+            send(CANONICAL_ALIAS, dict(canonical.event.content))
+        public = await self.rooms.rooms.is_public(old.room_nid)
+
+        async def also(q: Queries, room_nid: int) -> None:
+            await self.rooms.rooms.move_aliases_in(q, old.room_nid, room_nid)
+            if public:
+                await self.rooms.rooms.set_public_in(q, room_nid, True)
+                await self.rooms.rooms.set_public_in(q, old.room_nid, False)
+
+        new, _ = await self.rooms.create_room_chain(create, user_id, initial, also)
         return new
 
     def _create_content(

@@ -42,6 +42,9 @@ under the configured ``synchronous`` level. A crash before that COMMIT loses
 the whole group, none of which was acknowledged; WAL makes the COMMIT atomic,
 so a group is never half there. A member cancelled while it waits for the
 COMMIT still has its writes committed (as a cancelled COMMIT always could).
+One cancelled during its BEGIN leaves the writer as it found it: the BEGIN goes
+on in the writer's thread, so a task waits for it and rolls it back before the
+lock is let go (else every later BEGIN fails: "within a transaction").
 If SQLite itself rolls the whole transaction back (it does on disk-full or I/O
 errors, ``in_transaction`` turns false), or the COMMIT fails, every member of
 the group gets that error: nothing of it was written, nothing was answered.
@@ -105,15 +108,17 @@ class CommitGroups:
         block. Leaves once the group's COMMIT holds them (or with the body's error)."""
         await self._acquire()
         group = self._group
-        try:
-            if group is None:
-                await self.run(self.writer, "BEGIN IMMEDIATE")
-                group = self._group = _Group(asyncio.get_running_loop().create_future())
-            else:
+        if group is None:
+            await self._begin()  # releases the lock itself if it does not return
+            group = self._group = _Group(asyncio.get_running_loop().create_future())
+        else:
+            try:
+                # Cancelled while it runs, it still runs (the thread does not stop), but
+                # inside the group's transaction: the group's COMMIT ends it, harmless.
                 await self.run(self.writer, "SAVEPOINT " + _SAVEPOINT)
-        except BaseException:
-            self._lock.release()
-            raise
+            except BaseException:
+                self._lock.release()
+                raise
         nested = group.members > 0
         try:
             yield
@@ -159,6 +164,36 @@ class CommitGroups:
             self._lock.release()
 
     # ------------------------------------------------------------ internals
+
+    async def _begin(self) -> None:
+        """BEGIN the writer's next group (lock held; released here if this raises).
+
+        The statement runs in the writer's thread, which a cancelled caller does not
+        stop: releasing the lock at once would leave the writer inside a transaction
+        that no group owns, and every later BEGIN would fail. So a cancelled caller
+        leaves the BEGIN to a task of its own that waits for it, rolls back what it
+        opened and only then releases the lock."""
+        begin = asyncio.ensure_future(self.run(self.writer, "BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            asyncio.get_running_loop().create_task(self._undo_begin(begin))
+            raise
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _undo_begin(self, begin: asyncio.Future[None]) -> None:
+        """A caller was cancelled during its BEGIN: end what the BEGIN opened (lock held)."""
+        try:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await begin
+            if self.writer.in_transaction:
+                await self.run(self.writer, "ROLLBACK")
+        except Exception:
+            log.exception("ROLLBACK after a cancelled BEGIN failed")
+        finally:
+            self._lock.release()
 
     async def _undo(self, group: _Group, nested: bool) -> None:
         """A member's body failed: take back its writes only (lock held; releases it)."""

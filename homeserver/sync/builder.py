@@ -46,6 +46,8 @@ from homeserver.userdata.filtering import room_allowed
 __all__ = ["SyncBuilder", "SyncRequest"]
 
 GUEST_ACCESS = "m.room.guest_access"
+# Memberships that end the user's presence in a room (the ``leave`` section).
+_GONE = ("leave", "ban")
 # How far back through the user's membership events to look for their state at a token.
 MAX_MEMBERSHIP_HOPS = 8
 
@@ -176,14 +178,29 @@ class SyncBuilder:
         sync's state: a partial-state room (members omitted, merged later in place) is
         left out until its state is whole, and then sent as newly joined, with its
         whole state (``ctx.completed``). Lazy-loading clients see it at once: they read
-        the members they need with the events, and ``/members`` waits."""
+        the members they need with the events, and ``/members`` waits.
+
+        A leave (or kick, ban) made while the room was partial is left out too: such a
+        client never had the room, so a ``leave`` section would name a room it was never
+        shown (and its members as device-list news)."""
         partial_state = self.src.partial_state
-        if partial_state is None or ctx.flt.room.state.lazy_load_members or not ctx.joined:
+        if partial_state is None or ctx.flt.room.state.lazy_load_members:
             return
-        partial = await partial_state.partial_among(list(ctx.joined))
+        leaves = {m.room_nid: m.stream_ordering for m in ctx.changed if m.membership in _GONE}
+        if not ctx.joined and not leaves:
+            return
+        partial = await partial_state.partial_among(list(ctx.joined)) if ctx.joined else set()
+        if leaves:
+            gone = await partial_state.partial_at(leaves)
+            partial |= {
+                m.room_nid for m in ctx.changed if m.room_nid in gone and await self._left_join(m)
+            }
         if partial:
             ctx.joined = {n: i for n, i in ctx.joined.items() if n not in partial}
             ctx.changed = [m for m in ctx.changed if m.room_nid not in partial]
+            ctx.left_nids -= partial
+            if ctx.member_moves is not None:
+                ctx.member_moves = [m for m in ctx.member_moves if m.room_nid not in partial]
         if ctx.since is not None:
             done = await partial_state.completed_between(ctx.since.events, ctx.now.events)
             ctx.completed = {n for n in done if n in ctx.joined}
@@ -212,6 +229,16 @@ class SyncBuilder:
                 return found.event.membership == "join"
             nid = found.prev_state_event_nid
         return False
+
+    async def _left_join(self, m: Membership) -> bool:
+        """Does the leave (or ban) ``m`` end a join? (Not a rejected invite, a withdrawn
+        knock: the client had those, in ``invite`` and ``knock``.)"""
+        found = (await self.rooms.events.by_nids([m.event_nid])).get(m.event_nid)
+        prev = None if found is None else found.prev_state_event_nid
+        if prev is None:
+            return False
+        before = (await self.rooms.events.by_nids([prev])).get(prev)
+        return before is not None and before.event.membership == "join"
 
     async def _joined_since(self, m: Membership, since: int) -> bool:
         """Did the user join after ``since`` (and before ``m``, say a leave)?"""

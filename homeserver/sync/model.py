@@ -62,6 +62,10 @@ class PartialStateRooms(Protocol):
         """Rooms whose whole state arrived in events positions (since, upto]."""
         ...
 
+    async def partial_at(self, positions: dict[int, int]) -> set[int]:
+        """Which rooms were partial at their events position (room nid -> position)."""
+        ...
+
 
 @dataclass
 class SyncSources:

@@ -39,7 +39,7 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.model import SyncContext
 from homeserver.sync.store import SyncStore
-from homeserver.userdata.filtering import event_matches, project_fields
+from homeserver.userdata.filtering import event_matches, matches_everything, project_fields
 
 MEMBER = "m.room.member"
 MAX_FETCH = 400
@@ -149,8 +149,9 @@ class RoomTimeline:
         states = await self._states(ctx, rooms, since, starts, full, limited, timelines)
         if rf.state.lazy_load_members:
             states = await self._lazy_members_many(ctx, rooms, states, timelines, full, limited)
-        for nid, state in states.items():
-            states[nid] = [s for s in state if event_matches(rf.state, s.event.pdu)]
+        if not matches_everything(rf.state):
+            for nid, state in states.items():
+                states[nid] = [s for s in state if event_matches(rf.state, s.event.pdu)]
         rendered = await self._render(ctx, rooms, timelines, states)
         summaries = await self._summaries(
             ctx,

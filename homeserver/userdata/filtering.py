@@ -190,6 +190,17 @@ def room_allowed(room_filter: RoomFilter, room_id: str) -> bool:
     return room_filter.rooms is None or room_id in room_filter.rooms
 
 
+def matches_everything(f: EventFilter | RoomEventFilter) -> bool:
+    """Whether ``f`` passes every event (no list and no ``contains_url`` set), so that
+    a caller may skip ``event_matches``: a big room's initial sync has thousands of
+    state events to check against the usual, empty, state filter."""
+    if f.types is not None or f.senders is not None or f.not_types or f.not_senders:
+        return False
+    if isinstance(f, RoomEventFilter):
+        return f.rooms is None and not f.not_rooms and f.contains_url is None
+    return True
+
+
 def event_matches(f: EventFilter | RoomEventFilter, event: Mapping[str, Any]) -> bool:
     """Whether ``event`` (a client- or federation-format dict) passes filter ``f``.
 

@@ -15,9 +15,11 @@ Bob on B joins A's room with the resync held back (as in test_partial_state_join
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from tests.conftest import ServerFactory
+from tests.federation.fedutil import eventually
 from tests.federation.partial_support import (
     PARTIAL_ON,
     hold_resync,
@@ -28,6 +30,9 @@ from tests.federation.partial_support import (
 from tests.federation.rooms_support import name, q, register, send_text, settle
 from tests.federation.test_partial_state_join import LAZY, _big_room, _join_partially
 from tests.helpers import Api, User
+
+# An initial sync that also lists the rooms the user left (spec: include_leave).
+INCLUDE_LEAVE = json.dumps({"room": {"include_leave": True}})
 
 
 async def _sync(api: Api, user: User, since: str | None = None, **query: str) -> dict[str, Any]:
@@ -124,5 +129,90 @@ async def test_incremental_sync_from_before_the_join_gets_the_room_whole(
     got = {**_members(woken, room_id), **_members(woken, room_id, "timeline")}
     expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
     assert {u for u, m in got.items() if m == "join"} == expected
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def _leave_while_partial(make_server: ServerFactory, kick: bool) -> None:
+    """Bob's membership ends while the room is partial (he leaves, or Alice on A kicks
+    him): a non-lazy client, which never had the room, gets no ``leave`` section for it,
+    neither before nor after the resync; a lazy one, which had it, gets the leave."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, _members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    first = await _sync(api_b, bob)
+    assert room_id not in first["rooms"]["join"]
+    lazy_first = await _sync(api_b, bob, filter=LAZY)
+    assert room_id in lazy_first["rooms"]["join"]
+
+    if kick:
+        r = await api_a.post(
+            f"/rooms/{q(room_id)}/kick", {"user_id": bob.user_id}, token=alice.access_token
+        )
+    else:
+        r = await api_b.post(f"/rooms/{q(room_id)}/leave", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    await settle(a, b)
+
+    lazy = await eventually(
+        lambda: _sync(api_b, bob, lazy_first["next_batch"], filter=LAZY),
+        lambda body: room_id in body["rooms"]["leave"],
+    )
+    assert room_id in lazy["rooms"]["leave"], lazy["rooms"]
+    later = await _sync(api_b, bob, first["next_batch"])
+    assert room_id not in later["rooms"]["leave"], later["rooms"]
+    assert room_id not in later["rooms"]["join"]
+    # An initial sync asking for left rooms does not name it either.
+    with_left = await _sync(api_b, bob, filter=INCLUDE_LEAVE)
+    assert room_id not in with_left["rooms"]["leave"], with_left["rooms"]
+
+    # Once whole, still not: the leave came while the room was partial.
+    release_resync(b, held)
+    assert await partial_joins(b).wait_full(await room_info(b, room_id), 60.0)
+    after = await _sync(api_b, bob, first["next_batch"])
+    assert room_id not in after["rooms"]["leave"] and room_id not in after["rooms"]["join"]
+    with_left = await _sync(api_b, bob, filter=INCLUDE_LEAVE)
+    assert room_id not in with_left["rooms"]["leave"], with_left["rooms"]
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_leave_while_partial_not_sent_to_a_non_lazy_client(
+    make_server: ServerFactory,
+) -> None:
+    await _leave_while_partial(make_server, kick=False)
+
+
+async def test_kick_while_partial_not_sent_to_a_non_lazy_client(
+    make_server: ServerFactory,
+) -> None:
+    await _leave_while_partial(make_server, kick=True)
+
+
+async def test_rejected_invite_in_a_partial_room_is_still_sent(
+    make_server: ServerFactory,
+) -> None:
+    """Carol on B, invited by Alice while the room is partial, had the invite in every
+    sync: her rejection reaches her non-lazy client as a leave (only a leave ending a
+    join made while partial is left out)."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, _members = await _big_room(a)
+    api_b, _bob, held = await _join_partially(a, b, room_id)
+    carol = await api_b.register("carol")
+    r = await api_a.post(
+        f"/rooms/{q(room_id)}/invite", {"user_id": carol.user_id}, token=alice.access_token
+    )
+    assert r.status == 200, r.body
+    first = await eventually(
+        lambda: _sync(api_b, carol), lambda body: room_id in body["rooms"]["invite"]
+    )
+    assert room_id in first["rooms"]["invite"], first["rooms"]
+    r = await api_b.post(f"/rooms/{q(room_id)}/leave", {}, token=carol.access_token)
+    assert r.status == 200, r.body
+    later = await _sync(api_b, carol, first["next_batch"])
+    assert room_id in later["rooms"]["leave"], later["rooms"]
+    release_resync(b, held)
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)

@@ -133,6 +133,8 @@ async def test_health_on_both_listeners_and_metrics_off_by_default(
     server = await make_server(metrics={"enabled": True, "port": 0})
     plain = await make_server()
     assert plain.metrics_port == 0
+    # Off, nothing is counted at all (prometheus_client is not even loaded for it).
+    assert plain.hs.metrics is None and server.hs.metrics is not None
     async with aiohttp.ClientSession() as session:
         for url in (
             f"{server.client_url}/health",

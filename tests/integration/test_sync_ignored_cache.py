@@ -9,8 +9,8 @@ from typing import Any
 
 from tests.conftest import ServerFactory
 from tests.helpers import Api, User
+from tests.integration.sync_support import count
 from tests.integration.test_rooms_membership import send_text
-from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_sections import shared_room
 from tests.integration.test_sync_statement_counts import counted_sync
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from tests.conftest import ServerFactory
 from tests.helpers import Api
+from tests.integration.sync_support import count
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_relations_search import send
-from tests.integration.test_sync_quiet_streams import count
 from tests.integration.test_sync_statement_counts import counted_sync
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.helpers import Api, User
 from tests.integration.e2ee_device import Device
+from tests.integration.sync_support import shared_room
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
@@ -21,12 +22,6 @@ async def sync(api: Api, user: User, since: str | None = None, **params: str) ->
     assert r.status == 200, r.body
     body: dict[str, Any] = r.body
     return body
-
-
-async def shared_room(api: Api, alice: User, bob: User) -> str:
-    room_id = await create_room(api, alice, preset="public_chat")
-    assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
-    return room_id
 
 
 def ephemeral(body: dict[str, Any], room_id: str) -> dict[str, Any]:

@@ -18,23 +18,26 @@ What was cut, each paired with a test that the answer still moves:
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 import pytest
 
+from homeserver.app import RunningServer
 from homeserver.push.notifications import ONE_STATEMENT_ROOMS
 from homeserver.storage.database import count_statements
-from tests.conftest import ServerFactory
 from tests.helpers import Api
 from tests.integration.e2ee_device import Device
+from tests.integration.sync_support import (
+    TwoInARoom,
+    TwoUsers,
+    count,
+    shared_room,
+    woken,
+)
 from tests.integration.test_peek import world_readable_room
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
-from tests.integration.test_sync_long_poll_start import long_poll, parked
-from tests.integration.test_sync_quiet_streams import count
-from tests.integration.test_sync_sections import shared_room
 
-LONG_POLL_MS = 60_000
 # Heads (with peeks, presence and key counts) twice, memberships, new events, unread
 # counts (with the read receipts), bundled aggregations, and the partial-state rooms
 # made whole since the token (the events stream moved). Was 16 at 5f76781.
@@ -42,255 +45,228 @@ WOKEN_SYNC_STATEMENTS = 7
 
 
 async def test_woken_sync_with_one_message_costs_at_most_n_statements(
-    make_server: ServerFactory,
+    two_in_a_room: TwoInARoom,
 ) -> None:
-    server = await make_server()
-    hs = server.hs
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        room = await shared_room(api, alice, bob)
-        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
-        for i in range(3):  # the first rounds warm the caches the later ones rely on
-            poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))
-            await parked(hs, bob.user_id, poll)
-            sent = await send_text(api, alice, room, f"wake {i}", f"w{i}")
-            body, counter = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-            events = body["rooms"]["join"][room]["timeline"]["events"]
-            assert [e["event_id"] for e in events] == [sent]
-            since = body["next_batch"]
-        assert counter.total <= WOKEN_SYNC_STATEMENTS, counter.by_sql
-        # Folded into the heads: no statement of their own.
-        assert count(counter, "FROM room_peeks") == 2  # in the two heads statements
-        assert count(counter, "FROM users u LEFT JOIN presence") == 0
-        assert count(counter, "SELECT DISTINCT room_nid FROM events") == 0
-        assert count(counter, "WITH RECURSIVE chain") == 0  # the state keys are cached
+    t = two_in_a_room
+    since = await t.next_batch(t.bob)
+    for i in range(3):  # the first rounds warm the caches the later ones rely on
+        body, counter, sent = await woken(
+            t.hs,
+            t.bob,
+            since,
+            partial(send_text, t.api, t.alice, t.room, f"wake {i}", f"w{i}"),
+        )
+        events = body["rooms"]["join"][t.room]["timeline"]["events"]
+        assert [e["event_id"] for e in events] == [sent]
+        since = body["next_batch"]
+    assert counter.total <= WOKEN_SYNC_STATEMENTS, counter.by_sql
+    # Folded into the heads: no statement of their own.
+    assert count(counter, "FROM room_peeks") == 2  # in the two heads statements
+    assert count(counter, "FROM users u LEFT JOIN presence") == 0
+    assert count(counter, "SELECT DISTINCT room_nid FROM events") == 0
+    assert count(counter, "WITH RECURSIVE chain") == 0  # the state keys are cached
 
 
 async def test_presence_that_differs_from_set_presence_is_still_written(
-    make_server: ServerFactory,
+    server: RunningServer, api: Api
 ) -> None:
-    server = await make_server()
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        r = await api.get("/sync", token=alice.access_token)
-        assert r.status == 200, r.body
-        r = await api.put(
-            f"/presence/{alice.user_id}/status",
-            {"presence": "unavailable"},
-            token=alice.access_token,
-        )
-        assert r.status == 200, r.body
-        # set_presence=offline leaves the state as it is (spec).
-        quiet = {"set_presence": "offline"}
-        since = (await api.get("/sync", token=alice.access_token, params=quiet)).body["next_batch"]
-        # The default set_presence (online) differs from the stored state: written, and
-        # the user's own change is in this very answer.
-        r = await api.get("/sync", token=alice.access_token, params={"since": since})
-        assert r.status == 200, r.body
-        mine = [e for e in r.body["presence"]["events"] if e["sender"] == alice.user_id]
-        assert mine and mine[-1]["content"]["presence"] == "online", r.body
-        status = await api.get(f"/presence/{alice.user_id}/status", token=alice.access_token)
-        assert status.body["presence"] == "online"
-        # The same state again: nothing written, the presence stream does not move.
-        again = await api.get(
-            "/sync", token=alice.access_token, params={"since": r.body["next_batch"]}
-        )
-        assert again.body["presence"]["events"] == []
+    alice = await api.register("alice")
+    r = await api.get("/sync", token=alice.access_token)
+    assert r.status == 200, r.body
+    r = await api.put(
+        f"/presence/{alice.user_id}/status",
+        {"presence": "unavailable"},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    # set_presence=offline leaves the state as it is (spec).
+    quiet = {"set_presence": "offline"}
+    since = (await api.get("/sync", token=alice.access_token, params=quiet)).body["next_batch"]
+    # The default set_presence (online) differs from the stored state: written, and
+    # the user's own change is in this very answer.
+    r = await api.get("/sync", token=alice.access_token, params={"since": since})
+    assert r.status == 200, r.body
+    mine = [e for e in r.body["presence"]["events"] if e["sender"] == alice.user_id]
+    assert mine and mine[-1]["content"]["presence"] == "online", r.body
+    status = await api.get(f"/presence/{alice.user_id}/status", token=alice.access_token)
+    assert status.body["presence"] == "online"
+    # The same state again: nothing written, the presence stream does not move.
+    again = await api.get("/sync", token=alice.access_token, params={"since": r.body["next_batch"]})
+    assert again.body["presence"]["events"] == []
 
 
 async def test_peek_started_during_a_long_poll_is_answered_and_followed(
-    make_server: ServerFactory,
+    alice_and_bob: TwoUsers,
 ) -> None:
-    server = await make_server()
-    hs = server.hs
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        room = await world_readable_room(api, alice, preset="public_chat")
-        await send_text(api, alice, room, "before the peek", "p0")
-        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
+    t = alice_and_bob
+    hs, api, alice, bob = t.hs, t.api, t.alice, t.bob
+    room = await world_readable_room(api, alice, preset="public_chat")
+    await send_text(api, alice, room, "before the peek", "p0")
+    since = await t.next_batch(bob)
 
-        poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))
-        await parked(hs, bob.user_id, poll)
-        r = await api.post(f"/peek/{room}", {}, token=bob.access_token)
-        assert r.status == 200, r.body
-        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-        timeline = body["rooms"]["peek"][room]["timeline"]["events"]
-        assert "before the peek" in [e["content"].get("body") for e in timeline]
+    body, _, r = await woken(
+        hs, bob, since, lambda: api.post(f"/peek/{room}", {}, token=bob.access_token)
+    )
+    assert r.status == 200, r.body
+    timeline = body["rooms"]["peek"][room]["timeline"]["events"]
+    assert "before the peek" in [e["content"].get("body") for e in timeline]
 
-        # The next long-poll reads the peek with the heads and listens on the room:
-        # a message there wakes it (bob is no member, so only the room id can).
-        poll = asyncio.create_task(long_poll(hs, bob, body["next_batch"], LONG_POLL_MS))
-        await parked(hs, room, poll)
-        sent = await send_text(api, alice, room, "after the peek", "p1")
-        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-        events = body["rooms"]["peek"][room]["timeline"]["events"]
-        assert [e["event_id"] for e in events] == [sent]
+    # The next long-poll reads the peek with the heads and listens on the room:
+    # a message there wakes it (bob is no member, so only the room id can).
+    body, _, sent = await woken(
+        hs,
+        bob,
+        body["next_batch"],
+        lambda: send_text(api, alice, room, "after the peek", "p1"),
+        listening_on=room,
+    )
+    events = body["rooms"]["peek"][room]["timeline"]["events"]
+    assert [e["event_id"] for e in events] == [sent]
 
 
 async def test_members_joining_and_leaving_still_reach_device_lists(
-    make_server: ServerFactory,
+    two_in_a_room: TwoInARoom,
 ) -> None:
-    server = await make_server()
-    hs = server.hs
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        carol = await api.register("carol")
-        room = await shared_room(api, alice, bob)
-        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
+    t = two_in_a_room
+    api, alice, bob, room = t.api, t.alice, t.bob, t.room
+    carol = await api.register("carol")
+    since = await t.next_batch(bob)
 
-        poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))
-        await parked(hs, bob.user_id, poll)
-        assert (await api.post(f"/join/{room}", {}, token=carol.access_token)).status == 200
-        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-        assert carol.user_id in body["device_lists"]["changed"], body["device_lists"]
+    body, _, r = await woken(
+        t.hs, bob, since, lambda: api.post(f"/join/{room}", {}, token=carol.access_token)
+    )
+    assert r.status == 200, r.body
+    assert carol.user_id in body["device_lists"]["changed"], body["device_lists"]
 
-        poll = asyncio.create_task(long_poll(hs, bob, body["next_batch"], LONG_POLL_MS))
-        await parked(hs, bob.user_id, poll)
-        r = await api.post(f"/rooms/{room}/leave", {}, token=carol.access_token)
-        assert r.status == 200, r.body
-        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-        assert carol.user_id in body["device_lists"]["left"], body["device_lists"]
+    body, _, r = await woken(
+        t.hs,
+        bob,
+        body["next_batch"],
+        lambda: api.post(f"/rooms/{room}/leave", {}, token=carol.access_token),
+    )
+    assert r.status == 200, r.body
+    assert carol.user_id in body["device_lists"]["left"], body["device_lists"]
 
-        # Bob leaves: the room is under rooms.leave and alice no longer shares a room.
-        since = body["next_batch"]
-        r = await api.post(f"/rooms/{room}/leave", {}, token=bob.access_token)
-        assert r.status == 200, r.body
-        r = await api.get("/sync", token=bob.access_token, params={"since": since})
-        assert room in r.body["rooms"]["leave"], r.body
-        assert alice.user_id in r.body["device_lists"]["left"], r.body["device_lists"]
+    # Bob leaves: the room is under rooms.leave and alice no longer shares a room.
+    since = body["next_batch"]
+    r = await api.post(f"/rooms/{room}/leave", {}, token=bob.access_token)
+    assert r.status == 200, r.body
+    r = await api.get("/sync", token=bob.access_token, params={"since": since})
+    assert room in r.body["rooms"]["leave"], r.body
+    assert alice.user_id in r.body["device_lists"]["left"], r.body["device_lists"]
 
 
-async def test_a_burst_longer_than_the_limit_is_limited(make_server: ServerFactory) -> None:
-    server = await make_server()
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        room = await shared_room(api, alice, bob)
-        quiet = await create_room(api, bob)
-        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
-        sent = [await send_text(api, alice, room, f"m{i}", f"b{i}") for i in range(4)]
-        flt = '{"room": {"timeline": {"limit": 3}}}'
-        r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
-        timeline = r.body["rooms"]["join"][room]["timeline"]
-        assert [e["event_id"] for e in timeline["events"]] == sent[1:]
-        assert timeline["limited"] is True
-        assert quiet not in r.body["rooms"]["join"]
-        flt = '{"room": {"timeline": {"limit": 4}}}'
-        r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
-        timeline = r.body["rooms"]["join"][room]["timeline"]
-        assert [e["event_id"] for e in timeline["events"]] == sent
-        assert timeline["limited"] is False
+async def test_a_burst_longer_than_the_limit_is_limited(two_in_a_room: TwoInARoom) -> None:
+    t = two_in_a_room
+    api, alice, bob, room = t.api, t.alice, t.bob, t.room
+    quiet = await create_room(api, bob)
+    since = await t.next_batch(bob)
+    sent = [await send_text(api, alice, room, f"m{i}", f"b{i}") for i in range(4)]
+    flt = '{"room": {"timeline": {"limit": 3}}}'
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
+    timeline = r.body["rooms"]["join"][room]["timeline"]
+    assert [e["event_id"] for e in timeline["events"]] == sent[1:]
+    assert timeline["limited"] is True
+    assert quiet not in r.body["rooms"]["join"]
+    flt = '{"room": {"timeline": {"limit": 4}}}'
+    r = await api.get("/sync", token=bob.access_token, params={"since": since, "filter": flt})
+    timeline = r.body["rooms"]["join"][room]["timeline"]
+    assert [e["event_id"] for e in timeline["events"]] == sent
+    assert timeline["limited"] is False
 
 
 async def test_keys_only_state_loads_see_a_group_changed_in_place(
-    make_server: ServerFactory,
+    server: RunningServer, api: Api
 ) -> None:
-    server = await make_server()
     hs = server.hs
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        room_id = await create_room(api, alice)
-        room = await hs.rooms_area.rooms.rooms.get_room(room_id)
-        assert room is not None
-        state = hs.rooms_area.rooms.state
-        root = int(
-            await hs.db.fetchval(
-                "SELECT MIN(state_group) FROM state_groups WHERE room_nid = $1", room.room_nid
-            )
+    alice = await api.register("alice")
+    room_id = await create_room(api, alice)
+    room = await hs.rooms_area.rooms.rooms.get_room(room_id)
+    assert room is not None
+    state = hs.rooms_area.rooms.state
+    root = int(
+        await hs.db.fetchval(
+            "SELECT MIN(state_group) FROM state_groups WHERE room_nid = $1", room.room_nid
         )
-        full = await hs.db.fetchall(
-            "SELECT state_key_nid, event_nid FROM state_group_entries WHERE state_group = $1",
-            root,
-        )
-        present, event_nid = int(full[0][0]), int(full[0][1])
-        key = max(int(r[0]) for r in full) + 1_000_000  # a key no real state uses
-        state.forget_cached()
-        first = await state.keys_at_groups([root], [present, key])
-        assert first[root] == {present: event_nid}
-        # Cached: read again without a statement.
-        with count_statements() as counter:
-            assert await state.keys_at_groups([root], [present, key]) == first
-        assert counter.total == 0
-        async with hs.db.transaction() as q:
-            await state.add_to_roots(q, room.room_nid, {key: event_nid})
-        state.changed_in_place()
-        again = await state.keys_at_groups([root], [present, key])
-        assert again[root] == {present: event_nid, key: event_nid}
+    )
+    full = await hs.db.fetchall(
+        "SELECT state_key_nid, event_nid FROM state_group_entries WHERE state_group = $1",
+        root,
+    )
+    present, event_nid = int(full[0][0]), int(full[0][1])
+    key = max(int(r[0]) for r in full) + 1_000_000  # a key no real state uses
+    state.forget_cached()
+    first = await state.keys_at_groups([root], [present, key])
+    assert first[root] == {present: event_nid}
+    # Cached: read again without a statement.
+    with count_statements() as counter:
+        assert await state.keys_at_groups([root], [present, key]) == first
+    assert counter.total == 0
+    async with hs.db.transaction() as q:
+        await state.add_to_roots(q, room.room_nid, {key: event_nid})
+    state.changed_in_place()
+    again = await state.keys_at_groups([root], [present, key])
+    assert again[root] == {present: event_nid, key: event_nid}
 
 
 async def test_key_counts_read_with_the_heads_follow_uploads_and_claims(
-    make_server: ServerFactory,
+    two_in_a_room: TwoInARoom,
 ) -> None:
-    server = await make_server()
-    hs = server.hs
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        room = await shared_room(api, alice, bob)
-        since = (await api.get("/sync", token=bob.access_token)).body["next_batch"]
-        dev = Device(bob.user_id, bob.device_id)
-        r = await api.post(
-            "/keys/upload",
-            {
-                "device_keys": dev.device_keys(),
-                "one_time_keys": dev.one_time_keys(2),
-                "fallback_keys": dev.fallback_key(),
-            },
-            token=bob.access_token,
-        )
-        assert r.status == 200, r.body
-        # A woken long-poll answers the counts of its own build.
-        poll = asyncio.create_task(long_poll(hs, bob, since, LONG_POLL_MS))
-        await parked(hs, bob.user_id, poll)
-        await send_text(api, alice, room, "keys?", "k1")
-        body, _ = await asyncio.wait_for(poll, LONG_POLL_MS / 1000)
-        assert body["device_one_time_keys_count"] == {"signed_curve25519": 2}
-        assert body["device_unused_fallback_key_types"] == ["signed_curve25519"]
-        r = await api.post(
-            "/keys/claim",
-            {"one_time_keys": {bob.user_id: {bob.device_id: "signed_curve25519"}}},
-            token=alice.access_token,
-        )
-        assert r.status == 200, r.body
-        r = await api.get("/sync", token=bob.access_token, params={"since": body["next_batch"]})
-        assert r.body["device_one_time_keys_count"] == {"signed_curve25519": 1}
+    t = two_in_a_room
+    api, alice, bob = t.api, t.alice, t.bob
+    since = await t.next_batch(bob)
+    dev = Device(bob.user_id, bob.device_id)
+    r = await api.post(
+        "/keys/upload",
+        {
+            "device_keys": dev.device_keys(),
+            "one_time_keys": dev.one_time_keys(2),
+            "fallback_keys": dev.fallback_key(),
+        },
+        token=bob.access_token,
+    )
+    assert r.status == 200, r.body
+    # A woken long-poll answers the counts of its own build.
+    body, _, _ = await woken(t.hs, bob, since, lambda: send_text(api, alice, t.room, "keys?", "k1"))
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 2}
+    assert body["device_unused_fallback_key_types"] == ["signed_curve25519"]
+    r = await api.post(
+        "/keys/claim",
+        {"one_time_keys": {bob.user_id: {bob.device_id: "signed_curve25519"}}},
+        token=alice.access_token,
+    )
+    assert r.status == 200, r.body
+    r = await api.get("/sync", token=bob.access_token, params={"since": body["next_batch"]})
+    assert r.body["device_one_time_keys_count"] == {"signed_curve25519": 1}
 
 
 @pytest.mark.parametrize("other_rooms", [0, ONE_STATEMENT_ROOMS])
 async def test_unread_counts_read_with_the_receipts_follow_each_receipt(
-    make_server: ServerFactory, other_rooms: int
+    two_in_a_room: TwoInARoom, other_rooms: int
 ) -> None:
     """Both paths: receipts and counts in one statement (a few rooms), and the receipts
     read first (more rooms than ``ONE_STATEMENT_ROOMS``, as in an initial sync)."""
-    server = await make_server()
-    async with Api(server.client_url) as api:
-        alice = await api.register("alice")
-        bob = await api.register("bob")
-        for i in range(other_rooms):
-            other = await shared_room(api, alice, bob)
-            await send_text(api, alice, other, "elsewhere", f"o{i}")
-        room = await shared_room(api, alice, bob)
-        sent = [await send_text(api, alice, room, f"n{i}", f"u{i}") for i in range(3)]
+    t = two_in_a_room
+    api, alice, bob, room = t.api, t.alice, t.bob, t.room
+    for i in range(other_rooms):
+        other = await shared_room(api, alice, bob)
+        await send_text(api, alice, other, "elsewhere", f"o{i}")
+    sent = [await send_text(api, alice, room, f"n{i}", f"u{i}") for i in range(3)]
 
-        async def unread() -> int:
-            r = await api.get("/sync", token=bob.access_token)
-            count: int = r.body["rooms"]["join"][room]["unread_notifications"]["notification_count"]
-            return count
+    async def unread() -> int:
+        r = await api.get("/sync", token=bob.access_token)
+        count: int = r.body["rooms"]["join"][room]["unread_notifications"]["notification_count"]
+        return count
 
-        assert await unread() == 3
-        for event_id, thread, left in ((sent[0], None, 2), (sent[1], "main", 1)):
-            body = {} if thread is None else {"thread_id": thread}
-            r = await api.post(
-                f"/rooms/{room}/receipt/m.read/{event_id}", body, token=bob.access_token
-            )
-            assert r.status == 200, r.body
-            assert await unread() == left
-        # An older unthreaded receipt does not undo the newer main one.
-        r = await api.post(
-            f"/rooms/{room}/receipt/m.read.private/{sent[0]}", {}, token=bob.access_token
-        )
+    assert await unread() == 3
+    for event_id, thread, left in ((sent[0], None, 2), (sent[1], "main", 1)):
+        body = {} if thread is None else {"thread_id": thread}
+        r = await api.post(f"/rooms/{room}/receipt/m.read/{event_id}", body, token=bob.access_token)
         assert r.status == 200, r.body
-        assert await unread() == 1
+        assert await unread() == left
+    # An older unthreaded receipt does not undo the newer main one.
+    r = await api.post(
+        f"/rooms/{room}/receipt/m.read.private/{sent[0]}", {}, token=bob.access_token
+    )
+    assert r.status == 200, r.body
+    assert await unread() == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,12 @@ import pytest
 from homeserver.app import RunningServer, start_worker
 from homeserver.config import ConfigError
 from homeserver.rooms.write_order import room_turn
-from tests.conftest import ENGINE, ServerFactory, free_port, make_config, write_data_dir
+from tests.conftest import free_port, make_config, write_data_dir
 from tests.helpers import Api, Reply
 from tests.integration.admin_support import V1, V2, make_admin
 from tests.processes import (
     WAIT_S,
     eventually,
-    main_and_worker,
     new_room,
     room_with,
     send,
@@ -34,14 +33,6 @@ from tests.processes import (
     until,
     woken_by,
 )
-
-
-@pytest.fixture
-async def pair(make_server: ServerFactory) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
-    if ENGINE != "postgres":
-        pytest.skip("several processes need PostgreSQL")
-    async with main_and_worker(make_server) as servers:
-        yield servers
 
 
 async def test_sqlite_refuses_workers(tmp_path: Path) -> None:

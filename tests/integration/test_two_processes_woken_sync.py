@@ -4,23 +4,10 @@ counts (tests/integration/test_sync_woken_statements.py has the one-process side
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from homeserver.app import RunningServer
-from tests.conftest import ENGINE, ServerFactory
 from tests.helpers import Api
 from tests.integration.test_peek import world_readable_room
-from tests.processes import main_and_worker, send, woken_by
-
-
-@pytest.fixture
-async def pair(make_server: ServerFactory) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
-    if ENGINE != "postgres":
-        pytest.skip("several processes need PostgreSQL")
-    async with main_and_worker(make_server) as servers:
-        yield servers
+from tests.processes import send, woken_by
 
 
 async def test_a_peek_started_on_one_is_followed_by_a_long_poll_on_the_other(

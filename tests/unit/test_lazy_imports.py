@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LAZY = ("PIL", "cryptography", "aiosmtplib")
 
@@ -82,3 +85,38 @@ def test_sqlite_and_package_metadata_load_on_first_use() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "True"]
+
+
+# prometheus_client (with wsgiref, http.server and gzip: ~1.1 MiB) only when the metrics
+# listener is on (config ``metrics.enabled``, off by default; benchmarks/README.md, tidy4).
+METRICS_PROBE = (
+    "import asyncio, sys, tempfile, pathlib, aiohttp\n"
+    "from homeserver.app import start\n"
+    "from tests.conftest import make_config, write_data_dir\n"
+    "async def main(enabled):\n"
+    "    d = pathlib.Path(tempfile.mkdtemp())\n"
+    "    write_data_dir(d, 'localhost')\n"
+    "    config = make_config(d, f'sqlite:///{d}/h.db', metrics={'enabled': enabled, 'port': 0})\n"
+    "    server = await start(config)\n"
+    "    try:\n"
+    "        async with aiohttp.ClientSession() as s:\n"
+    "            async with s.get(server.client_url + '/_matrix/client/versions') as r:\n"
+    "                assert r.status == 200\n"
+    "    finally:\n"
+    "        await server.stop()\n"
+    "    return 'prometheus_client' in sys.modules\n"
+    "print(asyncio.run(main(sys.argv[1] == 'on')))\n"
+)
+
+
+def test_prometheus_client_loads_only_with_the_metrics_listener_on() -> None:
+    for switch, loaded in (("off", "False"), ("on", "True")):
+        done = subprocess.run(
+            [sys.executable, "-c", METRICS_PROBE, switch],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [loaded], switch

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from homeserver.events.canonical import decode_stored_json, encode_canonical_json
+from homeserver.events.derived import canonical_json
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Queries, Row
@@ -162,7 +163,7 @@ class EventStore:
             int(row.soft_failed),
             row.state_group,
             row.prev_state_event_nid,
-            encode_canonical_json(event.pdu).decode(),
+            canonical_json(event).decode(),
             row.redacted_by,
         )
         return replace(row, event_nid=int(nid))

@@ -93,13 +93,19 @@ class MembershipStore:
         rows: Sequence[tuple[str, str, int, str | None]],
     ) -> None:
         """Many (user id, membership, event nid, display name) rows at one stream
-        position: the members a partial-state join's resync brings (a row already
-        here is newer and kept). The caller reports the commit to ``local_cache.changed``."""
+        position: the members a partial-state join's resync brings, the join's position.
+        A row set since (an event received meanwhile) is newer and kept; an older row
+        of another event is from before we left the room (a rejoin) and is replaced.
+        The caller reports the commit to ``local_cache.changed``."""
         self.local_cache.drop([room_nid])
         await q.executemany(
             "INSERT INTO room_memberships"
             " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
-            " VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (room_nid, user_id) DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (room_nid, user_id) DO UPDATE"
+            " SET membership = excluded.membership, event_nid = excluded.event_nid,"
+            " stream_ordering = excluded.stream_ordering, displayname = excluded.displayname"
+            " WHERE room_memberships.stream_ordering < excluded.stream_ordering"
+            " AND room_memberships.event_nid <> excluded.event_nid",
             [(room_nid, u, m, n, stream_ordering, d) for u, m, n, d in rows],
         )
 

@@ -266,7 +266,11 @@ class RoomStore:
 
     async def move_aliases(self, from_nid: int, to_nid: int) -> None:
         """A room upgrade: every local alias of the old room now names the new one."""
-        await self.db.execute(
+        await self.move_aliases_in(self.db, from_nid, to_nid)
+
+    async def move_aliases_in(self, q: Queries, from_nid: int, to_nid: int) -> None:
+        """``move_aliases`` inside transaction ``q`` (the new room's own)."""
+        await q.execute(
             "UPDATE room_aliases SET room_nid = $1 WHERE room_nid = $2", to_nid, from_nid
         )
 

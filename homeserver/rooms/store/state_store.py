@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
@@ -172,15 +172,21 @@ class StateStore:
             [(group, k, v) for k, v in entries.items()],
         )
 
-    async def add_to_roots(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
-        """Add ``entries`` for keys it lacks to every snapshot group of the room, so the
-        groups built on them inherit them (a partial-state join's missing members,
-        merged once the whole state is here: ``federation.membership.partial_state``).
-        A delta below a snapshot that set one of these keys still wins. The caller
-        calls ``changed_in_place`` after the commit."""
+    async def add_to_roots(
+        self, q: Queries, room_nid: int, entries: Mapping[int, int], min_group: int = 0
+    ) -> None:
+        """Add ``entries`` for keys it lacks to every snapshot group of the room numbered
+        ``min_group`` or above, so the groups built on them inherit them (a partial-state
+        join's missing members, merged once the whole state is here:
+        ``federation.membership.partial_state``; a rejoin's merge leaves the groups of the
+        earlier membership, below ``min_group``, as they were). A delta below a snapshot
+        that set one of these keys still wins. The caller calls ``changed_in_place``
+        after the commit."""
         roots = await q.fetchall(
-            "SELECT state_group FROM state_groups WHERE room_nid = $1 AND prev_group IS NULL",
+            "SELECT state_group FROM state_groups"
+            " WHERE room_nid = $1 AND prev_group IS NULL AND state_group >= $2",
             room_nid,
+            min_group,
         )
         for r in roots:
             group = int(r["state_group"])
@@ -409,7 +415,7 @@ class StateStore:
                 room_nid,
                 *keys,
             )
-        return {int(r["state_key_nid"]): int(r["event_nid"]) for r in rows}
+        return _nids(rows)
 
     async def current_state_of_type(self, room_nid: int, event_type: str) -> StateNids:
         rows = await self.db.fetchall(
@@ -418,7 +424,7 @@ class StateStore:
             room_nid,
             event_type,
         )
-        return {int(r["state_key_nid"]): int(r["event_nid"]) for r in rows}
+        return _nids(rows)
 
     async def current_state_many(
         self, room_nids: Iterable[int], key_nids: Iterable[int]
@@ -438,3 +444,10 @@ class StateStore:
         for r in rows:
             out.setdefault(int(r["room_nid"]), {})[int(r["state_key_nid"])] = int(r["event_nid"])
         return out
+
+
+def _nids(rows: list[Any]) -> StateNids:
+    """(state key nid, event nid) rows as a map; by position, not by name: a big room's
+    /members and /state read thousands (by name cost ~0.3 ms more for 2,000 on SQLite).
+    Both engines return the integer columns as ints."""
+    return {r[0]: r[1] for r in rows}

@@ -49,3 +49,21 @@ def matches(
         if event_type in (WILDCARD, key[0]) and state_key in (WILDCARD, key[1]):
             return True
     return False
+
+
+def needs_all_members(pairs: Sequence[StatePair], server_name: str) -> bool:
+    """Does ``required_state`` ask for memberships a partial-state room may lack?
+
+    A room joined with partial state (``omit_members``) has all its state but the
+    members of other servers, merged later in place (they would never be sent as
+    changes). A list or subscription asking for every member (``[m.room.member, *]``),
+    every state event (``[*, *]``) or the membership of a user of another server
+    (under any type: a state key that is a remote user id) must wait for the whole
+    state. ``$LAZY`` is fine: the senders of the timeline were needed to check those
+    events, so their memberships are here; ``$ME`` and our own users' are too."""
+    for event_type, key in pairs:
+        if key == WILDCARD and event_type in (WILDCARD, MEMBER):
+            return True
+        if key.startswith("@") and ":" in key and key.split(":", 1)[1] != server_name:
+            return True
+    return False

@@ -14,6 +14,10 @@ Long-poll: as /sync, the request registers with the notifier before it
 reads the positions, so a change committed meanwhile wakes it; it answers
 as soon as a build has something (or the list counts changed), else at
 ``timeout``. A request without ``pos`` answers at once.
+
+Partial-state rooms (joined over federation with the members omitted) are left
+out of a list or subscription whose ``required_state`` asks for members they may
+lack, until their state is whole; then they come as any room not sent yet.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from homeserver.sync.sliding.connections import ConnectionStore, Position, RoomS
 from homeserver.sync.sliding.extensions import ExtensionScope, SlidingExtensions, is_empty
 from homeserver.sync.sliding.lists import Candidate, RoomLists
 from homeserver.sync.sliding.request import RoomParams, SlidingRequest, parse_params
+from homeserver.sync.sliding.required_state import needs_all_members
 from homeserver.sync.sliding.rooms import AVATAR, NAME, RoomBodies, RoomFacts, needs_sending
 from homeserver.sync.sliding.store import SlidingStore
 
@@ -143,8 +148,11 @@ class SlidingSync:
         counts: dict[str, int] = {}
         windows: dict[str, list[str]] = {}
         wanted: dict[str, RoomParams] = {}
+        partial = await self._partial(call, cands, subs)
+        whole = {r: c for r, c in cands.items() if r not in partial}
         for name, cfg in call.body.lists.items():
-            count, window = await self.lists.window(cfg, cands)
+            wait = partial and needs_all_members(cfg.params.required_state, self.rooms.server_name)
+            count, window = await self.lists.window(cfg, whole if wait else cands)
             counts[name] = count
             windows[name] = window
             lists_out[name] = {"count": count}
@@ -153,6 +161,10 @@ class SlidingSync:
         for room_id, raw in subs.items():
             if room_id in cands:
                 p = parse_params(raw, "room_subscriptions")
+                if room_id in partial and needs_all_members(
+                    p.required_state, self.rooms.server_name
+                ):
+                    continue  # sent once its state is whole
                 wanted[room_id] = wanted.get(room_id, p).merge(p)
         chosen = [cands[r] for r in list(wanted)[:MAX_ROOMS_PER_ANSWER]]
         read = await self._own_receipts(call, chosen, since, now)
@@ -164,6 +176,25 @@ class SlidingSync:
         body: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out, "extensions": ext}
         empty = not rooms_out and counts == pos.list_counts and is_empty(ext)
         return _Answer(body, now.encode(), counts, sent, empty)
+
+    async def _partial(
+        self, call: SlidingCall, cands: dict[str, Candidate], subs: dict[str, Any]
+    ) -> set[str]:
+        """The joined rooms with partial state (members omitted at our join, merged
+        later in place), when a list or subscription asks for members they may lack
+        (``needs_all_members``): those leave such rooms out until whole, then send
+        them as new (the merge wakes the user's long-polls; see /sync's own rule)."""
+        partial_state = self.builder.src.partial_state
+        if partial_state is None:
+            return set()
+        asked = [cfg.params.required_state for cfg in call.body.lists.values()]
+        asked += [parse_params(raw, "room_subscriptions").required_state for raw in subs.values()]
+        if not any(needs_all_members(pairs, self.rooms.server_name) for pairs in asked):
+            return set()
+        joined = {c.info.room_nid: r for r, c in cands.items() if c.membership.membership == "join"}
+        if not joined:
+            return set()
+        return {joined[n] for n in await partial_state.partial_among(list(joined))}
 
     async def _own_receipts(
         self,

@@ -201,3 +201,37 @@ async def test_a_lone_transaction_commits_at_once(db: SqliteDatabase) -> None:
             await q.execute("INSERT INTO t (room, seq) VALUES (1, $1)", seq)
         assert await committed(db, 1, seq)
     assert control == ["BEGIN", "COMMIT"] * 3
+
+
+async def test_a_caller_cancelled_during_begin_leaves_no_transaction_open(
+    db: SqliteDatabase,
+) -> None:
+    groups = db._groups
+    assert groups is not None
+    run = groups.run
+    at_begin = asyncio.Event()
+
+    async def begin_seen(conn: Any, sql: str) -> None:
+        if sql.startswith("BEGIN") and not at_begin.is_set():
+            at_begin.set()  # the caller is cancelled while it awaits this BEGIN
+        await run(conn, sql)
+
+    groups.run = begin_seen
+
+    async def writer() -> None:
+        async with db.transaction() as q:
+            await q.execute("INSERT INTO t (room, seq) VALUES (1, 0)")
+
+    task = asyncio.ensure_future(writer())
+    await at_begin.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The BEGIN ran in the writer's thread all the same; it was rolled back before
+    # anyone else got the writer, so the next transactions begin and commit.
+    for seq in range(2):
+        async with db.transaction() as q:
+            await q.execute("INSERT INTO t (room, seq) VALUES (2, $1)", seq)
+        assert await committed(db, 2, seq)
+    assert not await committed(db, 1, 0)
+    assert not groups.writer.in_transaction

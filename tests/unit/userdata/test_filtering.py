@@ -11,6 +11,7 @@ from homeserver.userdata.filtering import (
     RoomEventFilter,
     event_matches,
     filter_events,
+    matches_everything,
     parse_filter,
     project_fields,
     room_allowed,
@@ -131,3 +132,40 @@ def test_project_fields() -> None:
         "content": {"body": "hi", "m.relates_to": {"rel_type": "m.thread"}},
     }
     assert project_fields(event, None) == event
+
+
+FILTER_PARTS: list[dict[str, object]] = [
+    {"types": ["m.room.member"]},
+    {"types": []},
+    {"not_types": ["m.room.message"]},
+    {"senders": ["@bob:hs"]},
+    {"not_senders": ["@alice:hs"]},
+    {"rooms": ["!b:hs"]},
+    {"not_rooms": ["!a:hs"]},
+    {"contains_url": True},
+    {"contains_url": False},
+]
+
+
+@pytest.mark.parametrize("part", FILTER_PARTS)
+def test_matches_everything_only_without_criteria(part: dict[str, object]) -> None:
+    """The shortcut /sync takes for an empty state filter: never for a filter that can
+    turn an event away (each part here turns away MSG or IMAGE)."""
+    room = RoomEventFilter(**part)  # type: ignore[arg-type]
+    assert not matches_everything(room)
+    assert not all(event_matches(room, e) for e in (MSG, IMAGE))
+    plain = {k: v for k, v in part.items() if k in EventFilter.__slots__}
+    if plain:
+        assert not matches_everything(EventFilter(**plain))  # type: ignore[arg-type]
+
+
+def test_matches_everything_for_empty_filters() -> None:
+    for f in (
+        RoomEventFilter(),
+        RoomEventFilter(limit=5, lazy_load_members=True, include_redundant_members=True),
+        EventFilter(limit=3),
+        parse_filter({}).room.state,
+        parse_filter({"room": {"state": {"lazy_load_members": True}}}).room.state,
+    ):
+        assert matches_everything(f)
+        assert all(event_matches(f, e) for e in (MSG, IMAGE, {"type": "x"}, {}))
