@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Queries
-from homeserver.storage.sql import placeholders
+from homeserver.storage.sql import joined_servers_sql, placeholders
 
 PDU = "pdu"
 EDU = "edu"
@@ -80,13 +80,8 @@ class OutboxStore:
         """Servers with a joined member, read inside the persisting transaction
         (so the event's own membership change is seen). The database cuts the user ids
         down to distinct server names (everything after the first colon, ports
-        included): one row per server rather than per member, on every send."""
-        find = "strpos(user_id, ':')" if self.db.engine == "postgres" else "instr(user_id, ':')"
-        rows = await q.fetchall(
-            f"SELECT DISTINCT substr(user_id, {find} + 1) FROM room_memberships"
-            " WHERE room_nid = $1 AND membership = 'join'",
-            room_nid,
-        )
+        included), an index probe per server (``joined_servers_sql``), on every send."""
+        rows = await q.fetchall(joined_servers_sql(self.db.engine), room_nid)
         return {str(r[0]) for r in rows}
 
     async def pending(self, destination: str, kind: str, limit: int) -> list[OutboxRow]:

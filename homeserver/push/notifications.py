@@ -285,7 +285,7 @@ class NotificationService:
             if ev.state_key.endswith(suffix):
                 invitee = ev.state_key
         if not stored.outlier:
-            room, fresh = await self._room(stored.room_nid, so)
+            room, fresh = await self._room(stored.room_nid, so, ev.room_id)
             if so > room.newest and room.names is not None and invitee is None:
                 return await self._evaluate_flat(stored, room)
             # A membership changed at or after the event (a join, a leave, a rename):
@@ -374,10 +374,16 @@ class NotificationService:
         return local, common, out
 
     async def _room(
-        self, room_nid: int, so: int
+        self, room_nid: int, so: int, room_id: str
     ) -> tuple[PushRoom, tuple[list[Membership], dict[str, str | None] | None] | None]:
         """The room's ``PushRoom``, having seen every membership changed at or after
-        ``so``, and the rows it was built from if they were read just now."""
+        ``so``, and the rows it was built from if they were read just now.
+
+        A read that a membership commit raced is not kept (``room_cache``); in a room that
+        members keep joining, the next read would be raced again, and every join would
+        read every member. So a read holds the room's lock, which local writers hold
+        from building an event to reporting its commit: it is kept, and commits bring
+        it up to date from then on (``PushRoomCache.advance``)."""
         suffix = ":" + self.rooms.server_name
         members = self.rooms.members
         fresh: list[tuple[list[Membership], dict[str, str | None] | None]] = []
@@ -387,7 +393,11 @@ class NotificationService:
             fresh.append((rows, names))
             return build_push_room(rows, names, so, suffix)
 
-        room = await self.room_members.get(room_nid, read)
+        if room_nid in self.room_members:
+            room = await self.room_members.get(room_nid, read)
+        else:
+            async with self.rooms.lock(room_id):
+                room = await self.room_members.get(room_nid, read)
         if room.floor > so:  # an event older than the cached read: read for it, not kept
             room = await read()
         elif not fresh and members.local_cache.publish is not None:
@@ -396,6 +406,14 @@ class NotificationService:
             if await members.membership_changed_after(room_nid, room.newest):
                 self.room_members.drop([room_nid])
                 room = await self.room_members.get(room_nid, read)
+        if room.undo:
+            if so > room.newest:
+                # Evaluation runs in stream order: the changes are evaluated, done with.
+                self.room_members.swap(room_nid, room, replace(room, undo=(), base=room.newest))
+            else:
+                # The members as they were before this event (or, if that is no longer
+                # kept, the cached value as is: the event is then evaluated from rows).
+                room = room.at(so) or room
         return room, (fresh[-1] if fresh else None)
 
     async def _state_before(

@@ -235,8 +235,11 @@ class EventPersister:
     ) -> list[StoredEvent]:
         fx = _Effects()
         written: list[StoredEvent] = []
+        txn: Queries | None = None
+        committed = False
         try:
             async with self.db.transaction() as q:
+                txn = q
                 if room_nid is not None:
                     await hold_room_for_write(
                         q, self.db.engine, room_nid, plans[0].expected_extremities
@@ -282,10 +285,14 @@ class EventPersister:
                     await self.events.replace_extremities(
                         q, room_nid, plans[0].prev_nids, written[-1].event_nid
                     )
+            committed = True
         finally:
-            # Committed or rolled back: cached member lists are stale either way.
+            # Cached member lists are stale either way; a commit's are brought up to date.
             if fx.member_rooms:
-                self.members.local_cache.changed(fx.member_rooms)
+                if committed:
+                    self.members.local_cache.committed(txn, fx.member_rooms)
+                else:
+                    self.members.local_cache.changed(fx.member_rooms, txn)
         self.rooms.remember_keys(fx.keys)
         if fx.pruned:
             self.events.forget(fx.pruned)

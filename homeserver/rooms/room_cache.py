@@ -23,12 +23,23 @@ from the bus, drops it too, so it needs no drop calls or bus topic of its own.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 V = TypeVar("V")
 
 DEFAULT_MAX_ROOMS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """One membership row a committed transaction wrote (``RoomCache.advance``)."""
+
+    user_id: str
+    membership: str
+    stream_ordering: int
+    displayname: str | None
 
 
 class RoomCache(Generic[V]):
@@ -64,6 +75,34 @@ class RoomCache(Generic[V]):
             while len(self._values) > self.max_rooms:
                 self._values.popitem(last=False)
         return value
+
+    def advance(self, before: V, changes: Sequence[MemberChange], suffix: str) -> V | None:
+        """The value after the committed ``changes`` (in stream order) of the room whose
+        value was ``before``; None when it cannot be worked out without a read (the
+        default). ``suffix``: ``:`` and this server's name (local users end with it)."""
+        return None
+
+    def swap(self, room_nid: int, old: V, new: V) -> None:
+        """Replace the cached ``old`` by ``new``, an equivalent value (trimmed, say)."""
+        if self._values.get(room_nid) is old:
+            self._values[room_nid] = new
+
+    def peek(self, room_nid: int) -> tuple[V | None, int, int]:
+        """The cached value (None if absent), the room's generation and the epoch: what a
+        writer that brings a value up to date itself (``put``) must see unchanged."""
+        return self._values.get(room_nid), self._generation.get(room_nid, 0), self._epoch
+
+    def put(self, room_nid: int, value: V, generation: int, epoch: int) -> bool:
+        """Store ``value``, worked out by a writer from the value it ``peek``-ed at
+        ``generation`` and ``epoch``, unless another drop came since. Reads in flight
+        are kept from storing over it (the generation moves on). Whether it was stored."""
+        if self._generation.get(room_nid, 0) != generation or self._epoch != epoch:
+            return False
+        self.drop([room_nid])
+        self._values[room_nid] = value
+        while len(self._values) > self.max_rooms:
+            self._values.popitem(last=False)
+        return True
 
     def drop(self, room_nids: Iterable[int]) -> None:
         """Forget these rooms' values in this process only."""

@@ -466,10 +466,13 @@ class RoomService:
                 await pre(stored, room)
             except Exception:
                 log.exception("pre_notify hook failed for %s", ev.event_id)
-        users = set(await self.members.local_users(room.room_nid, self.server_name))
+        # Every listed user is local (``local_users``): no loop over a big room's members
+        # here, on every event. The target of a membership change too (a leave is no longer
+        # listed); listed twice at worst, which wakes no one twice.
+        local = list(await self.members.local_users(room.room_nid, self.server_name))
         if ev.type == MEMBER and ev.state_key is not None:
-            users.add(ev.state_key)
-        local = [u for u in users if u.endswith(":" + self.server_name)]
+            if ev.state_key.endswith(":" + self.server_name):
+                local.append(ev.state_key)
         if stored.stream_ordering is not None:  # an outlier moves no stream
             # The room id too: /events peeking into a world-readable room listens on it.
             self.signal.changed(EVENTS, stored.stream_ordering, [*local, room.room_id])

@@ -100,7 +100,7 @@ def build_rooms_area(
     rooms_store = RoomStore(db)
     events = EventStore(db, config.caches.events)
     state = StateStore(db, cache_groups=config.caches.state_groups)
-    members = MembershipStore(db)
+    members = MembershipStore(db, config.server_name)
     relations = RelationStore(db)
     search = SearchStore(db)
     persister = EventPersister(db, rooms_store, events, state, members, relations, search)

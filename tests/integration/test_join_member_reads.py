@@ -6,14 +6,17 @@ members count, the server name compared case for case and ``_`` taken literally.
 
 from __future__ import annotations
 
+import pytest
+
 from homeserver.app import HomeServer
 from homeserver.storage.database import count_statements
+from homeserver.storage.sql import joined_servers_sql
 from tests.conftest import ServerFactory
 from tests.helpers import Api
 from tests.integration.test_rooms_basic import create_room
 
-# members() reads every joined member's row: a join must not ask for it. (The local
-# members' list, LocalMembersCache, is still read again after the join invalidates it.)
+# members() reads every joined member's row: a join must not ask for it. (Nor is the
+# local members' list, LocalMembersCache, read again: the commit brings it up to date.)
 EVERY_MEMBER = (
     "SELECT room_nid, user_id, membership, event_nid, stream_ordering FROM room_memberships"
     " WHERE room_nid = $1 AND membership IN"
@@ -100,3 +103,52 @@ async def test_a_local_join_reads_no_row_per_member(make_server: ServerFactory) 
         assert bob.user_id in await hs.rooms_area.rooms.members.local_users(
             room.room_nid, "localhost"
         )
+
+
+# The read of a room's local members (MembershipStore._read_local_users).
+LOCAL_MEMBERS_READ = "SELECT user_id FROM room_memberships WHERE room_nid = $1"
+
+
+async def test_a_join_and_a_leave_keep_the_local_members_list_without_reading_it(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    hs = server.hs
+    store = hs.rooms_area.rooms.members
+    async with Api(server.client_url) as api:
+        alice = await api.register("alice")
+        bob = await api.register("bob")
+        room_id = await create_room(api, alice, preset="public_chat")
+        room = await hs.rooms_area.rooms.rooms.get_room(room_id)
+        assert room is not None
+        await _add_rows(hs, room.room_nid, [(f"@m{i}:remote.example", "join") for i in range(20)])
+        store.local_cache.changed([room.room_nid])  # rows written behind the cache's back
+        assert await store.local_users(room.room_nid, "localhost") == [alice.user_id]
+        with count_statements() as counter:
+            await hs.rooms_area.memberships.join(bob.user_id, room_id)
+            listed = await store.local_users(room.room_nid, "localhost")
+        assert sorted(listed) == sorted([alice.user_id, bob.user_id])
+        assert not [s for s in counter.by_sql if s.startswith(LOCAL_MEMBERS_READ)], counter.by_sql
+        with count_statements() as counter:
+            await hs.rooms_area.memberships.leave(bob.user_id, room_id)
+            listed = await store.local_users(room.room_nid, "localhost")
+        assert listed == [alice.user_id]
+        assert not [s for s in counter.by_sql if s.startswith(LOCAL_MEMBERS_READ)], counter.by_sql
+        # What the database says, read afresh, is the same.
+        store.local_cache.changed([room.room_nid])
+        assert await store.local_users(room.room_nid, "localhost") == [alice.user_id]
+
+
+async def test_joined_servers_walk_the_index_not_the_members(make_server: ServerFactory) -> None:
+    """One index probe per server (migration 0440), not a row per member: on SQLite the
+    plan must search ``room_memberships_servers`` by a range on the server name."""
+    server = await make_server()
+    db = server.hs.rooms_area.rooms.members.db
+    if db.engine != "sqlite":
+        pytest.skip("PostgreSQL's plan depends on its statistics; answers are checked above")
+    plan = await db.fetchall("EXPLAIN QUERY PLAN " + joined_servers_sql("sqlite"), 1)
+    details = [str(r[3]) for r in plan]
+    assert any("USING INDEX room_memberships_servers" in d and "<expr>>?" in d for d in details), (
+        details
+    )
+    assert not any(d.startswith("SCAN room_memberships") for d in details), details

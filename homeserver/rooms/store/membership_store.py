@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from homeserver.rooms.store.local_members_cache import LocalMembersCache
 from homeserver.storage.database import Database, Queries, Row
-from homeserver.storage.sql import placeholders
+from homeserver.storage.sql import joined_servers_sql, placeholders
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +52,11 @@ _CHUNK = 500
 
 
 class MembershipStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, server_name: str | None = None) -> None:
         self.db = db
         # local_users per room; the persister reports commits (see the cache's design note).
-        self.local_cache = LocalMembersCache()
+        # With the server's name, a commit brings a cached list up to date without a read.
+        self.local_cache = LocalMembersCache(server_name=server_name)
 
     async def set_membership(
         self,
@@ -68,8 +69,9 @@ class MembershipStore:
         displayname: str | None = None,
     ) -> None:
         """``displayname``: the member event's, kept for the user directory. The caller
-        reports the commit to ``local_cache.changed`` (``EventPersister.persist``)."""
-        self.local_cache.drop([room_nid])
+        reports the commit to ``local_cache.committed``, or a rollback to
+        ``local_cache.changed`` (``EventPersister.persist``)."""
+        self.local_cache.writing(q, room_nid, user_id, membership, stream_ordering, displayname)
         await q.execute(
             "INSERT INTO room_memberships"
             " (room_nid, user_id, membership, event_nid, stream_ordering, forgotten, displayname)"
@@ -285,14 +287,9 @@ class MembershipStore:
     async def joined_servers(self, room_nid: int) -> set[str]:
         """Server names with at least one joined member in the room. The database cuts
         the user ids down to distinct server names (everything after the first colon,
-        ports included): one row per server, not per member, as every local join asks
-        (presence on join) and a big room's member rows cost far more in Python."""
-        find = "strpos(user_id, ':')" if self.db.engine == "postgres" else "instr(user_id, ':')"
-        rows = await self.db.fetchall(
-            f"SELECT DISTINCT substr(user_id, {find} + 1) FROM room_memberships"
-            " WHERE room_nid = $1 AND membership = 'join'",
-            room_nid,
-        )
+        ports included): one index probe per server, not a row per member
+        (``joined_servers_sql``), as every local join asks (presence on join)."""
+        rows = await self.db.fetchall(joined_servers_sql(self.db.engine), room_nid)
         return {str(r[0]) for r in rows}
 
     async def has_joined_on(self, room_nid: int, server_name: str) -> bool:

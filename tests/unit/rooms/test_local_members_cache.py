@@ -101,3 +101,93 @@ async def test_the_number_of_rooms_is_bounded() -> None:
     await cache.get(9, reader(9))  # still held: no read
     await cache.get(0, reader(0))  # evicted long ago: read again
     assert reads == [*range(10), 0]
+
+
+# ------------------------------------------------ commits bring the list up to date
+
+
+async def _cached(cache: LocalMembersCache, room: int, users: list[str]) -> None:
+    async def read() -> list[str]:
+        return users
+
+    assert await cache.get(room, read) == users
+
+
+async def _never() -> list[str]:
+    raise AssertionError("the list was read again")
+
+
+async def test_a_commit_updates_the_cached_list_without_a_read() -> None:
+    cache = LocalMembersCache(server_name="hs")
+    sent: list[tuple[str, list[str]]] = []
+    cache.publish = lambda topic, keys: sent.append((topic, keys))
+    await _cached(cache, 1, ["@a:hs", "@b:hs"])
+    txn = object()
+    cache.writing(txn, 1, "@c:hs", "join")
+    cache.writing(txn, 1, "@b:hs", "leave")
+    cache.writing(txn, 1, "@r:remote", "join")  # not local: not listed
+    cache.writing(txn, 1, "@d:hsx", "invite")  # another server whose name ends alike
+    cache.writing(txn, 1, "@e:hs", "knock")
+    cache.committed(txn, [1, 1])
+    assert sorted(await cache.get(1, _never)) == ["@a:hs", "@c:hs", "@e:hs"]
+    assert sent == [(LOCAL_MEMBERS_CACHE, ["1"])]  # other processes still drop it
+
+
+async def test_a_rollback_forgets_the_writes_and_drops_the_list() -> None:
+    cache = LocalMembersCache(server_name="hs")
+    await _cached(cache, 1, ["@a:hs"])
+    txn = object()
+    cache.writing(txn, 1, "@c:hs", "join")
+    cache.changed([1], txn)
+    await _cached(cache, 1, ["@a:hs"])  # read again
+    cache.committed(txn, [1])  # a late report of the same transaction changes nothing
+    await _cached(cache, 1, ["@a:hs"])
+
+
+async def test_another_drop_before_the_commit_leaves_the_list_to_a_read() -> None:
+    for interloper in ("bus", "other-writer", "everything"):
+        cache = LocalMembersCache(server_name="hs")
+        await _cached(cache, 1, ["@a:hs"])
+        txn = object()
+        cache.writing(txn, 1, "@c:hs", "join")
+        if interloper == "bus":
+            cache.drop_cached(["1"])
+        elif interloper == "other-writer":
+            cache.writing(object(), 1, "@z:hs", "join")
+        else:
+            cache.drop_cached(None)
+        cache.committed(txn, [1])
+        await _cached(cache, 1, ["@a:hs", "@c:hs", "@z:hs"])  # read, not made up
+
+
+async def test_a_read_racing_the_write_does_not_overwrite_the_update() -> None:
+    cache = LocalMembersCache(server_name="hs")
+    await _cached(cache, 1, ["@a:hs"])
+    txn = object()
+    cache.writing(txn, 1, "@c:hs", "join")
+    release = asyncio.Event()
+
+    async def stale() -> list[str]:
+        await release.wait()
+        return ["@a:hs"]  # read before the commit
+
+    task = asyncio.create_task(cache.get(1, stale))
+    await asyncio.sleep(0)
+    cache.committed(txn, [1])
+    release.set()
+    assert await task == ["@a:hs"]
+    assert sorted(await cache.get(1, _never)) == ["@a:hs", "@c:hs"]
+
+
+async def test_without_a_server_name_or_a_cached_list_a_commit_only_drops() -> None:
+    cache = LocalMembersCache()
+    await _cached(cache, 1, ["@a:hs"])
+    txn = object()
+    cache.writing(txn, 1, "@c:hs", "join")
+    cache.committed(txn, [1])
+    await _cached(cache, 1, ["@a:hs", "@c:hs"])
+    named = LocalMembersCache(server_name="hs")
+    txn = object()
+    named.writing(txn, 2, "@c:hs", "join")  # nothing cached for room 2
+    named.committed(txn, [2])
+    await _cached(named, 2, ["@c:hs"])
