@@ -71,9 +71,11 @@ class OutboundRooms:
 
     async def servers_in_room(self, room: RoomInfo) -> set[str]:
         """Servers with a joined member in the room's current state (and, while the
-        room's state is partial, those the resident named at our join)."""
-        joined = await self.rooms.members.members(room.room_nid, ("join",))
-        return {domain_of(m.user_id) for m in joined} | await self._partial_servers(room.room_nid)
+        room's state is partial, those the resident named at our join). One row per
+        server: a join handshake asks several times, and a big room's member rows cost
+        far more than its servers."""
+        joined = await self.rooms.members.joined_servers(room.room_nid)
+        return joined | await self._partial_servers(room.room_nid)
 
     async def _partial_servers(self, room_nid: int, q: Queries | None = None) -> set[str]:
         if self.partial is None:

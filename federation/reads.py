@@ -24,6 +24,7 @@ from homeserver.rooms.store.rooms_store import RoomInfo
 
 MAX_LIMIT = 100
 HISTORY = ("m.room.history_visibility", "")
+MEMBER = "m.room.member"
 
 
 class RoomReads:
@@ -44,24 +45,50 @@ class RoomReads:
             raise denied()
         return room
 
-    async def _may_see(self, origin: str, room: RoomInfo, stored: StoredEvent) -> bool:
-        state = await self.graph.ids_at_group(stored.state_group)
-        hv = state.get(HISTORY)
-        vis = "shared"
-        if hv is not None:
-            found = await self.rooms.events.by_id(hv)
-            value = None if found is None else found.event.content.get("history_visibility")
-            vis = value if isinstance(value, str) else "shared"
+    async def _may_see(
+        self,
+        origin: str,
+        room: RoomInfo,
+        stored: StoredEvent,
+        joined: dict[str, bool] | None = None,
+    ) -> bool:
+        """Whether ``origin`` may see ``stored``. Cheapest first: the history visibility
+        alone (one key of the event's state); ``shared`` and a member of ``origin``
+        joined now (one row, memoised in ``joined`` for a request's events); only then
+        the memberships of ``origin``'s users at the event (their keys picked from the
+        state's key ids: a big room's other members are never loaded)."""
+        at = await self.rooms.state_at(stored.state_group, [HISTORY])
+        hv = at.get(HISTORY)
+        value = None if hv is None else hv.event.content.get("history_visibility")
+        vis = value if isinstance(value, str) else "shared"
         if vis == "world_readable":
             return True
-        members = [
-            i for (t, k), i in state.items() if t == "m.room.member" and domain_of(k) == origin
+        if vis == "shared" and await self._joined_now(origin, room, joined):
+            return True
+        if stored.state_group is None:
+            return False
+        nids = await self.rooms.state.state_at_group(stored.state_group)
+        keys = await self.rooms.rooms.keys_for_nids(nids.keys())
+        theirs = [
+            n
+            for k, n in nids.items()
+            if keys.get(k, ("", ""))[0] == MEMBER and domain_of(keys[k][1]) == origin
         ]
         allowed = ("join",) if vis == "joined" else ("join", "invite")
-        found_members = await self.rooms.events.by_ids(members)
-        if any(s.event.membership in allowed for s in found_members.values()):
-            return True
-        return vis == "shared" and origin in await self.outbound.servers_in_room(room)
+        found_members = await self.rooms.events.by_nids(theirs)
+        return any(s.event.membership in allowed for s in found_members.values())
+
+    async def _joined_now(self, origin: str, room: RoomInfo, memo: dict[str, bool] | None) -> bool:
+        """A user of ``origin`` is joined now (or, the room being partial here, the
+        resident named ``origin`` among its servers)."""
+        if memo is not None and origin in memo:
+            return memo[origin]
+        now = await self.rooms.members.has_joined_on(room.room_nid, origin)
+        if not now:
+            now = origin in await self.outbound.servers_in_room(room)
+        if memo is not None:
+            memo[origin] = now
+        return now
 
     async def _event_in(
         self, origin: str, room: RoomInfo, event_id: str, *, with_state: bool = False
@@ -149,7 +176,8 @@ class RoomReads:
         if not from_ids:
             raise invalid_param("'v' is required")
         found = await self._walk_back(room, from_ids, set(), min(max(limit, 1), MAX_LIMIT), 0)
-        visible = [s for s in found if await self._may_see(origin, room, s)]
+        joined: dict[str, bool] = {}
+        visible = [s for s in found if await self._may_see(origin, room, s, joined)]
         return self._pdus(visible)
 
     async def missing_events(self, origin: str, room_id: str, body: Any) -> dict[str, Any]:
@@ -166,7 +194,8 @@ class RoomReads:
         start = [p for s in latest_found.values() for p in s.event.prev_event_ids]
         stop = set(earliest) | set(latest)
         found = await self._walk_back(room, start, stop, limit, min_depth)
-        visible = [s for s in found if await self._may_see(origin, room, s)]
+        joined: dict[str, bool] = {}
+        visible = [s for s in found if await self._may_see(origin, room, s, joined)]
         return {"events": [s.event.pdu for s in reversed(visible)]}
 
     async def query_directory(self, room_alias: str) -> dict[str, Any]:

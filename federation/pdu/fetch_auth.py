@@ -9,7 +9,7 @@ again and never refetched).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Set
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Set
 
 from nacl.signing import VerifyKey
 
@@ -26,6 +26,8 @@ from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
 
 MAX_SINGLE_FETCHES = 20
+# Outliers written per transaction (store_outliers_locked).
+OUTLIERS_PER_TXN = 500
 
 KeyLookup = Callable[[str, str], Awaitable[VerifyKey | None]]
 
@@ -124,40 +126,63 @@ class AuthFetcher:
     async def store_outliers_locked(
         self, room: RoomInfo, events: Iterable[Event]
     ) -> list[StoredEvent]:
-        """``store_outliers`` for a caller that holds the room's lock."""
+        """``store_outliers`` for a caller that holds the room's lock. The events are
+        checked first, in memory (an auth event stored in the same batch counts as
+        known), then written ``OUTLIERS_PER_TXN`` to a transaction: a big room's state
+        is thousands of outliers, and a commit each was most of storing them."""
         unknown = {e.event_id: e for e in events}
         known = await self.rooms.events.by_ids(unknown)
         todo = sorted(
             (e for i, e in unknown.items() if i not in known),
             key=lambda e: (e.depth, e.type != CREATE),
         )
-        create = await self.create_event(room, todo) if todo else None
-        out: list[StoredEvent] = []
+        if not todo:
+            return []
+        create = await self.create_event(room, todo)
+        batch = {e.event_id for e in todo}
+        cited = {a for e in todo for a in e.auth_event_ids if a not in batch}
+        stored_auth = await self.rooms.events.by_ids(cited)
+        # Every auth event the batch may read: (event, rejected), stored or of the batch.
+        seen: dict[str, tuple[Event, bool]] = {
+            i: (s.event, s.rejected_reason is not None) for i, s in stored_auth.items()
+        }
+        plans: list[PersistPlan] = []
         for e in todo:
-            reason = await self._check_alone(e, create)
-            plan = PersistPlan(
-                event=e,
-                prev_nids=[],
-                state_group_before=None,
-                replaces_nid=None,
-                outlier=True,
-                rejected_reason=reason,
+            reason = await self._check_alone(e, create, seen)
+            seen[e.event_id] = (e, reason is not None)
+            plans.append(
+                PersistPlan(
+                    event=e,
+                    prev_nids=[],
+                    state_group_before=None,
+                    replaces_nid=None,
+                    outlier=True,
+                    rejected_reason=reason,
+                )
             )
-            out.append(await self.rooms.persister.persist(plan, room.room_nid))
+        out: list[StoredEvent] = []
+        persister = self.rooms.persister
+        for start in range(0, len(plans), OUTLIERS_PER_TXN):
+            chunk = plans[start : start + OUTLIERS_PER_TXN]
+            out += await persister.persist_outliers(chunk, room.room_nid)
         return out
 
-    async def _check_alone(self, event: Event, create: Event | None) -> str | None:
-        """Step 4 for an outlier (1-3 ran on receipt): its own auth events only. The
-        rejection reason, if any."""
-        auth = await self.rooms.events.by_ids(event.auth_event_ids)
-        if len(auth) != len(set(event.auth_event_ids)):
+    async def _check_alone(
+        self, event: Event, create: Event | None, seen: Mapping[str, tuple[Event, bool]]
+    ) -> str | None:
+        """Step 4 for an outlier (1-3 ran on receipt): its own auth events only, from
+        ``seen`` (stored ones and those of the batch before it). The rejection reason,
+        if any."""
+        cited = dict.fromkeys(event.auth_event_ids)
+        if any(i not in seen for i in cited):
             return "missing auth events"
-        rejected = {i for i, s in auth.items() if s.rejected_reason is not None}
-        by_key = {s.event.state_tuple(): s.event for s in auth.values()}
+        auth = [seen[i][0] for i in cited]
+        rejected = {i for i in cited if seen[i][1]}
+        by_key = {a.state_tuple(): a for a in auth}
         try:
             await check_event(
                 event,
-                auth_events=[s.event for s in auth.values()],
+                auth_events=auth,
                 state_before=by_key,
                 current_state=by_key,
                 create_event=None if event.type == CREATE else create,

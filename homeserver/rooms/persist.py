@@ -203,6 +203,16 @@ class EventPersister:
         event keeps its own stream position, txn id and transaction hooks."""
         return await self._persist(plans, room_nid, None)
 
+    async def persist_outliers(
+        self, plans: Sequence[PersistPlan], room_nid: int
+    ) -> list[StoredEvent]:
+        """Write outliers (events kept for the graph, no timeline or state place: a
+        join's state and auth chain, a resync's) in ONE transaction, each as its plan
+        says: unlike ``persist_chain`` no plan is rewritten to follow the one before.
+        One commit for a batch, not one per event (thousands in a big room's join)."""
+        assert all(p.outlier for p in plans), "persist_outliers takes outliers only"
+        return await self._persist(plans, room_nid, None, chained=False)
+
     async def persist_new_room(
         self,
         plans: Sequence[PersistPlan],
@@ -221,6 +231,7 @@ class EventPersister:
         room_nid: int | None,
         new_room: NewRoom | None,
         also: Callable[[Queries, int], Awaitable[None]] | None = None,
+        chained: bool = True,
     ) -> list[StoredEvent]:
         fx = _Effects()
         written: list[StoredEvent] = []
@@ -252,7 +263,7 @@ class EventPersister:
                 # replaces it (createRoom's initial_state may override its presets).
                 chain_state: dict[tuple[str, str], int] = {}
                 for i, plan in enumerate(plans):
-                    if written:
+                    if written and chained:
                         prev = written[-1]
                         key = plan.event.state_tuple() if plan.event.is_state() else None
                         replaces = plan.replaces_nid
