@@ -23,6 +23,7 @@ Every stream's writer notifies the users it concerns (wired in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -342,7 +343,10 @@ class SyncBuilder:
             active |= {joined_ids[r] for r in extra if r in joined_ids}
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         joined_rooms = [ctx.joined[n] for n in sorted(active)]
-        unread = await self._extras.unread(ctx, joined_rooms)
+        # Unread counts wait for push evaluation to reach ``ctx.now`` (a woken sync comes
+        # while the message that woke it is still being evaluated): the timelines are
+        # built meanwhile rather than after.
+        unread_counts = asyncio.ensure_future(self._extras.unread(ctx, joined_rooms))
         newly_joined = {
             room.room_nid
             for room in joined_rooms
@@ -353,14 +357,20 @@ class SyncBuilder:
                 and by_room[room.room_nid].membership == "join"
             )
         }
-        bodies = await self.timeline.build_many(
-            ctx,
-            joined_rooms,
-            ctx.now.events,
-            {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
-            newly_joined if ctx.since is not None else frozenset(),
-            new_events,
-        )
+        try:
+            bodies = await self.timeline.build_many(
+                ctx,
+                joined_rooms,
+                ctx.now.events,
+                {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
+                newly_joined if ctx.since is not None else frozenset(),
+                new_events,
+            )
+        except BaseException:
+            unread_counts.cancel()
+            unread_counts.add_done_callback(_retrieved)
+            raise
+        unread = await unread_counts
         for room in joined_rooms:
             newly = room.room_nid in newly_joined
             body = bodies[room.room_nid]
@@ -504,6 +514,12 @@ class SyncBuilder:
                         {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
                     )
         return out
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a task given up on as seen (no "exception was never retrieved" log)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _nothing_new(body: dict[str, Any]) -> bool:
