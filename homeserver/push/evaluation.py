@@ -167,7 +167,8 @@ class PushEvaluator:
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), remaining)
+                async with asyncio.timeout(remaining):  # no task of its own, unlike wait_for
+                    await moved.wait()
             if self.position is not None and self.position >= target:
                 return True
         log.warning("push evaluation is behind position %d; counts may lag", target)

@@ -343,10 +343,6 @@ class SyncBuilder:
             active |= {joined_ids[r] for r in extra if r in joined_ids}
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         joined_rooms = [ctx.joined[n] for n in sorted(active)]
-        # Unread counts wait for push evaluation to reach ``ctx.now`` (a woken sync comes
-        # while the message that woke it is still being evaluated): the timelines are
-        # built meanwhile rather than after.
-        unread_counts = asyncio.ensure_future(self._extras.unread(ctx, joined_rooms))
         newly_joined = {
             room.room_nid
             for room in joined_rooms
@@ -357,20 +353,13 @@ class SyncBuilder:
                 and by_room[room.room_nid].membership == "join"
             )
         }
-        try:
-            bodies = await self.timeline.build_many(
-                ctx,
-                joined_rooms,
-                ctx.now.events,
-                {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
-                newly_joined if ctx.since is not None else frozenset(),
-                new_events,
-            )
-        except BaseException:
-            unread_counts.cancel()
-            unread_counts.add_done_callback(_retrieved)
-            raise
-        unread = await unread_counts
+        bodies, unread = await self._timelines_and_unread(
+            ctx,
+            joined_rooms,
+            {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
+            newly_joined if ctx.since is not None else frozenset(),
+            new_events,
+        )
         for room in joined_rooms:
             newly = room.room_nid in newly_joined
             body = bodies[room.room_nid]
@@ -403,6 +392,32 @@ class SyncBuilder:
             "device_lists": await user.device_lists(ctx),
             **(await user.key_counts(ctx)),
         }
+
+    async def _timelines_and_unread(
+        self,
+        ctx: SyncContext,
+        rooms: list[RoomInfo],
+        full: set[int],
+        newly_joined: set[int] | frozenset[int],
+        new_events: dict[int, list[StoredEvent]] | None,
+    ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+        """The rooms' timelines and unread counts. The counts wait for push evaluation
+        to reach ``ctx.now``, and a woken sync comes while the message that woke it is
+        still being evaluated: an incremental sync's few timelines are built meanwhile
+        rather than after. (Not an initial sync's hundreds of rooms: its reads would
+        only contend with the counts' for the same connections.)"""
+        now = ctx.now.events
+        if new_events is None:
+            unread = await self._extras.unread(ctx, rooms)
+            return await self.timeline.build_many(ctx, rooms, now, full, newly_joined), unread
+        counting = asyncio.ensure_future(self._extras.unread(ctx, rooms))
+        try:
+            bodies = await self.timeline.build_many(ctx, rooms, now, full, newly_joined, new_events)
+        except BaseException:
+            counting.cancel()
+            counting.add_done_callback(_retrieved)
+            raise
+        return bodies, await counting
 
     async def _device_peeks(self, req: SyncRequest) -> list[Peek]:
         if self.src.peeks is None or not req.device_id:
