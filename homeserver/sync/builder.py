@@ -23,7 +23,6 @@ Every stream's writer notifies the users it concerns (wired in
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -343,6 +342,7 @@ class SyncBuilder:
             active |= {joined_ids[r] for r in extra if r in joined_ids}
         out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         joined_rooms = [ctx.joined[n] for n in sorted(active)]
+        unread = await self._extras.unread(ctx, joined_rooms)
         newly_joined = {
             room.room_nid
             for room in joined_rooms
@@ -353,9 +353,10 @@ class SyncBuilder:
                 and by_room[room.room_nid].membership == "join"
             )
         }
-        bodies, unread = await self._timelines_and_unread(
+        bodies = await self.timeline.build_many(
             ctx,
             joined_rooms,
+            ctx.now.events,
             {r.room_nid for r in joined_rooms} if ctx.req.full_state else newly_joined,
             newly_joined if ctx.since is not None else frozenset(),
             new_events,
@@ -392,32 +393,6 @@ class SyncBuilder:
             "device_lists": await user.device_lists(ctx),
             **(await user.key_counts(ctx)),
         }
-
-    async def _timelines_and_unread(
-        self,
-        ctx: SyncContext,
-        rooms: list[RoomInfo],
-        full: set[int],
-        newly_joined: set[int] | frozenset[int],
-        new_events: dict[int, list[StoredEvent]] | None,
-    ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
-        """The rooms' timelines and unread counts. The counts wait for push evaluation
-        to reach ``ctx.now``, and a woken sync comes while the message that woke it is
-        still being evaluated: an incremental sync's few timelines are built meanwhile
-        rather than after. (Not an initial sync's hundreds of rooms: its reads would
-        only contend with the counts' for the same connections.)"""
-        now = ctx.now.events
-        if new_events is None:
-            unread = await self._extras.unread(ctx, rooms)
-            return await self.timeline.build_many(ctx, rooms, now, full, newly_joined), unread
-        counting = asyncio.ensure_future(self._extras.unread(ctx, rooms))
-        try:
-            bodies = await self.timeline.build_many(ctx, rooms, now, full, newly_joined, new_events)
-        except BaseException:
-            counting.cancel()
-            counting.add_done_callback(_retrieved)
-            raise
-        return bodies, await counting
 
     async def _device_peeks(self, req: SyncRequest) -> list[Peek]:
         if self.src.peeks is None or not req.device_id:
@@ -529,12 +504,6 @@ class SyncBuilder:
                         {k: e[k] for k in ("type", "state_key", "content", "sender") if k in e}
                     )
         return out
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    """Mark a task given up on as seen (no "exception was never retrieved" log)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _nothing_new(body: dict[str, Any]) -> bool:

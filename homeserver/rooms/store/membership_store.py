@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from homeserver.rooms.store.local_members_cache import LocalMembersCache
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import joined_servers_sql, placeholders
 
 
-class Membership(NamedTuple):
-    """One row of ``room_memberships``. A named tuple, not a frozen dataclass: an
-    incremental /sync makes one per joined room (hundreds) and a tuple is built in
-    less than half the time."""
-
+@dataclass(frozen=True, slots=True)
+class Membership:
     room_nid: int
     user_id: str
     membership: str
