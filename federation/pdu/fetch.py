@@ -25,6 +25,7 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError, KeyLookupError
 from federation.keyring import Keyring
 from federation.pdu.parse import PduDropped, parse_pdu
+from federation.pdu.signatures import SignaturePlan, plan, start_verify, verdict
 from homeserver.events.derived import signable_bytes
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
@@ -38,6 +39,9 @@ CHECK_BATCH = 200
 # Time bounds per request: one event is small; a chain or a state may be big.
 EVENT_TIMEOUT_S = 15.0
 CHAIN_TIMEOUT_S = 60.0
+
+# A batch of parsed events with their signature plans, and its checks under way.
+_Batch = tuple[list[tuple[Event, SignaturePlan]], asyncio.Future[list[list[bool]]]]
 
 
 class TooManyEvents(Exception):
@@ -91,14 +95,37 @@ class EventFetcher:
     async def _checked_all(
         self, pdus: list[Any], version: RoomVersion, room_id: str
     ) -> list[Event]:
-        out: dict[str, Event] = {}
+        """``checked`` for each PDU, a batch at a time: parsed and their keys looked up
+        on the loop, the batch's signatures verified in a worker thread meanwhile
+        (``federation.pdu.signatures``) while the next batch is parsed."""
+        batches: list[_Batch] = []
         for start in range(0, len(pdus), CHECK_BATCH):
             if start:
                 await asyncio.sleep(0)  # let other rooms and requests run between batches
+            parsed = []
             for pdu in pdus[start : start + CHECK_BATCH]:
-                got = await self.checked(pdu, version)
-                if got is not None and got[0].room_id == room_id:
-                    out.setdefault(got[0].event_id, got[0])  # a repeated event counts once
+                try:
+                    event, _redacted = parse_pdu(pdu, version)
+                except PduDropped as e:
+                    log.info("dropping a fetched event: %s", e.reason)
+                    continue
+                except SignatureError as e:
+                    log.info("dropping a fetched event: %s", e)
+                    continue
+                sig_plan = await plan(self.keyring, event.pdu, version, signable_bytes(event))
+                parsed.append((event, sig_plan))
+            job = start_verify([p for _e, p in parsed])
+            batches.append((parsed, job))
+        out: dict[str, Event] = {}
+        for parsed, job in batches:
+            for (event, sig_plan), ok in zip(parsed, await job, strict=True):
+                try:
+                    verdict(sig_plan, ok)
+                except (SignatureError, KeyLookupError) as e:
+                    log.info("dropping a fetched event: %s", e)
+                    continue
+                if event.room_id == room_id:
+                    out.setdefault(event.event_id, event)  # a repeated event counts once
         return list(out.values())
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:
