@@ -25,7 +25,7 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError, KeyLookupError
 from federation.keyring import Keyring
 from federation.pdu.parse import PduDropped, parse_pdu
-from federation.pdu.signatures import SignaturePlan, plan, start_verify, verdict
+from federation.pdu.signatures import SignaturePlan, plan, verdict, verify_all
 from homeserver.events.derived import signable_bytes
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
@@ -39,9 +39,6 @@ CHECK_BATCH = 200
 # Time bounds per request: one event is small; a chain or a state may be big.
 EVENT_TIMEOUT_S = 15.0
 CHAIN_TIMEOUT_S = 60.0
-
-# A batch of parsed events with their signature plans, and its checks under way.
-_Batch = tuple[list[tuple[Event, SignaturePlan]], asyncio.Future[list[list[bool]]]]
 
 
 class TooManyEvents(Exception):
@@ -95,14 +92,15 @@ class EventFetcher:
     async def _checked_all(
         self, pdus: list[Any], version: RoomVersion, room_id: str
     ) -> list[Event]:
-        """``checked`` for each PDU, a batch at a time: parsed and their keys looked up
-        on the loop, the batch's signatures verified in a worker thread meanwhile
-        (``federation.pdu.signatures``) while the next batch is parsed."""
-        batches: list[_Batch] = []
+        """``checked`` for each PDU: all parsed and their keys looked up on the loop, a
+        batch at a time, then their signatures verified in worker threads while the
+        loop waits (``federation.pdu.signatures``: not while it parses, as a thread
+        that wants the GIL back after each check would wait for the loop's switch
+        interval)."""
+        parsed: list[tuple[Event, SignaturePlan]] = []
         for start in range(0, len(pdus), CHECK_BATCH):
             if start:
                 await asyncio.sleep(0)  # let other rooms and requests run between batches
-            parsed = []
             for pdu in pdus[start : start + CHECK_BATCH]:
                 try:
                     event, _redacted = parse_pdu(pdu, version)
@@ -114,18 +112,16 @@ class EventFetcher:
                     continue
                 sig_plan = await plan(self.keyring, event.pdu, version, signable_bytes(event))
                 parsed.append((event, sig_plan))
-            job = start_verify([p for _e, p in parsed])
-            batches.append((parsed, job))
+        results = await verify_all([p for _e, p in parsed])
         out: dict[str, Event] = {}
-        for parsed, job in batches:
-            for (event, sig_plan), ok in zip(parsed, await job, strict=True):
-                try:
-                    verdict(sig_plan, ok)
-                except (SignatureError, KeyLookupError) as e:
-                    log.info("dropping a fetched event: %s", e)
-                    continue
-                if event.room_id == room_id:
-                    out.setdefault(event.event_id, event)  # a repeated event counts once
+        for (event, sig_plan), ok in zip(parsed, results, strict=True):
+            try:
+                verdict(sig_plan, ok)
+            except (SignatureError, KeyLookupError) as e:
+                log.info("dropping a fetched event: %s", e)
+                continue
+            if event.room_id == room_id:
+                out.setdefault(event.event_id, event)  # a repeated event counts once
         return list(out.values())
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:

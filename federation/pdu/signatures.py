@@ -11,15 +11,17 @@ split (``EventFetcher``)::
     plan(event)          on the event loop: which servers must (or may) have
                          signed, their signatures and keys (memory, database,
                          network: the keyring's lookups, cached)
-    verify(plans)        in a worker thread, a batch at a time: the ed25519
-                         checks, most of checking a big state (some 45 us an
-                         event); libsodium releases the GIL, so they run on
-                         another core while the loop parses the next batch
+    verify(plans)        in worker threads, the events split between them: the
+                         ed25519 checks, most of checking a big state (some 45
+                         us an event); libsodium releases the GIL, so the
+                         threads run on two cores while the loop waits. Not
+                         while it parses: a thread wanting the GIL back after
+                         each check would wait for the loop's switch interval
     verdict(plan, ok)    on the loop: the servers whose signatures verified,
                          or the error ``verify_event_signatures`` would raise
 
 The verdicts are the single-event ones (tests compare them); only where the
-crypto runs differs. Small batches are checked inline (a thread hop costs more).
+crypto runs differs. A few events are checked inline (a thread hop costs more).
 """
 
 from __future__ import annotations
@@ -143,18 +145,19 @@ def verify(plans: Sequence[SignaturePlan]) -> list[list[bool]]:
     return out
 
 
-def start_verify(plans: Sequence[SignaturePlan]) -> asyncio.Future[list[list[bool]]]:
-    """``verify`` started in a worker thread (done inline when the batch is small); its
-    result to await once the loop has done what it can meanwhile."""
-    loop = asyncio.get_running_loop()
+async def verify_all(plans: Sequence[SignaturePlan]) -> list[list[bool]]:
+    """``verify`` for ``plans``, split between ``VERIFY_THREADS`` worker threads (inline
+    when there are few); the caller's loop waits meanwhile."""
     if len(plans) < INLINE_BELOW:
-        done: asyncio.Future[list[list[bool]]] = loop.create_future()
-        done.set_result(verify(plans))
-        return done
+        return verify(plans)
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="myelin-verify")
-    return loop.run_in_executor(_pool, verify, plans)
+    loop = asyncio.get_running_loop()
+    size = -(-len(plans) // VERIFY_THREADS)
+    parts = [plans[i : i + size] for i in range(0, len(plans), size)]
+    done = await asyncio.gather(*(loop.run_in_executor(_pool, verify, p) for p in parts))
+    return [ok for part in done for ok in part]
 
 
 def verdict(p: SignaturePlan, ok: Sequence[bool]) -> set[str]:

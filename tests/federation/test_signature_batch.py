@@ -16,7 +16,6 @@ from homeserver.events.room_versions import V12
 from homeserver.events.signing import SignatureError, add_content_hash, sign_event
 from tests.conftest import ServerFactory
 
-
 ROOM = "!" + "r" * 43  # a v12 room id
 
 
@@ -97,15 +96,13 @@ async def test_batch_verdicts_are_the_single_events_and_the_crypto_runs_off_the_
         threads.add(threading.get_ident())
         return verify(plans)
 
-    signatures.verify = recording  # type: ignore[assignment]
+    signatures.verify = recording
     try:
-        plans = [
-            await signatures.plan(keyring, p, V12, event_signable_bytes(p, V12)) for p in pdus
-        ]
-        results = await signatures.start_verify(plans)
+        plans = [await signatures.plan(keyring, p, V12, event_signable_bytes(p, V12)) for p in pdus]
+        results = await signatures.verify_all(plans)
     finally:
-        signatures.verify = verify  # type: ignore[assignment]
-    got = []
+        signatures.verify = verify
+    got: list[Any] = []
     for p, ok in zip(plans, results, strict=True):
         try:
             got.append(signatures.verdict(p, ok))
