@@ -42,8 +42,9 @@ While a room is partial (``is_partial``): inbound PDUs whose sender's membership
 by their own auth events for that key (``federation.pdu.pipeline``), the outbox
 sends to ``servers_in_room`` as well as to the servers of the members we know,
 and ``wait_full`` lets readers that need the whole member list wait, bounded.
-A backfill waits (bounded, ``wait_round``) only for a round under way: the state at
-the history before the join is mostly the member events that round is fetching.
+A backfill waits (bounded, ``wait_round``) only for a round under way, and only until
+it has stored the state's events (not for the merge): the state at the history before
+the join is mostly the member events that round is fetching.
 """
 
 from __future__ import annotations
@@ -258,8 +259,10 @@ class PartialStateJoins:
 
     async def wait_round(self, room: RoomInfo, timeout_s: float) -> None:
         """While a resync round of ``room`` is fetching and storing its state, wait
-        for it to end (at most ``timeout_s``), whether it succeeds or not. No round
-        under way (none needed, or pausing between failed rounds): no wait."""
+        until it has stored the state's events or has ended, whether it succeeds or
+        not (at most ``timeout_s``); the merge into the room's state, which a backfill
+        does not need, goes on meanwhile. No round under way (none needed, or pausing
+        between failed rounds): no wait."""
         done = self._rounds.get(room.room_nid)
         if done is None:
             return
@@ -321,6 +324,10 @@ class PartialStateJoins:
         ordered = sorted({e.event_id: e for e in [*chain, *state]}.values(), key=_oldest_first)
         for start in range(0, len(ordered), STORE_CHUNK):
             await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
+        stored = self._rounds.get(room.room_nid)
+        if stored is not None:
+            # A backfill waiting for these events goes on now, not after the merge.
+            stored.set()
         return state
 
     async def _merge(
