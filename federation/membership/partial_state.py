@@ -313,9 +313,12 @@ class PartialStateJoins:
             return None
         fetcher = self.pipeline.fetcher
         rv = room.version
+        pdus, chain_pdus = resp.get("pdus"), resp.get("auth_chain")
+        del resp  # the checked events are kept, not the raw answer while they are stored
         try:
-            state = await fetcher.whole(resp.get("pdus"), rv, room.room_id, "the room's state")
-            chain = await fetcher.whole(resp.get("auth_chain"), rv, room.room_id, "auth chain")
+            state = await fetcher.whole(pdus, rv, room.room_id, "the room's state")
+            chain = await fetcher.whole(chain_pdus, rv, room.room_id, "auth chain")
+            pdus = chain_pdus = None
         except TooManyEvents as e:
             log.warning("state of %s from %s refused: %s", room.room_id, server, e)
             return None
