@@ -50,3 +50,33 @@ async def test_the_residents_keys_are_asked_for_before_send_join(
     assert len(keys) == 1, asked  # fetched once: the answer's check finds them at hand
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
+
+
+async def test_a_failed_prefetch_leaves_the_lookup_free_to_ask(
+    make_server: ServerFactory,
+) -> None:
+    """``Keyring.prefetch`` does not take the keyring's rate-limit turn: when it fails
+    (the resident's key endpoint down a moment), the lookup that needs the key asks
+    again instead of failing for the next 30 s."""
+    from federation.errors import FederationError
+
+    a = await make_server(federated=True)
+    b = await make_server(federated=True)
+    fed = b.hs.federation
+    assert fed is not None
+    keyring, client = fed.keyring, fed.client
+    get_json = client.get_json
+    failures = 0
+
+    async def failing_once(server: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal failures
+        if server == name(a) and path == "/_matrix/key/v2/server" and not failures:
+            failures += 1
+            raise FederationError(server, "down a moment", status=502)
+        return await get_json(server, path, *args, **kwargs)
+
+    client.get_json = failing_once  # type: ignore[method-assign,assignment]
+    await keyring.prefetch(name(a))
+    assert failures == 1
+    key = await keyring.get_verify_key(name(a), a.hs.signing_key.key_id, 0)
+    assert bytes(key) == bytes(a.hs.signing_key.verify_key)
