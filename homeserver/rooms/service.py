@@ -177,9 +177,9 @@ class RoomService:
     async def current_state(
         self, room: RoomInfo, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
-        """The room's current state (all of it, or only ``keys``)."""
+        """The room's current state (all of it, kept until it changes, or only ``keys``)."""
         if keys is None:
-            return await self._events_for(await self.state.current_state(room.room_nid))
+            return await self._events_for(await self.state.current_state_cached(room.room_nid))
         key_nids = await self.rooms.key_nids(keys)
         nids = await self.state.current_state(room.room_nid, key_nids.values())
         return await self._events_for(nids)
