@@ -90,9 +90,7 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
     sync_t, _ = await timed(
         args.big_repeats, lambda: client.sync(member, filter_=INITIAL_SYNC_FILTER)
     )
-    lazy_t, _ = await timed(
-        args.big_repeats, lambda: client.sync(member, filter_=LAZY_SYNC_FILTER)
-    )
+    lazy_t, _ = await timed(args.big_repeats, lambda: client.sync(member, filter_=LAZY_SYNC_FILTER))
     send_t, _ = await timed(args.big_sends, lambda: client.send_text(owner, room_id, "hello"))
     return {
         "members": len(members["chunk"]),

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from homeserver.rooms import client_json
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -269,7 +270,7 @@ class RoomTimeline:
         rooms: list[RoomInfo],
         timelines: dict[int, list[StoredEvent]],
         states: dict[int, list[StoredEvent]],
-    ) -> dict[int, tuple[list[dict[str, Any]], list[Any]]]:
+    ) -> dict[int, tuple[list[dict[str, Any]], Any]]:
         """Serialize every room's timeline and state in two calls (their look-ups are
         batched over the whole list), then split them per room again."""
         fields = ctx.flt.event_fields
@@ -289,9 +290,14 @@ class RoomTimeline:
             )
             if ctx.req.encoded_state and fields is None:
                 # Straight to the wire, whole: each state event's JSON encoded once
-                # (a big room's initial sync: thousands of member events per request).
-                encoded = await self.serializer.client_encoded(all_state, with_room_id=False)
-                return self._split(rooms, timelines, states, events, encoded, fields)
+                # (a big room's initial sync: thousands of member events per request),
+                # and each room's state one array (``client_json.array``).
+                parts = await self.serializer.client_parts(all_state, with_room_id=False)
+                split = self._split(rooms, timelines, states, events, parts, fields)
+                return {
+                    nid: (timeline, client_json.array(state) if state else [])
+                    for nid, (timeline, state) in split.items()
+                }
             state_events = await self.serializer.serialize(all_state, with_room_id=False)
         return self._split(
             rooms,

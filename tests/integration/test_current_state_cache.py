@@ -131,3 +131,38 @@ async def test_a_change_on_one_process_reaches_the_others_cached_state(
             lambda r: r.status == 200 and any(e["type"] == "m.room.topic" for e in r.body),
         )
         assert any(e["type"] == "m.room.topic" for e in r.body), r.body
+
+
+async def test_initial_sync_gives_each_room_its_own_state_array(api: Api) -> None:
+    """/sync's state comes down as one encoded array per room (``client_json.array``):
+    each room's array holds that room's state before its timeline, and a room whose
+    state is all in its timeline gets an empty list."""
+    alice = await api.register("alice")
+    bob = await api.register("bob")
+    rooms = [
+        await create_room(api, alice, preset="public_chat", topic=f"room {i}") for i in range(2)
+    ]
+    for room_id in rooms:
+        await ok(await api.post(f"/rooms/{room_id}/join", {}, token=bob.access_token))
+        for i in range(3):
+            await ok(
+                await api.put(
+                    f"/rooms/{room_id}/send/m.room.message/{room_id[1:6]}{i}",
+                    {"msgtype": "m.text", "body": f"m{i}"},
+                    token=alice.access_token,
+                )
+            )
+    flt = '{"room":{"timeline":{"limit":2}}}'
+    body = await ok(await api.get("/sync", token=bob.access_token, params={"filter": flt}))
+    for room_id in rooms:
+        synced = body["rooms"]["join"][room_id]["state"]["events"]
+        current = await ok(await api.get(f"/rooms/{room_id}/state", token=bob.access_token))
+        # The timeline holds only messages: the state before it is the current state.
+        assert sorted(e["event_id"] for e in synced) == sorted(e["event_id"] for e in current)
+        topic = next(e for e in synced if e["type"] == "m.room.topic")
+        assert topic["content"]["topic"] == f"room {rooms.index(room_id)}"
+        assert all("room_id" not in e and "age" in e["unsigned"] for e in synced)
+    # All of a fresh room's state in its timeline: an empty state list.
+    flt = '{"room":{"timeline":{"limit":50}}}'
+    body = await ok(await api.get("/sync", token=bob.access_token, params={"filter": flt}))
+    assert body["rooms"]["join"][rooms[0]]["state"]["events"] == []
