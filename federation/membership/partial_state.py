@@ -374,6 +374,7 @@ class PartialStateJoins:
                 position = await rooms.events.next_stream_ordering(q)
                 await self.store.clear_in(q, room.room_nid, position)
             rooms.state.changed_in_place()
+            rooms.state.current_changed([room.room_nid])
             rooms.members.local_cache.changed([room.room_nid])
             self.store.completed(room.room_nid)
         joined = [ev.state_key for ev in members if ev.membership == "join" and ev.state_key]

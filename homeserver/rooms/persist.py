@@ -145,6 +145,8 @@ class _Effects:
     pruned: list[int] = field(default_factory=list)
     promoted: list[int] = field(default_factory=list)
     member_rooms: list[int] = field(default_factory=list)
+    # Rooms whose ``current_state`` rows were written (their cached copy is stale).
+    state_rooms: list[int] = field(default_factory=list)
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
@@ -303,6 +305,8 @@ class EventPersister:
                     )
             committed = True
         finally:
+            if fx.state_rooms:
+                self.state.current_changed(fx.state_rooms)
             # Cached member lists are stale either way; a commit's are brought up to date.
             if fx.member_rooms:
                 if committed:
@@ -466,6 +470,7 @@ class EventPersister:
             if in_current:
                 delta[keys[ev.state_tuple()]] = nid
             if delta:
+                fx.state_rooms.append(room_nid)
                 await self.state.update_current(q, room_nid, delta)
             assert so is not None
             if in_current:
