@@ -164,6 +164,24 @@ class Keyring:
             raise KeyLookupError(f"no valid key {key_id} for {server_name}")
         return found
 
+    async def prefetch(self, server_name: str) -> None:
+        """Have ``server_name``'s keys at hand before its signatures arrive (a join
+        checks the resident's right after send_join: fetched alongside make_join,
+        that is one round trip less). Nothing when we keep a response of it or the
+        rate limit says no. It does not take the rate limit's turn: when it fails, the
+        lookup that needs the key still asks (one request more at most)."""
+        if server_name == self.server_name:
+            return
+        if any(s == server_name for s, _k in self._mem):
+            return
+        lock = self._locks.setdefault(server_name, asyncio.Lock())
+        async with lock:
+            last = self._last_fetch.get(server_name)
+            if last is not None and self.clock.now_ms() - last < REFETCH_INTERVAL_MS:
+                return
+            if await self.store.get_response(server_name) is None:
+                await self._fetch(server_name, None, 0)
+
     async def _cached(self, server_name: str, key_id: str, min_valid_ts: int) -> VerifyKey | None:
         hit = self._mem.get((server_name, key_id))
         if hit is None:

@@ -64,7 +64,7 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.store.events_store import EVENTS_CACHE, StoredEvent
 from homeserver.rooms.store.local_members_cache import LOCAL_MEMBERS_CACHE
 from homeserver.rooms.store.rooms_store import RoomInfo
-from homeserver.rooms.store.state_store import STATE_GROUPS_CACHE
+from homeserver.rooms.store.state_store import CURRENT_STATE_CACHE, STATE_GROUPS_CACHE
 from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
@@ -410,6 +410,8 @@ class HomeServer:
         state = self.rooms_area.rooms.state
         state.publish = bus.publish
         bus.subscribe(STATE_GROUPS_CACHE, state.forget_cached)
+        state.current_cache.publish = bus.publish
+        bus.subscribe(CURRENT_STATE_CACHE, state.current_cache.drop_cached)
         if self.federation is not None and self.federation.rooms is not None:
             # The same signal releases this process's waiters on a partial-state room
             # another process made whole (/members, /joined_members).

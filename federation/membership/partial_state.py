@@ -42,8 +42,9 @@ While a room is partial (``is_partial``): inbound PDUs whose sender's membership
 by their own auth events for that key (``federation.pdu.pipeline``), the outbox
 sends to ``servers_in_room`` as well as to the servers of the members we know,
 and ``wait_full`` lets readers that need the whole member list wait, bounded.
-A backfill waits (bounded, ``wait_round``) only for a round under way: the state at
-the history before the join is mostly the member events that round is fetching.
+A backfill waits (bounded, ``wait_round``) only for a round under way, and only until
+it has stored the state's events (not for the merge): the state at the history before
+the join is mostly the member events that round is fetching.
 """
 
 from __future__ import annotations
@@ -258,8 +259,10 @@ class PartialStateJoins:
 
     async def wait_round(self, room: RoomInfo, timeout_s: float) -> None:
         """While a resync round of ``room`` is fetching and storing its state, wait
-        for it to end (at most ``timeout_s``), whether it succeeds or not. No round
-        under way (none needed, or pausing between failed rounds): no wait."""
+        until it has stored the state's events or has ended, whether it succeeds or
+        not (at most ``timeout_s``); the merge into the room's state, which a backfill
+        does not need, goes on meanwhile. No round under way (none needed, or pausing
+        between failed rounds): no wait."""
         done = self._rounds.get(room.room_nid)
         if done is None:
             return
@@ -310,9 +313,12 @@ class PartialStateJoins:
             return None
         fetcher = self.pipeline.fetcher
         rv = room.version
+        pdus, chain_pdus = resp.get("pdus"), resp.get("auth_chain")
+        del resp  # the checked events are kept, not the raw answer while they are stored
         try:
-            state = await fetcher.whole(resp.get("pdus"), rv, room.room_id, "the room's state")
-            chain = await fetcher.whole(resp.get("auth_chain"), rv, room.room_id, "auth chain")
+            state = await fetcher.whole(pdus, rv, room.room_id, "the room's state")
+            chain = await fetcher.whole(chain_pdus, rv, room.room_id, "auth chain")
+            pdus = chain_pdus = None
         except TooManyEvents as e:
             log.warning("state of %s from %s refused: %s", room.room_id, server, e)
             return None
@@ -321,6 +327,10 @@ class PartialStateJoins:
         ordered = sorted({e.event_id: e for e in [*chain, *state]}.values(), key=_oldest_first)
         for start in range(0, len(ordered), STORE_CHUNK):
             await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
+        stored = self._rounds.get(room.room_nid)
+        if stored is not None:
+            # A backfill waiting for these events goes on now, not after the merge.
+            stored.set()
         return state
 
     async def _merge(
@@ -364,6 +374,7 @@ class PartialStateJoins:
                 position = await rooms.events.next_stream_ordering(q)
                 await self.store.clear_in(q, room.room_nid, position)
             rooms.state.changed_in_place()
+            rooms.state.current_changed([room.room_nid])
             rooms.members.local_cache.changed([room.room_nid])
             self.store.completed(room.room_nid)
         joined = [ev.state_key for ev in members if ev.membership == "join" and ev.state_key]

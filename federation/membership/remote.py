@@ -12,6 +12,8 @@ unreachable), the user's leave is kept here alone, so they are not stuck with it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +135,7 @@ class RemoteMembership:
         self.pipeline = pipeline
         self.resident = resident
         self.outbound = outbound
+        self._prefetches: set[asyncio.Task[None]] = set()
         # Partial-state joins (config federation.partial_state_joins), set by FederatedRooms.
         self.partial: PartialStateJoins | None = None
         self.partial_enabled = False
@@ -237,6 +240,12 @@ class RemoteMembership:
         room_id, candidates = await self.resolve(room_id_or_alias, servers, user_id)
         last: FederationError | None = None
         for server in candidates:
+            # The resident's keys, for its answer's signatures, fetched meanwhile.
+            # Never cancelled (a fetch cut short would hold the keyring's rate limit
+            # without the keys): kept referenced until it ends.
+            keys = asyncio.create_task(self.pipeline.fetcher.keyring.prefetch(server))
+            self._prefetches.add(keys)
+            keys.add_done_callback(self._prefetches.discard)
             try:
                 event, rv = await self._make(server, "join", room_id, user_id, versioned=True)
                 event = self._with_content(event, content)
@@ -253,6 +262,8 @@ class RemoteMembership:
                 log.info("join through %s failed: %s", server, e.error)
                 last = e
                 continue
+            with contextlib.suppress(Exception):
+                await keys  # a failure is the key lookup's to report, if it matters
             omitted = _servers_if_omitted(resp) if partial else None
             await self._complete_join(server, room_id, rv, event, resp, omitted)
             return room_id

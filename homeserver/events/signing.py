@@ -88,7 +88,7 @@ def verify_json_signature(
     bytes the signature covers (``obj`` without ``signatures``/``unsigned``, as
     canonical JSON) when the caller has them already.
     """
-    signature = _signature_bytes(obj, server_name, key_id)
+    signature = signature_bytes(obj, server_name, key_id)
     try:
         verify_key.verify(_signable_bytes(obj) if signable is None else signable, signature)
     except (BadSignatureError, ValueError):
@@ -113,7 +113,8 @@ def signature_of(obj: dict[str, Any], server_name: str, key_id: str) -> str:
     return signature_b64
 
 
-def _signature_bytes(obj: dict[str, Any], server_name: str, key_id: str) -> bytes:
+def signature_bytes(obj: dict[str, Any], server_name: str, key_id: str) -> bytes:
+    """``signature_of``, decoded; ``SignatureError`` when it is not base64."""
     signature_b64 = signature_of(obj, server_name, key_id)
     try:
         return decode_base64(signature_b64)

@@ -62,3 +62,9 @@ class Encoded:
 def with_age(head_bytes: bytes, age: int) -> bytes:
     """The complete event: its head, its age, and the braces of ``unsigned`` and the event."""
     return head_bytes + b"%d}}" % age
+
+
+def array(parts: list[bytes]) -> Encoded:
+    """Encoded events as one JSON array, embedded whole: a big room's /sync state is
+    one object for the response encoder, not one per event."""
+    return Encoded(b"[" + b",".join(parts) + b"]")

@@ -145,6 +145,8 @@ class _Effects:
     pruned: list[int] = field(default_factory=list)
     promoted: list[int] = field(default_factory=list)
     member_rooms: list[int] = field(default_factory=list)
+    # Rooms whose ``current_state`` rows were written (their cached copy is stale).
+    state_rooms: list[int] = field(default_factory=list)
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
@@ -161,6 +163,20 @@ class _ChainRows:
     edges: list[tuple[int, str]] = field(default_factory=list)
     search: list[tuple[Event, int]] = field(default_factory=list)
     txn_ids: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+
+
+def _plain_outliers(plans: Sequence[PersistPlan]) -> bool:
+    """Outliers and nothing more (``_write_outliers``): no stream position (out of
+    band), no history, no state of their own, no txn id; and no redaction among
+    them that a later one of the batch could be waiting for (those go one by one)."""
+    return all(
+        p.outlier
+        and not (p.out_of_band or p.backfilled or p.soft_failed or p.txn or p.member_changes)
+        and p.state_delta_before is None
+        and p.current_delta is None
+        and (p.event.type != "m.room.redaction" or p.rejected_reason is not None)
+        for p in plans
+    )
 
 
 def _hidden(plan: PersistPlan) -> bool:
@@ -262,7 +278,9 @@ class EventPersister:
                 # State keys the chain set so far: a later event that sets one again
                 # replaces it (createRoom's initial_state may override its presets).
                 chain_state: dict[tuple[str, str], int] = {}
-                for i, plan in enumerate(plans):
+                if not chained and _plain_outliers(plans):
+                    written = await self._write_outliers(q, plans, room_nid, fx)
+                for i, plan in enumerate(plans if not written else ()):
                     if written and chained:
                         prev = written[-1]
                         key = plan.event.state_tuple() if plan.event.is_state() else None
@@ -287,6 +305,8 @@ class EventPersister:
                     )
             committed = True
         finally:
+            if fx.state_rooms:
+                self.state.current_changed(fx.state_rooms)
             # Cached member lists are stale either way; a commit's are brought up to date.
             if fx.member_rooms:
                 if committed:
@@ -324,6 +344,51 @@ class EventPersister:
         await self.search.index_many(q, rows.search)
         rows.search.clear()
         await self.events.add_txn_ids(q, rows.txn_ids)
+
+    async def _write_outliers(
+        self, q: Queries, plans: Sequence[PersistPlan], room_nid: int, fx: _Effects
+    ) -> list[StoredEvent]:
+        """``_write`` for a batch of plain outliers (``_plain_outliers``) with one
+        statement per table for the whole batch, not one per event and table: a big
+        room's state arrives as thousands of them (a join, a partial-state resync).
+        They have no stream position, state group, edges to extremities or state
+        rows; what is left is their state keys, rows, prev edges, the redactions
+        that waited for them and the transaction hooks."""
+        keys = await self.rooms.intern_state_keys(
+            q, [p.event.state_tuple() for p in plans if p.event.is_state()]
+        )
+        fx.keys.update(keys)
+        accepted = [p.event.event_id for p in plans if p.rejected_reason is None]
+        awaited = await self.events.redaction_targets_among(q, accepted)
+        drafts = []
+        for plan in plans:
+            ev = plan.event
+            draft = StoredEvent(
+                event=ev,
+                event_nid=0,
+                room_nid=room_nid,
+                stream_ordering=None,
+                state_group=plan.state_group_before,
+                outlier=True,
+                rejected_reason=plan.rejected_reason,
+                soft_failed=plan.soft_failed,
+                prev_state_event_nid=plan.replaces_nid,
+            )
+            if ev.event_id in awaited and plan.rejected_reason is None:
+                redacted_by = await self.redactions.on_arrival(q, ev, room_nid)
+                if redacted_by is not None:
+                    draft = replace(draft, event=redacted_event(ev), redacted_by=redacted_by)
+            drafts.append(draft)
+        written = await self.events.insert_events(q, drafts)
+        await self.events.add_edges_many(
+            q, [(s.event_nid, p) for s in written for p in s.event.prev_event_ids]
+        )
+        for stored, plan in zip(written, plans, strict=True):
+            for hook in self.txn_hooks:
+                callback = await hook(q, stored, plan)
+                if callback is not None:
+                    fx.after_commit.append((stored, callback))
+        return written
 
     async def _write(
         self,
@@ -405,6 +470,7 @@ class EventPersister:
             if in_current:
                 delta[keys[ev.state_tuple()]] = nid
             if delta:
+                fx.state_rooms.append(room_nid)
                 await self.state.update_current(q, room_nid, delta)
             assert so is not None
             if in_current:

@@ -147,8 +147,10 @@ class HistoryPurger:
         async with self.rooms.lock(room.room_id):
             async with self.store.db.transaction() as q:
                 await self.store.drop_room_pointers(q, room.room_nid)
-            # Its memberships are gone: so is every process's cached list of local members.
+            # Its memberships are gone: so is every process's cached list of local members,
+            # and its current state.
             self.rooms.members.local_cache.changed([room.room_nid])
+            self.rooms.state.current_changed([room.room_nid])
             while batch := await self.store.room_event_batch(room.room_nid):
                 async with self.store.db.transaction() as q:
                     await self.store.delete_events(q, batch)

@@ -140,12 +140,14 @@ class RoomReader:
             if last is not None and last.state_group is not None:
                 group = last.state_group
         if group is None:
-            nids = await self.rooms.state.current_state_of_type(room.room_nid, "m.room.member")
-            found = await self.rooms.events.by_nids(nids.values())
-            events = list(found.values())
+            # The whole current state, kept until it changes (state_store's design note).
+            state = await self.rooms.current_state(room)
         else:
             state = await self.rooms.state_at(group)
-            events = [s for k, s in state.items() if k[0] == "m.room.member"]
+        # Listed by user id (a member event's state key). Sorted as strings, which
+        # makes no objects for the collector to walk (pairs would, one per member).
+        users = sorted(k[1] for k in state if k[0] == MEMBER)
+        events = [state[(MEMBER, u)] for u in users]
         if membership is not None or not_membership is not None:
             events = [
                 s
@@ -153,7 +155,6 @@ class RoomReader:
                 if (membership is None or s.event.membership == membership)
                 and (not_membership is None or s.event.membership != not_membership)
             ]
-        events.sort(key=_member_key)
         return events
 
     async def joined_members(self, user_id: str, room_id: str) -> dict[str, dict[str, Any]]:
@@ -360,11 +361,6 @@ class RoomReader:
             "end": end.encode(),
             "state": await ser.serialize(list(state.values())),
         }
-
-
-def _member_key(s: StoredEvent) -> str:
-    """Members are listed by user id (a member event's state key, always a string)."""
-    return str(s.event.pdu.get("state_key", ""))
 
 
 # Before every event: depths start at 1 (the create event).

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -51,6 +51,7 @@ from homeserver.rooms.chain_writer import (
 )
 from homeserver.rooms.chain_writer import not_in_room as not_in_room
 from homeserver.rooms.content_policy import ContentPolicy
+from homeserver.rooms.member_split import MemberSplits
 from homeserver.rooms.persist import EventPersister, NewRoom, PersistPlan, TxnRef
 from homeserver.rooms.prechecks import (
     ENCRYPTION,
@@ -95,6 +96,8 @@ class RoomService:
         self.rooms = rooms
         self.events = events
         self.state = state
+        # Lazy-loaded members' view of state groups (``state_at_many``'s ``members``).
+        self.member_splits = MemberSplits()
         self.members = members
         self.persister = persister
         # Wakes local members' /sync (the sync notifier, connected by the composition root).
@@ -177,9 +180,9 @@ class RoomService:
     async def current_state(
         self, room: RoomInfo, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:
-        """The room's current state (all of it, or only ``keys``)."""
+        """The room's current state (all of it, kept until it changes, or only ``keys``)."""
         if keys is None:
-            return await self._events_for(await self.state.current_state(room.room_nid))
+            return await self._events_for(await self.state.current_state_cached(room.room_nid))
         key_nids = await self.rooms.key_nids(keys)
         nids = await self.state.current_state(room.room_nid, key_nids.values())
         return await self._events_for(nids)
@@ -208,15 +211,24 @@ class RoomService:
         groups: Iterable[int | None],
         keys: Iterable[StateKey] | None = None,
         keep: Callable[[int, StateKey], bool] | None = None,
+        members: Mapping[int, Collection[str]] | None = None,
     ) -> dict[int, dict[StateKey, StoredEvent]]:
         """``state_at`` for many groups at once (a constant number of statements).
         ``keep(group, key)``: which entries to load, decided on the key before any event
-        is read (lazy-loaded members: a big room's other members are never loaded)."""
+        is read. ``members``: group -> the only users whose member events to load
+        (lazy-loaded members: a big room's other members are never loaded, nor looked
+        at, ``member_split.py``)."""
         wanted = {g for g in groups if g is not None}
         if not wanted:
             return {}
         key_nids = None if keys is None else list((await self.rooms.key_nids(keys)).values())
         by_group = await self.state.keys_at_groups(wanted, key_nids)
+        if members is not None and keys is None:
+            names_of = self.rooms.keys_for_nids
+            by_group = {
+                group: await self.member_splits.pick(group, nids, members.get(group, ()), names_of)
+                for group, nids in by_group.items()
+            }
         names = await self.rooms.keys_for_nids({k for nids in by_group.values() for k in nids})
         if keep is not None:
             by_group = {

@@ -27,9 +27,10 @@ event in the timeline the user could not see.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from homeserver.rooms import client_json
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
@@ -269,7 +270,7 @@ class RoomTimeline:
         rooms: list[RoomInfo],
         timelines: dict[int, list[StoredEvent]],
         states: dict[int, list[StoredEvent]],
-    ) -> dict[int, tuple[list[dict[str, Any]], list[Any]]]:
+    ) -> dict[int, tuple[list[dict[str, Any]], Any]]:
         """Serialize every room's timeline and state in two calls (their look-ups are
         batched over the whole list), then split them per room again."""
         fields = ctx.flt.event_fields
@@ -289,9 +290,14 @@ class RoomTimeline:
             )
             if ctx.req.encoded_state and fields is None:
                 # Straight to the wire, whole: each state event's JSON encoded once
-                # (a big room's initial sync: thousands of member events per request).
-                encoded = await self.serializer.client_encoded(all_state, with_room_id=False)
-                return self._split(rooms, timelines, states, events, encoded, fields)
+                # (a big room's initial sync: thousands of member events per request),
+                # and each room's state one array (``client_json.array``).
+                parts = await self.serializer.client_parts(all_state, with_room_id=False)
+                split = self._split(rooms, timelines, states, events, parts, fields)
+                return {
+                    nid: (timeline, client_json.array(state) if state else [])
+                    for nid, (timeline, state) in split.items()
+                }
             state_events = await self.serializer.serialize(all_state, with_room_id=False)
         return self._split(
             rooms,
@@ -372,22 +378,19 @@ class RoomTimeline:
             and timelines[r.room_nid]
             and timelines[r.room_nid][0].state_group is not None
         }
-        keep: Callable[[int, tuple[str, str]], bool] | None = None
+        members: dict[int, set[str]] | None = None
         if ctx.flt.room.state.lazy_load_members:
             # Lazy-loaded members: of the m.room.member entries only the timeline
             # senders' and the user's own are kept (``_lazy_members_many``), so only
             # those are loaded: a 2,000-member room's other members are never read.
-            members = {
-                s.state_group: {t.event.sender for t in timelines[nid]} | {ctx.user_id}
-                for nid, s in firsts.items()
-            }
-
-            def lazy(group: int, key: tuple[str, str]) -> bool:
-                return key[0] != MEMBER or key[1] in members.get(group, ())
-
-            keep = lazy
-
-        groups = await self.rooms.state_at_many((s.state_group for s in firsts.values()), keep=keep)
+            members = {}
+            for nid, s in firsts.items():
+                assert s.state_group is not None
+                senders = {t.event.sender for t in timelines[nid]} | {ctx.user_id}
+                members.setdefault(s.state_group, set()).update(senders)
+        groups = await self.rooms.state_at_many(
+            (s.state_group for s in firsts.values()), members=members
+        )
         replaced = await self.rooms.events.by_nids(
             s.prev_state_event_nid
             for s in firsts.values()

@@ -137,3 +137,54 @@ async def test_a_batch_of_outliers_is_judged_alone_and_written_in_one_transactio
     assert verdicts[dangling.event_id] == "missing auth events"
     assert opened == 1
     await api.__aexit__(None, None, None)
+
+
+async def _store_members(hs: RunningServer, api: Any, alice: Any, count: int, tag: str) -> Any:
+    """``count`` member events of a fresh room stored as outliers, counted."""
+    from homeserver.storage.database import count_statements
+
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    room_id = str(r.body["room_id"])
+    rooms = hs.hs.rooms_area.rooms
+    room = await rooms.rooms.get_room(room_id)
+    assert room is not None
+    r = await api.get(f"/rooms/{q(room_id)}/state", token=alice.access_token)
+    state = {(e["type"], e["state_key"]): e["event_id"] for e in r.body}
+    depth = max(s.event.depth for s in await rooms.events.extremities(room.room_nid))
+    build = _builder(hs, room, state, depth)
+    extremity = state[("m.room.member", alice.user_id)]
+    joins = []
+    for i in range(count):
+        user = f"@{tag}{i}:{name(hs)}"
+        ev = build("m.room.member", user, {"membership": "join"}, user)
+        ev.pdu["prev_events"] = [extremity]  # an edge each, as a real state has
+        joins.append(Event(ev.event_id, ev.pdu, ev.room_version))
+    fed = hs.hs.federation
+    assert fed is not None and fed.rooms is not None
+    with count_statements() as counter:
+        stored = await fed.rooms.pipeline.auth.store_outliers(room, joins)
+    assert {s.event.event_id for s in stored} == {e.event_id for e in joins}
+    assert all(s.outlier and s.rejected_reason is None for s in stored)
+    got = await rooms.events.by_ids([e.event_id for e in joins])
+    assert all(got[e.event_id].event.prev_event_ids == [extremity] for e in joins)
+    nids = await rooms.rooms.key_nids(
+        [("m.room.member", f"@{tag}{i}:{name(hs)}") for i in range(count)]
+    )
+    assert len(nids) == count
+    return counter
+
+
+async def test_a_batch_of_member_outliers_costs_statements_per_batch_not_per_event(
+    make_server: ServerFactory,
+) -> None:
+    """A resync's thousands of member events: their rows, state keys, edges and the
+    redactions waiting for them are written with one statement per table for the batch
+    (``EventPersister._write_outliers``), so 60 cost what 6 cost."""
+    hs = await make_server(federated=True)
+    api, alice = await register(hs, "alice")
+    few = await _store_members(hs, api, alice, 6, "few")
+    many = await _store_members(hs, api, alice, 60, "many")
+    assert many.total == few.total, (few.by_sql, many.by_sql)
+    assert many.total <= 12, many.by_sql
+    await api.__aexit__(None, None, None)

@@ -357,6 +357,42 @@ async def test_history_read_waits_for_the_resync_round_under_way(
         await api.__aexit__(None, None, None)
 
 
+async def test_history_read_waits_for_the_state_events_not_for_the_merge(
+    make_server: ServerFactory,
+) -> None:
+    """The read waits for the round to have stored the state's events, not for the
+    merge into the room's state after it (``wait_round``): with the merge held back,
+    the history from before the join is read while the room is still partial."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    await send_text(api_a, members[0], room_id, "before the join")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+
+    partial = partial_joins(b)
+    gate = asyncio.Event()
+    merging = asyncio.Event()
+    merge = partial._merge
+
+    async def gated_merge(*args: Any) -> None:
+        merging.set()
+        await gate.wait()
+        await merge(*args)
+
+    partial._merge = gated_merge  # type: ignore[method-assign,assignment]
+    release_resync(b, held)
+    await asyncio.wait_for(merging.wait(), 30.0)
+    # Well under the backfill's wait for a round (20 s): it does not wait for the merge.
+    bodies = await asyncio.wait_for(timeline_bodies(api_b, bob, room_id), 10.0)
+    assert bodies[0] == "before the join", bodies
+    assert await partial.is_partial(room.room_nid)
+    gate.set()
+    assert await partial.wait_full(room, 30.0)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> None:
     """The resync's events are checked on receipt (format, hashes, signatures with the
     keys valid at their time); storing them as outliers then runs the auth rules only,

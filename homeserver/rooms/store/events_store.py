@@ -168,6 +168,48 @@ class EventStore:
         )
         return replace(row, event_nid=int(nid))
 
+    async def insert_events(self, q: Queries, rows: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """``insert_event`` for many new events (a batch of outliers): one insert
+        statement for all, then their nids read back by event id, a statement per
+        ``_chunks``; ``rows`` with their nids, in order. The ids must be new."""
+        if not rows:
+            return []
+        await q.executemany(
+            "INSERT INTO events (event_id, room_nid, event_type, state_key, sender, depth,"
+            " origin_server_ts, stream_ordering, outlier, rejected_reason, soft_failed,"
+            " state_group, prev_state_event_nid, json, redacted_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            [
+                (
+                    r.event.event_id,
+                    r.room_nid,
+                    r.event.type,
+                    r.event.state_key,
+                    r.event.sender,
+                    r.event.depth,
+                    r.event.origin_server_ts,
+                    r.stream_ordering,
+                    int(r.outlier),
+                    r.rejected_reason,
+                    int(r.soft_failed),
+                    r.state_group,
+                    r.prev_state_event_nid,
+                    canonical_json(r.event).decode(),
+                    r.redacted_by,
+                )
+                for r in rows
+            ],
+        )
+        nids: dict[str, int] = {}
+        for chunk in _chunks([r.event.event_id for r in rows]):
+            found = await q.fetchall(
+                "SELECT event_id, event_nid FROM events"
+                f" WHERE event_id IN ({placeholders(len(chunk))})",
+                *chunk,
+            )
+            nids.update((str(f[0]), int(f[1])) for f in found)
+        return [replace(r, event_nid=nids[r.event.event_id]) for r in rows]
+
     async def add_edges(self, q: Queries, event_nid: int, prev_event_ids: Sequence[str]) -> None:
         await self.add_edges_many(q, [(event_nid, p) for p in prev_event_ids])
 

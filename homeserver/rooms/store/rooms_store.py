@@ -166,26 +166,37 @@ class RoomStore:
     # -------------------------------------------------------- state keys
 
     async def intern_state_keys(self, q: Queries, keys: Iterable[StateKey]) -> dict[StateKey, int]:
-        """The nid of each key, creating the missing ones inside transaction ``q``."""
+        """The nid of each key, creating the missing ones inside transaction ``q``: one
+        insert for all the missing keys, and a read of their nids per 200 (a big
+        room's state brings thousands of new member keys at once)."""
         out: dict[StateKey, int] = {}
+        missing: list[StateKey] = []
         for key in set(keys):
             nid = self._key_nids.get(key)
             if nid is None:
-                await q.execute(
-                    "INSERT INTO state_keys (event_type, state_key) VALUES ($1, $2)"
-                    " ON CONFLICT (event_type, state_key) DO NOTHING",
-                    key[0],
-                    key[1],
-                )
-                nid = int(
-                    await q.fetchval(
-                        "SELECT state_key_nid FROM state_keys"
-                        " WHERE event_type = $1 AND state_key = $2",
-                        key[0],
-                        key[1],
-                    )
-                )
-            out[key] = nid
+                missing.append(key)
+            else:
+                out[key] = nid
+        if not missing:
+            return out
+        missing.sort()
+        await q.executemany(
+            "INSERT INTO state_keys (event_type, state_key) VALUES ($1, $2)"
+            " ON CONFLICT (event_type, state_key) DO NOTHING",
+            missing,
+        )
+        for start in range(0, len(missing), 200):
+            chunk = missing[start : start + 200]
+            where = " OR ".join(
+                f"(event_type = ${2 * i + 1} AND state_key = ${2 * i + 2})"
+                for i in range(len(chunk))
+            )
+            rows = await q.fetchall(
+                f"SELECT state_key_nid, event_type, state_key FROM state_keys WHERE {where}",
+                *[part for key in chunk for part in key],
+            )
+            for r in rows:
+                out[(str(r[1]), str(r[2]))] = int(r[0])
         return out
 
     def remember_keys(self, keys: dict[StateKey, int]) -> None:

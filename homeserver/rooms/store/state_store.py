@@ -17,6 +17,16 @@ Groups never change, so reads are cached per group.
 
 ``current_state`` mirrors the newest group of each room as plain rows, so
 reading one key of the current state never walks a chain.
+
+A client's whole-state reads (``GET /state``, ``GET /members``) of a big room read
+one row per member each time: on SQLite the rows (and the objects made for them,
+which the garbage collector then walks) were most of such a request. So
+``current_state_cached`` keeps each room's whole current state (``current_cache``,
+a ``RoomCache``: bounded, cross-process, raced reads kept out). Every write of
+``current_state`` drops the room's entry, and its caller calls ``current_changed``
+once the transaction has ended (``EventPersister``, the partial-state merge, a room
+purge). Writers that compute a new state from the current one read the rows
+(``current_state``), never the cache.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from homeserver.rooms.room_cache import RoomCache
 from homeserver.storage.database import Database, Queries, Row
 from homeserver.storage.sql import placeholders
 
@@ -35,6 +46,10 @@ DEFAULT_CACHE_GROUPS = 512
 # Entries of the keys-only cache (a few per state group a /sync has read).
 KEY_CACHE_ENTRIES: Final = 50_000
 STATE_GROUPS_CACHE: Final = "state_groups_cache"
+# The bus topic of the cache of rooms' whole current state (keys are room nids), and
+# how many rooms it keeps (a 2,000-member room's state is ~150 KiB).
+CURRENT_STATE_CACHE: Final = "current_state"
+CURRENT_STATE_ROOMS: Final = 256
 
 # state_key_nid -> event_nid
 StateNids = dict[int, int]
@@ -115,6 +130,10 @@ class StateStore:
         self._generation = 0
         # Set when processes share the database: ``changed_in_place`` tells the others.
         self.publish: Callable[[str, list[str]], None] | None = None
+        # room nid -> its whole current state, for client reads (see the design note).
+        self.current_cache: RoomCache[StateNids] = RoomCache(
+            CURRENT_STATE_CACHE, CURRENT_STATE_ROOMS
+        )
 
     # ------------------------------------------------------------ groups
 
@@ -386,6 +405,9 @@ class StateStore:
     async def update_current(
         self, q: Queries, room_nid: int, delta: Mapping[int, int | None]
     ) -> None:
+        """Write ``delta`` into the room's current state; the caller calls
+        ``current_changed`` once the transaction has ended."""
+        self.current_cache.drop([room_nid])
         for key_nid, event_nid in delta.items():
             await q.execute(
                 "DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2",
@@ -403,7 +425,9 @@ class StateStore:
 
     async def add_current(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
         """Rows for keys the room's current state does not hold yet (a key it holds is
-        newer and kept): a partial-state join's missing members, at once."""
+        newer and kept): a partial-state join's missing members, at once. The caller
+        calls ``current_changed`` once the transaction has ended."""
+        self.current_cache.drop([room_nid])
         await q.executemany(
             "INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES ($1, $2, $3)"
             " ON CONFLICT (room_nid, state_key_nid) DO NOTHING",
@@ -429,6 +453,16 @@ class StateStore:
                 *keys,
             )
         return _nids(rows)
+
+    def current_changed(self, room_nids: Iterable[int]) -> None:
+        """These rooms' current state was written by a transaction that has now ended
+        (committed or rolled back): forget it here and in every other process."""
+        self.current_cache.changed(room_nids)
+
+    async def current_state_cached(self, room_nid: int) -> StateNids:
+        """The room's whole current state for a client's read, kept until it changes
+        (do not mutate the result)."""
+        return await self.current_cache.get(room_nid, lambda: self.current_state(room_nid))
 
     async def current_state_of_type(self, room_nid: int, event_type: str) -> StateNids:
         rows = await self.db.fetchall(
