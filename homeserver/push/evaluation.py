@@ -157,8 +157,11 @@ class PushEvaluator:
             if self.position is not None and self.position >= target:
                 return True
         # Positions with no event (a partial-state room made whole takes one) wake no
-        # evaluator by themselves; the evaluator steps over them once it looks.
-        self.on_persisted(target)
+        # evaluator by themselves; the evaluator steps over them once it looks. Up to
+        # ``persisted`` it was woken (or told) at each commit already: waking it again
+        # made it step once more, for nothing, after the step every woken /sync waits on.
+        if target > self.persisted:
+            self.on_persisted(target)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_S
         for _ in range(MAX_WAITS):
@@ -167,7 +170,8 @@ class PushEvaluator:
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), remaining)
+                async with asyncio.timeout(remaining):  # no task of its own, unlike wait_for
+                    await moved.wait()
             if self.position is not None and self.position >= target:
                 return True
         log.warning("push evaluation is behind position %d; counts may lag", target)

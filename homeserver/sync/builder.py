@@ -182,7 +182,10 @@ class SyncBuilder:
             {m.room_nid for m in joined} | {m.room_nid for m in changed}
         )
         rf = ctx.flt.room
-        allowed = {n for n, i in infos.items() if room_allowed(rf, i.room_id)}
+        if rf.rooms is None and not rf.not_rooms:
+            allowed = set(infos)  # the usual filter: no room list to check each room against
+        else:
+            allowed = {n for n, i in infos.items() if room_allowed(rf, i.room_id)}
         if ctx.req.is_guest:
             # An invite is the guest's own news: shown whatever the room's guest
             # access (of a remote room we hold none); joining is decided on join.

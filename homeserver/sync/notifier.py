@@ -40,7 +40,10 @@ class Listener:
         if self._notifier.closed:
             return False
         try:
-            await asyncio.wait_for(self.event.wait(), timeout_s)
+            # asyncio.timeout, not wait_for: no task of its own per wait (20 woken
+            # long-polls of one message made 20 tasks more to schedule).
+            async with asyncio.timeout(timeout_s):
+                await self.event.wait()
         except TimeoutError:
             return False
         self.event.clear()

@@ -27,7 +27,7 @@ from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
 # Read once by every incremental build: the user's memberships (sync/store.py).
-BUILD = "SELECT 0 AS part, room_nid"
+BUILD = "FROM room_memberships WHERE user_id = $1 AND membership = 'join'"
 
 
 async def test_woken_long_poll_builds_once(two_in_a_room: TwoInARoom) -> None:

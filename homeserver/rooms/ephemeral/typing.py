@@ -246,6 +246,8 @@ class TypingService:
         """``{room_id: m.typing content}`` for the rooms whose typing list changed
         after ``since_pos`` (every room for ``STALE``), for /sync's ``ephemeral``."""
         out: dict[str, dict[str, Any]] = {}
+        if since_pos >= 0 and since_pos >= self.position:
+            return out  # nothing changed since: no look-up per joined room
         for room_id in room_ids:
             if since_pos < 0 or self._room_position.get(room_id, 0) > since_pos:
                 out[room_id] = {"user_ids": self.typing_users(room_id)}

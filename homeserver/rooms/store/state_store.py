@@ -293,7 +293,20 @@ class StateStore:
             return {k: cached[k] for k in keys if k in cached}
         if not keys:
             return {}
-        return await self._keys_in_chain(self.db, group, keys)
+        known = self._known_keys(group, keys)
+        if known is not None:
+            return known
+        # Kept per (group, key) as ``keys_at_groups`` keeps them: push evaluation asks
+        # the same few keys of a room's state group for every message sent in it, a
+        # read behind each send that a woken /sync waits for (its unread counts).
+        generation = self._generation
+        found = await self._keys_in_chain(self.db, group, keys)
+        if found and generation == self._generation:  # empty: maybe no such group yet
+            for key in keys:
+                self._key_cache[(group, key)] = found.get(key)
+            while len(self._key_cache) > KEY_CACHE_ENTRIES:
+                self._key_cache.popitem(last=False)
+        return found
 
     async def keys_at_groups(
         self, groups: Iterable[int], key_nids: Iterable[int] | None = None
