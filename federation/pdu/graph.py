@@ -15,7 +15,8 @@ find are reported (``AuthGraph.missing``), never dropped quietly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from homeserver.errors import MatrixError
@@ -107,9 +108,11 @@ class RoomGraph:
 
     async def auth_chain(self, ids: Iterable[str]) -> dict[str, StoredEvent]:
         """Every stored event reachable from ``ids`` through ``auth_events`` (``ids`` excluded
-        unless reached). For serving chains (send_join, event_auth); loaded in batches."""
-        chain = (await self.auth_graph(ids)).chain()
-        return await self.rooms.events.by_ids(chain)
+        unless reached), in ``auth_order``. For serving chains (send_join, /state,
+        event_auth); loaded in batches."""
+        graph = await self.auth_graph(ids)
+        found = await self.rooms.events.by_ids(graph.chain())
+        return {i: found[i] for i in auth_order(found, graph.edges)}
 
     async def state_before(self, stored: StoredEvent) -> IdMap:
         """The state before a stored event: its group holds the state after it."""
@@ -135,6 +138,37 @@ class RoomGraph:
         wanted = list(dict.fromkeys(ids))
         found = await self.rooms.events.by_ids(wanted)
         return [i for i in wanted if i not in found or found[i].outlier]
+
+
+def auth_order(
+    events: Mapping[str, StoredEvent], edges: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """The ids of ``events``, each after the auth events it cites (those among them),
+    ties lowest depth first. A joining server that reads an auth chain in order and
+    keeps the last event it sees for each state key (Sytest's federation client
+    does) ends with the newest power levels, not an older one it was cited by; a
+    set's order made that a coin toss. A cycle (only a forged graph has one) is put
+    last, by depth."""
+    citers: dict[str, list[str]] = {}
+    waiting: dict[str, int] = {}
+    for event_id in events:
+        cited = {a for a in edges.get(event_id, ()) if a in events and a != event_id}
+        waiting[event_id] = len(cited)
+        for a in cited:
+            citers.setdefault(a, []).append(event_id)
+    ready = [(events[i].event.depth, i) for i, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    out: list[str] = []
+    while ready:
+        _, event_id = heapq.heappop(ready)
+        out.append(event_id)
+        for citer in citers.get(event_id, ()):
+            waiting[citer] -= 1
+            if waiting[citer] == 0:
+                heapq.heappush(ready, (events[citer].event.depth, citer))
+    if len(out) < len(events):
+        out.extend(i for _, i in sorted((events[i].event.depth, i) for i in events if waiting[i]))
+    return out
 
 
 def diff(new: Mapping[int, int], old: Mapping[int, int]) -> dict[int, int | None]:
