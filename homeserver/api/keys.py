@@ -101,8 +101,11 @@ class KeysApi:
             requester.user_id, since.device_lists, upto.device_lists
         )
         left = await self.keys.departed_room_mates(requester.user_id, since.events, upto.events)
-        # Spec: also users who now share a room with the requester.
-        changed |= await self.keys.arrived_room_mates(requester.user_id, since.events, upto.events)
+        # Spec: also users who now share a room with the requester (invitees included,
+        # as in /sync); an invitee is not reported as left meanwhile.
+        arrived = await self.keys.arrived_room_mates(requester.user_id, since.events, upto.events)
+        left -= arrived
+        changed |= arrived
         return json_response({"changed": sorted(changed - left), "left": sorted(left)})
 
     async def device_signing_upload(self, request: web.Request) -> web.Response:

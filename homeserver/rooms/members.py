@@ -60,17 +60,21 @@ class RoomMembers:
     async def arrived_room_mates(self, user_id: str, since: int, upto: int) -> set[str]:
         """Users who, between event positions ``since`` and ``upto``, started sharing a
         room with ``user_id`` (for ``changed`` in /keys/changes): they joined one of our
-        rooms, or we joined theirs."""
+        rooms, or we joined theirs, or they were invited to one of our rooms (clients
+        encrypt for invitees too; /sync's ``device_lists`` lists them the same way)."""
         store = self.store
         rooms_in = [m.room_nid for m in await store.rooms_for_user(user_id, ("join",))]
         moves = await store.membership_changes(rooms_in, since, upto)
         arrived = {m.user_id for m in moves if m.membership == "join"}
+        invited = {m.user_id for m in moves if m.membership == "invite"}
         mine = await store.changed_since(user_id, since, upto)
         joined_now = [m.room_nid for m in mine if m.membership == "join"]
         if joined_now:
             arrived |= await store.joined_users(joined_now)
+        arrived &= await store.users_sharing_room_with(user_id)
+        arrived |= invited
         arrived.discard(user_id)
-        return arrived & await store.users_sharing_room_with(user_id)
+        return arrived
 
     async def servers_sharing_room_with(self, user_id: str) -> set[str]:
         return await self.store.servers_sharing_room_with(user_id)

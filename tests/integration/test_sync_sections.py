@@ -211,6 +211,13 @@ async def test_invited_user_appears_in_device_lists_changed(api: Api) -> None:
     assert r.status == 200, r.body
     a1 = await sync(api, alice, a0["next_batch"])
     assert a1["device_lists"] == {"changed": [bob.user_id], "left": []}
+    # /keys/changes over the same span agrees with /sync.
+    r = await api.get(
+        "/keys/changes",
+        params={"from": a0["next_batch"], "to": a1["next_batch"]},
+        token=alice.access_token,
+    )
+    assert r.status == 200 and r.body == {"changed": [bob.user_id], "left": []}
     a2 = await sync(api, alice, a1["next_batch"])
     assert a2["device_lists"] == {"changed": [], "left": []}
     assert (await api.post(f"/join/{room_id}", {}, token=bob.access_token)).status == 200
