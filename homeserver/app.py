@@ -49,7 +49,6 @@ from homeserver.identity.bindings import BindingService
 from homeserver.identity.bindings_store import BindingStore
 from homeserver.logs import new_request_id, request_id
 from homeserver.mail.sender import Mailer
-from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
 from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC, client_processes
@@ -75,13 +74,14 @@ from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
 from homeserver.streams.pg_bus import PgSignalBus
 from homeserver.streams.signal import SignalFanout
 from homeserver.sync.notifier import Notifier
-from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
+from homeserver.sync.sliding import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.room_upgrades import UpgradeCarryOver
 from homeserver.userdata.services import UserDataServices
 
 if TYPE_CHECKING:
+    from homeserver.media.preview import UrlPreviewer
     from homeserver.metrics import Metrics
 
 log = logging.getLogger("myelin")
@@ -302,6 +302,9 @@ class HomeServer:
             hs.sync_area.pushers, hs.sync_area.notifications, threepids, store, clock, config.email
         )
         if config.media.url_preview_enabled:
+            # Imported only here: off by default, and it loads html.parser and its own client.
+            from homeserver.media.preview import UrlPreviewer
+
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
