@@ -18,7 +18,6 @@ os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
 
 import argparse
 import asyncio
-import getpass
 import logging
 import secrets
 import signal
@@ -230,6 +229,8 @@ async def _register_user(args: argparse.Namespace) -> None:
     if password is None:
         if not sys.stdin.isatty():
             raise CliError("--password is required when not run interactively")
+        import getpass  # a terminal prompt: only these commands load it
+
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Confirm password: "):
             raise CliError("passwords do not match")
