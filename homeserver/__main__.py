@@ -7,11 +7,18 @@ print one line to stderr and exit 1, never a traceback.
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports aiohttp: frozenlist (aiohttp's lists of signal handlers and
+# middlewares, read once a request at most) in its pure-Python form, which behaves the
+# same. Its C++ extension would map libstdc++ into the server, ~1.2 MiB of resident
+# memory for no measurable speed (benchmarks/README.md, rss-idle). An operator's own
+# FROZENLIST_NO_EXTENSIONS (even empty) wins.
+os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+
 import argparse
 import asyncio
-import getpass
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -222,6 +229,8 @@ async def _register_user(args: argparse.Namespace) -> None:
     if password is None:
         if not sys.stdin.isatty():
             raise CliError("--password is required when not run interactively")
+        import getpass  # a terminal prompt: only these commands load it
+
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Confirm password: "):
             raise CliError("passwords do not match")

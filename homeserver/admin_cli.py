@@ -10,7 +10,6 @@ within ``CACHE_RECHECK_MS`` (cached sessions are re-checked).
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -96,6 +95,8 @@ async def run(args: argparse.Namespace) -> str:
         if password is None:
             if not sys.stdin.isatty():
                 raise AdminCliError("--password is required when not run interactively")
+            import getpass  # a terminal prompt: only these commands load it
+
             password = getpass.getpass("New password: ")
             if password != getpass.getpass("Confirm password: "):
                 raise AdminCliError("passwords do not match")

@@ -37,7 +37,6 @@ from homeserver.appservices.service import AppServices
 from homeserver.appservices.wiring import build_app_services, read_registrations
 from homeserver.clock import Clock
 from homeserver.config import Config, ConfigError
-from homeserver.cross_process import share_across_processes
 from homeserver.e2ee.wiring import UNSTABLE_FEATURES as E2EE_FEATURES
 from homeserver.e2ee.wiring import E2ee, build_e2ee
 from homeserver.errors import not_found
@@ -49,10 +48,16 @@ from homeserver.identity.bindings import BindingService
 from homeserver.identity.bindings_store import BindingStore
 from homeserver.logs import new_request_id, request_id
 from homeserver.mail.sender import Mailer
-from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.media.store import MediaStore
-from homeserver.process_roles import CLIENT, FEDERATION_INBOUND, MAIN, SYNC, client_processes
+from homeserver.process_roles import (
+    CLIENT,
+    FEDERATION_INBOUND,
+    MAIN,
+    SYNC,
+    client_processes,
+    roles_of,
+)
 from homeserver.push.evaluation import PUSH_EVALUATE, PUSH_EVALUATED
 from homeserver.push.service import PUSH_RULES_CACHE, PushRuleService
 from homeserver.push.wiring import attach_email_pushes, build_push_rules
@@ -68,21 +73,21 @@ from homeserver.rooms.store.state_store import CURRENT_STATE_CACHE, STATE_GROUPS
 from homeserver.rooms.upgrade_follow import UpgradeFollow
 from homeserver.rooms.user_directory import backfill as user_directory_backfill
 from homeserver.rooms.wiring import RoomsArea, build_rooms_area
-from homeserver.scaleout import join_processes, roles
 from homeserver.storage.database import Database, connect, sqlite_path
 from homeserver.storage.migrate import migrate
 from homeserver.storage.process_lock import ProcessLock, acquire_process_lock
-from homeserver.streams.pg_bus import PgSignalBus
 from homeserver.streams.signal import SignalFanout
 from homeserver.sync.notifier import Notifier
-from homeserver.sync.sliding.service import SLIDING_SYNC_FEATURE
+from homeserver.sync.sliding import SLIDING_SYNC_FEATURE
 from homeserver.sync.wiring import SyncArea, wire_sync
 from homeserver.tls import server_ssl_context
 from homeserver.userdata.room_upgrades import UpgradeCarryOver
 from homeserver.userdata.services import UserDataServices
 
 if TYPE_CHECKING:
+    from homeserver.media.preview import UrlPreviewer
     from homeserver.metrics import Metrics
+    from homeserver.streams.pg_bus import PgSignalBus
 
 log = logging.getLogger("myelin")
 
@@ -302,6 +307,9 @@ class HomeServer:
             hs.sync_area.pushers, hs.sync_area.notifications, threepids, store, clock, config.email
         )
         if config.media.url_preview_enabled:
+            # Imported only here: off by default, and it loads html.parser and its own client.
+            from homeserver.media.preview import UrlPreviewer
+
             hs.previewer = UrlPreviewer(config.media, hs.media.store_generated)
         hs.federation = Federation.build(config, db, clock, signing_key, accounts)
         relay = hs.federation.connect(
@@ -366,6 +374,10 @@ class HomeServer:
         """Join the PostgreSQL signal bus (``homeserver.streams.pg_bus``): /sync wake-ups
         and the caches that must not outlive a change made by another process (and
         typing, application-service ephemeral events: ``cross_process.py``)."""
+        # Imported here: a server of one process (every SQLite one) never loads them.
+        from homeserver.cross_process import share_across_processes
+        from homeserver.streams.pg_bus import PgSignalBus
+
         notifier = self.sync_area.notifier
         app_services = self.app_services
 
@@ -641,6 +653,9 @@ async def start(config: Config) -> RunningServer:
     runners: list[web.AppRunner] = []
     try:
         if hs.signal_bus is not None:
+            # Here: scaleout (leases, shared jobs) loads only when there are workers.
+            from homeserver.scaleout import join_processes
+
             await join_processes(hs, MAIN)
         else:
             hs.start_background()
@@ -648,7 +663,9 @@ async def start(config: Config) -> RunningServer:
         client_runner, client_port = await _listen(hs.client_app(), cl.bind, cl.port)
         runners.append(client_runner)
         fed_port = 0
-        if config.federation.enabled and FEDERATION_INBOUND in roles(hs, MAIN):
+        worker_roles = {name: worker.roles for name, worker in config.workers.items()}
+        main_roles = roles_of(MAIN, config.main_roles, worker_roles)
+        if config.federation.enabled and FEDERATION_INBOUND in main_roles:
             fl = config.federation_listener
             ssl_ctx = server_ssl_context(config.tls_certificate_path, config.tls_private_key_path)
             fed_runner, fed_port = await _listen(hs.federation_app(), fl.bind, fl.port, ssl_ctx)
@@ -685,6 +702,8 @@ async def start_worker(config: Config, name: str) -> RunningServer:
         raise ConfigError(f"--worker {name}: no such worker in the config (workers: {known})")
     hs = await HomeServer.build(config, exclusive=False, cross_process=True)
     runners: list[web.AppRunner] = []
+    from homeserver.scaleout import join_processes, roles  # workers only
+
     try:
         await join_processes(hs, name)
         mine = roles(hs, name)

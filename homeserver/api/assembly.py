@@ -7,7 +7,7 @@ know HTTP exists.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -58,7 +58,6 @@ from homeserver.clock import Clock
 from homeserver.config import Config
 from homeserver.e2ee.wiring import E2ee
 from homeserver.identity.bindings import BindingService
-from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
 from homeserver.push.service import PushRuleService
 from homeserver.ratelimit import RateLimiter
@@ -67,6 +66,9 @@ from homeserver.rooms.ephemeral.typing import TypingService
 from homeserver.rooms.wiring import RoomsArea
 from homeserver.sync.wiring import SyncArea
 from homeserver.userdata.services import UserDataServices
+
+if TYPE_CHECKING:
+    from homeserver.media.preview import UrlPreviewer
 
 
 def client_apis(

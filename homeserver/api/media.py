@@ -9,14 +9,18 @@ socket to the content store, never read whole.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from homeserver.accounts.auth import Authenticator
 from homeserver.errors import missing_param
 from homeserver.http.media import query_bool, serve, thumbnail_params, timeout_ms
 from homeserver.http.shell import json_response
-from homeserver.media.preview import UrlPreviewer
 from homeserver.media.service import MediaService
+
+if TYPE_CHECKING:  # built only when URL previews are on (html.parser and the previewer)
+    from homeserver.media.preview import UrlPreviewer
 
 AUTHED = "/_matrix/client/v1/media"
 LEGACY = ("/_matrix/media/v3", "/_matrix/media/r0")

@@ -16,7 +16,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -25,10 +25,12 @@ from aiohttp import web
 from homeserver.accounts.requester import Requester
 from homeserver.accounts.service import AccountService
 from homeserver.appservices.registration import AppService
-from homeserver.appservices.sender import ServiceSender
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import is_valid_localpart
 from homeserver.streams.signal import EVENTS
+
+if TYPE_CHECKING:  # senders exist only for configured services (wiring.py)
+    from homeserver.appservices.sender import ServiceSender
 
 log = logging.getLogger("myelin.appservices")
 

@@ -13,9 +13,7 @@ from homeserver.appservices.registration import (
     RegistrationError,
     load_registrations,
 )
-from homeserver.appservices.sender import RoomInterest, ServiceSender, typing_edu
 from homeserver.appservices.service import AppServices
-from homeserver.appservices.store import AppServiceStore
 from homeserver.config import Config, ConfigError
 from homeserver.e2ee.to_device import ToDeviceService
 from homeserver.rooms.ephemeral.receipts import READ, ReceiptService, receipt_content
@@ -50,6 +48,10 @@ def build_app_services(
     app_services = AppServices(services, accounts)
     if not services:
         return app_services
+    # Here, not at the top: a server without application services never loads them.
+    from homeserver.appservices.sender import RoomInterest, ServiceSender, typing_edu
+    from homeserver.appservices.store import AppServiceStore
+
     accounts.auth.app_services = app_services.requester
     accounts.exclusive_user_check = app_services.check_user_not_exclusive
     rooms.rooms.alias_claim_check = app_services.check_alias_allowed

@@ -11,7 +11,7 @@ keeps several workers from migrating at the same time.
 
 from __future__ import annotations
 
-from importlib import resources
+from pathlib import Path
 
 from homeserver.storage.database import Database
 
@@ -37,7 +37,9 @@ def render(script: str, engine: str) -> str:
 def available() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration file, sorted by version."""
     out = []
-    for entry in resources.files("homeserver.storage.migrations").iterdir():
+    # The package's own directory, not importlib.resources: that would load zipfile (with
+    # bz2 and lzma) into every server for a package that is never installed zipped.
+    for entry in (Path(__file__).parent / "migrations").iterdir():
         name = entry.name
         if not name.endswith(".sql"):
             continue

@@ -17,11 +17,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.service import AccountService
 from homeserver.clock import Clock
 from homeserver.e2ee.wiring import E2ee
+from homeserver.lazy import OnFirstUse
 from homeserver.push.actions_store import PushActionStore
 from homeserver.push.evaluation import PushEvaluator
 from homeserver.push.notifications import NotificationService
@@ -40,10 +42,11 @@ from homeserver.sync.legacy import LegacySync
 from homeserver.sync.model import SyncSources
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.peeks import PeekService, PeekStore
-from homeserver.sync.sliding.service import SlidingSync
-from homeserver.sync.sliding.wiring import build_sliding
 from homeserver.sync.store import SyncStore
 from homeserver.userdata.services import UserDataServices
+
+if TYPE_CHECKING:
+    from homeserver.sync.sliding.service import SlidingSync
 
 log = logging.getLogger("myelin.sync")
 READ_TYPES = ("m.read", "m.read.private")
@@ -54,7 +57,7 @@ class SyncArea:
     sync: SyncBuilder
     notifier: Notifier
     notifications: NotificationService
-    sliding: SlidingSync
+    sliding: OnFirstUse[SlidingSync]  # built by the first sliding sync request
     legacy: LegacySync
     pushers: PusherService
     peeks: PeekService
@@ -69,6 +72,15 @@ class SyncArea:
         self.close()
         await self.push_evaluator.stop()
         await self.pushers.close()
+
+
+def _build_sliding(
+    db: Database, rooms_area: RoomsArea, builder: SyncBuilder, clock: Clock
+) -> SlidingSync:
+    """Sliding sync (~0.5 MiB of modules) loads with the first request that uses it."""
+    from homeserver.sync.sliding.wiring import build_sliding
+
+    return build_sliding(db, rooms_area, builder, clock)
 
 
 def wire_sync(
@@ -117,7 +129,7 @@ def wire_sync(
     builder = SyncBuilder(
         rooms, rooms_area.visibility, rooms_area.serializer, notifier, SyncStore(db), sources
     )
-    sliding = build_sliding(db, rooms_area, builder, clock)
+    sliding = OnFirstUse(partial(_build_sliding, db, rooms_area, builder, clock))
     legacy = LegacySync(builder, rooms_area.directory, rooms_area.reader)
     pushers = build_pushers(db, clock, rooms, notifications, accounts, allow_local_push)
     peeks = PeekService(PeekStore(db), rooms_area.memberships, rooms_area.visibility, notifier)

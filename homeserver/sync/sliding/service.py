@@ -41,8 +41,6 @@ from homeserver.sync.sliding.rooms import AVATAR, NAME, RoomBodies, RoomFacts, n
 from homeserver.sync.sliding.store import SlidingStore
 
 MAX_ROOMS_PER_ANSWER = 1000
-# Advertised in /versions unstable_features.
-SLIDING_SYNC_FEATURE = "org.matrix.simplified_msc3575"
 
 
 def unknown_pos() -> MatrixError:
