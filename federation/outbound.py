@@ -25,7 +25,7 @@ server must send on: ``relay`` does that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from federation.partial_state_store import PartialStateStore
@@ -49,7 +49,7 @@ class TxnOutbox(Protocol):
 
     async def enqueue_pdu_in(
         self, q: Queries, destinations: Iterable[str], pdu: dict[str, Any]
-    ) -> AfterCommit | None: ...
+    ) -> Callable[[], None] | None: ...
 
     async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]: ...
 
@@ -108,7 +108,8 @@ class OutboundRooms:
         destinations = self._with_target(stored.event, destinations) - {self.server_name}
         if not destinations:
             return None
-        return await self.outbox.enqueue_pdu_in(q, destinations, stored.event.pdu)
+        wake = await self.outbox.enqueue_pdu_in(q, destinations, stored.event.pdu)
+        return None if wake is None else lambda _committed: wake()
 
     @staticmethod
     def _with_target(ev: Event, destinations: set[str]) -> set[str]:
