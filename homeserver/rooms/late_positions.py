@@ -13,8 +13,9 @@ senders in a room each spent most of their time there (``pg_stat_activity``:
 lock waits on that row were nearly all of the active samples).
 
 So on PostgreSQL the persister writes everything first, with no position:
-the event rows with ``stream_ordering`` NULL and the membership rows with
-``PLACEHOLDER``, noting here which rows wait for which position. Then ONE
+the event rows with ``stream_ordering`` NULL and the membership rows with a
+``placeholder`` (minus the event's index in the transaction), noting here
+which rows wait for which position. Then ONE
 statement takes the positions for the whole transaction and writes them into
 those rows, and the transaction commits::
 
@@ -29,7 +30,9 @@ the COMMIT, when they already hold their positions. The lock is taken last,
 after locks on rows of the writer's own room only, and its holder waits for
 nothing but its own rows afterwards, so no lock cycle is possible. In-memory
 copies made inside the transaction (hooks, the member-list cache) see no
-position; hooks get the event as committed in their after-commit callback.
+position: hooks get the event as committed in their after-commit callback, and
+the member-list caches, which advance only by changes after what they hold,
+get the placeholders resolved (``resolve``) when the commit is reported.
 
 SQLite has one writer for the whole transaction anyway: it takes positions
 where it writes them (nothing to gain, one statement less).
@@ -37,14 +40,24 @@ where it writes them (nothing to gain, one statement less).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from homeserver.storage.database import Queries
 
-# room_memberships.stream_ordering of a row written before its position is known
-# (NOT NULL); every such row is given its position by ``take`` in the same transaction.
-PLACEHOLDER: Final = 0
+
+def placeholder(index: int) -> int:
+    """room_memberships.stream_ordering of a row written before its position is known
+    (NOT NULL): minus the 1-based index of its event in the transaction (no committed
+    row holds one: ``take`` gives every such row its position in the same transaction)."""
+    return -index
+
+
+def resolve(value: int, positions: Sequence[int]) -> int:
+    """A position, or a ``placeholder`` resolved with the positions ``take`` returned."""
+    return positions[-value - 1] if value < 0 and positions else value
+
 
 # Takes $1 positions and writes them into the event rows ($2, in order) and the
 # membership rows ((room, user) pairs $3/$4, each at the index $5 into $2; 1-based).

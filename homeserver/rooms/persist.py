@@ -61,7 +61,7 @@ from dataclasses import dataclass, field, replace
 
 from homeserver.events.derived import forget as forget_derived
 from homeserver.events.model import Event
-from homeserver.rooms.late_positions import PLACEHOLDER, LatePositions
+from homeserver.rooms.late_positions import LatePositions, placeholder
 from homeserver.rooms.redactions import RedactionApplier, redacted_event
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -266,6 +266,7 @@ class EventPersister:
         written: list[StoredEvent] = []
         txn: Queries | None = None
         committed = False
+        late_positions: list[int] = []
         try:
             async with self.db.transaction() as q:
                 txn = q
@@ -320,7 +321,8 @@ class EventPersister:
                     )
                 if fx.late is not None and fx.late.nids:
                     # Last: the position row is held from here to the COMMIT only.
-                    taken = dict(zip(fx.late.nids, await fx.late.take(q), strict=True))
+                    late_positions = await fx.late.take(q)
+                    taken = dict(zip(fx.late.nids, late_positions, strict=True))
                     written = [
                         replace(s, stream_ordering=taken[s.event_nid])
                         if s.event_nid in taken
@@ -334,7 +336,7 @@ class EventPersister:
             # Cached member lists are stale either way; a commit's are brought up to date.
             if fx.member_rooms:
                 if committed:
-                    self.members.local_cache.committed(txn, fx.member_rooms)
+                    self.members.local_cache.committed(txn, fx.member_rooms, late_positions)
                 else:
                     self.members.local_cache.changed(fx.member_rooms, txn)
         self.rooms.remember_keys(fx.keys)
@@ -598,4 +600,4 @@ def _member_position(so: int | None, fx: _Effects, room_nid: int, user_id: str, 
         return so
     assert fx.late is not None and index > 0
     fx.late.member(room_nid, user_id, index)
-    return PLACEHOLDER
+    return placeholder(index)
