@@ -1,8 +1,9 @@
 """createRoom's statements (round trips on PostgreSQL, where 4 users creating rooms at
 once wait on them): each of its state events makes its state group in one statement
 (the parent's depth is read by the insert) and sets its current-state row in one
-(an upsert, not a delete and an insert). The room is the same as before: its state,
-read back, is what the events set."""
+(an upsert, not a delete and an insert), and the federation outbox reads the room's
+servers once per membership change, not once per event. The room is the same as
+before: its state, read back, is what the events set."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ async def test_create_room_state_costs_one_statement_per_table(
         assert groups == current == events, by_sql
         assert not [s for s in by_sql if "SELECT delta_depth" in s], by_sql
         assert not [s for s in by_sql if s.startswith("DELETE FROM current_state")], by_sql
+        # The federation outbox reads the room's servers again only after a membership
+        # change: for the create event and after the creator's join, not for each event
+        # (it was once per event); and once more after the commit, outside the chain.
+        servers = sum(n for s, n in by_sql.items() if "servers(name)" in s)
+        assert servers <= 3 < events, by_sql
         r = await api.get(f"/rooms/{room.room_id}/state", token=alice.access_token)
         assert r.status == 200, r.body
         state = {(e["type"], e["state_key"]): e["content"] for e in r.body}
