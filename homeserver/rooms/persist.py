@@ -187,8 +187,7 @@ def _plain_outliers(plans: Sequence[PersistPlan]) -> bool:
 
 
 def _plain_chain(plans: Sequence[PersistPlan]) -> bool:
-    """Several plain timeline events (their positions can be taken at once and some
-    of their rows written together, ``_ChainRows``)."""
+    """Several plain timeline events (positions taken at once, ``_ChainRows``)."""
     return len(plans) >= 2 and not any(_hidden(p) or p.backfilled or p.soft_failed for p in plans)
 
 
@@ -324,9 +323,7 @@ class EventPersister:
                     late_positions = await fx.late.take(q)
                     taken = dict(zip(fx.late.nids, late_positions, strict=True))
                     written = [
-                        replace(s, stream_ordering=taken[s.event_nid])
-                        if s.event_nid in taken
-                        else s
+                        replace(s, stream_ordering=taken.get(s.event_nid, s.stream_ordering))
                         for s in written
                     ]
             committed = True
@@ -359,8 +356,7 @@ class EventPersister:
         return written
 
     async def _positions(self, q: Queries, plans: Sequence[PersistPlan]) -> list[int]:
-        """Stream positions for a chain of plain timeline events (``_plain_chain``),
-        taken in one statement."""
+        """Stream positions for a ``_plain_chain``, taken in one statement."""
         last = await self.events.next_stream_orderings(q, len(plans))
         return list(range(last - len(plans) + 1, last + 1))
 
@@ -594,8 +590,7 @@ class EventPersister:
 
 
 def _member_position(so: int | None, fx: _Effects, room_nid: int, user_id: str, index: int) -> int:
-    """The stream position a membership row is written with: the event's, or (taken
-    last, ``late_positions``) a placeholder that the transaction fills before its COMMIT."""
+    """A membership row's position: the event's, or a placeholder (``late_positions``)."""
     if so is not None:
         return so
     assert fx.late is not None and index > 0
