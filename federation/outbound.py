@@ -25,7 +25,7 @@ server must send on: ``relay`` does that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from federation.partial_state_store import PartialStateStore
@@ -49,7 +49,7 @@ class TxnOutbox(Protocol):
 
     async def enqueue_pdu_in(
         self, q: Queries, destinations: Iterable[str], pdu: dict[str, Any]
-    ) -> AfterCommit | None: ...
+    ) -> Callable[[], None] | None: ...
 
     async def joined_servers_in(self, q: Queries, room_nid: int) -> set[str]: ...
 
@@ -68,6 +68,10 @@ class OutboundRooms:
         # Rooms joined with partial state: their resident's servers_in_room count as
         # in the room until the members are all here (set by FederatedRooms).
         self.partial: PartialStateStore | None = None
+        # The servers joined to a room as the last event's transaction read them: a chain
+        # of events in one transaction (a createRoom's, a batch of sends) reads them again
+        # only after a membership change (each read is a round trip on PostgreSQL).
+        self._joined: tuple[Queries, int, frozenset[str]] | None = None
 
     async def servers_in_room(self, room: RoomInfo) -> set[str]:
         """Servers with a joined member in the room's current state (and, while the
@@ -103,12 +107,36 @@ class OutboundRooms:
         event's own transaction; wake the sender after the commit."""
         if self.outbox is None or not self.must_send(stored, plan):
             return None
-        destinations = await self.outbox.joined_servers_in(q, stored.room_nid)
+        destinations = set(await self._joined_in(q, stored, plan))
         destinations |= await self._partial_servers(stored.room_nid, q)
         destinations = self._with_target(stored.event, destinations) - {self.server_name}
         if not destinations:
             return None
-        return await self.outbox.enqueue_pdu_in(q, destinations, stored.event.pdu)
+        wake = await self.outbox.enqueue_pdu_in(q, destinations, stored.event.pdu)
+        return None if wake is None else lambda _committed: wake()
+
+    async def _joined_in(
+        self, q: Queries, stored: StoredEvent, plan: PersistPlan
+    ) -> frozenset[str]:
+        """The servers joined to the event's room, inside its transaction ``q``: read
+        again unless the event before it in the same transaction read them and nothing
+        since can have changed who is joined (a member event, a federation event's
+        membership changes or state delta). The hook runs after the event's own rows, so
+        a member event's read sees its membership."""
+        assert self.outbox is not None
+        last = self._joined
+        if (
+            last is not None
+            and last[0] is q
+            and last[1] == stored.room_nid
+            and stored.event.type != "m.room.member"
+            and not plan.member_changes
+            and plan.current_delta is None
+        ):
+            return last[2]
+        joined = frozenset(await self.outbox.joined_servers_in(q, stored.room_nid))
+        self._joined = (q, stored.room_nid, joined)
+        return joined
 
     @staticmethod
     def _with_target(ev: Event, destinations: set[str]) -> set[str]:

@@ -135,7 +135,7 @@ class PduPipeline:
             return None
         room_nid = stored.room_nid
         self.acls.drop([room_nid])
-        return lambda: self.acls.changed([room_nid])
+        return lambda _committed: self.acls.changed([room_nid])
 
     async def handle_pdu(
         self, origin: str, pdu: Any, checked: tuple[Event, bool] | None = None

@@ -23,7 +23,8 @@ transaction: each gets every write above, its own stream position (taken for
 the whole chain in one statement) and its own hooks; their edges, search rows
 and txn ids go in one statement per table after the last event, and only the
 last becomes the room's extremity. Stream orderings are
-taken inside the transaction (``EventStore.next_stream_ordering``). With
+taken inside the transaction (``EventStore.next_stream_ordering``); on
+PostgreSQL last of all, just before the COMMIT (``late_positions``). With
 several processes on PostgreSQL the transaction first takes the room's
 advisory lock (``homeserver.rooms.write_order``, which also says why the
 positions stay gap-free).
@@ -32,7 +33,9 @@ positions stay gap-free).
 writes that must commit or roll back with the event (DESIGN rules 3 and 6:
 what must reach another server is in the federation outbox the moment the
 event exists). A hook returns an optional callback that runs after the
-commit (e.g. waking the federation sender); it must not do I/O that can fail.
+commit (e.g. waking the federation sender) with the event as committed; it
+must not do I/O that can fail. The event a hook sees may have no stream
+position yet (PostgreSQL takes them last); the callback's has it.
 
 Push rules are not evaluated here: the send answers without them, and
 ``homeserver.push.evaluation`` evaluates committed events in stream order
@@ -58,6 +61,7 @@ from dataclasses import dataclass, field, replace
 
 from homeserver.events.derived import forget as forget_derived
 from homeserver.events.model import Event
+from homeserver.rooms.late_positions import LatePositions, placeholder
 from homeserver.rooms.redactions import RedactionApplier, redacted_event
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
 from homeserver.rooms.store.membership_store import MembershipStore
@@ -132,8 +136,9 @@ class PersistPlan:
 
 
 # Runs inside the persisting transaction (same ``Queries``), after every other
-# write; may return a callback to run once the transaction has committed.
-AfterCommit = Callable[[], None]
+# write; may return a callback to run once the transaction has committed, which is
+# given the event as committed (with its stream position, which the hook's may lack).
+AfterCommit = Callable[[StoredEvent], None]
 TxnHook = Callable[[Queries, StoredEvent, PersistPlan], Awaitable[AfterCommit | None]]
 
 
@@ -148,6 +153,8 @@ class _Effects:
     # Rooms whose ``current_state`` rows were written (their cached copy is stale).
     state_rooms: list[int] = field(default_factory=list)
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
+    # PostgreSQL: the rows that take their stream positions last (``late_positions``).
+    late: LatePositions | None = None
 
 
 @dataclass(slots=True)
@@ -177,6 +184,11 @@ def _plain_outliers(plans: Sequence[PersistPlan]) -> bool:
         and (p.event.type != "m.room.redaction" or p.rejected_reason is not None)
         for p in plans
     )
+
+
+def _plain_chain(plans: Sequence[PersistPlan]) -> bool:
+    """Several plain timeline events (positions taken at once, ``_ChainRows``)."""
+    return len(plans) >= 2 and not any(_hidden(p) or p.backfilled or p.soft_failed for p in plans)
 
 
 def _hidden(plan: PersistPlan) -> bool:
@@ -249,10 +261,11 @@ class EventPersister:
         also: Callable[[Queries, int], Awaitable[None]] | None = None,
         chained: bool = True,
     ) -> list[StoredEvent]:
-        fx = _Effects()
+        fx = _Effects(late=LatePositions() if self.db.engine == "postgres" else None)
         written: list[StoredEvent] = []
         txn: Queries | None = None
         committed = False
+        late_positions: list[int] = []
         try:
             async with self.db.transaction() as q:
                 txn = q
@@ -268,11 +281,13 @@ class EventPersister:
                 assert room_nid is not None
                 if also is not None:
                     await also(q, room_nid)
-                positions = await self._positions(q, plans)
+                positions = None
+                if fx.late is None and _plain_chain(plans):
+                    positions = await self._positions(q, plans)
                 # A chain of plain timeline events writes some rows of all its events
                 # together, after the last one (``_ChainRows``).
                 rows = None
-                if positions is not None:
+                if _plain_chain(plans):
                     ids = [p.event.event_id for p in plans]
                     rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
                 # State keys the chain set so far: a later event that sets one again
@@ -303,6 +318,14 @@ class EventPersister:
                     await self.events.replace_extremities(
                         q, room_nid, plans[0].prev_nids, written[-1].event_nid
                     )
+                if fx.late is not None and fx.late.nids:
+                    # Last: the position row is held from here to the COMMIT only.
+                    late_positions = await fx.late.take(q)
+                    taken = dict(zip(fx.late.nids, late_positions, strict=True))
+                    written = [
+                        replace(s, stream_ordering=taken.get(s.event_nid, s.stream_ordering))
+                        for s in written
+                    ]
             committed = True
         finally:
             if fx.state_rooms:
@@ -310,7 +333,7 @@ class EventPersister:
             # Cached member lists are stale either way; a commit's are brought up to date.
             if fx.member_rooms:
                 if committed:
-                    self.members.local_cache.committed(txn, fx.member_rooms)
+                    self.members.local_cache.committed(txn, fx.member_rooms, late_positions)
                 else:
                     self.members.local_cache.changed(fx.member_rooms, txn)
         self.rooms.remember_keys(fx.keys)
@@ -324,18 +347,16 @@ class EventPersister:
             # Stored: the cached copy need not keep its byte forms (``events.derived``).
             forget_derived(stored.event)
             self.events._keep(stored)
+        final = {s.event_nid: s for s in written}
         for stored, callback in fx.after_commit:
             try:
-                callback()
+                callback(final.get(stored.event_nid, stored))
             except Exception:
                 log.exception("after-commit callback failed for %s", stored.event.event_id)
         return written
 
-    async def _positions(self, q: Queries, plans: Sequence[PersistPlan]) -> list[int] | None:
-        """Stream positions for a chain of plain timeline events, taken in one statement;
-        None when each plan takes its own (one event, or hidden/backfilled ones)."""
-        if len(plans) < 2 or any(_hidden(p) or p.backfilled or p.soft_failed for p in plans):
-            return None
+    async def _positions(self, q: Queries, plans: Sequence[PersistPlan]) -> list[int]:
+        """Stream positions for a ``_plain_chain``, taken in one statement."""
         last = await self.events.next_stream_orderings(q, len(plans))
         return list(range(last - len(plans) + 1, last + 1))
 
@@ -414,8 +435,10 @@ class EventPersister:
         visible = not (plan.soft_failed or hidden) or plan.out_of_band
         if so is None and plan.backfilled and visible:
             so = await self.events.next_backfill_ordering(q)
-        elif so is None and visible:
+        elif so is None and visible and fx.late is None:
             so = await self.events.next_stream_ordering(q)
+        # PostgreSQL: the position is taken just before the COMMIT (``late_positions``).
+        late = so is None and visible
         group = plan.state_group_before
         if plan.state_delta_before:
             group = await self.state.create_group(q, room_nid, group, plan.state_delta_before)
@@ -447,6 +470,7 @@ class EventPersister:
         if stored is None:
             stored = await self.events.insert_event(q, draft)
         ev, nid = stored.event, stored.event_nid
+        index = fx.late.event(nid) if late and fx.late is not None else 0
         if rows is not None:
             rows.edges.extend((nid, p) for p in ev.prev_event_ids)
         else:
@@ -472,9 +496,8 @@ class EventPersister:
             if delta:
                 fx.state_rooms.append(room_nid)
                 await self.state.update_current(q, room_nid, delta)
-            assert so is not None
             if in_current:
-                await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
+                await self._membership(q, ev, room_nid, nid, so, fx, index)
             if plan.member_changes:
                 names = await self.members.event_displaynames(
                     q, [n for _u, _m, n in plan.member_changes]
@@ -487,7 +510,7 @@ class EventPersister:
                         user_id,
                         membership,
                         member_nid,
-                        so,
+                        _member_position(so, fx, room_nid, user_id, index),
                         names.get(member_nid),
                     )
             if plan.current_delta or (in_current and ev.type in DIRECTORY_FLAG_TYPES):
@@ -499,8 +522,8 @@ class EventPersister:
                 rows.search.append((ev, nid))
             else:
                 await self.search.index(q, ev, nid)
-        if plan.out_of_band and so is not None:
-            await self._membership(q, ev, room_nid, nid, so, fx.member_rooms)
+        if plan.out_of_band and (so is not None or late):
+            await self._membership(q, ev, room_nid, nid, so, fx, index)
         if not promoted and not (plan.soft_failed or plan.rejected_reason):
             # The original: a redaction stored pruned still redacts (v10 prunes "redacts").
             if rows is not None and plan.event.type == "m.room.redaction":
@@ -527,11 +550,20 @@ class EventPersister:
         return stored
 
     async def _membership(
-        self, q: Queries, ev: Event, room_nid: int, nid: int, so: int, touched: list[int]
+        self,
+        q: Queries,
+        ev: Event,
+        room_nid: int,
+        nid: int,
+        so: int | None,
+        fx: _Effects,
+        index: int,
     ) -> None:
+        """The membership row of a member event; ``so`` None: it takes the position of
+        the transaction's late event ``index`` (``late_positions``)."""
         if ev.type != "m.room.member" or ev.state_key is None or ev.membership is None:
             return
-        touched.append(room_nid)
+        fx.member_rooms.append(room_nid)
         name = ev.content.get("displayname")
         await self.members.set_membership(
             q,
@@ -539,7 +571,7 @@ class EventPersister:
             ev.state_key,
             ev.membership,
             nid,
-            so,
+            _member_position(so, fx, room_nid, ev.state_key, index),
             name if isinstance(name, str) else None,
         )
 
@@ -555,3 +587,12 @@ class EventPersister:
             await self.relations.remove(q, ev.redacts)
             await self.search.remove(q, ev.redacts)
         return target
+
+
+def _member_position(so: int | None, fx: _Effects, room_nid: int, user_id: str, index: int) -> int:
+    """A membership row's position: the event's, or a placeholder (``late_positions``)."""
+    if so is not None:
+        return so
+    assert fx.late is not None and index > 0
+    fx.late.member(room_nid, user_id, index)
+    return placeholder(index)

@@ -104,7 +104,7 @@ class SelfDestruct:
         if expiry is None:
             return None
         await self.store.add(q, stored.event_nid, expiry)
-        return self._wake.set
+        return lambda _committed: self._wake.set()
 
     async def expire_due(self) -> int:
         """Prune every event whose time has come; how many were pruned."""

@@ -67,6 +67,8 @@ _SAVEPOINT: Final = "myelin_member"
 
 # Runs one statement on the writer connection's thread (``database._run``).
 RunStatement = Callable[[Any, str], Awaitable[None]]
+# Runs one statement on the writer at once, in the caller's thread (``database``).
+RunNow = Callable[[Any, str], None]
 
 
 class CommitGroupLost(Exception):
@@ -84,9 +86,18 @@ class _Group:
 class CommitGroups:
     """The writer connection's lock and its open commit group (see the design note)."""
 
-    def __init__(self, writer: Any, run: RunStatement, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        writer: Any,
+        run: RunStatement,
+        max_group: int = MAX_GROUP,
+        run_now: RunNow | None = None,
+    ) -> None:
         self.writer = writer  # the aiosqlite connection
         self.run = run
+        # A member's SAVEPOINT without a wait for the thread (the members' bodies run
+        # their statements so too, ``database._WriterQueries``); None: through ``run``.
+        self.run_now = run_now
         self.max_group = max_group
         self._lock = asyncio.Lock()
         self._waiting = 0  # tasks waiting for the lock
@@ -115,7 +126,10 @@ class CommitGroups:
             try:
                 # Cancelled while it runs, it still runs (the thread does not stop), but
                 # inside the group's transaction: the group's COMMIT ends it, harmless.
-                await self.run(self.writer, "SAVEPOINT " + _SAVEPOINT)
+                if self.run_now is not None:
+                    self.run_now(self.writer, "SAVEPOINT " + _SAVEPOINT)
+                else:
+                    await self.run(self.writer, "SAVEPOINT " + _SAVEPOINT)
             except BaseException:
                 self._lock.release()
                 raise

@@ -108,10 +108,16 @@ def wire_sync(
     async def evaluate_later(
         q: Queries, stored: StoredEvent, plan: PersistPlan
     ) -> AfterCommit | None:
-        position = stored.stream_ordering
-        if position is None or position <= 0:
-            return None
-        return lambda: evaluator.on_persisted(position)
+        if plan.outlier and not plan.out_of_band:
+            return None  # never in a timeline (a join's state: thousands at once)
+
+        def on_commit(committed: StoredEvent) -> None:
+            # The committed event's position: on PostgreSQL the hook's has none yet.
+            position = committed.stream_ordering
+            if position is not None and position > 0:
+                evaluator.on_persisted(position)
+
+        return on_commit
 
     rooms.persister.txn_hooks.append(evaluate_later)
     sources = SyncSources(

@@ -28,9 +28,10 @@ reads, as before. A rollback reports through ``changed``, which forgets the writ
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from homeserver.rooms.late_positions import resolve
 from homeserver.rooms.room_cache import DEFAULT_MAX_ROOMS, MemberChange, RoomCache
 
 # The cache's name on the cross-process bus (homeserver.streams.pg_bus); keys are room nids.
@@ -103,16 +104,26 @@ class LocalMembersCache(RoomCache[Sequence[str]]):
             _, before.generation, before.epoch = before.cache.peek(room_nid)
         writes.changes.append(MemberChange(user_id, membership, stream_ordering, displayname))
 
-    def committed(self, txn: object, room_nids: Iterable[int]) -> None:
+    def committed(
+        self, txn: object, room_nids: Iterable[int], positions: Sequence[int] = ()
+    ) -> None:
         """``txn`` committed its membership writes into these rooms: drop them here and
-        in other processes (``changed``), and keep the values brought up to date."""
+        in other processes (``changed``), and keep the values brought up to date.
+        ``positions``: those the transaction took last, which its writes noted as
+        placeholders (``rooms.late_positions``)."""
         nids = list(dict.fromkeys(room_nids))
         updates: list[tuple[int, RoomCache[Any], Any]] = []
         for nid in nids:
             writes = self._writes.pop((id(txn), nid), None)
             if writes is None or self.suffix is None:
                 continue
-            changes = sorted(writes.changes, key=lambda c: c.stream_ordering)
+            changes = sorted(
+                (
+                    replace(c, stream_ordering=resolve(c.stream_ordering, positions))
+                    for c in writes.changes
+                ),
+                key=lambda c: c.stream_ordering,
+            )
             for before in writes.befores:
                 _, generation, epoch = before.cache.peek(nid)
                 if before.value is None or (before.generation, before.epoch) != (

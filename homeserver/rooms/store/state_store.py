@@ -151,6 +151,20 @@ class StateStore:
         """
         depth = -1
         if prev_group is not None:
+            # Most groups are a delta on their parent: the parent's depth is read by the
+            # insert itself (one statement, a round trip on PostgreSQL, where a
+            # createRoom writes eight groups); no row when the chain is long enough.
+            group = await q.fetchval(
+                "INSERT INTO state_groups (room_nid, prev_group, delta_depth)"
+                " SELECT $1, state_group, delta_depth + 1 FROM state_groups"
+                " WHERE state_group = $2 AND delta_depth + 1 < $3 RETURNING state_group",
+                room_nid,
+                prev_group,
+                self.max_delta_depth,
+            )
+            if group is not None:
+                await self._insert_entries(q, int(group), delta)
+                return int(group)
             depth = int(
                 await q.fetchval(
                     "SELECT delta_depth FROM state_groups WHERE state_group = $1", prev_group
@@ -409,19 +423,22 @@ class StateStore:
         ``current_changed`` once the transaction has ended."""
         self.current_cache.drop([room_nid])
         for key_nid, event_nid in delta.items():
-            await q.execute(
-                "DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2",
-                room_nid,
-                key_nid,
-            )
-            if event_nid is not None:
+            if event_nid is None:
                 await q.execute(
-                    "INSERT INTO current_state (room_nid, state_key_nid, event_nid)"
-                    " VALUES ($1, $2, $3)",
+                    "DELETE FROM current_state WHERE room_nid = $1 AND state_key_nid = $2",
                     room_nid,
                     key_nid,
-                    event_nid,
                 )
+                continue
+            # One statement (a round trip on PostgreSQL) for a key set or replaced.
+            await q.execute(
+                "INSERT INTO current_state (room_nid, state_key_nid, event_nid)"
+                " VALUES ($1, $2, $3) ON CONFLICT (room_nid, state_key_nid)"
+                " DO UPDATE SET event_nid = EXCLUDED.event_nid",
+                room_nid,
+                key_nid,
+                event_nid,
+            )
 
     async def add_current(self, q: Queries, room_nid: int, entries: Mapping[int, int]) -> None:
         """Rows for keys the room's current state does not hold yet (a key it holds is
