@@ -222,6 +222,49 @@ async def test_members_merged_later_are_in_device_lists_changed(
         await api.__aexit__(None, None, None)
 
 
+async def test_merged_members_device_list_changes_cost_statements_per_merge_not_per_member(
+    make_server: ServerFactory,
+) -> None:
+    """The merge's device-list hook records a change for every member it added with one
+    position allocation and one insert for all (thousands in a big room: two
+    statements each were most of the merge's tail, holding up the history read
+    behind it), and the changes are there for the joiner's /sync."""
+    from homeserver.storage.database import count_statements
+
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    r = await api_b.get("/sync?timeout=0", token=bob.access_token)
+    assert r.status == 200, r.body
+    since = r.body["next_batch"]
+    partial = partial_joins(b)
+    counts: list[tuple[int, Any]] = []
+    hooks = list(partial.merged_hooks)
+
+    async def counted(joined: list[str]) -> None:
+        with count_statements() as counter:
+            for hook in hooks:
+                await hook(joined)
+        counts.append((len(joined), counter.by_sql))
+
+    partial.merged_hooks[:] = [counted]
+    release_resync(b, held)
+    assert await partial.wait_full(await room_info(b, room_id), 60.0)
+    ((added, by_sql),) = counts
+    assert added >= MEMBERS + 1
+    inserts = {sql: n for sql, n in by_sql.items() if "INTO e2e_device_list_stream" in sql}
+    allocations = {sql: n for sql, n in by_sql.items() if "UPDATE e2e_stream_heads" in sql}
+    assert list(inserts.values()) == [1], by_sql
+    assert list(allocations.values()) == [1], by_sql
+    r = await api_b.get(f"/sync?timeout=0&since={q(since)}", token=bob.access_token)
+    assert r.status == 200, r.body
+    changed = set(r.body.get("device_lists", {}).get("changed", []))
+    assert {alice.user_id} | {m.user_id for m in members} <= changed
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def _join_big_peer_room(
     hs: RunningServer, peer: ScriptedPeer
 ) -> tuple[str, list[dict[str, str]], Api, User]:
