@@ -400,6 +400,54 @@ async def test_history_read_waits_for_the_resync_round_under_way(
         await api.__aexit__(None, None, None)
 
 
+async def test_history_read_asks_for_the_history_while_the_round_goes_on(
+    make_server: ServerFactory,
+) -> None:
+    """The backfill's own ``/backfill`` request and the checks of its answer need
+    nothing the resync round is fetching: they are made while the round goes on, and
+    only what follows them (the history's auth events, the state at its gap) waits."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    await send_text(api_a, members[0], room_id, "before the join")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+
+    partial = partial_joins(b)
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    fed_a = a.hs.federation
+    assert fed_a is not None and fed_a.rooms is not None
+    reads = fed_a.rooms.reads
+    backfill = reads.backfill
+    asked = asyncio.Event()
+
+    async def seen_backfill(*args: Any) -> Any:
+        asked.set()
+        return await backfill(*args)
+
+    reads.backfill = seen_backfill  # type: ignore[method-assign]
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    release_resync(b, held)
+    await asyncio.wait_for(entered.wait(), 30.0)
+    reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
+    # Asked while the round is held back (it would wait 20 s for the round if the
+    # request came after the wait).
+    await asyncio.wait_for(asked.wait(), 10.0)
+    assert not reading.done()
+    gate.set()
+    bodies = await asyncio.wait_for(reading, 30.0)
+    assert bodies[0] == "before the join", bodies
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     make_server: ServerFactory,
 ) -> None:
