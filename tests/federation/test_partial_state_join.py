@@ -432,7 +432,7 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
         asked.set()
         return await backfill(*args)
 
-    reads.backfill = seen_backfill  # type: ignore[method-assign]
+    reads.backfill = seen_backfill  # type: ignore[method-assign,assignment]
     partial._fetch = gated_fetch  # type: ignore[method-assign]
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
@@ -480,6 +480,53 @@ async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     assert await partial.is_partial(room.room_nid)
     gate.set()
     assert await partial.wait_full(room, 30.0)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_resync_stores_each_chunk_while_the_next_is_checked(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resync's state is checked and stored a chunk at a time, oldest first: the
+    first chunk is stored (each event against its own auth events, which come before
+    it) before the last one is checked, and the room is whole with every member after.
+    Chunks of 4 here, so the 12 members' state makes several."""
+    from federation.membership import partial_state
+    from federation.pdu import fetch
+
+    monkeypatch.setattr(partial_state, "STORE_CHUNK", 4)
+    monkeypatch.setattr(fetch, "CHECK_BATCH", 4)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    partial = partial_joins(b)
+    steps: list[str] = []
+    fetcher, auth = partial.pipeline.fetcher, partial.pipeline.auth
+    batches, store_outliers = fetcher.batches, auth.store_outliers
+
+    async def seen_batches(*args: Any) -> Any:
+        async for batch in batches(*args):
+            steps.append("checked")
+            yield batch
+
+    async def seen_store(room: RoomInfo, events: Any) -> Any:
+        stored = await store_outliers(room, events)
+        steps.append("stored")
+        return stored
+
+    fetcher.batches = seen_batches  # type: ignore[method-assign,assignment]
+    auth.store_outliers = seen_store  # type: ignore[method-assign]
+    release_resync(b, held)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    assert steps.count("checked") >= 4 and steps.count("stored") >= 3, steps
+    last_check = len(steps) - 1 - steps[::-1].index("checked")
+    assert steps.index("stored") < last_check, steps
+    rejected = await b.hs.db.fetchval(
+        "SELECT COUNT(*) FROM events WHERE rejected_reason IS NOT NULL"
+    )
+    assert rejected == 0
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 
