@@ -403,13 +403,17 @@ async def test_history_read_waits_for_the_resync_round_under_way(
 async def test_history_read_asks_for_the_history_while_the_round_goes_on(
     make_server: ServerFactory,
 ) -> None:
-    """The backfill's own ``/backfill`` request and the checks of its answer need
-    nothing the resync round is fetching: they are made while the round goes on, and
-    only what follows them (the history's auth events, the state at its gap) waits."""
+    """The backfill's own ``/backfill`` request, the checks of its answer and the
+    ``/state_ids`` request at its gap need nothing the resync round is fetching: they
+    are made while the round goes on, and only what needs the round's events (the
+    history's auth events, the events of the state at its gap) waits."""
     a = await make_server(federated=True, federation=PARTIAL_ON)
     b = await make_server(federated=True, federation=PARTIAL_ON)
     room_id, api_a, _alice, members = await _big_room(a)
-    await send_text(api_a, members[0], room_id, "before the join")
+    # More history than one backfill brings (50 events): it ends at a gap, whose
+    # state is asked for (/state_ids).
+    for i in range(45):
+        await send_text(api_a, members[i % MEMBERS], room_id, f"before the join {i}")
     api_b, bob, held = await _join_partially(a, b, room_id)
 
     partial = partial_joins(b)
@@ -433,17 +437,31 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
         return await backfill(*args)
 
     reads.backfill = seen_backfill  # type: ignore[method-assign,assignment]
+    state = reads.state
+    asked_ids = asyncio.Event()
+
+    async def seen_state(origin: str, room_id: str, event_id: str, ids_only: bool) -> Any:
+        if ids_only:
+            asked_ids.set()
+        return await state(origin, room_id, event_id, ids_only=ids_only)
+
+    reads.state = seen_state  # type: ignore[method-assign,assignment]
     partial._fetch = gated_fetch  # type: ignore[method-assign]
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
-    reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
+    reading = asyncio.create_task(
+        api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token)
+    )
     # Asked while the round is held back (it would wait 20 s for the round if the
     # request came after the wait).
     await asyncio.wait_for(asked.wait(), 10.0)
+    await asyncio.wait_for(asked_ids.wait(), 10.0)
     assert not reading.done()
     gate.set()
-    bodies = await asyncio.wait_for(reading, 30.0)
-    assert bodies[0] == "before the join", bodies
+    r = await asyncio.wait_for(reading, 30.0)
+    assert r.status == 200, r.body
+    bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
+    assert bodies[0] == "before the join 44", bodies
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 
