@@ -445,7 +445,7 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
             asked_ids.set()
         return await state(origin, room_id, event_id, ids_only=ids_only)
 
-    reads.state = seen_state  # type: ignore[method-assign,assignment]
+    reads.state = seen_state  # type: ignore[method-assign]
     partial._fetch = gated_fetch  # type: ignore[method-assign]
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
