@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from federation.client import encode_path
@@ -68,6 +68,7 @@ class DeviceListStream(Protocol):
     """``DeviceKeysStore.bump_device_list``: a position in the local device-list stream."""
 
     async def bump_device_list(self, txn: Queries, user_id: str, device_ids: Any) -> int: ...
+    async def bump_device_lists(self, txn: Queries, user_ids: Sequence[str]) -> int: ...
 
 
 class JsonGetter(Protocol):
@@ -204,8 +205,8 @@ class RemoteDeviceLists:
         if not remote:
             return
         async with self.db.transaction() as txn:
-            for user_id in remote:
-                await self.stream.bump_device_list(txn, user_id, [])
+            # Two statements for all of them, not two each (thousands in a big room).
+            await self.stream.bump_device_lists(txn, remote)
         await self.notify(remote[0], [])
 
     # ------------------------------------------------------------ room sharing

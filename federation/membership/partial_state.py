@@ -11,10 +11,13 @@ client at once. This module then completes the state in the background::
       GET /state?event_id=<join>     from the server joined through, then the
                                      others of servers_in_room (bounded rounds,
                                      growing pauses between them)
-      check every event              format, hashes, signatures (EventFetcher)
+      check every event              format, hashes, signatures (EventFetcher.batches;
+                                     an event in both the state and its auth chain
+                                     once), state and chain together, oldest first
       store outliers                 in chunks, each under the room lock for its
                                      writes only, each checked against its own
-                                     auth events (as a full join does)
+                                     auth events (as a full join does); a chunk is
+                                     stored (a task) while the next is checked
       lock(room), one transaction:   keys the partial state lacks are added to
                                      the room's snapshot state groups, to the
                                      current state and to room_memberships; the
@@ -57,7 +60,7 @@ from collections.abc import Awaitable, Callable
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.partial_state_store import PartialRoom, PartialStateStore
-from federation.pdu.fetch import TooManyEvents
+from federation.pdu.fetch import MAX_STATE_EVENTS, TooManyEvents
 from federation.pdu.pipeline import PduPipeline
 from homeserver.clock import Clock
 from homeserver.events.model import Event
@@ -311,27 +314,71 @@ class PartialStateJoins:
             return None
         if not isinstance(resp, dict):
             return None
-        fetcher = self.pipeline.fetcher
-        rv = room.version
         pdus, chain_pdus = resp.get("pdus"), resp.get("auth_chain")
         del resp  # the checked events are kept, not the raw answer while they are stored
+        if not isinstance(pdus, list) or not any(_is_create(p) for p in pdus):
+            return None
+        chain_pdus = chain_pdus if isinstance(chain_pdus, list) else []
+        for what, got in (("the room's state", pdus), ("auth chain", chain_pdus)):
+            if len(got) > MAX_STATE_EVENTS:
+                refused = TooManyEvents(what, len(got))
+                log.warning("state of %s from %s refused: %s", room.room_id, server, refused)
+                return None
+        # Oldest first (each event after the auth events it cites, as far as depth
+        # says), state and chain together: each chunk is stored, checked against its
+        # auth events, while the next one is parsed and its signatures verified.
+        raw = sorted(
+            [(p, False) for p in chain_pdus] + [(p, True) for p in pdus],
+            key=lambda pair: _raw_oldest_first(pair[0]),
+        )
+        del pdus, chain_pdus
+        in_state = [is_state for _p, is_state in raw]
+        state: dict[str, Event] = {}
+        pending: list[Event] = []
+        queued: set[str] = set()
+        storing: asyncio.Task[object] | None = None
+        checking = self.pipeline.fetcher.batches([p for p, _s in raw], room.version, room.room_id)
+        del raw
         try:
-            state = await fetcher.whole(pdus, rv, room.room_id, "the room's state")
-            chain = await fetcher.whole(chain_pdus, rv, room.room_id, "auth chain")
-            pdus = chain_pdus = None
-        except TooManyEvents as e:
-            log.warning("state of %s from %s refused: %s", room.room_id, server, e)
+            async for batch in checking:
+                for i, event in batch:
+                    if in_state[i]:
+                        state.setdefault(event.event_id, event)
+                    if event.event_id not in queued:
+                        queued.add(event.event_id)
+                        pending.append(event)
+                while len(pending) >= STORE_CHUNK:
+                    chunk, pending = pending[:STORE_CHUNK], pending[STORE_CHUNK:]
+                    storing = await self._store_after(storing, room, chunk)
+            storing = await self._store_after(storing, room, pending)
+            if storing is not None:
+                await storing
+        finally:
+            await checking.aclose()
+            if storing is not None and not storing.done():
+                storing.cancel()
+                with contextlib.suppress(BaseException):
+                    await storing
+        if not any(e.type == CREATE for e in state.values()):
             return None
-        if not any(e.type == CREATE for e in state):
-            return None
-        ordered = sorted({e.event_id: e for e in [*chain, *state]}.values(), key=_oldest_first)
-        for start in range(0, len(ordered), STORE_CHUNK):
-            await self.pipeline.auth.store_outliers(room, ordered[start : start + STORE_CHUNK])
         stored = self._rounds.get(room.room_nid)
         if stored is not None:
             # A backfill waiting for these events goes on now, not after the merge.
             stored.set()
-        return state
+        return list(state.values())
+
+    async def _store_after(
+        self, before: asyncio.Task[object] | None, room: RoomInfo, chunk: list[Event]
+    ) -> asyncio.Task[object] | None:
+        """Store ``chunk`` as outliers once the chunk before it (``before``) is stored
+        (its events are auth events of this one's), in a task of its own so the next
+        chunk's checks run meanwhile; that task."""
+        if before is not None:
+            await before
+        if not chunk:
+            return None
+        store = self.pipeline.auth.store_outliers(room, chunk)
+        return asyncio.get_running_loop().create_task(store)
 
     async def _merge(
         self, room: RoomInfo, state: list[Event], join_so: int, min_group: int
@@ -393,5 +440,15 @@ def _member(event: Event) -> bool:
     return event.type == MEMBER and event.state_key is not None and event.membership is not None
 
 
-def _oldest_first(event: Event) -> tuple[int, bool]:
-    return (event.depth, event.type != CREATE)
+def _raw_oldest_first(pdu: object) -> tuple[int, bool]:
+    """The order storing needs (by depth, a create event first), read from a PDU not
+    yet checked (one that fails its checks is dropped anyway, wherever it sorts)."""
+    if not isinstance(pdu, dict):
+        return (0, True)
+    depth = pdu.get("depth")
+    depth = depth if isinstance(depth, int) and not isinstance(depth, bool) else 0
+    return (depth, pdu.get("type") != CREATE)
+
+
+def _is_create(pdu: object) -> bool:
+    return isinstance(pdu, dict) and pdu.get("type") == CREATE

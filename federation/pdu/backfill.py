@@ -27,6 +27,7 @@ before our join; each page would otherwise ask again).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -34,6 +35,7 @@ from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.outbound import OutboundRooms
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
+from federation.pdu.state_at_incoming import StateIds
 from homeserver.clock import Clock
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.state_res import MissingEvents
@@ -47,6 +49,8 @@ MAX_SERVERS_TRIED = 3
 # How long a backfill into a room joined with partial state waits for a resync round
 # under way before fetching the gaps' states itself (``RoomBackfiller.resync_wait``).
 PARTIAL_WAIT_S = 20.0
+# Gaps whose state ids are asked for while waiting for that round.
+EARLY_GAPS = 2
 
 
 class RoomBackfiller:
@@ -70,7 +74,8 @@ class RoomBackfiller:
         # history just before a partial-state join needs the state at its oldest event:
         # nearly all the member events that round is fetching and checking at the same
         # moment, so the backfill waits for them rather than fetch and check them a
-        # second time on the same CPU.
+        # second time on the same CPU. It waits after its own /backfill answer is in
+        # and checked (that needs nothing of the round), at most PARTIAL_WAIT_S in all.
         self.resync_wait: Callable[[RoomInfo, float], Awaitable[None]] | None = None
 
     async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
@@ -89,17 +94,18 @@ class RoomBackfiller:
         if now - self._empty.get(key, -EMPTY_RETRY_MS) < EMPTY_RETRY_MS:
             return 0
         limit = min(max(limit, 1), MAX_BACKFILL)
-        if self.resync_wait is not None:
-            await self.resync_wait(room, PARTIAL_WAIT_S)  # past it, fetch what lacks
+        wait_until = now + int(PARTIAL_WAIT_S * 1000)  # for all the servers tried
         for server in (await self._servers(room, from_ids))[:MAX_SERVERS_TRIED]:
-            stored = await self._from(server, room, from_ids, limit)
+            stored = await self._from(server, room, from_ids, limit, wait_until)
             if stored:
                 self._empty.pop(key, None)
                 return stored
         self._empty[key] = now
         return 0
 
-    async def _from(self, server: str, room: RoomInfo, from_ids: Sequence[str], limit: int) -> int:
+    async def _from(
+        self, server: str, room: RoomInfo, from_ids: Sequence[str], limit: int, wait_until: int
+    ) -> int:
         path = encode_path("_matrix", "federation", "v1", "backfill", room.room_id)
         try:
             resp = await self.client.get_json(
@@ -111,9 +117,26 @@ class RoomBackfiller:
         pdus = resp.get("pdus") if isinstance(resp, dict) else None
         events = await self.pipeline.fetcher.many(pdus, room.version, room.room_id)
         ordered = sorted(events, key=lambda e: e.depth)
+        wait_ms = wait_until - self.clock.now_ms()
+        state_ids: dict[str, StateIds | None] = {}
+        if ordered and self.resync_wait is not None and wait_ms > 0:
+            # The history was fetched and checked while the round went on; what
+            # follows (its auth events, the events of the state at its gap) is what
+            # the round is storing: that waits for it (past the wait, what lacks is
+            # fetched). The ids of the state at its first gaps (where the history
+            # meets what we lack, most often one) are asked for meanwhile.
+            early = (await self.pipeline.gaps(ordered))[:EARLY_GAPS]
+            fetcher = self.pipeline.fetcher
+            _waited, *answers = await asyncio.gather(
+                self.resync_wait(room, wait_ms / 1000),
+                *(fetcher.state_ids(server, room.room_id, gap) for gap in early),
+            )
+            state_ids = dict(zip(early, answers, strict=True))
         # The network first (auth events, the state at the oldest events' gaps),
         # then the room's lock with none (DESIGN rule 3).
-        gaps = await self.pipeline.prefetch_batch(server, room, ordered, max_gaps=len(ordered))
+        gaps = await self.pipeline.prefetch_batch(
+            server, room, ordered, max_gaps=len(ordered), state_ids=state_ids
+        )
         ahead = Prefetched(gaps=gaps)
         count = 0
         async with self.rooms.lock(room.room_id):

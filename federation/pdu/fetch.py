@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError, KeyLookupError
 from federation.keyring import Keyring
 from federation.pdu.parse import PduDropped, parse_pdu
-from federation.pdu.signatures import SignaturePlan, plan, verdict, verify_all
+from federation.pdu.signatures import SignaturePlan, plan, verdict, verify, verify_all
 from homeserver.events.derived import signable_bytes
 from homeserver.events.model import Event
 from homeserver.events.room_versions import RoomVersion
@@ -92,37 +93,75 @@ class EventFetcher:
     async def _checked_all(
         self, pdus: list[Any], version: RoomVersion, room_id: str
     ) -> list[Event]:
-        """``checked`` for each PDU, a batch at a time: parsed and their keys looked up
-        on the loop, then the batch's signatures verified in worker threads while the
+        """``checked`` for each PDU, a batch at a time (``batches``); a repeated event
+        counts once."""
+        out: dict[str, Event] = {}
+        async for batch in self.batches(pdus, version, room_id):
+            for _i, event in batch:
+                out.setdefault(event.event_id, event)
+        return list(out.values())
+
+    async def batches(
+        self, pdus: Sequence[Any], version: RoomVersion, room_id: str
+    ) -> AsyncGenerator[list[tuple[int, Event]], None]:
+        """The PDUs of ``room_id`` that pass ``checked``, ``CHECK_BATCH`` at a time, each
+        with its index in ``pdus``, in index order: parsed and their keys looked up on
+        the loop, then the batch's signatures verified in worker threads while the
         loop waits (``federation.pdu.signatures``: not while it parses, as a thread
         that wants the GIL back after each check would wait for the loop's switch
-        interval). A batch's plans go with it: memory stays that of the events."""
-        out: dict[str, Event] = {}
+        interval). A batch's plans go with it: memory stays that of the events.
+
+        The same event twice (a state's event in its auth chain too) has its
+        signatures checked once: a later copy is handed on as the first copy that
+        passed (as the same ``Event``), a copy is checked only when those before
+        it failed."""
+        passed: dict[str, Event] = {}
         for start in range(0, len(pdus), CHECK_BATCH):
             if start:
                 await asyncio.sleep(0)  # let other rooms and requests run between batches
-            parsed: list[tuple[Event, SignaturePlan]] = []
-            for pdu in pdus[start : start + CHECK_BATCH]:
+            parsed: list[tuple[int, Event, SignaturePlan]] = []
+            # Copies of an event planned earlier in this batch, checked if it fails.
+            spare: dict[str, list[tuple[int, Event]]] = {}
+            copies: list[tuple[int, str]] = []  # copies of events passed in earlier batches
+            for i in range(start, min(start + CHECK_BATCH, len(pdus))):
                 try:
-                    event, _redacted = parse_pdu(pdu, version)
+                    event, _redacted = parse_pdu(pdus[i], version)
                 except PduDropped as e:
                     log.info("dropping a fetched event: %s", e.reason)
                     continue
                 except SignatureError as e:
                     log.info("dropping a fetched event: %s", e)
                     continue
-                sig_plan = await plan(self.keyring, event.pdu, version, signable_bytes(event))
-                parsed.append((event, sig_plan))
-            results = await verify_all([p for _e, p in parsed])
-            for (event, sig_plan), ok in zip(parsed, results, strict=True):
-                try:
-                    verdict(sig_plan, ok)
-                except (SignatureError, KeyLookupError) as e:
-                    log.info("dropping a fetched event: %s", e)
+                if event.room_id != room_id:
                     continue
-                if event.room_id == room_id:
-                    out.setdefault(event.event_id, event)  # a repeated event counts once
-        return list(out.values())
+                event_id = event.event_id
+                if event_id in passed:
+                    copies.append((i, event_id))
+                elif event_id in spare:
+                    spare[event_id].append((i, event))
+                else:
+                    spare[event_id] = []
+                    sig_plan = await plan(self.keyring, event.pdu, version, signable_bytes(event))
+                    parsed.append((i, event, sig_plan))
+            results = await verify_all([p for _i, _e, p in parsed])
+            batch: list[tuple[int, Event]] = []
+            for (i, event, sig_plan), ok in zip(parsed, results, strict=True):
+                event_id = event.event_id
+                if _passes(sig_plan, ok):
+                    passed[event_id] = event
+                    batch.append((i, event))
+                for j, other in spare.pop(event_id):
+                    if event_id in passed:
+                        batch.append((j, passed[event_id]))
+                        continue
+                    # The copies before it failed: this one is checked on its own.
+                    other_plan = await plan(self.keyring, other.pdu, version, signable_bytes(other))
+                    if _passes(other_plan, verify([other_plan])[0]):
+                        passed[event_id] = other
+                        batch.append((j, other))
+            batch += [(i, passed[event_id]) for i, event_id in copies]
+            batch.sort(key=lambda pair: pair[0])
+            yield batch
 
     async def event(self, origin: str, event_id: str, version: RoomVersion) -> Event | None:
         """``GET /event/{eventId}``: one event, if the server has it and it checks out."""
@@ -220,3 +259,13 @@ class EventFetcher:
             return []
         events = resp.get("events") if isinstance(resp, dict) else None
         return await self.many(events, version, room_id)
+
+
+def _passes(sig_plan: SignaturePlan, ok: Sequence[bool]) -> bool:
+    """``verdict``: whether the event's signatures hold (logged when they do not)."""
+    try:
+        verdict(sig_plan, ok)
+    except (SignatureError, KeyLookupError) as e:
+        log.info("dropping a fetched event: %s", e)
+        return False
+    return True

@@ -57,7 +57,7 @@ no sync token covers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,7 @@ from federation.pdu.fetch_auth import MAX_SINGLE_FETCHES, AuthFetcher
 from federation.pdu.graph import AuthChainTooBig, IdMap, RoomGraph, diff
 from federation.pdu.parse import PduDropped, room_id_of
 from federation.pdu.resolve import resolve
-from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore
+from federation.pdu.state_at_incoming import StateAtIncoming, StateBefore, StateIds
 from homeserver.events.model import Event
 from homeserver.events.signing import compute_event_id
 from homeserver.rooms.auth import auth_types_for_event
@@ -220,26 +220,42 @@ class PduPipeline:
         return ahead
 
     async def prefetch_batch(
-        self, origin: str, room: RoomInfo, events: list[Event], max_gaps: int = MAX_GAPS
+        self,
+        origin: str,
+        room: RoomInfo,
+        events: list[Event],
+        max_gaps: int = MAX_GAPS,
+        state_ids: Mapping[str, StateIds | None] | None = None,
     ) -> dict[str, IdMap]:
         """For events about to be processed together (oldest first): their auth
         events (those among the batch come with it), then the state after each
         prev event that is neither in the timeline nor in the batch (the gaps; an
-        outlier, e.g. fetched as an auth event just now, is one)."""
+        outlier, e.g. fetched as an auth event just now, is one). ``state_ids``: the
+        origin's ``/state_ids`` answers at gaps, asked for earlier (``gaps``)."""
         batch = {e.event_id for e in events}
         for e in events:
             await self.auth.ensure(origin, room, e, batch)
+        states: dict[str, IdMap] = {}
+        for prev_id in (await self.gaps(events))[:max_gaps]:
+            answer = None if state_ids is None else state_ids.get(prev_id)
+            if answer is not None:
+                after = await self.state.state_from(origin, room, prev_id, answer)
+            else:  # not asked for yet, or the answer failed: ask (again)
+                after = await self.state.state_after_gap(origin, room, prev_id)
+            if after is not None:
+                states[prev_id] = after
+        return states
+
+    async def gaps(self, events: list[Event]) -> list[str]:
+        """The prev events of ``events`` (oldest first) that are neither in the timeline
+        nor among them, in order: where the state must come from the origin."""
+        batch = {e.event_id for e in events}
         gaps: list[str] = []
         for e in events:
             for prev_id in await self.graph.not_in_timeline(e.prev_event_ids):
                 if prev_id not in batch and prev_id not in gaps:
                     gaps.append(prev_id)
-        states: dict[str, IdMap] = {}
-        for prev_id in gaps[:max_gaps]:
-            after = await self.state.state_after_gap(origin, room, prev_id)
-            if after is not None:
-                states[prev_id] = after
-        return states
+        return gaps
 
     async def _fetch_events(self, origin: str, room: RoomInfo, ids: frozenset[str]) -> bool:
         """Events state resolution found missing, from the origin (bounded), stored

@@ -41,6 +41,10 @@ MAX_SINGLE_GAP_FETCHES = 50
 log = logging.getLogger("myelin.federation.pdu")
 
 
+# A ``/state_ids`` answer: (state event ids, auth chain ids).
+StateIds = tuple[list[str], list[str]]
+
+
 @dataclass
 class StateBefore:
     group: int | None
@@ -95,6 +99,13 @@ class StateAtIncoming:
         answer = await self.fetcher.state_ids(origin, room.room_id, prev_id)
         if answer is None:
             return None
+        return await self.state_from(origin, room, prev_id, answer)
+
+    async def state_from(
+        self, origin: str, room: RoomInfo, prev_id: str, answer: StateIds
+    ) -> IdMap | None:
+        """``state_after_gap`` with the origin's ``/state_ids`` answer at ``prev_id`` in
+        hand: the events it names that we lack fetched and stored, the state as ids."""
         state_ids, chain_ids = answer
         missing = await self.graph.missing([*chain_ids, *state_ids, prev_id])
         fetched: list[Event] = []

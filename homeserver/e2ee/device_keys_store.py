@@ -11,11 +11,11 @@ picked the same row finds it gone after the winner commits and gets no row;
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.e2ee.streams import DEVICE_LISTS, allocate
+from homeserver.e2ee.streams import DEVICE_LISTS, allocate, current
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
 
@@ -242,6 +242,20 @@ class DeviceKeysStore:
             "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, only_for)"
             " VALUES ($1, $2, $3, $4)",
             [(pos, user_id, dev, only_for) for pos, dev in zip(positions, devices, strict=True)],
+        )
+        return positions[-1]
+
+    async def bump_device_lists(self, txn: Queries, user_ids: Sequence[str]) -> int:
+        """``bump_device_list(txn, user, [])`` for each of ``user_ids`` with one position
+        allocation and one insert for all (a partial-state merge brings thousands of
+        members at once: two statements each was most of its tail); the last position."""
+        if not user_ids:
+            return await current(txn, DEVICE_LISTS)
+        positions = await allocate(txn, DEVICE_LISTS, len(user_ids))
+        await txn.executemany(
+            "INSERT INTO e2e_device_list_stream (stream_pos, user_id, device_id, only_for)"
+            " VALUES ($1, $2, NULL, NULL)",
+            list(zip(positions, user_ids, strict=True)),
         )
         return positions[-1]
 

@@ -222,6 +222,49 @@ async def test_members_merged_later_are_in_device_lists_changed(
         await api.__aexit__(None, None, None)
 
 
+async def test_merged_members_device_list_changes_cost_statements_per_merge_not_per_member(
+    make_server: ServerFactory,
+) -> None:
+    """The merge's device-list hook records a change for every member it added with one
+    position allocation and one insert for all (thousands in a big room: two
+    statements each were most of the merge's tail, holding up the history read
+    behind it), and the changes are there for the joiner's /sync."""
+    from homeserver.storage.database import count_statements
+
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    r = await api_b.get("/sync?timeout=0", token=bob.access_token)
+    assert r.status == 200, r.body
+    since = r.body["next_batch"]
+    partial = partial_joins(b)
+    counts: list[tuple[int, Any]] = []
+    hooks = list(partial.merged_hooks)
+
+    async def counted(joined: list[str]) -> None:
+        with count_statements() as counter:
+            for hook in hooks:
+                await hook(joined)
+        counts.append((len(joined), counter.by_sql))
+
+    partial.merged_hooks[:] = [counted]
+    release_resync(b, held)
+    assert await partial.wait_full(await room_info(b, room_id), 60.0)
+    ((added, by_sql),) = counts
+    assert added >= MEMBERS + 1
+    inserts = {sql: n for sql, n in by_sql.items() if "INTO e2e_device_list_stream" in sql}
+    allocations = {sql: n for sql, n in by_sql.items() if "UPDATE e2e_stream_heads" in sql}
+    assert list(inserts.values()) == [1], by_sql
+    assert list(allocations.values()) == [1], by_sql
+    r = await api_b.get(f"/sync?timeout=0&since={q(since)}", token=bob.access_token)
+    assert r.status == 200, r.body
+    changed = set(r.body.get("device_lists", {}).get("changed", []))
+    assert {alice.user_id} | {m.user_id for m in members} <= changed
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def _join_big_peer_room(
     hs: RunningServer, peer: ScriptedPeer
 ) -> tuple[str, list[dict[str, str]], Api, User]:
@@ -357,6 +400,72 @@ async def test_history_read_waits_for_the_resync_round_under_way(
         await api.__aexit__(None, None, None)
 
 
+async def test_history_read_asks_for_the_history_while_the_round_goes_on(
+    make_server: ServerFactory,
+) -> None:
+    """The backfill's own ``/backfill`` request, the checks of its answer and the
+    ``/state_ids`` request at its gap need nothing the resync round is fetching: they
+    are made while the round goes on, and only what needs the round's events (the
+    history's auth events, the events of the state at its gap) waits."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    # More history than one backfill brings (50 events): it ends at a gap, whose
+    # state is asked for (/state_ids).
+    for i in range(45):
+        await send_text(api_a, members[i % MEMBERS], room_id, f"before the join {i}")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+
+    partial = partial_joins(b)
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    fed_a = a.hs.federation
+    assert fed_a is not None and fed_a.rooms is not None
+    reads = fed_a.rooms.reads
+    backfill = reads.backfill
+    asked = asyncio.Event()
+
+    async def seen_backfill(*args: Any) -> Any:
+        asked.set()
+        return await backfill(*args)
+
+    reads.backfill = seen_backfill  # type: ignore[method-assign,assignment]
+    state = reads.state
+    asked_ids = asyncio.Event()
+
+    async def seen_state(origin: str, room_id: str, event_id: str, ids_only: bool) -> Any:
+        if ids_only:
+            asked_ids.set()
+        return await state(origin, room_id, event_id, ids_only=ids_only)
+
+    reads.state = seen_state  # type: ignore[method-assign]
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    release_resync(b, held)
+    await asyncio.wait_for(entered.wait(), 30.0)
+    reading = asyncio.create_task(
+        api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token)
+    )
+    # Asked while the round is held back (it would wait 20 s for the round if the
+    # request came after the wait).
+    await asyncio.wait_for(asked.wait(), 10.0)
+    await asyncio.wait_for(asked_ids.wait(), 10.0)
+    assert not reading.done()
+    gate.set()
+    r = await asyncio.wait_for(reading, 30.0)
+    assert r.status == 200, r.body
+    bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
+    assert bodies[0] == "before the join 44", bodies
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     make_server: ServerFactory,
 ) -> None:
@@ -389,6 +498,53 @@ async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     assert await partial.is_partial(room.room_nid)
     gate.set()
     assert await partial.wait_full(room, 30.0)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_resync_stores_each_chunk_while_the_next_is_checked(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resync's state is checked and stored a chunk at a time, oldest first: the
+    first chunk is stored (each event against its own auth events, which come before
+    it) before the last one is checked, and the room is whole with every member after.
+    Chunks of 4 here, so the 12 members' state makes several."""
+    from federation.membership import partial_state
+    from federation.pdu import fetch
+
+    monkeypatch.setattr(partial_state, "STORE_CHUNK", 4)
+    monkeypatch.setattr(fetch, "CHECK_BATCH", 4)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    partial = partial_joins(b)
+    steps: list[str] = []
+    fetcher, auth = partial.pipeline.fetcher, partial.pipeline.auth
+    batches, store_outliers = fetcher.batches, auth.store_outliers
+
+    async def seen_batches(*args: Any) -> Any:
+        async for batch in batches(*args):
+            steps.append("checked")
+            yield batch
+
+    async def seen_store(room: RoomInfo, events: Any) -> Any:
+        stored = await store_outliers(room, events)
+        steps.append("stored")
+        return stored
+
+    fetcher.batches = seen_batches  # type: ignore[method-assign,assignment]
+    auth.store_outliers = seen_store  # type: ignore[method-assign]
+    release_resync(b, held)
+    expected = {alice.user_id, bob.user_id} | {m.user_id for m in members}
+    assert await _joined(api_b, bob, room_id) == expected
+    assert steps.count("checked") >= 4 and steps.count("stored") >= 3, steps
+    last_check = len(steps) - 1 - steps[::-1].index("checked")
+    assert steps.index("stored") < last_check, steps
+    rejected = await b.hs.db.fetchval(
+        "SELECT COUNT(*) FROM events WHERE rejected_reason IS NOT NULL"
+    )
+    assert rejected == 0
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 

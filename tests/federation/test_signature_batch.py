@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from federation.errors import KeyLookupError
 from federation.pdu import signatures
 from homeserver.app import RunningServer
@@ -133,3 +135,48 @@ async def test_a_fetched_state_keeps_the_events_whose_signatures_verify(
     fetcher = fed.rooms.pipeline.fetcher
     events = await fetcher.whole(pdus, V12, ROOM, "a state")
     assert [e.sender for e in events] == [f"@g{i}:{b_name}" for i in range(len(good))]
+
+
+async def test_a_repeated_event_is_checked_once_and_a_forged_copy_hides_no_good_one(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EventFetcher.batches``: an event given twice (a state's event in its auth chain
+    too) has its signatures checked once, every copy handed on with its index as the
+    first copy that passed; a copy with a bad signature before a good one (the same
+    event id: signatures are not part of it) is dropped, the good one then checked."""
+    from federation.pdu import fetch
+
+    a, b = await make_server(federated=True), await make_server(federated=True)
+    fed = a.hs.federation
+    assert fed is not None and fed.rooms is not None
+    b_name = b.hs.config.server_name
+    key_id = b.hs.signing_key.key_id
+    now = int(time.time() * 1000)
+    good = [
+        sign_event(_member(f"@g{i}:{b_name}", now), b_name, b.hs.signing_key, V12)
+        for i in range(fetch.CHECK_BATCH + 10)
+    ]
+    twice = good[3]
+    forged = {**twice, "signatures": {b_name: {key_id: "A" * 86}}}
+    # forged, then good, then good again in the same batch, then again in a later one
+    pdus = [forged, twice, *good[:3], twice, *good[4:], twice]
+    fetcher = fed.rooms.pipeline.fetcher
+    planned: list[str] = []
+    plan = signatures.plan
+
+    async def counted(keyring: Any, pdu: dict[str, Any], *args: Any) -> Any:
+        planned.append(str(pdu["sender"]))
+        return await plan(keyring, pdu, *args)
+
+    monkeypatch.setattr(fetch, "plan", counted)
+    handed = [pair async for batch in fetcher.batches(pdus, V12, ROOM) for pair in batch]
+    twice_sender = f"@g3:{b_name}"
+    # Every event planned once, the repeated one twice: its forged copy, then the good one.
+    assert sorted(planned) == sorted([twice_sender] + [str(p["sender"]) for p in good])
+    indices = [i for i, _e in handed]
+    assert indices == sorted(indices) and 0 not in indices
+    copies = [(i, e) for i, e in handed if e.sender == twice_sender]
+    assert [i for i, _e in copies] == [1, 5, len(pdus) - 1]
+    assert len({id(e) for _i, e in copies}) == 1  # one Event for every copy
+    assert copies[0][1].pdu["signatures"] == twice["signatures"]
+    assert len(handed) == len(good) + 2
