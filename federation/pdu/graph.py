@@ -140,9 +140,7 @@ class RoomGraph:
         return [i for i in wanted if i not in found or found[i].outlier]
 
 
-def auth_order(
-    events: Mapping[str, StoredEvent], edges: Mapping[str, Sequence[str]]
-) -> list[str]:
+def auth_order(events: Mapping[str, StoredEvent], edges: Mapping[str, Sequence[str]]) -> list[str]:
     """The ids of ``events``, each after the auth events it cites (those among them),
     ties lowest depth first. A joining server that reads an auth chain in order and
     keeps the last event it sees for each state key (Sytest's federation client

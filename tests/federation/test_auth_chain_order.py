@@ -142,4 +142,3 @@ async def test_event_auth_is_in_auth_order(make_server: ServerFactory, peer: Scr
     _assert_cited_first(chain)
     assert len([p for _, p in chain if p["type"] == "m.room.power_levels"]) == LEVEL_CHANGES
     await api.__aexit__(None, None, None)
-
