@@ -99,7 +99,8 @@ def wire_sync(
         position = stored.stream_ordering
         if position is None or position <= 0:
             return None
-        return lambda: evaluator.on_persisted(position)
+        nid = stored.event_nid
+        return lambda: evaluator.on_persisted(position, nid)
 
     rooms.persister.txn_hooks.append(evaluate_later)
     sources = SyncSources(
