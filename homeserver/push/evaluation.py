@@ -162,9 +162,14 @@ class PushEvaluator:
     # ------------------------------------------------------------- readers
 
     async def caught_up(self, upto: int = 0) -> bool:
-        """Wait until every event up to ``upto`` (and every one this process persisted)
-        has its rows; False if that took longer than ``WAIT_S``."""
-        target = max(upto, self.persisted)
+        """Wait until every event up to ``upto`` (0: every one this process persisted)
+        has its rows; False if that took longer than ``WAIT_S``.
+
+        A /sync passes its upper bound: its counts must include the events it returns,
+        and need not wait for those committed after it read its bound (counts are totals
+        after the read receipt, so including them or not is equally exact); on a busy
+        server that wait was for the evaluation of events another sync will return."""
+        target = upto if upto > 0 else self.persisted
         if self.position is not None and self.position >= target:
             return True
         if self._task is None:  # a worker, or not started: the database knows

@@ -94,3 +94,28 @@ async def test_known_events_beyond_a_batch_are_evaluated_batch_by_batch(
     hs.background.append(evaluator.start())
     b = await sync(api, bob)
     assert counts(b, room_id) == {"notification_count": 5, "highlight_count": 0}
+
+
+async def test_a_reader_waits_for_its_bound_not_for_later_events(
+    server: RunningServer, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /sync's counts wait for the events up to its upper bound only: an event
+    committed after it (not evaluated yet) does not hold it. Without a bound (the
+    pushers' badge) a reader still waits for everything this process persisted."""
+    alice, bob, _carol, room_id = await room_of_three(api)
+    hs = server.hs
+    evaluator = hs.sync_area.push_evaluator
+    events = hs.rooms_area.rooms.events
+    bound = await events.current_position()
+    assert await evaluator.caught_up(bound)
+    await evaluator.stop()  # what is sent now stays unevaluated
+    await send_text(api, alice, room_id, "after the bound", "l1")
+    monkeypatch.setattr(evaluation, "WAIT_S", 0.05)  # the lagging answer comes at once
+    assert await evaluator.caught_up(bound) is True
+    assert await evaluator.caught_up() is False  # the later event is not evaluated
+    assert await evaluator.caught_up(await events.current_position()) is False
+    monkeypatch.undo()
+    hs.background.append(evaluator.start())
+    assert await evaluator.caught_up()
+    b = await sync(api, bob)
+    assert counts(b, room_id) == {"notification_count": 1, "highlight_count": 0}
