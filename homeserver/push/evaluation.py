@@ -65,7 +65,7 @@ from typing import Final
 from homeserver.push.notifications import NOTHING_PUSHED, EventPush, NotificationService
 from homeserver.push.spans_store import MemberSpans
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, WriteBatch
 
 log = logging.getLogger("myelin.push.evaluation")
 
@@ -320,12 +320,15 @@ class PushEvaluator:
             if push.joined is not None
         )
         store = self.notifications.store
+        # One batch, sent whole: on SQLite one job on the writer's thread when nobody
+        # else writes (``Database.write_batch``), not a hand-off per statement.
+        batch = WriteBatch()
+        await self.spans.apply_in(batch, spans)
+        await store.add_shared_in(batch, [p.shared for _, p in done if p.shared is not None])
+        await store.add_in(batch, [row for _, push in done for row in push.rows])
+        await batch.execute(_MOVE, end)
         try:
-            async with self.db.transaction() as q:
-                await self.spans.apply_in(q, spans)
-                await store.add_shared_in(q, [p.shared for _, p in done if p.shared is not None])
-                await store.add_in(q, [row for _, push in done for row in push.rows])
-                await q.execute(_MOVE, end)
+            await self.db.write_batch(batch.statements)
         except BaseException:
             self.spans.forget()
             raise
