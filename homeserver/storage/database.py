@@ -174,7 +174,10 @@ class Database(ABC):
         to the writer's thread, not one per statement plus its BEGIN and COMMIT."""
         async with self.transaction() as q:
             for sql, rows in batch:
-                await q.executemany(sql, rows)
+                if len(rows) == 1:
+                    await q.execute(sql, *rows[0])
+                elif rows:
+                    await q.executemany(sql, rows)
 
     @abstractmethod
     async def close(self) -> None: ...
