@@ -18,6 +18,14 @@ event; its notification rows come later, here::
                  cursor := last position
         after commit: row hooks (pushers), wake sync waiters (workers: bus)
 
+The runner knows the positions this process persisted (``on_persisted`` gets the
+event's nid with its position): when every position after the cursor up to some
+position is such an event, a step takes them from memory and reads neither the
+stream's position nor the pending events (two reads that, on the path from a send
+to its woken /sync, queued behind that sync's own reads). Any gap (a position with
+no event, one persisted by another process, a callback not yet run) and the step
+reads the database as before.
+
 Durable: the cursor is the ``push_evaluated`` row of ``stream_positions``
 (migration 0280), moved in the same transaction as the rows and the member
 spans, so every event at or below it has its rows, and after a crash the task
@@ -57,7 +65,7 @@ from typing import Final
 from homeserver.push.notifications import NOTHING_PUSHED, EventPush, NotificationService
 from homeserver.push.spans_store import MemberSpans
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
-from homeserver.storage.database import Database
+from homeserver.storage.database import Database, WriteBatch
 
 log = logging.getLogger("myelin.push.evaluation")
 
@@ -71,6 +79,7 @@ STOP_S: Final = 5.0  # how long a stop waits for the batch under way
 STEPS: Final = 50  # batches in a row before the loop looks at its wake-up again
 MAX_FAILURES: Final = 3  # tries of one event before it is passed over (``_rows``)
 MAX_WAITS: Final = 1000  # bound on cursor moves one waiter sleeps through
+MAX_KNOWN: Final = 4 * BATCH  # positions kept in memory for the next steps (``_known``)
 
 _CURSOR = "SELECT position FROM stream_positions WHERE stream_name = 'push_evaluated'"
 _MOVE = (
@@ -102,12 +111,18 @@ class PushEvaluator:
         self._wake = asyncio.Event()
         self._moved = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        # Position -> event nid of events this process persisted, not yet evaluated
+        # (bounded by ``MAX_KNOWN``: beyond it, steps read the database).
+        self._known: dict[int, int] = {}
 
     # ------------------------------------------------------------- signals
 
-    def on_persisted(self, position: int) -> None:
-        """After an event's commit (a txn hook's callback): evaluate it soon."""
+    def on_persisted(self, position: int, event_nid: int | None = None) -> None:
+        """After an event's commit (a txn hook's callback): evaluate it soon. With the
+        event's nid, the next step need not read the database to find it."""
         self.persisted = max(self.persisted, position)
+        if event_nid is not None and len(self._known) < MAX_KNOWN:
+            self._known[position] = event_nid
         if self._task is not None:
             self._wake.set()
         elif self.publish is not None:
@@ -147,9 +162,14 @@ class PushEvaluator:
     # ------------------------------------------------------------- readers
 
     async def caught_up(self, upto: int = 0) -> bool:
-        """Wait until every event up to ``upto`` (and every one this process persisted)
-        has its rows; False if that took longer than ``WAIT_S``."""
-        target = max(upto, self.persisted)
+        """Wait until every event up to ``upto`` (0: every one this process persisted)
+        has its rows; False if that took longer than ``WAIT_S``.
+
+        A /sync passes its upper bound: its counts must include the events it returns,
+        and need not wait for those committed after it read its bound (counts are totals
+        after the read receipt, so including them or not is equally exact); on a busy
+        server that wait was for the evaluation of events another sync will return."""
+        target = upto if upto > 0 else self.persisted
         if self.position is not None and self.position >= target:
             return True
         if self._task is None:  # a worker, or not started: the database knows
@@ -188,6 +208,7 @@ class PushEvaluator:
     def start(self) -> asyncio.Task[None]:
         """Run the evaluation task (main process only)."""
         self.spans.forget()  # another process may have run it meanwhile
+        self._known = {}
         task = asyncio.get_running_loop().create_task(self._run(), name="push-evaluation")
         self._task = task
 
@@ -250,18 +271,41 @@ class PushEvaluator:
         self._failures.pop(stored.event_nid, None)
         return rows
 
+    def _from_memory(self, cursor: int) -> list[int]:
+        """The nids of the events at the positions right after ``cursor``, in order, as
+        far as this process persisted every one of them (``BATCH`` at most); empty if
+        the next position is not known here."""
+        nids: list[int] = []
+        known = self._known
+        while len(nids) < BATCH:
+            nid = known.get(cursor + len(nids) + 1)
+            if nid is None:
+                break
+            nids.append(nid)
+        return nids
+
     async def step(self) -> bool:
         """Evaluate the next batch of events and commit their rows with the cursor;
         True if there may be more."""
         cursor = self.position
         if cursor is None:
             cursor = int(await self.db.fetchval(_CURSOR))
-        upto = await self.events.current_position()
-        if upto <= cursor:
-            self._advance(cursor)
-            return False
-        found = await self.db.fetchall(_PENDING, cursor, upto, BATCH)
-        nids = [int(r["event_nid"]) for r in found]
+        nids = self._from_memory(cursor)
+        if nids:
+            # Every position up to ``upto`` is one of these events; there may be more
+            # (known or not) if this process persisted beyond it.
+            upto = cursor + len(nids)
+            more = upto < self.persisted
+        else:
+            upto = await self.events.current_position()
+            if upto <= cursor:
+                self._advance(cursor)
+                return False
+            found = await self.db.fetchall(_PENDING, cursor, upto, BATCH)
+            nids = [int(r["event_nid"]) for r in found]
+            more = len(nids) >= BATCH
+            if more:
+                upto = int(found[-1]["stream_ordering"])
         by_nid = await self.events.by_nids(nids)
         done: list[tuple[StoredEvent, EventPush]] = []
         for nid in nids:
@@ -269,23 +313,28 @@ class PushEvaluator:
             if stored is not None:
                 done.append((stored, await self._rows(stored)))
         # All of them, or the last of a full batch: every position in between is evaluated.
-        end = upto if len(nids) < BATCH else int(found[-1]["stream_ordering"])
+        end = upto
         spans = await self.spans.plan(
             (stored.room_nid, int(stored.stream_ordering or 0), push.joined)
             for stored, push in done
             if push.joined is not None
         )
         store = self.notifications.store
+        # One batch, sent whole: on SQLite one job on the writer's thread when nobody
+        # else writes (``Database.write_batch``), not a hand-off per statement.
+        batch = WriteBatch()
+        await self.spans.apply_in(batch, spans)
+        await store.add_shared_in(batch, [p.shared for _, p in done if p.shared is not None])
+        await store.add_in(batch, [row for _, push in done for row in push.rows])
+        await batch.execute(_MOVE, end)
         try:
-            async with self.db.transaction() as q:
-                await self.spans.apply_in(q, spans)
-                await store.add_shared_in(q, [p.shared for _, p in done if p.shared is not None])
-                await store.add_in(q, [row for _, push in done for row in push.rows])
-                await q.execute(_MOVE, end)
+            await self.db.write_batch(batch.statements)
         except BaseException:
             self.spans.forget()
             raise
         self.spans.committed(spans)
+        if self._known:
+            self._known = {p: n for p, n in self._known.items() if p > end}
         self._advance(end)
         if self.publish is not None:
             self.publish(PUSH_EVALUATED, [str(end)])
@@ -297,4 +346,4 @@ class PushEvaluator:
                     hook(push, stored)
                 except Exception:
                     log.exception("push row hook failed for %s", stored.event.event_id)
-        return len(nids) >= BATCH
+        return more

@@ -101,6 +101,30 @@ class Queries(Protocol):
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
 
+class WriteBatch:
+    """``Queries`` that record writes instead of running them, for ``write_batch``: store
+    methods written against a transaction (``..._in(q, ...)``) fill one batch. Reads
+    are refused: a batch is sent whole, so nothing in it can depend on a result."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, Sequence[Sequence[Any]]]] = []
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self.statements.append((sql, [args]))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.statements.append((sql, list(rows)))
+
+    async def fetchone(self, sql: str, *args: Any) -> Any:
+        raise TypeError("a write batch cannot read")
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Any]:
+        raise TypeError("a write batch cannot read")
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        raise TypeError("a write batch cannot read")
+
+
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     """Connections for the metrics: open now, checked out now, the most ever opened."""
@@ -143,6 +167,19 @@ class Database(ABC):
     async def executescript(self, script: str) -> None:
         """Run several statements (migrations only)."""
 
+    async def write_batch(self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """One write transaction of ``batch``: each statement run once per row of its
+        arguments, in order. SQLite sends it to the writer as ONE job when no commit
+        group is open (``SqliteDatabase``): a short transaction on a latency path (the
+        push evaluator's, which every woken /sync waits for) then costs one hand-off
+        to the writer's thread, not one per statement plus its BEGIN and COMMIT."""
+        async with self.transaction() as q:
+            for sql, rows in batch:
+                if len(rows) == 1:
+                    await q.execute(sql, *rows[0])
+                elif rows:
+                    await q.executemany(sql, rows)
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -175,6 +212,24 @@ def _fetchall_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> list[Any]:
         return list(cur.fetchall())
     finally:
         cur.close()
+
+
+def _batch_in_thread(conn: Any, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    """BEGIN, the statements, COMMIT, in one go on the writer's thread (rolled back on
+    any error, so the writer is left outside a transaction whatever happens)."""
+    raw = conn._conn
+    raw.execute("BEGIN IMMEDIATE").close()
+    try:
+        for sql, rows in batch:
+            if len(rows) == 1:
+                raw.execute(sql, rows[0]).close()
+            elif rows:
+                raw.executemany(sql, rows).close()
+        raw.execute("COMMIT").close()
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK").close()
+        raise
 
 
 async def _run(conn: Any, sql: str, args: Sequence[Any] = ()) -> None:
@@ -352,6 +407,25 @@ class SqliteDatabase(Database):
                 return await q.fetchall(sql, *args)
         async with self.transaction() as txn:
             return await txn.fetchall(sql, *args)
+
+    async def write_batch(self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        groups = self._commit_groups
+        if not groups.idle():
+            # Others are writing: join their commit group (one COMMIT for all).
+            await super().write_batch(batch)
+            return
+        prepared = []
+        for sql, rows in batch:
+            _note(sql)
+            prepared.append((to_sqlite_sql(sql), [tuple(r) for r in rows]))
+        writer = self._writer
+
+        async def run() -> None:
+            # One job: a cancelled caller leaves it to finish on the thread, which runs
+            # jobs in order, so the next BEGIN still comes after its COMMIT.
+            await writer._execute(_batch_in_thread, writer, prepared)
+
+        await groups.exclusive(run)
 
     async def executescript(self, script: str) -> None:
         async def run() -> None:

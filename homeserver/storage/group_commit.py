@@ -106,6 +106,11 @@ class CommitGroups:
     def locked(self) -> bool:
         return self._lock.locked()
 
+    def idle(self) -> bool:
+        """Nobody holds or waits for the writer and no group is open: ``exclusive`` gets
+        the writer at once, with no group to commit first."""
+        return not self._lock.locked() and self._waiting == 0 and self._group is None
+
     async def _acquire(self) -> None:
         self._waiting += 1
         try:

@@ -115,7 +115,7 @@ def wire_sync(
             # The committed event's position: on PostgreSQL the hook's has none yet.
             position = committed.stream_ordering
             if position is not None and position > 0:
-                evaluator.on_persisted(position)
+                evaluator.on_persisted(position, committed.event_nid)
 
         return on_commit
 

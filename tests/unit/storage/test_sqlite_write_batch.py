@@ -1,0 +1,125 @@
+"""``Database.write_batch`` on SQLite: a short write transaction sent to the writer's
+thread as one job when nobody else writes (the push evaluator's, on the path from a send
+to its woken /sync), joined to the open commit group when others are writing; all or
+nothing either way, and the writer is left outside a transaction after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeserver.storage.database import SqliteDatabase, WriteBatch
+
+INSERT = "INSERT INTO t (room, seq) VALUES ($1, $2)"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = SqliteDatabase(str(tmp_path / "db.sqlite"), readers=2)
+    await database.open()
+    await database.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, room INTEGER, seq INTEGER, UNIQUE (room, seq))"
+    )
+    await database.execute("CREATE TABLE cursor (position INTEGER NOT NULL)")
+    await database.execute("INSERT INTO cursor (position) VALUES (0)")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def count_jobs(db: SqliteDatabase) -> list[str]:
+    """The jobs queued on the writer's thread (each a hand-off from the event loop)."""
+    writer = db._writer
+    seen: list[str] = []
+    queue = writer._execute
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(fn.__name__)
+        return await queue(fn, *args, **kwargs)
+
+    writer._execute = counting
+    return seen
+
+
+async def rows(db: SqliteDatabase) -> list[tuple[int, int]]:
+    """Seen from a reader connection: only committed rows are."""
+    found = await db.fetchall("SELECT room, seq FROM t ORDER BY room, seq")
+    return [(int(r["room"]), int(r["seq"])) for r in found]
+
+
+async def batch_of(*writes: tuple[str, list[tuple[Any, ...]]]) -> WriteBatch:
+    batch = WriteBatch()
+    for sql, args in writes:
+        if len(args) == 1:
+            await batch.execute(sql, *args[0])
+        else:
+            await batch.executemany(sql, args)
+    return batch
+
+
+async def test_a_batch_alone_is_one_job_on_the_writer(db: SqliteDatabase) -> None:
+    batch = await batch_of(
+        (INSERT, [(1, 1), (1, 2)]),
+        (INSERT, [(2, 1)]),
+        ("UPDATE cursor SET position = $1 WHERE position < $1", [(7,)]),
+    )
+    jobs = count_jobs(db)
+    await db.write_batch(batch.statements)
+    assert len(jobs) == 1, jobs  # BEGIN, four statements and COMMIT in one hand-off
+    assert await rows(db) == [(1, 1), (1, 2), (2, 1)]
+    assert await db.fetchval("SELECT position FROM cursor") == 7
+    assert not db._writer.in_transaction
+
+
+async def test_a_failing_batch_writes_nothing_and_leaves_the_writer_free(
+    db: SqliteDatabase,
+) -> None:
+    await db.execute(INSERT, 1, 1)
+    batch = await batch_of(
+        (INSERT, [(3, 1)]),
+        (INSERT, [(1, 1)]),  # already there: the UNIQUE constraint fails
+        ("UPDATE cursor SET position = $1", [(9,)]),
+    )
+    with pytest.raises(Exception, match="UNIQUE"):
+        await db.write_batch(batch.statements)
+    assert not db._writer.in_transaction
+    assert await rows(db) == [(1, 1)]
+    assert await db.fetchval("SELECT position FROM cursor") == 0
+    async with db.transaction() as q:  # the writer takes the next transaction as ever
+        await q.execute(INSERT, 4, 1)
+    assert await rows(db) == [(1, 1), (4, 1)]
+
+
+async def test_a_batch_while_others_write_joins_their_commit_group(db: SqliteDatabase) -> None:
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as q:
+            await q.execute(INSERT, 5, 1)
+            holding.set()
+            await release.wait()
+
+    task = asyncio.ensure_future(writer())
+    await holding.wait()
+    assert db._groups is not None and not db._groups.idle()
+    batch = await batch_of((INSERT, [(6, 1)]), ("UPDATE cursor SET position = $1", [(3,)]))
+    pending = asyncio.ensure_future(db.write_batch(batch.statements))
+    await asyncio.sleep(0)
+    assert not pending.done()  # behind the writer, in its group
+    release.set()
+    await asyncio.gather(task, pending)
+    assert await rows(db) == [(5, 1), (6, 1)]
+    assert await db.fetchval("SELECT position FROM cursor") == 3
+    assert db._groups.idle()
+
+
+async def test_a_batch_cannot_read() -> None:
+    batch = WriteBatch()
+    with pytest.raises(TypeError):
+        await batch.fetchval("SELECT 1")
