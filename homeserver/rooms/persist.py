@@ -281,13 +281,14 @@ class EventPersister:
                 assert room_nid is not None
                 if also is not None:
                     await also(q, room_nid)
+                plain = _plain_chain(plans)
                 positions = None
-                if fx.late is None and _plain_chain(plans):
+                if fx.late is None and plain:
                     positions = await self._positions(q, plans)
                 # A chain of plain timeline events writes some rows of all its events
                 # together, after the last one (``_ChainRows``).
                 rows = None
-                if _plain_chain(plans):
+                if plain:
                     ids = [p.event.event_id for p in plans]
                     rows = _ChainRows(await self.events.redaction_targets_among(q, ids))
                 # State keys the chain set so far: a later event that sets one again

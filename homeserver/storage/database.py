@@ -301,7 +301,7 @@ class _WriterQueries(_SqliteQueries):
             await super().executemany(sql, batch)
             return
         _note(sql)
-        self._conn._conn.executemany(to_sqlite_sql(sql), batch)
+        self._conn._conn.executemany(to_sqlite_sql(sql), batch).close()
 
     async def fetchone(self, sql: str, *args: Any) -> Any:
         _note(sql)
