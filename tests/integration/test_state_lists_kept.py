@@ -110,6 +110,11 @@ async def test_answers_equal_the_per_event_path_for_each_requester_and_filter(
     # Carol left before those: she reads the state at her leave, kept apart from the
     # current one, and so does everyone's ``at`` from before them.
     await check_answers(server, api, carol, room)
+    await check_answers(server, api, eve, room)  # banned: the state at her ban
+    # Dave, only invited, may read neither (the room is not world-readable).
+    for path in ("members", "state"):
+        r = await api.get(f"/rooms/{room}/{path}", token=dave.access_token)
+        assert r.status == 403 and r.body["errcode"] == "M_FORBIDDEN", r.body
     frozen = await ok(await api.get(f"/rooms/{room}/state", token=carol.access_token))
     assert next(e for e in frozen if e["type"] == "m.room.topic")["content"]["topic"] == "first"
     assert frank.user_id not in {e["state_key"] for e in await members(api, carol, room, {})}
