@@ -26,7 +26,7 @@ chunk comes out in order with the fetched history in its place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -35,8 +35,10 @@ from homeserver.errors import forbidden, not_found
 from homeserver.rooms.filters import EventFilter
 from homeserver.rooms.serialize import EventSerializer
 from homeserver.rooms.service import RoomService, not_in_room
+from homeserver.rooms.state_lists import StateLists
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo, StateKey
+from homeserver.rooms.store.state_store import StateNids
 from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import TopoPosition, pagination_position
 
@@ -58,6 +60,8 @@ class RoomReader:
         self.rooms = rooms
         self.visibility = visibility
         self.serializer = serializer
+        # /state and /members answers, kept whole per state (see its design note).
+        self.lists = StateLists(serializer)
         # History from other servers; None without federation. Bound late by federation
         # (FederatedRooms.attach), which is built on the room service: a real cycle.
         self.backfiller: Backfiller | None = None
@@ -91,10 +95,45 @@ class RoomReader:
         return await self.serializer.serialize(list(state.values()))
 
     async def state_json(self, user_id: str, room_id: str) -> orjson.Fragment:
-        """``state`` as one JSON array, each event encoded once (``GET /state``)."""
+        """``state`` as one JSON array, kept whole until the state changes
+        (``GET /state``; ``state_lists.py``)."""
         room = await self.rooms.room_or_forbidden(room_id)
-        state = await self._state(user_id, room)
-        return await self.serializer.client_json(list(state.values()))
+        left = await self._view_current(user_id, room)
+        group = None if left is None else left.state_group
+        key, source = await self._state_source(room, group)
+
+        async def events() -> list[StoredEvent]:
+            return list((await self.rooms.events_for_state(source)).values())
+
+        return await self.lists.answer(key, source, "state", events)
+
+    async def _view_current(self, user_id: str, room: RoomInfo) -> StoredEvent | None:
+        """``_view`` for a whole-state read: the user's membership from the room's cached
+        current state (the event the membership row names), so that a repeated read of a
+        big room runs no statement."""
+        current = await self.rooms.state.current_state_cached(room.room_nid)
+        key = (MEMBER, user_id)
+        key_nid = (await self.rooms.rooms.key_nids([key])).get(key)
+        event_nid = None if key_nid is None else current.get(key_nid)
+        ev = None
+        if event_nid is not None:
+            ev = (await self.rooms.events.by_nids([event_nid])).get(event_nid)
+        membership = None if ev is None else ev.event.membership
+        if membership == "join" or await self.visibility.world_readable(room):
+            return None
+        if ev is not None and membership in ("leave", "ban") and ev.state_group is not None:
+            return ev
+        raise not_in_room()
+
+    async def _state_source(self, room: RoomInfo, group: int | None) -> tuple[Hashable, StateNids]:
+        """The cached state-nids map of the room's current state (``group`` None) or of a
+        state group, and what ``state_lists`` keeps its answers under."""
+        if group is None:
+            # The whole current state, kept until it changes (state_store's design note).
+            return ("room", room.room_nid), await self.rooms.state.current_state_cached(
+                room.room_nid
+            )
+        return ("group", group), await self.rooms.state.state_at_group(group)
 
     async def state_event(
         self, user_id: str, room_id: str, event_type: str, state_key: str
@@ -114,21 +153,10 @@ class RoomReader:
         membership: str | None,
         not_membership: str | None,
     ) -> orjson.Fragment:
-        """``GET /members``' chunk: one JSON array, each event encoded once
-        (``client_json.py``)."""
-        events = await self._member_events(user_id, room_id, at, membership, not_membership)
-        return await self.serializer.client_json(events)
-
-    async def _member_events(
-        self,
-        user_id: str,
-        room_id: str,
-        at: str | None,
-        membership: str | None,
-        not_membership: str | None,
-    ) -> list[StoredEvent]:
+        """``GET /members``' chunk: one JSON array, kept whole for each filter until the
+        state changes (``state_lists.py``)."""
         room = await self.rooms.room_or_forbidden(room_id)
-        left = await self._view(user_id, room)
+        left = await self._view_current(user_id, room)
         await self.rooms.wait_full_state(room)
         group = None if left is None else left.state_group
         if at is not None:
@@ -139,23 +167,24 @@ class RoomReader:
             last = await self.rooms.events.last_event_before(room.room_nid, pos + 1)
             if last is not None and last.state_group is not None:
                 group = last.state_group
-        if group is None:
-            # The whole current state, kept until it changes (state_store's design note).
-            state = await self.rooms.current_state(room)
-        else:
-            state = await self.rooms.state_at(group)
-        # Listed by user id (a member event's state key). Sorted as strings, which
-        # makes no objects for the collector to walk (pairs would, one per member).
-        users = sorted(k[1] for k in state if k[0] == MEMBER)
-        events = [state[(MEMBER, u)] for u in users]
-        if membership is not None or not_membership is not None:
-            events = [
-                s
-                for s in events
-                if (membership is None or s.event.membership == membership)
-                and (not_membership is None or s.event.membership != not_membership)
-            ]
-        return events
+        key, source = await self._state_source(room, group)
+
+        async def events() -> list[StoredEvent]:
+            state = await self.rooms.events_for_state(source)
+            # Listed by user id (a member event's state key). Sorted as strings, which
+            # makes no objects for the collector to walk (pairs would, one per member).
+            users = sorted(k[1] for k in state if k[0] == MEMBER)
+            found = [state[(MEMBER, u)] for u in users]
+            if membership is not None or not_membership is not None:
+                found = [
+                    s
+                    for s in found
+                    if (membership is None or s.event.membership == membership)
+                    and (not_membership is None or s.event.membership != not_membership)
+                ]
+            return found
+
+        return await self.lists.answer(key, source, ("members", membership, not_membership), events)
 
     async def joined_members(self, user_id: str, room_id: str) -> dict[str, dict[str, Any]]:
         room = await self.rooms.room_or_forbidden(room_id)

@@ -118,6 +118,32 @@ class EventSerializer:
             parts.append(kept[1] + b"%d}}" % (age if age > 0 else 0))
         return parts
 
+    async def client_heads(
+        self, stored: Sequence[StoredEvent], *, with_room_id: bool = True
+    ) -> list[tuple[bytes, int] | None]:
+        """Each event's head and ``origin_server_ts`` (``client_json.py``), for a caller
+        that keeps a whole answer built from them (``state_lists.py``); None for a
+        redacted event, whose JSON holds a second age (its redaction's) and is encoded
+        per answer (``client_parts``). One batched look-up, as ``client_json``."""
+        if not stored:
+            return []
+        related = await self.events.by_nids(
+            [
+                *(s.redacted_by for s in stored if s.redacted_by),
+                *(s.prev_state_event_nid for s in stored if s.prev_state_event_nid is not None),
+            ]
+        )
+        now = self.clock.now_ms()
+        out: list[tuple[bytes, int] | None] = []
+        for s in stored:
+            prev_nid = s.prev_state_event_nid
+            prev = None if prev_nid is None else related.get(prev_nid)
+            kept = s.client_json.get(with_room_id)
+            if kept is None or kept[0] is not prev or s.redacted_by:
+                kept = self._client_head(s, related, prev, now, with_room_id)
+            out.append(None if kept is None else (kept[1], kept[2]))
+        return out
+
     def _client_head(
         self,
         s: StoredEvent,

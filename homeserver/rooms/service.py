@@ -177,6 +177,10 @@ class RoomService:
         found = await self.events.by_nids(nids.values())
         return {keys[k]: found[e] for k, e in nids.items() if k in keys and e in found}
 
+    async def events_for_state(self, nids: Mapping[int, int]) -> dict[StateKey, StoredEvent]:
+        """The events of a state-nids map (``StateStore``'s), by their keys."""
+        return await self._events_for(nids)
+
     async def current_state(
         self, room: RoomInfo, keys: Iterable[StateKey] | None = None
     ) -> dict[StateKey, StoredEvent]:

@@ -365,6 +365,13 @@ class EventStore:
         )
         return {str(r["event_id"]): str(r["txn_id"]) for r in rows}
 
+    @property
+    def generation(self) -> int:
+        """Moves on whenever a cached event may have changed (``forget``, here or in
+        another process; every event after a bus reconnect): what was derived from
+        cached events at one value is stale at another (``rooms.state_lists``)."""
+        return self._generation
+
     def forget(self, nids: Iterable[int]) -> None:
         """Drop cached rows that changed (an applied redaction), here and in other processes."""
         wanted = list(nids)
