@@ -103,6 +103,21 @@ class PartialStateStore:
             # Other processes that saw the room complete (a rejoin) must ask again.
             self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
 
+    async def history_groups(self, q: Queries, room_nid: int, min_group: int) -> set[int]:
+        """The state groups (``min_group`` or above) of history backfilled while the room
+        was partial, and the groups they are built on: the state at a gap in the history
+        came whole from ``/state_ids``, and the members the merge adds are those at our
+        join, not at that history (a member who joined after a message must not be in
+        the state at it). Backfilled events have negative stream positions."""
+        rows = await q.fetchall(
+            "SELECT e.state_group, g.prev_group FROM events e"
+            " JOIN state_groups g ON g.state_group = e.state_group"
+            " WHERE e.room_nid = $1 AND e.stream_ordering < 0 AND e.state_group >= $2",
+            room_nid,
+            min_group,
+        )
+        return {int(v) for r in rows for v in (r["state_group"], r["prev_group"]) if v is not None}
+
     def forget_complete(self, keys: list[str] | None) -> None:
         """Rooms marked partial by another process (None: any room): ask again."""
         if keys is None:

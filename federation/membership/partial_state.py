@@ -405,7 +405,9 @@ class PartialStateJoins:
                     # Merged by another process meanwhile (its claim and ours overlapped
                     # after a renewal failed): once is all.
                     return
-                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group)
+                # History backfilled meanwhile sits on the whole state at its gap.
+                history = await self.store.history_groups(q, room.room_nid, min_group)
+                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group, history)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}

@@ -572,3 +572,49 @@ async def test_resync_checks_each_signature_once(make_server: ServerFactory) -> 
     assert looked_up == []
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
+
+
+async def test_history_stored_before_the_merge_keeps_its_own_state(
+    make_server: ServerFactory,
+) -> None:
+    """History read while the room is still partial is stored with the state at its
+    gap (whole, from ``/state_ids``); the merge that completes the room's state after it
+    adds our join's members to the partial state's groups only, never to the history's:
+    a member who joined after a message is not in the state at that message."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    message = await send_text(api_a, members[0], room_id, "before the join")
+    late = await api_a.register("late")
+    r = await api_a.post(f"/rooms/{q(room_id)}/join", {}, token=late.access_token)
+    assert r.status == 200, r.body
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+
+    partial = partial_joins(b)
+    gate = asyncio.Event()
+    merging = asyncio.Event()
+    merge = partial._merge
+
+    async def gated_merge(*args: Any) -> None:
+        merging.set()
+        await gate.wait()
+        await merge(*args)
+
+    partial._merge = gated_merge  # type: ignore[method-assign,assignment]
+    release_resync(b, held)
+    await asyncio.wait_for(merging.wait(), 30.0)
+    bodies = await asyncio.wait_for(timeline_bodies(api_b, bob, room_id), 10.0)
+    assert "before the join" in bodies, bodies
+    gate.set()
+    assert await partial.wait_full(room, 30.0)
+    rooms = b.hs.rooms_area.rooms
+    stored = await rooms.events.by_id(message)
+    assert stored is not None and not stored.outlier
+    at_message = await rooms.state_at(stored.state_group)
+    assert ("m.room.member", members[0].user_id) in at_message
+    assert ("m.room.member", late.user_id) not in at_message
+    # The room's state now is whole: the late member is joined.
+    assert late.user_id in await _joined(api_b, bob, room_id)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
