@@ -395,7 +395,8 @@ async def test_history_read_waits_for_the_resync_round_under_way(
     gate.set()
     bodies = await asyncio.wait_for(reading, 30.0)
     assert bodies[0] == "before the join", bodies
-    assert not await partial.is_partial(room.room_nid)
+    # The merge comes after the read (``history_first``), then completes the room.
+    assert await partial.wait_full(room, 30.0)
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 
@@ -616,6 +617,20 @@ async def test_history_stored_before_the_merge_keeps_its_own_state(
     assert ("m.room.member", late.user_id) not in at_message
     # The room's state now is whole: the late member is joined.
     assert late.user_id in await _joined(api_b, bob, room_id)
+    # A sync that does not lazy-load members gets the room as newly joined, every member
+    # in its state or timeline: its timeline is the newest events of the stream, never
+    # the history backfilled meanwhile (negative positions, oldest last), whose state
+    # before it would lack the members who joined after it.
+    body = (await sync_rooms(api_b, bob))["join"][room_id]
+    events = body["state"]["events"] + body["timeline"]["events"]
+    joined_in_sync = {
+        e["state_key"]
+        for e in events
+        if e["type"] == "m.room.member" and e["content"].get("membership") == "join"
+    }
+    assert joined_in_sync == await _joined(api_b, bob, room_id)
+    timeline_bodies_ = [e["content"].get("body") for e in body["timeline"]["events"]]
+    assert "before the join" not in timeline_bodies_, timeline_bodies_
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 
