@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from homeserver.storage.database import Database, Queries
 from homeserver.storage.sql import placeholders
@@ -102,6 +102,32 @@ class PartialStateStore:
         if self.publish is not None:
             # Other processes that saw the room complete (a rejoin) must ask again.
             self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
+
+    async def history_groups(self, q: Queries, room_nid: int, min_group: int) -> set[int]:
+        """The state groups (``min_group`` or above) of history backfilled while the room
+        was partial, and the groups they are built on, but those the timeline's events
+        use as well: the state at a gap in the history came whole from ``/state_ids``,
+        and the members the merge adds are those at our join, not at that history (a
+        member who joined after a message must not be in the state at it). A group the
+        timeline shares (history backfilled into a hole after our join, built on the
+        join's partial state) is the partial state's and is completed. Backfilled events
+        have negative stream positions, the timeline's positive ones."""
+        pairs = (
+            "SELECT DISTINCT e.state_group, g.prev_group FROM events e"
+            " JOIN state_groups g ON g.state_group = e.state_group"
+            " WHERE e.room_nid = $1 AND e.state_group >= $2 AND e.stream_ordering {} 0"
+        )
+        history = await q.fetchall(pairs.format("<"), room_nid, min_group)
+        if not history:
+            return set()
+        timeline = await q.fetchall(pairs.format(">"), room_nid, min_group)
+
+        def groups(rows: list[Any]) -> set[int]:
+            return {
+                int(v) for r in rows for v in (r["state_group"], r["prev_group"]) if v is not None
+            }
+
+        return groups(history) - groups(timeline)
 
     def forget_complete(self, keys: list[str] | None) -> None:
         """Rooms marked partial by another process (None: any room): ask again."""

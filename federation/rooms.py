@@ -89,6 +89,7 @@ class FederatedRooms:
         self.reads = RoomReads(server_name, rooms, self.pipeline, self.outbound)
         self.backfiller = RoomBackfiller(server_name, clock, client, self.pipeline, self.outbound)
         self.backfiller.resync_wait = self.partial.wait_round
+        self.backfiller.history_first = self.partial.history_first
 
     def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)

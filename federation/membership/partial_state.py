@@ -47,7 +47,11 @@ sends to ``servers_in_room`` as well as to the servers of the members we know,
 and ``wait_full`` lets readers that need the whole member list wait, bounded.
 A backfill waits (bounded, ``wait_round``) only for a round under way, and only until
 it has stored the state's events (not for the merge): the state at the history before
-the join is mostly the member events that round is fetching.
+the join is mostly the member events that round is fetching. The merge then lets such a
+backfill store its history first (``history_first``, bounded): a client's read waits on
+it. History stored while the room is partial sits on the whole state at its gap, so the
+merge leaves its state groups as they are (``PartialStateStore.history_groups``): a
+member who joined after a message is never added to the state at it.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
@@ -81,6 +85,8 @@ MAX_PAUSE_S = 300.0
 STORE_CHUNK = 200
 STATE_MAX_BYTES = 256 * 1024 * 1024
 STATE_TIMEOUT_S = 120.0
+# How long a merge lets backfills that waited for its round store their history first.
+HISTORY_FIRST_S = 5.0
 # How long a member list read waits for the resync before serving what is here.
 MEMBERS_WAIT_S = 60.0
 # How long a process's claim on a room's resync lasts unrenewed (config
@@ -111,6 +117,10 @@ class PartialStateJoins:
         self.merged_hooks: list[Callable[[list[str]], Awaitable[None]]] = []
         # Rooms whose resync is fetching and storing right now: set when the round ends.
         self._rounds: dict[int, asyncio.Event] = {}
+        # Backfills of a room between their wait for its round and the end of storing
+        # their history (``history_first``), and what a merge waiting for them waits on.
+        self._histories: dict[int, int] = {}
+        self._histories_done: dict[int, asyncio.Event] = {}
         # This process's name in the claims (``main`` or the worker's; scaleout sets it)
         # and how long a claim lasts unrenewed.
         self.owner = "main"
@@ -272,6 +282,35 @@ class PartialStateJoins:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout_s)
 
+    @contextlib.asynccontextmanager
+    async def history_first(self, room: RoomInfo) -> AsyncIterator[None]:
+        """Around a backfill's wait for a round and the storing of its history: a merge
+        of the room that starts meanwhile lets it take the room's lock first (at most
+        ``HISTORY_FIRST_S``). A client's read of the history waits on the backfill, and
+        the merge (seconds in a big room) would hold the lock in front of it; the merge
+        leaves the history's state groups as they are (``history_groups``), so the
+        order changes nothing stored."""
+        nid = room.room_nid
+        self._histories[nid] = self._histories.get(nid, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._histories.pop(nid, 1) - 1
+            if left > 0:
+                self._histories[nid] = left
+            else:
+                done = self._histories_done.pop(nid, None)
+                if done is not None:
+                    done.set()
+
+    async def _after_histories(self, room: RoomInfo) -> None:
+        """Wait (bounded) for the backfills of the room inside ``history_first``."""
+        if not self._histories.get(room.room_nid):
+            return
+        done = self._histories_done.setdefault(room.room_nid, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), HISTORY_FIRST_S)
+
     async def _round(self, room: RoomInfo, partial: PartialRoom) -> bool:
         """One try through each server; whether the state is complete now."""
         done = self._rounds[room.room_nid] = asyncio.Event()
@@ -393,6 +432,7 @@ class PartialStateJoins:
         nids = await self.pipeline.graph.to_nids(ids)
         by_nid = {s.event_nid: s for s in stored.values()}
         rooms = self.rooms
+        await self._after_histories(room)
         async with rooms.lock(room.room_id):
             current = await rooms.state.current_state(room.room_nid)
             added = {k: n for k, n in nids.items() if k not in current}
@@ -405,7 +445,9 @@ class PartialStateJoins:
                     # Merged by another process meanwhile (its claim and ours overlapped
                     # after a renewal failed): once is all.
                     return
-                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group)
+                # History backfilled meanwhile sits on the whole state at its gap.
+                history = await self.store.history_groups(q, room.room_nid, min_group)
+                await rooms.state.add_to_roots(q, room.room_nid, nids, min_group, history)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}

@@ -28,6 +28,7 @@ before our join; each page would otherwise ask again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -37,6 +38,7 @@ from federation.outbound import OutboundRooms
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from federation.pdu.state_at_incoming import StateIds
 from homeserver.clock import Clock
+from homeserver.events.model import Event
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.rooms_store import RoomInfo
@@ -77,6 +79,11 @@ class RoomBackfiller:
         # second time on the same CPU. It waits after its own /backfill answer is in
         # and checked (that needs nothing of the round), at most PARTIAL_WAIT_S in all.
         self.resync_wait: Callable[[RoomInfo, float], Awaitable[None]] | None = None
+        # Around that wait and the storing after it: a merge of the round lets this
+        # backfill store its history first (``PartialStateJoins.history_first``).
+        self.history_first: (
+            Callable[[RoomInfo], contextlib.AbstractAsyncContextManager[None]] | None
+        ) = None
 
     async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
         """Joined servers, those that sent the events next to the gap first."""
@@ -118,8 +125,20 @@ class RoomBackfiller:
         events = await self.pipeline.fetcher.many(pdus, room.version, room.room_id)
         ordered = sorted(events, key=lambda e: e.depth)
         wait_ms = wait_until - self.clock.now_ms()
+        waits = bool(ordered) and self.resync_wait is not None and wait_ms > 0
+        ahead_of_merge = (
+            self.history_first(room)
+            if waits and self.history_first is not None
+            else contextlib.nullcontext()
+        )
+        async with ahead_of_merge:
+            return await self._store(server, room, ordered, wait_ms if waits else 0)
+
+    async def _store(self, server: str, room: RoomInfo, ordered: list[Event], wait_ms: int) -> int:
+        """Store the checked history ``ordered`` (oldest first), after waiting at most
+        ``wait_ms`` for a resync round under way; how many events were stored."""
         state_ids: dict[str, StateIds | None] = {}
-        if ordered and self.resync_wait is not None and wait_ms > 0:
+        if wait_ms > 0 and self.resync_wait is not None:
             # The history was fetched and checked while the round went on; what
             # follows (its auth events, the events of the state at its gap) is what
             # the round is storing: that waits for it (past the wait, what lacks is

@@ -22,7 +22,7 @@ from tests.integration.test_push_delivery import gateway  # noqa: F401  (fixture
 from tests.integration.test_push_display_names import highlight_my_name, rename
 from tests.integration.test_push_shared_rows import rows_of
 from tests.integration.test_pushers import Gateway, is_type, pusher_body, set_pusher
-from tests.integration.test_room_size_statement_counts import room_with_members
+from tests.integration.test_room_size_statement_counts import local_user, room_with_members
 from tests.integration.test_rooms_membership import send_text
 from tests.integration.test_sync_sections import sync
 from tests.processes import eventually, main_and_worker, room_with, send
@@ -182,6 +182,57 @@ async def test_an_ordinary_message_costs_the_same_at_10_and_200_members(
         assert r.status == 200, r.body
         await sync(api, owner)
         assert set(lookups) == {named, reader.user_id}
+
+
+async def test_a_join_the_members_cache_cannot_follow_looks_up_no_member_with_default_rules(
+    make_server: ServerFactory,
+) -> None:
+    """A membership change the room's cached members cannot follow (a remote user's join,
+    or any after the cache was dropped) is evaluated over every member; whether each
+    uses the default rules is told by ``customised`` (one read), not by reading each
+    member's rules (three statements a member not cached: 15,000 for a remote user's
+    join into a room of 5,000 local members, 0.6-1.5 s before the room's /sync woke).
+    The joiner's notifications are still decided: the member with rules of their own is
+    looked at, and the statements are the same for 10 members as for 40."""
+    server = await make_server()
+    hs: HomeServer = server.hs
+    async with Api(server.client_url) as api:
+        owner = await api.register("owner")
+        evaluator = hs.sync_area.push_evaluator
+        lookups = count_rule_lookups(hs.push)
+        costs = []
+        for size, tag in ((10, "s"), (40, "b")):
+            room_id, reader = await room_with_members(api, hs, owner, size, tag)
+            # Every membership change notifies the reader: a rule of their own.
+            rule = {
+                "actions": ["notify"],
+                "conditions": [{"kind": "event_match", "key": "type", "pattern": "m.room.member"}],
+            }
+            r = await api.put(f"{G}/override/joins", rule, token=reader.access_token)
+            assert r.status == 200, r.body
+            await sync(api, owner)  # everything so far evaluated
+            joiner = await local_user(hs, f"{tag}-late")
+            await evaluator.stop()
+            room = await hs.rooms_area.rooms.rooms.get_room(room_id)
+            assert room is not None
+            # The members and rules as a restarted server has them: nothing cached.
+            hs.sync_area.notifications.room_members.drop([room.room_nid])
+            hs.push.drop_cached(None)
+            r = await api.post(f"/join/{room_id}", {}, token=joiner.access_token)
+            assert r.status == 200, r.body
+            join_id = await hs.rooms_area.rooms.events.current_position()
+            lookups.clear()
+            with count_statements() as counter:
+                await evaluator.step()
+            hs.background.append(evaluator.start())
+            members_read = sum(n for sql, n in counter.by_sql.items() if "room_memberships" in sql)
+            assert members_read > 0  # evaluated over every member: not the cached path
+            assert sorted(set(lookups)) == [reader.user_id], join_id
+            costs.append(counter.total)
+            # The join notifies the reader (their rule), nobody else.
+            assert await room_counts(api, reader, room_id) == (1, 0)
+            assert await room_counts(api, owner, room_id) == (0, 0)
+        assert costs[0] == costs[1]
 
 
 # --------------------------------------------------------- two processes (PostgreSQL)

@@ -485,12 +485,12 @@ class EventStore:
         senders: Sequence[str] = (),
     ) -> list[StoredEvent]:
         """Visible events of a room with ``after < stream_ordering <= before``,
-        newest first when ``backwards``."""
+        newest first when ``backwards``. ``after`` None: from the stream's start (history
+        backfilled for /messages has negative positions, which do not follow its order)."""
         sql = "SELECT event_nid FROM events WHERE room_nid = $1 AND stream_ordering IS NOT NULL"
         args: list[object] = [room_nid]
-        if after is not None:
-            args.append(after)
-            sql += f" AND stream_ordering > ${len(args)}"
+        args.append(0 if after is None else after)
+        sql += f" AND stream_ordering > ${len(args)}"
         if before is not None:
             args.append(before)
             sql += f" AND stream_ordering <= ${len(args)}"
@@ -639,14 +639,13 @@ class EventStore:
     ) -> dict[int, list[StoredEvent]]:
         """room nid -> its newest ``limit`` events with ``after < stream_ordering <= before``,
         newest first: ``room_stream`` for many rooms in one statement per 100 rooms (each
-        branch of the UNION ALL reads its room's index range, as ``room_stream`` does)."""
+        branch of the UNION ALL reads its room's index range, as ``room_stream`` does).
+        ``after`` None: from the stream's start, as there (never backfilled history: its
+        negative positions do not follow the stream's order, oldest last)."""
         out: dict[int, list[StoredEvent]] = {n: [] for n in room_nids}
         for chunk in _chunks(list(room_nids), 100):
-            args: list[object] = [before, limit]
-            bound = ""
-            if after is not None:
-                args.append(after)
-                bound = " AND stream_ordering > $3"
+            args: list[object] = [before, limit, 0 if after is None else after]
+            bound = " AND stream_ordering > $3"
             first = len(args) + 1
             branches = [
                 f"SELECT * FROM (SELECT room_nid, event_nid, stream_ordering FROM events"

@@ -32,7 +32,7 @@ purge). Writers that compute a new state from the current one read the rows
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from homeserver.rooms.room_cache import RoomCache
@@ -206,13 +206,19 @@ class StateStore:
         )
 
     async def add_to_roots(
-        self, q: Queries, room_nid: int, entries: Mapping[int, int], min_group: int = 0
+        self,
+        q: Queries,
+        room_nid: int,
+        entries: Mapping[int, int],
+        min_group: int = 0,
+        skip: Collection[int] = (),
     ) -> None:
         """Add ``entries`` for keys it lacks to every snapshot group of the room numbered
-        ``min_group`` or above, so the groups built on them inherit them (a partial-state
-        join's missing members, merged once the whole state is here:
+        ``min_group`` or above, but those in ``skip``, so the groups built on them inherit
+        them (a partial-state join's missing members, merged once the whole state is here:
         ``federation.membership.partial_state``; a rejoin's merge leaves the groups of the
-        earlier membership, below ``min_group``, as they were). A delta below a snapshot
+        earlier membership, below ``min_group``, as they were, and ``skip`` names groups
+        whose state is already whole, such as history's). A delta below a snapshot
         that set one of these keys still wins. The caller calls ``changed_in_place``
         after the commit."""
         roots = await q.fetchall(
@@ -223,6 +229,8 @@ class StateStore:
         )
         for r in roots:
             group = int(r["state_group"])
+            if group in skip:
+                continue
             held = await q.fetchall(
                 "SELECT state_key_nid FROM state_group_entries WHERE state_group = $1", group
             )
