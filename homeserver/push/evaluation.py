@@ -31,7 +31,11 @@ Durable: the cursor is the ``push_evaluated`` row of ``stream_positions``
 spans, so every event at or below it has its rows, and after a crash the task
 resumes with the first event above it (rows are keyed by user and event, shared
 rows by event, spans by user, room and start, so evaluating an event twice
-writes nothing twice). The open spans kept in memory are replaced only after
+writes nothing twice). So the batch is derived data (``write_batch(derived=True)``):
+on SQLite under ``synchronous=FULL``, when it commits alone, it commits without an
+fsync of its own; a power cut may lose it whole (rows and cursor together, WAL keeps it
+atomic), and the task then evaluates those events again; the next send's fsync makes it
+durable with everything before it. The open spans kept in memory are replaced only after
 the transaction committed, and dropped when it failed. Positions are handed out in commit order
 (``rooms/write_order.py``), so reading up to the events stream's committed
 position never skips an event that commits later.
@@ -328,7 +332,9 @@ class PushEvaluator:
         await store.add_in(batch, [row for _, push in done for row in push.rows])
         await batch.execute(_MOVE, end)
         try:
-            await self.db.write_batch(batch.statements)
+            # Derived rows: the events are durable and the cursor moves with the rows,
+            # so a power cut that loses this commit only has them evaluated again.
+            await self.db.write_batch(batch.statements, derived=True)
         except BaseException:
             self.spans.forget()
             raise
