@@ -201,6 +201,31 @@ class PushEvaluator:
         log.warning("push evaluation is behind position %d; counts may lag", target)
         return False
 
+    async def settle(self) -> None:
+        """Wait (at most ``WAIT_S``) until the events this process persisted so far have
+        their rows, when this process runs the evaluation; return at once otherwise.
+
+        Scheduling only, for a /sync about to read (its counts still wait on
+        ``caught_up``): a woken /sync used to read its rooms beside the evaluator's
+        commit and then wait for that commit anyway; reading after it, the sync's read
+        does not share the writer's moment and its counts need no second wait. Never
+        a statement (a worker would read the cursor: it returns at once instead)."""
+        target = self.persisted
+        if not self.running or self.position is None or self.position >= target:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        for _ in range(MAX_WAITS):
+            moved = self._moved
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await moved.wait()
+            if self.position is None or self.position >= target or not self.running:
+                return
+
     # -------------------------------------------------------------- runner
 
     @property

@@ -204,6 +204,9 @@ class NotificationService:
         rooms.members.local_cache.followers.append(self.room_members)
         # Waits until every event up to a position has its rows (``PushEvaluator``).
         self.caught_up: Callable[[int], Awaitable[bool]] | None = None
+        # Waits until this process's persisted events have their rows, if it evaluates
+        # (``PushEvaluator.settle``): when a /sync reads, not whether its counts are exact.
+        self.settle: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------ evaluation
 
