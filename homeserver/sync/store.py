@@ -8,11 +8,12 @@ membership store's, since the room service needs them too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
 from homeserver.events.canonical import decode_json
+from homeserver.push.actions_store import COVERED, MAIN
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
     Membership,
@@ -157,6 +158,37 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
     )
 
 
+# Part 4: the unread counts (without threads: ``NotificationService.unread_counts``) of
+# the joined rooms that have events in the range, and a row (kind 4) with the push
+# evaluator's cursor, both from the statement's snapshot: when that cursor has reached
+# the events head read here, every event up to it has its rows, and the counts are
+# exact for this sync without a statement of their own (a woken long-poll's second
+# statement, and its wait for the evaluator's commit). The joined rooms with news and
+# each one's read position (the newer of the unthreaded and ``main`` read receipts);
+# the counted rows are the user's own and the shared ones that cover them, after it
+# (``push/actions_store.py``: ``_counted_rows``, ``counts_after_read_many``).
+_NEWS_ROOMS = (
+    "(SELECT j.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
+    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
+    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
+    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+    " FROM (SELECT DISTINCT e.room_nid FROM events e WHERE e.stream_ordering > $4"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD} AND e.room_nid IN (SELECT room_nid"
+    " FROM room_memberships WHERE user_id = $1 AND membership = 'join')) AS j"
+    " JOIN rooms r ON r.room_nid = j.room_nid)"
+)
+_PART_COUNTS = (
+    " UNION ALL SELECT 14, '', u.room_nid, CAST(SUM(u.notify) AS BIGINT),"
+    " CAST(SUM(u.highlight) AS BIGINT), 0, 0, 0, 0, 0, NULL, NULL FROM ("
+    f"SELECT a.room_nid, a.notify, a.highlight FROM {_NEWS_ROOMS} AS n1"
+    " JOIN event_push_actions a ON a.user_id = $1 AND a.room_nid = n1.room_nid"
+    " AND a.stream_ordering > n1.pos WHERE (a.notify = 1 OR a.highlight = 1)"
+    f" UNION ALL SELECT s.room_nid, s.notify, s.highlight FROM {_NEWS_ROOMS} AS n2"
+    " JOIN event_push_shared s ON s.room_nid = n2.room_nid AND s.stream_ordering > n2.pos"
+    f" WHERE (s.notify = 1 OR s.highlight = 1) AND {COVERED}) AS u GROUP BY u.room_nid"
+    " UNION ALL SELECT 4, '', position, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
+    " FROM stream_positions WHERE stream_name = 'push_evaluated'"
+)
 _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_ordering")
 _SYNC_HEADS_AND_MEMBERSHIPS = (
     _SYNC_HEADS
@@ -168,6 +200,7 @@ _SYNC_HEADS_AND_MEMBERSHIPS = (
         ("room_nid", "event_id", _CHILDREN, "event_nid", "stream_ordering"),
         _PART_NEW_EVENTS,
     )
+    + _PART_COUNTS
 )
 
 
@@ -197,6 +230,10 @@ class UserMemberships:
     # The newest ``limit`` events in the range of each joined room that has any, newest
     # first (empty when no limit was asked for).
     new_events: list[NewEvent]
+    # Room nid -> (notifications, highlights) unread without threads, for every joined
+    # room with events in the range, when exact up to the events head read with them
+    # (the push cursor had reached it in the same snapshot); None otherwise, or not read.
+    counts: dict[int, tuple[int, int]] | None = None
 
 
 class SyncStore:
@@ -229,17 +266,30 @@ class SyncStore:
         head_rows = []
         parts: tuple[list[Membership], ...] = ([], [], [])
         new_events: list[NewEvent] = []
+        counted: dict[int, tuple[int, int]] = {}
+        cursor = -1
         for r in rows:
             kind = r[0]
             if kind == 10:
                 parts[0].append(Membership(r[2], user_id, "join", r[3], r[4]))
+            elif kind == 4:
+                cursor = int(r[2])
             elif kind < 10:
                 head_rows.append(r)
             elif kind == 13:
                 new_events.append(NewEvent(r[2], r[3], r[4], r[1], bool(r[10])))
+            elif kind == 14:
+                counted[int(r[2])] = (int(r[3] or 0), int(r[4] or 0))
             else:
                 parts[kind - 10].append(Membership(r[2], r[1], r[10], r[3], r[4]))
-        return _sync_heads(head_rows), _read(parts, new_events)
+        heads = _sync_heads(head_rows)
+        read = _read(parts, new_events)
+        if cursor >= heads.events:
+            # Exact: every event up to the head has its rows in this snapshot. A room
+            # with news and no counted row has nothing unread.
+            counts = {e.room_nid: counted.get(e.room_nid, (0, 0)) for e in new_events}
+            read = replace(read, counts=counts)
+        return heads, read
 
     async def user_memberships(
         self, user_id: str, since: int, upto: int, limit: int = 0
