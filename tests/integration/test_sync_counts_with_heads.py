@@ -82,11 +82,22 @@ async def test_a_cursor_behind_the_head_falls_back_to_the_counts_statement(
     evaluator = hs.sync_area.push_evaluator
     await evaluator.stop()  # the cursor stays behind what is sent now
     await send_text(api, alice, room, "not evaluated yet", "f1")
-    syncing = asyncio.ensure_future(counted_sync(hs, bob, since))
-    for _ in range(50):
-        await asyncio.sleep(0)
-    assert not syncing.done()  # its counts wait for the evaluator
-    hs.background.append(evaluator.start())
+    notifications = hs.sync_area.notifications
+    waiting = asyncio.Event()
+
+    async def caught_up(upto: int) -> bool:
+        waiting.set()
+        return await evaluator.caught_up(upto)
+
+    notifications.caught_up = caught_up
+    try:
+        syncing = asyncio.ensure_future(counted_sync(hs, bob, since))
+        await asyncio.wait_for(waiting.wait(), 10)  # its counts wait for the evaluator
+        assert not syncing.done()
+        hs.background.append(evaluator.start())
+        body, counter = await syncing
+    finally:
+        notifications.caught_up = evaluator.caught_up
     body, counter = await syncing
     assert count(counter, COUNTS_STATEMENT) == 1, counter.by_sql
     assert counts(body, room) == {"notification_count": 1, "highlight_count": 0}
