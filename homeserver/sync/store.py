@@ -163,27 +163,31 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
 # evaluator's cursor, both from the statement's snapshot: when that cursor has reached
 # the events head read here, every event up to it has its rows, and the counts are
 # exact for this sync without a statement of their own (a woken long-poll's second
-# statement, and its wait for the evaluator's commit). The joined rooms with news and
-# each one's read position (the newer of the unthreaded and ``main`` read receipts);
-# the counted rows are the user's own and the shared ones that cover them, after it
-# (``push/actions_store.py``: ``_counted_rows``, ``counts_after_read_many``).
-_NEWS_ROOMS = (
-    "(SELECT j.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
+# statement, and its wait for the evaluator's commit). ``news``: the joined rooms with
+# events in the range, from the range (few events: a woken sync's one message; CROSS
+# JOIN keeps SQLite from probing the range once per joined room) with each one's read
+# position, the newer of the unthreaded and ``main`` read receipts, computed once (a CTE
+# read twice is materialized by both engines). The counted rows are the user's own and
+# the shared ones that cover them, after it (``push/actions_store.py``:
+# ``_counted_rows``, ``counts_after_read_many``).
+_NEWS = (
+    "WITH news_rooms AS (SELECT DISTINCT e.room_nid FROM events e"
+    " CROSS JOIN room_memberships m WHERE e.stream_ordering > $4"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD} AND m.room_nid = e.room_nid"
+    " AND m.user_id = $1 AND m.membership = 'join'),"
+    " news AS (SELECT n.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
     " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
     " AND rc.receipt_type IN ('m.read', 'm.read.private')"
     f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
-    " FROM (SELECT DISTINCT e.room_nid FROM events e WHERE e.stream_ordering > $4"
-    f" AND e.stream_ordering <= {_EVENTS_HEAD} AND e.room_nid IN (SELECT room_nid"
-    " FROM room_memberships WHERE user_id = $1 AND membership = 'join')) AS j"
-    " JOIN rooms r ON r.room_nid = j.room_nid)"
+    " FROM news_rooms n JOIN rooms r ON r.room_nid = n.room_nid) "
 )
 _PART_COUNTS = (
     " UNION ALL SELECT 14, '', u.room_nid, CAST(SUM(u.notify) AS BIGINT),"
     " CAST(SUM(u.highlight) AS BIGINT), 0, 0, 0, 0, 0, NULL, NULL FROM ("
-    f"SELECT a.room_nid, a.notify, a.highlight FROM {_NEWS_ROOMS} AS n1"
+    "SELECT a.room_nid, a.notify, a.highlight FROM news n1"
     " JOIN event_push_actions a ON a.user_id = $1 AND a.room_nid = n1.room_nid"
     " AND a.stream_ordering > n1.pos WHERE (a.notify = 1 OR a.highlight = 1)"
-    f" UNION ALL SELECT s.room_nid, s.notify, s.highlight FROM {_NEWS_ROOMS} AS n2"
+    " UNION ALL SELECT s.room_nid, s.notify, s.highlight FROM news n2"
     " JOIN event_push_shared s ON s.room_nid = n2.room_nid AND s.stream_ordering > n2.pos"
     f" WHERE (s.notify = 1 OR s.highlight = 1) AND {COVERED}) AS u GROUP BY u.room_nid"
     " UNION ALL SELECT 4, '', position, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
@@ -191,7 +195,8 @@ _PART_COUNTS = (
 )
 _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_ordering")
 _SYNC_HEADS_AND_MEMBERSHIPS = (
-    _SYNC_HEADS
+    _NEWS
+    + _SYNC_HEADS
     + _as_heads_row(0, ("room_nid", "NULL", "NULL", "event_nid", "stream_ordering"), _PART_JOINED)
     + _as_heads_row(1, _MEMBER_COLS, _PART_OWN_MOVES)
     + _as_heads_row(2, _MEMBER_COLS, _PART_ROOM_MOVES)
