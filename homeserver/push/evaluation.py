@@ -84,6 +84,7 @@ STEPS: Final = 50  # batches in a row before the loop looks at its wake-up again
 MAX_FAILURES: Final = 3  # tries of one event before it is passed over (``_rows``)
 MAX_WAITS: Final = 1000  # bound on cursor moves one waiter sleeps through
 MAX_KNOWN: Final = 4 * BATCH  # positions kept in memory for the next steps (``_known``)
+SETTLE_S: Final = 0.5  # the longest ``settle`` holds a /sync before it reads
 
 _CURSOR = "SELECT position FROM stream_positions WHERE stream_name = 'push_evaluated'"
 _MOVE = (
@@ -202,19 +203,25 @@ class PushEvaluator:
         return False
 
     async def settle(self) -> None:
-        """Wait (at most ``WAIT_S``) until the events this process persisted so far have
-        their rows, when this process runs the evaluation; return at once otherwise.
+        """Wait until the events this process persisted so far have their rows, when
+        this process runs the evaluation and they are at most a batch (one step);
+        return at once otherwise, and after ``SETTLE_S`` at most.
 
         Scheduling only, for a /sync about to read (its counts still wait on
-        ``caught_up``): a woken /sync used to read its rooms beside the evaluator's
-        commit and then wait for that commit anyway; reading after it, the sync's read
-        does not share the writer's moment and its counts need no second wait. Never
-        a statement (a worker would read the cursor: it returns at once instead)."""
+        ``caught_up`` when its read shows the cursor behind): a woken /sync used to
+        read its rooms beside the evaluator's commit and then wait for that commit
+        anyway; reading after it, its one statement finds the cursor at its head and
+        reads the counts itself (``SyncStore.sync_heads_and_memberships``). Never a
+        statement (a worker would read the cursor: it returns at once instead), and
+        never a wait for a backlog (a burst of federation events: a /sync that needs
+        no counts, to-device only, would wait for all of it)."""
         target = self.persisted
         if not self.running or self.position is None or self.position >= target:
             return
+        if target - self.position > BATCH:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_S
+        deadline = loop.time() + SETTLE_S
         for _ in range(MAX_WAITS):
             moved = self._moved
             remaining = deadline - loop.time()

@@ -21,7 +21,9 @@ It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
 of ten members as in one of ten thousand. /sync then counts rows (own and
 shared: ``actions_store.py``) after the user's read receipt
-(``unread_counts``, once the cursor has reached the sync's upper bound) and
+(``unread_counts``, once the cursor has reached the sync's upper bound; an
+incremental sync reads them with its heads when that snapshot's cursor is at its
+head: ``sync/store.py``) and
 ``GET /notifications`` pages through them; nothing re-scans room history.
 """
 
