@@ -39,8 +39,9 @@ _INSERT_SHARED = (
     " notify, highlight, actions, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (event_nid) DO NOTHING"
 )
-# Shared rows ``s`` that count for user $1 (see the module docstring).
-_COVERED = (
+# Shared rows ``s`` that count for user $1 (see the module docstring; ``sync/store.py``
+# counts with it too).
+COVERED = _COVERED = (
     "s.sender <> $1 AND EXISTS (SELECT 1 FROM push_member_spans m WHERE m.user_id = $1"
     " AND m.room_nid = s.room_nid AND m.start_so <= s.stream_ordering"
     " AND (m.end_so IS NULL OR m.end_so > s.stream_ordering))"

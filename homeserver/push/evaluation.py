@@ -31,7 +31,11 @@ Durable: the cursor is the ``push_evaluated`` row of ``stream_positions``
 spans, so every event at or below it has its rows, and after a crash the task
 resumes with the first event above it (rows are keyed by user and event, shared
 rows by event, spans by user, room and start, so evaluating an event twice
-writes nothing twice). The open spans kept in memory are replaced only after
+writes nothing twice). So the batch is derived data (``write_batch(derived=True)``):
+on SQLite under ``synchronous=FULL``, when it commits alone, it commits without an
+fsync of its own; a power cut may lose it whole (rows and cursor together, WAL keeps it
+atomic), and the task then evaluates those events again; the next send's fsync makes it
+durable with everything before it. The open spans kept in memory are replaced only after
 the transaction committed, and dropped when it failed. Positions are handed out in commit order
 (``rooms/write_order.py``), so reading up to the events stream's committed
 position never skips an event that commits later.
@@ -80,6 +84,7 @@ STEPS: Final = 50  # batches in a row before the loop looks at its wake-up again
 MAX_FAILURES: Final = 3  # tries of one event before it is passed over (``_rows``)
 MAX_WAITS: Final = 1000  # bound on cursor moves one waiter sleeps through
 MAX_KNOWN: Final = 4 * BATCH  # positions kept in memory for the next steps (``_known``)
+SETTLE_S: Final = 0.5  # the longest ``settle`` holds a /sync before it reads
 
 _CURSOR = "SELECT position FROM stream_positions WHERE stream_name = 'push_evaluated'"
 _MOVE = (
@@ -196,6 +201,37 @@ class PushEvaluator:
                 return True
         log.warning("push evaluation is behind position %d; counts may lag", target)
         return False
+
+    async def settle(self) -> None:
+        """Wait until the events this process persisted so far have their rows, when
+        this process runs the evaluation and they are at most a batch (one step);
+        return at once otherwise, and after ``SETTLE_S`` at most.
+
+        Scheduling only, for a /sync about to read (its counts still wait on
+        ``caught_up`` when its read shows the cursor behind): a woken /sync used to
+        read its rooms beside the evaluator's commit and then wait for that commit
+        anyway; reading after it, its one statement finds the cursor at its head and
+        reads the counts itself (``SyncStore.sync_heads_and_memberships``). Never a
+        statement (a worker would read the cursor: it returns at once instead), and
+        never a wait for a backlog (a burst of federation events: a /sync that needs
+        no counts, to-device only, would wait for all of it)."""
+        target = self.persisted
+        if not self.running or self.position is None or self.position >= target:
+            return
+        if target - self.position > BATCH:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_S
+        for _ in range(MAX_WAITS):
+            moved = self._moved
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await moved.wait()
+            if self.position is None or self.position >= target or not self.running:
+                return
 
     # -------------------------------------------------------------- runner
 
@@ -328,7 +364,9 @@ class PushEvaluator:
         await store.add_in(batch, [row for _, push in done for row in push.rows])
         await batch.execute(_MOVE, end)
         try:
-            await self.db.write_batch(batch.statements)
+            # Derived rows: the events are durable and the cursor moves with the rows,
+            # so a power cut that loses this commit only has them evaluated again.
+            await self.db.write_batch(batch.statements, derived=True)
         except BaseException:
             self.spans.forget()
             raise

@@ -21,7 +21,9 @@ It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
 of ten members as in one of ten thousand. /sync then counts rows (own and
 shared: ``actions_store.py``) after the user's read receipt
-(``unread_counts``, once the cursor has reached the sync's upper bound) and
+(``unread_counts``, once the cursor has reached the sync's upper bound; an
+incremental sync reads them with its heads when that snapshot's cursor is at its
+head: ``sync/store.py``) and
 ``GET /notifications`` pages through them; nothing re-scans room history.
 """
 
@@ -204,6 +206,9 @@ class NotificationService:
         rooms.members.local_cache.followers.append(self.room_members)
         # Waits until every event up to a position has its rows (``PushEvaluator``).
         self.caught_up: Callable[[int], Awaitable[bool]] | None = None
+        # Waits until this process's persisted events have their rows, if it evaluates
+        # (``PushEvaluator.settle``): when a /sync reads, not whether its counts are exact.
+        self.settle: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------ evaluation
 

@@ -167,12 +167,19 @@ class Database(ABC):
     async def executescript(self, script: str) -> None:
         """Run several statements (migrations only)."""
 
-    async def write_batch(self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    async def write_batch(
+        self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]], derived: bool = False
+    ) -> None:
         """One write transaction of ``batch``: each statement run once per row of its
         arguments, in order. SQLite sends it to the writer as ONE job when no commit
         group is open (``SqliteDatabase``): a short transaction on a latency path (the
         push evaluator's, which every woken /sync waits for) then costs one hand-off
-        to the writer's thread, not one per statement plus its BEGIN and COMMIT."""
+        to the writer's thread, not one per statement plus its BEGIN and COMMIT.
+
+        ``derived``: the batch only holds what can be computed again from durable rows
+        (and the cursor saying how far that went, in the same batch), so losing it to a
+        power cut loses no acknowledged write. SQLite then commits that one job without
+        its own fsync (``_batch_in_thread``)."""
         async with self.transaction() as q:
             for sql, rows in batch:
                 if len(rows) == 1:
@@ -214,22 +221,36 @@ def _fetchall_in_thread(conn: Any, sql: str, args: Sequence[Any]) -> list[Any]:
         cur.close()
 
 
-def _batch_in_thread(conn: Any, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+def _batch_in_thread(
+    conn: Any, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]], restore: str | None = None
+) -> None:
     """BEGIN, the statements, COMMIT, in one go on the writer's thread (rolled back on
-    any error, so the writer is left outside a transaction whatever happens)."""
+    any error, so the writer is left outside a transaction whatever happens).
+
+    With ``restore`` (the connection's configured level), the transaction commits
+    under ``synchronous=NORMAL``: in WAL mode its COMMIT appends to the WAL without an
+    fsync. It stays atomic (a power cut loses it whole, never half), and the next
+    commit under FULL fsyncs the WAL and with it every frame before it, this one too.
+    The level is set back before the job ends, so no other transaction runs under it."""
     raw = conn._conn
-    raw.execute("BEGIN IMMEDIATE").close()
+    if restore is not None:
+        raw.execute("PRAGMA synchronous=NORMAL").close()
     try:
-        for sql, rows in batch:
-            if len(rows) == 1:
-                raw.execute(sql, rows[0]).close()
-            elif rows:
-                raw.executemany(sql, rows).close()
-        raw.execute("COMMIT").close()
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK").close()
-        raise
+        raw.execute("BEGIN IMMEDIATE").close()
+        try:
+            for sql, rows in batch:
+                if len(rows) == 1:
+                    raw.execute(sql, rows[0]).close()
+                elif rows:
+                    raw.executemany(sql, rows).close()
+            raw.execute("COMMIT").close()
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK").close()
+            raise
+    finally:
+        if restore is not None:
+            raw.execute(f"PRAGMA synchronous={restore}").close()
 
 
 async def _run(conn: Any, sql: str, args: Sequence[Any] = ()) -> None:
@@ -408,12 +429,19 @@ class SqliteDatabase(Database):
         async with self.transaction() as txn:
             return await txn.fetchall(sql, *args)
 
-    async def write_batch(self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    async def write_batch(
+        self, batch: Sequence[tuple[str, Sequence[Sequence[Any]]]], derived: bool = False
+    ) -> None:
         groups = self._commit_groups
         if not groups.idle():
-            # Others are writing: join their commit group (one COMMIT for all).
+            # Others are writing: join their commit group (one COMMIT for all, under
+            # the configured level: the others' writes are not derived).
             await super().write_batch(batch)
             return
+        # A derived batch alone commits without an fsync (see ``_batch_in_thread``):
+        # on the path from a send to its woken /sync, the push evaluator's fsync held
+        # the writer's thread and the disk while that sync read.
+        restore = self._synchronous if derived and self._synchronous == "FULL" else None
         prepared = []
         for sql, rows in batch:
             _note(sql)
@@ -423,7 +451,7 @@ class SqliteDatabase(Database):
         async def run() -> None:
             # One job: a cancelled caller leaves it to finish on the thread, which runs
             # jobs in order, so the next BEGIN still comes after its COMMIT.
-            await writer._execute(_batch_in_thread, writer, prepared)
+            await writer._execute(_batch_in_thread, writer, prepared, restore)
 
         await groups.exclusive(run)
 

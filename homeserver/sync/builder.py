@@ -87,6 +87,7 @@ class SyncBuilder:
             # at once: its memberships and new events come in the same statement.
             read: UserMemberships | None = None
             if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
+                await self._settle()
                 heads, read = await self.store.sync_heads_and_memberships(
                     req.user_id, req.device_id, req.user_nid, req.since.events, _limit(flt)
                 )
@@ -119,10 +120,20 @@ class SyncBuilder:
                     break
                 if not await listener.wait(remaining):
                     break
+                await self._settle()
                 result = await self._build(SyncContext(req, flt, req.since))
             if result is None:
                 result = await self._build(first)
             return result
+
+    async def _settle(self) -> None:
+        """Before an incremental or woken sync reads: let push evaluation commit the
+        events already persisted here (``PushEvaluator.settle``). The counts wait for
+        it in any case; reading after it, the read does not run beside that commit on
+        SQLite's writer and the disk, and the counts then do not wait again."""
+        settle = self.src.notifications.settle
+        if settle is not None:
+            await settle()
 
     async def _heads(self, req: SyncRequest) -> StreamHeads:
         return await self.store.sync_heads(req.user_id, req.device_id, req.user_nid)

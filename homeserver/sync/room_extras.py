@@ -55,6 +55,20 @@ class RoomExtras:
     async def unread(self, ctx: SyncContext, rooms: Sequence[RoomInfo]) -> dict[str, Any]:
         """room id -> {"unread_notifications": ..., "unread_thread_notifications"?: ...}."""
         by_thread = ctx.flt.room.timeline.unread_thread_notifications
+        read = ctx.memberships_read
+        known = None if read is None or by_thread else read.counts
+        if known is not None and all(r.room_nid in known for r in rooms):
+            # Read exact with the heads (``SyncStore.sync_heads_and_memberships``): no
+            # statement, no wait for the push evaluator.
+            return {
+                r.room_id: {
+                    "unread_notifications": {
+                        "notification_count": known[r.room_nid][0],
+                        "highlight_count": known[r.room_nid][1],
+                    }
+                }
+                for r in rooms
+            }
         counts = await self.src.notifications.unread_counts(
             ctx.user_id, rooms, by_thread, ctx.now.events
         )

@@ -8,11 +8,12 @@ membership store's, since the room service needs them too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
 from homeserver.events.canonical import decode_json
+from homeserver.push.actions_store import COVERED, MAIN
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
     Membership,
@@ -157,9 +158,45 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
     )
 
 
+# Part 4: the unread counts (without threads: ``NotificationService.unread_counts``) of
+# the joined rooms that have events in the range, and a row (kind 4) with the push
+# evaluator's cursor, both from the statement's snapshot: when that cursor has reached
+# the events head read here, every event up to it has its rows, and the counts are
+# exact for this sync without a statement of their own (a woken long-poll's second
+# statement, and its wait for the evaluator's commit). ``news``: the joined rooms with
+# events in the range, from the range (few events: a woken sync's one message; CROSS
+# JOIN keeps SQLite from probing the range once per joined room) with each one's read
+# position, the newer of the unthreaded and ``main`` read receipts, computed once (a CTE
+# read twice is materialized by both engines). The counted rows are the user's own and
+# the shared ones that cover them, after it (``push/actions_store.py``:
+# ``_counted_rows``, ``counts_after_read_many``).
+_NEWS = (
+    "WITH news_rooms AS (SELECT DISTINCT e.room_nid FROM events e"
+    " CROSS JOIN room_memberships m WHERE e.stream_ordering > $4"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD} AND m.room_nid = e.room_nid"
+    " AND m.user_id = $1 AND m.membership = 'join'),"
+    " news AS (SELECT n.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
+    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
+    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
+    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+    " FROM news_rooms n JOIN rooms r ON r.room_nid = n.room_nid) "
+)
+_PART_COUNTS = (
+    " UNION ALL SELECT 14, '', u.room_nid, CAST(SUM(u.notify) AS BIGINT),"
+    " CAST(SUM(u.highlight) AS BIGINT), 0, 0, 0, 0, 0, NULL, NULL FROM ("
+    "SELECT a.room_nid, a.notify, a.highlight FROM news n1"
+    " JOIN event_push_actions a ON a.user_id = $1 AND a.room_nid = n1.room_nid"
+    " AND a.stream_ordering > n1.pos WHERE (a.notify = 1 OR a.highlight = 1)"
+    " UNION ALL SELECT s.room_nid, s.notify, s.highlight FROM news n2"
+    " JOIN event_push_shared s ON s.room_nid = n2.room_nid AND s.stream_ordering > n2.pos"
+    f" WHERE (s.notify = 1 OR s.highlight = 1) AND {COVERED}) AS u GROUP BY u.room_nid"
+    " UNION ALL SELECT 4, '', position, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
+    " FROM stream_positions WHERE stream_name = 'push_evaluated'"
+)
 _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_ordering")
 _SYNC_HEADS_AND_MEMBERSHIPS = (
-    _SYNC_HEADS
+    _NEWS
+    + _SYNC_HEADS
     + _as_heads_row(0, ("room_nid", "NULL", "NULL", "event_nid", "stream_ordering"), _PART_JOINED)
     + _as_heads_row(1, _MEMBER_COLS, _PART_OWN_MOVES)
     + _as_heads_row(2, _MEMBER_COLS, _PART_ROOM_MOVES)
@@ -168,6 +205,7 @@ _SYNC_HEADS_AND_MEMBERSHIPS = (
         ("room_nid", "event_id", _CHILDREN, "event_nid", "stream_ordering"),
         _PART_NEW_EVENTS,
     )
+    + _PART_COUNTS
 )
 
 
@@ -197,6 +235,10 @@ class UserMemberships:
     # The newest ``limit`` events in the range of each joined room that has any, newest
     # first (empty when no limit was asked for).
     new_events: list[NewEvent]
+    # Room nid -> (notifications, highlights) unread without threads, for every joined
+    # room with events in the range, when exact up to the events head read with them
+    # (the push cursor had reached it in the same snapshot); None otherwise, or not read.
+    counts: dict[int, tuple[int, int]] | None = None
 
 
 class SyncStore:
@@ -229,17 +271,30 @@ class SyncStore:
         head_rows = []
         parts: tuple[list[Membership], ...] = ([], [], [])
         new_events: list[NewEvent] = []
+        counted: dict[int, tuple[int, int]] = {}
+        cursor = -1
         for r in rows:
             kind = r[0]
             if kind == 10:
                 parts[0].append(Membership(r[2], user_id, "join", r[3], r[4]))
+            elif kind == 4:
+                cursor = int(r[2])
             elif kind < 10:
                 head_rows.append(r)
             elif kind == 13:
                 new_events.append(NewEvent(r[2], r[3], r[4], r[1], bool(r[10])))
+            elif kind == 14:
+                counted[int(r[2])] = (int(r[3] or 0), int(r[4] or 0))
             else:
                 parts[kind - 10].append(Membership(r[2], r[1], r[10], r[3], r[4]))
-        return _sync_heads(head_rows), _read(parts, new_events)
+        heads = _sync_heads(head_rows)
+        read = _read(parts, new_events)
+        if cursor >= heads.events:
+            # Exact: every event up to the head has its rows in this snapshot. A room
+            # with news and no counted row has nothing unread.
+            counts = {e.room_nid: counted.get(e.room_nid, (0, 0)) for e in new_events}
+            read = replace(read, counts=counts)
+        return heads, read
 
     async def user_memberships(
         self, user_id: str, since: int, upto: int, limit: int = 0

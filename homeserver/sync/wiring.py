@@ -104,6 +104,7 @@ def wire_sync(
     # readers of counts wait for the evaluator's cursor.
     evaluator = PushEvaluator(db, rooms.events, notifications)
     notifications.caught_up = evaluator.caught_up
+    notifications.settle = evaluator.settle
 
     async def evaluate_later(
         q: Queries, stored: StoredEvent, plan: PersistPlan

@@ -2,9 +2,12 @@
 a step after sends of this process takes their positions from memory, reading neither
 the stream's position nor the pending events; a position it does not know (one with no
 event) sends it back to the database; more known events than a batch are all
-evaluated, batch by batch, in stream order."""
+evaluated, batch by batch, in stream order. ``settle`` (a /sync waits with it before it
+reads) waits for the evaluation of what this process persisted, without a statement."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -119,3 +122,56 @@ async def test_a_reader_waits_for_its_bound_not_for_later_events(
     assert await evaluator.caught_up()
     b = await sync(api, bob)
     assert counts(b, room_id) == {"notification_count": 1, "highlight_count": 0}
+
+
+async def test_settle_waits_for_the_evaluation_of_local_sends_and_reads_nothing(
+    server: RunningServer, api: Api
+) -> None:
+    alice, bob, _carol, room_id = await room_of_three(api)
+    hs = server.hs
+    evaluator = hs.sync_area.push_evaluator
+    await evaluator.stop()
+    await send_text(api, alice, room_id, "to settle", "s1")
+    sent_at = await hs.rooms_area.rooms.events.current_position()
+    assert evaluator.persisted == sent_at
+    with count_statements() as counter:
+        await evaluator.settle()  # not running here: returns at once, no cursor read
+    assert counter.total == 0, counter.by_sql
+    assert evaluator.position is not None and evaluator.position < sent_at
+    async with hs.db.transaction() as q:
+        # The writer is held: the evaluator's batch (started now) waits behind it.
+        await q.execute("UPDATE stream_positions SET position = position WHERE 1 = 0")
+        hs.background.append(evaluator.start())
+        settling = asyncio.ensure_future(evaluator.settle())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not settling.done()  # the send's rows are not committed yet
+    await settling
+    assert evaluator.position is not None and evaluator.position >= sent_at
+    assert await cursor(hs.db) >= sent_at
+    b = await sync(api, bob)
+    assert counts(b, room_id) == {"notification_count": 1, "highlight_count": 0}
+
+
+async def test_settle_does_not_wait_for_a_backlog(
+    server: RunningServer, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than a batch behind (a burst of federation events), a /sync reads at once:
+    one that needs no counts must not wait for all of it."""
+    alice, _bob, _carol, room_id = await room_of_three(api)
+    hs = server.hs
+    evaluator = hs.sync_area.push_evaluator
+    await evaluator.stop()
+    for i in range(3):
+        await send_text(api, alice, room_id, f"burst {i}", f"k{i}")
+    monkeypatch.setattr(evaluation, "BATCH", 2)
+    monkeypatch.setattr(evaluation, "SETTLE_S", 60.0)  # a wait would outlast the bound below
+    async with hs.db.transaction() as q:  # the evaluator cannot commit meanwhile
+        await q.execute("UPDATE stream_positions SET position = position WHERE 1 = 0")
+        hs.background.append(evaluator.start())
+        assert evaluator.position is not None
+        assert evaluator.persisted - evaluator.position == 3
+        await asyncio.wait_for(evaluator.settle(), 5)  # returns without the commit
+        assert evaluator.persisted - evaluator.position == 3
+    monkeypatch.undo()
+    assert await evaluator.caught_up()

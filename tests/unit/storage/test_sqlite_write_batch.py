@@ -123,3 +123,81 @@ async def test_a_batch_cannot_read() -> None:
     batch = WriteBatch()
     with pytest.raises(TypeError):
         await batch.fetchval("SELECT 1")
+
+
+def trace_writer(db: SqliteDatabase) -> list[str]:
+    """Every statement the writer's sqlite3 connection runs (SQLite's own trace hook)."""
+    seen: list[str] = []
+    db._writer._conn.set_trace_callback(seen.append)
+    return seen
+
+
+async def writer_synchronous(db: SqliteDatabase) -> int:
+    """The writer's ``PRAGMA synchronous`` (1 NORMAL, 2 FULL)."""
+    async with db.transaction() as q:
+        return int(await q.fetchval("PRAGMA synchronous"))
+
+
+async def test_a_derived_batch_alone_commits_without_an_fsync_and_restores_full(
+    db: SqliteDatabase,
+) -> None:
+    assert await writer_synchronous(db) == 2  # the default: FULL
+    batch = await batch_of((INSERT, [(1, 1)]), ("UPDATE cursor SET position = $1", [(4,)]))
+    seen = trace_writer(db)
+    jobs = count_jobs(db)
+    await db.write_batch(batch.statements, derived=True)
+    assert len(jobs) == 1, jobs  # still one hand-off: the PRAGMAs ride in the same job
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[1] == "BEGIN IMMEDIATE", seen
+    assert seen[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"], seen
+    assert await rows(db) == [(1, 1)]  # committed, visible to the readers
+    assert await writer_synchronous(db) == 2
+    seen.clear()
+    await db.write_batch(
+        (await batch_of((INSERT, [(2, 1)]))).statements
+    )  # not derived: under FULL, no PRAGMA
+    assert not any(s.startswith("PRAGMA") for s in seen), seen
+
+
+async def test_a_failing_derived_batch_restores_full(db: SqliteDatabase) -> None:
+    await db.execute(INSERT, 1, 1)
+    batch = await batch_of((INSERT, [(1, 1)]), ("UPDATE cursor SET position = $1", [(9,)]))
+    with pytest.raises(Exception, match="UNIQUE"):
+        await db.write_batch(batch.statements, derived=True)
+    assert not db._writer.in_transaction
+    assert await db.fetchval("SELECT position FROM cursor") == 0
+    assert await writer_synchronous(db) == 2
+
+
+async def test_a_derived_batch_joining_a_group_keeps_the_groups_fsync(db: SqliteDatabase) -> None:
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as q:
+            await q.execute(INSERT, 5, 1)
+            holding.set()
+            await release.wait()
+
+    task = asyncio.ensure_future(writer())
+    await holding.wait()
+    seen = trace_writer(db)
+    batch = await batch_of((INSERT, [(6, 1)]))
+    pending = asyncio.ensure_future(db.write_batch(batch.statements, derived=True))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(task, pending)
+    assert await rows(db) == [(5, 1), (6, 1)]
+    assert not any(s.startswith("PRAGMA") for s in seen), seen  # the send's COMMIT: FULL
+
+
+async def test_normal_configured_stays_normal(tmp_path: Path) -> None:
+    database = SqliteDatabase(str(tmp_path / "n.sqlite"), readers=1, synchronous="normal")
+    await database.open()
+    try:
+        await database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, room INTEGER, seq INTEGER)")
+        seen = trace_writer(database)
+        await database.write_batch((await batch_of((INSERT, [(1, 1)]))).statements, derived=True)
+        assert not any(s.startswith("PRAGMA") for s in seen), seen
+        assert await writer_synchronous(database) == 1
+    finally:
+        await database.close()
