@@ -157,8 +157,11 @@ class SyncBuilder:
         members = self.rooms.members
         now = ctx.now.events
         moves: list[Membership] | None = None
+        current: list[Membership] = []
         if ctx.since is None:
-            mine = await members.rooms_for_user(ctx.user_id, ("join",))
+            # The joined rooms and the invites and knocks to report: one read.
+            current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
+            mine = [m for m in current if m.membership == "join"]
         else:
             read = ctx.memberships_read or await self.store.user_memberships(
                 ctx.user_id, ctx.since.events, now, ctx.limit + 1 if with_events else 0
@@ -167,7 +170,6 @@ class SyncBuilder:
             ctx.new_event_rows = read.new_events
         joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
-            current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
             if ctx.flt.room.include_leave:
                 changed += await self.store.left_rooms(ctx.user_id, now)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from homeserver.events.canonical import decode_json
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
     Membership,
@@ -289,47 +288,47 @@ class SyncStore:
                 out[int(r["room_nid"])][str(r["membership"])] = int(r["n"])
         return out
 
-    async def named_many(self, room_nids: list[int]) -> set[int]:
-        """The rooms whose current state has a non-empty ``m.room.name`` or
-        ``m.room.canonical_alias`` alias: one statement per 500 rooms, from the two state
-        keys through the current state to the events' JSON. (Looking the keys up first
-        cost a statement of its own on every sync while no room had one of them: a
-        missing key is not cached.)"""
-        named: set[int] = set()
+    async def naming_events_many(self, room_nids: list[int]) -> dict[int, tuple[int, ...]]:
+        """Per room, the nids of its current ``m.room.name`` and ``m.room.canonical_alias``
+        events (none, one or both): one statement per 500 rooms, from the two state keys
+        through the current state. (Looking the keys up first cost a statement of its
+        own on every sync while no room had one of them: a missing key is not cached.)
+        Whether they name the room is in their content, read through the event cache
+        (which a redaction updates)."""
+        out: dict[int, tuple[int, ...]] = {}
         for start in range(0, len(room_nids), 500):
             chunk = room_nids[start : start + 500]
             rows = await self.db.fetchall(
-                "SELECT c.room_nid, k.event_type, e.json FROM state_keys k"
+                "SELECT c.room_nid, c.event_nid FROM state_keys k"
                 " JOIN current_state c ON c.state_key_nid = k.state_key_nid"
-                " JOIN events e ON e.event_nid = c.event_nid"
                 " WHERE k.event_type IN ('m.room.name', 'm.room.canonical_alias')"
                 f" AND k.state_key = '' AND c.room_nid IN ({placeholders(len(chunk))})",
                 *chunk,
             )
             for r in rows:
-                content = decode_json(str(r["json"])).get("content")
-                field = "name" if r["event_type"] == "m.room.name" else "alias"
-                if isinstance(content, dict) and content.get(field):
-                    named.add(int(r["room_nid"]))
-        return named
+                nid = int(r["room_nid"])
+                out[nid] = (*out.get(nid, ()), int(r["event_nid"]))
+        return out
 
-    async def heroes_many(
-        self, room_nids: list[int], user_id: str, limit: int = 5
-    ) -> dict[int, list[str]]:
-        """``heroes`` for many rooms: one statement per 100 rooms, each room's branch of
+    async def hero_candidates_many(
+        self, room_nids: list[int], limit: int
+    ) -> dict[int, tuple[list[str], list[str]]]:
+        """Per room, its first ``limit`` members joined or invited and its first ``limit``
+        who left or were banned, oldest first (``summary_cache.heroes_for`` picks a
+        reader's heroes from them): one statement per 100 rooms, each room's branch of
         the UNION ALL an indexed read of at most ``limit`` rows per membership class."""
-        out: dict[int, list[str]] = {}
+        out: dict[int, tuple[list[str], list[str]]] = {}
         for start in range(0, len(room_nids), 100):
             chunk = room_nids[start : start + 100]
             branches = [
                 f"SELECT * FROM (SELECT room_nid, user_id, {rank} AS rank, stream_ordering"
-                f" FROM room_memberships WHERE room_nid = ${i + 3} AND user_id <> $1"
-                f" AND membership IN ({memberships}) ORDER BY stream_ordering LIMIT $2)"
+                f" FROM room_memberships WHERE room_nid = ${i + 2}"
+                f" AND membership IN ({memberships}) ORDER BY stream_ordering LIMIT $1)"
                 f" AS h{i}_{rank}"
                 for i in range(len(chunk))
                 for rank, memberships in ((0, "'join', 'invite'"), (1, "'leave', 'ban'"))
             ]
-            rows = await self.db.fetchall(" UNION ALL ".join(branches), user_id, limit, *chunk)
+            rows = await self.db.fetchall(" UNION ALL ".join(branches), limit, *chunk)
             found: dict[int, dict[int, list[tuple[int, str]]]] = {}
             for r in rows:
                 found.setdefault(int(r["room_nid"]), {}).setdefault(int(r["rank"]), []).append(
@@ -337,8 +336,10 @@ class SyncStore:
                 )
             for room_nid in chunk:
                 ranks = found.get(room_nid, {})
-                best = ranks.get(0) or ranks.get(1) or []
-                out[room_nid] = [u for _, u in sorted(best)]
+                out[room_nid] = (
+                    [u for _, u in sorted(ranks.get(0, []))],
+                    [u for _, u in sorted(ranks.get(1, []))],
+                )
         return out
 
     async def left_rooms(self, user_id: str, upto: int) -> list[Membership]:
