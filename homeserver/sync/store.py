@@ -62,6 +62,18 @@ _SYNC_HEADS = (
 )
 
 
+# An initial sync's heads and the user's rooms (their joins, invites and knocks:
+# ``MembershipStore.rooms_for_user``) in ONE statement: the two first reads of every
+# initial sync, a round trip each on PostgreSQL and a thread hand-off each on SQLite.
+# The membership rows are kind 20, ``name`` the membership, ``n`` the room, ``events``
+# the event nid and ``device_lists`` the position.
+_SYNC_HEADS_AND_ROOMS = (
+    _SYNC_HEADS + " UNION ALL SELECT 20, membership, room_nid, event_nid, stream_ordering,"
+    " 0, 0, 0, 0, 0, NULL, NULL FROM room_memberships"
+    " WHERE user_id = $1 AND membership IN ('join', 'invite', 'knock')"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamHeads:
     """The committed head of each stream that lives in the database."""
@@ -210,6 +222,22 @@ class SyncStore:
         """``stream_heads``, with whether this device peeks into a room, the user's
         presence state and the device's key counts, in one statement."""
         return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
+
+    async def sync_heads_and_rooms(
+        self, user_id: str, device_id: str, user_nid: int
+    ) -> tuple[StreamHeads, list[Membership]]:
+        """``sync_heads`` and the user's joins, invites and knocks by room nid (an
+        initial sync's two first reads), in one statement."""
+        rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
+        rooms = sorted(
+            (
+                Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4]))
+                for r in rows
+                if r[0] == 20
+            ),
+            key=attrgetter("room_nid"),
+        )
+        return _sync_heads([r for r in rows if r[0] != 20]), rooms
 
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
