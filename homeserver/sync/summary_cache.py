@@ -5,7 +5,7 @@ room with neither a name nor an alias ``m.heroes``) was read from the database a
 sync that showed it: every initial sync, and every sync whose timeline or state held a
 membership event. In a room of 2,000 members the counts alone read 2,000 rows (0.6 ms
 on PostgreSQL, a tenth of a lazy-loaded initial sync), and the three reads were three
-of a lazy-loaded initial sync's twelve statements, though their answers change only
+of a lazy-loaded initial sync's ten statements, though their answers change only
 when a membership (the counts, the heroes) or the current state (the name) does.
 
 Design note
@@ -17,8 +17,8 @@ commit and again after it; the nids of the room's current ``m.room.name`` and
 ``m.room.canonical_alias`` events follow the current state cache
 (``rooms.store.state_store``), which every write of the current state drops (whether
 they name the room is read from the events themselves, through the event cache, which
-a redaction of one of them updates: ``names_room``). Both leaders drop
-their followers here and, over the signal bus, in the other processes; a read racing
+a redaction of one of them updates: ``names_room``). Both leaders drop their followers
+here and, over the signal bus, in the other processes; a read racing
 with a write is kept from storing what it read (``RoomCache.put``). A change is never
 applied to a kept value: the next sync that needs the room reads it again, once.
 
