@@ -3,10 +3,19 @@
 Myelin, the SQL statements one send and one incremental /sync run at each size.
 
 Setup (not measured): one room; members join over HTTP (8 at once) until the room has the
-next size. Measured at each size, over HTTP: ``--curve-sends`` sequential sends by the
-owner (latency of each), and after each send an incremental /sync of a member that
-returns it (latency of the sync). Target: send latency flat within 2x from the smallest to
-the largest size.
+next size; then the server is left until it is quiet (``bench_remote_join.settle``: work
+deferred behind the joins, such as push evaluation, is not the next sends'), and
+``--curve-warmups`` sends, each followed by the sync, are made unmeasured. Measured at
+each size, over HTTP: ``--curve-sends`` sequential sends by the owner (latency of each),
+and after each send an incremental /sync of a member that returns it (latency of the
+sync). Target: send latency flat within 2x from the smallest to the largest size.
+
+Why the wait and the warm-up (both servers alike): the first size was measured right
+after the server started, so its sends carried the server's first use of their
+statements (on PostgreSQL, Myelin prepared ~240 statements on its pool's connections
+during the 10-member sends: 7.5 ms p50 against 3.2-3.4 at 100 and 1,000 members), and
+each size's first sends landed on the joins' deferred work; with 20 samples a few such
+sends moved the p50 of one size and not the others.
 
 Statement counts (Myelin only, in-process, SQLite): a server is started in this process
 on a fresh database, the room grows the same way, and ``count_statements()``
@@ -29,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_remote_join import settle
 from benchmarks.harness import (
     Client,
     Deadline,
@@ -51,6 +61,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="room sizes (members), comma-separated; issue 15's full curve: 10,100,1000,10000",
     )
     p.add_argument("--curve-sends", type=int, default=20, help="sends (and syncs) per size")
+    p.add_argument(
+        "--curve-warmups",
+        type=int,
+        default=5,
+        help="unmeasured sends (and syncs) per size, after the server is quiet",
+    )
     p.add_argument(
         "--curve-no-counts", action="store_true", help="skip Myelin's in-process statement counts"
     )
@@ -119,22 +135,27 @@ async def run(target: Target, client: Client, args: argparse.Namespace) -> dict[
         t0 = time.perf_counter()
         members = await grow(client, users, room_id, members, size, deadline)
         join_s = time.perf_counter() - t0
+        settle_s = await settle(target.pid)
         since = (await client.sync(reader, filter_='{"room":{"timeline":{"limit":1}}}'))[
             "next_batch"
         ]
         send_t: list[float] = []
         sync_t: list[float] = []
-        for i in range(args.curve_sends):
+        for i in range(args.curve_warmups + args.curve_sends):
             t0 = time.perf_counter()
             await client.send_text(owner, room_id, f"curve {size} {i}")
-            send_t.append(time.perf_counter() - t0)
+            sent = time.perf_counter() - t0
             t0 = time.perf_counter()
             body = await client.sync(reader, since=since)
-            sync_t.append(time.perf_counter() - t0)
+            synced = time.perf_counter() - t0
             since = body["next_batch"]
+            if i >= args.curve_warmups:
+                send_t.append(sent)
+                sync_t.append(synced)
         curve[str(size)] = {
             "members": members,
             "join_s": round(join_s, 2),
+            "settle_s": round(settle_s, 2),
             "send_ms": summarize(send_t),
             "sync_ms": summarize(sync_t),
         }

@@ -86,24 +86,35 @@ class SyncBuilder:
             # on wakes the request). An incremental sync that will not wait builds
             # at once: its memberships and new events come in the same statement.
             read: UserMemberships | None = None
+            rooms: list[Membership] | None = None
             if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
                 await self._settle()
                 heads, read = await self.store.sync_heads_and_memberships(
                     req.user_id, req.device_id, req.user_nid, req.since.events, _limit(flt)
                 )
+            elif req.since is None:
+                # An initial sync: the user's rooms in the same statement.
+                heads, rooms = await self.store.sync_heads_and_rooms(
+                    req.user_id, req.device_id, req.user_nid
+                )
             else:
                 heads = await self._heads(req)
             if await self._user.set_presence(SyncContext(req), heads.own_presence):
                 heads = await self._heads(req)  # the user's own presence is in this answer
-                read = None  # read again up to these heads
+                read = rooms = None  # read again up to these heads
             device_peeks: list[Peek] = []
             if heads.peeking:
                 device_peeks = await self._device_peeks(req)
                 self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
                 heads = await self._heads(req)  # read again, now listening on those rooms
-                read = None
+                read = rooms = None
             first = SyncContext(
-                req, flt, req.since, device_peeks=device_peeks, memberships_read=read
+                req,
+                flt,
+                req.since,
+                device_peeks=device_peeks,
+                memberships_read=read,
+                rooms_read=rooms,
             )
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
@@ -168,8 +179,15 @@ class SyncBuilder:
         members = self.rooms.members
         now = ctx.now.events
         moves: list[Membership] | None = None
+        current: list[Membership] = []
         if ctx.since is None:
-            mine = await members.rooms_for_user(ctx.user_id, ("join",))
+            # The joined rooms and the invites and knocks to report: one read (or none,
+            # when they came with the heads).
+            read_rooms = ctx.rooms_read
+            if read_rooms is None:
+                read_rooms = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
+            current = read_rooms
+            mine = [m for m in current if m.membership == "join"]
         else:
             read = ctx.memberships_read or await self.store.user_memberships(
                 ctx.user_id, ctx.since.events, now, ctx.limit + 1 if with_events else 0
@@ -178,7 +196,6 @@ class SyncBuilder:
             ctx.new_event_rows = read.new_events
         joined = [m for m in mine if m.stream_ordering <= now]
         if ctx.since is None:
-            current = await members.rooms_for_user(ctx.user_id, ("join", "invite", "knock"))
             changed = [m for m in current if m.stream_ordering <= now]
             if ctx.flt.room.include_leave:
                 changed += await self.store.left_rooms(ctx.user_id, now)

@@ -125,6 +125,9 @@ class SyncContext:
     # An incremental sync's memberships (with the new events) when read with ``now``
     # (``SyncStore.sync_heads_and_memberships``); None: read them.
     memberships_read: UserMemberships | None = None
+    # An initial sync's joins, invites and knocks when read with ``now``
+    # (``SyncStore.sync_heads_and_rooms``); None: read them.
+    rooms_read: list[Membership] | None = None
     # An incremental sync's new events in its rooms, read with the memberships
     # (``SyncStore.user_memberships``).
     new_event_rows: list[NewEvent] = field(default_factory=list)

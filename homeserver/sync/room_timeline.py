@@ -27,7 +27,7 @@ event in the timeline the user could not see.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from homeserver.rooms import client_json
@@ -40,6 +40,16 @@ from homeserver.rooms.visibility import Visibility
 from homeserver.streams.tokens import StreamToken
 from homeserver.sync.model import SyncContext
 from homeserver.sync.store import SyncStore
+from homeserver.sync.summary_cache import (
+    HERO_CANDIDATES_CACHE,
+    HEROES,
+    MEMBER_COUNTS_CACHE,
+    NAMING_CACHE,
+    HeroCandidates,
+    SummaryCache,
+    heroes_for,
+    names_room,
+)
 from homeserver.userdata.filtering import event_matches, matches_everything, project_fields
 
 MEMBER = "m.room.member"
@@ -61,6 +71,13 @@ class RoomTimeline:
         self.store = store
         # (user, device, room) -> members whose membership this device has been sent
         self._sent: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
+        # What each room's ``summary`` is made of, dropped when its rows change
+        # (``summary_cache.py``): memberships, and the current state for the name.
+        self.member_counts: SummaryCache[Mapping[str, int]] = SummaryCache(MEMBER_COUNTS_CACHE)
+        self.hero_candidates: SummaryCache[HeroCandidates] = SummaryCache(HERO_CANDIDATES_CACHE)
+        self.naming: SummaryCache[tuple[int, ...]] = SummaryCache(NAMING_CACHE)
+        rooms.members.local_cache.followers += [self.member_counts, self.hero_candidates]
+        rooms.state.current_cache.followers.append(self.naming)
 
     def _sent_for(self, ctx: SyncContext, room_id: str, reset: bool) -> dict[str, str]:
         """member user id -> id of the membership event this device was last sent."""
@@ -475,6 +492,10 @@ class RoomTimeline:
                     sent[s.event.state_key] = s.event.event_id
         return out
 
+    async def _read_candidates(self, nids: list[int]) -> dict[int, HeroCandidates]:
+        found = await self.store.hero_candidates_many(nids, HEROES + 1)
+        return {n: HeroCandidates(tuple(p), tuple(g)) for n, (p, g) in found.items()}
+
     async def _summaries(
         self, ctx: SyncContext, rooms: list[RoomInfo]
     ) -> dict[int, dict[str, Any]]:
@@ -482,9 +503,14 @@ class RoomTimeline:
         if not rooms:
             return {}
         nids = [r.room_nid for r in rooms]
-        counts = await self.store.member_counts_many(nids)
-        named = await self.store.named_many(nids)
-        heroes = await self.store.heroes_many([n for n in nids if n not in named], ctx.user_id)
+        counts = await self.member_counts.many(nids, self.store.member_counts_many, {})
+        naming = await self.naming.many(nids, self.store.naming_events_many, ())
+        found = await self.rooms.events.by_nids({e for nids in naming.values() for e in nids})
+        unnamed = [
+            n for n in nids if not any(e in found and names_room(found[e]) for e in naming[n])
+        ]
+        candidates = await self.hero_candidates.many(unnamed, self._read_candidates, _NO_HEROES)
+        heroes = {n: heroes_for(c, ctx.user_id) for n, c in candidates.items()}
         out: dict[int, dict[str, Any]] = {}
         for nid in nids:
             summary: dict[str, Any] = {
@@ -498,6 +524,9 @@ class RoomTimeline:
                 summary["m.heroes"] = heroes[nid]
             out[nid] = summary
         return out
+
+
+_NO_HEROES = HeroCandidates((), ())
 
 
 def _state_before(

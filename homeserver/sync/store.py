@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any
 
-from homeserver.events.canonical import decode_json
 from homeserver.push.actions_store import COVERED, MAIN
 from homeserver.rooms.store.membership_store import (
     MEMBERSHIP_COLUMNS,
@@ -61,6 +60,18 @@ _SYNC_HEADS = (
     " FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
     " UNION ALL SELECT 2, algorithm, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0"
+)
+
+
+# An initial sync's heads and the user's rooms (their joins, invites and knocks:
+# ``MembershipStore.rooms_for_user``) in ONE statement: the two first reads of every
+# initial sync, a round trip each on PostgreSQL and a thread hand-off each on SQLite.
+# The membership rows are kind 20, ``name`` the membership, ``n`` the room, ``events``
+# the event nid and ``device_lists`` the position.
+_SYNC_HEADS_AND_ROOMS = (
+    _SYNC_HEADS + " UNION ALL SELECT 20, membership, room_nid, event_nid, stream_ordering,"
+    " 0, 0, 0, 0, 0, NULL, NULL FROM room_memberships"
+    " WHERE user_id = $1 AND membership IN ('join', 'invite', 'knock')"
 )
 
 
@@ -254,6 +265,22 @@ class SyncStore:
         presence state and the device's key counts, in one statement."""
         return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
 
+    async def sync_heads_and_rooms(
+        self, user_id: str, device_id: str, user_nid: int
+    ) -> tuple[StreamHeads, list[Membership]]:
+        """``sync_heads`` and the user's joins, invites and knocks by room nid (an
+        initial sync's two first reads), in one statement."""
+        rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
+        rooms = sorted(
+            (
+                Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4]))
+                for r in rows
+                if r[0] == 20
+            ),
+            key=attrgetter("room_nid"),
+        )
+        return _sync_heads([r for r in rows if r[0] != 20]), rooms
+
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
     ) -> tuple[StreamHeads, UserMemberships]:
@@ -344,47 +371,47 @@ class SyncStore:
                 out[int(r["room_nid"])][str(r["membership"])] = int(r["n"])
         return out
 
-    async def named_many(self, room_nids: list[int]) -> set[int]:
-        """The rooms whose current state has a non-empty ``m.room.name`` or
-        ``m.room.canonical_alias`` alias: one statement per 500 rooms, from the two state
-        keys through the current state to the events' JSON. (Looking the keys up first
-        cost a statement of its own on every sync while no room had one of them: a
-        missing key is not cached.)"""
-        named: set[int] = set()
+    async def naming_events_many(self, room_nids: list[int]) -> dict[int, tuple[int, ...]]:
+        """Per room, the nids of its current ``m.room.name`` and ``m.room.canonical_alias``
+        events (none, one or both): one statement per 500 rooms, from the two state keys
+        through the current state. (Looking the keys up first cost a statement of its
+        own on every sync while no room had one of them: a missing key is not cached.)
+        Whether they name the room is in their content, read through the event cache
+        (which a redaction updates)."""
+        out: dict[int, tuple[int, ...]] = {}
         for start in range(0, len(room_nids), 500):
             chunk = room_nids[start : start + 500]
             rows = await self.db.fetchall(
-                "SELECT c.room_nid, k.event_type, e.json FROM state_keys k"
+                "SELECT c.room_nid, c.event_nid FROM state_keys k"
                 " JOIN current_state c ON c.state_key_nid = k.state_key_nid"
-                " JOIN events e ON e.event_nid = c.event_nid"
                 " WHERE k.event_type IN ('m.room.name', 'm.room.canonical_alias')"
                 f" AND k.state_key = '' AND c.room_nid IN ({placeholders(len(chunk))})",
                 *chunk,
             )
             for r in rows:
-                content = decode_json(str(r["json"])).get("content")
-                field = "name" if r["event_type"] == "m.room.name" else "alias"
-                if isinstance(content, dict) and content.get(field):
-                    named.add(int(r["room_nid"]))
-        return named
+                nid = int(r["room_nid"])
+                out[nid] = (*out.get(nid, ()), int(r["event_nid"]))
+        return out
 
-    async def heroes_many(
-        self, room_nids: list[int], user_id: str, limit: int = 5
-    ) -> dict[int, list[str]]:
-        """``heroes`` for many rooms: one statement per 100 rooms, each room's branch of
+    async def hero_candidates_many(
+        self, room_nids: list[int], limit: int
+    ) -> dict[int, tuple[list[str], list[str]]]:
+        """Per room, its first ``limit`` members joined or invited and its first ``limit``
+        who left or were banned, oldest first (``summary_cache.heroes_for`` picks a
+        reader's heroes from them): one statement per 100 rooms, each room's branch of
         the UNION ALL an indexed read of at most ``limit`` rows per membership class."""
-        out: dict[int, list[str]] = {}
+        out: dict[int, tuple[list[str], list[str]]] = {}
         for start in range(0, len(room_nids), 100):
             chunk = room_nids[start : start + 100]
             branches = [
                 f"SELECT * FROM (SELECT room_nid, user_id, {rank} AS rank, stream_ordering"
-                f" FROM room_memberships WHERE room_nid = ${i + 3} AND user_id <> $1"
-                f" AND membership IN ({memberships}) ORDER BY stream_ordering LIMIT $2)"
+                f" FROM room_memberships WHERE room_nid = ${i + 2}"
+                f" AND membership IN ({memberships}) ORDER BY stream_ordering LIMIT $1)"
                 f" AS h{i}_{rank}"
                 for i in range(len(chunk))
                 for rank, memberships in ((0, "'join', 'invite'"), (1, "'leave', 'ban'"))
             ]
-            rows = await self.db.fetchall(" UNION ALL ".join(branches), user_id, limit, *chunk)
+            rows = await self.db.fetchall(" UNION ALL ".join(branches), limit, *chunk)
             found: dict[int, dict[int, list[tuple[int, str]]]] = {}
             for r in rows:
                 found.setdefault(int(r["room_nid"]), {}).setdefault(int(r["rank"]), []).append(
@@ -392,8 +419,10 @@ class SyncStore:
                 )
             for room_nid in chunk:
                 ranks = found.get(room_nid, {})
-                best = ranks.get(0) or ranks.get(1) or []
-                out[room_nid] = [u for _, u in sorted(best)]
+                out[room_nid] = (
+                    [u for _, u in sorted(ranks.get(0, []))],
+                    [u for _, u in sorted(ranks.get(1, []))],
+                )
         return out
 
     async def left_rooms(self, user_id: str, upto: int) -> list[Membership]:

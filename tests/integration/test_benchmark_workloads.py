@@ -26,7 +26,7 @@ TINY = [
     "--incrementals", "2", "--wakeups", "2",
     "--ingest-pdus", "60", "--ingest-batch", "50",
     "--big-members", "4", "--big-sends", "1",
-    "--curve-sizes", "2,4", "--curve-sends", "1",
+    "--curve-sizes", "2,4", "--curve-sends", "1", "--curve-warmups", "1",
     "--remote-members", "3", "--remote-messages", "2",
 ]  # fmt: skip
 
@@ -69,4 +69,7 @@ async def test_every_workload_runs_to_completion_against_myelin() -> None:
     assert remote["joiner_peak_rss_mib"] > 0
     curves = got["curves"]
     assert sorted(int(size) for size in curves["sizes"]) == [2, 4]
+    # At each size: the server left until quiet, and the warm-up send not measured.
+    for size in curves["sizes"].values():
+        assert size["settle_s"] >= 0 and size["send_ms"]["n"] == size["sync_ms"]["n"] == 1
     assert got["engine"] == ("postgresql" if ENGINE == "postgres" else "sqlite")
