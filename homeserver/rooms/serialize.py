@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from homeserver.clock import Clock
 from homeserver.events.redaction import redact
 from homeserver.rooms import client_json
@@ -74,45 +72,21 @@ class EventSerializer:
             out.append(self._client_event(s, related, unsigned, now, with_room_id))
         return out
 
-    async def client_json(
-        self, stored: Sequence[StoredEvent], *, with_room_id: bool = True
-    ) -> orjson.Fragment:
-        """``serialize`` without a reader (state lists: /members, /state) as one JSON
-        array, each event encoded once and kept on its ``StoredEvent`` (see
-        ``client_json.py``): a request only appends each event's age. One batched
-        look-up, as ``serialize``."""
-        parts = await self._encoded(stored, with_room_id)
-        return orjson.Fragment(b"[" + b",".join(parts) + b"]")
-
     async def client_parts(
         self, stored: Sequence[StoredEvent], *, with_room_id: bool = True
     ) -> list[bytes]:
-        """``client_json``'s events, each one's JSON apart (``client_json.array`` joins
-        a run of them: a /sync's state, one array per room)."""
-        return await self._encoded(stored, with_room_id)
-
-    async def _encoded(self, stored: Sequence[StoredEvent], with_room_id: bool) -> list[bytes]:
-        if not stored:
-            return []
-        related = await self.events.by_nids(
-            [
-                *(s.redacted_by for s in stored if s.redacted_by),
-                *(s.prev_state_event_nid for s in stored if s.prev_state_event_nid is not None),
-            ]
-        )
-        now = self.clock.now_ms()
+        """``serialize`` without a reader, each event's JSON apart and encoded once, kept
+        on its ``StoredEvent`` (``client_json.py``): a request only appends each event's
+        age (``client_json.array`` joins a run of them: a /sync's state, one array per
+        room). One batched look-up, as ``serialize``."""
+        related, now, heads = await self._heads(stored, with_room_id)
         parts: list[bytes] = []
-        for s in stored:
-            prev_nid = s.prev_state_event_nid
-            prev = None if prev_nid is None else related.get(prev_nid)
-            kept = s.client_json.get(with_room_id)
-            if kept is None or kept[0] is not prev or s.redacted_by:
-                kept = self._client_head(s, related, prev, now, with_room_id)
-                if kept is None:  # redacted: encoded whole, with its redaction's age
-                    age = max(0, now - s.event.origin_server_ts)
-                    event = self._client_event(s, related, {"age": age}, now, with_room_id)
-                    parts.append(client_json.encode(event))
-                    continue
+        for s, kept in zip(stored, heads, strict=True):
+            if kept is None:  # redacted: encoded whole, with its redaction's age
+                age = max(0, now - s.event.origin_server_ts)
+                event = self._client_event(s, related, {"age": age}, now, with_room_id)
+                parts.append(client_json.encode(event))
+                continue
             # client_json.with_age, inlined: this loop runs once per member of a big room.
             age = now - kept[2]
             parts.append(kept[1] + b"%d}}" % (age if age > 0 else 0))
@@ -124,9 +98,18 @@ class EventSerializer:
         """Each event's head and ``origin_server_ts`` (``client_json.py``), for a caller
         that keeps a whole answer built from them (``state_lists.py``); None for a
         redacted event, whose JSON holds a second age (its redaction's) and is encoded
-        per answer (``client_parts``). One batched look-up, as ``client_json``."""
+        per answer (``client_parts``)."""
+        _related, _now, heads = await self._heads(stored, with_room_id)
+        return [None if kept is None else (kept[1], kept[2]) for kept in heads]
+
+    async def _heads(
+        self, stored: Sequence[StoredEvent], with_room_id: bool
+    ) -> tuple[dict[int, StoredEvent], int, list[tuple[StoredEvent | None, bytes, int] | None]]:
+        """Each event's kept head (made now if missing or stale; None when redacted),
+        with the redactions and replaced state events looked up for them in one batch,
+        and the time they were made at."""
         if not stored:
-            return []
+            return {}, 0, []
         related = await self.events.by_nids(
             [
                 *(s.redacted_by for s in stored if s.redacted_by),
@@ -134,15 +117,15 @@ class EventSerializer:
             ]
         )
         now = self.clock.now_ms()
-        out: list[tuple[bytes, int] | None] = []
+        heads: list[tuple[StoredEvent | None, bytes, int] | None] = []
         for s in stored:
             prev_nid = s.prev_state_event_nid
             prev = None if prev_nid is None else related.get(prev_nid)
             kept = s.client_json.get(with_room_id)
             if kept is None or kept[0] is not prev or s.redacted_by:
                 kept = self._client_head(s, related, prev, now, with_room_id)
-            out.append(None if kept is None else (kept[1], kept[2]))
-        return out
+            heads.append(kept)
+        return related, now, heads
 
     def _client_head(
         self,
