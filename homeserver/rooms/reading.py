@@ -71,14 +71,20 @@ class RoomReader:
         leave or ban event (state is frozen there); 403 for outsiders of a
         non-world-readable room."""
         m = await self.rooms.members.get(room.room_nid, user_id)
-        if m is not None and m.membership == "join":
-            return None
-        if await self.visibility.world_readable(room):
-            return None
-        if m is not None and m.membership in ("leave", "ban"):
+        membership = None if m is None else m.membership
+        ev = None
+        if m is not None and membership in ("leave", "ban"):
             ev = (await self.rooms.events.by_nids([m.event_nid])).get(m.event_nid)
-            if ev is not None and ev.state_group is not None:
-                return ev
+        return await self._frozen_at(room, membership, ev)
+
+    async def _frozen_at(
+        self, room: RoomInfo, membership: str | None, ev: StoredEvent | None
+    ) -> StoredEvent | None:
+        """``_view``'s answer for a user with ``membership`` (``ev`` its event)."""
+        if membership == "join" or await self.visibility.world_readable(room):
+            return None
+        if ev is not None and membership in ("leave", "ban") and ev.state_group is not None:
+            return ev
         raise not_in_room()
 
     async def _state(
@@ -118,12 +124,7 @@ class RoomReader:
         ev = None
         if event_nid is not None:
             ev = (await self.rooms.events.by_nids([event_nid])).get(event_nid)
-        membership = None if ev is None else ev.event.membership
-        if membership == "join" or await self.visibility.world_readable(room):
-            return None
-        if ev is not None and membership in ("leave", "ban") and ev.state_group is not None:
-            return ev
-        raise not_in_room()
+        return await self._frozen_at(room, None if ev is None else ev.event.membership, ev)
 
     async def _state_source(self, room: RoomInfo, group: int | None) -> tuple[Hashable, StateNids]:
         """The cached state-nids map of the room's current state (``group`` None) or of a
