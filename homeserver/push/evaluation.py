@@ -187,18 +187,8 @@ class PushEvaluator:
         # made it step once more, for nothing, after the step every woken /sync waits on.
         if target > self.persisted:
             self.on_persisted(target)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_S
-        for _ in range(MAX_WAITS):
-            moved = self._moved
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):  # no task of its own, unlike wait_for
-                    await moved.wait()
-            if self.position is not None and self.position >= target:
-                return True
+        if await self._wait_for(target, WAIT_S, while_running=False):
+            return True
         log.warning("push evaluation is behind position %d; counts may lag", target)
         return False
 
@@ -220,18 +210,27 @@ class PushEvaluator:
             return
         if target - self.position > BATCH:
             return
+        await self._wait_for(target, SETTLE_S, while_running=True)
+
+    async def _wait_for(self, target: int, seconds: float, *, while_running: bool) -> bool:
+        """Sleep through the cursor's moves until it reaches ``target`` (True), or for
+        ``seconds`` at most; ``while_running``: also give up once this process's
+        evaluator stops or the cursor is unknown (False)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_S
+        deadline = loop.time() + seconds
         for _ in range(MAX_WAITS):
             moved = self._moved
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return
+                return False
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(remaining):  # no task of its own, unlike wait_for
                     await moved.wait()
-            if self.position is None or self.position >= target or not self.running:
-                return
+            if self.position is not None and self.position >= target:
+                return True
+            if while_running and (self.position is None or not self.running):
+                return False
+        return False
 
     # -------------------------------------------------------------- runner
 
