@@ -32,6 +32,23 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
         await database.close()
 
 
+async def hold_writer(db: SqliteDatabase) -> tuple[asyncio.Future[None], asyncio.Event]:
+    """A transaction (writing room 5, seq 1) that holds the writer, so a commit group is
+    open, until the returned event is set; its task ends once it committed."""
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as q:
+            await q.execute(INSERT, 5, 1)
+            holding.set()
+            await release.wait()
+
+    task = asyncio.ensure_future(writer())
+    await holding.wait()
+    return task, release
+
+
 def count_jobs(db: SqliteDatabase) -> list[str]:
     """The jobs queued on the writer's thread (each a hand-off from the event loop)."""
     writer = db._writer
@@ -96,17 +113,7 @@ async def test_a_failing_batch_writes_nothing_and_leaves_the_writer_free(
 
 
 async def test_a_batch_while_others_write_joins_their_commit_group(db: SqliteDatabase) -> None:
-    holding = asyncio.Event()
-    release = asyncio.Event()
-
-    async def writer() -> None:
-        async with db.transaction() as q:
-            await q.execute(INSERT, 5, 1)
-            holding.set()
-            await release.wait()
-
-    task = asyncio.ensure_future(writer())
-    await holding.wait()
+    task, release = await hold_writer(db)
     assert db._groups is not None and not db._groups.idle()
     batch = await batch_of((INSERT, [(6, 1)]), ("UPDATE cursor SET position = $1", [(3,)]))
     pending = asyncio.ensure_future(db.write_batch(batch.statements))
@@ -169,17 +176,7 @@ async def test_a_failing_derived_batch_restores_full(db: SqliteDatabase) -> None
 
 
 async def test_a_derived_batch_joining_a_group_keeps_the_groups_fsync(db: SqliteDatabase) -> None:
-    holding = asyncio.Event()
-    release = asyncio.Event()
-
-    async def writer() -> None:
-        async with db.transaction() as q:
-            await q.execute(INSERT, 5, 1)
-            holding.set()
-            await release.wait()
-
-    task = asyncio.ensure_future(writer())
-    await holding.wait()
+    task, release = await hold_writer(db)
     seen = trace_writer(db)
     batch = await batch_of((INSERT, [(6, 1)]))
     pending = asyncio.ensure_future(db.write_batch(batch.statements, derived=True))
