@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
+from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
 from homeserver.rooms.store.rooms_store import RoomInfo
 from tests.conftest import RestartFn, ServerFactory
@@ -86,6 +87,22 @@ async def _join_partially(
     assert r.status == 200, r.body
     assert await partial_joins(b).is_partial((await room_info(b, room_id)).room_nid)
     return api_b, bob, held
+
+
+def _hold_merge(partial: PartialStateJoins) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the partial-state merge back: the first event is set when it is reached,
+    and it goes on once the second is set."""
+    gate = asyncio.Event()
+    merging = asyncio.Event()
+    merge = partial._merge
+
+    async def gated_merge(*args: Any) -> None:
+        merging.set()
+        await gate.wait()
+        await merge(*args)
+
+    partial._merge = gated_merge  # type: ignore[method-assign,assignment]
+    return merging, gate
 
 
 async def _joined(api: Api, user: User, room_id: str) -> set[str]:
@@ -481,16 +498,7 @@ async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     room = await room_info(b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    merging = asyncio.Event()
-    merge = partial._merge
-
-    async def gated_merge(*args: Any) -> None:
-        merging.set()
-        await gate.wait()
-        await merge(*args)
-
-    partial._merge = gated_merge  # type: ignore[method-assign,assignment]
+    merging, gate = _hold_merge(partial)
     release_resync(b, held)
     await asyncio.wait_for(merging.wait(), 30.0)
     # Well under the backfill's wait for a round (20 s): it does not wait for the merge.
@@ -593,16 +601,7 @@ async def test_history_stored_before_the_merge_keeps_its_own_state(
     room = await room_info(b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    merging = asyncio.Event()
-    merge = partial._merge
-
-    async def gated_merge(*args: Any) -> None:
-        merging.set()
-        await gate.wait()
-        await merge(*args)
-
-    partial._merge = gated_merge  # type: ignore[method-assign,assignment]
+    merging, gate = _hold_merge(partial)
     release_resync(b, held)
     await asyncio.wait_for(merging.wait(), 30.0)
     bodies = await asyncio.wait_for(timeline_bodies(api_b, bob, room_id), 10.0)
