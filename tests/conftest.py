@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from homeserver.config import Config, parse_config
 from homeserver.events.keys import encode_signing_key_line, generate_signing_key
 from homeserver.tls import write_self_signed
 from tests.helpers import Api
+from tests.ports import free_port
 from tests.spread import WORKERS, seed_for, start_spread
 
 ENGINE = os.environ.get("MYELIN_TEST_DB", "sqlite")
@@ -134,13 +134,6 @@ async def stop_or_explain(server: RunningServer) -> None:
             where = " <- ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames)
             stacks.append(f"{task.get_name()}: {where}")
         pytest.fail(f"server did not stop within {STOP_TIMEOUT_S} s; tasks:\n" + "\n".join(stacks))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

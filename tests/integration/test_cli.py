@@ -20,15 +20,9 @@ from homeserver.app import HomeServer
 from homeserver.config import load_config
 from tests.conftest import ENGINE, _create_pg_database
 from tests.helpers import Api
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _env() -> dict[str, str]:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-
 from homeserver.app import RunningServer
 from tests.helpers import Api
+from tests.ports import free_port
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
 }
 SPEC_METHODS = {"GET", "POST", "PUT", "DELETE", "OPTIONS"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def assert_cors(headers: object) -> None:

@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -40,6 +39,7 @@ import yaml
 
 from homeserver.events.keys import encode_signing_key_line, generate_signing_key
 from homeserver.tls import write_self_signed
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNAPSE_VENV = Path(os.environ.get("MYELIN_SYNAPSE_VENV", ROOT / ".venv-synapse"))
@@ -116,14 +116,6 @@ def default_ip_range_blocklist() -> tuple[str, ...]:
         timeout=60,
     )
     return tuple(json.loads(out.stdout))
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def synapse_config(
