@@ -41,6 +41,7 @@ from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.membership")
 
@@ -347,8 +348,12 @@ class RemoteMembership:
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):
-            room = await self._room_row(room_id, create)
-            await self.pipeline.auth.store_outliers_locked(room, [*chain, *state])
+            known = await self.rooms.rooms.get_room(room_id)
+            # A first join: the room's row goes with its state and chain (one commit).
+            where = known or NewRoom(room_id, create.sender)
+            await self.pipeline.auth.store_outliers_locked(where, [*chain, *state])
+            room = known or await self.rooms.rooms.get_room(room_id)
+            assert room is not None  # the create event, in the state, made its row
             stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
             ids = {
                 s.event.state_tuple(): i
@@ -396,33 +401,28 @@ class RemoteMembership:
                 current_delta=diff(nids, current),
                 member_changes=members,
             )
-            if partial_servers is not None and self.partial is not None:
-                await self.partial.store.mark(
-                    room.room_nid,
-                    event.event_id,
-                    server,
-                    [server, *partial_servers],
-                    self.clock.now_ms(),
-                    self.partial.owner,
-                    self.partial.mark_claim_until(),
-                )
             self.outbound.handshaken.add(event.event_id)
-            stored = await self.rooms.persister.persist(plan, room.room_nid)
+            partial = self.partial if partial_servers is not None else None
+            if partial is None:
+                stored = await self.rooms.persister.persist(plan, room.room_nid)
+            else:
+                # The marker in the join's own transaction: both or neither.
+                servers = [server, *(partial_servers or [])]
+                now, until = self.clock.now_ms(), partial.mark_claim_until()
+
+                async def mark(q: Queries, room_nid: int) -> None:
+                    await partial.store.mark_in(
+                        q, room_nid, event.event_id, server, servers, now, partial.owner, until
+                    )
+
+                partial.store.marking(room.room_nid)
+                try:
+                    stored = await self.rooms.persister.persist(plan, room.room_nid, also=mark)
+                finally:
+                    partial.store.marked(room.room_nid)
         await self.rooms.after_persist(stored, room)
         if partial_servers is not None and self.partial is not None:
             self.partial.start(room)
-
-    async def _room_row(self, room_id: str, create: Event) -> RoomInfo:
-        room = await self.rooms.rooms.get_room(room_id)
-        if room is not None:
-            return room
-        plan = PersistPlan(
-            event=create, prev_nids=[], state_group_before=None, replaces_nid=None, outlier=True
-        )
-        await self.rooms.persister.persist(plan, None, NewRoom(room_id, create.sender))
-        room = await self.rooms.rooms.get_room(room_id)
-        assert room is not None
-        return room
 
     # ------------------------------------------------------- knock / leave
 
