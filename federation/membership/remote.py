@@ -353,8 +353,10 @@ class RemoteMembership:
             where = known or NewRoom(room_id, create.sender)
             await self.pipeline.auth.store_outliers_locked(where, [*chain, *state])
             room = known or await self.rooms.rooms.get_room(room_id)
-            assert room is not None  # the create event, in the state, made its row
             stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
+            made = stored_state.get(create.event_id)
+            if room is None or made is None or made.rejected_reason is not None:
+                raise MatrixError(502, "M_UNKNOWN", "The room's create event is not usable")
             ids = {
                 s.event.state_tuple(): i
                 for i, s in stored_state.items()
