@@ -743,3 +743,35 @@ async def test_a_read_while_a_marker_is_written_does_not_remember_the_room_compl
     await store.clear(room.room_nid)
     assert not await store.is_partial(room.room_nid)
     await api.__aexit__(None, None, None)
+
+
+async def test_the_resync_keeps_the_strings_its_events_repeat_once(
+    make_server: ServerFactory,
+) -> None:
+    """The members fetched by the resync stay in memory (the events cache): the strings
+    they all repeat (the room id, the type, the auth events cited, the membership) are
+    one object each, not one per event (``share_repeats``); the events are as sent."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    release_resync(b, held)
+    assert alice.user_id in await _joined(api_b, bob, room_id)
+    room = await room_info(b, room_id)
+    got = await b.hs.rooms_area.rooms.members.members(room.room_nid, ("join",))
+    mine = {m.user_id: m.event_nid for m in got}
+    stored = await b.hs.rooms_area.rooms.events.by_nids(mine[m.user_id] for m in members)
+    pdus = [s.event.pdu for s in stored.values()]
+    assert len(pdus) == MEMBERS
+    for field in ("room_id", "type"):
+        assert len({id(p[field]) for p in pdus}) == 1, field
+    assert len({id(p["content"]["membership"]) for p in pdus}) == 1
+    cited = {a for p in pdus for a in p["auth_events"]}
+    assert len({id(a) for p in pdus for a in p["auth_events"]}) == len(cited)
+    assert all(p["state_key"] is p["sender"] for p in pdus)
+    on_a = await a.hs.rooms_area.rooms.events.by_ids(s.event.event_id for s in stored.values())
+    assert {i: s.event.pdu for i, s in on_a.items()} == {
+        s.event.event_id: s.event.pdu for s in stored.values()
+    }
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
