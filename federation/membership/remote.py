@@ -315,7 +315,7 @@ class RemoteMembership:
         """Verify the returned state and auth chain, store them, persist our join.
 
         ``partial_servers``: the resident omitted the members (its servers_in_room):
-        the room is marked partial before the join is persisted and its whole state
+        the room is marked partial in the join's own transaction and its whole state
         is fetched in the background (``federation.membership.partial_state``)."""
         if not isinstance(resp, dict):
             raise MatrixError(502, "M_UNKNOWN", "Bad send_join answer")
