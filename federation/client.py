@@ -42,7 +42,7 @@ from federation.errors import DestinationDenied, DestinationRefused, FederationE
 from homeserver.clock import Clock
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.keys import SigningKey
-from homeserver.http.bodies import BadJsonBytes, decode_json_bytes
+from homeserver.http.bodies import BadJsonBytes, decode_json_buffer
 from homeserver.net import AddressRefused, PolicyResolver, is_forbidden_address
 from homeserver.server_lists import ServerPolicy
 
@@ -230,7 +230,7 @@ class FederationClient:
             ) as resp:
                 if not 200 <= resp.status < 300:
                     raw = await resp.content.read(65536)
-                    _decode_answer(destination, resp.status, raw)
+                    _decode_answer(destination, resp.status, bytearray(raw))
                 yield resp
 
     @contextlib.asynccontextmanager
@@ -301,7 +301,7 @@ class FederationClient:
         data: bytes | None,
         timeout_s: float,
         limit: int,
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytearray]:
         """Send one request to ``target``: the status and the body (at most ``limit`` bytes)."""
         server_hostname = target.tls_name if target.tls_name != target.connect_host else None
         try:
@@ -317,14 +317,14 @@ class FederationClient:
             ) as resp:
                 if resp.content_length is not None and resp.content_length > limit:
                     raise FederationError(destination, "response too large", status=resp.status)
-                chunks: list[bytes] = []
-                size = 0
+                # One buffer grown in place, not chunks joined into a copy: an answer
+                # may be megabytes (a room's state), and the parse consumes it.
+                body = bytearray()
                 async for chunk in resp.content.iter_chunked(65536):
-                    size += len(chunk)
-                    if size > limit:
+                    if len(body) + len(chunk) > limit:
                         raise FederationError(destination, "response too large", status=resp.status)
-                    chunks.append(chunk)
-                return resp.status, b"".join(chunks)
+                    body += chunk
+                return resp.status, body
         except aiohttp.ClientConnectorError as e:
             if isinstance(e.os_error, AddressRefused):
                 raise DestinationRefused(
@@ -360,9 +360,10 @@ class FederationClient:
         raise FederationError(hostname, "too many well-known redirects")
 
 
-def _decode_answer(destination: str, status: int, raw: bytes) -> Any:
+def _decode_answer(destination: str, status: int, raw: bytearray) -> Any:
+    """The answer's JSON (``raw`` is consumed: emptied before the parse)."""
     try:
-        body: Any = decode_json_bytes(raw, unique_keys=True) if raw else None
+        body: Any = decode_json_buffer(raw, unique_keys=True) if raw else None
     except BadJsonBytes:
         body = None
         if 200 <= status < 300:

@@ -57,12 +57,33 @@ class PartialStateStore:
         # Announces a marked room to the other processes (bound with the signal bus).
         self.publish: Callable[[str, list[str]], None] | None = None
         # Rooms seen complete by this process; a room is only ever marked partial by a
-        # join of a room we are not in, before the join exists (``mark`` forgets it
-        # here and, over the signal bus, in the other processes).
+        # join of a room we are not in, in the join's transaction (``marking`` and
+        # ``marked`` forget it here and, over the signal bus, in the other processes).
         self._complete: set[int] = set()
+        # Markers being written, and a count of marks begun and ended: a read that
+        # overlapped one does not remember its rooms as complete.
+        self._marking = 0
+        self._marks = 0
 
-    async def mark(
+    def marking(self, room_nid: int) -> None:
+        """A marker of ``room_nid`` is about to be written (``mark_in``, in the join's
+        transaction): a read meanwhile must not remember the room as complete."""
+        self._complete.discard(room_nid)
+        self._marking += 1
+        self._marks += 1
+
+    def marked(self, room_nid: int) -> None:
+        """``marking``'s transaction has ended (committed or not)."""
+        self._marking -= 1
+        self._marks += 1
+        self._complete.discard(room_nid)
+        if self.publish is not None:
+            # Other processes that saw the room complete (a rejoin) must ask again.
+            self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
+
+    async def mark_in(
         self,
+        q: Queries,
         room_nid: int,
         join_event_id: str,
         joined_via: str,
@@ -71,37 +92,34 @@ class PartialStateStore:
         owner: str = "",
         owner_until_ms: int = 0,
     ) -> None:
-        """The marker, claimed by ``owner`` (the joining process, which resyncs it)."""
-        self._complete.discard(room_nid)
-        async with self.db.transaction() as q:
-            # Groups made from here on are this join's (the caller holds the room's
-            # lock; ids only grow): a rejoin's merge leaves the earlier ones alone. A
-            # room still partial (we left and came back before the merge) keeps its
-            # first bound: the groups of that first partial stretch lack members too.
-            floor = await q.fetchval(
-                "SELECT min_state_group FROM partial_state_rooms WHERE room_nid = $1", room_nid
-            )
-            if floor is None:
-                newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
-                floor = int(newest or 0) + 1
-            await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
-            await q.execute(
-                "INSERT INTO partial_state_rooms"
-                " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
-                " owner, owner_until_ms, min_state_group)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                room_nid,
-                join_event_id,
-                joined_via,
-                json.dumps(sorted(set(servers))),
-                now_ms,
-                owner,
-                owner_until_ms,
-                int(floor),
-            )
-        if self.publish is not None:
-            # Other processes that saw the room complete (a rejoin) must ask again.
-            self.publish(PARTIAL_STATE_MARKED, [str(room_nid)])
+        """The marker, claimed by ``owner`` (the joining process, which resyncs it),
+        written in the join's own transaction (between ``marking`` and ``marked``):
+        the join and its marker commit together or not at all."""
+        # Groups made from here on are this join's (the caller holds the room's lock;
+        # ids only grow): a rejoin's merge leaves the earlier ones alone. A room still
+        # partial (we left and came back before the merge) keeps its first bound: the
+        # groups of that first partial stretch lack members too.
+        floor = await q.fetchval(
+            "SELECT min_state_group FROM partial_state_rooms WHERE room_nid = $1", room_nid
+        )
+        if floor is None:
+            newest = await q.fetchval("SELECT MAX(state_group) FROM state_groups")
+            floor = int(newest or 0) + 1
+        await q.execute("DELETE FROM partial_state_rooms WHERE room_nid = $1", room_nid)
+        await q.execute(
+            "INSERT INTO partial_state_rooms"
+            " (room_nid, join_event_id, joined_via, servers_in_room, created_ms,"
+            " owner, owner_until_ms, min_state_group)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            room_nid,
+            join_event_id,
+            joined_via,
+            json.dumps(sorted(set(servers))),
+            now_ms,
+            owner,
+            owner_until_ms,
+            int(floor),
+        )
 
     async def history_groups(self, q: Queries, room_nid: int, min_group: int) -> set[int]:
         """The state groups (``min_group`` or above) of history backfilled while the room
@@ -171,6 +189,7 @@ class PartialStateStore:
         (an invite): it could still be joined with partial state by another process."""
         if room_nid in self._complete:
             return None
+        marks = self._marks
         row = await (q or self.db).fetchone(
             "SELECT room_nid, join_event_id, joined_via, servers_in_room, min_state_group"
             " FROM partial_state_rooms WHERE room_nid = $1",
@@ -178,7 +197,7 @@ class PartialStateStore:
         )
         if row is None:
             if remember:
-                self._complete.add(room_nid)
+                self._remember_complete([room_nid], marks)
             return None
         return PartialRoom(
             int(row["room_nid"]),
@@ -235,6 +254,7 @@ class PartialStateStore:
         marker is announced to every process), so for /sync, which asks about its
         user's joined rooms, this is mostly no statement."""
         unknown = [n for n in room_nids if n not in self._complete]
+        marks = self._marks
         found: set[int] = set()
         for start in range(0, len(unknown), _CHUNK):
             chunk = unknown[start : start + _CHUNK]
@@ -244,7 +264,7 @@ class PartialStateStore:
                 *chunk,
             )
             found |= {int(r["room_nid"]) for r in rows}
-        self._complete.update(n for n in unknown if n not in found)
+        self._remember_complete([n for n in unknown if n not in found], marks)
         return found
 
     async def completed_between(self, since: int, upto: int) -> set[int]:
@@ -280,6 +300,13 @@ class PartialStateStore:
                 if merged is None or int(merged) > positions[nid]:
                     found.add(nid)
         return found
+
+    def _remember_complete(self, room_nids: list[int], marks: int) -> None:
+        """Remember rooms read without a marker, unless a marker was being written
+        meanwhile (``marks`` is the count when the read began): the read may predate
+        its commit."""
+        if marks == self._marks and not self._marking:
+            self._complete.update(room_nids)
 
     def completed(self, room_nid: int) -> None:
         self._complete.add(room_nid)

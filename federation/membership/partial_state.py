@@ -4,7 +4,7 @@ Design note
 -----------
 A join with ``omit_members`` (``RemoteMembership.join``) stores the room's state
 without most membership events, marks the room partial (table
-``partial_state_rooms``, written before the join is persisted) and answers the
+``partial_state_rooms``, written in the join's own transaction) and answers the
 client at once. This module then completes the state in the background::
 
     resync(room)                     one task per room, for this process's life

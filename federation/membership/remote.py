@@ -41,6 +41,7 @@ from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.serialize import STRIPPED_STATE_KEYS
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import Queries
 
 log = logging.getLogger("myelin.federation.membership")
 
@@ -314,7 +315,7 @@ class RemoteMembership:
         """Verify the returned state and auth chain, store them, persist our join.
 
         ``partial_servers``: the resident omitted the members (its servers_in_room):
-        the room is marked partial before the join is persisted and its whole state
+        the room is marked partial in the join's own transaction and its whole state
         is fetched in the background (``federation.membership.partial_state``)."""
         if not isinstance(resp, dict):
             raise MatrixError(502, "M_UNKNOWN", "Bad send_join answer")
@@ -347,9 +348,15 @@ class RemoteMembership:
         if create is None or create.room_id != room_id:
             raise MatrixError(502, "M_UNKNOWN", "The room's state has no create event")
         async with self.rooms.lock(room_id):
-            room = await self._room_row(room_id, create)
-            await self.pipeline.auth.store_outliers_locked(room, [*chain, *state])
+            known = await self.rooms.rooms.get_room(room_id)
+            # A first join: the room's row goes with its state and chain (one commit).
+            where = known or NewRoom(room_id, create.sender)
+            await self.pipeline.auth.store_outliers_locked(where, [*chain, *state])
+            room = known or await self.rooms.rooms.get_room(room_id)
             stored_state = await self.rooms.events.by_ids(e.event_id for e in state)
+            made = stored_state.get(create.event_id)
+            if room is None or made is None or made.rejected_reason is not None:
+                raise MatrixError(502, "M_UNKNOWN", "The room's create event is not usable")
             ids = {
                 s.event.state_tuple(): i
                 for i, s in stored_state.items()
@@ -396,33 +403,28 @@ class RemoteMembership:
                 current_delta=diff(nids, current),
                 member_changes=members,
             )
-            if partial_servers is not None and self.partial is not None:
-                await self.partial.store.mark(
-                    room.room_nid,
-                    event.event_id,
-                    server,
-                    [server, *partial_servers],
-                    self.clock.now_ms(),
-                    self.partial.owner,
-                    self.partial.mark_claim_until(),
-                )
             self.outbound.handshaken.add(event.event_id)
-            stored = await self.rooms.persister.persist(plan, room.room_nid)
+            partial = self.partial if partial_servers is not None else None
+            if partial is None:
+                stored = await self.rooms.persister.persist(plan, room.room_nid)
+            else:
+                # The marker in the join's own transaction: both or neither.
+                servers = [server, *(partial_servers or [])]
+                now, until = self.clock.now_ms(), partial.mark_claim_until()
+
+                async def mark(q: Queries, room_nid: int) -> None:
+                    await partial.store.mark_in(
+                        q, room_nid, event.event_id, server, servers, now, partial.owner, until
+                    )
+
+                partial.store.marking(room.room_nid)
+                try:
+                    stored = await self.rooms.persister.persist(plan, room.room_nid, also=mark)
+                finally:
+                    partial.store.marked(room.room_nid)
         await self.rooms.after_persist(stored, room)
         if partial_servers is not None and self.partial is not None:
             self.partial.start(room)
-
-    async def _room_row(self, room_id: str, create: Event) -> RoomInfo:
-        room = await self.rooms.rooms.get_room(room_id)
-        if room is not None:
-            return room
-        plan = PersistPlan(
-            event=create, prev_nids=[], state_group_before=None, replaces_nid=None, outlier=True
-        )
-        await self.rooms.persister.persist(plan, None, NewRoom(room_id, create.sender))
-        room = await self.rooms.rooms.get_room(room_id)
-        assert room is not None
-        return room
 
     # ------------------------------------------------------- knock / leave
 

@@ -25,7 +25,7 @@ from typing import Any
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError, KeyLookupError
 from federation.keyring import Keyring
-from federation.pdu.parse import PduDropped, parse_pdu
+from federation.pdu.parse import PduDropped, parse_pdu, share_repeats
 from federation.pdu.signatures import SignaturePlan, plan, verdict, verify, verify_all
 from homeserver.events.derived import signable_bytes
 from homeserver.events.model import Event
@@ -116,6 +116,8 @@ class EventFetcher:
         passed (as the same ``Event``), a copy is checked only when those before
         it failed."""
         passed: dict[str, Event] = {}
+        # The strings the room's events repeat, kept once (``share_repeats``).
+        repeats: dict[str, str] = {}
         for start in range(0, len(pdus), CHECK_BATCH):
             if start:
                 await asyncio.sleep(0)  # let other rooms and requests run between batches
@@ -134,6 +136,7 @@ class EventFetcher:
                     continue
                 if event.room_id != room_id:
                     continue
+                share_repeats(event.pdu, repeats)
                 event_id = event.event_id
                 if event_id in passed:
                     copies.append((i, event_id))

@@ -20,7 +20,7 @@ from federation.pdu.graph import RoomGraph
 from homeserver.events.model import Event
 from homeserver.rooms.auth.constants import CREATE
 from homeserver.rooms.checks import EventRejected, check_event
-from homeserver.rooms.persist import PersistPlan
+from homeserver.rooms.persist import NewRoom, PersistPlan
 from homeserver.rooms.service import RoomService
 from homeserver.rooms.store.events_store import StoredEvent
 from homeserver.rooms.store.rooms_store import RoomInfo
@@ -124,12 +124,14 @@ class AuthFetcher:
             return await self.store_outliers_locked(room, unknown)
 
     async def store_outliers_locked(
-        self, room: RoomInfo, events: Iterable[Event]
+        self, room: RoomInfo | NewRoom, events: Iterable[Event]
     ) -> list[StoredEvent]:
         """``store_outliers`` for a caller that holds the room's lock. The events are
         checked first, in memory (an auth event stored in the same batch counts as
         known), then written ``OUTLIERS_PER_TXN`` to a transaction: a big room's state
-        is thousands of outliers, and a commit each was most of storing them."""
+        is thousands of outliers, and a commit each was most of storing them.
+        ``NewRoom``: a room not stored yet (a first join), whose row is written with
+        the first batch; nothing is stored unless ``events`` hold its create event."""
         unknown = {e.event_id: e for e in events}
         known = await self.rooms.events.by_ids(unknown)
         todo = sorted(
@@ -138,7 +140,12 @@ class AuthFetcher:
         )
         if not todo:
             return []
-        create = await self.create_event(room, todo)
+        if isinstance(room, NewRoom):
+            create = next((e for e in todo if e.type == CREATE), None)
+            if create is None:
+                return []  # no room is made without its create event
+        else:
+            create = await self.create_event(room, todo)
         batch = {e.event_id for e in todo}
         cited = {a for e in todo for a in e.auth_event_ids if a not in batch}
         stored_auth = await self.rooms.events.by_ids(cited)
@@ -162,9 +169,13 @@ class AuthFetcher:
             )
         out: list[StoredEvent] = []
         persister = self.rooms.persister
+        new_room = room if isinstance(room, NewRoom) else None
+        room_nid = None if isinstance(room, NewRoom) else room.room_nid
         for start in range(0, len(plans), OUTLIERS_PER_TXN):
             chunk = plans[start : start + OUTLIERS_PER_TXN]
-            out += await persister.persist_outliers(chunk, room.room_nid)
+            written = await persister.persist_outliers(chunk, room_nid, new_room)
+            room_nid, new_room = written[0].room_nid, None
+            out += written
         return out
 
     async def _check_alone(

@@ -72,3 +72,27 @@ def parse_pdu(pdu: Any, room_version: RoomVersion) -> tuple[Event, bool]:
     redacted = Event(event_id, redact(clean, room_version), room_version)
     keep(redacted, signable=signable)  # redacting again changes nothing it covers
     return redacted, True
+
+
+# Fields whose values a room's events repeat (``share_repeats``).
+_REPEATED = ("type", "room_id", "sender", "state_key")
+
+
+def share_repeats(pdu: dict[str, Any], memo: dict[str, str]) -> None:
+    """Make the strings that a room's events repeat (type, room id, sender and state
+    key, the auth and prev events they cite, a membership) one object each across the
+    PDUs given the same ``memo``; equal values, so nothing signed or hashed changes.
+    A big room's state is thousands of events kept in memory while it is stored and
+    after (the events cache), and parsing gave each its own copies: a fifth of them."""
+    for key in _REPEATED:
+        value = pdu.get(key)
+        if isinstance(value, str):
+            pdu[key] = memo.setdefault(value, value)
+    for key in ("auth_events", "prev_events"):
+        refs = pdu.get(key)
+        if isinstance(refs, list):
+            pdu[key] = [memo.setdefault(r, r) if isinstance(r, str) else r for r in refs]
+    content = pdu.get("content")
+    membership = content.get("membership") if isinstance(content, dict) else None
+    if isinstance(content, dict) and isinstance(membership, str):
+        content["membership"] = memo.setdefault(membership, membership)

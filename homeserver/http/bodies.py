@@ -33,20 +33,40 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def decode_json_bytes(raw: bytes, *, unique_keys: bool = False) -> Any:
+def decode_json_bytes(raw: bytes | bytearray, *, unique_keys: bool = False) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no lone surrogates, nesting the parser can
     take; ``unique_keys``: no object names a key twice. ``BadJsonBytes`` otherwise.
 
     Duplicate keys matter where JSON is signed or hashed (federation): two
     readers taking different values would disagree on an event.
     """
-    hook = _unique_object if unique_keys else None
     try:
         text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadJsonBytes("Content is not valid JSON") from None
+    return _decode_text(text, unique_keys)
+
+
+def decode_json_buffer(buf: bytearray, *, unique_keys: bool = False) -> Any:
+    """``decode_json_bytes`` that consumes ``buf``: it is emptied once decoded to text,
+    before the parse, so a big answer (a room's state: megabytes) is not held as
+    bytes, text and objects at once."""
+    try:
+        text = buf.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadJsonBytes("Content is not valid JSON") from None
+    finally:
+        buf.clear()
+    return _decode_text(text, unique_keys)
+
+
+def _decode_text(text: str, unique_keys: bool) -> Any:
+    hook = _unique_object if unique_keys else None
+    try:
         value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=hook)
     except BadJsonBytes:
         raise
-    except (UnicodeDecodeError, ValueError):
+    except ValueError:
         raise BadJsonBytes("Content is not valid JSON") from None
     except RecursionError:
         raise BadJsonBytes("Content is nested too deeply") from None

@@ -218,10 +218,16 @@ class EventPersister:
         self.redactions = RedactionApplier(events, state, rooms)
 
     async def persist(
-        self, plan: PersistPlan, room_nid: int | None, new_room: NewRoom | None = None
+        self,
+        plan: PersistPlan,
+        room_nid: int | None,
+        new_room: NewRoom | None = None,
+        also: Callable[[Queries, int], Awaitable[None]] | None = None,
     ) -> StoredEvent:
-        """Write the event; ``new_room`` creates the room row in the same transaction."""
-        return (await self._persist([plan], room_nid, new_room))[0]
+        """Write the event; ``new_room`` creates the room row in the same transaction;
+        ``also(q, room_nid)`` runs in it before the event's writes (a partial-state
+        join's marker: the join and its marker commit together)."""
+        return (await self._persist([plan], room_nid, new_room, also))[0]
 
     async def persist_chain(self, plans: Sequence[PersistPlan], room_nid: int) -> list[StoredEvent]:
         """Write local events built one on another (group commit, ``rooms.send_queue``) in
@@ -232,14 +238,16 @@ class EventPersister:
         return await self._persist(plans, room_nid, None)
 
     async def persist_outliers(
-        self, plans: Sequence[PersistPlan], room_nid: int
+        self, plans: Sequence[PersistPlan], room_nid: int | None, new_room: NewRoom | None = None
     ) -> list[StoredEvent]:
         """Write outliers (events kept for the graph, no timeline or state place: a
         join's state and auth chain, a resync's) in ONE transaction, each as its plan
         says: unlike ``persist_chain`` no plan is rewritten to follow the one before.
-        One commit for a batch, not one per event (thousands in a big room's join)."""
+        One commit for a batch, not one per event (thousands in a big room's join).
+        ``new_room``: the room's row is written in the same transaction (a first join:
+        the room's create event is among the outliers)."""
         assert all(p.outlier for p in plans), "persist_outliers takes outliers only"
-        return await self._persist(plans, room_nid, None, chained=False)
+        return await self._persist(plans, room_nid, new_room, chained=False)
 
     async def persist_new_room(
         self,

@@ -58,18 +58,24 @@ class StateList:
     __slots__ = ("body", "latest", "redacted", "size", "stamps")
 
     def __init__(self, stored: Sequence[StoredEvent], heads: Sequence[tuple[bytes, int] | None]):
-        pieces: list[bytes] = []
+        # The heads themselves (a copy only where a ``%`` is escaped) and constants,
+        # joined once: a big room's answer is megabytes, and a copy per head plus one
+        # per concatenation held several times that at once (the first read's peak RSS).
+        pieces: list[bytes] = [b"["]
         stamps: list[int] = []
         redacted: list[tuple[int, StoredEvent]] = []
         for s, head in zip(stored, heads, strict=True):
             if head is None:
                 redacted.append((len(stamps), s))
-                pieces.append(b"%s")
+                pieces.append(b"%s,")
                 stamps.append(0)
             else:
-                pieces.append(head[0].replace(b"%", b"%%") + b"%d}}")
+                pieces += (head[0].replace(b"%", b"%%"), b"%d}},")
                 stamps.append(head[1])
-        self.body = b"[" + b",".join(pieces) + b"]"
+        if stamps:
+            pieces[-1] = pieces[-1][:-1]  # no comma after the last
+        pieces.append(b"]")
+        self.body = b"".join(pieces)
         self.stamps = stamps
         self.latest = max(stamps, default=0)
         self.redacted = redacted

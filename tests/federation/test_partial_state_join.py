@@ -14,6 +14,7 @@ omit the members, or the option off, gives a full join.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from aiohttp import web
 from federation.membership.partial_state import PartialStateJoins
 from homeserver.app import RunningServer
 from homeserver.rooms.store.rooms_store import RoomInfo
+from homeserver.storage.database import count_statements
 from tests.conftest import RestartFn, ServerFactory
 from tests.federation.fedutil import eventually
 from tests.federation.partial_support import (
@@ -671,5 +673,105 @@ async def test_the_merge_lets_a_waiting_history_read_store_first(
     assert bodies[0] == "before the join", bodies
     assert partial_after == [True]
     assert await partial.wait_full(room, 30.0)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_a_first_partial_join_commits_twice_its_marker_with_the_join(
+    make_server: ServerFactory,
+) -> None:
+    """B's writes for a partial join of a room it has never seen: the room's row with
+    the state and auth chain (one transaction), then the join with the partial-state
+    marker (one transaction: both or neither). It was four commits: the row and the
+    create event, the other outliers, the marker, the join."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, _members = await _big_room(a)
+    db = b.hs.rooms_area.rooms.persister.db
+    transaction = db.transaction
+    written: list[set[str]] = []  # per transaction: the tables of the join it wrote
+    tables = ("rooms", "events", "partial_state_rooms")
+
+    @contextlib.asynccontextmanager
+    async def recorded() -> AsyncIterator[Any]:
+        with count_statements() as counter:
+            async with transaction() as q_:
+                yield q_
+        into = {t for t in tables for sql in counter.by_sql if sql.startswith(f"INSERT INTO {t} ")}
+        if into:
+            written.append(into)
+
+    db.transaction = recorded  # type: ignore[method-assign]
+    try:
+        api_b, bob, held = await _join_partially(a, b, room_id)
+    finally:
+        db.transaction = transaction  # type: ignore[method-assign]
+    assert written == [{"rooms", "events"}, {"events", "partial_state_rooms"}], written
+    room = await room_info(b, room_id)
+    marker = await partial_joins(b).store.get(room.room_nid)
+    assert marker is not None and marker.joined_via == name(a)
+    join = await b.hs.rooms_area.rooms.events.by_id(marker.join_event_id)
+    assert join is not None and join.event.sender == bob.user_id and not join.outlier
+    release_resync(b, held)
+    assert await _joined(api_b, bob, room_id) >= {bob.user_id, alice.user_id}
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_a_read_while_a_marker_is_written_does_not_remember_the_room_complete(
+    make_server: ServerFactory,
+) -> None:
+    """The marker is written in the join's transaction: a read of the room before that
+    commits finds no marker, and must not remember the room as complete (every later
+    read would then miss the marker)."""
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    api, alice = await register(b, "alice")
+    r = await api.post("/createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    assert r.status == 200, r.body
+    room = await room_info(b, str(r.body["room_id"]))
+    store = partial_joins(b).store
+    db = b.hs.rooms_area.rooms.persister.db
+    store.marking(room.room_nid)
+    try:
+        assert not await store.is_partial(room.room_nid)  # not committed yet
+        async with db.transaction() as q_:
+            await store.mark_in(q_, room.room_nid, "$join", "a.example", ["a.example"], 1)
+        assert await store.is_partial(room.room_nid)
+    finally:
+        store.marked(room.room_nid)
+    assert await store.is_partial(room.room_nid)
+    await store.clear(room.room_nid)
+    assert not await store.is_partial(room.room_nid)
+    await api.__aexit__(None, None, None)
+
+
+async def test_the_resync_keeps_the_strings_its_events_repeat_once(
+    make_server: ServerFactory,
+) -> None:
+    """The members fetched by the resync stay in memory (the events cache): the strings
+    they all repeat (the room id, the type, the auth events cited, the membership) are
+    one object each, not one per event (``share_repeats``); the events are as sent."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    release_resync(b, held)
+    assert alice.user_id in await _joined(api_b, bob, room_id)
+    room = await room_info(b, room_id)
+    got = await b.hs.rooms_area.rooms.members.members(room.room_nid, ("join",))
+    mine = {m.user_id: m.event_nid for m in got}
+    stored = await b.hs.rooms_area.rooms.events.by_nids(mine[m.user_id] for m in members)
+    pdus = [s.event.pdu for s in stored.values()]
+    assert len(pdus) == MEMBERS
+    for field in ("room_id", "type"):
+        assert len({id(p[field]) for p in pdus}) == 1, field
+    assert len({id(p["content"]["membership"]) for p in pdus}) == 1
+    cited = {a for p in pdus for a in p["auth_events"]}
+    assert len({id(a) for p in pdus for a in p["auth_events"]}) == len(cited)
+    assert all(p["state_key"] is p["sender"] for p in pdus)
+    on_a = await a.hs.rooms_area.rooms.events.by_ids(s.event.event_id for s in stored.values())
+    assert {i: s.event.pdu for i, s in on_a.items()} == {
+        s.event.event_id: s.event.pdu for s in stored.values()
+    }
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)

@@ -6,6 +6,7 @@ event's JSON (encoded per request) in its own place."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any, cast
 
 from homeserver.rooms import client_json
@@ -50,3 +51,34 @@ def test_a_redacted_event_takes_its_slot() -> None:
     assert out[1] == json.loads(part)
     assert [out[0]["unsigned"]["age"], out[2]["unsigned"]["age"]] == [1, 3]
     assert json.loads(StateList([], []).render(NOW, [])) == []
+
+
+def test_building_a_big_answer_copies_it_once() -> None:
+    """The template is the heads joined once (a copy only where a ``%`` is escaped):
+    a big room's first read of its member list held a copy per head plus one per
+    concatenation at once, several times the answer (the joining server's peak RSS)."""
+    name = "a member of a big room with a display name of an ordinary length"
+    heads = []
+    for i in range(3000):
+        event = {
+            "content": {"displayname": f"{name} {i}", "membership": "join"},
+            "event_id": f"$event{i:040d}",
+            "origin_server_ts": NOW - i,
+            "room_id": "!abcdefghijklmnopqrstu:server.example.org",
+            "sender": f"@member{i}:server.example.org",
+            "state_key": f"@member{i}:server.example.org",
+            "type": "m.room.member",
+        }
+        heads.append((client_json.head(event, {}), NOW - i))
+    stored = [cast(StoredEvent, object())] * len(heads)
+    tracemalloc.start()
+    try:
+        kept = StateList(stored, heads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept.body) > 3000 * 300
+    assert peak < 1.6 * len(kept.body)
+    out = json.loads(kept.render(NOW, []))
+    assert [e["unsigned"]["age"] for e in out[:3]] == [0, 1, 2]
+    assert out[2999]["content"]["displayname"] == f"{name} 2999"
