@@ -22,6 +22,7 @@ from homeserver.storage.database import Database
 from homeserver.storage.sql import placeholders
 
 _COLS = MEMBERSHIP_COLUMNS
+_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
 
 
 # Every stream head a sync token holds but typing (in memory), read in ONE statement:
@@ -73,6 +74,32 @@ _SYNC_HEADS_AND_ROOMS = (
     " 0, 0, 0, 0, 0, NULL, NULL FROM room_memberships"
     " WHERE user_id = $1 AND membership IN ('join', 'invite', 'knock')"
 )
+
+
+# With the user's rooms, their timelines (an initial sync's next read, a round trip on
+# PostgreSQL): the newest ``$4 + 1`` events up to the events head of this snapshot of
+# each joined room, and whether a relation points at each (``_CHILDREN``: the sync then
+# looks up bundled aggregations only for those, another round trip saved when none
+# has any). Rows of kind 21: ``name`` the event id, ``n`` the room, ``events`` the event
+# nid, ``device_lists`` the position, ``own_presence`` 'children' or ''. Each room's
+# rows are one range of its ``(room_nid, stream_ordering)`` index, from the position of
+# its ``$4 + 1``-th newest event (``cutoff``, an index read of as many entries; 1 when
+# the room has fewer) to the head: as ``EventsStore.latest_in_rooms`` reads them, never
+# backfilled history (its negative positions do not follow the stream's order).
+_ROOM_EVENTS = (
+    " UNION ALL SELECT 21, e.event_id, e.room_nid, e.event_nid, e.stream_ordering,"
+    " 0, 0, 0, 0, 0,"
+    " CASE WHEN EXISTS (SELECT 1 FROM event_relations r WHERE r.relates_to_id = e.event_id)"
+    " THEN 'children' ELSE '' END, NULL"
+    " FROM (SELECT m.room_nid, COALESCE((SELECT c.stream_ordering FROM events c"
+    " WHERE c.room_nid = m.room_nid AND c.stream_ordering > 0"
+    f" AND c.stream_ordering <= {_EVENTS_HEAD}"
+    " ORDER BY c.stream_ordering DESC LIMIT 1 OFFSET $4), 1) AS cutoff FROM room_memberships m"
+    " WHERE m.user_id = $1 AND m.membership = 'join') AS j"
+    " JOIN events e ON e.room_nid = j.room_nid AND e.stream_ordering >= j.cutoff"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD}"
+)
+_SYNC_HEADS_ROOMS_AND_EVENTS = _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +182,6 @@ _USER_MEMBERSHIPS_AND_EVENTS = (
 # $4 since, $5 limit. The membership rows follow the heads' columns: kind 10 + part,
 # ``name`` the user (or event) id, ``n`` the room, ``events`` the event nid,
 # ``device_lists`` the stream position, ``own_presence`` the membership.
-_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
-
-
 def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: str) -> str:
     """A membership part's branch of ``_SYNC_HEADS_AND_MEMBERSHIPS``: its columns
     (room nid, user id, membership, event nid, position) in the heads' shape."""
@@ -266,11 +290,18 @@ class SyncStore:
         return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
 
     async def sync_heads_and_rooms(
-        self, user_id: str, device_id: str, user_nid: int
-    ) -> tuple[StreamHeads, list[Membership]]:
+        self, user_id: str, device_id: str, user_nid: int, limit: int = 0
+    ) -> tuple[StreamHeads, list[Membership], list[NewEvent] | None]:
         """``sync_heads`` and the user's joins, invites and knocks by room nid (an
-        initial sync's two first reads), in one statement."""
-        rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
+        initial sync's two first reads), in one statement; with a ``limit``, each joined
+        room's newest ``limit`` events up to the events head too, newest first (else
+        None): its timeline's read, in the same statement."""
+        if limit > 0:
+            rows = await self.db.fetchall(
+                _SYNC_HEADS_ROOMS_AND_EVENTS, user_id, device_id, user_nid, limit - 1
+            )
+        else:
+            rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
         rooms = sorted(
             (
                 Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4]))
@@ -279,7 +310,10 @@ class SyncStore:
             ),
             key=attrgetter("room_nid"),
         )
-        return _sync_heads([r for r in rows if r[0] != 20]), rooms
+        events = [NewEvent(r[2], r[3], r[4], r[1], bool(r[10])) for r in rows if r[0] == 21]
+        events.sort(key=_newest_first)
+        heads = _sync_heads([r for r in rows if r[0] < 20])
+        return heads, rooms, events if limit > 0 else None
 
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
