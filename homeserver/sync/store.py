@@ -77,29 +77,53 @@ _SYNC_HEADS_AND_ROOMS = (
 
 
 # With the user's rooms, their timelines (an initial sync's next read, a round trip on
-# PostgreSQL): the newest ``$4 + 1`` events up to the events head of this snapshot of
-# each joined room, and whether a relation points at each (``_CHILDREN``: the sync then
-# looks up bundled aggregations only for those, another round trip saved when none
-# has any). Rows of kind 21: ``name`` the event id, ``n`` the room, ``events`` the event
-# nid, ``device_lists`` the position, ``own_presence`` 'children' or ''. Each room's
-# rows are one range of its ``(room_nid, stream_ordering)`` index, from the position of
-# its ``$4 + 1``-th newest event (``cutoff``, an index read of as many entries; 1 when
-# the room has fewer) to the head: as ``EventsStore.latest_in_rooms`` reads them, never
-# backfilled history (its negative positions do not follow the stream's order).
-_ROOM_EVENTS = (
+# PostgreSQL): the newest ``$4`` events up to the events head of this snapshot of each
+# joined room, and whether a relation points at each (``_CHILDREN``: the sync then looks
+# up bundled aggregations only for those, another round trip saved when none has any),
+# never backfilled history (its negative positions do not follow the stream's order), as
+# ``EventsStore.latest_in_rooms`` reads them. Rows of kind 21: ``name`` the event id,
+# ``n`` the room, ``events`` the event nid, ``device_lists`` the position,
+# ``own_presence`` 'children' or ''. Each room's rows are one backward range of its
+# ``(room_nid, stream_ordering)`` index: on PostgreSQL a LATERAL subquery with its LIMIT;
+# SQLite has no LATERAL, so there the range starts at the position of the room's
+# ``$4``-th newest event (``cutoff``, read from the same index; 1 when it has fewer).
+# (The cutoff's range join on PostgreSQL was planned over the whole stream's index,
+# every room's events after the cutoff; as row comparisons, on both engines over every
+# event of the room.)
+_ROOM_EVENT_COLS = (
     " UNION ALL SELECT 21, e.event_id, e.room_nid, e.event_nid, e.stream_ordering,"
     " 0, 0, 0, 0, 0,"
     " CASE WHEN EXISTS (SELECT 1 FROM event_relations r WHERE r.relates_to_id = e.event_id)"
     " THEN 'children' ELSE '' END, NULL"
-    " FROM (SELECT m.room_nid, COALESCE((SELECT c.stream_ordering FROM events c"
-    " WHERE c.room_nid = m.room_nid AND c.stream_ordering > 0"
-    f" AND c.stream_ordering <= {_EVENTS_HEAD}"
-    " ORDER BY c.stream_ordering DESC LIMIT 1 OFFSET $4), 1) AS cutoff FROM room_memberships m"
-    " WHERE m.user_id = $1 AND m.membership = 'join') AS j"
+)
+_JOINED_M = "room_memberships m WHERE m.user_id = $1 AND m.membership = 'join'"
+
+
+def _in_room_range(alias: str) -> str:
+    """``alias``'s events of room ``m.room_nid`` from the stream's start to its head."""
+    return (
+        f"{alias}.room_nid = m.room_nid AND {alias}.stream_ordering > 0"
+        f" AND {alias}.stream_ordering <= {_EVENTS_HEAD}"
+    )
+
+
+_ROOM_EVENTS_PG = (
+    f"{_ROOM_EVENT_COLS} FROM room_memberships m CROSS JOIN LATERAL (SELECT event_id,"
+    f" room_nid, event_nid, stream_ordering FROM events e WHERE {_in_room_range('e')}"
+    " ORDER BY e.stream_ordering DESC LIMIT $4) AS e"
+    " WHERE m.user_id = $1 AND m.membership = 'join'"
+)
+_ROOM_EVENTS_SQLITE = (
+    f"{_ROOM_EVENT_COLS} FROM (SELECT m.room_nid, COALESCE((SELECT c.stream_ordering"
+    f" FROM events c WHERE {_in_room_range('c')} ORDER BY c.stream_ordering DESC"
+    f" LIMIT 1 OFFSET $4 - 1), 1) AS cutoff FROM {_JOINED_M}) AS j"
     " JOIN events e ON e.room_nid = j.room_nid AND e.stream_ordering >= j.cutoff"
     f" AND e.stream_ordering <= {_EVENTS_HEAD}"
 )
-_SYNC_HEADS_ROOMS_AND_EVENTS = _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS
+_SYNC_HEADS_ROOMS_AND_EVENTS = {
+    "postgres": _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS_PG,
+    "sqlite": _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS_SQLITE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +322,7 @@ class SyncStore:
         None): its timeline's read, in the same statement."""
         if limit > 0:
             rows = await self.db.fetchall(
-                _SYNC_HEADS_ROOMS_AND_EVENTS, user_id, device_id, user_nid, limit - 1
+                _SYNC_HEADS_ROOMS_AND_EVENTS[self.db.engine], user_id, device_id, user_nid, limit
             )
         else:
             rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
