@@ -40,7 +40,7 @@ from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.shared import SharedBuilds
-from homeserver.sync.store import NewEvent, StreamHeads, SyncStore, UserMemberships
+from homeserver.sync.store import RoomsNewest, StreamHeads, SyncStore, UserMemberships
 from homeserver.sync.user_sections import UserSections
 from homeserver.userdata.filtering import Filter, room_allowed
 
@@ -87,7 +87,7 @@ class SyncBuilder:
             # at once: its memberships and new events come in the same statement.
             read: UserMemberships | None = None
             rooms: list[Membership] | None = None
-            room_events: list[NewEvent] | None = None
+            newest: RoomsNewest | None = None
             if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
                 await self._settle()
                 heads, read = await self.store.sync_heads_and_memberships(
@@ -95,21 +95,22 @@ class SyncBuilder:
                 )
             elif req.since is None:
                 # An initial sync: the user's rooms in the same statement, and their
-                # timelines' events when every joined room's newest are what it shows.
-                heads, rooms, room_events = await self.store.sync_heads_and_rooms(
+                # timelines' events (when every joined room's newest are what it shows)
+                # and unread counts.
+                heads, rooms, newest = await self.store.sync_heads_and_rooms(
                     req.user_id, req.device_id, req.user_nid, _initial_limit(flt)
                 )
             else:
                 heads = await self._heads(req)
             if await self._user.set_presence(SyncContext(req), heads.own_presence):
                 heads = await self._heads(req)  # the user's own presence is in this answer
-                read = rooms = room_events = None  # read again up to these heads
+                read = rooms = newest = None  # read again up to these heads
             device_peeks: list[Peek] = []
             if heads.peeking:
                 device_peeks = await self._device_peeks(req)
                 self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
                 heads = await self._heads(req)  # read again, now listening on those rooms
-                read = rooms = room_events = None
+                read = rooms = newest = None
             first = SyncContext(
                 req,
                 flt,
@@ -117,8 +118,9 @@ class SyncBuilder:
                 device_peeks=device_peeks,
                 memberships_read=read,
                 rooms_read=rooms,
-                new_event_rows=room_events or [],
-                initial_events_read=room_events is not None,
+                new_event_rows=newest.events if newest is not None else [],
+                initial_events_read=newest is not None,
+                initial_counts=newest.counts if newest is not None else None,
             )
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):

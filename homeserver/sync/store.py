@@ -120,10 +120,6 @@ _ROOM_EVENTS_SQLITE = (
     " JOIN events e ON e.room_nid = j.room_nid AND e.stream_ordering >= j.cutoff"
     f" AND e.stream_ordering <= {_EVENTS_HEAD}"
 )
-_SYNC_HEADS_ROOMS_AND_EVENTS = {
-    "postgres": _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS_PG,
-    "sqlite": _SYNC_HEADS_AND_ROOMS + _ROOM_EVENTS_SQLITE,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,15 +225,18 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
 # read twice is materialized by both engines). The counted rows are the user's own and
 # the shared ones that cover them, after it (``push/actions_store.py``:
 # ``_counted_rows``, ``counts_after_read_many``).
+_READ_POS = (
+    "COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
+    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
+    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
+    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+)
 _NEWS = (
     "WITH news_rooms AS (SELECT DISTINCT e.room_nid FROM events e"
     " CROSS JOIN room_memberships m WHERE e.stream_ordering > $4"
     f" AND e.stream_ordering <= {_EVENTS_HEAD} AND m.room_nid = e.room_nid"
     " AND m.user_id = $1 AND m.membership = 'join'),"
-    " news AS (SELECT n.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
-    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
-    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
-    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+    f" news AS (SELECT n.room_nid, {_READ_POS}"
     " FROM news_rooms n JOIN rooms r ON r.room_nid = n.room_nid) "
 )
 _PART_COUNTS = (
@@ -252,6 +251,18 @@ _PART_COUNTS = (
     " UNION ALL SELECT 4, '', position, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM stream_positions WHERE stream_name = 'push_evaluated'"
 )
+# With an initial sync's timelines, the unread counts of every joined room (``_PART_COUNTS``
+# from each one's read position): exact when the push cursor read with them has reached
+# the events head, as for a woken sync, and then the initial sync's counts statement (and
+# its wait for the evaluator) is saved too.
+_JOINED_NEWS = (
+    f"WITH news AS (SELECT m.room_nid, {_READ_POS} FROM room_memberships m"
+    " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND m.membership = 'join') "
+)
+_SYNC_HEADS_ROOMS_AND_EVENTS = {
+    engine: _JOINED_NEWS + _SYNC_HEADS_AND_ROOMS + events + _PART_COUNTS
+    for engine, events in (("postgres", _ROOM_EVENTS_PG), ("sqlite", _ROOM_EVENTS_SQLITE))
+}
 _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_ordering")
 _SYNC_HEADS_AND_MEMBERSHIPS = (
     _NEWS
@@ -278,6 +289,18 @@ class NewEvent:
     event_id: str
     # Whether a relation points at it (else its bundled aggregations are empty).
     has_children: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsNewest:
+    """What an initial sync reads of its joined rooms with its heads and rooms."""
+
+    # Each joined room's newest events up to the events head, newest first.
+    events: list[NewEvent]
+    # Room nid -> (notifications, highlights) unread without threads, for every joined
+    # room, when exact up to the events head (the push cursor had reached it in the same
+    # snapshot); None otherwise.
+    counts: dict[int, tuple[int, int]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,29 +338,41 @@ class SyncStore:
 
     async def sync_heads_and_rooms(
         self, user_id: str, device_id: str, user_nid: int, limit: int = 0
-    ) -> tuple[StreamHeads, list[Membership], list[NewEvent] | None]:
+    ) -> tuple[StreamHeads, list[Membership], RoomsNewest | None]:
         """``sync_heads`` and the user's joins, invites and knocks by room nid (an
         initial sync's two first reads), in one statement; with a ``limit``, each joined
-        room's newest ``limit`` events up to the events head too, newest first (else
-        None): its timeline's read, in the same statement."""
+        room's newest ``limit`` events up to the events head and its unread counts too
+        (else None): its timelines' and counts' reads, in the same statement."""
         if limit > 0:
-            rows = await self.db.fetchall(
-                _SYNC_HEADS_ROOMS_AND_EVENTS[self.db.engine], user_id, device_id, user_nid, limit
-            )
+            sql = _SYNC_HEADS_ROOMS_AND_EVENTS[self.db.engine]
+            rows = await self.db.fetchall(sql, user_id, device_id, user_nid, limit)
         else:
             rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
-        rooms = sorted(
-            (
-                Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4]))
-                for r in rows
-                if r[0] == 20
-            ),
-            key=attrgetter("room_nid"),
-        )
-        events = [NewEvent(r[2], r[3], r[4], r[1], bool(r[10])) for r in rows if r[0] == 21]
+        rooms: list[Membership] = []
+        events: list[NewEvent] = []
+        counted: dict[int, tuple[int, int]] = {}
+        cursor = -1
+        for r in rows:
+            kind = r[0]
+            if kind == 20:
+                rooms.append(Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4])))
+            elif kind == 21:
+                events.append(NewEvent(r[2], r[3], r[4], r[1], bool(r[10])))
+            elif kind == 14:
+                counted[int(r[2])] = (int(r[3] or 0), int(r[4] or 0))
+            elif kind == 4:
+                cursor = int(r[2])
+        rooms.sort(key=_by_room)
+        heads = _sync_heads([r for r in rows if r[0] < 4])
+        if limit <= 0:
+            return heads, rooms, None
         events.sort(key=_newest_first)
-        heads = _sync_heads([r for r in rows if r[0] < 20])
-        return heads, rooms, events if limit > 0 else None
+        counts = None
+        if cursor >= heads.events:
+            # Exact: every event up to the head has its rows in this snapshot.
+            joined = [m.room_nid for m in rooms if m.membership == "join"]
+            counts = {nid: counted.get(nid, (0, 0)) for nid in joined}
+        return heads, rooms, RoomsNewest(events, counts)
 
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
