@@ -78,8 +78,8 @@ _SYNC_HEADS_AND_ROOMS = (
 
 # With the user's rooms, their timelines (an initial sync's next read, a round trip on
 # PostgreSQL): the newest ``$4`` events up to the events head of this snapshot of each
-# joined room, and whether a relation points at each (``_CHILDREN``: the sync then looks
-# up bundled aggregations only for those, another round trip saved when none has any),
+# joined room, and whether a relation points at each (as ``_CHILDREN``: the sync then
+# looks up bundled aggregations only for those, a round trip saved when none has any),
 # never backfilled history (its negative positions do not follow the stream's order), as
 # ``EventsStore.latest_in_rooms`` reads them. Rows of kind 21: ``name`` the event id,
 # ``n`` the room, ``events`` the event nid, ``device_lists`` the position,
@@ -259,7 +259,7 @@ _JOINED_NEWS = (
     f"WITH news AS (SELECT m.room_nid, {_READ_POS} FROM room_memberships m"
     " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND m.membership = 'join') "
 )
-_SYNC_HEADS_ROOMS_AND_EVENTS = {
+_SYNC_HEADS_ROOMS_AND_NEWEST = {
     engine: _JOINED_NEWS + _SYNC_HEADS_AND_ROOMS + events + _PART_COUNTS
     for engine, events in (("postgres", _ROOM_EVENTS_PG), ("sqlite", _ROOM_EVENTS_SQLITE))
 }
@@ -344,7 +344,7 @@ class SyncStore:
         room's newest ``limit`` events up to the events head and its unread counts too
         (else None): its timelines' and counts' reads, in the same statement."""
         if limit > 0:
-            sql = _SYNC_HEADS_ROOMS_AND_EVENTS[self.db.engine]
+            sql = _SYNC_HEADS_ROOMS_AND_NEWEST[self.db.engine]
             rows = await self.db.fetchall(sql, user_id, device_id, user_nid, limit)
         else:
             rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
