@@ -107,10 +107,16 @@ def _in_room_range(alias: str) -> str:
     )
 
 
+# The LATERAL's room is a range of one room, ordered by room and position: as an
+# equality, its generic plan (a prepared statement's after five runs) read the whole
+# stream's index backwards, keeping the room's events, when one room held most events
+# (every event since a quiet room's newest); only the room's own index gives this order.
 _ROOM_EVENTS_PG = (
     f"{_ROOM_EVENT_COLS} FROM room_memberships m CROSS JOIN LATERAL (SELECT event_id,"
-    f" room_nid, event_nid, stream_ordering FROM events e WHERE {_in_room_range('e')}"
-    " ORDER BY e.stream_ordering DESC LIMIT $4) AS e"
+    " room_nid, event_nid, stream_ordering FROM events e WHERE e.room_nid >= m.room_nid"
+    " AND e.room_nid <= m.room_nid AND e.stream_ordering > 0"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD}"
+    " ORDER BY e.room_nid DESC, e.stream_ordering DESC LIMIT $4) AS e"
     " WHERE m.user_id = $1 AND m.membership = 'join'"
 )
 _ROOM_EVENTS_SQLITE = (
