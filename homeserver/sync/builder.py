@@ -40,7 +40,7 @@ from homeserver.sync.peeks import Peek
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_timeline import RoomTimeline
 from homeserver.sync.shared import SharedBuilds
-from homeserver.sync.store import StreamHeads, SyncStore, UserMemberships
+from homeserver.sync.store import RoomsNewest, StreamHeads, SyncStore, UserMemberships
 from homeserver.sync.user_sections import UserSections
 from homeserver.userdata.filtering import Filter, room_allowed
 
@@ -87,27 +87,30 @@ class SyncBuilder:
             # at once: its memberships and new events come in the same statement.
             read: UserMemberships | None = None
             rooms: list[Membership] | None = None
+            newest: RoomsNewest | None = None
             if req.since is not None and req.timeout_ms <= 0 and not req.full_state:
                 await self._settle()
                 heads, read = await self.store.sync_heads_and_memberships(
                     req.user_id, req.device_id, req.user_nid, req.since.events, _limit(flt)
                 )
             elif req.since is None:
-                # An initial sync: the user's rooms in the same statement.
-                heads, rooms = await self.store.sync_heads_and_rooms(
-                    req.user_id, req.device_id, req.user_nid
+                # An initial sync: the user's rooms in the same statement, and their
+                # timelines' events (when every joined room's newest are what it shows)
+                # and unread counts.
+                heads, rooms, newest = await self.store.sync_heads_and_rooms(
+                    req.user_id, req.device_id, req.user_nid, _initial_limit(flt)
                 )
             else:
                 heads = await self._heads(req)
             if await self._user.set_presence(SyncContext(req), heads.own_presence):
                 heads = await self._heads(req)  # the user's own presence is in this answer
-                read = rooms = None  # read again up to these heads
+                read = rooms = newest = None  # read again up to these heads
             device_peeks: list[Peek] = []
             if heads.peeking:
                 device_peeks = await self._device_peeks(req)
                 self.notifier.also(listener, await self._peeked_room_ids(device_peeks))
                 heads = await self._heads(req)  # read again, now listening on those rooms
-                read = rooms = None
+                read = rooms = newest = None
             first = SyncContext(
                 req,
                 flt,
@@ -115,6 +118,9 @@ class SyncBuilder:
                 device_peeks=device_peeks,
                 memberships_read=read,
                 rooms_read=rooms,
+                new_event_rows=newest.events if newest is not None else [],
+                initial_events_read=newest is not None,
+                initial_counts=newest.counts if newest is not None else None,
             )
             result: dict[str, Any] | None = None
             if not _nothing_to_build(req, heads, self.src.typing.current_token(), device_peeks):
@@ -359,6 +365,8 @@ class SyncBuilder:
         if ctx.since is None or ctx.req.full_state:
             # full_state: every joined room, changed or not (spec: "full_state").
             active = set(ctx.joined)
+            if ctx.initial_events_read:
+                new_events = await self._new_events(ctx)  # read with the rooms
         else:
             # Which rooms have new events, and their newest events (the timelines of
             # the rooms not newly joined): read with the memberships.
@@ -580,6 +588,18 @@ def _limit(flt: Filter) -> int:
     """How many of each room's newest events an incremental sync reads with its
     memberships: one more than the timeline limit (to tell whether it is limited)."""
     return timeline_limit(flt) + 1
+
+
+def _initial_limit(flt: Filter) -> int:
+    """How many of each joined room's newest events an initial sync reads with its rooms
+    (``_limit``), or 0: not with them, when the filter picks rooms or the timeline's
+    events by type or sender (the timeline is then read room by room, further back)."""
+    rf = flt.room
+    if rf.rooms is not None or rf.not_rooms:
+        return 0
+    if rf.timeline.types is not None or rf.timeline.senders is not None:
+        return 0
+    return _limit(flt)
 
 
 def _token(heads: StreamHeads, typing: str) -> StreamToken:

@@ -129,8 +129,14 @@ class SyncContext:
     # (``SyncStore.sync_heads_and_rooms``); None: read them.
     rooms_read: list[Membership] | None = None
     # An incremental sync's new events in its rooms, read with the memberships
-    # (``SyncStore.user_memberships``).
+    # (``SyncStore.user_memberships``); or an initial sync's joined rooms' newest events,
+    # read with the rooms (``SyncStore.sync_heads_and_rooms``) when
+    # ``initial_events_read``.
     new_event_rows: list[NewEvent] = field(default_factory=list)
+    initial_events_read: bool = False
+    # An initial sync's unread counts (without threads) of its joined rooms, when read
+    # exact with its rooms (``SyncStore.sync_heads_and_rooms``); None: read them.
+    initial_counts: dict[int, tuple[int, int]] | None = None
     # Ids of new events that no relation points at, read with them: their bundled
     # aggregations are not looked up.
     childless: set[str] = field(default_factory=set)

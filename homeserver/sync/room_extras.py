@@ -56,10 +56,13 @@ class RoomExtras:
         """room id -> {"unread_notifications": ..., "unread_thread_notifications"?: ...}."""
         by_thread = ctx.flt.room.timeline.unread_thread_notifications
         read = ctx.memberships_read
-        known = None if read is None or by_thread else read.counts
+        known = ctx.initial_counts if read is None else read.counts
+        if by_thread:
+            known = None
         if known is not None and all(r.room_nid in known for r in rooms):
-            # Read exact with the heads (``SyncStore.sync_heads_and_memberships``): no
-            # statement, no wait for the push evaluator.
+            # Read exact with the heads (``SyncStore.sync_heads_and_memberships``, or an
+            # initial sync's ``sync_heads_and_rooms``): no statement, no wait for the
+            # push evaluator.
             return {
                 r.room_id: {
                     "unread_notifications": {

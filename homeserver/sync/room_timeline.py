@@ -216,12 +216,14 @@ class RoomTimeline:
         """Each room's newest ``limit`` events up to ``upto``: after the token, or from
         the room's history for the rooms joined since."""
         out: dict[int, list[StoredEvent]] = {}
-        for after, group in (
-            (since, [r for r in rooms if r.room_nid not in newly_joined]),
-            (None, [r for r in rooms if r.room_nid in newly_joined]),
+        for after, group, given in (
+            (since, [r for r in rooms if r.room_nid not in newly_joined], new_events),
+            (None, [r for r in rooms if r.room_nid in newly_joined], None),
         ):
-            if group and after is not None and new_events is not None:
-                out.update({r.room_nid: new_events.get(r.room_nid, []) for r in group})
+            if group and given is not None:
+                # Read by the caller: the rooms' newest events after ``since`` (or, in
+                # an initial sync, up to ``upto``: ``SyncStore.sync_heads_and_rooms``).
+                out.update({r.room_nid: given.get(r.room_nid, []) for r in group})
             elif group and after is not None and upto <= after:
                 # The events stream has not moved (a wake-up by typing or a receipt):
                 # nothing can lie in (after, upto], so no statement.

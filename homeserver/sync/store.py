@@ -22,6 +22,7 @@ from homeserver.storage.database import Database
 from homeserver.storage.sql import placeholders
 
 _COLS = MEMBERSHIP_COLUMNS
+_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
 
 
 # Every stream head a sync token holds but typing (in memory), read in ONE statement:
@@ -72,6 +73,58 @@ _SYNC_HEADS_AND_ROOMS = (
     _SYNC_HEADS + " UNION ALL SELECT 20, membership, room_nid, event_nid, stream_ordering,"
     " 0, 0, 0, 0, 0, NULL, NULL FROM room_memberships"
     " WHERE user_id = $1 AND membership IN ('join', 'invite', 'knock')"
+)
+
+
+# With the user's rooms, their timelines (an initial sync's next read, a round trip on
+# PostgreSQL): the newest ``$4`` events up to the events head of this snapshot of each
+# joined room, and whether a relation points at each (as ``_CHILDREN``: the sync then
+# looks up bundled aggregations only for those, a round trip saved when none has any),
+# never backfilled history (its negative positions do not follow the stream's order), as
+# ``EventsStore.latest_in_rooms`` reads them. Rows of kind 21: ``name`` the event id,
+# ``n`` the room, ``events`` the event nid, ``device_lists`` the position,
+# ``own_presence`` 'children' or ''. Each room's rows are one backward range of its
+# ``(room_nid, stream_ordering)`` index: on PostgreSQL a LATERAL subquery with its LIMIT;
+# SQLite has no LATERAL, so there the range starts at the position of the room's
+# ``$4``-th newest event (``cutoff``, read from the same index; 1 when it has fewer).
+# (The cutoff's range join on PostgreSQL was planned over the whole stream's index,
+# every room's events after the cutoff; as row comparisons, on both engines over every
+# event of the room.)
+_ROOM_EVENT_COLS = (
+    " UNION ALL SELECT 21, e.event_id, e.room_nid, e.event_nid, e.stream_ordering,"
+    " 0, 0, 0, 0, 0,"
+    " CASE WHEN EXISTS (SELECT 1 FROM event_relations r WHERE r.relates_to_id = e.event_id)"
+    " THEN 'children' ELSE '' END, NULL"
+)
+_JOINED_M = "room_memberships m WHERE m.user_id = $1 AND m.membership = 'join'"
+
+
+def _in_room_range(alias: str) -> str:
+    """``alias``'s events of room ``m.room_nid`` from the stream's start to its head."""
+    return (
+        f"{alias}.room_nid = m.room_nid AND {alias}.stream_ordering > 0"
+        f" AND {alias}.stream_ordering <= {_EVENTS_HEAD}"
+    )
+
+
+# The LATERAL's room is a range of one room, ordered by room and position: as an
+# equality, its generic plan (a prepared statement's after five runs) read the whole
+# stream's index backwards, keeping the room's events, when one room held most events
+# (every event since a quiet room's newest); only the room's own index gives this order.
+_ROOM_EVENTS_PG = (
+    f"{_ROOM_EVENT_COLS} FROM room_memberships m CROSS JOIN LATERAL (SELECT event_id,"
+    " room_nid, event_nid, stream_ordering FROM events e WHERE e.room_nid >= m.room_nid"
+    " AND e.room_nid <= m.room_nid AND e.stream_ordering > 0"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD}"
+    " ORDER BY e.room_nid DESC, e.stream_ordering DESC LIMIT $4) AS e"
+    " WHERE m.user_id = $1 AND m.membership = 'join'"
+)
+_ROOM_EVENTS_SQLITE = (
+    f"{_ROOM_EVENT_COLS} FROM (SELECT m.room_nid, COALESCE((SELECT c.stream_ordering"
+    f" FROM events c WHERE {_in_room_range('c')} ORDER BY c.stream_ordering DESC"
+    f" LIMIT 1 OFFSET $4 - 1), 1) AS cutoff FROM {_JOINED_M}) AS j"
+    " JOIN events e ON e.room_nid = j.room_nid AND e.stream_ordering >= j.cutoff"
+    f" AND e.stream_ordering <= {_EVENTS_HEAD}"
 )
 
 
@@ -155,9 +208,6 @@ _USER_MEMBERSHIPS_AND_EVENTS = (
 # $4 since, $5 limit. The membership rows follow the heads' columns: kind 10 + part,
 # ``name`` the user (or event) id, ``n`` the room, ``events`` the event nid,
 # ``device_lists`` the stream position, ``own_presence`` the membership.
-_EVENTS_HEAD = "(SELECT position FROM stream_positions WHERE stream_name = 'events')"
-
-
 def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: str) -> str:
     """A membership part's branch of ``_SYNC_HEADS_AND_MEMBERSHIPS``: its columns
     (room nid, user id, membership, event nid, position) in the heads' shape."""
@@ -181,15 +231,18 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
 # read twice is materialized by both engines). The counted rows are the user's own and
 # the shared ones that cover them, after it (``push/actions_store.py``:
 # ``_counted_rows``, ``counts_after_read_many``).
+_READ_POS = (
+    "COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
+    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
+    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
+    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+)
 _NEWS = (
     "WITH news_rooms AS (SELECT DISTINCT e.room_nid FROM events e"
     " CROSS JOIN room_memberships m WHERE e.stream_ordering > $4"
     f" AND e.stream_ordering <= {_EVENTS_HEAD} AND m.room_nid = e.room_nid"
     " AND m.user_id = $1 AND m.membership = 'join'),"
-    " news AS (SELECT n.room_nid, COALESCE((SELECT MAX(re.stream_ordering) FROM receipts rc"
-    " JOIN events re ON re.event_id = rc.event_id WHERE rc.user_id = $1"
-    " AND rc.receipt_type IN ('m.read', 'm.read.private')"
-    f" AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id = r.room_id), 0) AS pos"
+    f" news AS (SELECT n.room_nid, {_READ_POS}"
     " FROM news_rooms n JOIN rooms r ON r.room_nid = n.room_nid) "
 )
 _PART_COUNTS = (
@@ -204,6 +257,18 @@ _PART_COUNTS = (
     " UNION ALL SELECT 4, '', position, 0, 0, 0, 0, 0, 0, 0, NULL, NULL"
     " FROM stream_positions WHERE stream_name = 'push_evaluated'"
 )
+# With an initial sync's timelines, the unread counts of every joined room (``_PART_COUNTS``
+# from each one's read position): exact when the push cursor read with them has reached
+# the events head, as for a woken sync, and then the initial sync's counts statement (and
+# its wait for the evaluator) is saved too.
+_JOINED_NEWS = (
+    f"WITH news AS (SELECT m.room_nid, {_READ_POS} FROM room_memberships m"
+    " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND m.membership = 'join') "
+)
+_SYNC_HEADS_ROOMS_AND_NEWEST = {
+    engine: _JOINED_NEWS + _SYNC_HEADS_AND_ROOMS + events + _PART_COUNTS
+    for engine, events in (("postgres", _ROOM_EVENTS_PG), ("sqlite", _ROOM_EVENTS_SQLITE))
+}
 _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_ordering")
 _SYNC_HEADS_AND_MEMBERSHIPS = (
     _NEWS
@@ -230,6 +295,18 @@ class NewEvent:
     event_id: str
     # Whether a relation points at it (else its bundled aggregations are empty).
     has_children: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsNewest:
+    """What an initial sync reads of its joined rooms with its heads and rooms."""
+
+    # Each joined room's newest events up to the events head, newest first.
+    events: list[NewEvent]
+    # Room nid -> (notifications, highlights) unread without threads, for every joined
+    # room, when exact up to the events head (the push cursor had reached it in the same
+    # snapshot); None otherwise.
+    counts: dict[int, tuple[int, int]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,20 +343,42 @@ class SyncStore:
         return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
 
     async def sync_heads_and_rooms(
-        self, user_id: str, device_id: str, user_nid: int
-    ) -> tuple[StreamHeads, list[Membership]]:
+        self, user_id: str, device_id: str, user_nid: int, limit: int = 0
+    ) -> tuple[StreamHeads, list[Membership], RoomsNewest | None]:
         """``sync_heads`` and the user's joins, invites and knocks by room nid (an
-        initial sync's two first reads), in one statement."""
-        rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
-        rooms = sorted(
-            (
-                Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4]))
-                for r in rows
-                if r[0] == 20
-            ),
-            key=attrgetter("room_nid"),
-        )
-        return _sync_heads([r for r in rows if r[0] != 20]), rooms
+        initial sync's two first reads), in one statement; with a ``limit``, each joined
+        room's newest ``limit`` events up to the events head and its unread counts too
+        (else None): its timelines' and counts' reads, in the same statement."""
+        if limit > 0:
+            sql = _SYNC_HEADS_ROOMS_AND_NEWEST[self.db.engine]
+            rows = await self.db.fetchall(sql, user_id, device_id, user_nid, limit)
+        else:
+            rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
+        rooms: list[Membership] = []
+        events: list[NewEvent] = []
+        counted: dict[int, tuple[int, int]] = {}
+        cursor = -1
+        for r in rows:
+            kind = r[0]
+            if kind == 20:
+                rooms.append(Membership(int(r[2]), user_id, str(r[1]), int(r[3]), int(r[4])))
+            elif kind == 21:
+                events.append(NewEvent(r[2], r[3], r[4], r[1], bool(r[10])))
+            elif kind == 14:
+                counted[int(r[2])] = (int(r[3] or 0), int(r[4] or 0))
+            elif kind == 4:
+                cursor = int(r[2])
+        rooms.sort(key=_by_room)
+        heads = _sync_heads([r for r in rows if r[0] < 4])
+        if limit <= 0:
+            return heads, rooms, None
+        events.sort(key=_newest_first)
+        counts = None
+        if cursor >= heads.events:
+            # Exact: every event up to the head has its rows in this snapshot.
+            joined = [m.room_nid for m in rooms if m.membership == "join"]
+            counts = {nid: counted.get(nid, (0, 0)) for nid in joined}
+        return heads, rooms, RoomsNewest(events, counts)
 
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int

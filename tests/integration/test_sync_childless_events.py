@@ -80,7 +80,8 @@ async def test_new_events_with_children_get_their_bundles(make_server: ServerFac
         assert "m.relations" not in events[0]["unsigned"]
         assert count(counter, BUNDLES_SQL) == 0
 
-        # An initial sync has no flag: it reads the bundles, and finds the late one.
+        # An initial sync reads the flags with its rooms (``SyncStore.sync_heads_and_rooms``):
+        # the plain message has a child now, so it reads the bundles, and finds the late one.
         body, counter = await counted_sync(hs, bob)
         by_id = {e["event_id"]: e for e in body["rooms"]["join"][room]["timeline"]["events"]}
         assert by_id[plain]["unsigned"]["m.relations"]["m.reference"] == {
