@@ -218,6 +218,40 @@ async def test_a_burst_longer_than_the_limit_is_limited(two_in_a_room: TwoInARoo
     assert timeline["limited"] is False
 
 
+async def test_new_events_come_from_each_joined_room_with_news_only(
+    two_in_a_room: TwoInARoom,
+) -> None:
+    """The heads statement looks the new events up in its rooms with news only
+    (``news_rooms``), not in every joined room: each room with news still gets its own
+    newest events, a room joined in the range is answered, and a quiet room, a room
+    the user is not in and a room they left give no timeline in ``join``."""
+    t = two_in_a_room
+    api, alice, bob, room = t.api, t.alice, t.bob, t.room
+    quiet = await create_room(api, bob)
+    other = await shared_room(api, alice, bob)
+    late = await create_room(api, alice, preset="public_chat")
+    gone = await shared_room(api, alice, bob)
+    elsewhere = await create_room(api, alice)
+    since = await t.next_batch(bob)
+    burst = [await send_text(api, alice, room, f"m{i}", f"nr{i}") for i in range(4)]
+    one = await send_text(api, alice, other, "one", "no")
+    await send_text(api, alice, elsewhere, "not for bob", "ne")
+    await send_text(api, alice, gone, "before the leave", "ng")
+    assert (await api.post(f"/rooms/{gone}/leave", {}, token=bob.access_token)).status == 200
+    assert (await api.post(f"/join/{late}", {}, token=bob.access_token)).status == 200
+    flt = '{"room": {"timeline": {"limit": 3}}}'
+    body, counter = await counted_sync(t.hs, bob, since, flt)
+    join = body["rooms"]["join"]
+    assert set(join) == {room, other, late}
+    assert [e["event_id"] for e in join[room]["timeline"]["events"]] == burst[1:]
+    assert join[room]["timeline"]["limited"] is True
+    assert [e["event_id"] for e in join[other]["timeline"]["events"]] == [one]
+    assert join[other]["timeline"]["limited"] is False
+    assert gone in body["rooms"]["leave"]
+    assert quiet not in join and elsewhere not in join
+    assert count(counter, "AS own_presence") == 1  # the new events came with the heads
+
+
 async def test_keys_only_state_loads_see_a_group_changed_in_place(
     server: RunningServer, api: Api
 ) -> None:
