@@ -30,7 +30,9 @@ LAZY_SYNC_FILTER = json.dumps(
     {"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": True}}},
     separators=(",", ":"),
 )
-REPEATS = 3
+# Reads of each kind: the first is cold (reported apart for the lazy sync); with 3, the
+# p50 was the slower of two warm reads and swung with any hiccup.
+REPEATS = 11
 
 
 def configure(p: argparse.ArgumentParser) -> None:

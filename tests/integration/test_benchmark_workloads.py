@@ -25,7 +25,7 @@ TINY = [
     "--sync-rooms", "2", "--history", "2", "--initial-syncs", "1",
     "--incrementals", "2", "--wakeups", "2",
     "--ingest-pdus", "60", "--ingest-batch", "50",
-    "--big-members", "4", "--big-sends", "1",
+    "--big-members", "4", "--big-sends", "1", "--big-repeats", "3",
     "--curve-sizes", "2,4", "--curve-sends", "1", "--curve-warmups", "1",
     "--remote-members", "3", "--remote-messages", "2",
 ]  # fmt: skip
