@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
@@ -86,6 +87,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--remote-messages", type=int, default=5, help="messages in it before the join")
     p.add_argument("--remote-join-concurrency", type=int, default=8, help="set-up joins at once")
+    p.add_argument(
+        "--remote-chatter-ms",
+        type=int,
+        default=0,
+        help="B's joiner also sends a message every this many ms from the first send until"
+        " /members is full (sends during the resync: do they wait for it?); 0: none",
+    )
     p.add_argument(
         "--myelin-config-extra",
         default="",
@@ -182,6 +190,8 @@ async def measure(
     watcher = resident.users["rjoin"][0]
     since = (await a.sync(watcher, filter_=WATCH_FILTER))["next_batch"]
     deadline = Deadline(JOIN_CAP_S)
+    chatter: asyncio.Task[None] | None = None
+    chatter_ms: list[float] = []
     sent_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     rss_idle = rss_kib(joining.pid)["VmRSS"]
     reset_peak_rss(joining.pid)
@@ -201,6 +211,10 @@ async def measure(
         join_s = time.perf_counter() - t0
         sent_id.set_result(await b.send_text(joiner, room_id, "hello from the joining server"))
         send_s = time.perf_counter() - t0
+        if args.remote_chatter_ms > 0:
+            chatter = asyncio.create_task(
+                chat(b, joiner, room_id, args.remote_chatter_ms / 1000, chatter_ms)
+            )
 
         s0 = time.perf_counter()
         body = await b.sync(joiner, filter_=LAZY_SYNC_FILTER)
@@ -240,7 +254,12 @@ async def measure(
         seen_s = await watch
     finally:
         watch.cancel()
+        if chatter is not None:
+            chatter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chatter
     hwm = rss_kib(joining.pid)
+    chatter_ms.sort()
     return {
         "join_s": round(join_s, 2),
         "first_send_s": round(send_s, 2),
@@ -260,8 +279,29 @@ async def measure(
         "joiner_rss_after_mib": round(hwm["VmRSS"] / 1024, 1),
         "joiner_cpu_s": round(cpu_seconds(joining.pid) - cpu_b0, 2),
         "resident_cpu_s": round(cpu_seconds(resident.pid) - cpu_a0, 2),
+        "chatter_sends": len(chatter_ms) if chatter is not None else None,
+        "chatter_p50_ms": _at(chatter_ms, 0.5),
+        "chatter_max_ms": _at(chatter_ms, 1.0),
         "capped": deadline.hit,
     }
+
+
+async def chat(b: Client, joiner: User, room_id: str, every_s: float, took_ms: list[float]) -> None:
+    """Send a message every ``every_s`` until cancelled, each one's milliseconds in
+    ``took_ms`` (``--remote-chatter-ms``)."""
+    n = 0
+    while True:
+        s0 = time.perf_counter()
+        await b.send_text(joiner, room_id, f"during the resync {n}")
+        took_ms.append((time.perf_counter() - s0) * 1000)
+        n += 1
+        await asyncio.sleep(every_s)
+
+
+def _at(sorted_ms: list[float], share: float) -> float | None:
+    if not sorted_ms:
+        return None
+    return round(sorted_ms[min(len(sorted_ms) - 1, int(share * len(sorted_ms)))], 1)
 
 
 def _before_join(event: dict[str, Any]) -> bool:
@@ -333,6 +373,9 @@ WORKLOAD = Workload(
         ("join to sync + history read (s)", "read_s", True),
         ("join to full /members (s)", "full_members_s", True),
         ("members listed on B", "members_listed", False),
+        ("sends during the resync (--remote-chatter-ms)", "chatter_sends", False),
+        ("send during the resync, median (ms)", "chatter_p50_ms", True),
+        ("send during the resync, max (ms)", "chatter_max_ms", True),
         ("B peak RSS, VmHWM (MiB)", "joiner_peak_rss_mib", True),
         ("B CPU, join to full state (s)", "joiner_cpu_s", True),
         ("A CPU over the same (s)", "resident_cpu_s", True),
