@@ -78,7 +78,9 @@ def main_read_receipts(rooms: str) -> str:
 
 
 def counted_rows(
-    where: str, cols: str = "room_nid, thread_id, notify, highlight, stream_ordering", joined: str = ""
+    where: str,
+    cols: str = "room_nid, thread_id, notify, highlight, stream_ordering",
+    joined: str = "",
 ) -> str:
     """Every notification row of user $1 matching ``where``, own and shared, as one row
     source ``u`` of ``cols``; both name the rows' columns unqualified (``room_nid``,
