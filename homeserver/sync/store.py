@@ -189,17 +189,17 @@ def _new_events(rooms: str) -> str:
 _PART_NEW_EVENTS = _new_events(
     "SELECT room_nid FROM room_memberships WHERE user_id = $1 AND membership = 'join'"
 )
-# Rows: part, room_nid, user_id, membership, event_nid, stream_ordering (part 0: no
-# user id nor membership).
+# Rows: 10 + part, room_nid, user_id, membership, event_nid, stream_ordering (part 0:
+# no user id nor membership; ``_PARTS_SHAPE``).
 _USER_MEMBERSHIPS = (
-    f"SELECT 0 AS part, room_nid, NULL AS user_id, NULL AS membership, event_nid,"
+    f"SELECT 10 AS kind, room_nid, NULL AS user_id, NULL AS membership, event_nid,"
     f" stream_ordering {_PART_JOINED}"
-    f" UNION ALL SELECT 1, {_COLS} {_PART_OWN_MOVES}"
-    f" UNION ALL SELECT 2, {_COLS} {_PART_ROOM_MOVES}"
+    f" UNION ALL SELECT 11, {_COLS} {_PART_OWN_MOVES}"
+    f" UNION ALL SELECT 12, {_COLS} {_PART_ROOM_MOVES}"
 )
 _USER_MEMBERSHIPS_AND_EVENTS = (
     _USER_MEMBERSHIPS
-    + f" UNION ALL SELECT 3, room_nid, event_id, {_CHILDREN}, event_nid, stream_ordering"
+    + f" UNION ALL SELECT 13, room_nid, event_id, {_CHILDREN}, event_nid, stream_ordering"
     f" {_PART_NEW_EVENTS}"
 )
 
@@ -364,13 +364,14 @@ class SyncStore:
         else:
             rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
         read = _walk(rows, user_id)
+        heads = _sync_heads(read.head_rows)
         rooms = read.parts[1]
         rooms.sort(key=_by_room)
         if limit <= 0:
-            return read.heads, rooms, None
+            return heads, rooms, None
         read.new_events.sort(key=_newest_first)
         joined = (m.room_nid for m in rooms if m.membership == "join")
-        return read.heads, rooms, RoomsNewest(read.new_events, read.counts(joined))
+        return heads, rooms, RoomsNewest(read.new_events, read.counts(heads, joined))
 
     async def sync_heads_and_memberships(
         self, user_id: str, device_id: str, user_nid: int, since: int, limit: int
@@ -381,9 +382,10 @@ class SyncStore:
             _SYNC_HEADS_AND_MEMBERSHIPS, user_id, device_id, user_nid, since, limit
         )
         read = _walk(rows, user_id)
+        heads = _sync_heads(read.head_rows)
         # The counts of the rooms with news (the joined rooms with events in the range).
-        counts = read.counts(e.room_nid for e in read.new_events)
-        return read.heads, _read(read.parts, read.new_events, counts)
+        counts = read.counts(heads, (e.room_nid for e in read.new_events))
+        return heads, _read(read.parts, read.new_events, counts)
 
     async def user_memberships(
         self, user_id: str, since: int, upto: int, limit: int = 0
@@ -394,7 +396,8 @@ class SyncStore:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS_AND_EVENTS, user_id, since, upto, limit)
         else:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
-        return _memberships(rows, user_id)
+        read = _walk(rows, user_id, _PARTS_SHAPE)
+        return _read(read.parts, read.new_events)
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(
@@ -514,24 +517,6 @@ def _sync_heads(rows: list[Any]) -> StreamHeads:
     )
 
 
-def _memberships(rows: list[Any], user_id: str) -> UserMemberships:
-    """A ``_USER_MEMBERSHIPS(_AND_EVENTS)`` answer, rows of (part, room nid, user id,
-    membership, event nid, stream ordering), read by position; part 0 (``user_id``'s
-    joins) holds neither the user id nor the membership; in part 3 the user id is the
-    event id and the membership 'children' or ''."""
-    parts: tuple[list[Membership], ...] = ([], [], [])
-    new_events: list[NewEvent] = []
-    for r in rows:
-        part = r[0]
-        if part == 0:
-            parts[0].append(Membership(r[1], user_id, "join", r[4], r[5]))
-        elif part == 3:
-            new_events.append(NewEvent(r[1], r[4], r[5], r[2], bool(r[3])))
-        else:
-            parts[part].append(Membership(r[1], r[2], r[3], r[4], r[5]))
-    return _read(parts, new_events)
-
-
 def _read(
     parts: tuple[list[Membership], ...],
     new_events: list[NewEvent],
@@ -545,10 +530,11 @@ def _read(
 @dataclass(frozen=True, slots=True)
 class _Rows:
     """The rows of a sync's one statement (``_SYNC_HEADS_AND_MEMBERSHIPS``,
-    ``_SYNC_HEADS_ROOMS_AND_NEWEST``), by kind."""
+    ``_SYNC_HEADS_ROOMS_AND_NEWEST``, ``_USER_MEMBERSHIPS``), by kind."""
 
-    heads: StreamHeads
-    # Memberships by part (kind - 10: ``_as_heads_row``).
+    # The heads' rows (``_sync_heads``), kinds 0 to 2; none in ``_USER_MEMBERSHIPS``.
+    head_rows: list[Any]
+    # Memberships by part (kind - 10).
     parts: tuple[list[Membership], ...]
     new_events: list[NewEvent]
     # Room nid -> (notifications, highlights) of the rooms with a counted row.
@@ -556,24 +542,34 @@ class _Rows:
     # The push evaluator's cursor read with them; -1: not read.
     cursor: int
 
-    def counts(self, room_nids: Iterable[int]) -> dict[int, tuple[int, int]] | None:
+    def counts(
+        self, heads: StreamHeads, room_nids: Iterable[int]
+    ) -> dict[int, tuple[int, int]] | None:
         """``room_nids``' unread counts as read in the statement, when exact: only when
-        the push cursor read with them has reached the events head has every event up to
-        it its rows in this snapshot (and a room without a counted row nothing unread).
+        the push cursor read with them has reached the events head (``heads``', from the
+        same statement) has every event up to it its rows in this snapshot (and a room
+        without a counted row nothing unread).
         Else None: they are read on their own, after waiting for the evaluator."""
-        if self.cursor < self.heads.events:
+        if self.cursor < heads.events:
             return None
         return {nid: self.counted.get(nid, (0, 0)) for nid in room_nids}
 
 
-def _walk(rows: list[Any], user_id: str) -> _Rows:
+# Where a sync statement's membership rows (and new-event rows) hold the room nid, the
+# user (or event) id, the membership (or 'children'), the event nid and the position:
+# ``_as_heads_row``'s, and ``_USER_MEMBERSHIPS``'s.
+_HEADS_SHAPE = (2, 1, 10, 3, 4)
+_PARTS_SHAPE = (1, 2, 3, 4, 5)
+
+
+def _walk(rows: list[Any], user_id: str, shape: tuple[int, ...] = _HEADS_SHAPE) -> _Rows:
     """A sync statement's rows, by position in one pass: a user in 200 rooms gets 200
     membership rows on every sync, and reading them by column name into tuples and then
     into objects was a third of an incremental sync's CPU. Kinds: below 4 the heads'
-    (``_SYNC_HEADS``), 4 the push cursor, 13 a new event, 14 a room's counted rows,
-    10 a join of ``user_id`` (neither user id nor membership in the row), 11 and 12 a
-    membership: ``name`` the user id, ``n`` the room, ``events`` the event nid,
-    ``device_lists`` the position, ``own_presence`` (column 10) the membership."""
+    (``_SYNC_HEADS``), 4 the push cursor, 14 a room's counted rows, and in ``shape``
+    10 a join of ``user_id`` (no user id nor membership), 11 and 12 a membership, 13 a
+    new event."""
+    room, user, membership, event, position = shape
     head_rows = []
     parts: tuple[list[Membership], ...] = ([], [], [])
     new_events: list[NewEvent] = []
@@ -582,9 +578,11 @@ def _walk(rows: list[Any], user_id: str) -> _Rows:
     for r in rows:
         kind = r[0]
         if kind == 10:
-            parts[0].append(Membership(r[2], user_id, "join", r[3], r[4]))
+            parts[0].append(Membership(r[room], user_id, "join", r[event], r[position]))
         elif kind == 13:
-            new_events.append(NewEvent(r[2], r[3], r[4], r[1], bool(r[10])))
+            new_events.append(
+                NewEvent(r[room], r[event], r[position], r[user], bool(r[membership]))
+            )
         elif kind < 4:
             head_rows.append(r)
         elif kind == 4:
@@ -592,8 +590,10 @@ def _walk(rows: list[Any], user_id: str) -> _Rows:
         elif kind == 14:
             counted[int(r[2])] = (int(r[3] or 0), int(r[4] or 0))
         else:
-            parts[kind - 10].append(Membership(r[2], r[1], r[10], r[3], r[4]))
-    return _Rows(_sync_heads(head_rows), parts, new_events, counted, cursor)
+            parts[kind - 10].append(
+                Membership(r[room], r[user], r[membership], r[event], r[position])
+            )
+    return _Rows(head_rows, parts, new_events, counted, cursor)
 
 
 _by_room = attrgetter("room_nid")
