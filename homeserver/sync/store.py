@@ -186,9 +186,7 @@ def _new_events(rooms: str) -> str:
     )
 
 
-_PART_NEW_EVENTS = _new_events(
-    "SELECT room_nid FROM room_memberships WHERE user_id = $1 AND membership = 'join'"
-)
+_PART_NEW_EVENTS = _new_events(f"SELECT room_nid {_PART_JOINED}")
 # Rows: 10 + part, room_nid, user_id, membership, event_nid, stream_ordering (part 0:
 # no user id nor membership; ``_PARTS_SHAPE``).
 _USER_MEMBERSHIPS = (
@@ -222,16 +220,13 @@ def _as_heads_row(part: int, cols: tuple[str, str, str, str, str], from_clause: 
 
 
 # Part 4: the unread counts (without threads: ``NotificationService.unread_counts``) of
-# the joined rooms that have events in the range, and a row (kind 4) with the push
-# evaluator's cursor, both from the statement's snapshot: when that cursor has reached
-# the events head read here, the counts are exact for this sync without a statement of
-# their own (a woken long-poll's second statement, and its wait for the evaluator's
-# commit; see ``_Rows.counts``). ``news``: the joined rooms with events in the range,
-# from the range (few events: a woken sync's one message; CROSS JOIN keeps SQLite from
-# probing the range once per joined room) with each one's read position (``pos``: the
-# newest of its unthreaded and ``main`` read receipts), computed once (a CTE read twice
-# is materialized by both engines). Which rows count after it is the push store's rule
-# (``counted_rows``); its columns are unqualified, hence ``news_nid``.
+# the joined rooms with events in the range, and the push evaluator's cursor (kind 4),
+# from the statement's snapshot: exact when it has reached the events head read here
+# (``_Rows.counts``), and then a woken long-poll's counts statement (and its wait for
+# the evaluator) is saved. ``news``: those rooms, from the range (few events; CROSS JOIN
+# keeps SQLite from probing the range once per joined room), with each one's read
+# position, computed once (a CTE read twice is materialized by both engines). The rows
+# counted after it are the push store's (``counted_rows``: unqualified, so ``news_nid``).
 _READ_POS = (
     f"COALESCE((SELECT MAX(re.stream_ordering) {main_read_receipts('= r.room_id')}), 0) AS pos"
 )
@@ -261,11 +256,10 @@ _MEMBER_COLS = ("room_nid", "user_id", "membership", "event_nid", "stream_orderi
 _SYNC_HEADS_AND_ROOMS = _SYNC_HEADS + _as_heads_row(
     1, _MEMBER_COLS, user_rooms("'join', 'invite', 'knock'")
 )
-# With its timelines, the unread counts of every joined room (``_PART_COUNTS`` from each
-# one's read position): exact as for a woken sync, and then the initial sync's counts
-# statement (and its wait for the evaluator) is saved too. Without the counts (the
-# request asks for them per thread, which are read on their own): the same statement
-# less the read positions and the counting.
+# With its timelines, every joined room's unread counts (``_PART_COUNTS`` from each
+# one's read position), exact as for a woken sync: the initial sync's counts statement
+# saved too. Left out (with the read positions) when the request wants them per thread:
+# those are read on their own.
 _JOINED_NEWS = (
     f"WITH news AS (SELECT m.room_nid AS news_nid, {_READ_POS} FROM room_memberships m"
     " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND m.membership = 'join') "
@@ -305,16 +299,19 @@ class NewEvent:
     has_children: bool
 
 
+# Room nid -> (notifications, highlights) unread without threads.
+Counts = dict[int, tuple[int, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class RoomsNewest:
     """What an initial sync reads of its joined rooms with its heads and rooms."""
 
     # Each joined room's newest events up to the events head, newest first.
     events: list[NewEvent]
-    # Room nid -> (notifications, highlights) unread without threads, for every joined
-    # room, when exact up to the events head (the push cursor had reached it in the same
-    # snapshot); None otherwise.
-    counts: dict[int, tuple[int, int]] | None
+    # Every joined room's, when exact up to the events head (the push cursor had reached
+    # it in the same snapshot); None otherwise.
+    counts: Counts | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,10 +328,10 @@ class UserMemberships:
     # The newest ``limit`` events in the range of each joined room that has any, newest
     # first (empty when no limit was asked for).
     new_events: list[NewEvent]
-    # Room nid -> (notifications, highlights) unread without threads, for every joined
-    # room with events in the range, when exact up to the events head read with them
-    # (the push cursor had reached it in the same snapshot); None otherwise, or not read.
-    counts: dict[int, tuple[int, int]] | None = None
+    # Every joined room's with events in the range, when exact up to the events head
+    # read with them (the push cursor had reached it in the same snapshot); None
+    # otherwise, or not read.
+    counts: Counts | None = None
 
 
 class SyncStore:
@@ -365,8 +362,7 @@ class SyncStore:
             rows = await self.db.fetchall(_SYNC_HEADS_AND_ROOMS, user_id, device_id, user_nid)
         read = _walk(rows, user_id)
         heads = _sync_heads(read.head_rows)
-        rooms = read.parts[1]
-        rooms.sort(key=_by_room)
+        rooms = sorted(read.parts[1], key=_by_room)
         if limit <= 0:
             return heads, rooms, None
         read.new_events.sort(key=_newest_first)
@@ -385,7 +381,7 @@ class SyncStore:
         heads = _sync_heads(read.head_rows)
         # The counts of the rooms with news (the joined rooms with events in the range).
         counts = read.counts(heads, (e.room_nid for e in read.new_events))
-        return heads, _read(read.parts, read.new_events, counts)
+        return heads, read.memberships(counts)
 
     async def user_memberships(
         self, user_id: str, since: int, upto: int, limit: int = 0
@@ -396,8 +392,7 @@ class SyncStore:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS_AND_EVENTS, user_id, since, upto, limit)
         else:
             rows = await self.db.fetchall(_USER_MEMBERSHIPS, user_id, since, upto)
-        read = _walk(rows, user_id, _PARTS_SHAPE)
-        return _read(read.parts, read.new_events)
+        return _walk(rows, user_id, _PARTS_SHAPE).memberships()
 
     async def member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.fetchall(
@@ -517,16 +512,6 @@ def _sync_heads(rows: list[Any]) -> StreamHeads:
     )
 
 
-def _read(
-    parts: tuple[list[Membership], ...],
-    new_events: list[NewEvent],
-    counts: dict[int, tuple[int, int]] | None = None,
-) -> UserMemberships:
-    parts[0].sort(key=_by_room)
-    new_events.sort(key=_newest_first)
-    return UserMemberships(parts[0], parts[1], parts[2], new_events, counts)
-
-
 @dataclass(frozen=True, slots=True)
 class _Rows:
     """The rows of a sync's one statement (``_SYNC_HEADS_AND_MEMBERSHIPS``,
@@ -537,14 +522,12 @@ class _Rows:
     # Memberships by part (kind - 10).
     parts: tuple[list[Membership], ...]
     new_events: list[NewEvent]
-    # Room nid -> (notifications, highlights) of the rooms with a counted row.
-    counted: dict[int, tuple[int, int]]
+    # The rooms with a counted row.
+    counted: Counts
     # The push evaluator's cursor read with them; -1: not read.
     cursor: int
 
-    def counts(
-        self, heads: StreamHeads, room_nids: Iterable[int]
-    ) -> dict[int, tuple[int, int]] | None:
+    def counts(self, heads: StreamHeads, room_nids: Iterable[int]) -> Counts | None:
         """``room_nids``' unread counts as read in the statement, when exact: only when
         the push cursor read with them has reached the events head (``heads``', from the
         same statement) has every event up to it its rows in this snapshot (and a room
@@ -553,6 +536,13 @@ class _Rows:
         if self.cursor < heads.events:
             return None
         return {nid: self.counted.get(nid, (0, 0)) for nid in room_nids}
+
+    def memberships(self, counts: Counts | None = None) -> UserMemberships:
+        """As an incremental sync takes them: joins by room nid, new events newest first."""
+        joined, changed, moves = self.parts
+        joined.sort(key=_by_room)
+        self.new_events.sort(key=_newest_first)
+        return UserMemberships(joined, changed, moves, self.new_events, counts)
 
 
 # Where a sync statement's membership rows (and new-event rows) hold the room nid, the
@@ -573,7 +563,7 @@ def _walk(rows: list[Any], user_id: str, shape: tuple[int, ...] = _HEADS_SHAPE) 
     head_rows = []
     parts: tuple[list[Membership], ...] = ([], [], [])
     new_events: list[NewEvent] = []
-    counted: dict[int, tuple[int, int]] = {}
+    counted: Counts = {}
     cursor = -1
     for r in rows:
         kind = r[0]
