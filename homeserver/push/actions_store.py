@@ -39,9 +39,8 @@ _INSERT_SHARED = (
     " notify, highlight, actions, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (event_nid) DO NOTHING"
 )
-# Shared rows ``s`` that count for user $1 (see the module docstring; ``sync/store.py``
-# counts with it too).
-COVERED = _COVERED = (
+# Shared rows ``s`` that count for user $1 (see the module docstring).
+_COVERED = (
     "s.sender <> $1 AND EXISTS (SELECT 1 FROM push_member_spans m WHERE m.user_id = $1"
     " AND m.room_nid = s.room_nid AND m.start_so <= s.stream_ordering"
     " AND (m.end_so IS NULL OR m.end_so > s.stream_ordering))"
@@ -60,21 +59,38 @@ _SHARED_COLUMNS = (
     " s.highlight, s.actions, s.ts"
 )
 _COUNTED = "(notify = 1 OR highlight = 1)"
+# User $1's read receipts ``rc``, with the events ``re`` they name.
+_READ_RECEIPTS = (
+    "FROM receipts rc JOIN events re ON re.event_id = rc.event_id"
+    " WHERE rc.user_id = $1 AND rc.receipt_type IN ('m.read', 'm.read.private')"
+)
 _READ_POSITIONS = (
-    "SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos FROM receipts r"
-    " JOIN events e ON e.event_id = r.event_id"
-    " WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private')"
-    " AND r.room_id IN ({rooms}) GROUP BY r.room_id, r.thread_id"
+    f"SELECT rc.room_id, rc.thread_id, MAX(re.stream_ordering) AS pos {_READ_RECEIPTS}"
+    " AND rc.room_id IN ({rooms}) GROUP BY rc.room_id, rc.thread_id"
 )
 
 
-def _counted_rows(where: str) -> str:
-    """Every notification row of user $1 matching ``where`` (columns ``room_nid``,
-    ``thread_id``, ``stream_ordering``), own and shared, as one row source."""
-    cols = "room_nid, thread_id, notify, highlight, stream_ordering"
+def main_read_receipts(rooms: str) -> str:
+    """FROM and WHERE over user $1's receipts ``rc`` (events ``re``) that read a room as a
+    whole, unthreaded and ``main``: the newest is the position counts without threads
+    start after. ``rooms``: a condition on ``rc.room_id`` ("= r.room_id", "IN (...)")."""
+    return f"{_READ_RECEIPTS} AND rc.thread_id IN ('', '{MAIN}') AND rc.room_id {rooms}"
+
+
+def counted_rows(
+    where: str,
+    cols: str = "room_nid, thread_id, notify, highlight, stream_ordering",
+    joined: str = "",
+) -> str:
+    """Every notification row of user $1 matching ``where``, own and shared, as one row
+    source ``u`` of ``cols``; both name the rows' columns unqualified (``room_nid``,
+    ``thread_id``, ``stream_ordering``, ``notify``, ``highlight``). ``joined``: FROM items
+    each row is read with, which ``where`` may name (a /sync's rooms and read positions:
+    ``sync/store.py``); the one place that says which rows count."""
+    src = f"{joined}, " if joined else ""
     return (
-        f"(SELECT {cols} FROM event_push_actions WHERE user_id = $1 AND {_COUNTED}"
-        f" AND ({where}) UNION ALL SELECT {cols} FROM event_push_shared s"
+        f"(SELECT {cols} FROM {src}event_push_actions WHERE user_id = $1 AND {_COUNTED}"
+        f" AND ({where}) UNION ALL SELECT {cols} FROM {src}event_push_shared s"
         f" WHERE ({where}) AND {_COUNTED} AND {_COVERED}) AS u"
     )
 
@@ -214,7 +230,7 @@ class PushActionStore:
             where = per_room_bounds("stream_ordering", ">", len(chunk), 2)
             rows = await self.db.fetchall(
                 "SELECT room_nid, thread_id, SUM(notify) AS n, SUM(highlight) AS h,"
-                f" MIN(stream_ordering) AS so FROM {_counted_rows(where)}"
+                f" MIN(stream_ordering) AS so FROM {counted_rows(where)}"
                 " GROUP BY room_nid, thread_id",
                 user_id,
                 *(v for pair in chunk for v in pair),
@@ -241,13 +257,10 @@ class PushActionStore:
                 for i in range(len(chunk))
             )
             rows = await self.db.fetchall(
-                "WITH rp (room_id, pos) AS (SELECT r.room_id, MAX(e.stream_ordering)"
-                " FROM receipts r JOIN events e ON e.event_id = r.event_id"
-                " WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private')"
-                f" AND r.thread_id IN ('', '{MAIN}') AND r.room_id IN ({ids})"
-                " GROUP BY r.room_id)"
+                "WITH rp (room_id, pos) AS (SELECT rc.room_id, MAX(re.stream_ordering)"
+                f" {main_read_receipts(f'IN ({ids})')} GROUP BY rc.room_id)"
                 " SELECT room_nid, thread_id, SUM(notify) AS n, SUM(highlight) AS h,"
-                f" MIN(stream_ordering) AS so FROM {_counted_rows(where)}"
+                f" MIN(stream_ordering) AS so FROM {counted_rows(where)}"
                 " GROUP BY room_nid, thread_id",
                 user_id,
                 *(room_id for _, room_id in chunk),
@@ -261,7 +274,7 @@ class PushActionStore:
     ) -> ThreadCounts:
         where = "room_nid = $2 AND thread_id = $3 AND stream_ordering > $4"
         row = await self.db.fetchone(
-            f"SELECT SUM(notify) AS n, SUM(highlight) AS h FROM {_counted_rows(where)}",
+            f"SELECT SUM(notify) AS n, SUM(highlight) AS h FROM {counted_rows(where)}",
             user_id,
             room_nid,
             thread_id,

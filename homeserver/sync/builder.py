@@ -98,7 +98,11 @@ class SyncBuilder:
                 # timelines' events (when every joined room's newest are what it shows)
                 # and unread counts.
                 heads, rooms, newest = await self.store.sync_heads_and_rooms(
-                    req.user_id, req.device_id, req.user_nid, _initial_limit(flt)
+                    req.user_id,
+                    req.device_id,
+                    req.user_nid,
+                    _initial_limit(flt),
+                    counts=not flt.room.timeline.unread_thread_notifications,
                 )
             else:
                 heads = await self._heads(req)

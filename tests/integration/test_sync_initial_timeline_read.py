@@ -25,6 +25,8 @@ LIMIT = 3
 FILTER = json.dumps({"room": {"timeline": {"limit": LIMIT}}})
 # ``EventsStore.latest_in_rooms``: the timeline read of its own.
 LATEST_SQL = "SELECT * FROM (SELECT room_nid, event_nid, stream_ordering FROM events"
+# The user's rooms, read with the heads (``SyncStore.sync_heads_and_rooms``).
+ROOMS_SQL = "membership IN ('join', 'invite', 'knock')"
 
 
 async def test_initial_sync_reads_timelines_and_children_with_its_rooms(
@@ -139,9 +141,15 @@ async def test_initial_sync_counts_come_with_its_rooms(two_in_a_room: TwoInARoom
     assert counts(body, room) == {"notification_count": 2, "highlight_count": 1}
     assert counts(body, room) == await exact(hs, bob.user_id, room)
     assert count(counter, COUNTS_STATEMENT) == 0, counter.by_sql
+    assert [sql for sql in counter.by_sql if ROOMS_SQL in sql and "event_push" in sql]
 
-    # Per thread: not read with the rooms; the counts statements give them.
+    # Per thread: not read with the rooms (nor counted there, to be thrown away); the
+    # counts statements give them, and the statement count stays the same.
     by_thread = json.dumps({"room": {"timeline": {"unread_thread_notifications": True}}})
+    total = counter.total
     body, counter = await counted_sync(hs, bob, filter_param=by_thread)
     assert counts(body, room) == {"notification_count": 2, "highlight_count": 1}
     assert count(counter, "SUM(notify)") >= 1, counter.by_sql
+    (rooms_sql,) = [sql for sql in counter.by_sql if ROOMS_SQL in sql]
+    assert "event_push" not in rooms_sql and "push_evaluated" not in rooms_sql, rooms_sql
+    assert counter.total == total + 2, counter.by_sql  # + read positions and counts, as before

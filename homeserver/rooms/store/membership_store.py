@@ -55,6 +55,13 @@ _COLS = MEMBERSHIP_COLUMNS
 _CHUNK = 500
 
 
+def user_rooms(memberships: str) -> str:
+    """FROM and WHERE over user $1's rows of ``room_memberships`` with one of
+    ``memberships`` (an IN list: placeholders, or quoted names in a statement that
+    reads them with more, ``sync/store.py``)."""
+    return f"FROM room_memberships WHERE user_id = $1 AND membership IN ({memberships})"
+
+
 class MembershipStore:
     def __init__(self, db: Database, server_name: str | None = None) -> None:
         self.db = db
@@ -159,8 +166,7 @@ class MembershipStore:
         self, user_id: str, memberships: Sequence[str] = ("join",)
     ) -> list[Membership]:
         rows = await self.db.fetchall(
-            f"SELECT {_COLS} FROM room_memberships WHERE user_id = $1"
-            f" AND membership IN ({placeholders(len(memberships), 2)}) ORDER BY room_nid",
+            f"SELECT {_COLS} {user_rooms(placeholders(len(memberships), 2))} ORDER BY room_nid",
             user_id,
             *memberships,
         )
