@@ -282,6 +282,29 @@ class PartialStateJoins:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout_s)
 
+    def resyncing(self, room: RoomInfo) -> bool:
+        """Whether a resync round of ``room`` is under way in this process."""
+        return room.room_nid in self._rounds
+
+    async def defer_gap(self, room: RoomInfo, gap_id: str, origin: str, missing: list[str]) -> None:
+        """History is stored ahead of the round on the part of the state at its gap
+        ``gap_id`` we hold: the merge adds ``missing`` (``_history_entries``)."""
+        await self.store.defer_history(room.room_nid, gap_id, origin, missing)
+
+    async def _history_entries(self, room: RoomInfo) -> list[tuple[str, dict[int, int]]]:
+        """For each gap of history stored ahead of the round (``defer_gap``): the
+        entries its snapshot group lacked, now that the round has stored them (what it
+        did not bring, such as an older history visibility, asked of the history's
+        origin first: outside the room's lock)."""
+        out: list[tuple[str, dict[int, int]]] = []
+        for gap, origin, missing in await self.store.deferred_history(room.room_nid):
+            state = self.pipeline.state
+            ids = await state.state_from(origin, room, gap, (missing, []))
+            if ids is None:
+                ids, _lacking = await state.held(missing, gap)
+            out.append((gap, await self.pipeline.graph.to_nids(ids)))
+        return out
+
     @contextlib.asynccontextmanager
     async def history_first(self, room: RoomInfo) -> AsyncIterator[None]:
         """Around a backfill's wait for a round and the storing of its history: a merge
@@ -433,6 +456,7 @@ class PartialStateJoins:
         by_nid = {s.event_nid: s for s in stored.values()}
         rooms = self.rooms
         await self._after_histories(room)
+        deferred = await self._history_entries(room)
         async with rooms.lock(room.room_id):
             current = await rooms.state.current_state(room.room_nid)
             added = {k: n for k, n in nids.items() if k not in current}
@@ -448,6 +472,11 @@ class PartialStateJoins:
                 # History backfilled meanwhile sits on the whole state at its gap.
                 history = await self.store.history_groups(q, room.room_nid, min_group)
                 await rooms.state.add_to_roots(q, room.room_nid, nids, min_group, history)
+                for gap, entries in deferred:
+                    # History stored ahead of this round: its own gap's state, whole now.
+                    for group in await self.store.history_roots(q, room.room_nid, gap):
+                        await rooms.state.add_to_group(q, group, entries)
+                await self.store.clear_history_in(q, room.room_nid)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}

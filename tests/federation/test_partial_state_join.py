@@ -513,6 +513,79 @@ async def test_history_read_waits_for_the_state_events_not_for_the_merge(
         await api.__aexit__(None, None, None)
 
 
+async def test_history_with_a_gap_is_stored_ahead_of_the_round(
+    make_server: ServerFactory,
+) -> None:
+    """History that ends at a gap (more than one backfill brings) is read while the
+    resync round is still fetching the state: it is stored on the part of the state at
+    its gap that B holds (the room's non-member state, the senders' memberships, its
+    own auth events), the rest named for the merge (one row). The merge then adds the
+    gap's own members to that history's state (all who joined before it), never those
+    of our join (a member who joined after the history is not in it)."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    for i in range(45):  # one sender: B holds the membership of no other member
+        await send_text(api_a, members[0], room_id, f"before the join {i}")
+    late = await api_a.register("late")
+    r = await api_a.post(f"/rooms/{q(room_id)}/join", {}, token=late.access_token)
+    assert r.status == 200, r.body
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+
+    partial = partial_joins(b)
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    release_resync(b, held)
+    await asyncio.wait_for(entered.wait(), 30.0)
+    # The round is held back: the read does not wait for it (it would wait 20 s).
+    r = await asyncio.wait_for(
+        api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token), 10.0
+    )
+    assert r.status == 200, r.body
+    bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
+    assert bodies[0] == "before the join 44", bodies
+    db = b.hs.db
+    assert await db.fetchval("SELECT COUNT(*) FROM partial_state_history") == 1
+    rooms = b.hs.rooms_area.rooms
+    oldest = await db.fetchval(
+        "SELECT event_id FROM events WHERE room_nid = $1 AND stream_ordering < 0"
+        " ORDER BY depth LIMIT 1",
+        room.room_nid,
+    )
+    stored = await rooms.events.by_id(str(oldest))
+    assert stored is not None and not stored.outlier and stored.rejected_reason is None
+    before_merge = await rooms.state_at(stored.state_group)
+    assert ("m.room.history_visibility", "") in before_merge
+    # A's state at that event: the members who had joined by then.
+    on_a = await a.hs.rooms_area.rooms.events.by_id(str(oldest))
+    assert on_a is not None
+    at_a = await a.hs.rooms_area.rooms.state_at(on_a.state_group)
+    then = {k[1] for k in at_a if k[0] == "m.room.member"}
+    assert late.user_id not in then and len(then) > 3, then
+    held_members = {k[1] for k in before_merge if k[0] == "m.room.member"}
+    assert {alice.user_id, members[0].user_id} <= held_members < then, held_members
+    gate.set()
+    assert await partial.wait_full(room, 30.0)
+    assert await db.fetchval("SELECT COUNT(*) FROM partial_state_history") == 0
+    after_merge = await rooms.state_at(stored.state_group)
+    assert {k[1] for k in after_merge if k[0] == "m.room.member"} == then
+    assert {k: s.event.event_id for k, s in after_merge.items()} == {
+        k: s.event.event_id for k, s in at_a.items()
+    }
+    assert late.user_id in await _joined(api_b, bob, room_id)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
 async def test_resync_stores_each_chunk_while_the_next_is_checked(
     make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
