@@ -87,6 +87,8 @@ STATE_MAX_BYTES = 256 * 1024 * 1024
 STATE_TIMEOUT_S = 120.0
 # How long a merge lets backfills that waited for its round store their history first.
 HISTORY_FIRST_S = 5.0
+# How long the round's checks give way to a backfill storing ahead of it, at most.
+GIVE_WAY_S = 2.0
 # How long a member list read waits for the resync before serving what is here.
 MEMBERS_WAIT_S = 60.0
 # How long a process's claim on a room's resync lasts unrenewed (config
@@ -121,6 +123,10 @@ class PartialStateJoins:
         # their history (``history_first``), and what a merge waiting for them waits on.
         self._histories: dict[int, int] = {}
         self._histories_done: dict[int, asyncio.Event] = {}
+        # Backfills storing their history ahead of the room's round (``ahead_of_round``),
+        # and what the round, giving way to them, waits on.
+        self._ahead: dict[int, int] = {}
+        self._ahead_done: dict[int, asyncio.Event] = {}
         # This process's name in the claims (``main`` or the worker's; scaleout sets it)
         # and how long a claim lasts unrenewed.
         self.owner = "main"
@@ -282,26 +288,63 @@ class PartialStateJoins:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout_s)
 
-    def resyncing(self, room: RoomInfo) -> bool:
-        """Whether a resync round of ``room`` is under way in this process."""
-        return room.room_nid in self._rounds
+    @contextlib.asynccontextmanager
+    async def ahead_of_round(self, room: RoomInfo) -> AsyncIterator[bool]:
+        """Around a backfill that stores its history ahead of the resync round under way
+        (``RoomBackfiller``): whether there is one; if so, the round checks no further
+        batch of its events meanwhile (at most ``GIVE_WAY_S``), as those checks would
+        take the event loop from the read a client waits on, step after step."""
+        nid = room.room_nid
+        if nid not in self._rounds:
+            yield False
+            return
+        self._ahead[nid] = self._ahead.get(nid, 0) + 1
+        try:
+            yield True
+        finally:
+            left = self._ahead.pop(nid, 1) - 1
+            if left > 0:
+                self._ahead[nid] = left
+            else:
+                done = self._ahead_done.pop(nid, None)
+                if done is not None:
+                    done.set()
+
+    async def _give_way(self, room_nid: int) -> None:
+        """Wait (bounded) for the backfills storing ahead of the round (``ahead_of_round``)."""
+        if not self._ahead.get(room_nid):
+            return
+        done = self._ahead_done.setdefault(room_nid, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), GIVE_WAY_S)
 
     async def defer_gap(self, room: RoomInfo, gap_id: str, origin: str, missing: list[str]) -> None:
         """History is stored ahead of the round on the part of the state at its gap
         ``gap_id`` we hold: the merge adds ``missing`` (``_history_entries``)."""
         await self.store.defer_history(room.room_nid, gap_id, origin, missing)
 
-    async def _history_entries(self, room: RoomInfo) -> list[tuple[str, dict[int, int]]]:
-        """For each gap of history stored ahead of the round (``defer_gap``): the
-        entries its snapshot group lacked, now that the round has stored them (what it
-        did not bring, such as an older history visibility, asked of the history's
-        origin first: outside the room's lock)."""
-        out: list[tuple[str, dict[int, int]]] = []
+    async def _fetch_deferred(self, room: RoomInfo) -> None:
+        """What the round did not bring of the states at the gaps of history stored
+        ahead of it (``defer_gap``; such as an older history visibility), asked of the
+        history's origin: before the merge takes the room's lock."""
         for gap, origin, missing in await self.store.deferred_history(room.room_nid):
-            state = self.pipeline.state
-            ids = await state.state_from(origin, room, gap, (missing, []))
-            if ids is None:
-                ids, _lacking = await state.held(missing, gap)
+            await self.pipeline.state.state_from(origin, room, gap, (missing, []))
+
+    async def _history_entries(self, room: RoomInfo) -> list[tuple[str, dict[int, int]]]:
+        """Under the room's lock, for each gap of history stored ahead of the round
+        (``defer_gap``, read again here: a backfill may have named one since
+        ``_fetch_deferred``): the entries its snapshot group lacked, from the events
+        stored now."""
+        out: list[tuple[str, dict[int, int]]] = []
+        for gap, _origin, missing in await self.store.deferred_history(room.room_nid):
+            ids, lacking = await self.pipeline.state.held(missing, gap)
+            if lacking:
+                log.warning(
+                    "history of %s at %s: %d state events cannot be had",
+                    room.room_id,
+                    gap,
+                    len(lacking),
+                )
             out.append((gap, await self.pipeline.graph.to_nids(ids)))
         return out
 
@@ -412,6 +455,7 @@ class PartialStateJoins:
                 while len(pending) >= STORE_CHUNK:
                     chunk, pending = pending[:STORE_CHUNK], pending[STORE_CHUNK:]
                     storing = await self._store_after(storing, room, chunk)
+                await self._give_way(room.room_nid)
             storing = await self._store_after(storing, room, pending)
             if storing is not None:
                 await storing
@@ -456,8 +500,9 @@ class PartialStateJoins:
         by_nid = {s.event_nid: s for s in stored.values()}
         rooms = self.rooms
         await self._after_histories(room)
-        deferred = await self._history_entries(room)
+        await self._fetch_deferred(room)
         async with rooms.lock(room.room_id):
+            deferred = await self._history_entries(room)
             current = await rooms.state.current_state(room.room_nid)
             added = {k: n for k, n in nids.items() if k not in current}
             members = [

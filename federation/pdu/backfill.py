@@ -87,10 +87,13 @@ class RoomBackfiller:
         self.history_first: (
             Callable[[RoomInfo], contextlib.AbstractAsyncContextManager[None]] | None
         ) = None
-        # Whether such a round is under way (``PartialStateJoins.resyncing``), and where
-        # history stored ahead of it names the events of its gaps' states it lacks, for
-        # the round's merge to add (``PartialStateJoins.defer_gap``).
-        self.resyncing: Callable[[RoomInfo], bool] | None = None
+        # Around storing history ahead of such a round, if one is under way (it yields
+        # whether; ``PartialStateJoins.ahead_of_round``), and where that history names
+        # the events of its gaps' states it lacks, for the round's merge to add
+        # (``PartialStateJoins.defer_gap``).
+        self.ahead_of_round: (
+            Callable[[RoomInfo], contextlib.AbstractAsyncContextManager[bool]] | None
+        ) = None
         self.defer_gap: Callable[[RoomInfo, str, str, list[str]], Awaitable[None]] | None = None
 
     async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
@@ -145,8 +148,9 @@ class RoomBackfiller:
     async def _store(self, server: str, room: RoomInfo, ordered: list[Event], wait_ms: int) -> int:
         """Store the checked history ``ordered`` (oldest first), after waiting at most
         ``wait_ms`` for a resync round under way; how many events were stored."""
-        if wait_ms > 0 and self.resyncing is not None and self.resyncing(room):
-            ahead = await self._store_ahead_of_round(server, room, ordered)
+        if wait_ms > 0 and self.ahead_of_round is not None:
+            async with self.ahead_of_round(room) as resyncing:
+                ahead = await self._store_ahead(server, room, ordered) if resyncing else None
             if ahead is not None:
                 return ahead
         state_ids: dict[str, StateIds | None] = {}
@@ -171,9 +175,7 @@ class RoomBackfiller:
         async with self.rooms.lock(room.room_id):
             return await self._process_locked(server, room, ordered, Prefetched(gaps=gaps))
 
-    async def _store_ahead_of_round(
-        self, server: str, room: RoomInfo, ordered: list[Event]
-    ) -> int | None:
+    async def _store_ahead(self, server: str, room: RoomInfo, ordered: list[Event]) -> int | None:
         """Store the history without waiting for the resync round under way: on the
         part of the state at its gaps that we hold (the room's non-member state, the
         history's own auth events, fetched if missing), the events we lack named for

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -582,6 +583,71 @@ async def test_history_with_a_gap_is_stored_ahead_of_the_round(
         k: s.event.event_id for k, s in at_a.items()
     }
     assert late.user_id in await _joined(api_b, bob, room_id)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_the_round_gives_way_to_history_stored_ahead_of_it(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a backfill stores history ahead of the resync round, the round checks no
+    further batch of its events (``ahead_of_round``): at 5,000 members those checks
+    took the event loop from the read step after step (1 s of it)."""
+    from federation.pdu import fetch
+
+    monkeypatch.setattr(fetch, "CHECK_BATCH", 2)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    for i in range(45):
+        await send_text(api_a, members[0], room_id, f"before the join {i}")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+    partial = partial_joins(b)
+    fed = b.hs.federation
+    assert fed is not None and fed.rooms is not None
+    backfiller = fed.rooms.backfiller
+    steps: list[str] = []
+    first = asyncio.Event()
+    fetcher = partial.pipeline.fetcher
+    batches, store_ahead = fetcher.batches, backfiller._store_ahead
+
+    round_fetch = partial._fetch
+    in_round = contextvars.ContextVar("in_round", default=False)
+
+    async def marked_fetch(*args: Any) -> Any:
+        in_round.set(True)
+        return await round_fetch(*args)
+
+    async def slow_batches(*args: Any) -> Any:
+        async for batch in batches(*args):
+            if in_round.get():  # the round's, not the backfill's own checks
+                steps.append("checked")
+                first.set()
+                await asyncio.sleep(0.05)  # the round goes on well after the read starts
+            yield batch
+
+    partial._fetch = marked_fetch  # type: ignore[method-assign]
+
+    async def seen_store_ahead(*args: Any) -> Any:
+        steps.append("ahead")
+        await asyncio.sleep(0.3)
+        stored = await store_ahead(*args)
+        steps.append("stored")
+        return stored
+
+    fetcher.batches = slow_batches  # type: ignore[method-assign,assignment]
+    backfiller._store_ahead = seen_store_ahead  # type: ignore[method-assign]
+    release_resync(b, held)
+    await asyncio.wait_for(first.wait(), 30.0)
+    r = await api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token)
+    assert r.status == 200, r.body
+    assert await partial.wait_full(room, 30.0)
+    assert "ahead" in steps, steps
+    start, end = steps.index("ahead"), steps.index("stored")
+    # At most the batch being checked when the backfill began.
+    assert steps[start:end].count("checked") <= 1, steps
+    assert steps[end:].count("checked") >= 2, steps
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 
