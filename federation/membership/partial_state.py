@@ -51,7 +51,11 @@ the join is mostly the member events that round is fetching. The merge then lets
 backfill store its history first (``history_first``, bounded): a client's read waits on
 it. History stored while the room is partial sits on the whole state at its gap, so the
 merge leaves its state groups as they are (``PartialStateStore.history_groups``): a
-member who joined after a message is never added to the state at it.
+member who joined after a message is never added to the state at it. History that
+ends at a gap is rather stored ahead of the round, on the part of its gap's state we
+hold (``ahead_of_round``: the round's checks give way meanwhile); the events it lacks
+are named (``defer_gap``, migration 0520) and the merge adds them to that history's
+snapshot group, in its transaction.
 """
 
 from __future__ import annotations

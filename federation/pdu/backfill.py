@@ -20,6 +20,10 @@ history before our server joined, or a hole get_missing_events left)::
          persisted as backfilled: negative stream ordering, no current state,
          no extremities, no memberships, no /sync wake-up, no push.
 
+In a room joined with partial state, while its resync round is under way,
+history that ends at a gap is stored at once on the part of the gap's state we
+hold (``_store_ahead``); the round's merge adds the rest (migration 0520).
+
 A server that had nothing to give for the same ``from_ids`` is not asked
 again for ``EMPTY_RETRY_MS`` (a ``joined``-visibility room shows us nothing
 before our join; each page would otherwise ask again).

@@ -6,8 +6,9 @@
 -- merge adds those events to the history's snapshot group, in its own transaction
 -- (federation/membership/partial_state.py). missing: a JSON list of event ids;
 -- origin: the server whose answer it was (asked for what the resync did not bring).
+-- No foreign key to rooms: a room purged meanwhile leaves a row no merge reads.
 CREATE TABLE partial_state_history (
-    room_nid BIGINT NOT NULL REFERENCES rooms (room_nid),
+    room_nid BIGINT NOT NULL,
     gap_event_id TEXT NOT NULL,
     origin TEXT NOT NULL,
     missing TEXT NOT NULL,
