@@ -153,8 +153,17 @@ class PartialStateStore:
         """Name the events of the state at a gap in the history that the history is
         stored without (migration 0520): the merge adds them to its snapshot group.
         Written before the history is (a crash in between leaves a row with no history
-        to complete, which the merge drops)."""
+        to complete, which the merge drops). A gap named again (a second read of the
+        same history) keeps the ids named before: the groups stored then lack them."""
         async with self.db.transaction() as q:
+            before = await q.fetchval(
+                "SELECT missing FROM partial_state_history"
+                " WHERE room_nid = $1 AND gap_event_id = $2",
+                room_nid,
+                gap_event_id,
+            )
+            if before is not None:
+                missing = list(dict.fromkeys([*_string_list(str(before)), *missing]))
             await q.execute(
                 "DELETE FROM partial_state_history WHERE room_nid = $1 AND gap_event_id = $2",
                 room_nid,

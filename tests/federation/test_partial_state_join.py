@@ -587,6 +587,17 @@ async def test_history_with_a_gap_is_stored_ahead_of_the_round(
         await api.__aexit__(None, None, None)
 
 
+async def test_a_gap_named_twice_keeps_the_events_named_first(make_server: ServerFactory) -> None:
+    """A second read of the same history names its gap again with fewer events lacking
+    (the round stored some meanwhile); the groups the first read stored still lack
+    those, so the row keeps them for the merge."""
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    store = partial_joins(b).store
+    await store.defer_history(7, "$gap", "a.example", ["$m1", "$m2", "$m3"])
+    await store.defer_history(7, "$gap", "a.example", ["$m3", "$m4"])
+    assert await store.deferred_history(7) == [("$gap", "a.example", ["$m1", "$m2", "$m3", "$m4"])]
+
+
 async def test_the_round_gives_way_to_history_stored_ahead_of_it(
     make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
