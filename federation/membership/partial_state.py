@@ -125,12 +125,10 @@ class PartialStateJoins:
         self._rounds: dict[int, asyncio.Event] = {}
         # Backfills of a room between their wait for its round and the end of storing
         # their history (``history_first``), and what a merge waiting for them waits on.
-        self._histories: dict[int, int] = {}
-        self._histories_done: dict[int, asyncio.Event] = {}
+        self._histories = _Inside()
         # Backfills storing their history ahead of the room's round (``ahead_of_round``),
-        # and what the round, giving way to them, waits on.
-        self._ahead: dict[int, int] = {}
-        self._ahead_done: dict[int, asyncio.Event] = {}
+        # what the round, giving way to them, waits on.
+        self._ahead = _Inside()
         # This process's name in the claims (``main`` or the worker's; scaleout sets it)
         # and how long a claim lasts unrenewed.
         self.owner = "main"
@@ -302,25 +300,12 @@ class PartialStateJoins:
         if nid not in self._rounds:
             yield False
             return
-        self._ahead[nid] = self._ahead.get(nid, 0) + 1
-        try:
+        async with self._ahead.inside(nid):
             yield True
-        finally:
-            left = self._ahead.pop(nid, 1) - 1
-            if left > 0:
-                self._ahead[nid] = left
-            else:
-                done = self._ahead_done.pop(nid, None)
-                if done is not None:
-                    done.set()
 
     async def _give_way(self, room_nid: int) -> None:
         """Wait (bounded) for the backfills storing ahead of the round (``ahead_of_round``)."""
-        if not self._ahead.get(room_nid):
-            return
-        done = self._ahead_done.setdefault(room_nid, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), GIVE_WAY_S)
+        await self._ahead.none_inside(room_nid, GIVE_WAY_S)
 
     async def defer_gap(self, room: RoomInfo, gap_id: str, origin: str, missing: list[str]) -> None:
         """History is stored ahead of the round on the part of the state at its gap
@@ -360,26 +345,12 @@ class PartialStateJoins:
         the merge (seconds in a big room) would hold the lock in front of it; the merge
         leaves the history's state groups as they are (``history_groups``), so the
         order changes nothing stored."""
-        nid = room.room_nid
-        self._histories[nid] = self._histories.get(nid, 0) + 1
-        try:
+        async with self._histories.inside(room.room_nid):
             yield
-        finally:
-            left = self._histories.pop(nid, 1) - 1
-            if left > 0:
-                self._histories[nid] = left
-            else:
-                done = self._histories_done.pop(nid, None)
-                if done is not None:
-                    done.set()
 
     async def _after_histories(self, room: RoomInfo) -> None:
         """Wait (bounded) for the backfills of the room inside ``history_first``."""
-        if not self._histories.get(room.room_nid):
-            return
-        done = self._histories_done.setdefault(room.room_nid, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), HISTORY_FIRST_S)
+        await self._histories.none_inside(room.room_nid, HISTORY_FIRST_S)
 
     async def _round(self, room: RoomInfo, partial: PartialRoom) -> bool:
         """One try through each server; whether the state is complete now."""
@@ -554,6 +525,36 @@ class PartialStateJoins:
         # also reads their device-list news (its token covers it, for /keys/changes too).
         local = await rooms.members.local_users(room.room_nid, self.server_name)
         rooms.signal.changed(EVENTS, position, [*local, room.room_id])
+
+
+class _Inside:
+    """How many tasks are inside a stretch of code, per room, and a bounded wait for
+    none to be (``history_first``, ``ahead_of_round``)."""
+
+    def __init__(self) -> None:
+        self._count: dict[int, int] = {}
+        self._none: dict[int, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def inside(self, room_nid: int) -> AsyncIterator[None]:
+        self._count[room_nid] = self._count.get(room_nid, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._count.pop(room_nid, 1) - 1
+            if left > 0:
+                self._count[room_nid] = left
+            else:
+                done = self._none.pop(room_nid, None)
+                if done is not None:
+                    done.set()
+
+    async def none_inside(self, room_nid: int, timeout_s: float) -> None:
+        if not self._count.get(room_nid):
+            return
+        done = self._none.setdefault(room_nid, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout_s)
 
 
 def _member(event: Event) -> bool:

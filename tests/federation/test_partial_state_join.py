@@ -108,6 +108,22 @@ def _hold_merge(partial: PartialStateJoins) -> tuple[asyncio.Event, asyncio.Even
     return merging, gate
 
 
+def _gate_round(partial: PartialStateJoins) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the resync round back before it asks for the state: the first event is set
+    when it is reached, and it goes on once the second is set."""
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    return entered, gate
+
+
 async def _joined(api: Api, user: User, room_id: str) -> set[str]:
     r = await api.get(f"/rooms/{q(room_id)}/joined_members", token=user.access_token)
     assert r.status == 200, r.body
@@ -396,16 +412,7 @@ async def test_history_read_waits_for_the_resync_round_under_way(
     room = await room_info(b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    entered = asyncio.Event()
-    fetch = partial._fetch
-
-    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
-        entered.set()
-        await gate.wait()
-        return await fetch(server, room, join_id)
-
-    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    entered, gate = _gate_round(partial)
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
@@ -438,15 +445,7 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
     api_b, bob, held = await _join_partially(a, b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    entered = asyncio.Event()
-    fetch = partial._fetch
-
-    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
-        entered.set()
-        await gate.wait()
-        return await fetch(server, room, join_id)
-
+    entered, gate = _gate_round(partial)
     fed_a = a.hs.federation
     assert fed_a is not None and fed_a.rooms is not None
     reads = fed_a.rooms.reads
@@ -467,7 +466,6 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
         return await state(origin, room_id, event_id, ids_only=ids_only)
 
     reads.state = seen_state  # type: ignore[method-assign]
-    partial._fetch = gated_fetch  # type: ignore[method-assign]
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     reading = asyncio.create_task(
@@ -535,16 +533,7 @@ async def test_history_with_a_gap_is_stored_ahead_of_the_round(
     room = await room_info(b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    entered = asyncio.Event()
-    fetch = partial._fetch
-
-    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
-        entered.set()
-        await gate.wait()
-        return await fetch(server, room, join_id)
-
-    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    entered, gate = _gate_round(partial)
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     # The round is held back: the read does not wait for it (it would wait 20 s).
