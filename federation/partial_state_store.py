@@ -43,7 +43,7 @@ class PartialRoom:
     min_state_group: int = 0
 
 
-def _servers(text: str) -> list[str]:
+def _string_list(text: str) -> list[str]:
     try:
         value = json.loads(text)
     except ValueError:
@@ -147,6 +147,72 @@ class PartialStateStore:
 
         return groups(history) - groups(timeline)
 
+    async def defer_history(
+        self, room_nid: int, gap_event_id: str, origin: str, missing: list[str]
+    ) -> None:
+        """Name the events of the state at a gap in the history that the history is
+        stored without (migration 0520): the merge adds them to its snapshot group.
+        Written before the history is (a crash in between leaves a row with no history
+        to complete, which the merge drops). A gap named again (a second read of the
+        same history) keeps the ids named before: the groups stored then lack them."""
+        async with self.db.transaction() as q:
+            before = await q.fetchval(
+                "SELECT missing FROM partial_state_history"
+                " WHERE room_nid = $1 AND gap_event_id = $2",
+                room_nid,
+                gap_event_id,
+            )
+            if before is not None:
+                missing = list(dict.fromkeys([*_string_list(str(before)), *missing]))
+            await q.execute(
+                "DELETE FROM partial_state_history WHERE room_nid = $1 AND gap_event_id = $2",
+                room_nid,
+                gap_event_id,
+            )
+            await q.execute(
+                "INSERT INTO partial_state_history (room_nid, gap_event_id, origin, missing)"
+                " VALUES ($1, $2, $3, $4)",
+                room_nid,
+                gap_event_id,
+                origin,
+                json.dumps(missing),
+            )
+
+    async def deferred_history(self, room_nid: int) -> list[tuple[str, str, list[str]]]:
+        """(gap event id, origin, missing event ids) of ``defer_history``'s rows."""
+        rows = await self.db.fetchall(
+            "SELECT gap_event_id, origin, missing FROM partial_state_history"
+            " WHERE room_nid = $1 ORDER BY gap_event_id",
+            room_nid,
+        )
+        return [(r["gap_event_id"], r["origin"], _string_list(r["missing"])) for r in rows]
+
+    async def history_roots(self, q: Queries, room_nid: int, gap_event_id: str) -> set[int]:
+        """The snapshot groups under the backfilled events that follow ``gap_event_id``
+        (the state after the gap, with those events' own changes as deltas on it)."""
+        rows = await q.fetchall(
+            "SELECT DISTINCT e.state_group FROM event_edges x"
+            " JOIN events e ON e.event_nid = x.event_nid"
+            " WHERE x.prev_event_id = $1 AND e.room_nid = $2 AND e.stream_ordering < 0"
+            " AND e.state_group IS NOT NULL",
+            gap_event_id,
+            room_nid,
+        )
+        roots: set[int] = set()
+        for r in rows:
+            group: int | None = int(r["state_group"])
+            while group is not None:
+                prev = await q.fetchval(
+                    "SELECT prev_group FROM state_groups WHERE state_group = $1", group
+                )
+                if prev is None:
+                    roots.add(group)
+                group = None if prev is None else int(prev)
+        return roots
+
+    async def clear_history_in(self, q: Queries, room_nid: int) -> None:
+        await q.execute("DELETE FROM partial_state_history WHERE room_nid = $1", room_nid)
+
     def forget_complete(self, keys: list[str] | None) -> None:
         """Rooms marked partial by another process (None: any room): ask again."""
         if keys is None:
@@ -203,7 +269,7 @@ class PartialStateStore:
             int(row["room_nid"]),
             str(row["join_event_id"]),
             str(row["joined_via"]),
-            _servers(str(row["servers_in_room"])),
+            _string_list(str(row["servers_in_room"])),
             int(row["min_state_group"]),
         )
 
@@ -230,7 +296,7 @@ class PartialStateStore:
                 int(r["room_nid"]),
                 str(r["join_event_id"]),
                 str(r["joined_via"]),
-                _servers(str(r["servers_in_room"])),
+                _string_list(str(r["servers_in_room"])),
                 int(r["min_state_group"]),
             )
             for r in rows

@@ -90,6 +90,8 @@ class FederatedRooms:
         self.backfiller = RoomBackfiller(server_name, clock, client, self.pipeline, self.outbound)
         self.backfiller.resync_wait = self.partial.wait_round
         self.backfiller.history_first = self.partial.history_first
+        self.backfiller.ahead_of_round = self.partial.ahead_of_round
+        self.backfiller.defer_gap = self.partial.defer_gap
 
     def attach(self, memberships: MembershipService, reader: RoomReader | None = None) -> None:
         self.rooms.persister.txn_hooks.append(self.outbound.in_transaction)

@@ -51,7 +51,11 @@ the join is mostly the member events that round is fetching. The merge then lets
 backfill store its history first (``history_first``, bounded): a client's read waits on
 it. History stored while the room is partial sits on the whole state at its gap, so the
 merge leaves its state groups as they are (``PartialStateStore.history_groups``): a
-member who joined after a message is never added to the state at it.
+member who joined after a message is never added to the state at it. History that
+ends at a gap is rather stored ahead of the round, on the part of its gap's state we
+hold (``ahead_of_round``: the round's checks give way meanwhile); the events it lacks
+are named (``defer_gap``, migration 0520) and the merge adds them to that history's
+snapshot group, in its transaction.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ STATE_MAX_BYTES = 256 * 1024 * 1024
 STATE_TIMEOUT_S = 120.0
 # How long a merge lets backfills that waited for its round store their history first.
 HISTORY_FIRST_S = 5.0
+# How long the round's checks give way to a backfill storing ahead of it, at most.
+GIVE_WAY_S = 2.0
 # How long a member list read waits for the resync before serving what is here.
 MEMBERS_WAIT_S = 60.0
 # How long a process's claim on a room's resync lasts unrenewed (config
@@ -119,8 +125,10 @@ class PartialStateJoins:
         self._rounds: dict[int, asyncio.Event] = {}
         # Backfills of a room between their wait for its round and the end of storing
         # their history (``history_first``), and what a merge waiting for them waits on.
-        self._histories: dict[int, int] = {}
-        self._histories_done: dict[int, asyncio.Event] = {}
+        self._histories = _Inside()
+        # Backfills storing their history ahead of the room's round (``ahead_of_round``),
+        # what the round, giving way to them, waits on.
+        self._ahead = _Inside()
         # This process's name in the claims (``main`` or the worker's; scaleout sets it)
         # and how long a claim lasts unrenewed.
         self.owner = "main"
@@ -283,6 +291,53 @@ class PartialStateJoins:
             await asyncio.wait_for(done.wait(), timeout_s)
 
     @contextlib.asynccontextmanager
+    async def ahead_of_round(self, room: RoomInfo) -> AsyncIterator[bool]:
+        """Around a backfill that stores its history ahead of the resync round under way
+        (``RoomBackfiller``): whether there is one; if so, the round checks no further
+        batch of its events meanwhile (at most ``GIVE_WAY_S``), as those checks would
+        take the event loop from the read a client waits on, step after step."""
+        nid = room.room_nid
+        if nid not in self._rounds:
+            yield False
+            return
+        async with self._ahead.inside(nid):
+            yield True
+
+    async def _give_way(self, room_nid: int) -> None:
+        """Wait (bounded) for the backfills storing ahead of the round (``ahead_of_round``)."""
+        await self._ahead.none_inside(room_nid, GIVE_WAY_S)
+
+    async def defer_gap(self, room: RoomInfo, gap_id: str, origin: str, missing: list[str]) -> None:
+        """History is stored ahead of the round on the part of the state at its gap
+        ``gap_id`` we hold: the merge adds ``missing`` (``_history_entries``)."""
+        await self.store.defer_history(room.room_nid, gap_id, origin, missing)
+
+    async def _fetch_deferred(self, room: RoomInfo) -> None:
+        """What the round did not bring of the states at the gaps of history stored
+        ahead of it (``defer_gap``; such as an older history visibility), asked of the
+        history's origin: before the merge takes the room's lock."""
+        for gap, origin, missing in await self.store.deferred_history(room.room_nid):
+            await self.pipeline.state.state_from(origin, room, gap, (missing, []))
+
+    async def _history_entries(self, room: RoomInfo) -> list[tuple[str, dict[int, int]]]:
+        """Under the room's lock, for each gap of history stored ahead of the round
+        (``defer_gap``, read again here: a backfill may have named one since
+        ``_fetch_deferred``): the entries its snapshot group lacked, from the events
+        stored now."""
+        out: list[tuple[str, dict[int, int]]] = []
+        for gap, _origin, missing in await self.store.deferred_history(room.room_nid):
+            ids, lacking = await self.pipeline.state.held(missing, gap)
+            if lacking:
+                log.warning(
+                    "history of %s at %s: %d state events cannot be had",
+                    room.room_id,
+                    gap,
+                    len(lacking),
+                )
+            out.append((gap, await self.pipeline.graph.to_nids(ids)))
+        return out
+
+    @contextlib.asynccontextmanager
     async def history_first(self, room: RoomInfo) -> AsyncIterator[None]:
         """Around a backfill's wait for a round and the storing of its history: a merge
         of the room that starts meanwhile lets it take the room's lock first (at most
@@ -290,26 +345,12 @@ class PartialStateJoins:
         the merge (seconds in a big room) would hold the lock in front of it; the merge
         leaves the history's state groups as they are (``history_groups``), so the
         order changes nothing stored."""
-        nid = room.room_nid
-        self._histories[nid] = self._histories.get(nid, 0) + 1
-        try:
+        async with self._histories.inside(room.room_nid):
             yield
-        finally:
-            left = self._histories.pop(nid, 1) - 1
-            if left > 0:
-                self._histories[nid] = left
-            else:
-                done = self._histories_done.pop(nid, None)
-                if done is not None:
-                    done.set()
 
     async def _after_histories(self, room: RoomInfo) -> None:
         """Wait (bounded) for the backfills of the room inside ``history_first``."""
-        if not self._histories.get(room.room_nid):
-            return
-        done = self._histories_done.setdefault(room.room_nid, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), HISTORY_FIRST_S)
+        await self._histories.none_inside(room.room_nid, HISTORY_FIRST_S)
 
     async def _round(self, room: RoomInfo, partial: PartialRoom) -> bool:
         """One try through each server; whether the state is complete now."""
@@ -389,6 +430,7 @@ class PartialStateJoins:
                 while len(pending) >= STORE_CHUNK:
                     chunk, pending = pending[:STORE_CHUNK], pending[STORE_CHUNK:]
                     storing = await self._store_after(storing, room, chunk)
+                await self._give_way(room.room_nid)
             storing = await self._store_after(storing, room, pending)
             if storing is not None:
                 await storing
@@ -433,7 +475,9 @@ class PartialStateJoins:
         by_nid = {s.event_nid: s for s in stored.values()}
         rooms = self.rooms
         await self._after_histories(room)
+        await self._fetch_deferred(room)
         async with rooms.lock(room.room_id):
+            deferred = await self._history_entries(room)
             current = await rooms.state.current_state(room.room_nid)
             added = {k: n for k, n in nids.items() if k not in current}
             members = [
@@ -448,6 +492,11 @@ class PartialStateJoins:
                 # History backfilled meanwhile sits on the whole state at its gap.
                 history = await self.store.history_groups(q, room.room_nid, min_group)
                 await rooms.state.add_to_roots(q, room.room_nid, nids, min_group, history)
+                for gap, entries in deferred:
+                    # History stored ahead of this round: its own gap's state, whole now.
+                    for group in await self.store.history_roots(q, room.room_nid, gap):
+                        await rooms.state.add_to_group(q, group, entries)
+                await self.store.clear_history_in(q, room.room_nid)
                 await rooms.state.add_current(q, room.room_nid, added)
                 names = await rooms.members.event_displaynames(q, [n for n in added.values()])
                 by_event = {s.event.event_id: s.event_nid for s in stored.values()}
@@ -476,6 +525,36 @@ class PartialStateJoins:
         # also reads their device-list news (its token covers it, for /keys/changes too).
         local = await rooms.members.local_users(room.room_nid, self.server_name)
         rooms.signal.changed(EVENTS, position, [*local, room.room_id])
+
+
+class _Inside:
+    """How many tasks are inside a stretch of code, per room, and a bounded wait for
+    none to be (``history_first``, ``ahead_of_round``)."""
+
+    def __init__(self) -> None:
+        self._count: dict[int, int] = {}
+        self._none: dict[int, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def inside(self, room_nid: int) -> AsyncIterator[None]:
+        self._count[room_nid] = self._count.get(room_nid, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._count.pop(room_nid, 1) - 1
+            if left > 0:
+                self._count[room_nid] = left
+            else:
+                done = self._none.pop(room_nid, None)
+                if done is not None:
+                    done.set()
+
+    async def none_inside(self, room_nid: int, timeout_s: float) -> None:
+        if not self._count.get(room_nid):
+            return
+        done = self._none.setdefault(room_nid, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout_s)
 
 
 def _member(event: Event) -> bool:

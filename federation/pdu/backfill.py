@@ -20,6 +20,10 @@ history before our server joined, or a hole get_missing_events left)::
          persisted as backfilled: negative stream ordering, no current state,
          no extremities, no memberships, no /sync wake-up, no push.
 
+In a room joined with partial state, while its resync round is under way,
+history that ends at a gap is stored at once on the part of the gap's state we
+hold (``_store_ahead``); the round's merge adds the rest (migration 0520).
+
 A server that had nothing to give for the same ``from_ids`` is not asked
 again for ``EMPTY_RETRY_MS`` (a ``joined``-visibility room shows us nothing
 before our join; each page would otherwise ask again).
@@ -35,10 +39,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from federation.client import FederationClient, encode_path
 from federation.errors import FederationError
 from federation.outbound import OutboundRooms
+from federation.pdu.graph import IdMap
 from federation.pdu.pipeline import MISSING_FOR_RESOLUTION, PduPipeline, Prefetched
 from federation.pdu.state_at_incoming import StateIds
 from homeserver.clock import Clock
 from homeserver.events.model import Event
+from homeserver.rooms.auth.constants import MEMBER
 from homeserver.rooms.auth.ids import domain_of
 from homeserver.rooms.state_res import MissingEvents
 from homeserver.rooms.store.rooms_store import RoomInfo
@@ -53,6 +59,7 @@ MAX_SERVERS_TRIED = 3
 PARTIAL_WAIT_S = 20.0
 # Gaps whose state ids are asked for while waiting for that round.
 EARLY_GAPS = 2
+HISTORY = ("m.room.history_visibility", "")
 
 
 class RoomBackfiller:
@@ -84,6 +91,14 @@ class RoomBackfiller:
         self.history_first: (
             Callable[[RoomInfo], contextlib.AbstractAsyncContextManager[None]] | None
         ) = None
+        # Around storing history ahead of such a round, if one is under way (it yields
+        # whether; ``PartialStateJoins.ahead_of_round``), and where that history names
+        # the events of its gaps' states it lacks, for the round's merge to add
+        # (``PartialStateJoins.defer_gap``).
+        self.ahead_of_round: (
+            Callable[[RoomInfo], contextlib.AbstractAsyncContextManager[bool]] | None
+        ) = None
+        self.defer_gap: Callable[[RoomInfo, str, str, list[str]], Awaitable[None]] | None = None
 
     async def _servers(self, room: RoomInfo, from_ids: Sequence[str]) -> list[str]:
         """Joined servers, those that sent the events next to the gap first."""
@@ -137,6 +152,11 @@ class RoomBackfiller:
     async def _store(self, server: str, room: RoomInfo, ordered: list[Event], wait_ms: int) -> int:
         """Store the checked history ``ordered`` (oldest first), after waiting at most
         ``wait_ms`` for a resync round under way; how many events were stored."""
+        if wait_ms > 0 and self.ahead_of_round is not None:
+            async with self.ahead_of_round(room) as resyncing:
+                ahead = await self._store_ahead(server, room, ordered) if resyncing else None
+            if ahead is not None:
+                return ahead
         state_ids: dict[str, StateIds | None] = {}
         if wait_ms > 0 and self.resync_wait is not None:
             # The history was fetched and checked while the round went on; what
@@ -156,21 +176,81 @@ class RoomBackfiller:
         gaps = await self.pipeline.prefetch_batch(
             server, room, ordered, max_gaps=len(ordered), state_ids=state_ids
         )
-        ahead = Prefetched(gaps=gaps)
-        count = 0
         async with self.rooms.lock(room.room_id):
-            for event in ordered:
-                before = await self.rooms.events.by_id(event.event_id)
-                if before is not None and not before.outlier:
-                    continue
-                try:
-                    error = await self.pipeline.process(
-                        server, room, event, [], backfilled=True, ahead=ahead
-                    )
-                except MissingEvents:
-                    error = MISSING_FOR_RESOLUTION
-                if error is None:
-                    count += 1
-                else:
-                    log.info("backfilled event %s not stored: %s", event.event_id, error)
+            return await self._process_locked(server, room, ordered, Prefetched(gaps=gaps))
+
+    async def _store_ahead(self, server: str, room: RoomInfo, ordered: list[Event]) -> int | None:
+        """Store the history without waiting for the resync round under way: on the
+        part of the state at its gaps that we hold (the room's non-member state, the
+        history's own auth events, fetched if missing), the events we lack named for
+        the round's merge to add (``defer_gap``). The auth rules judge a membership
+        the state lacks by the event's own auth events, as for any event of a partial
+        room (``federation.pdu.pipeline``). None (nothing stored) where that is not
+        enough: a gap's state unknown, an auth event of the history (but memberships)
+        or the history visibility not among what we hold, or the room whole by then
+        with events still lacking: the caller then waits for the round as before."""
+        if self.defer_gap is None or self.pipeline.is_partial is None:
+            return None
+        gaps = await self.pipeline.gaps(ordered)
+        if not gaps or len(gaps) > EARLY_GAPS:
+            return None
+        fetcher, state = self.pipeline.fetcher, self.pipeline.state
+        answers = await asyncio.gather(
+            *(fetcher.state_ids(server, room.room_id, gap) for gap in gaps)
+        )
+        if any(a is None for a in answers):
+            return None
+        batch = {e.event_id for e in ordered}
+        for event in ordered:
+            await self.pipeline.auth.ensure(server, room, event, batch)
+        for gap in gaps:
+            await state.fetch_event(server, room, gap)
+        async with self.rooms.lock(room.room_id):
+            partial = await self.pipeline.is_partial(room.room_nid)
+            held: dict[str, IdMap] = {}
+            lacked: dict[str, list[str]] = {}
+            for gap, answer in zip(gaps, answers, strict=True):
+                assert answer is not None
+                held[gap], lacked[gap] = await state.held(answer[0], gap)
+            if any(lacked.values()) and not (partial and await self._enough(room, ordered, held)):
+                return None
+            for gap, lacking in lacked.items():
+                if lacking:
+                    await self.defer_gap(room, gap, server, lacking)
+            return await self._process_locked(server, room, ordered, Prefetched(gaps=held))
+
+    async def _enough(self, room: RoomInfo, ordered: list[Event], held: dict[str, IdMap]) -> bool:
+        """Whether the held part of the gaps' states carries what the checks and reads
+        of the history need before the merge: every auth event of the history that is
+        not a membership (memberships are judged by the event's own auth events while
+        the room is partial), and the history visibility if the room has one now."""
+        have = {i for ids in held.values() for i in ids.values()} | {e.event_id for e in ordered}
+        cited = {a for e in ordered for a in e.auth_event_ids if a not in have}
+        found = await self.rooms.events.by_ids(cited)
+        if len(found) < len(cited) or any(s.event.type != MEMBER for s in found.values()):
+            return False
+        if all(HISTORY in ids for ids in held.values()):
+            return True
+        return not await self.rooms.current_state(room, [HISTORY])
+
+    async def _process_locked(
+        self, server: str, room: RoomInfo, ordered: list[Event], ahead: Prefetched
+    ) -> int:
+        """The pipeline's steps 4-6 and persistence for each event of the history, the
+        room's lock held; how many were stored."""
+        count = 0
+        for event in ordered:
+            before = await self.rooms.events.by_id(event.event_id)
+            if before is not None and not before.outlier:
+                continue
+            try:
+                error = await self.pipeline.process(
+                    server, room, event, [], backfilled=True, ahead=ahead
+                )
+            except MissingEvents:
+                error = MISSING_FOR_RESOLUTION
+            if error is None:
+                count += 1
+            else:
+                log.info("backfilled event %s not stored: %s", event.event_id, error)
         return count

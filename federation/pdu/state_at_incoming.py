@@ -119,8 +119,7 @@ class StateAtIncoming:
             if got is not None:
                 fetched.append(got)
         await self.auth.store_outliers(room, fetched)
-        stored = await self.graph.rooms.events.by_ids([*state_ids, prev_id])
-        lacking = [i for i in state_ids if i not in stored]
+        out, lacking = await self.held(state_ids, prev_id)
         if lacking:
             # Never a state with holes: the event waits for a sender that can tell.
             log.warning(
@@ -131,6 +130,16 @@ class StateAtIncoming:
                 len(state_ids),
             )
             return None
+        return out
+
+    async def held(self, state_ids: list[str], prev_id: str) -> tuple[IdMap, list[str]]:
+        """The state after ``prev_id`` (``state_ids``: the state at it, then
+        ``prev_id`` itself) from the events of it we hold, and the ids of those we
+        lack. No network: ``state_from`` fetches what lacks first; a backfill into a
+        partial-state room stores its history on this much while the resync brings
+        the rest (``federation.pdu.backfill``)."""
+        stored = await self.graph.rooms.events.by_ids([*state_ids, prev_id])
+        lacking = [i for i in state_ids if i not in stored]
         out: IdMap = {}
         for event_id in state_ids:
             s = stored.get(event_id)
@@ -139,4 +148,13 @@ class StateAtIncoming:
         prev = stored.get(prev_id)
         if prev is not None and prev.event.is_state() and prev.rejected_reason is None:
             out[prev.event.state_tuple()] = prev_id
-        return out
+        return out, lacking
+
+    async def fetch_event(self, origin: str, room: RoomInfo, event_id: str) -> None:
+        """``event_id`` from ``origin``, with its auth chain, stored as an outlier if
+        we lack it (the event at a gap in the history)."""
+        if not await self.graph.missing([event_id]):
+            return
+        got = await self.fetcher.event(origin, event_id, room.version)
+        if got is not None and await self.auth.ensure(origin, room, got):
+            await self.auth.store_outliers(room, [got])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -105,6 +106,22 @@ def _hold_merge(partial: PartialStateJoins) -> tuple[asyncio.Event, asyncio.Even
 
     partial._merge = gated_merge  # type: ignore[method-assign,assignment]
     return merging, gate
+
+
+def _gate_round(partial: PartialStateJoins) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the resync round back before it asks for the state: the first event is set
+    when it is reached, and it goes on once the second is set."""
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    fetch = partial._fetch
+
+    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await fetch(server, room, join_id)
+
+    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    return entered, gate
 
 
 async def _joined(api: Api, user: User, room_id: str) -> set[str]:
@@ -395,16 +412,7 @@ async def test_history_read_waits_for_the_resync_round_under_way(
     room = await room_info(b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    entered = asyncio.Event()
-    fetch = partial._fetch
-
-    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
-        entered.set()
-        await gate.wait()
-        return await fetch(server, room, join_id)
-
-    partial._fetch = gated_fetch  # type: ignore[method-assign]
+    entered, gate = _gate_round(partial)
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     reading = asyncio.create_task(timeline_bodies(api_b, bob, room_id))
@@ -437,15 +445,7 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
     api_b, bob, held = await _join_partially(a, b, room_id)
 
     partial = partial_joins(b)
-    gate = asyncio.Event()
-    entered = asyncio.Event()
-    fetch = partial._fetch
-
-    async def gated_fetch(server: str, room: RoomInfo, join_id: str) -> Any:
-        entered.set()
-        await gate.wait()
-        return await fetch(server, room, join_id)
-
+    entered, gate = _gate_round(partial)
     fed_a = a.hs.federation
     assert fed_a is not None and fed_a.rooms is not None
     reads = fed_a.rooms.reads
@@ -466,7 +466,6 @@ async def test_history_read_asks_for_the_history_while_the_round_goes_on(
         return await state(origin, room_id, event_id, ids_only=ids_only)
 
     reads.state = seen_state  # type: ignore[method-assign]
-    partial._fetch = gated_fetch  # type: ignore[method-assign]
     release_resync(b, held)
     await asyncio.wait_for(entered.wait(), 30.0)
     reading = asyncio.create_task(
@@ -509,6 +508,146 @@ async def test_history_read_waits_for_the_state_events_not_for_the_merge(
     assert await partial.is_partial(room.room_nid)
     gate.set()
     assert await partial.wait_full(room, 30.0)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_history_with_a_gap_is_stored_ahead_of_the_round(
+    make_server: ServerFactory,
+) -> None:
+    """History that ends at a gap (more than one backfill brings) is read while the
+    resync round is still fetching the state: it is stored on the part of the state at
+    its gap that B holds (the room's non-member state, the senders' memberships, its
+    own auth events), the rest named for the merge (one row). The merge then adds the
+    gap's own members to that history's state (all who joined before it), never those
+    of our join (a member who joined after the history is not in it)."""
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, alice, members = await _big_room(a)
+    for i in range(45):  # one sender: B holds the membership of no other member
+        await send_text(api_a, members[0], room_id, f"before the join {i}")
+    late = await api_a.register("late")
+    r = await api_a.post(f"/rooms/{q(room_id)}/join", {}, token=late.access_token)
+    assert r.status == 200, r.body
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+
+    partial = partial_joins(b)
+    entered, gate = _gate_round(partial)
+    release_resync(b, held)
+    await asyncio.wait_for(entered.wait(), 30.0)
+    # The round is held back: the read does not wait for it (it would wait 20 s).
+    r = await asyncio.wait_for(
+        api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token), 10.0
+    )
+    assert r.status == 200, r.body
+    bodies = [e["content"].get("body") for e in r.body["chunk"] if e["type"] == "m.room.message"]
+    assert bodies[0] == "before the join 44", bodies
+    db = b.hs.db
+    assert await db.fetchval("SELECT COUNT(*) FROM partial_state_history") == 1
+    rooms = b.hs.rooms_area.rooms
+    oldest = await db.fetchval(
+        "SELECT event_id FROM events WHERE room_nid = $1 AND stream_ordering < 0"
+        " ORDER BY depth LIMIT 1",
+        room.room_nid,
+    )
+    stored = await rooms.events.by_id(str(oldest))
+    assert stored is not None and not stored.outlier and stored.rejected_reason is None
+    before_merge = await rooms.state_at(stored.state_group)
+    assert ("m.room.history_visibility", "") in before_merge
+    # A's state at that event: the members who had joined by then.
+    on_a = await a.hs.rooms_area.rooms.events.by_id(str(oldest))
+    assert on_a is not None
+    at_a = await a.hs.rooms_area.rooms.state_at(on_a.state_group)
+    then = {k[1] for k in at_a if k[0] == "m.room.member"}
+    assert late.user_id not in then and len(then) > 3, then
+    held_members = {k[1] for k in before_merge if k[0] == "m.room.member"}
+    assert {alice.user_id, members[0].user_id} <= held_members < then, held_members
+    gate.set()
+    assert await partial.wait_full(room, 30.0)
+    assert await db.fetchval("SELECT COUNT(*) FROM partial_state_history") == 0
+    after_merge = await rooms.state_at(stored.state_group)
+    assert {k[1] for k in after_merge if k[0] == "m.room.member"} == then
+    assert {k: s.event.event_id for k, s in after_merge.items()} == {
+        k: s.event.event_id for k, s in at_a.items()
+    }
+    assert late.user_id in await _joined(api_b, bob, room_id)
+    for api in (api_a, api_b):
+        await api.__aexit__(None, None, None)
+
+
+async def test_a_gap_named_twice_keeps_the_events_named_first(make_server: ServerFactory) -> None:
+    """A second read of the same history names its gap again with fewer events lacking
+    (the round stored some meanwhile); the groups the first read stored still lack
+    those, so the row keeps them for the merge."""
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    store = partial_joins(b).store
+    await store.defer_history(7, "$gap", "a.example", ["$m1", "$m2", "$m3"])
+    await store.defer_history(7, "$gap", "a.example", ["$m3", "$m4"])
+    assert await store.deferred_history(7) == [("$gap", "a.example", ["$m1", "$m2", "$m3", "$m4"])]
+
+
+async def test_the_round_gives_way_to_history_stored_ahead_of_it(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a backfill stores history ahead of the resync round, the round checks no
+    further batch of its events (``ahead_of_round``): at 5,000 members those checks
+    took the event loop from the read step after step (1 s of it)."""
+    from federation.pdu import fetch
+
+    monkeypatch.setattr(fetch, "CHECK_BATCH", 2)
+    a = await make_server(federated=True, federation=PARTIAL_ON)
+    b = await make_server(federated=True, federation=PARTIAL_ON)
+    room_id, api_a, _alice, members = await _big_room(a)
+    for i in range(45):
+        await send_text(api_a, members[0], room_id, f"before the join {i}")
+    api_b, bob, held = await _join_partially(a, b, room_id)
+    room = await room_info(b, room_id)
+    partial = partial_joins(b)
+    fed = b.hs.federation
+    assert fed is not None and fed.rooms is not None
+    backfiller = fed.rooms.backfiller
+    steps: list[str] = []
+    first = asyncio.Event()
+    fetcher = partial.pipeline.fetcher
+    batches, store_ahead = fetcher.batches, backfiller._store_ahead
+
+    round_fetch = partial._fetch
+    in_round = contextvars.ContextVar("in_round", default=False)
+
+    async def marked_fetch(*args: Any) -> Any:
+        in_round.set(True)
+        return await round_fetch(*args)
+
+    async def slow_batches(*args: Any) -> Any:
+        async for batch in batches(*args):
+            if in_round.get():  # the round's, not the backfill's own checks
+                steps.append("checked")
+                first.set()
+                await asyncio.sleep(0.05)  # the round goes on well after the read starts
+            yield batch
+
+    partial._fetch = marked_fetch  # type: ignore[method-assign]
+
+    async def seen_store_ahead(*args: Any) -> Any:
+        steps.append("ahead")
+        await asyncio.sleep(0.3)
+        stored = await store_ahead(*args)
+        steps.append("stored")
+        return stored
+
+    fetcher.batches = slow_batches  # type: ignore[method-assign,assignment]
+    backfiller._store_ahead = seen_store_ahead  # type: ignore[method-assign]
+    release_resync(b, held)
+    await asyncio.wait_for(first.wait(), 30.0)
+    r = await api_b.get(f"/rooms/{q(room_id)}/messages?dir=b&limit=10", token=bob.access_token)
+    assert r.status == 200, r.body
+    assert await partial.wait_full(room, 30.0)
+    assert "ahead" in steps, steps
+    start, end = steps.index("ahead"), steps.index("stored")
+    # At most the batch being checked when the backfill began.
+    assert steps[start:end].count("checked") <= 1, steps
+    assert steps[end:].count("checked") >= 2, steps
     for api in (api_a, api_b):
         await api.__aexit__(None, None, None)
 

@@ -229,15 +229,18 @@ class StateStore:
         )
         for r in roots:
             group = int(r["state_group"])
-            if group in skip:
-                continue
-            held = await q.fetchall(
-                "SELECT state_key_nid FROM state_group_entries WHERE state_group = $1", group
-            )
-            have = {int(h["state_key_nid"]) for h in held}
-            await self._insert_entries(
-                q, group, {k: v for k, v in entries.items() if k not in have}
-            )
+            if group not in skip:
+                await self.add_to_group(q, group, entries)
+
+    async def add_to_group(self, q: Queries, group: int, entries: Mapping[int, int]) -> None:
+        """Add ``entries`` for keys the snapshot ``group`` lacks (``add_to_roots``; the
+        history stored ahead of a partial-state resync, completed by its merge). The
+        caller calls ``changed_in_place`` after the commit."""
+        held = await q.fetchall(
+            "SELECT state_key_nid FROM state_group_entries WHERE state_group = $1", group
+        )
+        have = {int(h["state_key_nid"]) for h in held}
+        await self._insert_entries(q, group, {k: v for k, v in entries.items() if k not in have})
 
     def forget_cached(self, _keys: list[str] | None = None) -> None:
         """Groups changed in place (``add_to_roots``): read them again (this process;
