@@ -21,6 +21,7 @@ from homeserver.rooms.store.membership_store import (
     user_rooms,
 )
 from homeserver.storage.database import Database
+from homeserver.storage.set_statement import SetStatement
 from homeserver.storage.sql import placeholders
 
 _COLS = MEMBERSHIP_COLUMNS
@@ -337,6 +338,11 @@ class UserMemberships:
 class SyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The 20 long-polls one message wakes read this in the same turn: one
+        # statement for all of them on PostgreSQL (storage/set_statement.py).
+        self._woken = SetStatement(
+            db, _SYNC_HEADS_AND_MEMBERSHIPS, ("text", "text", "bigint", "bigint", "bigint")
+        )
 
     async def stream_heads(self) -> StreamHeads:
         """Every database stream's current position, in one statement."""
@@ -374,9 +380,7 @@ class SyncStore:
     ) -> tuple[StreamHeads, UserMemberships]:
         """``sync_heads`` and ``user_memberships`` up to the events head read with them
         (a woken long-poll's two first reads), in one statement."""
-        rows = await self.db.fetchall(
-            _SYNC_HEADS_AND_MEMBERSHIPS, user_id, device_id, user_nid, since, limit
-        )
+        rows = await self._woken.fetchall(user_id, device_id, user_nid, since, limit)
         read = _walk(rows, user_id)
         heads = _sync_heads(read.head_rows)
         # The counts of the rooms with news (the joined rooms with events in the range).
