@@ -11,9 +11,17 @@ import copy
 from typing import Any
 
 from homeserver.app import HomeServer, RunningServer
-from homeserver.storage.database import StatementCounter
+from homeserver.storage.database import StatementCounter, count_statements
+from homeserver.streams.tokens import StreamToken
+from homeserver.sync.model import SyncRequest
 from tests.helpers import Api, User
-from tests.integration.sync_support import LONG_POLL_MS, count, long_poll, parked_long_poll
+from tests.integration.sync_support import (
+    LONG_POLL_MS,
+    count,
+    long_poll,
+    parked,
+    parked_long_poll,
+)
 from tests.integration.test_rooms_basic import create_room
 from tests.integration.test_rooms_membership import send_text
 
@@ -115,3 +123,43 @@ async def test_syncs_in_one_turn_each_get_their_own_answer(server: RunningServer
         assert len(events) == MEMBERS - i, m.user_id  # the messages after its own token
         alone, _ = await long_poll(hs, m, t, 0)
         assert _aged(body["rooms"]) == _aged(alone["rooms"]), m.user_id
+
+
+async def test_long_polls_started_together_read_their_heads_together(
+    server: RunningServer, api: Api
+) -> None:
+    """The long-polls the clients start after a fan-out come in together: on PostgreSQL
+    those of one turn read their heads in one statement too."""
+    hs = server.hs
+    alice, members, room = await _members_in_a_room(api)
+    first = {m.user_id: await _token(api, m) for m in members}
+    tokens = {m.user_id: await _current(hs, m, first[m.user_id]) for m in members}
+    requests = [await _request(hs, m, tokens[m.user_id]) for m in members]
+    polls = [asyncio.create_task(_counted(hs, req)) for req in requests]  # in one turn
+    for m, poll in zip(members, polls, strict=True):
+        await parked(hs, m.user_id, poll)
+    sent = await send_text(api, alice, room, "wake all", "w0")
+    results = await asyncio.wait_for(asyncio.gather(*polls), LONG_POLL_MS / 1000)
+    reads = sum(count(counter, WOKEN_READ) for _, counter in results)
+    assert reads == (2 if hs.db.engine == "postgres" else 2 * MEMBERS)
+    for body, _ in results:
+        events = body["rooms"]["join"][room]["timeline"]["events"]
+        assert [e["event_id"] for e in events] == [sent]
+
+
+async def _request(hs: HomeServer, user: User, since: str) -> SyncRequest:
+    found = await hs.accounts.store.get_user(user.user_id)
+    assert found is not None
+    return SyncRequest(
+        user_id=user.user_id,
+        device_id=user.device_id,
+        user_nid=found.user_nid,
+        since=StreamToken.parse(since, "since"),
+        timeout_ms=LONG_POLL_MS,
+    )
+
+
+async def _counted(hs: HomeServer, req: SyncRequest) -> tuple[dict[str, Any], StatementCounter]:
+    with count_statements() as counter:
+        body = await hs.sync_area.sync.sync(req)
+    return body, counter
