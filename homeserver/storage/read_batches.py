@@ -1,14 +1,19 @@
-"""SQLite reads issued in the same turn of the event loop, one job per reader thread.
+"""SQLite reads that queue for a reader thread go to it together, as one job.
 
 Design note
 -----------
 Every SQLite read is a hand-off to a reader connection's thread and back: a wake of
 that thread, then a wake of the event loop through its self-pipe for the answer, and
 the thread's turn at the GIL beside the loop's thread. The 20 /sync requests woken by
-one message read in the same turn of the loop: 20 hand-offs and 20 wake-ups back. Here
-the reads of a turn (``turn_batches.py``) are shared out among the idle readers, a
-share each (their threads run beside each other), each share one job: its statements
-one after the other, each answered with its own rows or its own error.
+one message read in the same turn of the loop: 20 hand-offs and 20 wake-ups back
+(issue 15, fan-out).
+
+A read that finds a reader idle (and none queued) runs at once, alone, as before: a
+lone read waits for nothing. One that finds every reader busy queues; a reader that
+finishes its job takes every queued read as its next job (as a commit group takes the
+transactions queued behind it): their statements one after the other on its thread,
+each answered with its own rows or its own error. 20 woken reads are then 4 jobs on 3
+readers, not 20.
 
 Each statement still runs alone on its connection in autocommit (its own read
 snapshot, as before): a batch changes how statements reach the threads, never what
@@ -21,18 +26,21 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from homeserver.storage.turn_batches import Futures, TurnBatches, answer, fail
+from homeserver.storage.turn_batches import Futures, answer, fail
 
 # (the function run on the reader's thread, its SQL, its arguments)
 Read = tuple[Callable[[Any, str, Sequence[Any]], Any], str, Sequence[Any]]
 
 
 class ReadBatches:
-    """Batches of reads over a queue of reader connections (aiosqlite)."""
+    """Reads over a queue of reader connections (aiosqlite), queued ones batched."""
 
     def __init__(self, readers: asyncio.Queue[Any]) -> None:
         self._readers = readers
-        self._batches: TurnBatches[Read] = TurnBatches(self._run)
+        # Reads waiting for a reader (never while one is idle), with their futures.
+        self._queued: list[Read] = []
+        self._futs: Futures = []
+        self._tasks: set[asyncio.Task[None]] = set()
         # How many jobs and statements went to the readers (tests read these).
         self.jobs = 0
         self.statements = 0
@@ -40,34 +48,45 @@ class ReadBatches:
     async def read(
         self, fn: Callable[[Any, str, Sequence[Any]], Any], sql: str, args: Sequence[Any]
     ) -> Any:
-        """``fn(conn, sql, args)`` on a reader's thread, batched with this turn's reads."""
-        return await self._batches.submit((fn, sql, args))
-
-    async def _run(self, reads: list[Read], futs: Futures) -> None:
-        """Share i is reads i, i + shares, ...: as many shares as idle readers, at most
-        one per read."""
-        shares = max(1, min(len(reads), self._readers.qsize()))
-        if shares == 1:
-            await self._run_share(reads, futs)
-            return
-        await asyncio.gather(
-            *(self._run_share(reads[i::shares], futs[i::shares]) for i in range(shares))
-        )
-
-    async def _run_share(self, reads: list[Read], futs: Futures) -> None:
-        try:
-            conn = await self._readers.get()
+        """``fn(conn, sql, args)`` on a reader's thread: at once when a reader is idle,
+        else with the other reads queued for the next reader free."""
+        if not self._queued and not self._readers.empty():
+            conn = self._readers.get_nowait()
             try:
                 self.jobs += 1
-                self.statements += len(reads)
-                outcomes: list[tuple[bool, Any]] = await conn._execute(_run_reads, conn, reads)
+                self.statements += 1
+                return await conn._execute(fn, conn, sql, args)
             finally:
-                self._readers.put_nowait(conn)
+                self._release(conn)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, sql, args))
+        self._futs.append(fut)
+        return await fut
+
+    def _release(self, conn: Any) -> None:
+        """``conn`` is done with its job: it takes the queued reads, or goes idle."""
+        if not self._queued:
+            self._readers.put_nowait(conn)
+            return
+        reads, futs = self._queued, self._futs
+        self._queued, self._futs = [], []
+        # A task of its own: the reads' callers may be cancelled, their reads still run.
+        task = asyncio.ensure_future(self._run_job(conn, reads, futs))
+        self._tasks.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, conn: Any, reads: list[Read], futs: Futures) -> None:
+        try:
+            self.jobs += 1
+            self.statements += len(reads)
+            outcomes: list[tuple[bool, Any]] = await conn._execute(_run_reads, conn, reads)
         except BaseException as e:
             fail(futs, e)
             if not isinstance(e, Exception):
                 raise
             return
+        finally:
+            self._release(conn)
         answer(futs, outcomes)
 
 

@@ -3,13 +3,13 @@
 Design note
 -----------
 One message to a room of 20 long-polling members wakes 20 ``/sync`` requests in the
-same turn of the loop (``sync/notifier.py``), and each then reads the database the same
-way: 20 hand-offs to SQLite's reader threads, 20 round trips on PostgreSQL (issue 15,
-fan-out). ``TurnBatches.submit`` gathers such calls: the first of a turn leads a batch,
-yields once (``asyncio.sleep(0)``) so that every other task ready in that turn may join
-it, and then the batch's runner answers every call of it at once (``read_batches.py``:
-one job per reader thread; ``set_statement.py``: one statement on PostgreSQL). A lone
-call costs one extra turn of the loop and runs in its caller's task.
+same turn of the loop (``sync/notifier.py``), and each then reads the database with the
+same statement: 20 round trips on PostgreSQL (issue 15, fan-out). ``TurnBatches.submit``
+gathers such calls: the first of a turn leads a batch, yields once
+(``asyncio.sleep(0)``) so that every other task ready in that turn may join it, and
+then the batch's runner answers every call of it at once (``set_statement.py``: one
+statement on PostgreSQL). A lone call costs one extra turn of the loop and runs in its
+caller's task. (SQLite's reads batch without waiting: ``read_batches.py``.)
 
 A batch of more than one runs in a task of its own: a caller cancelled meanwhile (a
 client gone) leaves the others' calls running. A runner answers every future it is

@@ -1,5 +1,5 @@
-"""SQLite reads issued in the same turn of the event loop reach the reader threads as one
-job per idle reader (issue 15, fan-out: 20 woken /syncs of one message were 20 hand-offs
+"""SQLite reads that find every reader busy reach the next free reader's thread as one
+job (issue 15, fan-out: 20 woken /syncs of one message were 20 hand-offs
 to the threads and 20 wake-ups of the loop back), each read still answered with its own
 rows or its own error, and a cancelled caller strands no other read."""
 
@@ -46,10 +46,12 @@ async def test_reads_of_one_turn_are_one_job_per_reader(db: SqliteDatabase) -> N
     for i in range(20, 30):
         assert rows[i]["n"] == i
     assert counter.total == 30  # still counted one by one, in the callers' contexts
-    assert jobs[0] == READERS  # not 30: one job for each reader's share
+    # Not 30: the first reads take the idle readers, the others queue and go to the
+    # first reader free as one job.
+    assert jobs[0] == READERS + 1
     # A lone read is one job, as before.
     assert await db.fetchval("SELECT COUNT(*) FROM t") == 40
-    assert jobs[0] == READERS + 1
+    assert jobs[0] == READERS + 2
 
 
 async def test_an_error_is_its_own_reads_only(db: SqliteDatabase) -> None:
@@ -65,8 +67,8 @@ async def test_an_error_is_its_own_reads_only(db: SqliteDatabase) -> None:
 
 
 async def test_a_cancelled_read_strands_no_other(db: SqliteDatabase) -> None:
-    # The first read of the turn leads the batch; cancelled while the others join it,
-    # theirs still run, and every reader connection comes back.
+    # The first reads take the readers, the others queue; the first cancelled, the
+    # queued ones still run, and every reader connection comes back.
     leader = asyncio.ensure_future(db.fetchall("SELECT n FROM t WHERE n < $1", 3))
     others = [
         asyncio.ensure_future(db.fetchone("SELECT n FROM t WHERE n = $1", i)) for i in range(5)
@@ -76,7 +78,8 @@ async def test_a_cancelled_read_strands_no_other(db: SqliteDatabase) -> None:
     got = await asyncio.wait_for(asyncio.gather(*others), timeout=10)
     assert [r["n"] for r in got] == list(range(5))
     assert leader.cancelled()
-    # A follower cancelled in the same way: the leader's read and the rest still answer.
+    # A queued read cancelled: the others still answer.
+    busy = [asyncio.ensure_future(db.fetchval("SELECT $1", i)) for i in range(READERS)]
     first = asyncio.ensure_future(db.fetchval("SELECT COUNT(*) FROM t"))
     second = asyncio.ensure_future(db.fetchval("SELECT MAX(n) FROM t"))
     third = asyncio.ensure_future(db.fetchval("SELECT MIN(n) FROM t"))
@@ -84,5 +87,7 @@ async def test_a_cancelled_read_strands_no_other(db: SqliteDatabase) -> None:
     second.cancel()
     assert await asyncio.wait_for(first, timeout=10) == 40
     assert await asyncio.wait_for(third, timeout=10) == 0
+    assert await asyncio.gather(*busy) == list(range(READERS))
+    assert second.cancelled()
     await asyncio.sleep(0.05)
     assert db._readers.qsize() == READERS
