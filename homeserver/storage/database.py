@@ -48,6 +48,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from homeserver.storage.group_commit import CommitGroups
+from homeserver.storage.read_batches import ReadBatches
 
 Row = Mapping[str, Any]
 
@@ -351,6 +352,8 @@ class SqliteDatabase(Database):
         self._writer: Any = None
         self._readers: asyncio.Queue[Any] = asyncio.Queue()
         self._reader_conns: list[Any] = []
+        # The reads of one turn of the event loop go to the readers together.
+        self.reads = ReadBatches(self._readers)
         # The writer's lock, and the commit group that transactions queued behind it
         # share (``group_commit``); set by ``open``.
         self._groups: CommitGroups | None = None
@@ -407,25 +410,18 @@ class SqliteDatabase(Database):
         async with self.transaction() as txn:
             await txn.executemany(sql, rows)
 
-    @contextlib.asynccontextmanager
-    async def _reader(self) -> AsyncIterator[_SqliteQueries]:
-        conn = await self._readers.get()
-        try:
-            yield _SqliteQueries(conn)
-        finally:
-            self._readers.put_nowait(conn)
-
     async def fetchone(self, sql: str, *args: Any) -> Any:
         if _is_read(sql):
-            async with self._reader() as q:
-                return await q.fetchone(sql, *args)
+            _note(sql)
+            return await self.reads.read(_fetchone_in_thread, to_sqlite_sql(sql), args)
         async with self.transaction() as txn:
             return await txn.fetchone(sql, *args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Any]:
         if _is_read(sql):
-            async with self._reader() as q:
-                return await q.fetchall(sql, *args)
+            _note(sql)
+            rows: list[Any] = await self.reads.read(_fetchall_in_thread, to_sqlite_sql(sql), args)
+            return rows
         async with self.transaction() as txn:
             return await txn.fetchall(sql, *args)
 

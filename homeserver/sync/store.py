@@ -21,6 +21,7 @@ from homeserver.rooms.store.membership_store import (
     user_rooms,
 )
 from homeserver.storage.database import Database
+from homeserver.storage.set_statement import SetStatement
 from homeserver.storage.sql import placeholders
 
 _COLS = MEMBERSHIP_COLUMNS
@@ -337,6 +338,13 @@ class UserMemberships:
 class SyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The 20 long-polls one message wakes read this in the same turn, and most of
+        # the 20 they are followed by read their heads in a few turns: one statement
+        # for all the calls of a turn on PostgreSQL (storage/set_statement.py).
+        self._woken = SetStatement(
+            db, _SYNC_HEADS_AND_MEMBERSHIPS, ("text", "text", "bigint", "bigint", "bigint")
+        )
+        self._sync_heads = SetStatement(db, _SYNC_HEADS, ("text", "text", "bigint"))
 
     async def stream_heads(self) -> StreamHeads:
         """Every database stream's current position, in one statement."""
@@ -345,7 +353,7 @@ class SyncStore:
     async def sync_heads(self, user_id: str, device_id: str, user_nid: int) -> StreamHeads:
         """``stream_heads``, with whether this device peeks into a room, the user's
         presence state and the device's key counts, in one statement."""
-        return _sync_heads(await self.db.fetchall(_SYNC_HEADS, user_id, device_id, user_nid))
+        return _sync_heads(await self._sync_heads.fetchall(user_id, device_id, user_nid))
 
     async def sync_heads_and_rooms(
         self, user_id: str, device_id: str, user_nid: int, limit: int = 0, counts: bool = True
@@ -374,9 +382,7 @@ class SyncStore:
     ) -> tuple[StreamHeads, UserMemberships]:
         """``sync_heads`` and ``user_memberships`` up to the events head read with them
         (a woken long-poll's two first reads), in one statement."""
-        rows = await self.db.fetchall(
-            _SYNC_HEADS_AND_MEMBERSHIPS, user_id, device_id, user_nid, since, limit
-        )
+        rows = await self._woken.fetchall(user_id, device_id, user_nid, since, limit)
         read = _walk(rows, user_id)
         heads = _sync_heads(read.head_rows)
         # The counts of the rooms with news (the joined rooms with events in the range).
