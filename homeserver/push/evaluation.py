@@ -419,7 +419,11 @@ class PushEvaluator:
             push = await self.notifications.rows_if_flat(stored)
         except Exception:
             return None  # the evaluator tries it again, and passes it over if it must
-        if push is None or push.joined is None or not self.spans.holds(stored.room_nid, push.joined):
+        if (
+            push is None
+            or push.joined is None
+            or not self.spans.holds(stored.room_nid, push.joined)
+        ):
             return None
         store = self.notifications.store
         if push.shared is not None:
