@@ -18,6 +18,14 @@ event; its notification rows come later, here::
                  cursor := last position
         after commit: row hooks (pushers), wake sync waiters (workers: bus)
 
+In the send (SQLite, ``evaluate_in``): when the cursor is at the position just before
+an ordinary message and its evaluation is flat (no read or lock of the room's members,
+no span to write: ``NotificationService.rows_if_flat``), the send's own transaction
+writes its rows and moves the cursor onto it. Its woken /sync then waits for nothing and
+the batch commit above does not happen for it; anything else (the cursor behind, a
+membership change not yet settled, PostgreSQL, whose events take their positions after
+the hooks) is left to the task as before.
+
 The runner knows the positions this process persisted (``on_persisted`` gets the
 event's nid with its position): when every position after the cursor up to some
 position is such an event, a step takes them from memory and reads neither the

@@ -19,8 +19,9 @@ A message in a room of ten thousand thus writes one row, not ten thousand, and
 those with rules of their own (``_evaluate_flat``, ``room_members.py``).
 It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
-of ten members as in one of ten thousand. /sync then counts rows (own and
-shared: ``actions_store.py``) after the user's read receipt
+of ten members as in one of ten thousand; an ordinary message whose evaluation is
+flat (``rows_if_flat``) may be evaluated in the send's own transaction instead.
+/sync then counts rows (own and shared: ``actions_store.py``) after the user's read receipt
 (``unread_counts``, once the cursor has reached the sync's upper bound; an
 incremental sync reads them with its heads when that snapshot's cursor is at its
 head: ``sync/store.py``) and
