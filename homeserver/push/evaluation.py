@@ -18,6 +18,14 @@ event; its notification rows come later, here::
                  cursor := last position
         after commit: row hooks (pushers), wake sync waiters (workers: bus)
 
+In the send (SQLite, ``evaluate_in``): when the cursor is at the position just before
+an ordinary message and its evaluation is flat (no read or lock of the room's members,
+no span to write: ``NotificationService.rows_if_flat``), the send's own transaction
+writes its rows and moves the cursor onto it. Its woken /sync then waits for nothing and
+the batch commit above does not happen for it; anything else (the cursor behind, a
+membership change not yet settled, PostgreSQL, whose events take their positions after
+the hooks) is left to the task as before.
+
 The runner knows the positions this process persisted (``on_persisted`` gets the
 event's nid with its position): when every position after the cursor up to some
 position is such an event, a step takes them from memory and reads neither the
@@ -69,7 +77,7 @@ from typing import Final
 from homeserver.push.notifications import NOTHING_PUSHED, EventPush, NotificationService
 from homeserver.push.spans_store import MemberSpans
 from homeserver.rooms.store.events_store import EventStore, StoredEvent
-from homeserver.storage.database import Database, WriteBatch
+from homeserver.storage.database import Database, Queries, WriteBatch
 
 log = logging.getLogger("myelin.push.evaluation")
 
@@ -103,6 +111,9 @@ class PushEvaluator:
         self.events = events
         self.notifications = notifications
         self.spans = MemberSpans(db)
+        # Whether a send may evaluate its own message (``evaluate_in``): on PostgreSQL an
+        # event takes its position at the end of its transaction, after the hooks.
+        self.inline = db.engine == "sqlite"
         # The cursor as this process last saw it (None: not read yet).
         self.position: int | None = None
         # The highest position persisted by this process (or announced to the runner).
@@ -372,6 +383,12 @@ class PushEvaluator:
         self.spans.committed(spans)
         if self._known:
             self._known = {p: n for p, n in self._known.items() if p > end}
+        self._evaluated(end, done)
+        return more
+
+    def _evaluated(self, end: int, done: list[tuple[StoredEvent, EventPush]]) -> None:
+        """The rows of ``done`` and the cursor at ``end`` committed: wake the readers
+        waiting for it, tell the other processes, hand the rows to the row hooks."""
         self._advance(end)
         if self.publish is not None:
             self.publish(PUSH_EVALUATED, [str(end)])
@@ -383,4 +400,49 @@ class PushEvaluator:
                     hook(push, stored)
                 except Exception:
                     log.exception("push row hook failed for %s", stored.event.event_id)
-        return more
+
+    # ------------------------------------------------------ in the send
+
+    async def evaluate_in(self, q: Queries, stored: StoredEvent) -> EventPush | None:
+        """Inside the send's transaction (SQLite: the hook knows the event's position):
+        write an ordinary message's rows and move the cursor onto it, when that is
+        exactly the batch the evaluator would write next. None (nothing written: the
+        evaluator takes the event, as for any other) unless
+
+        - this process runs the evaluation and its cursor is at the position just
+          before the event (older events are evaluated, and it has committed: the
+          in-memory cursor moves only after its commit);
+        - the evaluation is O(1) and needs no lock or read of the room's members
+          (``NotificationService.rows_if_flat``: the send holds the room's lock);
+        - the member spans already say who the shared row covers (no span write).
+
+        The woken /sync then finds the cursor at its head and the evaluator's own
+        commit is gone. Rows and cursor commit with the event, under its fsync. A step
+        of the evaluator that runs meanwhile may evaluate the event again: rows are
+        keyed by user and event, and the cursor only moves forward."""
+        so = stored.stream_ordering
+        if not self.inline or so is None or not self.running or self.position != so - 1:
+            return None
+        try:
+            push = await self.notifications.rows_if_flat(stored)
+        except Exception:
+            return None  # the evaluator tries it again, and passes it over if it must
+        if (
+            push is None
+            or push.joined is None
+            or not self.spans.holds(stored.room_nid, push.joined)
+        ):
+            return None
+        store = self.notifications.store
+        if push.shared is not None:
+            await store.add_shared_in(q, [push.shared])
+        await store.add_in(q, push.rows)
+        await q.execute(_MOVE, so)
+        return push
+
+    def evaluated_in(self, stored: StoredEvent, push: EventPush) -> None:
+        """After the commit of an event ``evaluate_in`` wrote the rows of."""
+        so = int(stored.stream_ordering or 0)
+        self.persisted = max(self.persisted, so)
+        self._known.pop(so, None)
+        self._evaluated(so, [(stored, push)])

@@ -19,8 +19,9 @@ A message in a room of ten thousand thus writes one row, not ten thousand, and
 those with rules of their own (``_evaluate_flat``, ``room_members.py``).
 It runs after the send answered, in ``PushEvaluator`` (evaluation.py: stream
 order, a durable cursor moved with the rows), so a send costs the same in a room
-of ten members as in one of ten thousand. /sync then counts rows (own and
-shared: ``actions_store.py``) after the user's read receipt
+of ten members as in one of ten thousand; an ordinary message whose evaluation is
+flat (``rows_if_flat``) may be evaluated in the send's own transaction instead.
+/sync then counts rows (own and shared: ``actions_store.py``) after the user's read receipt
 (``unread_counts``, once the cursor has reached the sync's upper bound; an
 incremental sync reads them with its heads when that snapshot's cursor is at its
 head: ``sync/store.py``) and
@@ -221,8 +222,38 @@ class NotificationService:
         so = stored.stream_ordering
         if so is None or so <= 0 or stored.redacted_by is not None:
             return NOTHING_PUSHED  # hidden, backfilled, or redacted before it was evaluated
+        return self._push(stored, so, *await self._evaluate(stored, so))
+
+    async def rows_if_flat(self, stored: StoredEvent) -> EventPush | None:
+        """``rows_for`` of an ordinary message, if its evaluation needs neither a read of
+        the room's members nor its lock: a message (no state, no outlier) after the room's
+        newest membership change, whose members this process has cached, settled
+        (``_room``'s undo already dropped) and with their names. None otherwise.
+
+        For the send's own transaction (``PushEvaluator.evaluate_in``), which holds the
+        room's lock (``_room`` would take it on a cache miss) and whose membership rows,
+        were it a membership event, the cache would not know yet."""
+        so = stored.stream_ordering
         ev = stored.event
-        joined, common, outcomes = await self._evaluate(stored, so)
+        if so is None or so <= 0 or stored.redacted_by is not None or stored.outlier:
+            return None
+        if ev.is_state() or self.rooms.members.local_cache.publish is not None:
+            return None  # with other processes, only a database probe makes the cache exact
+        room = self.room_members.peek(stored.room_nid)[0]
+        if room is None or room.undo or room.names is None or room.floor > so or room.newest >= so:
+            return None
+        return self._push(stored, so, *await self._evaluate_flat(stored, room))
+
+    def _push(
+        self,
+        stored: StoredEvent,
+        so: int,
+        joined: frozenset[str] | None,
+        common: Outcome | None,
+        outcomes: list[tuple[str, Outcome]],
+    ) -> EventPush:
+        """The rows of an evaluated event (``_evaluate``'s answer)."""
+        ev = stored.event
         thread = thread_of(ev.pdu)
         shared: SharedRow | None = None
         if common is not None and (common.notify or common.highlight) and joined:

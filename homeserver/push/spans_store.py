@@ -87,6 +87,12 @@ class MemberSpans:
         for room, members in plan.after.items():
             self._remember(room, members)
 
+    def holds(self, room: int, joined: frozenset[str]) -> bool:
+        """Whether the room's open spans, as committed, are exactly ``joined`` (an event
+        with those members joined writes no span), known without a read."""
+        current = self._open.get(room)
+        return current is not None and (current is joined or current == joined)
+
     def forget(self) -> None:
         """A transaction failed (or another process may have written): read again."""
         self._open.clear()

@@ -111,6 +111,9 @@ def wire_sync(
     ) -> AfterCommit | None:
         if plan.outlier and not plan.out_of_band:
             return None  # never in a timeline (a join's state: thousands at once)
+        push = await evaluator.evaluate_in(q, stored)
+        if push is not None:
+            return partial(evaluator.evaluated_in, push=push)
 
         def on_commit(committed: StoredEvent) -> None:
             # The committed event's position: on PostgreSQL the hook's has none yet.
