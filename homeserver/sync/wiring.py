@@ -101,7 +101,8 @@ def wire_sync(
     suffix = ":" + rooms.server_name
     notifications = NotificationService(rooms, push, PushActionStore(db), rooms_area.serializer)
     # Push rules are evaluated behind the send, in stream order (push/evaluation.py);
-    # readers of counts wait for the evaluator's cursor.
+    # readers of counts wait for the evaluator's cursor. On SQLite an ordinary message
+    # right after the cursor is evaluated in the send's own transaction (``evaluate_in``).
     evaluator = PushEvaluator(db, rooms.events, notifications)
     notifications.caught_up = evaluator.caught_up
     notifications.settle = evaluator.settle
