@@ -187,9 +187,10 @@ class PartialStateStore:
         )
         return [(r["gap_event_id"], r["origin"], _string_list(r["missing"])) for r in rows]
 
-    async def history_roots(self, q: Queries, room_nid: int, gap_event_id: str) -> set[int]:
-        """The snapshot groups under the backfilled events that follow ``gap_event_id``
-        (the state after the gap, with those events' own changes as deltas on it)."""
+    async def history_after(self, q: Queries, room_nid: int, gap_event_id: str) -> set[int]:
+        """The state groups of the backfilled events that follow ``gap_event_id`` (the
+        state after the gap, with those events' own changes as deltas on it: their
+        snapshot roots are ``StateStore.roots``)."""
         rows = await q.fetchall(
             "SELECT DISTINCT e.state_group FROM event_edges x"
             " JOIN events e ON e.event_nid = x.event_nid"
@@ -198,17 +199,7 @@ class PartialStateStore:
             gap_event_id,
             room_nid,
         )
-        roots: set[int] = set()
-        for r in rows:
-            group: int | None = int(r["state_group"])
-            while group is not None:
-                prev = await q.fetchval(
-                    "SELECT prev_group FROM state_groups WHERE state_group = $1", group
-                )
-                if prev is None:
-                    roots.add(group)
-                group = None if prev is None else int(prev)
-        return roots
+        return {int(r["state_group"]) for r in rows}
 
     async def clear_history_in(self, q: Queries, room_nid: int) -> None:
         await q.execute("DELETE FROM partial_state_history WHERE room_nid = $1", room_nid)

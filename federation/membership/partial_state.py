@@ -494,7 +494,8 @@ class PartialStateJoins:
                 await rooms.state.add_to_roots(q, room.room_nid, nids, min_group, history)
                 for gap, entries in deferred:
                     # History stored ahead of this round: its own gap's state, whole now.
-                    for group in await self.store.history_roots(q, room.room_nid, gap):
+                    after = await self.store.history_after(q, room.room_nid, gap)
+                    for group in await rooms.state.roots(q, after):
                         await rooms.state.add_to_group(q, group, entries)
                 await self.store.clear_history_in(q, room.room_nid)
                 await rooms.state.add_current(q, room.room_nid, added)

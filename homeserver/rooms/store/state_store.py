@@ -232,6 +232,20 @@ class StateStore:
             if group not in skip:
                 await self.add_to_group(q, group, entries)
 
+    async def roots(self, q: Queries, groups: Collection[int]) -> set[int]:
+        """The snapshot groups (no ``prev_group``) that ``groups`` are built on, themselves
+        included when they are snapshots: one walk of their chains (``_CHAINS``)."""
+        if not groups:
+            return set()
+        todo = list(groups)
+        select = " SELECT sg FROM chain WHERE prev IS NULL"
+        if self._pg:
+            rows = await q.fetchall(_CHAINS.format(groups="= ANY($1::bigint[])") + select, todo)
+        else:
+            sql = _CHAINS.format(groups=f"IN ({placeholders(len(todo))})") + select
+            rows = await q.fetchall(sql, *todo)
+        return {int(r["sg"]) for r in rows}
+
     async def add_to_group(self, q: Queries, group: int, entries: Mapping[int, int]) -> None:
         """Add ``entries`` for keys the snapshot ``group`` lacks (``add_to_roots``; the
         history stored ahead of a partial-state resync, completed by its merge). The

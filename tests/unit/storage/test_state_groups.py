@@ -124,3 +124,31 @@ async def test_a_load_in_flight_when_groups_change_is_not_cached(db: Database) -
             state = await store.state_at_group(group)
         assert state[key] == key * 100
         assert reads.total == 1  # read again, not the in-flight load's old rows
+
+
+async def test_roots_are_the_snapshots_under_groups_in_one_statement(db: Database) -> None:
+    """``roots``: every group's snapshot (itself when it is one), however deep its deltas
+    (a partial-state merge completes a stored-ahead history's snapshots with it)."""
+    store = StateStore(db, max_delta_depth=4)
+    chain: list[int] = []
+    group: int | None = None
+    async with db.transaction() as q:
+        for step in range(10):
+            group = await store.create_group(q, 1, group, {step: 100 + step})
+            chain.append(group)
+        other = await store.create_group(q, 1, None, {1: 1})
+        deltas = await store.create_group(q, 1, other, {2: 2})
+    rows = await db.fetchall(
+        "SELECT state_group FROM state_groups WHERE state_group IN"
+        f" ({', '.join(str(g) for g in chain)}) AND prev_group IS NULL"
+    )
+    snapshots = {int(r["state_group"]) for r in rows}
+    assert len(snapshots) >= 2  # the chain was cut into snapshots at depth 4
+    async with db.transaction() as q:
+        with count_statements() as counted:
+            found = await store.roots(q, [chain[-1], chain[-2], deltas])
+        under = {max(s for s in snapshots if s <= g) for g in chain[-2:]}
+        assert found == under | {other}
+        assert counted.total == 1
+        assert await store.roots(q, [chain[0]]) == {chain[0]}
+        assert await store.roots(q, []) == set()
